@@ -1,0 +1,144 @@
+"""The in-memory form of one FCS data set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImmunomonError
+
+
+@dataclass(frozen=True)
+class Channel:
+    """What the TEXT segment says about one parameter ($Pn* keywords)."""
+
+    name: str                      # $PnN
+    marker: str | None = None      # $PnS
+    range: float = 262144.0        # $PnR
+    gain: float = 1.0              # $PnG
+    amplification: tuple[float, float] = (0.0, 0.0)  # $PnE decades, offset
+    datatype: str = "F"            # $DATATYPE or FCS 3.2 $PnDATATYPE
+    bits: int = 32                 # $PnB
+
+
+@dataclass(frozen=True, eq=False)
+class Spillover:
+    """A spillover matrix labelled by detector: ``matrix[i, j]`` is the share of
+    the signal of the dye read in ``detectors[i]`` that spills into ``detectors[j]``."""
+
+    detectors: tuple[str, ...]
+    matrix: np.ndarray
+
+    def __post_init__(self):
+        m = np.asarray(self.matrix, dtype=np.float64)
+        n = len(self.detectors)
+        if m.shape != (n, n):
+            raise ImmunomonError(
+                f"spillover matrix is {m.shape[0]}x{m.shape[1] if m.ndim > 1 else 1} "
+                f"but names {n} detectors")
+        object.__setattr__(self, "matrix", m)
+        object.__setattr__(self, "detectors", tuple(self.detectors))
+
+    def __eq__(self, other):
+        return (isinstance(other, Spillover) and self.detectors == other.detectors
+                and np.array_equal(self.matrix, other.matrix))
+
+    def __repr__(self):
+        return f"Spillover({len(self.detectors)} detectors: {', '.join(self.detectors)})"
+
+
+@dataclass(eq=False)
+class Sample:
+    """One FCS data set: events (float32, events x channels) and its metadata.
+
+    Columns of ``events`` follow ``channels`` (the $PnN names in file order).
+    Values are linear: log-amplified integer data ($PnE) has already been
+    converted as the standard says, and gains ($PnG) are recorded, not applied.
+    """
+
+    events: np.ndarray
+    channel_info: tuple[Channel, ...]
+    keywords: dict[str, str]
+    version: str = "3.1"
+    spillover: Spillover | None = None
+    path: Path | None = None
+    dataset: int = 0
+    warnings: list[str] = field(default_factory=list)
+    raw_text: bytes | None = None     # the TEXT segment as stored, for non-UTF-8 values
+
+    def __post_init__(self):
+        if self.events.ndim != 2 or self.events.shape[1] != len(self.channel_info):
+            raise ImmunomonError(
+                f"events have shape {self.events.shape} but {len(self.channel_info)} channels "
+                "are described")
+        self.channel_info = tuple(self.channel_info)
+
+    # -- channel metadata -------------------------------------------------------
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.channel_info)
+
+    @property
+    def markers(self) -> tuple[str | None, ...]:
+        return tuple(c.marker for c in self.channel_info)
+
+    @property
+    def ranges(self) -> np.ndarray:
+        return np.array([c.range for c in self.channel_info], dtype=np.float64)
+
+    @property
+    def gains(self) -> np.ndarray:
+        return np.array([c.gain for c in self.channel_info], dtype=np.float64)
+
+    @property
+    def n_events(self) -> int:
+        return self.events.shape[0]
+
+    @property
+    def timestep(self) -> float | None:
+        """Seconds per unit of the Time channel ($TIMESTEP), when given."""
+        value = self.keywords.get("$TIMESTEP")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def channel_index(self, name_or_marker: str) -> int:
+        """Column of a channel given its $PnN name or its $PnS marker.
+
+        Exact $PnN matches win, then exact markers, then case-insensitive
+        matches of either. An ambiguous marker is an error naming the channels.
+        """
+        names = self.channels
+        if name_or_marker in names:
+            return names.index(name_or_marker)
+        hits = [i for i, m in enumerate(self.markers) if m == name_or_marker]
+        if not hits:
+            key = name_or_marker.casefold()
+            hits = [i for i, c in enumerate(self.channel_info)
+                    if c.name.casefold() == key or (c.marker or "").casefold() == key]
+        if len(hits) == 1:
+            return hits[0]
+        where = f" in {self.path}" if self.path else ""
+        if not hits:
+            known = ", ".join(f"{c.name} ({c.marker})" if c.marker else c.name
+                              for c in self.channel_info)
+            raise ImmunomonError(
+                f"no channel or marker named {name_or_marker!r}{where}; channels are: {known}")
+        raise ImmunomonError(
+            f"marker {name_or_marker!r} is on several channels{where}: "
+            f"{', '.join(names[i] for i in hits)}; name the channel instead")
+
+    def column(self, name_or_marker: str) -> np.ndarray:
+        """The events of one channel (a view, float32)."""
+        return self.events[:, self.channel_index(name_or_marker)]
+
+    def __getitem__(self, name_or_marker: str) -> np.ndarray:
+        return self.column(name_or_marker)
+
+    def __repr__(self):
+        src = f" from {self.path.name}" if self.path else ""
+        return (f"<Sample{src}: FCS {self.version}, {self.n_events} events x "
+                f"{len(self.channel_info)} channels>")

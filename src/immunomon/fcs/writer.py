@@ -1,0 +1,1 @@
+def write_fcs(path, sample): raise RuntimeError("writer not ready")
