@@ -1,0 +1,56 @@
+"""What ``immunomon info`` says about a file: a summary of HEADER and TEXT."""
+
+from __future__ import annotations
+
+from .reader import read_fcs_metadata
+
+_DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
+
+
+def describe_file(path) -> dict:
+    """A JSON-ready summary of one FCS file (first data set; HEADER and TEXT only)."""
+    meta = read_fcs_metadata(path)
+    kw = meta.keywords
+    kinds = sorted({c.datatype for c in meta.channel_info})
+    widths = sorted({c.bits for c in meta.channel_info})
+    return {
+        "file": str(path),
+        "fcs_version": meta.version,
+        "datasets": meta.n_datasets,
+        "instrument": kw.get("$CYT"),
+        "date": kw.get("$DATE"),
+        "start_time": kw.get("$BTIM"),
+        "events": meta.n_events,
+        "datatype": "/".join(_DATATYPES[k] for k in kinds),
+        "bits": widths,
+        "byte_order": kw.get("$BYTEORD"),
+        "spillover": meta.spillover is not None,
+        "spillover_channels": list(meta.spillover.detectors) if meta.spillover else [],
+        "channels": [{"name": c.name, "marker": c.marker, "range": c.range, "gain": c.gain,
+                      "log_decades": c.amplification[0]} for c in meta.channel_info],
+        "warnings": list(meta.warnings),
+    }
+
+
+def format_description(desc: dict) -> str:
+    """The human-readable form of ``describe_file``."""
+    lines = [
+        f"{desc['file']}",
+        f"  FCS {desc['fcs_version']}"
+        + (f", {desc['datasets']} data sets (showing the first)" if desc["datasets"] > 1 else ""),
+        f"  instrument : {desc['instrument'] or '-'}",
+        f"  acquired   : {desc['date'] or '-'} {desc['start_time'] or ''}".rstrip(),
+        f"  events     : {desc['events']:,}",
+        f"  data type  : {desc['datatype']} ({'/'.join(map(str, desc['bits']))} bit), "
+        f"byte order {desc['byte_order'] or '-'}",
+        f"  spillover  : " + (f"yes, {len(desc['spillover_channels'])} channels"
+                              if desc["spillover"] else "no"),
+        f"  channels   : {len(desc['channels'])}",
+    ]
+    width = max((len(c["name"]) for c in desc["channels"]), default=0)
+    for i, c in enumerate(desc["channels"], start=1):
+        extra = f"  log {c['log_decades']:g} decades" if c["log_decades"] else ""
+        lines.append(f"    {i:>3}  {c['name']:<{width}}  {c['marker'] or ''}{extra}".rstrip())
+    for w in desc["warnings"]:
+        lines.append(f"  warning: {w}")
+    return "\n".join(lines)
