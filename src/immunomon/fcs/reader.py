@@ -172,8 +172,9 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
     valid = [(src, b, e) for src, b, e in candidates if 0 <= b < file_size and e >= b - 1]
     if not valid:
         src, b, e = candidates[0]
-        raise FCSFormatError(path, f"DATA segment {b}..{e} ({src}) lies outside the file "
-                             f"({file_size} bytes)", offset=b)
+        raise FCSFormatError(path, f"DATA segment {b}..{e} ({src}) lies beyond the end of the "
+                             f"file ({file_size} bytes); the file is truncated or its offsets "
+                             "are wrong", offset=b)
 
     if n_events is None:  # FCS 2.0 may omit $TOT: derive it from the segment
         src, b, e = valid[0]

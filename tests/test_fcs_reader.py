@@ -1,0 +1,447 @@
+"""The FCS reader against files built byte by byte, one quirk per test."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import immunomon
+from immunomon import FCSFormatError, read_fcs, read_fcs_metadata
+
+from fcsbuild import assemble, channel_keywords, pack_bits, pack_rows, pack_uint
+
+REPO = Path(__file__).resolve().parents[1]
+COMPLIANCE = REPO.parent / "shared" / "data" / "gatingml2-compliance"
+RNG = np.random.default_rng(20261124)
+
+
+def write(tmp_path, blob: bytes, name="f.fcs") -> Path:
+    p = tmp_path / name
+    p.write_bytes(blob)
+    return p
+
+
+def float_file(values, *, version="3.1", byteorder="<", extra=None, **kw):
+    names = [f"FL{i}-A" for i in range(1, values.shape[1] + 1)]
+    keywords = channel_keywords(names, [32] * values.shape[1], extra={
+        "$BYTEORD": "1,2,3,4" if byteorder == "<" else "4,3,2,1", "$DATATYPE": "F",
+        "$MODE": "L", "$TOT": str(values.shape[0]), "$NEXTDATA": "0", **(extra or {})})
+    return assemble(keywords, pack_rows(values, ["f"] * values.shape[1], byteorder),
+                    version=version, **kw)
+
+
+# ----------------------------------------------------------------------------- versions and types
+@pytest.mark.parametrize("version", ["2.0", "3.0", "3.1", "3.2"])
+def test_every_version_reads_float_data(tmp_path, version):
+    values = RNG.normal(1000, 300, size=(257, 5)).astype(np.float32)
+    s = read_fcs(write(tmp_path, float_file(values, version=version)))
+    assert s.version == version
+    assert s.events.dtype == np.float32 and s.events.shape == (257, 5)
+    np.testing.assert_array_equal(s.events, values)
+    assert s.channels == ("FL1-A", "FL2-A", "FL3-A", "FL4-A", "FL5-A")
+
+
+def test_big_endian_float(tmp_path):
+    values = RNG.normal(0, 1e4, size=(100, 3)).astype(np.float32)
+    s = read_fcs(write(tmp_path, float_file(values, byteorder=">")))
+    np.testing.assert_array_equal(s.events, values)
+
+
+@pytest.mark.parametrize("order", [">", "<"])
+def test_double_data(tmp_path, order):
+    values = RNG.normal(0, 1e5, size=(64, 4))
+    kw = channel_keywords(list("ABCD"), [64] * 4, extra={
+        "$BYTEORD": "1,2,3,4" if order == "<" else "4,3,2,1", "$DATATYPE": "D",
+        "$TOT": "64"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_rows(values, ["d"] * 4, order))))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+def test_ascii_fixed_width(tmp_path):
+    values = RNG.integers(0, 99999, size=(30, 3))
+    data = b"".join(b"".join(f"{v:>6}".encode() for v in row) for row in values.tolist())
+    kw = channel_keywords(["A", "B", "C"], [6, 6, 6], extra={"$DATATYPE": "A", "$TOT": "30",
+                                                            "$BYTEORD": "1,2,3,4"})
+    s = read_fcs(write(tmp_path, assemble(kw, data, version="2.0")))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+def test_ascii_delimited(tmp_path):
+    values = RNG.integers(0, 5000, size=(20, 4))
+    data = "\n".join(",".join(str(v) for v in row) for row in values.tolist()).encode()
+    kw = channel_keywords(list("WXYZ"), ["*"] * 4, extra={"$DATATYPE": "A", "$TOT": "20",
+                                                          "$BYTEORD": "1,2,3,4"})
+    s = read_fcs(write(tmp_path, assemble(kw, data, version="2.0")))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+def test_fcs32_per_parameter_datatypes(tmp_path):
+    n = 50
+    ints = RNG.integers(0, 1024, size=n)
+    floats = RNG.normal(0, 100, size=n).astype(np.float32)
+    doubles = RNG.normal(0, 1e6, size=n)
+    rows = np.empty(n, dtype=object)
+    data = b"".join(struct.pack("<Hfd", int(a), float(b), float(c))
+                    for a, b, c in zip(ints, floats, doubles))
+    kw = channel_keywords(["I16", "F32", "D64"], [16, 32, 64], ranges=[1024, 262144, 262144],
+                          extra={"$DATATYPE": "I", "$P2DATATYPE": "F", "$P3DATATYPE": "D",
+                                 "$TOT": str(n), "$BYTEORD": "1,2,3,4"})
+    s = read_fcs(write(tmp_path, assemble(kw, data, version="3.2")))
+    np.testing.assert_array_equal(s.events[:, 0], ints.astype(np.float32))
+    np.testing.assert_array_equal(s.events[:, 1], floats)
+    np.testing.assert_array_equal(s.events[:, 2], doubles.astype(np.float32))
+    assert [c.datatype for c in s.channel_info] == ["I", "F", "D"]
+    del rows
+
+
+# ----------------------------------------------------------------------------- integers
+@pytest.mark.parametrize("bits", [8, 16, 24, 32, 64])
+@pytest.mark.parametrize("order", [(1, 2, 3, 4), (4, 3, 2, 1)])
+def test_integer_widths(tmp_path, bits, order):
+    top = min(2 ** bits, 2 ** 24)   # stay exact in float32
+    values = RNG.integers(0, top, size=(40, 3))
+    kw = channel_keywords(["A", "B", "C"], [bits] * 3, ranges=[2 ** bits] * 3, extra={
+        "$DATATYPE": "I", "$TOT": "40", "$BYTEORD": ",".join(map(str, order))})
+    data = pack_uint(values, bits // 8, order)
+    s = read_fcs(write(tmp_path, assemble(kw, data)))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+@pytest.mark.parametrize("order", [(3, 4, 1, 2), (2, 1, 4, 3)])
+def test_odd_byte_orders(tmp_path, order):
+    values = RNG.integers(0, 2 ** 24, size=(25, 2))
+    kw = channel_keywords(["A", "B"], [32, 32], ranges=[2 ** 32] * 2, extra={
+        "$DATATYPE": "I", "$TOT": "25", "$BYTEORD": ",".join(map(str, order))})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_uint(values, 4, order))))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+def test_odd_byte_order_float(tmp_path):
+    values = RNG.normal(0, 100, size=(10, 2)).astype(np.float32)
+    le = values.astype("<f4").view("<u4")
+    kw = channel_keywords(["A", "B"], [32, 32], extra={
+        "$DATATYPE": "F", "$TOT": "10", "$BYTEORD": "3,4,1,2"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_uint(le, 4, (3, 4, 1, 2)))))
+    np.testing.assert_array_equal(s.events, values)
+
+
+@pytest.mark.parametrize("order", ["1,2", "2,1"])
+def test_two_byte_byteord_on_16_bit_data(tmp_path, order):
+    values = RNG.integers(0, 65536, size=(33, 2))
+    kw = channel_keywords(["A", "B"], [16, 16], ranges=[65536] * 2,
+                          extra={"$DATATYPE": "I", "$TOT": "33", "$BYTEORD": order})
+    data = pack_uint(values, 2, tuple(int(x) for x in order.split(",")))
+    np.testing.assert_array_equal(read_fcs(write(tmp_path, assemble(kw, data))).events,
+                                  values.astype(np.float32))
+
+
+def test_16_bit_words_masked_to_10_bits(tmp_path):
+    """FACSCalibur-style: $PnB 16, $PnR 1024, flags in the six high bits."""
+    true = RNG.integers(0, 1024, size=(500, 4))
+    flags = RNG.integers(0, 64, size=(500, 4)) << 10
+    kw = channel_keywords(list("ABCD"), [16] * 4, ranges=[1024] * 4,
+                          extra={"$DATATYPE": "I", "$TOT": "500", "$BYTEORD": "4,3,2,1"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_uint(true | flags, 2, (2, 1)), version="2.0")))
+    np.testing.assert_array_equal(s.events, true.astype(np.float32))
+
+
+def test_mask_uses_the_bits_range_needs(tmp_path):
+    # $PnR 1000 is not a power of two: values need 10 bits, so the mask is 1023.
+    values = RNG.integers(0, 1000, size=(50, 1)) | (1 << 12)
+    kw = channel_keywords(["A"], [16], ranges=[1000],
+                          extra={"$DATATYPE": "I", "$TOT": "50", "$BYTEORD": "1,2"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_uint(values, 2, (1, 2)))))
+    np.testing.assert_array_equal(s.events[:, 0], (values[:, 0] & 1023).astype(np.float32))
+
+
+@pytest.mark.parametrize("little", [True, False])
+@pytest.mark.parametrize("widths", [[10, 10, 10], [12, 12], [10, 12, 7, 24], [24, 24]])
+def test_bit_packed_integers(tmp_path, little, widths):
+    n = 97  # odd count so the stream ends inside a byte
+    values = np.column_stack([RNG.integers(0, 2 ** w, size=n) for w in widths])
+    kw = channel_keywords([f"P{i}" for i in range(len(widths))], widths,
+                          ranges=[2 ** w for w in widths],
+                          extra={"$DATATYPE": "I", "$TOT": str(n),
+                                 "$BYTEORD": "1,2,3,4" if little else "4,3,2,1"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_bits(values, widths, little), version="2.0")))
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+
+
+def test_mixed_byte_widths(tmp_path):
+    n = 60
+    a, b, c = (RNG.integers(0, 2 ** w, size=n) for w in (8, 16, 32))
+    data = b"".join(struct.pack(">BHI", int(x), int(y), int(z)) for x, y, z in zip(a, b, c))
+    kw = channel_keywords(["A", "B", "C"], [8, 16, 32], ranges=[256, 65536, 2 ** 32],
+                          extra={"$DATATYPE": "I", "$TOT": str(n), "$BYTEORD": "4,3,2,1"})
+    s = read_fcs(write(tmp_path, assemble(kw, data)))
+    np.testing.assert_array_equal(s.events, np.column_stack([a, b, c]).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- scaling
+def test_log_amplification_and_gain(tmp_path):
+    raw = RNG.integers(0, 1024, size=(80, 3))
+    kw = channel_keywords(["FSC-H", "FL1-H", "FL2-H"], [16] * 3, ranges=[1024] * 3, extra={
+        "$DATATYPE": "I", "$TOT": "80", "$BYTEORD": "1,2", "$P1G": "3.67",
+        "$P2E": "4,0", "$P3E": "4,0.5"})
+    path = write(tmp_path, assemble(kw, pack_uint(raw, 2, (1, 2)), version="2.0"))
+    s = read_fcs(path)
+    expected = np.column_stack([raw[:, 0] / 3.67, 10 ** (4 * raw[:, 1] / 1024),
+                                0.5 * 10 ** (4 * raw[:, 2] / 1024)])
+    np.testing.assert_allclose(s.events, expected, rtol=1e-6)
+    np.testing.assert_array_equal(read_fcs(path, scale=False).events, raw.astype(np.float32))
+    assert s.channel_info[1].amplification == (4.0, 1.0)   # f2 = 0 means 1
+    assert s.channel_info[0].gain == 3.67
+
+
+def test_timestep(tmp_path):
+    values = np.column_stack([np.arange(10, dtype=np.float32), np.ones(10, np.float32)])
+    blob = float_file(values, extra={"$TIMESTEP": "0.01"})
+    s = read_fcs(write(tmp_path, blob))
+    assert s.timestep == 0.01
+    np.testing.assert_array_equal(s.events[:, 0], np.arange(10))   # stored units kept
+
+
+# ----------------------------------------------------------------------------- offsets
+def _values():
+    return RNG.normal(500, 100, size=(123, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["zero", "blank"])
+def test_header_data_offsets_zero_or_blank_use_text(tmp_path, mode):
+    values = _values()
+    s = read_fcs(write(tmp_path, float_file(values, header_data=mode)))
+    np.testing.assert_array_equal(s.events, values)
+
+
+def test_fcs20_without_text_offsets_uses_header(tmp_path):
+    values = _values()
+    s = read_fcs(write(tmp_path, float_file(values, version="2.0", header_data="header-only")))
+    np.testing.assert_array_equal(s.events, values)
+
+
+def test_header_and_text_disagree_consistent_one_wins(tmp_path):
+    values = _values()
+    blob = bytearray(float_file(values))
+    # Corrupt the HEADER's DATA start so its length no longer matches $TOT.
+    true_start = int(blob[26:34])
+    blob[26:34] = f"{true_start - 16:>8}".encode()
+    s = read_fcs(write(tmp_path, bytes(blob)))
+    np.testing.assert_array_equal(s.events, values)
+    assert any("disagree" in w and "TEXT" in w for w in s.warnings)
+
+
+def test_text_offsets_wrong_header_wins(tmp_path):
+    values = _values()
+    blob = float_file(values)
+    start = int(blob[26:34])
+    wrong = str(start + 8).zfill(20).encode()
+    blob = blob.replace(str(start).zfill(20).encode(), wrong, 1)
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    assert any("HEADER offsets" in w for w in s.warnings)
+
+
+def test_accuri_enddata_one_byte_past(tmp_path):
+    values = _values()
+    s = read_fcs(write(tmp_path, float_file(values, enddata_extra=1)))
+    np.testing.assert_array_equal(s.events, values)
+    assert any("one byte past" in w for w in s.warnings)
+
+
+def test_offsets_above_99999999_need_text_keywords(tmp_path):
+    """A file whose DATA starts beyond 4 GB: HEADER fields 0, 64-bit $BEGINDATA."""
+    values = _values()
+    big = float_file(values, header_data="zero")
+    start = int(big.split(b"$BEGINDATA/")[1].split(b"/")[0])
+    shift = 5_000_000_000
+    new_start = str(start + shift).zfill(20).encode()
+    new_end = str(start + shift + values.nbytes - 1).zfill(20).encode()
+    blob = big.replace(str(start).zfill(20).encode(), new_start, 1)
+    blob = blob.replace(str(start + values.nbytes - 1).zfill(20).encode(), new_end, 1)
+    path = tmp_path / "big.fcs"
+    with open(path, "wb") as fh:
+        fh.write(blob[:start])
+        fh.seek(start + shift)
+        fh.write(blob[start:])
+    if os.stat(path).st_blocks * 512 > 100_000_000:  # no sparse files here: do not fill a disk
+        path.unlink()
+        pytest.skip("filesystem does not support sparse files")
+    try:
+        s = read_fcs(path)
+        np.testing.assert_array_equal(s.events, values)
+    finally:
+        path.unlink()
+
+
+# ----------------------------------------------------------------------------- TEXT
+@pytest.mark.parametrize("delim", [b"/", b"|", b"\\", b"\x0c", b"*", b"\t"])
+def test_any_delimiter(tmp_path, delim):
+    values = _values()
+    s = read_fcs(write(tmp_path, float_file(values, delim=delim,
+                                            extra={"$CYT": "Cyto", "NOTE": "a b c"})))
+    np.testing.assert_array_equal(s.events, values)
+    assert s.keywords["$CYT"] == "Cyto" and s.keywords["NOTE"] == "a b c"
+
+
+def test_escaped_delimiters_in_values(tmp_path):
+    s = read_fcs(write(tmp_path, float_file(_values(), extra={
+        "$FIL": "C:/data/run 1/tube.fcs", "PATH//KEY": "x"})))
+    assert s.keywords["$FIL"] == "C:/data/run 1/tube.fcs"
+
+
+def test_empty_values_written_as_two_delimiters(tmp_path):
+    values = _values()
+    blob = float_file(values, escape=False, extra={"$SRC": "", "$CYT": "FACSCalibur",
+                                                   "COMMENT": ""})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    assert s.keywords["$SRC"] == "" and s.keywords["COMMENT"] == ""
+    assert s.keywords["$CYT"] == "FACSCalibur"
+
+
+def test_missing_final_delimiter(tmp_path):
+    values = _values()
+    s = read_fcs(write(tmp_path, float_file(values, final_delim=False,
+                                            extra={"LAST": "value"})))
+    assert s.keywords["LAST"] == "value"
+    np.testing.assert_array_equal(s.events, values)
+
+
+def test_keywords_in_any_case(tmp_path):
+    values = _values().astype("<f4")
+    kw = {"$par": "4", "$tot": str(len(values)), "$datatype": "f", "$byteord": "1,2,3,4",
+          "$mode": "L", **{f"$p{n}n": f"ch{n}" for n in range(1, 5)},
+          **{f"$P{n}b": "32" for n in range(1, 5)}, **{f"$p{n}R": "1024" for n in range(1, 5)},
+          "$p2s": "CD3"}
+    s = read_fcs(write(tmp_path, assemble(kw, values.tobytes())))
+    np.testing.assert_array_equal(s.events, values)
+    assert s.channels[1] == "ch2" and s.markers[1] == "CD3"
+    np.testing.assert_array_equal(s["cd3"], values[:, 1])
+
+
+def test_non_utf8_text_is_decoded_leniently(tmp_path):
+    blob = float_file(_values(), encoding="latin-1", extra={"OPERATOR": "Jörg Müller µ"})
+    s = read_fcs(write(tmp_path, blob))
+    assert s.keywords["OPERATOR"] == "Jörg Müller µ"
+    assert "Jörg".encode("latin-1") in s.raw_text
+    assert any("Latin-1" in w for w in s.warnings)
+
+
+def test_supplemental_text_valid_and_binary(tmp_path):
+    values = _values()
+    stext = b"/EXTRA/from stext/$CYT/ignored/"
+    s = read_fcs(write(tmp_path, float_file(values, stext=stext, extra={"$CYT": "Main"})))
+    assert s.keywords["EXTRA"] == "from stext" and s.keywords["$CYT"] == "Main"
+    garbage = bytes(RNG.integers(0, 256, size=300, dtype=np.uint8))
+    s = read_fcs(write(tmp_path, float_file(values, stext=garbage), "g.fcs"))
+    np.testing.assert_array_equal(s.events, values)
+
+
+def test_markers_and_lookup(tmp_path):
+    values = _values()
+    kw = channel_keywords(["FSC-A", "FITC-A", "PE-A", "APC-A"], [32] * 4,
+                          markers=[None, "CD3", "CD4", "CD8"],
+                          extra={"$DATATYPE": "F", "$TOT": str(len(values)),
+                                 "$BYTEORD": "1,2,3,4"})
+    s = read_fcs(write(tmp_path, assemble(kw, values.astype("<f4").tobytes())))
+    assert s.markers == (None, "CD3", "CD4", "CD8")
+    assert s.channel_index("CD4") == 2 and s.channel_index("PE-A") == 2
+    np.testing.assert_array_equal(s["CD8"], values[:, 3])
+    with pytest.raises(immunomon.ImmunomonError, match="CD19"):
+        s.channel_index("CD19")
+
+
+# ----------------------------------------------------------------------------- data sets
+def test_several_data_sets(tmp_path):
+    first, second = _values(), RNG.normal(size=(10, 4)).astype(np.float32)
+    one = float_file(first, extra={"$NEXTDATA": "0" * 12, "$FIL": "one"})
+    one = one.replace(b"$NEXTDATA/0/", b"$NEXTDATA/" + str(0).zfill(12).encode() + b"/") \
+        if b"$NEXTDATA/0/" in one else one
+    nextdata = str(len(one)).zfill(12).encode()
+    one = one.replace(b"$NEXTDATA/" + b"0" * 12, b"$NEXTDATA/" + nextdata, 1)
+    two = float_file(second, extra={"$FIL": "two"})
+    path = write(tmp_path, one + two)
+    a, b = read_fcs(path), read_fcs(path, dataset=1)
+    np.testing.assert_array_equal(a.events, first)
+    np.testing.assert_array_equal(b.events, second)
+    assert (a.keywords["$FIL"], b.keywords["$FIL"]) == ("one", "two")
+    assert read_fcs_metadata(path).n_datasets == 2
+    with pytest.raises(FCSFormatError, match="holds 2"):
+        read_fcs(path, dataset=2)
+
+
+# ----------------------------------------------------------------------------- spillover
+SPILL_NAMES = ["FITC-A", "PE-A", "APC-A"]
+SPILL = np.array([[1, 0.2, 0.01], [0.05, 1, 0.1], [0, 0.03, 1]])
+
+
+def _spill_file(key, value, names=("FSC-A", *SPILL_NAMES), markers=None):
+    values = _values()
+    kw = channel_keywords(list(names), [32] * 4, markers=markers, extra={
+        "$DATATYPE": "F", "$TOT": str(len(values)), "$BYTEORD": "1,2,3,4", key: value})
+    return assemble(kw, values.astype("<f4").tobytes())
+
+
+def _spill_value(names, m):
+    return ",".join([str(len(names)), *names, *(repr(float(v)) for v in m.ravel())])
+
+
+@pytest.mark.parametrize("key", ["$SPILLOVER", "SPILL", "$SPILL"])
+def test_spillover_keywords(tmp_path, key):
+    s = read_fcs(write(tmp_path, _spill_file(key, _spill_value(SPILL_NAMES, SPILL))))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+
+
+def test_spillover_naming_only_some_or_unknown_channels(tmp_path):
+    names = ["PE-A", "BV421-A", "APC-A"]
+    s = read_fcs(write(tmp_path, _spill_file("$SPILLOVER", _spill_value(names, SPILL))))
+    assert s.spillover.detectors == ("PE-A", "APC-A")
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL[np.ix_([0, 2], [0, 2])])
+    assert any("BV421-A" in w for w in s.warnings)
+
+
+def test_spillover_by_marker_name_and_percent(tmp_path):
+    blob = _spill_file("SPILL", _spill_value(["CD3", "CD4", "CD8"], SPILL * 100),
+                       markers=[None, "CD3", "CD4", "CD8"])
+    s = read_fcs(write(tmp_path, blob))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_allclose(s.spillover.matrix, SPILL)
+
+
+def test_comp_without_names(tmp_path):
+    value = ",".join(["3", *(repr(float(v)) for v in SPILL.ravel())])
+    s = read_fcs(write(tmp_path, _spill_file("$COMP", value)))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+
+
+# ----------------------------------------------------------------------------- metadata only
+def test_metadata_reads_no_data(tmp_path):
+    values = _values()
+    blob = float_file(values)
+    start = int(blob[26:34])
+    path = write(tmp_path, blob[:start])  # DATA cut off: metadata still fine, events not
+    with pytest.raises(FCSFormatError, match="truncated|beyond"):
+        read_fcs(path)
+    path = write(tmp_path, blob, "whole.fcs")
+    meta = read_fcs_metadata(path)
+    assert meta.n_events == 123 and meta.channels[0] == "FL1-A"
+
+
+# ----------------------------------------------------------------------------- independent reader
+def test_agrees_with_flowio_on_compliance_file():
+    flowio = pytest.importorskip("flowio")
+    path = COMPLIANCE / "data1.fcs"
+    assert path.exists(), f"compliance data missing at {path}"
+    ours = read_fcs(path, scale=False)
+    theirs = flowio.FlowData(str(path)).as_array(preprocess=False)
+    np.testing.assert_array_equal(ours.events, theirs.astype(np.float32))
+    scaled = flowio.FlowData(str(path)).as_array(preprocess=True)
+    np.testing.assert_allclose(read_fcs(path).events[:, :7], scaled[:, :7], rtol=2e-7)
+    assert ours.n_events == 13367 and ours.channels[2] == "FL1-H"
+    assert ours.markers[2] == "CD4 FITC"
