@@ -1,0 +1,29 @@
+"""Gates, gating hierarchies and Gating-ML 2.0 import/export.
+
+Build a strategy in Python::
+
+    from immunomon.gating import GatingStrategy, RectangleGate, Dimension
+    s = GatingStrategy()
+    s.add(RectangleGate("CD3+", [Dimension("CD3", "FCS")], [(1000, None)]))
+    result = s.apply(sample)
+    result.mask("CD3+"), result.count("CD3+")
+
+or read one with ``load_gatingml(path)`` and write it with ``save_gatingml``.
+"""
+
+from .dimensions import (FCS, UNCOMPENSATED, Dimension, EventValues, FRatio, RatioDimension,
+                         SpectrumMatrix)
+from .gatingml import load_gatingml, save_gatingml
+from .gates import (BooleanGate, Divider, EllipsoidGate, GateReference, PolygonGate, Quadrant,
+                    QuadrantGate, RectangleGate)
+from .masks import divider_bins, ellipsoid_mask, polygon_mask, range_mask, rectangle_mask
+from .strategy import GatingResult, GatingStrategy
+
+__all__ = [
+    "GatingStrategy", "GatingResult", "load_gatingml", "save_gatingml",
+    "RectangleGate", "PolygonGate", "EllipsoidGate", "QuadrantGate", "Divider", "Quadrant",
+    "BooleanGate", "GateReference",
+    "Dimension", "RatioDimension", "FRatio", "SpectrumMatrix", "EventValues",
+    "UNCOMPENSATED", "FCS",
+    "range_mask", "rectangle_mask", "polygon_mask", "ellipsoid_mask", "divider_bins",
+]

@@ -1,0 +1,213 @@
+"""Gate axes (plain, compensated, transformed and ratio dimensions) and the
+per-sample cache that computes each of them once.
+
+A dimension names *what* to measure; ``EventValues`` computes it for one
+sample: scale values (channel / $PnG for linear channels), then compensation,
+then the transform. Every compensated block and every dimension is computed
+once per sample however many gates use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from ..errors import GatingError, ImmunomonError
+
+UNCOMPENSATED = "uncompensated"
+FCS = "FCS"            # the sample's own spillover matrix ($SPILLOVER and friends)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A channel (``$PnN`` name or ``$PnS`` marker, or a fluorochrome of a
+    spectrum matrix), compensated by ``compensation`` ("uncompensated", "FCS"
+    or the id of a strategy matrix) and optionally transformed (``transform``:
+    a transform object such as ``Logicle(...)`` or the id of one)."""
+
+    name: str
+    compensation: str = UNCOMPENSATED
+    transform: Any = None
+
+
+@dataclass(frozen=True)
+class FRatio:
+    """Gating-ML ``fratio``: ``A * (x - B) / (y - C)`` of two channels."""
+
+    numerator: str
+    denominator: str
+    A: float = 1.0
+    B: float = 0.0
+    C: float = 0.0
+
+
+@dataclass(frozen=True)
+class RatioDimension:
+    """A new dimension computed as an ``FRatio`` (or the id of one) of two
+    channels, each compensated by ``compensation``, then optionally transformed."""
+
+    ratio: Any
+    compensation: str = UNCOMPENSATED
+    transform: Any = None
+
+
+AnyDimension = Union[Dimension, RatioDimension]
+
+
+@dataclass(frozen=True, eq=False)
+class SpectrumMatrix:
+    """A spillover (or spectrum) matrix: ``matrix[i, j]`` is the share of
+    fluorochrome i read in detector j. Square matrices are inverted; wider
+    ones (more detectors than dyes) are unmixed by least squares."""
+
+    fluorochromes: tuple[str, ...]
+    detectors: tuple[str, ...]
+    matrix: np.ndarray
+
+    def __post_init__(self):
+        m = np.asarray(self.matrix, dtype=np.float64)
+        object.__setattr__(self, "matrix", m)
+        object.__setattr__(self, "fluorochromes", tuple(self.fluorochromes))
+        object.__setattr__(self, "detectors", tuple(self.detectors))
+        if m.shape != (len(self.fluorochromes), len(self.detectors)):
+            raise GatingError(
+                f"spectrum matrix is {m.shape} but names {len(self.fluorochromes)} "
+                f"fluorochromes and {len(self.detectors)} detectors")
+        if len(self.fluorochromes) > len(self.detectors):
+            raise GatingError("a spectrum matrix needs at least as many detectors as "
+                              "fluorochromes")
+
+    def unmixing(self) -> np.ndarray:
+        """detectors x fluorochromes: compensated = observed @ unmixing()."""
+        if self.matrix.shape[0] == self.matrix.shape[1]:
+            return np.linalg.inv(self.matrix)
+        return np.linalg.pinv(self.matrix)
+
+    def output_index(self, name: str) -> int | None:
+        """Column of the compensated block holding ``name`` (a fluorochrome,
+        or for a square matrix the detector read primarily for it)."""
+        if name in self.fluorochromes:
+            return self.fluorochromes.index(name)
+        if len(self.fluorochromes) == len(self.detectors) and name in self.detectors:
+            return self.detectors.index(name)
+        return None
+
+
+def scale_values(sample) -> np.ndarray:
+    """Events on the Gating-ML 'scale': linear channels divided by $PnG.
+
+    The reader has already decoded log amplification ($PnE), where $PnG does
+    not apply. Returns the sample's own array when no gain differs from 1.
+    """
+    gains = np.array([c.gain if c.amplification[0] == 0 else 1.0
+                      for c in sample.channel_info], dtype=np.float64)
+    if np.all(gains == 1.0) or not np.all(np.isfinite(gains) & (gains > 0)):
+        return sample.events
+    return (sample.events / gains).astype(np.float32)
+
+
+def _compensate_block(block: np.ndarray, unmixing: np.ndarray) -> np.ndarray:
+    return np.asarray(block, dtype=np.float64) @ unmixing
+
+
+class EventValues:
+    """Computes (and caches) the values of dimensions for one sample."""
+
+    def __init__(self, sample, transforms: dict | None = None,
+                 compensations: dict | None = None):
+        self.sample = sample
+        self.transforms = transforms or {}
+        self.compensations = compensations or {}
+        self._scaled = None
+        self._blocks: dict[str, tuple[SpectrumMatrix | None, np.ndarray | None]] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    @property
+    def scaled(self) -> np.ndarray:
+        if self._scaled is None:
+            self._scaled = scale_values(self.sample)
+        return self._scaled
+
+    # -- lookups ------------------------------------------------------------
+    def _channel(self, name: str) -> int:
+        try:
+            return self.sample.channel_index(name)
+        except ImmunomonError as exc:
+            raise GatingError(str(exc)) from None
+
+    def resolve_transform(self, transform):
+        if transform is None or not isinstance(transform, str):
+            return transform
+        try:
+            return self.transforms[transform]
+        except KeyError:
+            raise GatingError(f"unknown transformation {transform!r}; known: "
+                              f"{', '.join(self.transforms) or 'none'}") from None
+
+    def matrix(self, ref: str) -> SpectrumMatrix | None:
+        """The matrix a compensation reference names (None: no compensation)."""
+        if ref == UNCOMPENSATED:
+            return None
+        if ref == FCS:
+            spill = self.sample.spillover
+            if spill is None:
+                return None        # a file without spillover is its own compensation
+            return SpectrumMatrix(spill.detectors, spill.detectors, spill.matrix)
+        try:
+            return self.compensations[ref]
+        except KeyError:
+            raise GatingError(f"unknown compensation {ref!r}; use 'uncompensated', 'FCS' "
+                              f"or one of: {', '.join(self.compensations) or 'none'}") from None
+
+    def _block(self, ref: str):
+        if ref not in self._blocks:
+            m = self.matrix(ref)
+            if m is None:
+                self._blocks[ref] = (None, None)
+            else:
+                idx = [self._channel(d) for d in m.detectors]
+                self._blocks[ref] = (m, _compensate_block(self.scaled[:, idx], m.unmixing()))
+        return self._blocks[ref]
+
+    # -- values -------------------------------------------------------------
+    def channel(self, name: str, compensation: str = UNCOMPENSATED) -> np.ndarray:
+        """Scale values of one channel after compensation (full length)."""
+        key = ("channel", name, compensation)
+        if key not in self._cache:
+            matrix, block = self._block(compensation)
+            col = matrix.output_index(name) if matrix is not None else None
+            if col is not None:
+                values = block[:, col]
+            else:
+                values = self.scaled[:, self._channel(name)]
+            self._cache[key] = values
+        return self._cache[key]
+
+    def values(self, dim: AnyDimension, rows: np.ndarray | None = None) -> np.ndarray:
+        """The values of a dimension, for all events or for ``rows`` only."""
+        transform = self.resolve_transform(dim.transform)
+        if isinstance(dim, RatioDimension):
+            ratio = self.resolve_transform(dim.ratio)
+            if not isinstance(ratio, FRatio):
+                raise GatingError(f"{dim.ratio!r} is not a ratio transformation")
+            base_key = ("ratio", ratio, dim.compensation)
+        else:
+            ratio = None
+            base_key = ("channel", dim.name, dim.compensation)
+        key = base_key + (transform,)
+        if key not in self._cache:
+            if ratio is not None and base_key not in self._cache:
+                from ..transforms import fratio
+                x = self.channel(ratio.numerator, dim.compensation)
+                y = self.channel(ratio.denominator, dim.compensation)
+                self._cache[base_key] = fratio(np.asarray(x, dtype=np.float64),
+                                               np.asarray(y, dtype=np.float64),
+                                               ratio.A, ratio.B, ratio.C)
+            base = (self._cache[base_key] if ratio is not None
+                    else self.channel(dim.name, dim.compensation))
+            self._cache[key] = (base if transform is None
+                                else transform.apply(np.asarray(base, dtype=np.float64)))
+        values = self._cache[key]
+        return values if rows is None else values[rows]
