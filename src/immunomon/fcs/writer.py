@@ -106,7 +106,8 @@ def write_fcs(path, sample: Sample) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(head)
-            fh.write(memoryview(data).cast("B"))
+            if data.size:
+                fh.write(memoryview(data).cast("B"))
         os.replace(tmp, path)
     except BaseException:
         try:
