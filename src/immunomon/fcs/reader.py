@@ -156,6 +156,8 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
     one whose length matches the declared events wins. An $ENDDATA one byte
     past the data (written by Accuri cytometers) is accepted.
     """
+    if n_events == 0:
+        return header.text[1] + 1, header.text[1], 0
     base = header.start
     begin_kw = _int_keyword(kw, "$BEGINDATA", path)
     end_kw = _int_keyword(kw, "$ENDDATA", path)
@@ -165,8 +167,6 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
     if begin_kw and end_kw:
         candidates.append(("TEXT", base + begin_kw, base + end_kw))
     if not candidates:
-        if n_events == 0:
-            return header.text[1] + 1, header.text[1], 0
         raise FCSFormatError(path, "neither the HEADER nor $BEGINDATA/$ENDDATA locate the "
                              "DATA segment", keyword="$BEGINDATA")
     valid = [(src, b, e) for src, b, e in candidates if 0 <= b < file_size and e >= b - 1]
