@@ -2,8 +2,8 @@
 per-sample cache that computes each of them once.
 
 A dimension names *what* to measure; ``EventValues`` computes it for one
-sample: scale values (channel / $PnG for linear channels), then compensation,
-then the transform. Every compensated block and every dimension is computed
+sample: the sample's scale values (``read_fcs`` has already applied $PnE and
+$PnG), then compensation, then the transform. Every compensated block and every dimension is computed
 once per sample however many gates use it.
 """
 
@@ -95,19 +95,6 @@ class SpectrumMatrix:
         return None
 
 
-def scale_values(sample) -> np.ndarray:
-    """Events on the Gating-ML 'scale': linear channels divided by $PnG.
-
-    The reader has already decoded log amplification ($PnE), where $PnG does
-    not apply. Returns the sample's own array when no gain differs from 1.
-    """
-    gains = np.array([c.gain if c.amplification[0] == 0 else 1.0
-                      for c in sample.channel_info], dtype=np.float64)
-    if np.all(gains == 1.0) or not np.all(np.isfinite(gains) & (gains > 0)):
-        return sample.events
-    return (sample.events / gains).astype(np.float32)
-
-
 def _compensate_block(block: np.ndarray, unmixing: np.ndarray) -> np.ndarray:
     return np.asarray(block, dtype=np.float64) @ unmixing
 
@@ -120,15 +107,12 @@ class EventValues:
         self.sample = sample
         self.transforms = transforms or {}
         self.compensations = compensations or {}
-        self._scaled = None
         self._blocks: dict[str, tuple[SpectrumMatrix | None, np.ndarray | None]] = {}
         self._cache: dict[tuple, np.ndarray] = {}
 
     @property
     def scaled(self) -> np.ndarray:
-        if self._scaled is None:
-            self._scaled = scale_values(self.sample)
-        return self._scaled
+        return self.sample.events
 
     # -- lookups ------------------------------------------------------------
     def _channel(self, name: str) -> int:

@@ -305,8 +305,10 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
-def _sub(parent, ns, tag, **attrs):
-    return ET.SubElement(parent, _q(ns, tag), {_q(a_ns, a): v for (a_ns, a), v in attrs.items()})
+def _sub(parent, ns, tag, attrs=None):
+    """A child element; ``attrs`` maps (namespace, name) to the value."""
+    return ET.SubElement(parent, _q(ns, tag),
+                         {_q(a_ns, a): v for (a_ns, a), v in (attrs or {}).items()})
 
 
 class _Writer:
@@ -330,42 +332,42 @@ class _Writer:
 
     def write_transform(self, tid: str, transform) -> None:
         self.ids.setdefault(transform, tid)
-        elem = _sub(self.root, T, "transformation", **{(T, "id"): tid})
+        elem = _sub(self.root, T, "transformation", {(T, "id"): tid})
         if isinstance(transform, FRatio):
-            r = _sub(elem, T, "fratio", **{(T, p): _num(getattr(transform, p))
-                                           for p in ("A", "B", "C")})
+            r = _sub(elem, T, "fratio", {(T, p): _num(getattr(transform, p))
+                                         for p in ("A", "B", "C")})
             for name in (transform.numerator, transform.denominator):
-                _sub(r, D, "fcs-dimension", **{(D, "name"): name})
+                _sub(r, D, "fcs-dimension", {(D, "name"): name})
             return
         for kind, (cls_name, params) in _TRANSFORMS.items():
             if type(transform).__name__ == cls_name:
-                _sub(elem, T, kind, **{(T, p): _num(getattr(transform, p)) for p in params})
+                _sub(elem, T, kind, {(T, p): _num(getattr(transform, p)) for p in params})
                 return
         raise GatingMLError(f"transformation {tid!r}: {type(transform).__name__} has no "
                             "Gating-ML 2.0 form")
 
     def write_matrix(self, mid: str, m: SpectrumMatrix) -> None:
-        elem = _sub(self.root, T, "spectrumMatrix", **{(T, "id"): mid})
+        elem = _sub(self.root, T, "spectrumMatrix", {(T, "id"): mid})
         for tag, names in (("fluorochromes", m.fluorochromes), ("detectors", m.detectors)):
             group = _sub(elem, T, tag)
             for name in names:
-                _sub(group, D, "fcs-dimension", **{(D, "name"): name})
+                _sub(group, D, "fcs-dimension", {(D, "name"): name})
         for row in m.matrix:
             spec = _sub(elem, T, "spectrum")
             for v in row:
-                _sub(spec, T, "coefficient", **{(T, "value"): _num(v)})
+                _sub(spec, T, "coefficient", {(T, "value"): _num(v)})
 
-    def dimension(self, parent, tag, dim, **extra):
-        attrs = {(G, "compensation-ref"): dim.compensation, **extra}
+    def dimension(self, parent, tag, dim, extra=None):
+        attrs = {(G, "compensation-ref"): dim.compensation, **(extra or {})}
         tid = self.transform_id(dim.transform)
         if tid is not None:
             attrs[(G, "transformation-ref")] = tid
-        elem = _sub(parent, G, tag, **attrs)
+        elem = _sub(parent, G, tag, attrs)
         if isinstance(dim, RatioDimension):
-            _sub(elem, D, "new-dimension", **{(D, "transformation-ref"):
+            _sub(elem, D, "new-dimension", {(D, "transformation-ref"):
                                               self.transform_id(dim.ratio)})
         else:
-            _sub(elem, D, "fcs-dimension", **{(D, "name"): dim.name})
+            _sub(elem, D, "fcs-dimension", {(D, "name"): dim.name})
         return elem
 
     def gate(self, gate) -> None:
@@ -377,7 +379,7 @@ class _Writer:
                         "BooleanGate"):
             raise GatingMLError(f"gate {gate.id!r}: a {kind} has no Gating-ML 2.0 form; "
                                 "apply the strategy and export the gates it resolved to")
-        elem = _sub(self.root, G, kind, **attrs)
+        elem = _sub(self.root, G, kind, attrs)
         if isinstance(gate, RectangleGate):
             for dim, (lo, hi) in zip(gate.dimensions, gate.bounds):
                 b = {}
@@ -385,43 +387,43 @@ class _Writer:
                     b[(G, "min")] = _num(lo)
                 if hi is not None:
                     b[(G, "max")] = _num(hi)
-                self.dimension(elem, "dimension", dim, **b)
+                self.dimension(elem, "dimension", dim, b)
         elif isinstance(gate, PolygonGate):
             for dim in gate.dimensions:
                 self.dimension(elem, "dimension", dim)
             for vertex in gate.vertices:
                 v = _sub(elem, G, "vertex")
                 for c in vertex:
-                    _sub(v, G, "coordinate", **{(D, "value"): _num(c)})
+                    _sub(v, G, "coordinate", {(D, "value"): _num(c)})
         elif isinstance(gate, EllipsoidGate):
             for dim in gate.dimensions:
                 self.dimension(elem, "dimension", dim)
             mean = _sub(elem, G, "mean")
             for c in gate.mean:
-                _sub(mean, G, "coordinate", **{(D, "value"): _num(c)})
+                _sub(mean, G, "coordinate", {(D, "value"): _num(c)})
             cov = _sub(elem, G, "covarianceMatrix")
             for row in gate.covariance:
                 r = _sub(cov, G, "row")
                 for c in row:
-                    _sub(r, G, "entry", **{(D, "value"): _num(c)})
-            _sub(elem, G, "distanceSquare", **{(D, "value"): _num(gate.distance_square)})
+                    _sub(r, G, "entry", {(D, "value"): _num(c)})
+            _sub(elem, G, "distanceSquare", {(D, "value"): _num(gate.distance_square)})
         elif isinstance(gate, QuadrantGate):
             for div in gate.dividers:
-                d = self.dimension(elem, "divider", div.dimension, **{(G, "id"): div.id})
+                d = self.dimension(elem, "divider", div.dimension, {(G, "id"): div.id})
                 for v in div.values:
                     _sub(d, G, "value").text = _num(v)
             for quad in gate.quadrants:
-                q = _sub(elem, G, "Quadrant", **{(G, "id"): quad.id})
+                q = _sub(elem, G, "Quadrant", {(G, "id"): quad.id})
                 for div_id, loc in quad.positions:
-                    _sub(q, G, "position", **{(G, "divider_ref"): div_id,
-                                              (G, "location"): _num(loc)})
+                    _sub(q, G, "position", {(G, "divider_ref"): div_id,
+                                            (G, "location"): _num(loc)})
         else:
             op = _sub(elem, G, gate.operator)
             for o in gate.operands:
                 a = {(G, "ref"): o.ref}
                 if o.complement:
                     a[(G, "use-as-complement")] = "true"
-                _sub(op, G, "gateReference", **a)
+                _sub(op, G, "gateReference", a)
 
     def document(self) -> ET.ElementTree:
         for tid, t in self.strategy.transforms.items():
