@@ -1,0 +1,67 @@
+"""`immunomon info`: text and JSON, bad files reported and skipped, honest exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from immunomon.cli import main
+
+from fcsbuild import assemble, channel_keywords
+
+REPO = Path(__file__).resolve().parents[1]
+COMPLIANCE = REPO.parent / "shared" / "data" / "gatingml2-compliance" / "data1.fcs"
+
+
+def _good(tmp_path) -> Path:
+    values = np.arange(30, dtype="<f4").reshape(10, 3)
+    kw = channel_keywords(["FSC-A", "FITC-A", "PE-A"], [32] * 3, markers=[None, "CD3", "CD4"],
+                          extra={"$DATATYPE": "F", "$TOT": "10", "$BYTEORD": "1,2,3,4",
+                                 "$CYT": "Aurora", "$DATE": "01-JAN-2026",
+                                 "$SPILLOVER": "2,FITC-A,PE-A,1,0.1,0,1"})
+    p = tmp_path / "good.fcs"
+    p.write_bytes(assemble(kw, values.tobytes()))
+    return p
+
+
+def test_info_text(tmp_path):
+    result = CliRunner().invoke(main, ["info", str(_good(tmp_path))])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "FCS 3.1" in out and "Aurora" in out and "01-JAN-2026" in out
+    assert "events     : 10" in out and "spillover  : yes, 2 channels" in out
+    assert "FITC-A  CD3" in out
+
+
+def test_info_json_and_bad_file_goes_on(tmp_path):
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"FCS3.1    garbage")
+    result = CliRunner().invoke(main, ["info", "--json", str(bad), str(_good(tmp_path))])
+    assert result.exit_code == 1
+    records = json.loads(result.stdout)
+    assert "error" in records[0] and "bad.fcs" in records[0]["error"]
+    assert records[1]["events"] == 10 and records[1]["channels"][1]["marker"] == "CD3"
+    assert records[1]["spillover"] is True
+
+
+def test_info_on_real_instrument_file():
+    result = CliRunner().invoke(main, ["info", "--json", str(COMPLIANCE)])
+    assert result.exit_code == 0
+    record = json.loads(result.stdout)[0]
+    assert record["instrument"] == "FACSCalibur" and record["events"] == 13367
+    assert record["fcs_version"] == "2.0" and record["datatype"] == "integer"
+
+
+def test_no_traceback_from_the_real_command(tmp_path):
+    bad = tmp_path / "trunc.fcs"
+    bad.write_bytes(_good(tmp_path).read_bytes()[:200])
+    proc = subprocess.run([sys.executable, "-m", "immunomon", "info", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "trunc.fcs" in proc.stderr and proc.stderr.count("\n") == 1
