@@ -1,0 +1,791 @@
+"""Simulated blood samples with a known label for every event.
+
+``pbmc_sample`` produces what a 3-laser digital cytometer (violet 405 nm, blue
+488 nm, red 640 nm; 18-bit linear scale) records from a lysed, stained
+post-transplant blood sample with counting beads: scatter, a Time channel and
+14 fluorescence detectors.  Each event belongs to one leaf of ``HIERARCHY``;
+``SimulatedSample.mask(name)`` gives the truth for any population.
+
+The model, step by step (all vectorised; one loop over populations, none over
+events):
+
+1. leaf labels are drawn from the population frequencies (fraction of parent);
+2. per event, scatter (log-normal, FSC/SSC correlated) and a "true signal" per
+   detector: the stain (log-normal around the population's median, with a
+   shared per-cell factor) plus autofluorescence (cell-type scaled);
+3. doublets are the sum of two leukocytes, with FSC-H below 2x a singlet's;
+4. arrival times follow a Poisson process; a clog lowers the rate and the
+   intensities inside its window; a batch shift scales marker intensities;
+5. observed = true @ spillover + noise (electronic, and photon noise growing
+   with the detected signal), clipped at the top of the scale.  Compensating
+   with the inverse of the matrix written to the sample recovers the true
+   signal up to that noise, negatives included.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImmunomonError
+from .fcs.sample import Channel, Sample, Spillover
+
+RANGE = 262144.0          # $PnR of an 18-bit digital instrument
+TIMESTEP = 0.01           # seconds per unit of the Time channel
+INSTRUMENT = "LSRFortessa"
+BEADS_KEYWORD = "BEADS PER TEST"         # counting beads in one tube
+BLOOD_VOLUME_KEYWORD = "SAMPLE VOLUME UL"  # blood stained in that tube (uL)
+TUBE_VOLUME_UL = 500.0    # blood + lysing solution; sets the bead concentration for $VOL
+
+# -- the panel -----------------------------------------------------------------
+# marker ($PnS) -> detector ($PnN), in the instrument's parameter order.
+PANEL: dict[str, str] = {
+    "CD127": "FITC-A",
+    "CD25": "PE-A",
+    "CD123": "PE-CF594-A",
+    "HLA-DR": "PerCP-Cy5-5-A",
+    "CD56": "PE-Cy7-A",
+    "FoxP3": "APC-A",
+    "CD11c": "APC-R700-A",
+    "CD8": "APC-H7-A",
+    "CD4": "BV421-A",
+    "CD45": "BV510-A",
+    "CD16": "BV605-A",
+    "CD14": "BV650-A",
+    "CD19": "BV711-A",
+    "CD3": "BV786-A",
+}
+MARKERS: tuple[str, ...] = tuple(PANEL)
+DETECTORS: tuple[str, ...] = tuple(PANEL.values())
+SCATTER: tuple[str, ...] = ("FSC-A", "FSC-H", "SSC-A")
+CHANNELS: tuple[str, ...] = SCATTER + DETECTORS + ("Time",)
+
+# Per detector: laser (nm), PMT voltage, lymphocyte autofluorescence (signal
+# units), electronic noise SD, and signal units per photoelectron (photon
+# noise variance = that x signal).  Violet detectors see the most
+# autofluorescence; red detectors have the noisiest photon statistics.
+_DETECTOR_PROPS: dict[str, tuple[int, int, float, float, float]] = {
+    "FITC-A":        (488, 480, 110.0, 30.0, 3.0),
+    "PE-A":          (488, 450, 70.0, 25.0, 2.5),
+    "PE-CF594-A":    (488, 520, 45.0, 25.0, 3.0),
+    "PerCP-Cy5-5-A": (488, 560, 40.0, 30.0, 4.0),
+    "PE-Cy7-A":      (488, 600, 25.0, 30.0, 4.0),
+    "APC-A":         (640, 560, 15.0, 35.0, 5.0),
+    "APC-R700-A":    (640, 590, 15.0, 35.0, 5.5),
+    "APC-H7-A":      (640, 580, 15.0, 35.0, 6.0),
+    "BV421-A":       (405, 420, 130.0, 25.0, 2.5),
+    "BV510-A":       (405, 440, 160.0, 30.0, 3.0),
+    "BV605-A":       (405, 480, 60.0, 30.0, 3.5),
+    "BV650-A":       (405, 500, 50.0, 30.0, 3.5),
+    "BV711-A":       (405, 520, 40.0, 30.0, 4.0),
+    "BV786-A":       (405, 540, 30.0, 35.0, 4.5),
+}
+
+# Spillover of a 3-laser instrument with the PE tandems excited at 488 nm:
+# (dye's primary detector, receiving detector) -> fraction.  Not symmetric;
+# the strong ones are FITC->PE, PE->PE-CF594, PE-CF594->PerCP-Cy5.5,
+# PerCP-Cy5.5->APC-R700 (cross-laser), APC->APC-R700 and the BV605->BV650->BV711
+# chain.
+_SPILL: dict[tuple[str, str], float] = {
+    ("FITC-A", "PE-A"): 0.22, ("FITC-A", "PE-CF594-A"): 0.07,
+    ("FITC-A", "PerCP-Cy5-5-A"): 0.025, ("FITC-A", "PE-Cy7-A"): 0.005,
+    ("FITC-A", "BV510-A"): 0.02,
+    ("PE-A", "FITC-A"): 0.012, ("PE-A", "PE-CF594-A"): 0.48,
+    ("PE-A", "PerCP-Cy5-5-A"): 0.12, ("PE-A", "PE-Cy7-A"): 0.03,
+    ("PE-A", "BV605-A"): 0.02, ("PE-A", "APC-A"): 0.005,
+    ("PE-CF594-A", "PE-A"): 0.18, ("PE-CF594-A", "PerCP-Cy5-5-A"): 0.33,
+    ("PE-CF594-A", "PE-Cy7-A"): 0.06, ("PE-CF594-A", "BV605-A"): 0.04,
+    ("PE-CF594-A", "APC-A"): 0.02, ("PE-CF594-A", "BV650-A"): 0.01,
+    ("PerCP-Cy5-5-A", "PE-CF594-A"): 0.02, ("PerCP-Cy5-5-A", "PE-Cy7-A"): 0.22,
+    ("PerCP-Cy5-5-A", "APC-A"): 0.03, ("PerCP-Cy5-5-A", "APC-R700-A"): 0.25,
+    ("PerCP-Cy5-5-A", "APC-H7-A"): 0.05, ("PerCP-Cy5-5-A", "BV711-A"): 0.06,
+    ("PerCP-Cy5-5-A", "BV786-A"): 0.02,
+    ("PE-Cy7-A", "PerCP-Cy5-5-A"): 0.02, ("PE-Cy7-A", "PE-CF594-A"): 0.01,
+    ("PE-Cy7-A", "APC-H7-A"): 0.08, ("PE-Cy7-A", "APC-R700-A"): 0.01,
+    ("PE-Cy7-A", "BV786-A"): 0.03,
+    ("APC-A", "APC-R700-A"): 0.38, ("APC-A", "APC-H7-A"): 0.07,
+    ("APC-A", "BV650-A"): 0.03, ("APC-A", "BV711-A"): 0.02,
+    ("APC-A", "PerCP-Cy5-5-A"): 0.01, ("APC-A", "PE-Cy7-A"): 0.002,
+    ("APC-R700-A", "APC-A"): 0.05, ("APC-R700-A", "APC-H7-A"): 0.20,
+    ("APC-R700-A", "BV711-A"): 0.06, ("APC-R700-A", "BV786-A"): 0.02,
+    ("APC-R700-A", "PerCP-Cy5-5-A"): 0.05, ("APC-R700-A", "PE-Cy7-A"): 0.01,
+    ("APC-H7-A", "APC-R700-A"): 0.03, ("APC-H7-A", "APC-A"): 0.005,
+    ("APC-H7-A", "PE-Cy7-A"): 0.02, ("APC-H7-A", "BV786-A"): 0.04,
+    ("BV421-A", "BV510-A"): 0.14, ("BV421-A", "BV605-A"): 0.02,
+    ("BV421-A", "BV650-A"): 0.01, ("BV421-A", "FITC-A"): 0.02,
+    ("BV510-A", "BV421-A"): 0.005, ("BV510-A", "BV605-A"): 0.12,
+    ("BV510-A", "BV650-A"): 0.05, ("BV510-A", "BV711-A"): 0.02,
+    ("BV510-A", "BV786-A"): 0.01, ("BV510-A", "FITC-A"): 0.04,
+    ("BV510-A", "PE-A"): 0.01,
+    ("BV605-A", "BV650-A"): 0.27, ("BV605-A", "BV711-A"): 0.08,
+    ("BV605-A", "BV786-A"): 0.02, ("BV605-A", "PE-CF594-A"): 0.06,
+    ("BV605-A", "PE-A"): 0.02, ("BV605-A", "BV510-A"): 0.01,
+    ("BV650-A", "BV711-A"): 0.30, ("BV650-A", "BV786-A"): 0.06,
+    ("BV650-A", "APC-A"): 0.06, ("BV650-A", "BV605-A"): 0.02,
+    ("BV650-A", "PerCP-Cy5-5-A"): 0.02,
+    ("BV711-A", "BV786-A"): 0.18, ("BV711-A", "BV650-A"): 0.04,
+    ("BV711-A", "APC-R700-A"): 0.07, ("BV711-A", "PerCP-Cy5-5-A"): 0.04,
+    ("BV786-A", "BV711-A"): 0.03, ("BV786-A", "APC-H7-A"): 0.06,
+    ("BV786-A", "PE-Cy7-A"): 0.02,
+}
+
+
+def spillover_matrix() -> np.ndarray:
+    """The panel's spillover matrix (rows: dye's primary detector, in ``DETECTORS`` order)."""
+    index = {d: i for i, d in enumerate(DETECTORS)}
+    m = np.eye(len(DETECTORS))
+    for (src, dst), value in _SPILL.items():
+        m[index[src], index[dst]] = value
+    return m
+
+
+# -- the population hierarchy -----------------------------------------------------
+# population -> parent (None: top level).  Leaves are the event labels.
+HIERARCHY: dict[str, str | None] = {
+    "Doublets": None,
+    "Singlets": None,
+    "Beads": "Singlets",
+    "Debris": "Singlets",
+    "Leukocytes": "Singlets",
+    "Granulocytes": "Leukocytes",
+    "Monocytes": "Leukocytes",
+    "Basophils": "Leukocytes",
+    "Lymphocytes": "Leukocytes",
+    "Classical monocytes": "Monocytes",
+    "CD16+ monocytes": "Monocytes",
+    "T cells": "Lymphocytes",
+    "B cells": "Lymphocytes",
+    "NK cells": "Lymphocytes",
+    "Dendritic cells": "Lymphocytes",
+    "Other lymphocytes": "Lymphocytes",
+    "CD4 T": "T cells",
+    "CD8 T": "T cells",
+    "DN T": "T cells",
+    "Treg": "CD4 T",
+    "Activated CD4 T": "CD4 T",
+    "Resting CD4 T": "CD4 T",
+    "Activated CD8 T": "CD8 T",
+    "Resting CD8 T": "CD8 T",
+    "CD56bright NK": "NK cells",
+    "CD56dim NK": "NK cells",
+    "mDC": "Dendritic cells",
+    "pDC": "Dendritic cells",
+}
+
+# Unions that cut across the tree (gated as one population in practice).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "Activated T": ("Activated CD4 T", "Activated CD8 T"),
+}
+
+
+def _children(pop: str | None) -> tuple[str, ...]:
+    return tuple(p for p, parent in HIERARCHY.items() if parent == pop)
+
+
+LEAF_NAMES: tuple[str, ...] = tuple(p for p in HIERARCHY if not _children(p))
+
+
+def _leaves_under(pop: str) -> tuple[str, ...]:
+    kids = _children(pop)
+    if not kids:
+        return (pop,)
+    return tuple(leaf for k in kids for leaf in _leaves_under(k))
+
+
+# population (or group) -> the leaves it is made of.
+LEAVES: dict[str, tuple[str, ...]] = {p: _leaves_under(p) for p in HIERARCHY}
+LEAVES.update({g: members for g, members in GROUPS.items()})
+
+# Fractions of the parent, for blood a few months after reduced-intensity
+# allogeneic transplant with an engrafted myeloid compartment: lymphopenic
+# (~0.9e9/L lymphocytes), CD4:CD8 inverted, NK-rich with many CD56bright, few
+# B cells, many HLA-DR+ T cells.  See docs/simulate.md for the sources.
+DEFAULT_FREQUENCIES: dict[str, float] = {
+    "Doublets": 0.03, "Singlets": 0.97,
+    "Debris": 0.06, "Beads": 0.16, "Leukocytes": 0.78,
+    "Granulocytes": 0.715, "Monocytes": 0.10, "Basophils": 0.005, "Lymphocytes": 0.18,
+    "Classical monocytes": 0.85, "CD16+ monocytes": 0.15,
+    "T cells": 0.55, "B cells": 0.06, "NK cells": 0.35, "Dendritic cells": 0.008,
+    "Other lymphocytes": 0.032,
+    "CD4 T": 0.35, "CD8 T": 0.58, "DN T": 0.07,
+    "Treg": 0.08, "Activated CD4 T": 0.15, "Resting CD4 T": 0.77,
+    "Activated CD8 T": 0.30, "Resting CD8 T": 0.70,
+    "CD56bright NK": 0.25, "CD56dim NK": 0.75,
+    "mDC": 0.6, "pDC": 0.4,
+}
+
+# -- phenotypes ---------------------------------------------------------------------
+# leaf -> {marker: (median stain signal, log-SD)}; markers not listed are
+# unstained (autofluorescence only).
+_T_COMMON = {"CD45": (12000, 0.30), "CD3": (7000, 0.35), "HLA-DR": (60, 0.9)}
+PHENOTYPES: dict[str, dict[str, tuple[float, float]]] = {
+    "Resting CD4 T": {**_T_COMMON, "CD4": (10000, 0.30), "CD25": (300, 0.9),
+                      "CD127": (1800, 0.50)},
+    "Activated CD4 T": {**_T_COMMON, "CD3": (5000, 0.40), "CD4": (9000, 0.30),
+                        "HLA-DR": (2000, 0.65), "CD25": (700, 0.8), "CD127": (1000, 0.6),
+                        "FoxP3": (150, 0.8)},
+    "Treg": {**_T_COMMON, "CD4": (9000, 0.30), "CD25": (2500, 0.50), "CD127": (250, 0.7),
+             "FoxP3": (2200, 0.50), "HLA-DR": (150, 1.0)},
+    # CD56 tail: CD56+ ("NK-like") T cells, common after transplant
+    "Resting CD8 T": {**_T_COMMON, "CD8": (12000, 0.45), "CD127": (1400, 0.6),
+                      "CD56": (150, 1.3)},
+    "Activated CD8 T": {**_T_COMMON, "CD3": (5000, 0.40), "CD8": (12000, 0.45),
+                        "HLA-DR": (2200, 0.65), "CD25": (180, 0.9), "CD127": (500, 0.9),
+                        "CD56": (250, 1.3)},
+    "DN T": {**_T_COMMON, "CD3": (9000, 0.35), "CD8": (200, 1.0), "CD127": (1400, 0.6)},
+    "B cells": {"CD45": (10000, 0.30), "CD19": (5000, 0.40), "HLA-DR": (11000, 0.40),
+                "CD11c": (250, 1.0), "CD25": (100, 0.9), "CD4": (60, 0.8)},
+    "CD56bright NK": {"CD45": (9500, 0.30), "CD56": (18000, 0.40), "CD16": (400, 0.9),
+                      "CD25": (300, 0.8), "CD127": (600, 0.7), "CD11c": (200, 0.9),
+                      "HLA-DR": (200, 1.0)},
+    "CD56dim NK": {"CD45": (9000, 0.30), "CD56": (3500, 0.50), "CD16": (8000, 0.50),
+                   "CD8": (350, 1.3), "CD11c": (400, 0.9), "HLA-DR": (120, 1.0)},
+    "mDC": {"CD45": (7000, 0.35), "HLA-DR": (10000, 0.45), "CD11c": (9000, 0.45),
+            "CD123": (500, 0.7), "CD4": (900, 0.5), "CD14": (150, 0.9)},
+    "pDC": {"CD45": (7000, 0.35), "HLA-DR": (4000, 0.45), "CD123": (12000, 0.40),
+            "CD4": (1500, 0.5), "CD11c": (60, 0.9)},
+    "Other lymphocytes": {"CD45": (8000, 0.35), "CD127": (1200, 0.7), "CD56": (100, 1.2)},
+    "Basophils": {"CD45": (2500, 0.35), "CD123": (10000, 0.40), "CD25": (600, 0.6),
+                  "CD11c": (600, 0.6), "HLA-DR": (60, 0.9)},
+    "Classical monocytes": {"CD45": (6000, 0.30), "CD14": (22000, 0.40), "HLA-DR": (7000, 0.50),
+                            "CD4": (1200, 0.45), "CD11c": (5000, 0.45), "CD16": (200, 0.8),
+                            "CD123": (450, 0.6)},
+    "CD16+ monocytes": {"CD45": (7000, 0.30), "CD14": (2500, 0.70), "CD16": (6000, 0.55),
+                        "HLA-DR": (5000, 0.50), "CD4": (900, 0.45), "CD11c": (7000, 0.45),
+                        "CD123": (300, 0.6)},
+    "Granulocytes": {"CD45": (2500, 0.35), "CD16": (22000, 0.50), "CD14": (800, 0.55),
+                     "CD11c": (1200, 0.55)},
+    "Debris": {"CD45": (150, 1.3)},
+}
+
+# leaf -> (FSC-A median, FSC log-SD, SSC-A median, SSC log-SD, autofluorescence factor)
+_SCATTER: dict[str, tuple[float, float, float, float, float]] = {
+    "Resting CD4 T": (52000, 0.10, 13000, 0.22, 1.0),
+    "Activated CD4 T": (60000, 0.12, 14000, 0.22, 1.1),
+    "Treg": (52000, 0.10, 13000, 0.22, 1.0),
+    "Resting CD8 T": (52000, 0.10, 13000, 0.22, 1.0),
+    "Activated CD8 T": (60000, 0.12, 14500, 0.22, 1.1),
+    "DN T": (52000, 0.10, 13000, 0.22, 1.0),
+    "B cells": (50000, 0.10, 12000, 0.22, 1.0),
+    "CD56bright NK": (58000, 0.10, 15000, 0.25, 1.2),
+    "CD56dim NK": (56000, 0.10, 17000, 0.25, 1.2),
+    "mDC": (64000, 0.12, 18000, 0.28, 1.8),
+    "pDC": (60000, 0.12, 14000, 0.25, 1.5),
+    "Other lymphocytes": (52000, 0.10, 13000, 0.22, 1.0),
+    "Basophils": (58000, 0.10, 20000, 0.25, 2.0),
+    "Classical monocytes": (95000, 0.12, 42000, 0.22, 2.5),
+    "CD16+ monocytes": (85000, 0.12, 35000, 0.22, 2.5),
+    "Granulocytes": (110000, 0.12, 120000, 0.22, 4.0),
+    "Debris": (12000, 0.55, 6000, 0.90, 0.6),
+    "Beads": (38000, 0.03, 85000, 0.04, 0.0),
+}
+
+# Counting beads: their own signal in every detector, tight (CV ~3%).
+_BEAD_SIGNAL: dict[str, float] = {
+    "FITC-A": 60000, "PE-A": 45000, "PE-CF594-A": 30000, "PerCP-Cy5-5-A": 35000,
+    "PE-Cy7-A": 40000, "APC-A": 50000, "APC-R700-A": 30000, "APC-H7-A": 35000,
+    "BV421-A": 60000, "BV510-A": 50000, "BV605-A": 45000, "BV650-A": 35000,
+    "BV711-A": 35000, "BV786-A": 40000,
+}
+
+_FSC_THRESHOLD = 4000.0      # events below it are not recorded
+_SCATTER_NOISE = 250.0       # electronic noise on scatter (signal units)
+_SHARED = 0.25               # variance share of the per-cell factor across markers
+_CLOG_RATE = 0.2             # event rate inside a clog, relative to outside
+_CLOG_DEPTH = 0.4            # deepest intensity drop inside a clog
+DEFAULT_CLOG = (0.6, 0.75)   # window used for clog=True (fractions of the acquisition time)
+
+
+# -- frequencies ----------------------------------------------------------------------
+def resolve_frequencies(overrides: dict[str, float] | None = None, *,
+                        beads: bool = True) -> dict[str, float]:
+    """Fraction of parent for every population, after applying ``overrides``.
+
+    ``overrides`` maps a population to its fraction of its parent, or
+    ``"pop/Ancestor"`` to its fraction of a named ancestor (e.g.
+    ``{"pDC/Lymphocytes": 0.003}``).  Siblings that are not overridden are
+    rescaled so that each parent's children still add up to 1.
+    """
+    overrides = dict(overrides or {})
+    if not beads:
+        overrides["Beads"] = 0.0
+    plain = {k: v for k, v in overrides.items() if "/" not in k}
+    relative = {k: v for k, v in overrides.items() if "/" in k}
+    for key, value in overrides.items():
+        pop = key.split("/", 1)[0]
+        if pop not in HIERARCHY:
+            raise ImmunomonError(f"frequencies: unknown population {pop!r}; known: "
+                                 f"{', '.join(HIERARCHY)}")
+        if not (isinstance(value, (int, float, np.floating)) and 0.0 <= value <= 1.0):
+            raise ImmunomonError(f"frequencies[{key!r}] = {value!r}: give a fraction in [0, 1]")
+    freqs = _apply_overrides(plain)
+    # fractions of an ancestor, top-down so that deeper ones see their parents fixed
+    for key in sorted(relative, key=lambda k: _depth(k.split("/", 1)[0])):
+        pop, ancestor = key.split("/", 1)
+        path = _path_between(pop, ancestor)
+        scale = float(np.prod([freqs[p] for p in path[1:]]))   # ancestor -> parent of pop
+        if scale <= 0:
+            raise ImmunomonError(f"frequencies[{key!r}]: {ancestor} contains no "
+                                 f"{HIERARCHY[pop]} events to put {pop} in")
+        plain[pop] = relative[key] / scale
+        if plain[pop] > 1.0 + 1e-12:
+            raise ImmunomonError(
+                f"frequencies[{key!r}] = {relative[key]} exceeds the share of {ancestor} "
+                f"taken by {HIERARCHY[pop]} ({scale:.4g}); raise that first")
+        freqs = _apply_overrides(plain)
+    return freqs
+
+
+def _depth(pop: str) -> int:
+    d = 0
+    while HIERARCHY[pop] is not None:
+        pop, d = HIERARCHY[pop], d + 1
+    return d
+
+
+def _path_between(pop: str, ancestor: str) -> list[str]:
+    """[ancestor, ..., parent of pop] ... reversed chain from the ancestor down."""
+    if ancestor not in HIERARCHY:
+        raise ImmunomonError(f"frequencies: unknown ancestor {ancestor!r} in '{pop}/{ancestor}'")
+    chain, p = [], HIERARCHY[pop]
+    while p is not None and p != ancestor:
+        chain.append(p)
+        p = HIERARCHY[p]
+    if p != ancestor:
+        raise ImmunomonError(f"frequencies: {ancestor!r} is not an ancestor of {pop!r}")
+    return [ancestor] + chain[::-1]
+
+
+def _apply_overrides(plain: dict[str, float]) -> dict[str, float]:
+    freqs = dict(DEFAULT_FREQUENCIES)
+    for parent in [None, *HIERARCHY]:
+        kids = _children(parent)
+        if not kids:
+            continue
+        fixed = {k: float(plain[k]) for k in kids if k in plain}
+        if not fixed:
+            continue
+        free = [k for k in kids if k not in fixed]
+        room = 1.0 - sum(fixed.values())
+        free_total = sum(DEFAULT_FREQUENCIES[k] for k in free)
+        if room < -1e-9 or (not free and abs(room) > 1e-6) or (free and free_total == 0 and room > 1e-9):
+            raise ImmunomonError(
+                f"frequencies for the children of {parent or 'the top level'} "
+                f"({', '.join(kids)}) must add up to 1; the overrides give "
+                f"{sum(fixed.values()):.4g}" + (f" with nothing left for {', '.join(free)}" if free else ""))
+        freqs.update(fixed)
+        for k in free:
+            freqs[k] = max(room, 0.0) * DEFAULT_FREQUENCIES[k] / free_total
+    return freqs
+
+
+def absolute_frequencies(freqs: dict[str, float]) -> dict[str, float]:
+    """Fraction of all events for every population, from fractions of parent."""
+    out: dict[str, float] = {}
+    for pop in HIERARCHY:
+        value, p = 1.0, pop
+        while p is not None:
+            value *= freqs[p]
+            p = HIERARCHY[p]
+        out[pop] = value
+    return out
+
+
+# -- the result ------------------------------------------------------------------------
+@dataclass(eq=False)
+class SimulatedSample:
+    """A simulated sample and its truth.
+
+    ``labels[i]`` is the leaf population of event i, ``anomaly[i]`` whether it
+    was acquired inside the clog window, and ``true_signal`` (float32, events x
+    ``DETECTORS``) the signal before spillover and noise, which compensation
+    should recover.
+    """
+
+    sample: Sample
+    codes: np.ndarray                 # index into LEAF_NAMES, per event
+    anomaly: np.ndarray
+    true_signal: np.ndarray
+    frequencies: dict[str, float]     # fraction of parent actually used
+    seed: int | None = None
+    labels: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.labels = np.asarray(LEAF_NAMES)[self.codes]
+
+    def mask(self, population: str) -> np.ndarray:
+        """Truth membership of a population (any node of ``HIERARCHY`` or a ``GROUPS`` name)."""
+        return mask_for(self.codes, population)
+
+    def counts(self) -> dict[str, int]:
+        """Events per population, for every population."""
+        per_leaf = np.bincount(self.codes, minlength=len(LEAF_NAMES))
+        index = {leaf: i for i, leaf in enumerate(LEAF_NAMES)}
+        return {p: int(sum(per_leaf[index[leaf]] for leaf in leaves))
+                for p, leaves in LEAVES.items()}
+
+    def cells_per_ul(self, population: str) -> float:
+        """True single-platform absolute count: events / bead events x beads per test / volume."""
+        kw = self.sample.keywords
+        if BEADS_KEYWORD not in kw:
+            raise ImmunomonError("this sample was simulated without counting beads")
+        beads = int(self.mask("Beads").sum())
+        if beads == 0:
+            raise ImmunomonError("no bead events in this sample")
+        return (float(self.mask(population).sum()) / beads * float(kw[BEADS_KEYWORD])
+                / float(kw[BLOOD_VOLUME_KEYWORD]))
+
+
+def mask_for(codes: np.ndarray, population: str) -> np.ndarray:
+    """Boolean membership of ``population`` given per-event leaf codes."""
+    if population not in LEAVES:
+        raise ImmunomonError(f"unknown population {population!r}; known: {', '.join(LEAVES)}")
+    wanted = [LEAF_NAMES.index(leaf) for leaf in LEAVES[population]]
+    return np.isin(codes, wanted)
+
+
+# -- generation -------------------------------------------------------------------------
+def pbmc_sample(n_events: int = 50_000, seed: int | None = 0, *,
+                batch_shift: float | dict[str, float] = 0.0,
+                frequencies: dict[str, float] | None = None,
+                clog: bool | tuple[float, float] = False,
+                spillover: bool = True,
+                beads: bool = True,
+                event_rate: float = 600.0,
+                beads_per_test: int = 50_000,
+                sample_volume_ul: float = 50.0,
+                start: _dt.datetime | None = None) -> SimulatedSample:
+    """A simulated lysed-blood sample with counting beads and per-event truth.
+
+    ``batch_shift``: fractional change of marker intensities, one number for
+    all or ``{marker or detector: fraction}`` (0.3 = 30% brighter), as
+    day-to-day instrument drift does.  ``frequencies``: overrides of
+    ``DEFAULT_FREQUENCIES`` (see ``resolve_frequencies``).  ``clog``: True or a
+    (start, stop) fraction of the acquisition time during which the event rate
+    drops to a fifth and intensities sag.  ``spillover=False`` gives already
+    pure signals and no matrix.  ``event_rate`` is events per second outside a
+    clog.  Deterministic for a given ``seed``.
+    """
+    n = _check_count(n_events)
+    window = _check_clog(clog)
+    shift = _check_shift(batch_shift)
+    if not event_rate > 0:
+        raise ImmunomonError(f"event_rate must be positive, got {event_rate!r}")
+    rng = np.random.default_rng(seed)
+    freqs = resolve_frequencies(frequencies, beads=beads)
+    absolute = absolute_frequencies(freqs)
+
+    p = np.array([absolute[leaf] for leaf in LEAF_NAMES])
+    codes = rng.choice(len(LEAF_NAMES), size=n, p=p / p.sum()).astype(np.uint8)
+
+    fsc, ssc, ratio, true = _singlets(rng, codes)
+    _add_doublets(rng, codes, absolute, fsc, ssc, ratio, true)
+
+    seconds, phase = _arrival_times(rng, n, event_rate, window)
+    anomaly = (phase >= 0) & (phase < 1) if window else np.zeros(n, dtype=bool)
+    if window:
+        sag = _clog_factor(rng, phase[anomaly])
+        fsc[anomaly] *= sag
+        ssc[anomaly] *= sag
+        true[anomaly] *= sag[:, None]
+    true *= shift[None, :]
+
+    matrix = spillover_matrix() if spillover else np.eye(len(DETECTORS))
+    observed = _detect(rng, true, matrix)
+    fsc_h = fsc * ratio
+    scatter = np.column_stack([fsc, fsc_h, ssc])
+    scatter += rng.normal(0.0, _SCATTER_NOISE, scatter.shape)
+    time = np.floor(seconds / TIMESTEP)
+
+    events = np.empty((n, len(CHANNELS)), dtype=np.float32)
+    events[:, :3] = np.clip(scatter, 0.0, RANGE - 1)
+    events[:, 3:-1] = np.minimum(observed, RANGE - 1)
+    events[:, -1] = time
+
+    spill = Spillover(DETECTORS, matrix) if spillover else None
+    duration = float(seconds[-1]) if n else 0.0
+    bead_events = int(np.count_nonzero(codes == LEAF_NAMES.index("Beads")))
+    time_range = max(RANGE, float(2 ** int(np.ceil(np.log2(time[-1] + 2)))) if n else RANGE)
+    channel_info = _channels(time_range)
+    keywords = _keywords(channel_info, spill, n=n, seed=seed, start=start, duration=duration,
+                         beads=beads, beads_per_test=beads_per_test,
+                         sample_volume_ul=sample_volume_ul, bead_events=bead_events)
+    sample = Sample(events=events, channel_info=channel_info, keywords=keywords,
+                    version="3.1", spillover=spill)
+    return SimulatedSample(sample=sample, codes=codes, anomaly=anomaly,
+                           true_signal=true.astype(np.float32), frequencies=freqs, seed=seed)
+
+
+def _check_count(n_events) -> int:
+    if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
+        raise ImmunomonError(f"n_events must be a positive integer, got {n_events!r}")
+    return int(n_events)
+
+
+def _check_clog(clog) -> tuple[float, float] | None:
+    if clog is False or clog is None:
+        return None
+    if clog is True:
+        return DEFAULT_CLOG
+    try:
+        a, b = (float(x) for x in clog)
+    except (TypeError, ValueError):
+        raise ImmunomonError(f"clog must be False, True or a (start, stop) pair, got {clog!r}") from None
+    if not 0.0 <= a < b <= 1.0:
+        raise ImmunomonError(f"clog window {clog!r} must satisfy 0 <= start < stop <= 1 "
+                             "(fractions of the acquisition time)")
+    return a, b
+
+
+def _check_shift(batch_shift) -> np.ndarray:
+    """Per-detector intensity multipliers (1 + shift)."""
+    factors = np.ones(len(DETECTORS))
+    if isinstance(batch_shift, dict):
+        for key, value in batch_shift.items():
+            detector = PANEL.get(key, key)
+            if detector not in DETECTORS:
+                raise ImmunomonError(f"batch_shift: unknown marker {key!r}; markers are "
+                                     f"{', '.join(MARKERS)}")
+            factors[DETECTORS.index(detector)] = 1.0 + float(value)
+    else:
+        factors[:] = 1.0 + float(batch_shift)
+    if np.any(factors <= 0):
+        raise ImmunomonError(f"batch_shift {batch_shift!r} would make intensities non-positive; "
+                             "give fractions above -1")
+    return factors
+
+
+def _singlets(rng, codes):
+    """Scatter, FSC-H/FSC-A ratio and true signal for every event, by leaf.
+
+    Doublet rows are left zero here and filled by ``_add_doublets``.
+    """
+    n = codes.size
+    fsc = np.zeros(n)
+    ssc = np.zeros(n)
+    ratio = np.zeros(n)
+    true = np.zeros((n, len(DETECTORS)))
+    af_profile = np.array([_DETECTOR_PROPS[d][2] for d in DETECTORS])
+    for code, leaf in enumerate(LEAF_NAMES):
+        rows = np.flatnonzero(codes == code)
+        if rows.size == 0 or leaf == "Doublets":
+            continue
+        fsc[rows], ssc[rows], ratio[rows], true[rows] = _cells(rng, leaf, rows.size, af_profile)
+    return fsc, ssc, ratio, true
+
+
+def _cells(rng, leaf: str, m: int, af_profile: np.ndarray):
+    f_med, f_sd, s_med, s_sd, af = _SCATTER[leaf]
+    # bigger cells scatter more side light too: correlated log-normal scatter
+    z = rng.standard_normal((m, 2))
+    z[:, 1] = 0.4 * z[:, 0] + np.sqrt(1 - 0.4 ** 2) * z[:, 1]
+    fsc = f_med * np.exp(f_sd * z[:, 0])
+    ssc = s_med * np.exp(s_sd * z[:, 1])
+    if leaf == "Debris":
+        fsc += _FSC_THRESHOLD    # below the trigger threshold nothing is recorded
+        ratio = rng.normal(0.80, 0.07, m)
+    elif leaf == "Beads":
+        ratio = rng.normal(0.92, 0.01, m)
+    else:
+        ratio = rng.normal(0.87, 0.025, m)
+
+    if leaf == "Beads":
+        level = np.array([_BEAD_SIGNAL[d] for d in DETECTORS])
+        brightness = np.exp(0.02 * rng.standard_normal((m, 1)))
+        true = level * brightness * np.exp(0.02 * rng.standard_normal((m, len(DETECTORS))))
+        return fsc, ssc, ratio, true
+
+    # stain: log-normal per marker with a shared per-cell factor (cell size, permeability)
+    table = PHENOTYPES.get(leaf, {})
+    medians = np.array([table.get(mk, (0.0, 0.0))[0] for mk in MARKERS])
+    sds = np.array([table.get(mk, (0.0, 0.0))[1] for mk in MARKERS])
+    shared = rng.standard_normal((m, 1))
+    own = rng.standard_normal((m, len(MARKERS)))
+    zz = np.sqrt(_SHARED) * shared + np.sqrt(1 - _SHARED) * own
+    stain = medians * np.exp(sds * zz)
+    # autofluorescence: one per-cell level, spread over detectors by their profile
+    af_cell = af * np.exp(0.35 * rng.standard_normal((m, 1)))
+    true = stain + af_cell * af_profile
+    return fsc, ssc, ratio, true
+
+
+def _add_doublets(rng, codes, absolute, fsc, ssc, ratio, true) -> None:
+    """Fill doublet rows with two leukocytes passing the laser together.
+
+    Area adds up; height does not: FSC-H is the taller pulse plus part of the
+    other, depending on how much the two overlap, so most doublets sit below
+    the singlets' FSC-H/FSC-A line and a few (near-perfect overlap) on it.
+    """
+    rows = np.flatnonzero(codes == LEAF_NAMES.index("Doublets"))
+    if rows.size == 0:
+        return
+    cells = [leaf for leaf in LEAVES["Leukocytes"]]
+    p = np.array([absolute[leaf] for leaf in cells])
+    if p.sum() <= 0:
+        cells, p = ["Debris"], np.ones(1)
+    comp = rng.choice(len(cells), size=(2, rows.size), p=p / p.sum())
+    sub = np.array([LEAF_NAMES.index(cells[c]) for c in range(len(cells))], dtype=np.uint8)
+    f1, s1, r1, t1 = _singlets(rng, sub[comp[0]])
+    f2, s2, r2, t2 = _singlets(rng, sub[comp[1]])
+    h1, h2 = f1 * r1, f2 * r2
+    overlap = rng.beta(1.5, 3.0, rows.size)
+    height = np.maximum(h1, h2) + np.minimum(h1, h2) * overlap
+    fsc[rows] = f1 + f2
+    ssc[rows] = s1 + s2
+    ratio[rows] = height / (f1 + f2)
+    true[rows] = t1 + t2
+
+
+def _arrival_times(rng, n: int, rate: float, window):
+    """Sorted arrival times (s) and, per event, its phase within the clog window.
+
+    A Poisson process with rate ``rate`` outside the window and
+    ``_CLOG_RATE * rate`` inside: the order statistics of uniform draws on the
+    cumulative intensity, mapped back to time.  Phase is (t - start) / (stop -
+    start), so 0 <= phase < 1 inside the window.
+    """
+    u = np.sort(rng.random(n))
+    if window is None:
+        duration = n / rate
+        return u * duration, np.full(n, -1.0)
+    a, b = window
+    inside = (b - a) * _CLOG_RATE
+    total = a + inside + (1.0 - b)
+    c = u * total
+    s = np.where(c < a, c, np.where(c < a + inside, a + (c - a) / _CLOG_RATE,
+                                    b + (c - a - inside)))
+    duration = n / (rate * total)
+    return s * duration, (s - a) / (b - a)
+
+
+def _clog_factor(rng, phase: np.ndarray) -> np.ndarray:
+    """Intensity multiplier inside a clog: a sag that deepens then recovers, plus jitter."""
+    sag = 1.0 - _CLOG_DEPTH * np.sin(np.pi * np.clip(phase, 0.0, 1.0))
+    return sag * np.exp(0.12 * rng.standard_normal(phase.size))
+
+
+def _detect(rng, true: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Detector readings: spilled signal plus electronic and photon noise."""
+    signal = true @ matrix
+    electronic = np.array([_DETECTOR_PROPS[d][3] for d in DETECTORS])
+    per_pe = np.array([_DETECTOR_PROPS[d][4] for d in DETECTORS])
+    sd = np.sqrt(electronic ** 2 + per_pe * np.maximum(signal, 0.0))
+    return signal + sd * rng.standard_normal(signal.shape)
+
+
+# -- metadata --------------------------------------------------------------------------
+def _channels(time_range: float) -> tuple[Channel, ...]:
+    chans = [Channel(name=c, marker=None, range=RANGE, gain=1.0, amplification=(0.0, 0.0),
+                     datatype="F", bits=32) for c in SCATTER]
+    chans += [Channel(name=d, marker=m, range=RANGE, gain=1.0, amplification=(0.0, 0.0),
+                      datatype="F", bits=32) for m, d in PANEL.items()]
+    chans.append(Channel(name="Time", marker=None, range=time_range, gain=1.0,
+                         amplification=(0.0, 0.0), datatype="F", bits=32))
+    return tuple(chans)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def spillover_keyword(spill: Spillover) -> str:
+    """The $SPILLOVER value: n, detector names, then the matrix row by row."""
+    values = ",".join(_fmt(v) for v in spill.matrix.ravel())
+    return f"{len(spill.detectors)},{','.join(spill.detectors)},{values}"
+
+
+def _keywords(channel_info, spill, *, n, seed, start, duration, beads, beads_per_test,
+              sample_volume_ul, bead_events) -> dict[str, str]:
+    if start is None:
+        # a weekday morning that depends on the seed, so files differ like real runs
+        s = 0 if seed is None else int(seed)
+        start = (_dt.datetime(2024, 1, 8, 9, 0, 0) + _dt.timedelta(days=7 * (s % 50) + s % 5,
+                                                                    minutes=13 * (s % 29)))
+    end = start + _dt.timedelta(seconds=duration)
+    kw: dict[str, str] = {
+        "$CYT": INSTRUMENT,
+        "$CYTSN": "R66034200114",
+        "$DATE": start.strftime("%d-%b-%Y").upper(),
+        "$BTIM": start.strftime("%H:%M:%S") + f".{start.microsecond // 10000:02d}",
+        "$ETIM": end.strftime("%H:%M:%S") + f".{end.microsecond // 10000:02d}",
+        "$TIMESTEP": _fmt(TIMESTEP),
+        "$TOT": str(n),
+        "$PAR": str(len(channel_info)),
+        "$MODE": "L",
+        "$DATATYPE": "F",
+        "$BYTEORD": "1,2,3,4",
+        "$FIL": f"pbmc_seed{seed}.fcs",
+        "$SRC": "Peripheral blood",
+        "$CELLS": "Lysed whole blood leukocytes",
+        "$SMNO": f"SIM-{seed}",
+        "$COM": f"Simulated post-transplant blood (immunomon.simulate, seed={seed})",
+    }
+    for i, ch in enumerate(channel_info, start=1):
+        kw[f"$P{i}N"] = ch.name
+        if ch.marker is not None:
+            kw[f"$P{i}S"] = ch.marker
+        kw[f"$P{i}R"] = _fmt(ch.range)
+        kw[f"$P{i}B"] = str(ch.bits)
+        kw[f"$P{i}E"] = "0,0"
+        kw[f"$P{i}G"] = _fmt(ch.gain)
+        props = _DETECTOR_PROPS.get(ch.name)
+        if props is not None:
+            kw[f"$P{i}L"] = str(props[0])       # excitation wavelength (nm)
+            kw[f"$P{i}V"] = str(props[1])       # detector voltage
+        elif ch.name in SCATTER:
+            kw[f"$P{i}L"] = "488"
+            kw[f"$P{i}V"] = "380" if ch.name.startswith("FSC") else "260"
+    if spill is not None:
+        kw["$SPILLOVER"] = spillover_keyword(spill)
+    if beads:
+        kw[BEADS_KEYWORD] = str(int(beads_per_test))
+        kw[BLOOD_VOLUME_KEYWORD] = _fmt(sample_volume_ul)
+        # FCS 3.1 $VOL: volume acquired, in nanolitres; beads are at beads_per_test
+        # per tube volume, so the bead events tell how much was acquired.
+        acquired_ul = bead_events * TUBE_VOLUME_UL / max(int(beads_per_test), 1)
+        kw["$VOL"] = _fmt(round(acquired_ul * 1000.0, 1))
+    return kw
+
+
+# -- truth files ------------------------------------------------------------------------
+def write_truth(path, sim: SimulatedSample) -> Path:
+    """Write per-event truth as gzipped CSV (columns: label, anomaly), byte-reproducible."""
+    path = Path(path)
+    lines = ["label,anomaly"]
+    flags = np.where(sim.anomaly, "1", "0")
+    lines += [f"{lab},{a}" for lab, a in zip(sim.labels.tolist(), flags.tolist())]
+    data = ("\n".join(lines) + "\n").encode()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
+                                               filename="") as gz:
+        gz.write(data)
+    tmp.replace(path)
+    return path
+
+
+def read_truth(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a truth file written by ``write_truth``: (labels, anomaly)."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ImmunomonError(f"{path}: cannot read truth labels ({exc})") from None
+    if not lines or lines[0].strip() != "label,anomaly":
+        raise ImmunomonError(f"{path}: expected the header 'label,anomaly' on line 1")
+    # labels contain spaces ("Resting CD4 T"): split each line at its last comma
+    parts = [line.rsplit(",", 1) for line in lines[1:] if line]
+    bad = next((i for i, p in enumerate(parts) if len(p) != 2), None)
+    if bad is not None:
+        raise ImmunomonError(f"{path}, line {bad + 2}: expected 'label,anomaly'")
+    labels = np.array([p[0] for p in parts])
+    anomaly = np.array([p[1] == "1" for p in parts], dtype=bool)
+    unknown = set(labels.tolist()) - set(LEAF_NAMES)
+    if unknown:
+        raise ImmunomonError(f"{path}: unknown labels {sorted(unknown)}; known: "
+                             f"{', '.join(LEAF_NAMES)}")
+    return labels, anomaly
