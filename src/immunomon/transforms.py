@@ -20,7 +20,7 @@ there, so Newton's method started above the root converges monotonically.
 
 Evaluating the inverse of ``F`` per event by root finding costs a few
 exponentials per value. Instead, ``F^-1`` is tabulated once per parameter set
-on cells that are uniform in the bits of the float64 value (64 cells per
+on cells that are uniform in the bits of the float64 value (128 cells per
 octave of ``|x|``) and interpolated by a cubic Hermite polynomial built from
 exact values and slopes at the cell ends. The cell of a value is its exponent
 and top mantissa bits, so finding it is a shift, not a search; the error is
@@ -310,21 +310,25 @@ def _biex_inverse(p: _Biex, y) -> np.ndarray:
 # --------------------------------------------------------------------------
 # logicle and hyperlog: the table
 
-_MANT_BITS = 6                  # 2**6 cells per octave of |x|
+_MANT_BITS = 7                  # 2**7 cells per octave of |x|
 _SHIFT = 52 - _MANT_BITS
 _OCTAVES_BELOW = 24             # table starts 2**24 below the linear-region scale
 _OCTAVES_ABOVE_T = 40           # and ends 2**40 above the top of scale
+_CELL_MASK = np.int64(~((1 << _SHIFT) - 1))
 
 
 @dataclass(frozen=True)
 class _Table:
-    base: int                   # (bits of the first tabulated |x|) >> _SHIFT, minus 1
-    left: np.ndarray            # left end of each cell; cell 0 is [0, first), the last is overflow
-    c0: np.ndarray              # cubic in (|x| - left): c0 + c1 d + c2 d^2 + c3 d^3 = |y - x1|
-    c1: np.ndarray
-    c2: np.ndarray
-    c3: np.ndarray
-    x1: float
+    """Piecewise cubic for |y - x1| as a function of u = |x| + off.
+
+    The offset lifts zero and tiny values into the first octave, so every finite
+    value below the top of the table has a cell and no value needs a branch.
+    """
+
+    off: float                  # 2**e_lo, the start of the table in u
+    base: int                   # bits(off) >> _SHIFT: the index of the first cell
+    coef: np.ndarray            # (cells + 1, 4): c3, c2, c1, c0 in d = u - (left end of cell);
+    x1: float                   # the last row is NaN, for values beyond the table
 
 
 @lru_cache(maxsize=64)
@@ -332,33 +336,28 @@ def _table(kind: str, T: float, W: float, M: float, A: float) -> _Table:
     p = _biex(kind, T, W, M, A)
     scale = p.slope0 / p.b                      # |x| at which the curve bends
     e_lo = math.floor(math.log2(scale)) - _OCTAVES_BELOW
-    e_hi = max(math.ceil(math.log2(T)), math.floor(math.log2(scale)) + 1) + _OCTAVES_ABOVE_T
+    e_hi = max(math.ceil(math.log2(T)), e_lo + _OCTAVES_BELOW + 1) + _OCTAVES_ABOVE_T
     per = 1 << _MANT_BITS
     exps = np.arange(e_lo, e_hi, dtype=np.float64)
     frac = 1.0 + np.arange(per, dtype=np.float64) / per
-    left = np.concatenate([[0.0], (np.exp2(exps)[:, None] * frac[None, :]).ravel()])
-    nodes = np.append(left, 2.0 ** e_hi)        # cell j spans nodes[j] .. nodes[j + 1]
-    t = _solve_t(p, nodes)
-    g = t
-    dg = 1.0 / p.dF(t)                          # d|y|/d|x| = 1 / F'(t)
+    nodes = np.append((np.exp2(exps)[:, None] * frac[None, :]).ravel(), 2.0 ** e_hi)
+    off = 2.0 ** e_lo
+    g = _solve_t(p, nodes - off)                # cell j spans nodes[j] .. nodes[j + 1] in u
+    dg = 1.0 / p.dF(g)                          # d|y|/d|x| = 1 / F'(t)
     h = np.diff(nodes)
     slope = np.diff(g) / h
-    c2 = (3 * slope - 2 * dg[:-1] - dg[1:]) / h
-    c3 = (dg[:-1] + dg[1:] - 2 * slope) / (h * h)
-    nan = np.array([np.nan])
-    first_bits = int(np.array(2.0 ** e_lo).view(np.int64))
-    return _Table(
-        base=(first_bits >> _SHIFT) - 1,
-        left=np.concatenate([left, [0.0]]),
-        c0=np.concatenate([g[:-1], nan]),
-        c1=np.concatenate([dg[:-1], nan]),
-        c2=np.concatenate([c2, nan]),
-        c3=np.concatenate([c3, nan]),
-        x1=p.x1,
-    )
+    coef = np.empty((h.size + 1, 4))
+    coef[:-1, 3] = g[:-1]
+    coef[:-1, 2] = dg[:-1]
+    coef[:-1, 1] = (3 * slope - 2 * dg[:-1] - dg[1:]) / h
+    coef[:-1, 0] = (dg[:-1] + dg[1:] - 2 * slope) / (h * h)
+    coef[-1] = np.nan
+    return _Table(off=off, base=int(np.array(off).view(np.int64)) >> _SHIFT,
+                  coef=coef, x1=p.x1)
 
 
-_CHUNK = 1 << 15                # values per block: the temporaries stay in cache
+_CHUNK = 1 << 14                # values per block: the temporaries stay in the L2 cache
+_PARALLEL_MIN = 1 << 18         # below this, threads cost more than they save
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -375,48 +374,65 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _table_block(tab: _Table, x: np.ndarray, out: np.ndarray) -> None:
-    """out[:] = transform of x (1-D float64 blocks of equal length)."""
-    ax = np.abs(x)
-    idx = ax.view(np.int64) >> _SHIFT
+def _table_block(tab: _Table, x: np.ndarray, out: np.ndarray) -> bool:
+    """out[:] = transform of x (1-D float32 or float64 blocks of equal length).
+
+    Returns whether some values fell outside the table (their result is NaN).
+    """
+    x = x.astype(np.float64, copy=False)
+    u = np.abs(x)
+    u += tab.off
+    bits = u.view(np.int64)
+    idx = bits >> _SHIFT                        # exponent and top mantissa bits: the cell
     idx -= tab.base
-    # mode="clip": |x| below the table lands in cell 0, beyond it in the NaN cell
-    d = np.take(tab.left, idx, mode="clip")
-    np.subtract(ax, d, out=d)
-    y = np.take(tab.c3, idx, mode="clip")
+    left = bits & _CELL_MASK                    # u with the bits below the cell cleared
+    d = left.view(np.float64)
+    np.subtract(u, d, out=d)
+    # mode="clip": values beyond the table (and NaN) land in the NaN row
+    c = np.take(tab.coef, idx, axis=0, mode="clip")
+    y = c[:, 0] * d
+    y += c[:, 1]
     y *= d
-    y += np.take(tab.c2, idx, mode="clip")
+    y += c[:, 2]
     y *= d
-    y += np.take(tab.c1, idx, mode="clip")
-    y *= d
-    y += np.take(tab.c0, idx, mode="clip")
+    y += c[:, 3]
     np.copysign(y, x, out=y)
     np.add(y, tab.x1, out=out)
+    return bool(np.isnan(y).any())
 
 
 def _tabulated(kind: str, x, T, W, M, A) -> np.ndarray:
     T, W, M, A = _check_biex(kind, T, W, M, A)
     tab = _table(kind, T, W, M, A)
     x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64, copy=False)
     shape = x.shape
-    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1) if x.dtype != np.float64 \
-        else np.ascontiguousarray(x).reshape(-1)
+    flat = np.ascontiguousarray(x).reshape(-1)   # float32 blocks are widened one at a time
     out = np.empty(flat.shape, dtype=np.float64)
     n = flat.size
-    bounds = range(0, n, _CHUNK)
 
-    def run(start):
-        stop = min(start + _CHUNK, n)
-        _table_block(tab, flat[start:stop], out[start:stop])
+    def run(lo, hi):
+        missed = []
+        with np.errstate(invalid="ignore"):     # inf - inf for infinite input: re-solved below
+            for start in range(lo, hi, _CHUNK):
+                stop = min(start + _CHUNK, hi)
+                if _table_block(tab, flat[start:stop], out[start:stop]):
+                    missed.append((start, stop))
+        return missed
 
-    if n <= 2 * _CHUNK or _threads() == 1:
-        for s in bounds:
-            run(s)
+    workers = _threads() if n >= _PARALLEL_MIN else 1
+    if workers == 1:
+        missed = run(0, n)
     else:
-        list(_executor().map(run, bounds))
-    bad = np.isnan(out)
-    if bad.any():
-        out[bad] = _exact(_biex(kind, T, W, M, A), flat[bad])
+        # numpy releases the GIL inside each operation: one contiguous share per thread
+        share = -(-n // (workers * _CHUNK)) * _CHUNK
+        futures = [_executor().submit(run, lo, min(lo + share, n)) for lo in range(0, n, share)]
+        missed = [block for f in futures for block in f.result()]
+    for start, stop in missed:                  # NaN, infinite or beyond 2**40 T: solve exactly
+        part = out[start:stop]
+        bad = np.isnan(part)
+        part[bad] = _exact(_biex(kind, T, W, M, A), flat[start:stop][bad])
     return out.reshape(shape)
 
 
