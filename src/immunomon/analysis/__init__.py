@@ -9,8 +9,12 @@ each default are in docs/analysis.md.
 
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
                        logrank, median_followup)
+from .timevarying import (CoxResult, LandmarkResult, TestResult, counting_process,
+                          cox_time_varying, landmark)
 
 __all__ = [
+    "CoxResult", "LandmarkResult", "TestResult",
+    "counting_process", "cox_time_varying", "landmark",
     "KaplanMeierResult", "LogrankResult", "FollowUpResult",
     "kaplan_meier", "logrank", "median_followup",
 ]
