@@ -1,0 +1,36 @@
+"""STR donor chimerism: from GeneMapper exports to % donor per sample, lineage and date.
+
+Read exports (:func:`read_export`), genotype the donor(s) and the recipient
+(:func:`genotype_from_peaks`), then compute % donor per locus and per sample
+(:func:`compute_chimerism`), or do all three with :func:`chimerism_from_exports`.
+Digital and quantitative PCR chimerism are in :mod:`.pcr`; following a patient's
+series in :mod:`.series`.
+"""
+
+from .calculate import (FULL_DONOR, MIXED, NOT_DETERMINED, ChimerismResult,
+                        ChimerismSettings, LocusResult, SampleResult, classify_sample,
+                        combine_loci, compute_chimerism, dose_model_shares, locus_chimerism,
+                        lod_status, match_alleles, percent_dhet_rhom, percent_dhom_rhet,
+                        percent_no_shared, reported_value, sample_chimerism,
+                        stutter_corrected)
+from .genotype import Allele, Genotype, LocusClass, classify_locus, genotype_from_peaks
+from .kits import Kit, Locus, builtin_kits, load_kit, normalize_locus
+from .parsers import PEAK_COLUMNS, detect_layout, read_export, read_exports
+from .pcr import (PCRChimerism, ddpcr_chimerism, ddpcr_percent_recipient, poisson_lambda,
+                  qpcr_chimerism, qpcr_percent_recipient)
+from .series import classify_series, flag_rising_recipient, parse_sample_name, read_manifest
+from .workflow import chimerism_from_exports
+
+__all__ = [
+    "Allele", "ChimerismResult", "ChimerismSettings", "FULL_DONOR", "Genotype", "Kit",
+    "Locus", "LocusClass", "LocusResult", "MIXED", "NOT_DETERMINED", "PCRChimerism",
+    "PEAK_COLUMNS", "SampleResult", "builtin_kits", "chimerism_from_exports",
+    "classify_locus", "classify_sample", "classify_series", "combine_loci",
+    "compute_chimerism", "ddpcr_chimerism", "ddpcr_percent_recipient", "detect_layout",
+    "dose_model_shares", "flag_rising_recipient", "genotype_from_peaks", "load_kit",
+    "locus_chimerism", "lod_status", "match_alleles", "normalize_locus",
+    "parse_sample_name", "percent_dhet_rhom", "percent_dhom_rhet", "percent_no_shared",
+    "poisson_lambda", "qpcr_chimerism", "qpcr_percent_recipient", "read_export",
+    "read_exports", "read_manifest", "reported_value", "sample_chimerism",
+    "stutter_corrected",
+]

@@ -1,0 +1,285 @@
+"""Read GeneMapper, GeneMarker and Peak Scanner exports into one peak table.
+
+Two layouts are recognised from the header:
+
+* the **per-peak report**: one row per peak, columns such as ``Dye/Sample Peak``,
+  ``Sample File Name``, ``Marker``, ``Allele``, ``Size``, ``Height``, ``Area``,
+  ``Data Point``; size-standard and unlabelled peaks appear as rows too;
+* the **wide genotype table**: one row per sample and marker, with numbered columns
+  ``Allele 1..n``, ``Size 1..n``, ``Height 1..n``, ``Area 1..n``.
+
+Both become a :data:`PEAK_COLUMNS` DataFrame with one row per peak. Tab, comma or
+semicolon separated text is accepted, quoted or not. ``OL`` (off-ladder) alleles
+are kept with their size; empty cells become NaN. A malformed cell raises
+:class:`ChimerismError` naming the file, line and column.
+
+We read with the ``csv`` module rather than ``pandas.read_csv`` because error
+messages must give the true line number of the offending record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ChimerismError
+from .kits import Kit, normalize_locus
+
+PEAK_COLUMNS = ["sample", "marker", "locus", "allele", "size", "height", "area",
+                "dye", "data_point", "file", "line"]
+
+# Header aliases, compared after lower-casing and collapsing whitespace.
+_SAMPLE_NAME = ("sample name", "sample")
+_SAMPLE_FILE = ("sample file name", "sample file", "file name", "filename")
+_AREA = ("area", "area in point", "area in points", "area in bp", "peak area")
+_HEIGHT = ("height", "peak height")
+_SIZE = ("size", "size (bp)", "peak size")
+_DATA_POINT = ("data point", "datapoint", "scan")
+_WIDE = re.compile(r"^(allele|size|height|area)\s*(\d+)$")
+_FILE_SUFFIX = re.compile(r"\.(fsa|hid|ab1|abi)$", re.IGNORECASE)
+
+
+def _norm_header(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().strip('"').strip()).lower()
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")   # Windows exports; every byte maps to a character
+
+
+def _find(headers: list, names) -> int | None:
+    for name in names:
+        if name in headers:
+            return headers.index(name)
+    return None
+
+
+class _Table:
+    """The rows of a delimited text file, with the line number of each record."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        lines = text.splitlines()
+        first = next((i for i, line in enumerate(lines) if line.strip()), None)
+        if first is None:
+            raise ChimerismError(f"{path}: the file is empty; export the peak table or "
+                                 f"genotype table as tab-separated text")
+        head = lines[first]
+        delim = "\t" if "\t" in head else (";" if head.count(";") > head.count(",") else ",")
+        reader = csv.reader(io.StringIO(text), delimiter=delim)
+        self.header_line = 0
+        self.raw_headers: list = []
+        self.rows: list = []           # (line number, cells)
+        try:
+            for cells in reader:
+                if not self.raw_headers:
+                    if any(c.strip() for c in cells):
+                        self.header_line = reader.line_num
+                        self.raw_headers = [c.strip() for c in cells]
+                    continue
+                if any(c.strip() for c in cells):
+                    self.rows.append((reader.line_num, cells))
+        except csv.Error as exc:
+            raise ChimerismError(f"{path}, line {reader.line_num}: {exc}; check for an "
+                                 f"unclosed quote") from None
+        while self.raw_headers and not self.raw_headers[-1]:
+            self.raw_headers.pop()     # GeneMapper ends each line with a tab
+        self.headers = [_norm_header(h) for h in self.raw_headers]
+
+    def cell(self, line: int, cells: list, col: int | None) -> str:
+        if col is None:
+            return ""
+        return cells[col].strip() if col < len(cells) else ""
+
+    def check_width(self, line: int, cells: list):
+        extra = [i for i in range(len(self.headers), len(cells)) if cells[i].strip()]
+        if extra:
+            raise ChimerismError(
+                f"{self.path}, line {line}, column {extra[0] + 1}: the row has "
+                f"{len(cells)} cells but the header on line {self.header_line} has "
+                f"{len(self.headers)}; check for a stray separator in a name")
+
+    def number(self, line: int, cells: list, col: int | None) -> float:
+        text = self.cell(line, cells, col)
+        if text in ("", "-", "NA", "N/A", "nan"):
+            return np.nan
+        try:
+            value = float(text)
+        except ValueError:
+            raise ChimerismError(
+                f"{self.path}, line {line}, column {col + 1} "
+                f"({self.raw_headers[col]!r}): {text!r} is not a number; export sizes, "
+                f"heights and areas as plain numbers") from None
+        if not np.isfinite(value) or value < 0:
+            raise ChimerismError(
+                f"{self.path}, line {line}, column {col + 1} "
+                f"({self.raw_headers[col]!r}): {text!r} must be a finite number >= 0")
+        return value
+
+    def missing(self, what: str, names) -> ChimerismError:
+        return ChimerismError(
+            f"{self.path}, line {self.header_line}: no {what} column (expected one of "
+            f"{', '.join(repr(n.title()) for n in names)}); found "
+            f"{', '.join(repr(h) for h in self.raw_headers) or 'no columns'}")
+
+
+def _sample_name(table: _Table, line, cells, name_col, file_col) -> str:
+    name = table.cell(line, cells, name_col)
+    if not name:
+        name = _FILE_SUFFIX.sub("", os.path.basename(table.cell(line, cells, file_col)))
+    if not name:
+        col = name_col if name_col is not None else file_col
+        raise ChimerismError(f"{table.path}, line {line}, column {col + 1} "
+                             f"({table.raw_headers[col]!r}): the sample name is empty")
+    return name
+
+
+def _normalize_allele(label: str) -> str:
+    label = label.strip()
+    if label.upper().startswith("OL") or label == "?":
+        return "OL"
+    return label
+
+
+def detect_layout(headers: list) -> str | None:
+    """'peaks' for the per-peak report, 'wide' for the genotype table, else None."""
+    norm = [_norm_header(h) for h in headers]
+    if any(_WIDE.match(h) for h in norm):
+        return "wide"
+    if "allele" in norm or "dye/sample peak" in norm or (
+            any(h in norm for h in _SIZE) and any(h in norm for h in _HEIGHT + _AREA)):
+        return "peaks"
+    return None
+
+
+def _read_peak_report(table: _Table) -> list:
+    h = table.headers
+    name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
+    if name_col is None and file_col is None:
+        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
+    size_col = _find(h, _SIZE)
+    if size_col is None:
+        raise table.missing("size", _SIZE)
+    height_col, area_col = _find(h, _HEIGHT), _find(h, _AREA)
+    if height_col is None and area_col is None:
+        raise table.missing("height or area", _HEIGHT + _AREA)
+    marker_col, allele_col = _find(h, ("marker", "locus")), _find(h, ("allele",))
+    dye_col, dp_col = _find(h, ("dye/sample peak", "dye", "color", "colour")), \
+        _find(h, _DATA_POINT)
+    records = []
+    for line, cells in table.rows:
+        table.check_width(line, cells)
+        dye = table.cell(line, cells, dye_col)[:1].upper() or None
+        marker = table.cell(line, cells, marker_col)
+        records.append({
+            "sample": _sample_name(table, line, cells, name_col, file_col),
+            "marker": marker,
+            "locus": normalize_locus(marker) if marker else "",
+            "allele": _normalize_allele(table.cell(line, cells, allele_col)),
+            "size": table.number(line, cells, size_col),
+            "height": table.number(line, cells, height_col),
+            "area": table.number(line, cells, area_col),
+            "dye": dye,
+            "data_point": table.number(line, cells, dp_col),
+            "line": line,
+        })
+    return records
+
+
+def _read_wide_table(table: _Table) -> list:
+    h = table.headers
+    name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
+    if name_col is None and file_col is None:
+        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
+    marker_col = _find(h, ("marker", "locus"))
+    if marker_col is None:
+        raise table.missing("marker", ("marker", "locus"))
+    dye_col = _find(h, ("dye", "color", "colour"))
+    numbered: dict = {}
+    for col, name in enumerate(h):
+        m = _WIDE.match(name)
+        if m:
+            numbered.setdefault(int(m.group(2)), {})[m.group(1)] = col
+    records = []
+    for line, cells in table.rows:
+        table.check_width(line, cells)
+        marker = table.cell(line, cells, marker_col)
+        if not marker:
+            continue                   # size-standard or summary rows carry no marker
+        sample = _sample_name(table, line, cells, name_col, file_col)
+        dye = table.cell(line, cells, dye_col)[:1].upper() or None
+        for n in sorted(numbered):
+            cols = numbered[n]
+            allele = table.cell(line, cells, cols.get("allele"))
+            size = table.number(line, cells, cols.get("size"))
+            if not allele and np.isnan(size):
+                continue               # empty slot: fewer alleles than columns
+            records.append({
+                "sample": sample, "marker": marker, "locus": normalize_locus(marker),
+                "allele": _normalize_allele(allele), "size": size,
+                "height": table.number(line, cells, cols.get("height")),
+                "area": table.number(line, cells, cols.get("area")),
+                "dye": dye, "data_point": np.nan, "line": line,
+            })
+    return records
+
+
+def _drop_size_standard(df: pd.DataFrame, kit: Kit | None) -> pd.DataFrame:
+    """Remove size-standard peaks: rows in a dye that carries no locus."""
+    if df.empty or df["dye"].isna().all():
+        return df
+    if kit is not None and kit.dyes:
+        locus_dyes = kit.dyes
+    else:
+        locus_dyes = set(df.loc[df["locus"] != "", "dye"].dropna())
+        if not locus_dyes:
+            return df
+    keep = df["dye"].isna() | df["dye"].isin(locus_dyes)
+    return df.loc[keep].reset_index(drop=True)
+
+
+def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
+    """Read one export (either layout) into a peak table with :data:`PEAK_COLUMNS`.
+
+    ``df.attrs["layout"]`` is ``"peaks"`` or ``"wide"``.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ChimerismError(f"{path}: cannot read ({exc.strerror})") from None
+    if b"\x00" in raw[:4096]:
+        raise ChimerismError(f"{path}: this is a binary file, not a text export; export "
+                             f"the sizing or genotype table from GeneMapper as text")
+    table = _Table(path, _decode(raw))
+    layout = detect_layout(table.raw_headers)
+    if layout is None:
+        raise ChimerismError(
+            f"{path}, line {table.header_line}: not a recognised export; the header needs "
+            f"'Allele 1..n' columns (genotype table) or 'Size' with 'Height' or 'Area' "
+            f"(per-peak report)")
+    records = _read_peak_report(table) if layout == "peaks" else _read_wide_table(table)
+    df = pd.DataFrame.from_records(records, columns=[c for c in PEAK_COLUMNS if c != "file"])
+    df.insert(PEAK_COLUMNS.index("file"), "file", path)
+    df = df[PEAK_COLUMNS]
+    df = _drop_size_standard(df, kit)
+    df.attrs["layout"] = layout
+    df.attrs["file"] = path
+    return df
+
+
+def read_exports(paths, *, kit: Kit | None = None) -> pd.DataFrame:
+    """Several exports as one peak table."""
+    frames = [read_export(p, kit=kit) for p in paths]
+    if not frames:
+        return pd.DataFrame(columns=PEAK_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
