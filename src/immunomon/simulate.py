@@ -286,10 +286,10 @@ _SCATTER: dict[str, tuple[float, float, float, float, float]] = {
 
 # Counting beads: their own signal in every detector, tight (CV ~3%).
 _BEAD_SIGNAL: dict[str, float] = {
-    "FITC-A": 60000, "PE-A": 45000, "PE-CF594-A": 30000, "PerCP-Cy5-5-A": 35000,
-    "PE-Cy7-A": 40000, "APC-A": 50000, "APC-R700-A": 30000, "APC-H7-A": 35000,
-    "BV421-A": 60000, "BV510-A": 50000, "BV605-A": 45000, "BV650-A": 35000,
-    "BV711-A": 35000, "BV786-A": 40000,
+    "FITC-A": 90000, "PE-A": 70000, "PE-CF594-A": 45000, "PerCP-Cy5-5-A": 50000,
+    "PE-Cy7-A": 65000, "APC-A": 80000, "APC-R700-A": 45000, "APC-H7-A": 60000,
+    "BV421-A": 90000, "BV510-A": 75000, "BV605-A": 95000, "BV650-A": 55000,
+    "BV711-A": 50000, "BV786-A": 60000,
 }
 
 _FSC_THRESHOLD = 4000.0      # events below it are not recorded
