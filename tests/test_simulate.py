@@ -346,3 +346,23 @@ def test_simple_gates_on_compensated_asinh_data_find_the_populations():
     assert f1(lym_gate, lym) > 0.95
     beads = (s.column("SSC-A") > 60_000) & (s.column("FSC-A") < 50_000) & (a("CD45") > above(20_000))
     assert f1(beads, simd.mask("Beads")) > 0.97
+
+
+# -- committed fixtures ------------------------------------------------------------------------
+def test_committed_fixtures_are_what_the_script_makes(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    spec = importlib.util.spec_from_file_location("make_fixtures", fixtures / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    name = "pbmc_03_clog"
+    module.make(name, module.SAMPLES[name], out=tmp_path)
+    committed, fresh = read_fcs(fixtures / f"{name}.fcs"), read_fcs(tmp_path / f"{name}.fcs")
+    assert np.array_equal(committed.events, fresh.events)
+    assert committed.spillover == fresh.spillover
+    labels, anomaly = sim.read_truth(fixtures / f"{name}.labels.csv.gz")
+    fresh_labels, fresh_anomaly = sim.read_truth(tmp_path / f"{name}.labels.csv.gz")
+    assert np.array_equal(labels, fresh_labels) and np.array_equal(anomaly, fresh_anomaly)
+    assert labels.size == committed.n_events and anomaly.any()
