@@ -1,0 +1,241 @@
+"""GeneMapper / GeneMarker / Peak Scanner exports and kit definitions."""
+
+import math
+
+import pytest
+
+from immunomon.chimerism import (builtin_kits, detect_layout, genotype_from_peaks, load_kit,
+                                 normalize_locus, read_export)
+from immunomon.errors import ChimerismError
+
+PEAK_HEADER = ("Dye/Sample Peak\tSample File Name\tMarker\tAllele\tSize\tHeight\tArea\t"
+               "Data Point\t")
+
+# A per-peak report as GeneMapper writes it: trailing tab, some quoted cells, an
+# unlabelled stutter peak, an off-ladder peak, size-standard rows, an empty area.
+PEAK_REPORT = "\n".join([
+    PEAK_HEADER,
+    '"B,1"\t"DON_pre.fsa"\tD8S1179\t12\t148.05\t2100\t21000\t3001\t',
+    "B,2\tDON_pre.fsa\t\t\t144.1\t150\t1500\t2950\t",
+    "B,3\tDON_pre.fsa\tD8S1179\t14\t156.12\t1900\t19000\t3102\t",
+    "G,1\tDON_pre.fsa\tTH01\tOL\t201.4\t1200\t\t3500\t",
+    "G,2\tDON_pre.fsa\tTH01\t6\t184.0\t1300\t13000\t3400\t",
+    "O,1\tDON_pre.fsa\t\t\t75.0\t800\t8000\t1000\t",
+    "O,2\tDON_pre.fsa\t\t\t100.0\t820\t8100\t1300\t",
+    "",
+]) + "\n"
+
+WIDE_TABLE = "\n".join([
+    "Sample Name\tPanel\tMarker\tDye\tAllele 1\tAllele 2\tAllele 3\tSize 1\tSize 2\t"
+    "Size 3\tHeight 1\tHeight 2\tHeight 3\tArea 1\tArea 2\tArea 3",
+    "REC_pre\tIdentifiler_v1\tD8S1179\tB\t15\t17\t\t160.1\t168.0\t\t1800\t1700\t\t"
+    "18000\t17000\t",
+    'REC_pre\tIdentifiler_v1\t"TH01"\tG\t7\tOL\t\t188.0\t197.6\t\t900\t1000\t\t9000\t10000\t',
+    "REC_pre\tIdentifiler_v1\tAMEL\tR\tX\t\t\t107.0\t\t\t2500\t\t\t25000\t\t",
+    "GS500\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t",
+]) + "\n"
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    p = tmp_path / name
+    p.write_text(text, encoding=encoding)
+    return p
+
+
+# ----------------------------------------------------------------- per-peak report
+def test_peak_report_rows_and_columns(tmp_path):
+    df = read_export(write(tmp_path, "donor.txt", PEAK_REPORT))
+    assert df.attrs["layout"] == "peaks"
+    # size-standard (orange) rows are dropped; 5 locus-dye rows remain
+    assert len(df) == 5
+    assert set(df["dye"]) == {"B", "G"}
+    assert set(df["sample"]) == {"DON_pre"}            # .fsa suffix removed
+    first = df.iloc[0]
+    assert (first["locus"], first["allele"], first["size"], first["height"],
+            first["area"], first["line"]) == ("D8S1179", "12", 148.05, 2100, 21000, 2)
+    unlabelled = df[df["allele"] == ""]
+    assert len(unlabelled) == 1 and unlabelled.iloc[0]["size"] == 144.1
+    ol = df[df["allele"] == "OL"].iloc[0]
+    assert math.isnan(ol["area"]) and ol["size"] == 201.4 and ol["line"] == 5
+
+
+def test_size_standard_dropped_by_kit_dye(tmp_path):
+    kit = load_kit("Identifiler")
+    df = read_export(write(tmp_path, "donor.txt", PEAK_REPORT), kit=kit)
+    assert "O" not in set(df["dye"])
+
+
+def test_genotype_from_peak_report_keeps_off_ladder_and_ignores_stutter(tmp_path):
+    df = read_export(write(tmp_path, "donor.txt", PEAK_REPORT))
+    g = genotype_from_peaks(df, "donor")
+    assert g.alleles("D8S1179") == ("12", "14")         # the 150 RFU stutter is not an allele
+    assert g.alleles("TH01") == ("6", "OL@201.4")
+    assert "off_ladder_allele" in g.flags["TH01"]
+    assert g.dyes == {"D8S1179": "B", "TH01": "G"}
+    assert g.loci["D8S1179"][0].size == pytest.approx(148.05)
+
+
+def test_homozygous_call_and_relative_threshold(tmp_path):
+    text = "\n".join([PEAK_HEADER,
+                      "B,1\tX.fsa\tD8S1179\t12\t148\t2000\t20000\t1\t",
+                      "B,2\tX.fsa\tD8S1179\t13\t152\t400\t4000\t2\t"]) + "\n"
+    df = read_export(write(tmp_path, "x.txt", text))
+    assert genotype_from_peaks(df, "d").alleles("D8S1179") == ("12",)        # 400 < 25%
+    assert genotype_from_peaks(df, "d", relative_threshold=0.15).alleles("D8S1179") == \
+        ("12", "13")
+
+
+def test_comma_separated_and_latin1(tmp_path):
+    text = ("Sample Name,Marker,Allele,Size,Height,Area\n"
+            "Échantillon,vWA,16,150.0,900,9000\n")
+    df = read_export(write(tmp_path, "c.csv", text, encoding="latin-1"))
+    assert df.iloc[0]["sample"] == "Échantillon" and df.iloc[0]["locus"] == "VWA"
+
+
+def test_peak_scanner_area_in_point(tmp_path):
+    text = ("Status\tSample Name\tDye/Sample Peak\tSample File Name\tSize\tHeight\t"
+            "Area in Point\tArea in BP\tData Point\n"
+            "\tS1\tB,1\tS1.fsa\t148.0\t500\t5000\t40.5\t3000\n")
+    df = read_export(write(tmp_path, "ps.txt", text))
+    assert df.iloc[0]["area"] == 5000 and df.iloc[0]["allele"] == ""
+    assert df.iloc[0]["sample"] == "S1"
+
+
+# ----------------------------------------------------------------- wide genotype table
+def test_wide_table(tmp_path):
+    df = read_export(write(tmp_path, "rec.txt", WIDE_TABLE))
+    assert df.attrs["layout"] == "wide"
+    assert list(df["allele"]) == ["15", "17", "7", "OL", "X"]
+    assert list(df["line"]) == [2, 2, 3, 3, 4]
+    assert list(df["dye"]) == ["B", "B", "G", "G", "R"]
+    g = genotype_from_peaks(df, "recipient")
+    assert g.alleles("TH01") == ("7", "OL@197.6")
+    assert g.alleles("AMEL") == ("X",)
+
+
+def test_wide_table_without_sizes_or_heights(tmp_path):
+    text = ("Sample File\tMarker\tAllele 1\tAllele 2\n"
+            "R.fsa\tD8S1179\t15\t17\n"
+            "R.fsa\tTH01\t7\t\n")
+    df = read_export(write(tmp_path, "g.txt", text))
+    assert df["size"].isna().all() and df["height"].isna().all()
+    g = genotype_from_peaks(df, "recipient")
+    assert g.alleles("D8S1179") == ("15", "17") and g.alleles("TH01") == ("7",)
+
+
+def test_detect_layout():
+    assert detect_layout(["Sample Name", "Marker", "Allele 1", "Size 1"]) == "wide"
+    assert detect_layout(["Dye/Sample Peak", "Sample File Name", "Size", "Height"]) == "peaks"
+    assert detect_layout(["Name", "Value"]) is None
+
+
+# ----------------------------------------------------------------- malformed exports
+def test_bad_number_names_file_line_and_column(tmp_path):
+    bad = PEAK_REPORT.replace("156.12", "15x6")
+    path = write(tmp_path, "bad.txt", bad)
+    with pytest.raises(ChimerismError) as err:
+        read_export(path)
+    msg = str(err.value)
+    assert str(path) in msg and "line 4" in msg and "column 5" in msg and "'Size'" in msg
+    assert "\n" not in msg
+
+
+def test_missing_column_names_header_line(tmp_path):
+    path = write(tmp_path, "h.txt", "\n\nSample Name\tMarker\tAllele\tHeight\n"
+                                   "S\tTH01\t6\t100\n")
+    with pytest.raises(ChimerismError, match=r"line 3: no size column"):
+        read_export(path)
+
+
+def test_unrecognised_header(tmp_path):
+    with pytest.raises(ChimerismError, match="line 1: not a recognised export"):
+        read_export(write(tmp_path, "u.txt", "Name\tValue\na\t1\n"))
+
+
+def test_extra_cell_names_line_and_column(tmp_path):
+    text = ("Sample Name\tMarker\tAllele\tSize\tHeight\n"
+            "S\tTH01\t6\t184\t100\n"
+            "S\tTH01\t7\t188\t100\tstray\n")
+    with pytest.raises(ChimerismError, match=r"line 3, column 6"):
+        read_export(write(tmp_path, "x.txt", text))
+
+
+def test_negative_height_and_empty_sample(tmp_path):
+    text = "Sample Name\tMarker\tAllele\tSize\tHeight\nS\tTH01\t6\t184\t-5\n"
+    with pytest.raises(ChimerismError, match=r"line 2, column 5"):
+        read_export(write(tmp_path, "n.txt", text))
+    text = "Sample Name\tMarker\tAllele\tSize\tHeight\n\tTH01\t6\t184\t5\n"
+    with pytest.raises(ChimerismError, match=r"line 2, column 1 .*sample name is empty"):
+        read_export(write(tmp_path, "e.txt", text))
+
+
+def test_binary_and_empty_and_missing_files(tmp_path):
+    with pytest.raises(ChimerismError, match="binary"):
+        read_export(write(tmp_path, "b.fsa", "ABIF\x00\x65\x00\x00"))
+    with pytest.raises(ChimerismError, match="empty"):
+        read_export(write(tmp_path, "e.txt", "\n\n"))
+    with pytest.raises(ChimerismError, match="cannot read"):
+        read_export(tmp_path / "nope.txt")
+
+
+def test_reference_without_labels_is_an_error(tmp_path):
+    text = "Sample Name\tDye/Sample Peak\tSize\tHeight\nS\tB,1\t148\t500\n"
+    df = read_export(write(tmp_path, "p.txt", text))
+    with pytest.raises(ChimerismError, match="no labelled alleles"):
+        genotype_from_peaks(df, "donor")
+
+
+# ----------------------------------------------------------------- kits
+@pytest.mark.parametrize("name, n_loci, dyes", [
+    ("Identifiler", 16, {"B", "G", "Y", "R"}),
+    ("Identifiler Plus", 16, {"B", "G", "Y", "R"}),
+    ("PowerPlex 16", 16, {"B", "G", "Y"}),
+    ("PowerPlex Fusion", 24, {"B", "G", "Y", "R"}),
+    ("GlobalFiler", 24, {"B", "G", "Y", "R", "P"}),
+    ("NGM SElect", 17, {"B", "G", "Y", "R"}),
+    ("Mentype Chimera", 13, {"B", "G", "Y"}),
+])
+def test_builtin_kits(name, n_loci, dyes):
+    kit = load_kit(name)
+    assert len(kit.loci) == n_loci
+    assert kit.dyes == dyes
+
+
+def test_kit_details():
+    assert load_kit("globalfiler").locus("D22S1045").repeat == 3
+    assert load_kit("PowerPlex Fusion").locus("Penta E").repeat == 5
+    assert load_kit("PowerPlex 16").locus("PENTA_D").dye == "G"
+    assert load_kit("Mentype Chimera").locus("D10S2325").repeat == 5
+    assert load_kit("Identifiler").locus("Amelogenin").repeat is None
+    assert load_kit("identifiler").locus("vWA").dye == "Y"
+    assert len(builtin_kits()) == 6
+    assert normalize_locus("Penta E") == "PENTAE" and normalize_locus("THO1") == "TH01"
+
+
+def test_custom_kit_yaml(tmp_path):
+    p = write(tmp_path, "lab.yaml", "name: Lab panel\nloci:\n"
+                                    "  - {name: D8S1179, dye: B, repeat: 4, stutter: 0.08}\n"
+                                    "  - {name: D22S1045, dye: g, repeat: 3}\n")
+    kit = load_kit(p)
+    assert kit.name == "Lab panel"
+    assert kit.locus("D8S1179").stutter == 0.08
+    assert kit.locus("D22S1045").dye == "G"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("name: K\nloci:\n  - {name: TH01, dye: Z}\n", "loci entry 1 \\(TH01\\): 'dye'"),
+    ("name: K\nloci:\n  - {name: TH01, repeat: 40}\n", "'repeat'"),
+    ("name: K\nloci: []\n", "'loci'"),
+    ("loci:\n  - {name: TH01}\n", "'name'"),
+    ("name: K\nloci:\n  - {name: TH01}\n  - {name: THO1}\n", "listed twice"),
+    ("name: K\nloci: [\n", "line \\d+, column \\d+: not valid YAML"),
+    ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),
+])
+def test_custom_kit_errors(tmp_path, text, match):
+    with pytest.raises(ChimerismError, match=match):
+        load_kit(write(tmp_path, "k.yaml", text))
+
+
+def test_unknown_kit_name():
+    with pytest.raises(ChimerismError, match="unknown kit 'Profiler'"):
+        load_kit("Profiler")
