@@ -72,3 +72,63 @@ def info(files, as_json):
     if as_json:
         click.echo(json.dumps(results, indent=2))
     sys.exit(0 if ok else 1)
+
+
+# --------------------------------------------------------------------------- chimerism
+@main.command()
+@click.option("--donor", "donors", multiple=True, required=True,
+              type=click.Path(dir_okay=False),
+              help="Donor pre-transplant export; give twice for a double donor.")
+@click.option("--recipient", required=True, type=click.Path(dir_okay=False),
+              help="Recipient pre-transplant export.")
+@click.argument("samples", nargs=-1, required=True, metavar="SAMPLE_EXPORT...",
+                type=click.Path(dir_okay=False))
+@click.option("--kit", default=None,
+              help="Kit name (Identifiler, GlobalFiler, ...) or a kit YAML file.")
+@click.option("--lineage", default=None, help="Lineage of every sample, e.g. CD3.")
+@click.option("--manifest", default=None, type=click.Path(dir_okay=False),
+              help="CSV with sample, patient, lineage, date columns.")
+@click.option("--quantity", type=click.Choice(["area", "height"]), default="area",
+              show_default=True, help="Peak amount used in the formulas.")
+@click.option("--stutter", type=click.Choice(["correct", "exclude", "flag"]),
+              default="correct", show_default=True,
+              help="Recipient alleles in a donor allele's stutter position.")
+@click.option("--stutter-ratio", type=float, default=0.10, show_default=True,
+              help="Stutter ratio when the kit gives none for a locus.")
+@click.option("--tolerance", type=float, default=0.5, show_default=True,
+              help="Size tolerance (bp) for matching peaks to alleles.")
+@click.option("--lod", type=float, default=1.0, show_default=True,
+              help="Limit of detection, % of the minor component.")
+@click.option("--full-donor", type=float, default=95.0, show_default=True,
+              help="% donor at or above which a sample is full donor chimerism.")
+@click.option("--outlier-sd", type=float, default=2.0, show_default=True,
+              help="Exclude loci this many SD from the mean; 0 keeps all loci.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Write chimerism_loci.csv, chimerism_samples.csv and "
+                   "chimerism_genotypes.csv here.")
+def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
+              stutter_ratio, tolerance, lod, full_donor, outlier_sd, as_json, out_dir):
+    """STR donor chimerism from GeneMapper / GeneMarker / Peak Scanner exports.
+
+    Genotypes the donor(s) and the recipient from their pre-transplant exports,
+    then prints % donor per locus and per sample for every post-transplant
+    sample in SAMPLE_EXPORT (per-peak report or wide genotype table).
+
+    \b
+    Example:
+      immunomon chimerism --donor donor.txt --recipient recipient.txt \\
+          P07_CD3_2024-05-02.txt --kit Identifiler --lineage CD3 --out results/
+    """
+    from .chimerism import ChimerismSettings, chimerism_from_exports
+    from .chimerism.report import format_text, to_json, write_tables
+
+    settings = ChimerismSettings(
+        quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
+        size_tolerance=tolerance, lod=lod, full_donor=full_donor,
+        outlier_sd=outlier_sd if outlier_sd > 0 else None)
+    result = chimerism_from_exports(list(donors), recipient, list(samples), kit=kit,
+                                    settings=settings, lineage=lineage, manifest=manifest)
+    if out_dir:
+        write_tables(result, out_dir)
+    click.echo(to_json(result) if as_json else format_text(result))
