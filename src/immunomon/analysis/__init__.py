@@ -7,12 +7,16 @@ and small-sample correlation tests. Formulas, assumptions and the reasons for
 each default are in docs/analysis.md.
 """
 
+from .competing import (CumulativeIncidenceResult, GrayTestResult, cause_specific_cox,
+                        cumulative_incidence, fine_gray, finegray_expand, grays_test)
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
                        logrank, median_followup)
 from .timevarying import (CoxResult, LandmarkResult, TestResult, counting_process,
                           cox_time_varying, landmark)
 
 __all__ = [
+    "CumulativeIncidenceResult", "GrayTestResult",
+    "cumulative_incidence", "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox",
     "CoxResult", "LandmarkResult", "TestResult",
     "counting_process", "cox_time_varying", "landmark",
     "KaplanMeierResult", "LogrankResult", "FollowUpResult",

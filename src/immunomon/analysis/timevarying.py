@@ -240,7 +240,7 @@ class CoxResult:
 
 
 def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str, event: str,
-             id: str | None, weights: str | None, robust: bool, conf_level: float,
+             id: str | None, weights: str | None, conf_level: float,
              what: str) -> CoxResult:
     from lifelines import CoxTimeVaryingFitter
     from lifelines.exceptions import ConvergenceError
@@ -278,8 +278,7 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
         warnings.simplefilter("always")
         try:
             fitter.fit(frame, event_col="_event", start_col="_start", stop_col="_stop",
-                       id_col="_id", weights_col="_w" if w is not None else None,
-                       robust=robust)
+                       id_col="_id", weights_col="_w" if w is not None else None)
         except ConvergenceError as exc:
             if direction is None:
                 raise AnalysisError(f"{what}: the Cox fit did not converge ({exc})") from None
@@ -301,9 +300,6 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
             coef = coef + np.linalg.solve(info, u)
             ll, _, info = efron_loglik(coef, X, t0, t1, e, w)
             cov = np.linalg.inv(info)
-            if robust:
-                # Sandwich variance clustered on id, as computed by lifelines.
-                cov = fitter.variance_matrix_.to_numpy()
         se = np.sqrt(np.diag(cov)) if cov is not None else fitter.summary["se(coef)"].to_numpy()
     else:
         coef = np.full(p, np.nan)
@@ -354,18 +350,18 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
 def cox_time_varying(rows: pd.DataFrame, covariates: str | Sequence[str], *,
                      start: str = "start", stop: str = "stop", event: str = "event",
                      id: str | None = "patient", weights: str | None = None,
-                     robust: bool = False, conf_level: float = 0.95) -> CoxResult:
+                     conf_level: float = 0.95) -> CoxResult:
     """Cox proportional-hazards model on counting-process rows (Efron ties).
 
     Fitted by lifelines' ``CoxTimeVaryingFitter``; reports Wald, likelihood-ratio
     and score tests and checks for a monotone likelihood before trusting the
     Wald numbers. ``rows`` is typically the output of :func:`counting_process`.
-    ``weights`` are case weights (as ``coxph(weights=)``); ``robust`` gives the
-    sandwich variance clustered on ``id``.
+    ``weights`` are case weights (as ``coxph(weights=)``); standard errors are
+    model-based (inverse information), not the sandwich estimator.
     """
     conf_level = check_conf_level(conf_level)
     return _cox_fit(rows, as_list(covariates), start=start, stop=stop, event=event, id=id,
-                    weights=weights, robust=robust, conf_level=conf_level,
+                    weights=weights, conf_level=conf_level,
                     what="cox_time_varying")
 
 
@@ -428,7 +424,7 @@ def landmark(patients: pd.DataFrame, landmark_day: float, *, time: str = "time",
     terms = [*onsets, *(measurements or {}), *covariates]
     rows = data.assign(_start=0.0)
     cox = _cox_fit(rows, terms, start="_start", stop=time, event=event, id=id, weights=None,
-                   robust=False, conf_level=conf_level, what=what)
+                   conf_level=conf_level, what=what)
     km = lr = None
     first = terms[0]
     if data[first].nunique() == 2:
