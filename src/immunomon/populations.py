@@ -1,0 +1,229 @@
+"""Population statistics: counts, percentages and per-marker intensity
+statistics for every population of a ``GatingResult``.
+
+``population_statistics(result)`` returns a tidy table, one row per
+(population, marker), with
+
+- ``count``, ``percent_of_parent`` (of all events for a top-level population),
+  ``percent_of_total`` and ``percent_of_<name>`` for each ancestor named in
+  ``ancestors`` (NaN where that population is not below it);
+- ``median``, ``mean``, ``geometric_mean`` and ``rcv`` of the compensated
+  intensity. The geometric mean is taken over the *positive* values only
+  (compensated intensities can be zero or negative, where the logarithm is
+  undefined); ``n_positive`` says how many there were. The robust CV is
+  ``100 * 0.5 * (P84.13 - P15.87) / median``, the half-width of the central
+  68.26% (one standard deviation for normal data) relative to the median.
+  Percentiles and medians are exactly numpy's default ("linear") definition.
+
+Speed: per-population ``np.median`` re-selects every marker column. Here the
+order statistics come from a histogram over the top 16 bits of each float32
+value (sign, exponent and 7 mantissa bits: 65,536 monotone buckets read
+without any computation), which locates the bucket of each wanted rank; only
+the few events in those buckets are then sorted. Sums for means and
+geometric means come from one matrix product of all population masks with
+the intensities, block by block.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import GatingError
+
+RCV_LOW, RCV_HIGH = 15.87, 84.13
+_NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
+
+# float32 high half-words ordered by the value they start: negative floats
+# (sign bit set) run from the most negative down to -0, then the positives up.
+_HALF = 1 if sys.byteorder == "little" else 0
+_VALUE_ORDER = np.concatenate([np.arange(0xFFFF, 0x7FFF, -1), np.arange(0, 0x8000)])
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's linear interpolation, in the same arithmetic order."""
+    d = b - a
+    return np.where(t >= 0.5, b - d * (1 - t), a + d * t)
+
+
+def _rank_positions(n: int, quantiles: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Lower order-statistic index and interpolation weight of each quantile
+    (0-1) under numpy's default 'linear' method."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    virtual = (n - 1) * q                  # numpy's 'linear' virtual index
+    lo = np.clip(np.floor(virtual), 0, n - 1).astype(np.int64)
+    return lo, virtual - lo
+
+
+def order_statistics(values: np.ndarray, rows: np.ndarray | None,
+                     ranks: Sequence[int]) -> np.ndarray:
+    """The ``ranks``-th smallest values (0-based) of each row of ``values``
+    (markers x events, float32) over the events ``rows``: markers x ranks.
+
+    Equal to ``np.sort(values[:, rows], axis=1)[:, ranks]`` for finite data,
+    in time linear in ``len(rows)`` with a small constant.
+    """
+    values = np.asarray(values)
+    if values.dtype != np.float32 or not values.flags.c_contiguous:
+        values = np.ascontiguousarray(values, dtype=np.float32)
+    ranks = np.asarray(ranks, dtype=np.int64)
+    half = values.view(np.uint16)[:, _HALF::2]
+    keys = half if rows is None else half[:, rows]
+    out = np.empty((values.shape[0], ranks.size), dtype=np.float64)
+    lut = np.zeros(0x10000, dtype=bool)
+    for j in range(values.shape[0]):
+        hist = np.bincount(keys[j], minlength=0x10000)[_VALUE_ORDER]
+        cum = np.cumsum(hist)
+        pos = np.searchsorted(cum, ranks, side="right")       # bucket holding each rank
+        wanted = np.unique(pos)
+        lut[_VALUE_ORDER[wanted]] = True
+        hit = np.flatnonzero(lut.take(keys[j]))
+        lut[_VALUE_ORDER[wanted]] = False
+        cols = hit if rows is None else rows[hit]
+        candidates = np.sort(values[j, cols])                  # buckets are disjoint intervals
+        first = np.concatenate([[0], np.cumsum(hist[wanted])])[np.searchsorted(wanted, pos)]
+        out[j] = candidates[first + ranks - (cum[pos] - hist[pos])]
+    return out
+
+
+def quantiles(values: np.ndarray, rows: np.ndarray | None,
+              qs: Sequence[float]) -> np.ndarray:
+    """numpy-'linear' quantiles (0-1) of each marker row over ``rows``:
+    markers x quantiles, equal to ``np.quantile(..., axis=1).T``."""
+    return _median_and_quantiles(values, rows, qs)[1]
+
+
+def medians(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Medians of each marker row over ``rows`` (as ``np.median`` in float64)."""
+    return _median_and_quantiles(values, rows, [])[0]
+
+
+def _median_and_quantiles(values, rows, qs) -> tuple[np.ndarray, np.ndarray]:
+    """Medians and quantiles from one selection pass per marker."""
+    n = values.shape[1] if rows is None else len(rows)
+    if n == 0:
+        return np.full(values.shape[0], np.nan), np.full((values.shape[0], len(qs)), np.nan)
+    lo, t = _rank_positions(n, qs)
+    hi = np.minimum(lo + 1, n - 1)
+    k = len(qs)
+    s = order_statistics(values, rows, np.concatenate([lo, hi, [(n - 1) // 2, n // 2]]))
+    return (s[:, 2 * k] + s[:, 2 * k + 1]) / 2, _lerp(s[:, :k], s[:, k:2 * k], t)
+
+
+def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
+                block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every mask (population) and marker row: the float64 sum of the
+    values, the sum of log(value) over positive values, and how many were
+    positive (each populations x markers), by matrix products per block."""
+    m, n = values.shape
+    p = len(masks)
+    total = np.zeros((p, m))
+    logs = np.zeros((p, m))
+    positive = np.zeros((p, m))
+    if p == 0:
+        return total, logs, positive
+    stacked = np.stack(masks)
+    for start in range(0, n, block):
+        x = values[:, start:start + block].T                   # events x markers, float32
+        w = stacked[:, start:start + block].astype(np.float64)  # populations x events
+        pos = x > 0
+        # log in float32 is ample for a geometric mean; the sums are float64
+        lg = np.log(np.where(pos, x, np.float32(1)), dtype=np.float32)
+        total += w @ x.astype(np.float64)
+        logs += w @ lg.astype(np.float64)
+        positive += w @ pos.astype(np.float64)
+    return total, logs, positive
+
+
+# --------------------------------------------------------------------------- tables
+def default_channels(sample) -> list[str]:
+    """The fluorescence channels: the spillover's detectors when the file has
+    one, otherwise every channel that is not scatter or time."""
+    if sample.spillover is not None:
+        return list(sample.spillover.detectors)
+    return [c for c in sample.channels if not c.upper().startswith(_NON_FLUORESCENCE)]
+
+
+def population_counts(result, *, ancestors: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per population: parent, count and percentages."""
+    ancestors = list(ancestors)
+    for a in ancestors:
+        result.mask(a)                       # unknown names raise a GatingError
+    total = result.n_events
+    rows = []
+    for pid in result.gate_ids:
+        count = result.count(pid)
+        parent = result.parent(pid)
+        parent_count = total if parent is None else result.count(parent)
+        row = {"population": pid, "parent": parent, "count": count,
+               "percent_of_parent": _percent(count, parent_count),
+               "percent_of_total": _percent(count, total)}
+        above = result.ancestors(pid)
+        for a in ancestors:
+            row[f"percent_of_{a}"] = (_percent(count, result.count(a)) if a in above
+                                      else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _percent(count: int, of: int) -> float:
+    return 100.0 * count / of if of else np.nan
+
+
+def intensity_matrix(result, channels: Sequence[str],
+                     compensation: str = "FCS") -> np.ndarray:
+    """markers x events float32 of compensated intensities (values the
+    gating already computed are reused)."""
+    out = np.empty((len(channels), result.n_events), dtype=np.float32)
+    for j, ch in enumerate(channels):
+        out[j] = result.values.channel(ch, compensation)
+    return out
+
+
+def population_statistics(result, channels: Sequence[str] | None = None, *,
+                          ancestors: Iterable[str] = (),
+                          compensation: str = "FCS") -> pd.DataFrame:
+    """Tidy table of counts, percentages and intensity statistics, one row
+    per (population, marker). ``channels`` are channel names or markers
+    (default: ``default_channels``); ``compensation`` is "FCS" (the file's
+    own spillover), "uncompensated" or the id of a strategy matrix."""
+    sample = result.sample
+    channels = list(channels) if channels is not None else default_channels(sample)
+    try:
+        idx = [sample.channel_index(c) for c in channels]
+    except Exception as exc:                               # noqa: BLE001 - reworded below
+        raise GatingError(f"population statistics: {exc}") from None
+    names = [sample.channels[i] for i in idx]
+    labels = [sample.markers[i] or sample.channels[i] for i in idx]
+    counts = population_counts(result, ancestors=ancestors)
+    values = intensity_matrix(result, names, compensation)
+    masks = [result.mask(pid) for pid in result.gate_ids]
+    total, logs, positive = masked_sums(values, masks)
+    frames = []
+    for k, (pid, mask) in enumerate(zip(result.gate_ids, masks)):
+        rows = np.flatnonzero(mask)
+        n = rows.size
+        med, pct = _median_and_quantiles(values, rows, [RCV_LOW / 100, RCV_HIGH / 100])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frames.append(pd.DataFrame({
+                "population": pid,
+                "marker": labels,
+                "channel": names,
+                "median": med,
+                "mean": total[k] / n if n else np.full(len(names), np.nan),
+                "geometric_mean": np.exp(logs[k] / positive[k]),
+                "n_positive": positive[k].astype(np.int64),
+                "rcv": 100.0 * 0.5 * (pct[:, 1] - pct[:, 0]) / med,
+            }))
+    stats = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["population", "marker", "channel", "median", "mean", "geometric_mean",
+                 "n_positive", "rcv"])
+    return counts.merge(stats, on="population", how="left", sort=False)
+
+
+__all__ = ["population_statistics", "population_counts", "order_statistics", "quantiles",
+           "medians", "masked_sums", "default_channels", "intensity_matrix",
+           "RCV_LOW", "RCV_HIGH"]

@@ -1,0 +1,142 @@
+"""Population statistics against numpy/scipy computed independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import gmean
+
+from immunomon import GatingError, Sample
+from immunomon.fcs import Channel, Spillover
+from immunomon.gating import BooleanGate, Dimension, GatingStrategy, RectangleGate
+from immunomon.populations import (masked_sums, medians, order_statistics,
+                                   population_counts, population_statistics, quantiles)
+
+
+def awkward_values(rng, n, m=5):
+    v = rng.lognormal(4, 2, size=(m, n)).astype(np.float32)
+    v[0] -= 200                                   # many negatives
+    v[1, : n // 3] = 0.0                          # ties at zero, of both signs
+    v[1, n // 3: n // 2] = -0.0
+    v[2] = np.round(v[2])                         # integer-like ties
+    v[3, ::7] = np.float32(1e-40)                 # subnormals
+    return v
+
+
+@pytest.mark.parametrize("n, frac", [(1, 1.0), (2, 1.0), (3, 0.7), (1000, 0.5),
+                                     (200_000, 0.3)])
+def test_order_statistics_equal_sorting(n, frac):
+    rng = np.random.default_rng(n)
+    v = awkward_values(rng, n)
+    rows = np.flatnonzero(rng.random(n) < frac) if frac < 1 else np.arange(n)
+    if rows.size == 0:
+        rows = np.array([0])
+    ranks = np.unique(np.r_[0, rows.size - 1, rng.integers(0, rows.size, 6)])
+    expected = np.sort(v[:, rows], axis=1)[:, ranks]
+    assert np.array_equal(order_statistics(v, rows, ranks), expected)
+    assert np.array_equal(order_statistics(v[:, rows], None, ranks), expected)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 1000, 100_001])
+def test_medians_and_percentiles_agree_with_numpy(n):
+    rng = np.random.default_rng(n + 1)
+    v = awkward_values(rng, n)
+    rows = np.arange(n) if n < 10 else np.flatnonzero(rng.random(n) < 0.6)
+    ref = v[:, rows].astype(np.float64)
+    assert np.array_equal(medians(v, rows), np.median(ref, axis=1))
+    q = quantiles(v, rows, [15.87 / 100, 84.13 / 100, 0.0, 1.0])
+    assert np.array_equal(q, np.percentile(ref, [15.87, 84.13, 0, 100], axis=1).T)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.integers(1, 300),
+              elements=st.floats(-2.0 ** 100, 2.0 ** 100, width=32, allow_nan=False,
+                        allow_subnormal=True)),
+       st.floats(0, 1))
+def test_quantiles_property(x, q):
+    v = x[None, :]
+    assert np.array_equal(medians(v, None), np.median(x.astype(np.float64), keepdims=True))
+    np.testing.assert_allclose(quantiles(v, None, [q])[0, 0],
+                               np.quantile(x.astype(np.float64), q), rtol=1e-12, atol=0)
+
+
+def test_masked_sums():  # noqa: D103
+    rng = np.random.default_rng(5)
+    v = awkward_values(rng, 300_000, m=4)
+    masks = [rng.random(300_000) < 0.4, np.zeros(300_000, bool), np.ones(300_000, bool)]
+    total, logs, positive = masked_sums(v, masks, block=50_000)
+    for k, m in enumerate(masks):
+        x = v[:, m].astype(np.float64)
+        np.testing.assert_allclose(total[k], x.sum(axis=1), rtol=1e-12)
+        assert np.array_equal(positive[k], (x > 0).sum(axis=1))
+        np.testing.assert_allclose(logs[k], np.where(x > 0, np.log(np.where(x > 0, x, 1)),
+                                                     0).sum(axis=1), rtol=1e-6)
+
+
+@pytest.fixture
+def gated():
+    rng = np.random.default_rng(9)
+    n = 20_000
+    true = np.c_[rng.uniform(0, 1000, n), rng.lognormal(6, 1, n), rng.normal(300, 200, n)]
+    spill = np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.2], [0.05, 0.0, 1.0]])
+    events = np.c_[rng.uniform(0, 1, n), true @ spill].astype(np.float32)
+    chans = (Channel("FSC-A"), Channel("FL1-A", "CD3"), Channel("FL2-A", "CD4"),
+             Channel("FL3-A", "CD8"))
+    smp = Sample(events, chans, {}, spillover=Spillover(("FL1-A", "FL2-A", "FL3-A"), spill))
+    s = GatingStrategy([
+        RectangleGate("cells", [Dimension("FSC-A")], [(0.1, None)]),
+        RectangleGate("T", [Dimension("CD3", "FCS")], [(200, None)], parent="cells"),
+        RectangleGate("CD4+", [Dimension("CD4", "FCS")], [(500, None)], parent="T"),
+        RectangleGate("none", [Dimension("CD4", "FCS")], [(1e9, None)], parent="T"),
+        BooleanGate("CD4-", "not", ["CD4+"], parent="T"),
+    ])
+    return smp, s.apply(smp)
+
+
+def test_population_counts_and_percentages(gated):
+    smp, res = gated
+    table = population_counts(res, ancestors=["cells"]).set_index("population")
+    cells, t, cd4 = (res.mask(p).sum() for p in ("cells", "T", "CD4+"))
+    assert table.loc["CD4+", "count"] == cd4
+    assert table.loc["CD4+", "parent"] == "T"
+    assert table.loc["CD4+", "percent_of_parent"] == pytest.approx(100 * cd4 / t)
+    assert table.loc["CD4+", "percent_of_cells"] == pytest.approx(100 * cd4 / cells)
+    assert table.loc["cells", "percent_of_parent"] == pytest.approx(100 * cells / smp.n_events)
+    assert np.isnan(table.loc["cells", "percent_of_cells"])     # not below itself
+    assert table.loc["CD4-", "count"] + table.loc["CD4+", "count"] == t
+    with pytest.raises(GatingError, match="nope"):
+        population_counts(res, ancestors=["nope"])
+
+
+def test_population_statistics_match_numpy(gated):
+    smp, res = gated
+    table = population_statistics(res, ancestors=["cells"])
+    assert set(table["marker"]) == {"CD3", "CD4", "CD8"}
+    assert len(table) == 5 * 3
+    comp = smp.events[:, 1:].astype(np.float64) @ np.linalg.inv(smp.spillover.matrix)
+    comp32 = comp.astype(np.float32).astype(np.float64)
+    row = table.set_index(["population", "marker"]).loc[("CD4+", "CD8")]
+    x = comp32[res.mask("CD4+"), 2]
+    assert row["median"] == np.median(x)
+    assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+    assert row["geometric_mean"] == pytest.approx(gmean(x[x > 0]), rel=1e-6)
+    assert row["n_positive"] == (x > 0).sum() < x.size         # negatives were excluded
+    p16, p84 = np.percentile(x, [15.87, 84.13])
+    assert row["rcv"] == pytest.approx(100 * 0.5 * (p84 - p16) / np.median(x), rel=1e-12)
+    assert row["percent_of_cells"] == pytest.approx(
+        100 * res.count("CD4+") / res.count("cells"))
+    empty = table[table["population"] == "none"]
+    assert (empty["count"] == 0).all() and empty["median"].isna().all()
+    assert empty["mean"].isna().all()
+
+
+def test_population_statistics_uncompensated_and_unknown_marker(gated):
+    smp, res = gated
+    table = population_statistics(res, ["CD3"], compensation="uncompensated")
+    x = smp.events[res.mask("T"), 1].astype(np.float64)
+    assert table.set_index("population").loc["T", "median"] == np.median(x)
+    with pytest.raises(GatingError, match="CD99"):
+        population_statistics(res, ["CD99"])
