@@ -478,6 +478,11 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     for g in references:
         for k, dye in g.dyes.items():
             dyes.setdefault(k, dye)
+    # The sample's own labelled peaks tell the dye of a locus too (genotype tables
+    # exported without a dye column leave it unknown).
+    labelled = peaks[(peaks["locus"] != "") & peaks["dye"].notna()]
+    for k, dye in zip(labelled["locus"], labelled["dye"]):
+        dyes.setdefault(k, dye)
     if kit is not None:
         for k, lo in kit.loci.items():
             if lo.dye:
