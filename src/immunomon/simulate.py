@@ -348,7 +348,7 @@ def _depth(pop: str) -> int:
 
 
 def _path_between(pop: str, ancestor: str) -> list[str]:
-    """[ancestor, ..., parent of pop] ... reversed chain from the ancestor down."""
+    """The chain from ``ancestor`` down to the parent of ``pop``: [ancestor, ..., parent]."""
     if ancestor not in HIERARCHY:
         raise ImmunomonError(f"frequencies: unknown ancestor {ancestor!r} in '{pop}/{ancestor}'")
     chain, p = [], HIERARCHY[pop]
@@ -416,6 +416,10 @@ class SimulatedSample:
 
     def __post_init__(self):
         self.labels = np.asarray(LEAF_NAMES)[self.codes]
+
+    def __repr__(self):
+        clog = f", {int(self.anomaly.sum())} in a clog" if self.anomaly.any() else ""
+        return f"<SimulatedSample seed={self.seed}: {self.sample.n_events} events{clog}>"
 
     def mask(self, population: str) -> np.ndarray:
         """Truth membership of a population (any node of ``HIERARCHY`` or a ``GROUPS`` name)."""
@@ -495,21 +499,19 @@ def pbmc_sample(n_events: int = 50_000, seed: int | None = 0, *,
     true *= shift[None, :]
 
     matrix = spillover_matrix() if spillover else np.eye(len(DETECTORS))
-    observed = _detect(rng, true, matrix)
-    fsc_h = fsc * ratio
-    scatter = np.column_stack([fsc, fsc_h, ssc])
-    scatter += rng.normal(0.0, _SCATTER_NOISE, scatter.shape)
-    time = np.floor(seconds / TIMESTEP)
-
     events = np.empty((n, len(CHANNELS)), dtype=np.float32)
+    _detect(rng, true, matrix, out=events[:, 3:-1])
+    scatter = np.column_stack([fsc, fsc * ratio, ssc])
+    scatter += rng.normal(0.0, _SCATTER_NOISE, scatter.shape)
     events[:, :3] = np.clip(scatter, 0.0, RANGE - 1)
-    events[:, 3:-1] = np.minimum(observed, RANGE - 1)
+    time = np.floor(seconds / TIMESTEP)
     events[:, -1] = time
 
     spill = Spillover(DETECTORS, matrix) if spillover else None
-    duration = float(seconds[-1]) if n else 0.0
+    duration = float(seconds[-1])
     bead_events = int(np.count_nonzero(codes == LEAF_NAMES.index("Beads")))
-    time_range = max(RANGE, float(2 ** int(np.ceil(np.log2(time[-1] + 2)))) if n else RANGE)
+    # long acquisitions need a wider Time range than the 18-bit scale
+    time_range = max(RANGE, float(2 ** int(np.ceil(np.log2(time[-1] + 2)))))
     channel_info = _channels(time_range)
     keywords = _keywords(channel_info, spill, n=n, seed=seed, start=start, duration=duration,
                          beads=beads, beads_per_test=beads_per_test,
@@ -604,12 +606,15 @@ def _cells(rng, leaf: str, m: int, af_profile: np.ndarray):
     medians = np.array([table.get(mk, (0.0, 0.0))[0] for mk in MARKERS])
     sds = np.array([table.get(mk, (0.0, 0.0))[1] for mk in MARKERS])
     shared = rng.standard_normal((m, 1))
-    own = rng.standard_normal((m, len(MARKERS)))
-    zz = np.sqrt(_SHARED) * shared + np.sqrt(1 - _SHARED) * own
-    stain = medians * np.exp(sds * zz)
+    true = rng.standard_normal((m, len(MARKERS)))      # becomes the true signal, in place
+    true *= np.sqrt(1 - _SHARED)
+    true += np.sqrt(_SHARED) * shared
+    true *= sds
+    np.exp(true, out=true)
+    true *= medians
     # autofluorescence: one per-cell level, spread over detectors by their profile
     af_cell = af * np.exp(0.35 * rng.standard_normal((m, 1)))
-    true = stain + af_cell * af_profile
+    true += af_cell * af_profile
     return fsc, ssc, ratio, true
 
 
@@ -623,7 +628,7 @@ def _add_doublets(rng, codes, absolute, fsc, ssc, ratio, true) -> None:
     rows = np.flatnonzero(codes == LEAF_NAMES.index("Doublets"))
     if rows.size == 0:
         return
-    cells = [leaf for leaf in LEAVES["Leukocytes"]]
+    cells = list(LEAVES["Leukocytes"])
     p = np.array([absolute[leaf] for leaf in cells])
     if p.sum() <= 0:
         cells, p = ["Debris"], np.ones(1)
@@ -668,13 +673,22 @@ def _clog_factor(rng, phase: np.ndarray) -> np.ndarray:
     return sag * np.exp(0.12 * rng.standard_normal(phase.size))
 
 
-def _detect(rng, true: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Detector readings: spilled signal plus electronic and photon noise."""
-    signal = true @ matrix
-    electronic = np.array([_DETECTOR_PROPS[d][3] for d in DETECTORS])
+def _detect(rng, true: np.ndarray, matrix: np.ndarray, out: np.ndarray,
+            chunk: int = 131_072) -> None:
+    """Detector readings into ``out``: spilled signal plus electronic and photon noise,
+    clipped at the top of the scale.  Done in blocks of events to bound memory."""
+    electronic2 = np.array([_DETECTOR_PROPS[d][3] for d in DETECTORS]) ** 2
     per_pe = np.array([_DETECTOR_PROPS[d][4] for d in DETECTORS])
-    sd = np.sqrt(electronic ** 2 + per_pe * np.maximum(signal, 0.0))
-    return signal + sd * rng.standard_normal(signal.shape)
+    for start in range(0, true.shape[0], chunk):
+        signal = true[start:start + chunk] @ matrix
+        sd = np.maximum(signal, 0.0)
+        sd *= per_pe
+        sd += electronic2
+        np.sqrt(sd, out=sd)
+        sd *= rng.standard_normal(signal.shape)
+        signal += sd
+        np.minimum(signal, RANGE - 1, out=signal)
+        out[start:start + chunk] = signal
 
 
 # -- metadata --------------------------------------------------------------------------
@@ -721,7 +735,7 @@ def _keywords(channel_info, spill, *, n, seed, start, duration, beads, beads_per
         "$FIL": f"pbmc_seed{seed}.fcs",
         "$SRC": "Peripheral blood",
         "$CELLS": "Lysed whole blood leukocytes",
-        "$SMNO": f"SIM-{seed}",
+        "$SMNO": f"SIM-{'random' if seed is None else seed}",
         "$COM": f"Simulated post-transplant blood (immunomon.simulate, seed={seed})",
     }
     for i, ch in enumerate(channel_info, start=1):
