@@ -85,18 +85,23 @@ class SpectrumMatrix:
             return np.linalg.inv(self.matrix)
         return np.linalg.pinv(self.matrix)
 
-    def output_index(self, name: str) -> int | None:
-        """Column of the compensated block holding ``name`` (a fluorochrome,
-        or for a square matrix the detector read primarily for it)."""
-        if name in self.fluorochromes:
-            return self.fluorochromes.index(name)
-        if len(self.fluorochromes) == len(self.detectors) and name in self.detectors:
-            return self.detectors.index(name)
-        return None
 
-
-def _compensate_block(block: np.ndarray, unmixing: np.ndarray) -> np.ndarray:
-    return np.asarray(block, dtype=np.float64) @ unmixing
+def _compensated_events(events: np.ndarray, sample, m: SpectrumMatrix
+                        ) -> tuple[np.ndarray, dict[str, int]]:
+    """Events with the matrix's detectors compensated, and the column that
+    holds each fluorochrome (a square matrix keeps every column in place)."""
+    from ..compensation import compensate_array, match_detectors
+    from ..errors import CompensationError
+    try:
+        idx = match_detectors(sample, m.detectors)
+        if m.matrix.shape[0] == m.matrix.shape[1]:
+            out = compensate_array(events, idx, m.matrix)
+            return out, {name: i for name, i in zip(m.fluorochromes, idx)}
+    except CompensationError as exc:
+        raise GatingError(str(exc)) from None
+    # unmixing (more detectors than dyes): one least-squares column per dye
+    unmixed = np.asarray(events[:, idx], dtype=np.float64) @ m.unmixing()
+    return unmixed.astype(np.float32), {name: i for i, name in enumerate(m.fluorochromes)}
 
 
 class EventValues:
@@ -107,7 +112,7 @@ class EventValues:
         self.sample = sample
         self.transforms = transforms or {}
         self.compensations = compensations or {}
-        self._blocks: dict[str, tuple[SpectrumMatrix | None, np.ndarray | None]] = {}
+        self._blocks: dict[str, tuple[np.ndarray | None, dict | None]] = {}
         self._cache: dict[tuple, np.ndarray] = {}
 
     @property
@@ -148,11 +153,8 @@ class EventValues:
     def _block(self, ref: str):
         if ref not in self._blocks:
             m = self.matrix(ref)
-            if m is None:
-                self._blocks[ref] = (None, None)
-            else:
-                idx = [self._channel(d) for d in m.detectors]
-                self._blocks[ref] = (m, _compensate_block(self.scaled[:, idx], m.unmixing()))
+            self._blocks[ref] = (None, None) if m is None else _compensated_events(
+                self.scaled, self.sample, m)
         return self._blocks[ref]
 
     # -- values -------------------------------------------------------------
@@ -160,11 +162,14 @@ class EventValues:
         """Scale values of one channel after compensation (full length)."""
         key = ("channel", name, compensation)
         if key not in self._cache:
-            matrix, block = self._block(compensation)
-            col = matrix.output_index(name) if matrix is not None else None
-            if col is not None:
-                values = block[:, col]
-            else:
+            block, columns = self._block(compensation)
+            if block is None:
+                values = self.scaled[:, self._channel(name)]
+            elif name in columns:          # a fluorochrome of the matrix
+                values = block[:, columns[name]]
+            elif block.shape[1] == self.scaled.shape[1]:
+                values = block[:, self._channel(name)]   # compensated copy of all events
+            else:                          # unmixed dyes only: other channels as read
                 values = self.scaled[:, self._channel(name)]
             self._cache[key] = values
         return self._cache[key]

@@ -1,0 +1,227 @@
+"""Data-driven gates: gates whose parameters are found in each file.
+
+Each class holds a method and its arguments; ``resolve(columns)`` (called by
+``GatingStrategy.apply`` with the parent's events in the gate's dimensions)
+returns the concrete gate found in this file: a ``Found*`` gate, which is an
+ordinary rectangle, polygon, ellipsoid or quadrant gate that also records the
+method, whether it fell back, and notes for QC. Concrete gates plot, export to
+Gating-ML and can replace the data-driven gate for a sample (an override).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import GatingError
+from . import methods
+from .dimensions import AnyDimension
+from .gates import Divider, EllipsoidGate, PolygonGate, Quadrant, QuadrantGate, RectangleGate
+
+
+# ----------------------------------------------------------------------------- concrete results
+@dataclass(frozen=True, eq=False)
+class FoundRectangle(RectangleGate):
+    method: str = ""
+    fell_back: bool = False
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FoundPolygon(PolygonGate):
+    method: str = ""
+    fell_back: bool = False
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FoundEllipsoid(EllipsoidGate):
+    method: str = ""
+    fell_back: bool = False
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class FoundQuadrants(QuadrantGate):
+    method: str = ""
+    fell_back: bool = False
+    notes: tuple[str, ...] = ()
+
+
+def _threshold(values: np.ndarray, method: str, args: dict) -> methods.Threshold:
+    if method == "density":
+        return methods.density_threshold(values, **args)
+    if method == "tail":
+        return methods.tail_threshold(values, **args)
+    raise GatingError(f"unknown threshold method {method!r}; use 'density' or 'tail'")
+
+
+def _check_side(gate_id: str, side: str) -> str:
+    if side not in ("above", "below"):
+        raise GatingError(f"gate {gate_id!r}: side must be 'above' or 'below', not {side!r}")
+    return side
+
+
+# ----------------------------------------------------------------------------- gates
+@dataclass(frozen=True, eq=False)
+class ThresholdGate:
+    """Events above (or below) a threshold found in one dimension.
+
+    ``method`` is 'density' (the density minimum between two peaks, falling
+    back to the tail rule when there is one peak) or 'tail' (the negative
+    peak plus n SDs, or a quantile). ``args`` go to that method.
+    """
+
+    id: str
+    dimensions: Sequence[AnyDimension]
+    side: str = "above"
+    method: str = "density"
+    args: dict = field(default_factory=dict)
+    parent: str | None = None
+
+    def __post_init__(self):
+        dims = tuple(self.dimensions)
+        if len(dims) != 1:
+            raise GatingError(f"gate {self.id!r}: a threshold uses one dimension, "
+                              f"got {len(dims)}")
+        object.__setattr__(self, "dimensions", dims)
+        _check_side(self.id, self.side)
+
+    def resolve(self, columns) -> FoundRectangle:
+        (x,) = columns
+        if x.size < 10:
+            raise GatingError(f"gate {self.id!r}: only {x.size} events in parent "
+                              f"{self.parent!r}; too few to find a threshold")
+        t = _threshold(x, self.method, dict(self.args))
+        bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
+        return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
+                              method=f"{self.method} threshold", fell_back=t.fell_back,
+                              notes=(t.note,) if t.note else ())
+
+
+@dataclass(frozen=True, eq=False)
+class SingletGate:
+    """Single cells from the area/height relation of one scatter channel
+    (dimensions: area, then height)."""
+
+    id: str
+    dimensions: Sequence[AnyDimension]
+    n_mad: float = 4.0
+    parent: str | None = None
+
+    def __post_init__(self):
+        dims = tuple(self.dimensions)
+        if len(dims) != 2:
+            raise GatingError(f"gate {self.id!r}: a singlet gate uses two dimensions "
+                              "(area, height)")
+        object.__setattr__(self, "dimensions", dims)
+
+    def resolve(self, columns) -> FoundPolygon:
+        area, height = columns
+        band = methods.singlet_band(area, height, n_mad=self.n_mad)
+        finite = area[np.isfinite(area)]
+        top = float(finite.max()) * 1.05 if finite.size else 1.0
+        bottom = min(float(finite.min()), 0.0) if finite.size else 0.0
+        vertices = band.polygon(bottom - 1.0, top)
+        return FoundPolygon(self.id, self.dimensions, vertices, self.parent,
+                            method="singlet band",
+                            notes=(f"area/height ratio {band.lo:.3f}..{band.hi:.3f} "
+                                   f"(median {band.centre:.3f})",))
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterGate:
+    """The Gaussian-mixture component that ``pick`` ranks best, as an ellipse.
+
+    ``pick`` is a list of (direction, dimension index), e.g. [("min", 1)]:
+    the component with the lowest mean in the second dimension.
+    """
+
+    id: str
+    dimensions: Sequence[AnyDimension]
+    pick: Sequence[tuple[str, int]]
+    n_components: int = 3
+    quantile: float = 0.99
+    min_weight: float = 0.0
+    seed: int = 0
+    parent: str | None = None
+
+    def __post_init__(self):
+        dims = tuple(self.dimensions)
+        if len(dims) < 1:
+            raise GatingError(f"gate {self.id!r}: a cluster gate needs dimensions")
+        pick = tuple((str(d), int(i)) for d, i in self.pick)
+        for direction, i in pick:
+            if direction not in ("min", "max") or not 0 <= i < len(dims):
+                raise GatingError(f"gate {self.id!r}: pick entries are ('min'|'max', "
+                                  f"dimension index < {len(dims)}), got {(direction, i)}")
+        if not pick:
+            raise GatingError(f"gate {self.id!r}: pick says which cluster to keep")
+        if not 0 < self.quantile < 1:
+            raise GatingError(f"gate {self.id!r}: quantile must lie in (0, 1)")
+        object.__setattr__(self, "dimensions", dims)
+        object.__setattr__(self, "pick", pick)
+
+    def resolve(self, columns) -> FoundEllipsoid:
+        c = methods.cluster_gate(columns, n_components=self.n_components, pick=list(self.pick),
+                                 quantile=self.quantile, seed=self.seed,
+                                 min_weight=self.min_weight)
+        return FoundEllipsoid(self.id, self.dimensions, c.mean, c.covariance,
+                              c.distance_squared, self.parent, method="gaussian mixture",
+                              notes=(f"component of weight {c.weight:.3f} among "
+                                     f"{c.n_components}",))
+
+
+@dataclass(frozen=True, eq=False)
+class QuadrantThresholdGate(QuadrantGate):
+    """Quadrants whose dividers are thresholds found in the data.
+
+    ``quadrants`` maps each population id to its (x side, y side), each
+    'above' or 'below'. With ``sequential``, the y threshold is found only
+    among events on the ``sequential`` side ('above' or 'below') of the x
+    threshold, as openCyto's sequential quadrant gate does.
+    """
+
+    x_method: str = "density"
+    y_method: str = "density"
+    x_args: dict = field(default_factory=dict)
+    y_args: dict = field(default_factory=dict)
+    sequential: str | None = None
+
+    @classmethod
+    def build(cls, gate_id: str, dimensions: Sequence[AnyDimension],
+              quadrants: dict[str, tuple[str, str]], parent: str | None = None, **kw):
+        dims = tuple(dimensions)
+        if len(dims) != 2:
+            raise GatingError(f"gate {gate_id!r}: quadrants use two dimensions")
+        dividers = (Divider(f"{gate_id}.x", dims[0], (0.0,)),
+                    Divider(f"{gate_id}.y", dims[1], (0.0,)))
+        quads = []
+        for name, sides in quadrants.items():
+            sx, sy = (_check_side(gate_id, s) for s in sides)
+            quads.append(Quadrant(name, ((dividers[0].id, 1.0 if sx == "above" else -1.0),
+                                         (dividers[1].id, 1.0 if sy == "above" else -1.0))))
+        return cls(gate_id, dividers, tuple(quads), parent, **kw)
+
+    def resolve(self, columns) -> FoundQuadrants:
+        x, y = columns
+        tx = _threshold(x, self.x_method, dict(self.x_args))
+        if self.sequential is not None:
+            side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
+                else x < tx.value
+            y_for_cut = y[side] if side.sum() >= 10 else y
+        else:
+            y_for_cut = y
+        ty = _threshold(y_for_cut, self.y_method, dict(self.y_args))
+        dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
+                    Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))
+        # Quadrant locations sit one unit either side of the cut they name.
+        quads = tuple(Quadrant(q.id, tuple((d, (tx.value if d.endswith(".x") else ty.value)
+                                            + loc) for d, loc in q.positions))
+                      for q in self.quadrants)
+        notes = tuple(n for n in (tx.note, ty.note) if n)
+        return FoundQuadrants(self.id, dividers, quads, self.parent,
+                              method="quadrant thresholds",
+                              fell_back=tx.fell_back or ty.fell_back, notes=notes)

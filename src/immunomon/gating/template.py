@@ -1,0 +1,442 @@
+"""Gating templates: a panel's gating strategy as a YAML file.
+
+A template names its markers (with aliases, resolved against each file's
+$PnS, then $PnN), its compensation, its transforms and an ordered list of
+populations, each with a parent, dimensions and either a fixed gate or a
+data-driven method. Loading validates everything and reports the line and
+field of each mistake. ``Template.strategy_for(sample)`` builds the concrete
+``GatingStrategy`` for one file; populations whose markers the file lacks are
+left out and reported.
+
+See docs/templates.md for the format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import TemplateError
+from ..transforms import Arcsinh, Linear, Logicle
+from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
+from .dimensions import FCS, UNCOMPENSATED, Dimension
+from .gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate
+from .strategy import GatingStrategy
+
+ROOT = "root"
+SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
+METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
+FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
+
+
+# ----------------------------------------------------------------------------- YAML with lines
+class _LineDict(dict):
+    """A mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = _LineDict(super().construct_mapping(node, deep=True))
+        mapping.line = node.start_mark.line + 1
+        mapping.lines = {self.construct_object(k, deep=True): k.start_mark.line + 1
+                         for k, _ in node.value}
+        return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _Loader.construct_mapping)
+
+
+def _line(mapping, key=None) -> int:
+    if isinstance(mapping, _LineDict):
+        return mapping.lines.get(key, mapping.line) if key is not None else mapping.line
+    return 0
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class PopulationSpec:
+    """One population of a template, as written."""
+
+    name: str
+    parent: str
+    dims: tuple[str, ...]
+    kind: str                 # a method name or a fixed gate kind
+    args: dict
+    line: int
+
+
+@dataclass
+class Template:
+    """A validated gating template."""
+
+    panel: str
+    version: str
+    markers: dict[str, tuple[str, ...]]
+    compensation: str
+    transforms: dict[str, Any]           # 'fluorescence', 'scatter', and per-channel overrides
+    populations: list[PopulationSpec]
+    counting: dict = field(default_factory=dict)
+    qc: dict = field(default_factory=dict)
+    source: str = "<template>"
+
+    # -- per sample -----------------------------------------------------------
+    def resolve_markers(self, sample) -> tuple[dict[str, str], list[str]]:
+        """Template marker -> channel name in this file, and the markers not found."""
+        found, missing = {}, []
+        names = sample.channels
+        markers = [(m or "") for m in sample.markers]
+        for marker, aliases in self.markers.items():
+            channel = None
+            for alias in aliases:
+                key = alias.casefold()
+                hits = [names[i] for i, m in enumerate(markers) if m.casefold() == key]
+                hits = hits or [n for n in names if n.casefold() == key]
+                if hits:
+                    channel = hits[0]
+                    break
+            if channel is None:
+                missing.append(marker)
+            else:
+                found[marker] = channel
+        return found, missing
+
+    def _transform_for(self, channel: str, marker: str | None):
+        for key in (marker, channel):
+            if key is not None and key in self.transforms.get("channels", {}):
+                return self.transforms["channels"][key]
+        scatter = channel.upper().startswith(SCATTER_PREFIXES)
+        return self.transforms.get("scatter" if scatter else "fluorescence")
+
+    def dimension(self, name: str, channels: dict[str, str]) -> Dimension:
+        """The gate dimension for a template name (a marker or a channel name)."""
+        channel = channels.get(name, name)
+        marker = name if name in channels else None
+        scatter = channel.upper().startswith(SCATTER_PREFIXES)
+        comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
+        return Dimension(channel, comp, self._transform_for(channel, marker))
+
+    def strategy_for(self, sample, overrides: dict | None = None
+                     ) -> tuple[GatingStrategy, list[str]]:
+        """The concrete strategy for one file, and notes on populations left out.
+
+        ``overrides`` maps population names to fixed gate specifications (the
+        same syntax as in a template) that replace the template's gate for
+        this sample.
+        """
+        channels, missing = self.resolve_markers(sample)
+        available = set(channels) | set(sample.channels)
+        strategy = GatingStrategy()
+        skipped: dict[str, str] = {}
+        notes = [f"marker {m} is not in this file" for m in missing]
+        for spec in self.populations:
+            parent = None if spec.parent == ROOT else spec.parent
+            reason = None
+            if parent is not None and parent in skipped:
+                reason = f"its parent {parent!r} was left out"
+            lacking = [d for d in spec.dims if d not in available]
+            refs = _boolean_refs(spec)
+            if reason is None and lacking:
+                reason = f"needs {', '.join(lacking)}, which this file lacks"
+            if reason is None and any(r in skipped for r in refs):
+                reason = f"refers to {', '.join(r for r in refs if r in skipped)}, left out"
+            if reason is not None:
+                skipped[spec.name] = reason
+                notes.append(f"population {spec.name!r} left out: {reason}")
+                continue
+            dims = [self.dimension(d, channels) for d in spec.dims]
+            if overrides and spec.name in overrides:
+                override = _validated_override(self, spec, overrides[spec.name])
+                gate = _build(override, dims, parent)
+            else:
+                gate = _build(spec, dims, parent)
+            strategy.add(gate)
+        return strategy, notes
+
+    def required_markers(self) -> list[str]:
+        return list(self.markers)
+
+
+# ----------------------------------------------------------------------------- building gates
+def _boolean_refs(spec: PopulationSpec) -> list[str]:
+    if spec.kind not in ("and", "or", "not"):
+        return []
+    return [r.lstrip("!") for r in spec.args["operands"]]
+
+
+def _transform(spec, where: str):
+    if spec in (None, "none", "linear"):
+        return None
+    if isinstance(spec, dict) and len(spec) == 1:
+        kind, params = next(iter(spec.items()))
+        params = params or {}
+        try:
+            if kind == "logicle":
+                return Logicle(float(params.get("T", 262144)), float(params.get("W", 0.5)),
+                               float(params.get("M", 4.5)), float(params.get("A", 0.0)))
+            if kind == "arcsinh":
+                return Arcsinh(float(params.get("cofactor", 150)))
+            if kind == "scale":
+                return Linear(float(params.get("T", 262144)), float(params.get("A", 0.0)))
+        except (TypeError, ValueError) as exc:
+            raise TemplateError(f"{where}: {exc}") from None
+    raise TemplateError(f"{where}: transform must be 'linear', {{logicle: {{T, W, M, A}}}}, "
+                        f"{{arcsinh: {{cofactor}}}} or {{scale: {{T, A}}}}, not {spec!r}")
+
+
+def _build(spec: PopulationSpec, dims, parent):
+    a = spec.args
+    name = spec.name
+    if spec.kind == "singlet":
+        return SingletGate(name, dims, n_mad=float(a.get("n_mad", 4.0)), parent=parent)
+    if spec.kind in ("threshold", "tail"):
+        method = "density" if spec.kind == "threshold" else "tail"
+        keys = {"density": ("bounds", "adjust", "min_prominence", "fallback_sd"),
+                "tail": ("n_sd", "quantile")}[method]
+        args = {k: a[k] for k in keys if k in a}
+        if "bounds" in args:
+            args["bounds"] = tuple(args["bounds"])
+        return ThresholdGate(name, dims, side=a.get("side", "above"), method=method,
+                             args=args, parent=parent)
+    if spec.kind == "cluster":
+        pick = [(direction, spec.dims.index(dim)) for direction, dim in a["pick"]]
+        return ClusterGate(name, dims, pick, n_components=int(a.get("components", 3)),
+                           quantile=float(a.get("quantile", 0.99)),
+                           min_weight=float(a.get("min_weight", 0.0)), parent=parent)
+    if spec.kind == "quadrant":
+        quads = {q: tuple(sides) for q, sides in a["quadrants"].items()}
+        return QuadrantThresholdGate.build(
+            name, dims, quads, parent,
+            x_method="tail" if a.get("x_method") == "tail" else "density",
+            y_method="tail" if a.get("y_method") == "tail" else "density",
+            x_args=dict(a.get("x_args", {})), y_args=dict(a.get("y_args", {})),
+            sequential=a.get("sequential"))
+    if spec.kind == "rectangle":
+        return RectangleGate(name, dims, [tuple(b) for b in a["bounds"]], parent)
+    if spec.kind == "polygon":
+        return PolygonGate(name, dims, a["vertices"], parent)
+    if spec.kind == "ellipse":
+        return EllipsoidGate(name, dims, a["mean"], a["covariance"],
+                             float(a["distance_square"]), parent)
+    operands = [GateReference(r.lstrip("!"), r.startswith("!")) for r in a["operands"]]
+    return BooleanGate(name, spec.kind, operands, parent)
+
+
+# ----------------------------------------------------------------------------- validation
+def _fail(source: str, line: int, message: str):
+    where = f"{source}, line {line}" if line else source
+    raise TemplateError(f"{where}: {message}")
+
+
+def _population(source: str, raw, index: int, known: dict[str, int],
+                dims_known: set[str]) -> PopulationSpec:
+    line = _line(raw)
+    if not isinstance(raw, dict):
+        _fail(source, line, f"population {index + 1} must be a mapping with name, parent, "
+                            "dims and a method or gate")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        _fail(source, line, f"population {index + 1}: 'name' is missing")
+    label = f"population {name!r}"
+    if name in known or name == ROOT:
+        _fail(source, _line(raw, "name"), f"{label}: the name is already used "
+                                          f"(line {known.get(name, 0)})")
+    parent = raw.get("parent", ROOT)
+    if parent != ROOT and parent not in known:
+        _fail(source, _line(raw, "parent"), f"{label}: parent {parent!r} is not defined "
+                                            "above it")
+    dims = raw.get("dims", [])
+    if isinstance(dims, str):
+        dims = [dims]
+    if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
+        _fail(source, _line(raw, "dims"), f"{label}: dims must be a list of marker or "
+                                          "channel names")
+    for d in dims:
+        if d not in dims_known and not d.upper().startswith(SCATTER_PREFIXES):
+            _fail(source, _line(raw, "dims"), f"{label}: dimension {d!r} is neither a "
+                                              "marker of the template nor a scatter channel")
+    has_method, has_gate = "method" in raw, "gate" in raw
+    if has_method == has_gate:
+        _fail(source, line, f"{label}: give exactly one of 'method' (data-driven) or "
+                            "'gate' (fixed)")
+    args = dict(raw.get("args") or {})
+    if has_method:
+        kind = raw["method"]
+        if kind not in METHODS:
+            _fail(source, _line(raw, "method"), f"{label}: unknown method {kind!r}; "
+                                                f"methods are {', '.join(METHODS)}")
+        need = {"singlet": 2, "threshold": 1, "tail": 1, "quadrant": 2}.get(kind)
+        if need is not None and len(dims) != need:
+            _fail(source, _line(raw, "dims"), f"{label}: method {kind!r} uses {need} "
+                                              f"dimension(s), got {len(dims)}")
+        if kind in ("threshold", "tail") and args.get("side", "above") not in ("above", "below"):
+            _fail(source, _line(raw, "args"), f"{label}: side must be 'above' or 'below'")
+        if kind == "cluster":
+            pick = args.get("pick")
+            ok = isinstance(pick, list) and pick and all(
+                isinstance(p, list) and len(p) == 2 and p[0] in ("min", "max") and p[1] in dims
+                for p in pick)
+            if not ok:
+                _fail(source, _line(raw, "args"), f"{label}: cluster needs args.pick, a list "
+                                                  "of [min|max, dimension], e.g. [[min, SSC-A]]")
+        if kind == "quadrant":
+            quads = args.get("quadrants")
+            ok = isinstance(quads, dict) and quads and all(
+                isinstance(s, list) and len(s) == 2 and set(s) <= {"above", "below"}
+                for s in quads.values())
+            if not ok:
+                _fail(source, _line(raw, "args"), f"{label}: quadrant needs args.quadrants "
+                                                  "mapping names to [x side, y side], each "
+                                                  "'above' or 'below'")
+            for q in quads:
+                if q in known:
+                    _fail(source, _line(raw, "args"), f"{label}: quadrant name {q!r} is "
+                                                      "already used")
+        return PopulationSpec(name, parent, tuple(dims), kind, args, line)
+    gate = raw["gate"]
+    if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED:
+        _fail(source, _line(raw, "gate"), f"{label}: gate must be one of "
+                                          f"{', '.join(FIXED)} with its parameters")
+    kind, params = next(iter(gate.items()))
+    spec = _fixed_spec(source, _line(raw, "gate"), label, name, parent, dims, kind, params,
+                       known)
+    return PopulationSpec(name, parent, tuple(dims), kind, spec, line)
+
+
+def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) -> dict:
+    if kind in ("and", "or", "not"):
+        ops = params if isinstance(params, list) else [params]
+        if not all(isinstance(o, str) for o in ops):
+            _fail(source, line, f"{label}: {kind} takes population names ('!name' for the "
+                                "complement)")
+        for o in ops:
+            if o.lstrip("!") not in known:
+                _fail(source, line, f"{label}: {kind} refers to {o.lstrip('!')!r}, which is "
+                                    "not defined above it")
+        if (kind == "not") != (len(ops) == 1):
+            _fail(source, line, f"{label}: 'not' takes one population, 'and'/'or' several")
+        return {"operands": ops}
+    if not isinstance(params, dict):
+        _fail(source, line, f"{label}: {kind} parameters must be a mapping")
+    if kind == "rectangle":
+        bounds = params.get("bounds")
+        if not (isinstance(bounds, list) and len(bounds) == len(dims)
+                and all(isinstance(b, list) and len(b) == 2 for b in bounds)):
+            _fail(source, line, f"{label}: rectangle needs bounds, one [min, max] per "
+                                "dimension (null for an open end)")
+        return {"bounds": bounds}
+    if kind == "polygon":
+        v = params.get("vertices")
+        if not (isinstance(v, list) and len(v) >= 3 and len(dims) == 2):
+            _fail(source, line, f"{label}: polygon needs two dims and at least 3 vertices")
+        return {"vertices": v}
+    for key in ("mean", "covariance", "distance_square"):
+        if key not in params:
+            _fail(source, line, f"{label}: ellipse needs {key}")
+    return dict(params)
+
+
+def _validated_override(template: Template, spec: PopulationSpec, gate: dict) -> PopulationSpec:
+    label = f"override for population {spec.name!r}"
+    if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED[:3]:
+        raise TemplateError(f"{label}: give one fixed gate (rectangle, polygon or ellipse)")
+    kind, params = next(iter(gate.items()))
+    args = _fixed_spec(template.source, 0, label, spec.name, spec.parent, list(spec.dims),
+                       kind, params, {})
+    return PopulationSpec(spec.name, spec.parent, spec.dims, kind, args, spec.line)
+
+
+def parse_template(text: str, source: str = "<template>") -> Template:
+    """Validate a template given as YAML text."""
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        _fail(source, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")
+    if not isinstance(doc, dict):
+        _fail(source, 1, "a template is a mapping with panel, version, markers and populations")
+    for key in ("panel", "version", "markers", "populations"):
+        if key not in doc:
+            _fail(source, _line(doc), f"'{key}' is missing")
+    markers_raw = doc["markers"]
+    if not isinstance(markers_raw, dict) or not markers_raw:
+        _fail(source, _line(doc, "markers"), "markers must map each marker to its aliases")
+    markers = {}
+    for m, aliases in markers_raw.items():
+        aliases = [aliases] if isinstance(aliases, str) else (aliases or [])
+        if not all(isinstance(a, str) for a in aliases):
+            _fail(source, _line(markers_raw, m), f"marker {m!r}: aliases must be text")
+        markers[str(m)] = tuple(dict.fromkeys([str(m), *aliases]))
+    comp = doc.get("compensation", "file")
+    if comp not in ("file", "none"):
+        _fail(source, _line(doc, "compensation"), "compensation must be 'file' (the FCS "
+                                                  "file's own spillover) or 'none'")
+    tr_raw = doc.get("transforms") or {}
+    transforms = {
+        "fluorescence": _transform(tr_raw.get("fluorescence", {"logicle": {}}),
+                                   f"{source}, line {_line(tr_raw, 'fluorescence')}"),
+        "scatter": _transform(tr_raw.get("scatter", "linear"),
+                              f"{source}, line {_line(tr_raw, 'scatter')}"),
+        "channels": {k: _transform(v, f"{source}, line {_line(tr_raw.get('channels'), k)}")
+                     for k, v in (tr_raw.get("channels") or {}).items()},
+    }
+    pops_raw = doc["populations"]
+    if not isinstance(pops_raw, list) or not pops_raw:
+        _fail(source, _line(doc, "populations"), "populations must be a non-empty list")
+    known: dict[str, int] = {}
+    populations = []
+    for i, raw in enumerate(pops_raw):
+        spec = _population(source, raw, i, known, set(markers))
+        populations.append(spec)
+        known[spec.name] = spec.line
+        if spec.kind == "quadrant":
+            for q in spec.args["quadrants"]:
+                known[q] = spec.line
+    counting = dict(doc.get("counting") or {})
+    if counting and counting.get("beads") not in known:
+        _fail(source, _line(doc, "counting"), f"counting.beads names {counting.get('beads')!r}, "
+                                              "which is no population of the template")
+    return Template(panel=str(doc["panel"]), version=str(doc["version"]), markers=markers,
+                    compensation=comp, transforms=transforms, populations=populations,
+                    counting=counting, qc=dict(doc.get("qc") or {}), source=source)
+
+
+def builtin_templates() -> dict[str, Path]:
+    """Templates shipped with immunomon, by name (file name without .yaml)."""
+    found: dict[str, Path] = {}
+    candidates = [Path(__file__).resolve().parents[3] / "gating"]  # a source checkout
+    try:
+        candidates.append(Path(str(resources.files("immunomon") / "templates")))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    for folder in candidates:
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.yaml")):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def load_template(name_or_path) -> Template:
+    """Load a template by built-in name or by path."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        shipped = builtin_templates()
+        if str(name_or_path) not in shipped:
+            raise TemplateError(f"no template named {str(name_or_path)!r}; built-in templates "
+                                f"are: {', '.join(shipped) or 'none'}; or give a path")
+        path = shipped[str(name_or_path)]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: no such template file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot be read ({exc})") from None
+    return parse_template(text, str(path))
