@@ -160,7 +160,8 @@ def compensate_array(events: np.ndarray, channel_indices, spillover_matrix, *,
     named = set(idx.tolist())
     holes = [c for c in range(lo, hi) if c not in named]
     inverse32 = inverse.astype(np.float32)
-    with _single_threaded_blas():
+    # NaN events are data: let them propagate quietly
+    with _single_threaded_blas(), np.errstate(invalid="ignore"):
         for start in range(0, events.shape[0], _ROW_BLOCK):
             e = events[start:start + _ROW_BLOCK]
             o = out[start:start + _ROW_BLOCK]
