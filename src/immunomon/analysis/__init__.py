@@ -11,10 +11,13 @@ from .competing import (CumulativeIncidenceResult, GrayTestResult, cause_specifi
                         cumulative_incidence, fine_gray, finegray_expand, grays_test)
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
                        logrank, median_followup)
+from .trajectories import (TrajectoryResult, change_from_baseline, log_counts, trajectories,
+                           visit_summary)
 from .timevarying import (CoxResult, LandmarkResult, TestResult, counting_process,
                           cox_time_varying, landmark)
 
 __all__ = [
+    "TrajectoryResult", "trajectories", "log_counts", "visit_summary", "change_from_baseline",
     "CumulativeIncidenceResult", "GrayTestResult",
     "cumulative_incidence", "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox",
     "CoxResult", "LandmarkResult", "TestResult",
