@@ -1,0 +1,323 @@
+"""Acquisition quality control: time anomalies, margin events, low counts, missing markers.
+
+Pure functions over a ``Sample`` (or plain numbers); nothing is plotted and
+nothing is dropped. Each check returns what it found and, where events could
+be excluded, a boolean mask and the number of events it would exclude, so the
+caller decides and reports.
+
+Time anomalies (clogs, bubbles, pressure changes) follow the idea shared by
+flowAI, flowClean and PeacoQC, with one simple documented rule of our own:
+cut the acquisition into equal time bins and compare the bins with each
+other by robust z scores, ``(x - median) / sigma`` over bins, where ``sigma``
+is the scaled median absolute deviation (1.4826 * MAD) with a floor (the
+Poisson SD for an event count, a fraction of the median for a signal).
+A bin is bad when
+
+- its event count (flow rate) has ``|z| > k``; or
+- the *consensus shift* of its signal, the median over channels of each
+  channel median's z, has ``|z| > k``: a clog or a pressure drop dims every
+  detector at once, while the median of a mixture of cell types wobbles from
+  bin to bin on its own in one channel or another; or
+- one channel's median alone has ``|z| > k_channel`` (a large jump in one
+  detector, e.g. a laser dropping).
+
+Bins next to a bad bin whose statistic exceeds the looser ``k_neighbour``
+are bad too, because an anomaly rarely starts and ends on a bin boundary.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import ImmunomonError
+
+MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
+
+
+# -- time anomalies --------------------------------------------------------------
+@dataclass
+class TimeQC:
+    """Result of ``time_anomalies``.
+
+    ``bins``: one row per time bin: ``start``, ``stop`` (seconds when the file
+    gives $TIMESTEP, else Time units), ``events``, ``rate`` (events per
+    second or per unit), ``rate_z``, ``shift_z`` (consensus shift over
+    channels), ``channel_z`` (the largest |z| of any one channel median),
+    ``bad_rate``, ``bad_signal``, ``bad``, and one
+    ``median:<channel>`` column per checked channel. ``good``: per event, False
+    for events in bad bins. ``excluded``: events in bad bins. ``flags``:
+    human-readable findings (empty when the acquisition looks stable).
+    """
+
+    flags: list[str]
+    bins: pd.DataFrame
+    good: np.ndarray
+    excluded: int
+    unit: str = "s"
+    channels: tuple[str, ...] = ()
+
+    @property
+    def n_bad_bins(self) -> int:
+        return int(self.bins["bad"].sum()) if len(self.bins) else 0
+
+
+def robust_z(values: np.ndarray, floor: np.ndarray | float = 0.0) -> np.ndarray:
+    """``(x - median) / max(1.4826 * MAD, floor)``; NaNs are ignored and stay NaN."""
+    x = np.asarray(values, dtype=np.float64)
+    center = np.nanmedian(x, axis=0)
+    mad = MAD_SCALE * np.nanmedian(np.abs(x - center), axis=0)
+    scale = np.maximum(mad, floor)
+    scale = np.where(scale > 0, scale, np.inf)     # constant series: nothing is off
+    return (x - center) / scale
+
+
+def _grow(seed: np.ndarray, loose: np.ndarray) -> np.ndarray:
+    """Extend runs of ``seed`` bins into adjacent ``loose`` bins (hysteresis)."""
+    out = seed.copy()
+    while True:
+        left = np.zeros_like(out)
+        left[1:] = out[:-1]
+        right = np.zeros_like(out)
+        right[:-1] = out[1:]
+        grown = out | ((left | right) & loose)
+        if np.array_equal(grown, out):
+            return out
+        out = grown
+
+
+def _runs(bad: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) indices of each run of True."""
+    padded = np.concatenate([[False], bad, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _default_bins(n_events: int) -> int:
+    # ~500 events per bin keeps Poisson noise of the rate near 4.5% while a
+    # short clog still spans several bins; 10 to 200 bins.
+    return int(np.clip(n_events // 500, 10, 200))
+
+
+def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | None = None,
+                   n_bins: int | None = None, channels=None, k: float = 5.0,
+                   k_channel: float = 10.0, k_neighbour: float = 2.5,
+                   min_bin_events: int = 20,
+                   signal_floor: float = 0.02) -> TimeQC:
+    """Flag time bins where the flow rate or the signal jumps.
+
+    ``bin_seconds`` (in seconds when the file has $TIMESTEP, else in Time
+    units) or ``n_bins`` sets the bins; by default about 500 events per bin,
+    10 to 200 bins. ``channels`` to check (names or markers): by default every
+    channel except Time, on the sample's scale values (no compensation: a
+    clog dims every detector alike). The rule, with its thresholds ``k``,
+    ``k_channel`` and ``k_neighbour``, is in the module docstring; the floor
+    of a channel's sigma is ``signal_floor`` x the magnitude of its median.
+    Bins with fewer than ``min_bin_events`` events are judged on their rate
+    only.
+
+    Without a Time channel, or with fewer than 3 bins' worth of time, the
+    check is skipped with a flag saying so and every event is kept.
+    """
+    n = sample.n_events
+    try:
+        t_idx = sample.channel_index(time_channel)
+    except ImmunomonError:
+        return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
+    step = sample.timestep
+    unit = "s" if step else "time units"
+    t = sample.events[:, t_idx].astype(np.float64) * (step or 1.0)
+    finite = np.isfinite(t)
+    if n == 0 or not finite.any():
+        return _skipped(n, "no events with a finite time: acquisition over time not checked")
+    t0, t1 = float(t[finite].min()), float(t[finite].max())
+    if bin_seconds is not None:
+        if not bin_seconds > 0:
+            raise ImmunomonError(f"bin_seconds must be positive, got {bin_seconds!r}")
+        n_bins = max(int(np.ceil((t1 - t0) / bin_seconds)), 1)
+    elif n_bins is None:
+        n_bins = _default_bins(n)
+    n_bins = int(n_bins)
+    if n_bins < 3 or t1 <= t0:
+        return _skipped(n, "acquisition too short to compare time bins: not checked")
+    edges = np.linspace(t0, t1, n_bins + 1)
+    # events with a non-finite time cannot be placed; they stay good
+    b = np.clip(np.searchsorted(edges, np.where(finite, t, t0), side="right") - 1, 0, n_bins - 1)
+    counts = np.bincount(b[finite], minlength=n_bins)
+    width = edges[1] - edges[0]
+
+    if channels is None:
+        cols = [i for i in range(len(sample.channels)) if i != t_idx]
+    else:
+        cols = [sample.channel_index(c) for c in channels]
+    names = [sample.channels[i] for i in cols]
+
+    medians = _bin_medians(sample.events[:, cols], b, finite, n_bins)
+    medians[counts < min_bin_events] = np.nan
+
+    rate_z = robust_z(counts, floor=np.sqrt(max(np.median(counts), 1.0)))
+    if cols:
+        with warnings.catch_warnings():      # all-NaN bins (too few events) stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            center = np.nanmedian(medians, axis=0)
+            sig_z = robust_z(medians, floor=signal_floor * np.abs(center))
+            shift_z = np.nan_to_num(np.nanmedian(sig_z, axis=1), nan=0.0)
+        abs_sig = np.nan_to_num(np.abs(sig_z), nan=0.0)
+        channel_z = abs_sig.max(axis=1)
+    else:
+        abs_sig = np.zeros((n_bins, 0))
+        shift_z = channel_z = np.zeros(n_bins)
+
+    bad_rate = _grow(np.abs(rate_z) > k, np.abs(rate_z) > k_neighbour)
+    signal = (np.abs(shift_z) > k) | (channel_z > k_channel)
+    bad_signal = _grow(signal, (np.abs(shift_z) > k_neighbour) | (channel_z > k_channel / 2))
+    bad = bad_rate | bad_signal
+
+    good = ~(bad[b] & finite)
+    excluded = int(n - np.count_nonzero(good))
+    table = pd.DataFrame({
+        "start": edges[:-1], "stop": edges[1:], "events": counts,
+        "rate": counts / width, "rate_z": rate_z, "shift_z": shift_z, "channel_z": channel_z,
+        "bad_rate": bad_rate, "bad_signal": bad_signal, "bad": bad,
+    })
+    for j, name in enumerate(names):
+        table[f"median:{name}"] = medians[:, j]
+    flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
+    return TimeQC(flags=flags, bins=table, good=good, excluded=excluded, unit=unit,
+                  channels=tuple(names))
+
+
+def _skipped(n: int, message: str) -> TimeQC:
+    return TimeQC(flags=[message], bins=pd.DataFrame(
+        columns=["start", "stop", "events", "rate", "rate_z", "shift_z", "channel_z", "bad_rate",
+                 "bad_signal", "bad"]), good=np.ones(n, dtype=bool), excluded=0)
+
+
+def _bin_medians(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
+                 n_bins: int) -> np.ndarray:
+    """Median of every column within every bin (NaN for empty bins)."""
+    if values.shape[1] == 0:
+        return np.zeros((n_bins, 0))
+    frame = pd.DataFrame(values[finite].astype(np.float64))
+    med = frame.groupby(bins[finite]).median()
+    out = np.full((n_bins, values.shape[1]), np.nan)
+    out[med.index.to_numpy()] = med.to_numpy()
+    return out
+
+
+def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
+    flags = []
+    for first, last in _runs(table["bad"].to_numpy()):
+        rows = table.iloc[first:last + 1]
+        why = []
+        if rows["bad_rate"].any():
+            ratio = rows["rate"].median() / max(table["rate"].median(), 1e-300)
+            why.append(f"flow rate {ratio:.0%} of the usual")
+        if rows["bad_signal"].any():
+            shift = rows["shift_z"].to_numpy()
+            peak = shift[np.argmax(np.abs(shift))]
+            hit = np.flatnonzero((abs_sig[first:last + 1] > k).any(axis=0))
+            shown = ", ".join(names[j] for j in hit[:4]) + (" ..." if len(hit) > 4 else "")
+            why.append(f"signal {'drop' if peak < 0 else 'rise'} (consensus z {peak:+.1f})"
+                       + (f" in {shown}" if shown else ""))
+        if not why:
+            why.append("next to an anomaly")
+        flags.append(f"acquisition anomaly from {rows['start'].iloc[0]:.1f} to "
+                     f"{rows['stop'].iloc[-1]:.1f} {unit} ({last - first + 1} time bins, "
+                     f"{int(rows['events'].sum())} events): {'; '.join(why)}")
+    if excluded:
+        flags.append(f"{excluded} of {n} events ({excluded / max(n, 1):.1%}) lie in "
+                     "anomalous time bins and can be excluded")
+    return flags
+
+
+# -- margin events ---------------------------------------------------------------
+@dataclass
+class MarginQC:
+    """Result of ``margin_events``.
+
+    ``table``: one row per channel: ``channel``, ``marker``, ``top`` and
+    ``bottom`` (event counts), ``top_fraction``, ``bottom_fraction``,
+    ``flagged``. ``margin``: per event, True when it sits on a margin of any
+    checked channel (nothing is excluded here; the mask is for the caller).
+    """
+
+    flags: list[str]
+    table: pd.DataFrame
+    margin: np.ndarray = field(repr=False)
+
+    @property
+    def n_margin(self) -> int:
+        return int(np.count_nonzero(self.margin))
+
+
+def margin_events(sample, channels=None, fraction_limit: float = 0.02,
+                  time_channel: str = "Time") -> MarginQC:
+    """Events piled on the top or bottom of each channel's scale.
+
+    Top: a value at or above ``$PnR - 1`` (the largest value the channel can
+    hold). Bottom: a value equal to the channel's lowest observed value; in
+    continuous data only one event does so, so a large share means clipping
+    at the low end (0 on scatter, an electronic floor on fluorescence). A
+    channel is flagged when either share exceeds ``fraction_limit``.
+    ``channels`` (names or markers) defaults to every channel except the
+    time channel.
+    """
+    n = sample.n_events
+    if channels is None:
+        cols = [i for i, c in enumerate(sample.channels) if c != time_channel]
+    else:
+        cols = [sample.channel_index(c) for c in channels]
+    if n == 0 or not cols:
+        return MarginQC(flags=[], table=pd.DataFrame(
+            columns=["channel", "marker", "top", "bottom", "top_fraction",
+                     "bottom_fraction", "flagged"]), margin=np.zeros(n, dtype=bool))
+    x = sample.events[:, cols]
+    top_limit = sample.ranges[cols] - 1.0
+    low = np.nanmin(x, axis=0)
+    at_top = x >= top_limit
+    at_bottom = x <= low
+    top = at_top.sum(axis=0)
+    bottom = at_bottom.sum(axis=0)
+    table = pd.DataFrame({
+        "channel": [sample.channels[i] for i in cols],
+        "marker": [sample.markers[i] or "" for i in cols],
+        "top": top, "bottom": bottom,
+        "top_fraction": top / n, "bottom_fraction": bottom / n,
+    })
+    table["flagged"] = (table["top_fraction"] > fraction_limit) | \
+                       (table["bottom_fraction"] > fraction_limit)
+    flags = []
+    for row in table.itertuples():
+        label = f"{row.channel} ({row.marker})" if row.marker else row.channel
+        if row.top_fraction > fraction_limit:
+            flags.append(f"{label}: {row.top} events ({row.top_fraction:.1%}) at the top "
+                         f"of the scale")
+        if row.bottom_fraction > fraction_limit:
+            flags.append(f"{label}: {row.bottom} events ({row.bottom_fraction:.1%}) piled at "
+                         f"the bottom value {float(low[row.Index]):g}")
+    return MarginQC(flags=flags, table=table, margin=(at_top | at_bottom).any(axis=1))
+
+
+# -- counts and markers -------------------------------------------------------------
+def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
+    """A flag for each population with fewer than ``min_events`` events, whose
+    percentages are too unstable to report without a warning."""
+    return [f"population {name!r}: {int(c)} events, fewer than {min_events}; its "
+            "percentages are unstable"
+            for name, c in counts.items() if int(c) < min_events]
+
+
+def missing_markers(required, sample) -> list[str]:
+    """The entries of ``required`` (markers or channel names) that the sample
+    cannot resolve to exactly one channel: absent, or on several channels."""
+    missing = []
+    for name in required:
+        try:
+            sample.channel_index(name)
+        except ImmunomonError:
+            missing.append(name)
+    return missing

@@ -1,0 +1,165 @@
+"""Acquisition QC against simulated clogs (truth: ``sim.anomaly``) and constructed data."""
+
+import numpy as np
+import pytest
+
+from immunomon.fcs.sample import Channel, Sample
+from immunomon.qc import (low_count_flags, margin_events, missing_markers, robust_z,
+                          time_anomalies)
+from immunomon.simulate import pbmc_sample
+
+
+def _sample(columns: dict, ranges=None, markers=None, keywords=None) -> Sample:
+    names = list(columns)
+    ranges = ranges or {}
+    markers = markers or {}
+    info = tuple(Channel(name=c, marker=markers.get(c), range=ranges.get(c, 1024.0))
+                 for c in names)
+    events = np.column_stack([np.asarray(columns[c], dtype=np.float32) for c in names])
+    return Sample(events=events, channel_info=info, keywords=dict(keywords or {}))
+
+
+# -- time anomalies -----------------------------------------------------------------
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_clog_events_are_flagged(seed):
+    sim = pbmc_sample(20_000, seed=seed, clog=True)
+    qc = time_anomalies(sim.sample)
+    flagged = ~qc.good
+    recall = np.count_nonzero(flagged & sim.anomaly) / np.count_nonzero(sim.anomaly)
+    assert recall >= 0.9
+    # and little else: at most two bins' worth of clean events
+    wrong = np.count_nonzero(flagged & ~sim.anomaly)
+    assert wrong <= 2 * sim.sample.n_events / len(qc.bins)
+    assert qc.excluded == np.count_nonzero(flagged)
+    assert any("acquisition anomaly" in f and "flow rate" in f for f in qc.flags)
+    assert any(f"{qc.excluded} of 20000 events" in f for f in qc.flags)
+
+
+@pytest.mark.parametrize("window", [(0.05, 0.12), (0.9, 1.0)])
+def test_clog_at_other_times(window):
+    sim = pbmc_sample(20_000, seed=3, clog=window)
+    qc = time_anomalies(sim.sample)
+    recall = np.count_nonzero(~qc.good & sim.anomaly) / np.count_nonzero(sim.anomaly)
+    assert recall >= 0.9
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23, 24, 25, 26])
+def test_clean_samples_flag_no_bins(seed):
+    sim = pbmc_sample(20_000, seed=seed, batch_shift=0.2 * (seed % 3 - 1))
+    qc = time_anomalies(sim.sample)
+    assert qc.n_bad_bins == 0
+    assert qc.good.all() and qc.excluded == 0
+    assert qc.flags == []
+
+
+def test_bins_table_counts_every_event_and_uses_seconds():
+    sim = pbmc_sample(10_000, seed=5)
+    qc = time_anomalies(sim.sample, bin_seconds=2.0)
+    assert qc.bins["events"].sum() == 10_000
+    assert qc.unit == "s"
+    width = qc.bins["stop"] - qc.bins["start"]
+    assert np.allclose(width, width.iloc[0]) and width.iloc[0] <= 2.0
+    seconds = sim.sample.column("Time") * 0.01
+    assert qc.bins["start"].iloc[0] == pytest.approx(seconds.min())
+    assert qc.bins["stop"].iloc[-1] == pytest.approx(seconds.max())
+    assert np.allclose(qc.bins["rate"], qc.bins["events"] / width)
+
+
+def test_signal_drop_without_rate_change_is_flagged():
+    # constant flow, but events 6000-6999 read at half intensity on every channel
+    rng = np.random.default_rng(0)
+    n = 10_000
+    a = rng.lognormal(7, 0.3, n)
+    b = rng.lognormal(6, 0.3, n)
+    a[6000:7000] *= 0.5
+    b[6000:7000] *= 0.5
+    s = _sample({"A": a, "B": b, "Time": np.arange(n, dtype=float)},
+                ranges={"A": 1e6, "B": 1e6})
+    qc = time_anomalies(s, n_bins=20)
+    assert not qc.bins["bad_rate"].any()
+    assert qc.bins["bad_signal"].to_numpy().nonzero()[0].tolist() == [12, 13]
+    assert np.array_equal(~qc.good, np.isin(np.arange(n) // 500, [12, 13]))
+    assert any("signal drop" in f for f in qc.flags)
+    assert qc.unit == "time units"
+
+
+def test_a_jump_in_one_channel_is_flagged():
+    rng = np.random.default_rng(1)
+    n = 10_000
+    cols = {f"C{i}": rng.lognormal(7, 0.3, n) for i in range(6)}
+    cols["C2"][2000:2500] *= 2.0
+    cols["Time"] = np.arange(n, dtype=float)
+    qc = time_anomalies(_sample(cols, ranges={c: 1e6 for c in cols}), n_bins=20)
+    assert np.flatnonzero(qc.bins["bad"]).tolist() == [4]
+    assert any("C2" in f for f in qc.flags)
+
+
+def test_no_time_channel_is_reported_not_fatal():
+    s = _sample({"A": np.arange(100.0)})
+    qc = time_anomalies(s)
+    assert qc.good.all() and qc.excluded == 0
+    assert len(qc.flags) == 1 and "no time channel" in qc.flags[0]
+
+
+def test_robust_z_uses_floor_for_constant_series():
+    z = robust_z(np.array([10.0, 10, 10, 10, 20]), floor=2.0)
+    assert z.tolist() == [0, 0, 0, 0, 5]
+    assert np.all(robust_z(np.ones(5)) == 0)
+
+
+# -- margins ------------------------------------------------------------------------
+def test_margin_events_on_constructed_data():
+    n = 1000
+    rng = np.random.default_rng(2)
+    fsc = rng.uniform(100, 900, n)
+    fsc[:50] = 1023.0           # 5% at the top of a 1024 range
+    ssc = rng.uniform(100, 900, n)
+    ssc[:10] = 1023.0           # 1%: under the limit
+    fl = rng.normal(300, 50, n)
+    fl[100:130] = -111.0        # 3% clipped at an electronic floor
+    s = _sample({"FSC-A": fsc, "SSC-A": ssc, "FL1-A": fl, "Time": np.arange(n, dtype=float)},
+                markers={"FL1-A": "CD3"})
+    m = margin_events(s)
+    t = m.table.set_index("channel")
+    assert list(t.index) == ["FSC-A", "SSC-A", "FL1-A"]
+    assert t.loc["FSC-A", "top"] == 50 and t.loc["FSC-A", "top_fraction"] == 0.05
+    assert t.loc["SSC-A", "top"] == 10
+    assert t.loc["FL1-A", "bottom"] == 30 and t.loc["FL1-A", "top"] == 0
+    assert t["flagged"].tolist() == [True, False, True]
+    assert t.loc["FL1-A", "marker"] == "CD3"
+    assert len(m.flags) == 2
+    assert "FSC-A: 50 events (5.0%) at the top" in m.flags[0]
+    assert "FL1-A (CD3): 30 events (3.0%)" in m.flags[1] and "-111" in m.flags[1]
+    expected = np.zeros(n, dtype=bool)
+    expected[:50] = True
+    expected[100:130] = True
+    expected[np.argmin(ssc)] = True
+    expected[np.argmin(fsc[50:]) + 50] = True
+    assert np.array_equal(m.margin, expected)
+    assert m.n_margin == expected.sum()
+
+
+def test_margin_limit_and_channel_choice():
+    x = np.zeros(100)
+    x[:3] = 1023
+    a = np.linspace(5, 500, 100)
+    a[:3] = 1023
+    s = _sample({"A": a, "B": x})
+    assert margin_events(s, channels=["A"], fraction_limit=0.02).flags[0].startswith("A: 3")
+    assert margin_events(s, channels=["A"], fraction_limit=0.05).flags == []
+    # B: 97 events tie at its lowest value (0)
+    assert "piled at the bottom value 0" in margin_events(s, channels=["B"]).flags[-1]
+
+
+# -- counts and markers ---------------------------------------------------------------
+def test_low_count_flags():
+    flags = low_count_flags({"T cells": 5000, "pDC": 45, "mDC": 200}, min_events=200)
+    assert len(flags) == 1
+    assert "'pDC': 45 events, fewer than 200" in flags[0]
+    assert low_count_flags({"pDC": 45}, min_events=40) == []
+
+
+def test_missing_markers():
+    s = _sample({"FL1-A": [1.0], "FL2-A": [1.0], "FL3-A": [1.0]},
+                markers={"FL1-A": "CD3", "FL2-A": "CD4", "FL3-A": "CD4"})
+    assert missing_markers(["CD3", "cd3", "FL2-A", "CD19", "CD4"], s) == ["CD19", "CD4"]
