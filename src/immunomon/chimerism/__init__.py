@@ -7,6 +7,7 @@ Digital and quantitative PCR chimerism are in :mod:`.pcr`; following a patient's
 series in :mod:`.series`.
 """
 
+from .abif import list_fsa_runs, read_fsa_metadata
 from .calculate import (FULL_DONOR, MIXED, NOT_DETERMINED, ChimerismResult,
                         ChimerismSettings, LocusResult, SampleResult, classify_sample,
                         combine_loci, compute_chimerism, dose_model_shares, locus_chimerism,
@@ -27,10 +28,11 @@ __all__ = [
     "PEAK_COLUMNS", "SampleResult", "builtin_kits", "chimerism_from_exports",
     "classify_locus", "classify_sample", "classify_series", "combine_loci",
     "compute_chimerism", "ddpcr_chimerism", "ddpcr_percent_recipient", "detect_layout",
-    "dose_model_shares", "flag_rising_recipient", "genotype_from_peaks", "load_kit",
+    "dose_model_shares", "flag_rising_recipient", "genotype_from_peaks", "list_fsa_runs",
+    "load_kit",
     "locus_chimerism", "lod_status", "match_alleles", "normalize_locus",
     "parse_sample_name", "percent_dhet_rhom", "percent_dhom_rhet", "percent_no_shared",
     "poisson_lambda", "qpcr_chimerism", "qpcr_percent_recipient", "read_export",
-    "read_exports", "read_manifest", "reported_value", "sample_chimerism",
+    "read_exports", "read_fsa_metadata", "read_manifest", "reported_value", "sample_chimerism",
     "stutter_corrected",
 ]
