@@ -393,3 +393,26 @@ def test_double_donor_sample_summary():
     assert s.mean == pytest.approx(700 / 9)
     summary = result.summary_frame()
     assert summary.loc[0, "percent_donor2"] == pytest.approx(300 / 9)
+
+
+def test_stutter_in_donor_homozygous_pattern():
+    # Donor 14, recipient 13/14: recipient-only 13 sits in the stutter of the donor's 14.
+    areas = {"14": 900, "13": 190}
+    res = run(("14",), ("13", "14"), areas)
+    # 13 corrected: 190 - 0.1 x 900 = 100; D = 1 - 2 x 100 / (100 + 900) = 0.80
+    assert res.pattern == SHARED_DHOM_RHET
+    assert res.percent_donor == pytest.approx(80.0)
+    res = run(("14",), ("13", "14"), areas, ChimerismSettings(stutter="flag"))
+    assert res.percent_donor == pytest.approx(100 * (1 - 380 / 1090))
+    res = run(("14",), ("13", "14"), areas, ChimerismSettings(stutter="exclude"))
+    assert math.isnan(res.percent_donor) and "not_computable" in res.flags
+
+
+def test_unknown_allele_reported_in_sample_flags():
+    donor, recipient = _references(LOCI[:3])
+    pk = _sample_peaks([70, 70, 70], LOCI[:3])
+    extra = pk.iloc[[0]].assign(allele="19", size=size_of("19"), area=800.0)
+    s = compute_chimerism(pd.concat([pk, extra], ignore_index=True), donor,
+                          recipient).samples[0]
+    assert "unknown_allele:D8S1179:19" in s.flags
+    assert s.mean == pytest.approx(70.0)

@@ -205,3 +205,22 @@ def test_unknown_kit_is_an_error(exports):
     r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
                exports / "samples.txt", "--kit", "NoSuchKit")
     assert r.exit_code == 2 and "unknown kit 'NoSuchKit'" in r.output
+
+
+def test_manifest_and_custom_kit(exports):
+    (exports / "manifest.csv").write_text(
+        "sample,patient,lineage,date\nP07_2024-03-01_S1,UPN7,CD33,2024-03-02\n")
+    (exports / "kit.yaml").write_text(
+        "name: Lab panel\nloci:\n"
+        "  - {name: D8S1179, dye: B, repeat: 4}\n  - {name: TH01, dye: G, repeat: 4}\n"
+        "  - {name: FGA, dye: R, repeat: 4}\n  - {name: D5S818, dye: R, repeat: 4}\n"
+        "  - {name: AMEL, dye: R}\n")
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "samples.txt", "--kit", exports / "kit.yaml",
+               "--manifest", exports / "manifest.csv", "--json")
+    assert r.exit_code == 0, r.output
+    s1, s2 = json.loads(r.output)["samples"]
+    assert (s1["patient"], s1["lineage"], s1["date"]) == ("UPN7", "CD33", "2024-03-02")
+    assert s1["percent_donor"] == pytest.approx(70.0)
+    # not in the manifest: taken from the sample name
+    assert (s2["patient"], s2["date"]) == ("P07", "2024-04-01")
