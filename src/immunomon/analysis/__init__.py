@@ -7,6 +7,9 @@ and small-sample correlation tests. Formulas, assumptions and the reasons for
 each default are in docs/analysis.md.
 """
 
+from .correlations import (FisherResult, SpearmanResult, WilcoxonResult, benjamini_hochberg,
+                           clopper_pearson, correlations, fisher_exact, spearman,
+                           wilcoxon_rank_sum)
 from .competing import (CumulativeIncidenceResult, GrayTestResult, cause_specific_cox,
                         cumulative_incidence, fine_gray, finegray_expand, grays_test)
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
@@ -17,6 +20,8 @@ from .timevarying import (CoxResult, LandmarkResult, TestResult, counting_proces
                           cox_time_varying, landmark)
 
 __all__ = [
+    "SpearmanResult", "FisherResult", "WilcoxonResult", "spearman", "benjamini_hochberg",
+    "correlations", "fisher_exact", "wilcoxon_rank_sum", "clopper_pearson",
     "TrajectoryResult", "trajectories", "log_counts", "visit_summary", "change_from_baseline",
     "CumulativeIncidenceResult", "GrayTestResult",
     "cumulative_incidence", "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox",
