@@ -224,3 +224,20 @@ def test_manifest_and_custom_kit(exports):
     assert s1["percent_donor"] == pytest.approx(70.0)
     # not in the manifest: taken from the sample name
     assert (s2["patient"], s2["date"]) == ("P07", "2024-04-01")
+
+
+def test_series_flags_rising_recipient(exports):
+    text = (exports / "samples.txt").read_text()
+    text += "\n".join(sample_export("P07_2024-05-01_S3", 6000, 4000).splitlines()[1:]) + "\n"
+    (exports / "series.txt").write_text(text)
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "series.txt", "--json", "--min-rise", "5")
+    assert r.exit_code == 0, r.output
+    s1, s2, s3 = json.loads(r.output)["samples"]
+    # recipient 30 % -> 0 % -> 40 %: only the last step is a rise (40 points > 5)
+    assert s2["recipient_rise"] == pytest.approx(-30.0)
+    assert s3["recipient_rise"] == pytest.approx(40.0)
+    assert (s1["rising_recipient"], s2["rising_recipient"], s3["rising_recipient"]) == \
+        (False, False, True)
+    assert s3["lost_full_donor"] and "rising_recipient" in s3["flags"]
+    assert "lost_full_donor" in s3["flags"]

@@ -103,12 +103,16 @@ def info(files, as_json):
               help="% donor at or above which a sample is full donor chimerism.")
 @click.option("--outlier-sd", type=float, default=2.0, show_default=True,
               help="Exclude loci this many SD from the mean; 0 keeps all loci.")
+@click.option("--min-rise", type=float, default=2.0, show_default=True,
+              help="Rise in % recipient between a patient's consecutive samples "
+                   "flagged as rising recipient chimerism.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Write chimerism_loci.csv, chimerism_samples.csv and "
                    "chimerism_genotypes.csv here.")
 def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
-              stutter_ratio, tolerance, lod, full_donor, outlier_sd, as_json, out_dir):
+              stutter_ratio, tolerance, lod, full_donor, outlier_sd, min_rise, as_json,
+              out_dir):
     """STR donor chimerism from GeneMapper / GeneMarker / Peak Scanner exports.
 
     Genotypes the donor(s) and the recipient from their pre-transplant exports,
@@ -126,7 +130,7 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
     settings = ChimerismSettings(
         quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
         size_tolerance=tolerance, lod=lod, full_donor=full_donor,
-        outlier_sd=outlier_sd if outlier_sd > 0 else None)
+        outlier_sd=outlier_sd if outlier_sd > 0 else None, min_rise=min_rise)
     result = chimerism_from_exports(list(donors), recipient, list(samples), kit=kit,
                                     settings=settings, lineage=lineage, manifest=manifest)
     if out_dir:

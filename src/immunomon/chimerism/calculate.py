@@ -16,9 +16,9 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from ..errors import ChimerismError
-from .genotype import (COMPLEX, MULTI_SHARED, MULTI_UNIQUE, NO_SHARED, SHARED_DHET_RHOM,
-                       SHARED_DHOM_RHET, SHARED_HET_HET, SHARED_UNIQUE, Allele, Genotype,
-                       LocusClass, classify_locus, dose_matrix)
+from .genotype import (NO_SHARED, SHARED_DHET_RHOM, SHARED_DHOM_RHET, SHARED_HET_HET,
+                       SHARED_UNIQUE, Allele, Genotype, LocusClass, classify_locus,
+                       dose_matrix)
 from .kits import NON_AUTOSOMAL, Kit, builtin_kits, normalize_locus
 
 FULL_DONOR = "full donor"
@@ -44,6 +44,7 @@ class ChimerismSettings:
     exclude_loci: tuple = NON_AUTOSOMAL  # loci reported but kept out of the mean
     relative_threshold: float = 0.25    # reference genotyping: fraction of the top peak
     reference_min_height: float = 50.0  # reference genotyping: RFU
+    min_rise: float = 2.0               # points of recipient rise beyond assay variation
 
     def __post_init__(self):
         if self.quantity not in ("area", "height"):
@@ -592,7 +593,17 @@ class ChimerismResult:
             row.update({"reported": s.reported, "classification": s.classification,
                         "flags": ";".join(s.flags)})
             rows.append(row)
-        return pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        if df.empty or not (df["patient"].notna() & df["date"].notna()).any():
+            return df
+        # A patient's series: rising recipient chimerism between consecutive samples.
+        from .series import flag_rising_recipient
+        df = flag_rising_recipient(df, min_rise=self.settings.min_rise,
+                                   full_donor=self.settings.full_donor)
+        for col in ("rising_recipient", "lost_full_donor"):
+            hit = df[col].astype(bool)
+            df.loc[hit, "flags"] = [f"{f};{col}" if f else col for f in df.loc[hit, "flags"]]
+        return df
 
     def genotype_frame(self) -> pd.DataFrame:
         return pd.concat([g.to_frame() for g in self.references], ignore_index=True)
