@@ -91,7 +91,7 @@ def _step_quantile(t: np.ndarray, s: np.ndarray, p: float = 0.5) -> float:
     return float(t[i])
 
 
-def _at(curve: pd.DataFrame, n_total: int, times: np.ndarray) -> pd.DataFrame:
+def _at(curve: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
     """Curve values at given days (right-continuous step function)."""
     t = curve["time"].to_numpy()
     rows = []
@@ -105,7 +105,6 @@ def _at(curve: pd.DataFrame, n_total: int, times: np.ndarray) -> pd.DataFrame:
         else:
             r = curve.iloc[idx]
             rows.append((day, n_risk, r.survival, r.std_err, r.lower, r.upper))
-    del n_total
     return pd.DataFrame(rows, columns=["time", "n_risk", "survival", "std_err",
                                        "lower", "upper"])
 
@@ -149,7 +148,7 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, *, group: str | None
         })
         curve.insert(0, "group", g)
         tables.append(curve)
-        at = _at(curve, int(mask.sum()), wanted)
+        at = _at(curve, wanted)
         at.insert(0, "group", g)
         at_tables.append(at)
     return KaplanMeierResult(

@@ -3,9 +3,9 @@
 Counts are analysed on the log10 scale (reconstitution is multiplicative and
 counts are right-skewed). A count of zero has no logarithm, so zeros (and
 anything below the floor) are set to a floor first: by default half the
-smallest positive count in the data, a documented, data-independent-in-spirit
-choice that keeps zeros below every observed value without inventing a
-detection limit. Pass ``floor=`` to use the assay's real limit of detection.
+smallest positive count in the data, which keeps zeros below every observed
+value without inventing a detection limit. Pass ``floor=`` to use the assay's
+real limit of detection.
 """
 
 from __future__ import annotations
