@@ -241,3 +241,9 @@ def test_series_flags_rising_recipient(exports):
         (False, False, True)
     assert s3["lost_full_donor"] and "rising_recipient" in s3["flags"]
     assert "lost_full_donor" in s3["flags"]
+
+
+def test_no_post_transplant_sample_is_an_error(exports):
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "donor.txt")
+    assert r.exit_code == 2 and "no post-transplant sample" in r.output

@@ -50,5 +50,11 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
         if lineage:
             meta["lineage"] = lineage
         metadata[name] = meta
-    return compute_chimerism(peaks, donor_genos, recipient_geno, settings=settings, kit=kit,
-                             metadata=metadata)
+    result = compute_chimerism(peaks, donor_genos, recipient_geno, settings=settings,
+                               kit=kit, metadata=metadata)
+    if not result.samples:
+        files = ", ".join(os.fspath(p) for p in samples)
+        raise ChimerismError(f"{files}: no post-transplant sample (every sample is a donor "
+                             f"or recipient reference); give the exports of the samples to "
+                             f"analyse")
+    return result
