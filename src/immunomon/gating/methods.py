@@ -67,32 +67,46 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *,
     return np.sort(idx - 1)
 
 
-def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None) -> Threshold:
-    """A cut above the main (negative) peak: its mode + ``n_sd`` times the spread of
-    its lower half, which positives do not contaminate. With ``quantile``, the
-    cut is that quantile of the values instead. For dim or rare positives."""
+def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
+                   side: str = "above") -> Threshold:
+    """A cut beside the main peak: its mode + ``n_sd`` times the spread of its
+    lower half (``side='above'``, for dim or rare positives), or its mode minus
+    ``n_sd`` times the spread of its upper half (``side='below'``, for 'low'
+    phenotypes such as CD127low). Each half-spread comes from the side the
+    other population does not contaminate. With ``quantile``, the cut is that
+    quantile of the values instead.
+    """
     x = _finite(x)
     if x.size < 10:
         raise GatingError(f"too few events ({x.size}) for a tail threshold")
+    if side not in ("above", "below"):
+        raise GatingError(f"side must be 'above' or 'below', not {side!r}")
     if quantile is not None:
         value = float(np.quantile(x, quantile))
         return Threshold(value, (), note=f"{quantile:g} quantile")
     centres, density = smoothed_density(x)
     mode = float(centres[np.argmax(density)])
-    below = x[x <= mode] - mode
-    sd = float(np.sqrt(np.mean(below ** 2))) if below.size > 5 else float(np.std(x))
-    return Threshold(mode + n_sd * sd, (mode,), note=f"mode {mode:.4g} + {n_sd:g} x {sd:.3g}")
+    half = x[x <= mode] - mode if side == "above" else x[x >= mode] - mode
+    sd = float(np.sqrt(np.mean(half ** 2))) if half.size > 5 else float(np.std(x))
+    sign = 1.0 if side == "above" else -1.0
+    return Threshold(mode + sign * n_sd * sd, (mode,),
+                     note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
 
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
                       adjust: float = 1.0, min_prominence: float = 0.05,
-                      fallback_sd: float = 3.0) -> Threshold:
-    """The density minimum between the two most prominent peaks of ``x``.
+                      fallback_sd: float = 3.0, valley: str = "deepest") -> Threshold:
+    """A density minimum between two peaks of ``x``.
 
-    ``bounds`` restricts where the cut may fall. With only one peak the cut
-    falls back to ``tail_threshold`` (mode + ``fallback_sd`` SD of its lower
-    half), clipped to the bounds, and the result says it fell back.
+    ``valley`` chooses the peaks: 'deepest' the two most prominent, 'first'
+    the two lowest in value (negatives against the first positives, when
+    positives come dim and bright), 'last' the two highest. ``bounds``
+    restricts where the cut may fall. With only one peak the cut falls back
+    to ``tail_threshold`` (mode + ``fallback_sd`` SD of its lower half),
+    clipped to the bounds, and the result says it fell back.
     """
+    if valley not in ("deepest", "first", "last"):
+        raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
     x = _finite(x)
     centres, density = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence)
@@ -100,7 +114,12 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     hi = np.inf if bounds[1] is None else bounds[1]
     positions = tuple(float(centres[i]) for i in peaks)
     if len(peaks) >= 2:
-        top = np.sort(peaks[np.argsort(density[peaks])[-2:]])
+        if valley == "first":
+            top = peaks[:2]
+        elif valley == "last":
+            top = peaks[-2:]
+        else:
+            top = np.sort(peaks[np.argsort(density[peaks])[-2:]])
         window = np.arange(top[0], top[1] + 1)
         window = window[(centres[window] >= lo) & (centres[window] <= hi)]
         if window.size:

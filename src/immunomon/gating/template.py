@@ -198,9 +198,11 @@ def _build(spec: PopulationSpec, dims, parent):
         return SingletGate(name, dims, n_mad=float(a.get("n_mad", 4.0)), parent=parent)
     if spec.kind in ("threshold", "tail"):
         method = "density" if spec.kind == "threshold" else "tail"
-        keys = {"density": ("bounds", "adjust", "min_prominence", "fallback_sd"),
+        keys = {"density": ("bounds", "adjust", "min_prominence", "fallback_sd", "valley"),
                 "tail": ("n_sd", "quantile")}[method]
         args = {k: a[k] for k in keys if k in a}
+        if method == "tail":
+            args["side"] = a.get("side", "above")   # the cut lies on the population's side
         if "bounds" in args:
             args["bounds"] = tuple(args["bounds"])
         return ThresholdGate(name, dims, side=a.get("side", "above"), method=method,
