@@ -93,10 +93,10 @@ def _grid(T):
 
 LOGICLE_PARAMS = [(262144, 0.5, 4.5, 0), (262144, 1, 4.5, 0.5), (1000, 1, 4, 1),
                   (1000, 0, 4, 1), (262144, 2, 4.5, -2), (10000, 0.1, 7, 0),
-                  (1e6, 2.5, 5, 0), (262144, 0.5, 1, 0)]
+                  (1e6, 2.5, 5, 0), (262144, 0.5, 1, 0), (262144, 0.01, 0.02, 0)]
 HYPERLOG_PARAMS = [(262144, 0.5, 4.5, 0), (262144, 1, 4.5, 0.5), (1000, 1, 4, 1),
                    (1000, 0.01, 4, 1), (262144, 2, 4.5, -2), (10000, 1, 4.5, 0),
-                   (262144, 0.5, 1, 0)]
+                   (262144, 0.5, 1, 0), (262144, 0.01, 0.02, 0)]
 
 
 @pytest.mark.parametrize("params", LOGICLE_PARAMS)
@@ -361,3 +361,5 @@ def test_transform_objects():
     assert tr.Ratio(2.7, -100, -300).params == {"A": 2.7, "B": -100.0, "C": -300.0}
     np.testing.assert_allclose(tr.Ratio(2, 1, 0).apply(np.array([3.0]), np.array([4.0])), [1.0])
     assert tr.Asinh(1000, 4).inverse(tr.Asinh(1000, 4).apply(7.0)) == pytest.approx(7.0)
+    for name, cls in tr.GATINGML_TRANSFORMS.items():
+        assert cls.gatingml_name == name

@@ -20,11 +20,11 @@ there, so Newton's method started above the root converges monotonically.
 
 Evaluating the inverse of ``F`` per event by root finding costs a few
 exponentials per value. Instead, ``F^-1`` is tabulated once per parameter set
-on cells that are uniform in the bits of the float64 value (128 cells per
-octave of ``|x|``) and interpolated by a cubic Hermite polynomial built from
-exact values and slopes at the cell ends. The cell of a value is its exponent
+on cells that are uniform in the bits of the float64 value (128 or more
+cells per octave of ``|x|``) and interpolated by a cubic Hermite polynomial
+built from exact values and slopes at the cell ends. The cell of a value is its exponent
 and top mantissa bits, so finding it is a shift, not a search; the error is
-below 1e-11 on the 0-1 scale for the parameter ranges Gating-ML allows (the
+about 1e-11 on the 0-1 scale for the parameter ranges Gating-ML allows (the
 tests check it against an independent high-precision reference). Values
 outside the table (non-finite, or beyond 2**40 times the top of scale) are
 solved exactly.
@@ -50,6 +50,7 @@ __all__ = [
     "logicle", "logicle_inverse", "hyperlog", "hyperlog_inverse", "fratio",
     "arcsinh", "arcsinh_inverse",
     "Transform", "Linear", "Log", "Asinh", "Logicle", "Hyperlog", "Arcsinh", "Ratio",
+    "GATINGML_TRANSFORMS",
 ]
 
 LN10 = math.log(10.0)
@@ -310,11 +311,13 @@ def _biex_inverse(p: _Biex, y) -> np.ndarray:
 # --------------------------------------------------------------------------
 # logicle and hyperlog: the table
 
-_MANT_BITS = 7                  # 2**7 cells per octave of |x|
-_SHIFT = 52 - _MANT_BITS
+_MANT_BITS = 7                  # at least 2**7 cells per octave of |x|
+# The interpolation error on the 0-1 scale is about _ERR_SCALE / b / 16**bits, where
+# b = (M + A) ln 10: few decades (small b) stretch the scale and need finer cells.
+_ERR_SCALE = 0.02
+_ERR_TARGET = 1e-11
 _OCTAVES_BELOW = 24             # table starts 2**24 below the linear-region scale
 _OCTAVES_ABOVE_T = 40           # and ends 2**40 above the top of scale
-_CELL_MASK = np.int64(~((1 << _SHIFT) - 1))
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,9 @@ class _Table:
     """
 
     off: float                  # 2**e_lo, the start of the table in u
-    base: int                   # bits(off) >> _SHIFT: the index of the first cell
+    shift: int                  # 52 - mantissa bits per cell index
+    mask: np.int64              # clears the bits below the cell
+    base: int                   # bits(off) >> shift: the index of the first cell
     coef: np.ndarray            # (cells + 1, 4): c3, c2, c1, c0 in d = u - (left end of cell);
     x1: float                   # the last row is NaN, for values beyond the table
 
@@ -337,7 +342,10 @@ def _table(kind: str, T: float, W: float, M: float, A: float) -> _Table:
     scale = p.slope0 / p.b                      # |x| at which the curve bends
     e_lo = math.floor(math.log2(scale)) - _OCTAVES_BELOW
     e_hi = max(math.ceil(math.log2(T)), e_lo + _OCTAVES_BELOW + 1) + _OCTAVES_ABOVE_T
-    per = 1 << _MANT_BITS
+    mant_bits = max(_MANT_BITS, math.ceil(math.log2(_ERR_SCALE / (p.b * _ERR_TARGET)) / 4))
+    mant_bits = min(mant_bits, 12)
+    shift = 52 - mant_bits
+    per = 1 << mant_bits
     exps = np.arange(e_lo, e_hi, dtype=np.float64)
     frac = 1.0 + np.arange(per, dtype=np.float64) / per
     nodes = np.append((np.exp2(exps)[:, None] * frac[None, :]).ravel(), 2.0 ** e_hi)
@@ -352,7 +360,8 @@ def _table(kind: str, T: float, W: float, M: float, A: float) -> _Table:
     coef[:-1, 1] = (3 * slope - 2 * dg[:-1] - dg[1:]) / h
     coef[:-1, 0] = (dg[:-1] + dg[1:] - 2 * slope) / (h * h)
     coef[-1] = np.nan
-    return _Table(off=off, base=int(np.array(off).view(np.int64)) >> _SHIFT,
+    return _Table(off=off, shift=shift, mask=np.int64(~((1 << shift) - 1)),
+                  base=int(np.array(off).view(np.int64)) >> shift,
                   coef=coef, x1=p.x1)
 
 
@@ -383,9 +392,9 @@ def _table_block(tab: _Table, x: np.ndarray, out: np.ndarray) -> bool:
     u = np.abs(x)
     u += tab.off
     bits = u.view(np.int64)
-    idx = bits >> _SHIFT                        # exponent and top mantissa bits: the cell
+    idx = bits >> tab.shift                     # exponent and top mantissa bits: the cell
     idx -= tab.base
-    left = bits & _CELL_MASK                    # u with the bits below the cell cleared
+    left = bits & tab.mask                      # u with the bits below the cell cleared
     d = left.view(np.float64)
     np.subtract(u, d, out=d)
     # mode="clip": values beyond the table (and NaN) land in the NaN row
@@ -605,3 +614,10 @@ class Ratio(Transform):
 
     def apply(self, x, y):
         return fratio(x, y, self.A, self.B, self.C)
+
+
+#: Gating-ML 2.0 transformation element name -> transform class (``Ratio`` takes two dimensions).
+GATINGML_TRANSFORMS: dict[str, type[Transform]] = {
+    "flin": Linear, "flog": Log, "fasinh": Asinh, "logicle": Logicle, "hyperlog": Hyperlog,
+    "fratio": Ratio,
+}
