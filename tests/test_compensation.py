@@ -116,6 +116,11 @@ def test_compensate_array_is_pure_and_blocks_do_not_matter():
     np.testing.assert_array_equal(compensate_array(events.astype(np.float64), [0, 1, 2, 3], SPILL),
                                   out)
     assert compensate_array(events, [], np.zeros((0, 0))).tolist() == events.tolist()
+    # float64 on request: agrees with the float64 product to double precision
+    out64 = compensate_array(events, [0, 1, 2, 3], SPILL, dtype=np.float64)
+    assert out64.dtype == np.float64
+    np.testing.assert_allclose(out64[:, :4], whole, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(out64[:, 4], events[:, 4])
 
 
 def test_matching_by_marker_and_loose_names():

@@ -119,11 +119,13 @@ def _loose(name: str) -> str:
 
 
 def compensate_array(events: np.ndarray, channel_indices, spillover_matrix, *,
-                     source: str = "the spillover matrix") -> np.ndarray:
+                     dtype=np.float32, source: str = "the spillover matrix") -> np.ndarray:
     """Compensated copy of ``events`` (n_events x n_channels), as float32.
 
     ``channel_indices[k]`` is the column of the detector of row/column ``k`` of
-    ``spillover_matrix``; the other columns are copied unchanged.
+    ``spillover_matrix``; the other columns are copied unchanged. With
+    ``dtype=np.float64`` the product and the result are float64 (for exact
+    comparisons with double-precision references; twice the memory).
     """
     events = np.asarray(events)
     if events.ndim != 2:
@@ -141,9 +143,12 @@ def compensate_array(events: np.ndarray, channel_indices, spillover_matrix, *,
                                 f"{n_ch} channels")
     if np.unique(idx).size != k:
         raise CompensationError(f"channel indices {idx.tolist()} repeat a channel")
-    if events.dtype != np.float32:
-        events = events.astype(np.float32)
-    out = np.empty(events.shape, dtype=np.float32)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise CompensationError(f"dtype must be float32 or float64, not {dtype}")
+    if events.dtype != dtype:
+        events = events.astype(dtype)
+    out = np.empty(events.shape, dtype=dtype)
     if k == 0:
         out[...] = events
         return out
@@ -156,10 +161,10 @@ def compensate_array(events: np.ndarray, channel_indices, spillover_matrix, *,
     lo, hi = int(idx.min()), int(idx.max()) + 1
     span = np.eye(hi - lo)
     span[np.ix_(idx - lo, idx - lo)] = inverse
-    span32 = span.astype(np.float32)
+    span32 = span.astype(dtype)
     named = set(idx.tolist())
     holes = [c for c in range(lo, hi) if c not in named]
-    inverse32 = inverse.astype(np.float32)
+    inverse32 = inverse.astype(dtype)
     # NaN events are data: let them propagate quietly
     with _single_threaded_blas(), np.errstate(invalid="ignore"):
         for start in range(0, events.shape[0], _ROW_BLOCK):
