@@ -8,6 +8,7 @@ with a ``GatingMLError`` naming the file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -301,6 +302,18 @@ def load_gatingml(path) -> GatingStrategy:
 
 
 # --------------------------------------------------------------------------- writing
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def _check_id(kind: str, value: str) -> str:
+    """Gating-ML ids are XML ``xs:ID`` values: no spaces, '+' or leading digit."""
+    if not _NCNAME.match(value):
+        raise GatingMLError(f"{kind} id {value!r} is not a valid Gating-ML id (XML xs:ID: a "
+                            "letter or '_' first, then letters, digits, '_', '-' or '.'); "
+                            "rename it, e.g. 'CD4+ T' to 'CD4pos_T'")
+    return value
+
+
 def _num(v: float) -> str:
     return repr(float(v))
 
@@ -332,7 +345,7 @@ class _Writer:
 
     def write_transform(self, tid: str, transform) -> None:
         self.ids.setdefault(transform, tid)
-        elem = _sub(self.root, T, "transformation", {(T, "id"): tid})
+        elem = _sub(self.root, T, "transformation", {(T, "id"): _check_id("transformation", tid)})
         if isinstance(transform, FRatio):
             r = _sub(elem, T, "fratio", {(T, p): _num(getattr(transform, p))
                                          for p in ("A", "B", "C")})
@@ -347,7 +360,7 @@ class _Writer:
                             "Gating-ML 2.0 form")
 
     def write_matrix(self, mid: str, m: SpectrumMatrix) -> None:
-        elem = _sub(self.root, T, "spectrumMatrix", {(T, "id"): mid})
+        elem = _sub(self.root, T, "spectrumMatrix", {(T, "id"): _check_id("matrix", mid)})
         for tag, names in (("fluorochromes", m.fluorochromes), ("detectors", m.detectors)):
             group = _sub(elem, T, tag)
             for name in names:
@@ -371,7 +384,7 @@ class _Writer:
         return elem
 
     def gate(self, gate) -> None:
-        attrs = {(G, "id"): gate.id}
+        attrs = {(G, "id"): _check_id("gate", gate.id)}
         if gate.parent is not None:
             attrs[(G, "parent_id")] = gate.parent
         kind = type(gate).__name__
@@ -409,11 +422,12 @@ class _Writer:
             _sub(elem, G, "distanceSquare", {(D, "value"): _num(gate.distance_square)})
         elif isinstance(gate, QuadrantGate):
             for div in gate.dividers:
-                d = self.dimension(elem, "divider", div.dimension, {(G, "id"): div.id})
+                d = self.dimension(elem, "divider", div.dimension,
+                                   {(G, "id"): _check_id("divider", div.id)})
                 for v in div.values:
                     _sub(d, G, "value").text = _num(v)
             for quad in gate.quadrants:
-                q = _sub(elem, G, "Quadrant", {(G, "id"): quad.id})
+                q = _sub(elem, G, "Quadrant", {(G, "id"): _check_id("quadrant", quad.id)})
                 for div_id, loc in quad.positions:
                     _sub(q, G, "position", {(G, "divider_ref"): div_id,
                                             (G, "location"): _num(loc)})
