@@ -372,7 +372,16 @@ _pool_lock = threading.Lock()
 
 
 def _threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """Threads for large arrays: IMMUNOMON_THREADS if set (batch workers set 1),
+    else the CPUs this process may run on, at most 8."""
+    env = os.environ.get("IMMUNOMON_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
 
 def _executor() -> ThreadPoolExecutor:
