@@ -114,10 +114,7 @@ def test_malformed_documents_name_the_gate(tmp_path, body, match):
 
 
 # --------------------------------------------------------------------------- round trip
-def test_python_built_strategy_round_trips(tmp_path):
-    rng = np.random.default_rng(11)
-    ev = rng.lognormal(5, 1.5, size=(4000, 4)).astype(np.float32)
-    smp = Sample(ev, tuple(Channel(n) for n in ("FSC-A", "SSC-A", "FL1-A", "FL2-A")), {})
+def python_strategy() -> GatingStrategy:
     lg = Logicle(T=262144.0, W=0.5, M=4.5, A=0.0)
     s = GatingStrategy(compensations={"M": SpectrumMatrix(("FITC", "PE"), ("FL1-A", "FL2-A"),
                                                            [[1, 0.1], [0.2, 1]])})
@@ -137,8 +134,31 @@ def test_python_built_strategy_round_trips(tmp_path):
                        [Quadrant("pp", {"x": 1, "y": 1}), Quadrant("nn", {"x": 0, "y": 0})],
                        parent="fitc"))
     s.add(RectangleGate("rat", [RatioDimension("ratio", transform=Log(T=100.0, M=4.0))],
-                      [(None, 0.5)]))
+                        [(None, 0.5)]))
     s.add(BooleanGate("both", "and", ["ell", "rat"], parent="cells"))
+    return s
+
+
+def test_export_validates_against_the_gatingml_schema(tmp_path):
+    # the Gating-ML 2.0 XSD as shipped with FlowKit (an independent reader)
+    resources = pytest.importorskip("flowkit._resources")
+    etree = pytest.importorskip("lxml.etree")
+    out = save_gatingml(python_strategy(), tmp_path / "s.xml")
+    schema = resources.gml_schema
+    assert schema.validate(etree.parse(str(out))), schema.error_log
+
+
+def test_export_refuses_ids_that_are_not_xml_ids(tmp_path):
+    s = GatingStrategy([RectangleGate("CD4+ T", [Dimension("A")], [(0, None)])])
+    with pytest.raises(GatingMLError, match="'CD4\\+ T'.*not a valid"):
+        save_gatingml(s, tmp_path / "x.xml")
+
+
+def test_python_built_strategy_round_trips(tmp_path):
+    rng = np.random.default_rng(11)
+    ev = rng.lognormal(5, 1.5, size=(4000, 4)).astype(np.float32)
+    smp = Sample(ev, tuple(Channel(n) for n in ("FSC-A", "SSC-A", "FL1-A", "FL2-A")), {})
+    s = python_strategy()
     first = s.apply(smp)
     for gid in first.gate_ids:
         assert 0 < first.count(gid) < smp.n_events, gid

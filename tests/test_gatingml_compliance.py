@@ -182,3 +182,11 @@ def test_export_reimport_single(data1, filename, tmp_path):
     result = load_gatingml(out).apply(data1)
     for gate_id, truth_id in SINGLE[filename].items():
         assert_matches(result, gate_id, truth_id)
+
+
+def test_export_of_the_suite_is_schema_valid(all_gates, tmp_path):
+    resources = pytest.importorskip("flowkit._resources")   # ships the Gating-ML 2.0 XSD
+    etree = pytest.importorskip("lxml.etree")
+    strategy, _ = all_gates
+    out = save_gatingml(strategy, tmp_path / "exported.xml")
+    assert resources.gml_schema.validate(etree.parse(str(out))), resources.gml_schema.error_log
