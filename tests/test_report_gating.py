@@ -1,0 +1,227 @@
+"""Gate plots (one PNG per gate type) and the per-sample and index HTML pages."""
+
+import html
+import re
+import struct
+
+import numpy as np
+import pytest
+
+from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, GateReference,
+                              GatingStrategy, PolygonGate, Quadrant, QuadrantGate,
+                              RectangleGate)
+from immunomon.report import gate_plots, pages
+from immunomon.report.gate_plots import (GATE_COLOUR, axis_label, ellipse_outline,
+                                         find_gate, gate_title, limits, plot_gate, plot_rows)
+from immunomon.simulate import pbmc_sample
+from immunomon.transforms import Logicle
+
+HOSTILE = '<script>alert("x")</script> & $\\frac{1}{0}$'
+L = Logicle()
+
+
+def fl(marker):
+    return Dimension(marker, "FCS", L)
+
+
+@pytest.fixture(scope="module")
+def result():
+    sim = pbmc_sample(4000, seed=7)
+    s = GatingStrategy()
+    s.add(PolygonGate("Singlets", [Dimension("FSC-A"), Dimension("FSC-H")],
+                      [(2e4, 1.5e4), (2.6e5, 2.1e5), (2.6e5, 2.5e5), (2e4, 2.2e4)]))
+    s.add(RectangleGate("Leukocytes", [fl("CD45"), Dimension("SSC-A")],
+                        [(0.55, None), (None, 2.0e5)], parent="Singlets"))
+    s.add(EllipsoidGate("Lymphocytes", [Dimension("FSC-A"), Dimension("SSC-A")],
+                        [55000, 14000], [[1e8, 2e7], [2e7, 2e7]], 4.0, parent="Leukocytes"))
+    s.add(RectangleGate("T cells", [fl("CD3")], [(0.6, None)], parent="Lymphocytes"))
+    s.add(QuadrantGate("CD4 vs CD8", [Divider("d4", fl("CD4"), [0.6]),
+                                      Divider("d8", fl("CD8"), [0.6])],
+                       [Quadrant("CD4+", {"d4": 1, "d8": 0}), Quadrant("CD8+", {"d4": 0, "d8": 1}),
+                        Quadrant("DP", {"d4": 1, "d8": 1}), Quadrant("DN", {"d4": 0, "d8": 0})],
+                       parent="T cells"))
+    s.add(QuadrantGate("HLA-DR split", [Divider("dr", fl("HLA-DR"), [0.5])],
+                       [Quadrant("DR+", {"dr": 1}), Quadrant("DR-", {"dr": 0})],
+                       parent="CD4+"))
+    s.add(EllipsoidGate("Blob3", [Dimension("FSC-A"), Dimension("SSC-A"), fl("CD45")],
+                        [55000, 14000, 0.7], np.diag([1e8, 2e7, 0.01]), 9.0,
+                        parent="Leukocytes"))
+    s.add(EllipsoidGate("CD3 range", [fl("CD3")], [0.65], [[0.0025]], 4.0,
+                        parent="Lymphocytes"))
+    s.add(BooleanGate("non-T", "and", [GateReference("T cells", True), "Lymphocytes"]))
+    s.add(RectangleGate(HOSTILE, [fl("CD19")], [(0.5, None)], parent="Lymphocytes"))
+    return s.apply(sim.sample)
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def gate_pixels(path) -> int:
+    from matplotlib.image import imread
+    rgb = (imread(path)[..., :3] * 255).round()
+    target = np.array([int(GATE_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
+    return int(np.count_nonzero(np.abs(rgb - target).max(axis=-1) <= 8))
+
+
+# -- plots ----------------------------------------------------------------------------
+@pytest.mark.parametrize("gate_id", ["Singlets", "Leukocytes", "Lymphocytes", "T cells",
+                                     "CD4 vs CD8", "HLA-DR split", "Blob3", "CD3 range",
+                                     HOSTILE])
+def test_every_gate_type_gives_a_png_with_the_gate_drawn(result, gate_id, tmp_path):
+    out = plot_gate(result, gate_id, tmp_path / "sub" / "g.png")
+    assert out == tmp_path / "sub" / "g.png"
+    assert png_size(out) == (460, 400)
+    assert out.stat().st_size > 5000
+    assert gate_pixels(out) > 50            # the gate outline is there
+    assert [p.name for p in out.parent.iterdir()] == ["g.png"]   # no temporary left
+
+
+def test_boolean_gate_has_no_plot(result, tmp_path):
+    assert plot_gate(result, "non-T", tmp_path / "b.png") is None
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_quadrant_population_finds_its_gate(result):
+    gid, gate = find_gate(result, "DP")
+    assert gid == "CD4 vs CD8" and isinstance(gate, QuadrantGate)
+    with pytest.raises(Exception, match="no gate 'nope'"):
+        find_gate(result, "nope")
+
+
+def test_size_and_resolution_follow_arguments(result, tmp_path):
+    out = plot_gate(result, "Lymphocytes", tmp_path / "l.png", figsize=(3, 2), dpi=80)
+    assert png_size(out) == (240, 160)
+
+
+def test_title_counts_match_an_independent_count(result):
+    # Singlets: the polygon on raw FSC-A / FSC-H, counted here with matplotlib's Path
+    from matplotlib.path import Path as MPath
+    s = result.sample
+    verts = result.gates["Singlets"].vertices
+    inside = MPath(verts).contains_points(np.column_stack([s["FSC-A"], s["FSC-H"]]))
+    title = gate_title(result, "Singlets")
+    assert title == (f"Singlets: {inside.sum():,} events\n"
+                     f"{100 * inside.sum() / s.n_events:.2f}% of all events")
+    # T cells within lymphocytes, with a display label
+    lym = result.mask("Lymphocytes")
+    cd3 = L.apply(result.values.channel("CD3", "FCS"))
+    t = np.count_nonzero(lym & (cd3 >= 0.6))
+    title = gate_title(result, "T cells", labels={"T cells": "CD3+", "Lymphocytes": "Lym"})
+    assert title == f"CD3+: {t:,} events\n{100 * t / lym.sum():.2f}% of Lym"
+    assert gate_title(result, "CD4 vs CD8") == (
+        f"CD4 vs CD8\nof T cells ({result.count('T cells'):,} events)")
+
+
+def test_axis_labels_name_marker_and_channel(result):
+    assert axis_label(result.sample, fl("CD3")) == "CD3 (BV786-A)"
+    assert axis_label(result.sample, Dimension("FSC-A")) == "FSC-A"
+    assert axis_label(result.sample, Dimension("FITC-A")) == "CD127 (FITC-A)"
+
+
+def test_ellipse_outline_lies_on_the_ellipse():
+    mean = np.array([2.0, -1.0])
+    cov = np.array([[4.0, 1.5], [1.5, 1.0]])
+    pts = ellipse_outline(mean, cov, 2.5)
+    d = pts - mean
+    q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+    assert np.allclose(q, 2.5)
+    # extreme x of the ellipse: mean +- sqrt(d * var_x)
+    assert pts[:, 0].max() == pytest.approx(2.0 + np.sqrt(2.5 * 4.0), rel=1e-3)
+
+
+def test_subsampling_and_limits():
+    rows = np.arange(100_000)
+    sub = plot_rows(rows, 1000)
+    assert sub.size == 1000 and sub[0] == 0 and sub[-1] == 99_999
+    assert np.all(np.diff(sub) > 0)
+    assert plot_rows(rows[:10], 1000).size == 10
+    lo, hi = limits(np.linspace(0, 1, 10_001), extra=[2.0, None])
+    assert lo == pytest.approx(0.0005 - 0.05 * (2 - 0.0005))
+    assert hi == pytest.approx(2.0 + 0.05 * (2 - 0.0005))
+    assert limits(np.array([np.nan])) == (-0.05, 1.05)
+
+
+def test_empty_parent_still_plots(tmp_path):
+    sim = pbmc_sample(500, seed=1)
+    s = GatingStrategy()
+    s.add(RectangleGate("none", [Dimension("FSC-A")], [(1e9, None)]))
+    s.add(RectangleGate("child", [Dimension("FSC-A"), Dimension("SSC-A")],
+                        [(1, 2), (1, 2)], parent="none"))
+    r = s.apply(sim.sample)
+    out = plot_gate(r, "child", tmp_path / "c.png")
+    assert png_size(out) == (460, 400)
+    assert gate_title(r, "child").endswith("nan% of none")
+
+
+def test_gate_plots_use_no_pyplot_state():
+    src = open(gate_plots.__file__).read()
+    assert "import pyplot" not in src and "matplotlib.pyplot" not in src
+
+
+# -- pages ------------------------------------------------------------------------------
+def test_sample_page_escapes_everything(tmp_path):
+    plot = tmp_path / 'plots' / 'a b&"<.png'
+    plot.parent.mkdir()
+    plot.write_bytes(b"\x89PNG fake")
+    table = [{"population": HOSTILE, "parent": "Lymphocytes", "count": 1234,
+              "percent_of_parent": 12.3456, "cells_per_ul": float("nan")}]
+    out = pages.sample_page(
+        tmp_path / "s.html", sample_name=f"patient {HOSTILE}",
+        hierarchy={"Lymphocytes": None, HOSTILE: "Lymphocytes"},
+        table=table, plots={HOSTILE: plot, "skipped": None},
+        qc_flags=[f"flag {HOSTILE}"], warnings=["<b>w</b>"])
+    text = out.read_text(encoding="utf-8")
+    assert "<script>" not in text and "<b>w</b>" not in text
+    assert text.count(html.escape(HOSTILE, quote=True)) >= 5   # title, h1, tree, table, figure
+    assert 'src="plots/a%20b%26%22%3C.png"' in text
+    assert "1,234" in text and "12.35" in text
+    assert "QC flags (1)" in text and "skipped" not in text
+    assert {p.name for p in tmp_path.iterdir()} == {"plots", "s.html"}   # no temporary left
+
+
+def test_sample_page_embeds_images_on_request(tmp_path):
+    plot = tmp_path / "g.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\nabc")
+    out = pages.sample_page(tmp_path / "s.html", sample_name="s", hierarchy={}, table=None,
+                            plots=[("g", plot)], embed_images=True)
+    assert 'src="data:image/png;base64,iVBORw0KGgphYmM="' in out.read_text()
+
+
+def test_hierarchy_is_an_indented_tree():
+    tree = pages.hierarchy_html({"Singlets": None, "Leukocytes": "Singlets",
+                                 "Lymphocytes": "Leukocytes", "Monocytes": "Leukocytes",
+                                 "Beads": "Singlets", "Orphan": "missing"})
+    assert tree == ('<ul class="tree"><li>Singlets<ul><li>Leukocytes<ul><li>Lymphocytes</li>'
+                    '<li>Monocytes</li></ul></li><li>Beads</li></ul></li>'
+                    '<li>Orphan</li></ul>')
+
+
+def test_table_from_dataframe():
+    import pandas as pd
+    df = pd.DataFrame({"population": ["A<"], "count": [5], "pct": [0.12345], "big": [123456.7],
+                       "flag": [True]})
+    t = pages.table_html(df)
+    assert "<th>population</th>" in t and "<td>A&lt;</td>" in t
+    assert "<td>5</td><td>0.1235</td><td>123,457</td><td>yes</td>" in t
+
+
+def test_index_page_links_and_status(tmp_path):
+    rows = [
+        {"sample": "ok.fcs", "status": "ok", "page": tmp_path / "ok" / "index.html",
+         "events": 50000, "flags": []},
+        {"sample": HOSTILE, "status": "flagged", "page": tmp_path / "x y" / "p.html",
+         "events": 100, "flags": ["a", "b"]},
+        {"sample": "bad.fcs", "status": "failed", "message": "bad <TEXT> segment"},
+    ]
+    out = pages.index_page(tmp_path / "index.html", rows)
+    text = out.read_text()
+    assert "<script>" not in text
+    assert '<a href="ok/index.html">ok.fcs</a>' in text
+    assert 'href="x%20y/p.html"' in text
+    assert "3 samples: 1 failed, 1 flagged, 1 ok." in text
+    assert "bad &lt;TEXT&gt; segment" in text
+    assert re.search(r'status-flagged">flagged</td><td>100</td><td>2</td>', text)
