@@ -1,0 +1,300 @@
+"""One gated sample as AnnData (scverse conventions), written to ``.h5ad`` atomically.
+
+Layout (see DESIGN.md):
+
+- ``.X``: events x channels, float32: compensated (the file's spillover by
+  default) and transformed as the gates saw each channel, or as ``transforms``
+  says; channels no gate used and ``transforms`` does not name stay linear.
+- ``.layers["raw"]``: the sample's scale values (float32), as read.
+- ``.var``: indexed by channel name ($PnN); columns ``marker`` ($PnS, "" when
+  none), ``transform`` (a description such as "Logicle(T=262144, W=0.5,
+  M=4.5, A=0)", "" for linear), ``compensated`` (bool) and ``range`` ($PnR).
+- ``.obs``: indexed by event number ("0", "1", ...); one boolean column per
+  population. HDF5 cannot store "/" in a name, so it becomes "_" in column
+  names (and a numeric suffix keeps them unique); ``.uns["populations"]``
+  maps each population id to its column and parent.
+- ``.uns``: ``keywords`` (the TEXT segment; de-identified on request),
+  ``gates`` (every gate applied, as plain dicts: see ``gate_to_dict``),
+  ``populations``, ``sample`` (events, FCS version, file name unless
+  de-identified), ``compensation`` (matrix and detectors, when applied),
+  ``template`` (when given) and ``immunomon_version``.
+
+h5ad stores no None: an absent parent is "" and an open bound is NaN.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImmunomonError
+
+# -- de-identification ------------------------------------------------------------
+#: Keywords dropped by ``deidentify_keywords`` (compared case-insensitively).
+DEIDENTIFY_KEYWORDS = frozenset({
+    "$SRC", "$FIL", "$OP", "$INST", "$SMNO", "$COM", "$EXP", "$PROJ", "$PLATEID",
+    "$PLATENAME", "$WELLID", "$DATE", "$LAST_MODIFIED", "$LAST_MODIFIER", "$CSVBITS",
+    "GUID", "$GUID", "FILENAME", "ORIGINAL FILENAME", "ORIGINALGUID",
+})
+#: Keywords whose name contains one of these (case-insensitive) are dropped too:
+#: patient and sample identifiers, people, places and dates, whatever the vendor's spelling.
+DEIDENTIFY_PATTERNS = (
+    "PATIENT", "SUBJECT", "DONOR", "SAMPLE ID", "SAMPLE_ID", "SAMPLEID", "SAMPLE NAME",
+    "SPECIMEN", "NAME", "USER", "OPERATOR", "BIRTH", "DOB", "MRN", "DATE", "ADDRESS",
+    "PHONE", "EMAIL", "INSTITUT", "HOSPITAL", "COMMENT",
+)
+
+
+def deidentify_keywords(keywords: dict[str, str]) -> dict[str, str]:
+    """The keywords without patient and sample identifiers.
+
+    Drops every keyword in ``DEIDENTIFY_KEYWORDS`` ($SRC, $FIL, $OP, $INST,
+    $SMNO, $COM, $EXP, $PROJ, plate and well ids, $DATE, $LAST_MODIFIED,
+    $LAST_MODIFIER, GUIDs, file names) and every keyword whose name contains
+    one of ``DEIDENTIFY_PATTERNS`` (PATIENT ID, SAMPLE ID, EXPORT USER NAME,
+    TUBE NAME, any ...DATE...). Dates are removed, not shifted; times of day
+    ($BTIM, $ETIM) and instrument settings stay, as they identify no one.
+    """
+    out = {}
+    for key, value in keywords.items():
+        k = key.strip().upper()
+        if k in DEIDENTIFY_KEYWORDS or any(p in k for p in DEIDENTIFY_PATTERNS):
+            continue
+        out[key] = value
+    return out
+
+
+# -- h5ad-safe values ----------------------------------------------------------------
+def h5ad_key(name) -> str:
+    """A name HDF5 accepts as a key: '/' becomes '_'; empty becomes '_'."""
+    return str(name).replace("/", "_") or "_"
+
+
+def _unique_keys(names) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        base = key = h5ad_key(name)
+        i = 1
+        while key in seen:
+            i += 1
+            key = f"{base}_{i}"
+        seen.add(key)
+        out.append(key)
+    return out
+
+
+def h5ad_safe(obj):
+    """Turn plain Python data into what ``.uns`` can store in h5ad: dicts
+    with safe string keys, numpy arrays for lists of numbers, strings or
+    booleans, strings for anything else; None becomes "" (h5ad has no null).
+    A list of dicts becomes a dict keyed "0", "1", ..."""
+    if obj is None:
+        return ""
+    if isinstance(obj, dict):
+        return {k: h5ad_safe(v) for k, v in zip(_unique_keys(obj), obj.values())}
+    if isinstance(obj, (str, bool, np.bool_)):
+        return obj
+    if isinstance(obj, (int, float, np.integer, np.floating)):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return obj.astype(str) if obj.dtype == object else obj
+    if isinstance(obj, (list, tuple)):
+        items = list(obj)
+        if any(isinstance(i, (dict, list, tuple, np.ndarray)) for i in items):
+            return {str(i): h5ad_safe(v) for i, v in enumerate(items)}
+        if items and all(isinstance(i, (bool, np.bool_)) for i in items):
+            return np.array(items, dtype=bool)
+        if items and all(isinstance(i, (int, float, np.integer, np.floating))
+                         and not isinstance(i, bool) for i in items):
+            return np.array(items, dtype=np.float64)
+        return np.array(["" if i is None else str(i) for i in items], dtype=str)
+    return str(obj)
+
+
+# -- gates as plain dicts ----------------------------------------------------------------
+def describe_transform(transform) -> str:
+    """"Logicle(T=262144, W=0.5, M=4.5, A=0)"; "" for none."""
+    if transform is None:
+        return ""
+    params = getattr(transform, "params", None)
+    if isinstance(params, dict):
+        inner = ", ".join(f"{k}={v:g}" for k, v in params.items())
+        return f"{type(transform).__name__}({inner})"
+    return str(transform)
+
+
+def _dims(dims, values) -> dict:
+    names, comps, trans = [], [], []
+    for d in dims:
+        ratio = getattr(d, "ratio", None)
+        if ratio is not None:
+            r = values.resolve_transform(ratio) if values is not None else ratio
+            names.append(f"ratio:{getattr(r, 'numerator', r)}/{getattr(r, 'denominator', '')}")
+        else:
+            names.append(str(d.name))
+        comps.append(str(d.compensation))
+        t = values.resolve_transform(d.transform) if values is not None else d.transform
+        trans.append(describe_transform(t))
+    return {"dimensions": np.array(names, dtype=str), "compensation": np.array(comps, dtype=str),
+            "transform": np.array(trans, dtype=str)}
+
+
+def gate_to_dict(gate, values=None) -> dict:
+    """A concrete gate as a plain dict that h5ad (and JSON, after
+    ``tolist()``) can store: ``type`` (rectangle, polygon, ellipsoid,
+    quadrant, boolean), ``id``, ``parent`` ("" at the root), the dimension
+    names with their compensation and transform, and the parameters
+    (``min``/``max`` with NaN for an open end; ``vertices``; ``mean``,
+    ``covariance``, ``distance_square``; ``dividers`` and ``quadrants``;
+    ``operator``, ``operands``, ``complement``). ``values`` (an
+    ``EventValues``) resolves transforms given by id."""
+    from .gating import BooleanGate, EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
+
+    out = {"id": str(gate.id), "parent": "" if gate.parent is None else str(gate.parent)}
+    if isinstance(gate, RectangleGate):
+        out["type"] = "rectangle"
+        out.update(_dims(gate.dimensions, values))
+        out["min"] = np.array([np.nan if lo is None else lo for lo, _ in gate.bounds])
+        out["max"] = np.array([np.nan if hi is None else hi for _, hi in gate.bounds])
+    elif isinstance(gate, PolygonGate):
+        out["type"] = "polygon"
+        out.update(_dims(gate.dimensions, values))
+        out["vertices"] = np.asarray(gate.vertices, dtype=np.float64)
+    elif isinstance(gate, EllipsoidGate):
+        out["type"] = "ellipsoid"
+        out.update(_dims(gate.dimensions, values))
+        out["mean"] = np.asarray(gate.mean, dtype=np.float64)
+        out["covariance"] = np.asarray(gate.covariance, dtype=np.float64)
+        out["distance_square"] = float(gate.distance_square)
+    elif isinstance(gate, QuadrantGate):
+        out["type"] = "quadrant"
+        out.update(_dims(gate.dimensions, values))
+        out["dividers"] = {k: {"id": d.id, "values": np.array(d.values, dtype=np.float64)}
+                           for k, d in zip(_unique_keys(d.id for d in gate.dividers),
+                                           gate.dividers)}
+        out["quadrants"] = {k: {"id": q.id,
+                                "dividers": np.array([p[0] for p in q.positions], dtype=str),
+                                "locations": np.array([p[1] for p in q.positions],
+                                                      dtype=np.float64)}
+                            for k, q in zip(_unique_keys(q.id for q in gate.quadrants),
+                                            gate.quadrants)}
+    elif isinstance(gate, BooleanGate):
+        out["type"] = "boolean"
+        out["operator"] = gate.operator
+        out["operands"] = np.array([o.ref for o in gate.operands], dtype=str)
+        out["complement"] = np.array([o.complement for o in gate.operands], dtype=bool)
+    else:
+        out["type"] = type(gate).__name__
+    return out
+
+
+# -- the export ---------------------------------------------------------------------------
+def channel_transforms(result, transforms: dict | None = None) -> dict[str, object]:
+    """Transform per channel name: the one the gates applied to that channel
+    (first gate wins), overridden by ``transforms`` (channel name or marker
+    -> transform object, or None for linear)."""
+    sample = result.sample
+    out: dict[str, object] = {}
+    for gate in result.gates.values():
+        for d in getattr(gate, "dimensions", ()):
+            if not hasattr(d, "name"):
+                continue
+            try:
+                name = sample.channels[sample.channel_index(d.name)]
+            except ImmunomonError:
+                continue                  # a fluorochrome of a strategy matrix
+            out.setdefault(name, result.values.resolve_transform(d.transform))
+    for key, t in (transforms or {}).items():
+        out[sample.channels[sample.channel_index(key)]] = t
+    return out
+
+
+def to_anndata(result, *, populations=None, deidentify: bool = False,
+               transforms: dict | None = None, compensation: str = "FCS",
+               template: dict | None = None):
+    """An ``anndata.AnnData`` of one gated sample (layout in the module docstring).
+
+    ``result``: a ``GatingResult``. ``populations``: ids to put in ``.obs``
+    (default: all, in strategy order). ``deidentify``: drop identifying
+    keywords (``deidentify_keywords``) and the file name. ``transforms``:
+    per-channel overrides for ``.X`` (see ``channel_transforms``).
+    ``compensation``: "FCS" (the file's spillover), "uncompensated", or the
+    id of a strategy matrix. ``template``: plain data describing the template
+    (name, version, path, ...), stored under ``.uns["template"]``.
+    """
+    import anndata
+    import pandas as pd
+
+    from . import __version__
+
+    sample = result.sample
+    values = result.values
+    n, p = sample.events.shape
+    per_channel = channel_transforms(result, transforms)
+    matrix = values.matrix(compensation)
+    detectors = set(matrix.detectors) if matrix is not None else set()
+
+    x = np.empty((n, p), dtype=np.float32)
+    for j, name in enumerate(sample.channels):
+        col = values.channel(name, compensation)
+        t = per_channel.get(name)
+        x[:, j] = col if t is None else t.apply(np.asarray(col, dtype=np.float64))
+
+    var = pd.DataFrame({
+        "marker": [m or "" for m in sample.markers],
+        "transform": [describe_transform(per_channel.get(c)) for c in sample.channels],
+        "compensated": [c in detectors for c in sample.channels],
+        "range": sample.ranges,
+    }, index=pd.Index([str(c) for c in sample.channels], dtype=object))
+
+    pops = list(result.gate_ids if populations is None else populations)
+    columns = _unique_keys(pops)
+    obs = pd.DataFrame({c: np.asarray(result.mask(pid), dtype=bool)
+                        for c, pid in zip(columns, pops)},
+                       index=pd.Index(np.arange(n).astype(str), dtype=object))
+
+    keywords = deidentify_keywords(sample.keywords) if deidentify else dict(sample.keywords)
+    uns = {
+        "keywords": h5ad_safe(keywords),
+        "gates": {k: gate_to_dict(g, values)
+                  for k, g in zip(_unique_keys(result.gates), result.gates.values())},
+        "populations": {
+            "id": np.array(pops, dtype=str), "column": np.array(columns, dtype=str),
+            "parent": np.array(["" if result.parent(pid) is None else result.parent(pid)
+                                for pid in pops], dtype=str),
+        },
+        "sample": h5ad_safe({
+            "n_events": int(n), "fcs_version": str(sample.version),
+            "dataset": int(sample.dataset), "deidentified": bool(deidentify),
+            **({} if deidentify or sample.path is None else {"file": Path(sample.path).name}),
+        }),
+        "immunomon_version": __version__,
+    }
+    if matrix is not None:
+        uns["compensation"] = {"id": compensation,
+                               "detectors": np.array(matrix.detectors, dtype=str),
+                               "fluorochromes": np.array(matrix.fluorochromes, dtype=str),
+                               "matrix": np.asarray(matrix.matrix, dtype=np.float64)}
+    if template is not None:
+        uns["template"] = h5ad_safe(template)
+    return anndata.AnnData(X=x, obs=obs, var=var, uns=uns,
+                           layers={"raw": np.array(sample.events, dtype=np.float32)})
+
+
+def write_h5ad(adata, path) -> Path:
+    """Write ``adata`` to ``path`` through a temporary file renamed when
+    complete, so a crash never leaves a truncated ``.h5ad`` behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.h5ad")
+    try:
+        adata.write_h5ad(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,184 @@
+"""AnnData export: layout, values against an independent computation, h5ad round trip."""
+
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pytest
+
+from immunomon.export import (deidentify_keywords, gate_to_dict, h5ad_safe, to_anndata,
+                              write_h5ad)
+from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, GateReference,
+                              GatingStrategy, PolygonGate, Quadrant, QuadrantGate,
+                              RectangleGate)
+from immunomon.simulate import pbmc_sample
+from immunomon.transforms import Arcsinh, Logicle
+
+L = Logicle()
+
+
+def fl(marker):
+    return Dimension(marker, "FCS", L)
+
+
+def build(sample):
+    s = GatingStrategy()
+    s.add(RectangleGate("Big", [Dimension("FSC-A")], [(30000, None)]))
+    s.add(RectangleGate("CD45+", [fl("CD45")], [(0.55, None)], parent="Big"))
+    s.add(PolygonGate("Low SSC", [Dimension("FSC-A"), Dimension("SSC-A")],
+                      [(3e4, 0), (1e5, 0), (1e5, 3e4), (3e4, 3e4)], parent="CD45+"))
+    s.add(EllipsoidGate("Blob", [Dimension("FSC-A"), Dimension("SSC-A")], [55000, 14000],
+                        [[1e8, 2e7], [2e7, 2e7]], 4.0, parent="CD45+"))
+    s.add(QuadrantGate("CD4/CD8", [Divider("d4", fl("CD4"), [0.6]),
+                                   Divider("d8", fl("CD8"), [0.6])],
+                       [Quadrant("CD4+/CD8-", {"d4": 1, "d8": 0}),
+                        Quadrant("CD4-/CD8+", {"d4": 0, "d8": 1})], parent="Low SSC"))
+    s.add(BooleanGate("Not blob", "and", [GateReference("Blob", True), "CD45+"]))
+    return s.apply(sample)
+
+
+@pytest.fixture()
+def sim():
+    sim = pbmc_sample(3000, seed=9)
+    sim.sample.keywords.update({"PATIENT ID": "UPN-0042", "SAMPLE ID": "S-7", "$OP": "jdoe",
+                                "$INST": "Some Hospital", "EXPORT USER NAME": "jdoe",
+                                "A/B": "slash key", "Tube Name": "P0042 day 30"})
+    sim.sample.path = Path("data") / "UPN-0042_day30.fcs"
+    return sim
+
+
+def compensated(sample):
+    """Compensation computed here: solve observed = true @ spillover for true."""
+    spill = sample.spillover
+    idx = [sample.channels.index(d) for d in spill.detectors]
+    raw = sample.events[:, idx].astype(np.float64)
+    true = np.linalg.solve(spill.matrix.T, raw.T).T
+    return dict(zip(spill.detectors, true.T))
+
+
+def test_layout_and_values(sim):
+    sample = sim.sample
+    result = build(sample)
+    a = to_anndata(result)
+    assert a.shape == (3000, 18)
+    assert a.X.dtype == np.float32 and a.layers["raw"].dtype == np.float32
+    assert list(a.var_names) == list(sample.channels)
+    assert a.var.loc["BV786-A", "marker"] == "CD3" and a.var.loc["FSC-A", "marker"] == ""
+    assert list(a.obs_names[:3]) == ["0", "1", "2"]
+    comp = compensated(sample)
+    # a channel a gate transformed: compensated, then logicle
+    j = sample.channels.index("BV510-A")
+    assert np.allclose(a.X[:, j], L.apply(comp["BV510-A"]), rtol=1e-5, atol=1e-6)
+    assert a.var.loc["BV510-A", "transform"] == "Logicle(T=262144, W=0.5, M=4.5, A=0)"
+    # a detector no gate used: compensated, linear
+    j = sample.channels.index("FITC-A")
+    assert np.allclose(a.X[:, j], comp["FITC-A"], rtol=1e-5, atol=1e-2)
+    assert a.var.loc["FITC-A", "transform"] == "" and a.var.loc["FITC-A", "compensated"]
+    # scatter and time: as read
+    for c in ("FSC-A", "Time"):
+        assert np.array_equal(a.X[:, sample.channels.index(c)], sample[c])
+        assert not a.var.loc[c, "compensated"]
+    assert np.array_equal(a.layers["raw"], sample.events)
+
+
+def test_h5ad_round_trip_is_exact(sim, tmp_path):
+    result = build(sim.sample)
+    a = to_anndata(result, template={"name": "test panel", "version": "1.2",
+                                     "markers": ["CD3", "CD45"], "note": None})
+    out = write_h5ad(a, tmp_path / "out" / "s.h5ad")
+    assert [p.name for p in out.parent.iterdir()] == ["s.h5ad"]
+    b = anndata.read_h5ad(out)
+    assert np.array_equal(b.X, a.X) and np.array_equal(b.layers["raw"], sim.sample.events)
+    assert list(b.var_names) == list(a.var_names)
+    assert list(b.var["marker"]) == list(a.var["marker"])
+    # one boolean column per population, equal to the gating masks; '/' cannot be stored
+    pops = result.gate_ids
+    cols = [p.replace("/", "_") for p in pops]
+    assert list(b.obs.columns) == cols
+    for pid, col in zip(pops, cols):
+        assert b.obs[col].dtype == bool
+        assert np.array_equal(b.obs[col].to_numpy(), result.mask(pid))
+    assert list(b.uns["populations"]["id"]) == list(pops)
+    assert list(b.uns["populations"]["parent"]) == ["", "Big", "CD45+", "CD45+", "Low SSC",
+                                                    "Low SSC", ""]
+    # a mask checked against the raw data directly
+    assert np.array_equal(b.obs["Big"].to_numpy(), sim.sample["FSC-A"] >= 30000)
+    assert b.uns["template"]["name"] == "test panel"
+    assert list(b.uns["template"]["markers"]) == ["CD3", "CD45"]
+    assert b.uns["template"]["note"] == ""
+    assert b.uns["sample"]["file"] == "UPN-0042_day30.fcs"
+    assert b.uns["keywords"]["PATIENT ID"] == "UPN-0042"
+    assert b.uns["keywords"]["A_B"] == "slash key"
+    assert b.uns["compensation"]["matrix"].shape == (14, 14)
+    g = b.uns["gates"]
+    assert set(g) == {"Big", "CD45+", "Low SSC", "Blob", "CD4_CD8", "Not blob"}
+    assert g["Big"]["type"] == "rectangle" and g["Big"]["min"][0] == 30000
+    assert np.isnan(g["Big"]["max"][0]) and g["Big"]["parent"] == ""
+    assert g["Blob"]["distance_square"] == 4.0
+    assert np.array_equal(g["Blob"]["covariance"], [[1e8, 2e7], [2e7, 2e7]])
+    assert g["Low SSC"]["vertices"].shape == (4, 2)
+    assert g["CD4_CD8"]["id"] == "CD4/CD8"
+    assert list(g["CD4_CD8"]["quadrants"]["CD4+_CD8-"]["locations"]) == [1, 0]
+    assert list(g["Not blob"]["complement"]) == [True, False]
+
+
+def test_deidentify(sim, tmp_path):
+    a = to_anndata(build(sim.sample), deidentify=True)
+    b = anndata.read_h5ad(write_h5ad(a, tmp_path / "d.h5ad"))
+    kw = b.uns["keywords"]
+    for gone in ("PATIENT ID", "SAMPLE ID", "$OP", "$INST", "EXPORT USER NAME", "$FIL",
+                 "$SRC", "$DATE", "$SMNO", "$COM", "Tube Name"):
+        assert gone not in kw
+    for kept in ("$CYT", "$TIMESTEP", "$BTIM", "$P1N", "$SPILLOVER", "BEADS PER TEST",
+                 "SAMPLE VOLUME UL", "$VOL"):
+        assert kept in kw
+    assert "file" not in b.uns["sample"] and b.uns["sample"]["deidentified"]
+    text = repr(dict(kw)) + repr(dict(b.uns["sample"]))
+    assert "UPN-0042" not in text and "jdoe" not in text and "Hospital" not in text
+
+
+def test_deidentify_keywords_is_case_insensitive():
+    kw = {"$fil": "a.fcs", "patient_id": "1", "Date of Birth": "x", "$P1N": "FSC-A"}
+    assert deidentify_keywords(kw) == {"$P1N": "FSC-A"}
+
+
+def test_populations_and_transform_overrides(sim):
+    result = build(sim.sample)
+    a = to_anndata(result, populations=["CD45+", "Blob"],
+                   transforms={"CD127": Arcsinh(150.0), "CD45": None},
+                   compensation="uncompensated")
+    assert list(a.obs.columns) == ["CD45+", "Blob"]
+    j = sim.sample.channels.index("FITC-A")
+    assert np.allclose(a.X[:, j], np.arcsinh(sim.sample["FITC-A"] / 150.0), rtol=1e-6)
+    assert a.var.loc["FITC-A", "transform"] == "Arcsinh(cofactor=150)"
+    k = sim.sample.channels.index("BV510-A")
+    assert np.array_equal(a.X[:, k], sim.sample["BV510-A"])
+    assert not a.var["compensated"].any() and "compensation" not in a.uns
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    class Broken:
+        def write_h5ad(self, path):
+            Path(path).write_bytes(b"partial")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_h5ad(Broken(), tmp_path / "x.h5ad")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_h5ad_safe_values():
+    out = h5ad_safe({"a/b": None, "n": [1, 2.5], "s": ["x", None], "b": [True, False],
+                     "nested": [{"k": 1}], "o": object})
+    assert out["a_b"] == ""
+    assert out["n"].dtype == np.float64 and list(out["s"]) == ["x", ""]
+    assert out["b"].dtype == bool and out["nested"] == {"0": {"k": 1}}
+    assert isinstance(out["o"], str)
+
+
+def test_gate_dict_of_open_rectangle():
+    d = gate_to_dict(RectangleGate("r", [Dimension("A"), Dimension("B")],
+                                   [(None, 5), (1, None)], parent="p"))
+    assert d["type"] == "rectangle" and d["parent"] == "p"
+    assert np.isnan(d["min"][0]) and d["max"][0] == 5 and d["min"][1] == 1
+    assert list(d["dimensions"]) == ["A", "B"] and list(d["transform"]) == ["", ""]
