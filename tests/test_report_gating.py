@@ -3,6 +3,7 @@
 import html
 import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,7 +159,7 @@ def test_empty_parent_still_plots(tmp_path):
 
 
 def test_gate_plots_use_no_pyplot_state():
-    src = open(gate_plots.__file__).read()
+    src = Path(gate_plots.__file__).read_text()
     assert "import pyplot" not in src and "matplotlib.pyplot" not in src
 
 
