@@ -387,11 +387,14 @@ class _Writer:
         attrs = {(G, "id"): _check_id("gate", gate.id)}
         if gate.parent is not None:
             attrs[(G, "parent_id")] = gate.parent
-        kind = type(gate).__name__
-        if kind not in ("RectangleGate", "PolygonGate", "EllipsoidGate", "QuadrantGate",
-                        "BooleanGate"):
-            raise GatingMLError(f"gate {gate.id!r}: a {kind} has no Gating-ML 2.0 form; "
-                                "apply the strategy and export the gates it resolved to")
+        # Concrete gates found in data subclass the plain types; export them as those.
+        kinds = (RectangleGate, PolygonGate, EllipsoidGate, QuadrantGate, BooleanGate)
+        base = next((k for k in kinds if isinstance(gate, k)), None)
+        if base is None:
+            raise GatingMLError(f"gate {gate.id!r}: a {type(gate).__name__} has no Gating-ML "
+                                "2.0 form; apply the strategy and export the gates it "
+                                "resolved to")
+        kind = base.__name__
         elem = _sub(self.root, G, kind, attrs)
         if isinstance(gate, RectangleGate):
             for dim, (lo, hi) in zip(gate.dimensions, gate.bounds):

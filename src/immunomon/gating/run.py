@@ -1,0 +1,332 @@
+"""Gating files with a template: the per-sample job behind ``immunomon gate``.
+
+``gate_sample`` gates one in-memory sample and computes its tables, absolute
+counts and QC (no files). ``write_sample`` writes one sample's outputs into
+its own folder; ``gate_files`` runs both over many files, goes on past files
+that fail, and writes the combined table and the index page. Every output is
+written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ImmunomonError
+from .. import populations as pops
+from .. import qc
+from .strategy import GatingResult
+from .template import Template
+
+REFERENCES = ("Lymphocytes", "Leukocytes")
+
+
+@dataclass
+class CountingInputs:
+    """What absolute counts need; any value may come from the command line,
+    the template (a number or the name of an FCS keyword) or the manifest."""
+
+    beads_per_test: float | None = None
+    volume_ul: float | None = None
+    lymphocytes_per_ul: float | None = None     # haematology analyser, dual platform
+    leukocytes_per_ul: float | None = None
+
+
+@dataclass
+class SampleGating:
+    """Everything ``immunomon gate`` reports about one sample."""
+
+    name: str
+    result: GatingResult
+    table: pd.DataFrame            # one row per population
+    statistics: pd.DataFrame       # one row per population and marker
+    counting: dict                 # method and inputs of the absolute counts
+    qc_flags: list[str]
+    notes: list[str]
+    time_qc: qc.TimeQC
+    events_total: int
+    events_excluded: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "flagged" if self.qc_flags else "ok"
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe name (never a path) from a file name or keyword."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", Path(str(text)).name).strip("._")
+    return name[:120] or "sample"
+
+
+# ----------------------------------------------------------------------------- one sample
+def _keyword_number(sample, value) -> float | None:
+    """A number given directly, or the name of an FCS keyword holding one."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    raw = sample.keywords.get(str(value).upper())
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Template,
+                     inputs: CountingInputs) -> tuple[pd.Series, dict]:
+    sample = result.sample
+    beads = template.counting.get("beads")
+    per_test = inputs.beads_per_test or _keyword_number(
+        sample, template.counting.get("beads_per_test"))
+    volume = inputs.volume_ul or _keyword_number(sample, template.counting.get("volume_ul"))
+    if beads and beads in result.gate_ids and per_test and volume:
+        bead_events = result.count(beads)
+        values = pops.single_platform_per_ul(table["count"], bead_events, per_test, volume)
+        values[table["population"] == beads] = np.nan
+        return pd.Series(values, index=table.index), {
+            "method": "single platform (counting beads)", "bead_population": beads,
+            "bead_events": bead_events, "beads_per_test": per_test, "volume_ul": volume}
+    for ref, value in (("Lymphocytes", inputs.lymphocytes_per_ul),
+                       ("Leukocytes", inputs.leukocytes_per_ul)):
+        column = f"percent_of_{ref}"
+        if value and column in table:
+            values = pops.dual_platform_per_ul(table[column], value)
+            values[table["population"] == ref] = value
+            return pd.Series(values, index=table.index), {
+                "method": f"dual platform (% of {ref.lower()} x analyser count)",
+                "reference": ref, "reference_per_ul": value}
+    return pd.Series(np.nan, index=table.index), {"method": "none (no beads or analyser count)"}
+
+
+def _wide_statistics(stats: pd.DataFrame) -> pd.DataFrame:
+    """population x (statistic, marker) columns such as 'median CD3'."""
+    if stats.empty or "marker" not in stats:
+        return pd.DataFrame({"population": []})
+    wide = stats.pivot_table(index="population", columns="marker",
+                             values=["median", "mean", "geometric_mean"], sort=False)
+    wide.columns = [f"{stat} {marker}" for stat, marker in wide.columns]
+    return wide.reset_index()
+
+
+def gate_sample(sample, template: Template, *, name: str | None = None,
+                overrides: dict | None = None, counting: CountingInputs | None = None,
+                exclude_anomalies: bool = True, min_events: int = 200) -> SampleGating:
+    """Gate one sample with a template; compute its tables, counts and QC."""
+    name = name or safe_name(sample.path.stem if sample.path else "sample")
+    counting = counting or CountingInputs()
+    flags: list[str] = []
+    time_qc = qc.time_anomalies(sample)
+    flags += time_qc.flags
+    n_total = sample.n_events
+    gated = sample
+    if exclude_anomalies and time_qc.excluded:
+        gated = replace(sample, events=sample.events[time_qc.good])
+        flags.append(f"{time_qc.excluded} events in unstable acquisition time bins were "
+                     f"excluded from gating ({100 * time_qc.excluded / max(n_total, 1):.1f}%)")
+    margins = qc.margin_events(gated)
+    flags += margins.flags
+    strategy, notes = template.strategy_for(gated, overrides)
+    flags += [n for n in notes if n.startswith("marker ")]
+    result = strategy.apply(gated)
+
+    refs = [r for r in REFERENCES if r in result.gate_ids]
+    table = pops.population_counts(result, ancestors=refs)
+    stats = pops.population_statistics(result, ancestors=refs)
+    per_ul, counting_info = _absolute_counts(table, result, template, counting)
+    table["cells_per_ul"] = per_ul
+    table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
+    table.insert(0, "sample", name)
+
+    for gid, gate in result.gates.items():
+        if getattr(gate, "fell_back", False):
+            flags.append(f"gate {gid!r} fell back: {'; '.join(gate.notes)}")
+    counts = dict(zip(table["population"], table["count"]))
+    flags += qc.low_count_flags(counts, min_events=min_events)
+    return SampleGating(name=name, result=result, table=table, statistics=stats,
+                        counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
+                        events_total=n_total, events_excluded=n_total - gated.n_events,
+                        warnings=list(sample.warnings))
+
+
+# ----------------------------------------------------------------------------- writing
+def gatingml_id(name: str) -> str:
+    """A valid XML id for a population name ('CD4+ T' -> 'CD4pos_T')."""
+    text = name.replace("+", "pos").replace("-", "neg") if re.search(r"[+]", name) \
+        else name
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "gate"
+    return text if re.match(r"[A-Za-z_]", text) else f"_{text}"
+
+
+def concrete_strategy(result: GatingResult):
+    """The gates this sample was gated with, as a strategy with valid Gating-ML ids."""
+    from .gates import BooleanGate, GateReference, Quadrant, QuadrantGate
+    from .strategy import GatingStrategy
+
+    ids: dict[str, str] = {}
+    for pid in [*result.gates, *result.gate_ids]:
+        if pid not in ids:
+            candidate = gatingml_id(pid)
+            while candidate in ids.values():
+                candidate += "_"
+            ids[pid] = candidate
+
+    def renamed(gate):
+        changes = {"id": ids[gate.id],
+                   "parent": ids.get(gate.parent) if gate.parent is not None else None}
+        if isinstance(gate, QuadrantGate):
+            div = {d.id: gatingml_id(d.id) for d in gate.dividers}
+            changes["dividers"] = tuple(replace(d, id=div[d.id]) for d in gate.dividers)
+            changes["quadrants"] = tuple(
+                Quadrant(ids[q.id], tuple((div[d], loc) for d, loc in q.positions))
+                for q in gate.quadrants)
+        if isinstance(gate, BooleanGate):
+            changes["operands"] = tuple(GateReference(ids[o.ref], o.complement)
+                                        for o in gate.operands)
+        return replace(gate, **changes)
+
+    return GatingStrategy([renamed(g) for g in result.gates.values()]), ids
+
+
+def _atomic_frame(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
+                 plots: bool = True, anndata: bool = True, gatingml: bool = True,
+                 deidentify: bool = False) -> Path:
+    """Write one sample's outputs into ``out_dir/<name>/`` (built beside it and
+    renamed into place when complete); returns that folder."""
+    out_dir = Path(out_dir)
+    final = out_dir / gating.name
+    work = Path(tempfile.mkdtemp(prefix=f".{gating.name}.", dir=out_dir))
+    try:
+        _atomic_frame(gating.table, work / "populations.csv")
+        _atomic_frame(gating.table, work / "populations.parquet")
+        _atomic_frame(gating.statistics, work / "statistics.csv")
+        if gating.time_qc.bins is not None and len(gating.time_qc.bins):
+            _atomic_frame(gating.time_qc.bins, work / "time_qc.csv")
+        result = gating.result
+        if anndata:
+            from ..export import to_anndata, write_h5ad
+            adata = to_anndata(result, deidentify=deidentify)
+            adata.uns["template"] = {"panel": template.panel, "version": template.version,
+                                     "source": str(template.source)}
+            write_h5ad(adata, work / f"{gating.name}.h5ad")
+        if gatingml:
+            from .gatingml import save_gatingml
+            concrete, ids = concrete_strategy(result)
+            save_gatingml(concrete, work / "gates.xml")
+            _atomic_frame(pd.DataFrame({"population": list(ids), "gatingml_id": list(ids.values())}),
+                          work / "gates_ids.csv")
+        plot_files = {}
+        if plots:
+            from ..report.gate_plots import plot_gate
+            (work / "plots").mkdir()
+            for gid in result.gates:
+                target = work / "plots" / f"{safe_name(gid)}.png"
+                plot_gate(result, gid, target)
+                plot_files[gid] = target
+        (work / "summary.json").write_text(json.dumps({
+            "sample": gating.name, "status": gating.status,
+            "events": gating.events_total, "events_excluded": gating.events_excluded,
+            "template": {"panel": template.panel, "version": template.version},
+            "counting": gating.counting, "qc_flags": gating.qc_flags, "notes": gating.notes,
+            "warnings": gating.warnings}, indent=2, default=str))
+        from ..report.pages import sample_page
+        hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
+        sample_page(work / "index.html", sample_name=gating.name, hierarchy=hierarchy,
+                    table=gating.table.drop(columns=["sample"]), plots=plot_files,
+                    qc_flags=gating.qc_flags, warnings=gating.warnings + gating.notes,
+                    subtitle=f"{template.panel} (template version {template.version})")
+        # The page links plots relative to itself, so the folder moves as a whole.
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return final
+
+
+def find_fcs_files(inputs) -> list[Path]:
+    """Files given, and the .fcs files inside folders given (sorted, recursive)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() == ".fcs" and q.is_file())
+        else:
+            files.append(p)
+    return files
+
+
+@dataclass
+class GateRun:
+    """The outcome of ``gate_files``."""
+
+    samples: list[dict]            # one row per file: sample, file, status, message, ...
+    table: pd.DataFrame            # all samples' population rows
+    out_dir: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(s["status"] != "failed" for s in self.samples)
+
+
+def gate_files(files, template: Template, out_dir, *, counting: CountingInputs | None = None,
+               plots: bool = True, anndata: bool = True, exclude_anomalies: bool = True,
+               deidentify: bool = False, progress=None) -> GateRun:
+    """Gate many files; a file that fails is recorded and the others go on."""
+    from ..fcs import read_fcs
+    from ..report.pages import index_page
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, tables, used = [], [], set()
+    for path in files:
+        path = Path(path)
+        name = safe_name(path.stem)
+        while name in used:
+            name += "_"
+        used.add(name)
+        try:
+            sample = read_fcs(path)
+            gating = gate_sample(sample, template, name=name, counting=counting,
+                                 exclude_anomalies=exclude_anomalies)
+            folder = write_sample(gating, template, out_dir, plots=plots, anndata=anndata,
+                                  deidentify=deidentify)
+            tables.append(gating.table)
+            rows.append({"sample": name, "file": str(path), "status": gating.status,
+                         "events": gating.events_total, "flags": gating.qc_flags,
+                         "page": str(folder / "index.html"), "message": ""})
+        except ImmunomonError as exc:
+            rows.append({"sample": name, "file": str(path), "status": "failed",
+                         "events": None, "flags": [], "page": None, "message": str(exc)})
+        if progress is not None:
+            progress(rows[-1])
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if tables:
+        _atomic_frame(table, out_dir / "populations.csv")
+        _atomic_frame(table, out_dir / "populations.parquet")
+    index_page(out_dir / "index.html", [{**r, "page": r["page"]} for r in rows],
+               title=f"immunomon gate: {template.panel}")
+    return GateRun(rows, table, out_dir)
