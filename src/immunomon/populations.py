@@ -230,6 +230,26 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
     return counts.merge(stats, on="population", how="left", sort=False)
 
 
+# --------------------------------------------------------------------------- absolute counts
+def single_platform_per_ul(counts, bead_events: int, beads_per_test: float,
+                           volume_ul: float) -> np.ndarray:
+    """Cells per uL with counting beads in the tube:
+    events / bead events x beads per test / blood volume in the tube (uL)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if not (bead_events > 0 and beads_per_test > 0 and volume_ul > 0):
+        return np.full(counts.shape, np.nan)
+    return counts / bead_events * beads_per_test / volume_ul
+
+
+def dual_platform_per_ul(percent_of_reference, reference_per_ul: float) -> np.ndarray:
+    """Cells per uL from a percentage of a reference population (lymphocytes or
+    leukocytes) and that population's count from a haematology analyser."""
+    pct = np.asarray(percent_of_reference, dtype=np.float64)
+    if not reference_per_ul > 0:
+        return np.full(pct.shape, np.nan)
+    return pct / 100.0 * reference_per_ul
+
+
 __all__ = ["population_statistics", "population_counts", "order_statistics", "quantiles",
            "medians", "masked_sums", "default_channels", "intensity_matrix",
            "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul"]
