@@ -13,7 +13,8 @@ from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, Ga
                               RectangleGate)
 from immunomon.report import gate_plots, pages
 from immunomon.report.gate_plots import (GATE_COLOUR, axis_label, ellipse_outline,
-                                         find_gate, gate_title, limits, plot_gate, plot_rows)
+                                         find_gate, gate_title, limits, plot_all, plot_gate,
+                                         plot_rows, safe_filename)
 from immunomon.simulate import pbmc_sample
 from immunomon.transforms import Logicle
 
@@ -226,3 +227,23 @@ def test_index_page_links_and_status(tmp_path):
     assert "3 samples: 1 failed, 1 flagged, 1 ok." in text
     assert "bad &lt;TEXT&gt; segment" in text
     assert re.search(r'status-flagged">flagged</td><td>100</td><td>2</td>', text)
+
+
+def test_plot_all_writes_safe_unique_names(result, tmp_path):
+    out = plot_all(result, tmp_path, prefix="s1_")
+    assert list(out) == [g for g in result.gates if g != "non-T"]
+    names = [p.name for p in out.values()]
+    assert names[:2] == ["s1_Singlets.png", "s1_Leukocytes.png"]
+    assert "s1_CD4_vs_CD8.png" in names
+    assert all(p.parent == tmp_path for p in out.values())
+    assert len(set(n.lower() for n in names)) == len(names)
+    hostile = out[HOSTILE].name
+    assert "/" not in hostile and "<" not in hostile and " " not in hostile
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_safe_filename():
+    assert safe_filename("../../etc/passwd") == "_.._etc_passwd"
+    assert safe_filename("..") == "_"
+    assert safe_filename("CD4+ T/Treg") == "CD4+_T_Treg"
+    assert len(safe_filename("x" * 500)) == 80

@@ -13,6 +13,7 @@ matplotlib (Agg, no pyplot state) is imported inside the functions.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +281,35 @@ def _save(fig, path: Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+# -- every gate of a result -----------------------------------------------------------
+def safe_filename(name: str, max_length: int = 80) -> str:
+    """A file name made from a gate or sample name that may come from an
+    untrusted template or file: letters, digits, '.', '-', '_' and '+' kept,
+    anything else (path separators, spaces, control characters) made '_';
+    never empty, never starting with '.', at most ``max_length`` characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]", "_", str(name)).lstrip(".")[:max_length]
+    return cleaned or "_"
+
+
+def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
+             **kwargs) -> dict[str, Path]:
+    """Plot every gate of ``result`` (strategy order) into ``directory`` as
+    ``<prefix><gate>.png`` with names from ``safe_filename`` (made unique
+    with a numeric suffix). Returns gate id -> path; boolean gates are left
+    out. ``kwargs`` go to ``plot_gate``."""
+    directory = Path(directory)
+    out: dict[str, Path] = {}
+    used: set[str] = set()
+    for gid in result.gates:
+        stem = base = safe_filename(prefix + gid)
+        i = 1
+        while stem.lower() in used:           # case-insensitive file systems
+            i += 1
+            stem = f"{base}_{i}"
+        used.add(stem.lower())
+        path = plot_gate(result, gid, directory / f"{stem}.png", labels=labels, **kwargs)
+        if path is not None:
+            out[gid] = path
+    return out
