@@ -1,4 +1,32 @@
-"""Clinical tables: patients, treatments, GVHD, IMWG responses, adverse events, outcomes."""
+"""Clinical tables of a transplant study: read, validate, grade, and derive endpoints.
 
-from .gvhd import glucksberg_grade, lung_score_from_fev1, magic_grade, nih_global_severity
-from .imwg import imwg_category, imwg_progression
+Read a folder of documented CSV files (:func:`read_clinical`), a flat REDCap
+export (:func:`read_redcap`) or CDISC SDTM domains (:func:`read_sdtm`) into
+one :class:`ClinicalData`. Acute GVHD grades (MAGIC and Glucksberg), chronic
+GVHD NIH severity and IMWG responses are computed from the recorded organ
+stages, organ scores and laboratory values by the pure rules in
+:mod:`immunomon.clinical.gvhd` and :mod:`immunomon.clinical.imwg`.
+:func:`endpoints` and :func:`intervals` give the per-patient outcomes and the
+time-varying covariates. Column definitions: ``docs/clinical.md``.
+"""
+
+from .data import ClinicalData, build_clinical, read_clinical
+from .dates import parse_date
+from .endpoints import endpoints, exposure_runs, intervals
+from .gvhd import (
+    StageSet, glucksberg_grade, lung_score_from_fev1, magic_grade, nih_global_severity,
+    steroid_refractory,
+)
+from .imwg import LabValues, imwg_category, imwg_progression, imwg_series, measurable_disease
+from .redcap import read_redcap
+from .sdtm import read_sdtm
+from .tables import FILE_NAMES, SCHEMAS, read_table
+
+__all__ = [
+    "ClinicalData", "read_clinical", "read_redcap", "read_sdtm", "build_clinical",
+    "read_table", "SCHEMAS", "FILE_NAMES", "parse_date",
+    "endpoints", "intervals", "exposure_runs",
+    "magic_grade", "glucksberg_grade", "nih_global_severity", "lung_score_from_fev1",
+    "steroid_refractory", "StageSet",
+    "imwg_category", "imwg_progression", "imwg_series", "measurable_disease", "LabValues",
+]
