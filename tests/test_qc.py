@@ -163,3 +163,19 @@ def test_missing_markers():
     s = _sample({"FL1-A": [1.0], "FL2-A": [1.0], "FL3-A": [1.0]},
                 markers={"FL1-A": "CD3", "FL2-A": "CD4", "FL3-A": "CD4"})
     assert missing_markers(["CD3", "cd3", "FL2-A", "CD19", "CD4"], s) == ["CD19", "CD4"]
+
+
+def test_events_out_of_time_order_give_the_same_bins():
+    sim = pbmc_sample(8000, seed=4, clog=True)
+    qc = time_anomalies(sim.sample)
+    order = np.random.default_rng(0).permutation(8000)
+    shuffled = Sample(events=sim.sample.events[order], channel_info=sim.sample.channel_info,
+                      keywords=sim.sample.keywords)
+    qs = time_anomalies(shuffled)
+    assert qs.bins.equals(qc.bins)
+    assert np.array_equal(qs.good, qc.good[order])
+    # bin medians, computed here per bin with numpy
+    t = sim.sample["Time"] * 0.01
+    edges = np.linspace(t.min(), t.max(), len(qc.bins) + 1)
+    inside = (t >= edges[3]) & (t < edges[4])
+    assert qc.bins["median:SSC-A"].iloc[3] == np.median(sim.sample["SSC-A"][inside])

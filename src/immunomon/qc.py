@@ -198,13 +198,23 @@ def _skipped(n: int, message: str) -> TimeQC:
 
 def _bin_medians(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
                  n_bins: int) -> np.ndarray:
-    """Median of every column within every bin (NaN for empty bins)."""
-    if values.shape[1] == 0:
-        return np.zeros((n_bins, 0))
-    frame = pd.DataFrame(values[finite].astype(np.float64))
-    med = frame.groupby(bins[finite]).median()
+    """Median of every column within every bin (NaN for empty bins).
+
+    Events are sorted by bin (acquisition order usually is already), then
+    each bin is a contiguous block: one ``np.median`` per bin, none per event.
+    """
     out = np.full((n_bins, values.shape[1]), np.nan)
-    out[med.index.to_numpy()] = med.to_numpy()
+    if values.shape[1] == 0:
+        return out
+    b = bins[finite]
+    v = values[finite]
+    if b.size > 1 and np.any(b[1:] < b[:-1]):
+        order = np.argsort(b, kind="stable")
+        b, v = b[order], v[order]
+    starts = np.searchsorted(b, np.arange(n_bins + 1))
+    for i in range(n_bins):
+        if starts[i + 1] > starts[i]:
+            out[i] = np.median(v[starts[i]:starts[i + 1]], axis=0)
     return out
 
 
