@@ -3,8 +3,8 @@ per-sample cache that computes each of them once.
 
 A dimension names *what* to measure; ``EventValues`` computes it for one
 sample: the sample's scale values (``read_fcs`` has already applied $PnE and
-$PnG), then compensation, then the transform. Every compensated block and every dimension is computed
-once per sample however many gates use it.
+$PnG), then compensation, then the transform. Every compensated block and
+every dimension is computed once per sample however many gates use it.
 """
 
 from __future__ import annotations
@@ -197,6 +197,6 @@ class EventValues:
             base = (self._cache[base_key] if ratio is not None
                     else self.channel(dim.name, dim.compensation))
             self._cache[key] = (base if transform is None
-                                else transform.apply(np.asarray(base, dtype=np.float64)))
+                                else transform.apply(base))
         values = self._cache[key]
         return values if rows is None else values[rows]

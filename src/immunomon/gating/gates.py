@@ -8,7 +8,7 @@ define one population per quadrant; boolean gates combine other populations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
