@@ -48,6 +48,25 @@ class FoundQuadrants(QuadrantGate):
     method: str = ""
     fell_back: bool = False
     notes: tuple[str, ...] = ()
+    empty: bool = False            # too few events to place the dividers: no members
+
+    def quadrant_masks(self, columns) -> dict[str, np.ndarray]:
+        if self.empty:
+            return {q.id: np.zeros(len(columns[0]), dtype=bool) for q in self.quadrants}
+        return super().quadrant_masks(columns)
+
+
+MIN_EVENTS = 10
+
+
+def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
+    """An empty population, flagged, when the parent has too few events to fit."""
+    if n >= needed:
+        return None
+    note = (f"only {n} events in parent {gate.parent!r} (at least {needed} needed); "
+            "population left empty")
+    return FoundRectangle(gate.id, gate.dimensions[:1], [(np.inf, None)], gate.parent,
+                          method="none", fell_back=True, notes=(note,))
 
 
 def _threshold(values: np.ndarray, method: str, args: dict) -> methods.Threshold:
@@ -91,9 +110,9 @@ class ThresholdGate:
 
     def resolve(self, columns) -> FoundRectangle:
         (x,) = columns
-        if x.size < 10:
-            raise GatingError(f"gate {self.id!r}: only {x.size} events in parent "
-                              f"{self.parent!r}; too few to find a threshold")
+        empty = _too_few(self, x.size)
+        if empty is not None:
+            return empty
         t = _threshold(x, self.method, dict(self.args))
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
@@ -118,8 +137,11 @@ class SingletGate:
                               "(area, height)")
         object.__setattr__(self, "dimensions", dims)
 
-    def resolve(self, columns) -> FoundPolygon:
+    def resolve(self, columns) -> FoundPolygon | FoundRectangle:
         area, height = columns
+        empty = _too_few(self, area.size)
+        if empty is not None:
+            return empty
         band = methods.singlet_band(area, height, n_mad=self.n_mad)
         finite = area[np.isfinite(area)]
         top = float(finite.max()) * 1.05 if finite.size else 1.0
@@ -164,7 +186,10 @@ class ClusterGate:
         object.__setattr__(self, "dimensions", dims)
         object.__setattr__(self, "pick", pick)
 
-    def resolve(self, columns) -> FoundEllipsoid:
+    def resolve(self, columns) -> FoundEllipsoid | FoundRectangle:
+        empty = _too_few(self, len(columns[0]), MIN_EVENTS * self.n_components)
+        if empty is not None:
+            return empty
         c = methods.cluster_gate(columns, n_components=self.n_components, pick=list(self.pick),
                                  quantile=self.quantile, seed=self.seed,
                                  min_weight=self.min_weight)
@@ -207,6 +232,11 @@ class QuadrantThresholdGate(QuadrantGate):
 
     def resolve(self, columns) -> FoundQuadrants:
         x, y = columns
+        if x.size < MIN_EVENTS:
+            return FoundQuadrants(self.id, self.dividers, self.quadrants, self.parent,
+                                  method="none", fell_back=True, empty=True,
+                                  notes=(f"only {x.size} events in parent {self.parent!r}; "
+                                         "quadrants left empty",))
         tx = _threshold(x, self.x_method, dict(self.x_args))
         if self.sequential is not None:
             side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \

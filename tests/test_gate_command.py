@@ -1,0 +1,137 @@
+"""`immunomon gate` end to end on the committed fixtures, against their simulated truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from immunomon.cli import main
+from immunomon.gating.run import CountingInputs, gate_sample
+from immunomon.gating.template import load_template
+from immunomon import read_fcs
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures"
+TRUTH = json.loads((FIXTURES / "simulated.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gate")
+    bad = out / "inputs"
+    bad.mkdir()
+    (bad / "broken.fcs").write_bytes(b"FCS3.1    not really")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"),
+                                       str(FIXTURES / "pbmc_03_clog.fcs"),
+                                       str(bad / "broken.fcs"), "--out", str(out / "res")])
+    return out / "res", result
+
+
+def test_exit_code_and_the_bad_file_is_reported(gated):
+    out, result = gated
+    assert result.exit_code == 1
+    assert "broken.fcs" in result.output and "Traceback" not in result.output
+    assert "2 of 3 files gated" in result.output
+    assert not (out / "broken").exists()
+
+
+def test_outputs_per_sample_and_combined(gated):
+    out, _ = gated
+    for name in ("pbmc_01", "pbmc_03_clog"):
+        folder = out / name
+        for f in ("populations.csv", "populations.parquet", "statistics.csv", "index.html",
+                  "gates.xml", f"{name}.h5ad", "summary.json"):
+            assert (folder / f).is_file(), f
+        assert len(list((folder / "plots").glob("*.png"))) >= 15
+    combined = pd.read_csv(out / "populations.csv")
+    assert set(combined["sample"]) == {"pbmc_01", "pbmc_03_clog"}
+    assert (out / "index.html").read_text().count("pbmc_0") >= 2
+    assert not list(out.glob(".*"))            # no temporary leftovers
+
+
+@pytest.mark.parametrize("population", ["Lymphocytes", "T cells", "CD4 T", "CD8 T",
+                                        "B cells", "NK cells", "Monocytes", "Granulocytes"])
+def test_absolute_counts_match_the_simulated_truth(gated, population):
+    out, _ = gated
+    table = pd.read_csv(out / "pbmc_01" / "populations.csv").set_index("population")
+    truth = TRUTH["pbmc_01"]["cells_per_ul"][population]
+    assert table.loc[population, "cells_per_ul"] == pytest.approx(truth, rel=0.08)
+
+
+def test_single_platform_formula_by_hand(gated):
+    out, _ = gated
+    table = pd.read_csv(out / "pbmc_01" / "populations.csv").set_index("population")
+    beads = table.loc["Beads", "count"]
+    for pop in ("T cells", "NK cells"):
+        by_hand = table.loc[pop, "count"] / beads * 50_000 / 50.0
+        assert table.loc[pop, "cells_per_ul"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_dual_platform_counts():
+    sample = read_fcs(FIXTURES / "pbmc_01.fcs")
+    template = load_template("post-transplant")
+    template.counting = {}                      # no beads: use the analyser count
+    g = gate_sample(sample, template, counting=CountingInputs(lymphocytes_per_ul=1500.0))
+    t = g.table.set_index("population")
+    expected = t.loc["T cells", "count"] / t.loc["Lymphocytes", "count"] * 1500.0
+    assert t.loc["T cells", "cells_per_ul"] == pytest.approx(expected, rel=1e-12)
+    assert "dual platform" in g.counting["method"]
+
+
+def test_clog_is_flagged_and_excluded_events_counted(gated):
+    out, _ = gated
+    summary = json.loads((out / "pbmc_03_clog" / "summary.json").read_text())
+    assert any("anomaly" in f for f in summary["qc_flags"])
+    labels = pd.read_csv(FIXTURES / "pbmc_03_clog.labels.csv.gz")
+    true_anomalous = int(labels["anomaly"].sum())
+    assert summary["events_excluded"] == pytest.approx(true_anomalous, rel=0.25)
+    clean = json.loads((out / "pbmc_01" / "summary.json").read_text())
+    assert clean["events_excluded"] == 0
+    assert not any("anomaly" in f for f in clean["qc_flags"])
+
+
+def test_anndata_follows_the_design(gated):
+    out, _ = gated
+    adata = anndata.read_h5ad(out / "pbmc_01" / "pbmc_01.h5ad")
+    table = pd.read_csv(out / "pbmc_01" / "populations.csv").set_index("population")
+    assert adata.n_obs == 40_000 and adata.X.dtype == np.float32
+    assert "raw" in adata.layers and "marker" in adata.var
+    assert adata.var.loc["BV786-A", "marker"] == "CD3"
+    assert int(adata.obs["T cells"].sum()) == table.loc["T cells", "count"]
+    assert adata.uns["template"]["panel"].startswith("Post-transplant")
+
+
+def test_gatingml_of_the_concrete_gates_reproduces_the_counts(gated):
+    from immunomon.gating import load_gatingml
+    out, _ = gated
+    ids = pd.read_csv(out / "pbmc_01" / "gates_ids.csv")
+    strategy = load_gatingml(out / "pbmc_01" / "gates.xml")
+    result = strategy.apply(read_fcs(FIXTURES / "pbmc_01.fcs"))
+    table = pd.read_csv(out / "pbmc_01" / "populations.csv").set_index("population")
+    checked = 0
+    for pop, gid in zip(ids["population"], ids["gatingml_id"]):
+        if pop in table.index:               # quadrant gates are not populations
+            assert result.count(gid) == table.loc[pop, "count"], pop
+            checked += 1
+    assert checked == len(table)
+
+
+def test_json_output_and_no_traceback_on_a_bad_template(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "immunomon", "gate",
+                           str(FIXTURES / "pbmc_01.fcs"), "-t", "nope", "-o", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no template named 'nope'" in proc.stderr
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "--json",
+                                       "--no-plots", "--no-anndata", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {r["population"] for r in rows} >= {"T cells", "Treg", "pDC"}
