@@ -219,3 +219,40 @@ def test_response_row_needs_category_or_labs(tmp_path):
     msg = error_for(tmp_path, responses="patient_id,date,category,serum_m_protein_g_dl\n"
                                         "P1,2021-03-01,,\n")
     assert_where(msg, "responses.csv", 2, "category")
+
+
+def test_examples_in_the_docs_read_cleanly(tmp_path):
+    """Every CSV example in docs/clinical.md is valid input, and they fit together."""
+    from pathlib import Path
+
+    from immunomon.clinical import SCHEMAS, read_redcap
+
+    doc = (Path(__file__).parent.parent / "docs" / "clinical.md").read_text()
+    blocks, current, lang = [], None, None
+    for line in doc.splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current, lang = [], line[3:].strip()
+            else:
+                if not lang:
+                    blocks.append("\n".join(current) + "\n")
+                current = None
+        elif current is not None:
+            current.append(line)
+    found = {}
+    for block in blocks:
+        header = set(block.splitlines()[0].split(","))
+        if "record_id" in header:
+            (tmp_path / "export.csv").write_text(block)
+            assert len(read_redcap(tmp_path / "export.csv").treatments) == 1
+            continue
+        for table, schema in SCHEMAS.items():
+            required = {c.name for c in schema if c.required}
+            if required <= header <= {c.name for c in schema}:
+                found[table] = block
+    assert set(found) == set(SCHEMAS)
+    for table, block in found.items():
+        (tmp_path / f"{table}.csv").write_text(block)
+    data = read_clinical(tmp_path)
+    assert len(data.patients) == 3
+    assert data.responses.set_index("date")["response"].dropna().tolist() == ["PR", "PD", "CR"]

@@ -147,6 +147,10 @@ def read_redcap(path, *, id_field: str = "record_id", date_order: str | None = N
         frame = pd.DataFrame(recs)
         if frame.empty:
             frame = pd.DataFrame(columns=["patient_id", "source_line"])
+        # A project may leave out fields that can be blank anyway.
+        for c in SCHEMAS[table]:
+            if c.nullable and c.name not in frame.columns:
+                frame[c.name] = ""
         frame = frame.fillna("")
         tables[table] = coerce_table(frame, table, file, date_order=date_order,
                                      labels={**_labels(table), "patient_id": id_field})
