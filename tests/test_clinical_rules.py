@@ -276,3 +276,30 @@ def test_imwg_series_uses_running_nadir():
     seq = [LabValues(serum_m=v) for v in (3.0, 1.2, 0.9, 1.3, 1.5)]
     assert imwg_series(seq) == [(None, False), ("PR", False), ("PR", False),
                                 ("PR", False), ("PD", True)]
+
+
+# ------------------------------------------------------- properties of the tables
+from hypothesis import given, strategies as st  # noqa: E402
+
+_stages = st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 1), st.integers(0, 4))
+
+
+@given(_stages, _stages)
+def test_acute_grades_never_fall_when_an_organ_worsens(a, b):
+    # Both tables grade by the worst organ, so raising any stage cannot lower the grade.
+    worse = tuple(max(x, y) for x, y in zip(a, b))
+    for grade in (magic_grade, glucksberg_grade):
+        assert grade(*worse) >= grade(*a)
+
+
+_scores = st.lists(st.integers(0, 3), min_size=8, max_size=8)
+
+
+@given(_scores, _scores)
+def test_nih_severity_never_falls_when_an_organ_worsens(a, b):
+    names = list(ZERO)
+    order = ["none", "mild", "moderate", "severe"]
+    worse = [max(x, y) for x, y in zip(a, b)]
+    s_a = nih_global_severity(**dict(zip(names, a)))
+    s_w = nih_global_severity(**dict(zip(names, worse)))
+    assert order.index(s_w) >= order.index(s_a)

@@ -256,3 +256,22 @@ def test_examples_in_the_docs_read_cleanly(tmp_path):
     data = read_clinical(tmp_path)
     assert len(data.patients) == 3
     assert data.responses.set_index("date")["response"].dropna().tolist() == ["PR", "PD", "CR"]
+
+
+def test_build_clinical_from_tables_in_memory():
+    import pandas as pd
+
+    from immunomon.clinical import build_clinical
+
+    patients = pd.DataFrame({
+        "patient_id": ["P1"], "sex": ["M"], "age": [50.0], "diagnosis": ["MM"],
+        "transplant_date": pd.to_datetime(["2021-01-01"]), "donor_type": ["related"],
+        "hla_match": ["10/10"], "conditioning": ["RIC"], "stem_cell_source": ["PBSC"]})
+    agvhd = pd.DataFrame({"patient_id": ["P1"], "date": pd.to_datetime(["2020-12-01"]),
+                          "skin": [1], "liver": [0], "upper_gi": [0], "lower_gi": [0]})
+    with pytest.raises(ClinicalDataError, match=r"^<agvhd table>, column date: .*before"):
+        build_clinical({"patients": patients, "agvhd": agvhd})
+    agvhd["date"] = pd.to_datetime(["2021-01-15"])
+    data = build_clinical({"patients": patients, "agvhd": agvhd})
+    assert data.agvhd["day"].tolist() == [14]
+    assert data.agvhd["grade_magic"].tolist() == [1]

@@ -60,7 +60,14 @@ def build_clinical(tables: Mapping[str, pd.DataFrame]) -> ClinicalData:
     if "patients" not in tables:
         raise ClinicalDataError("a patients table is required")
     full = {name: tables.get(name, empty_table(name)) for name in TABLES}
-    for name, table in full.items():
+    for name, table in list(full.items()):
+        if "source_file" not in table.columns or "source_line" not in table.columns:
+            # Tables built in memory: messages then name the table, without a row.
+            table = table.copy()
+            table["source_file"] = table.get("source_file", f"<{name} table>")
+            table["source_line"] = table.get("source_line", pd.Series(
+                [None] * len(table), index=table.index, dtype=object))
+            full[name] = table
         missing = [c.name for c in SCHEMAS[name] if c.name not in table.columns]
         if missing:
             raise ValueError(f"table {name!r} lacks normalised columns {missing}; build it "

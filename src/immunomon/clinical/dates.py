@@ -41,7 +41,9 @@ _YMD_SLASH = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$")
 _DMY_DOT = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 _MONTH_NAME = re.compile(r"^(\d{1,2})[- ]?([A-Za-z]{3})[- ]?(\d{4})$")
 _SLASH = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-_TIME_TAIL = re.compile(r"^(\S+?)(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)$")
+# A time of day after "T" or a space (SDTM --DTC values carry one); dropped.
+_TIME_TAIL = re.compile(
+    r"^(\S+?)(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)$")
 
 
 def _make(y: str, m: str, d: str, text: str) -> _dt.date:

@@ -30,7 +30,7 @@ __all__ = ["Column", "SCHEMAS", "FILE_NAMES", "TABLES", "clinical_error", "read_
 def clinical_error(file, line, column, problem: str) -> ClinicalDataError:
     """The one message format: ``file, row N, column C: problem``."""
     where = [str(file) if file is not None else "<clinical data>"]
-    if line is not None:
+    if line is not None and not pd.isna(line):
         where.append(f"row {int(line)}")
     if column is not None:
         where.append(f"column {column}")
