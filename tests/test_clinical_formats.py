@@ -146,7 +146,8 @@ def test_redcap_errors_name_export_columns(tmp_path):
     (tmp_path / "e.csv").write_text(REDCAP.replace("neutropenia,3,", "neutropenia,7,"))
     with pytest.raises(ClinicalDataError, match=r"e\.csv, row 7, column ae_grade: .*range"):
         read_redcap(tmp_path / "e.csv")
-    (tmp_path / "f.csv").write_text(REDCAP.replace("2021-04-01,2021-04-07", "2020-04-01,2021-04-07"))
+    (tmp_path / "f.csv").write_text(REDCAP.replace("2021-04-01,2021-04-07",
+                                                   "2020-04-01,2021-04-07"))
     with pytest.raises(ClinicalDataError,
                        match=r"f\.csv, row 4, column tx_start_date: .*before the transplant"):
         read_redcap(tmp_path / "f.csv")
