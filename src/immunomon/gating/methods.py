@@ -33,6 +33,13 @@ def _finite(x) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
+    """An evenly strided subsample: order statistics of 100,000 values estimate a
+    scale or a spread as well as a million do, at a tenth of the cost."""
+    step = -(-x.size // at_most)
+    return x[::step] if step > 1 else x
+
+
 def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
                      limits: tuple[float, float] | None = None):
     """A binned Gaussian kernel density: (bin centres, density).
@@ -43,15 +50,17 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     x = _finite(x)
     if x.size < 2:
         raise GatingError(f"too few events ({x.size}) to estimate a density")
-    lo, hi = limits if limits is not None else np.quantile(x, [0.001, 0.999])
+    few = _thin(x)
+    lo, hi = limits if limits is not None else np.quantile(few, [0.001, 0.999])
     if not hi > lo:
         lo, hi = x.min() - 0.5, x.max() + 0.5
     pad = 0.05 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     counts, edges = np.histogram(x, bins=N_BINS, range=(lo, hi))
     centres = 0.5 * (edges[:-1] + edges[1:])
-    q75, q25 = np.quantile(x, [0.75, 0.25])
-    spread = min(np.std(x), (q75 - q25) / 1.349) or np.std(x) or (hi - lo) / 10
+    q75, q25 = np.quantile(few, [0.75, 0.25])
+    sd = np.std(few)
+    spread = min(sd, (q75 - q25) / 1.349) or sd or (hi - lo) / 10
     bandwidth = 0.9 * spread * x.size ** -0.2 * adjust
     sigma_bins = max(bandwidth / (edges[1] - edges[0]), 1.0)
     density = ndimage.gaussian_filter1d(counts.astype(np.float64), sigma_bins, mode="constant")
@@ -158,7 +167,7 @@ def singlet_band(area, height, *, n_mad: float = 4.0, upper_only: bool = False) 
     if ok.sum() < 10:
         raise GatingError(f"too few events with positive height ({int(ok.sum())}) for a "
                           "singlet gate")
-    ratio = a[ok] / h[ok]
+    ratio = _thin(a[ok] / h[ok])
     centre = float(np.median(ratio))
     sd = 1.4826 * float(np.median(np.abs(ratio - centre))) or 1e-3 * centre
     lo = 0.0 + 1e-9 if upper_only else centre - n_mad * sd
@@ -187,8 +196,25 @@ def _score(means: np.ndarray, pick: list[tuple[str, int]]) -> np.ndarray:
     return total
 
 
+_FITS: dict = {}          # recent mixture fits, keyed by their input (bounded)
+
+
+def _mixture(X: np.ndarray, n_components: int, seed: int):
+    """Fit (or reuse) a Gaussian mixture: gates that cluster the same events in the
+    same dimensions, picking different components, share one fit."""
+    from sklearn.mixture import GaussianMixture
+
+    key = (X.shape, n_components, seed, hash(X.tobytes()))
+    if key not in _FITS:
+        if len(_FITS) > 32:
+            _FITS.clear()
+        _FITS[key] = GaussianMixture(n_components, covariance_type="full", n_init=1,
+                                     random_state=seed, reg_covar=1e-6).fit(X)
+    return _FITS[key]
+
+
 def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
-                 quantile: float = 0.99, max_events: int = 20_000, seed: int = 0,
+                 quantile: float = 0.99, max_events: int = 5_000, seed: int = 0,
                  min_weight: float = 0.0) -> Cluster:
     """Fit a Gaussian mixture to the events (a subsample of at most ``max_events``)
     and return the component that ``pick`` ranks best, as an ellipse holding
@@ -198,8 +224,6 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     or ``[("max", 0), ("min", 1)]`` (best summed rank). Components lighter than
     ``min_weight`` are not picked.
     """
-    from sklearn.mixture import GaussianMixture
-
     X = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
     X = X[np.all(np.isfinite(X), axis=1)]
     if X.shape[0] < 10 * n_components:
@@ -207,8 +231,7 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     rng = np.random.default_rng(seed)
     if X.shape[0] > max_events:
         X = X[rng.choice(X.shape[0], max_events, replace=False)]
-    gmm = GaussianMixture(n_components, covariance_type="full", n_init=2,
-                          random_state=seed, reg_covar=1e-6).fit(X)
+    gmm = _mixture(X, n_components, seed)
     score = _score(gmm.means_, pick)
     score[gmm.weights_ < min_weight] = -np.inf
     best = int(np.argmax(score))
