@@ -79,6 +79,8 @@ def test_rectangle_gate_on_named_channels_and_markers(sample):
 def test_rectangle_needs_a_bound():
     with pytest.raises(GatingError, match="'r'"):
         RectangleGate("r", [Dimension("A")], [(None, None)])
+    with pytest.raises(GatingError, match="'r'.*min 5 not below max 2"):
+        RectangleGate("r", [Dimension("A")], [(5, 2)])
 
 
 # --------------------------------------------------------------------------- ellipsoids

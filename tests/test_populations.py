@@ -13,7 +13,7 @@ from immunomon import GatingError, Sample
 from immunomon.compensation import compensate
 from immunomon.fcs import Channel, Spillover
 from immunomon.gating import BooleanGate, Dimension, GatingStrategy, RectangleGate
-from immunomon.populations import (masked_sums, medians, order_statistics,
+from immunomon.populations import (bucket_histograms, masked_sums, medians, order_statistics,
                                    population_counts, population_statistics, quantiles)
 
 
@@ -39,6 +39,17 @@ def test_order_statistics_equal_sorting(n, frac):
     expected = np.sort(v[:, rows], axis=1)[:, ranks]
     assert np.array_equal(order_statistics(v, rows, ranks), expected)
     assert np.array_equal(order_statistics(v[:, rows], None, ranks), expected)
+
+
+@pytest.mark.parametrize("frac", [0.51, 0.9, 0.999])
+def test_large_populations_counted_through_their_complement(frac):
+    rng = np.random.default_rng(int(frac * 1000))
+    n = 100_000
+    v = awkward_values(rng, n)
+    rows = np.flatnonzero(rng.random(n) < frac)
+    ranks = np.unique(np.r_[0, rows.size - 1, rng.integers(0, rows.size, 6)])
+    got = order_statistics(v, rows, ranks, histograms=bucket_histograms(v))
+    assert np.array_equal(got, np.sort(v[:, rows], axis=1)[:, ranks])
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 1000, 100_001])

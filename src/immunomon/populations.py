@@ -26,6 +26,7 @@ the intensities, block by block.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -59,36 +60,72 @@ def _rank_positions(n: int, quantiles: Sequence[float]) -> tuple[np.ndarray, np.
     return lo, virtual - lo
 
 
+def _keys(values: np.ndarray) -> np.ndarray:
+    """The high 16 bits of each float32 value (a strided view, no copy)."""
+    return values.view(np.uint16)[:, _HALF::2]
+
+
+def bucket_histograms(values: np.ndarray) -> np.ndarray:
+    """Per marker row, the count of all events in each of the 65,536 buckets
+    (in key order); lets ``order_statistics`` count a large population as
+    all events minus its (smaller) complement."""
+    keys = _keys(_as_f32(values))
+    return np.stack([np.bincount(k, minlength=0x10000) for k in keys])
+
+
+def _as_f32(values) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype != np.float32 or not values.flags.c_contiguous:
+        values = np.ascontiguousarray(values, dtype=np.float32)
+    return values
+
+
 def order_statistics(values: np.ndarray, rows: np.ndarray | None,
-                     ranks: Sequence[int]) -> np.ndarray:
+                     ranks: Sequence[int], *, histograms: np.ndarray | None = None
+                     ) -> np.ndarray:
     """The ``ranks``-th smallest values (0-based) of each row of ``values``
     (markers x events, float32) over the events ``rows``: markers x ranks.
 
     Equal to ``np.sort(values[:, rows], axis=1)[:, ranks]`` for finite data,
-    in time linear in ``len(rows)`` with a small constant.
+    in time linear in ``len(rows)`` with a small constant. With
+    ``histograms`` (from ``bucket_histograms(values)``), a population of more
+    than half the events is counted through its complement.
     """
-    values = np.asarray(values)
-    if values.dtype != np.float32 or not values.flags.c_contiguous:
-        values = np.ascontiguousarray(values, dtype=np.float32)
+    values = _as_f32(values)
     ranks = np.asarray(ranks, dtype=np.int64)
-    n = values.shape[1] if rows is None else len(rows)
+    n_all = values.shape[1]
+    n = n_all if rows is None else len(rows)
     if n <= _SMALL:
         # a plain sort is cheaper than 65,536-bucket histograms for few events
         block = values if rows is None else values[:, rows]
         return np.sort(block, axis=1)[:, ranks].astype(np.float64)
-    half = values.view(np.uint16)[:, _HALF::2]
-    keys = half if rows is None else half[:, rows]
+    half = _keys(values)
+    complement = member = None
+    if rows is not None and histograms is not None and 2 * n > n_all:
+        member = np.zeros(n_all, dtype=bool)
+        member[rows] = True
+        complement = np.flatnonzero(~member)
+    elif rows is not None:
+        half = half[:, rows]                                   # gathered keys
     out = np.empty((values.shape[0], ranks.size), dtype=np.float64)
     lut = np.zeros(0x10000, dtype=bool)
     for j in range(values.shape[0]):
-        hist = np.bincount(keys[j], minlength=0x10000)[_VALUE_ORDER]
+        if member is not None:
+            raw = histograms[j] - np.bincount(half[j, complement], minlength=0x10000)
+        else:
+            raw = np.bincount(half[j], minlength=0x10000)
+        hist = raw[_VALUE_ORDER]
         cum = np.cumsum(hist)
         pos = np.searchsorted(cum, ranks, side="right")       # bucket holding each rank
         wanted = np.unique(pos)
         lut[_VALUE_ORDER[wanted]] = True
-        hit = np.flatnonzero(lut.take(keys[j]))
+        inside = lut.take(half[j])
         lut[_VALUE_ORDER[wanted]] = False
-        cols = hit if rows is None else rows[hit]
+        if member is not None:
+            cols = np.flatnonzero(inside & member)
+        else:
+            hit = np.flatnonzero(inside)
+            cols = hit if rows is None else rows[hit]
         candidates = np.sort(values[j, cols])                  # buckets are disjoint intervals
         first = np.concatenate([[0], np.cumsum(hist[wanted])])[np.searchsorted(wanted, pos)]
         out[j] = candidates[first + ranks - (cum[pos] - hist[pos])]
@@ -107,7 +144,8 @@ def medians(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return _median_and_quantiles(values, rows, [])[0]
 
 
-def _median_and_quantiles(values, rows, qs) -> tuple[np.ndarray, np.ndarray]:
+def _median_and_quantiles(values, rows, qs, histograms=None
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Medians and quantiles from one selection pass per marker."""
     n = values.shape[1] if rows is None else len(rows)
     if n == 0:
@@ -115,34 +153,47 @@ def _median_and_quantiles(values, rows, qs) -> tuple[np.ndarray, np.ndarray]:
     lo, t = _rank_positions(n, qs)
     hi = np.minimum(lo + 1, n - 1)
     k = len(qs)
-    s = order_statistics(values, rows, np.concatenate([lo, hi, [(n - 1) // 2, n // 2]]))
+    s = order_statistics(values, rows, np.concatenate([lo, hi, [(n - 1) // 2, n // 2]]),
+                         histograms=histograms)
     return (s[:, 2 * k] + s[:, 2 * k + 1]) / 2, _lerp(s[:, :k], s[:, k:2 * k], t)
 
 
 def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
-                block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every mask (population) and marker row: the float64 sum of the
     values, the sum of log(value) over positive values, and how many were
-    positive (each populations x markers), by matrix products per block."""
+    positive (each populations x markers), by one matrix product per block
+    of events: masks (0/1) times [values | logs | positive]."""
     m, n = values.shape
     p = len(masks)
-    total = np.zeros((p, m))
-    logs = np.zeros((p, m))
-    positive = np.zeros((p, m))
-    if p == 0:
-        return total, logs, positive
-    stacked = np.stack(masks)
-    for start in range(0, n, block):
-        x = values[:, start:start + block].T                   # events x markers, float32
-        w = stacked[:, start:start + block].astype(np.float64)  # populations x events
-        pos = x > 0
-        # log in float32 is ample for a geometric mean; the sums are float64
-        lg = np.log(np.where(pos, x, np.float32(1)), dtype=np.float32)
-        total += w @ x.astype(np.float64)
-        logs += w @ lg.astype(np.float64)
-        # 0/1 products: exact in float32 for blocks under 2**24 events
-        positive += w.astype(np.float32) @ pos.astype(np.float32)
-    return total, logs, positive
+    acc = np.zeros((p, 3 * m))
+    if p:
+        stacked = np.stack(masks)
+        w = np.empty((p, block))
+        y = np.empty((block, 3 * m))
+        with _single_threaded_blas():
+            for start in range(0, n, block):
+                b = min(block, n - start)
+                x = values[:, start:start + b].T             # events x markers, float32
+                np.copyto(w[:, :b], stacked[:, start:start + b])
+                yb = y[:b]
+                yb[:, :m] = x
+                pos = x > 0
+                # log in float32 is ample for a geometric mean; the sums are float64
+                yb[:, m:2 * m] = np.log(np.where(pos, x, np.float32(1)))
+                yb[:, 2 * m:] = pos
+                acc += w[:, :b] @ yb
+    return acc[:, :m], acc[:, m:2 * m], acc[:, 2 * m:]
+
+
+def _single_threaded_blas():
+    """A populations x block by block x 42 product gains nothing from BLAS
+    threads and loses much when the other cores are busy."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=1, user_api="blas")
+    except Exception:                      # noqa: BLE001 - threadpoolctl missing or blind
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- tables
@@ -212,9 +263,11 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
     n_pops, n_markers = len(masks), len(names)
     med = np.empty((n_pops, n_markers))
     pct = np.empty((n_pops, n_markers, 2))
+    big = [2 * c > result.n_events for c in counts["count"]]
+    histograms = bucket_histograms(values) if any(big) else None
     for k, mask in enumerate(masks):
         med[k], pct[k] = _median_and_quantiles(values, np.flatnonzero(mask),
-                                               [RCV_LOW / 100, RCV_HIGH / 100])
+                                               [RCV_LOW / 100, RCV_HIGH / 100], histograms)
     n = counts["count"].to_numpy(dtype=np.float64)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         stats = pd.DataFrame({
@@ -250,6 +303,7 @@ def dual_platform_per_ul(percent_of_reference, reference_per_ul: float) -> np.nd
     return pct / 100.0 * reference_per_ul
 
 
-__all__ = ["population_statistics", "population_counts", "order_statistics", "quantiles",
+__all__ = ["population_statistics", "population_counts", "order_statistics",
+           "bucket_histograms", "quantiles",
            "medians", "masked_sums", "default_channels", "intensity_matrix",
            "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul"]

@@ -59,6 +59,9 @@ class RectangleGate:
             if lo is None and hi is None:
                 raise GatingError(f"gate {self.id!r}: dimension {_label(d)} has neither "
                                   "min nor max")
+            if lo is not None and hi is not None and not lo < hi:
+                raise GatingError(f"gate {self.id!r}: dimension {_label(d)} has min {lo:g} "
+                                  f"not below max {hi:g}; swap them")
         object.__setattr__(self, "dimensions", dims)
         object.__setattr__(self, "bounds", bounds)
 

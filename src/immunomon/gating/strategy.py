@@ -157,7 +157,7 @@ class GatingStrategy:
                 else:
                     sub = {gid: concrete.contains(columns)}
             except GatingError as exc:
-                if repr(gid) in str(exc):
+                if str(exc).startswith(f"gate {gid!r}"):
                     raise
                 raise GatingError(f"gate {gid!r}: {exc}") from None
             for pid, m in sub.items():
