@@ -171,7 +171,8 @@ class EventValues:
                 values = block[:, self._channel(name)]   # compensated copy of all events
             else:                          # unmixed dyes only: other channels as read
                 values = self.scaled[:, self._channel(name)]
-            self._cache[key] = values
+            # one contiguous copy serves every transform and gather that follows
+            self._cache[key] = np.ascontiguousarray(values)
         return self._cache[key]
 
     def values(self, dim: AnyDimension, rows: np.ndarray | None = None) -> np.ndarray:

@@ -148,7 +148,7 @@ class GatingStrategy:
                     found[gid] = m
                     applied[gid] = gate
                     continue
-                rows = None if parent_mask is None else np.flatnonzero(parent_mask)
+                rows = _rows_inside(parent_mask, data_driven=hasattr(gate, "resolve"))
                 columns = [values.values(d, rows) for d in gate.dimensions]
                 concrete = gate.resolve(columns) if hasattr(gate, "resolve") else gate
                 applied[gid] = concrete
@@ -165,12 +165,26 @@ class GatingStrategy:
                     full = np.zeros(n, dtype=bool)
                     full[rows] = m
                     m = full
+                elif parent_mask is not None:
+                    m &= parent_mask
                 found[pid] = m
         masks = {pid: found[pid] for pid in self._owner}
         return GatingResult(self, sample, masks, applied, values)
 
     def __repr__(self):
         return f"<GatingStrategy: {len(self._gates)} gates, {len(self._owner)} populations>"
+
+
+def _rows_inside(parent_mask, data_driven: bool):
+    """The events a gate is evaluated on: all (None) at the top level; inside
+    the parent otherwise. A fixed gate under a parent holding most events is
+    cheaper to test on every event and then intersect with the parent (the
+    same membership); a data-driven gate always sees only its parent's events."""
+    if parent_mask is None:
+        return None
+    if not data_driven and 2 * np.count_nonzero(parent_mask) > parent_mask.size:
+        return None
+    return np.flatnonzero(parent_mask)
 
 
 class GatingResult:
