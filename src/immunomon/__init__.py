@@ -20,14 +20,28 @@ from .errors import (
     GatingMLError,
     ImmunomonError,
     TemplateError,
+    TransformError,
 )
 from .fcs import Channel, Sample, Spillover, read_fcs, read_fcs_metadata, write_fcs
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "analysis", "chimerism", "clinical", "cohort", "compensation", "fcs", "gating",
-    "populations", "qc", "simulate", "transforms",
+    "analysis", "chimerism", "clinical", "cohort", "compensation", "export", "fcs", "gating",
+    "pipeline", "populations", "qc", "report", "simulate", "transforms",
+}
+
+# Public functions of the stage modules, importable from the top level; each
+# module is imported on first use.
+_LAZY = {
+    "compensate": "compensation",
+    "load_template": "gating.template", "gate_sample": "gating.run",
+    "gate_files": "gating.run", "load_gatingml": "gating", "save_gatingml": "gating",
+    "population_statistics": "populations",
+    "read_clinical": "clinical", "ClinicalData": "clinical",
+    "chimerism_from_exports": "chimerism", "compute_chimerism": "chimerism",
+    "ddpcr_chimerism": "chimerism", "qpcr_chimerism": "chimerism",
+    "to_anndata": "export",
 }
 
 __all__ = [
@@ -35,13 +49,17 @@ __all__ = [
     # errors
     "ImmunomonError", "FCSFormatError", "CompensationError", "GatingError",
     "GatingMLError", "TemplateError", "ChimerismError", "ClinicalDataError",
-    "AnalysisError",
+    "AnalysisError", "TransformError",
     # FCS
     "Sample", "Channel", "Spillover", "read_fcs", "read_fcs_metadata", "write_fcs",
+    # stages
+    *_LAZY,
 ]
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'immunomon' has no attribute {name!r}")

@@ -36,6 +36,10 @@ class CompensationError(ImmunomonError):
     """A spillover matrix cannot be applied (missing channel, singular, malformed)."""
 
 
+class TransformError(ImmunomonError, ValueError):
+    """Transform parameters outside the range the definition allows."""
+
+
 class GatingError(ImmunomonError):
     """A gate or gating strategy cannot be built or applied."""
 

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import ImmunomonError
+from .errors import TransformError
 
 __all__ = [
     "TransformError",
@@ -54,10 +54,6 @@ __all__ = [
 ]
 
 LN10 = math.log(10.0)
-
-
-class TransformError(ImmunomonError, ValueError):
-    """Transform parameters outside the range the definition allows."""
 
 
 # --------------------------------------------------------------------------
