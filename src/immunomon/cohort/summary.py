@@ -1,0 +1,109 @@
+"""A readable summary of a cohort: what ``immunomon cohort show`` prints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["summarise", "format_summary"]
+
+
+def _coverage(ds) -> pd.DataFrame:
+    """Per visit: median day, patients with flow data, with chimerism per lineage."""
+    out = pd.DataFrame({"visit": [str(v) for v in ds["timepoint"].values]})
+    if "median_day" in ds.coords:
+        out["median_day"] = ds["median_day"].values
+    flow = ds["count"].notnull().any("population") if ds.sizes.get("population") else None
+    out["flow"] = flow.sum("patient").values.astype(int) if flow is not None else 0
+    for lin in ds["lineage"].values:
+        has = ds["donor_chimerism_percent"].sel(lineage=lin).notnull()
+        out[f"chimerism {lin}"] = has.sum("patient").values.astype(int)
+    return out
+
+
+def _endpoints(ep: pd.DataFrame) -> dict:
+    if ep.empty or "os_event" not in ep:
+        return {}
+    out = {"patients": int(len(ep)),
+           "deaths": int(ep["os_event"].sum()),
+           "median_follow_up_days": float(np.median(ep["end_day"]))}
+    if "death_cause" in ep:
+        causes = ep["death_cause"].dropna().value_counts()
+        out["death_causes"] = {str(k): int(v) for k, v in causes.items()}
+    for name in ("progression_day",):
+        out["progressions"] = int(ep[name].notna().sum())
+    for name in ("agvhd_2_4", "agvhd_3_4", "cgvhd", "cgvhd_modsev"):
+        col = f"{name}_event"
+        if col in ep:
+            out[name] = int((ep[col] == 1).sum())
+    return out
+
+
+def summarise(cohort) -> dict:
+    """Counts, dimensions, coverage, endpoints, provenance and warnings as plain data."""
+    ds = cohort.dataset
+    samples = cohort.samples
+    status = samples["status"].value_counts().to_dict() if "status" in samples else {}
+    return {
+        "patients": [str(p) for p in ds["patient"].values],
+        "visits": [str(v) for v in ds["timepoint"].values],
+        "populations": [str(p) for p in ds["population"].values],
+        "markers": [str(m) for m in ds["marker"].values],
+        "lineages": [str(x) for x in ds["lineage"].values],
+        "samples": {str(k): int(v) for k, v in status.items()},
+        "coverage": json.loads(_coverage(ds).to_json(orient="records")),
+        "endpoints": _endpoints(cohort.endpoints),
+        "created": ds.attrs.get("created", ""),
+        "immunomon_version": ds.attrs.get("immunomon_version", ""),
+        "template": " ".join(x for x in (ds.attrs.get("template_panel", ""),
+                                         ds.attrs.get("template_version", "")) if x),
+        "warnings": cohort.warnings,
+    }
+
+
+def _names(items: list[str], limit: int = 12) -> str:
+    text = ", ".join(items[:limit])
+    return text + (f", ... ({len(items)} in all)" if len(items) > limit else "") if items \
+        else "none"
+
+
+def format_summary(cohort, *, title: str = "cohort") -> str:
+    s = summarise(cohort)
+    ds = cohort.dataset
+    lines = [f"{title}: {len(s['patients'])} patients, {len(s['visits'])} visits, "
+             f"{len(s['populations'])} populations, {len(s['markers'])} markers, "
+             f"{len(s['lineages'])} chimerism lineages",
+             f"built {s['created']} with immunomon {s['immunomon_version']}"
+             + (f"; template {s['template']}" if s["template"] else ""),
+             "",
+             f"Patients:    {_names(s['patients'])}",
+             f"Populations: {_names(s['populations'])}",
+             f"Markers:     {_names(s['markers'])}",
+             f"Samples:     " + (", ".join(f"{v} {k}" for k, v in s["samples"].items())
+                                 or "none"),
+             "",
+             "Coverage (patients with data per visit)"]
+    cov = _coverage(ds)
+    if "median_day" in cov:
+        cov["median_day"] = cov["median_day"].map(lambda d: "" if np.isnan(d) else f"{d:g}")
+    lines.append(cov.to_string(index=False))
+    ep = s["endpoints"]
+    lines.append("")
+    if ep:
+        causes = ", ".join(f"{k} {v}" for k, v in ep.get("death_causes", {}).items())
+        lines.append(
+            f"Endpoints: {ep['deaths']} deaths" + (f" ({causes})" if causes else "")
+            + f", {ep['progressions']} progressions, acute GVHD II-IV {ep.get('agvhd_2_4', 0)}"
+            f" (III-IV {ep.get('agvhd_3_4', 0)}), chronic GVHD {ep.get('cgvhd', 0)} "
+            f"(moderate-severe {ep.get('cgvhd_modsev', 0)}); median follow-up "
+            f"{ep['median_follow_up_days']:g} days")
+    else:
+        lines.append("Endpoints: none (built without clinical data)")
+    if s["warnings"]:
+        lines.append(f"{len(s['warnings'])} build warnings:")
+        lines += [f"  {w}" for w in s["warnings"][:20]]
+        if len(s["warnings"]) > 20:
+            lines.append(f"  ... and {len(s['warnings']) - 20} more")
+    return "\n".join(lines)
