@@ -208,3 +208,91 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
     if out_dir:
         write_tables(result, out_dir)
     click.echo(to_json(result) if as_json else format_text(result))
+
+
+# --------------------------------------------------------------------------- cohort
+@main.group()
+def cohort():
+    """Build and inspect the longitudinal cohort (patients x visits x populations).
+
+    \b
+    Example:
+      immunomon cohort build --manifest samples.csv --clinical clinical/ \\
+          --gating results/gate --chimerism results/chimerism --out cohort.nc
+      immunomon cohort show cohort.nc
+    """
+
+
+@cohort.command("build")
+@click.option("--manifest", "-m", required=True, type=click.Path(dir_okay=False),
+              help="Sample manifest CSV (file, kind, patient_id, visit, collection_date, "
+                   "material[, lineage, sample, tube]).")
+@click.option("--clinical", type=click.Path(file_okay=False),
+              help="Folder of clinical CSV files (patients.csv, agvhd.csv, ...).")
+@click.option("--gating", type=click.Path(file_okay=False),
+              help="An `immunomon gate --out` folder (populations.csv per sample).")
+@click.option("--chimerism", type=click.Path(file_okay=False),
+              help="An `immunomon chimerism --out` folder (chimerism_samples.csv; "
+                   "searched recursively, so one sub-folder per patient works).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=True),
+              help="Cohort file to write: .nc (NetCDF) or .zarr (Zarr store).")
+@click.option("--material", default="blood", show_default=True,
+              type=click.Choice(["blood", "marrow"]),
+              help="Whose flow samples fill the population variables.")
+@click.option("--date-order", type=click.Choice(["DMY", "MDY"]), default=None,
+              help="Order of dates written NN/NN/YYYY in the manifest and clinical files.")
+@click.option("--data", "data_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Folder to search for FCS/STR files the manifest does not list "
+                   "(default: the folders of the listed files). Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def cohort_build(manifest, clinical, gating, chimerism, out, material, date_order,
+                 data_dirs, as_json):
+    """Combine populations, chimerism, clinical data and the manifest into one file.
+
+    Files found beside the listed ones but not in the manifest, listed files
+    that are missing, duplicate samples of one visit and samples without a
+    result are printed as warnings; they do not stop the build.
+
+    \b
+    Example:
+      immunomon cohort build --manifest samples.csv --clinical clinical/ \\
+          --gating results/gate --chimerism results/chimerism --out cohort.nc
+    """
+    from .cohort import build_from_files, check_manifest_files, format_summary, read_manifest
+
+    table = read_manifest(manifest, date_order=date_order)
+    unlisted, missing = check_manifest_files(table, list(data_dirs) or None)
+    notes = [f"not in the manifest: {p}" for p in unlisted]
+    notes += [f"listed in the manifest but not found: {p}" for p in missing]
+    result = build_from_files(manifest, clinical=clinical, gating=gating, chimerism=chimerism,
+                              material=material, date_order=date_order)
+    path = result.save(out)
+    if as_json:
+        summary = result.summary()
+        summary["file_warnings"] = notes
+        summary["out"] = str(path)
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for note in notes:
+            click.echo(f"warning: {note}", err=True)
+        click.echo(format_summary(result, title=str(path)))
+
+
+@cohort.command("show")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def cohort_show(path, as_json):
+    """Summarise a cohort file: patients, visits, populations, coverage, endpoints.
+
+    \b
+    Example:
+      immunomon cohort show cohort.nc
+      immunomon cohort show cohort.zarr --json
+    """
+    from .cohort import format_summary, load
+
+    result = load(path)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        click.echo(format_summary(result, title=str(path)))
