@@ -86,22 +86,25 @@ class SpectrumMatrix:
         return np.linalg.pinv(self.matrix)
 
 
-def _compensated_events(events: np.ndarray, sample, m: SpectrumMatrix
-                        ) -> tuple[np.ndarray, dict[str, int]]:
-    """Events with the matrix's detectors compensated, and the column that
-    holds each fluorochrome (a square matrix keeps every column in place)."""
+def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
+                      ) -> tuple[np.ndarray, dict[str, int], dict[int, int]]:
+    """The compensated channels as rows (channels x events, float32, so that
+    each channel is contiguous), the row of each fluorochrome, and the row of
+    each compensated column of the sample."""
     from ..compensation import compensate_array, match_detectors
     from ..errors import CompensationError
     try:
         idx = match_detectors(sample, m.detectors)
         if m.matrix.shape[0] == m.matrix.shape[1]:
-            out = compensate_array(events, idx, m.matrix)
-            return out, {name: i for name, i in zip(m.fluorochromes, idx)}
+            rows = compensate_array(events, idx, m.matrix).T[idx]
+            return (rows, {name: j for j, name in enumerate(m.fluorochromes)},
+                    {i: j for j, i in enumerate(idx)})
     except CompensationError as exc:
         raise GatingError(str(exc)) from None
-    # unmixing (more detectors than dyes): one least-squares column per dye
-    unmixed = np.asarray(events[:, idx], dtype=np.float64) @ m.unmixing()
-    return unmixed.astype(np.float32), {name: i for i, name in enumerate(m.fluorochromes)}
+    # unmixing (more detectors than dyes): one least-squares row per dye
+    unmixed = (np.asarray(events[:, idx], dtype=np.float64) @ m.unmixing()).T
+    return (np.ascontiguousarray(unmixed, dtype=np.float32),
+            {name: j for j, name in enumerate(m.fluorochromes)}, {})
 
 
 class EventValues:
@@ -112,7 +115,7 @@ class EventValues:
         self.sample = sample
         self.transforms = transforms or {}
         self.compensations = compensations or {}
-        self._blocks: dict[str, tuple[np.ndarray | None, dict | None]] = {}
+        self._blocks: dict[str, tuple] = {}
         self._cache: dict[tuple, np.ndarray] = {}
 
     @property
@@ -153,27 +156,43 @@ class EventValues:
     def _block(self, ref: str):
         if ref not in self._blocks:
             m = self.matrix(ref)
-            self._blocks[ref] = (None, None) if m is None else _compensated_events(
+            self._blocks[ref] = (None, {}, {}) if m is None else _compensated_rows(
                 self.scaled, self.sample, m)
         return self._blocks[ref]
 
     # -- values -------------------------------------------------------------
+    def _locate(self, name: str, compensation: str):
+        """(block, row) holding a compensated channel, or (None, column)."""
+        block, dyes, columns = self._block(compensation)
+        if name in dyes:                   # a fluorochrome of the matrix
+            return block, dyes[name]
+        i = self._channel(name)
+        if i in columns:
+            return block, columns[i]
+        return None, i                     # a channel the matrix leaves alone
+
     def channel(self, name: str, compensation: str = UNCOMPENSATED) -> np.ndarray:
-        """Scale values of one channel after compensation (full length)."""
+        """Scale values of one channel after compensation (full length,
+        contiguous float32)."""
         key = ("channel", name, compensation)
         if key not in self._cache:
-            block, columns = self._block(compensation)
-            if block is None:
-                values = self.scaled[:, self._channel(name)]
-            elif name in columns:          # a fluorochrome of the matrix
-                values = block[:, columns[name]]
-            elif block.shape[1] == self.scaled.shape[1]:
-                values = block[:, self._channel(name)]   # compensated copy of all events
-            else:                          # unmixed dyes only: other channels as read
-                values = self.scaled[:, self._channel(name)]
-            # one contiguous copy serves every transform and gather that follows
-            self._cache[key] = np.ascontiguousarray(values)
+            block, at = self._locate(name, compensation)
+            # compensated rows are contiguous already; a raw column is copied
+            # once, to serve every transform and gather that follows
+            self._cache[key] = (block[at] if block is not None
+                                else np.ascontiguousarray(self.scaled[:, at]))
         return self._cache[key]
+
+    def channels(self, names, compensation: str = UNCOMPENSATED) -> np.ndarray:
+        """Several channels as rows (channels x events, float32): a view of
+        the compensated block when they are consecutive rows of it."""
+        located = [self._locate(n, compensation) for n in names]
+        blocks = {id(b) for b, _ in located}
+        at = [a for _, a in located]
+        if (located and located[0][0] is not None and len(blocks) == 1
+                and at == list(range(at[0], at[0] + len(at)))):
+            return located[0][0][at[0]:at[0] + len(at)]
+        return np.stack([self.channel(n, compensation) for n in names])
 
     def values(self, dim: AnyDimension, rows: np.ndarray | None = None) -> np.ndarray:
         """The values of a dimension, for all events or for ``rows`` only."""
