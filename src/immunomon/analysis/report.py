@@ -1,0 +1,139 @@
+"""The graft-versus-myeloma report: the declared questions, figures and one HTML page.
+
+``gvm_report(cohort, out_dir)`` turns a :class:`immunomon.cohort.Cohort` into
+
+- ``questions.csv``: one row per question (columns in
+  :data:`immunomon.analysis.questions.COLUMNS`);
+- ``results.json``: the same answers with the plan, the cohort's provenance and
+  the figure files;
+- ``figures/*.png`` and ``*.svg``;
+- ``gvm_report.html``: a self-contained page (figures embedded) with the
+  methods and the caveats.
+
+Every file is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError
+from .questions import COLUMNS, Plan, answer_all
+
+__all__ = ["gvm_report", "cohort_tables", "REPORT_NAME"]
+
+REPORT_NAME = "gvm_report.html"
+
+
+def _long(ds, variable: str, third: str, value: str) -> pd.DataFrame:
+    """(patient, timepoint, <third>) variable as a long table with the visit day."""
+    cols = ["patient_id", "visit", "day", third, value]
+    if variable not in ds or "day" not in ds.variables:
+        return pd.DataFrame(columns=cols)
+    da = ds[variable].transpose("patient", "timepoint", third)
+    day = ds["day"].transpose("patient", "timepoint").to_numpy().astype(float)
+    p, t, k = (np.asarray(da[d].to_numpy()).astype(str) for d in da.dims)
+    ip, it, ik = np.meshgrid(np.arange(len(p)), np.arange(len(t)), np.arange(len(k)),
+                             indexing="ij")
+    out = pd.DataFrame({"patient_id": p[ip.ravel()], "visit": t[it.ravel()],
+                        "day": day[ip.ravel(), it.ravel()], third: k[ik.ravel()],
+                        value: da.to_numpy().astype(float).ravel()})
+    return out.dropna(subset=[value]).reset_index(drop=True)
+
+
+def cohort_tables(cohort) -> dict[str, pd.DataFrame]:
+    """The long tables the questions and figures read, taken from a Cohort."""
+    ds = cohort.dataset
+    immune = _long(ds, "cells_per_ul", "population", "cells_per_ul")
+    chim = _long(ds, "donor_chimerism_percent", "lineage", "percent_donor")
+    endpoints = cohort.endpoints.copy()
+    endpoints["patient_id"] = endpoints["patient_id"].astype(str)
+    for frame in (immune, chim):
+        frame["patient_id"] = frame["patient_id"].astype(str)
+    ae = getattr(cohort, "adverse_events", None)
+    ae = pd.DataFrame(columns=["patient_id", "grade"]) if ae is None else ae.copy()
+    if "patient_id" in ae:
+        ae["patient_id"] = ae["patient_id"].astype(str)
+    intervals = getattr(cohort, "intervals", None)
+    events = getattr(cohort, "events", None)
+    return {"immune": immune, "chimerism": chim, "endpoints": endpoints,
+            "adverse_events": ae,
+            "intervals": pd.DataFrame(columns=["patient_id", "start", "stop", "covariate",
+                                               "value"]) if intervals is None else intervals,
+            "events": pd.DataFrame(columns=["patient_id", "day", "event", "value"])
+            if events is None else events}
+
+
+def _check_endpoints(endpoints: pd.DataFrame) -> None:
+    needed = ["patient_id", "relapse_days", "relapse_event", "pfs_days", "pfs_event",
+              "os_days", "os_event", "trm_event", "agvhd_2_4_days", "agvhd_2_4_event"]
+    missing = [c for c in needed if c not in endpoints]
+    if missing:
+        raise AnalysisError(f"gvm_report: the cohort's endpoints table lacks column(s) "
+                            f"{missing}; rebuild the cohort with clinical data "
+                            "(immunomon.clinical endpoints)")
+    if len(endpoints) == 0:
+        raise AnalysisError("gvm_report: the cohort has no patients")
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if math.isnan(v) else (str(v) if math.isinf(v) else v)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if value is pd.NA:
+        return None
+    return value
+
+
+def answers_records(answers: pd.DataFrame) -> list[dict]:
+    return [{k: _jsonable(v) for k, v in r.items()} for r in answers.to_dict("records")]
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    from ..report.pages import write_text_atomic
+    return write_text_atomic(path, frame.to_csv(index=False))
+
+
+def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
+               title: str = "Graft-versus-myeloma report") -> Path:
+    """Answer the declared GvM questions for ``cohort`` and write the report.
+
+    Returns the path of the HTML page. ``seed`` fixes the permutation p-values
+    (the same seed gives the same numbers); ``plan`` overrides the declared
+    settings (baseline and primary visit, landmark day, horizon, populations),
+    which must be chosen before looking at the outcomes.
+    """
+    from ..report.figures import gvm_figures
+    from ..report.gvm_page import write_gvm_page
+    from ..report.pages import write_text_atomic
+
+    plan = Plan(seed=seed) if plan is None else plan
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = cohort_tables(cohort)
+    _check_endpoints(tables["endpoints"])
+    answers, matrix = answer_all(immune=tables["immune"], chimerism=tables["chimerism"],
+                                 endpoints=tables["endpoints"],
+                                 adverse_events=tables["adverse_events"], plan=plan)
+    figures = gvm_figures(tables, answers, matrix, plan, out / "figures")
+    _write_csv_atomic(answers[COLUMNS], out / "questions.csv")
+    attrs = {k: _jsonable(v) if not isinstance(v, (np.ndarray, list, tuple)) else
+             [_jsonable(x) for x in np.ravel(v)] for k, v in cohort.dataset.attrs.items()}
+    results = {"title": title, "plan": plan.as_dict(),
+               "n_patients": int(len(tables["endpoints"])),
+               "provenance": attrs,
+               "figures": {k: [p.name for p in v] for k, v in figures.items()},
+               "questions": answers_records(answers[COLUMNS])}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
+    return write_gvm_page(out / REPORT_NAME, title=title, answers=answers, plan=plan,
+                          figures=figures, n_patients=len(tables["endpoints"]),
+                          provenance=attrs)

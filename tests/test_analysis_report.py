@@ -1,0 +1,280 @@
+"""The GvM report on a small hand-made cohort, and the page in headless Chromium.
+
+The cohort is built by hand so every answer can be checked against values
+known without the code under test: exact p-values counted by hand, and
+reference numbers from R (wilcox.test, binom.test) written in with their call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from immunomon.analysis.questions import COLUMNS, Plan, hodges_lehmann
+from immunomon.analysis.report import gvm_report
+
+PATIENTS = [f"P{i:02d}" for i in range(1, 11)]
+VISITS = ["pre", "M1", "M3", "M6"]
+VISIT_DAY = {"pre": 60, "M1": 95, "M3": 155, "M6": 245}
+POPS = ["Treg", "NK cells", "Activated T", "Dendritic cells", "T cells"]
+# P01-P04: acute GVHD II at these days and none relapses; P05-P09 relapse;
+# P10 dies without relapse (NRM) at day 120; the others are censored at day 365.
+GVHD_DAY = {"P01": 30, "P02": 80, "P03": 120, "P04": 200}
+RELAPSE_DAY = {"P05": 150, "P06": 200, "P07": 260, "P08": 300, "P09": 330}
+# Treg ratio M3/pre per patient: every patient falls, by distinct amounts.
+TREG_M3_RATIO = dict(zip(PATIENTS, [0.5, 0.6, 0.45, 0.7, 0.55, 0.35, 0.8, 0.65, 0.4, 0.3]))
+# Worst adverse-event grade per patient (0: none); P03 and P07 stop the drug.
+WORST_GRADE = dict(zip(PATIENTS, [3, 2, 4, 1, 0, 3, 2, 1, 5, 2]))
+
+
+@dataclass
+class SmallCohort:
+    dataset: xr.Dataset
+    endpoints: pd.DataFrame
+    intervals: pd.DataFrame
+    events: pd.DataFrame
+    adverse_events: pd.DataFrame
+
+
+def _endpoints(relapse_day=RELAPSE_DAY) -> pd.DataFrame:
+    rows = []
+    for p in PATIENTS:
+        end = 120.0 if p == "P10" else 365.0
+        dead = p == "P10"
+        rel = relapse_day.get(p, np.nan)
+        gv = GVHD_DAY.get(p, np.nan)
+        rows.append({
+            "patient_id": p, "end_day": end, "death_day": end if dead else np.nan,
+            "death_cause": "nrm" if dead else None, "os_days": end, "os_event": int(dead),
+            "progression_day": rel,
+            "pfs_days": rel if rel == rel else end, "pfs_event": int(rel == rel or dead),
+            "relapse_days": rel if rel == rel else end,
+            "relapse_event": 1 if rel == rel else 2 if dead else 0,
+            "trm_days": end, "trm_event": int(dead),
+            "agvhd_2_4_days": gv if gv == gv else end,
+            "agvhd_2_4_event": 1 if gv == gv else 2 if dead else 0,
+            "agvhd_3_4_days": end, "agvhd_3_4_event": 2 if dead else 0,
+            "agvhd_max_grade": 2 if gv == gv else 0,
+            "agvhd_steroid_refractory": True if p == "P01" else pd.NA,
+        })
+    out = pd.DataFrame(rows)
+    out["agvhd_steroid_refractory"] = out["agvhd_steroid_refractory"].astype("boolean")
+    return out
+
+
+def small_cohort(relapse_day=RELAPSE_DAY) -> SmallCohort:
+    rng = np.random.default_rng(7)
+    base = {"Treg": 20.0, "NK cells": 150.0, "Activated T": 60.0, "Dendritic cells": 12.0,
+            "T cells": 800.0}
+    counts = np.full((len(PATIENTS), len(VISITS), len(POPS)), np.nan)
+    for i, p in enumerate(PATIENTS):
+        level = {k: v * rng.uniform(0.6, 1.6) for k, v in base.items()}
+        for j, v in enumerate(VISITS):
+            if p == "P10" and v == "M6":
+                continue  # died before
+            for k, pop in enumerate(POPS):
+                value = level[pop] * rng.uniform(0.8, 1.25)
+                if pop == "Treg":
+                    value = level[pop] * (TREG_M3_RATIO[p] if v == "M3" else
+                                          rng.uniform(0.7, 1.3) if v != "pre" else 1.0)
+                counts[i, j, k] = value
+    day = np.array([[VISIT_DAY[v] + (i % 3) for v in VISITS] for i in range(len(PATIENTS))],
+                   dtype=float)
+    day[PATIENTS.index("P10"), VISITS.index("M6")] = np.nan
+    lineages = ["CD3", "CD33"]
+    chim = np.clip(100 - rng.uniform(0, 20, (len(PATIENTS), len(VISITS), 2)), 0, 100)
+    chim[PATIENTS.index("P10"), VISITS.index("M6")] = np.nan
+    ds = xr.Dataset(
+        {"cells_per_ul": (("patient", "timepoint", "population"), counts,
+                          {"units": "cells/uL"}),
+         "donor_chimerism_percent": (("patient", "timepoint", "lineage"), chim,
+                                     {"units": "%"})},
+        coords={"patient": PATIENTS, "timepoint": VISITS, "population": POPS,
+                "lineage": lineages, "day": (("patient", "timepoint"), day)},
+        attrs={"software_version": "test", "template": "post-transplant"})
+    ep = _endpoints(relapse_day)
+    intervals = pd.DataFrame(
+        [(p, 65.0, float(ep.set_index("patient_id").loc[p, "end_day"]), "on_lenalidomide",
+          1.0) for p in PATIENTS], columns=["patient_id", "start", "stop", "covariate",
+                                            "value"])
+    events = pd.DataFrame(
+        [(p, d, "agvhd_onset", "2") for p, d in GVHD_DAY.items()]
+        + [(p, d, "relapse", "") for p, d in relapse_day.items()]
+        + [("P10", 120, "death", "nrm"), ("P02", 100, "response", "VGPR")],
+        columns=["patient_id", "day", "event", "value"])
+    ae = pd.DataFrame(
+        [(p, "Neutrophil count decreased", g, 80, "withdrawn" if p in ("P03", "P07")
+          else "none") for p, g in WORST_GRADE.items() if g > 0]
+        + [("P01", "Fatigue", 1, 90, "none")],
+        columns=["patient_id", "term", "grade", "onset_day", "action"])
+    return SmallCohort(ds, ep, intervals, events, ae)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gvm")
+    page = gvm_report(small_cohort(), out, seed=0, plan=Plan(n_permutations=999))
+    return out, page, pd.read_csv(out / "questions.csv")
+
+
+def test_every_question_has_a_row_with_the_documented_columns(report):
+    out, page, table = report
+    assert list(table.columns) == COLUMNS
+    assert set(table["number"]) == {1, 2, 3, 4, 5}
+    for pop in ["Treg", "NK cells", "Activated T", "Dendritic cells"]:
+        for visit in ["M1", "M3", "M6"]:
+            assert f"1.{pop}.{visit}" in set(table["question"])
+            assert f"1.{pop}.{visit}.mixed" in set(table["question"])
+    for q in ["2.relapse", "2.pfs", "2.os", "2.relapse.landmark", "3.Treg.relapse",
+              "3.chimerism CD3.agvhd", "4.relapse", "4.nrm", "4.relapse.gvhd",
+              "5.ae_grade_3_5", "5.discontinuation", "5.trm", "5.steroid_refractory_agvhd"]:
+        assert q in set(table["question"]), q
+    assert set(table["label"]) == {"primary", "exploratory"}
+    primary = set(table.loc[table["label"] == "primary", "question"])
+    assert primary == {"1.Treg.M3", "1.NK cells.M3", "1.Activated T.M3",
+                       "1.Dendritic cells.M3", "2.relapse", "5.ae_grade_3_5",
+                       "5.discontinuation", "5.trm"}
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["questions"]) == len(table)
+    assert results["plan"]["primary_visit"] == "M3"
+
+
+def test_treg_fall_exact_wilcoxon_and_hodges_lehmann(report):
+    table = report[2].set_index("question")
+    row = table.loc["1.Treg.M3"]
+    # All 10 patients fall by distinct amounts: V = 0 and the exact two-sided
+    # p is 2 / 2^10.
+    assert row["p_value"] == pytest.approx(2 / 1024, rel=1e-9)
+    assert row["n"] == 10
+    # R: wilcox.test(log10(r), conf.int=TRUE) with r the ratios below gives
+    # (pseudo)median -0.292513326, 95% CI -0.3979400087 -0.1883753548.
+    assert np.log10(row["estimate"]) == pytest.approx(-0.292513326, abs=1e-8)
+    assert np.log10(row["lower"]) == pytest.approx(-0.3979400087, abs=1e-8)
+    assert np.log10(row["upper"]) == pytest.approx(-0.1883753548, abs=1e-8)
+
+
+def test_hodges_lehmann_matches_r_small_n():
+    # R: wilcox.test(c(1.5, -0.3, 2.2, 0.8, 3.1), conf.int=TRUE)
+    #   (pseudo)median 1.5, 95% CI -0.3 3.1 (qsignrank(0.025, 5) = 0 -> 1)
+    est, lo, hi = hodges_lehmann([1.5, -0.3, 2.2, 0.8, 3.1])
+    assert (est, lo, hi) == pytest.approx((1.5, -0.3, 3.1))
+
+
+def test_separation_reported_when_no_gvhd_patient_relapses(report):
+    table = report[2].set_index("question")
+    row = table.loc["2.relapse"]
+    assert bool(row["separated"]) is True
+    assert row["estimate"] == 0.0
+    assert np.isnan(row["lower"]) and np.isnan(row["upper"])
+    assert row["p_method"] == "likelihood ratio"
+    assert 0 < row["p_value"] < 1 and 0 < row["p_score"] < 1
+    assert "separation" in row["note"]
+    page = report[1].read_text()
+    assert "Separation (monotone likelihood) in: 2.relapse" in page
+
+
+def test_no_separation_when_a_gvhd_patient_relapses(tmp_path):
+    cohort = small_cohort({**RELAPSE_DAY, "P02": 250})
+    gvm_report(cohort, tmp_path, plan=Plan(n_permutations=99))
+    row = pd.read_csv(tmp_path / "questions.csv").set_index("question").loc["2.relapse"]
+    assert not bool(row["separated"])
+    assert 0 < row["estimate"] < np.inf and row["lower"] < row["estimate"] < row["upper"]
+
+
+def test_safety_proportions_with_clopper_pearson(report):
+    table = report[2].set_index("question")
+    row = table.loc["5.ae_grade_3_5"]
+    # 4 of 10 patients with grade >= 3. R: binom.test(4, 10)$conf.int
+    assert (row["events"], row["n"]) == (4, 10)
+    assert row["lower"] == pytest.approx(0.1215523, abs=1e-6)
+    assert row["upper"] == pytest.approx(0.7376219, abs=1e-6)
+    assert table.loc["5.discontinuation", "events"] == 2
+    assert table.loc["5.trm", "events"] == 1
+    assert table.loc["5.steroid_refractory_agvhd", "events"] == 1
+    assert table.loc["5.ae_worst_grade_2", "events"] == 3
+
+
+def test_competing_incidence_without_censoring_before_horizon(report):
+    table = report[2].set_index("question")
+    # Nobody is censored before day 365: the incidence is the crude proportion.
+    assert table.loc["4.relapse", "estimate"] == pytest.approx(5 / 10)
+    assert table.loc["4.nrm", "estimate"] == pytest.approx(1 / 10)
+
+
+def test_page_is_self_contained_and_escaped(report, tmp_path):
+    out, page, _ = report
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 7
+    assert "<script" not in text and 'src="http' not in text
+    for name in ["trajectories", "chimerism", "swimmer", "kaplan_meier",
+                 "cumulative_incidence", "forest", "correlations"]:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    for caveat in ["Immortal time", "Competing risks", "Separation", "13 patients"]:
+        assert caveat in text
+    cohort = small_cohort()
+    cohort.events.loc[len(cohort.events)] = ("P02", 110, "response", "<b>CR</b>")
+    cohort.dataset = cohort.dataset.assign_coords(
+        population=["Treg", "NK cells", "Activated T", "Dendritic cells", "<i>x</i>"])
+    page2 = gvm_report(cohort, tmp_path, plan=Plan(n_permutations=99)).read_text()
+    assert "<i>x</i>" not in page2 and "<b>CR</b>" not in page2
+
+
+# ---------------------------------------------------------------------------
+# headless Chromium
+
+
+CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  var d = document.createElement('div'); d.id = 'figure-check';
+  d.textContent = 'IMAGES-LOADED ' + ok + ' OF ' + imgs.length;
+  document.body.appendChild(d);
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _run_chromium(binary, profile: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", *args],
+        capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_page_renders_in_headless_chromium(report, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
+    out, page, _ = report
+    probe = out / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
+    dom = _run_chromium(binary, tmp_path / "profile", "--dump-dom", probe.as_uri())
+    assert "IMAGES-LOADED 7 OF 7" in dom.stdout, dom.stderr[-2000:]
+    errors = [line for line in dom.stderr.splitlines()
+              if re.search(r"CONSOLE\(\d+\)|Uncaught|Failed to load", line)]
+    assert errors == []
+    shot = tmp_path / "gvm_report.png"
+    res = _run_chromium(binary, tmp_path / "profile2", f"--screenshot={shot}",
+                        "--window-size=1280,4000", page.as_uri())
+    assert shot.exists() and shot.stat().st_size > 10_000, res.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
