@@ -988,6 +988,8 @@ def trial(seed: int = 0, *, n_patients: int = 13, null: bool = False,
     manifest_df = pd.DataFrame(manifest, columns=list(_MANIFEST_COLUMNS))
     course_df = pd.DataFrame([{k: v for k, v in c.items() if k not in ("visits", "holds")}
                               for c in courses])
+    for col in ("withdraw_day", "agvhd_onset", "cgvhd_onset", "relapse_day", "death_day"):
+        course_df[col] = course_df[col].astype(float)
     return Trial(seed=int(seed), null=bool(null), effects=planted, tables=frames,
                  clinical=clinical_from_tables(frames), manifest=manifest_df,
                  immune=pd.DataFrame(immune, columns=["patient_id", "visit", "day",
