@@ -171,6 +171,19 @@ def test_python_built_strategy_round_trips(tmp_path):
         assert again.parent(gid) == first.parent(gid)
 
 
+def test_subclassed_gates_export_as_their_gatingml_type(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, eq=False)
+    class FoundRange(RectangleGate):
+        note: str = ""
+
+    s = GatingStrategy([FoundRange("r", [Dimension("FSC-A")], [(10, None)], note="found")])
+    again = load_gatingml(save_gatingml(s, tmp_path / "r.xml"))
+    gate = again.gate("r")
+    assert type(gate) is RectangleGate and gate.bounds == ((10.0, None),)
+
+
 def test_save_refuses_a_gate_with_no_gatingml_form(tmp_path):
     class Custom:
         id, parent, dimensions = "c", None, (Dimension("A"),)

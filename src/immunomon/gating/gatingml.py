@@ -352,8 +352,9 @@ class _Writer:
             for name in (transform.numerator, transform.denominator):
                 _sub(r, D, "fcs-dimension", {(D, "name"): name})
             return
+        from .. import transforms
         for kind, (cls_name, params) in _TRANSFORMS.items():
-            if type(transform).__name__ == cls_name:
+            if isinstance(transform, getattr(transforms, cls_name)):
                 _sub(elem, T, kind, {(T, p): _num(getattr(transform, p)) for p in params})
                 return
         raise GatingMLError(f"transformation {tid!r}: {type(transform).__name__} has no "
