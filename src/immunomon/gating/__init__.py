@@ -4,9 +4,9 @@ Build a strategy in Python::
 
     from immunomon.gating import GatingStrategy, RectangleGate, Dimension
     s = GatingStrategy()
-    s.add(RectangleGate("CD3+", [Dimension("CD3", "FCS")], [(1000, None)]))
+    s.add(RectangleGate("T_cells", [Dimension("CD3", "FCS")], [(1000, None)]))
     result = s.apply(sample)
-    result.mask("CD3+"), result.count("CD3+")
+    result.mask("T_cells"), result.count("T_cells")
 
 or read one with ``load_gatingml(path)`` and write it with ``save_gatingml``.
 """
