@@ -154,3 +154,17 @@ def test_population_statistics_uncompensated_and_unknown_marker(gated):
     assert table.set_index("population").loc["T", "median"] == np.median(x)
     with pytest.raises(GatingError, match="CD99"):
         population_statistics(res, ["CD99"])
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_empty_and_single_event_samples(gated, n):
+    smp, res = gated
+    small = Sample(smp.events[:n].copy(), smp.channel_info, {}, spillover=smp.spillover)
+    table = population_statistics(res.strategy.apply(small))
+    assert len(table) == 5 * 3
+    assert (table["count"] <= n).all()
+    members = table[table["count"] == 1]
+    assert members["median"].notna().all()
+    assert (members["median"] == members["mean"]).all()
+    assert (members["rcv"] == 0).all()
+    assert table.loc[table["count"] == 0, "median"].isna().all()
