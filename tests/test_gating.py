@@ -206,6 +206,16 @@ def test_cycles_and_unknown_parents_name_the_gate(sample):
         s.apply(sample)
 
 
+def test_strategy_is_an_ordered_collection():
+    q = QuadrantGate("Q", [Divider("d", Dimension("A"), [0])],
+                     [Quadrant("pos", {"d": 1}), Quadrant("neg", {"d": -1})])
+    s = GatingStrategy([RectangleGate("x", [Dimension("A")], [(0, None)])])
+    s.add(q)
+    assert [g.id for g in s] == ["x", "Q"] and len(s) == 2
+    assert "pos" in s and "Q" in s and "nope" not in s
+    assert s.population_ids == ("x", "pos", "neg")
+
+
 def test_duplicate_ids_are_refused():
     s = GatingStrategy([RectangleGate("x", [Dimension("A")], [(0, None)])])
     with pytest.raises(GatingError, match="'x'.*already"):

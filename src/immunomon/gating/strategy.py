@@ -171,6 +171,15 @@ class GatingStrategy:
         masks = {pid: found[pid] for pid in self._owner}
         return GatingResult(self, sample, masks, applied, values)
 
+    def __len__(self) -> int:
+        return len(self._gates)
+
+    def __iter__(self):
+        return iter(self._gates.values())
+
+    def __contains__(self, gate_or_population_id) -> bool:
+        return gate_or_population_id in self._gates or gate_or_population_id in self._owner
+
     def __repr__(self):
         return f"<GatingStrategy: {len(self._gates)} gates, {len(self._owner)} populations>"
 
