@@ -296,3 +296,51 @@ def cohort_show(path, as_json):
         click.echo(json.dumps(result.summary(), indent=2))
     else:
         click.echo(format_summary(result, title=str(path)))
+
+
+@main.command()
+@click.argument("cohort_path", metavar="COHORT", type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for gvm_report.html, questions.csv, results.json, figures/.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the permutation p-values (same seed, same numbers).")
+@click.option("--primary-visit", default="M3", show_default=True,
+              help="Visit of the primary immune-change question (declare it in advance).")
+@click.option("--baseline-visit", default="pre", show_default=True,
+              help="The sample before treatment.")
+@click.option("--landmark-day", type=float, default=100.0, show_default=True,
+              help="Landmark day of the sensitivity and by-GVHD analyses.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answers as JSON.")
+def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_day,
+            as_json):
+    """Graft-versus-myeloma report: the declared questions, figures and one HTML page.
+
+    Reads a cohort (.nc or .zarr from `immunomon cohort build`), answers the
+    pre-declared questions (immune change from baseline, acute GVHD and
+    relapse/PFS/OS with GVHD time-varying, immune counts and chimerism with
+    relapse and GVHD, cumulative incidence of relapse and NRM, safety) and writes
+    a self-contained page with the methods and caveats.
+
+    \b
+    Example:
+      immunomon analyze study/cohort.nc --out study/report
+    """
+    from .analysis.questions import Plan
+    from .analysis.report import gvm_report
+    from .cohort import load
+
+    plan = Plan(baseline_visit=baseline_visit, primary_visit=primary_visit,
+                landmark_day=landmark_day, seed=seed)
+    page = gvm_report(load(cohort_path), out_dir, seed=seed, plan=plan)
+    results = json.loads((page.parent / "results.json").read_text(encoding="utf-8"))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(f"report: {page}")
+    for q in results["questions"]:
+        if q["label"] != "primary":
+            continue
+        est = "" if q["estimate"] is None else f"{q['effect_measure']} {q['estimate']:.3g}"
+        ci = "" if q["lower"] is None else f" ({q['lower']:.3g}-{q['upper']:.3g})"
+        p = "" if q["p_value"] is None else f", p = {q['p_value']:.3g}"
+        click.echo(f"  {q['question']}: {est}{ci}{p}")
