@@ -96,3 +96,286 @@ def cohort(manifest, clinical):
     return build(manifest, populations=POPULATIONS, chimerism=CHIMERISM, clinical=clinical,
                  qc=QC, provenance={"template_panel": "T tube", "template_version": "1.0",
                                     "inputs": [{"path": "a.fcs", "sha256": "00"}]})
+
+
+def at(ds, var, **sel):
+    return float(ds[var].sel(**sel))
+
+
+# ----------------------------------------------------------------------------- manifest
+def test_manifest_normalised(manifest, tmp_path):
+    m = manifest
+    assert m["kind"].tolist() == ["fcs"] * 5 + ["str"] * 3
+    assert m["material"].tolist() == ["blood"] * 4 + ["marrow"] + ["blood"] * 3
+    # blank lineage: whole material; "CD3+" -> CD3; "whole blood" -> WB; marrow -> BM
+    assert m["lineage"].tolist() == ["WB", "WB", "WB", "WB", "BM", "WB", "CD3", "WB"]
+    assert m["sample"].tolist() == ["P1_M1", "P1_M3", "P2_M1", "P2_M1_repeat", "P1_BM",
+                                    "P1_M1_WB", "P1_M1_CD3", "P2_M3"]
+    assert m["collection_date"].dtype == "datetime64[ns]"
+    assert m["collection_date"].iloc[2] == pd.Timestamp("2021-04-14")
+    assert m["source_line"].tolist() == list(range(2, 10))
+    assert m["path"].iloc[0] == str(tmp_path / "fcs" / "P1_M1.fcs")
+
+
+def test_manifest_base_dir(tmp_path):
+    write(tmp_path, {"manifest.csv": MANIFEST})
+    m = read_manifest(tmp_path / "manifest.csv", base_dir=tmp_path / "data")
+    assert m["path"].iloc[5] == str(tmp_path / "data" / "str" / "P1_M1.txt")
+
+
+HEADER = "file,kind,patient_id,visit,collection_date,material"
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("file,kind,patient_id,visit,material\na.fcs,fcs,P1,M1,blood\n",
+     "row 1, column collection_date", "required column missing"),
+    ("file,kind,patient,visit,collection_date,material\na.fcs,fcs,P1,M1,2021-01-01,blood\n",
+     "row 1, column", "unknown manifest column"),
+    (f"{HEADER}\na.fcs,fcs,P1,M1,2021-01-01,blood\nb.fcs,cytof,P1,M1,2021-01-01,blood\n",
+     "row 3, column kind", "unknown value 'cytof'; expected one of: fcs, str"),
+    (f"{HEADER}\na.fcs,fcs,P1,M1,2021-01-01,urine\n",
+     "row 2, column material", "unknown value 'urine'; expected one of: blood, marrow"),
+    (f"{HEADER}\na.fcs,fcs,P1,M1,2021-02-30,blood\n",
+     "row 2, column collection_date", "not a real calendar date"),
+    (f"{HEADER}\na.fcs,fcs,P1,M1,04/03/2021,blood\n",
+     "row 2, column collection_date", "date_order"),
+    (f"{HEADER}\na.fcs,fcs,,M1,2021-01-01,blood\n",
+     "row 2, column patient_id", "a value is required"),
+    (f"{HEADER}\na.fcs,fcs,P1,M1,2021-01-01,blood\nsub/a.fcs,fcs,P1,M3,2021-03-01,blood\n",
+     "row 3, column sample", "already listed on row 2"),
+    (f"{HEADER},sample\na.fcs,fcs,P1,M1,2021-01-01,blood,x\na.fcs,fcs,P1,M3,2021-03-01,blood,y\n",
+     "row 3, column file", "already listed on row 2"),
+])
+def test_manifest_errors(tmp_path, text, where, words):
+    from immunomon import ClinicalDataError
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ClinicalDataError) as err:
+        read_manifest(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, {where}")
+    assert words in msg
+
+
+def test_manifest_dmy_dates(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER}\na.fcs,fcs,P1,M1,04/03/2021,blood\n")
+    m = read_manifest(path, date_order="DMY")
+    assert m["collection_date"].iloc[0] == pd.Timestamp("2021-03-04")
+
+
+def test_manifest_patient_not_in_clinical(tmp_path, clinical):
+    from immunomon import ClinicalDataError
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER}\na.fcs,fcs,P1,M1,2021-01-31,blood\nb.fcs,fcs,P9,M1,2021-01-31,blood\n")
+    with pytest.raises(ClinicalDataError, match=r"row 3, column patient_id: patient 'P9'"):
+        build(read_manifest(path), clinical=clinical)
+
+
+def test_check_manifest_files(tmp_path, manifest):
+    from immunomon.cohort import check_manifest_files
+    for name in ("fcs/P1_M1.fcs", "fcs/P1_M3.fcs", "fcs/P2_M1.fcs", "fcs/extra.fcs",
+                 "fcs/notes.docx", "str/P1_M1.txt", "str/P9_M1.txt", "fcs/.hidden.fcs"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    unlisted, missing = check_manifest_files(manifest)
+    assert unlisted == [tmp_path / "fcs/extra.fcs", tmp_path / "str/P9_M1.txt"]
+    assert missing == [tmp_path / "fcs/P1_BM.fcs", tmp_path / "fcs/P2_M1_repeat.fcs",
+                       tmp_path / "str/P2_M3.txt"]
+    unlisted, _ = check_manifest_files(manifest, [tmp_path / "str"])
+    assert unlisted == [tmp_path / "str/P9_M1.txt"]
+
+
+# ----------------------------------------------------------------------------- build
+def test_dimensions_and_days(cohort):
+    ds = cohort.dataset
+    assert ds["patient"].values.tolist() == ["P1", "P2", "P3"]
+    assert ds["timepoint"].values.tolist() == ["M1", "M3"]
+    assert ds["population"].values.tolist() == ["Lymphocytes", "T cells", "NK cells"]
+    assert ds["marker"].values.tolist() == ["CD3"]
+    assert ds["lineage"].values.tolist() == ["WB", "CD3"]
+    # the repeat of P2 M1 (day 31) is a duplicate: the visit's day stays 30
+    np.testing.assert_array_equal(ds["day"].values, [[30, 90], [30, 90], [np.nan, np.nan]])
+    np.testing.assert_array_equal(ds["median_day"].values, [30, 90])
+    assert ds["collection_date"].sel(patient="P2", timepoint="M3").values == \
+        np.datetime64("2021-06-13")
+    assert np.isnat(ds["collection_date"].sel(patient="P3", timepoint="M1").values)
+
+
+def test_population_values(cohort):
+    ds = cohort.dataset
+    assert at(ds, "count", patient="P1", timepoint="M1", population="T cells") == 700
+    assert at(ds, "percent_of_parent", patient="P1", timepoint="M3",
+              population="T cells") == 75.0
+    assert at(ds, "cells_per_ul", patient="P2", timepoint="M1", population="Lymphocytes") == 600
+    assert at(ds, "mfi", patient="P1", timepoint="M1", population="T cells", marker="CD3") == 900
+    # first sample of the visit kept, not the repeat (9999)
+    assert at(ds, "count", patient="P2", timepoint="M1", population="T cells") == 400
+
+
+def test_missing_visits_are_nan_not_zero(cohort):
+    ds = cohort.dataset
+    assert np.isnan(at(ds, "count", patient="P1", timepoint="M1", population="NK cells"))
+    assert ds["count"].sel(patient="P2", timepoint="M3").isnull().all()
+    assert ds["count"].sel(patient="P3").isnull().all()
+    assert ds["mfi"].sel(patient="P3").isnull().all()
+    assert ds["donor_chimerism_percent"].sel(patient="P3").isnull().all()
+    assert int(ds["count"].notnull().sum()) == 7
+    assert (ds["count"].fillna(1) != 0).all()
+
+
+def test_chimerism_lineages(cohort):
+    ds = cohort.dataset
+    assert at(ds, "donor_chimerism_percent", patient="P1", timepoint="M1", lineage="WB") == 98.5
+    assert at(ds, "donor_chimerism_percent", patient="P1", timepoint="M1", lineage="CD3") == 91.2
+    assert at(ds, "donor_chimerism_percent", patient="P2", timepoint="M3", lineage="WB") == 100
+    assert np.isnan(at(ds, "donor_chimerism_percent", patient="P2", timepoint="M3",
+                       lineage="CD3"))
+    assert ds["chimerism_flags"].sel(patient="P1", timepoint="M1", lineage="CD3").item() == \
+        "few_informative_loci"
+
+
+def test_qc_flags(cohort):
+    ds = cohort.dataset
+    np.testing.assert_array_equal(ds["n_qc_flags"].values,
+                                  [[1, 0], [2, np.nan], [np.nan, np.nan]])
+    assert ds["qc_flags"].sel(patient="P2", timepoint="M1").item() == "low count: NK cells; x"
+
+
+def test_patient_variables(cohort):
+    ds = cohort.dataset
+    assert ds["age"].values.tolist() == [58.0, 62.0, 49.0]
+    assert ds["sex"].values.tolist() == ["M", "F", "M"]
+    assert ds["diagnosis"].values.tolist() == ["multiple myeloma", "", "multiple myeloma"]
+    assert ds["transplant_date"].sel(patient="P2").values == np.datetime64("2021-03-15")
+
+
+def test_units_and_provenance(cohort):
+    ds = cohort.dataset
+    assert ds["cells_per_ul"].attrs["units"] == "cells/uL"
+    assert ds["percent_of_parent"].attrs["units"] == "%"
+    assert ds["donor_chimerism_percent"].attrs["units"] == "%"
+    assert ds["day"].attrs["units"] == "d"
+    assert ds.attrs["template_panel"] == "T tube"
+    assert json.loads(ds.attrs["inputs"]) == [{"path": "a.fcs", "sha256": "00"}]
+    assert ds.attrs["immunomon_version"]
+
+
+def test_duplicates_and_unplaced_reported(cohort):
+    w = cohort.warnings
+    assert any("row 5" in x and "'P2_M1_repeat' duplicates sample 'P2_M1' (row 4)" in x
+               for x in w)
+    assert any("row 6" in x and "'P1_BM'" in x and "not on the blood" in x for x in w)
+    status = dict(zip(cohort.samples["sample"], cohort.samples["status"]))
+    assert status["P2_M1_repeat"] == "duplicate"
+    assert status["P1_BM"] == "not placed"
+    assert status["P1_M1_CD3"] == "used"
+
+
+def test_duplicate_chimerism_sample_first_kept(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER},lineage,sample\n"
+                    "a.txt,str,P1,M1,2021-01-31,blood,CD3,a\n"
+                    "b.txt,str,P1,M1,2021-02-01,blood,T cells,b\n"
+                    "c.txt,str,P1,M2,2021-03-01,blood,,c\n")
+    chim = pd.DataFrame({"sample": ["a", "b"], "percent_donor": [90.0, 50.0]})
+    c = build(read_manifest(path), chimerism=chim)
+    ds = c.dataset
+    assert ds["lineage"].values.tolist() == ["WB", "CD3"]
+    assert at(ds, "donor_chimerism_percent", patient="P1", timepoint="M1", lineage="CD3") == 90
+    assert ds["donor_chimerism_percent"].sel(timepoint="M2").isnull().all()
+    assert any("'b' duplicates sample 'a'" in x for x in c.warnings)
+    assert any("no chimerism result for STR sample 'c'" in x for x in c.warnings)
+    # without clinical data: visits in manifest order, no day coordinate
+    assert ds["timepoint"].values.tolist() == ["M1", "M2"]
+    assert "day" not in ds.coords
+
+
+def test_tubes_share_a_visit(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER},tube\n"
+                    "t.fcs,fcs,P1,M1,2021-01-31,blood,T\n"
+                    "b.fcs,fcs,P1,M1,2021-01-31,blood,BNK\n")
+    pops = pd.DataFrame({"sample": ["t", "t", "b", "b"],
+                         "population": ["Lymphocytes", "Treg", "Lymphocytes", "NK cells"],
+                         "count": [100, 5, 120, 30]})
+    c = build(read_manifest(path), populations=pops)
+    ds = c.dataset
+    assert ds["count"].sel(patient="P1", timepoint="M1").values.tolist() == [100, 5, 30]
+    assert c.warnings == []
+
+
+def test_side_tables(cohort):
+    ev = cohort.events
+    p1 = ev[ev["patient_id"] == "P1"]
+    assert p1["event"].tolist() == ["transplant", "agvhd_2_4", "treatment_start",
+                                    "treatment_hold_start", "treatment_hold_stop",
+                                    "treatment_stop", "last_follow_up"]
+    assert p1["day"].tolist() == [0, 30, 90, 120, 126, 180, 364]
+    death = ev[ev["event"] == "death"].iloc[0]
+    assert (death["patient_id"], death["day"], death["detail"]) == ("P2", 301, "nrm")
+    assert death["date"] == pd.Timestamp("2022-01-10")
+    ep = cohort.endpoints.set_index("patient_id")
+    assert ep.loc["P2", "os_event"] == 1 and ep.loc["P2", "os_days"] == 301
+    assert cohort.adverse_events["grade"].tolist() == [3, 1]
+    iv = cohort.intervals
+    assert iv[iv["covariate"] == "on_lenalidomide"][["start", "stop"]].values.tolist() == \
+        [[90, 119], [127, 180]]
+
+
+# ----------------------------------------------------------------------------- storage
+@pytest.mark.parametrize("name", ["cohort.nc", "cohort.zarr"])
+def test_round_trip(cohort, tmp_path, name):
+    path = cohort.save(tmp_path / "out" / name)
+    back = load(path)
+    assert isinstance(back, Cohort)
+    xr.testing.assert_identical(back.dataset, cohort.dataset)
+    for key, table in cohort.tables().items():
+        assert_frame_equal(back.tables()[key], table)
+    ds = back.dataset
+    assert ds["cells_per_ul"].attrs["units"] == "cells/uL"
+    assert np.isnan(at(ds, "count", patient="P3", timepoint="M1", population="T cells"))
+    assert back.adverse_events["resolution_day"].isna().tolist() == [False, True]
+    assert back.warnings == cohort.warnings
+    assert [p.name for p in path.parent.iterdir()] == [name]     # no temporary left behind
+
+
+@pytest.mark.parametrize("name", ["c.nc", "c.zarr"])
+def test_round_trip_without_clinical_and_overwrite(tmp_path, manifest, name):
+    c = build(manifest, populations=POPULATIONS)
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / name
+    c.save(path)
+    c.dataset["count"][:] = 1.0
+    c.save(path)                                    # replaces the earlier one
+    back = load(path)
+    assert [p.name for p in path.parent.iterdir()] == [name]
+    xr.testing.assert_identical(back.dataset, c.dataset)
+    for key, table in c.tables().items():
+        assert_frame_equal(back.tables()[key], table)
+    assert back.endpoints.empty and "day" not in back.dataset.coords
+
+
+def test_bad_extension_and_missing_file(cohort, tmp_path):
+    from immunomon import ImmunomonError
+    with pytest.raises(ImmunomonError, match=r"\.nc \(NetCDF\) or \.zarr"):
+        cohort.save(tmp_path / "cohort.h5")
+    with pytest.raises(ImmunomonError, match="no such cohort file"):
+        load(tmp_path / "nothing.nc")
+    xr.Dataset({"a": ("x", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(ImmunomonError, match="not an immunomon cohort"):
+        load(tmp_path / "other.nc")
+
+
+def test_table_encoding_round_trip():
+    from immunomon.cohort.store import dataset_to_table, table_to_dataset
+    df = pd.DataFrame({
+        "text": ["a", None, ""], "num": [1.5, np.nan, 3.0], "int": [1, 2, 3],
+        "nint": pd.array([1, None, 3], dtype="Int64"),
+        "flag": pd.array([True, None, False], dtype="boolean"),
+        "b": [True, False, True],
+        "when": pd.to_datetime(["2021-01-01", None, "2021-03-01"]),
+        "with space/slash": ["x", "y", "z"]})
+    back = dataset_to_table(table_to_dataset(df))
+    assert_frame_equal(back, df)
+    assert back["text"].tolist() == ["a", None, ""]

@@ -113,6 +113,8 @@ def _chimerism(rows: pd.DataFrame, table: pd.DataFrame, patients, visits, lineag
     shape = (len(patients), len(visits), len(lineages))
     pct = np.full(shape, np.nan)
     flags = np.full(shape, "", dtype=object)
+    if rows.empty:
+        return pct, flags
     table = table.drop_duplicates("sample", keep="first") if len(table) else table
     have = set(table["sample"]) if len(table) else set()
     for r in rows[~rows["sample"].isin(have)].itertuples():
@@ -121,6 +123,8 @@ def _chimerism(rows: pd.DataFrame, table: pd.DataFrame, patients, visits, lineag
     keep = [c for c in ("sample", "percent_donor", "flags") if c in table]
     long = rows[["patient_id", "visit", "lineage", "sample"]].merge(
         table[keep], on="sample", how="inner")
+    if "percent_donor" not in long:
+        return pct, flags
     pi, ti = _index(long["patient_id"], patients), _index(long["visit"], visits)
     li = _index(long["lineage"], lineages)
     pct[pi, ti, li] = pd.to_numeric(long["percent_donor"], errors="coerce").to_numpy(float)

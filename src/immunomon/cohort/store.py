@@ -62,7 +62,7 @@ def table_to_dataset(df: pd.DataFrame) -> xr.Dataset:
             values = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         else:
             values = np.array(["" if n else str(v) for v, n in zip(s, null)], dtype=object) \
-                if len(s) else np.array([], dtype=str)
+                if len(s) else np.array([], dtype=object)
         data[f"c{k}"] = ("row", values, attrs)
         if null.any():
             data[f"m{k}"] = ("row", null.astype(np.int8), {"mask_of": str(col)})
