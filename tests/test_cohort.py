@@ -379,3 +379,15 @@ def test_table_encoding_round_trip():
     back = dataset_to_table(table_to_dataset(df))
     assert_frame_equal(back, df)
     assert back["text"].tolist() == ["a", None, ""]
+
+
+@pytest.mark.parametrize("value, material, label", [
+    ("", "blood", "WB"), (None, "blood", "WB"), ("Whole blood", "blood", "WB"),
+    ("PB", "blood", "WB"), ("", "marrow", "BM"), ("CD3+", "blood", "CD3"),
+    ("cd33", "blood", "CD33"), ("CD3pos", "blood", "CD3"), ("T cells", "blood", "CD3"),
+    ("NK", "blood", "CD56"), ("granulocytes", "blood", "CD15"),
+    ("CD34", "marrow", "BM_CD34"), ("PBMC", "blood", "PBMC"),
+])
+def test_lineage_labels(value, material, label):
+    from immunomon.cohort import normalise_lineage
+    assert normalise_lineage(value, material) == label
