@@ -67,6 +67,13 @@ def test_range_is_half_open_and_ends_may_be_open():
     assert range_mask(x, None, 2.0).tolist() == [True, True, True, False, False]
 
 
+def test_float32_values_are_compared_with_float64_bounds():
+    x = np.array([0.1], dtype=np.float32)          # 0.100000001490116...
+    assert range_mask(x, 0.1000000010, None).tolist() == [True]
+    assert range_mask(x, 0.1000000016, None).tolist() == [False]   # float32(bound) == x
+    assert range_mask(x, None, 0.1000000016).tolist() == [True]
+
+
 def test_rectangle_gate_on_named_channels_and_markers(sample):
     s = GatingStrategy([RectangleGate("r", [Dimension("CD3"), Dimension("B")],
                                       [(-50, 50), (0, None)])])

@@ -18,6 +18,10 @@ def range_mask(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
     x = np.asarray(x)
     if lo is None and hi is None:
         return np.ones(x.shape[0], dtype=bool)
+    # numpy scalars, not Python floats: a float32 column is then compared in
+    # float64 instead of against the bound rounded to float32
+    lo = None if lo is None else np.float64(lo)
+    hi = None if hi is None else np.float64(hi)
     if lo is None:
         return x < hi
     if hi is None:
