@@ -48,6 +48,7 @@ class Plan:
     landmark_day: float = 100.0
     horizon_day: float = 365.0
     populations: tuple[str, ...] = POPULATIONS
+    shares: tuple[tuple[str, str], ...] = (("Treg", "CD4 T"), ("Activated T", "T cells"))
     conf_level: float = 0.95
     n_permutations: int = 9999
     seed: int = 0
@@ -122,13 +123,15 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
 
     Exact Wilcoxon signed-rank on log10 counts with the Hodges-Lehmann fold
     change and its exact interval (primary at ``plan.primary_visit``), and a
-    random-intercept mixed model with categorical visits (exploratory).
+    random-intercept mixed model with categorical visits (exploratory). The
+    same Wilcoxon test on the declared shares (``plan.shares``, e.g. Treg as %
+    of CD4 T cells; exploratory) separates a change in composition from the
+    recovery of the whole compartment after transplant.
     """
-    from .trajectories import change_from_baseline, trajectories
+    from .trajectories import trajectories
 
     rows: list[dict] = []
     order = visit_order(immune, plan.baseline_visit)
-    index = {v: k for k, v in enumerate(order)}
     for pop in plan.populations:
         sub = immune[immune["population"] == pop].dropna(subset=["cells_per_ul"])
         base = dict(number=1, outcome=f"{pop} (cells/uL, log10)", exposure="lenalidomide")
@@ -139,29 +142,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                              note=f"not estimable: no {pop} counts at visit "
                                   f"{plan.baseline_visit!r}"))
             continue
-        logs, floor = _log10(sub["cells_per_ul"].to_numpy())
-        frame = pd.DataFrame({"patient": sub["patient_id"].to_numpy(),
-                              "visit": sub["visit"].map(index).to_numpy(), "y": logs})
-        frame = frame.groupby(["patient", "visit"], as_index=False)["y"].mean()
-        wide = frame.pivot(index="patient", columns="visit", values="y")
-        tests = change_from_baseline(frame, "y", patient="patient", visit="visit",
-                                     baseline=0, log=False)
-        for t in tests.itertuples():
-            visit = order[int(t.visit)]
-            primary = visit == plan.primary_visit
-            pair = wide[[0, t.visit]].dropna()
-            est, lo, hi = hodges_lehmann(pair[t.visit] - pair[0], plan.conf_level)
-            rows.append(_row(
-                **base, question=f"1.{pop}.{visit}",
-                family="1 primary" if primary else "1 Wilcoxon by visit",
-                label="primary" if primary else "exploratory",
-                text=f"Change of {pop} from {plan.baseline_visit} to {visit}",
-                method="exact Wilcoxon signed-rank on log10 counts; Hodges-Lehmann "
-                       "estimate with exact interval",
-                effect_measure=f"fold change {plan.baseline_visit} to {visit}",
-                estimate=10 ** est, lower=10 ** lo, upper=10 ** hi, p_value=t.p_value,
-                p_method=f"Wilcoxon signed-rank ({t.method})", n=int(t.n),
-                note=f"zeros floored at {floor:.3g} cells/uL"))
+        frame, found = _wilcoxon_rows(sub, pop, "cells/uL", plan, order, primary=True)
+        rows += [_row(**base, **r) for r in found]
         if not mixed:
             continue
         try:
@@ -186,7 +168,60 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                 estimate=10 ** f.estimate, lower=10 ** f.lower, upper=10 ** f.upper,
                 p_value=f.p_value, p_method="Wald z (optimistic with 13 patients)",
                 n=fit.n_patients))
+    for num, den in plan.shares:
+        share = _share_table(immune, num, den)
+        if share.empty or plan.baseline_visit not in set(share["visit"]):
+            continue
+        name = f"{num} % of {den}"
+        _, found = _wilcoxon_rows(share, name, "%", plan, order, primary=False)
+        rows += [_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide", **r)
+                 for r in found]
     return rows
+
+
+def _share_table(immune: pd.DataFrame, num: str, den: str) -> pd.DataFrame:
+    """``num`` as a percentage of ``den`` per sample, in the cells_per_ul column."""
+    keys = ["patient_id", "visit", "day"]
+    a = immune[immune["population"] == num].set_index(keys)["cells_per_ul"]
+    b = immune[immune["population"] == den].set_index(keys)["cells_per_ul"]
+    ratio = (100 * a / b.where(b > 0)).dropna()
+    return ratio.rename("cells_per_ul").reset_index()
+
+
+def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: list[str],
+                   *, primary: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """Exact Wilcoxon signed-rank change from baseline at each visit, with the
+    Hodges-Lehmann fold change; returns the (patient, visit index, log10) frame
+    and the rows."""
+    from .trajectories import change_from_baseline
+
+    index = {v: k for k, v in enumerate(order)}
+    logs, floor = _log10(sub["cells_per_ul"].to_numpy())
+    frame = pd.DataFrame({"patient": sub["patient_id"].to_numpy(),
+                          "visit": sub["visit"].map(index).to_numpy(), "y": logs})
+    frame = frame.groupby(["patient", "visit"], as_index=False)["y"].mean()
+    wide = frame.pivot(index="patient", columns="visit", values="y")
+    tests = change_from_baseline(frame, "y", patient="patient", visit="visit",
+                                 baseline=0, log=False)
+    rows = []
+    for t in tests.itertuples():
+        visit = order[int(t.visit)]
+        is_primary = primary and visit == plan.primary_visit
+        pair = wide[[0, t.visit]].dropna()
+        est, lo, hi = hodges_lehmann(pair[t.visit] - pair[0], plan.conf_level)
+        rows.append(dict(
+            question=f"1.{name}.{visit}",
+            family="1 primary" if is_primary else
+            "1 Wilcoxon by visit" if primary else "1 shares",
+            label="primary" if is_primary else "exploratory",
+            text=f"Change of {name} from {plan.baseline_visit} to {visit}",
+            method="exact Wilcoxon signed-rank on log10 values; Hodges-Lehmann "
+                   "estimate with exact interval",
+            effect_measure=f"fold change {plan.baseline_visit} to {visit}",
+            estimate=10 ** est, lower=10 ** lo, upper=10 ** hi, p_value=t.p_value,
+            p_method=f"Wilcoxon signed-rank ({t.method})", n=int(t.n),
+            note=f"zeros floored at {floor:.3g} {unit}"))
+    return frame, rows
 
 
 # ---------------------------------------------------------------------------

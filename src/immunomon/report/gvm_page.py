@@ -84,6 +84,12 @@ CAVEATS = [
     "Separation: when no exposed patient has the event (for example no patient with GVHD "
     "relapses) the hazard ratio estimate is 0 or infinity and the Wald test is "
     "meaningless; the likelihood-ratio and score tests remain valid and are reported.",
+    "Change from baseline in a single-arm trial: counts also change because the immune "
+    "system is still recovering after transplant, so a change from the pre-lenalidomide "
+    "sample is not by itself a drug effect. On simulated null trials with normal "
+    "reconstitution the count tests of recovering populations reject far more often than "
+    "5% (benchmarks/calibration.py); the composition rows (e.g. Treg as % of CD4 T "
+    "cells) are not moved by the recovery of the whole compartment.",
     "Wald intervals of the mixed models and the Cox models are optimistic at this size; "
     "prefer the exact tests for inference.",
 ]
