@@ -94,8 +94,8 @@ def manifest(tmp_path):
 @pytest.fixture
 def cohort(manifest, clinical):
     return build(manifest, populations=POPULATIONS, chimerism=CHIMERISM, clinical=clinical,
-                 qc=QC, provenance={"template_panel": "T tube", "template_version": "1.0",
-                                    "inputs": [{"path": "a.fcs", "sha256": "00"}]})
+                 qc=QC, provenance={"template": "T tube", "template_version": "1.0",
+                                    "input_hashes": {"a.fcs": "00"}})
 
 
 def at(ds, var, **sel):
@@ -237,9 +237,10 @@ def test_chimerism_lineages(cohort):
 
 def test_qc_flags(cohort):
     ds = cohort.dataset
-    np.testing.assert_array_equal(ds["n_qc_flags"].values,
+    np.testing.assert_array_equal(ds["qc_flags"].values,
                                   [[1, 0], [2, np.nan], [np.nan, np.nan]])
-    assert ds["qc_flags"].sel(patient="P2", timepoint="M1").item() == "low count: NK cells; x"
+    assert ds["qc_flag_text"].sel(patient="P2", timepoint="M1").item() == \
+        "low count: NK cells; x"
 
 
 def test_patient_variables(cohort):
@@ -247,7 +248,13 @@ def test_patient_variables(cohort):
     assert ds["age"].values.tolist() == [58.0, 62.0, 49.0]
     assert ds["sex"].values.tolist() == ["M", "F", "M"]
     assert ds["diagnosis"].values.tolist() == ["multiple myeloma", "", "multiple myeloma"]
-    assert ds["transplant_date"].sel(patient="P2").values == np.datetime64("2021-03-15")
+    assert ds["transplant_date"].values.tolist() == ["2021-01-01", "2021-03-15", "2021-02-01"]
+    # endpoint columns on patient: P2 died of NRM on day 301; P1 acute GVHD grade II
+    np.testing.assert_array_equal(ds["os_days"].values, [364, 301, 365])
+    assert ds["os_event"].values.tolist() == [0, 1, 0]
+    assert ds["death_cause"].values.tolist() == ["", "nrm", ""]
+    assert ds["agvhd_max_grade"].values.tolist() == [2, 0, 0]
+    assert np.isnan(ds["agvhd_steroid_refractory"].values).all()
 
 
 def test_units_and_provenance(cohort):
@@ -255,10 +262,12 @@ def test_units_and_provenance(cohort):
     assert ds["cells_per_ul"].attrs["units"] == "cells/uL"
     assert ds["percent_of_parent"].attrs["units"] == "%"
     assert ds["donor_chimerism_percent"].attrs["units"] == "%"
-    assert ds["day"].attrs["units"] == "d"
-    assert ds.attrs["template_panel"] == "T tube"
-    assert json.loads(ds.attrs["inputs"]) == [{"path": "a.fcs", "sha256": "00"}]
-    assert ds.attrs["immunomon_version"]
+    assert ds["count"].attrs["units"] == "events"
+    assert ds["day"].attrs["units"] == "days"
+    assert ds.attrs["template"] == "T tube" and ds.attrs["template_version"] == "1.0"
+    assert json.loads(ds.attrs["input_hashes"]) == {"a.fcs": "00"}
+    assert ds.attrs["software_version"]
+    assert ds.attrs["created"]
 
 
 def test_duplicates_and_unplaced_reported(cohort):
@@ -307,14 +316,15 @@ def test_tubes_share_a_visit(tmp_path):
 
 def test_side_tables(cohort):
     ev = cohort.events
+    assert ev.columns.tolist() == ["patient_id", "day", "event", "value"]
     p1 = ev[ev["patient_id"] == "P1"]
-    assert p1["event"].tolist() == ["transplant", "agvhd_2_4", "treatment_start",
-                                    "treatment_hold_start", "treatment_hold_stop",
-                                    "treatment_stop", "last_follow_up"]
-    assert p1["day"].tolist() == [0, 30, 90, 120, 126, 180, 364]
-    death = ev[ev["event"] == "death"].iloc[0]
-    assert (death["patient_id"], death["day"], death["detail"]) == ("P2", 301, "nrm")
-    assert death["date"] == pd.Timestamp("2022-01-10")
+    # acute GVHD from day 20 (skin 1: grade I), worst grade II (skin 3 on day 30)
+    assert list(zip(p1["day"], p1["event"], p1["value"])) == [
+        (20, "agvhd_onset", "2"), (90, "drug_start", "lenalidomide"),
+        (120, "drug_hold_start", "lenalidomide"), (126, "drug_hold_stop", "lenalidomide"),
+        (180, "drug_stop", "lenalidomide"), (364, "last_followup", "")]
+    assert ev[ev["patient_id"] == "P2"][["day", "event", "value"]].values.tolist() == \
+        [[301, "death", "nrm"]]
     ep = cohort.endpoints.set_index("patient_id")
     assert ep.loc["P2", "os_event"] == 1 and ep.loc["P2", "os_days"] == 301
     assert cohort.adverse_events["grade"].tolist() == [3, 1]

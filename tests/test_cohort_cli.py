@@ -92,15 +92,18 @@ def test_build_and_show(tmp_path):
     assert float(ds["donor_chimerism_percent"].sel(patient="P1", timepoint="M1",
                                                    lineage="CD3")) == 97.25
     assert ds["day"].values.tolist()[0] == [30.0, 90.0]
-    assert ds["qc_flags"].sel(patient="P2", timepoint="M1").item() == "low count: T cells"
-    assert ds.attrs["template_panel"] == "T tube" and ds.attrs["template_version"] == "1.0"
+    assert ds["qc_flags"].sel(patient="P2", timepoint="M1").item() == 1
+    assert ds["qc_flag_text"].sel(patient="P2", timepoint="M1").item() == "low count: T cells"
+    assert ds.attrs["template"] == "T tube" and ds.attrs["template_version"] == "1.0"
     inputs = json.loads(ds.attrs["inputs"])
     roles = {i["role"] for i in inputs}
     assert {"manifest", "clinical", "gating", "chimerism", "fcs_data", "str_data"} <= roles
-    fcs = [i for i in inputs if i["path"].endswith("P1_M3.fcs")][0]
+    hashes = json.loads(ds.attrs["input_hashes"])
     # sha256 of b"FCS3.1", computed independently
     import hashlib
-    assert fcs["sha256"] == hashlib.sha256(b"FCS3.1").hexdigest()
+    assert hashes[str(tmp_path / "fcs" / "P1_M3.fcs")] == hashlib.sha256(b"FCS3.1").hexdigest()
+    assert hashes[str(tmp_path / "manifest.csv")] == \
+        hashlib.sha256(MANIFEST.encode()).hexdigest()
     ep = c.endpoints.set_index("patient_id")
     assert ep.loc["P1", "os_days"] == 243 and ep.loc["P1", "os_event"] == 1
 

@@ -19,25 +19,26 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import ClinicalDataError
-from .manifest import add_days, read_manifest
+from .manifest import add_days, manifest_from_frame, read_manifest
 from .model import Cohort
 
-__all__ = ["build", "UNITS", "event_table", "PATIENT_VARIABLES"]
+__all__ = ["build", "UNITS", "event_table", "PATIENT_VARIABLES", "EVENT_COLUMNS"]
 
 # variable -> (units, long name)
 UNITS = {
-    "count": ("1", "events in the population gate"),
+    "count": ("events", "events in the population gate"),
     "percent_of_parent": ("%", "percent of the parent population"),
     "cells_per_ul": ("cells/uL", "absolute count per microlitre of blood"),
     "mfi": ("a.u.", "median fluorescence intensity (compensated, linear scale)"),
     "donor_chimerism_percent": ("%", "donor chimerism (mean of the informative STR loci)"),
-    "n_qc_flags": ("1", "number of QC flags of the flow samples"),
-    "day": ("d", "day after transplant of the collection"),
-    "median_day": ("d", "median day after transplant of the visit"),
+    "qc_flags": ("1", "number of QC flags of the flow samples"),
+    "day": ("days", "day after transplant of the collection"),
+    "median_day": ("days", "median day after transplant of the visit"),
     "age": ("year", "age at transplant"),
 }
 PATIENT_VARIABLES = ("sex", "age", "diagnosis", "transplant_date", "donor_type", "hla_match",
                      "conditioning", "stem_cell_source")
+PROVENANCE_KEYS = ("input_hashes", "template", "template_version")
 _DIMS3 = ("patient", "timepoint", "population")
 
 
@@ -48,12 +49,12 @@ def _strings(values) -> np.ndarray:
 
 
 def _order_visits(manifest: pd.DataFrame) -> list[str]:
-    """Visits by median day after transplant (when known), then first appearance."""
+    """Visits by ``visit_order`` (when given), then by first appearance."""
     first = {v: i for i, v in enumerate(dict.fromkeys(manifest["visit"]))}
-    if "day" not in manifest:
+    if "visit_order" not in manifest:
         return list(first)
-    med = manifest.groupby("visit")["day"].median().fillna(np.inf)
-    return sorted(first, key=lambda v: (med[v], first[v]))
+    order = manifest.groupby("visit")["visit_order"].min().fillna(np.inf)
+    return sorted(first, key=lambda v: (order[v], first[v]))
 
 
 def _dedupe(rows: pd.DataFrame, keys: list[str], what: str, warnings: list[str]) -> pd.DataFrame:
@@ -173,7 +174,9 @@ def _attrs(var: str) -> dict:
     return {"units": units, "long_name": name}
 
 
-def _patient_variables(clinical, patients) -> dict:
+def _patient_variables(clinical, endpoints: pd.DataFrame | None, patients) -> dict:
+    """Patient table columns and endpoint columns on ``patient``: numbers as float
+    (NaN missing), text as str ("" missing), the transplant date as ISO text."""
     if clinical is None:
         return {}
     p = clinical.patients.set_index("patient_id").reindex(patients)
@@ -183,53 +186,112 @@ def _patient_variables(clinical, patients) -> dict:
             continue
         s = p[col]
         if col == "transplant_date":
-            out[col] = ("patient", s.to_numpy(dtype="datetime64[ns]"),
-                        {"long_name": "date of the stem-cell transplant (day 0)"})
+            iso = [d.strftime("%Y-%m-%d") if not pd.isna(d) else "" for d in s]
+            out[col] = ("patient", np.array(iso, dtype=object),
+                        {"long_name": "date of the stem-cell transplant (day 0), ISO 8601"})
         elif col == "age":
             out[col] = ("patient", s.to_numpy(dtype=float), _attrs("age"))
         else:
             out[col] = ("patient", _strings(s), {"long_name": col.replace("_", " ")})
+    if endpoints is not None and len(endpoints):
+        ep = endpoints.set_index("patient_id").reindex(patients)
+        for col in ep.columns:
+            if col in out:
+                continue
+            s = ep[col]
+            attrs = {"long_name": f"endpoint {col}", "source": "endpoints table"}
+            if col.endswith("_days") or col.endswith("_day"):
+                attrs["units"] = "days"
+            if s.dtype == object:
+                out[col] = ("patient", _strings(s), attrs)
+            else:
+                out[col] = ("patient", pd.to_numeric(s.astype("Float64"), errors="coerce")
+                            .to_numpy(dtype=float, na_value=np.nan), attrs)
     return out
 
 
-def event_table(clinical, endpoints: pd.DataFrame) -> pd.DataFrame:
-    """Event-time table: patient_id, day, date, event, detail (one row per event).
+EVENT_COLUMNS = ["patient_id", "day", "event", "value"]
 
-    Events: ``transplant``; ``agvhd_2_4``, ``agvhd_3_4``, ``cgvhd``, ``cgvhd_modsev``
-    (onsets); ``progression``; ``death`` (detail: cause); ``last_follow_up``;
-    ``treatment_start``/``treatment_stop`` and ``treatment_hold_start``/``_stop``
-    (detail: drug).
+
+def _episodes(table: pd.DataFrame, severity: str, levels=None) -> list[tuple]:
+    """(patient, onset day, worst value) per episode: a run of assessments whose
+    ``severity`` is above the lowest level, ending at an assessment back at it.
+    ``levels``: the ordered values of a category (default: the values are numbers)."""
+    rank = {v: i for i, v in enumerate(levels)} if levels else None
+
+    def level(value) -> int:
+        if pd.isna(value):
+            return 0
+        return rank.get(value, 0) if rank else int(value)
+
+    out = []
+    for pid, grp in table.sort_values("day", kind="stable").groupby("patient_id", sort=False):
+        onset, worst = None, None
+        for day, value in zip(grp["day"], grp[severity]):
+            if level(value) == 0:
+                if onset is not None:
+                    out.append((pid, float(onset), str(worst)))
+                onset = None
+            elif onset is None:
+                onset, worst = day, value
+            elif level(value) > level(worst):
+                worst = value
+        if onset is not None:
+            out.append((pid, float(onset), str(worst)))
+    return out
+
+
+def event_table(clinical, endpoints: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Event-time table: ``patient_id, day, event, value`` (value as text).
+
+    - ``agvhd_onset``: first assessment of an acute GVHD episode (overall MAGIC
+      grade >= I until a grade 0 assessment); value: the worst grade of the episode;
+    - ``cgvhd_onset``: likewise for chronic GVHD (NIH severity above none);
+      value: the worst severity;
+    - ``response``: each disease assessment with an IMWG response; value: category;
+    - ``relapse``: the progression day of the endpoints (first PD, or a death from
+      relapse); ``death``: value the cause (``relapse`` or ``nrm``);
+    - ``drug_start``/``drug_stop`` (value: drug) for each treatment period,
+      ``drug_hold_start``/``drug_hold_stop`` for interruptions;
+    - ``last_followup``.
     """
-    cols = ["patient_id", "day", "date", "event", "detail"]
     if clinical is None:
-        return _typed_events(pd.DataFrame(columns=cols))
-    tx = clinical.patients.set_index("patient_id")["transplant_date"]
-    rows = [(p, 0.0, "transplant", "") for p in clinical.patients["patient_id"]]
-    ep = endpoints
-    for name in ("agvhd_2_4", "agvhd_3_4", "cgvhd", "cgvhd_modsev"):
-        hit = ep[ep[f"{name}_event"] == 1]
-        rows += [(p, float(d), name, "") for p, d in zip(hit["patient_id"], hit[f"{name}_days"])]
+        return pd.DataFrame({"patient_id": pd.Series([], dtype=object),
+                             "day": pd.Series([], dtype="float64"),
+                             "event": pd.Series([], dtype=object),
+                             "value": pd.Series([], dtype=object)})
+    ep = endpoints if endpoints is not None else clinical.endpoints()
+    rows = []
+    ag = clinical.agvhd
+    if len(ag):
+        rows += [(p, d, "agvhd_onset", v) for p, d, v in _episodes(ag, "grade_magic")]
+    cg = clinical.cgvhd
+    if len(cg):
+        rows += [(p, d, "cgvhd_onset", v) for p, d, v in
+                 _episodes(cg, "nih_severity", ("none", "mild", "moderate", "severe"))]
+    resp = clinical.responses
+    if len(resp):
+        hit = resp[resp["response"].notna()]
+        rows += [(p, float(d), "response", str(v)) for p, d, v in
+                 zip(hit["patient_id"], hit["day"], hit["response"])]
     prog = ep[ep["progression_day"].notna()]
-    rows += [(p, float(d), "progression", "") for p, d in
+    rows += [(p, float(d), "relapse", "") for p, d in
              zip(prog["patient_id"], prog["progression_day"])]
     for r in clinical.deaths.itertuples():
         rows.append((r.patient_id, float(r.day), "death", str(r.cause)))
     for r in clinical.followup.itertuples():
-        rows.append((r.patient_id, float(r.day), "last_follow_up", ""))
+        rows.append((r.patient_id, float(r.day), "last_followup", ""))
     for r in clinical.treatments.itertuples():
-        kind = "treatment" if r.status == "on" else "treatment_hold"
-        rows.append((r.patient_id, float(r.start_day), f"{kind}_start", r.drug))
+        kind = "drug" if r.status == "on" else "drug_hold"
+        rows.append((r.patient_id, float(r.start_day), f"{kind}_start", str(r.drug)))
         if not pd.isna(r.stop_day):
-            rows.append((r.patient_id, float(r.stop_day), f"{kind}_stop", r.drug))
-    out = pd.DataFrame(rows, columns=["patient_id", "day", "event", "detail"])
-    out["date"] = out["patient_id"].map(tx) + pd.to_timedelta(out["day"], unit="D")
-    out = out.sort_values(["patient_id", "day", "event"], kind="stable").reset_index(drop=True)
-    return _typed_events(out[cols])
-
-
-def _typed_events(df: pd.DataFrame) -> pd.DataFrame:
-    return df.astype({"patient_id": object, "day": "float64", "date": "datetime64[ns]",
-                      "event": object, "detail": object})
+            rows.append((r.patient_id, float(r.stop_day), f"{kind}_stop", str(r.drug)))
+    out = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    order = {p: i for i, p in enumerate(clinical.patients["patient_id"])}
+    out["_p"] = out["patient_id"].map(order)
+    out = out.sort_values(["_p", "day"], kind="stable").drop(columns="_p")
+    return out.astype({"patient_id": object, "day": "float64", "event": object,
+                       "value": object}).reset_index(drop=True)
 
 
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -244,7 +306,7 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
 def _side_tables(clinical, manifest: pd.DataFrame) -> dict:
     if clinical is None:
         empty = pd.DataFrame({"patient_id": pd.Series([], dtype=object)})
-        return {"endpoints": empty, "intervals": empty.copy(), "events": event_table(None, None),
+        return {"endpoints": empty, "intervals": empty.copy(), "events": event_table(None),
                 "adverse_events": empty.copy()}
     ep = clinical.endpoints()
     return {"endpoints": _tidy(ep), "intervals": _tidy(clinical.intervals()),
@@ -280,6 +342,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     """
     if not isinstance(manifest, pd.DataFrame):
         manifest = read_manifest(manifest)
+    elif not {"path", "source_file", "source_line"} <= set(manifest.columns):
+        manifest = manifest_from_frame(manifest)
     if manifest.empty:
         raise ClinicalDataError("the sample manifest lists no samples")
     warnings: list[str] = []
@@ -334,10 +398,12 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
                                        _attrs("donor_chimerism_percent"))
     data["chimerism_flags"] = (("patient", "timepoint", "lineage"), chim_flags,
                                {"long_name": "chimerism flags, ';'-separated"})
-    data["n_qc_flags"] = (("patient", "timepoint"), n_qc, _attrs("n_qc_flags"))
-    data["qc_flags"] = (("patient", "timepoint"), qc_text,
-                        {"long_name": "QC flags of the flow samples, '; '-separated"})
-    data.update(_patient_variables(clinical, patients))
+    data["qc_flags"] = (("patient", "timepoint"), n_qc, _attrs("qc_flags"))
+    data["qc_flag_text"] = (("patient", "timepoint"), qc_text,
+                            {"long_name": "QC flags of the flow samples, '; '-separated"})
+    tables = _side_tables(clinical, manifest)
+    data.update(_patient_variables(clinical, tables["endpoints"] if clinical is not None
+                                   else None, patients))
     coords = {"patient": np.array(patients, dtype=object),
               "timepoint": np.array(visits, dtype=object),
               "population": np.array(pop_names, dtype=object),
@@ -346,15 +412,14 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     coords.update(_visit_coords(manifest[manifest["status"] != "duplicate"], patients, visits))
 
     from .. import __version__
-    attrs = {"title": "immunomon longitudinal cohort", "immunomon_version": __version__,
+    attrs = {"title": "immunomon longitudinal cohort", "software_version": __version__,
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-             "material": material}
+             "material": material, "input_hashes": "{}", "template": "",
+             "template_version": ""}
     for key, value in (provenance or {}).items():
         attrs[key] = _json_attr(value)
     attrs["warnings"] = json.dumps(warnings)
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
 
-    samples = manifest.drop(columns=["order"])
-    tables = _side_tables(clinical, manifest)
-    tables["samples"] = _tidy(samples)
+    tables["samples"] = _tidy(manifest.drop(columns=["order"]))
     return Cohort(ds, **tables)

@@ -133,9 +133,10 @@ def build_from_files(manifest, *, clinical=None, gating=None, chimerism=None,
                      material: str = "blood", date_order: str | None = None) -> Cohort:
     """Build a cohort from files: manifest CSV, clinical folder, gate and chimerism folders.
 
-    Provenance attributes record each input's role, path and SHA-256 (the
+    Provenance attributes: ``input_hashes`` (JSON, path -> SHA-256 of the
     manifest, the clinical CSVs, the result tables and the listed FCS/STR files
-    that exist), and the gating templates' panel names and versions.
+    that exist), ``inputs`` (JSON, the same with each file's role), and
+    ``template``/``template_version`` (the gating templates' panels and versions).
     """
     from ..clinical import read_clinical
 
@@ -152,12 +153,13 @@ def build_from_files(manifest, *, clinical=None, gating=None, chimerism=None,
     inputs += _inputs("chimerism", chim_files)
     for kind, path in zip(table["kind"], table["path"]):
         inputs += _inputs(f"{kind}_data", [path])
-    provenance = {"inputs": inputs, "input_folders": {
+    provenance = {"input_hashes": {i["path"]: i["sha256"] for i in inputs},
+                  "inputs": inputs, "input_folders": {
         "clinical": str(clinical) if clinical is not None else "",
         "gating": str(gating) if gating is not None else "",
         "chimerism": str(chimerism) if chimerism is not None else ""}}
     if gate is not None and gate.templates:
-        provenance["template_panel"] = "; ".join(str(t.get("panel")) for t in gate.templates)
+        provenance["template"] = "; ".join(str(t.get("panel")) for t in gate.templates)
         provenance["template_version"] = "; ".join(str(t.get("version"))
                                                    for t in gate.templates)
     return build(table, populations=gate.populations if gate else None, chimerism=chim,

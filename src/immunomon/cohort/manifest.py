@@ -18,11 +18,14 @@ column              required  meaning
 ``sample``          no        sample name in the results; default: the file name
                               without extension (FCS: as ``immunomon gate`` names it)
 ``tube``            no        panel tube, for visits stained in several tubes
+``visit_order``     no        a number giving the order of the visits (default:
+                              order of first appearance)
 ==================  ========  ===================================================
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import re
 from pathlib import Path
@@ -34,11 +37,11 @@ from ..clinical.dates import parse_date
 from ..clinical.tables import clinical_error, read_csv_text
 from ..errors import ClinicalDataError
 
-__all__ = ["MANIFEST_COLUMNS", "read_manifest", "check_manifest_files", "add_days",
-           "normalise_lineage", "KINDS", "MATERIALS"]
+__all__ = ["MANIFEST_COLUMNS", "read_manifest", "manifest_from_frame", "check_manifest_files",
+           "add_days", "normalise_lineage", "KINDS", "MATERIALS"]
 
 REQUIRED = ("file", "kind", "patient_id", "visit", "collection_date", "material")
-OPTIONAL = ("lineage", "sample", "tube")
+OPTIONAL = ("lineage", "sample", "tube", "visit_order")
 MANIFEST_COLUMNS = REQUIRED + OPTIONAL
 IGNORED = ("notes", "note", "comment", "comments")
 
@@ -91,17 +94,45 @@ def read_manifest(path, *, base_dir=None, date_order: str | None = None) -> pd.D
 
     Returns the columns of :data:`MANIFEST_COLUMNS` normalised (``kind`` ``fcs``/``str``,
     ``material`` ``blood``/``marrow``, ``lineage`` a cohort label such as ``WB`` or
-    ``CD3``, ``sample`` filled in, ``collection_date`` as ``datetime64[ns]``) plus
-    ``path`` (the file resolved against ``base_dir``, default the manifest's folder),
-    ``source_file`` and ``source_line``. Raises :class:`~immunomon.ClinicalDataError`
-    naming file, row and column for a missing column, an unknown kind or material,
-    a bad date, a blank required cell, or a sample or file listed twice.
+    ``CD3``, ``sample`` filled in, ``collection_date`` as ``datetime64[ns]``,
+    ``visit_order`` float, NaN when not given) plus ``path`` (the file resolved against
+    ``base_dir``, default the manifest's folder), ``source_file`` and ``source_line``.
+    Raises :class:`~immunomon.ClinicalDataError` naming file, row and column for a
+    missing column, an unknown kind or material, a bad date, a blank required cell,
+    or a sample or file listed twice.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise ClinicalDataError(f"{name}: the sample manifest does not exist")
-    raw = read_csv_text(name)
     base = Path(base_dir) if base_dir is not None else Path(name).resolve().parent
+    return _coerce(read_csv_text(name), name, base, date_order)
+
+
+def _cell(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) \
+            or value is pd.NaT:
+        return ""
+    if isinstance(value, (pd.Timestamp, _dt.date)):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, np.datetime64):
+        return "" if np.isnat(value) else str(value)[:10]
+    return str(value)
+
+
+def manifest_from_frame(frame: pd.DataFrame, *, base_dir=None,
+                        date_order: str | None = None) -> pd.DataFrame:
+    """Validate a manifest built in memory (same columns as the CSV; dates may be
+    dates or text). Messages name the row it would have in a CSV (header = row 1)."""
+    raw = pd.DataFrame({str(c).strip().lower(): [_cell(v) for v in frame[c]]
+                        for c in frame.columns}, index=range(len(frame)), dtype=object)
+    raw = raw.drop(columns=[c for c in ("path", "source_file", "source_line", "day",
+                                        "status") if c in raw])
+    raw["source_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return _coerce(raw, "<manifest table>", base, date_order)
+
+
+def _coerce(raw: pd.DataFrame, name: str, base: Path, date_order) -> pd.DataFrame:
     for col in raw.columns:
         if col not in MANIFEST_COLUMNS and col != "source_line" and col not in IGNORED:
             raise clinical_error(name, 1, col, "unknown manifest column; expected "
@@ -126,6 +157,12 @@ def read_manifest(path, *, base_dir=None, date_order: str | None = None) -> pd.D
             date = pd.Timestamp(parse_date(rec["collection_date"], date_order=date_order))
         except ValueError as exc:
             raise clinical_error(name, line, "collection_date", str(exc)) from None
+        order = (rec.get("visit_order") or "").strip()
+        try:
+            order = float(order) if order else np.nan
+        except ValueError:
+            raise clinical_error(name, line, "visit_order",
+                                 f"{order!r} is not a number") from None
         file = rec["file"].strip()
         sample = (rec.get("sample") or "").strip() or _default_sample(file, kind)
         resolved = os.path.normpath(base / file)
@@ -144,11 +181,12 @@ def read_manifest(path, *, base_dir=None, date_order: str | None = None) -> pd.D
             "file": file, "kind": kind, "patient_id": rec["patient_id"].strip(),
             "visit": rec["visit"].strip(), "collection_date": date, "material": material,
             "lineage": normalise_lineage(rec.get("lineage"), material), "sample": sample,
-            "tube": (rec.get("tube") or "").strip(), "path": resolved,
+            "tube": (rec.get("tube") or "").strip(), "visit_order": order, "path": resolved,
             "source_file": name, "source_line": line})
     columns = list(MANIFEST_COLUMNS) + ["path", "source_file", "source_line"]
     out = pd.DataFrame(rows, columns=columns)
     out["collection_date"] = pd.to_datetime(out["collection_date"]).astype("datetime64[ns]")
+    out["visit_order"] = out["visit_order"].astype("float64")
     out["source_line"] = out["source_line"].astype("int64")
     return out
 

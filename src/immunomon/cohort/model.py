@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 import xarray as xr
@@ -20,8 +20,8 @@ class Cohort:
     ``dataset``: the ``xarray.Dataset`` on ``patient x timepoint x population
     x marker x lineage``. Beside it, one row per patient (``endpoints``), per
     covariate interval (``intervals``: patient_id, start, stop, covariate,
-    value), per clinical event (``events``: patient_id, day, date, event,
-    detail), per adverse event (``adverse_events``) and per manifest sample
+    value), per clinical event (``events``: patient_id, day, event, value),
+    per adverse event (``adverse_events``) and per manifest sample
     (``samples``, with ``day`` and ``status``: used, duplicate, no result, not
     placed).
     """
@@ -31,7 +31,7 @@ class Cohort:
     intervals: pd.DataFrame
     events: pd.DataFrame
     adverse_events: pd.DataFrame
-    samples: pd.DataFrame
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def ds(self) -> xr.Dataset:

@@ -56,8 +56,8 @@ def summarise(cohort) -> dict:
         "coverage": json.loads(_coverage(ds).to_json(orient="records")),
         "endpoints": _endpoints(cohort.endpoints),
         "created": ds.attrs.get("created", ""),
-        "immunomon_version": ds.attrs.get("immunomon_version", ""),
-        "template": " ".join(x for x in (ds.attrs.get("template_panel", ""),
+        "software_version": ds.attrs.get("software_version", ""),
+        "template": " ".join(x for x in (ds.attrs.get("template", ""),
                                          ds.attrs.get("template_version", "")) if x),
         "warnings": cohort.warnings,
     }
@@ -75,7 +75,7 @@ def format_summary(cohort, *, title: str = "cohort") -> str:
     lines = [f"{title}: {len(s['patients'])} patients, {len(s['visits'])} visits, "
              f"{len(s['populations'])} populations, {len(s['markers'])} markers, "
              f"{len(s['lineages'])} chimerism lineages",
-             f"built {s['created']} with immunomon {s['immunomon_version']}"
+             f"built {s['created']} with immunomon {s['software_version']}"
              + (f"; template {s['template']}" if s["template"] else ""),
              "",
              f"Patients:    {_names(s['patients'])}",
