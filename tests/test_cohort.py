@@ -401,3 +401,58 @@ def test_table_encoding_round_trip():
 def test_lineage_labels(value, material, label):
     from immunomon.cohort import normalise_lineage
     assert normalise_lineage(value, material) == label
+
+
+def test_in_memory_manifest_visit_order_and_keywords(clinical):
+    frame = pd.DataFrame({
+        "file": ["a.fcs", "b.fcs", "c.fcs"], "kind": ["fcs"] * 3,
+        "patient_id": ["P1", "P1", "P2"], "visit": ["M3", "pre", "M1"],
+        "collection_date": pd.to_datetime(["2021-04-01", "2020-12-25", "2021-04-14"]),
+        "material": ["blood"] * 3, "lineage": ["WB"] * 3, "visit_order": [3, 0, 1]})
+    pops = pd.DataFrame({"sample": ["a", "b", "c"], "population": ["T cells"] * 3,
+                         "count": [10, 20, 30]})
+    c = build(manifest=frame, populations=pops, clinical=clinical)
+    ds = c.dataset
+    assert ds["timepoint"].values.tolist() == ["pre", "M1", "M3"]
+    np.testing.assert_array_equal(ds["day"].values,
+                                  [[-7, np.nan, 90], [np.nan, 30, np.nan], [np.nan] * 3])
+    np.testing.assert_array_equal(ds["count"].sel(population="T cells").values,
+                                  [[20, np.nan, 10], [np.nan, 30, np.nan], [np.nan] * 3])
+    assert c.samples["source_file"].iloc[0] == "<manifest table>"
+
+
+def test_in_memory_manifest_errors_name_the_row():
+    from immunomon import ClinicalDataError
+    frame = pd.DataFrame({"file": ["a.fcs", "b.fcs"], "kind": ["fcs", "fcs"],
+                          "patient_id": ["P1", "P1"], "visit": ["M1", "M2"],
+                          "collection_date": ["2021-01-01", "2021-13-01"],
+                          "material": ["blood", "blood"]})
+    with pytest.raises(ClinicalDataError,
+                       match=r"<manifest table>, row 3, column collection_date"):
+        build(frame)
+
+
+def test_chronic_gvhd_and_response_events(tmp_path):
+    files = dict(CLINICAL)
+    files["cgvhd.csv"] = """patient_id,date,skin,mouth,eyes,gi,liver,lungs,joints_fascia
+P2,2021-09-15,1,1,0,0,0,0,0
+P2,2021-10-15,2,0,0,0,0,0,0
+P2,2021-11-15,0,0,0,0,0,0,0
+"""
+    files["responses.csv"] = """patient_id,date,category
+P3,2021-05-02,VGPR
+P3,2021-08-01,PD
+"""
+    clinical = read_clinical(write(tmp_path / "clin", files))
+    write(tmp_path, {"m.csv": f"{HEADER}\na.fcs,fcs,P3,M1,2021-03-03,blood\n"})
+    c = build(read_manifest(tmp_path / "m.csv"), clinical=clinical)
+    ev = c.events
+    # P2: 09-15 = day 184 mild (skin 1, mouth 1), 10-15 = 214 moderate (skin 2), gone 11-15
+    assert ev[ev["event"] == "cgvhd_onset"][["patient_id", "day", "value"]].values.tolist() \
+        == [["P2", 184, "moderate"]]
+    # P3 transplant 02-01: 05-02 = day 90, 08-01 = day 181
+    p3 = ev[ev["patient_id"] == "P3"]
+    assert list(zip(p3["day"], p3["event"], p3["value"])) == [
+        (90, "response", "VGPR"), (181, "response", "PD"), (181, "relapse", ""),
+        (365, "last_followup", "")]
+    assert c.warnings == []        # no population table given: nothing to report missing

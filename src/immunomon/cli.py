@@ -308,7 +308,7 @@ def cohort_show(path, as_json):
               help="Visit of the primary immune-change question (declare it in advance).")
 @click.option("--baseline-visit", default="pre", show_default=True,
               help="The sample before treatment.")
-@click.option("--landmark-day", type=float, default=100.0, show_default=True,
+@click.option("--landmark-day", type=float, default=180.0, show_default=True,
               help="Landmark day of the sensitivity and by-GVHD analyses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answers as JSON.")
 def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_day,

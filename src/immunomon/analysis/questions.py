@@ -45,7 +45,7 @@ class Plan:
     and by-GVHD analyses, the day at which incidences are reported."""
     baseline_visit: str = "pre"
     primary_visit: str = "M3"
-    landmark_day: float = 100.0
+    landmark_day: float = 180.0
     horizon_day: float = 365.0
     populations: tuple[str, ...] = POPULATIONS
     shares: tuple[tuple[str, str], ...] = (("Treg", "CD4 T"), ("Activated T", "T cells"))

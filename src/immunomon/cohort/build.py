@@ -81,10 +81,10 @@ def _index(values: pd.Series, labels: Sequence) -> np.ndarray:
 
 
 def _populations(rows: pd.DataFrame, populations: pd.DataFrame, patients, visits,
-                 warnings: list[str]):
+                 warnings: list[str], given: bool = True):
     """Arrays of the population variables from the kept flow samples."""
     have = set(populations["sample"]) if len(populations) else set()
-    for r in rows[~rows["sample"].isin(have)].itertuples():
+    for r in rows[~rows["sample"].isin(have)].itertuples() if given else ():
         warnings.append(f"{r.source_file}, row {r.source_line}: no gating result for flow "
                         f"sample {r.sample!r}; its visit is left empty")
     long = rows[["patient_id", "visit", "sample", "order"]].merge(
@@ -110,7 +110,7 @@ def _populations(rows: pd.DataFrame, populations: pd.DataFrame, patients, visits
 
 
 def _chimerism(rows: pd.DataFrame, table: pd.DataFrame, patients, visits, lineages,
-               warnings: list[str]):
+               warnings: list[str], given: bool = True):
     shape = (len(patients), len(visits), len(lineages))
     pct = np.full(shape, np.nan)
     flags = np.full(shape, "", dtype=object)
@@ -118,7 +118,7 @@ def _chimerism(rows: pd.DataFrame, table: pd.DataFrame, patients, visits, lineag
         return pct, flags
     table = table.drop_duplicates("sample", keep="first") if len(table) else table
     have = set(table["sample"]) if len(table) else set()
-    for r in rows[~rows["sample"].isin(have)].itertuples():
+    for r in rows[~rows["sample"].isin(have)].itertuples() if given else ():
         warnings.append(f"{r.source_file}, row {r.source_line}: no chimerism result for STR "
                         f"sample {r.sample!r}; its visit is left empty")
     keep = [c for c in ("sample", "percent_donor", "flags") if c in table]
@@ -374,7 +374,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
 
     pops = populations if populations is not None else pd.DataFrame(
         columns=["sample", "population"])
-    pop_names, markers, pvars, mfi = _populations(fcs_kept, pops, patients, visits, warnings)
+    pop_names, markers, pvars, mfi = _populations(fcs_kept, pops, patients, visits, warnings,
+                                                  given=populations is not None)
     listed = set(manifest.loc[manifest["kind"] == "fcs", "sample"])
     extra = sorted(set(pops["sample"]) - listed) if len(pops) else []
     if extra:
@@ -383,7 +384,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     lineages = list(dict.fromkeys(["WB"] + list(str_kept["lineage"]))) if len(str_kept) \
         else []
     chim = chimerism if chimerism is not None else pd.DataFrame(columns=["sample"])
-    pct, chim_flags = _chimerism(str_kept, chim, patients, visits, lineages, warnings)
+    pct, chim_flags = _chimerism(str_kept, chim, patients, visits, lineages, warnings,
+                                 given=chimerism is not None)
     n_qc, qc_text = _qc(fcs_kept, qc, patients, visits)
 
     have_pop = set(pops["sample"]) if len(pops) else set()
