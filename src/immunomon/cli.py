@@ -344,3 +344,42 @@ def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_
         ci = "" if q["lower"] is None else f" ({q['lower']:.3g}-{q['upper']:.3g})"
         p = "" if q["p_value"] is None else f", p = {q['p_value']:.3g}"
         click.echo(f"  {q['question']}: {est}{ci}{p}")
+
+
+# --------------------------------------------------------------------------- run
+@main.command("run")
+@click.argument("study", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: the study file's `out`).")
+@click.option("--force", is_flag=True, help="Rerun every stage, even when nothing changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print what ran as JSON.")
+def run(study, out_dir, force, as_json):
+    """Run a study pipeline: gate -> chimerism -> cohort -> analysis.
+
+    STUDY is a YAML file naming the inputs (FCS folder, template, manifest, STR
+    exports and references, kit, clinical folder) and the stages to run; paths
+    in it are relative to it. A stage whose inputs and settings have not
+    changed since its last complete run is skipped. The run stops at the first
+    stage that fails and keeps what the earlier stages wrote.
+
+    \b
+    Example:
+      immunomon run pipelines/demo.yaml
+      immunomon run pipelines/demo.yaml --out /tmp/demo --force
+    """
+    from .pipeline import run_pipeline
+
+    def progress(stage, message):
+        if not as_json:
+            click.echo(f"[{stage}] {message}", err=True)
+
+    result = run_pipeline(study, out_dir, force=force, progress=progress)
+    if as_json:
+        click.echo(json.dumps({"out": str(result.out_dir), "stages": [
+            {"name": s.name, "status": s.status, "seconds": round(s.seconds, 2),
+             "output": s.output, "details": s.details, "message": s.message}
+            for s in result.stages]}, indent=2, default=str))
+    else:
+        for s in result.stages:
+            click.echo(f"{s.name}: {s.status}" + (f" ({s.message})" if s.message else ""))
+        click.echo(f"results in {result.out_dir}")

@@ -1390,25 +1390,23 @@ def str_export(sample: str, genotypes: list[tuple[dict, float]], *, rng=None,
 
 
 # -- manifest and files ----------------------------------------------------------------------
-_MANIFEST_COLUMNS = ("file", "kind", "patient_id", "collection_date", "visit", "visit_order",
-                     "material", "lineage", "sample")
+_MANIFEST_COLUMNS = ("file", "kind", "patient_id", "collection_date", "visit", "material",
+                     "lineage", "sample")
 
 
 def _manifest_rows(c: dict) -> list:
     tx = _dt.date.fromisoformat(c["transplant_date"])
     pid, rows = c["patient_id"], []
     for visit, day in c["visits"].items():
-        order = TRIAL_VISITS.index(visit)
         name = f"{pid}_{visit}"
-        rows.append([f"fcs/{name}.fcs", "fcs", pid, _iso(tx, day), visit, order, "blood",
-                     "WB", name])
+        rows.append([f"fcs/{name}.fcs", "fcs", pid, _iso(tx, day), visit, "blood", "WB", name])
     for visit in TRIAL_STR_VISITS:
         if visit not in c["visits"]:
             continue
         for lineage in TRIAL_LINEAGES:
             name = f"{pid}_{lineage}_{visit}"
             rows.append([f"str/{name}.txt", "str", pid, _iso(tx, c["visits"][visit]), visit,
-                         TRIAL_VISITS.index(visit), "blood", lineage, name])
+                         "blood", lineage, name])
     return rows
 
 

@@ -1,0 +1,553 @@
+"""Study pipelines: one YAML file names a study's inputs and runs every stage in order.
+
+``run_pipeline("pipelines/demo.yaml")`` runs gate -> chimerism -> cohort -> analysis
+(the stages the file lists), each by calling the library functions that the
+command line uses.  A stage whose input files (by SHA-256) and settings have not
+changed since its last complete run is skipped; the state lives in
+``<out>/.pipeline.json``, written atomically after each stage.  Each stage builds
+its outputs in a temporary folder and moves them into place only when it
+completes, so a stage that fails leaves the earlier results as they were and the
+run stops there with an :class:`~immunomon.ImmunomonError`.  See
+``docs/pipelines.md`` for the file format.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ImmunomonError
+
+__all__ = ["PipelineError", "Study", "StageResult", "PipelineRun", "STAGES", "load_study",
+           "parse_study", "run_pipeline", "STATE_FILE"]
+
+STAGES = ("gate", "chimerism", "cohort", "analysis")
+STATE_FILE = ".pipeline.json"
+_STATE_VERSION = 1
+
+# Known keys, with their expected type(s), per section.
+_TOP = {"study": str, "description": str, "out": str, "inputs": dict, "stages": dict}
+_INPUTS = {"manifest": str, "fcs": str, "template": str, "str": str, "references": dict,
+           "kit": str, "clinical": str}
+_REFERENCES = {"donor": str, "recipient": str}
+_STAGE_KEYS = {
+    "gate": {"plots": bool, "anndata": bool, "exclude_anomalies": bool,
+             "on_file_error": str, "beads_per_test": (int, float),
+             "volume_ul": (int, float)},
+    "chimerism": {"quantity": str, "stutter": str, "stutter_ratio": (int, float),
+                  "size_tolerance": (int, float), "lod": (int, float),
+                  "full_donor": (int, float), "outlier_sd": (int, float, type(None)),
+                  "min_rise": (int, float), "detection_threshold": (int, float)},
+    "cohort": {"file": str, "material": str},
+    "analysis": {"seed": int, "title": str},
+}
+# The inputs each stage needs.
+_NEEDS = {"gate": ("fcs", "template"), "chimerism": ("manifest", "references"),
+          "cohort": ("manifest",), "analysis": ()}
+
+
+class PipelineError(ImmunomonError):
+    """A study file is invalid, or a stage of the pipeline failed."""
+
+
+# ----------------------------------------------------------------------------- YAML with lines
+class _LineDict(dict):
+    line: int = 0
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = _LineDict(super().construct_mapping(node, deep=True))
+        mapping.line = node.start_mark.line + 1
+        mapping.lines = {self.construct_object(k, deep=True): k.start_mark.line + 1
+                         for k, _ in node.value}
+        return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _Loader.construct_mapping)
+
+
+def _line(mapping, key=None) -> int:
+    if isinstance(mapping, _LineDict):
+        return mapping.lines.get(key, mapping.line) if key is not None else mapping.line
+    return 0
+
+
+def _fail(source, line: int, message: str):
+    where = f", line {line}" if line else ""
+    raise PipelineError(f"{source}{where}: {message}")
+
+
+def _type_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "text", dict: "a mapping", bool: "true or false", int: "an integer",
+             float: "a number", type(None): "null"}
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def _check_keys(source, mapping, known: dict, where: str) -> None:
+    for key, value in mapping.items():
+        if key not in known:
+            _fail(source, _line(mapping, key), f"unknown field {where}{key!r}; known fields: "
+                  f"{', '.join(known)}")
+        kind = known[key]
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float)
+                                              or (isinstance(value, bool) and isinstance(
+                                                  kind, tuple) and bool not in kind))
+        if not ok:
+            _fail(source, _line(mapping, key), f"{where}{key} must be {_type_name(kind)}, "
+                  f"not {value!r}")
+
+
+# ----------------------------------------------------------------------------- the study
+@dataclass(frozen=True)
+class Study:
+    """A validated study file: absolute input paths and per-stage settings."""
+
+    name: str
+    source: Path
+    out: Path
+    inputs: dict            # manifest, fcs, str, clinical: Path; template, kit: str;
+                            # references: {"donor": pattern, "recipient": pattern}
+    stages: dict            # stage -> settings dict, in STAGES order
+    description: str = ""
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p)
+
+
+def _template_ref(base: Path, value: str) -> str:
+    """A built-in template name stays a name; anything that looks like a path is resolved."""
+    if "/" in value or "\\" in value or value.endswith((".yaml", ".yml")):
+        return str(_resolve(base, value))
+    return value
+
+
+def parse_study(text: str, source="<study>") -> Study:
+    """Validate a study YAML text; paths are relative to the folder of ``source``."""
+    source_path = Path(os.fspath(source))
+    base = source_path.resolve().parent if str(source) != "<study>" else Path.cwd()
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        _fail(source, mark.line + 1 if mark is not None else 0,
+              f"not valid YAML: {getattr(exc, 'problem', exc)}")
+    if not isinstance(doc, dict):
+        _fail(source, 1, "a study file is a mapping with study, inputs and stages")
+    _check_keys(source, doc, _TOP, "")
+    for key in ("study", "inputs", "stages"):
+        if key not in doc:
+            _fail(source, _line(doc), f"'{key}' is missing")
+    inputs_raw, stages_raw = doc["inputs"], doc["stages"]
+    _check_keys(source, inputs_raw, _INPUTS, "inputs.")
+    inputs: dict = {}
+    for key in ("manifest", "fcs", "str", "clinical"):
+        if key in inputs_raw:
+            inputs[key] = _resolve(base, inputs_raw[key])
+    if "template" in inputs_raw:
+        inputs["template"] = _template_ref(base, inputs_raw["template"])
+    if "kit" in inputs_raw:
+        kit = inputs_raw["kit"]
+        inputs["kit"] = str(_resolve(base, kit)) if kit.endswith((".yaml", ".yml")) else kit
+    if "references" in inputs_raw:
+        refs = inputs_raw["references"]
+        _check_keys(source, refs, _REFERENCES, "inputs.references.")
+        for person in _REFERENCES:
+            if person not in refs:
+                _fail(source, _line(refs), f"inputs.references.{person} is missing (a path "
+                      "with {patient}, e.g. str/{patient}_" + person + ".txt)")
+            if "{patient}" not in refs[person]:
+                _fail(source, _line(refs, person), f"inputs.references.{person} must contain "
+                      "{patient}, replaced by each patient's id")
+        inputs["references"] = {p: str(_resolve(base, refs[p])) for p in _REFERENCES}
+    if not stages_raw:
+        _fail(source, _line(doc, "stages"), f"stages is empty; list some of {', '.join(STAGES)}")
+    stages: dict = {}
+    for name, settings in stages_raw.items():
+        if name not in STAGES:
+            _fail(source, _line(stages_raw, name), f"unknown stage {name!r}; stages are "
+                  f"{', '.join(STAGES)} (run in that order)")
+        settings = {} if settings is None else settings
+        if not isinstance(settings, dict):
+            _fail(source, _line(stages_raw, name), f"stages.{name} must be a mapping of "
+                  f"settings (or empty), not {settings!r}")
+        _check_keys(source, settings, _STAGE_KEYS[name], f"stages.{name}.")
+        for need in _NEEDS[name]:
+            if need not in inputs:
+                _fail(source, _line(stages_raw, name), f"stage {name} needs inputs.{need}")
+        _check_choices(source, name, settings)
+        stages[name] = dict(settings)
+    if "analysis" in stages and "cohort" not in stages:
+        _fail(source, _line(stages_raw, "analysis"), "stage analysis needs the cohort stage")
+    ordered = {name: stages[name] for name in STAGES if name in stages}
+    out = _resolve(base, doc["out"]) if "out" in doc else base / "results" / str(doc["study"])
+    return Study(name=str(doc["study"]), source=source_path, out=out, inputs=inputs,
+                 stages=ordered, description=str(doc.get("description", "")))
+
+
+def _check_choices(source, name: str, settings) -> None:
+    choices = {("gate", "on_file_error"): ("stop", "continue"),
+               ("chimerism", "quantity"): ("area", "height"),
+               ("chimerism", "stutter"): ("correct", "exclude", "flag"),
+               ("cohort", "material"): ("blood", "marrow")}
+    for (stage, key), allowed in choices.items():
+        if stage == name and key in settings and settings[key] not in allowed:
+            _fail(source, _line(settings, key), f"stages.{name}.{key} must be one of "
+                  f"{', '.join(allowed)}, not {settings[key]!r}")
+    if name == "cohort" and "file" in settings and \
+            not settings["file"].endswith((".nc", ".zarr")):
+        _fail(source, _line(settings, "file"), "stages.cohort.file must end in .nc or .zarr")
+
+
+def load_study(path) -> Study:
+    """Read and validate a study YAML file."""
+    path = Path(os.fspath(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: no such study file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: cannot be read ({exc})") from None
+    return parse_study(text, path)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hashes(paths) -> dict:
+    out = {}
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise PipelineError(f"{p}: input file not found")
+        out[str(p)] = _sha256(p)
+    return out
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_state(out: Path) -> dict:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return {"version": _STATE_VERSION, "stages": {}}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"version": _STATE_VERSION, "stages": {}}   # unreadable: run everything
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        return {"version": _STATE_VERSION, "stages": {}}
+    state.setdefault("stages", {})
+    return state
+
+
+def _write_state(out: Path, state: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, indent=2)
+        os.replace(tmp, out / STATE_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _swap_in(work: Path, final: Path) -> None:
+    """Replace ``final`` (file or folder) by ``work``."""
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, final)
+
+
+# ----------------------------------------------------------------------------- stages
+def _manifest(study: Study):
+    from .cohort import read_manifest
+    return read_manifest(study.inputs["manifest"])
+
+
+def _gate_inputs(study: Study) -> tuple[list[Path], dict]:
+    from .gating.run import find_fcs_files
+    from .gating.template import builtin_templates
+
+    folder = study.inputs["fcs"]
+    if not folder.exists():
+        raise PipelineError(f"{folder}: the FCS folder (inputs.fcs) does not exist")
+    files = find_fcs_files([folder])
+    if not files:
+        raise PipelineError(f"{folder}: no .fcs files found (inputs.fcs)")
+    template = study.inputs["template"]
+    tpath = Path(template) if Path(template).suffix else builtin_templates().get(template)
+    hashed = files + ([tpath] if tpath is not None else [])
+    return files, {"files": _hashes(hashed), "template": template}
+
+
+def _gate(study: Study, settings: dict, work: Path, progress) -> dict:
+    from .gating.run import CountingInputs, gate_files
+    from .gating.template import load_template
+
+    files, _ = _gate_inputs(study)
+    template = load_template(study.inputs["template"])
+    counting = CountingInputs(settings.get("beads_per_test"), settings.get("volume_ul"))
+    done = [0]
+
+    def step(row):
+        done[0] += 1
+        progress("gate", f"{done[0]}/{len(files)} {row['sample']}: {row['status']}")
+
+    run = gate_files(files, template, work, counting=counting,
+                     plots=settings.get("plots", False), anndata=settings.get("anndata", False),
+                     exclude_anomalies=settings.get("exclude_anomalies", True), progress=step)
+    failed = [r for r in run.samples if r["status"] == "failed"]
+    if failed and (settings.get("on_file_error", "stop") == "stop" or len(failed) == len(files)):
+        first = failed[0]
+        raise PipelineError(f"{len(failed)} of {len(files)} FCS files could not be gated; "
+                            f"first: {first['file']}: {first['message']} (set "
+                            "stages.gate.on_file_error: continue to go on without them)")
+    return {"samples": len(files) - len(failed), "failed": [r["file"] for r in failed]}
+
+
+def _chimerism_groups(study: Study) -> dict:
+    """Per patient: its STR sample rows, donor and recipient reference paths."""
+    manifest = _manifest(study)
+    rows = manifest[manifest["kind"] == "str"]
+    if rows.empty:
+        raise PipelineError(f"{study.inputs['manifest']}: no STR exports (kind 'str') in the "
+                            "manifest for the chimerism stage")
+    groups = {}
+    for pid, grp in rows.groupby("patient_id", sort=True):
+        refs = {p: Path(study.inputs["references"][p].replace("{patient}", str(pid)))
+                for p in ("donor", "recipient")}
+        groups[str(pid)] = (grp, refs)
+    return groups
+
+
+def _chimerism_inputs(study: Study) -> dict:
+    from .chimerism.kits import load_kit
+
+    files = [Path(study.inputs["manifest"])]
+    for grp, refs in _chimerism_groups(study).values():
+        files += [Path(p) for p in grp["path"]] + [refs["donor"], refs["recipient"]]
+    kit = study.inputs.get("kit")
+    if kit and Path(kit).suffix:
+        files.append(Path(kit))
+    elif kit:
+        load_kit(kit)            # an unknown kit name fails here, before any work
+    return {"files": _hashes(files), "kit": kit}
+
+
+def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
+    import pandas as pd
+
+    from .chimerism import ChimerismSettings, chimerism_from_exports
+    from .chimerism.report import write_tables
+
+    options = dict(settings)
+    chim_settings = ChimerismSettings(**options)
+    groups = _chimerism_groups(study)
+    n = 0
+    for k, (pid, (grp, refs)) in enumerate(groups.items(), start=1):
+        folder = work / pid
+        folder.mkdir(parents=True)
+        meta = pd.DataFrame({"sample": grp["sample"].astype(str),
+                             "patient": pid, "lineage": grp["lineage"].astype(str),
+                             "date": grp["collection_date"].astype(str).str[:10]})
+        meta_path = folder / "samples.csv"
+        meta.to_csv(meta_path, index=False)
+        result = chimerism_from_exports(refs["donor"], refs["recipient"], list(grp["path"]),
+                                        kit=study.inputs.get("kit"), settings=chim_settings,
+                                        manifest=meta_path)
+        write_tables(result, folder)
+        n += len(result.samples)
+        progress("chimerism", f"{k}/{len(groups)} {pid}: {len(result.samples)} samples")
+    return {"samples": n, "patients": len(groups)}
+
+
+def _cohort_file(study: Study, settings: dict) -> str:
+    return settings.get("file", "cohort.nc")
+
+
+def _cohort_inputs(study: Study) -> dict:
+    files = [study.inputs["manifest"]]
+    if "clinical" in study.inputs:
+        folder = study.inputs["clinical"]
+        if not folder.is_dir():
+            raise PipelineError(f"{folder}: the clinical folder (inputs.clinical) does not "
+                                "exist")
+        files += sorted(folder.glob("*.csv"))
+    return {"files": _hashes(files)}
+
+
+def _cohort(study: Study, settings: dict, work: Path, progress) -> dict:
+    from .cohort import build_from_files
+
+    out = work.parent
+    gating = out / "gate" if "gate" in study.stages else None
+    chim = out / "chimerism" if "chimerism" in study.stages else None
+    cohort = build_from_files(study.inputs["manifest"], clinical=study.inputs.get("clinical"),
+                              gating=gating, chimerism=chim,
+                              material=settings.get("material", "blood"))
+    work.mkdir()
+    path = cohort.save(work / _cohort_file(study, settings))
+    ds = cohort.dataset
+    return {"file": path.name, "patients": int(ds.sizes.get("patient", 0)),
+            "timepoints": int(ds.sizes.get("timepoint", 0))}
+
+
+def _analysis_available() -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec("immunomon.analysis.report") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _analysis(study: Study, settings: dict, work: Path, progress) -> dict:
+    from .analysis.report import gvm_report
+    from .cohort import load
+
+    cohort_settings = study.stages.get("cohort", {})
+    cohort = load(work.parent / "cohort" / _cohort_file(study, cohort_settings))
+    kwargs = {"seed": settings.get("seed", 0)}
+    if "title" in settings:
+        kwargs["title"] = settings["title"]
+    page = gvm_report(cohort, work, **kwargs)
+    return {"report": Path(page).name}
+
+
+_RUNNERS = {"gate": _gate, "chimerism": _chimerism, "cohort": _cohort, "analysis": _analysis}
+_INPUT_FUNCS = {"gate": lambda s: _gate_inputs(s)[1], "chimerism": _chimerism_inputs,
+                "cohort": _cohort_inputs, "analysis": lambda s: {}}
+_UPSTREAM = {"gate": (), "chimerism": (), "cohort": ("gate", "chimerism"),
+             "analysis": ("cohort",)}
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class StageResult:
+    name: str
+    status: str                  # "ran", "skipped", "failed", "unavailable"
+    seconds: float = 0.0
+    output: str = ""             # the stage's folder under the output folder
+    details: dict = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class PipelineRun:
+    study: Study
+    out_dir: Path
+    stages: list = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.stages if s.status == "ran"]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [s.name for s in self.stages if s.status == "skipped"]
+
+
+def _no_progress(stage: str, message: str) -> None:
+    pass
+
+
+def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> PipelineRun:
+    """Run the stages of a study file in order; returns what ran and what was skipped.
+
+    ``out_dir`` overrides the file's ``out``; ``force`` reruns every stage;
+    ``progress(stage, message)`` is called as work proceeds.  Raises
+    :class:`PipelineError` at the first stage that fails; the stages before it
+    keep their outputs and their recorded state.
+    """
+    study = load_study(path)
+    progress = progress or _no_progress
+    out = Path(out_dir) if out_dir is not None else study.out
+    out.mkdir(parents=True, exist_ok=True)
+    state = _read_state(out)
+    run = PipelineRun(study, out)
+    prints: dict = {}
+    for name, settings in study.stages.items():
+        if name == "analysis" and not _analysis_available():
+            run.stages.append(StageResult(name, "unavailable", message=(
+                "immunomon.analysis.report is not installed; the analysis stage was skipped")))
+            progress(name, run.stages[-1].message)
+            continue
+        final = out / name
+        try:
+            inputs = _INPUT_FUNCS[name](study)
+        except ImmunomonError as exc:
+            raise _stage_error(name, exc, out) from None
+        prints[name] = _fingerprint(name, settings, inputs,
+                                    [prints.get(u) for u in _UPSTREAM[name]])
+        recorded = state["stages"].get(name, {})
+        if not force and recorded.get("fingerprint") == prints[name] and final.exists():
+            run.stages.append(StageResult(name, "skipped", output=str(final),
+                                          details=recorded.get("details", {}),
+                                          message="inputs and settings unchanged"))
+            progress(name, "skipped: inputs and settings unchanged since the last run")
+            continue
+        progress(name, "running")
+        started = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
+        try:
+            if name == "cohort":
+                work.rmdir()                     # _cohort creates it
+            details = _RUNNERS[name](study, settings, work, progress)
+        except ImmunomonError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            state["stages"].pop(name, None)
+            _write_state(out, state)
+            raise _stage_error(name, exc, out) from None
+        except Exception as exc:
+            # a defect rather than bad input: still stop cleanly, naming the stage
+            shutil.rmtree(work, ignore_errors=True)
+            state["stages"].pop(name, None)
+            _write_state(out, state)
+            raise PipelineError(
+                f"stage {name} failed with an unexpected {type(exc).__name__}: {exc}. "
+                f"Earlier stages' results are kept in {out}; please report this with the "
+                "input that caused it.") from exc
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        _swap_in(work, final)
+        seconds = time.monotonic() - started
+        state["stages"][name] = {
+            "fingerprint": prints[name], "details": details,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 2)}
+        _write_state(out, state)
+        run.stages.append(StageResult(name, "ran", seconds, str(final), details))
+        progress(name, f"done in {seconds:.1f} s")
+    return run
+
+
+def _stage_error(name: str, exc: ImmunomonError, out: Path) -> PipelineError:
+    return PipelineError(f"stage {name} failed: {exc}. Earlier stages' results are kept "
+                         f"in {out}; fix the input and run again to continue from here.")

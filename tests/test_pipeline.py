@@ -1,0 +1,232 @@
+"""Study pipelines: the YAML format, and `immunomon run` end to end on a tiny trial."""
+
+import dataclasses
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from immunomon import pipeline, simulate as sim
+from immunomon.cli import main
+from immunomon.pipeline import PipelineError, load_study, parse_study, run_pipeline
+
+STUDY = """\
+study: tiny
+out: results
+inputs:
+  manifest: study/manifest.csv
+  fcs: study/fcs
+  template: post-transplant
+  str: study/str
+  references:
+    donor: study/str/{patient}_donor.txt
+    recipient: study/str/{patient}_recipient.txt
+  kit: Identifiler
+  clinical: study/clinical
+stages:
+  gate: {plots: false, anndata: false}
+  chimerism: {quantity: area}
+  cohort: {file: cohort.nc}
+"""
+
+
+# ----------------------------------------------------------------------------- the YAML
+def test_paths_are_relative_to_the_study_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "s.yaml"
+    path.write_text(STUDY)
+    study = load_study(path)
+    assert study.inputs["manifest"] == tmp_path / "sub" / "study" / "manifest.csv"
+    assert study.out == tmp_path / "sub" / "results"
+    assert study.inputs["template"] == "post-transplant"         # a built-in name
+    assert study.inputs["references"]["donor"].endswith("study/str/{patient}_donor.txt")
+    assert list(study.stages) == ["gate", "chimerism", "cohort"]
+
+
+def test_shipped_demo_study_is_valid():
+    study = load_study(pipeline.Path(__file__).parents[1] / "pipelines" / "demo.yaml")
+    assert list(study.stages) == list(pipeline.STAGES)
+    assert study.inputs["kit"] == "Identifiler"
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("  kit: Identifiler", "  kit: Identifiler\n  kits: x", "line 12: unknown field inputs.'kits'"),
+    ("  chimerism: {quantity: area}", "  chimerism: {quantity: volume}",
+     "line 15: stages.chimerism.quantity must be one of area, height"),
+    ("  gate: {plots: false, anndata: false}", "  gate: {plots: 3}",
+     "line 14: stages.gate.plots must be true or false"),
+    ("    donor: study/str/{patient}_donor.txt", "    donor: study/str/donor.txt",
+     "line 9: inputs.references.donor must contain {patient}"),
+    ("  cohort: {file: cohort.nc}", "  cohorts: {}", "line 16: unknown stage 'cohorts'"),
+    ("  fcs: study/fcs\n", "", "stage gate needs inputs.fcs"),
+    ("stages:", "stages: [", "not valid YAML"),
+    ("  cohort: {file: cohort.nc}", "  cohort: {file: cohort.csv}",
+     "line 16: stages.cohort.file must end in .nc or .zarr"),
+])
+def test_invalid_study_files_name_line_and_field(old, new, message):
+    text = STUDY.replace(old, new)
+    assert text != STUDY
+    with pytest.raises(PipelineError, match="s.yaml") as err:
+        parse_study(text, "s.yaml")
+    assert message in str(err.value)
+
+
+def test_yaml_is_loaded_safely():
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        parse_study("study: !!python/object/apply:os.system ['true']\n", "s.yaml")
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """3 patients, visits pre/M1/M2, 1,500 events per FCS file."""
+    root = tmp_path_factory.mktemp("pipeline")
+    trial = sim.trial(2, n_patients=3)
+    keep = trial.manifest[trial.manifest["visit"].isin(["pre", "M1", "M2"])]
+    trial = dataclasses.replace(trial, manifest=keep.reset_index(drop=True))
+    sim.write_trial(trial, root / "study", events_per_sample=1500)
+    (root / "tiny.yaml").write_text(STUDY)
+    return root, trial
+
+
+def _run(root, **kw):
+    messages = []
+    result = run_pipeline(root / "tiny.yaml", progress=lambda s, m: messages.append((s, m)),
+                          **kw)
+    return result, messages
+
+
+@pytest.mark.slow
+def test_pipeline_runs_skips_and_reruns_from_the_changed_stage(tiny):
+    root, trial = tiny
+    out = root / "results"
+    first, messages = _run(root)
+    assert first.ran == ["gate", "chimerism", "cohort"]
+    assert ("gate", "running") in messages
+    state = json.loads((out / ".pipeline.json").read_text())
+    assert set(state["stages"]) == {"gate", "chimerism", "cohort"}
+
+    from immunomon.cohort import load
+    cohort = load(out / "cohort" / "cohort.nc")
+    ds = cohort.dataset
+    assert sorted(map(str, ds["patient"].values)) == ["P01", "P02", "P03"]
+    # chimerism against the simulator's truth
+    visits = ["pre", "M1", "M2"]
+    for row in trial.chimerism[trial.chimerism["visit"].isin(visits)].itertuples():
+        got = float(ds["donor_chimerism_percent"].sel(patient=row.patient_id,
+                                                      timepoint=row.visit,
+                                                      lineage=row.lineage))
+        assert got == pytest.approx(row.percent_donor, abs=3.0)
+    # gated lymphocytes against the true counts the files were drawn from
+    truth = trial.immune[(trial.immune["population"] == "Lymphocytes")
+                         & trial.immune["visit"].isin(visits)]
+    for row in truth.itertuples():
+        got = float(ds["cells_per_ul"].sel(patient=row.patient_id, timepoint=row.visit,
+                                           population="Lymphocytes"))
+        assert got == pytest.approx(row.cells_per_ul, rel=0.3)
+
+    second, messages = _run(root)
+    assert second.ran == [] and second.skipped == ["gate", "chimerism", "cohort"]
+    assert all("skipped" in m for _, m in messages)
+
+    # a changed STR export: chimerism and cohort rerun, gating is kept
+    export = root / "study" / keep_first_str(trial)
+    export.write_text(export.read_text() + "\n")
+    third, _ = _run(root)
+    assert third.skipped == ["gate"] and third.ran == ["chimerism", "cohort"]
+
+    # a clinical table with an error: the cohort stage fails, the others are kept
+    ae = root / "study" / "clinical" / "adverse_events.csv"
+    good = ae.read_text()
+    lines = good.splitlines()
+    cells = lines[1].split(",")
+    cells[2] = "7"                                  # CTCAE grade 7 does not exist
+    ae.write_text("\n".join([lines[0], ",".join(cells)] + lines[2:]) + "\n")
+    try:
+        with pytest.raises(PipelineError) as err:
+            _run(root)
+        text = str(err.value)
+        assert "stage cohort failed" in text and "adverse_events.csv" in text
+        assert "row 2" in text and "grade" in text
+        state = json.loads((out / ".pipeline.json").read_text())
+        assert set(state["stages"]) == {"gate", "chimerism"}
+        assert (out / "gate" / "populations.csv").is_file()
+        assert (out / "chimerism").is_dir()
+        assert (out / "cohort" / "cohort.nc").is_file()     # the last complete cohort
+    finally:
+        ae.write_text(good)
+    fourth, _ = _run(root)
+    assert fourth.ran == ["cohort"]
+
+    # the command: skips everything, then --force reruns everything
+    runner = CliRunner()
+    res = runner.invoke(main, ["run", str(root / "tiny.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    stages = json.loads(res.output)["stages"]
+    assert [s["status"] for s in stages] == ["skipped"] * 3
+    res = runner.invoke(main, ["run", str(root / "tiny.yaml"), "--force",
+                               "--out", str(root / "other")])
+    assert res.exit_code == 0, res.output
+    assert "cohort: ran" in res.output and (root / "other" / "cohort" / "cohort.nc").is_file()
+
+
+def keep_first_str(trial):
+    return trial.manifest.loc[trial.manifest["kind"] == "str", "file"].iloc[0]
+
+
+def test_missing_input_stops_at_the_first_stage(tmp_path):
+    (tmp_path / "s.yaml").write_text(STUDY)
+    with pytest.raises(PipelineError, match="stage gate failed: .*study/fcs"):
+        run_pipeline(tmp_path / "s.yaml")
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "stage gate failed" in res.output
+
+
+def test_analysis_stage_is_skipped_with_a_note_when_unavailable(tmp_path, monkeypatch):
+    text = STUDY.replace("  gate: {plots: false, anndata: false}\n", "") \
+                .replace("  chimerism: {quantity: area}\n", "").replace(
+        "  cohort: {file: cohort.nc}", "  cohort: {file: cohort.nc}\n  analysis: {seed: 1}")
+    (tmp_path / "s.yaml").write_text(text)
+    monkeypatch.setattr(pipeline, "_analysis_available", lambda: False)
+    monkeypatch.setattr(pipeline, "_INPUT_FUNCS", {**pipeline._INPUT_FUNCS,
+                                                   "cohort": lambda s: {}})
+    monkeypatch.setattr(pipeline, "_RUNNERS", {**pipeline._RUNNERS,
+                                               "cohort": lambda s, st, w, p: w.mkdir() or {}})
+    result = run_pipeline(tmp_path / "s.yaml")
+    assert [(s.name, s.status) for s in result.stages] == [("cohort", "ran"),
+                                                           ("analysis", "unavailable")]
+    assert "not installed" in result.stages[1].message
+
+
+def test_state_file_is_rewritten_after_each_stage(tmp_path, monkeypatch):
+    """A stage that fails after another completed leaves the first one's state."""
+    text = STUDY.replace("  gate: {plots: false, anndata: false}\n", "")
+    (tmp_path / "s.yaml").write_text(text)
+    calls = []
+
+    def ok(study, settings, work, progress):
+        calls.append("chimerism")
+        (work / "P01").mkdir()
+        return {"samples": 0}
+
+    def boom(study, settings, work, progress):
+        raise PipelineError("no cohort today")
+
+    monkeypatch.setattr(pipeline, "_INPUT_FUNCS", {**pipeline._INPUT_FUNCS,
+                                                   "chimerism": lambda s: {"x": 1},
+                                                   "cohort": lambda s: {"y": 2}})
+    monkeypatch.setattr(pipeline, "_RUNNERS", {**pipeline._RUNNERS, "chimerism": ok,
+                                               "cohort": boom})
+    with pytest.raises(PipelineError, match="stage cohort failed: no cohort today"):
+        run_pipeline(tmp_path / "s.yaml")
+    state = json.loads((tmp_path / "results" / ".pipeline.json").read_text())
+    assert list(state["stages"]) == ["chimerism"]
+    assert (tmp_path / "results" / "chimerism" / "P01").is_dir()
+    assert not [p for p in (tmp_path / "results").iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(PipelineError):
+        run_pipeline(tmp_path / "s.yaml")
+    assert calls == ["chimerism"]                  # the second run skipped it
