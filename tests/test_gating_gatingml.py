@@ -106,6 +106,7 @@ def test_malformed_xml_and_wrong_root(tmp_path):
     ('<transforms:transformation transforms:id="L"><transforms:logicle transforms:T="-5" '
      'transforms:W="0.5" transforms:M="4.5" transforms:A="0"/></transforms:transformation>',
      "'L'.*invalid"),
+    ('<gating:CurlyQuadGate gating:id="C1"/>', "'C1'.*not a Gating-ML 2.0 gate type"),
 ])
 def test_malformed_documents_name_the_gate(tmp_path, body, match):
     with pytest.raises(GatingMLError, match=match) as err:

@@ -245,6 +245,11 @@ class _Reader:
             for elem in root.iter():
                 if elem.tag in _GATE_TAGS:
                     strategy.add(self.gate(elem))
+                elif elem.tag.startswith(f"{{{G}}}") and elem.tag.endswith("Gate"):
+                    gid = elem.get(_q(G, "id"), "?")
+                    self.fail(f"gate {gid!r}", f"<{_local(elem.tag)}> is not a Gating-ML 2.0 "
+                                               "gate type (RectangleGate, PolygonGate, "
+                                               "EllipsoidGate, QuadrantGate, BooleanGate)")
         except GatingError as exc:
             if isinstance(exc, GatingMLError):
                 raise
