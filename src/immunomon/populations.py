@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import GatingError
+from .errors import GatingError, ImmunomonError
 
 RCV_LOW, RCV_HIGH = 15.87, 84.13
 _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
@@ -265,7 +265,7 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
     channels = list(channels) if channels is not None else default_channels(sample)
     try:
         idx = [sample.channel_index(c) for c in channels]
-    except Exception as exc:                               # noqa: BLE001 - reworded below
+    except ImmunomonError as exc:
         raise GatingError(f"population statistics: {exc}") from None
     names = [sample.channels[i] for i in idx]
     labels = [sample.markers[i] or sample.channels[i] for i in idx]
