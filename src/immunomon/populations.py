@@ -44,7 +44,7 @@ _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
 # (sign bit set) run from the most negative down to -0, then the positives up.
 _HALF = 1 if sys.byteorder == "little" else 0
 _SMALL = 12_000             # below this many events, sorting beats bucketing (measured)
-_MID = 1 << 18              # below this many, 4,096 buckets cost less than 65,536
+_MID = 1 << 16              # below this many, 4,096 buckets cost less than 65,536
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
