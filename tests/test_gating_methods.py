@@ -99,6 +99,8 @@ def test_cluster_gate_picks_the_requested_component():
     f1 = 2 * np.sum(got & truth) / (got.sum() + truth.sum())
     assert f1 > 0.99
     np.testing.assert_allclose(found.mean, (0.5, 0.8), atol=0.01)
+    few = gate.resolve([X[:5, 0], X[:5, 1]])            # too few for three components
+    assert few.fell_back and not few.contains([X[:, 0], X[:, 1]]).any()
     assert found.distance_square == pytest.approx(stats.chi2.ppf(0.999, 2))
 
 

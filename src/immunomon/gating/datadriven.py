@@ -65,8 +65,9 @@ def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
         return None
     note = (f"only {n} events in parent {gate.parent!r} (at least {needed} needed); "
             "population left empty")
-    return FoundRectangle(gate.id, gate.dimensions[:1], [(np.inf, None)], gate.parent,
-                          method="none", fell_back=True, notes=(note,))
+    # x >= inf on every dimension: a valid gate over the same columns that holds nothing
+    return FoundRectangle(gate.id, gate.dimensions, [(np.inf, None)] * len(gate.dimensions),
+                          gate.parent, method="none", fell_back=True, notes=(note,))
 
 
 def _threshold(values: np.ndarray, method: str, args: dict) -> methods.Threshold:

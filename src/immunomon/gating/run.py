@@ -321,6 +321,11 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
         except ImmunomonError as exc:
             rows.append({"sample": name, "file": str(path), "status": "failed",
                          "events": None, "flags": [], "page": None, "message": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not stop a batch
+            rows.append({"sample": name, "file": str(path), "status": "failed",
+                         "events": None, "flags": [], "page": None,
+                         "message": f"{path}: internal error while gating "
+                                    f"({type(exc).__name__}: {exc}); please report it"})
         if progress is not None:
             progress(rows[-1])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
