@@ -89,14 +89,14 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     power = run(range(1, args.planted + 1), False, args.patients, args.jobs)
     t1 = time.perf_counter()
-    null = run(range(100_001, 100_001 + args.null), True, args.patients, args.jobs)
-    t2 = time.perf_counter()
     print(f"Power at n={args.patients}, alpha={args.alpha}, {args.planted} trials with "
           f"planted effects {planted} ({t1 - t0:.0f} s)")
     print(rejection_table(power, args.alpha, planted).to_string(index=False))
     print(f"  GVHD-relapse model separated in {power['separated'].mean():.1%} of trials, "
           f"not computable in {1 - power['estimable'].mean():.1%}")
-    print()
+    print(flush=True)
+    null = run(range(100_001, 100_001 + args.null), True, args.patients, args.jobs)
+    t2 = time.perf_counter()
     print(f"False-positive rate at n={args.patients}, alpha={args.alpha}, {args.null} null "
           f"trials ({t2 - t1:.0f} s)")
     print(rejection_table(null, args.alpha, {}).to_string(index=False))

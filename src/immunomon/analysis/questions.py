@@ -289,7 +289,7 @@ def gvhd_outcomes(endpoints: pd.DataFrame, plan: Plan, *,
                 text=f"Acute GVHD II-IV and {words}",
                 method="Cox model, GVHD switched on at onset (counting process), "
                        "separation checked"))
-        except AnalysisError as exc:
+        except (AnalysisError, np.linalg.LinAlgError) as exc:
             rows.append(_error_row(exc, **base, question=f"2.{name}",
                                    family="2 primary" if primary else "2 time-varying",
                                    label="primary" if primary else "exploratory",
@@ -312,7 +312,7 @@ def gvhd_outcomes(endpoints: pd.DataFrame, plan: Plan, *,
                 f"{lm.n_excluded} patients excluded (event or censored by the landmark)",
                 row["note"]]))
             rows.append(row)
-        except AnalysisError as exc:
+        except (AnalysisError, np.linalg.LinAlgError) as exc:
             rows.append(_error_row(exc, **lm_base))
     return rows
 
@@ -382,7 +382,7 @@ def timevarying_markers(endpoints, immune, chimerism, plan: Plan) -> list[dict]:
             try:
                 fit = marker_cox(endpoints, table, days, event)
                 rows.append(_cox_row(fit, "x", **base))
-            except AnalysisError as exc:
+            except (AnalysisError, np.linalg.LinAlgError) as exc:
                 rows.append(_error_row(exc, **base))
     return rows
 
@@ -424,7 +424,7 @@ def immune_correlations(immune, chimerism, plan: Plan) -> tuple[list[dict], pd.D
             try:
                 r = spearman(wide[x].to_numpy(), wide[y].to_numpy(),
                              n_permutations=plan.n_permutations, seed=20240607 + plan.seed)
-            except AnalysisError as exc:
+            except (AnalysisError, np.linalg.LinAlgError) as exc:
                 rows.append(_error_row(exc, **base))
                 matrix.loc[x, y] = matrix.loc[y, x] = np.nan
                 continue
@@ -500,7 +500,7 @@ def competing_risks(endpoints: pd.DataFrame, plan: Plan) -> list[dict]:
             row = _cox_row(fg, "x", **base)
             row.update(p_value=gray.p_value, p_method="Gray's test", p_score=np.nan)
             rows.append(row)
-        except AnalysisError as exc:
+        except (AnalysisError, np.linalg.LinAlgError) as exc:
             rows.append(_error_row(exc, **base))
     return rows
 
