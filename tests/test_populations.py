@@ -134,12 +134,13 @@ def test_population_statistics_match_numpy(gated):
     exact = smp.events[:, 1:].astype(np.float64) @ np.linalg.inv(smp.spillover.matrix)
     np.testing.assert_allclose(x, exact[res.mask("CD4+"), 2], rtol=1e-5, atol=1e-3)
     row = table.set_index(["population", "marker"]).loc[("CD4+", "CD8")]
-    assert row["median"] == np.median(x)
-    assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+    # float32 products may round differently in the last bit from one BLAS to another
+    assert row["median"] == pytest.approx(np.median(x), rel=1e-6)
+    assert row["mean"] == pytest.approx(x.mean(), rel=1e-6)
     assert row["geometric_mean"] == pytest.approx(gmean(x[x > 0]), rel=1e-6)
     assert row["n_positive"] == (x > 0).sum() < x.size         # negatives were excluded
     p16, p84 = np.percentile(x, [15.87, 84.13])
-    assert row["rcv"] == pytest.approx(100 * 0.5 * (p84 - p16) / np.median(x), rel=1e-12)
+    assert row["rcv"] == pytest.approx(100 * 0.5 * (p84 - p16) / np.median(x), rel=1e-5)
     assert row["percent_of_cells"] == pytest.approx(
         100 * res.count("CD4+") / res.count("cells"))
     empty = table[table["population"] == "none"]

@@ -90,21 +90,38 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
                       ) -> tuple[np.ndarray, dict[str, int], dict[int, int]]:
     """The compensated channels as rows (channels x events, float32, so that
     each channel is contiguous), the row of each fluorochrome, and the row of
-    each compensated column of the sample."""
-    from ..compensation import compensate_array, match_detectors
+    each compensated column of the sample.
+
+    The product is written straight into that layout, ``inv^T @ X^T``, with
+    the checked inverse of ``immunomon.compensation`` and, like
+    ``compensate_array``, in float32 (exact enough for spillover matrices
+    whose condition number it accepts).
+    """
+    from ..compensation import match_detectors, spillover_inverse
     from ..errors import CompensationError
     try:
         idx = match_detectors(sample, m.detectors)
         if m.matrix.shape[0] == m.matrix.shape[1]:
-            rows = compensate_array(events, idx, m.matrix).T[idx]
+            inverse = spillover_inverse(m.matrix)
+            detectors = _columns(events, idx)
+            rows = np.matmul(inverse.T.astype(np.float32), detectors.T)
             return (rows, {name: j for j, name in enumerate(m.fluorochromes)},
                     {i: j for j, i in enumerate(idx)})
     except CompensationError as exc:
         raise GatingError(str(exc)) from None
     # unmixing (more detectors than dyes): one least-squares row per dye
-    unmixed = (np.asarray(events[:, idx], dtype=np.float64) @ m.unmixing()).T
+    unmixed = (np.asarray(_columns(events, idx), dtype=np.float64) @ m.unmixing()).T
     return (np.ascontiguousarray(unmixed, dtype=np.float32),
             {name: j for j, name in enumerate(m.fluorochromes)}, {})
+
+
+def _columns(events: np.ndarray, idx: list[int]) -> np.ndarray:
+    """events[:, idx] as float32: a view when the columns are adjacent."""
+    if idx and idx == list(range(idx[0], idx[0] + len(idx))):
+        block = events[:, idx[0]:idx[0] + len(idx)]
+    else:
+        block = events[:, idx]
+    return block if block.dtype == np.float32 else block.astype(np.float32)
 
 
 class EventValues:
