@@ -28,7 +28,6 @@ population masks with the intensities, block by block.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GatingError, ImmunomonError
+from .gating.dimensions import single_threaded_blas
 
 RCV_LOW, RCV_HIGH = 15.87, 84.13
 _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
@@ -187,7 +187,7 @@ def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
         stacked = np.stack(masks)
         w = np.empty((p, block))
         y = np.empty((block, 3 * m))
-        with _single_threaded_blas():
+        with single_threaded_blas():
             for start in range(0, n, block):
                 b = min(block, n - start)
                 x = values[:, start:start + b].T             # events x markers, float32
@@ -200,16 +200,6 @@ def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
                 yb[:, 2 * m:] = pos
                 acc += w[:, :b] @ yb
     return acc[:, :m], acc[:, m:2 * m], acc[:, 2 * m:]
-
-
-def _single_threaded_blas():
-    """A populations x block by block x 42 product gains nothing from BLAS
-    threads and loses much when the other cores are busy."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(limits=1, user_api="blas")
-    except Exception:                      # noqa: BLE001 - threadpoolctl missing or blind
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- tables

@@ -9,6 +9,7 @@ every dimension is computed once per sample however many gates use it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -102,9 +103,13 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
     try:
         idx = match_detectors(sample, m.detectors)
         if m.matrix.shape[0] == m.matrix.shape[1]:
-            inverse = spillover_inverse(m.matrix)
+            inverse_t = spillover_inverse(m.matrix).T.astype(np.float32)
             detectors = _columns(events, idx)
-            rows = np.matmul(inverse.T.astype(np.float32), detectors.T)
+            rows = np.empty((len(idx), detectors.shape[0]), dtype=np.float32)
+            with single_threaded_blas():       # small products: threads only cost
+                for start in range(0, detectors.shape[0], _BLOCK):
+                    stop = start + _BLOCK
+                    np.matmul(inverse_t, detectors[start:stop].T, out=rows[:, start:stop])
             return (rows, {name: j for j, name in enumerate(m.fluorochromes)},
                     {i: j for j, i in enumerate(idx)})
     except CompensationError as exc:
@@ -113,6 +118,19 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
     unmixed = (np.asarray(_columns(events, idx), dtype=np.float64) @ m.unmixing()).T
     return (np.ascontiguousarray(unmixed, dtype=np.float32),
             {name: j for j, name in enumerate(m.fluorochromes)}, {})
+
+
+_BLOCK = 8192          # events per product: the block stays in cache
+
+
+def single_threaded_blas():
+    """A context limiting BLAS to one thread: the products here are small
+    (a few dozen columns) and BLAS threads lose much when cores are busy."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=1, user_api="blas")
+    except Exception:          # noqa: BLE001 - threadpoolctl missing or unable to inspect
+        return contextlib.nullcontext()
 
 
 def _columns(events: np.ndarray, idx: list[int]) -> np.ndarray:
