@@ -13,8 +13,9 @@ from immunomon import GatingError, Sample
 from immunomon.compensation import compensate
 from immunomon.fcs import Channel, Spillover
 from immunomon.gating import BooleanGate, Dimension, GatingStrategy, RectangleGate
-from immunomon.populations import (bucket_histograms, masked_sums, medians, order_statistics,
-                                   population_counts, population_statistics, quantiles)
+from immunomon.populations import (bucket_histograms, large_order_statistics, masked_sums,
+                                   medians, order_statistics, population_counts,
+                                   population_statistics, quantiles)
 
 
 def awkward_values(rng, n, m=5):
@@ -50,6 +51,18 @@ def test_large_populations_counted_through_their_complement(frac):
     ranks = np.unique(np.r_[0, rows.size - 1, rng.integers(0, rows.size, 6)])
     got = order_statistics(v, rows, ranks, histograms=bucket_histograms(v))
     assert np.array_equal(got, np.sort(v[:, rows], axis=1)[:, ranks])
+
+
+def test_several_large_populations_at_once():
+    rng = np.random.default_rng(3)
+    n = 100_000
+    v = awkward_values(rng, n)
+    masks = [rng.random(n) < f for f in (0.51, 0.8, 0.999)]
+    masks.append(masks[1] & (rng.random(n) < 0.9))            # nested in another
+    ranks = [np.unique(np.r_[0, m.sum() - 1, rng.integers(0, m.sum(), 6)]) for m in masks]
+    got = large_order_statistics(v, masks, ranks, bucket_histograms(v))
+    for g, m, r in zip(got, masks, ranks):
+        assert np.array_equal(g, np.sort(v[:, m], axis=1)[:, r])
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 1000, 100_001])

@@ -140,6 +140,42 @@ def order_statistics(values: np.ndarray, rows: np.ndarray | None,
     return out
 
 
+def large_order_statistics(values: np.ndarray, masks: Sequence[np.ndarray],
+                           ranks: Sequence[Sequence[int]],
+                           histograms: np.ndarray) -> list[np.ndarray]:
+    """``order_statistics`` for several populations of more than half the
+    events each, sharing work: each population is counted as all events
+    minus its complement, and the events in the wanted buckets of all of
+    them are found in one pass over each marker."""
+    values = _as_f32(values)
+    keys = _keys(values)
+    order = _value_order(16)
+    complements = [np.flatnonzero(~m) for m in masks]
+    ranks = [np.asarray(r, dtype=np.int64) for r in ranks]
+    out = [np.empty((values.shape[0], r.size)) for r in ranks]
+    lut = np.zeros(1 << 16, dtype=bool)
+    for j in range(values.shape[0]):
+        found = []
+        for comp, r in zip(complements, ranks):
+            hist = (histograms[j] - np.bincount(keys[j, comp], minlength=1 << 16))[order]
+            cum = np.cumsum(hist)
+            pos = np.searchsorted(cum, r, side="right")
+            found.append((hist, cum, pos))
+        wanted = order[np.unique(np.concatenate([f[2] for f in found]))]
+        lut[wanted] = True
+        candidates = np.flatnonzero(lut.take(keys[j]))         # one pass for all
+        lut[wanted] = False
+        cand_keys = keys[j, candidates]
+        cand_values = values[j, candidates]
+        for k, (mask, r, (hist, cum, pos)) in enumerate(zip(masks, ranks, found)):
+            mine = np.unique(pos)
+            keep = mask[candidates] & np.isin(cand_keys, order[mine])
+            chosen = np.sort(cand_values[keep])
+            first = np.concatenate([[0], np.cumsum(hist[mine])])[np.searchsorted(mine, pos)]
+            out[k][j] = chosen[first + r - (cum[pos] - hist[pos])]
+    return out
+
+
 def _value_order(bits: int) -> np.ndarray:
     """Bucket keys (the top ``bits`` bits of float32 values) in the order of
     the values they hold: sign-bit keys run from the most negative down to
@@ -166,12 +202,20 @@ def _median_and_quantiles(values, rows, qs, histograms=None
     n = values.shape[1] if rows is None else len(rows)
     if n == 0:
         return np.full(values.shape[0], np.nan), np.full((values.shape[0], len(qs)), np.nan)
+    ranks, combine = _wanted_ranks(n, qs)
+    return combine(order_statistics(values, rows, ranks, histograms=histograms))
+
+
+def _wanted_ranks(n: int, qs):
+    """The order statistics that medians and quantiles of ``n`` values need,
+    and the function turning them (markers x ranks) into (medians, quantiles)."""
     lo, t = _rank_positions(n, qs)
     hi = np.minimum(lo + 1, n - 1)
     k = len(qs)
-    s = order_statistics(values, rows, np.concatenate([lo, hi, [(n - 1) // 2, n // 2]]),
-                         histograms=histograms)
-    return (s[:, 2 * k] + s[:, 2 * k + 1]) / 2, _lerp(s[:, :k], s[:, k:2 * k], t)
+
+    def combine(s):
+        return (s[:, 2 * k] + s[:, 2 * k + 1]) / 2, _lerp(s[:, :k], s[:, k:2 * k], t)
+    return np.concatenate([lo, hi, [(n - 1) // 2, n // 2]]), combine
 
 
 def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
@@ -266,11 +310,18 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
     n_pops, n_markers = len(masks), len(names)
     med = np.empty((n_pops, n_markers))
     pct = np.empty((n_pops, n_markers, 2))
-    big = [2 * c > result.n_events for c in counts["count"]]
-    histograms = bucket_histograms(values) if any(big) else None
+    qs = [RCV_LOW / 100, RCV_HIGH / 100]
+    big = [k for k, c in enumerate(counts["count"]) if 2 * c > result.n_events > _SMALL]
     for k, mask in enumerate(masks):
-        med[k], pct[k] = _median_and_quantiles(values, np.flatnonzero(mask),
-                                               [RCV_LOW / 100, RCV_HIGH / 100], histograms)
+        if k not in big:
+            med[k], pct[k] = _median_and_quantiles(values, np.flatnonzero(mask), qs)
+    if big:
+        # populations holding most events: counted through their complements
+        wanted = [_wanted_ranks(int(counts["count"].iloc[k]), qs) for k in big]
+        stats = large_order_statistics(values, [masks[k] for k in big],
+                                       [w[0] for w in wanted], bucket_histograms(values))
+        for k, s_k, (_, combine) in zip(big, stats, wanted):
+            med[k], pct[k] = combine(s_k)
     n = counts["count"].to_numpy(dtype=np.float64)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         stats = pd.DataFrame({
@@ -307,6 +358,6 @@ def dual_platform_per_ul(percent_of_reference, reference_per_ul: float) -> np.nd
 
 
 __all__ = ["population_statistics", "population_counts", "order_statistics",
-           "bucket_histograms", "quantiles",
+           "large_order_statistics", "bucket_histograms", "quantiles",
            "medians", "masked_sums", "default_channels", "intensity_matrix",
            "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul"]
