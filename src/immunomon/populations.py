@@ -45,6 +45,7 @@ _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
 _HALF = 1 if sys.byteorder == "little" else 0
 _SMALL = 12_000             # below this many events, sorting beats bucketing (measured)
 _MID = 1 << 16              # below this many, 4,096 buckets cost less than 65,536
+_DENSE = 32                 # populations above 1/32 of the events join the matrix product
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -219,30 +220,47 @@ def _wanted_ranks(n: int, qs):
 
 
 def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
-                block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every mask (population) and marker row: the float64 sum of the
     values, the sum of log(value) over positive values, and how many were
-    positive (each populations x markers), by one matrix product per block
-    of events: masks (0/1) times [values | logs | positive]."""
+    positive (each populations x markers).
+
+    Populations of a few percent of the events are summed over their own
+    events; the others together by one matrix product per block of events,
+    masks (0/1) times [values | logs | positive], whose cost does not grow
+    with their size.
+    """
     m, n = values.shape
     p = len(masks)
     acc = np.zeros((p, 3 * m))
-    if p:
-        stacked = np.stack(masks)
-        w = np.empty((p, block))
-        y = np.empty((block, 3 * m))
+    dense = []
+    for k, mask in enumerate(masks):
+        rows = np.flatnonzero(mask)
+        if rows.size * _DENSE > n:
+            dense.append(k)
+            continue
+        x = values[:, rows]
+        pos = x > 0
+        acc[k, :m] = x.sum(axis=1, dtype=np.float64)
+        acc[k, m:2 * m] = np.log(np.where(pos, x, np.float32(1))).sum(axis=1, dtype=np.float64)
+        acc[k, 2 * m:] = pos.sum(axis=1)
+    if dense:
+        stacked = np.stack([masks[k] for k in dense])
+        w = np.empty((len(dense), block))
+        y = np.empty((3 * m, block))                         # rows: values, logs, positive
+        part = np.zeros((len(dense), 3 * m))
         with single_threaded_blas():
             for start in range(0, n, block):
                 b = min(block, n - start)
-                x = values[:, start:start + b].T             # events x markers, float32
+                x = values[:, start:start + b]                # markers x events, float32
                 np.copyto(w[:, :b], stacked[:, start:start + b])
-                yb = y[:b]
-                yb[:, :m] = x
                 pos = x > 0
+                y[:m, :b] = x
                 # log in float32 is ample for a geometric mean; the sums are float64
-                yb[:, m:2 * m] = np.log(np.where(pos, x, np.float32(1)))
-                yb[:, 2 * m:] = pos
-                acc += w[:, :b] @ yb
+                y[m:2 * m, :b] = np.log(np.where(pos, x, np.float32(1)))
+                y[2 * m:, :b] = pos
+                part += w[:, :b] @ y[:, :b].T
+        acc[dense] = part
     return acc[:, :m], acc[:, m:2 * m], acc[:, 2 * m:]
 
 
