@@ -91,7 +91,8 @@ def test_quantiles_property(x, q):
 def test_masked_sums():  # noqa: D103
     rng = np.random.default_rng(5)
     v = awkward_values(rng, 300_000, m=4)
-    masks = [rng.random(300_000) < 0.4, np.zeros(300_000, bool), np.ones(300_000, bool)]
+    masks = [rng.random(300_000) < 0.4, np.zeros(300_000, bool), np.ones(300_000, bool),
+             rng.random(300_000) < 0.01]                  # summed over its own events
     total, logs, positive = masked_sums(v, masks, block=50_000)
     for k, m in enumerate(masks):
         x = v[:, m].astype(np.float64)
