@@ -35,9 +35,11 @@ def one_trial(args) -> dict:
     endpoints = tr.clinical.endpoints()
     plan = q.Plan()
     out = q.primary_tests(immune=tr.immune, endpoints=endpoints, plan=plan)
-    # The exploratory composition tests (e.g. Treg as % of CD4 T) at the same visit.
+    # The exploratory tests at the same visit (counts that recovery confounds,
+    # shares not declared primary), to show why they are not primary.
     for r in q.immune_change(tr.immune, plan, mixed=False):
-        if r["family"] == "1 shares" and r["question"].endswith(f".{plan.primary_visit}"):
+        if r["label"] == "exploratory" and r["question"].endswith(f".{plan.primary_visit}") \
+                and r["family"] in ("1 shares", "1 Wilcoxon by visit"):
             out[r["question"] + " (exploratory)"] = float(r["p_value"])
     rel = q.gvhd_outcomes(endpoints, plan, primary_only=True)[0]
     out["separated"] = bool(rel["separated"])

@@ -49,6 +49,12 @@ class Plan:
     horizon_day: float = 365.0
     populations: tuple[str, ...] = POPULATIONS
     shares: tuple[tuple[str, str], ...] = (("Treg", "CD4 T"), ("Activated T", "T cells"))
+    # Primary immune tests. A single-arm trial cannot tell a drug effect on a
+    # count from recovery after transplant, so Treg and activated T cells are
+    # tested as shares of their parent; NK counts, which have recovered by the
+    # first on-drug visits, as counts. Dendritic-cell change stays exploratory.
+    primary_counts: tuple[str, ...] = ("NK cells",)
+    primary_shares: tuple[tuple[str, str], ...] = (("Treg", "CD4 T"), ("Activated T", "T cells"))
     conf_level: float = 0.95
     n_permutations: int = 9999
     seed: int = 0
@@ -121,12 +127,14 @@ def _log10(values, floor: float | None = None) -> tuple[np.ndarray, float]:
 def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> list[dict]:
     """Question 1: change of each population from the baseline visit to each visit.
 
-    Exact Wilcoxon signed-rank on log10 counts with the Hodges-Lehmann fold
-    change and its exact interval (primary at ``plan.primary_visit``), and a
-    random-intercept mixed model with categorical visits (exploratory). The
-    same Wilcoxon test on the declared shares (``plan.shares``, e.g. Treg as %
-    of CD4 T cells; exploratory) separates a change in composition from the
-    recovery of the whole compartment after transplant.
+    Exact Wilcoxon signed-rank on log10 values with the Hodges-Lehmann fold
+    change and its exact interval, for counts and for the declared shares
+    (``plan.shares``, e.g. Treg as % of CD4 T cells), plus a random-intercept
+    mixed model with categorical visits (exploratory). The primary tests, at
+    ``plan.primary_visit``, are the counts in ``plan.primary_counts`` and the
+    shares in ``plan.primary_shares``: in a single-arm trial a count's change
+    from baseline mixes any drug effect with recovery after transplant, which
+    a share of the parent population largely cancels.
     """
     from .trajectories import trajectories
 
@@ -137,12 +145,15 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
         base = dict(number=1, outcome=f"{pop} (cells/uL, log10)", exposure="lenalidomide")
         if sub.empty or plan.baseline_visit not in set(sub["visit"]):
             rows.append(_row(**base, question=f"1.{pop}", family="1 change",
-                             label="primary", text=f"Change of {pop} from baseline",
+                             label="primary" if pop in plan.primary_counts else "exploratory",
+                             text=f"Change of {pop} from baseline",
                              method="exact Wilcoxon signed-rank",
                              note=f"not estimable: no {pop} counts at visit "
                                   f"{plan.baseline_visit!r}"))
             continue
-        frame, found = _wilcoxon_rows(sub, pop, "cells/uL", plan, order, primary=True)
+        frame, found = _wilcoxon_rows(sub, pop, "cells/uL", plan, order,
+                                      primary=pop in plan.primary_counts,
+                                      family="1 Wilcoxon by visit")
         rows += [_row(**base, **r) for r in found]
         if not mixed:
             continue
@@ -170,10 +181,18 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                 n=fit.n_patients))
     for num, den in plan.shares:
         share = _share_table(immune, num, den)
-        if share.empty or plan.baseline_visit not in set(share["visit"]):
-            continue
         name = f"{num} % of {den}"
-        _, found = _wilcoxon_rows(share, name, "%", plan, order, primary=False)
+        if share.empty or plan.baseline_visit not in set(share["visit"]):
+            if (num, den) in plan.primary_shares:   # a declared question is always answered
+                rows.append(_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide",
+                                 question=f"1.{name}.{plan.primary_visit}", family="1 primary",
+                                 label="primary", text=f"Change of {name}",
+                                 method="exact Wilcoxon signed-rank",
+                                 note=f"not estimable: no {num} and {den} counts at visit "
+                                      f"{plan.baseline_visit!r}"))
+            continue
+        _, found = _wilcoxon_rows(share, name, "%", plan, order,
+                                  primary=(num, den) in plan.primary_shares, family="1 shares")
         rows += [_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide", **r)
                  for r in found]
     return rows
@@ -189,7 +208,7 @@ def _share_table(immune: pd.DataFrame, num: str, den: str) -> pd.DataFrame:
 
 
 def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: list[str],
-                   *, primary: bool) -> tuple[pd.DataFrame, list[dict]]:
+                   *, primary: bool, family: str) -> tuple[pd.DataFrame, list[dict]]:
     """Exact Wilcoxon signed-rank change from baseline at each visit, with the
     Hodges-Lehmann fold change; returns the (patient, visit index, log10) frame
     and the rows."""
@@ -211,8 +230,7 @@ def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: l
         est, lo, hi = hodges_lehmann(pair[t.visit] - pair[0], plan.conf_level)
         rows.append(dict(
             question=f"1.{name}.{visit}",
-            family="1 primary" if is_primary else
-            "1 Wilcoxon by visit" if primary else "1 shares",
+            family="1 primary" if is_primary else family,
             label="primary" if is_primary else "exploratory",
             text=f"Change of {name} from {plan.baseline_visit} to {visit}",
             method="exact Wilcoxon signed-rank on log10 values; Hodges-Lehmann "

@@ -54,8 +54,9 @@ class Sample:
     """One FCS data set: events (float32, events x channels) and its metadata.
 
     Columns of ``events`` follow ``channels`` (the $PnN names in file order).
-    Values are linear: log-amplified integer data ($PnE) has already been
-    converted as the standard says, and gains ($PnG) are recorded, not applied.
+    ``read_fcs`` gives scale values, as the standard describes: log-amplified
+    integer data ($PnE) converted to linear values and linear channels divided
+    by their gain ($PnG); ``channel_info`` keeps the stored $PnE and $PnG.
     """
 
     events: np.ndarray
