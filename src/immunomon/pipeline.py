@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 
 from .errors import ImmunomonError
+from .yamlio import line_of
+from .yamlio import load as load_yaml
 
 __all__ = ["PipelineError", "Study", "StageResult", "PipelineRun", "STAGES", "load_study",
            "parse_study", "run_pipeline", "STATE_FILE"]
@@ -59,29 +61,7 @@ class PipelineError(ImmunomonError):
     """A study file is invalid, or a stage of the pipeline failed."""
 
 
-# ----------------------------------------------------------------------------- YAML with lines
-class _LineDict(dict):
-    line: int = 0
-    lines: dict
-
-
-class _Loader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        mapping = _LineDict(super().construct_mapping(node, deep=True))
-        mapping.line = node.start_mark.line + 1
-        mapping.lines = {self.construct_object(k, deep=True): k.start_mark.line + 1
-                         for k, _ in node.value}
-        return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                        _Loader.construct_mapping)
-
-
-def _line(mapping, key=None) -> int:
-    if isinstance(mapping, _LineDict):
-        return mapping.lines.get(key, mapping.line) if key is not None else mapping.line
-    return 0
+_line = line_of
 
 
 def _fail(source, line: int, message: str):
@@ -141,7 +121,7 @@ def parse_study(text: str, source="<study>") -> Study:
     source_path = Path(os.fspath(source))
     base = source_path.resolve().parent if str(source) != "<study>" else Path.cwd()
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         _fail(source, mark.line + 1 if mark is not None else 0,

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from ..errors import TemplateError
+from ..yamlio import line_of
+from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle
 from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
 from .dimensions import FCS, UNCOMPENSATED, Dimension
@@ -33,31 +35,7 @@ METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
-# ----------------------------------------------------------------------------- YAML with lines
-class _LineDict(dict):
-    """A mapping that remembers the line of itself and of each key."""
-
-    line: int = 0
-    lines: dict
-
-
-class _Loader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        mapping = _LineDict(super().construct_mapping(node, deep=True))
-        mapping.line = node.start_mark.line + 1
-        mapping.lines = {self.construct_object(k, deep=True): k.start_mark.line + 1
-                         for k, _ in node.value}
-        return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                        _Loader.construct_mapping)
-
-
-def _line(mapping, key=None) -> int:
-    if isinstance(mapping, _LineDict):
-        return mapping.lines.get(key, mapping.line) if key is not None else mapping.line
-    return 0
+_line = line_of
 
 
 # ----------------------------------------------------------------------------- model
@@ -358,7 +336,7 @@ def _validated_override(template: Template, spec: PopulationSpec, gate: dict) ->
 def parse_template(text: str, source: str = "<template>") -> Template:
     """Validate a template given as YAML text."""
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0

@@ -1,0 +1,41 @@
+"""YAML that remembers line numbers, for messages that point at the line to fix.
+
+Safe loading only (no arbitrary tags). Every mapping is a ``LineDict`` that
+knows its own line and the line of each of its keys.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+
+class LineDict(dict):
+    """A mapping that remembers the line of itself and of each key (1-based)."""
+
+    line: int = 0
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = LineDict(super().construct_mapping(node, deep=True))
+        mapping.line = node.start_mark.line + 1
+        mapping.lines = {self.construct_object(k, deep=True): k.start_mark.line + 1
+                         for k, _ in node.value}
+        return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _Loader.construct_mapping)
+
+
+def load(text: str):
+    """Parse YAML text safely; mappings come back as ``LineDict``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def line_of(mapping, key=None) -> int:
+    """The line of ``key`` in ``mapping`` (or of the mapping itself); 0 if unknown."""
+    if isinstance(mapping, LineDict):
+        return mapping.lines.get(key, mapping.line) if key is not None else mapping.line
+    return 0
