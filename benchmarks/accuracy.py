@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from immunomon import simulate
-from immunomon.compensation import compensate  # noqa: F401  (import check)
 from immunomon.gating.template import load_template
 
 # template population -> simulated truth population

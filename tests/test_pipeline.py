@@ -2,10 +2,7 @@
 
 import dataclasses
 import json
-import textwrap
 
-import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 

@@ -25,7 +25,6 @@ h5ad stores no None: an absent parent is "" and an open bound is NaN.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np

@@ -81,7 +81,7 @@ def format_summary(cohort, *, title: str = "cohort") -> str:
              f"Patients:    {_names(s['patients'])}",
              f"Populations: {_names(s['populations'])}",
              f"Markers:     {_names(s['markers'])}",
-             f"Samples:     " + (", ".join(f"{v} {k}" for k, v in s["samples"].items())
+             "Samples:     " + (", ".join(f"{v} {k}" for k, v in s["samples"].items())
                                  or "none"),
              "",
              "Coverage (patients with data per visit)"]

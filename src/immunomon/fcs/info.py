@@ -43,7 +43,7 @@ def format_description(desc: dict) -> str:
         f"  events     : {desc['events']:,}",
         f"  data type  : {desc['datatype']} ({'/'.join(map(str, desc['bits']))} bit), "
         f"byte order {desc['byte_order'] or '-'}",
-        f"  spillover  : " + (f"yes, {len(desc['spillover_channels'])} channels"
+        "  spillover  : " + (f"yes, {len(desc['spillover_channels'])} channels"
                               if desc["spillover"] else "no"),
         f"  channels   : {len(desc['channels'])}",
     ]

@@ -332,6 +332,5 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     if tables:
         _atomic_frame(table, out_dir / "populations.csv")
         _atomic_frame(table, out_dir / "populations.parquet")
-    index_page(out_dir / "index.html", [{**r, "page": r["page"]} for r in rows],
-               title=f"immunomon gate: {template.panel}")
+    index_page(out_dir / "index.html", rows, title=f"immunomon gate: {template.panel}")
     return GateRun(rows, table, out_dir)
