@@ -289,6 +289,7 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
     p = len(covariates)
     z_crit = stats.norm.ppf(0.5 + conf_level / 2)
     cov = None
+    singular = False
     if fitter is not None:
         coef = fitter.summary["coef"].to_numpy()
         ll = float(fitter.log_likelihood_)
@@ -296,11 +297,16 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
             # One Newton step from lifelines' solution and the information at the
             # final estimate: lifelines reports the Hessian of its previous
             # iterate, which moves the Wald statistic in the fourth decimal.
-            ll, u, info = efron_loglik(coef, X, t0, t1, e, w)
-            coef = coef + np.linalg.solve(info, u)
-            ll, _, info = efron_loglik(coef, X, t0, t1, e, w)
-            cov = np.linalg.inv(info)
-        se = np.sqrt(np.diag(cov)) if cov is not None else fitter.summary["se(coef)"].to_numpy()
+            try:
+                ll1, u, info = efron_loglik(coef, X, t0, t1, e, w)
+                coef1 = coef + np.linalg.solve(info, u)
+                ll1, _, info = efron_loglik(coef1, X, t0, t1, e, w)
+                cov = np.linalg.inv(info)
+                coef, ll = coef1, ll1
+            except np.linalg.LinAlgError:
+                singular = True      # the information cannot be inverted: no Wald test
+        se = (np.sqrt(np.diag(cov)) if cov is not None else
+              np.full(p, np.nan) if singular else fitter.summary["se(coef)"].to_numpy())
     else:
         coef = np.full(p, np.nan)
         se = np.full(p, np.nan)
@@ -326,6 +332,11 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
         if fitter is None:
             notes.append("lifelines could not iterate towards the infinite estimate; the "
                          "likelihood-ratio test is unavailable, use the score test")
+        wald = TestResult(np.nan, p, np.nan)
+    elif singular:
+        notes.append("the information matrix is singular at the estimate (the data cannot "
+                     "identify every coefficient): no standard errors or Wald test; report the "
+                     "likelihood-ratio and score tests")
         wald = TestResult(np.nan, p, np.nan)
     else:
         wstat = float(coef @ np.linalg.solve(cov, coef))
