@@ -361,6 +361,8 @@ def _read_events(fh, meta: FCSMetadata) -> np.ndarray:
     if n == 0:
         return np.empty((0, p), dtype=np.float32)
     dtype = _uniform_dtype(layout)
+    if dtype is not None and dtype.kind == "f" and not dtype.isnative:
+        return _read_swapped(meta, dtype, n * p).reshape(n, p).astype(np.float32, copy=False)
     if dtype is not None:
         # Straight from the path at an offset: the same single read as numpy's own.
         raw = np.fromfile(meta.path, dtype=dtype, count=n * p, offset=meta.data_start)
@@ -377,6 +379,39 @@ def _read_events(fh, meta: FCSMetadata) -> np.ndarray:
     if layout.packed:
         return decode_packed(raw, n, layout)
     return decode_bytes(raw, n, layout)
+
+
+_CHUNK = 1 << 22   # 4 MiB
+
+
+def _read_swapped(meta: FCSMetadata, dtype: np.dtype, count: int) -> np.ndarray:
+    """Read foreign-byte-order floats chunk by chunk, swapping each chunk in a
+    second thread while the next one is read (the read releases the GIL), so the
+    swap costs little beyond the read itself."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty(count, dtype=dtype.newbyteorder("="))
+    buf = out.view(np.uint8)
+    size = dtype.itemsize
+    step = _CHUNK - _CHUNK % size
+    with open(meta.path, "rb", buffering=0) as fh, ThreadPoolExecutor(1) as pool:
+        fh.seek(meta.data_start)
+        pos, swapped, pending = 0, 0, None
+        while pos < buf.size:
+            got = fh.readinto(buf[pos:pos + step])
+            if not got:
+                raise FCSFormatError(meta.path, "DATA segment is shorter than the file size "
+                                     "suggested; the file changed while it was read",
+                                     offset=meta.data_start + pos)
+            pos += got
+            whole = pos // size          # items complete so far
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(out[swapped:whole].byteswap, True)
+            swapped = whole
+        if pending is not None:
+            pending.result()
+    return out
 
 
 def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> None:
