@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from immunomon import simulate
+from immunomon.gating import methods
 from immunomon.gating.strategy import GatingStrategy
 from immunomon.gating.template import load_template
 
@@ -42,7 +43,11 @@ def main():
     sample = simulate.pbmc_sample(args.events, seed=42).sample
     template = load_template(args.template)
     data_driven, _ = template.strategy_for(sample)
-    t_dd, result = timed(lambda: data_driven.apply(sample), args.repeats)
+    def find_gates():
+        methods._FITS.clear()       # every run fits its mixtures afresh
+        return data_driven.apply(sample)
+
+    t_dd, result = timed(find_gates, args.repeats)
     fixed = GatingStrategy(list(result.gates.values()))
     t_fixed, fixed_result = timed(lambda: fixed.apply(sample), args.repeats)
     same = all(np.array_equal(result.mask(p), fixed_result.mask(p)) for p in result.gate_ids)

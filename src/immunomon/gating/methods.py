@@ -30,7 +30,8 @@ class Threshold:
 
 def _finite(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64).ravel()
-    return x[np.isfinite(x)]
+    ok = np.isfinite(x)
+    return x if ok.all() else x[ok]      # no copy in the usual all-finite case
 
 
 def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
@@ -224,7 +225,9 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     or ``[("max", 0), ("min", 1)]`` (best summed rank). Components lighter than
     ``min_weight`` are not picked.
     """
-    X = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+    # Thin first (evenly over the acquisition), so a million events are never stacked.
+    step = max(1, len(columns[0]) // (2 * max_events))
+    X = np.column_stack([np.asarray(c[::step], dtype=np.float64) for c in columns])
     X = X[np.all(np.isfinite(X), axis=1)]
     if X.shape[0] < 10 * n_components:
         raise GatingError(f"too few events ({X.shape[0]}) to fit {n_components} clusters")
