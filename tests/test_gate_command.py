@@ -135,3 +135,31 @@ def test_json_output_and_no_traceback_on_a_bad_template(tmp_path):
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert {r["population"] for r in rows} >= {"T cells", "Treg", "pDC"}
+
+
+def test_per_sample_counting_inputs_and_overrides(tmp_path):
+    info = tmp_path / "counts.csv"
+    info.write_text("sample,beads_per_test,volume_ul\npbmc_01.fcs,100000,\n")
+    overrides = tmp_path / "reviewed.yaml"
+    overrides.write_text("pbmc_01:\n  B cells: {rectangle: {bounds: [[0.95, null]]}}\n")
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "--no-plots",
+                                       "--no-anndata", "-o", str(out), "--sample-info",
+                                       str(info), "--overrides", str(overrides)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "pbmc_01" / "populations.csv").set_index("population")
+    beads = table.loc["Beads", "count"]
+    # this sample's bead lot (100,000 per test) with the file's volume (50 uL)
+    by_hand = table.loc["T cells", "count"] / beads * 100_000 / 50.0
+    assert table.loc["T cells", "cells_per_ul"] == pytest.approx(by_hand, rel=1e-12)
+    truth_b = TRUTH["pbmc_01"]["counts"]["B cells"]
+    assert table.loc["B cells", "count"] < 0.05 * truth_b      # the reviewed gate was used
+
+
+def test_bad_sample_info_names_line_and_column(tmp_path):
+    info = tmp_path / "counts.csv"
+    info.write_text("sample,lymphocytes_per_ul\npbmc_01,lots\n")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-o",
+                                       str(tmp_path / "o"), "--sample-info", str(info)])
+    assert result.exit_code == 2
+    assert "line 2, column lymphocytes_per_ul" in result.output

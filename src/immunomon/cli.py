@@ -87,6 +87,12 @@ def info(files, as_json):
               help="Haematology lymphocyte count for dual-platform absolute counts.")
 @click.option("--leukocytes-per-ul", type=float,
               help="Haematology white cell count for dual-platform absolute counts.")
+@click.option("--sample-info", type=click.Path(dir_okay=False),
+              help="CSV of per-sample counting inputs: sample, beads_per_test, volume_ul, "
+                   "lymphocytes_per_ul, leukocytes_per_ul.")
+@click.option("--overrides", type=click.Path(dir_okay=False),
+              help="YAML of per-sample fixed gates replacing data-driven ones: "
+                   "{sample: {population: gate}}.")
 @click.option("--keep-anomalies", is_flag=True,
               help="Gate events from unstable acquisition time bins too (they are flagged).")
 @click.option("--no-plots", is_flag=True, help="Skip the gate plots (faster).")
@@ -95,7 +101,8 @@ def info(files, as_json):
               help="Drop patient identifiers from the keywords stored in the AnnData files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the combined table as JSON.")
 def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_ul,
-         leukocytes_per_ul, keep_anomalies, no_plots, no_anndata, deidentify, as_json):
+         leukocytes_per_ul, sample_info, overrides, keep_anomalies, no_plots, no_anndata,
+         deidentify, as_json):
     """Gate FCS files (or folders of them) with a panel template.
 
     Writes per sample: the population table (CSV and Parquet: counts, % of
@@ -110,8 +117,10 @@ def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_u
     Example:
       immunomon gate fixtures/ --template post-transplant --out results/
       immunomon gate run1/*.fcs -t my-panel.yaml -o out/ --beads-per-test 50000 --volume 50
+      immunomon gate run1/ -o out/ --sample-info counts.csv --overrides reviewed.yaml
     """
-    from .gating.run import CountingInputs, find_fcs_files, gate_files
+    from .gating.run import (CountingInputs, find_fcs_files, gate_files, read_overrides,
+                             read_sample_info)
     from .gating.template import load_template
 
     tmpl = load_template(template)
@@ -128,6 +137,8 @@ def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_u
                        + (f", {len(row['flags'])} QC flags" if row["flags"] else ""))
 
     kwargs = dict(counting=counting, plots=not no_plots, anndata=not no_anndata,
+                  sample_info=read_sample_info(sample_info) if sample_info else None,
+                  overrides=read_overrides(overrides) if overrides else None,
                   exclude_anomalies=not keep_anomalies, deidentify=deidentify)
     if len(files) > 3:
         with click.progressbar(length=len(files), label="gating", file=sys.stderr) as bar:

@@ -267,6 +267,62 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
     return final
 
 
+COUNTING_COLUMNS = ("beads_per_test", "volume_ul", "lymphocytes_per_ul", "leukocytes_per_ul")
+
+
+def read_sample_info(path) -> dict[str, CountingInputs]:
+    """Per-sample counting inputs from a CSV: a ``sample`` column (the FCS file name,
+    with or without .fcs) and any of ``beads_per_test``, ``volume_ul`` (bead lot and
+    stained volume), ``lymphocytes_per_ul``, ``leukocytes_per_ul`` (haematology
+    analyser counts for dual-platform absolute counts). Empty cells are left unset."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ImmunomonError(f"{path}: cannot be read as CSV ({exc})") from None
+    if "sample" not in table.columns:
+        raise ImmunomonError(f"{path}: needs a 'sample' column (the FCS file name)")
+    unknown = [c for c in table.columns if c != "sample" and c not in COUNTING_COLUMNS]
+    if unknown:
+        raise ImmunomonError(f"{path}: unknown column(s) {unknown}; known: sample, "
+                             f"{', '.join(COUNTING_COLUMNS)}")
+    info: dict[str, CountingInputs] = {}
+    for line, row in enumerate(table.itertuples(index=False), start=2):
+        values = {}
+        for col in COUNTING_COLUMNS:
+            text = getattr(row, col, "").strip() if col in table.columns else ""
+            if not text:
+                continue
+            try:
+                number = float(text)
+            except ValueError:
+                number = -1.0
+            if not number > 0:
+                raise ImmunomonError(f"{path}, line {line}, column {col}: {text!r} is not a "
+                                     "positive number")
+            values[col] = number
+        info[safe_name(Path(row.sample).stem if row.sample.lower().endswith(".fcs")
+                       else row.sample)] = CountingInputs(**values)
+    return info
+
+
+def read_overrides(path) -> dict[str, dict]:
+    """Per-sample gate overrides from YAML: ``{sample: {population: fixed gate}}``, with
+    the fixed-gate syntax of templates (values in transformed units)."""
+    from ..yamlio import load as load_yaml
+
+    path = Path(path)
+    try:
+        doc = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImmunomonError(f"{path}: cannot be read ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any YAML error becomes one message
+        raise ImmunomonError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise ImmunomonError(f"{path}: overrides map each sample to {{population: gate}}")
+    return {safe_name(str(k)): dict(v) for k, v in doc.items()}
+
+
 def find_fcs_files(inputs) -> list[Path]:
     """Files given, and the .fcs files inside folders given (sorted, recursive)."""
     files: list[Path] = []
@@ -292,10 +348,23 @@ class GateRun:
         return all(s["status"] != "failed" for s in self.samples)
 
 
+def _merged(general: CountingInputs | None, own: CountingInputs | None) -> CountingInputs:
+    """A sample's own counting inputs, falling back to the run's."""
+    general = general or CountingInputs()
+    if own is None:
+        return general
+    return CountingInputs(*(getattr(own, c) or getattr(general, c) for c in COUNTING_COLUMNS))
+
+
 def gate_files(files, template: Template, out_dir, *, counting: CountingInputs | None = None,
-               plots: bool = True, anndata: bool = True, exclude_anomalies: bool = True,
-               deidentify: bool = False, progress=None) -> GateRun:
-    """Gate many files; a file that fails is recorded and the others go on."""
+               sample_info: dict[str, CountingInputs] | None = None,
+               overrides: dict[str, dict] | None = None, plots: bool = True,
+               anndata: bool = True, exclude_anomalies: bool = True, deidentify: bool = False,
+               progress=None) -> GateRun:
+    """Gate many files; a file that fails is recorded and the others go on.
+
+    ``sample_info`` and ``overrides`` are keyed by sample name (the file name
+    without .fcs, as ``safe_name`` makes it)."""
     from ..fcs import read_fcs
     from ..report.pages import index_page
 
@@ -310,7 +379,10 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
         used.add(name)
         try:
             sample = read_fcs(path)
-            gating = gate_sample(sample, template, name=name, counting=counting,
+            own = (sample_info or {}).get(name)
+            gating = gate_sample(sample, template, name=name,
+                                 counting=_merged(counting, own),
+                                 overrides=(overrides or {}).get(name),
                                  exclude_anomalies=exclude_anomalies)
             folder = write_sample(gating, template, out_dir, plots=plots, anndata=anndata,
                                   deidentify=deidentify)
