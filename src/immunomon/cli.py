@@ -33,8 +33,10 @@ def main():
     """Transplant immunomonitoring: FCS files to populations, chimerism and GvM statistics.
 
     \b
-    Example:
+    Examples:
       immunomon info fixtures/*.fcs
+      immunomon gate fixtures/ --template post-transplant --out results/
+      immunomon run pipelines/demo.yaml --out results
     """
 
 
