@@ -122,3 +122,15 @@ def test_shipped_templates_load_and_gate_the_simulated_panel():
 def test_unknown_template_name_lists_the_shipped_ones():
     with pytest.raises(TemplateError, match="post-transplant"):
         load_template("no-such-panel")
+
+
+def test_sample_without_debris_keeps_its_lymphocytes():
+    # With no debris peak, the first FSC valley lies between lymphocytes and
+    # granulocytes; the template's bound keeps the debris cut below every cell.
+    sim = simulate.pbmc_sample(20_000, seed=9, frequencies={"Debris": 0.0})
+    strategy, _ = load_template("post-transplant").strategy_for(sim.sample)
+    result = strategy.apply(sim.sample)
+    for population in ("Leukocytes", "Lymphocytes", "T cells"):
+        got, truth = result.mask(population), sim.mask(population)
+        f1 = 2 * np.sum(got & truth) / (got.sum() + truth.sum())
+        assert f1 > 0.95, (population, f1)
