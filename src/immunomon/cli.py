@@ -378,7 +378,7 @@ def run(study, out_dir, force, as_json):
     \b
     Example:
       immunomon run pipelines/demo.yaml
-      immunomon run pipelines/demo.yaml --out /tmp/demo --force
+      immunomon run pipelines/demo.yaml --out results --force
     """
     from .pipeline import run_pipeline
 
