@@ -176,9 +176,9 @@ def test_str_exports_give_the_true_percent_donor(written):
 
 
 def test_str_export_of_a_known_mixture():
-    donor = {lo: ("10", "12") if lo != "AMEL" else ("X", "X") for lo in sim._STR_LOCI}
+    donor = {lo: ("10", "12") if lo != "AMEL" else ("X", "X") for lo in sim._trial._STR_LOCI}
     donor["AMEL"] = ("X", "X")
-    recipient = {lo: ("14", "16") for lo in sim._STR_LOCI}
+    recipient = {lo: ("14", "16") for lo in sim._trial._STR_LOCI}
     recipient["AMEL"] = ("X", "Y")
     text = sim.str_export("S1", [(donor, 0.7), (recipient, 0.3)], cv=0.0)
     lines = [ln.split("\t") for ln in text.splitlines()[1:]]
