@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import anndata
 import numpy as np
@@ -51,6 +53,10 @@ def test_outputs_per_sample_and_combined(gated):
                   "gates.xml", f"{name}.h5ad", "summary.json"):
             assert (folder / f).is_file(), f
         assert len(list((folder / "plots").glob("*.png"))) >= 15
+        page = (folder / "index.html").read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+        assert len(images) >= 15
+        assert all((folder / unquote(src)).is_file() for src in images), images
     combined = pd.read_csv(out / "populations.csv")
     assert set(combined["sample"]) == {"pbmc_01", "pbmc_03_clog"}
     assert (out / "index.html").read_text().count("pbmc_0") >= 2

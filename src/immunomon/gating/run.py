@@ -239,12 +239,9 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                           work / "gates_ids.csv")
         plot_files = {}
         if plots:
-            from ..report.gate_plots import plot_gate
+            from ..report.gate_plots import plot_all
             (work / "plots").mkdir()
-            for gid in result.gates:
-                target = work / "plots" / f"{safe_name(gid)}.png"
-                plot_gate(result, gid, target)
-                plot_files[gid] = target
+            plot_files = plot_all(result, work / "plots")   # boolean gates have no plot
         (work / "summary.json").write_text(json.dumps({
             "sample": gating.name, "status": gating.status,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
