@@ -88,21 +88,21 @@ def test_other_readers_accept_our_files(tmp_path):
 def test_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "keep.fcs"
     target.write_bytes(b"previous content")
-    good = writer_module.encode_fcs
-    monkeypatch.setattr(writer_module, "encode_fcs",
-                        lambda s: (good(s)[0], _Exploding(good(s)[1])))
-    with pytest.raises(Exception):
+    real = writer_module.write_bytes
+
+    def fail_after_header(path, head, data):
+        # HEADER and TEXT reach the temporary file, then the DATA write fails
+        return real(path, head, _NotABuffer())
+
+    monkeypatch.setattr(writer_module, "write_bytes", fail_after_header)
+    with pytest.raises(TypeError):
         write_fcs(target, make_sample())
     assert target.read_bytes() == b"previous content"
     assert sorted(os.listdir(tmp_path)) == ["keep.fcs"]
 
 
-class _Exploding:
-    """Stands in for the DATA array; it is no buffer, so the write fails after
-    HEADER and TEXT are already in the temporary file."""
-
-    def __init__(self, data):
-        self.data = data
+class _NotABuffer:
+    """Stands in for the DATA; it is no buffer, so writing it fails."""
 
 
 def test_header_switches_to_text_offsets_above_99999999():

@@ -24,11 +24,11 @@ h5ad stores no None: an absent parent is "" and an open bound is NaN.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import ImmunomonError
 
 # -- de-identification ------------------------------------------------------------
@@ -289,11 +289,6 @@ def write_h5ad(adata, path) -> Path:
     complete, so a crash never leaves a truncated ``.h5ad`` behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.h5ad")
-    try:
+    with atomic_path(path, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

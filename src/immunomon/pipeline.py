@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import write_text
 from .errors import ImmunomonError
 from .yamlio import line_of
 from .yamlio import load as load_yaml
@@ -243,14 +244,7 @@ def _read_state(out: Path) -> dict:
 
 
 def _write_state(out: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, indent=2)
-        os.replace(tmp, out / STATE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(out / STATE_FILE, json.dumps(state, indent=2))
 
 
 def _swap_in(work: Path, final: Path) -> None:

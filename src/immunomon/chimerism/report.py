@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict
 
 import pandas as pd
 
+from ..atomic import atomic_path
 from .calculate import ChimerismResult
 
 _LOCUS_COLUMNS = ["locus", "pattern", "alleles_used", "percent_donor", "reported", "flags"]
@@ -66,16 +66,8 @@ def to_json(result: ChimerismResult) -> str:
 
 def write_csv_atomic(df: pd.DataFrame, path) -> None:
     """Write a CSV to a temporary file beside ``path``, then rename it into place."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        df.to_csv(fh, index=False)
 
 
 def write_tables(result: ChimerismResult, out_dir) -> list:

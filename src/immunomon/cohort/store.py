@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..atomic import atomic_path
 from ..errors import ImmunomonError
 from .model import TABLE_NAMES, Cohort
 
@@ -128,14 +129,8 @@ def save(cohort: Cohort, path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     if kind == "netcdf":
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             _write_netcdf(cohort, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
     tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:

@@ -11,13 +11,12 @@ $SPILLOVER from ``sample.spillover``. Every other keyword is written as given.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_bytes
 from ..errors import FCSFormatError
 from .sample import Sample
 from .spill import SPILLOVER_KEYWORDS, format_spillover
@@ -99,20 +98,5 @@ def encode_fcs(sample: Sample) -> tuple[bytes, np.ndarray]:
 
 def write_fcs(path, sample: Sample) -> Path:
     """Write ``sample`` as an FCS 3.1 file at ``path`` (atomically); returns the path."""
-    path = Path(path)
     head, data = encode_fcs(sample)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head)
-            if data.size:
-                fh.write(memoryview(data).cast("B"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_bytes(path, head, memoryview(data).cast("B") if data.size else b"")

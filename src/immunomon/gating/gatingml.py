@@ -7,9 +7,7 @@ with a ``GatingMLError`` naming the file.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import GatingError, GatingMLError
 from .dimensions import FCS, UNCOMPENSATED, Dimension, FRatio, RatioDimension, SpectrumMatrix
 from .gates import (BooleanGate, Divider, EllipsoidGate, GateReference, PolygonGate, Quadrant,
@@ -467,12 +466,6 @@ def save_gatingml(strategy: GatingStrategy, path) -> Path:
     for ns, prefix in _PREFIX.items():
         ET.register_namespace(prefix, ns)
     tree = _Writer(strategy).document()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            tree.write(fh, encoding="UTF-8", xml_declaration=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tree.write(tmp, encoding="UTF-8", xml_declaration=True)
     return path

@@ -8,11 +8,12 @@ this module is light and no display is needed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import atomic_path
 
 __all__ = ["trajectories_figure", "chimerism_figure", "swimmer_figure", "incidence_figure",
            "survival_figure", "forest_figure", "heatmap_figure", "gvm_figures",
@@ -38,9 +39,8 @@ def _save(fig, stem: Path) -> tuple[Path, Path]:
     try:
         for ext in ("png", "svg"):
             path = stem.with_suffix(f".{ext}")
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.{ext}")
-            fig.savefig(tmp, dpi=110 if ext == "png" else None, bbox_inches="tight")
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=f".{ext}") as tmp:
+                fig.savefig(tmp, dpi=110 if ext == "png" else None, bbox_inches="tight")
             paths.append(path)
     finally:
         plt.close(fig)

@@ -12,12 +12,12 @@ matplotlib (Agg, no pyplot state) is imported inside the functions.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ImmunomonError
 from ..gating import (BooleanGate, Dimension, EllipsoidGate, PolygonGate, QuadrantGate,
                       RectangleGate)
@@ -272,14 +272,8 @@ def _draw_quadrants(ax, gate, lims, ndim, result, n_parent, labels):
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..atomic import write_text
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:72em;
  color:#222;padding:0 1em}
@@ -136,14 +138,7 @@ def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to a temporary name next to ``path``, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_text(path, text)
 
 
 # -- pages --------------------------------------------------------------------------
