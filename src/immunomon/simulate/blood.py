@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ImmunomonError
 from ..fcs.sample import Channel, Sample, Spillover
 
@@ -748,40 +749,30 @@ def _keywords(channel_info, spill, *, n, seed, start, duration, beads, beads_per
 def write_truth(path, sim: SimulatedSample) -> Path:
     """Write per-event truth as gzipped CSV (columns: label, anomaly), byte-reproducible."""
     path = Path(path)
-    lines = ["label,anomaly"]
-    flags = np.where(sim.anomaly, "1", "0")
-    lines += [f"{lab},{a}" for lab, a in zip(sim.labels.tolist(), flags.tolist())]
-    data = ("\n".join(lines) + "\n").encode()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
-                                               filename="") as gz:
+    rows = np.char.add(np.char.add(sim.labels.astype(str), ","), np.where(sim.anomaly, "1", "0"))
+    data = ("label,anomaly\n" + "\n".join(rows.tolist()) + "\n").encode()
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
         gz.write(data)
-    tmp.replace(path)
     return path
 
 
 def read_truth(path) -> tuple[np.ndarray, np.ndarray]:
     """Read a truth file written by ``write_truth``: (labels, anomaly)."""
+    import pandas as pd
+
     path = Path(path)
     try:
-        with gzip.open(path, "rt") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        table = pd.read_csv(path, dtype={"label": str})
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
         raise ImmunomonError(f"{path}: cannot read truth labels ({exc})") from None
-    if not lines or lines[0].strip() != "label,anomaly":
-        raise ImmunomonError(f"{path}: expected the header 'label,anomaly' on line 1")
-    # labels contain spaces ("Resting CD4 T"): split each line at its last comma
-    parts = [line.rsplit(",", 1) for line in lines[1:] if line]
-    bad = next((i for i, p in enumerate(parts) if len(p) != 2), None)
-    if bad is not None:
-        raise ImmunomonError(f"{path}, line {bad + 2}: expected 'label,anomaly'")
-    labels = np.array([p[0] for p in parts])
-    anomaly = np.array([p[1] == "1" for p in parts], dtype=bool)
-    unknown = set(labels.tolist()) - set(LEAF_NAMES)
+    if list(table.columns) != ["label", "anomaly"] or not table["anomaly"].isin([0, 1]).all():
+        raise ImmunomonError(f"{path}: expected columns 'label,anomaly' with anomaly 0 or 1")
+    labels = table["label"].to_numpy(dtype=str)
+    unknown = set(np.unique(labels)) - set(LEAF_NAMES)
     if unknown:
         raise ImmunomonError(f"{path}: unknown labels {sorted(unknown)}; known: "
                              f"{', '.join(LEAF_NAMES)}")
-    return labels, anomaly
-
+    return labels, table["anomaly"].to_numpy(dtype=bool)
 
 __all__ = ['BEADS_KEYWORD', 'BLOOD_VOLUME_KEYWORD', 'CHANNELS', 'DEFAULT_CLOG', 'DEFAULT_FREQUENCIES', 'DETECTORS', 'GROUPS', 'HIERARCHY', 'INSTRUMENT', 'LEAF_NAMES', 'LEAVES', 'MARKERS', 'PANEL', 'PHENOTYPES', 'RANGE', 'SCATTER', 'SimulatedSample', 'TIMESTEP', 'TUBE_VOLUME_UL', 'absolute_frequencies', 'mask_for', 'pbmc_sample', 'read_truth', 'resolve_frequencies', 'spillover_keyword', 'spillover_matrix', 'write_truth']
