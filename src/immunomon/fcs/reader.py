@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import FCSFormatError
 from .data import (Layout, decode_ascii, decode_bytes, decode_packed, decode_uniform,
                    _uniform_dtype, layout_from_keywords)
-from .sample import Channel, Sample, Spillover
+from .sample import Channel, ChannelNames, Sample, Spillover
 from .spill import spillover_from_keywords
 from .text import HEADER_LENGTH, Header, parse_header, parse_text
 
@@ -31,7 +31,7 @@ _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
 
 
 @dataclass
-class FCSMetadata:
+class FCSMetadata(ChannelNames):
     """HEADER and TEXT of one data set, with the DATA segment located but not read."""
 
     path: Path
@@ -48,14 +48,6 @@ class FCSMetadata:
     raw_text: bytes
     warnings: list[str] = field(default_factory=list)
     n_datasets: int = 1
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.channel_info)
-
-    @property
-    def markers(self) -> tuple[str | None, ...]:
-        return tuple(c.marker for c in self.channel_info)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -49,8 +49,22 @@ class Spillover:
         return f"Spillover({len(self.detectors)} detectors: {', '.join(self.detectors)})"
 
 
+class ChannelNames:
+    """``channels`` ($PnN) and ``markers`` ($PnS) derived from ``channel_info``."""
+
+    channel_info: tuple[Channel, ...]
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.channel_info)
+
+    @property
+    def markers(self) -> tuple[str | None, ...]:
+        return tuple(c.marker for c in self.channel_info)
+
+
 @dataclass(eq=False)
-class Sample:
+class Sample(ChannelNames):
     """One FCS data set: events (float32, events x channels) and its metadata.
 
     Columns of ``events`` follow ``channels`` (the $PnN names in file order).
@@ -77,14 +91,6 @@ class Sample:
         self.channel_info = tuple(self.channel_info)
 
     # -- channel metadata -------------------------------------------------------
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.channel_info)
-
-    @property
-    def markers(self) -> tuple[str | None, ...]:
-        return tuple(c.marker for c in self.channel_info)
-
     @property
     def ranges(self) -> np.ndarray:
         return np.array([c.range for c in self.channel_info], dtype=np.float64)
