@@ -140,8 +140,11 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
-    table = pops.population_counts(result, ancestors=refs)
     stats = pops.population_statistics(result, ancestors=refs)
+    # The statistics carry the counts and percentages: one row per population of them.
+    count_columns = [c for c in stats.columns
+                     if c in ("population", "parent", "count") or c.startswith("percent_of_")]
+    table = stats[count_columns].drop_duplicates("population").reset_index(drop=True)
     per_ul, counting_info = _absolute_counts(table, result, template, counting)
     table["cells_per_ul"] = per_ul
     table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
