@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from immunomon.cli import main
 
+from testdata import COMPLIANCE
 from fcsbuild import assemble, channel_keywords
 
-REPO = Path(__file__).resolve().parents[1]
-COMPLIANCE = REPO.parent / "shared" / "data" / "gatingml2-compliance" / "data1.fcs"
+DATA1 = COMPLIANCE / "data1.fcs"
 
 
 def _good(tmp_path) -> Path:
@@ -50,7 +50,7 @@ def test_info_json_and_bad_file_goes_on(tmp_path):
 
 
 def test_info_on_real_instrument_file():
-    result = CliRunner().invoke(main, ["info", "--json", str(COMPLIANCE)])
+    result = CliRunner().invoke(main, ["info", "--json", str(DATA1)])
     assert result.exit_code == 0
     record = json.loads(result.stdout)[0]
     assert record["instrument"] == "FACSCalibur" and record["events"] == 13367

@@ -12,10 +12,9 @@ import pytest
 import immunomon
 from immunomon import FCSFormatError, read_fcs, read_fcs_metadata
 
+from testdata import COMPLIANCE
 from fcsbuild import assemble, channel_keywords, pack_bits, pack_rows, pack_uint
 
-REPO = Path(__file__).resolve().parents[1]
-COMPLIANCE = REPO.parent / "shared" / "data" / "gatingml2-compliance"
 RNG = np.random.default_rng(20261124)
 
 

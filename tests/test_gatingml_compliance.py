@@ -1,13 +1,11 @@
 """The ISAC Gating-ML 2.0 compliance suite, event by event.
 
 The truth files were produced by the reference implementations of the
-standard, not by this code. The suite lives beside the checkout in
-``../shared/data/gatingml2-compliance``; a missing suite is a failure.
+standard, not by this code. The suite is committed in
+``tests/data/gatingml2-compliance`` (see its SOURCES.md); a missing suite is a failure.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +13,10 @@ import pytest
 import immunomon
 from immunomon.gating import load_gatingml, save_gatingml
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "gatingml2-compliance"
-GML = SHARED / "gml"
-TRUTH = SHARED / "truth"
+from testdata import COMPLIANCE
+
+GML = COMPLIANCE / "gml"
+TRUTH = COMPLIANCE / "truth"
 
 # single-gate documents: file -> {gate id in the document: truth file id}
 SINGLE = {
@@ -74,14 +72,14 @@ SINGLE = {
 
 
 def _require_suite():
-    if not (SHARED / "data1.fcs").is_file():
-        pytest.fail(f"the Gating-ML 2.0 compliance suite is missing: expected it in {SHARED}")
+    if not (COMPLIANCE / "data1.fcs").is_file():
+        pytest.fail(f"the Gating-ML 2.0 compliance suite is missing: expected it in {COMPLIANCE}")
 
 
 @pytest.fixture(scope="module")
 def data1():
     _require_suite()
-    return immunomon.read_fcs(SHARED / "data1.fcs")
+    return immunomon.read_fcs(COMPLIANCE / "data1.fcs")
 
 
 def truth(truth_id: str) -> np.ndarray:
