@@ -35,3 +35,20 @@ def test_failure_mid_write_keeps_the_old_file_and_no_temporary(tmp_path):
 def test_helpers(tmp_path):
     assert write_bytes(tmp_path / "b", b"ab", memoryview(b"cd")).read_bytes() == b"abcd"
     assert write_text(tmp_path / "t", "Zoë").read_text(encoding="utf-8") == "Zoë"
+
+
+def test_folder_replaced_whole_only_when_complete(tmp_path):
+    from immunomon.atomic import atomic_dir
+
+    target = tmp_path / "sample"
+    target.mkdir()
+    (target / "old.csv").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as work:
+            (work / "new.csv").write_text("half")
+            raise RuntimeError("plotting failed")
+    assert os.listdir(tmp_path) == ["sample"] and os.listdir(target) == ["old.csv"]
+    with atomic_dir(target) as work:
+        (work / "new.csv").write_text("new")
+        assert os.listdir(target) == ["old.csv"]        # not replaced until complete
+    assert os.listdir(tmp_path) == ["sample"] and os.listdir(target) == ["new.csv"]

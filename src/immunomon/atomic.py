@@ -1,45 +1,123 @@
-"""Atomic writes: build a file under a temporary name beside its target, rename when complete.
+"""Atomic writes: build a file or folder under a temporary name beside its target,
+rename it onto the target when complete.
 
 A crash or an error mid-write never leaves a truncated output behind, and an
-existing file is replaced only by a complete one.
+existing output is replaced only by a complete one.
+
+Permissions: every temporary file and folder is created the way ``open(path, "w")``
+and ``mkdir`` create a new one, so what lands in place has the mode the user's
+umask gives (0644 files and 0755 folders under umask 0022, 0640/0750 under 0027),
+ready for a lab group or a web server. ``tempfile.mkstemp``/``mkdtemp`` are not
+used for outputs because they create 0600 files and 0700 folders whatever the
+umask. Secrets written on purpose (a de-identification key) pass
+``private=True`` and get 0600 (owner read and write only) whatever the umask.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+PRIVATE_MODE = 0o600          # secrets: owner read/write only, whatever the umask
+_FILE_MODE = 0o666            # as open(path, "w"): the umask takes its bits away
+_DIR_MODE = 0o777             # as mkdir
+
+
+def _new_name(parent: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """Create a new entry with a random name in ``parent`` (never an existing one)."""
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{parent}: could not create a temporary name {prefix}*{suffix}")
+
+
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def temporary_file(parent, prefix: str = ".", suffix: str = ".tmp", *,
+                   private: bool = False) -> Path:
+    """A new empty file in ``parent`` with the mode ``open(path, "w")`` gives
+    under the current umask (0600 with ``private``)."""
+    mode = PRIVATE_MODE if private else _FILE_MODE
+
+    def create(p: Path) -> None:
+        os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+        if private:
+            os.chmod(p, PRIVATE_MODE)   # a umask cannot add bits, but be explicit
+    return _new_name(Path(parent), prefix, suffix, create)
+
+
+def temporary_dir(parent, prefix: str = ".", suffix: str = ".tmp") -> Path:
+    """A new empty folder in ``parent`` with the mode ``mkdir`` gives under the
+    current umask."""
+    return _new_name(Path(parent), prefix, suffix, lambda p: os.mkdir(p, _DIR_MODE))
+
 
 @contextmanager
-def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path, suffix: str = ".tmp", *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success rename it onto
     ``path``, on failure remove it. ``suffix`` keeps an extension that a writer
-    needs (e.g. ".h5ad", ".png")."""
+    needs (e.g. ".h5ad", ".png"). The file exists (empty) when yielded, with the
+    umask's mode, or 0600 with ``private``; writers that truncate it keep that mode."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
-                               dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = temporary_file(_parent(path), prefix=f".{path.name}.", suffix=suffix,
+                         private=private)
     try:
         yield tmp
+        if private:
+            os.chmod(tmp, PRIVATE_MODE)   # in case the writer replaced the file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path, *chunks) -> Path:
+def replace_path(work, final) -> None:
+    """Put ``work`` (a complete file or folder) in place of ``final``, which may
+    be missing, a file or a folder. A folder is moved aside first and removed
+    afterwards, so ``final`` is missing for only the moment between two renames."""
+    work, final = Path(work), Path(final)
+    if final.is_dir() and not final.is_symlink():
+        old = temporary_dir(_parent(final), prefix=f".{final.name}.", suffix=".old")
+        os.replace(final, old / "previous")
+        os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, final)
+
+
+@contextmanager
+def atomic_dir(path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a new empty folder beside ``path`` (with the umask's mode); on
+    success it replaces ``path`` (see ``replace_path``), on failure it is removed."""
+    path = Path(path)
+    work = temporary_dir(_parent(path), prefix=f".{path.name}.", suffix=suffix)
+    try:
+        yield work
+        replace_path(work, path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def write_bytes(path, *chunks, private: bool = False) -> Path:
     """Write byte chunks (bytes or buffers) to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, private=private) as tmp, open(tmp, "wb") as fh:
         for chunk in chunks:
             fh.write(chunk)
     return Path(path)
 
 
-def write_text(path, text: str) -> Path:
-    """Write UTF-8 text to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+def write_text(path, text: str, *, private: bool = False) -> Path:
+    """Write UTF-8 text to ``path`` atomically; ``private=True`` for secrets (0600)."""
+    with atomic_path(path, private=private) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)

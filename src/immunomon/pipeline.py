@@ -18,14 +18,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .atomic import write_text
+from .atomic import replace_path, temporary_dir, write_text
 from .errors import ImmunomonError
 from .yamlio import line_of
 from .yamlio import load as load_yaml
@@ -245,18 +244,6 @@ def _read_state(out: Path) -> dict:
 
 def _write_state(out: Path, state: dict) -> None:
     write_text(out / STATE_FILE, json.dumps(state, indent=2))
-
-
-def _swap_in(work: Path, final: Path) -> None:
-    """Replace ``final`` (file or folder) by ``work``."""
-    if final.is_dir() and not final.is_symlink():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(work, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, final)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -488,7 +475,7 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
             continue
         progress(name, "running")
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
+        work = temporary_dir(out, prefix=f".{name}.")
         try:
             if name == "cohort":
                 work.rmdir()                     # _cohort creates it
@@ -510,7 +497,7 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        _swap_in(work, final)
+        replace_path(work, final)
         seconds = time.monotonic() - started
         state["stages"][name] = {
             "fingerprint": prints[name], "details": details,

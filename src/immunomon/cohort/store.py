@@ -12,9 +12,6 @@ beside the target and are renamed into place when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..atomic import atomic_path
+from ..atomic import atomic_dir, atomic_path
 from ..errors import ImmunomonError
 from .model import TABLE_NAMES, Cohort
 
@@ -132,19 +129,8 @@ def save(cohort: Cohort, path) -> Path:
         with atomic_path(path) as tmp:
             _write_netcdf(cohort, tmp)
         return path
-    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        _write_zarr(cohort, tmp)
-        old = None
-        if path.exists():
-            old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent)
-            os.replace(path, Path(old) / "store")
-        os.replace(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(path) as tmp:
+        _write_zarr(cohort, str(tmp))
     return path
 
 

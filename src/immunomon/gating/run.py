@@ -10,17 +10,14 @@ written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
+from ..atomic import atomic_dir, atomic_path
 from ..errors import ImmunomonError
 from .. import populations as pops
 from .. import qc
@@ -213,10 +210,9 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                  deidentify: bool = False) -> Path:
     """Write one sample's outputs into ``out_dir/<name>/`` (built beside it and
     renamed into place when complete); returns that folder."""
-    out_dir = Path(out_dir)
-    final = out_dir / gating.name
-    work = Path(tempfile.mkdtemp(prefix=f".{gating.name}.", dir=out_dir))
-    try:
+    final = Path(out_dir) / gating.name
+    # The page links plots relative to itself, so the folder is built whole and moved.
+    with atomic_dir(final) as work:
         _atomic_frame(gating.table, work / "populations.csv")
         _atomic_frame(gating.table, work / "populations.parquet")
         _atomic_frame(gating.statistics, work / "statistics.csv")
@@ -252,13 +248,6 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                     table=gating.table.drop(columns=["sample"]), plots=plot_files,
                     qc_flags=gating.qc_flags, warnings=gating.warnings + gating.notes,
                     subtitle=f"{template.panel} (template version {template.version})")
-        # The page links plots relative to itself, so the folder moves as a whole.
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(work, final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return final
 
 
