@@ -11,6 +11,7 @@ time-varying covariates. Column definitions: ``docs/clinical.md``.
 """
 
 from .data import ClinicalData, build_clinical, read_clinical
+from .ctcae import ctcae_grade, grade_values, lab_terms, resolve_term
 from .dates import parse_date
 from .endpoints import endpoints, exposure_runs, intervals
 from .gvhd import (
@@ -29,4 +30,5 @@ __all__ = [
     "magic_grade", "glucksberg_grade", "nih_global_severity", "lung_score_from_fev1",
     "steroid_refractory", "StageSet",
     "imwg_category", "imwg_progression", "imwg_series", "measurable_disease", "LabValues",
+    "ctcae_grade", "grade_values", "lab_terms", "resolve_term",
 ]
