@@ -16,6 +16,7 @@ from .errors import (
     ClinicalDataError,
     CompensationError,
     FCSFormatError,
+    FlowJoError,
     GatingError,
     GatingMLError,
     ImmunomonError,
@@ -37,6 +38,7 @@ _LAZY = {
     "compensate": "compensation",
     "load_template": "gating.template", "gate_sample": "gating.run",
     "gate_files": "gating.run", "load_gatingml": "gating", "save_gatingml": "gating",
+    "load_flowjo": "gating.flowjo", "save_flowjo": "gating.flowjo",
     "population_statistics": "populations",
     "read_clinical": "clinical", "ClinicalData": "clinical",
     "chimerism_from_exports": "chimerism", "compute_chimerism": "chimerism",
@@ -48,7 +50,7 @@ __all__ = [
     "__version__",
     # errors
     "ImmunomonError", "FCSFormatError", "CompensationError", "GatingError",
-    "GatingMLError", "TemplateError", "ChimerismError", "ClinicalDataError",
+    "GatingMLError", "FlowJoError", "TemplateError", "ChimerismError", "ClinicalDataError",
     "AnalysisError", "TransformError",
     # FCS
     "Sample", "Channel", "Spillover", "read_fcs", "read_fcs_metadata", "write_fcs",

@@ -62,3 +62,8 @@ class ClinicalDataError(ImmunomonError):
 
 class AnalysisError(ImmunomonError):
     """An analysis cannot be run on the data given."""
+
+
+class FlowJoError(GatingError):
+    """A FlowJo workspace is malformed, uses an unsupported feature, or does not
+    fit the FCS files it is applied to; names the workspace, sample and gate."""

@@ -9,6 +9,8 @@ Build a strategy in Python::
     result.mask("T_cells"), result.count("T_cells")
 
 or read one with ``load_gatingml(path)`` and write it with ``save_gatingml``.
+FlowJo workspaces: ``load_flowjo(path)``, ``compare_counts(workspace, files)``,
+``save_flowjo(workspace, path)`` (see ``immunomon.gating.flowjo``).
 """
 
 from .dimensions import (FCS, UNCOMPENSATED, Dimension, EventValues, FRatio, RatioDimension,
@@ -26,4 +28,17 @@ __all__ = [
     "Dimension", "RatioDimension", "FRatio", "SpectrumMatrix", "EventValues",
     "UNCOMPENSATED", "FCS",
     "range_mask", "rectangle_mask", "polygon_mask", "ellipsoid_mask", "divider_bins",
+    "load_flowjo", "save_flowjo", "compare_counts", "workspace_from_results",
+    "FlowJoBiex", "FlowJoLog", "FlowJoLinear",
 ]
+
+# FlowJo support imports pandas: loaded on first use
+_FLOWJO = {"load_flowjo", "save_flowjo", "compare_counts", "workspace_from_results",
+           "FlowJoBiex", "FlowJoLog", "FlowJoLinear"}
+
+
+def __getattr__(name):
+    if name in _FLOWJO:
+        from . import flowjo
+        return getattr(flowjo, name)
+    raise AttributeError(f"module 'immunomon.gating' has no attribute {name!r}")

@@ -1,0 +1,190 @@
+"""Applying a FlowJo workspace to its FCS files, and comparing counts.
+
+``compare_counts(workspace, files)`` gates every file with its sample's gates
+and returns, per population, FlowJo's stored count beside immunomon's and the
+difference. ``compare_template`` also runs an immunomon template on the same
+events and scores each population it shares (by name) with the workspace by
+per-event F1 against the manual gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import FlowJoError, GatingError, ImmunomonError
+from .model import WorkspaceSample, _uri_path
+from .reader import Workspace
+
+COLUMNS = ["sample", "file", "population", "path", "parent", "flowjo_count", "count",
+           "difference", "difference_percent"]
+
+
+@dataclass
+class AppliedSample:
+    """One workspace sample gated on its FCS file."""
+
+    sample: WorkspaceSample
+    file: Path
+    result: object                          # GatingResult, population ids are gate paths
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for pop in self.sample.populations:
+            count = self.result.count(pop.id)
+            fj = pop.flowjo_count
+            diff = None if fj is None else count - fj
+            rows.append({"sample": self.sample.name, "file": str(self.file),
+                         "population": pop.name, "path": pop.id, "parent": pop.parent or "",
+                         "flowjo_count": fj, "count": count, "difference": diff,
+                         "difference_percent": (None if fj is None else
+                                                0.0 if diff == 0 else
+                                                100.0 * diff / fj if fj else float("inf"))})
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _key(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _stem(name: str) -> str:
+    n = _key(name)
+    return n[:-4] if n.endswith(".fcs") else n
+
+
+def match_files(ws: Workspace, files=None) -> list[tuple[WorkspaceSample, Path]]:
+    """Pair samples with FCS files.
+
+    With ``files`` (paths or folders), each file is matched to the sample whose
+    recorded file name, ``$FIL`` keyword or name it carries; a file no sample
+    names is an error. Without, every sample's file is looked for at its
+    recorded location and beside the workspace; a missing one is an error.
+    """
+    if files is None:
+        return [(s, locate(ws, s)) for s in ws.samples]
+    from ..run import find_fcs_files
+    pairs = []
+    for path in find_fcs_files(files):
+        path = Path(path)
+        sample = sample_for_file(ws, path)
+        if sample is None:
+            raise FlowJoError(f"{path}: no sample of {ws.path} uses this file; its samples "
+                              f"use: {', '.join(s.file_name for s in ws.samples) or 'none'}")
+        pairs.append((sample, path))
+    return pairs
+
+
+def sample_for_file(ws: Workspace, path: Path) -> WorkspaceSample | None:
+    name = _key(Path(path).name)
+    for attr in (lambda s: s.file_name, lambda s: s.keywords.get("$FIL", ""),
+                 lambda s: s.name):
+        found = [s for s in ws.samples if _key(attr(s)) == name]
+        if len(found) == 1:
+            return found[0]
+    found = [s for s in ws.samples if _stem(s.name) == _stem(name)]
+    return found[0] if len(found) == 1 else None
+
+
+def locate(ws: Workspace, sample: WorkspaceSample) -> Path:
+    """The FCS file of a sample: where the workspace recorded it, else beside
+    the workspace (also in a sub-folder), else an error naming it."""
+    looked = []
+    if sample.uri:
+        recorded = Path(_uri_path(sample.uri))
+        looked.append(str(recorded))
+        if recorded.is_file():
+            return recorded
+    folder = ws.path.parent
+    for candidate in [folder / sample.file_name, *folder.rglob(sample.file_name)]:
+        if candidate.is_file():
+            return candidate
+    looked.append(str(folder / sample.file_name))
+    raise FlowJoError(f"{ws.path}: sample {sample.name!r}: FCS file {sample.file_name!r} not "
+                      f"found (looked at {', '.join(looked)}); put it beside the workspace "
+                      "or pass the files explicitly")
+
+
+def apply_sample(ws: Workspace, sample: WorkspaceSample, path) -> AppliedSample:
+    """Gate one FCS file with one sample's gates."""
+    from ...fcs import read_fcs
+
+    path = Path(path)
+    if not path.is_file():
+        raise FlowJoError(f"{ws.path}: sample {sample.name!r}: FCS file {path} not found")
+    fcs = read_fcs(path)
+    strategy = sample.strategy()
+    try:
+        result = strategy.apply(fcs)
+    except (GatingError, ImmunomonError) as exc:
+        raise FlowJoError(f"{ws.path}: sample {sample.name!r} on {path}: {exc}") from None
+    notes = []
+    if sample.count is not None and sample.count != fcs.n_events:
+        notes.append(f"{path.name}: {fcs.n_events} events, but FlowJo recorded {sample.count} "
+                     "for this sample; is it the same file?")
+    return AppliedSample(sample, path, result, notes)
+
+
+def apply_workspace(ws: Workspace, files=None) -> list[AppliedSample]:
+    return [apply_sample(ws, s, p) for s, p in match_files(ws, files)]
+
+
+def compare_counts(ws: Workspace, files=None) -> pd.DataFrame:
+    """Per sample and population: FlowJo's count, immunomon's, the difference."""
+    tables = [a.table() for a in apply_workspace(ws, files)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+
+
+def f1_score(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Per-event F1 of a gate against a reference gate (1 when both are empty)."""
+    tp = np.count_nonzero(truth & predicted)
+    fp = np.count_nonzero(~truth & predicted)
+    fn = np.count_nonzero(truth & ~predicted)
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
+    """Template population name -> workspace gate path, matched by name
+    (case-insensitive, ignoring spaces, '_' and '-'); a name held by several
+    workspace populations is matched only if exactly one of them has the same
+    parent name."""
+    def norm(s):
+        return "".join(ch for ch in s.casefold() if ch not in " _")
+
+    out = {}
+    for name, parent in names:
+        hits = [p for p in sample.populations if norm(p.name) == norm(name)]
+        if len(hits) > 1 and parent:
+            hits = [p for p in hits if p.parent and norm(p.parent.split("/")[-1]) == norm(parent)]
+        if len(hits) == 1:
+            out[name] = hits[0].id
+    return out
+
+
+def compare_template(ws: Workspace, files, template) -> pd.DataFrame:
+    """The template's gates beside the workspace's manual ones, on the same events:
+    per shared population, the manual count (FlowJo's and immunomon's), the
+    template's count and the per-event F1 of the template against the manual gate."""
+    from ...fcs import read_fcs
+
+    rows = []
+    for applied in apply_workspace(ws, files):
+        fcs = read_fcs(applied.file)
+        strategy, _ = template.strategy_for(fcs)
+        auto = strategy.apply(fcs)
+        names = [(p, auto.parent(p)) for p in auto.gate_ids]
+        for name, path in match_populations(applied.sample, names).items():
+            manual = applied.result.mask(path)
+            mine = auto.mask(name)
+            pop = applied.sample.population(path)
+            rows.append({"sample": applied.sample.name, "file": str(applied.file),
+                         "population": name, "path": path,
+                         "flowjo_count": pop.flowjo_count,
+                         "count": int(np.count_nonzero(manual)),
+                         "template_count": int(np.count_nonzero(mine)),
+                         "f1": f1_score(manual, mine)})
+    return pd.DataFrame(rows, columns=["sample", "file", "population", "path", "flowjo_count",
+                                       "count", "template_count", "f1"])

@@ -1,0 +1,236 @@
+"""FlowJo's own transforms, and the scale each FlowJo transform displays on.
+
+FlowJo stores rectangle and polygon coordinates in data units and evaluates
+them on the transformed (display) axes, so a polygon's straight edges are
+straight on the transformed scale. Three transforms have no exact Gating-ML
+2.0 counterpart:
+
+- ``FlowJoBiex``: FlowJo's biexponential. It is the logicle function (Moore &
+  Parks) with FlowJo's parameterisation (``neg``, ``width`` basis, ``pos``
+  decades, ``maxRange``), tabulated at 4097 channels (0..4096) and interpolated
+  linearly between them, as FlowJo does. The channel is its display scale.
+- ``FlowJoLog``: ``log10(x / offset) / decades``, with values below ``offset``
+  shown at the offset (FlowJo puts them on the axis instead of dropping them).
+- ``FlowJoLinear``: ``(x - minRange) / (maxRange - minRange)``.
+
+Logicle, fasinh and hyperlog are the Gating-ML 2.0 transforms of
+``immunomon.transforms`` on their 0-1 scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+import numpy as np
+
+from ...errors import TransformError
+from ...transforms import Asinh, Hyperlog, Linear, Log, Logicle, Transform, _logicle_d
+
+BIEX_CHANNELS = 4096        # FlowJo's biex display scale: channels 0..4096
+DISPLAY_BINS = 256          # FlowJo's gate display resolution (ellipse coordinates)
+
+
+def _finite(kind: str, name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TransformError(f"{kind}: {name}={value!r} is not a number") from None
+    if not math.isfinite(v):
+        raise TransformError(f"{kind}: {name}={value!r} must be finite")
+    return v
+
+
+@lru_cache(maxsize=64)
+def biex_table(neg: float, width: float, pos: float, max_range: float,
+               channels: int = BIEX_CHANNELS) -> np.ndarray:
+    """Data value at each channel 0..channels of FlowJo's biex (read-only array).
+
+    The curve is ``m (e^(b y) - s e^(-d y)) - f`` on ``y = channel / (channels + 1)``
+    with ``b`` the positive decades times ln 10, ``d`` the logicle root of
+    ``2 (ln d - ln b) + w (b + d) = 0``, and ``s`` and ``f`` chosen so that the
+    zero channel maps to 0; below the zero channel the curve is mirrored.
+    The zero channel is rounded down to a whole channel and the decades
+    stretched to put zero exactly there, as FlowJo does.
+    """
+    width_decades = math.log10(-width)
+    decades = pos - width_decades / 2
+    extra = max(neg, 0.0) + width_decades / 2
+    zero = min(int(extra * channels / (extra + decades)), channels // 2)
+    if zero > 0:
+        decades = extra * channels / zero
+    w = width_decades / (2 * decades)
+    b = math.log(10.0) * decades
+    d = _logicle_d(b, w)
+    n = channels + 1
+    y = np.arange(n) / n
+    rising = np.exp(b * y)
+    falling = np.exp(-d * y) * math.exp((b + d) * (w + extra / decades))
+    values = (max_range / math.exp(b)) * (rising - falling - (rising[zero] - falling[zero]))
+    below = np.arange(zero)
+    values[below] = -values[2 * zero - below]
+    values.setflags(write=False)
+    return values
+
+
+@dataclass(frozen=True)
+class FlowJoBiex(Transform):
+    """FlowJo's biexponential (``transforms:biex``), onto channels 0..4096."""
+
+    neg: float = 0.0
+    width: float = -10.0
+    pos: float = 4.418539922
+    max_range: float = 262144.0
+    gatingml_name: ClassVar[None] = None
+    _fields: ClassVar[tuple[str, ...]] = ("neg", "width", "pos", "max_range")
+    scale: ClassVar[float] = float(BIEX_CHANNELS)
+
+    def __post_init__(self):
+        values = {f: _finite("FlowJo biex", f, getattr(self, f)) for f in self._fields}
+        if not values["width"] < 0:
+            raise TransformError(f"FlowJo biex: width basis {values['width']:g} must be "
+                                 "negative (FlowJo offers -1 to -1000)")
+        if values["pos"] <= 0 or values["max_range"] <= 0 or values["neg"] < 0:
+            raise TransformError(f"FlowJo biex: pos and maxRange must be positive and neg "
+                                 f"non-negative, got {values}")
+        if math.log10(-values["width"]) / 2 >= values["pos"]:
+            raise TransformError(f"FlowJo biex: width basis {values['width']:g} is too wide "
+                                 f"for {values['pos']:g} positive decades")
+        for f, v in values.items():
+            object.__setattr__(self, f, v)
+
+    @property
+    def table(self) -> np.ndarray:
+        return biex_table(self.neg, self.width, self.pos, self.max_range)
+
+    def apply(self, x):
+        t = self.table
+        return np.interp(np.asarray(x, dtype=np.float64), t, np.arange(t.size, dtype=np.float64))
+
+    def inverse(self, y):
+        t = self.table
+        return np.interp(np.asarray(y, dtype=np.float64), np.arange(t.size, dtype=np.float64), t)
+
+    def logicle(self) -> Logicle:
+        """The Gating-ML logicle this biex approximates (channel / 4097 within
+        half a channel): T = maxRange, W = log10(-width)/2, A = neg and M + A the
+        decades FlowJo stretched to put zero on a whole channel."""
+        wd = math.log10(-self.width) / 2
+        extra = self.neg + wd
+        decades = self.pos - wd
+        zero = min(int(extra * BIEX_CHANNELS / (extra + decades)), BIEX_CHANNELS // 2)
+        total = extra * BIEX_CHANNELS / zero if zero > 0 else decades + extra
+        return Logicle(T=self.max_range, W=wd, M=total - self.neg, A=self.neg)
+
+
+@dataclass(frozen=True)
+class FlowJoLog(Transform):
+    """FlowJo's log (``transforms:log``): ``log10(max(x, offset) / offset) / decades``."""
+
+    offset: float = 1.0
+    decades: float = 4.5
+    gatingml_name: ClassVar[None] = None
+    _fields: ClassVar[tuple[str, ...]] = ("offset", "decades")
+    scale: ClassVar[float] = 1.0
+
+    def __post_init__(self):
+        off = _finite("FlowJo log", "offset", self.offset)
+        dec = _finite("FlowJo log", "decades", self.decades)
+        if off <= 0 or dec <= 0:
+            raise TransformError(f"FlowJo log: offset {off:g} and decades {dec:g} must be "
+                                 "positive")
+        object.__setattr__(self, "offset", off)
+        object.__setattr__(self, "decades", dec)
+
+    def as_gatingml(self) -> Log:
+        return Log(T=self.offset * 10.0 ** self.decades, M=self.decades)
+
+    def apply(self, x):
+        return self.as_gatingml().apply(np.maximum(np.asarray(x, dtype=np.float64), self.offset))
+
+    def inverse(self, y):
+        return self.as_gatingml().inverse(y)
+
+
+@dataclass(frozen=True)
+class FlowJoLinear(Transform):
+    """FlowJo's linear (``transforms:linear``): ``(x - minRange) / (maxRange - minRange)``."""
+
+    min_range: float = 0.0
+    max_range: float = 262144.0
+    gatingml_name: ClassVar[None] = None
+    _fields: ClassVar[tuple[str, ...]] = ("min_range", "max_range")
+    scale: ClassVar[float] = 1.0
+
+    def __post_init__(self):
+        lo = _finite("FlowJo linear", "minRange", self.min_range)
+        hi = _finite("FlowJo linear", "maxRange", self.max_range)
+        if not lo < hi:
+            raise TransformError(f"FlowJo linear: minRange {lo:g} must be below maxRange {hi:g}")
+        object.__setattr__(self, "min_range", lo)
+        object.__setattr__(self, "max_range", hi)
+
+    def as_gatingml(self) -> Linear | None:
+        """Gating-ML flin when its constraint (0 <= A <= T) allows, else None."""
+        if self.min_range <= 0 and -self.min_range <= self.max_range:
+            return Linear(T=self.max_range, A=-self.min_range)
+        return None
+
+    def apply(self, x):
+        return (np.asarray(x, dtype=np.float64) - self.min_range) / (self.max_range - self.min_range)
+
+    def inverse(self, y):
+        return np.asarray(y, dtype=np.float64) * (self.max_range - self.min_range) + self.min_range
+
+
+@dataclass(frozen=True, eq=False)
+class FlowJoTable(Transform):
+    """A transform FlowJo 9 wrote out as a calibration table: the data value at
+    each display channel, interpolated linearly (FlowJo 9 derives the biex of
+    each compensated channel from its data and stores only the table)."""
+
+    name: str
+    values: np.ndarray
+    gatingml_name: ClassVar[None] = None
+    _fields: ClassVar[tuple[str, ...]] = ("name",)
+
+    def __post_init__(self):
+        v = np.array(self.values, dtype=np.float64)
+        if v.ndim != 1 or v.size < 2 or not np.isfinite(v).all() or not (np.diff(v) > 0).all():
+            raise TransformError(f"FlowJo calibration table {self.name!r}: needs increasing "
+                                 "finite values, one per channel")
+        v.setflags(write=False)
+        object.__setattr__(self, "values", v)
+
+    @property
+    def scale(self) -> float:
+        return float(self.values.size - 1)
+
+    def apply(self, x):
+        return np.interp(np.asarray(x, dtype=np.float64), self.values,
+                         np.arange(self.values.size, dtype=np.float64))
+
+    def inverse(self, y):
+        return np.interp(np.asarray(y, dtype=np.float64),
+                         np.arange(self.values.size, dtype=np.float64), self.values)
+
+
+def display_scale(transform) -> float:
+    """Width of a transform's display axis in its own units: 4096 for biex,
+    1 for the 0-1 scales (linear, log, logicle, fasinh, hyperlog)."""
+    return float(getattr(transform, "scale", 1.0))
+
+
+def gatingml_equivalent(transform):
+    """A Gating-ML 2.0 transform giving the same gate memberships (``FlowJoBiex``:
+    the logicle it approximates, scaled by ``display_scale``), or the transform
+    itself when it is one already."""
+    if isinstance(transform, FlowJoBiex):
+        return transform.logicle()
+    if isinstance(transform, (FlowJoLog, FlowJoLinear)):
+        return transform.as_gatingml()
+    if isinstance(transform, (Linear, Log, Asinh, Logicle, Hyperlog)):
+        return transform
+    return None

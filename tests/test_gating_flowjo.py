@@ -1,0 +1,245 @@
+"""FlowJo workspaces: exact counts on a synthetic workspace, FlowJo's own
+transform tables, real workspaces with FlowJo's stored counts, round trips and
+errors."""
+
+from __future__ import annotations
+
+import gzip
+import math
+
+import numpy as np
+import pytest
+
+import flowjo_synthetic as syn
+from immunomon.errors import FlowJoError, ImmunomonError
+from immunomon.gating import load_gatingml
+from immunomon.gating.flowjo import (FlowJoBiex, FlowJoLog, FlowJoTable, biex_table,
+                                     compare_counts, load_flowjo, save_flowjo)
+from immunomon.gating.flowjo.gml import save_sample_gatingml
+
+DATA = syn.DATA
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flowjo")
+    fcs = syn.write_fcs_file(folder / "synthetic.fcs")
+    wsp = folder / "synthetic.wsp"
+    wsp.write_text(syn.workspace_xml(), encoding="utf-8")
+    return wsp, fcs
+
+
+# ----------------------------------------------------------------------------- transforms
+def test_biex_table_matches_flowjo_export():
+    """FlowJo 10's exported biex table (width -7.94, neg 1): every channel's value."""
+    ref = np.loadtxt(DATA / "flowjo_biex_l256_w-7.943282_n1_m4.41854_r262144.000029.csv",
+                     delimiter=",", skiprows=1)
+    ours = biex_table(1.0, -7.943282, 4.41854, 262144.000029)
+    assert ours.size == 4097
+    # FlowJo prints six significant digits
+    np.testing.assert_allclose(ours[:4096], ref[:, 1], rtol=5e-6, atol=5e-4)
+
+
+def test_biex_table_matches_flowjo9_calibration_table():
+    """FlowJo 9 wrote its biex (width -10, 4.5 decades) as a calibration table."""
+    ws = load_flowjo(DATA / "A2004Analysis_A02.xml.gz")
+    table = ws.samples[0].transforms["FITC-A"]
+    assert isinstance(table, FlowJoTable)
+    assert table.name.startswith("InputParameterTransform")
+    np.testing.assert_allclose(biex_table(0.0, -10.0, 4.5, 262144.0), table.values,
+                               rtol=1e-6, atol=1e-3)
+
+
+def test_biex_apply_and_inverse():
+    t = FlowJoBiex(neg=0, width=-10, pos=4.5, max_range=262144)
+    channels = np.array([0.0, 455.0, 1000.5, 4096.0])
+    x = t.inverse(channels)
+    assert x[1] == pytest.approx(0.0, abs=1e-9)        # zero sits on channel 455 here
+    np.testing.assert_allclose(t.apply(x), channels, atol=1e-9)
+    assert t.apply(np.array([-1e6, 1e9])).tolist() == [0.0, 4096.0]   # off scale: on the axes
+
+
+def test_biex_is_flowjos_logicle():
+    """FlowJo's biex is the logicle with T = maxRange, W = log10(-width)/2, A = neg."""
+    t = FlowJoBiex(neg=1.0, width=-7.943282, pos=4.41854, max_range=262144.000029)
+    lg = t.logicle()
+    assert lg.W == pytest.approx(math.log10(7.943282) / 2) and lg.A == 1.0
+    x = t.table
+    assert np.abs(lg.apply(x) * 4097 - np.arange(4097)).max() < 0.5
+
+
+def test_flowjo_log_puts_low_values_on_the_axis():
+    t = FlowJoLog(offset=10, decades=4)
+    np.testing.assert_allclose(t.apply([-5.0, 10.0, 1000.0, 1e5]), [0, 0, 0.5, 1.0])
+
+
+# ----------------------------------------------------------------------------- synthetic
+def test_synthetic_counts_exact(synthetic):
+    wsp, fcs = synthetic
+    ws = load_flowjo(wsp)
+    table = compare_counts(ws, [fcs])
+    got = dict(zip(table["path"], table["count"]))
+    assert got == syn.expected_counts()
+    assert (table["difference"] == 0).all()
+    assert set(table["population"]) >= {"Q1 or Q3", "not Ell", "hi", "Ell", "NotDebris"}
+
+
+def test_synthetic_reader_structure(synthetic):
+    ws = load_flowjo(synthetic[0])
+    s = ws.samples[0]
+    assert s.file_name == "synthetic.fcs" and s.count == sum(c[0] for c in syn.CLUSTERS.values())
+    assert s.compensation.prefix == "Comp-" and s.compensation.matrix.detectors == (
+        "FL1-A", "FL2-A", "FL3-A")
+    assert {k: type(v).__name__ for k, v in s.transforms.items()} == {
+        "FSC-A": "FlowJoLinear", "SSC-A": "FlowJoLog", "FL1-A": "FlowJoBiex",
+        "FL2-A": "Logicle", "FL3-A": "Asinh"}
+    assert [p.id for p in s.populations if p.name == "hi"] == [
+        "Cells/Lymph/CD3+/Q1: FL2-, FL3+/hi", "Cells/Lymph/CD3+/Q2: FL2+, FL3+/hi"]
+    assert ws.groups == {"All Samples": ["1"]}
+
+
+def test_polygons_are_evaluated_on_display_axes(synthetic):
+    """Cluster B lies inside the triangle drawn through the data values of its
+    vertices but outside it on FlowJo's log axis, where FlowJo draws it."""
+    from immunomon import read_fcs
+    from immunomon.gating import Dimension, GatingStrategy, PolygonGate
+
+    wsp, fcs = synthetic
+    lymph = load_flowjo(wsp).samples[0].population("Cells/Lymph").gate
+    raw = GatingStrategy([PolygonGate("raw", [Dimension("FSC-A"), Dimension("SSC-A")],
+                                      lymph.vertices)]).apply(read_fcs(fcs))
+    cells = syn.expected_counts()
+    in_triangle = sum(syn.CLUSTERS[c][0] for c in "CDEFGJK") + syn.CLUSTERS["B"][0]
+    assert raw.count("raw") == in_triangle
+    assert cells["Cells/Lymph"] == in_triangle - syn.CLUSTERS["B"][0]
+
+
+def test_round_trip_wsp_immunomon_wsp(synthetic, tmp_path):
+    from immunomon import read_fcs
+
+    wsp, fcs = synthetic
+    ws = load_flowjo(wsp)
+    out = save_flowjo(ws, tmp_path / "again.wsp")
+    again = load_flowjo(out)
+    sample = read_fcs(fcs)
+    first = ws.samples[0].strategy().apply(sample)
+    second = again.samples[0].strategy().apply(sample)
+    for pop in ws.samples[0].populations:
+        assert np.array_equal(first.mask(pop.id), second.mask(pop.id)), pop.id
+    assert [p.flowjo_count for p in again.samples[0].populations] == [
+        p.flowjo_count for p in ws.samples[0].populations]
+    assert again.samples[0].compensation.prefix == "Comp-"
+
+
+def test_round_trip_wsp_gatingml(synthetic, tmp_path):
+    from immunomon import read_fcs
+
+    wsp, fcs = synthetic
+    ws = load_flowjo(wsp)
+    ids = save_sample_gatingml(ws.samples[0], tmp_path / "gates.xml")
+    gml = load_gatingml(tmp_path / "gates.xml").apply(read_fcs(fcs))
+    expected = syn.expected_counts()
+    for path, gid in ids.items():
+        if path in expected:
+            assert gml.count(gid) == expected[path], path
+
+
+def test_gatingml_export_validates_against_the_schema(synthetic, tmp_path):
+    flowkit = pytest.importorskip("flowkit")
+    ws = load_flowjo(synthetic[0])
+    save_sample_gatingml(ws.samples[0], tmp_path / "gates.xml")
+    flowkit.parse_gating_xml(str(tmp_path / "gates.xml"))
+
+
+# ----------------------------------------------------------------------------- real data
+REAL_A2004 = {    # FlowJo 9.2 (Mac) stored counts for a2004_O1T2pb05i_A2_A02.fcs
+    "Live": 34469, "Live/APC": 2839, "Live/APC/B Cell": 1727, "Live/APC/mDC": 449,
+    "Live/APC/pDC": 81, "Live/Monocytes": 1846, "Live/APC/mDC/TNFa+": 16,
+    "Live/Monocytes/IL-6+": 72, "Live/Monocytes/TNFa+": 17,
+}
+
+
+def test_real_flowjo9_workspace_within_tolerance():
+    """flowWorkspaceData's FlowJo 9 workspace on its FCS file (the gated channels)."""
+    ws = load_flowjo(DATA / "A2004Analysis_A02.xml.gz")
+    table = compare_counts(ws, [DATA / "a2004_O1T2pb05i_A2_A02.fcs"]).set_index("path")
+    for path, fj in REAL_A2004.items():
+        assert table.loc[path, "flowjo_count"] == fj
+        tolerance = max(0.025 * fj, 5)         # 2.5%, or 5 events for small populations
+        assert abs(table.loc[path, "count"] - fj) <= tolerance, path
+    assert table.loc["Live/APC/mDC", "count"] == 449
+
+
+def test_real_flowjo10_ellipse():
+    """FlowKit's FlowJo 10 ellipse example: FlowJo counted 51 of 100 events."""
+    ws = load_flowjo(DATA / "single_ellipse_51_events.wsp")
+    table = compare_counts(ws, [DATA / "data_set_simple_line_100.fcs"])
+    assert table["flowjo_count"].tolist() == [51] and table["count"].tolist() == [51]
+
+
+def test_real_flowjo10_booleans_and_comp_prefix():
+    """FlowKit's 8-colour ICS workspace: And/Or/Not nodes, Comp- channels, logicle."""
+    ws = load_flowjo(DATA / "8_color_ICS_boolean_gate_testing.wsp.gz")
+    assert len(ws.samples) == 3
+    s = ws.sample("101_DEN084Y5_15_E01_008_clean.fcs")
+    strategy = s.strategy()
+    kinds = {p.id: type(p.gate).__name__ for p in s.populations}
+    ops = {p.gate.operator for p in s.populations if kinds[p.id] == "WspBoolean"}
+    assert ops == {"and", "or", "not"}
+    cd4 = strategy.gate("Time/Singlets/aAmine-/CD3+/CD4+")
+    assert {d.name for d in cd4.dimensions} == {"CD4 PE-Cy7 FLR-A", "CD8 PerCP-Cy55 FLR-A"}
+    assert all(d.compensation == "flowjo" for d in cd4.dimensions)
+    not_node = strategy.gate("Time/Singlets/aAmine-/CD3+/CD4+/IL2+-")
+    assert not_node.operator == "not"
+    assert [o.ref for o in not_node.operands] == ["Time/Singlets/aAmine-/CD3+/CD4+/IL2+"]
+
+
+# ----------------------------------------------------------------------------- errors
+def test_missing_fcs_file_is_named(synthetic, tmp_path):
+    wsp = tmp_path / "lonely.wsp"
+    wsp.write_text(syn.workspace_xml("nowhere.fcs"), encoding="utf-8")
+    with pytest.raises(FlowJoError, match="nowhere.fcs.*not found"):
+        compare_counts(load_flowjo(wsp))
+
+
+def test_file_no_sample_uses(synthetic, tmp_path):
+    other = tmp_path / "other.fcs"
+    other.write_bytes(synthetic[1].read_bytes())
+    with pytest.raises(FlowJoError, match="other.fcs: no sample"):
+        compare_counts(load_flowjo(synthetic[0]), [other])
+
+
+def test_unknown_transform_is_named(tmp_path):
+    wsp = tmp_path / "odd.wsp"
+    wsp.write_text(syn.workspace_xml(transforms=(
+        '<transforms:miltenyi transforms:x="1"><data-type:parameter data-type:name="FL1-A" />'
+        "</transforms:miltenyi>")), encoding="utf-8")
+    with pytest.raises(FlowJoError, match=r"transformation of 'FL1-A'.*unknown transformation"
+                                          r" <miltenyi>"):
+        load_flowjo(wsp)
+
+
+def test_channel_the_file_lacks_is_named(synthetic, tmp_path):
+    wsp = tmp_path / "cd19.wsp"
+    cd19 = ('<Population name="CD19+" owningGroup="" count="-1"><Gate gating:id="g">'
+            '<gating:RectangleGate eventsInside="1"><gating:dimension gating:min="1000.0">'
+            '<data-type:fcs-dimension data-type:name="FL9-A" /></gating:dimension>'
+            "</gating:RectangleGate></Gate></Population>")
+    wsp.write_text(syn.workspace_xml(extra_gate=cd19), encoding="utf-8")
+    with pytest.raises(FlowJoError, match="synthetic.fcs.*FL9-A"):
+        compare_counts(load_flowjo(wsp), [synthetic[1]])
+
+
+def test_hostile_and_broken_xml(tmp_path):
+    bomb = tmp_path / "bomb.wsp"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "aaaa">]><Workspace>&a;'
+                    "</Workspace>")
+    with pytest.raises(FlowJoError, match="refused"):
+        load_flowjo(bomb)
+    broken = tmp_path / "broken.wsp.gz"
+    broken.write_bytes(gzip.compress(b"<Workspace><SampleList>"))
+    with pytest.raises(FlowJoError, match="not well-formed"):
+        load_flowjo(broken)
+    with pytest.raises(FlowJoError, match="cannot read"):
+        load_flowjo(tmp_path / "absent.wsp")
+    assert issubclass(FlowJoError, ImmunomonError)
