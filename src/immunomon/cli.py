@@ -81,8 +81,13 @@ def info(files, as_json):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--template", "-t", default="post-transplant", show_default=True,
               help="A built-in template name or the path of a template YAML file.")
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the results (one sub-folder per sample).")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the results (one sub-folder per sample). Required unless "
+                   "--workspace is given.")
+@click.option("--workspace", "-w", type=click.Path(dir_okay=False),
+              help="A FlowJo workspace (.wsp, or FlowJo 9 .xml): apply its gates to the files "
+                   "and print FlowJo's count beside immunomon's; with --template also the "
+                   "template's gates and their F1 against the manual ones.")
 @click.option("--beads-per-test", type=float, help="Counting beads per tube (bead lot value).")
 @click.option("--volume", "volume_ul", type=float, help="Blood volume stained per tube, uL.")
 @click.option("--lymphocytes-per-ul", type=float,
@@ -102,7 +107,7 @@ def info(files, as_json):
 @click.option("--deidentify", is_flag=True,
               help="Drop patient identifiers from the keywords stored in the AnnData files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the combined table as JSON.")
-def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_ul,
+def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lymphocytes_per_ul,
          leukocytes_per_ul, sample_info, overrides, keep_anomalies, no_plots, no_anndata,
          deidentify, as_json):
     """Gate FCS files (or folders of them) with a panel template.
@@ -120,7 +125,13 @@ def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_u
       immunomon gate fixtures/ --template post-transplant --out results/
       immunomon gate run1/*.fcs -t my-panel.yaml -o out/ --beads-per-test 50000 --volume 50
       immunomon gate run1/ -o out/ --sample-info counts.csv --overrides reviewed.yaml
+      immunomon gate --workspace panel.wsp run1/ --json
     """
+    if workspace:
+        _gate_workspace(workspace, inputs, template, out_dir, as_json)
+        return
+    if not out_dir:
+        raise click.UsageError("--out is required (unless --workspace is given)")
     from .gating.run import (CountingInputs, find_fcs_files, gate_files, read_overrides,
                              read_sample_info)
     from .gating.template import load_template
@@ -157,6 +168,30 @@ def gate(inputs, template, out_dir, beads_per_test, volume_ul, lymphocytes_per_u
         click.echo(f"{done} of {len(files)} files gated; results in {run.out_dir} "
                    f"(open {run.out_dir / 'index.html'})")
     sys.exit(0 if run.ok else 1)
+
+
+def _gate_workspace(workspace, inputs, template, out_dir, as_json):
+    """`gate --workspace`: FlowJo's gates on the files, counts side by side."""
+    from .gating.flowjo.report import format_comparison, gate_with_workspace
+
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("template") != click.core.ParameterSource.DEFAULT
+    tmpl = None
+    if explicit:
+        from .gating.template import load_template
+        tmpl = load_template(template)
+    table = gate_with_workspace(workspace, inputs, tmpl)
+    if out_dir:
+        from pathlib import Path
+
+        from .atomic import atomic_path
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(out_dir) / "workspace_counts.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+    else:
+        click.echo(format_comparison(table))
 
 
 # --------------------------------------------------------------------------- chimerism

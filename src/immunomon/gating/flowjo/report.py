@@ -1,0 +1,52 @@
+"""The workspace comparison behind ``immunomon gate --workspace``."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .apply import compare_counts, compare_template
+from .reader import load_flowjo
+
+
+def gate_with_workspace(workspace, inputs=None, template=None) -> pd.DataFrame:
+    """Per sample and population: FlowJo's count, immunomon's, the difference;
+    with a template also its count and per-event F1 against the manual gate
+    for each population it shares by name with the workspace."""
+    ws = load_flowjo(workspace)
+    files = list(inputs) if inputs else None
+    table = compare_counts(ws, files)
+    if template is not None:
+        scores = compare_template(ws, files, template)
+        table = table.merge(scores[["sample", "path", "template_count", "f1"]],
+                            on=["sample", "path"], how="left")
+    return table
+
+
+def _num(v, fmt="{:,}") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return fmt.format(int(v)) if fmt == "{:,}" else fmt.format(v)
+
+
+def format_comparison(table: pd.DataFrame) -> str:
+    """A plain-text table per sample: gate path, FlowJo, immunomon, difference."""
+    lines = []
+    scored = "f1" in table
+    for sample, rows in table.groupby("sample", sort=False):
+        lines.append(f"{sample}  ({rows['file'].iloc[0]})")
+        width = max(len("population"), *(len(p) for p in rows["path"]))
+        head = f"  {'population':<{width}}  {'FlowJo':>9}  {'immunomon':>9}  {'diff':>7}  {'diff %':>7}"
+        if scored:
+            head += f"  {'template':>9}  {'F1':>6}"
+        lines.append(head)
+        for r in rows.itertuples(index=False):
+            line = (f"  {r.path:<{width}}  {_num(r.flowjo_count):>9}  {_num(r.count):>9}  "
+                    f"{_num(r.difference, '{:+,.0f}'):>7}  "
+                    f"{_num(r.difference_percent, '{:+.2f}'):>7}")
+            if scored:
+                line += f"  {_num(r.template_count):>9}  {_num(r.f1, '{:.3f}'):>6}"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines).rstrip()

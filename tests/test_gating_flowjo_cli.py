@@ -1,0 +1,81 @@
+"""`immunomon gate --workspace`: FlowJo's counts beside immunomon's, and a
+template's gates scored against the manual ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import flowjo_synthetic as syn
+from immunomon.cli import main
+
+TEMPLATE = """\
+panel: FlowJo check
+version: "1"
+markers:
+  FL1: [FL1-A]
+compensation: none
+transforms:
+  fluorescence: linear
+  scatter: linear
+populations:
+  - name: Cells
+    parent: root
+    dims: [FSC-A]
+    gate: {rectangle: {bounds: [[131072, null]]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    fcs = syn.write_fcs_file(folder / "synthetic.fcs")
+    wsp = folder / "synthetic.wsp"
+    wsp.write_text(syn.workspace_xml(), encoding="utf-8")
+    tmpl = folder / "check.yaml"
+    tmpl.write_text(TEMPLATE, encoding="utf-8")
+    return wsp, fcs, tmpl
+
+
+def test_gate_workspace_json(files, tmp_path):
+    wsp, fcs, _ = files
+    result = CliRunner().invoke(main, ["gate", "--workspace", str(wsp), str(fcs), "--json",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    by_path = {r["path"]: r for r in records}
+    expected = syn.expected_counts()
+    assert set(by_path) == set(expected)
+    for path, n in expected.items():
+        r = by_path[path]
+        assert (r["flowjo_count"], r["count"], r["difference"]) == (n, n, 0)
+        assert r["sample"] == "synthetic.fcs" and r["population"] == path.split("/")[-1]
+    assert (tmp_path / "out" / "workspace_counts.csv").is_file()
+
+
+def test_gate_workspace_text_and_template_f1(files):
+    wsp, fcs, tmpl = files
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(fcs), "-t", str(tmpl)])
+    assert result.exit_code == 0, result.output
+    assert "Cells/Lymph/CD3+/Q1 or Q3" in result.output and "F1" in result.output
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(fcs), "-t", str(tmpl),
+                                       "--json"])
+    cells = next(r for r in json.loads(result.stdout) if r["path"] == "Cells")
+    # manual Cells: clusters B-K; the template keeps FSC-A >= half scale: B E G H I J K
+    manual = sum(syn.CLUSTERS[c][0] for c in "BCDEFGHIJK")
+    auto = sum(syn.CLUSTERS[c][0] for c in "BEGHIJK")
+    assert cells["template_count"] == auto
+    assert cells["f1"] == pytest.approx(2 * auto / (2 * auto + (manual - auto)))
+
+
+def test_gate_workspace_errors(files, tmp_path):
+    wsp, fcs, _ = files
+    other = tmp_path / "stranger.fcs"
+    other.write_bytes(fcs.read_bytes())
+    result = CliRunner().invoke(main, ["gate", "--workspace", str(wsp), str(other)])
+    assert result.exit_code == 2
+    assert "stranger.fcs: no sample" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["gate", str(fcs)])
+    assert result.exit_code == 2 and "--out is required" in result.output
