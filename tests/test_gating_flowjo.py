@@ -243,3 +243,67 @@ def test_hostile_and_broken_xml(tmp_path):
     with pytest.raises(FlowJoError, match="cannot read"):
         load_flowjo(tmp_path / "absent.wsp")
     assert issubclass(FlowJoError, ImmunomonError)
+
+
+# ----------------------------------------------------------------------------- immunomon -> FlowJo
+def _random_sample(n=4000, seed=3):
+    from immunomon.fcs import Channel, Sample, Spillover
+
+    rng = np.random.default_rng(seed)
+    ev = np.column_stack([rng.uniform(0, 250000, n), rng.uniform(0, 250000, n),
+                          10 ** rng.uniform(-1, 5, n) * rng.choice([-0.05, 1], n),
+                          10 ** rng.uniform(0, 5, n), rng.normal(2000, 3000, n)])
+    chans = tuple(Channel(c, marker=m, range=262144.0) for c, m in
+                  [("FSC-A", None), ("SSC-A", None), ("FL1-A", "CD3"), ("FL2-A", "CD4"),
+                   ("FL3-A", "CD8")])
+    spill = Spillover(("FL1-A", "FL2-A", "FL3-A"),
+                      np.array([[1, 0.1, 0.0], [0.02, 1, 0.05], [0.0, 0.2, 1]]))
+    return Sample(events=ev.astype(np.float32), channel_info=chans, keywords={},
+                  spillover=spill)
+
+
+def test_immunomon_gates_export_to_flowjo_and_back(tmp_path):
+    """Every gate type, on logicle, arcsinh, Gating-ML linear and raw axes, with
+    compensation: the exported workspace gives FlowJo's reading of the same
+    memberships."""
+    from immunomon.gating import (FCS, BooleanGate, Dimension, Divider, EllipsoidGate,
+                                  GateReference, GatingStrategy, PolygonGate, Quadrant,
+                                  QuadrantGate, RectangleGate)
+    from immunomon.gating.flowjo import workspace_from_results
+    from immunomon.transforms import Arcsinh, Linear, Logicle
+
+    lg = Logicle(262144, 0.5, 4.5, 0)
+    cd3, cd4 = Dimension("CD3", FCS, lg), Dimension("CD4", FCS, lg)
+    cd8 = Dimension("CD8", FCS, Arcsinh(150))
+    fsc, ssc = Dimension("FSC-A"), Dimension("SSC-A", transform=Linear(262144, 0))
+    strategy = GatingStrategy([
+        PolygonGate("Cells", [fsc, ssc], [(2e4, 0.04), (2.4e5, 0.08), (2.2e5, 0.92),
+                                          (3e4, 0.6)]),
+        RectangleGate("T cells", [cd3], [(0.45, None)], parent="Cells"),
+        QuadrantGate("Q", [Divider("d4", cd4, [0.6]), Divider("d8", cd8, [3.0])],
+                     [Quadrant("CD4+", {"d4": 1, "d8": 0}), Quadrant("CD8+", {"d4": 0, "d8": 5}),
+                      Quadrant("DP", {"d4": 1, "d8": 5}), Quadrant("DN", {"d4": 0, "d8": 0})],
+                     parent="T cells"),
+        EllipsoidGate("Blob", [cd4, ssc], [0.7, 0.5], [[0.01, 0.004], [0.004, 0.03]], 4.0,
+                      parent="Cells"),
+        PolygonGate("Wedge", [cd3, cd8], [(0.3, 0.0), (0.9, 2.0), (0.5, 7.0)], parent="Cells"),
+        BooleanGate("Blob not T", "and", [GateReference("Blob"),
+                                          GateReference("T cells", complement=True)],
+                    parent="Cells"),
+        BooleanGate("Not wedge", "not", ["Wedge"], parent="Cells"),
+    ])
+    sample = _random_sample()
+    result = strategy.apply(sample)
+    ws = workspace_from_results([result], names=["tube"])
+    path = save_flowjo(ws, tmp_path / "review.wsp")
+    back = load_flowjo(path).samples[0]
+    assert type(back.transforms["Comp-FL1-A"]).__name__ == "Logicle"
+    again = back.strategy().apply(sample)
+    for pop in back.populations:
+        if pop.name in result.gate_ids:
+            assert np.array_equal(result.mask(pop.name), again.mask(pop.id)), pop.id
+            assert pop.flowjo_count == result.count(pop.name)
+    counts = {g: result.count(g) for g in result.gate_ids}
+    assert all(n > 20 for n in counts.values()), counts      # every gate holds events
+    assert counts["Blob not T"] < counts["Blob"]
+    assert {p.name for p in back.populations} >= {"not T cells", "CD8+", "Blob", "Wedge"}

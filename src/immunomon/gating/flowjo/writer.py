@@ -223,6 +223,7 @@ class _SampleBuilder:
         self.matrix: SpectrumMatrix | None = None
         self.comp_ref: str | None = None
         self.paths: dict[str, tuple[str, ...]] = {}
+        self.counts: dict[str, int] = {}          # populations the result does not hold
         self.name, self.sample_id = name, sample_id
 
     def fail(self, gate_id, problem):
@@ -285,11 +286,7 @@ class _SampleBuilder:
         """(population id, FlowJo gate) for one immunomon gate."""
         gid = gate.id
         if isinstance(gate, BooleanGate):
-            if any(o.complement for o in gate.operands):
-                self.fail(gid, "FlowJo boolean nodes cannot complement an operand; "
-                               "add a 'not' gate and refer to it")
-            return [(gid, WspBoolean(gate.operator, tuple(SEP.join(self.paths[o.ref])
-                                                          for o in gate.operands)))]
+            return self.boolean(gate)
         if isinstance(gate, QuadrantGate):
             return self.quadrants(gate)
         dims = list(gate.dimensions)
@@ -316,6 +313,27 @@ class _SampleBuilder:
             return [(gid, ellipse_from_moments(channels, mean, cov))]
         self.fail(gid, f"a {type(gate).__name__} has no FlowJo form")
 
+    def boolean(self, gate: BooleanGate):
+        """FlowJo nodes cannot complement an operand: a complemented operand
+        becomes a Not node beside the boolean gate (both are restricted to the
+        same parent, so the membership is the same)."""
+        out, refs = [], []
+        parent = () if gate.parent is None else self.paths[gate.parent]
+        for o in gate.operands:
+            path = SEP.join(self.paths[o.ref])
+            if o.complement:
+                aux = f"not {o.ref}"
+                if aux not in self.paths:
+                    mask = ~self.result.mask(o.ref)
+                    if gate.parent is not None:
+                        mask &= self.result.mask(gate.parent)
+                    self.paths[aux] = parent + (aux,)
+                    self.counts[aux] = int(mask.sum())
+                    out.append((aux, WspBoolean("not", (path,))))
+                path = SEP.join(self.paths[aux])
+            refs.append(path)
+        return out + [(gate.id, WspBoolean(gate.operator, tuple(refs)))]
+
     def quadrants(self, gate: QuadrantGate):
         from ..masks import divider_bins
         out = []
@@ -341,9 +359,11 @@ class _SampleBuilder:
             for pid, wsp in self.gates(gate):
                 if SEP in pid:
                     self.fail(pid, f"population names cannot contain {SEP!r} in FlowJo")
-                parent = () if gate.parent is None else self.paths[gate.parent]
-                self.paths[pid] = parent + (pid,)
-                pops.append(Population(parent + (pid,), wsp, self.result.count(pid), ""))
+                if pid not in self.paths:
+                    parent = () if gate.parent is None else self.paths[gate.parent]
+                    self.paths[pid] = parent + (pid,)
+                count = self.counts[pid] if pid in self.counts else self.result.count(pid)
+                pops.append(Population(self.paths[pid], wsp, count, ""))
         comp = None
         if self.matrix is not None:
             comp = Compensation(self.comp_ref if self.comp_ref != FCS else "Acquisition-defined",
