@@ -265,8 +265,9 @@ OUTLIER_VALUES = [60, 61, 59, 60, 62, 58, 60, 90]
 
 
 def test_combine_loci_by_hand():
-    # Mean of all 63.75, SD 10.674 (n-1): 90 lies 26.25 > 2 SD away and is dropped.
-    c = combine_loci(OUTLIER_VALUES, 2.0)
+    # Median 60, MAD 1, robust SD max(1.4826, floor 2) = 2: with k = 3.5, 90 lies 30 > 7
+    # points away and is dropped; 58 and 62 (2 points) stay.
+    c = combine_loci(OUTLIER_VALUES, 3.5)
     assert list(c.keep) == [True] * 7 + [False]
     assert c.mean == pytest.approx(60.0)
     assert c.sd == pytest.approx(math.sqrt(10 / 6))
@@ -311,8 +312,22 @@ def test_sample_mean_excludes_outlier_locus():
 def test_sample_without_outlier_exclusion():
     donor, recipient = _references()
     s = compute_chimerism(_sample_peaks(OUTLIER_VALUES), donor, recipient,
-                          settings=ChimerismSettings(outlier_sd=None)).samples[0]
+                          settings=ChimerismSettings(outlier_mad=None)).samples[0]
     assert s.mean == pytest.approx(63.75) and s.n_used == 8
+
+
+def test_robust_rule_catches_what_mean_2sd_misses():
+    # Two loci read 0 % in a full-donor sample. Mean +- 2 SD keeps them: the mean is
+    # 71.43 and the SD (n-1) 48.80, so 0 lies only 1.46 SD away. The median is 100, the
+    # MAD 0, the robust SD its floor of 2 points: both lie 100 > 7 points away.
+    values = [100, 100, 100, 100, 100, 0, 0]
+    v = np.array(values, float)
+    assert abs(0 - v.mean()) / v.std(ddof=1) == pytest.approx(1.4638, abs=1e-4)
+    c = combine_loci(values)
+    assert list(c.keep) == [True] * 5 + [False, False]
+    assert c.mean == 100.0 and c.median == 100.0 and c.limit == pytest.approx(7.0)
+    # Fewer than 4 loci: nothing is excluded.
+    assert combine_loci([100, 100, 0]).n == 3
 
 
 def test_full_donor_classification_and_few_loci():

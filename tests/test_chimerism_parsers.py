@@ -6,6 +6,7 @@ import pytest
 
 from immunomon.chimerism import (builtin_kits, detect_layout, genotype_from_peaks, load_kit,
                                  normalize_locus, read_export)
+from immunomon.chimerism.genotype import GenotypingRules
 from immunomon.errors import ChimerismError
 
 PEAK_HEADER = ("Dye/Sample Peak\tSample File Name\tMarker\tAllele\tSize\tHeight\tArea\t"
@@ -65,14 +66,23 @@ def test_size_standard_dropped_by_kit_dye(tmp_path):
     assert "O" not in set(df["dye"])
 
 
-def test_genotype_from_peak_report_keeps_off_ladder_and_ignores_stutter(tmp_path):
+def test_genotype_from_peak_report_rejects_off_ladder_and_stutter(tmp_path):
     df = read_export(write(tmp_path, "donor.txt", PEAK_REPORT))
     g = genotype_from_peaks(df, "donor")
     assert g.alleles("D8S1179") == ("12", "14")         # the 150 RFU stutter is not an allele
-    assert g.alleles("TH01") == ("6", "OL@201.4")
-    assert "off_ladder_allele" in g.flags["TH01"]
+    # An off-ladder peak is never an allele unless asked for; one as tall as the alleles
+    # (1200 RFU against 1300) leaves the locus unresolved rather than homozygous.
+    assert g.alleles("TH01") == ()
+    assert {"off_ladder:OL@201.4", "unresolved"} <= set(g.flags["TH01"])
+    calls = g.calls.set_index(["locus", "allele"])
+    assert calls.loc[("TH01", "OL@201.4"), "reason"] == "off_ladder"
+    assert calls.loc[("D8S1179", "12"), "call"] == "allele"
+    assert calls.loc[("", "")]["reason"] == "unlabelled"
     assert g.dyes == {"D8S1179": "B", "TH01": "G"}
     assert g.loci["D8S1179"][0].size == pytest.approx(148.05)
+    kept = genotype_from_peaks(df, "donor", rules=GenotypingRules(off_ladder=True))
+    assert kept.alleles("TH01") == ("6", "OL@201.4")
+    assert "off_ladder_allele" in kept.flags["TH01"]
 
 
 def test_homozygous_call_and_relative_threshold(tmp_path):
@@ -80,7 +90,10 @@ def test_homozygous_call_and_relative_threshold(tmp_path):
                       "B,1\tX.fsa\tD8S1179\t12\t148\t2000\t20000\t1\t",
                       "B,2\tX.fsa\tD8S1179\t13\t152\t400\t4000\t2\t"]) + "\n"
     df = read_export(write(tmp_path, "x.txt", text))
-    assert genotype_from_peaks(df, "d").alleles("D8S1179") == ("12",)        # 400 < 25%
+    g = genotype_from_peaks(df, "d")
+    assert g.alleles("D8S1179") == ("12",)        # 400 is 20 % of 2000: under 50 %
+    assert g.calls.iloc[1]["reason"] == "minor_peak"
+    assert "20% of 12" in g.calls.iloc[1]["detail"]
     assert genotype_from_peaks(df, "d", relative_threshold=0.15).alleles("D8S1179") == \
         ("12", "13")
 
@@ -109,7 +122,8 @@ def test_wide_table(tmp_path):
     assert list(df["line"]) == [2, 2, 3, 3, 4]
     assert list(df["dye"]) == ["B", "B", "G", "G", "R"]
     g = genotype_from_peaks(df, "recipient")
-    assert g.alleles("TH01") == ("7", "OL@197.6")
+    assert g.alleles("TH01") == ()            # an OL as tall as the 7: unresolved
+    assert "unresolved" in g.flags["TH01"]
     assert g.alleles("AMEL") == ("X",)
 
 

@@ -197,10 +197,9 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
 # --------------------------------------------------------------------------- chimerism
 @main.command()
 @click.option("--donor", "donors", multiple=True, required=True,
-              type=click.Path(dir_okay=False),
-              help="Donor pre-transplant export; give twice for a double donor.")
-@click.option("--recipient", required=True, type=click.Path(dir_okay=False),
-              help="Recipient pre-transplant export.")
+              help="Donor pre-transplant export (FILE, or FILE::SAMPLE in a plate export); "
+                   "give twice for a double donor.")
+@click.option("--recipient", required=True, help="Recipient pre-transplant export.")
 @click.argument("samples", nargs=-1, required=True, metavar="SAMPLE_EXPORT...",
                 type=click.Path(dir_okay=False))
 @click.option("--kit", default=None,
@@ -212,7 +211,7 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
               show_default=True, help="Peak amount used in the formulas.")
 @click.option("--stutter", type=click.Choice(["correct", "exclude", "flag"]),
               default="correct", show_default=True,
-              help="Recipient alleles in a donor allele's stutter position.")
+              help="Minor-contributor alleles in a major allele's stutter position.")
 @click.option("--stutter-ratio", type=float, default=0.10, show_default=True,
               help="Stutter ratio when the kit gives none for a locus.")
 @click.option("--tolerance", type=float, default=0.5, show_default=True,
@@ -221,23 +220,31 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
               help="Limit of detection, % of the minor component.")
 @click.option("--full-donor", type=float, default=95.0, show_default=True,
               help="% donor at or above which a sample is full donor chimerism.")
-@click.option("--outlier-sd", type=float, default=2.0, show_default=True,
-              help="Exclude loci this many SD from the mean; 0 keeps all loci.")
+@click.option("--outlier-mad", type=float, default=3.5, show_default=True,
+              help="Exclude loci this many robust SD (1.4826 x MAD) from the median of "
+                   "the loci; 0 keeps all loci.")
+@click.option("--allele-balance", type=float, default=0.5, show_default=True,
+              help="Reference genotyping: a peak under this fraction of the locus's "
+                   "tallest allele is not an allele.")
+@click.option("--off-ladder-alleles", is_flag=True,
+              help="Accept off-ladder (OL) peaks of the references as alleles (flagged).")
+@click.option("--tri-allelic", "tri_allelic", multiple=True, metavar="LOCUS",
+              help="A locus where a reference may carry three alleles (flagged).")
 @click.option("--min-rise", type=float, default=2.0, show_default=True,
               help="Rise in % recipient between a patient's consecutive samples "
                    "flagged as rising recipient chimerism.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Write chimerism_loci.csv, chimerism_samples.csv and "
-                   "chimerism_genotypes.csv here.")
+              help="Write the CSV tables, chimerism.json and the chimerism.html page here.")
 def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
-              stutter_ratio, tolerance, lod, full_donor, outlier_sd, min_rise, as_json,
-              out_dir):
+              stutter_ratio, tolerance, lod, full_donor, outlier_mad, allele_balance,
+              off_ladder_alleles, tri_allelic, min_rise, as_json, out_dir):
     """STR donor chimerism from GeneMapper / GeneMarker / Peak Scanner exports.
 
     Genotypes the donor(s) and the recipient from their pre-transplant exports,
     then prints % donor per locus and per sample for every post-transplant
-    sample in SAMPLE_EXPORT (per-peak report or wide genotype table).
+    sample in SAMPLE_EXPORT (per-peak report or wide genotype table). Who is who
+    comes from the option each file is given, never from sample names.
 
     \b
     Example:
@@ -245,17 +252,21 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
           P07_CD3_2024-05-02.txt --kit Identifiler --lineage CD3 --out results/
     """
     from .chimerism import ChimerismSettings, chimerism_from_exports
-    from .chimerism.report import format_text, to_json, write_tables
+    from .chimerism.report import format_text, to_json, write_outputs
 
     settings = ChimerismSettings(
         quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
         size_tolerance=tolerance, lod=lod, full_donor=full_donor,
-        outlier_sd=outlier_sd if outlier_sd > 0 else None, min_rise=min_rise)
+        outlier_mad=outlier_mad if outlier_mad > 0 else None,
+        relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
+        tri_allelic=tuple(tri_allelic), min_rise=min_rise)
     result = chimerism_from_exports(list(donors), recipient, list(samples), kit=kit,
                                     settings=settings, lineage=lineage, manifest=manifest)
     if out_dir:
-        write_tables(result, out_dir)
+        write_outputs(result, out_dir)
     click.echo(to_json(result) if as_json else format_text(result))
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 # --------------------------------------------------------------------------- cohort

@@ -47,8 +47,13 @@ _STAGE_KEYS = {
              "volume_ul": (int, float)},
     "chimerism": {"quantity": str, "stutter": str, "stutter_ratio": (int, float),
                   "size_tolerance": (int, float), "lod": (int, float),
-                  "full_donor": (int, float), "outlier_sd": (int, float, type(None)),
-                  "min_rise": (int, float), "detection_threshold": (int, float)},
+                  "full_donor": (int, float), "outlier_mad": (int, float, type(None)),
+                  "outlier_floor": (int, float), "dropout_share": (int, float),
+                  "min_rise": (int, float), "detection_threshold": (int, float),
+                  "relative_threshold": (int, float), "reference_min_height": (int, float),
+                  "reference_stutter": (int, float), "pull_up_ratio": (int, float),
+                  "off_ladder_alleles": bool, "tri_allelic": list,
+                  "broad_factor": (int, float)},
     "cohort": {"file": str, "material": str},
     "analysis": {"seed": int, "title": str},
 }
@@ -72,7 +77,7 @@ def _fail(source, line: int, message: str):
 def _type_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     names = {str: "text", dict: "a mapping", bool: "true or false", int: "an integer",
-             float: "a number", type(None): "null"}
+             float: "a number", type(None): "null", list: "a list"}
     return " or ".join(dict.fromkeys(names[k] for k in kinds))
 
 
@@ -326,12 +331,15 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
     import pandas as pd
 
     from .chimerism import ChimerismSettings, chimerism_from_exports
-    from .chimerism.report import write_tables
+    from .chimerism.report import write_outputs
 
     options = dict(settings)
+    if "tri_allelic" in options:
+        options["tri_allelic"] = tuple(str(x) for x in options["tri_allelic"])
     chim_settings = ChimerismSettings(**options)
     groups = _chimerism_groups(study)
     n = 0
+    warnings: list = []
     for k, (pid, (grp, refs)) in enumerate(groups.items(), start=1):
         folder = work / pid
         folder.mkdir(parents=True)
@@ -343,10 +351,11 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
         result = chimerism_from_exports(refs["donor"], refs["recipient"], list(grp["path"]),
                                         kit=study.inputs.get("kit"), settings=chim_settings,
                                         manifest=meta_path)
-        write_tables(result, folder)
+        write_outputs(result, folder)
         n += len(result.samples)
+        warnings += result.warnings
         progress("chimerism", f"{k}/{len(groups)} {pid}: {len(result.samples)} samples")
-    return {"samples": n, "patients": len(groups)}
+    return {"samples": n, "patients": len(groups), "warnings": warnings}
 
 
 def _cohort_file(study: Study, settings: dict) -> str:

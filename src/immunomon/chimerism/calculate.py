@@ -9,6 +9,7 @@ See ``docs/chimerism.md`` for the formulas and the meaning of every flag.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,8 +18,8 @@ from scipy.optimize import nnls
 
 from ..errors import ChimerismError
 from .genotype import (NO_SHARED, SHARED_DHET_RHOM, SHARED_DHOM_RHET, SHARED_HET_HET,
-                       SHARED_UNIQUE, Allele, Genotype, LocusClass, classify_locus,
-                       dose_matrix)
+                       SHARED_UNIQUE, Allele, Genotype, GenotypingRules, LocusClass,
+                       classify_locus, dose_matrix)
 from .kits import NON_AUTOSOMAL, Kit, builtin_kits, normalize_locus
 
 FULL_DONOR = "full donor"
@@ -38,12 +39,20 @@ class ChimerismSettings:
     detection_threshold: float = 50.0   # RFU; lower peaks are not counted (flagged)
     saturation: float = 30000.0         # RFU; higher peaks are flagged as saturated
     lod: float = 1.0                    # % of the minor component reported as "< LOD"
-    outlier_sd: float | None = 2.0      # loci this many SD from the mean are excluded
+    outlier_mad: float | None = 3.5     # loci this many robust SD from the median are excluded
+    outlier_floor: float = 2.0          # points; the robust SD is never taken below this
+    dropout_share: float = 20.0         # % median share above which a missing allele is
+                                        # dropout, and its locus is left out
     full_donor: float = 95.0            # % donor at or above which a sample is full donor
     min_loci: int = 3                   # fewer informative loci than this is flagged
     exclude_loci: tuple = NON_AUTOSOMAL  # loci reported but kept out of the mean
-    relative_threshold: float = 0.25    # reference genotyping: fraction of the top peak
+    relative_threshold: float = 0.5     # reference genotyping: allele balance (of the top)
     reference_min_height: float = 50.0  # reference genotyping: RFU
+    reference_stutter: float = 0.2      # reference genotyping: largest stutter / parent
+    pull_up_ratio: float = 0.25         # a peak this small under another dye's is pull-up
+    off_ladder_alleles: bool = False    # accept OL peaks of a reference as alleles
+    tri_allelic: tuple = ()             # loci whose third reference allele is accepted
+    broad_factor: float = 2.0           # peaks this many times wider than usual are flagged
     min_rise: float = 2.0               # points of recipient rise beyond assay variation
 
     def __post_init__(self):
@@ -58,17 +67,39 @@ class ChimerismSettings:
             "lod": (self.lod, 0, 50),
             "full_donor": (self.full_donor, 0, 100),
             "relative_threshold": (self.relative_threshold, 0, 1),
+            "reference_stutter": (self.reference_stutter, 0, 1),
+            "pull_up_ratio": (self.pull_up_ratio, 0, 1),
+            "outlier_floor": (self.outlier_floor, 0, 50),
+            "dropout_share": (self.dropout_share, 0, 100),
+            "detection_threshold": (self.detection_threshold, 0, 1e6),
+            "reference_min_height": (self.reference_min_height, 0, 1e6),
+            "broad_factor": (self.broad_factor, 1, 100),
         }
         for name, (value, lo, hi) in checks.items():
-            if not (isinstance(value, (int, float)) and lo <= value <= hi):
+            if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                               and lo <= value <= hi):
                 raise ChimerismError(f"{name} must be a number from {lo} to {hi}, "
                                      f"not {value!r}")
-        if self.outlier_sd is not None and not self.outlier_sd > 0:
-            raise ChimerismError(f"outlier_sd must be positive or None, not {self.outlier_sd!r}")
+        if self.outlier_mad is not None and (isinstance(self.outlier_mad, bool)
+                                             or not self.outlier_mad > 0):
+            raise ChimerismError(f"outlier_mad must be positive or None, "
+                                 f"not {self.outlier_mad!r}")
         object.__setattr__(self, "exclude_loci",
                            tuple(normalize_locus(x) for x in self.exclude_loci))
+        object.__setattr__(self, "tri_allelic",
+                           tuple(x if x == "*" else normalize_locus(x)
+                                 for x in self.tri_allelic))
         object.__setattr__(self, "stutter_ratios",
                            {normalize_locus(k): float(v) for k, v in self.stutter_ratios.items()})
+
+    def genotyping_rules(self) -> GenotypingRules:
+        """The reference genotyping rules these settings imply."""
+        return GenotypingRules(min_height=self.reference_min_height,
+                               balance=self.relative_threshold,
+                               stutter_ratio=self.reference_stutter,
+                               pull_up_ratio=self.pull_up_ratio,
+                               off_ladder=self.off_ladder_alleles,
+                               tri_allelic=self.tri_allelic)
 
 
 # --------------------------------------------------------------------------- formulas
@@ -133,28 +164,45 @@ class Combined:
     cv: float
     n: int
     keep: np.ndarray         # which of the values were kept
+    median: float = math.nan
+    limit: float = math.nan  # largest distance from the median that is kept
 
 
-def combine_loci(values, outlier_sd: float | None = 2.0) -> Combined:
-    """Mean, SD (n-1) and CV (% of the mean) over loci, outliers excluded in one pass.
+def robust_outliers(values, k: float | None = 3.5, floor: float = 2.0) -> tuple:
+    """Which values lie within ``k`` robust SD of the median: ``(keep, median, limit)``.
 
-    A locus more than ``outlier_sd`` SD from the mean of all loci is dropped (only with
-    3 or more loci, and note that with n loci no value can lie more than
-    (n-1)/sqrt(n) SD from the mean, so 2 SD needs at least 6 loci to act).
+    The robust SD is 1.4826 x the median absolute deviation, never below ``floor``
+    (percentage points: loci of a full-donor sample all read 100 % and their MAD is 0).
+    Unlike mean +- 2 SD, one locus at 0 % cannot inflate the spread it is judged by.
+    Needs 4 or more values; with fewer, all are kept.
     """
     v = np.asarray(values, dtype=float)
     keep = np.ones(len(v), dtype=bool)
     if len(v) == 0:
+        return keep, math.nan, math.nan
+    median = float(np.median(v))
+    if k is None or len(v) < 4:
+        return keep, median, math.nan
+    mad = float(np.median(np.abs(v - median)))
+    limit = k * max(1.4826 * mad, floor)
+    return np.abs(v - median) <= limit, median, limit
+
+
+def combine_loci(values, outlier_mad: float | None = 3.5, floor: float = 2.0) -> Combined:
+    """Mean, SD (n-1) and CV (% of the mean) over loci, robust outliers excluded.
+
+    A locus further than ``outlier_mad`` robust SD from the median of all loci is
+    dropped (see :func:`robust_outliers`); ``None`` keeps every locus.
+    """
+    v = np.asarray(values, dtype=float)
+    keep, median, limit = robust_outliers(v, outlier_mad, floor)
+    if len(v) == 0:
         return Combined(math.nan, math.nan, math.nan, 0, keep)
-    if outlier_sd is not None and len(v) >= 3:
-        sd_all = v.std(ddof=1)
-        if sd_all > 0:
-            keep = np.abs(v - v.mean()) <= outlier_sd * sd_all
     kept = v[keep]
     mean = float(kept.mean())
     sd = float(kept.std(ddof=1)) if len(kept) > 1 else math.nan
     cv = 100.0 * sd / mean if mean > 0 and not math.isnan(sd) else math.nan
-    return Combined(mean, sd, cv, int(keep.sum()), keep)
+    return Combined(mean, sd, cv, int(keep.sum()), keep, median, limit)
 
 
 def lod_status(percent_donor: float, lod: float) -> str | None:
@@ -227,6 +275,10 @@ def match_alleles(peaks: pd.DataFrame, alleles: dict, tolerance: float) -> pd.Se
     return out
 
 
+def _dye(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def assign_loci(peaks: pd.DataFrame, alleles_by_locus: dict, dyes: dict,
                 tolerance: float) -> pd.Series:
     """Locus of each peak: its marker, or for unmarked peaks the locus of the same dye
@@ -234,7 +286,7 @@ def assign_loci(peaks: pd.DataFrame, alleles_by_locus: dict, dyes: dict,
     loci = peaks["locus"].copy()
     todo = (loci == "") & peaks["size"].notna()
     for idx in peaks.index[todo]:
-        dye, size = peaks.at[idx, "dye"], peaks.at[idx, "size"]
+        dye, size = _dye(peaks.at[idx, "dye"]), peaks.at[idx, "size"]
         best, best_d = "", tolerance
         for locus, alleles in alleles_by_locus.items():
             if dye is not None and dyes.get(locus) not in (None, dye):
@@ -244,6 +296,47 @@ def assign_loci(peaks: pd.DataFrame, alleles_by_locus: dict, dyes: dict,
                     best, best_d = locus, abs(a.size - size)
         loci[idx] = best
     return loci
+
+
+def screen_sample_peaks(peaks: pd.DataFrame, settings: ChimerismSettings) -> pd.DataFrame:
+    """Mark a sample run's pull-up, spike and broad peaks (``artefact``, ``artefact_detail``).
+
+    ``peaks`` are all peaks of one run (every dye). Pull-up and spikes are not counted
+    as DNA; broad peaks are counted but flagged (their area may carry a dye blob).
+    Raw-trace peaks may arrive already marked; those marks are kept.
+    """
+    from .artefacts import broad_mask, coincidences, pull_up_mask, spike_mask
+
+    out = peaks.copy()
+    if "artefact" not in out:
+        out["artefact"] = ""
+        out["artefact_detail"] = ""
+    out["artefact"] = out["artefact"].fillna("")
+    if len(out) < 2 or out["height"].isna().all() or out["dye"].isna().all():
+        return out
+    coin = coincidences(out)
+    spike = spike_mask(out, coin)
+    pull = pull_up_mask(coin, settings.pull_up_ratio) & ~spike
+    broad = broad_mask(out, settings.broad_factor) if out["area"].notna().any() else \
+        np.zeros(len(out), dtype=bool)
+    free = (out["artefact"] == "").to_numpy()
+    kinds = np.where(spike, "spike", np.where(pull, "pull_up", np.where(broad, "broad", "")))
+    details = []
+    for i in range(len(out)):
+        if not kinds[i] or not free[i]:
+            details.append(out["artefact_detail"].iloc[i] if not free[i] else "")
+            continue
+        if kinds[i] == "broad":
+            details.append("much wider than the run's peaks of this size")
+        elif kinds[i] == "spike":
+            details.append(f"peaks at this scan in {coin.n_dyes[i]} dyes")
+        else:
+            other = out.iloc[coin.partner[i]]
+            details.append(f"{coin.ratio[i]:.0%} of the {other['dye']} peak at "
+                           f"{other['size']:.2f} bp")
+    out["artefact"] = np.where(free, kinds, out["artefact"].to_numpy(dtype=object))
+    out["artefact_detail"] = details
+    return out
 
 
 # --------------------------------------------------------------------------- results
@@ -261,6 +354,7 @@ class LocusResult:
     reported: str = ""
     used: bool = False                  # counted in the sample mean
     flags: list = field(default_factory=list)
+    exclusion: str = ""                 # why an informative locus is not in the mean
 
 
 @dataclass
@@ -279,6 +373,11 @@ class SampleResult:
     classification: str = NOT_DETERMINED
     reported: str = ""
     flags: list = field(default_factory=list)
+    file: str = ""
+    median: float = math.nan                       # of the informative loci
+    outlier_limit: float = math.nan                # points from the median kept
+    quantity: str = "area"                         # what the % were computed from
+    warnings: list = field(default_factory=list)   # input gaps and what was done
 
     @property
     def percent_recipient(self) -> float:
@@ -321,15 +420,31 @@ def _two_person(cls: LocusClass, names: dict, amounts: dict, excluded: set,
     return 100.0 * shares[donor], f"dose model: {_join(used)}"
 
 
+def _shares(cls: LocusClass, names: dict, amounts: dict, excluded: set,
+            people: list) -> dict:
+    """Each person's % at a locus from the amounts; when nothing can be computed, the
+    donors are taken as the major contributors (the usual state after transplant)."""
+    if len(people) == 2:
+        pct, _ = _two_person(cls, names, amounts, excluded, people)
+        if not math.isnan(pct):
+            return {people[0]: pct, people[1]: 100.0 - pct}
+    else:
+        shares = dose_model_shares(amounts, names, excluded)
+        if shares is not None:
+            return {p: 100.0 * f for p, f in shares.items()}
+    return {p: (100.0 if p != people[-1] else 0.0) for p in people}
+
+
 def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFrame,
                     settings: ChimerismSettings, *, repeat: int | None = 4,
                     stutter_ratio: float | None = None,
-                    recipient: str | None = None) -> LocusResult:
+                    recipient: str | None = None, quantity: str | None = None) -> LocusResult:
     """% donor at one locus of one sample.
 
     ``references`` maps each person (donors first, recipient last unless ``recipient``
     names it) to their :class:`Allele` tuple at this locus; ``peaks`` holds the
-    sample's peaks assigned to this locus.
+    sample's peaks assigned to this locus (with an ``artefact`` column when screened by
+    :func:`screen_sample_peaks`). ``quantity`` overrides ``settings.quantity``.
     """
     people = list(references)
     recipient = recipient or people[-1]
@@ -349,8 +464,9 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
     # Amount of each reference allele in the sample.
     matched = match_alleles(peaks, union, settings.size_tolerance) if len(peaks) else \
         pd.Series(dtype=object)
+    artefact = peaks["artefact"] if "artefact" in peaks else pd.Series("", index=peaks.index)
     amounts = {a: 0.0 for a in union}
-    qcol = settings.quantity
+    qcol = quantity or settings.quantity
     for idx, name in matched.items():
         if not name:
             continue
@@ -359,8 +475,13 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
         if math.isnan(amount):
             raise ChimerismError(
                 f"{peaks.at[idx, 'file']}, line {peaks.at[idx, 'line']}: the peak of allele "
-                f"{name} at {locus} has no {qcol}; export {qcol}s or choose the other "
-                f"quantity")
+                f"{name} at {locus} has an empty {qcol.title()} cell; fill it in the export "
+                f"or choose the other quantity")
+        if artefact[idx] in ("pull_up", "spike"):
+            res.flags.append(f"{artefact[idx]}:{name}")
+            continue
+        if artefact[idx] == "broad":
+            res.flags.append(f"broad_peak:{name}")
         if math.isfinite(height) and height < settings.detection_threshold:
             res.flags.append(f"below_threshold:{name}")
             continue
@@ -374,7 +495,7 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
     # Peaks that belong to nobody: contamination, a mix-up or a third person, unless
     # they sit where stutter of a reference allele is expected.
     for idx in peaks.index:
-        if matched.get(idx, ""):
+        if matched.get(idx, "") or artefact[idx] in ("pull_up", "spike"):
             continue
         label, height = peaks.at[idx, "allele"], peaks.at[idx, "height"]
         if not label or (math.isfinite(height) and height < settings.detection_threshold):
@@ -390,18 +511,20 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
             res.flags.append(f"unknown_allele:{probe.name}")
 
     if not cls.informative:
+        res.exclusion = "missing reference call" if cls.pattern == "missing" else \
+            "non-informative"
         return res
 
-    # Back-stutter of a donor allele landing on a recipient-only allele. The donor is
-    # the major component after transplant, so its stutter is what inflates the small
-    # recipient peak; the recipient's stutter into a donor peak is negligible then.
+    # Back-stutter of the major contributor's alleles lands on the minor contributor's
+    # allele one repeat below and inflates it; the minor's stutter into the major's
+    # alleles is too small to matter. Who is major comes from the uncorrected shares.
+    shares0 = _shares(cls, names, amounts, set(), people)
     excluded: set = set()
-    donor_set = set(donors)
     for name, allele in union.items():
-        if owners[name] & donor_set:
-            continue
+        weight = max(shares0.get(o, 0.0) for o in owners[name])
         parents = [p for p in union.values()
-                   if owners[p.name] & donor_set
+                   if owners[p.name] != owners[name]
+                   and max(shares0.get(o, 0.0) for o in owners[p.name]) > weight
                    and is_one_repeat_below(allele, p, repeat, settings.size_tolerance)]
         if not parents:
             continue
@@ -429,6 +552,7 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
             used = f"dose model: {_join(kept)}"
     if math.isnan(pct):
         res.flags.append("not_computable")
+        res.exclusion = "not computable: no usable peak for the formula"
         return res
     if pct < 0 or pct > 100:
         res.flags.append("out_of_range")     # heterozygote imbalance beyond the signal
@@ -458,19 +582,86 @@ def _default_repeat(locus: str) -> int | None:
     return _BUILTIN_REPEATS.get(locus, 4)
 
 
+def repeat_lengths(loci, kit: Kit | None = None) -> dict:
+    """Repeat unit (bp) of each locus: from the kit, else any shipped kit, else 4."""
+    out = {}
+    for locus in loci:
+        lo = kit.locus(locus) if kit is not None else None
+        out[locus] = lo.repeat if lo is not None else _default_repeat(locus)
+    return out
+
+
+def _flag_dropout(loci: list, people: list, settings: ChimerismSettings) -> None:
+    """Leave out loci where an allele of someone who makes up a large part of the sample
+    reads under the detection threshold: that allele dropped out (too little DNA, a
+    primer-site variant) and the locus under-reads that person.
+
+    "A large part" is ``dropout_share`` % or more as the median over the loci; a person
+    near the limit of detection is expected to drop out and is not judged.
+    """
+    if len(loci) < 4:
+        return
+    if len(people) == 2:
+        median = {people[0]: float(np.median([r.percent_donor for r in loci]))}
+        median[people[1]] = 100.0 - median[people[0]]
+    else:
+        median = {p: float(np.median([r.shares[p] for r in loci])) for p in people}
+    for r in loci:
+        for f in r.flags:
+            if not f.startswith("below_threshold:"):
+                continue
+            allele = f.split(":", 1)[1]
+            carriers = [p for p in people if allele in r.genotypes.get(p, ())]
+            heavy = [p for p in carriers if median[p] >= settings.dropout_share]
+            if heavy:
+                r.used = False
+                r.flags.append("dropout")
+                r.exclusion = (f"dropout: allele {allele} of {heavy[0]} is under the "
+                               f"detection threshold although {heavy[0]} makes up about "
+                               f"{median[heavy[0]]:.0f} % of the sample")
+                break
+
+
+def _quantity(peaks: pd.DataFrame, wanted: str, source: str) -> tuple[str, list]:
+    """The quantity this sample's peaks can give, and a warning when it is not ``wanted``
+    or when heights are missing (no detection threshold, no saturation check)."""
+    warnings = []
+    labelled = peaks[peaks["allele"] != ""]
+    rows = labelled if len(labelled) else peaks
+    has = {q: bool(rows[q].notna().any()) for q in ("area", "height")}
+    quantity = wanted
+    if not has[wanted]:
+        other = "height" if wanted == "area" else "area"
+        if not has[other]:
+            raise ChimerismError(f"{source}: no Height or Area values; export peak heights "
+                                 f"or areas with the allele calls")
+        quantity = other
+        warnings.append(f"{source}: no {wanted.title()} column (or it is empty): % donor "
+                        f"computed from peak {other}s instead")
+    if not has["height"]:
+        warnings.append(f"{source}: no Height column: the call used peak {quantity}s "
+                        f"alone, with no detection threshold, saturation, pull-up or spike "
+                        f"check, so peaks that heights would leave out were counted")
+    return quantity, warnings
+
+
 def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
                      settings: ChimerismSettings | None = None, *, kit: Kit | None = None,
                      patient=None, lineage=None, date=None) -> SampleResult:
     """% donor of one post-transplant sample over all loci of the references.
 
     ``references`` is a list of :class:`Genotype`: the donor(s) first, the recipient
-    last.
+    last. ``peaks`` are the sample's peaks from one run (one file).
     """
     settings = settings or ChimerismSettings()
     people = [g.person for g in references]
     if len(set(people)) != len(people):
         raise ChimerismError(f"two references share the name {people}; name each person once")
     donors, recipient = people[:-1], people[-1]
+    files = list(dict.fromkeys(peaks["file"])) if "file" in peaks and len(peaks) else [""]
+    source = f"{files[0]} ({sample})" if files[0] else sample
+    quantity, warnings = _quantity(peaks, settings.quantity, source)
+    warnings += list(peaks.attrs.get("warnings", ()))
     loci = list(dict.fromkeys(k for g in references for k in g.loci))
     if kit is not None:
         order = {k: i for i, k in enumerate(kit.loci)}
@@ -489,41 +680,57 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
             if lo.dye:
                 dyes[k] = lo.dye
     alleles_by_locus = {k: [a for g in references for a in g.loci.get(k, ())] for k in loci}
-    peaks = peaks.copy()
+    peaks = screen_sample_peaks(peaks, settings)
     peaks["locus"] = assign_loci(peaks, alleles_by_locus, dyes, settings.size_tolerance)
+    repeats = repeat_lengths(loci, kit)
 
     results = []
     for locus in loci:
         lo = kit.locus(locus) if kit is not None else None
-        repeat = lo.repeat if lo is not None else _default_repeat(locus)
         ratio = settings.stutter_ratios.get(locus)
         if ratio is None and lo is not None:
             ratio = lo.stutter
         refs = {g.person: g.loci.get(locus, ()) for g in references}
         res = locus_chimerism(sample, locus, refs, peaks[peaks["locus"] == locus], settings,
-                              repeat=repeat, stutter_ratio=ratio, recipient=recipient)
+                              repeat=repeats[locus], stutter_ratio=ratio,
+                              recipient=recipient, quantity=quantity)
         for g in references:
             for f in g.flags.get(locus, []):
                 res.flags.append(f"{g.person}_{f}")
         if locus in settings.exclude_loci and res.informative:
             res.flags.append("excluded_locus")
+            res.exclusion = "kept out of the mean by configuration (exclude_loci)"
         res.used = (res.informative and not math.isnan(res.percent_donor)
                     and locus not in settings.exclude_loci)
         results.append(res)
 
-    out = SampleResult(sample, results, patient=patient, lineage=lineage, date=date)
+    out = SampleResult(sample, results, patient=patient, lineage=lineage, date=date,
+                       file=files[0], quantity=quantity, warnings=warnings)
     out.n_informative = sum(r.informative and r.locus not in settings.exclude_loci
                             for r in results)
     used = [r for r in results if r.used]
+    _flag_dropout(used, people, settings)
+    used = [r for r in used if r.used]
     if used:
         keep = np.ones(len(used), dtype=bool)
+        far = {}
         for person in (people if len(people) > 2 else [None]):
             vals = [r.percent_donor if person is None else r.shares[person] for r in used]
-            keep &= combine_loci(vals, settings.outlier_sd).keep
+            k, median, limit = robust_outliers(vals, settings.outlier_mad,
+                                               settings.outlier_floor)
+            for r, v, ok in zip(used, vals, k):
+                if not ok and id(r) not in far:
+                    who = "donor" if person is None else person
+                    far[id(r)] = (f"{v:.1f} % {who}, more than {limit:.1f} points from "
+                                  f"the loci's median {median:.1f}")
+            keep &= k
+            if person is None or person == recipient:
+                out.median, out.outlier_limit = median, limit
         for r, k in zip(used, keep):
             if not k:
                 r.used = False
                 r.flags.append("outlier")
+                r.exclusion = f"outlier: {far[id(r)]}"
                 out.flags.append(f"outlier:{r.locus}")
         kept = [r for r in used if r.used]
         comb = combine_loci([r.percent_donor for r in kept], None)
@@ -540,6 +747,10 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         for f in r.flags:
             if f.startswith(("unknown_allele:", "saturated:")):
                 out.flags.append(f"{f.split(':')[0]}:{r.locus}:{f.split(':', 1)[1]}")
+    if quantity != settings.quantity:
+        out.flags.append(f"quantity:{quantity}")
+    if peaks["height"].isna().all():
+        out.flags.append("no_heights")
     below = lod_status(out.mean, settings.lod)
     if below:
         out.flags.append(f"{below}_below_lod")
@@ -556,6 +767,8 @@ class ChimerismResult:
     samples: list
     references: list
     settings: ChimerismSettings
+    warnings: list = field(default_factory=list)    # about the inputs, for the record
+    traces: dict = field(default_factory=dict)      # sample or person -> raw-trace data
 
     def loci_frame(self) -> pd.DataFrame:
         """One row per sample and locus, ready for a longitudinal cohort."""
@@ -574,24 +787,25 @@ class ChimerismResult:
                     for p in people:
                         row[f"percent_{p}"] = r.shares.get(p, math.nan)
                 row.update({"reported": r.reported, "used": r.used,
-                            "flags": ";".join(r.flags)})
+                            "exclusion": r.exclusion, "flags": ";".join(r.flags)})
                 rows.append(row)
         return pd.DataFrame(rows)
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per sample: mean, SD, CV, loci, classification and flags."""
+        """One row per sample: mean, SD, CV, loci, classification, flags and warnings."""
         people = [g.person for g in self.references]
         rows = []
         for s in self.samples:
-            row = {"sample": s.sample, "patient": s.patient, "lineage": s.lineage,
-                   "date": s.date, "percent_donor": s.mean,
+            row = {"sample": s.sample, "file": s.file, "patient": s.patient,
+                   "lineage": s.lineage, "date": s.date, "percent_donor": s.mean,
                    "percent_recipient": s.percent_recipient, "sd": s.sd, "cv": s.cv,
-                   "n_informative": s.n_informative, "n_used": s.n_used}
+                   "median": s.median, "n_informative": s.n_informative,
+                   "n_used": s.n_used, "quantity": s.quantity}
             if len(people) > 2:
                 for p in people:
                     row[f"percent_{p}"] = s.shares.get(p, math.nan)
             row.update({"reported": s.reported, "classification": s.classification,
-                        "flags": ";".join(s.flags)})
+                        "flags": ";".join(s.flags), "warnings": " | ".join(s.warnings)})
             rows.append(row)
         df = pd.DataFrame(rows)
         if df.empty or not (df["patient"].notna() & df["date"].notna()).any():
@@ -608,6 +822,32 @@ class ChimerismResult:
     def genotype_frame(self) -> pd.DataFrame:
         return pd.concat([g.to_frame() for g in self.references], ignore_index=True)
 
+    def reference_calls_frame(self) -> pd.DataFrame:
+        """Every peak of every reference run, with the call made and the reason."""
+        return pd.concat([g.calls_frame() for g in self.references], ignore_index=True)
+
+
+def _labels(pairs: list) -> dict:
+    """A display name per (file, sample): the sample name, with as much of the file's
+    path as tells apart samples of one name from different files."""
+    by_name: dict = {}
+    for f, s in pairs:
+        by_name.setdefault(s, []).append(f)
+    out = {}
+    for (f, s) in pairs:
+        others = by_name[s]
+        if len(set(others)) < 2:
+            out[(f, s)] = s
+            continue
+        parts = [list(reversed(os.path.normpath(x).split(os.sep))) for x in others]
+        mine = list(reversed(os.path.normpath(f).split(os.sep)))
+        for n in range(1, len(mine) + 1):
+            tail = mine[:n]
+            if sum(p[:n] == tail for p in parts) == 1:
+                break
+        out[(f, s)] = f"{s} [{os.sep.join(reversed(mine[:n]))}]"
+    return out
+
 
 def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
                       settings: ChimerismSettings | None = None, kit: Kit | None = None,
@@ -615,22 +855,30 @@ def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
     """% donor for every sample in a peak table.
 
     ``donors`` is one :class:`Genotype` or a list (double donor); ``metadata`` maps a
-    sample name to ``{"patient", "lineage", "date"}``. Samples that are one of the
-    references (a whole plate exported to one file) are skipped.
+    sample name to ``{"patient", "lineage", "date"}``. A sample is one run: a sample
+    name within one file. Runs the references were called from (a whole plate exported
+    to one file) are skipped; samples of the same name in other files are not.
     """
     settings = settings or ChimerismSettings()
     donors = [donors] if isinstance(donors, Genotype) else list(donors)
     if not donors:
         raise ChimerismError("at least one donor genotype is needed")
     references = donors + [recipient]
-    skip = {s for g in references for s in g.samples}
+    skip = {src for g in references for src in (g.sources or ((None, s) for s in g.samples))}
     metadata = metadata or {}
+    files = samples["file"] if "file" in samples else pd.Series("", index=samples.index)
+    runs = list(samples.groupby([files, samples["sample"]], sort=False))
+    file_warnings = samples.attrs.get("file_warnings", {})
+    labels = _labels([key for key, _ in runs])
     out = []
-    for name, rows in samples.groupby("sample", sort=False):
-        if name in skip:
+    for (file, name), rows in runs:
+        if (file, name) in skip or (None, name) in skip:
             continue
-        meta = metadata.get(name, {})
-        out.append(sample_chimerism(name, rows, references, settings, kit=kit,
+        label = labels[(file, name)]
+        meta = metadata.get(label) or metadata.get(name, {})
+        rows = rows.copy()
+        rows.attrs["warnings"] = list(file_warnings.get(file, ()))
+        out.append(sample_chimerism(label, rows, references, settings, kit=kit,
                                     patient=meta.get("patient"), lineage=meta.get("lineage"),
                                     date=meta.get("date")))
     return ChimerismResult(out, references, settings)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ChimerismError
+from .kits import normalize_locus
 
 # Locus patterns, two people (one donor, one recipient).
 NON_INFORMATIVE = "non_informative"
@@ -33,15 +35,76 @@ class Allele:
     area: float
 
 
+CALL_COLUMNS = ["person", "sample", "file", "locus", "allele", "size", "height", "area",
+                "dye", "data_point", "call", "reason", "detail"]
+
+# Why a reference peak is not an allele, in the order the rules are applied.
+REASONS = ("unlabelled", "off_ladder", "below_threshold", "spike", "pull_up", "stutter",
+           "minor_peak", "extra_peak")
+# Reasons worth a flag on the locus: the peak was labelled and above the threshold, so
+# an analyst would have looked at it.
+_NOTABLE = ("off_ladder", "spike", "pull_up", "stutter", "minor_peak", "extra_peak")
+
+
+@dataclass(frozen=True)
+class GenotypingRules:
+    """How a reference (pre-transplant) sample's peaks become alleles.
+
+    A labelled peak is an allele of its locus unless, in this order, it is off-ladder
+    (``OL``; accepted only with ``off_ladder``), under ``min_height`` RFU, a spike, a
+    pull-up (at most ``pull_up_ratio`` of a peak at the same scan in another dye), stutter
+    (one repeat below a taller allele and at most ``stutter_ratio`` of it, or one above
+    or two below and at most half that), or a minor peak (under ``balance`` of the locus's tallest
+    allele: real heterozygotes of a good reference sample are far better balanced).
+    Unlabelled peaks are never alleles. When more than two alleles remain, one that sits
+    under a taller peak of another dye within ``loose_window`` bp is pull-up; then only
+    loci listed in ``tri_allelic`` (or "*") keep a third allele, flagged. A heterozygote
+    below ``imbalance`` is called but flagged.
+    """
+
+    min_height: float = 50.0
+    balance: float = 0.5
+    stutter_ratio: float = 0.2
+    pull_up_ratio: float = 0.25
+    off_ladder: bool = False
+    tri_allelic: tuple = ()
+    imbalance: float = 0.6
+    loose_window: float = 0.6
+
+    def __post_init__(self):
+        for name in ("balance", "stutter_ratio", "pull_up_ratio", "imbalance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= 1:
+                raise ChimerismError(f"{name} must be a fraction from 0 to 1, not {value!r}")
+        if isinstance(self.min_height, bool) or not isinstance(self.min_height, (int, float)) \
+                or not self.min_height >= 0:
+            raise ChimerismError(f"min_height must be a number of RFU >= 0, "
+                                 f"not {self.min_height!r}")
+        object.__setattr__(self, "tri_allelic", tuple(
+            x if x == "*" else normalize_locus(x) for x in self.tri_allelic))
+
+    def allows_third(self, locus: str) -> bool:
+        return "*" in self.tri_allelic or locus in self.tri_allelic
+
+
 @dataclass
 class Genotype:
-    """A person's genotype: locus key -> alleles (one allele means homozygous)."""
+    """A person's genotype: locus key -> alleles (one allele means homozygous).
+
+    ``calls`` lists every peak of the reference run with the call made on it (allele,
+    or the artefact it was taken for and why); ``sources`` the (file, sample) pairs the
+    genotype was called from, so that a sample is recognised as a reference by where it
+    came from, never by its name alone.
+    """
 
     person: str
     samples: tuple
     loci: dict = field(default_factory=dict)
     dyes: dict = field(default_factory=dict)     # locus key -> dye seen in the export
     flags: dict = field(default_factory=dict)    # locus key -> list of flags
+    calls: pd.DataFrame | None = None
+    sources: tuple = ()
 
     def alleles(self, locus: str) -> tuple:
         return tuple(a.name for a in self.loci.get(locus, ()))
@@ -54,6 +117,11 @@ class Genotype:
         return pd.DataFrame(rows, columns=["person", "locus", "allele", "size", "height",
                                            "area", "flags"])
 
+    def calls_frame(self) -> pd.DataFrame:
+        if self.calls is None:
+            return pd.DataFrame(columns=CALL_COLUMNS)
+        return self.calls
+
 
 def _allele_sort_key(name: str):
     try:
@@ -62,68 +130,250 @@ def _allele_sort_key(name: str):
         return (1, 0.0, name)
 
 
-def genotype_from_peaks(peaks: pd.DataFrame, person: str, *,
-                        relative_threshold: float = 0.25,
-                        min_height: float = 50.0) -> Genotype:
-    """Call a genotype from a reference sample's labelled peaks.
+def _number(name: str) -> float | None:
+    try:
+        return float(name)
+    except ValueError:
+        return None
 
-    A labelled peak is an allele when its height reaches ``min_height`` RFU and
-    ``relative_threshold`` times the highest labelled peak of its locus (which keeps
-    stutter and noise out). Replicate rows of one allele are pooled: mean size, highest
-    height, summed area. Off-ladder peaks are kept as ``OL@<size>`` so that later
-    samples can match them by size.
+
+def _repeat_steps(lower: str, upper: str, lower_size: float, upper_size: float,
+                  repeat: int | None) -> float | None:
+    """How many repeats ``upper`` lies above ``lower``: by designation when both are
+    numbers (9.3 -> 10.3 is one), else by size; None when not a whole number of repeats."""
+    a, b = _number(lower), _number(upper)
+    if a is not None and b is not None:
+        steps = b - a
+        return float(round(steps)) if abs(steps - round(steps)) < 1e-6 else None
+    if repeat and math.isfinite(lower_size) and math.isfinite(upper_size):
+        steps = (upper_size - lower_size) / repeat
+        return float(round(steps)) if abs(steps - round(steps)) * repeat <= 0.5 else None
+    return None
+
+
+_STEP_WORDS = {1.0: "one repeat below", 2.0: "two repeats below", -1.0: "one repeat above"}
+
+
+def _fmt(v: float) -> str:
+    return "?" if not math.isfinite(v) else f"{v:.0f}"
+
+
+def _label(row) -> str:
+    if row["allele"] == "OL":
+        return f"OL@{row['size']:.1f}" if math.isfinite(row["size"]) else "OL"
+    return str(row["allele"])
+
+
+def _screen_run(run: pd.DataFrame, rules: GenotypingRules) -> tuple[np.ndarray, list]:
+    """Run-level artefacts (spike, strict pull-up) of every peak: reason and detail."""
+    from .artefacts import coincidences, pull_up_mask, spike_mask
+
+    reason = np.full(len(run), "", dtype=object)
+    detail = [""] * len(run)
+    if "dye" not in run or run["dye"].isna().all() or len(run) < 2:
+        return reason, detail
+    coin = coincidences(run)
+    spike = spike_mask(run, coin)
+    pull = pull_up_mask(coin, rules.pull_up_ratio) & ~spike
+    for i in np.flatnonzero(spike | pull):
+        j = coin.partner[i]
+        other = run.iloc[j]
+        if spike[i]:
+            reason[i] = "spike"
+            detail[i] = f"peaks at this scan in {coin.n_dyes[i]} dyes"
+        else:
+            reason[i] = "pull_up"
+            detail[i] = (f"{coin.ratio[i]:.0%} of the {other['dye']} peak at "
+                         f"{other['size']:.2f} bp ({_fmt(other['height'])} RFU)")
+    return reason, detail
+
+
+def genotype_from_peaks(peaks: pd.DataFrame, person: str, *,
+                        rules: GenotypingRules | None = None,
+                        relative_threshold: float | None = None,
+                        min_height: float | None = None,
+                        repeats: dict | None = None) -> Genotype:
+    """Call a person's genotype from the peaks of their reference run(s).
+
+    Applies :class:`GenotypingRules` (``relative_threshold`` and ``min_height`` override
+    its ``balance`` and ``min_height``); ``repeats`` maps locus keys to repeat lengths (bp)
+    for stutter calls by size. Every peak's call is kept in ``Genotype.calls``.
     """
+    rules = rules or GenotypingRules()
+    if relative_threshold is not None or min_height is not None:
+        rules = replace(rules, **{k: v for k, v in (("balance", relative_threshold),
+                                                    ("min_height", min_height))
+                                  if v is not None})
     if peaks.empty:
         raise ChimerismError(f"reference {person}: the export holds no peaks")
+    src = peaks["file"].iloc[0] if "file" in peaks else "export"
     samples = tuple(dict.fromkeys(peaks["sample"]))
-    labelled = peaks[(peaks["locus"] != "") & (peaks["allele"] != "")].copy()
-    if labelled.empty:
-        src = peaks["file"].iloc[0] if "file" in peaks else "export"
+    labelled = (peaks["locus"] != "") & (peaks["allele"] != "")
+    if not labelled.any():
         raise ChimerismError(f"{src}: reference {person} has no labelled alleles; export "
                              f"the sizing table with allele calls (Marker and Allele)")
-    labelled["signal"] = labelled["height"].where(labelled["height"].notna(),
-                                                  labelled["area"])
-    geno = Genotype(person, samples)
-    for locus, rows in labelled.groupby("locus", sort=False):
-        flags: list = []
-        rows = rows.copy()
-        ol = rows["allele"] == "OL"
-        if ol.any():
-            if rows.loc[ol, "size"].isna().any():
-                flags.append("off_ladder_without_size")
-            rows.loc[ol, "allele"] = [f"OL@{s:.1f}" for s in rows.loc[ol, "size"]]
-            flags.append("off_ladder_allele")
-        signal = rows["signal"].to_numpy(dtype=float)
-        if np.all(np.isnan(signal)):
-            keep = np.ones(len(rows), dtype=bool)      # genotype table without heights
-        else:
-            top = np.nanmax(signal)
-            keep = (signal >= min_height) & (signal >= relative_threshold * top)
-        kept = rows[keep]
-        if kept.empty:
-            flags.append("no_allele_above_threshold")
-            geno.flags[locus] = flags
-            continue
-        alleles = []
-        for name, grp in kept.groupby("allele", sort=False):
-            alleles.append(Allele(str(name), float(grp["size"].mean()),
-                                  float(grp["height"].max()), float(grp["area"].sum())))
-        alleles.sort(key=lambda a: _allele_sort_key(a.name))
-        if len(alleles) > 2:
-            flags.append("more_than_two_alleles")
-        geno.loci[locus] = tuple(alleles)
-        dyes = rows["dye"].dropna()
-        if not dyes.empty:
-            geno.dyes[locus] = dyes.mode().iloc[0]
-        if flags:
-            geno.flags[locus] = flags
-    unlabelled = peaks[(peaks["allele"] == "") & (peaks["locus"] != "")]
-    for locus in set(unlabelled["locus"]) & set(geno.loci):
-        h = unlabelled.loc[unlabelled["locus"] == locus, "height"].to_numpy(dtype=float)
-        top = max(a.height for a in geno.loci[locus])
-        if np.any(h >= max(min_height, relative_threshold * top)):
-            geno.flags.setdefault(locus, []).append("unlabelled_peak_ignored")
+    files = peaks["file"] if "file" in peaks else pd.Series("", index=peaks.index)
+    sources = tuple(dict.fromkeys(zip(files, peaks["sample"])))
+    repeats = repeats or {}
+    geno = Genotype(person, samples, sources=sources)
+    frames = []
+    for _, run in peaks.groupby([files, peaks["sample"]], sort=False):
+        frames.append(_call_run(run.reset_index(drop=True), person, rules, repeats, geno))
+    calls = pd.concat(frames, ignore_index=True)
+    geno.calls = calls[CALL_COLUMNS]
+    for locus in list(geno.loci):
+        geno.loci[locus] = tuple(sorted(geno.loci[locus], key=lambda a: _allele_sort_key(
+            a.name)))
     return geno
+
+
+def _call_run(run: pd.DataFrame, person: str, rules: GenotypingRules, repeats: dict,
+              geno: Genotype) -> pd.DataFrame:
+    """Call one reference run; adds its alleles and flags to ``geno``."""
+    has_height = run["height"].notna().any()
+    signal = (run["height"] if has_height else run["area"]).to_numpy(dtype=float)
+    reason = np.full(len(run), "", dtype=object)
+    detail = [""] * len(run)
+    labels = [_label(r) for _, r in run.iterrows()]
+    if has_height:
+        low = run["height"].to_numpy(dtype=float) < rules.min_height
+        reason[low] = "below_threshold"
+        for i in np.flatnonzero(low):
+            detail[i] = f"{_fmt(signal[i])} RFU < {rules.min_height:g}"
+        run_reason, run_detail = _screen_run(run, rules)
+        hit = (run_reason != "") & (reason == "")
+        reason[hit] = run_reason[hit]
+        for i in np.flatnonzero(hit):
+            detail[i] = run_detail[i]
+    reason[(run["allele"] == "").to_numpy() & (reason == "")] = "unlabelled"
+    if not rules.off_ladder:
+        reason[(run["allele"] == "OL").to_numpy() & (reason == "")] = "off_ladder"
+
+    for locus, idx in run.groupby("locus", sort=False).indices.items():
+        if not locus:
+            continue
+        _call_locus(run, locus, idx, signal, reason, detail, labels, rules,
+                    repeats.get(locus, 4), geno)
+
+    out = run.assign(person=person, allele=labels,
+                     call=np.where(reason == "", "allele", "artefact"), reason=reason,
+                     detail=detail)
+    out.loc[out["call"] == "allele", "reason"] = ""
+    return out
+
+
+def _call_locus(run, locus, idx, signal, reason, detail, labels, rules, repeat, geno):
+    """Stutter, balance and the two-allele rule at one locus; records the genotype."""
+    flags = geno.flags.setdefault(locus, [])
+    sizes = run["size"].to_numpy(dtype=float)
+    names = run["allele"].to_numpy(dtype=object)
+    # Peaks that are DNA but carry no designation (off-ladder, or unlabelled inside the
+    # locus): never alleles, but their stutter is stutter and a tall one is a warning.
+    unnamed = [i for i in idx if reason[i] in ("off_ladder", "unlabelled")]
+    cand = [i for i in idx if reason[i] == ""]
+    has_signal = bool(np.isfinite(signal[cand + unnamed]).any()) if cand + unnamed else False
+    if has_signal:
+        parents = sorted(cand + unnamed, key=lambda i: -np.nan_to_num(signal[i], nan=-1.0))
+        for i in sorted(cand, key=lambda i: np.nan_to_num(signal[i], nan=-1.0)):
+            if names[i] in ("X", "Y"):
+                continue
+            for p in parents:
+                if p == i or (reason[p] and reason[p] not in ("off_ladder", "unlabelled")) \
+                        or not signal[p] > signal[i]:
+                    continue
+                steps = _repeat_steps(names[i], names[p] if p in cand else "", sizes[i],
+                                      sizes[p], repeat)
+                # Back stutter (n-1) is the common one; forward (n+1) and n-2 stutter
+                # are a fraction of it.
+                limit = rules.stutter_ratio * (1.0 if steps == 1.0 else 0.5)
+                if steps in (1.0, -1.0, 2.0) and signal[i] <= limit * signal[p]:
+                    reason[i] = "stutter"
+                    detail[i] = (f"{signal[i] / signal[p]:.0%} of {labels[p]}, "
+                                 f"{_STEP_WORDS[steps]}")
+                    break
+        cand = [i for i in cand if reason[i] == ""]
+        if cand:
+            top = max(cand, key=lambda i: signal[i])
+            for i in cand:
+                if signal[i] < rules.balance * signal[top]:
+                    reason[i] = "minor_peak"
+                    detail[i] = (f"{signal[i] / signal[top]:.0%} of {labels[top]} "
+                                 f"(under the {rules.balance:.0%} balance threshold)")
+            cand = [i for i in cand if reason[i] == ""]
+    # Several alleles left: pull-up with a looser window explains an extra one first.
+    if len(cand) > 2 and "dye" in run and run["dye"].notna().any():
+        from .artefacts import coincidences
+        coin = coincidences(run, scans=6.0, bp=rules.loose_window)
+        for i in sorted(cand, key=lambda i: coin.ratio[i]):
+            if len([c for c in cand if reason[c] == ""]) <= 2:
+                break
+            if coin.ratio[i] < 1.0:
+                other = run.iloc[coin.partner[i]]
+                reason[i] = "pull_up"
+                detail[i] = (f"{coin.ratio[i]:.0%} of the {other['dye']} peak at "
+                             f"{other['size']:.2f} bp ({_fmt(other['height'])} RFU), "
+                             f"a third peak at this locus")
+        cand = [i for i in cand if reason[i] == ""]
+    if len(cand) > 2:
+        if rules.allows_third(locus):
+            flags.append("tri_allelic")
+        else:
+            keep = sorted(cand, key=lambda i: -np.nan_to_num(signal[i], nan=-1.0))[:2] \
+                if has_signal else cand[:2]
+            for i in cand:
+                if i not in keep:
+                    reason[i] = "extra_peak"
+                    detail[i] = "a third peak: only two alleles are called per locus"
+            flags.append("more_than_two_alleles")
+            cand = keep
+    # An analyst looks twice at labelled artefacts, and at an off-ladder or unlabelled
+    # peak as tall as the alleles: the genotype cannot be trusted then (a rare allele
+    # the ladder lacks, or a sizing problem), so the locus is left unresolved.
+    top = max((signal[i] for i in cand if math.isfinite(signal[i])), default=0.0)
+    tall = [i for i in unnamed if reason[i] in ("off_ladder", "unlabelled")
+            and math.isfinite(signal[i]) and signal[i] >= rules.balance * top
+            and (not has_signal or signal[i] >= rules.min_height)]
+    for i in idx:
+        if reason[i] in _NOTABLE and reason[i] not in ("stutter", "off_ladder") \
+                and names[i] not in ("OL", ""):
+            flags.append(f"{reason[i]}:{labels[i]}")
+    for i in tall:
+        flags.append(f"{reason[i]}:{labels[i] if reason[i] == 'off_ladder' else f'{sizes[i]:.1f}'}")
+        detail[i] = ("as tall as the alleles: the locus is left unresolved"
+                     if cand else "the tallest peak of the locus: the locus is unresolved")
+    dyes = run["dye"].iloc[list(idx)].dropna() if "dye" in run else pd.Series(dtype=object)
+    if not dyes.empty:
+        geno.dyes[locus] = dyes.mode().iloc[0]
+    if tall and has_signal:
+        flags.append("unresolved")
+        cand = []
+    if not cand:
+        if "unresolved" not in flags and "no_allele_above_threshold" not in flags:
+            flags.append("no_allele_above_threshold")
+        geno.loci.pop(locus, None)
+        return
+    alleles = {a.name: a for a in geno.loci.get(locus, ())}    # earlier runs
+    for i in cand:
+        name = labels[i]
+        a = alleles.get(name)
+        h = float(run["height"].iloc[i])
+        ar = float(run["area"].iloc[i])
+        if a is None:
+            alleles[name] = Allele(name, float(sizes[i]), h, ar)
+        else:                         # one allele twice (replicate rows): pool
+            alleles[name] = Allele(name, (a.size + sizes[i]) / 2, max(a.height, h),
+                                   a.area + ar)
+    if any(names[i] == "OL" for i in cand):
+        flags.append("off_ladder_allele")
+        if any(not math.isfinite(sizes[i]) for i in cand if names[i] == "OL"):
+            flags.append("off_ladder_without_size")
+    if len(cand) == 2 and has_signal:
+        lo, hi = sorted(signal[cand])
+        if hi > 0 and lo / hi < rules.imbalance:
+            flags.append("imbalanced")
+    geno.loci[locus] = tuple(alleles.values())
+    if not flags:
+        geno.flags.pop(locus, None)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class _Table:
         while self.raw_headers and not self.raw_headers[-1]:
             self.raw_headers.pop()     # GeneMapper ends each line with a tab
         self.headers = [_norm_header(h) for h in self.raw_headers]
+        self.warnings: list = []
 
     def cell(self, line: int, cells: list, col: int | None) -> str:
         if col is None:
@@ -174,6 +175,15 @@ def _read_peak_report(table: _Table) -> list:
     marker_col, allele_col = _find(h, ("marker", "locus")), _find(h, ("allele",))
     dye_col, dp_col = _find(h, ("dye/sample peak", "dye", "color", "colour")), \
         _find(h, _DATA_POINT)
+    if marker_col is None:
+        if dye_col is None:
+            raise ChimerismError(
+                f"{table.path}, line {table.header_line}: no Marker column and no Dye "
+                f"column, so the locus of a peak cannot be inferred; export the Marker "
+                f"(and Allele) columns, or at least 'Dye/Sample Peak'")
+        table.warnings.append(
+            f"{table.path}: no Marker column: each peak's locus was inferred from its dye "
+            f"and size (the reference allele of that dye within the size tolerance)")
     records = []
     for line, cells in table.rows:
         table.check_width(line, cells)
@@ -274,12 +284,19 @@ def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
     df = _drop_size_standard(df, kit)
     df.attrs["layout"] = layout
     df.attrs["file"] = path
+    df.attrs["warnings"] = table.warnings
+    df.attrs["has_marker"] = layout == "wide" or _find(table.headers, ("marker", "locus")) \
+        is not None
     return df
 
 
 def read_exports(paths, *, kit: Kit | None = None) -> pd.DataFrame:
-    """Several exports as one peak table."""
+    """Several exports as one peak table; ``attrs["file_warnings"]`` maps each file to
+    the notes its reading raised (e.g. a missing Marker column)."""
     frames = [read_export(p, kit=kit) for p in paths]
     if not frames:
         return pd.DataFrame(columns=PEAK_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs = {"file_warnings": {f.attrs["file"]: list(f.attrs["warnings"])
+                                   for f in frames if f.attrs["warnings"]}}
+    return out

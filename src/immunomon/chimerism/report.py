@@ -12,7 +12,8 @@ import pandas as pd
 from ..atomic import atomic_path
 from .calculate import ChimerismResult
 
-_LOCUS_COLUMNS = ["locus", "pattern", "alleles_used", "percent_donor", "reported", "flags"]
+_LOCUS_COLUMNS = ["locus", "pattern", "alleles_used", "percent_donor", "reported", "used",
+                  "exclusion", "flags"]
 _SUMMARY_COLUMNS = ["sample", "lineage", "date", "percent_donor", "sd", "cv",
                     "n_informative", "n_used", "classification", "reported", "flags"]
 
@@ -37,6 +38,14 @@ def format_text(result: ChimerismResult) -> str:
         cols = _LOCUS_COLUMNS[:4] + extra + _LOCUS_COLUMNS[4:]
         parts.append(rows[cols].map(_fmt).to_string(index=False))
         parts.append("")
+    calls = result.reference_calls_frame()
+    notable = calls[(calls["call"] == "artefact")
+                    & ~calls["reason"].isin(["unlabelled", "below_threshold"])]
+    if len(notable):
+        parts.append("Reference peaks not called as alleles (labelled, above threshold)")
+        cols = ["person", "locus", "allele", "size", "height", "reason", "detail"]
+        parts.append(notable[cols].map(_fmt).to_string(index=False))
+        parts.append("")
     summary = result.summary_frame()
     if summary.empty:
         parts.append("No post-transplant sample found in the sample exports.")
@@ -55,10 +64,13 @@ def _records(df: pd.DataFrame) -> list:
 
 def to_json(result: ChimerismResult) -> str:
     settings = asdict(result.settings)
-    settings["exclude_loci"] = list(settings["exclude_loci"])
+    for key in ("exclude_loci", "tri_allelic"):
+        settings[key] = list(settings[key])
     return json.dumps({
         "settings": settings,
+        "warnings": list(result.warnings),
         "genotypes": _records(result.genotype_frame()),
+        "reference_calls": _records(result.reference_calls_frame()),
         "loci": _records(result.loci_frame()),
         "samples": _records(result.summary_frame()),
     }, indent=2)
@@ -71,13 +83,28 @@ def write_csv_atomic(df: pd.DataFrame, path) -> None:
 
 
 def write_tables(result: ChimerismResult, out_dir) -> list:
-    """chimerism_loci.csv, chimerism_samples.csv and chimerism_genotypes.csv in ``out_dir``."""
+    """chimerism_loci.csv, chimerism_samples.csv, chimerism_genotypes.csv and
+    chimerism_reference_calls.csv (every reference peak, allele or artefact and why)."""
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for name, df in (("chimerism_loci.csv", result.loci_frame()),
                      ("chimerism_samples.csv", result.summary_frame()),
-                     ("chimerism_genotypes.csv", result.genotype_frame())):
+                     ("chimerism_genotypes.csv", result.genotype_frame()),
+                     ("chimerism_reference_calls.csv", result.reference_calls_frame())):
         path = os.path.join(out_dir, name)
         write_csv_atomic(df, path)
         written.append(path)
+    return written
+
+
+def write_outputs(result: ChimerismResult, out_dir) -> list:
+    """The CSV tables, ``chimerism.json`` and the ``chimerism.html`` page in ``out_dir``."""
+    from ..atomic import write_text
+    from .page import write_page
+
+    written = write_tables(result, out_dir)
+    path = os.path.join(out_dir, "chimerism.json")
+    write_text(path, to_json(result))
+    written.append(path)
+    written.append(os.fspath(write_page(result, os.path.join(out_dir, "chimerism.html"))))
     return written

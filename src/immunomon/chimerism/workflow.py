@@ -1,27 +1,68 @@
-"""From exports on disk to a :class:`ChimerismResult`: what the command line runs."""
+"""From exports on disk to a :class:`ChimerismResult`: what the command line runs.
+
+Who is who comes from the role each file was given (``--donor``, ``--recipient``, the
+sample files; or the study pipeline), never from sample names: laboratories anonymise
+exports, and a donor, a recipient and a post-transplant sample may all carry the same
+``Sample File Name``. A name only picks one sample out of a file that holds several
+(``plate.txt::D01_pre``).
+"""
 
 from __future__ import annotations
 
 import os
 
 from ..errors import ChimerismError
-from .calculate import ChimerismResult, ChimerismSettings, compute_chimerism
+from .calculate import ChimerismResult, ChimerismSettings, compute_chimerism, repeat_lengths
 from .genotype import genotype_from_peaks
 from .kits import Kit, load_kit
 from .parsers import read_export, read_exports
 from .series import parse_sample_name, read_manifest
 
 
-def _reference(path, person: str, kit, settings: ChimerismSettings):
+def split_source(source) -> tuple[str, str | None]:
+    """``"plate.txt::D01_pre"`` -> ``("plate.txt", "D01_pre")``; a plain path -> (path, None)."""
+    text = os.fspath(source)
+    if "::" in text:
+        path, _, name = text.rpartition("::")
+        if path and name:
+            return path, name
+    return text, None
+
+
+def reference_genotype(source, person: str, kit: Kit | None, settings: ChimerismSettings):
+    """Read one reference export (``FILE`` or ``FILE::SAMPLE``) and call its genotype.
+
+    Returns ``(genotype, warnings)``.
+    """
+    path, name = split_source(source)
     peaks = read_export(path, kit=kit)
     samples = list(dict.fromkeys(peaks["sample"]))
-    if len(samples) > 1:
+    if name is not None:
+        if name not in samples:
+            raise ChimerismError(
+                f"{path}: no sample {name!r} for the {person}; the file holds "
+                f"{', '.join(samples[:6])}{', ...' if len(samples) > 6 else ''}")
+        peaks = peaks[peaks["sample"] == name]
+    elif len(samples) > 1:
+        counts = peaks["sample"].value_counts()
+        listed = ", ".join(f"{s!r} ({counts[s]} peak{'s' if counts[s] != 1 else ''})"
+                           for s in samples[:4])
         raise ChimerismError(
-            f"{os.fspath(path)}: the {person} export holds {len(samples)} samples "
-            f"({', '.join(samples[:4])}{', ...' if len(samples) > 4 else ''}); export the "
-            f"{person}'s pre-transplant sample alone")
-    return genotype_from_peaks(peaks, person, relative_threshold=settings.relative_threshold,
-                               min_height=settings.reference_min_height)
+            f"{path}: the {person} export holds {len(samples)} samples ({listed}"
+            f"{', ...' if len(samples) > 4 else ''}); name the {person}'s sample as "
+            f"{path}::<sample name>, or export it alone")
+    if not peaks.attrs.get("has_marker", True):
+        raise ChimerismError(f"{path}: no Marker column; a reference genotype needs the "
+                             f"locus of every allele: export the Marker and Allele columns")
+    warnings = list(peaks.attrs.get("warnings", ()))
+    if peaks["height"].isna().all():
+        warnings.append(f"{path}: no Height column: the {person}'s alleles were chosen by "
+                        f"peak area (balance and stutter on areas); the RFU threshold, "
+                        f"pull-up and spike checks were not applied")
+    loci = [x for x in dict.fromkeys(peaks["locus"]) if x]
+    geno = genotype_from_peaks(peaks, person, rules=settings.genotyping_rules(),
+                               repeats=repeat_lengths(loci, kit))
+    return geno, warnings
 
 
 def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None = None,
@@ -29,8 +70,10 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
                            lineage: str | None = None, manifest=None) -> ChimerismResult:
     """Genotype the references, read the sample exports and compute % donor.
 
-    ``donors`` is one path or a list of paths (double donor). Patient, lineage and
-    date come from ``manifest`` when given, else from the sample names;
+    ``donors`` is one path or a list of paths (double donor); each reference may be
+    ``FILE::SAMPLE``. Every sample in the sample exports is analysed, whatever its name,
+    except the reference runs themselves when a plate export is given for both. Patient,
+    lineage and date come from ``manifest`` when given, else from the sample names;
     ``lineage`` overrides both.
     """
     settings = settings or ChimerismSettings()
@@ -39,14 +82,19 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
     donor_paths = [donors] if isinstance(donors, (str, os.PathLike)) else list(donors)
     names = ["donor"] if len(donor_paths) == 1 else [f"donor{i + 1}"
                                                      for i in range(len(donor_paths))]
-    donor_genos = [_reference(p, n, kit, settings) for p, n in zip(donor_paths, names)]
-    recipient_geno = _reference(recipient, "recipient", kit, settings)
+    warnings: list = []
+    donor_genos = []
+    for p, n in zip(donor_paths, names):
+        geno, w = reference_genotype(p, n, kit, settings)
+        donor_genos.append(geno)
+        warnings += w
+    recipient_geno, w = reference_genotype(recipient, "recipient", kit, settings)
+    warnings += w
     peaks = read_exports(samples, kit=kit)
     manifest_map = read_manifest(manifest) if manifest is not None else {}
     metadata = {}
     for name in dict.fromkeys(peaks["sample"]):
-        meta = manifest_map.get(name) or parse_sample_name(name)
-        meta = dict(meta)
+        meta = dict(manifest_map.get(name) or parse_sample_name(name))
         if lineage:
             meta["lineage"] = lineage
         metadata[name] = meta
@@ -54,7 +102,9 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
                                kit=kit, metadata=metadata)
     if not result.samples:
         files = ", ".join(os.fspath(p) for p in samples)
-        raise ChimerismError(f"{files}: no post-transplant sample (every sample is a donor "
-                             f"or recipient reference); give the exports of the samples to "
-                             f"analyse")
+        raise ChimerismError(f"{files}: no post-transplant sample: every run in these "
+                             f"files is one of the donor or recipient references; give "
+                             f"the exports of the samples to analyse")
+    result.warnings = list(dict.fromkeys(warnings + [w for s in result.samples
+                                                     for w in s.warnings]))
     return result
