@@ -20,11 +20,17 @@ events):
    with the detected signal), clipped at the top of the scale.  Compensating
    with the inverse of the matrix written to the sample recovers the true
    signal up to that noise, negatives included.
+
+``generate(design, ...)`` runs the same model for any ``Design`` (panel,
+instrument, populations); ``simulate.stress`` builds labelled scenarios on it
+(mostly-positive parents, minor populations, spillover spreading, doublets,
+enriched samples, dim shoulders, a mouse splenocyte and an ICS panel).
 """
 
 from . import blood as _blood
+from . import stress
 from . import trial as _trial
 from .blood import *  # noqa: F401,F403 - the public names of both modules
 from .trial import *  # noqa: F401,F403
 
-__all__ = [*_blood.__all__, *_trial.__all__]
+__all__ = [*_blood.__all__, *_trial.__all__, "stress"]

@@ -855,18 +855,19 @@ def _add_doublets(rng, codes, absolute, fsc, ssc, ratio, true, design: Design) -
         overlap = rng.beta(1.5, 3.0, rows.size)
         height = np.maximum(h1, h2) + np.minimum(h1, h2) * overlap
     else:
-        height = _doublet_height(rng, design.pulse, f1, r1, f2, r2)
+        height = _doublet_height(design.pulse, f1, r1, f2, r2, rng.random(rows.size))
     fsc[rows] = f1 + f2
     ssc[rows] = s1 + s2
     ratio[rows] = height / (f1 + f2)
     true[rows] = t1 + t2
 
 
-def _doublet_height(rng, pulse: Pulse, a1, r1, a2, r2, points: int = 65) -> np.ndarray:
-    """Peak of two Gaussian pulses (heights a*r, SDs from their size) a random
-    distance apart; the peak of such a sum lies between the two centres."""
+def _doublet_height(pulse: Pulse, a1, r1, a2, r2, where, points: int = 65) -> np.ndarray:
+    """Peak of two Gaussian pulses (heights a*r, SDs from their size) ``where`` x
+    ``pulse.separation`` pulse SDs apart (``where`` in [0, 1]); the peak of such
+    a sum lies between the two centres."""
     sd1, sd2 = pulse.sd(a1)[:, None], pulse.sd(a2)[:, None]
-    gap = pulse.separation * rng.random(a1.size)[:, None] * np.maximum(sd1, sd2)
+    gap = pulse.separation * np.asarray(where, dtype=np.float64)[:, None] * np.maximum(sd1, sd2)
     t = gap * np.linspace(0.0, 1.0, points)[None, :]
     summed = ((a1 * r1)[:, None] * np.exp(-0.5 * (t / sd1) ** 2)
               + (a2 * r2)[:, None] * np.exp(-0.5 * ((t - gap) / sd2) ** 2))
