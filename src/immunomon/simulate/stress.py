@@ -439,13 +439,14 @@ def spillover_spread(n_events: int = 100_000, seed: int = 0) -> SimulatedSample:
 
 def doublets(n_events: int = 100_000, seed: int = 0) -> SimulatedSample:
     """Doublets at 2-5% of events formed from overlapping FSC pulses (every
-    overlap from complete, invisible, to two peaks in one event), with a
-    stronger size dependence of FSC-H/FSC-A than the other scenarios, so big
-    singlets (monocytes, granulocytes) sit well below the lymphocytes' line."""
+    overlap from complete, invisible, to two peaks in one event), with the size
+    dependence of FSC-H/FSC-A and the spread of pulse separations drawn per
+    seed, so big singlets (monocytes, granulocytes) sit below the lymphocytes'
+    line by a varying amount."""
     name = "doublets"
     rng = _rng(name, seed)
     s = _common(rng, BLOOD_STRESS, doublets=(0.02, 0.05))
-    size = float(rng.uniform(0.55, 0.8))
+    size = float(rng.uniform(0.45, 0.65))
     design = replace(BLOOD_STRESS, pulse=Pulse(size=size, jitter=0.025,
                                                separation=float(rng.uniform(2.5, 3.5))))
     s["pulse size"] = size
