@@ -13,7 +13,6 @@ already costs.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
@@ -24,6 +23,7 @@ import numpy as np
 
 from .errors import CompensationError
 from .fcs.sample import Sample, Spillover
+from .threads import single_threaded
 
 __all__ = [
     "compensate", "compensate_array", "match_detectors", "read_spillover_csv",
@@ -166,7 +166,7 @@ def compensate_array(events: np.ndarray, channel_indices, spillover_matrix, *,
     holes = [c for c in range(lo, hi) if c not in named]
     inverse32 = inverse.astype(dtype)
     # NaN events are data: let them propagate quietly
-    with _single_threaded_blas(), np.errstate(invalid="ignore"):
+    with single_threaded(), np.errstate(invalid="ignore"):
         for start in range(0, events.shape[0], _ROW_BLOCK):
             e = events[start:start + _ROW_BLOCK]
             o = out[start:start + _ROW_BLOCK]
@@ -198,21 +198,6 @@ def spillover_inverse(matrix, *, source: str = "the spillover matrix") -> np.nda
             f"{MAX_CONDITION:.0g}): check for a repeated or empty row or column, or a matrix "
             "made for other detectors")
     return np.linalg.inv(m)
-
-
-_blas_controller = None
-
-
-def _single_threaded_blas():
-    """BLAS threads only add overhead for an events x 14 by 14 x 14 product."""
-    global _blas_controller
-    try:
-        if _blas_controller is None:
-            from threadpoolctl import ThreadpoolController
-            _blas_controller = ThreadpoolController()
-        return _blas_controller.limit(limits=1, user_api="blas")
-    except Exception:       # threadpoolctl missing or unable to inspect BLAS: run as is
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GatingError, ImmunomonError
-from .gating.dimensions import single_threaded_blas
+from .threads import single_threaded
 
 RCV_LOW, RCV_HIGH = 15.87, 84.13
 _NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
@@ -249,7 +249,7 @@ def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
         w = np.empty((len(dense), block))
         y = np.empty((3 * m, block))                         # rows: values, logs, positive
         part = np.zeros((len(dense), 3 * m))
-        with single_threaded_blas():
+        with single_threaded():
             for start in range(0, n, block):
                 b = min(block, n - start)
                 x = values[:, start:start + b]                # markers x events, float32

@@ -9,13 +9,13 @@ every dimension is computed once per sample however many gates use it.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
 
 from ..errors import GatingError, ImmunomonError
+from ..threads import single_threaded
 
 UNCOMPENSATED = "uncompensated"
 FCS = "FCS"            # the sample's own spillover matrix ($SPILLOVER and friends)
@@ -106,7 +106,7 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
             inverse_t = spillover_inverse(m.matrix).T.astype(np.float32)
             detectors = _columns(events, idx)
             rows = np.empty((len(idx), detectors.shape[0]), dtype=np.float32)
-            with single_threaded_blas():       # small products: threads only cost
+            with single_threaded():       # small products: threads only cost
                 for start in range(0, detectors.shape[0], _BLOCK):
                     stop = start + _BLOCK
                     np.matmul(inverse_t, detectors[start:stop].T, out=rows[:, start:stop])
@@ -121,16 +121,6 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
 
 
 _BLOCK = 8192          # events per product: the block stays in cache
-
-
-def single_threaded_blas():
-    """A context limiting BLAS to one thread: the products here are small
-    (a few dozen columns) and BLAS threads lose much when cores are busy."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(limits=1, user_api="blas")
-    except Exception:          # noqa: BLE001 - threadpoolctl missing or unable to inspect
-        return contextlib.nullcontext()
 
 
 def _columns(events: np.ndarray, idx: list[int]) -> np.ndarray:

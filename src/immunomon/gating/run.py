@@ -21,6 +21,7 @@ from ..atomic import atomic_dir, atomic_path
 from ..errors import ImmunomonError
 from .. import populations as pops
 from .. import qc
+from ..threads import single_threaded
 from .strategy import GatingResult
 from .template import Template
 
@@ -115,6 +116,7 @@ def _wide_statistics(stats: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+@single_threaded()        # the thread policy of the per-file job (immunomon.threads)
 def gate_sample(sample, template: Template, *, name: str | None = None,
                 overrides: dict | None = None, counting: CountingInputs | None = None,
                 exclude_anomalies: bool = True, min_events: int = 200) -> SampleGating:
