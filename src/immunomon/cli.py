@@ -102,20 +102,25 @@ def info(files, as_json):
                    "{sample: {population: gate}}.")
 @click.option("--keep-anomalies", is_flag=True,
               help="Gate events from unstable acquisition time bins too (they are flagged).")
-@click.option("--no-plots", is_flag=True, help="Skip the gate plots (faster).")
+@click.option("--plots", type=click.Choice(["none", "summary", "all"]), default="all",
+              show_default=True,
+              help="Gate plots: none, one overview image per sample (summary), or the "
+                   "overview and one image per gate (all).")
+@click.option("--no-plots", is_flag=True, help="Same as --plots none.")
 @click.option("--no-anndata", is_flag=True, help="Skip the .h5ad files.")
 @click.option("--deidentify", is_flag=True,
               help="Drop patient identifiers from the keywords stored in the AnnData files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the combined table as JSON.")
 def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lymphocytes_per_ul,
-         leukocytes_per_ul, sample_info, overrides, keep_anomalies, no_plots, no_anndata,
+         leukocytes_per_ul, sample_info, overrides, keep_anomalies, plots, no_plots, no_anndata,
          deidentify, as_json):
     """Gate FCS files (or folders of them) with a panel template.
 
     Writes per sample: the population table (CSV and Parquet: counts, % of
     parent, % of lymphocytes and leukocytes, cells/uL, median/mean/geometric
-    mean per marker), an AnnData .h5ad with gate membership per event, one
-    PNG per gate, the concrete gates as Gating-ML and an HTML page; and across
+    mean per marker), an AnnData .h5ad with gate membership per event, gate
+    plots (an overview and one PNG per gate; see --plots), the concrete gates
+    as Gating-ML and an HTML page; and across
     samples a combined table and an index page. A file that cannot be read or
     gated is reported and the others go on; the exit code is 0 only when every
     file was gated.
@@ -126,6 +131,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
       immunomon gate run1/*.fcs -t my-panel.yaml -o out/ --beads-per-test 50000 --volume 50
       immunomon gate run1/ -o out/ --sample-info counts.csv --overrides reviewed.yaml
       immunomon gate --workspace panel.wsp run1/ --json
+      immunomon gate inbox/ -o out/ --plots summary     # one overview image per file
     """
     if workspace:
         _gate_workspace(workspace, inputs, template, out_dir, as_json)
@@ -149,7 +155,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
             click.echo(f"{row['sample']}: {row['status']}, {row['events']:,} events"
                        + (f", {len(row['flags'])} QC flags" if row["flags"] else ""))
 
-    kwargs = dict(counting=counting, plots=not no_plots, anndata=not no_anndata,
+    kwargs = dict(counting=counting, plots="none" if no_plots else plots, anndata=not no_anndata,
                   sample_info=read_sample_info(sample_info) if sample_info else None,
                   overrides=read_overrides(overrides) if overrides else None,
                   exclude_anomalies=not keep_anomalies, deidentify=deidentify)

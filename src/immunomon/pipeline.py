@@ -42,7 +42,7 @@ _INPUTS = {"manifest": str, "fcs": str, "template": str, "str": str, "references
            "kit": str, "clinical": str}
 _REFERENCES = {"donor": str, "recipient": str}
 _STAGE_KEYS = {
-    "gate": {"plots": bool, "anndata": bool, "exclude_anomalies": bool,
+    "gate": {"plots": (bool, str), "anndata": bool, "exclude_anomalies": bool,
              "on_file_error": str, "beads_per_test": (int, float),
              "volume_ul": (int, float)},
     "chimerism": {"quantity": str, "stutter": str, "stutter_ratio": (int, float),
@@ -186,6 +186,7 @@ def parse_study(text: str, source="<study>") -> Study:
 
 def _check_choices(source, name: str, settings) -> None:
     choices = {("gate", "on_file_error"): ("stop", "continue"),
+               ("gate", "plots"): (True, False, "none", "summary", "all"),
                ("chimerism", "quantity"): ("area", "height"),
                ("chimerism", "stutter"): ("correct", "exclude", "flag"),
                ("cohort", "material"): ("blood", "marrow")}

@@ -207,11 +207,26 @@ def _atomic_frame(frame: pd.DataFrame, path: Path) -> None:
             frame.to_csv(tmp, index=False)
 
 
+PLOT_LEVELS = ("none", "summary", "all")
+
+
+def plot_level(plots) -> str:
+    """'none', 'summary' (one overview image per sample) or 'all' (the overview and
+    one image per gate); True means 'all' and False 'none'."""
+    if plots is True or plots is False:
+        return "all" if plots else "none"
+    if plots not in PLOT_LEVELS:
+        raise ImmunomonError(f"plots must be one of {', '.join(PLOT_LEVELS)}, not {plots!r}")
+    return plots
+
+
 def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
-                 plots: bool = True, anndata: bool = True, gatingml: bool = True,
+                 plots: str | bool = "all", anndata: bool = True, gatingml: bool = True,
                  deidentify: bool = False) -> Path:
     """Write one sample's outputs into ``out_dir/<name>/`` (built beside it and
-    renamed into place when complete); returns that folder."""
+    renamed into place when complete); returns that folder. ``plots``: see
+    ``plot_level``."""
+    plots = plot_level(plots)
     final = Path(out_dir) / gating.name
     # The page links plots relative to itself, so the folder is built whole and moved.
     with atomic_dir(final) as work:
@@ -234,10 +249,14 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             _atomic_frame(pd.DataFrame({"population": list(ids), "gatingml_id": list(ids.values())}),
                           work / "gates_ids.csv")
         plot_files = {}
-        if plots:
-            from ..report.gate_plots import plot_all
+        if plots != "none":
+            from ..report.gate_plots import plot_all, plot_summary
+            overview = plot_summary(result, work / "overview.png")
+            if overview is not None:
+                plot_files["All gates"] = overview
+        if plots == "all":
             (work / "plots").mkdir()
-            plot_files = plot_all(result, work / "plots")   # boolean gates have no plot
+            plot_files.update(plot_all(result, work / "plots"))   # boolean gates have none
         (work / "summary.json").write_text(json.dumps({
             "sample": gating.name, "status": gating.status,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
@@ -344,7 +363,7 @@ def _merged(general: CountingInputs | None, own: CountingInputs | None) -> Count
 
 def gate_files(files, template: Template, out_dir, *, counting: CountingInputs | None = None,
                sample_info: dict[str, CountingInputs] | None = None,
-               overrides: dict[str, dict] | None = None, plots: bool = True,
+               overrides: dict[str, dict] | None = None, plots: str | bool = "all",
                anndata: bool = True, exclude_anomalies: bool = True, deidentify: bool = False,
                progress=None) -> GateRun:
     """Gate many files; a file that fails is recorded and the others go on.
@@ -354,6 +373,7 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     from ..fcs import read_fcs
     from ..report.pages import index_page
 
+    plots = plot_level(plots)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, tables, used = [], [], set()

@@ -35,7 +35,7 @@ ul.tree li{margin:.1em 0}ul.tree li::before{content:"\\2514\\2500 ";color:#999}
 .flags li{color:#a00}.warnings li{color:#8a5a00}.none{color:#2a7a2a}
 .plots{display:flex;flex-wrap:wrap;gap:.8em}
 figure{margin:0;border:1px solid #eee;padding:.3em}figcaption{font-size:.8em;color:#555}
-img{max-width:460px;height:auto;display:block}
+img{max-width:100%;height:auto;display:block}
 .status-ok{color:#2a7a2a}.status-flagged{color:#8a5a00}.status-failed{color:#a00;font-weight:bold}
 """
 
