@@ -6,8 +6,9 @@ import anndata
 import numpy as np
 import pytest
 
-from immunomon.export import (deidentify_keywords, gate_to_dict, h5ad_safe, to_anndata,
-                              write_h5ad)
+from immunomon.errors import ImmunomonError
+from immunomon.export import (applied_gates, deidentify_keywords, fcs_keywords, gate_membership,
+                              gate_to_dict, h5ad_safe, to_anndata, write_h5ad)
 from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, GateReference,
                               GatingStrategy, PolygonGate, Quadrant, QuadrantGate,
                               RectangleGate)
@@ -79,6 +80,7 @@ def test_layout_and_values(sim):
         assert np.array_equal(a.X[:, sample.channels.index(c)], sample[c])
         assert not a.var.loc[c, "compensated"]
     assert np.array_equal(a.layers["raw"], sample.events)
+    assert np.shares_memory(a.layers["raw"], sample.events)      # no copy of the events
 
 
 def test_h5ad_round_trip_is_exact(sim, tmp_path):
@@ -91,32 +93,44 @@ def test_h5ad_round_trip_is_exact(sim, tmp_path):
     assert np.array_equal(b.X, a.X) and np.array_equal(b.layers["raw"], sim.sample.events)
     assert list(b.var_names) == list(a.var_names)
     assert list(b.var["marker"]) == list(a.var["marker"])
-    # one boolean column per population, equal to the gating masks; '/' cannot be stored
+    # one boolean matrix, a column per population, equal to the gating masks
     pops = result.gate_ids
-    cols = [p.replace("/", "_") for p in pops]
-    assert list(b.obs.columns) == cols
-    for pid, col in zip(pops, cols):
-        assert b.obs[col].dtype == bool
-        assert np.array_equal(b.obs[col].to_numpy(), result.mask(pid))
+    assert b.obsm["gates"].dtype == bool and b.obsm["gates"].shape == (3000, len(pops))
+    assert list(b.obs.columns) == []
+    frame = gate_membership(b)
+    assert list(frame.columns) == list(pops)
+    for pid in pops:
+        assert np.array_equal(gate_membership(b, pid), result.mask(pid))
+        assert np.array_equal(frame[pid].to_numpy(), result.mask(pid))
     assert list(b.uns["populations"]["id"]) == list(pops)
     assert list(b.uns["populations"]["parent"]) == ["", "Big", "CD45+", "CD45+", "Low SSC",
                                                     "Low SSC", ""]
+    assert list(b.uns["populations"]["count"]) == [result.count(p) for p in pops]
     # a mask checked against the raw data directly
-    assert np.array_equal(b.obs["Big"].to_numpy(), sim.sample["FSC-A"] >= 30000)
+    assert np.array_equal(gate_membership(b, "Big"), sim.sample["FSC-A"] >= 30000)
+    with pytest.raises(ImmunomonError, match="no population 'nope'"):
+        gate_membership(b, "nope")
+    # a handful of datasets, however many populations, keywords and gates
+    import h5py
+    with h5py.File(out) as f:
+        datasets = []
+        f.visititems(lambda k, v: datasets.append(k) if isinstance(v, h5py.Dataset) else None)
+    assert len(datasets) < 40, datasets
     assert b.uns["template"]["name"] == "test panel"
     assert list(b.uns["template"]["markers"]) == ["CD3", "CD45"]
     assert b.uns["template"]["note"] == ""
     assert b.uns["sample"]["file"] == "UPN-0042_day30.fcs"
-    assert b.uns["keywords"]["PATIENT ID"] == "UPN-0042"
-    assert b.uns["keywords"]["A_B"] == "slash key"
+    keywords = fcs_keywords(b)
+    assert keywords == {k: str(v) for k, v in sim.sample.keywords.items()}
+    assert keywords["PATIENT ID"] == "UPN-0042" and keywords["A/B"] == "slash key"
     assert b.uns["compensation"]["matrix"].shape == (14, 14)
-    g = b.uns["gates"]
+    g = applied_gates(b)
     assert set(g) == {"Big", "CD45+", "Low SSC", "Blob", "CD4_CD8", "Not blob"}
     assert g["Big"]["type"] == "rectangle" and g["Big"]["min"][0] == 30000
-    assert np.isnan(g["Big"]["max"][0]) and g["Big"]["parent"] == ""
+    assert g["Big"]["max"][0] is None and g["Big"]["parent"] == ""
     assert g["Blob"]["distance_square"] == 4.0
     assert np.array_equal(g["Blob"]["covariance"], [[1e8, 2e7], [2e7, 2e7]])
-    assert g["Low SSC"]["vertices"].shape == (4, 2)
+    assert np.shape(g["Low SSC"]["vertices"]) == (4, 2)
     assert g["CD4_CD8"]["id"] == "CD4/CD8"
     assert list(g["CD4_CD8"]["quadrants"]["CD4+_CD8-"]["locations"]) == [1, 0]
     assert list(g["Not blob"]["complement"]) == [True, False]
@@ -125,7 +139,7 @@ def test_h5ad_round_trip_is_exact(sim, tmp_path):
 def test_deidentify(sim, tmp_path):
     a = to_anndata(build(sim.sample), deidentify=True)
     b = anndata.read_h5ad(write_h5ad(a, tmp_path / "d.h5ad"))
-    kw = b.uns["keywords"]
+    kw = fcs_keywords(b)
     for gone in ("PATIENT ID", "SAMPLE ID", "$OP", "$INST", "EXPORT USER NAME", "$FIL",
                  "$SRC", "$DATE", "$SMNO", "$COM", "Tube Name"):
         assert gone not in kw
@@ -133,7 +147,7 @@ def test_deidentify(sim, tmp_path):
                  "SAMPLE VOLUME UL", "$VOL"):
         assert kept in kw
     assert "file" not in b.uns["sample"] and b.uns["sample"]["deidentified"]
-    text = repr(dict(kw)) + repr(dict(b.uns["sample"]))
+    text = repr(kw) + repr(dict(b.uns["sample"]))
     assert "UPN-0042" not in text and "jdoe" not in text and "Hospital" not in text
 
 
@@ -147,7 +161,8 @@ def test_populations_and_transform_overrides(sim):
     a = to_anndata(result, populations=["CD45+", "Blob"],
                    transforms={"CD127": Arcsinh(150.0), "CD45": None},
                    compensation="uncompensated")
-    assert list(a.obs.columns) == ["CD45+", "Blob"]
+    assert list(gate_membership(a).columns) == ["CD45+", "Blob"]
+    assert np.array_equal(gate_membership(a, "Blob"), result.mask("Blob"))
     j = sim.sample.channels.index("FITC-A")
     assert np.allclose(a.X[:, j], np.arcsinh(sim.sample["FITC-A"] / 150.0), rtol=1e-6)
     assert a.var.loc["FITC-A", "transform"] == "Arcsinh(cofactor=150)"

@@ -111,7 +111,8 @@ def test_anndata_follows_the_design(gated):
     assert adata.n_obs == 40_000 and adata.X.dtype == np.float32
     assert "raw" in adata.layers and "marker" in adata.var
     assert adata.var.loc["BV786-A", "marker"] == "CD3"
-    assert int(adata.obs["T cells"].sum()) == table.loc["T cells", "count"]
+    from immunomon.export import gate_membership
+    assert int(gate_membership(adata, "T cells").sum()) == table.loc["T cells", "count"]
     assert adata.uns["template"]["panel"].startswith("Post-transplant")
 
 
@@ -169,3 +170,31 @@ def test_bad_sample_info_names_line_and_column(tmp_path):
                                        str(tmp_path / "o"), "--sample-info", str(info)])
     assert result.exit_code == 2
     assert "line 2, column lymphocytes_per_ul" in result.output
+
+
+@pytest.mark.parametrize("name", ["pbmc_01", "pbmc_03_clog"])
+def test_outputs_equal_those_recorded_before_the_speed_work(gated, name):
+    """Counts, percentages, per-event membership (read back from the .h5ad) and the
+    plotted gates are those the gate job wrote before plots, AnnData and threads were
+    made faster (tests/data/perf/record_outputs.py)."""
+    import hashlib
+
+    from immunomon.export import gate_membership
+
+    out, _ = gated
+    recorded = REPO / "tests" / "data" / "perf"
+    ref = pd.read_csv(recorded / "gate_outputs.csv")
+    ref = ref[ref["sample"] == name].set_index("population")
+    table = pd.read_csv(out / name / "populations.csv").set_index("population")
+    assert list(table.index) == list(ref.index)
+    assert table["count"].tolist() == ref["count"].tolist()
+    assert np.allclose(table["percent_of_parent"], ref["percent_of_parent"], rtol=1e-12,
+                       equal_nan=True)
+    members = gate_membership(anndata.read_h5ad(out / name / f"{name}.h5ad"))
+    digests = [hashlib.sha1(np.packbits(members[p].to_numpy()).tobytes()).hexdigest()[:16]
+               for p in ref.index]
+    assert digests == ref["membership_sha1"].tolist()
+    plots = pd.read_csv(recorded / "gate_plots.csv")
+    assert sorted(p.name for p in (out / name / "plots").glob("*.png")) == \
+        plots.loc[plots["sample"] == name, "file"].tolist()
+    assert (out / name / "overview.png").is_file()

@@ -1,25 +1,35 @@
 """One gated sample as AnnData (scverse conventions), written to ``.h5ad`` atomically.
 
-Layout (see DESIGN.md):
+Layout (see DESIGN.md and docs/performance.md):
 
 - ``.X``: events x channels, float32: compensated (the file's spillover by
   default) and transformed as the gates saw each channel, or as ``transforms``
   says; channels no gate used and ``transforms`` does not name stay linear.
-- ``.layers["raw"]``: the sample's scale values (float32), as read.
+- ``.layers["raw"]``: the sample's scale values (float32), as read (the
+  sample's own array, not a copy).
 - ``.var``: indexed by channel name ($PnN); columns ``marker`` ($PnS, "" when
   none), ``transform`` (a description such as "Logicle(T=262144, W=0.5,
   M=4.5, A=0)", "" for linear), ``compensated`` (bool) and ``range`` ($PnR).
-- ``.obs``: indexed by event number ("0", "1", ...); one boolean column per
-  population. HDF5 cannot store "/" in a name, so it becomes "_" in column
-  names (and a numeric suffix keeps them unique); ``.uns["populations"]``
-  maps each population id to its column and parent.
-- ``.uns``: ``keywords`` (the TEXT segment; de-identified on request),
-  ``gates`` (every gate applied, as plain dicts: see ``gate_to_dict``),
-  ``populations``, ``sample`` (events, FCS version, file name unless
+- ``.obs``: indexed by event number ("0", "1", ...).
+- ``.obsm["gates"]``: gate membership, one boolean matrix (events x
+  populations), one column per population in the order of
+  ``.uns["populations"]["id"]``: one dataset in the file, however many
+  populations. ``gate_membership(adata, "T cells")`` gives one column,
+  ``gate_membership(adata)`` all of them as a DataFrame.
+- ``.uns``: ``populations`` (``id``, ``parent``, ``count`` arrays), ``gates``
+  (every gate applied, a JSON document of plain dicts: see ``gate_to_dict``;
+  ``applied_gates(adata)`` reads it), ``keywords`` (the TEXT segment as
+  ``name`` and ``value`` arrays, de-identified on request; ``fcs_keywords(adata)``
+  gives the dict), ``sample`` (events, FCS version, file name unless
   de-identified), ``compensation`` (matrix and detectors, when applied),
   ``template`` (when given) and ``immunomon_version``.
 
-h5ad stores no None: an absent parent is "" and an open bound is NaN.
+Why arrays and documents rather than a dataset per item: HDF5 creates each
+dataset at a cost of about a millisecond, and a file with a column per population,
+a dataset per keyword and several per gate held hundreds of them.
+
+h5ad stores no None: an absent parent is "" and an open bound is NaN (null in the
+gates document).
 """
 
 from __future__ import annotations
@@ -212,23 +222,41 @@ def channel_transforms(result, transforms: dict | None = None) -> dict[str, obje
     return out
 
 
+def _plain(obj):
+    """``gate_to_dict`` output as JSON-ready data (arrays to lists, NaN to None)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
 def to_anndata(result, *, populations=None, deidentify: bool = False,
                transforms: dict | None = None, compensation: str = "FCS",
                template: dict | None = None):
     """An ``anndata.AnnData`` of one gated sample (layout in the module docstring).
 
-    ``result``: a ``GatingResult``. ``populations``: ids to put in ``.obs``
-    (default: all, in strategy order). ``deidentify``: drop identifying
-    keywords (``deidentify_keywords``) and the file name. ``transforms``:
-    per-channel overrides for ``.X`` (see ``channel_transforms``).
+    ``result``: a ``GatingResult``. ``populations``: ids to put in
+    ``.obsm["gates"]`` (default: all, in strategy order). ``deidentify``: drop
+    identifying keywords (``deidentify_keywords``) and the file name.
+    ``transforms``: per-channel overrides for ``.X`` (see ``channel_transforms``).
     ``compensation``: "FCS" (the file's spillover), "uncompensated", or the
     id of a strategy matrix. ``template``: plain data describing the template
     (name, version, path, ...), stored under ``.uns["template"]``.
     """
+    import json
+
     import anndata
     import pandas as pd
 
     from . import __version__
+    from .gating.dimensions import Dimension
 
     sample = result.sample
     values = result.values
@@ -237,11 +265,12 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     matrix = values.matrix(compensation)
     detectors = set(matrix.detectors) if matrix is not None else set()
 
+    # Columns the gates transformed are in the gating cache already: reuse them.
     x = np.empty((n, p), dtype=np.float32)
     for j, name in enumerate(sample.channels):
-        col = values.channel(name, compensation)
         t = per_channel.get(name)
-        x[:, j] = col if t is None else t.apply(np.asarray(col, dtype=np.float64))
+        x[:, j] = (values.channel(name, compensation) if t is None
+                   else values.values(Dimension(name, compensation, t)))
 
     var = pd.DataFrame({
         "marker": [m or "" for m in sample.markers],
@@ -251,20 +280,23 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     }, index=pd.Index([str(c) for c in sample.channels], dtype=object))
 
     pops = list(result.gate_ids if populations is None else populations)
-    columns = _unique_keys(pops)
-    obs = pd.DataFrame({c: np.asarray(result.mask(pid), dtype=bool)
-                        for c, pid in zip(columns, pops)},
-                       index=pd.Index(np.arange(n).astype(str), dtype=object))
+    membership = np.empty((n, len(pops)), dtype=bool)
+    for k, pid in enumerate(pops):
+        membership[:, k] = result.mask(pid)
+    obs = pd.DataFrame(index=pd.Index(np.arange(n).astype(str), dtype=object))
 
     keywords = deidentify_keywords(sample.keywords) if deidentify else dict(sample.keywords)
+    gates = {k: _plain(gate_to_dict(g, values))
+             for k, g in zip(_unique_keys(result.gates), result.gates.values())}
     uns = {
-        "keywords": h5ad_safe(keywords),
-        "gates": {k: gate_to_dict(g, values)
-                  for k, g in zip(_unique_keys(result.gates), result.gates.values())},
+        "keywords": {"name": np.array(list(keywords), dtype=str),
+                     "value": np.array([str(v) for v in keywords.values()], dtype=str)},
+        "gates": json.dumps(gates, allow_nan=False),
         "populations": {
-            "id": np.array(pops, dtype=str), "column": np.array(columns, dtype=str),
+            "id": np.array(pops, dtype=str),
             "parent": np.array(["" if result.parent(pid) is None else result.parent(pid)
                                 for pid in pops], dtype=str),
+            "count": membership.sum(axis=0, dtype=np.int64),
         },
         "sample": h5ad_safe({
             "n_events": int(n), "fcs_version": str(sample.version),
@@ -280,8 +312,49 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
                                "matrix": np.asarray(matrix.matrix, dtype=np.float64)}
     if template is not None:
         uns["template"] = h5ad_safe(template)
-    return anndata.AnnData(X=x, obs=obs, var=var, uns=uns,
-                           layers={"raw": np.array(sample.events, dtype=np.float32)})
+    raw = sample.events if sample.events.dtype == np.float32 else \
+        sample.events.astype(np.float32)
+    return anndata.AnnData(X=x, obs=obs, var=var, uns=uns, obsm={"gates": membership},
+                           layers={"raw": raw})
+
+
+# -- reading the layout back ----------------------------------------------------------
+def gate_membership(adata, population: str | None = None):
+    """Gate membership from an AnnData written by ``to_anndata``: the boolean
+    mask (one value per event) of ``population``, or, without one, a DataFrame
+    with one boolean column per population (in strategy order)."""
+    import pandas as pd
+
+    ids = [str(i) for i in adata.uns["populations"]["id"]]
+    if "gates" in adata.obsm:
+        matrix = np.asarray(adata.obsm["gates"], dtype=bool)
+        columns = {pid: matrix[:, k] for k, pid in enumerate(ids)}
+    else:                                   # files written before the matrix layout
+        names = adata.uns["populations"]["column"]
+        columns = {pid: adata.obs[str(c)].to_numpy(dtype=bool) for pid, c in zip(ids, names)}
+    if population is None:
+        return pd.DataFrame(columns, index=adata.obs_names)
+    if population not in columns:
+        raise ImmunomonError(f"no population {population!r} in this AnnData; populations "
+                             f"are: {', '.join(ids) or 'none'}")
+    return columns[population]
+
+
+def applied_gates(adata) -> dict:
+    """The gates applied, by gate id, as plain dicts (see ``gate_to_dict``; an
+    open rectangle bound is None)."""
+    import json
+
+    gates = adata.uns["gates"]
+    return json.loads(gates) if isinstance(gates, str) else dict(gates)
+
+
+def fcs_keywords(adata) -> dict[str, str]:
+    """The FCS keywords stored in ``.uns["keywords"]``, as a dict."""
+    kw = adata.uns["keywords"]
+    if set(kw) == {"name", "value"}:
+        return dict(zip(map(str, kw["name"]), map(str, kw["value"])))
+    return {str(k): str(v) for k, v in kw.items()}
 
 
 def write_h5ad(adata, path) -> Path:
