@@ -198,3 +198,28 @@ def test_outputs_equal_those_recorded_before_the_speed_work(gated, name):
     assert sorted(p.name for p in (out / name / "plots").glob("*.png")) == \
         plots.loc[plots["sample"] == name, "file"].tolist()
     assert (out / name / "overview.png").is_file()
+
+
+@pytest.mark.parametrize("flags, overview, per_gate", [
+    (["--plots", "summary"], True, False),
+    (["--plots", "none"], False, False),
+    (["--no-plots"], False, False),
+])
+def test_plot_levels(tmp_path, flags, overview, per_gate):
+    demo = FIXTURES / "demo-study" / "fcs"
+    fcs = sorted(demo.glob("*.fcs"))[0]
+    result = CliRunner().invoke(main, ["gate", str(fcs), "--no-anndata", "-o",
+                                       str(tmp_path), *flags])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / fcs.stem
+    assert (folder / "overview.png").is_file() == overview
+    assert (folder / "plots").exists() == per_gate
+    page = (folder / "index.html").read_text()
+    assert ('src="overview.png"' in page) == overview
+
+
+def test_bad_plot_level_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-o",
+                                       str(tmp_path), "--plots", "some"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'some' is not one of 'none', 'summary', 'all'" in result.output

@@ -247,3 +247,43 @@ def test_safe_filename():
     assert safe_filename("..") == "_"
     assert safe_filename("CD4+ T/Treg") == "CD4+_T_Treg"
     assert len(safe_filename("x" * 500)) == 80
+
+
+# -- binned densities and the reused figure ----------------------------------------------
+def test_density_2d_equals_numpy_histogram2d():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=50_000), rng.normal(size=50_000) * 2
+    x[:10] = np.nan                          # not finite: left out, as outside the limits
+    lims = [(-2.5, 2.5), (-3.0, 5.0)]
+    ours = gate_plots.density_2d(x, y, lims, (50, 40))
+    ok = np.isfinite(x)
+    ref, _, _ = np.histogram2d(x[ok], y[ok], bins=(50, 40), range=lims)
+    # numpy puts values equal to the upper edge in the last bin; none are here
+    assert np.array_equal(ours, ref)
+
+
+def test_bins_divide_the_pixels():
+    assert gate_plots.aligned_bins(294, 200) == 147
+    assert gate_plots.aligned_bins(288, 200) == 144
+    assert gate_plots.aligned_bins(300, 64) == 60
+    assert gate_plots.aligned_bins(97, 50) == 50          # a prime: nothing divides it
+
+
+def test_a_reused_figure_draws_what_a_new_one_draws(result, tmp_path):
+    from matplotlib.image import imread
+    shared = gate_plots.GatePlotter()
+    for gid in ("CD4 vs CD8", "T cells", "Blob3"):        # leave quadrants, lines, text
+        shared.plot(result, gid, tmp_path / "before.png")
+    reused = shared.plot(result, "Lymphocytes", tmp_path / "reused.png")
+    fresh = plot_gate(result, "Lymphocytes", tmp_path / "fresh.png")
+    assert np.array_equal(imread(reused), imread(fresh))
+
+
+def test_summary_has_a_panel_per_gate(result, tmp_path):
+    from matplotlib.image import imread
+    out = gate_plots.plot_summary(result, tmp_path / "overview.png", columns=4)
+    drawable = [g for g, gate in result.gates.items() if not isinstance(gate, BooleanGate)]
+    rows = -(-len(drawable) // 4)
+    assert png_size(out) == (4 * 200, rows * 200)
+    assert gate_pixels(out) > 50 * len(drawable)          # every panel has its gate
+    assert imread(out).shape[:2] == (rows * 200, 800)

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = HERE.parents[2] / "fixtures"
+REPO = next(p for p in HERE.parents if (p / "pyproject.toml").is_file())
+FIXTURES = REPO / "fixtures"
 FILES = ("pbmc_01", "pbmc_02_shifted", "pbmc_03_clog")
 
 
