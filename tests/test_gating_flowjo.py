@@ -307,3 +307,45 @@ def test_immunomon_gates_export_to_flowjo_and_back(tmp_path):
     assert all(n > 20 for n in counts.values()), counts      # every gate holds events
     assert counts["Blob not T"] < counts["Blob"]
     assert {p.name for p in back.populations} >= {"not T cells", "CD8+", "Blob", "Wedge"}
+
+
+@pytest.fixture(scope="module")
+def flowjo9():
+    from immunomon import read_fcs
+
+    ws = load_flowjo(DATA / "A2004Analysis_A02.xml.gz")
+    fcs = read_fcs(DATA / "a2004_O1T2pb05i_A2_A02.fcs")
+    return ws, fcs, ws.samples[0].strategy().apply(fcs)
+
+
+def _mismatches(sample, ids, first, second):
+    return {p.id: int(np.count_nonzero(first.mask(p.id) != second.mask(ids.get(p.id, p.id))))
+            for p in sample.populations}
+
+
+def test_flowjo9_workspace_saved_as_flowjo10(flowjo9, tmp_path):
+    """FlowJo 9's calibration tables become fitted FlowJo 10 biex transforms and its
+    polygons keep their outline: every polygon and range keeps its events; the
+    ellipse (redrawn in FlowJo 10's form) moves by a few edge events."""
+    ws, fcs, first = flowjo9
+    back = load_flowjo(save_flowjo(ws, tmp_path / "a2004_flowjo10.wsp")).samples[0]
+    assert all(isinstance(t, FlowJoBiex) for t in back.transforms.values())
+    fitted = back.transforms["<FITC-A>"]
+    table = ws.samples[0].transforms["<FITC-A>"]
+    assert np.abs(fitted.apply(table.values) - np.arange(4097)).max() < 1.5   # channels
+    second = back.strategy().apply(fcs)
+    bad = _mismatches(ws.samples[0], {}, first, second)
+    ellipse = "Live/CD14-MHC2-"
+    assert {k: v for k, v in bad.items() if k != ellipse and v} == {}
+    assert bad[ellipse] <= 0.001 * first.count(ellipse)
+
+
+def test_flowjo9_workspace_to_gatingml(flowjo9, tmp_path):
+    """Events FlowJo piles on the axis stay inside polygons drawn along it."""
+    ws, fcs, first = flowjo9
+    ids = save_sample_gatingml(ws.samples[0], tmp_path / "a2004.xml")
+    second = load_gatingml(tmp_path / "a2004.xml").apply(fcs)
+    bad = _mismatches(ws.samples[0], ids, first, second)
+    assert bad["Live/APC/B Cell"] == 0 and bad["Live/APC/pDC"] == 0 and bad["Live"] == 0
+    for path, n in bad.items():
+        assert n <= max(2, 0.001 * first.count(path)), path

@@ -41,9 +41,8 @@ class AppliedSample:
             rows.append({"sample": self.sample.name, "file": str(self.file),
                          "population": pop.name, "path": pop.id, "parent": pop.parent or "",
                          "flowjo_count": fj, "count": count, "difference": diff,
-                         "difference_percent": (None if fj is None else
-                                                0.0 if diff == 0 else
-                                                100.0 * diff / fj if fj else float("inf"))})
+                         "difference_percent": (0.0 if diff == 0 else 100.0 * diff / fj
+                                                if fj else None)})
         return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import FlowJoError
+from ...errors import FlowJoError, ImmunomonError
 from ..dimensions import UNCOMPENSATED, Dimension, SpectrumMatrix
 from ..gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate
 from ..strategy import GatingStrategy
@@ -184,10 +184,7 @@ class WorkspaceSample:
                     s.add(gate)
             except FlowJoError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - name the gate whatever went wrong
-                from ...errors import ImmunomonError
-                if not isinstance(exc, (ImmunomonError, ValueError, ArithmeticError)):
-                    raise
+            except (ImmunomonError, ValueError, ArithmeticError) as exc:
                 raise FlowJoError(f"{self.workspace}: sample {self.name!r}, gate "
                                   f"{pop.id!r}: {exc}") from None
         return s

@@ -117,10 +117,11 @@ class _Reader:
         node = _child(el, "SampleNode")
         if node is None:
             self.fail("a <Sample>", "has no <SampleNode>")
-        sid = _attr(node, "sampleID") or _attr(_child(el, "DataSet") or node, "sampleID", "")
+        dataset = _child(el, "DataSet")
+        sid = _attr(node, "sampleID") or (_attr(dataset, "sampleID", "")
+                                          if dataset is not None else "")
         name = _attr(node, "name", sid)
         where = f"sample {name!r}"
-        dataset = _child(el, "DataSet")
         s = WorkspaceSample(id=sid, name=name, workspace=self.path,
                             uri=_attr(dataset, "uri") if dataset is not None else None,
                             keywords=self.keywords(el), count=self.count(node))

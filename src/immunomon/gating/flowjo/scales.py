@@ -217,6 +217,31 @@ class FlowJoTable(Transform):
                          np.arange(self.values.size, dtype=np.float64), self.values)
 
 
+@lru_cache(maxsize=64)
+def fit_biex(table: FlowJoTable) -> FlowJoBiex:
+    """The FlowJo biex closest to a FlowJo 9 calibration table (FlowJo 9 derived
+    one biex per compensated channel and stored only its table)."""
+    from scipy.optimize import minimize
+
+    channels = np.arange(table.values.size, dtype=np.float64) * (4096.0 / (table.values.size - 1))
+    top = 262144.0                       # FlowJo 9's tables end just below 2**18
+
+    def worst(p):
+        neg, log_width, pos = p
+        try:
+            biex = FlowJoBiex(max(neg, 0.0), -10.0 ** log_width, pos, top)
+        except TransformError:
+            return 1e9
+        return float(np.abs(biex.apply(table.values) - channels).max())
+
+    # the width basis decides most of the shape: start from the best on a grid
+    start = min(((0.0, lw, 4.5) for lw in np.linspace(0.0, 3.0, 31)), key=worst)
+    fit = minimize(worst, start, method="Nelder-Mead",
+                   options={"xatol": 1e-5, "fatol": 1e-4, "maxiter": 400})
+    neg, log_width, pos = fit.x if fit.fun < worst(start) else start
+    return FlowJoBiex(max(neg, 0.0), -10.0 ** log_width, pos, top)
+
+
 def display_scale(transform) -> float:
     """Width of a transform's display axis in its own units: 4096 for biex,
     1 for the 0-1 scales (linear, log, logicle, fasinh, hyperlog)."""
@@ -224,11 +249,13 @@ def display_scale(transform) -> float:
 
 
 def gatingml_equivalent(transform):
-    """A Gating-ML 2.0 transform giving the same gate memberships (``FlowJoBiex``:
-    the logicle it approximates, scaled by ``display_scale``), or the transform
-    itself when it is one already."""
+    """A Gating-ML 2.0 transform giving the same gate memberships (``FlowJoBiex``
+    and FlowJo 9 tables: the logicle they approximate, channel / 4097), or the
+    transform itself when it is one already."""
     if isinstance(transform, FlowJoBiex):
         return transform.logicle()
+    if isinstance(transform, FlowJoTable):
+        return fit_biex(transform).logicle()
     if isinstance(transform, (FlowJoLog, FlowJoLinear)):
         return transform.as_gatingml()
     if isinstance(transform, (Linear, Log, Asinh, Logicle, Hyperlog)):

@@ -20,7 +20,8 @@ from ..gates import BooleanGate, EllipsoidGate, PolygonGate, QuadrantGate, Recta
 from .model import (SEP, Compensation, Population, WorkspaceSample, WspAxesEllipse,
                     WspBoolean, WspEllipse, WspPolygon, WspRectangle, axes_moments)
 from .reader import Workspace
-from .scales import DISPLAY_BINS, FlowJoBiex, FlowJoLinear, FlowJoLog, display_scale
+from .scales import (DISPLAY_BINS, FlowJoBiex, FlowJoLinear, FlowJoLog, FlowJoTable,
+                     display_scale, fit_biex)
 
 G = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
 T = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
@@ -135,7 +136,59 @@ def _gate_element(parent, pop: Population, sample: WorkspaceSample, gid: int) ->
         _vertices(_sub(el, "edge", None, G), g.edge)
 
 
+def _densify(vertices: np.ndarray, old_x, old_y, new_x, new_y, points: int = 32) -> np.ndarray:
+    """A polygon drawn on (old_x, old_y) display axes, as data-unit vertices that
+    trace the same outline on (new_x, new_y): each edge becomes ``points``
+    segments, straight on the old axes."""
+    def fwd(t, v):
+        return v if t is None else np.asarray(t.apply(v), dtype=np.float64)
+
+    def inv(t, v):
+        return v if t is None else np.asarray(t.inverse(v), dtype=np.float64)
+
+    if old_x is new_x and old_y is new_y:
+        return vertices
+    d = np.column_stack([fwd(old_x, vertices[:, 0]), fwd(old_y, vertices[:, 1])])
+    ends = np.roll(d, -1, axis=0)
+    f = np.arange(points)[None, :, None] / points
+    pts = (d[:, None, :] + f * (ends - d)[:, None, :]).reshape(-1, 2)
+    return np.column_stack([inv(old_x, pts[:, 0]), inv(old_y, pts[:, 1])])
+
+
+def flowjo10_sample(sample: WorkspaceSample) -> WorkspaceSample:
+    """The sample as FlowJo 10 can hold it: calibration tables become fitted biex
+    transforms, and polygons on those axes keep their outline (densified); FlowJo
+    9 ellipses become FlowJo 10 ones."""
+    from dataclasses import replace as _replace
+
+    fitted: dict[bytes, FlowJoBiex] = {}        # channels often share one table
+    new_t = {}
+    for ch, t in sample.transforms.items():
+        if isinstance(t, FlowJoTable):
+            key = t.values.tobytes()
+            if key not in fitted:
+                fitted[key] = fit_biex(t)
+            t = fitted[key]
+        new_t[ch] = t
+    if all(new_t[ch] is sample.transforms[ch] for ch in new_t) and not any(
+            isinstance(p.gate, WspAxesEllipse) for p in sample.populations):
+        return sample
+    target = _replace(sample, transforms=new_t)
+    pops = []
+    for p in sample.populations:
+        g = p.gate
+        if isinstance(g, WspPolygon):
+            old = [sample.transform_of(n) for n in g.dimensions]
+            new = [target.transform_of(n) for n in g.dimensions]
+            g = WspPolygon(g.dimensions, _densify(g.vertices, *old, *new), g.inside)
+        elif isinstance(g, WspAxesEllipse):
+            g = _ellipse_display(sample, g)
+        pops.append(_replace(p, gate=g))
+    return _replace(target, populations=pops)
+
+
 def _sample_element(parent, sample: WorkspaceSample) -> None:
+    sample = flowjo10_sample(sample)
     el = _sub(parent, "Sample")
     _sub(el, "DataSet", {"uri": sample.uri or Path(sample.file_name).as_posix(),
                          "sampleID": sample.id})
@@ -252,32 +305,26 @@ class _SampleBuilder:
         return matrix.detectors[idx.index(i)] if i in idx else self.fcs.channels[i]
 
     def flowjo_transform(self, gate_id, dim, channel, shaped: bool):
-        """The FlowJo transform for an axis, and the affine map (a, b) taking the
-        gate's transformed units to that transform's units."""
-        from ...transforms import Arcsinh, Asinh, Linear
+        """The gate's transform of an axis, and the affine map (a, b) from its
+        units to those of the FlowJo transform recorded for the channel."""
+        from ...transforms import Arcsinh, Asinh
         t = self.result.values.resolve_transform(dim.transform)
-        if t is None:
-            top = self.fcs.channel_info[self.fcs.channel_index(dim.name)].range \
-                if dim.compensation == UNCOMPENSATED or channel.startswith("Comp-") else 262144
-            fj, a, b = FlowJoLinear(0.0, float(top)), 1.0 / float(top), 0.0
-        elif isinstance(t, Arcsinh):
+        a, b = 1.0, 0.0
+        if t is None:                   # data units: FlowJo shows them on a linear axis
+            top = float(self.fcs.channel_info[self.fcs.channel_index(dim.name)].range)
+            fj, a = FlowJoLinear(0.0, top), 1.0 / top
+        elif isinstance(t, Arcsinh):    # asinh(x / c) is an affine image of this fasinh
             m = 4.5
             fj = Asinh(T=t.cofactor * np.sinh(m * np.log(10)), M=m, A=0.0)
-            a, b = 1.0 / (m * np.log(10)), 0.0
-        elif isinstance(t, Linear):
-            fj, a, b = t, 1.0, 0.0
+            a = 1.0 / (m * np.log(10))
         else:
-            fj, a, b = t, 1.0, 0.0
-            if t.gatingml_name is None and not isinstance(t, (FlowJoBiex, FlowJoLog,
-                                                                FlowJoLinear, Asinh)):
-                self.fail(gate_id, f"a {type(t).__name__} transform has no FlowJo form")
+            fj = t
         known = self.transforms.get(channel)
-        if known is not None and known != fj:
-            if shaped or channel in self.shaped:
-                self.fail(gate_id, f"channel {channel!r} is shown on two scales ({known} and "
-                                   f"{fj}); FlowJo has one per channel")
-        elif known is None:
+        if known is None:
             self.transforms[channel] = fj
+        elif known != fj and (shaped or channel in self.shaped):
+            self.fail(gate_id, f"channel {channel!r} is shown on two scales ({known} and "
+                               f"{fj}); FlowJo has one per channel")
         if shaped:
             self.shaped.add(channel)
         return t, a, b
