@@ -49,7 +49,8 @@ def to_data(channel: str, y):
         return logicle_inverse(y, **LOGICLE)
     if channel == "FL3-A":
         M, A, T = FASINH["M"], FASINH["A"], FASINH["T"]
-        return np.sinh(y * (M + A) * math.log(10) - A * math.log(10)) * T / math.sinh(M * math.log(10))
+        ln10 = math.log(10)
+        return np.sinh(y * (M + A) * ln10 - A * ln10) * T / math.sinh(M * ln10)
     raise KeyError(channel)
 
 

@@ -243,7 +243,8 @@ def test_migration_guide_script_runs(plate_dir, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    guide = (Path(__file__).parents[1] / "docs" / "migrating-from-flowcytometrytools.md").read_text()
+    docs = Path(__file__).parents[1] / "docs"
+    guide = (docs / "migrating-from-flowcytometrytools.md").read_text(encoding="utf-8")
     after = guide[guide.index("## After"):]
     script = re.search(r"```python\n(.*?)```", after, re.S).group(1)
     assert "from immunomon.compat.fct import" in script

@@ -37,7 +37,8 @@ def format_comparison(table: pd.DataFrame) -> str:
     for sample, rows in table.groupby("sample", sort=False):
         lines.append(f"{sample}  ({rows['file'].iloc[0]})")
         width = max(len("population"), *(len(p) for p in rows["path"]))
-        head = f"  {'population':<{width}}  {'FlowJo':>9}  {'immunomon':>9}  {'diff':>7}  {'diff %':>7}"
+        head = (f"  {'population':<{width}}  {'FlowJo':>9}  {'immunomon':>9}  {'diff':>7}  "
+                f"{'diff %':>7}")
         if scored:
             head += f"  {'template':>9}  {'F1':>6}"
         lines.append(head)

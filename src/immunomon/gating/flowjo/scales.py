@@ -179,7 +179,8 @@ class FlowJoLinear(Transform):
         return None
 
     def apply(self, x):
-        return (np.asarray(x, dtype=np.float64) - self.min_range) / (self.max_range - self.min_range)
+        x = np.asarray(x, dtype=np.float64)
+        return (x - self.min_range) / (self.max_range - self.min_range)
 
     def inverse(self, y):
         return np.asarray(y, dtype=np.float64) * (self.max_range - self.min_range) + self.min_range
