@@ -72,6 +72,7 @@ CLUSTERS = {
     "I": (131, 0.80, 0.50, 0.85, 0.80, 0.80),
     "J": (97, 0.55, 0.38, 0.80, 0.20, 0.20),
     "K": (23, 0.58, 0.33, 0.78, 0.75, 0.75),
+    "L": (37, 1.50, 0.50, 0.50, 0.50, 0.50),     # FSC-A off the top of FlowJo's axis
 }
 
 # population path: clusters inside it (worked out by hand from the gate design)
@@ -90,6 +91,9 @@ EXPECTED = {
     "Cells/Lymph/CD3+/Q2 and Ell": "DK",
     "Cells/Lymph/CD3+/Q1 or Q3": "EFG",
     "Cells/Lymph/CD3+/not Ell": "EGJ",
+    # drawn to the top of the FSC-A axis: FlowJo takes in the events drawn on it
+    "FSC high": "L",
+    "Edge poly": "L",
 }
 
 
@@ -201,6 +205,9 @@ def workspace_xml(fcs_name: str = "synthetic.fcs", *, transforms: str | None = N
     lymph = pop("Cells/Lymph", polygon("FSC-A", "SSC-A", [(0.2, 0.3), (0.7, 0.3), (0.2, 0.8)]),
                 debris + cd3_pop + extra_gate)
     cells = pop("Cells", rect([("FSC-A", (0.1, 0.9)), ("SSC-A", (0.2, 0.95))]), lymph)
+    cells += pop("FSC high", rect([("FSC-A", (0.85, 1.3))]))
+    cells += pop("Edge poly", polygon("FSC-A", "SSC-A", [(0.85, 0.4), (1.0, 0.4), (1.0, 0.6),
+                                                         (0.85, 0.6)]))
     spill = "".join(
         f'<transforms:spillover data-type:parameter="{r}">' + "".join(
             f'<transforms:coefficient data-type:parameter="{c}" transforms:value="{float(v)!r}" />'

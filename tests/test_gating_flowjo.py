@@ -84,6 +84,21 @@ def test_synthetic_counts_exact(synthetic):
     assert set(table["population"]) >= {"Q1 or Q3", "not Ell", "hi", "Ell", "NotDebris"}
 
 
+def test_gates_drawn_to_the_edge_of_the_axis(synthetic):
+    """Cluster L lies beyond the top of FSC-A (1.5 x its range): FlowJo draws it on
+    the axis's edge, so a range whose maximum is past the edge (1.3 x) and a
+    polygon drawn along the edge both hold it, though its data values lie
+    outside both."""
+    from immunomon import read_fcs
+
+    wsp, fcs = synthetic
+    s = load_flowjo(wsp).samples[0]
+    rng = s.population("FSC high").gate
+    assert rng.bounds[0][1] < syn.to_data("FSC-A", 1.5)
+    result = s.strategy().apply(read_fcs(fcs))
+    assert result.count("FSC high") == result.count("Edge poly") == syn.CLUSTERS["L"][0]
+
+
 def test_synthetic_reader_structure(synthetic):
     ws = load_flowjo(synthetic[0])
     s = ws.samples[0]

@@ -63,11 +63,13 @@ def test_gate_workspace_text_and_template_f1(files):
     result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(fcs), "-t", str(tmpl),
                                        "--json"])
     cells = next(r for r in json.loads(result.stdout) if r["path"] == "Cells")
-    # manual Cells: clusters B-K; the template keeps FSC-A >= half scale: B E G H I J K
-    manual = sum(syn.CLUSTERS[c][0] for c in "BCDEFGHIJK")
-    auto = sum(syn.CLUSTERS[c][0] for c in "BEGHIJK")
-    assert cells["template_count"] == auto
-    assert cells["f1"] == pytest.approx(2 * auto / (2 * auto + (manual - auto)))
+    # manual Cells: clusters B-K; the template keeps FSC-A >= half scale: B E G H I J K L
+    n = {c: v[0] for c, v in syn.CLUSTERS.items()}
+    tp = sum(n[c] for c in "BEGHIJK")
+    fn = sum(n[c] for c in "CDF")
+    fp = n["L"]
+    assert cells["template_count"] == tp + fp
+    assert cells["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
 
 
 def test_gate_workspace_errors(files, tmp_path):

@@ -37,30 +37,6 @@ def _gml_id(text: str, taken: set[str]) -> str:
     return out
 
 
-_SKIRT = -1e6          # far below any event on a channel scale
-
-
-def _skirted(vertices: np.ndarray, dims) -> np.ndarray:
-    """FlowJo shows events below a table scale on its axis (channel 0), where a
-    polygon drawn along the axis takes them in. Gating-ML keeps their own values,
-    so an edge along channel 0 of a table axis gets a skirt reaching below every
-    event: the outline above the axis is unchanged."""
-    tabled = [isinstance(d.transform, (FlowJoBiex, FlowJoTable)) for d in dims]
-    if not any(tabled):
-        return vertices
-    out = []
-    n = len(vertices)
-    for i in range(n):
-        a, b = vertices[i], vertices[(i + 1) % n]
-        out.append(a)
-        for k in (0, 1):
-            if tabled[k] and a[k] <= 0 and b[k] <= 0:
-                lo_a, lo_b = a.copy(), b.copy()
-                lo_a[k] = lo_b[k] = _SKIRT
-                out += [lo_a, lo_b]
-    return np.array(out)
-
-
 def gatingml_strategy(sample: WorkspaceSample) -> tuple[GatingStrategy, dict[str, str]]:
     """The sample's gates with Gating-ML transforms and valid ids, and the map
     from FlowJo gate path to Gating-ML id."""
@@ -82,14 +58,15 @@ def gatingml_strategy(sample: WorkspaceSample) -> tuple[GatingStrategy, dict[str
                                       f"{type(d.transform).__name__} of {d.name!r} has no "
                                       "Gating-ML 2.0 form")
                 dims.append(Dimension(d.name, d.compensation, gml))
+                inner = getattr(d.transform, "transform", d.transform)
                 factors.append(1.0 / (BIEX_CHANNELS + 1)
-                               if isinstance(d.transform, (FlowJoBiex, FlowJoTable)) else 1.0)
+                               if isinstance(inner, (FlowJoBiex, FlowJoTable)) else 1.0)
             changes["dimensions"] = tuple(dims)
             # FlowJo's scales are Gating-ML ones times a factor (biex: the channel is
             # logicle x 4097, to half a channel), so the geometry scales with them.
             f = np.array(factors)
             if isinstance(gate, PolygonGate):
-                changes["vertices"] = _skirted(gate.vertices, gate.dimensions) * f
+                changes["vertices"] = gate.vertices * f
             else:
                 changes["mean"] = gate.mean * f
                 changes["covariance"] = gate.covariance * np.outer(f, f)

@@ -22,7 +22,7 @@ from ...errors import FlowJoError, ImmunomonError
 from ..dimensions import UNCOMPENSATED, Dimension, SpectrumMatrix
 from ..gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate
 from ..strategy import GatingStrategy
-from .scales import DISPLAY_BINS, display_scale
+from .scales import DISPLAY_BINS, OnScale, display_scale, on_axis, skirted
 
 SEP = "/"
 
@@ -150,7 +150,8 @@ class WorkspaceSample:
         return self.keywords.get("$FIL", "").strip() or self.name
 
     # -- translation into immunomon gates -----------------------------------
-    def dimension(self, name: str, *, transformed: bool = True) -> Dimension:
+    def dimension(self, name: str, *, transformed: bool = True,
+                  on_scale: bool = False) -> Dimension:
         """The immunomon dimension for a FlowJo axis name ('Comp-CD3 FITC-A')."""
         comp, base = UNCOMPENSATED, name
         if self.compensation is not None:
@@ -162,6 +163,8 @@ class WorkspaceSample:
                               f"compensated channel {name!r} but the sample has no "
                               "compensation matrix")
         transform = self.transform_of(name) if transformed else None
+        if on_scale and transform is not None:
+            transform = OnScale(transform)
         return Dimension(base, comp, transform)
 
     def transform_of(self, name: str):
@@ -197,20 +200,25 @@ class WorkspaceSample:
         shape_id = pid if g.inside else f"{pid} (outside of)"
         if isinstance(g, WspRectangle):
             # A monotone transform keeps every comparison: test data units directly.
+            # A bound at or beyond the end of FlowJo's axis takes in everything
+            # drawn on that end, so it is open.
             dims = [self.dimension(n, transformed=False) for n in g.dimensions]
-            shape = RectangleGate(shape_id, dims, g.bounds, parent)
+            bounds = [self._on_scale_bounds(n, lo, hi) for n, (lo, hi) in
+                      zip(g.dimensions, g.bounds)]
+            shape = RectangleGate(shape_id, dims, bounds, parent)
         elif isinstance(g, WspPolygon):
-            dims = [self.dimension(n) for n in g.dimensions]
+            dims = [self.dimension(n, on_scale=True) for n in g.dimensions]
             verts = np.column_stack([_forward(d.transform, g.vertices[:, i])
                                      for i, d in enumerate(dims)])
-            shape = PolygonGate(shape_id, dims, verts, parent)
+            edges = [None if d.transform is None else (0.0, d.transform.scale) for d in dims]
+            shape = PolygonGate(shape_id, dims, skirted(verts, edges), parent)
         elif isinstance(g, WspAxesEllipse):
-            dims = [self.dimension(n) for n in g.dimensions]
+            dims = [self.dimension(n, on_scale=True) for n in g.dimensions]
             pts = np.column_stack([_forward(d.transform, g.points[:, i])
                                    for i, d in enumerate(dims)])
             shape = EllipsoidGate(shape_id, dims, *axes_moments(pts), 1.0, parent)
         else:
-            dims = [self.dimension(n) for n in g.dimensions]
+            dims = [self.dimension(n, on_scale=True) for n in g.dimensions]
             mean, cov = ellipse_moments(g.foci, g.edge)
             scale = np.array([display_scale(d.transform) / DISPLAY_BINS if d.transform
                               is not None else self._linear_top(d) / DISPLAY_BINS
@@ -220,6 +228,15 @@ class WorkspaceSample:
         if g.inside:
             return [shape]
         return [shape, BooleanGate(pid, "not", [GateReference(shape_id)], parent)]
+
+    def _on_scale_bounds(self, name, lo, hi):
+        t = self.transform_of(name)
+        if t is not None:
+            lo = None if lo is not None and on_axis(t, lo) < 0 else lo
+            hi = None if hi is not None and on_axis(t, hi) > 0 else hi
+        if lo is None and hi is None:
+            return (-np.inf, None)                 # the whole axis
+        return (lo, hi)
 
     def _linear_top(self, dim: Dimension) -> float:
         """Top of a linear axis without a transform: its $PnR, else 262144."""

@@ -243,6 +243,57 @@ def fit_biex(table: FlowJoTable) -> FlowJoBiex:
     return FlowJoBiex(max(neg, 0.0), -10.0 ** log_width, pos, top)
 
 
+@dataclass(frozen=True)
+class OnScale(Transform):
+    """A transform as FlowJo displays it: values beyond either end of the axis
+    are drawn on that end (FlowJo's 'margin' events)."""
+
+    transform: Transform
+    gatingml_name: ClassVar[None] = None
+    _fields: ClassVar[tuple[str, ...]] = ("transform",)
+
+    @property
+    def scale(self) -> float:
+        return display_scale(self.transform)
+
+    def apply(self, x):
+        return np.clip(np.asarray(self.transform.apply(x), dtype=np.float64), 0.0, self.scale)
+
+    def inverse(self, y):
+        return self.transform.inverse(y)
+
+
+def on_axis(transform, value: float) -> int:
+    """-1 when a data value is drawn at or below the bottom of a FlowJo axis,
+    +1 at or beyond its top, 0 inside."""
+    y = float(np.asarray(transform.apply(np.array([value], dtype=np.float64)))[0])
+    top = display_scale(transform)
+    return -1 if not y > 0.0 else 1 if not y < top else 0
+
+
+def skirted(vertices: np.ndarray, edges, reach: float = 1e6) -> np.ndarray:
+    """A polygon whose edges along an axis end (both vertices at or beyond it)
+    get a skirt reaching ``reach`` further out: events drawn on that end of the
+    axis fall inside, and the outline within the axes is unchanged.
+    ``edges[k]`` is (bottom, top) of axis k, or None for an axis without ends."""
+    out = []
+    n = len(vertices)
+    for i in range(n):
+        a, b = vertices[i], vertices[(i + 1) % n]
+        out.append(a)
+        for k, ends in enumerate(edges):
+            if ends is None:
+                continue
+            lo, hi = ends
+            for beyond, far in ((a[k] <= lo and b[k] <= lo, lo - reach),
+                                (a[k] >= hi and b[k] >= hi, hi + reach)):
+                if beyond:
+                    pa, pb = a.copy(), b.copy()
+                    pa[k] = pb[k] = far
+                    out += [pa, pb]
+    return np.array(out)
+
+
 def display_scale(transform) -> float:
     """Width of a transform's display axis in its own units: 4096 for biex,
     1 for the 0-1 scales (linear, log, logicle, fasinh, hyperlog)."""
@@ -253,6 +304,8 @@ def gatingml_equivalent(transform):
     """A Gating-ML 2.0 transform giving the same gate memberships (``FlowJoBiex``
     and FlowJo 9 tables: the logicle they approximate, channel / 4097), or the
     transform itself when it is one already."""
+    if isinstance(transform, OnScale):
+        return gatingml_equivalent(transform.transform)
     if isinstance(transform, FlowJoBiex):
         return transform.logicle()
     if isinstance(transform, FlowJoTable):

@@ -139,20 +139,29 @@ def _gate_element(parent, pop: Population, sample: WorkspaceSample, gid: int) ->
 def _densify(vertices: np.ndarray, old_x, old_y, new_x, new_y, points: int = 32) -> np.ndarray:
     """A polygon drawn on (old_x, old_y) display axes, as data-unit vertices that
     trace the same outline on (new_x, new_y): each edge becomes ``points``
-    segments, straight on the old axes."""
-    def fwd(t, v):
-        return v if t is None else np.asarray(t.apply(v), dtype=np.float64)
-
-    def inv(t, v):
-        return v if t is None else np.asarray(t.inverse(v), dtype=np.float64)
-
+    segments, straight on the old axes. Points on an end of an axis stay beyond
+    that end, whatever the new transform."""
     if old_x is new_x and old_y is new_y:
         return vertices
-    d = np.column_stack([fwd(old_x, vertices[:, 0]), fwd(old_y, vertices[:, 1])])
+    olds = (old_x, old_y)
+    d = np.column_stack([v if t is None else np.asarray(t.apply(v), dtype=np.float64)
+                         for t, v in zip(olds, vertices.T)])
     ends = np.roll(d, -1, axis=0)
     f = np.arange(points)[None, :, None] / points
     pts = (d[:, None, :] + f * (ends - d)[:, None, :]).reshape(-1, 2)
-    return np.column_stack([inv(old_x, pts[:, 0]), inv(old_y, pts[:, 1])])
+    cols = []
+    for t, p in zip(olds, pts.T):
+        if t is None:
+            cols.append(p)
+            continue
+        data = np.asarray(t.inverse(p), dtype=np.float64)
+        data[p <= 0] = -_BEYOND
+        data[p >= display_scale(t)] = _BEYOND
+        cols.append(data)
+    return np.column_stack(cols)
+
+
+_BEYOND = 1e12          # a data value past either end of any axis
 
 
 def flowjo10_sample(sample: WorkspaceSample) -> WorkspaceSample:
