@@ -364,3 +364,28 @@ def test_flowjo9_workspace_to_gatingml(flowjo9, tmp_path):
     assert bad["Live/APC/B Cell"] == 0 and bad["Live/APC/pDC"] == 0 and bad["Live"] == 0
     for path, n in bad.items():
         assert n <= max(2, 0.001 * first.count(path)), path
+
+
+def test_gate_job_result_exports_to_flowjo(tmp_path):
+    """The gate job's concrete gates for one demo file (post-transplant template:
+    singlet polygon, thresholds, cluster ellipses, quadrants, booleans with
+    complements) read back from the FlowJo workspace with every membership."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.gating.flowjo import workspace_from_results
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import load_template
+
+    fcs = Path(__file__).parents[1] / "fixtures" / "demo-study" / "fcs" / "P01_M1.fcs"
+    gating = gate_sample(read_fcs(fcs), load_template("post-transplant"))
+    result = gating.result
+    path = save_flowjo(workspace_from_results([result]), tmp_path / "P01_M1.wsp")
+    back = load_flowjo(path).samples[0]
+    again = back.strategy().apply(result.sample)
+    kinds = {type(p.gate).__name__ for p in back.populations}
+    assert kinds == {"WspPolygon", "WspRectangle", "WspEllipse", "WspBoolean"}
+    assert {p.name for p in back.populations} >= set(result.gate_ids)
+    for pop in back.populations:
+        if pop.name in result.gate_ids:
+            assert np.array_equal(result.mask(pop.name), again.mask(pop.id)), pop.id

@@ -207,14 +207,15 @@ class WorkspaceSample:
                       zip(g.dimensions, g.bounds)]
             shape = RectangleGate(shape_id, dims, bounds, parent)
         elif isinstance(g, WspPolygon):
+            # events are drawn on the axis ends, the polygon is not cut by them
             dims = [self.dimension(n, on_scale=True) for n in g.dimensions]
-            verts = np.column_stack([_forward(d.transform, g.vertices[:, i])
+            verts = np.column_stack([_forward(_inner(d.transform), g.vertices[:, i])
                                      for i, d in enumerate(dims)])
             edges = [None if d.transform is None else (0.0, d.transform.scale) for d in dims]
             shape = PolygonGate(shape_id, dims, skirted(verts, edges), parent)
         elif isinstance(g, WspAxesEllipse):
             dims = [self.dimension(n, on_scale=True) for n in g.dimensions]
-            pts = np.column_stack([_forward(d.transform, g.points[:, i])
+            pts = np.column_stack([_forward(_inner(d.transform), g.points[:, i])
                                    for i, d in enumerate(dims)])
             shape = EllipsoidGate(shape_id, dims, *axes_moments(pts), 1.0, parent)
         else:
@@ -265,6 +266,10 @@ class WorkspaceSample:
         raise FlowJoError(f"{self.workspace}: sample {self.name!r}: boolean gate {pop.id!r} "
                           f"refers to {dependent!r}, which is "
                           f"{'ambiguous' if named else 'not a population of this sample'}")
+
+
+def _inner(transform):
+    return getattr(transform, "transform", transform)
 
 
 def _forward(transform, values):

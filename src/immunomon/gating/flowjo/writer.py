@@ -319,9 +319,9 @@ class _SampleBuilder:
         from ...transforms import Arcsinh, Asinh
         t = self.result.values.resolve_transform(dim.transform)
         a, b = 1.0, 0.0
-        if t is None:                   # data units: FlowJo shows them on a linear axis
-            top = float(self.fcs.channel_info[self.fcs.channel_index(dim.name)].range)
-            fj, a = FlowJoLinear(0.0, top), 1.0 / top
+        if t is None:                   # data units: a linear axis wide enough for every event
+            lo, hi = self.data_range(dim)
+            fj, a, b = FlowJoLinear(lo, hi), 1.0 / (hi - lo), -lo / (hi - lo)
         elif isinstance(t, Arcsinh):    # asinh(x / c) is an affine image of this fasinh
             m = 4.5
             fj = Asinh(T=t.cofactor * np.sinh(m * np.log(10)), M=m, A=0.0)
@@ -337,6 +337,16 @@ class _SampleBuilder:
         if shaped:
             self.shaped.add(channel)
         return t, a, b
+
+    def data_range(self, dim) -> tuple[float, float]:
+        """(min, max) of a linear FlowJo axis showing every event of a channel: from
+        0 (or the lowest value) to $PnR (or the highest)."""
+        x = self.result.values.channel(dim.name, dim.compensation)
+        finite = x[np.isfinite(x)]
+        top = float(self.fcs.channel_info[self.fcs.channel_index(dim.name)].range)
+        lo = min(0.0, float(finite.min())) if finite.size else 0.0
+        hi = max(top, float(finite.max())) if finite.size else top
+        return (float(np.floor(lo)), float(np.ceil(hi)) + 1.0)
 
     def gates(self, gate) -> list[tuple[str, object]]:
         """(population id, FlowJo gate) for one immunomon gate."""
