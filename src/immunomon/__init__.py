@@ -28,8 +28,8 @@ from .fcs import Channel, Sample, Spillover, read_fcs, read_fcs_metadata, write_
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "analysis", "chimerism", "clinical", "cohort", "compensation", "export", "fcs", "gating",
-    "pipeline", "populations", "qc", "report", "simulate", "transforms",
+    "analysis", "chimerism", "clinical", "cohort", "compat", "compensation", "export", "fcs",
+    "gating", "pipeline", "populations", "qc", "report", "simulate", "transforms",
 }
 
 # Public functions of the stage modules, importable from the top level; each
