@@ -81,3 +81,17 @@ def test_gate_workspace_errors(files, tmp_path):
     assert "stranger.fcs: no sample" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["gate", str(fcs)])
     assert result.exit_code == 2 and "--out is required" in result.output
+
+
+def test_gate_workspace_warns_when_the_file_has_other_events(files, tmp_path):
+    """A file with fewer events than FlowJo recorded is compared, with a warning."""
+    from immunomon import read_fcs, write_fcs
+
+    wsp, fcs, _ = files
+    sample = read_fcs(fcs)
+    short = tmp_path / "synthetic.fcs"
+    write_fcs(short, type(sample)(events=sample.events[:-5], channel_info=sample.channel_info,
+                                  keywords=dict(sample.keywords)))
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(short), "--json"])
+    assert result.exit_code == 0
+    assert f"{sum(c[0] for c in syn.CLUSTERS.values())} for this sample" in result.stderr

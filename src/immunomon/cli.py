@@ -187,6 +187,8 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
         from .gating.template import load_template
         tmpl = load_template(template)
     table = gate_with_workspace(workspace, inputs, tmpl)
+    for note in table.attrs.get("notes", []):
+        click.echo(f"warning: {note}", err=True)
     if out_dir:
         from pathlib import Path
 

@@ -132,9 +132,14 @@ def apply_workspace(ws: Workspace, files=None) -> list[AppliedSample]:
 
 
 def compare_counts(ws: Workspace, files=None) -> pd.DataFrame:
-    """Per sample and population: FlowJo's count, immunomon's, the difference."""
-    tables = [a.table() for a in apply_workspace(ws, files)]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+    """Per sample and population: FlowJo's count, immunomon's, the difference.
+    ``table.attrs["notes"]`` lists files whose event count differs from the one
+    FlowJo recorded (a sign of a different or re-exported file)."""
+    applied = apply_workspace(ws, files)
+    tables = [a.table() for a in applied]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+    table.attrs["notes"] = [n for a in applied for n in a.notes]
+    return table
 
 
 def f1_score(truth: np.ndarray, predicted: np.ndarray) -> float:
