@@ -176,13 +176,21 @@ def test_separation_reported_when_no_gvhd_patient_relapses(report):
     table = report[2].set_index("question")
     row = table.loc["2.relapse"]
     assert bool(row["separated"]) is True
-    assert row["estimate"] == 0.0
-    assert np.isnan(row["lower"]) and np.isnan(row["upper"])
+    assert row["estimate_ml"] == 0.0                     # the unpenalised fit
+    # Firth's estimate instead. R (tests/reference/firth.R, case 6): coxphf gives
+    # HR 0.0522607226, profile penalised-likelihood interval 0.0003862164 to
+    # 0.5273551889, penalised LR p 0.0086814415.
+    assert row["estimator"] == "Firth"
+    assert row["estimate"] == pytest.approx(0.0522607226, rel=1e-4)
+    assert row["lower"] == pytest.approx(0.0003862164, rel=1e-4)
+    assert row["upper"] == pytest.approx(0.5273551889, rel=1e-4)
+    assert row["p_firth"] == pytest.approx(0.0086814415, abs=1e-4)
     assert row["p_method"] == "likelihood ratio"
     assert 0 < row["p_value"] < 1 and 0 < row["p_score"] < 1
     assert "separation" in row["note"]
     page = report[1].read_text()
     assert "Separation (monotone likelihood) in: 2.relapse" in page
+    assert "0.0523 (0.000386&ndash;0.527)" in page and "unpenalised: 0" in page
 
 
 def test_no_separation_when_a_gvhd_patient_relapses():

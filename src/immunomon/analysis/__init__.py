@@ -1,7 +1,7 @@
 """Graft-versus-myeloma statistics on plain DataFrames.
 
-Survival with log-log intervals, Cox models with time-varying covariates and
-an explicit check for monotone likelihood, landmark analyses, competing risks
+Survival with log-log intervals, Cox models with time-varying covariates,
+an explicit check for monotone likelihood and Firth's penalised estimate, landmark analyses, competing risks
 (Aalen-Johansen, Gray's test, Fine-Gray), mixed models of immune trajectories
 and small-sample correlation tests. Formulas, assumptions and the reasons for
 each default are in docs/analysis.md.
@@ -12,6 +12,7 @@ from .correlations import (FisherResult, SpearmanResult, WilcoxonResult, benjami
                            wilcoxon_rank_sum)
 from .competing import (CumulativeIncidenceResult, GrayTestResult, cause_specific_cox,
                         cumulative_incidence, fine_gray, finegray_expand, grays_test)
+from .firth import FirthFit, firth_cox
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
                        logrank, median_followup)
 from .trajectories import (TrajectoryResult, change_from_baseline, log_counts, trajectories,
@@ -25,7 +26,7 @@ __all__ = [
     "TrajectoryResult", "trajectories", "log_counts", "visit_summary", "change_from_baseline",
     "CumulativeIncidenceResult", "GrayTestResult",
     "cumulative_incidence", "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox",
-    "CoxResult", "LandmarkResult", "TestResult",
+    "CoxResult", "LandmarkResult", "TestResult", "FirthFit", "firth_cox",
     "counting_process", "cox_time_varying", "landmark",
     "KaplanMeierResult", "LogrankResult", "FollowUpResult",
     "kaplan_meier", "logrank", "median_followup",

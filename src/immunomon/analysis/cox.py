@@ -95,3 +95,23 @@ def monotone_direction(X: np.ndarray, start: np.ndarray, stop: np.ndarray,
         return None
     d = res.x / scale
     return d / np.abs(d).max()
+
+
+def nearly_separated(X: np.ndarray, start: np.ndarray, stop: np.ndarray,
+                     event: np.ndarray, max_events: int = 30) -> bool:
+    """True when censoring any one event would make the likelihood monotone.
+
+    Such a fit has a finite but unstable estimate, driven by a single event;
+    the Firth estimate is the honest companion. Checked exactly (one linear
+    programme per event) up to ``max_events`` events: the trial-sized data where a
+    single event can decide; larger data sets are not checked.
+    """
+    rows = np.flatnonzero(event == 1)
+    if rows.size > max_events or rows.size < 2:
+        return False
+    for i in rows:
+        flipped = event.copy()
+        flipped[i] = 0
+        if monotone_direction(X, start, stop, flipped) is not None:
+            return True
+    return False

@@ -27,15 +27,16 @@ import pandas as pd
 
 from ..errors import AnalysisError
 
-__all__ = ["Plan", "COLUMNS", "answer_all", "immune_change", "gvhd_outcomes",
+__all__ = ["Plan", "COLUMNS", "answer_all", "gating_verdicts", "apply_gating_qc", "immune_change", "gvhd_outcomes",
            "timevarying_markers", "immune_correlations", "competing_risks", "safety",
            "hodges_lehmann", "visit_order", "primary_tests"]
 
 POPULATIONS = ("Treg", "NK cells", "Activated T", "Dendritic cells")
 
 COLUMNS = ["question", "number", "family", "label", "text", "outcome", "exposure", "method",
-           "effect_measure", "estimate", "lower", "upper", "p_value", "p_method", "q_value",
-           "p_score", "n", "events", "separated", "note"]
+           "effect_measure", "estimator", "estimate", "lower", "upper", "estimate_ml",
+           "p_value", "p_method", "q_value", "p_score", "p_firth", "n", "events", "separated",
+           "gating_qc", "note"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Plan:
     primary_counts: tuple[str, ...] = ("NK cells",)
     primary_shares: tuple[tuple[str, str], ...] = (("Treg", "CD4 T"), ("Activated T", "T cells"))
     conf_level: float = 0.95
+    # Counting limit: a population counted with fewer events in a sample has a
+    # Poisson CV above 14% there. Questions on a population below the limit in
+    # more than half its samples are not estimable; in fewer, they carry a caveat.
+    min_events: int = 50
     n_permutations: int = 9999
     seed: int = 0
 
@@ -65,7 +70,7 @@ class Plan:
 
 def _row(**values) -> dict:
     row = dict.fromkeys(COLUMNS, np.nan)
-    row.update({"note": "", "separated": False, "p_method": "", "text": ""})
+    row.update({"note": "", "separated": False, "p_method": "", "text": "", "gating_qc": ""})
     row.update(values)
     return row
 
@@ -142,7 +147,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
     order = visit_order(immune, plan.baseline_visit)
     for pop in plan.populations:
         sub = immune[immune["population"] == pop].dropna(subset=["cells_per_ul"])
-        base = dict(number=1, outcome=f"{pop} (cells/uL, log10)", exposure="lenalidomide")
+        base = dict(number=1, outcome=f"{pop} (cells/uL, log10)", exposure="lenalidomide",
+                    _populations=(pop,))
         if sub.empty or plan.baseline_visit not in set(sub["visit"]):
             rows.append(_row(**base, question=f"1.{pop}", family="1 change",
                              label="primary" if pop in plan.primary_counts else "exploratory",
@@ -185,6 +191,7 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
         if share.empty or plan.baseline_visit not in set(share["visit"]):
             if (num, den) in plan.primary_shares:   # a declared question is always answered
                 rows.append(_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide",
+                                 _populations=(num, den),
                                  question=f"1.{name}.{plan.primary_visit}", family="1 primary",
                                  label="primary", text=f"Change of {name}",
                                  method="exact Wilcoxon signed-rank",
@@ -193,8 +200,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
             continue
         _, found = _wilcoxon_rows(share, name, "%", plan, order,
                                   primary=(num, den) in plan.primary_shares, family="1 shares")
-        rows += [_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide", **r)
-                 for r in found]
+        rows += [_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide",
+                      _populations=(num, den), **r) for r in found]
     return rows
 
 
@@ -266,13 +273,23 @@ def _outcome_table(endpoints, days, event) -> pd.DataFrame:
 
 
 def _cox_row(fit, covariate: str, **values) -> dict:
+    """One answer row from a Cox fit. Where the model is separated or one event
+    from it, the estimate is Firth's (finite, with its profile penalised-likelihood
+    interval); the unpenalised estimate stays in ``estimate_ml`` and the
+    likelihood-ratio test of the unpenalised fit stays the p-value."""
     c = fit.coefficients.set_index("covariate").loc[covariate]
-    notes = list(fit.notes)
-    fitted = dict(effect_measure="hazard ratio", estimate=float(c["hr"]),
-                  lower=float(c["hr_lower"]), upper=float(c["hr_upper"]),
+    use_firth = fit.firth is not None and (fit.monotone_likelihood or fit.nearly_separated)
+    if use_firth:
+        estimate = dict(estimator="Firth", estimate=float(c["hr_firth"]),
+                        lower=float(c["hr_firth_lower"]), upper=float(c["hr_firth_upper"]))
+    else:
+        estimate = dict(estimator="ML", estimate=float(c["hr"]), lower=float(c["hr_lower"]),
+                        upper=float(c["hr_upper"]))
+    fitted = dict(effect_measure="hazard ratio", **estimate, estimate_ml=float(c["hr"]),
                   p_value=fit.likelihood_ratio.p_value, p_method="likelihood ratio",
-                  p_score=fit.score.p_value, n=fit.n_patients, events=fit.n_events,
-                  separated=bool(fit.monotone_likelihood), note="; ".join(notes))
+                  p_score=fit.score.p_value, p_firth=float(c["p_firth"]),
+                  n=fit.n_patients, events=fit.n_events,
+                  separated=bool(fit.monotone_likelihood), note="; ".join(fit.notes))
     return _row(**{**fitted, **values})
 
 
@@ -392,6 +409,7 @@ def timevarying_markers(endpoints, immune, chimerism, plan: Plan) -> list[dict]:
                                                               plan).items():
         for target, days, event, outcome in targets:
             base = dict(number=3, question=f"3.{name}.{target}", family=f"3 {target}",
+                        _populations=(name,) if name in plan.populations else (),
                         label="exploratory", outcome=outcome, exposure=words,
                         text=f"{words} (time-varying) and {outcome}",
                         method="Cox model, last value carried forward, delayed entry at "
@@ -429,12 +447,14 @@ def immune_correlations(immune, chimerism, plan: Plan) -> tuple[list[dict], pd.D
 
     wide = landmark_values(immune, chimerism, plan.primary_visit, plan)
     names = [c for c in wide.columns if wide[c].notna().sum() >= 3 and wide[c].nunique() > 1]
+    pops = {f"{p} (log10)": p for p in plan.populations}
     matrix = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
     rows = []
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
             x, y = names[a], names[b]
             base = dict(number=3, question=f"3.corr.{x}~{y}", family="3 correlations",
+                        _populations=tuple(pops[c] for c in (x, y) if c in pops),
                         label="exploratory", outcome=y, exposure=x,
                         text=f"Correlation of {x} and {y} at {plan.primary_visit}",
                         method="Spearman, permutation p-value",
@@ -582,16 +602,73 @@ def safety(endpoints: pd.DataFrame, adverse_events: pd.DataFrame, plan: Plan) ->
 # all together
 
 
+def gating_verdicts(counts: pd.DataFrame | None, plan: Plan) -> pd.DataFrame:
+    """Per population: samples, samples below ``plan.min_events``, samples with no
+    event, the median count, and the verdict for the questions about it
+    ("not estimable", "caveat" or "ok"). ``counts``: patient_id, visit,
+    population, count (one row per gated sample and population)."""
+    columns = ["population", "samples", "below_limit", "zero", "median_events", "verdict"]
+    if counts is None or len(counts) == 0:
+        return pd.DataFrame(columns=columns)
+    c = counts.dropna(subset=["count"])
+    out = c.groupby("population", sort=False)["count"].agg(
+        samples="size", below_limit=lambda v: int((v < plan.min_events).sum()),
+        zero=lambda v: int((v == 0).sum()), median_events="median").reset_index()
+    out["verdict"] = np.where(out["below_limit"] * 2 > out["samples"], "not estimable",
+                              np.where(out["below_limit"] > 0, "caveat", "ok"))
+    return out[columns]
+
+
+def apply_gating_qc(rows: list[dict], verdicts: pd.DataFrame, plan: Plan) -> list[dict]:
+    """Mark the answers about populations counted with too few events.
+
+    Not estimable (the population is below the counting limit in most samples):
+    estimate, interval and p-values are withdrawn and the note says why. A
+    caveat (below the limit in some samples): the numbers stay, with the
+    caveat in ``gating_qc``."""
+    if verdicts is None or len(verdicts) == 0:
+        return rows
+    table = verdicts.set_index("population")
+    for row in rows:
+        worst, words = "ok", []
+        for pop in row.get("_populations", ()):
+            if pop not in table.index:
+                continue
+            v = table.loc[pop]
+            if v["verdict"] == "ok":
+                continue
+            words.append(f"{pop} counted with fewer than {plan.min_events} events in "
+                         f"{int(v['below_limit'])} of {int(v['samples'])} samples (median "
+                         f"{v['median_events']:g})")
+            if v["verdict"] == "not estimable" or worst == "ok":
+                worst = v["verdict"]
+        if worst == "not estimable":
+            for key in ("estimate", "lower", "upper", "estimate_ml", "p_value", "p_score",
+                        "p_firth"):
+                row[key] = np.nan
+            row["gating_qc"] = "not estimable: " + "; ".join(words)
+            row["note"] = "; ".join(filter(None, ["not estimable (gating QC)", row["note"]]))
+        elif worst == "caveat":
+            row["gating_qc"] = "gating caveat: " + "; ".join(words)
+    return rows
+
+
 def answer_all(*, immune: pd.DataFrame, chimerism: pd.DataFrame | None,
                endpoints: pd.DataFrame, adverse_events: pd.DataFrame | None,
-               plan: Plan = Plan()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every declared question; returns (answers with q-values, correlation matrix)."""
+               plan: Plan = Plan(), counts: pd.DataFrame | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every declared question; returns (answers with q-values, correlation matrix).
+
+    ``counts`` (patient_id, visit, population, count: the events gated per
+    sample) marks the answers on populations below the counting limit
+    (:func:`apply_gating_qc`)."""
     from .correlations import benjamini_hochberg
 
     corr_rows, matrix = immune_correlations(immune, chimerism, plan)
     rows = [*immune_change(immune, plan), *gvhd_outcomes(endpoints, plan),
             *timevarying_markers(endpoints, immune, chimerism, plan), *corr_rows,
             *competing_risks(endpoints, plan), *safety(endpoints, adverse_events, plan)]
+    rows = apply_gating_qc(rows, gating_verdicts(counts, plan), plan)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy(float),
                                           table["family"].to_numpy())

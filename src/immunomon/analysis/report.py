@@ -4,8 +4,10 @@
 
 - ``questions.csv``: one row per question (columns in
   :data:`immunomon.analysis.questions.COLUMNS`);
-- ``results.json``: the same answers with the plan, the cohort's provenance and
-  the figure files;
+- ``results.json``: the same answers with the plan, the gating QC per
+  population and the figure files;
+- ``provenance.json``: input files with their SHA-256 hashes, template and
+  software versions, paths relative to the study folder (linked from the page);
 - ``figures/*.png`` and ``*.svg``;
 - ``gvm_report.html``: a self-contained page (figures embedded) with the
   methods and the caveats.
@@ -17,17 +19,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
-from .questions import COLUMNS, Plan, answer_all
+from .questions import COLUMNS, Plan, answer_all, gating_verdicts
 
-__all__ = ["gvm_report", "cohort_tables", "REPORT_NAME"]
+__all__ = ["gvm_report", "cohort_tables", "provenance_record", "REPORT_NAME",
+           "PROVENANCE_NAME"]
 
 REPORT_NAME = "gvm_report.html"
+PROVENANCE_NAME = "provenance.json"
 
 
 def _long(ds, variable: str, third: str, value: str) -> pd.DataFrame:
@@ -50,10 +55,11 @@ def cohort_tables(cohort) -> dict[str, pd.DataFrame]:
     """The long tables the questions and figures read, taken from a Cohort."""
     ds = cohort.dataset
     immune = _long(ds, "cells_per_ul", "population", "cells_per_ul")
+    counts = _long(ds, "count", "population", "count")
     chim = _long(ds, "donor_chimerism_percent", "lineage", "percent_donor")
     endpoints = cohort.endpoints.copy()
     endpoints["patient_id"] = endpoints["patient_id"].astype(str)
-    for frame in (immune, chim):
+    for frame in (immune, chim, counts):
         frame["patient_id"] = frame["patient_id"].astype(str)
     ae = getattr(cohort, "adverse_events", None)
     ae = pd.DataFrame(columns=["patient_id", "grade"]) if ae is None else ae.copy()
@@ -61,7 +67,7 @@ def cohort_tables(cohort) -> dict[str, pd.DataFrame]:
         ae["patient_id"] = ae["patient_id"].astype(str)
     intervals = getattr(cohort, "intervals", None)
     events = getattr(cohort, "events", None)
-    return {"immune": immune, "chimerism": chim, "endpoints": endpoints,
+    return {"immune": immune, "chimerism": chim, "endpoints": endpoints, "counts": counts,
             "adverse_events": ae,
             "intervals": pd.DataFrame(columns=["patient_id", "start", "stop", "covariate",
                                                "value"]) if intervals is None else intervals,
@@ -98,19 +104,70 @@ def answers_records(answers: pd.DataFrame) -> list[dict]:
     return [{k: _jsonable(v) for k, v in r.items()} for r in answers.to_dict("records")]
 
 
+def _parse(value):
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _relative(value, root: Path | None, out: Path):
+    """Every absolute path in ``value`` made relative: to the study folder when it
+    lies inside it, else to the report folder (outputs of earlier stages)."""
+    if isinstance(value, dict):
+        return {_relative(k, root, out): _relative(v, root, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root, out) for v in value]
+    if isinstance(value, str) and value.startswith("/") and len(value) > 1:
+        path = Path(os.path.normpath(value))
+        base = root if root is not None and path.is_relative_to(root) else out
+        return Path(os.path.relpath(path, base)).as_posix()
+    return value
+
+
+def provenance_record(attrs: dict, out_dir, study_root=None) -> dict:
+    """The cohort's provenance with paths relative to the study folder.
+
+    ``study_root`` defaults to the folder of the study's manifest (the input
+    whose role is "manifest"), else the deepest folder holding every input."""
+    parsed = {k: _parse(v) for k, v in attrs.items()}
+    out = Path(os.path.normpath(Path(out_dir).resolve()))
+    root = None if study_root is None else Path(os.path.normpath(Path(study_root).resolve()))
+    inputs = [i for i in parsed.get("inputs") or [] if isinstance(i, dict)]
+    if root is None:
+        manifests = [i["path"] for i in inputs
+                     if i.get("role") == "manifest" and str(i.get("path", "")).startswith("/")]
+        files = [os.path.normpath(p) for p in (parsed.get("input_hashes") or {})
+                 if isinstance(p, str) and p.startswith("/")]
+        if manifests:
+            root = Path(os.path.normpath(manifests[0])).parent
+        elif files:
+            root = Path(os.path.commonpath(files))
+            root = root.parent if len(files) == 1 else root
+    record = {k: _relative(v, root, out) for k, v in parsed.items()}
+    record["paths"] = ("relative to the study folder " + repr(root.name) if root is not None
+                       else "as recorded") + "; outputs of earlier stages relative to " \
+        "this file's folder"
+    return record
+
+
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
     from ..report.pages import write_text_atomic
     return write_text_atomic(path, frame.to_csv(index=False))
 
 
 def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
-               title: str = "Graft-versus-myeloma report") -> Path:
+               title: str = "Graft-versus-myeloma report", study_root=None) -> Path:
     """Answer the declared GvM questions for ``cohort`` and write the report.
 
     Returns the path of the HTML page. ``seed`` fixes the permutation p-values
     (the same seed gives the same numbers); ``plan`` overrides the declared
     settings (baseline and primary visit, landmark day, horizon, populations),
-    which must be chosen before looking at the outcomes.
+    which must be chosen before looking at the outcomes. ``study_root``: the
+    folder the provenance paths are made relative to (default: the deepest
+    folder holding every input file).
     """
     from ..report.figures import gvm_figures
     from ..report.gvm_page import write_gvm_page
@@ -123,17 +180,23 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
     _check_endpoints(tables["endpoints"])
     answers, matrix = answer_all(immune=tables["immune"], chimerism=tables["chimerism"],
                                  endpoints=tables["endpoints"],
-                                 adverse_events=tables["adverse_events"], plan=plan)
+                                 adverse_events=tables["adverse_events"], plan=plan,
+                                 counts=tables["counts"])
+    verdicts = gating_verdicts(tables["counts"], plan)
     figures = gvm_figures(tables, answers, matrix, plan, out / "figures")
     _write_csv_atomic(answers[COLUMNS], out / "questions.csv")
     attrs = {k: _jsonable(v) if not isinstance(v, (np.ndarray, list, tuple)) else
              [_jsonable(x) for x in np.ravel(v)] for k, v in cohort.dataset.attrs.items()}
+    provenance = provenance_record(attrs, out, study_root)
+    write_text_atomic(out / PROVENANCE_NAME, json.dumps(provenance, indent=2, default=str))
     results = {"title": title, "plan": plan.as_dict(),
                "n_patients": int(len(tables["endpoints"])),
-               "provenance": attrs,
+               "provenance": PROVENANCE_NAME,
+               "gating_qc": answers_records(verdicts),
                "figures": {k: [p.name for p in v] for k, v in figures.items()},
                "questions": answers_records(answers[COLUMNS])}
     write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
     return write_gvm_page(out / REPORT_NAME, title=title, answers=answers, plan=plan,
                           figures=figures, n_patients=len(tables["endpoints"]),
-                          provenance=attrs)
+                          provenance=provenance, provenance_link=PROVENANCE_NAME,
+                          gating_qc=verdicts)

@@ -20,7 +20,8 @@ from scipy import stats
 
 from ..errors import AnalysisError
 from ._checks import as_list, check_conf_level, indicator, numeric, require_columns
-from .cox import efron_loglik, monotone_direction, score_test
+from .firth import FirthFit, firth_cox
+from .cox import efron_loglik, monotone_direction, nearly_separated, score_test
 
 __all__ = ["counting_process", "cox_time_varying", "landmark", "CoxResult", "TestResult",
            "LandmarkResult"]
@@ -212,6 +213,13 @@ class CoxResult:
     coefficients of the separated covariates have no finite estimate: ``hr`` is
     0 or inf and ``se``, the interval, ``z`` and ``p_wald`` are NaN; use
     ``likelihood_ratio`` or ``score`` instead (``preferred_test`` says which).
+
+    ``firth``: the Firth-penalised fit (Breslow ties, as R's ``coxphf``), fitted
+    when the likelihood is monotone or one event away from it
+    (``nearly_separated``), or when asked for; its finite hazard ratios,
+    profile penalised-likelihood intervals and penalised likelihood-ratio
+    p-values are also in ``coefficients`` (``hr_firth``, ``hr_firth_lower``,
+    ``hr_firth_upper``, ``p_firth``; NaN when not fitted).
     """
     coefficients: pd.DataFrame
     likelihood_ratio: TestResult
@@ -227,6 +235,8 @@ class CoxResult:
     separated: tuple[str, ...]
     conf_level: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    nearly_separated: bool = False
+    firth: FirthFit | None = None
 
     @property
     def events_per_covariate(self) -> float:
@@ -241,7 +251,7 @@ class CoxResult:
 
 def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str, event: str,
              id: str | None, weights: str | None, conf_level: float,
-             what: str) -> CoxResult:
+             what: str, firth: bool | str = "auto") -> CoxResult:
     from lifelines import CoxTimeVaryingFitter
     from lifelines.exceptions import ConvergenceError
 
@@ -266,6 +276,7 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
     direction = monotone_direction(X, t0, t1, e)
     separated = () if direction is None else tuple(
         c for c, d in zip(covariates, direction) if abs(d) > 1e-8)
+    near = not separated and nearly_separated(X, t0, t1, e)
 
     frame = pd.DataFrame(X, columns=covariates)
     frame["_start"], frame["_stop"], frame["_event"] = t0, t1, e
@@ -347,6 +358,20 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
     if n_events / p < 10:
         notes.append(f"{n_events} events for {p} covariate(s): fewer than 10 events per "
                      "covariate, the model is likely overfitted; prefer one covariate at a time")
+    fitted = None
+    if firth is True or (firth == "auto" and (separated or near)):
+        fitted = firth_cox(X, t0, t1, e, w, conf_level=conf_level)
+        notes.append("Firth-penalised estimate (Breslow ties, as R's coxphf) with profile "
+                     "penalised-likelihood interval and penalised likelihood-ratio test")
+        with np.errstate(over="ignore"):
+            table["hr_firth"] = np.exp(fitted.coef)
+            table["hr_firth_lower"] = np.exp(fitted.lower)
+            table["hr_firth_upper"] = np.exp(fitted.upper)
+        table["p_firth"] = fitted.p_penalised
+    else:
+        table[["hr_firth", "hr_firth_lower", "hr_firth_upper", "p_firth"]] = np.nan
+    if near:
+        notes.append("nearly separated: one event less and the likelihood would be monotone")
     ids = frame["_id"]
     return CoxResult(
         coefficients=table,
@@ -355,13 +380,14 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
         wald=wald, log_likelihood=float(ll), log_likelihood_null=float(ll0),
         n_patients=int(ids.nunique()), n_rows=len(frame), n_events=n_events,
         converged=converged, monotone_likelihood=bool(separated), separated=separated,
-        conf_level=conf_level, notes=tuple(notes))
+        conf_level=conf_level, notes=tuple(notes), nearly_separated=bool(near),
+        firth=fitted)
 
 
 def cox_time_varying(rows: pd.DataFrame, covariates: str | Sequence[str], *,
                      start: str = "start", stop: str = "stop", event: str = "event",
                      id: str | None = "patient", weights: str | None = None,
-                     conf_level: float = 0.95) -> CoxResult:
+                     conf_level: float = 0.95, firth: bool | str = "auto") -> CoxResult:
     """Cox proportional-hazards model on counting-process rows (Efron ties).
 
     Fitted by lifelines' ``CoxTimeVaryingFitter``; reports Wald, likelihood-ratio
@@ -369,11 +395,16 @@ def cox_time_varying(rows: pd.DataFrame, covariates: str | Sequence[str], *,
     Wald numbers. ``rows`` is typically the output of :func:`counting_process`.
     ``weights`` are case weights (as ``coxph(weights=)``); standard errors are
     model-based (inverse information), not the sandwich estimator.
+    ``firth``: "auto" adds the Firth-penalised fit when the model is separated or
+    nearly so, True always, False never.
     """
     conf_level = check_conf_level(conf_level)
+    if firth not in (True, False, "auto"):
+        raise AnalysisError(f"cox_time_varying: firth must be True, False or 'auto', "
+                            f"not {firth!r}")
     return _cox_fit(rows, as_list(covariates), start=start, stop=stop, event=event, id=id,
                     weights=weights, conf_level=conf_level,
-                    what="cox_time_varying")
+                    what="cox_time_varying", firth=firth)
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..atomic import atomic_path
 
 __all__ = ["trajectories_figure", "chimerism_figure", "swimmer_figure", "incidence_figure",
            "survival_figure", "forest_figure", "heatmap_figure", "gvm_figures",
-           "at_risk"]
+           "at_risk", "text_colour", "relative_luminance"]
 
 GVHD_COLOUR, NO_GVHD_COLOUR = "#c0392b", "#2c7fb8"
 RATIO_MEASURES = ("fold change", "geometric mean ratio", "hazard ratio",
@@ -273,7 +273,8 @@ def survival_figure(endpoints, stem) -> tuple[Path, Path]:
 
 def forest_figure(answers: pd.DataFrame, stem) -> tuple[Path, Path]:
     """Ratio effect sizes (fold changes, hazard ratios) with intervals, log scale.
-    Estimates at 0 or infinity (separation) are drawn as arrows at the edge."""
+    Firth-penalised estimates (separated models) are open diamonds; estimates or
+    limits at 0 or infinity are drawn as arrows at the edge."""
     plt = _pyplot()
     keep = answers[answers["effect_measure"].astype(str).str.startswith(RATIO_MEASURES)
                    & answers["estimate"].notna()]
@@ -296,18 +297,39 @@ def forest_figure(answers: pd.DataFrame, stem) -> tuple[Path, Path]:
             ax.annotate("", xy=(x, y), xytext=(1, y),
                         arrowprops=dict(arrowstyle="->", color=colour))
             continue
-        if np.isfinite(r.lower) and np.isfinite(r.upper):
-            ax.plot([max(r.lower, lo), min(r.upper, hi)], [y, y], color=colour, lw=1.2)
-        ax.plot(min(max(est, lo), hi), y, "s", color=colour, ms=4)
+        if pd.notna(r.lower) and pd.notna(r.upper):
+            left, right = max(r.lower, lo), min(r.upper, hi)
+            ax.plot([left, right], [y, y], color=colour, lw=1.2)
+            for edge, limit in ((lo, r.lower), (hi, r.upper)):
+                if not lo <= limit <= hi:   # an interval running off the scale
+                    ax.annotate("", xy=(edge, y), xytext=(est, y),
+                                arrowprops=dict(arrowstyle="->", color=colour, lw=0.8))
+        firth = getattr(r, "estimator", "") == "Firth"
+        ax.plot(min(max(est, lo), hi), y, "D" if firth else "s", color=colour, ms=4.5,
+                mfc="white" if firth else colour)
     ax.axvline(1, color="#999", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlim(lo / 1.2, hi * 1.2)
     ax.set_yticks(range(n))
     ax.set_yticklabels([str(q) for q in keep["question"]], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("ratio (fold change or hazard ratio), log scale; red: primary")
+    ax.set_xlabel("ratio (fold change or hazard ratio), log scale; red: primary; "
+                  "open diamond: Firth-penalised")
     fig.tight_layout()
     return _save(fig, stem)
+
+
+def relative_luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (components 0-1)."""
+    c = np.asarray(rgb, float)[:3]
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(linear @ [0.2126, 0.7152, 0.0722])
+
+
+def text_colour(background) -> str:
+    """Black or white, whichever contrasts more with ``background`` (WCAG ratio)."""
+    lum = relative_luminance(background)
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
 def heatmap_figure(matrix: pd.DataFrame, stem) -> tuple[Path, Path]:
@@ -327,7 +349,8 @@ def heatmap_figure(matrix: pd.DataFrame, stem) -> tuple[Path, Path]:
         for j in range(k):
             v = matrix.iat[i, j]
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color=text_colour(im.cmap(im.norm(v))))
     fig.colorbar(im, ax=ax, label="Spearman rho")
     fig.tight_layout()
     return _save(fig, stem)
