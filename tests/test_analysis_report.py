@@ -8,9 +8,6 @@ reference numbers from R (wilcox.test, binom.test) written in with their call.
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,8 @@ from immunomon.analysis.questions import (COLUMNS, Plan, answer_all, gvhd_outcom
                                           hodges_lehmann)
 from immunomon.analysis.report import cohort_tables, gvm_report
 from immunomon.report.gvm_page import gvm_html
+
+import browser
 
 PATIENTS = [f"P{i:02d}" for i in range(1, 11)]
 VISITS = ["pre", "M1", "M3", "M6"]
@@ -89,6 +88,12 @@ def small_cohort(relapse_day=RELAPSE_DAY) -> SmallCohort:
                     value = level[pop] * (TREG_M3_RATIO[p] if v == "M3" else
                                           rng.uniform(0.7, 1.3) if v != "pre" else 1.0)
                 counts[i, j, k] = value
+    # Events gated per sample: dendritic cells below the counting limit (50) in every
+    # sample, NK cells in the M1 samples of P01-P03 only, the others well above it.
+    events = np.where(np.isnan(counts), np.nan, 400.0)
+    events[:, :, POPS.index("Dendritic cells")] = np.where(
+        np.isnan(counts[:, :, POPS.index("Dendritic cells")]), np.nan, 12.0)
+    events[:3, VISITS.index("M1"), POPS.index("NK cells")] = 30.0
     day = np.array([[VISIT_DAY[v] + (i % 3) for v in VISITS] for i in range(len(PATIENTS))],
                    dtype=float)
     day[PATIENTS.index("P10"), VISITS.index("M6")] = np.nan
@@ -98,11 +103,17 @@ def small_cohort(relapse_day=RELAPSE_DAY) -> SmallCohort:
     ds = xr.Dataset(
         {"cells_per_ul": (("patient", "timepoint", "population"), counts,
                           {"units": "cells/uL"}),
+         "count": (("patient", "timepoint", "population"), events, {"units": "events"}),
          "donor_chimerism_percent": (("patient", "timepoint", "lineage"), chim,
                                      {"units": "%"})},
         coords={"patient": PATIENTS, "timepoint": VISITS, "population": POPS,
                 "lineage": lineages, "day": (("patient", "timepoint"), day)},
-        attrs={"software_version": "test", "template": "post-transplant"})
+        attrs={"software_version": "test", "template": "post-transplant",
+               "input_hashes": json.dumps({"/data/study1/manifest.csv": "ab12",
+                                           "/data/study1/fcs/P01_pre.fcs": "cd34"}),
+               "inputs": json.dumps([{"role": "manifest", "path": "/data/study1/manifest.csv",
+                                      "sha256": "ab12"}]),
+               "input_folders": json.dumps({"gating": "/data/results/gate"})})
     ep = _endpoints(relapse_day)
     intervals = pd.DataFrame(
         [(p, 65.0, float(ep.set_index("patient_id").loc[p, "end_day"]), "on_lenalidomide",
@@ -214,6 +225,51 @@ def test_safety_proportions_with_clopper_pearson(report):
     assert table.loc["5.ae_worst_grade_2", "events"] == 3
 
 
+def test_gating_qc_marks_undercounted_populations(report):
+    """Issue 18, case 7: the report carries the gating QC and never gives a bare
+    p-value for a population counted with too few events."""
+    out, page, table = report
+    table = table.set_index("question")
+    # Dendritic cells: 12 events in each of the 39 samples -> not estimable.
+    for q in ["1.Dendritic cells.M3", "1.Dendritic cells.M3.mixed",
+              "3.Dendritic cells.relapse"]:
+        row = table.loc[q]
+        assert np.isnan(row["p_value"]) and np.isnan(row["estimate"]), q
+        assert np.isnan(row["q_value"]), q
+        assert row["gating_qc"].startswith("not estimable: Dendritic cells counted with "
+                                           "fewer than 50 events in 39 of 39 samples"), q
+    corr = [q for q in table.index if q.startswith("3.corr.") and "Dendritic" in q]
+    assert corr and table.loc[corr, "p_value"].isna().all()
+    # NK cells: 3 of 39 samples below the limit -> numbers kept, with the caveat.
+    row = table.loc["1.NK cells.M3"]
+    assert 0 < row["p_value"] < 1
+    assert row["gating_qc"] == ("gating caveat: NK cells counted with fewer than 50 events "
+                                "in 3 of 39 samples (median 400)")
+    assert pd.isna(table.loc["1.Treg.M3", "gating_qc"])       # empty in the CSV
+    results = json.loads((out / "results.json").read_text())
+    qc = {r["population"]: r for r in results["gating_qc"]}
+    assert (qc["Dendritic cells"]["below_limit"], qc["Dendritic cells"]["verdict"]) == \
+        (39, "not estimable")
+    assert (qc["NK cells"]["below_limit"], qc["NK cells"]["verdict"]) == (3, "caveat")
+    assert qc["Treg"]["verdict"] == "ok"
+    text = page.read_text()
+    assert '<section id="gating-qc"><h2>Gating QC</h2>' in text
+
+
+def test_provenance_in_its_own_file_with_study_relative_paths(report):
+    out, page, _ = report
+    text = page.read_text()
+    assert '<a href="provenance.json">' in text
+    assert "/data/study1" not in text and "ab12" not in text
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["input_hashes"] == {"manifest.csv": "ab12", "fcs/P01_pre.fcs": "cd34"}
+    assert prov["inputs"][0]["path"] == "manifest.csv"
+    # an output folder outside the study: relative to the report folder
+    assert not prov["input_folders"]["gating"].startswith("/")
+    assert prov["input_folders"]["gating"].endswith("data/results/gate")
+    assert json.loads((out / "results.json").read_text())["provenance"] == "provenance.json"
+
+
 def test_competing_incidence_without_censoring_before_horizon(report):
     table = report[2].set_index("question")
     # Nobody is censored before day 365: the incidence is the crude proportion.
@@ -250,48 +306,20 @@ def test_page_is_self_contained_and_escaped(report):
 # headless Chromium
 
 
-CHECK = """<script>
-window.addEventListener('load', function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-  var d = document.createElement('div'); d.id = 'figure-check';
-  d.textContent = 'IMAGES-LOADED ' + ok + ' OF ' + imgs.length;
-  document.body.appendChild(d);
-});
-</script>"""
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _run_chromium(binary, profile: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", *args],
-        capture_output=True, text=True, timeout=180)
-
-
 @pytest.mark.slow
-def test_page_renders_in_headless_chromium(report, tmp_path):
-    binary = _chromium()
+def test_page_fits_a_laptop_window_in_headless_chromium(report, tmp_path):
+    """Measured in the browser: a 1400-pixel window, no horizontal scrolling, no
+    table past the edge or scrolling inside, every image decoded, no console error."""
+    binary = browser.chromium()
     if binary is None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
     out, page, _ = report
-    probe = out / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
-    dom = _run_chromium(binary, tmp_path / "profile", "--dump-dom", probe.as_uri())
-    assert "IMAGES-LOADED 7 OF 7" in dom.stdout, dom.stderr[-2000:]
-    errors = [line for line in dom.stderr.splitlines()
-              if re.search(r"CONSOLE\(\d+\)|Uncaught|Failed to load", line)]
-    assert errors == []
-    shot = tmp_path / "gvm_report.png"
-    res = _run_chromium(binary, tmp_path / "profile2", f"--screenshot={shot}",
-                        "--window-size=1280,4000", page.as_uri())
-    assert shot.exists() and shot.stat().st_size > 10_000, res.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    layout, stderr = browser.measure(binary, page, tmp_path, width=1400)
+    assert (layout["images"], layout["images_loaded"]) == (7, 7)
+    assert browser.console_errors(stderr) == []
+    assert len(layout["tables"]) >= 7
+    browser.assert_fits(layout, 1400)
+    # narrower than the window: the body's max-width keeps lines readable
+    assert layout["body_right"] < 1400
+    size = browser.screenshot(binary, page, tmp_path / "gvm_report.png", width=1400)
+    assert size == (1400, 2000)

@@ -287,3 +287,50 @@ def test_summary_has_a_panel_per_gate(result, tmp_path):
     assert png_size(out) == (4 * 200, rows * 200)
     assert gate_pixels(out) > 50 * len(drawable)          # every panel has its gate
     assert imread(out).shape[:2] == (rows * 200, 800)
+
+
+def _gate_job_table(n_populations=32, markers=("CD127", "CD25", "CD123", "HLA-DR", "CD56",
+                                                "FoxP3", "CD11c", "CD8", "CD4", "CD45",
+                                                "CD16", "CD14", "CD19", "CD3")):
+    """A population table with the gate job's columns: counts, percentages, absolute
+    counts, then median, mean and geometric mean per marker (50 columns)."""
+    import pandas as pd
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n_populations):
+        row = {"population": f"Mononuclear CD3- CD19- subset {i}", "parent": "Lymphocytes",
+               "count": int(rng.integers(0, 200_000)),
+               "percent_of_parent": rng.uniform(0, 100), "percent_of_total": rng.uniform(0, 100),
+               "percent_of_Lymphocytes": rng.uniform(0, 100),
+               "percent_of_Leukocytes": rng.uniform(0, 100),
+               "cells_per_ul": rng.uniform(0, 99_999)}
+        for stat in ("median", "mean", "geometric_mean"):
+            row.update({f"{stat} {m}": rng.uniform(-1000, 262_143) for m in markers})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_population_table_is_split_to_fit():
+    table = _gate_job_table()
+    text = pages.population_tables(table)
+    assert text.count("<table>") == 2
+    assert "<th>CD127</th>" in text and "median CD127" not in text and "mean CD3" not in text
+    assert "<th>% of parent</th>" in text and "<th>cells/uL</th>" in text
+    assert "Means and geometric means" in text
+    v = table.loc[0, "median CD25"]
+    assert f"<td>{v:,.0f}</td>" in text
+
+
+@pytest.mark.slow
+def test_sample_page_fits_a_laptop_window_in_headless_chromium(tmp_path):
+    import browser
+    binary = browser.chromium()
+    if binary is None:
+        pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
+    table = _gate_job_table()
+    page = pages.sample_page(tmp_path / "index.html", sample_name="P01_M1",
+                             hierarchy=dict(zip(table.population, table.parent)),
+                             table=table, plots={})
+    layout, stderr = browser.measure(binary, page, tmp_path, width=1400)
+    assert len(layout["tables"]) == 2 and browser.console_errors(stderr) == []
+    browser.assert_fits(layout, 1400)

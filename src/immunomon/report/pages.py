@@ -35,7 +35,8 @@ ul.tree li{margin:.1em 0}ul.tree li::before{content:"\\2514\\2500 ";color:#999}
 .flags li{color:#a00}.warnings li{color:#8a5a00}.none{color:#2a7a2a}
 .plots{display:flex;flex-wrap:wrap;gap:.8em}
 figure{margin:0;border:1px solid #eee;padding:.3em}figcaption{font-size:.8em;color:#555}
-img{max-width:100%;height:auto;display:block}
+img{max-width:100%;height:auto;display:block}h3{font-size:1em}p.note{font-size:.85em;color:#555}
+.markers table{font-size:.78em}.markers th,.markers td{padding:.2em .35em}
 .status-ok{color:#2a7a2a}.status-flagged{color:#8a5a00}.status-failed{color:#a00;font-weight:bold}
 """
 
@@ -104,13 +105,7 @@ def table_html(table, max_rows: int = 5000) -> str:
     a list of dicts; numbers formatted for reading, text escaped."""
     if table is None:
         return "<p>No table.</p>"
-    if hasattr(table, "to_dict"):
-        columns = [str(c) for c in table.columns]
-        rows = table.to_dict(orient="records")
-        rows = [{str(k): v for k, v in r.items()} for r in rows]
-    else:
-        rows = [dict(r) for r in table]
-        columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns, rows = _records(table)
     if not rows:
         return "<p>No rows.</p>"
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
@@ -141,6 +136,62 @@ def write_text_atomic(path, text: str) -> Path:
     return write_text(path, text)
 
 
+MARKER_STATISTICS = ("median", "mean", "geometric_mean")
+HEADERS = {"percent_of_parent": "% of parent", "percent_of_total": "% of total",
+           "cells_per_ul": "cells/uL"}
+
+
+def _records(table) -> tuple[list[str], list[dict]]:
+    if hasattr(table, "to_dict"):
+        rows = [{str(k): v for k, v in r.items()} for r in table.to_dict(orient="records")]
+        return [str(c) for c in table.columns], rows
+    rows = [dict(r) for r in table]
+    return list(dict.fromkeys(k for r in rows for k in r)), rows
+
+
+def _intensity(value):
+    """Intensities to 3 significant digits (whole numbers from 100 up): enough to
+    read, narrow enough for one column per marker."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return value
+    if np.isnan(v):
+        return None
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def population_tables(table) -> str:
+    """The population table as two tables that fit a laptop screen: counts and
+    percentages, then the median intensity per marker (one column per marker).
+    Means and geometric means stay in the table files."""
+    if table is None:
+        return "<p>No table.</p>"
+    columns, rows = _records(table)
+    per_marker = {c: c.split(" ", 1) for c in columns if " " in c
+                  and c.split(" ", 1)[0] in MARKER_STATISTICS}
+    main = [c for c in columns if c not in per_marker]
+    medians = [c for c, (stat, _) in per_marker.items() if stat == "median"]
+    first = main[0] if main else None
+
+    def renamed(cols, names, fmt=lambda v: v):
+        return [{names.get(c, c): fmt(r.get(c)) if c != first else r.get(c) for c in cols}
+                for r in rows]
+
+    names = {c: HEADERS.get(c, c.replace("percent_of_", "% of ").replace("_", " "))
+             for c in main}
+    html_out = table_html(renamed(main, names))
+    if medians:
+        names = {c: per_marker[c][1] for c in medians}
+        html_out += ('<h3>Median intensity per marker</h3><div class="markers">'
+                     + table_html(renamed([first, *medians] if first else medians, names,
+                                          _intensity)) + "</div>")
+    if len(per_marker) > len(medians):
+        html_out += ('<p class="note">Means and geometric means per marker are in the '
+                     "population table files (CSV, Parquet).</p>")
+    return html_out
+
+
 # -- pages --------------------------------------------------------------------------
 def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
                 warnings=(), embed_images: bool = False, subtitle: str | None = None) -> Path:
@@ -166,7 +217,7 @@ def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
             + _list(qc_flags, "flags", "No QC flags.")
             + (f"<h2>Warnings</h2>{_list(warnings, 'warnings', '')}" if warnings else "")
             + f"<h2>Populations</h2>{hierarchy_html(hierarchy)}"
-            + f"<h2>Population table</h2>{table_html(table)}"
+            + f"<h2>Population table</h2>{population_tables(table)}"
             + f"<h2>Gates</h2><div class=\"plots\">{figures or '<p>No plots.</p>'}</div>")
     return write_text_atomic(path, _document(f"{sample_name}: immunomon gate", body))
 
