@@ -106,7 +106,8 @@ def test_grays_test_rho_and_strata(scrucca, kmsurv):
 
 
 def test_fine_gray_matches_finegray_coxph(kmsurv):
-    res = fine_gray(kmsurv, "t2", "status", ["aml_low", "aml_high", "z1"], cause=1)
+    res = fine_gray(kmsurv, "t2", "status", ["aml_low", "aml_high", "z1"], cause=1,
+                    method="finegray")
     t = res.coefficients
     # coxph(Surv(fgstart, fgstop, fgstatus) ~ ..., weights = fgwt, data = finegray(...))
     np.testing.assert_allclose(t.coef, [-0.8127903256, 0.4973316168, 0.0016902543], atol=TOL)
@@ -114,17 +115,42 @@ def test_fine_gray_matches_finegray_coxph(kmsurv):
     assert res.log_likelihood_null == pytest.approx(-199.2927831288, abs=TOL)
     assert res.log_likelihood == pytest.approx(-193.2106337423, abs=TOL)
     assert res.score.statistic == pytest.approx(12.2391371424, abs=TOL)
-    # cmprsk::crr agrees to the third decimal (Breslow ties, other censoring ties).
-    np.testing.assert_allclose(t.coef, [-0.8130870159, 0.4964642595, 0.0017354494], atol=2e-3)
+
+
+def test_fine_gray_matches_crr_with_its_sandwich_variance(kmsurv):
+    """The default: cmprsk::crr's estimate and variance (competing.R, section 3:
+    crr(k$t2, k$status, cbind(aml_low, aml_high, z1)), gtol 1e-10)."""
+    res = fine_gray(kmsurv, "t2", "status", ["aml_low", "aml_high", "z1"], cause=1)
+    t = res.coefficients
+    np.testing.assert_allclose(t.coef, [-0.8130870159, 0.4964642595, 0.0017354494], atol=TOL)
+    np.testing.assert_allclose(t.se, [0.4537010517, 0.4006341514, 0.0177838720], atol=TOL)
+    z = 1.959963984540054
+    np.testing.assert_allclose(t.hr_lower, np.exp(t.coef - z * t.se), rtol=1e-12)
+    assert res.log_likelihood == pytest.approx(-193.2227088575, abs=TOL)
+    assert res.log_likelihood_null == pytest.approx(-199.3001632361, abs=TOL)
+    # crr(..., maxiter = 0): score' solve(inf, score) at 0
+    assert res.score.statistic == pytest.approx(12.2276964561, abs=TOL)
+    assert any("sandwich" in n for n in res.notes)
 
 
 def test_fine_gray_scrucca(scrucca):
-    res = fine_gray(scrucca, "ftime", "status", "dis", cause=1)
+    res = fine_gray(scrucca, "ftime", "status", "dis", cause=1, method="finegray")
     assert res.coefficients.coef[0] == pytest.approx(0.7926407698, abs=TOL)
     assert res.coefficients.se[0] == pytest.approx(0.7117445915, abs=TOL)
     assert res.log_likelihood == pytest.approx(-29.6704485891, abs=TOL)
     assert res.score.statistic == pytest.approx(1.3038522306, abs=TOL)
-    assert res.coefficients.coef[0] == pytest.approx(0.7651702838, abs=0.05)  # crr
+    res = fine_gray(scrucca, "ftime", "status", "dis", cause=1)
+    # crr(b$ftime, b$status, b$dis): coef, robust se, pseudo log-likelihoods
+    assert res.coefficients.coef[0] == pytest.approx(0.7651702848, abs=TOL)
+    assert res.coefficients.se[0] == pytest.approx(0.6987902101, abs=TOL)
+    assert res.log_likelihood == pytest.approx(-29.8586520991, abs=TOL)
+    assert res.log_likelihood_null == pytest.approx(-30.4724942778, abs=TOL)
+    assert res.score.statistic == pytest.approx(1.2086651141, abs=TOL)
+
+
+def test_fine_gray_method_is_checked(scrucca):
+    with pytest.raises(AnalysisError, match="method"):
+        fine_gray(scrucca, "ftime", "status", "dis", method="coxph")
 
 
 def test_finegray_weights_follow_censoring_km():

@@ -129,11 +129,17 @@ def test_declared_event_count_the_file_cannot_back(tmp_path, declared):
     path = tmp_path / "huge.fcs"
     path.write_bytes(blob)
     tracemalloc.start()
-    with pytest.raises(FCSFormatError, match="truncated"):
+    with pytest.raises(FCSFormatError, match="declares more events than the file can hold") \
+            as info:
         read_fcs(path)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1_000_000
+    message = str(info.value)
+    assert "huge.fcs" in message and f"$TOT = {int(declared):,}" in message
+    assert "truncated" not in message
+    # what the DATA segment holds: 40 events of 3 float32 channels
+    assert "holds 480 bytes (40 events)" in message
 
 
 def test_clear_errors_for_common_failures(tmp_path):

@@ -141,6 +141,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
     from .gating.run import (CountingInputs, find_fcs_files, gate_files, read_overrides,
                              read_sample_info)
     from .gating.template import load_template
+    from .progress import FileProgress, is_terminal
 
     tmpl = load_template(template)
     files = find_fcs_files(inputs)
@@ -159,14 +160,14 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
                   sample_info=read_sample_info(sample_info) if sample_info else None,
                   overrides=read_overrides(overrides) if overrides else None,
                   exclude_anomalies=not keep_anomalies, deidentify=deidentify)
-    if len(files) > 3:
-        with click.progressbar(length=len(files), label="gating", file=sys.stderr) as bar:
-            def step(row):
-                report(row)
-                bar.update(1)
-            run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
-    else:
-        run = gate_files(files, tmpl, out_dir, progress=report, **kwargs)
+    # A bar on a terminal; one line per file in a log (stderr not a terminal).
+    with FileProgress(len(files), "gate",
+                      enabled=len(files) > 3 or not is_terminal(sys.stderr)) as progress:
+        def step(row):
+            report(row)
+            progress.done(row["sample"], row["status"], row.get("events"),
+                          message=row.get("message") if row["status"] == "failed" else None)
+        run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
     if as_json:
         click.echo(run.table.to_json(orient="records", indent=2))
     else:

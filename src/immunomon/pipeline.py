@@ -277,15 +277,19 @@ def _gate_inputs(study: Study) -> tuple[list[Path], dict]:
 def _gate(study: Study, settings: dict, work: Path, progress) -> dict:
     from .gating.run import CountingInputs, gate_files
     from .gating.template import load_template
+    from .progress import file_line
 
     files, _ = _gate_inputs(study)
     template = load_template(study.inputs["template"])
     counting = CountingInputs(settings.get("beads_per_test"), settings.get("volume_ul"))
-    done = [0]
+    done, last = [0], [time.perf_counter()]
 
     def step(row):
+        now = time.perf_counter()
         done[0] += 1
-        progress("gate", f"{done[0]}/{len(files)} {row['sample']}: {row['status']}")
+        progress("gate", file_line(row["sample"], row["status"], row.get("events"),
+                                   now - last[0], index=done[0], total=len(files)))
+        last[0] = now
 
     run = gate_files(files, template, work, counting=counting,
                      plots=settings.get("plots", False), anndata=settings.get("anndata", False),

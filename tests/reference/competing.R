@@ -33,6 +33,11 @@ X <- cbind(k$aml_low, k$aml_high, k$z1)
 z <- crr(k$t2, k$status, X, failcode = 1, cencode = 0)
 print(summary(z))
 p(z$coef)
+# Tight convergence, sandwich SEs, pseudo log-likelihoods; score test at 0 (maxiter = 0).
+z <- crr(k$t2, k$status, X, failcode = 1, cencode = 0, gtol = 1e-10, maxiter = 50)
+p(z$coef, sqrt(diag(z$var)), z$loglik, z$loglik.null)
+z0 <- crr(k$t2, k$status, X, failcode = 1, cencode = 0, maxiter = 0)
+p(z0$score %*% solve(z0$inf, z0$score))
 k$fstat <- factor(k$status, 0:2, c("censor", "relapse", "death"))
 fg <- finegray(Surv(t2, fstat) ~ ., data = k[, c("t2", "fstat", "aml_low", "aml_high", "z1")],
                etype = "relapse")
@@ -43,8 +48,10 @@ p(fit$coef, sqrt(diag(fit$var)), sqrt(diag(fit$naive.var)), fit$loglik, fit$scor
 cat("finegray rows", nrow(fg), "\n")
 
 # Fine-Gray on Scrucca bmt: relapse ~ dis
-z <- crr(b$ftime, b$status, b$dis, failcode = 1)
-p(z$coef, sqrt(diag(z$var)))
+z <- crr(b$ftime, b$status, b$dis, failcode = 1, gtol = 1e-10, maxiter = 50)
+p(z$coef, sqrt(diag(z$var)), z$loglik, z$loglik.null)
+z0 <- crr(b$ftime, b$status, b$dis, failcode = 1, maxiter = 0)
+p(z0$score %*% solve(z0$inf, z0$score))
 b$fstat <- factor(b$status, 0:2, c("censor", "relapse", "trm"))
 fg <- finegray(Surv(ftime, fstat) ~ ., data = b[, c("ftime", "fstat", "dis")], etype = "relapse")
 fit <- coxph(Surv(fgstart, fgstop, fgstatus) ~ dis, weights = fgwt, data = fg, control = ctl)

@@ -10,7 +10,7 @@ incidence does not. Status coding everywhere: 0 censored, 1, 2, ... causes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,10 @@ from scipy import stats
 
 from ..errors import AnalysisError
 from ._checks import as_list, check_conf_level, numeric, require_columns, status_codes
-from .timevarying import CoxResult, _cox_fit
+from .timevarying import CoxResult, TestResult, _cox_fit
 
 __all__ = ["CumulativeIncidenceResult", "GrayTestResult", "cumulative_incidence",
-           "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox"]
+           "grays_test", "fine_gray", "finegray_expand", "cause_specific_cox", "crr_fit"]
 
 
 def _cif_curve(t: np.ndarray, status: np.ndarray, cause: int):
@@ -303,25 +303,144 @@ def finegray_expand(data: pd.DataFrame, time: str, status: str, *, cause: int = 
     return out
 
 
+def _crr_censoring_km(t: np.ndarray, s: np.ndarray):
+    """Kaplan-Meier of censoring as crr takes it (``survfit`` on the censoring
+    indicator: failures at a censoring time stay in its risk set): times,
+    numbers at risk, censorings, values."""
+    ctimes = np.unique(t[s == 0])
+    at_risk = (t[None, :] >= ctimes[:, None]).sum(axis=1).astype(float)
+    censored = ((t[None, :] == ctimes[:, None]) & (s[None, :] == 0)).sum(axis=1)
+    return ctimes, at_risk, censored, np.cumprod(1 - censored / at_risk)
+
+
+def _left_limit(ctimes: np.ndarray, values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A right-continuous step function (1 before its first step) just before x."""
+    idx = np.searchsorted(ctimes, x, side="left") - 1
+    return np.where(idx >= 0, values[np.clip(idx, 0, None)], 1.0)
+
+
+def crr_fit(t, s, X, *, tol: float = 1e-10, max_iter: int = 100) -> dict:
+    """Fine and Gray's (1999) estimator and sandwich variance, as ``cmprsk::crr``.
+
+    ``s``: 1 event of interest, 2 competing event, 0 censored. At each event
+    time tau (Breslow ties) the risk set holds everyone still followed, with
+    weight 1, and everyone whose competing event came earlier, with weight
+    G(tau-)/G(T_i-), G the censoring Kaplan-Meier. The variance is
+    H^-1 [sum_i (eta_i + psi_i)(eta_i + psi_i)'] H^-1: eta_i the score
+    residual of the weighted partial likelihood, psi_i the term for having
+    estimated G (Fine and Gray 1999, section 3). Returns coef, var, var_model
+    (H^-1), loglik, loglik_null, score test at 0 and convergence.
+    """
+    t, s, X = np.asarray(t, float), np.asarray(s, int), np.asarray(X, float)
+    n, p = X.shape
+    ctimes, y_c, n_c, G = _crr_censoring_km(t, s)
+    g_left = _left_limit(ctimes, G, t)
+    tau = np.unique(t[s == 1])
+    g_tau = _left_limit(ctimes, G, tau)
+    deaths = ((t[None, :] == tau[:, None]) & (s[None, :] == 1)).sum(axis=1).astype(float)
+    W = (t[None, :] >= tau[:, None]) + ((t[None, :] < tau[:, None]) & (s[None, :] == 2)) \
+        * (g_tau[:, None] / g_left[None, :])
+    xx = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
+
+    def moments(beta):
+        r = np.exp(X @ beta)
+        A = W * r[None, :]
+        s0 = A.sum(axis=1)
+        mean = (A @ X) / s0[:, None]
+        e2 = ((A @ xx) / s0[:, None]).reshape(-1, p, p)
+        info = np.einsum("k,kjl->jl", deaths, e2 - mean[:, :, None] * mean[:, None, :])
+        loglik = float((X[s == 1] @ beta).sum() - deaths @ np.log(s0))
+        score = X[s == 1].sum(axis=0) - deaths @ mean
+        return r, s0, mean, loglik, score, info
+
+    beta = np.zeros(p)
+    _, _, _, ll0, u0, i0 = moments(beta)
+    converged = False
+    for _ in range(max_iter):
+        *_, ll, u, info = moments(beta)
+        step = np.linalg.solve(info, u)
+        beta = beta + step
+        if np.abs(step).max() < tol:
+            converged = True
+            break
+    r, s0, mean, ll, u, info = moments(beta)
+    # eta_i: the event's own term, minus its share of every risk set it is in.
+    share = deaths[:, None] * W * r[None, :] / s0[:, None]          # event times x rows
+    eta = share.T @ mean - share.sum(axis=0)[:, None] * X
+    events = s == 1
+    eta[events] += X[events] - mean[np.searchsorted(tau, t[events])]
+    # psi_i: q(u) at each censoring time u, from the competing events before u.
+    cw = np.where(s == 2, r / g_left, 0.0)
+    before = t[None, :] < ctimes[:, None]                            # censoring times x rows
+    a = before @ cw
+    b = before @ (cw[:, None] * X)
+    later = (tau[None, :] >= ctimes[:, None]) * (deaths * g_tau / s0)[None, :]
+    q = later.sum(axis=1)[:, None] * b - a[:, None] * (later @ mean)
+    cumulative = np.cumsum(-(n_c / y_c ** 2)[:, None] * q, axis=0)
+    idx = np.searchsorted(ctimes, t, side="right") - 1
+    psi = np.where(idx[:, None] >= 0, cumulative[np.clip(idx, 0, None)], 0.0)
+    cens = np.flatnonzero(s == 0)
+    at = np.searchsorted(ctimes, t[cens])
+    psi[cens] += q[at] / y_c[at][:, None]
+    h_inv = np.linalg.inv(info)
+    resid = eta + psi
+    return {"coef": beta, "var": h_inv @ (resid.T @ resid) @ h_inv, "var_model": h_inv,
+            "loglik": ll, "loglik_null": ll0,
+            "score": float(u0 @ np.linalg.solve(i0, u0)), "converged": converged}
+
+
 def fine_gray(data: pd.DataFrame, time: str, status: str, covariates: str | Sequence[str],
-              *, cause: int = 1, conf_level: float = 0.95) -> CoxResult:
+              *, cause: int = 1, conf_level: float = 0.95,
+              method: str = "crr") -> CoxResult:
     """Fine-Gray subdistribution hazards model.
 
-    Expands the data with :func:`finegray_expand` and fits a weighted Cox model
-    on it (Efron ties), as ``coxph(..., weights = fgwt)`` on ``survival::finegray``
-    output. cmprsk::crr gives nearly the same coefficients (Breslow ties,
-    another tie convention for censoring). Standard errors are the model-based
-    ones of the weighted fit (R's ``naive.var``); R prints a sandwich variance
-    by default and crr one that also accounts for estimating G, both slightly
-    different.
+    ``method="crr"`` (default): Fine and Gray's estimator with their sandwich
+    variance, which also accounts for estimating the censoring distribution, as
+    R's ``cmprsk::crr`` (Breslow ties); standard errors, intervals and the Wald
+    tests use that variance; the likelihood-ratio test is crr's pseudo
+    likelihood ratio and the score test is at 0 with crr's information.
+    ``method="finegray"``: the data expanded with :func:`finegray_expand` and a
+    weighted Cox model (Efron ties, model-based variance), as
+    ``coxph(..., weights = fgwt)`` on ``survival::finegray`` output.
+
+    Both check separation on the expanded rows; a separated or nearly
+    separated model gets the Firth-penalised estimate on those weighted rows
+    (Breslow) and keeps the expanded fit's tests.
     """
     conf_level = check_conf_level(conf_level)
     cov = as_list(covariates)
     require_columns(data, [time, status, *cov], "fine_gray")
+    if method not in ("crr", "finegray"):
+        raise AnalysisError(f"fine_gray: method must be 'crr' or 'finegray', not {method!r}")
     expanded = finegray_expand(data, time, status, cause=cause)
-    return _cox_fit(expanded, cov, start="fgstart", stop="fgstop", event="fgstatus",
-                    id="fgid", weights="fgwt", conf_level=conf_level,
-                    what="fine_gray")
+    fit = _cox_fit(expanded, cov, start="fgstart", stop="fgstop", event="fgstatus",
+                   id="fgid", weights="fgwt", conf_level=conf_level, what="fine_gray")
+    if method == "finegray" or fit.monotone_likelihood:
+        return fit
+    t, s, _ = _prepare(data, time, status, None, "fine_gray")
+    X = np.column_stack([numeric(data, c, "fine_gray") for c in cov])
+    crr = crr_fit(t, np.where(s == cause, 1, np.where(s == 0, 0, 2)), X)
+    coef, var = crr["coef"], crr["var"]
+    se = np.sqrt(np.diag(var))
+    z_crit = stats.norm.ppf(0.5 + conf_level / 2)
+    table = fit.coefficients.copy()
+    table["coef"], table["se"], table["z"] = coef, se, coef / se
+    table["hr"] = np.exp(coef)
+    table["hr_lower"], table["hr_upper"] = np.exp(coef - z_crit * se), np.exp(coef + z_crit * se)
+    table["p_wald"] = 2 * stats.norm.sf(np.abs(table["z"]))
+    p = len(cov)
+    wald = float(coef @ np.linalg.solve(var, coef))
+    lr = 2 * (crr["loglik"] - crr["loglik_null"])
+    notes = [*fit.notes, "cmprsk::crr estimator (Breslow ties) with Fine and Gray's sandwich "
+             "variance, which accounts for estimating the censoring distribution"]
+    if not crr["converged"]:
+        notes.append("the crr Newton-Raphson fit did not converge; estimates are unreliable")
+    return replace(fit, coefficients=table,
+                   wald=TestResult(wald, p, float(stats.chi2.sf(wald, p))),
+                   likelihood_ratio=TestResult(float(lr), p, float(stats.chi2.sf(lr, p))),
+                   score=TestResult(crr["score"], p, float(stats.chi2.sf(crr["score"], p))),
+                   log_likelihood=crr["loglik"], log_likelihood_null=crr["loglik_null"],
+                   converged=fit.converged and crr["converged"], notes=tuple(notes))
 
 
 def cause_specific_cox(data: pd.DataFrame, time: str, status: str,

@@ -204,13 +204,30 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
                             f"{expected}; read the declared events")
     if b + expected > file_size:
         available = max(0, file_size - b)
+        if length >= expected:      # the segment's own offsets run past the end: cut short
+            raise FCSFormatError(
+                path, f"declares {n_events} events ({expected} bytes of DATA from byte {b}) "
+                f"but only {available} bytes remain in the file; it is truncated",
+                keyword="$TOT")
         raise FCSFormatError(
-            path, f"declares {n_events} events ({expected} bytes of DATA from byte {b}) but "
-            f"only {available} bytes remain in the file; it is truncated", keyword="$TOT")
+            path, f"$TOT declares more events than the file can hold: $TOT = {n_events:,} "
+            f"needs {expected:,} bytes of DATA, but the DATA segment ({src} offsets "
+            f"{b}..{e}) holds {length:,} bytes ({_events_in(layout, length):,} events) and "
+            f"the file has {available:,} bytes ({_events_in(layout, available):,} events) "
+            f"from byte {b} on; $TOT is wrong: correct it to the number of events the file "
+            "holds", keyword="$TOT")
     if length < expected and length != expected - 1:
         warnings.append(f"DATA segment is {length} bytes but {n_events} events need "
                         f"{expected}; read the declared events, which the file holds")
     return b, b + expected - 1, n_events
+
+
+def _events_in(layout, n_bytes: int) -> int:
+    """How many whole events ``n_bytes`` of DATA can hold."""
+    if n_bytes <= 0:
+        return 0
+    bits = n_bytes * (1 if layout.kinds[0] == "A" else 8)
+    return bits // layout.event_bits
 
 
 def _fluorescence_indices(channels: tuple[Channel, ...]) -> list[int]:
