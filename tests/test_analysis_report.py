@@ -240,6 +240,13 @@ def test_gating_qc_marks_undercounted_populations(report):
                                            "fewer than 50 events in 39 of 39 samples"), q
     corr = [q for q in table.index if q.startswith("3.corr.") and "Dendritic" in q]
     assert corr and table.loc[corr, "p_value"].isna().all()
+    tables = cohort_tables(small_cohort())
+    _, matrix = answer_all(immune=tables["immune"], chimerism=tables["chimerism"],
+                           endpoints=tables["endpoints"], adverse_events=None,
+                           plan=Plan(n_permutations=99), counts=tables["counts"])
+    dc = "Dendritic cells (log10)"
+    assert matrix.loc[dc].drop(dc).isna().all() and matrix.loc[dc, dc] == 1
+    assert matrix.loc["Treg (log10)"].drop(dc).notna().all()
     # NK cells: 3 of 39 samples below the limit -> numbers kept, with the caveat.
     row = table.loc["1.NK cells.M3"]
     assert 0 < row["p_value"] < 1

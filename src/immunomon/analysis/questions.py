@@ -668,7 +668,16 @@ def answer_all(*, immune: pd.DataFrame, chimerism: pd.DataFrame | None,
     rows = [*immune_change(immune, plan), *gvhd_outcomes(endpoints, plan),
             *timevarying_markers(endpoints, immune, chimerism, plan), *corr_rows,
             *competing_risks(endpoints, plan), *safety(endpoints, adverse_events, plan)]
-    rows = apply_gating_qc(rows, gating_verdicts(counts, plan), plan)
+    verdicts = gating_verdicts(counts, plan)
+    rows = apply_gating_qc(rows, verdicts, plan)
+    # The heatmap shows no correlation the gating QC withdrew.
+    withdrawn = {f"{p} (log10)" for p in verdicts.loc[verdicts["verdict"] == "not estimable",
+                                                      "population"]}
+    for name in withdrawn & set(matrix.index):
+        keep = matrix.loc[name, name]
+        matrix.loc[name, :] = np.nan
+        matrix.loc[:, name] = np.nan
+        matrix.loc[name, name] = keep
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy(float),
                                           table["family"].to_numpy())

@@ -139,7 +139,8 @@ FIGURE_CAPTIONS = {
     "survival": "Kaplan-Meier progression-free and overall survival with numbers at risk.",
     "forest": "Effect sizes with 95% intervals (log scale); open diamonds: Firth-penalised "
               "estimates of separated models; arrows: a limit at 0 or infinity.",
-    "correlations": "Spearman correlations at the primary visit.",
+    "correlations": "Spearman correlations at the primary visit (blank: withdrawn by the "
+                    "gating QC).",
 }
 
 # Short labels for the method column, first match wins; the full text goes to
