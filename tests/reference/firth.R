@@ -19,7 +19,8 @@ p <- function(...) cat(sprintf("%.10f", c(...)), "\n")
 # Penalised log partial likelihood at beta: Breslow loglik + 0.5 log det I(beta).
 pen_loglik <- function(beta, formula, data, weights = NULL) {
   data$.w <- if (is.null(weights)) 1 else weights
-  fit <- suppressWarnings(coxph(formula, data = data, weights = .w, ties = "breslow", robust = FALSE,
+  fit <- suppressWarnings(coxph(formula, data = data, weights = .w, ties = "breslow",
+                                robust = FALSE,
                                 init = beta, control = ctl0))
   # Far from the optimum the information can be numerically singular: no maximum there.
   logdet <- tryCatch(-as.numeric(determinant(fit$var, logarithm = TRUE)$modulus),
@@ -44,7 +45,8 @@ firth_ref <- function(formula, data, weights = NULL, level = 0.95) {
     top <- -opt$value
   }
   data$.w <- if (is.null(weights)) 1 else weights
-  fit <- suppressWarnings(coxph(formula, data = data, weights = .w, ties = "breslow", robust = FALSE,
+  fit <- suppressWarnings(coxph(formula, data = data, weights = .w, ties = "breslow",
+                                robust = FALSE,
                                 init = beta, control = ctl0))
   se <- sqrt(diag(fit$var))
   # Profile over the other coefficients with coefficient j fixed at v.
