@@ -263,6 +263,20 @@ def test_gating_qc_marks_undercounted_populations(report):
     assert '<section id="gating-qc"><h2>Gating QC</h2>' in text
 
 
+def test_analyze_command_summary_of_primary_answers(report):
+    from immunomon.cli import primary_lines
+    out, _, _ = report
+    questions = json.loads((out / "results.json").read_text())["questions"]
+    lines = {line.split(":")[0].strip(): line for line in primary_lines(questions)}
+    assert "Firth-penalised" in lines["2.relapse"] and "hazard ratio 0.0523" in \
+        lines["2.relapse"]
+    dc = dict(questions[0], label="primary", estimate=None, lower=None, upper=None,
+              p_value=None, question="x", note="not estimable (gating QC)",
+              gating_qc="not estimable: DC counted with fewer than 50 events")
+    assert primary_lines([dc]) == ["  x: not estimable: DC counted with fewer than 50 "
+                                   "events"]
+
+
 def test_provenance_in_its_own_file_with_study_relative_paths(report):
     out, page, _ = report
     text = page.read_text()

@@ -405,13 +405,25 @@ def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_
         click.echo(json.dumps(results, indent=2))
         return
     click.echo(f"report: {page}")
-    for q in results["questions"]:
+    for line in primary_lines(results["questions"]):
+        click.echo(line)
+
+
+def primary_lines(questions) -> list[str]:
+    """One line per primary answer of results.json: estimate, interval (Firth's
+    when the model is separated), p-value; or why it is not estimable."""
+    lines = []
+    for q in questions:
         if q["label"] != "primary":
             continue
         est = "" if q["estimate"] is None else f"{q['effect_measure']} {q['estimate']:.3g}"
         ci = "" if q["lower"] is None else f" ({q['lower']:.3g}-{q['upper']:.3g})"
+        firth = ", Firth-penalised" if q.get("estimator") == "Firth" else ""
         p = "" if q["p_value"] is None else f", p = {q['p_value']:.3g}"
-        click.echo(f"  {q['question']}: {est}{ci}{p}")
+        if q["estimate"] is None and str(q.get("note") or "").startswith("not estimable"):
+            est = str(q.get("gating_qc") or q["note"])
+        lines.append(f"  {q['question']}: {est}{ci}{firth}{p}")
+    return lines
 
 
 # --------------------------------------------------------------------------- run
