@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import ClinicalDataError
 from .derive import derive_tables
-from .tables import FILE_NAMES, SCHEMAS, TABLES, empty_table, read_table
+from .tables import FILE_NAMES, SCHEMAS, TABLES, _typed, empty_table, read_table
 from .validate import validate_tables
 
 __all__ = ["ClinicalData", "read_clinical", "build_clinical"]
@@ -35,6 +35,7 @@ class ClinicalData:
     cgvhd: pd.DataFrame
     responses: pd.DataFrame
     adverse_events: pd.DataFrame
+    labs: pd.DataFrame
     deaths: pd.DataFrame
     followup: pd.DataFrame
 
@@ -50,6 +51,21 @@ class ClinicalData:
         """Time-varying covariate intervals; see :func:`immunomon.clinical.intervals`."""
         from .endpoints import intervals
         return intervals(self, **kwargs)
+
+    def lab_adverse_events(self, version="3.0", **kwargs) -> pd.DataFrame:
+        """Adverse events from laboratory values; see
+        :func:`immunomon.clinical.lab_adverse_events`."""
+        from .labs import lab_adverse_events
+        return lab_adverse_events(self, version, **kwargs)
+
+    def graded_adverse_events(self, version="3.0", *, start_day=None,
+                              window_days: float = 0) -> pd.DataFrame:
+        """Reported and laboratory adverse events merged, each episode once; see
+        :func:`immunomon.clinical.merge_adverse_events`."""
+        from .labs import lab_adverse_events, merge_adverse_events
+        lab = lab_adverse_events(self, version, start_day=start_day)
+        return merge_adverse_events(self.adverse_events, lab, version,
+                                    window_days=window_days)
 
 
 def build_clinical(tables: Mapping[str, pd.DataFrame]) -> ClinicalData:
@@ -68,6 +84,14 @@ def build_clinical(tables: Mapping[str, pd.DataFrame]) -> ClinicalData:
             table["source_line"] = table.get("source_line", pd.Series(
                 [None] * len(table), index=table.index, dtype=object))
             full[name] = table
+        optional = [c for c in SCHEMAS[name] if not c.required and c.name not in table.columns]
+        if optional:
+            # optional columns left out of an in-memory table are blank, as in a CSV
+            table = table.copy()
+            for c in optional:
+                table[c.name] = _typed(["on" if c.name == "status" else None] * len(table),
+                                       c).array
+            full[name] = table
         missing = [c.name for c in SCHEMAS[name] if c.name not in table.columns]
         if missing:
             raise ValueError(f"table {name!r} lacks normalised columns {missing}; build it "
@@ -80,8 +104,8 @@ def read_clinical(folder, *, date_order: str | None = None) -> ClinicalData:
     """Read the documented CSV files of a folder into a :class:`ClinicalData`.
 
     ``patients.csv`` is required; ``treatments.csv``, ``agvhd.csv``,
-    ``cgvhd.csv``, ``responses.csv``, ``adverse_events.csv``, ``deaths.csv``
-    and ``followup.csv`` are read when present (an absent file is an empty
+    ``cgvhd.csv``, ``responses.csv``, ``adverse_events.csv``, ``labs.csv``,
+    ``deaths.csv`` and ``followup.csv`` are read when present (an absent file is an empty
     table). ``date_order`` ("DMY" or "MDY") is needed only for dates written
     ``NN/NN/YYYY``.
     """

@@ -23,6 +23,7 @@ DAY_COLUMNS = {
     "cgvhd": {"date": "day"},
     "responses": {"date": "day"},
     "adverse_events": {"onset_date": "onset_day", "resolution_date": "resolution_day"},
+    "labs": {"date": "day"},
     "deaths": {"date": "day"},
     "followup": {"last_follow_up_date": "day"},
 }
@@ -145,6 +146,27 @@ def derive_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]
         index=cg.index, dtype=object)
 
     out["responses"] = _derive_responses(out["responses"])
+    _check_lab_units(out["labs"])
     return out
+
+
+def _check_lab_units(labs: pd.DataFrame) -> None:
+    """Every unit of a test that CTCAE grades must be one we can read for it."""
+    if labs.empty:
+        return
+    from .ctcae import analyte_for_test, normalize_unit
+    for (test, unit), grp in labs.groupby([labs["test"], labs["unit"].fillna("")],
+                                           sort=False):
+        analyte = analyte_for_test(test)
+        if analyte is None or not unit:
+            continue
+        try:
+            normalize_unit(unit, analyte)
+        except ValueError as exc:
+            row = grp.iloc[0]
+            raise clinical_error(row["source_file"], row["source_line"],
+                                 labs.attrs.get("labels", {}).get("unit", "unit"),
+                                 f"{exc}; write it as e.g. 10^9/L, /mm3, g/dL, g/L, mg/dL, "
+                                 "mmol/L, umol/L, mEq/L or U/L") from None
 
 

@@ -34,6 +34,7 @@ INSTRUMENTS = {
     "chronic_gvhd": ("cgvhd", "cgvhd_"),
     "response": ("responses", "resp_"),
     "adverse_event": ("adverse_events", "ae_"),
+    "laboratory": ("labs", "lab_"),
 }
 # patient-level field -> (table, column)
 PATIENT_FIELDS = {
@@ -82,7 +83,7 @@ def read_redcap(path, *, id_field: str = "record_id", date_order: str | None = N
         else:
             raise clinical_error(file, 1, col, "unknown REDCap field; expected the patient "
                                  "fields or an instrument prefix (tx_, agvhd_, cgvhd_, resp_, "
-                                 "ae_) plus a column name (see docs/clinical.md), or pass "
+                                 "ae_, lab_) plus a column name (see docs/clinical.md), or pass "
                                  "ignore=")
 
     inst_col = raw["redcap_repeat_instrument"].str.strip().str.lower()

@@ -1,7 +1,7 @@
-"""CDISC SDTM domains DM, AE, RS, EX and DS (as CSV) into ClinicalData.
+"""CDISC SDTM domains DM, AE, RS, EX, DS and LB (as CSV) into ClinicalData.
 
 Mapping (variable names as in the SDTM Implementation Guide; files ``dm.csv``,
-``ae.csv``, ``rs.csv``, ``ex.csv``, ``ds.csv`` in any letter case):
+``ae.csv``, ``rs.csv``, ``ex.csv``, ``ds.csv``, ``lb.csv`` in any letter case):
 
 - DM -> patients: ``USUBJID`` id, ``SEX`` (``U`` = blank), ``AGE`` (``AGEU``
   must be YEARS when given), the transplant date from ``RFSTDTC`` (the study
@@ -18,6 +18,11 @@ Mapping (variable names as in the SDTM Implementation Guide; files ``dm.csv``,
   ``RSSTRESC`` (sCR, CR, VGPR, PR, MR, SD, PD, NE).
 - EX -> treatments: ``EXTRT``, ``EXSTDTC``, ``EXENDTC``, ``EXDOSE``,
   ``EXDOSU``, ``EXADJ``; a record with ``EXDOSE`` 0 is a hold.
+- LB -> labs: ``LBTESTCD`` (or ``LBTEST`` when the code is not one we grade),
+  ``LBDTC``, the standard result ``LBSTRESN``/``LBSTRESU`` with
+  ``LBSTNRLO``/``LBSTNRHI`` when the file has them, else the original
+  ``LBORRES``/``LBORRESU``/``LBORNRLO``/``LBORNRHI``; the baseline flag
+  ``LBBLFL`` or ``LBLOBXFL`` = Y. Records without a result are skipped.
 """
 
 from __future__ import annotations
@@ -188,7 +193,36 @@ def read_sdtm(folder, *, transplant_date: str = "RFSTDTC",
             "treatments", os.fspath(ex_path), date_order=date_order,
             labels={"patient_id": "USUBJID", "drug": "EXTRT", "start_date": "EXSTDTC",
                     "stop_date": "EXENDTC", "dose": "EXDOSE", "dose_unit": "EXDOSU"})
+    lb_path = _find(folder, "lb")
+    if lb_path is not None:
+        tables["labs"] = _labs(lb_path, date_order)
     return build_clinical(tables)
+
+
+def _labs(path, date_order) -> pd.DataFrame:
+    from .ctcae import analyte_for_test
+
+    lb = read_csv_text(path)
+    _need(lb, path, ["usubjid", "lbdtc"])
+    if "lbtestcd" not in lb.columns and "lbtest" not in lb.columns:
+        raise clinical_error(path, 1, "LBTESTCD", "required SDTM variable missing")
+    std = "lbstresn" in lb.columns
+    result, unit, lo, hi = (("lbstresn", "lbstresu", "lbstnrlo", "lbstnrhi") if std else
+                            ("lborres", "lborresu", "lbornrlo", "lbornrhi"))
+    _need(lb, path, [result])
+    code, name = _get(lb, "lbtestcd"), _get(lb, "lbtest")
+    test = code.where(code.map(lambda c: c != "" and analyte_for_test(c) is not None)
+                      | (name == ""), name)
+    flag = (_get(lb, "lbblfl").str.upper() == "Y") | (_get(lb, "lblobxfl").str.upper() == "Y")
+    keep = lb[result] != ""
+    frame = pd.DataFrame({
+        "patient_id": lb["usubjid"], "date": lb["lbdtc"], "test": test, "value": lb[result],
+        "unit": _get(lb, unit), "lln": _get(lb, lo), "uln": _get(lb, hi),
+        "baseline": flag.map({True: "yes", False: ""}), "source_line": lb["source_line"]})[keep]
+    return coerce_table(frame, "labs", os.fspath(path), date_order=date_order,
+                        labels={"patient_id": "USUBJID", "date": "LBDTC", "test": "LBTESTCD",
+                                "value": result.upper(), "unit": unit.upper(),
+                                "lln": lo.upper(), "uln": hi.upper(), "baseline": "LBBLFL"})
 
 
 def _is_zero(text: str) -> bool:

@@ -82,6 +82,18 @@ ACTION = _choices({
     "withdrawn": ("drug withdrawn", "discontinued"), "not_applicable": ("na",),
     "unknown": (),
 })
+STOP_REASON = _choices({
+    "completed": ("completed protocol", "protocol completed", "end of treatment",
+                  "planned end"),
+    "toxicity": ("adverse event", "ae", "intolerance", "toxicity"),
+    "progression": ("relapse", "disease progression", "pd", "relapse/progression"),
+    "gvhd": ("acute gvhd", "chronic gvhd", "graft versus host disease"),
+    "death": ("died",),
+    "patient_decision": ("withdrawal", "consent withdrawn", "withdrawal of consent",
+                         "patient request", "patient choice"),
+    "physician_decision": ("investigator decision", "physician choice"),
+    "other": (),
+})
 DEATH_CAUSE = _choices({
     "relapse": ("progression", "relapse/progression", "relapse or progression"),
     "nrm": ("non relapse", "non relapse mortality", "transplant related", "trm",
@@ -122,6 +134,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("hla_match", "hla", nullable=True),
         Column("conditioning", "enum", nullable=True, choices=CONDITIONING),
         Column("stem_cell_source", "enum", nullable=True, choices=STEM_CELL_SOURCE),
+        Column("weight_kg", "float", required=False, nullable=True, lo=1, hi=400),
     ),
     "treatments": (
         Column("patient_id", "id"),
@@ -132,6 +145,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("dose_unit", "text", nullable=True),
         Column("status", "enum", required=False, choices=TREATMENT_STATUS),
         Column("reason", "text", required=False, nullable=True),
+        Column("stop_reason", "enum", required=False, nullable=True, choices=STOP_REASON),
     ),
     "agvhd": (
         Column("patient_id", "id"),
@@ -173,6 +187,16 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("relation", "enum", required=False, nullable=True, choices=RELATION),
         Column("action", "enum", required=False, nullable=True, choices=ACTION),
         Column("drug", "text", required=False, nullable=True),
+    ),
+    "labs": (
+        Column("patient_id", "id"),
+        Column("date", "date"),
+        Column("test", "text"),
+        Column("value", "float", lo=0),
+        Column("unit", "text", required=False, nullable=True),
+        Column("lln", "float", required=False, nullable=True, lo=0),
+        Column("uln", "float", required=False, nullable=True, lo=0),
+        Column("baseline", "bool", required=False, nullable=True),
     ),
     "deaths": (
         Column("patient_id", "id"),

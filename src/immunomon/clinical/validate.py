@@ -17,6 +17,7 @@ DATE_COLUMNS = {
     "cgvhd": ("date",),
     "responses": ("date",),
     "adverse_events": ("onset_date", "resolution_date"),
+    "labs": ("date",),
     "deaths": ("date",),
     "followup": ("last_follow_up_date",),
 }
@@ -48,8 +49,10 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> None:
     """Raise :class:`~immunomon.ClinicalDataError` at the first inconsistency.
 
     Checks, in order: duplicate ids and assessments; patients missing from the
-    patients table; dates before transplant, after death or after the last
-    follow-up; stop before start; overlapping treatment periods of one drug;
+    patients table; dates before transplant (laboratory values and a response
+    baseline may predate it), after death or after the last follow-up; stop
+    before start; overlapping treatment periods of one drug; a stop reason only
+    on a period that stops; at most one baseline value per patient and test;
     at most one response baseline per patient; a lung score or FEV1 on every
     chronic GVHD assessment.
     """
@@ -85,6 +88,8 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> None:
         for col in columns:
             d = table[col]
             before = d < tx
+            if name == "labs":
+                before &= False     # screening laboratory values may predate the transplant
             if name == "responses":
                 # A pre-transplant disease assessment may serve as the baseline.
                 before &= ~table["baseline"].fillna(False).astype(bool)
@@ -117,6 +122,28 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> None:
             _fail(row, b, f"{_day(row[b])} is before {a} {_day(row[a])}", table)
 
     _check_overlaps(tables["treatments"])
+    tr = tables["treatments"]
+    if not tr.empty and "stop_reason" in tr:
+        bad = tr["stop_reason"].notna() & tr["stop_date"].isna()
+        if bad.any():
+            _fail(tr[bad].iloc[0], "stop_reason", "a period without a stop date cannot have a "
+                  "stop reason; give the stop date, or leave the reason blank", tr)
+        held = tr["stop_reason"].notna() & (tr["status"] == "held")
+        if held.any():
+            _fail(tr[held].iloc[0], "stop_reason", "a hold has no stop reason; give the reason "
+                  "of the hold in the reason column", tr)
+
+    labs = tables["labs"]
+    if not labs.empty:
+        marked = labs[labs["baseline"].fillna(False).astype(bool)].assign(
+            _test=lambda t: t["test"].str.lower())
+        dup = marked.duplicated(["patient_id", "_test"])
+        if dup.any():
+            row = marked[dup].iloc[0]
+            first = marked[(marked["patient_id"] == row["patient_id"])
+                           & (marked["_test"] == row["_test"])].iloc[0]
+            _fail(row, "baseline", f"a second baseline {row['test']} for patient "
+                  f"{row['patient_id']!r} (the first is on row {first['source_line']})", labs)
 
     resp = tables["responses"]
     if not resp.empty:
