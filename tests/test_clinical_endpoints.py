@@ -140,3 +140,38 @@ def test_intervals_feed_counting_process(cohort):
     assert p1[["start", "stop", "len"]].values.tolist() == [
         [0, 90, 0], [90, 119, 1], [119, 127, 0], [127, 180, 1], [180, 181, 0]]
     assert p1["event"].tolist() == [0, 0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("steroid,weight,expect", [
+    # prednisone 70 mg/day for a 70 kg patient = 1 mg/kg/day from day 184 (09-15);
+    # skin 1 -> 2 on 09-23 (day 192) after 8 days: refractory on day 192
+    ("prednisone,2021-09-15,2021-12-31,70,mg", "70", (True, 192.0)),
+    # methylprednisolone 0.8 mg/kg = prednisone 1.0 mg/kg
+    ("methylprednisolone,2021-09-15,2021-12-31,0.8,mg/kg", "", (True, 192.0)),
+    # 0.6 mg/kg/day: not the progression dose; 4 weeks later (10-13 = day 212)
+    # skin is still 2: persistence without improvement, refractory on day 212
+    ("prednisone,2021-09-15,2021-12-31,0.6,mg/kg/day", "", (True, 212.0)),
+    # a dose in mg without the patient's weight cannot be judged
+    ("prednisone,2021-09-15,2021-12-31,70,mg", "", (pd.NA, np.nan)),
+])
+def test_steroid_refractory_chronic_gvhd_in_endpoints(tmp_path, steroid, weight, expect):
+    files = dict(FILES)
+    files["patients.csv"] = FILES["patients.csv"].replace(
+        "stem_cell_source\n", "stem_cell_source,weight_kg\n").replace(
+        "PBSC\nP2", "PBSC,\nP2").replace("related,10/10,RIC,PBSC\nP3",
+                                          f"related,10/10,RIC,PBSC,{weight}\nP3") \
+        .replace("9/10,RIC,PBSC\n", "9/10,RIC,PBSC,\n")
+    files["cgvhd.csv"] = ("patient_id,date,skin,mouth,eyes,gi,liver,lungs,joints_fascia\n"
+                          "P2,2021-09-15,1,1,0,0,0,0,0\nP2,2021-09-23,2,1,0,0,0,0,0\n"
+                          "P2,2021-10-13,2,1,0,0,0,0,0\n")
+    files["treatments.csv"] = FILES["treatments.csv"] + f"P2,{steroid},on,cGVHD\n"
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    ep = read_clinical(tmp_path).endpoints().set_index("patient_id")
+    flag, day = ep.at["P2", "cgvhd_steroid_refractory"], ep.at["P2", "cgvhd_steroid_refractory_day"]
+    if expect[0] is pd.NA:
+        assert pd.isna(flag) and np.isnan(day)
+    else:
+        assert (bool(flag), day) == expect
+    assert pd.isna(ep.at["P1", "cgvhd_steroid_refractory"])     # no chronic GVHD
+    assert ep.at["P1", "agvhd_steroid_refractory_day"] == 40

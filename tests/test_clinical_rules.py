@@ -303,3 +303,73 @@ def test_nih_severity_never_falls_when_an_organ_worsens(a, b):
     s_a = nih_global_severity(**dict(zip(names, a)))
     s_w = nih_global_severity(**dict(zip(names, worse)))
     assert order.index(s_w) >= order.index(s_a)
+
+
+# ------------------------------------------------- steroid-refractory chronic GVHD
+# NIH 2014 (Martin PJ et al., Biol Blood Marrow Transplant 2015;21:1343-1359):
+# progression despite prednisone >= 1 mg/kg/day for >= 1 week, or persistence
+# without improvement despite >= 0.5 mg/kg/day for >= 4 weeks. Organ changes by
+# Lee SJ et al., Biol Blood Marrow Transplant 2015;21:984-999 (0 -> 1 is not
+# progression; FEV1 down 10 points is).
+
+from immunomon.clinical.gvhd import (  # noqa: E402
+    OrganScores, cgvhd_improved, cgvhd_progressed, steroid_refractory_chronic,
+    steroid_refractory_day,
+)
+
+
+def _scores(day, skin=1, mouth=1, eyes=0, gi=0, liver=0, lungs=0, joints=0, fev1=None):
+    return OrganScores(day, skin, mouth, eyes, gi, liver, lungs, joints, fev1)
+
+
+def test_cgvhd_organ_changes():
+    base = _scores(0)
+    assert cgvhd_progressed(base, _scores(10, skin=2))
+    assert not cgvhd_progressed(base, _scores(10, eyes=1))          # 0 -> 1 is not
+    assert cgvhd_progressed(base, _scores(10, eyes=2))              # 0 -> 2 is
+    assert cgvhd_progressed(_scores(0, fev1=75), _scores(9, fev1=65))
+    assert not cgvhd_progressed(_scores(0, fev1=75), _scores(9, fev1=66))
+    assert cgvhd_improved(base, _scores(10, skin=0))
+    assert not cgvhd_improved(base, _scores(10, skin=0, mouth=3))   # mixed: not improved
+    assert not cgvhd_improved(base, _scores(10))
+
+
+def test_steroid_refractory_chronic_progression_rule():
+    doses = [(0, 40, 1.0)]
+    # progression on day 7 after days 0-6 at 1 mg/kg/day: refractory on day 7
+    assert steroid_refractory_chronic([_scores(0), _scores(7, skin=2)], doses) == (True, 7)
+    # on day 6 only six days have been given: not yet; improved by day 30: not refractory
+    assert steroid_refractory_chronic([_scores(0), _scores(6, skin=2), _scores(30, skin=0)],
+                                      doses) == (False, None)
+    # 0.9 mg/kg/day is below the progression dose: day 7 does not count, and day 28
+    # (28 days >= 0.5) shows the disease not improved: refractory by the second rule
+    seq = [_scores(0), _scores(7, skin=2), _scores(28, skin=2)]
+    assert steroid_refractory_chronic(seq, [(0, 40, 0.9)]) == (True, 28)
+
+
+def test_steroid_refractory_chronic_persistence_rule():
+    seq = [_scores(0), _scores(14), _scores(28)]
+    # 1 mg/kg/day for two weeks, then 0.5: 28 days >= 0.5 by day 28, unchanged
+    assert steroid_refractory_chronic(seq, [(0, 13, 1.0), (14, 60, 0.5)]) == (True, 28)
+    # "1 mg/kg every other day" entered as its daily average
+    assert steroid_refractory_chronic(seq, [(0, 60, 0.5)]) == (True, 28)
+    # tapered to 0.25 from day 21: never four weeks at 0.5
+    assert steroid_refractory_chronic(seq, [(0, 20, 0.5), (21, 60, 0.25)]) == (False, None)
+    # improved on day 28: not refractory
+    assert steroid_refractory_chronic([_scores(0), _scores(28, mouth=0)],
+                                      [(0, 60, 1.0)]) == (False, None)
+    # the 2005 durations: four weeks are not enough, eight are
+    seq = [_scores(0), _scores(28), _scores(56)]
+    assert steroid_refractory_chronic(seq, [(0, 80, 0.5)], progression_days=14,
+                                      persistence_days=56) == (True, 56)
+    assert steroid_refractory_chronic(seq, [], persistence_days=56) == (None, None)
+
+
+def test_steroid_refractory_acute_day():
+    seq = [StageSet(0, 3, 0, 0, 0), StageSet(4, 3, 1, 0, 0), StageSet(7, 2, 0, 0, 0)]
+    assert steroid_refractory_day(seq, 0) == (True, 4)          # progressed on day 4
+    seq = [StageSet(0, 3, 0, 0, 0), StageSet(7, 3, 0, 0, 0)]
+    assert steroid_refractory_day(seq, 0) == (True, 7)          # no response by day 7
+    seq = [StageSet(0, 3, 0, 0, 0), StageSet(7, 1, 0, 0, 0)]
+    assert steroid_refractory_day(seq, 0) == (False, None)
+    assert steroid_refractory(seq, 0) is False

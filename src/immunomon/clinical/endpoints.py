@@ -23,7 +23,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from .gvhd import StageSet, steroid_refractory
+from .gvhd import (
+    PREDNISONE_EQUIVALENT, OrganScores, StageSet, steroid_refractory_chronic,
+    steroid_refractory_day,
+)
 from .tables import clinical_error
 
 __all__ = ["endpoints", "intervals", "STEROIDS", "covariate_name"]
@@ -90,7 +93,12 @@ def endpoints(data, *, grading: str = "magic", steroids=STEROIDS) -> pd.DataFram
     ``cgvhd_days``/``_event``, ``cgvhd_modsev_days``/``_event`` (all 0/1/2 with
     death competing), ``agvhd_max_grade``, ``agvhd_steroid_refractory``
     (see :func:`~immunomon.clinical.gvhd.steroid_refractory`; <NA> when no
-    steroids were given for acute GVHD or the course cannot be judged).
+    steroids were given for acute GVHD or the course cannot be judged) and
+    ``agvhd_steroid_refractory_day`` (the assessment that shows it),
+    ``cgvhd_steroid_refractory``/``_day`` (NIH definition,
+    :func:`~immunomon.clinical.gvhd.steroid_refractory_chronic`, from the
+    systemic steroid doses given from chronic GVHD onset on; <NA> without
+    steroids, or when a dose is in mg and the patient's weight is unknown).
     ``grading``: "magic" or "glucksberg" for the acute GVHD grade.
     """
     gcol = _grade_col(grading)
@@ -126,33 +134,97 @@ def endpoints(data, *, grading: str = "magic", steroids=STEROIDS) -> pd.DataFram
 
     maxg = ag.groupby("patient_id")[gcol].max() if len(ag) else pd.Series(dtype="Int64")
     out["agvhd_max_grade"] = out["patient_id"].map(maxg).fillna(0).astype("Int64")
-    out["agvhd_steroid_refractory"] = _steroid_flags(data, out, gcol, steroids)
+    out["agvhd_steroid_refractory"], out["agvhd_steroid_refractory_day"] = \
+        _steroid_flags(data, out, gcol, steroids)
+    out["cgvhd_steroid_refractory"], out["cgvhd_steroid_refractory_day"] = \
+        _chronic_steroid_flags(data, out)
     return out
 
 
-def _steroid_flags(data, out, gcol, steroids) -> pd.Series:
+def _steroid_flags(data, out, gcol, steroids) -> tuple[pd.Series, pd.Series]:
     """Steroid start: the first systemic steroid period starting on or after the first
     assessment with acute GVHD grade >= I (any organ involved)."""
     names = {s.lower() for s in steroids}
     tr = data.treatments
     st = tr[tr["drug"].str.lower().isin(names) & (tr["status"] == "on")] if len(tr) else tr
-    flags = []
+    flags, days = [], []
     for pid in out["patient_id"]:
         a = data.agvhd[data.agvhd["patient_id"] == pid].sort_values("day")
         onset = a.loc[a[gcol] >= 1, "day"]
         s = st[st["patient_id"] == pid] if len(st) else st
-        if onset.empty or s.empty:
-            flags.append(pd.NA)
-            continue
-        starts = s.loc[s["start_day"] >= onset.iloc[0], "start_day"]
+        starts = s.loc[s["start_day"] >= onset.iloc[0], "start_day"] \
+            if not (onset.empty or s.empty) else pd.Series(dtype=float)
         if starts.empty:
             flags.append(pd.NA)
+            days.append(np.nan)
             continue
         seq = [StageSet(int(r["day"]), int(r["skin"]), int(r["liver"]), int(r["upper_gi"]),
                         int(r["lower_gi"])) for _, r in a.iterrows()]
-        flag = steroid_refractory(seq, int(starts.min()))
+        flag, day = steroid_refractory_day(seq, int(starts.min()))
         flags.append(pd.NA if flag is None else flag)
-    return pd.Series(flags, index=out.index, dtype="boolean")
+        days.append(np.nan if day is None else float(day))
+    return (pd.Series(flags, index=out.index, dtype="boolean"),
+            pd.Series(days, index=out.index, dtype=float))
+
+
+def steroid_doses(data, pid, end_day: float | None = None
+                  ) -> list[tuple[int, int, float]] | None:
+    """A patient's systemic steroid periods as prednisone mg/kg/day (first, last, dose).
+
+    Doses in mg/kg (per day) are used as they are; doses in mg need the
+    patient's ``weight_kg``. Returns None when a dose cannot be converted (no
+    weight, no dose, another unit), so refractoriness is not judged on part of
+    the steroids. A period still running lasts to ``end_day``.
+    """
+    tr = data.treatments
+    if tr.empty:
+        return []
+    rows = tr[(tr["patient_id"] == pid) & (tr["status"] == "on")
+              & tr["drug"].str.lower().isin(PREDNISONE_EQUIVALENT)]
+    weight = data.patients.set_index("patient_id")["weight_kg"].get(pid) \
+        if "weight_kg" in data.patients else None
+    out = []
+    for r in rows.itertuples():
+        unit = re.sub(r"\s+", "", str(r.dose_unit or "")).lower()
+        if pd.isna(r.dose):
+            return None
+        if unit in ("mg/kg", "mg/kg/day", "mg/kg/d"):
+            mgkg = float(r.dose)
+        elif unit in ("mg", "mg/day", "mg/d") and weight is not None and not pd.isna(weight):
+            mgkg = float(r.dose) / float(weight)
+        else:
+            return None
+        stop = r.stop_day if not pd.isna(r.stop_day) else \
+            (end_day if end_day is not None else r.start_day)
+        out.append((int(r.start_day), int(stop),
+                    mgkg * PREDNISONE_EQUIVALENT[r.drug.strip().lower()]))
+    return out
+
+
+def _chronic_steroid_flags(data, out) -> tuple[pd.Series, pd.Series]:
+    """NIH steroid-refractory chronic GVHD per patient, and its day (see gvhd.py)."""
+    flags, days = [], []
+    cg = data.cgvhd
+    for pid, end in zip(out["patient_id"], out["end_day"]):
+        a = cg[cg["patient_id"] == pid].sort_values("day") if len(cg) else cg
+        onset = a.loc[a["nih_severity"] != "none", "day"] if len(a) else a
+        doses = steroid_doses(data, pid, end)
+        if len(onset) == 0 or not doses:
+            flags.append(pd.NA)
+            days.append(np.nan)
+            continue
+        first = onset.iloc[0]
+        doses = [(max(s, int(first)), min(e, int(end)), d) for s, e, d in doses
+                 if min(e, int(end)) >= max(s, int(first))]
+        seq = [OrganScores(int(r.day), int(r.skin), int(r.mouth), int(r.eyes), int(r.gi),
+                           int(r.liver), int(r.lung_score), int(r.joints_fascia),
+                           None if pd.isna(r.lung_fev1_pct) else float(r.lung_fev1_pct))
+               for r in a[a["day"] >= first].itertuples()]
+        flag, day = steroid_refractory_chronic(seq, doses) if doses else (None, None)
+        flags.append(pd.NA if flag is None else flag)
+        days.append(np.nan if day is None else float(day))
+    return (pd.Series(flags, index=out.index, dtype="boolean"),
+            pd.Series(days, index=out.index, dtype=float))
 
 
 # ---------------------------------------------------------------------------

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = [
     "AGVHD_ORGANS", "AGVHD_STAGE_MAX", "CGVHD_ORGANS", "NIH_SEVERITIES",
     "magic_grade", "glucksberg_grade", "lung_score_from_fev1", "nih_global_severity",
     "StageSet", "agvhd_progressed", "agvhd_improved", "steroid_refractory",
+    "steroid_refractory_day", "OrganScores", "cgvhd_progressed", "cgvhd_improved",
+    "steroid_refractory_chronic", "PREDNISONE_EQUIVALENT",
 ]
 
 AGVHD_ORGANS = ("skin", "liver", "upper_gi", "lower_gi")
@@ -178,6 +182,36 @@ def agvhd_improved(before: StageSet, after: StageSet) -> bool:
     return any(x < 0 for x in d) and not any(x > 0 for x in d)
 
 
+def steroid_refractory_day(assessments: Sequence[StageSet], steroid_start: float,
+                           *, progression_day: float = 3, no_response_day: float = 7
+                           ) -> tuple[bool | None, float | None]:
+    """:func:`steroid_refractory` and the day it is established.
+
+    The day is that of the assessment that shows it: the first progression at
+    least ``progression_day`` days after the steroid start, or else the first
+    assessment at least ``no_response_day`` days after it, if not improved.
+    """
+    seq = sorted(assessments, key=lambda a: a.day)
+    base = [a for a in seq if a.day <= steroid_start]
+    if not base:
+        return None, None
+    baseline = base[-1]
+    after = [a for a in seq if a.day > steroid_start]
+    progressed = [a for a in after if a.day - steroid_start >= progression_day
+                  and agvhd_progressed(baseline, a)]
+    late = [a for a in after if a.day - steroid_start >= no_response_day]
+    if late and not agvhd_improved(baseline, late[0]):
+        first = late[0].day
+        if progressed and progressed[0].day < first:
+            first = progressed[0].day
+        return True, first
+    if progressed:
+        return True, progressed[0].day
+    if late:
+        return False, None
+    return None, None
+
+
 def steroid_refractory(assessments: Sequence[StageSet], steroid_start: float,
                        *, progression_day: float = 3, no_response_day: float = 7
                        ) -> bool | None:
@@ -199,16 +233,144 @@ def steroid_refractory(assessments: Sequence[StageSet], steroid_start: float,
     or no assessment late enough to decide (not assessable), False when
     neither condition holds.
     """
+    return steroid_refractory_day(assessments, steroid_start,
+                                  progression_day=progression_day,
+                                  no_response_day=no_response_day)[0]
+
+
+# --- steroid-refractory chronic GVHD ------------------------------------------------
+
+# mg of prednisone per mg of the steroid (equal anti-inflammatory doses: prednisone
+# 5 mg = prednisolone 5 mg = methylprednisolone 4 mg = dexamethasone 0.75 mg =
+# hydrocortisone 20 mg)
+PREDNISONE_EQUIVALENT = {"prednisone": 1.0, "prednisolone": 1.0,
+                         "methylprednisolone": 1.25, "dexamethasone": 20 / 3,
+                         "hydrocortisone": 0.25}
+_CGVHD_SCORED = ("skin", "mouth", "eyes", "gi", "liver", "lungs", "joints_fascia")
+
+
+@dataclass(frozen=True)
+class OrganScores:
+    """NIH chronic GVHD organ scores (0-3) on one assessment day; ``fev1``: FEV1 %
+    predicted when measured (it then judges the lungs)."""
+
+    day: float
+    skin: int
+    mouth: int
+    eyes: int
+    gi: int
+    liver: int
+    lungs: int
+    joints_fascia: int
+    fev1: float | None = None
+
+    def scores(self) -> dict[str, int]:
+        return {o: getattr(self, o) for o in _CGVHD_SCORED}
+
+
+def _organ_changes(before: OrganScores, after: OrganScores) -> tuple[bool, bool]:
+    """(some organ worse, some organ better) by the NIH 2014 response criteria,
+    read on the organ scores.
+
+    Lee SJ et al., "Measuring therapeutic response in chronic graft-versus-host
+    disease. National Institutes of Health Consensus Development Project on
+    Criteria for Clinical Trials in Chronic GVHD: IV. The 2014 Response Criteria
+    Working Group Report", Biol Blood Marrow Transplant 2015;21:984-999: an organ
+    progresses when its score rises by 1 or more, except from 0 to 1; the lungs
+    progress when FEV1 falls by 10 or more points of % predicted (the lung score
+    when FEV1 is not measured at both visits). An organ improves when its score
+    falls (FEV1 rises by 10 points or more). Mouth, liver and joint changes are
+    read on their 0-3 scores, since the table does not hold the OMRS, liver
+    tests or P-ROM the criteria measure them with.
+    """
+    worse = better = False
+    for organ, a in before.scores().items():
+        b = after.scores()[organ]
+        if organ == "lungs" and before.fev1 is not None and after.fev1 is not None:
+            worse |= after.fev1 <= before.fev1 - 10
+            better |= after.fev1 >= before.fev1 + 10
+            continue
+        worse |= b - a >= 1 and not (a == 0 and b == 1)
+        better |= b < a
+    return worse, better
+
+
+def cgvhd_progressed(before: OrganScores, after: OrganScores) -> bool:
+    """Progression: some organ worse (see :func:`_organ_changes`)."""
+    return _organ_changes(before, after)[0]
+
+
+def cgvhd_improved(before: OrganScores, after: OrganScores) -> bool:
+    """Complete or partial response: some organ better and none worse."""
+    worse, better = _organ_changes(before, after)
+    return better and not worse
+
+
+def _daily_dose(doses, first: int, last: int) -> np.ndarray:
+    """Prednisone mg/kg/day on each day first..last (overlapping periods add up)."""
+    out = np.zeros(last - first + 1)
+    for a, b, mgkg in doses:
+        lo, hi = max(int(a), first), min(int(b), last)
+        if lo <= hi:
+            out[lo - first:hi - first + 1] += mgkg
+    return out
+
+
+def steroid_refractory_chronic(assessments: Sequence[OrganScores],
+                               doses: Sequence[tuple[float, float, float]], *,
+                               progression_dose: float = 1.0, progression_days: int = 7,
+                               persistence_dose: float = 0.5, persistence_days: int = 28
+                               ) -> tuple[bool | None, float | None]:
+    """Steroid-refractory chronic GVHD by the NIH definition, and the day it shows.
+
+    Martin PJ et al., "National Institutes of Health Consensus Development
+    Project on Criteria for Clinical Trials in Chronic Graft-versus-Host Disease:
+    VI. The 2014 Clinical Trial Design Working Group Report", Biol Blood Marrow
+    Transplant 2015;21:1343-1359: chronic GVHD is steroid-refractory when it
+
+    1. progresses despite prednisone >= 1 mg/kg/day for at least 1 week, or
+    2. persists without improvement despite prednisone >= 0.5 mg/kg/day (or
+       1 mg/kg every other day) for at least 4 weeks.
+
+    ``doses``: (first day, last day, prednisone-equivalent mg/kg/day) periods,
+    inclusive (alternate-day dosing as its daily average). An assessment
+    qualifies for rule 1 when each of the ``progression_days`` days before it had
+    at least ``progression_dose``, for rule 2 likewise with ``persistence_days``
+    and ``persistence_dose``. It is compared with the last assessment on or
+    before the start of that run of steroid days. Returns (True, day of the
+    first qualifying assessment), (False, None) when some assessment was made
+    after steroids began and none qualifies, (None, None) when there was no
+    steroid or no assessment after it. The 2005 criteria (2 weeks, 4-8 weeks)
+    are ``progression_days=14, persistence_days=56``.
+    """
     seq = sorted(assessments, key=lambda a: a.day)
-    base = [a for a in seq if a.day <= steroid_start]
-    if not base:
-        return None
-    baseline = base[-1]
-    after = [a for a in seq if a.day > steroid_start]
-    if any(agvhd_progressed(baseline, a) for a in after
-           if a.day - steroid_start >= progression_day):
-        return True
-    late = [a for a in after if a.day - steroid_start >= no_response_day]
-    if late:
-        return not agvhd_improved(baseline, late[0])
-    return None
+    if not seq or not doses:
+        return None, None
+    first = int(min(min(a.day for a in seq), min(d[0] for d in doses)))
+    last = int(max(a.day for a in seq))
+    daily = _daily_dose(doses, first, last)
+    started = min(d[0] for d in doses)
+    after = [a for a in seq if a.day > started]
+    if not after:
+        return None, None
+    for a in after:
+        day = int(a.day)
+        for need_dose, need_days, rule in ((progression_dose, progression_days, 1),
+                                           (persistence_dose, persistence_days, 2)):
+            window = daily[day - need_days - first:day - first] \
+                if day - need_days >= first else None
+            if window is None or len(window) < need_days or (window < need_dose - 1e-9).any():
+                continue
+            # the start of the run of steroid days at this dose that ends here
+            run = day - need_days
+            while run - 1 >= first and daily[run - 1 - first] >= need_dose - 1e-9:
+                run -= 1
+            base = [b for b in seq if b.day <= run] or [seq[0]]
+            baseline = base[-1]
+            if baseline is a:
+                continue
+            if rule == 1 and cgvhd_progressed(baseline, a):
+                return True, a.day
+            if rule == 2 and any(a.scores().values()) and not cgvhd_improved(baseline, a):
+                return True, a.day
+    return False, None
