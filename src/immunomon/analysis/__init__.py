@@ -15,6 +15,10 @@ from .competing import (CumulativeIncidenceResult, GrayTestResult, cause_specifi
 from .firth import FirthFit, firth_cox
 from .survival import (FollowUpResult, KaplanMeierResult, LogrankResult, kaplan_meier,
                        logrank, median_followup)
+from .protocol import (ProtocolResults, adverse_event_table, outcome_table, primary_summary,
+                       protocol_results)
+from .stopping import (StoppingRule, boundaries, monitor, operating_characteristics,
+                       posterior_probability)
 from .trajectories import (TrajectoryResult, change_from_baseline, log_counts, trajectories,
                            visit_summary)
 from .timevarying import (CoxResult, LandmarkResult, TestResult, counting_process,
@@ -30,4 +34,7 @@ __all__ = [
     "counting_process", "cox_time_varying", "landmark",
     "KaplanMeierResult", "LogrankResult", "FollowUpResult",
     "kaplan_meier", "logrank", "median_followup",
+    "ProtocolResults", "protocol_results", "primary_summary", "outcome_table",
+    "adverse_event_table", "StoppingRule", "boundaries", "monitor",
+    "operating_characteristics", "posterior_probability",
 ]

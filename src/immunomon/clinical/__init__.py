@@ -7,17 +7,24 @@ GVHD NIH severity and IMWG responses are computed from the recorded organ
 stages, organ scores and laboratory values by the pure rules in
 :mod:`immunomon.clinical.gvhd` and :mod:`immunomon.clinical.imwg`.
 :func:`endpoints` and :func:`intervals` give the per-patient outcomes and the
-time-varying covariates. Column definitions: ``docs/clinical.md``.
+time-varying covariates. Laboratory values are graded by CTCAE v3.0 or v5.0
+(:func:`ctcae_grade`) and become adverse events (:func:`lab_adverse_events`,
+:func:`merge_adverse_events`); :func:`dose_days` follows the dose levels and
+:func:`primary_endpoint` applies a :class:`Protocol`'s primary endpoint.
+Column definitions: ``docs/clinical.md``.
 """
 
 from .data import ClinicalData, build_clinical, read_clinical
 from .ctcae import ctcae_grade, grade_values, lab_terms, resolve_term
 from .dates import parse_date
 from .endpoints import endpoints, exposure_runs, intervals
+from .exposure import dose_days, exposure_summary
 from .gvhd import (
-    StageSet, glucksberg_grade, lung_score_from_fev1, magic_grade, nih_global_severity,
-    steroid_refractory,
+    OrganScores, StageSet, glucksberg_grade, lung_score_from_fev1, magic_grade,
+    nih_global_severity, steroid_refractory, steroid_refractory_chronic,
 )
+from .labs import grade_labs, lab_adverse_events, merge_adverse_events
+from .protocol import Protocol, primary_endpoint
 from .imwg import LabValues, imwg_category, imwg_progression, imwg_series, measurable_disease
 from .redcap import read_redcap
 from .sdtm import read_sdtm
@@ -31,4 +38,7 @@ __all__ = [
     "steroid_refractory", "StageSet",
     "imwg_category", "imwg_progression", "imwg_series", "measurable_disease", "LabValues",
     "ctcae_grade", "grade_values", "lab_terms", "resolve_term",
+    "grade_labs", "lab_adverse_events", "merge_adverse_events",
+    "dose_days", "exposure_summary", "steroid_refractory_chronic", "OrganScores",
+    "Protocol", "primary_endpoint",
 ]
