@@ -72,6 +72,56 @@ def test_invalid_study_files_name_line_and_field(old, new, message):
     assert message in str(err.value)
 
 
+PROTOCOL = """\
+protocol:
+  drug: lenalidomide
+  dose_levels: [10, 5, 2.5]
+  ctcae_version: "3.0"
+  horizon_days: 365
+  criteria:
+    - ae_at_lowest_dose: {grades: [3, 4]}
+    - transplant_related_death
+  stopping: {p0: 0.3, threshold: 0.9, prior: [0.6, 1.4], max_patients: 13}
+"""
+
+
+def test_protocol_section_is_read():
+    study = parse_study(STUDY + PROTOCOL, "s.yaml")
+    assert study.protocol["dose_levels"] == [10, 5, 2.5]
+    from immunomon.clinical.protocol import Protocol
+    p = Protocol.from_settings(study.protocol)
+    assert p.lowest_dose == 2.5 and p.criteria[0] == ("ae_at_lowest_dose", {"grades": (3, 4)})
+    demo = load_study(pipeline.Path(__file__).parents[1] / "pipelines" / "demo.yaml")
+    assert [n for n, _ in Protocol.from_settings(demo.protocol).criteria] == [
+        "ae_at_lowest_dose", "steroid_refractory_agvhd", "steroid_refractory_cgvhd",
+        "transplant_related_death"]
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("  drug: lenalidomide", "  drugs: lenalidomide", "line 18: unknown field protocol.'drugs'"),
+    ("    - transplant_related_death", "    - grade_5_ae",
+     "unknown primary-endpoint criterion 'grade_5_ae'"),
+    ("prior: [0.6, 1.4]", "prior: [0.6]", "line 25: protocol.stopping.prior must be [a, b]"),
+    ("p0: 0.3", "p0: 1.3", "p0 must lie between 0 and 1"),
+    ("  ctcae_version: \"3.0\"", "  ctcae_version: \"4.03\"",
+     "CTCAE version '4.03' is not supported"),
+    ("  dose_levels: [10, 5, 2.5]", "  dose_levels: [10, five]",
+     "line 19: protocol.dose_levels must be a list of numbers"),
+])
+def test_invalid_protocol_sections_name_line_and_field(old, new, message):
+    text = (STUDY + PROTOCOL).replace(old, new)
+    assert text != STUDY + PROTOCOL
+    with pytest.raises(PipelineError, match="s.yaml") as err:
+        parse_study(text, "s.yaml")
+    assert message in str(err.value)
+
+
+def test_protocol_needs_the_clinical_tables():
+    text = (STUDY + PROTOCOL).replace("  clinical: study/clinical\n", "")
+    with pytest.raises(PipelineError, match="protocol section needs inputs.clinical"):
+        parse_study(text, "s.yaml")
+
+
 def test_yaml_is_loaded_safely():
     with pytest.raises(PipelineError, match="not valid YAML"):
         parse_study("study: !!python/object/apply:os.system ['true']\n", "s.yaml")

@@ -37,7 +37,15 @@ STATE_FILE = ".pipeline.json"
 _STATE_VERSION = 1
 
 # Known keys, with their expected type(s), per section.
-_TOP = {"study": str, "description": str, "out": str, "inputs": dict, "stages": dict}
+_TOP = {"study": str, "description": str, "out": str, "inputs": dict, "stages": dict,
+        "protocol": dict}
+# The study's protocol endpoints (immunomon.clinical.protocol.Protocol).
+_PROTOCOL = {"drug": str, "dose_levels": list, "dose_unit": str,
+             "ctcae_version": (str, int, float), "origin": str, "horizon_days": (int, float),
+             "population": str, "criteria": list, "merge_window_days": (int, float),
+             "stopping": dict}
+_STOPPING = {"p0": (int, float), "threshold": (int, float), "prior": list,
+             "max_patients": int, "min_patients": int, "rates": list}
 _INPUTS = {"manifest": str, "fcs": str, "template": str, "str": str, "references": dict,
            "kit": str, "clinical": str}
 _REFERENCES = {"donor": str, "recipient": str}
@@ -107,6 +115,7 @@ class Study:
                             # references: {"donor": pattern, "recipient": pattern}
     stages: dict            # stage -> settings dict, in STAGES order
     description: str = ""
+    protocol: dict | None = None   # the protocol section, checked (see _parse_protocol)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -180,8 +189,49 @@ def parse_study(text: str, source="<study>") -> Study:
         _fail(source, _line(stages_raw, "analysis"), "stage analysis needs the cohort stage")
     ordered = {name: stages[name] for name in STAGES if name in stages}
     out = _resolve(base, doc["out"]) if "out" in doc else base / "results" / str(doc["study"])
+    protocol = None
+    if "protocol" in doc:
+        if "clinical" not in inputs:
+            _fail(source, _line(doc, "protocol"), "the protocol section needs inputs.clinical "
+                  "(the clinical tables its endpoints are computed from)")
+        protocol = _parse_protocol(source, doc["protocol"])
     return Study(name=str(doc["study"]), source=source_path, out=out, inputs=inputs,
-                 stages=ordered, description=str(doc.get("description", "")))
+                 stages=ordered, description=str(doc.get("description", "")),
+                 protocol=protocol)
+
+
+def _parse_protocol(source, section) -> dict:
+    """Check the protocol section field by field; the values stay plain YAML data."""
+    from .clinical.protocol import Protocol
+
+    _check_keys(source, section, _PROTOCOL, "protocol.")
+    if "stopping" in section:
+        _check_keys(source, section["stopping"], _STOPPING, "protocol.stopping.")
+        prior = section["stopping"].get("prior")
+        if prior is not None and (len(prior) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in prior)):
+            _fail(source, _line(section["stopping"], "prior"), "protocol.stopping.prior must "
+                  "be [a, b], the two parameters of the beta prior")
+    for key in ("dose_levels",):
+        values = section.get(key, [])
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+            _fail(source, _line(section, key), f"protocol.{key} must be a list of numbers, "
+                  f"not {values!r}")
+    try:
+        Protocol.from_settings(section)
+        if section.get("stopping"):
+            from .analysis.stopping import StoppingRule
+            rule = dict(section["stopping"])
+            rule.pop("rates", None)
+            if "prior" in rule:
+                rule["prior"] = tuple(rule["prior"])
+            StoppingRule(**rule)
+    except ImmunomonError as exc:
+        key = next((k for k in ("criteria", "stopping", "ctcae_version", "origin",
+                                "population", "horizon_days", "dose_levels")
+                    if k in section and k in str(exc)), None)
+        _fail(source, _line(section, key) if key else _line(section), f"protocol: {exc}")
+    return json.loads(json.dumps(section))
 
 
 def _check_choices(source, name: str, settings) -> None:
@@ -411,13 +461,26 @@ def _analysis(study: Study, settings: dict, work: Path, progress) -> dict:
     kwargs = {"seed": settings.get("seed", 0)}
     if "title" in settings:
         kwargs["title"] = settings["title"]
+    details = {}
+    if study.protocol is not None:
+        from .analysis.protocol import protocol_results
+        from .clinical import read_clinical
+        from .clinical.protocol import Protocol
+
+        clinical = read_clinical(study.inputs["clinical"])
+        results = protocol_results(clinical, Protocol.from_settings(study.protocol),
+                                   seed=kwargs["seed"])
+        kwargs.update(protocol=results, clinical=clinical)
+        s = results.summary
+        details["primary_endpoint"] = f"{s['events']}/{s['n']}"
+        progress("analysis", f"primary endpoint met by {s['events']} of {s['n']} patients")
     page = gvm_report(cohort, work, **kwargs)
-    return {"report": Path(page).name}
+    return {"report": Path(page).name, **details}
 
 
 _RUNNERS = {"gate": _gate, "chimerism": _chimerism, "cohort": _cohort, "analysis": _analysis}
 _INPUT_FUNCS = {"gate": lambda s: _gate_inputs(s)[1], "chimerism": _chimerism_inputs,
-                "cohort": _cohort_inputs, "analysis": lambda s: {}}
+                "cohort": _cohort_inputs, "analysis": lambda s: {"protocol": s.protocol}}
 _UPSTREAM = {"gate": (), "chimerism": (), "cohort": ("gate", "chimerism"),
              "analysis": ("cohort",)}
 

@@ -193,6 +193,7 @@ class ProtocolResults:
     summary: dict                    # proportion with its interval
     outcomes: pd.DataFrame           # one-year outcome table
     adverse_events: pd.DataFrame     # graded events within the window, merged
+    graded_adverse_events: pd.DataFrame   # all graded events of every patient, merged
     ae_table: pd.DataFrame
     exposure: pd.DataFrame           # per patient dose-level course
     boundaries: pd.DataFrame | None
@@ -209,8 +210,9 @@ def protocol_results(data, protocol, *, conf_level: float = 0.95, seed: int = 0,
     The population is the protocol's (treated patients by default); the
     adverse-event table counts graded events (reported and laboratory, merged)
     with onset from each patient's origin to the horizon. The stopping rule is
-    applied to the primary outcomes in the order patients entered (origin date,
-    then patient id).
+    applied to the primary outcomes in the order they became known (the date the
+    endpoint was met, else the date the horizon or the end of follow-up was
+    reached).
     """
     from ..clinical.exposure import exposure_summary
     from ..clinical.labs import lab_adverse_events, merge_adverse_events
@@ -246,10 +248,15 @@ def protocol_results(data, protocol, *, conf_level: float = 0.95, seed: int = 0,
         rule = StoppingRule(**settings)
         bnd = boundaries(rule)
         oc = operating_characteristics(rule, rates, n_sim=n_sim, seed=seed)
+        # each patient counts when the outcome is known: the day the endpoint was met,
+        # else the horizon (or the end of follow-up, if earlier)
         tx = data.patients.set_index("patient_id")["transplant_date"]
-        order = primary.assign(_start=primary["patient_id"].map(tx)
-                               + pd.to_timedelta(primary["origin_day"].fillna(0), unit="D"))
-        order = order.sort_values(["_start", "patient_id"], kind="stable")
+        known_day = primary["day"].where(primary["met"].astype(bool),
+                                         primary[["horizon_day", "end_day"]].min(axis=1))
+        order = primary.assign(_when=primary["patient_id"].map(tx)
+                               + pd.to_timedelta(known_day.fillna(0), unit="D"))
+        order = order.sort_values(["_when", "patient_id"], kind="stable")
         seq = monitor(order["met"].astype(int).to_numpy(), rule, ids=order["patient_id"])
-    return ProtocolResults(protocol, primary, summary, outcomes, a, ae_table, exposure,
+        seq.insert(2, "known_on", order["_when"].dt.strftime("%Y-%m-%d").to_numpy())
+    return ProtocolResults(protocol, primary, summary, outcomes, a, ae, ae_table, exposure,
                            bnd, oc, seq, rule)

@@ -159,7 +159,8 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
-               title: str = "Graft-versus-myeloma report", study_root=None) -> Path:
+               title: str = "Graft-versus-myeloma report", study_root=None, protocol=None,
+               clinical=None) -> Path:
     """Answer the declared GvM questions for ``cohort`` and write the report.
 
     Returns the path of the HTML page. ``seed`` fixes the permutation p-values
@@ -167,7 +168,12 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
     settings (baseline and primary visit, landmark day, horizon, populations),
     which must be chosen before looking at the outcomes. ``study_root``: the
     folder the provenance paths are made relative to (default: the deepest
-    folder holding every input file).
+    folder holding every input file). ``protocol``: the study's
+    :class:`~immunomon.analysis.protocol.ProtocolResults` (from
+    :func:`~immunomon.analysis.protocol.protocol_results`), written as
+    ``protocol/*.csv`` and the "Protocol endpoints" section; its graded adverse
+    events (laboratory and reported) then also answer the safety question.
+    ``clinical``: the study's ClinicalData, for the dose-level figure.
     """
     from ..report.figures import gvm_figures
     from ..report.gvm_page import write_gvm_page
@@ -178,6 +184,8 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
     out.mkdir(parents=True, exist_ok=True)
     tables = cohort_tables(cohort)
     _check_endpoints(tables["endpoints"])
+    if protocol is not None:
+        tables["adverse_events"] = protocol.graded_adverse_events
     answers, matrix = answer_all(immune=tables["immune"], chimerism=tables["chimerism"],
                                  endpoints=tables["endpoints"],
                                  adverse_events=tables["adverse_events"], plan=plan,
@@ -195,8 +203,15 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
                "gating_qc": answers_records(verdicts),
                "figures": {k: [p.name for p in v] for k, v in figures.items()},
                "questions": answers_records(answers[COLUMNS])}
+    sections = []
+    if protocol is not None:
+        from ..report.gvm_page import Section
+        from ..report.protocol_page import protocol_records, write_protocol_outputs
+        sections.append(Section("protocol-endpoints", "Protocol endpoints",
+                                write_protocol_outputs(protocol, out, clinical=clinical)))
+        results["protocol"] = protocol_records(protocol)
     write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
     return write_gvm_page(out / REPORT_NAME, title=title, answers=answers, plan=plan,
                           figures=figures, n_patients=len(tables["endpoints"]),
                           provenance=provenance, provenance_link=PROVENANCE_NAME,
-                          gating_qc=verdicts)
+                          gating_qc=verdicts, sections=sections)

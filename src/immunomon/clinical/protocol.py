@@ -115,6 +115,44 @@ class Protocol:
         d["criteria"] = [[n, dict(o)] for n, o in self.criteria]
         return d
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Protocol":
+        """A Protocol from the ``protocol`` mapping of a pipeline file.
+
+        ``criteria`` is a list whose items are a criterion name or a one-key
+        mapping ``{name: {option: value}}``; ``dose_levels`` a list of numbers;
+        ``stopping`` a mapping with ``p0``, ``threshold``, ``prior`` [a, b],
+        ``max_patients``, ``min_patients`` and ``rates`` (for the operating
+        characteristics).
+        """
+        kw = dict(settings)
+        if "dose_levels" in kw:
+            kw["dose_levels"] = tuple(float(x) for x in kw["dose_levels"])
+        if "ctcae_version" in kw:
+            from .ctcae import normalize_version
+            kw["ctcae_version"] = normalize_version(kw["ctcae_version"])
+        for key in ("horizon_days", "merge_window_days"):
+            if key in kw:
+                kw[key] = float(kw[key])
+        if "criteria" in kw:
+            items = []
+            for item in kw["criteria"]:
+                if isinstance(item, str):
+                    items.append((item, {}))
+                elif isinstance(item, dict) and len(item) == 1:
+                    name, options = next(iter(item.items()))
+                    options = dict(options or {})
+                    if "grades" in options:
+                        options["grades"] = tuple(int(g) for g in options["grades"])
+                    items.append((str(name), options))
+                else:
+                    raise ClinicalDataError(f"a criterion is a name or a one-key mapping "
+                                            f"{{name: {{options}}}}, not {item!r}")
+            kw["criteria"] = tuple(items)
+        if kw.get("stopping") is not None:
+            kw["stopping"] = dict(kw["stopping"])
+        return cls(**kw)
+
 
 def _first_doses(data, drug: str) -> pd.Series:
     tr = data.treatments

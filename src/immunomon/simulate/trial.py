@@ -179,12 +179,15 @@ def trial(seed: int = 0, *, n_patients: int = 13, null: bool = False,
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2024]))
     courses, immune, chim, genotypes, manifest = [], [], [], {}, []
     tables = {k: [] for k in ("patients", "treatments", "agvhd", "cgvhd", "responses",
-                              "adverse_events", "deaths", "followup")}
+                              "adverse_events", "labs", "deaths", "followup")}
     for i in range(int(n_patients)):
         pid = f"P{i + 1:02d}"
         course = _course(rng, pid, planted)
         courses.append(course)
-        _clinical_rows(rng, course, tables)
+        # dose levels, steroid courses, weights and laboratory values come from a
+        # stream of their own, so the draws of everything else stay as they were
+        extra = np.random.default_rng(np.random.SeedSequence([int(seed), 2024, 13, i]))
+        _clinical_rows(rng, course, tables, extra)
         immune += _immune_rows(rng, course, planted)
         chim += _chimerism_rows(rng, course)
         genotypes[pid] = _genotypes(rng, course)
@@ -192,7 +195,8 @@ def trial(seed: int = 0, *, n_patients: int = 13, null: bool = False,
     frames = {name: pd.DataFrame(rows, columns=_TABLE_COLUMNS[name], dtype=object)
               for name, rows in tables.items()}
     manifest_df = pd.DataFrame(manifest, columns=list(_MANIFEST_COLUMNS))
-    course_df = pd.DataFrame([{k: v for k, v in c.items() if k not in ("visits", "holds")}
+    course_df = pd.DataFrame([{k: v for k, v in c.items()
+                               if k not in ("visits", "holds", "cgvhd_steroids")}
                               for c in courses])
     for col in ("withdraw_day", "agvhd_onset", "cgvhd_onset", "relapse_day", "death_day"):
         course_df[col] = course_df[col].astype(float)
@@ -273,22 +277,154 @@ def on_lenalidomide(course: dict, day: float) -> bool:
 
 _TABLE_COLUMNS = {
     "patients": ["patient_id", "sex", "age", "diagnosis", "transplant_date", "donor_type",
-                 "hla_match", "conditioning", "stem_cell_source"],
+                 "hla_match", "conditioning", "stem_cell_source", "weight_kg"],
     "treatments": ["patient_id", "drug", "start_date", "stop_date", "dose", "dose_unit",
-                   "status", "reason"],
+                   "status", "reason", "stop_reason"],
     "agvhd": ["patient_id", "date", "skin", "liver", "upper_gi", "lower_gi"],
     "cgvhd": ["patient_id", "date", "skin", "mouth", "eyes", "gi", "liver", "lungs",
               "joints_fascia", "genital", "lung_fev1_pct"],
     "responses": ["patient_id", "date", "baseline", "category"],
     "adverse_events": ["patient_id", "term", "grade", "onset_date", "resolution_date",
                        "relation", "action", "drug"],
+    "labs": ["patient_id", "date", "test", "value", "unit", "lln", "uln", "baseline"],
     "deaths": ["patient_id", "date", "cause", "detail"],
     "followup": ["patient_id", "last_follow_up_date"],
 }
 
 
-def _clinical_rows(rng, c: dict, tables: dict) -> None:
-    """Append one patient's rows (strings, CSV layout) to ``tables``; sets ``c["holds"]``."""
+# -- the protocol side: dose levels, steroid courses, laboratory values --------------------
+_LEN_LEVELS = (10.0, 5.0, 2.5)                 # mg; the protocol's dose levels
+_STOP_REASON = {"completed": "completed", "death": "death", "adverse event": "toxicity",
+                "acute GVHD": "gvhd", "progression": "progression"}
+
+
+def _dose_reductions(rng, c: dict, periods: list) -> tuple[list, list]:
+    """Further one-level reductions of lenalidomide after grade 3 thrombocytopenia.
+
+    The dose is reduced without interruption, so the days on the drug (and so the
+    immune truth) do not change. A patient who stops for an adverse event is first
+    brought down to the lowest level: the adverse event that stops the drug then
+    happens there. Others are reduced once (35%), and again (40% of those).
+    Returns the new periods and the adverse events (term, grade, onset,
+    resolution, relation, action).
+    """
+    stop = c["len_stop"]
+    below = [lv for lv in _LEN_LEVELS if lv < periods[-1][2] - 1e-9]
+    if not below:
+        return periods, []
+    if c["withdraw_day"] is not None and c["len_stop_reason"] == "adverse event":
+        n, gap = len(below), 3
+    else:
+        n = 0 if rng.random() >= 0.35 else (2 if rng.random() < 0.4 else 1)
+        n, gap = min(n, len(below)), 21
+    first, last = periods[-1][0] + gap, stop - gap
+    if n == 0 or last - first < 4 * n:
+        return periods, []
+    edges = np.linspace(first, last, n + 1)
+    days = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        r = int(rng.integers(int(lo), max(int(lo) + 1, int(hi) - 1)))
+        for h1, h2 in c["holds"]:
+            if h1 - 1 <= r <= h2 + 1:
+                r = h2 + 2
+        if days and r <= days[-1] + 1 or r >= stop:
+            return periods, []
+        days.append(r)
+    periods = list(periods)
+    aes = []
+    for r, level in zip(days, below):
+        a, b, dose, reason = periods[-1]
+        periods[-1] = (a, r, dose, reason)
+        periods.append((r + 1, b, level, "dose reduced"))
+        aes.append(["Platelet count decreased", 3, r, r + int(rng.integers(7, 15)),
+                    "probable", "dose_reduced"])
+    return periods, aes
+
+
+def _cgvhd_course(rng, c: dict, onset: int, weight: float, tables: dict, d) -> bool:
+    """Prednisone for chronic GVHD (1 mg/kg/day in mg, halved after 2 weeks, quartered
+    after 2 months); refractory in 35% of patients. Sets ``c["cgvhd_steroids"]``."""
+    pid, end = c["patient_id"], c["end_day"]
+    dose = 5.0 * np.ceil(weight / 5.0)                 # at least 1 mg/kg
+    taper = [2.5 * np.ceil(dose * f / 2.5) for f in (0.5, 0.25)]   # whole 2.5 mg tablets
+    spans = [(onset, onset + 13, dose), (onset + 14, onset + 59, taper[0]),
+             (onset + 60, onset + 89, taper[1])]
+    c["cgvhd_steroids"] = []
+    for a, b, mg in spans:
+        if a > end:
+            break
+        tables["treatments"].append([pid, "prednisone", d(a), d(min(b, end)), _fmt(mg), "mg",
+                                     "on", "chronic GVHD", ""])
+        c["cgvhd_steroids"].append((a, min(b, end)))
+    return bool(rng.random() < 0.35)
+
+
+# laboratory tests of the demo: test, unit, LLN, ULN, typical value, log SD per draw
+_LAB_TESTS = {
+    "NEUT": ("10^9/L", 1.8, 7.5, 3.4, 0.22), "PLAT": ("10^9/L", 150, 400, 205, 0.16),
+    "HGB": ("g/dL", 12.0, 17.0, 12.6, 0.07), "WBC": ("10^9/L", 4.0, 10.0, 5.6, 0.18),
+    "LYM": ("10^9/L", 1.0, 4.0, 1.35, 0.22), "ALT": ("U/L", None, 40, 24, 0.3),
+    "AST": ("U/L", None, 40, 25, 0.25), "BILI": ("umol/L", None, 21, 10, 0.3),
+    "ALP": ("U/L", None, 120, 80, 0.18), "GGT": ("U/L", None, 60, 34, 0.3),
+    "CREAT": ("umol/L", None, 110, 82, 0.12), "K": ("mmol/L", 3.5, 5.1, 4.2, 0.07),
+    "SODIUM": ("mmol/L", 135, 145, 139.5, 0.012), "CA": ("mmol/L", 2.15, 2.55, 2.36, 0.03),
+    "MG": ("mmol/L", 0.70, 1.00, 0.82, 0.08), "GLUC": ("mmol/L", 3.9, 6.1, 5.1, 0.1),
+    "ALB": ("g/L", 35, 50, 39, 0.06), "URATE": ("umol/L", None, 420, 310, 0.15),
+}
+_BLOOD_COUNTS = ("NEUT", "PLAT", "HGB", "WBC", "LYM")
+
+
+def _lab_rows(rng, c: dict, tables: dict, aes: list, steroid_days: list) -> None:
+    """Laboratory values: blood counts every 14 days and chemistry every 28 days from the
+    first dose, a baseline panel at the pre-lenalidomide visit, and values that show
+    each reported neutropenia and thrombocytopenia at its grade (so the laboratory and
+    the reported event describe one episode)."""
+    tx = _dt.date.fromisoformat(c["transplant_date"])
+    pid, end, start = c["patient_id"], c["end_day"], c["len_start"]
+    # each patient's own level, then visit-to-visit noise (both on the log scale)
+    level = {t: v[3] * float(np.exp(rng.normal(0.0, 0.6 * v[4]))) for t, v in _LAB_TESTS.items()}
+    counts = set(range(start, end + 1, 14))
+    chem = set(range(start, end + 1, 28))
+    # values inside reported episodes: neutrophils and platelets at the reported grade
+    episodes = []
+    ranges = {("NEUT", 3): (0.55, 0.95), ("NEUT", 4): (0.2, 0.45),
+              ("PLAT", 2): (52, 72), ("PLAT", 3): (28, 47), ("PLAT", 4): (12, 22)}
+    for term, grade, onset, resolution, *_ in aes:
+        test = {"Neutrophil count decreased": "NEUT", "Platelet count decreased": "PLAT"}.get(term)
+        if test is None or (test, grade) not in ranges or onset > end:
+            continue
+        stop = min(resolution if resolution is not None else onset + 14, end)
+        episodes.append((test, onset, stop, ranges[(test, grade)]))
+        counts.update(x for x in (onset, stop + 1) if x <= end)
+    draws = [(c["pre_day"], t) for t in _LAB_TESTS]
+    draws += [(day, t) for day in sorted(counts) for t in _BLOOD_COUNTS]
+    draws += [(day, t) for day in sorted(chem) for t in _LAB_TESTS if t not in _BLOOD_COUNTS]
+    for day, test in sorted(draws, key=lambda x: (x[0], list(_LAB_TESTS).index(x[1]))):
+        unit, lln, uln, _, sd = _LAB_TESTS[test]
+        value = level[test] * float(np.exp(rng.normal(0.0, sd)))
+        on_drug = on_lenalidomide(c, day)
+        steroid = any(a <= day <= b for a, b in steroid_days)
+        if on_drug and test in ("NEUT", "PLAT", "WBC"):
+            value *= 0.85                            # mild myelosuppression
+        if steroid:
+            value *= {"GLUC": 1.45, "LYM": 0.55, "NEUT": 1.3, "K": 0.93}.get(test, 1.0)
+        for etest, a, b, (lo, hi) in episodes:
+            if etest == test and a <= day <= b:
+                value = float(rng.uniform(lo, hi))
+        digits = 2 if value < 10 else (1 if value < 100 else 0)
+        tables["labs"].append([pid, _iso(tx, day), test, f"{value:.{digits}f}", unit,
+                               "" if lln is None else _fmt(lln), _fmt(uln),
+                               "yes" if day == c["pre_day"] else ""])
+
+
+def _clinical_rows(rng, c: dict, tables: dict, extra=None) -> None:
+    """Append one patient's rows (strings, CSV layout) to ``tables``; sets ``c["holds"]``.
+
+    ``extra``: the patient's second random stream (dose levels, steroid courses for
+    chronic GVHD, weight, laboratory values); ``rng`` draws exactly what it drew
+    before these were added.
+    """
+    extra = extra if extra is not None else np.random.default_rng(0)
     tx = _dt.date.fromisoformat(c["transplant_date"])
     pid, end = c["patient_id"], c["end_day"]
 
@@ -299,6 +435,8 @@ def _clinical_rows(rng, c: dict, tables: dict) -> None:
         pid, c["sex"], str(int(rng.integers(42, 68))), "multiple myeloma", d(0),
         c["donor_type"], "10/10" if c["donor_type"] == "related" or rng.random() < 0.8
         else "9/10", "RIC", "PBSC"])
+    weight = float(np.clip(extra.normal(76.0 if c["sex"] == "M" else 66.0, 11.0), 45, 130))
+    tables["patients"][-1].append(f"{weight:.0f}")
 
     # lenalidomide: one period, one interruption for neutropenia (dose reduced after grade 4)
     start, stop = c["len_start"], c["len_stop"]
@@ -312,12 +450,16 @@ def _clinical_rows(rng, c: dict, tables: dict) -> None:
             periods = [(start, h2, _LEN_DOSE, ""), (h2 + 1, stop, 5.0, "dose reduced")]
         aes.append(["Neutrophil count decreased", grade, h1, h2, "probable", "interrupted"])
     c["holds"] = holds
-    for a, b, dose, reason in periods:
+    periods, reductions = _dose_reductions(extra, c, periods)
+    aes += reductions
+    for k, (a, b, dose, reason) in enumerate(periods):
+        last = k == len(periods) - 1
         tables["treatments"].append([pid, "lenalidomide", d(a), d(b), _fmt(dose), "mg", "on",
-                                     reason])
+                                     reason, _STOP_REASON[c["len_stop_reason"]] if last
+                                     else ""])
     for a, b in holds:
         tables["treatments"].append([pid, "lenalidomide", d(a), d(b), "", "", "held",
-                                     "neutropenia"])
+                                     "neutropenia", ""])
     if c["withdraw_day"] is not None and c["len_stop_reason"] == "adverse event":
         w = c["withdraw_day"]
         aes.append(["Rash maculo-papular", 3, w, min(w + 21, end), "probable", "withdrawn"])
@@ -337,7 +479,7 @@ def _clinical_rows(rng, c: dict, tables: dict) -> None:
                 s = [min(max(x + step, 0), cap) if x > 0 else 0 for x, cap in zip(s, caps)]
             tables["agvhd"].append([pid, d(o + offset), *map(str, s)])
         tables["treatments"].append([pid, "methylprednisolone", d(o), d(min(o + 42, end)),
-                                     "2", "mg/kg", "on", "acute GVHD"])
+                                     "2", "mg/kg", "on", "acute GVHD", ""])
     # chronic GVHD: after acute GVHD in half the patients, de novo in a few
     if (o is not None and rng.random() < 0.5) or (o is None and rng.random() < 0.1):
         onset = max(o + 60 if o is not None else 0, 120) + int(rng.integers(0, 121))
@@ -345,8 +487,14 @@ def _clinical_rows(rng, c: dict, tables: dict) -> None:
             eyes = int(rng.random() < 0.5)
             scores = ["1", "1", str(eyes), "0", "0", "0", "0", "", ""]
             tables["cgvhd"].append([pid, d(onset), *scores])
+            refractory = _cgvhd_course(extra, c, onset, weight, tables, d)
+            if refractory and onset + 14 <= end:
+                # worse after two weeks of prednisone 1 mg/kg/day
+                tables["cgvhd"].append([pid, d(onset + 14), "2", "1", str(eyes), "0", "0",
+                                        "0", "0", "", ""])
             if onset + 60 <= end:
-                tables["cgvhd"].append([pid, d(onset + 60), "1", "0", str(eyes), "0", "0",
+                tables["cgvhd"].append([pid, d(onset + 60), "2" if refractory else "1",
+                                        "1" if refractory else "0", str(eyes), "0", "0",
                                         "0", "0", "", ""])
         c["cgvhd_onset"] = onset if c["pre_day"] < onset <= end else None
     else:
@@ -379,6 +527,9 @@ def _clinical_rows(rng, c: dict, tables: dict) -> None:
     for term, grade, onset, resolution, relation, action in sorted(aes, key=lambda a: a[2]):
         tables["adverse_events"].append([pid, term, str(grade), d(onset), d(resolution),
                                          relation, action, "lenalidomide"])
+
+    steroid_days = ([(o, min(o + 42, end))] if o is not None else []) + c.get("cgvhd_steroids", [])
+    _lab_rows(extra, c, tables, aes, steroid_days)
 
     if c["death_day"] is not None:
         detail = "myeloma" if c["death_cause"] == "relapse" else (
