@@ -18,9 +18,11 @@ from immunomon.clinical.exposure import dose_days, exposure_summary
 LEVELS = [10, 5, 2.5]
 FILES = {
     "patients.csv": "patient_id,sex,age,diagnosis,transplant_date,donor_type,hla_match,"
-                    "conditioning,stem_cell_source\nP1,M,58,MM,2021-01-01,unrelated,10/10,RIC,PBSC\n"
+                    "conditioning,stem_cell_source\n"
+                    "P1,M,58,MM,2021-01-01,unrelated,10/10,RIC,PBSC\n"
                     "P2,F,60,MM,2021-01-01,related,10/10,RIC,PBSC\n",
-    "treatments.csv": "patient_id,drug,start_date,stop_date,dose,dose_unit,status,reason,stop_reason\n"
+    "treatments.csv": "patient_id,drug,start_date,stop_date,dose,dose_unit,status,reason,"
+                      "stop_reason\n"
                       "P1,lenalidomide,2021-03-01,2021-04-11,10,mg,on,,\n"
                       "P1,Lenalidomide,2021-03-22,2021-03-28,,,held,neutropenia,\n"
                       "P1,lenalidomide,2021-04-12,2021-05-31,5,mg,on,dose reduced,\n"

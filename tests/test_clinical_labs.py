@@ -145,7 +145,9 @@ def test_an_unresolved_report_absorbs_later_episodes():
     assert len(merge_adverse_events(reported, lab, "3.0", window_days=9)) == 1
 
 
-REDCAP = """record_id,redcap_repeat_instrument,redcap_repeat_instance,sex,transplant_date,last_follow_up_date,lab_date,lab_test,lab_value,lab_unit,lab_lln,lab_uln,lab_baseline
+REDCAP = """\
+record_id,redcap_repeat_instrument,redcap_repeat_instance,sex,transplant_date,\
+last_follow_up_date,lab_date,lab_test,lab_value,lab_unit,lab_lln,lab_uln,lab_baseline
 P1,,,M,2021-01-01,2021-06-30,,,,,,,
 P1,laboratory,1,,,,2021-02-25,neutrophils,2.4,10^9/L,1.8,7.5,yes
 P1,laboratory,2,,,,2021-03-22,neutrophils,0.9,10^9/L,1.8,7.5,

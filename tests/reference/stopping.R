@@ -33,8 +33,9 @@ cat("demo rule: p0 = 0.3, threshold 0.9, Beta(0.6, 1.4), N = 13\n")
 b1 <- boundary(0.3, 0.9, 0.6, 1.4, 13)
 print(b1)
 for (n in 1:13) {
-  if (!is.na(b1[n])) cat(n, b1[n], 1 - pbeta(0.3, 0.6 + b1[n], 1.4 + n - b1[n]),
-                         if (b1[n] > 0) 1 - pbeta(0.3, 0.6 + b1[n] - 1, 1.4 + n - b1[n] + 1) else NA, "\n")
+  k <- b1[n]
+  if (!is.na(k)) cat(n, k, 1 - pbeta(0.3, 0.6 + k, 1.4 + n - k),
+                     if (k > 0) 1 - pbeta(0.3, 0.6 + k - 1, 1.4 + n - k + 1) else NA, "\n")
 }
 for (r in c(0.1, 0.2, 0.3, 0.4, 0.5)) print(oc_enum(b1, 13, r))
 

@@ -137,7 +137,8 @@ def _dose_figure(results, days: pd.DataFrame, stem: Path):
     ax.axvline(results.protocol.horizon_days, color="#777", ls=":", lw=1)
     ax.set_yticks(range(len(ids)))
     ax.set_yticklabels(list(reversed(ids)), fontsize=8)
-    ax.set_xlabel(f"days from {'first dose' if results.protocol.origin == 'treatment_start' else 'transplant'}")
+    since = "first dose" if results.protocol.origin == "treatment_start" else "transplant"
+    ax.set_xlabel(f"days from {since}")
     ax.legend(frameon=False, fontsize=7, ncol=len(levels) + 2, loc="lower center",
               bbox_to_anchor=(0.5, 1.0))
     return _save(fig, stem)
@@ -172,11 +173,12 @@ def protocol_html(results, figures: dict) -> str:
     """The section's HTML (figures embedded)."""
     p, s = results.protocol, results.summary
     origin = "the first dose of " + p.drug if p.origin == "treatment_start" else "transplant"
+    levels = ", ".join(f"{x:g}" for x in sorted(p.dose_levels, reverse=True))
     out = [f'<p class="small">Primary endpoint: any of {esc(_criteria_text(p))}, within '
            f"{esc(f'{p.horizon_days:g}')} days of {esc(origin)}. Adverse events graded by "
            f"CTCAE v{esc(p.ctcae_version)} from laboratory values and merged with the "
            f"reported events. Population: {esc(p.population)} patients. Dose levels of "
-           f"{esc(p.drug)}: {esc(', '.join(f'{x:g}' for x in sorted(p.dose_levels, reverse=True)))} "
+           f"{esc(p.drug)}: {esc(levels)} "
            f"{esc(p.dose_unit)}.</p>",
            f'<p><b>{s["events"]} of {s["n"]} patients</b> met the primary '
            f"endpoint: {_pct(s['proportion'])} ({int(round(100 * s['conf_level']))}% exact "
