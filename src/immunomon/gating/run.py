@@ -135,7 +135,9 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     margins = qc.margin_events(gated)
     flags += margins.flags
     strategy, notes = template.strategy_for(gated, overrides)
-    flags += [n for n in notes if n.startswith("marker ")]
+    mismatch = template.match(gated).qc_flag()
+    if mismatch:
+        flags.append(mismatch)
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
@@ -340,6 +342,12 @@ def find_fcs_files(inputs) -> list[Path]:
     return files
 
 
+def _naming_file(path: Path, exc: Exception) -> str:
+    """The error's message, starting with the file's path unless it names the file."""
+    message = str(exc)
+    return message if str(path) in message or path.name in message else f"{path}: {message}"
+
+
 @dataclass
 class GateRun:
     """The outcome of ``gate_files``."""
@@ -398,7 +406,8 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
                          "page": str(folder / "index.html"), "message": ""})
         except ImmunomonError as exc:
             rows.append({"sample": name, "file": str(path), "status": "failed",
-                         "events": None, "flags": [], "page": None, "message": str(exc)})
+                         "events": None, "flags": [], "page": None,
+                         "message": _naming_file(path, exc)})
         except Exception as exc:  # noqa: BLE001 - one file's failure must not stop a batch
             rows.append({"sample": name, "file": str(path), "status": "failed",
                          "events": None, "flags": [], "page": None,

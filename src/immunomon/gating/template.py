@@ -13,6 +13,7 @@ See docs/templates.md for the format.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import TemplateError
+from ..errors import GatingError, TemplateError
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle
@@ -30,6 +31,7 @@ from .gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, Recta
 from .strategy import GatingStrategy
 
 ROOT = "root"
+_WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
 SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
@@ -51,6 +53,33 @@ class PopulationSpec:
     line: int
 
 
+@dataclass(frozen=True)
+class PanelMatch:
+    """A template held against one file (see ``Template.match``)."""
+
+    channels: dict[str, str]       # template marker -> the file's channel
+    missing_markers: list[str]     # template markers the file does not have
+    lacking: list[str]             # markers and channels whose absence left populations out
+    kept: list[str]                # populations (gates) the file supports, in template order
+    left_out: dict[str, str]       # population -> why it was left out
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)  # marker -> its channels
+
+    def describe_lacking(self) -> str:
+        """What the file lacks, saying where a marker's name is on several channels."""
+        return ", ".join(f"{m} (named on several channels: {', '.join(self.ambiguous[m])}; "
+                         "add the one to use as an alias)" if m in self.ambiguous else m
+                         for m in self.lacking)
+
+    def qc_flag(self) -> str | None:
+        """One line for the sample's QC flags, or None when nothing was left out."""
+        if not self.left_out:
+            return None
+        names = list(self.left_out)
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        return (f"panel mismatch: the file lacks {self.describe_lacking()}; "
+                f"{len(names)} population(s) left out: {shown}")
+
+
 @dataclass
 class Template:
     """A validated gating template."""
@@ -68,23 +97,37 @@ class Template:
     # -- per sample -----------------------------------------------------------
     def resolve_markers(self, sample) -> tuple[dict[str, str], list[str]]:
         """Template marker -> channel name in this file, and the markers not found."""
-        found, missing = {}, []
+        found, missing, _ = self._resolve(sample)
+        return found, missing
+
+    def _resolve(self, sample) -> tuple[dict[str, str], list[str], dict[str, list[str]]]:
+        """Each template marker's channel: an alias equal to a $PnS (any case), else
+        to a $PnN, else a word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30",
+        "Viability / CD14"). Also returns the markers not found and, among them,
+        those whose word appears on several channels (so no guess is made)."""
+        found: dict[str, str] = {}
+        ambiguous: dict[str, list[str]] = {}
         names = sample.channels
-        markers = [(m or "") for m in sample.markers]
+        labels = [(m or "") for m in sample.markers]
+        words = [{w.casefold() for w in _WORDS.split(m) if w} for m in labels]
         for marker, aliases in self.markers.items():
-            channel = None
             for alias in aliases:
                 key = alias.casefold()
-                hits = [names[i] for i, m in enumerate(markers) if m.casefold() == key]
+                hits = [names[i] for i, m in enumerate(labels) if m.casefold() == key]
                 hits = hits or [n for n in names if n.casefold() == key]
                 if hits:
-                    channel = hits[0]
+                    found[marker] = hits[0]
                     break
-            if channel is None:
-                missing.append(marker)
             else:
-                found[marker] = channel
-        return found, missing
+                for alias in aliases:
+                    hits = [names[i] for i, w in enumerate(words) if alias.casefold() in w]
+                    if len(hits) == 1:
+                        found[marker] = hits[0]
+                        break
+                    if hits:
+                        ambiguous.setdefault(marker, hits)
+        missing = [m for m in self.markers if m not in found]
+        return found, missing, {m: h for m, h in ambiguous.items() if m not in found}
 
     def _transform_for(self, channel: str, marker: str | None):
         for key in (marker, channel):
@@ -101,35 +144,69 @@ class Template:
         comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
         return Dimension(channel, comp, self._transform_for(channel, marker))
 
+    def match(self, sample) -> PanelMatch:
+        """Which populations of this template the file can support, and why not the others.
+
+        A population is left out when a dimension it needs (a template marker or a
+        channel name) is not in the file, when its parent or a population its boolean
+        gate refers to was left out, or when it is a quadrant of a left-out quadrant gate.
+        """
+        channels, missing, ambiguous = self._resolve(sample)
+        available = set(channels) | set(sample.channels)
+        left_out: dict[str, str] = {}
+        blocking: list[str] = []
+        kept: list[str] = []
+        for spec in self.populations:
+            parent = None if spec.parent == ROOT else spec.parent
+            lacking = [d for d in spec.dims if d not in available]
+            refs = [r for r in _boolean_refs(spec) if r in left_out]
+            if lacking:
+                reason = f"needs {', '.join(lacking)}, which this file lacks"
+                blocking += [d for d in lacking if d not in blocking]
+            elif parent is not None and parent in left_out:
+                reason = f"its parent {parent!r} was left out"
+            elif refs:
+                reason = f"refers to {', '.join(refs)}, left out"
+            else:
+                kept.append(spec.name)
+                continue
+            left_out[spec.name] = reason
+            for quadrant in spec.args.get("quadrants", {}) if spec.kind == "quadrant" else ():
+                left_out[quadrant] = f"its quadrant gate {spec.name!r} was left out"
+        return PanelMatch(channels=channels, missing_markers=missing, lacking=blocking,
+                          kept=kept, left_out=left_out, ambiguous=ambiguous)
+
     def strategy_for(self, sample, overrides: dict | None = None
                      ) -> tuple[GatingStrategy, list[str]]:
         """The concrete strategy for one file, and notes on populations left out.
 
         ``overrides`` maps population names to fixed gate specifications (the
         same syntax as in a template) that replace the template's gate for
-        this sample.
+        this sample. A file that supports none of the template's populations
+        raises a ``GatingError`` naming the file and what it lacks.
         """
-        channels, missing = self.resolve_markers(sample)
-        available = set(channels) | set(sample.channels)
+        found = self.match(sample)
+        unknown = [name for name in (overrides or {})
+                   if name not in {p.name for p in self.populations}]
+        if unknown:
+            raise TemplateError(f"{_file_label(sample)}: the overrides name "
+                                f"{', '.join(map(repr, unknown))}, which template "
+                                f"{Path(self.source).name} does not define")
+        if not found.kept:
+            raise GatingError(f"{_file_label(sample)}: template {Path(self.source).name} "
+                              f"({self.panel}) cannot gate this file: it lacks "
+                              f"{found.describe_lacking()}; the file's channels are "
+                              f"{_channel_list(sample)}. Use a template for this panel or "
+                              "add the file's names as aliases under the template's markers")
         strategy = GatingStrategy()
-        skipped: dict[str, str] = {}
-        notes = [f"marker {m} is not in this file" for m in missing]
+        notes = [f"marker {m} is not in this file" for m in found.missing_markers]
+        notes += [f"population {name!r} left out: {reason}"
+                  for name, reason in found.left_out.items()]
         for spec in self.populations:
-            parent = None if spec.parent == ROOT else spec.parent
-            reason = None
-            if parent is not None and parent in skipped:
-                reason = f"its parent {parent!r} was left out"
-            lacking = [d for d in spec.dims if d not in available]
-            refs = _boolean_refs(spec)
-            if reason is None and lacking:
-                reason = f"needs {', '.join(lacking)}, which this file lacks"
-            if reason is None and any(r in skipped for r in refs):
-                reason = f"refers to {', '.join(r for r in refs if r in skipped)}, left out"
-            if reason is not None:
-                skipped[spec.name] = reason
-                notes.append(f"population {spec.name!r} left out: {reason}")
+            if spec.name not in found.kept:
                 continue
-            dims = [self.dimension(d, channels) for d in spec.dims]
+            parent = None if spec.parent == ROOT else spec.parent
+            dims = [self.dimension(d, found.channels) for d in spec.dims]
             if overrides and spec.name in overrides:
                 override = _validated_override(self, spec, overrides[spec.name])
                 gate = _build(override, dims, parent)
@@ -140,6 +217,16 @@ class Template:
 
     def required_markers(self) -> list[str]:
         return list(self.markers)
+
+
+def _file_label(sample) -> str:
+    return str(sample.path) if getattr(sample, "path", None) else "<sample>"
+
+
+def _channel_list(sample, limit: int = 20) -> str:
+    names = [f"{c} ({m})" if m and m != c else c for c, m in zip(sample.channels, sample.markers)]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
+                                       else "")
 
 
 # ----------------------------------------------------------------------------- building gates

@@ -1,0 +1,128 @@
+"""`immunomon gate` on the inputs labs really have: files from other panels and instruments,
+bad counting inputs, non-finite events, repeated and concurrent runs into one folder.
+
+Expected outcomes for the real files were worked out by hand from each file's channels
+(tests/data/fcs/SOURCES.md) and each template's populations, not by running this code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from immunomon import ImmunomonError, read_fcs, write_fcs
+from immunomon.cli import main
+from immunomon.gating.run import gate_files, gate_sample
+from immunomon.gating.template import load_template
+
+from testdata import COMPLIANCE, REAL_FCS
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TEMPLATES = ("post-transplant", "t-treg-tube", "b-nk-tube", "dc-tube")
+FIRST = ["Singlets", "Beads", "Non-beads", "Leukocytes"]
+
+# file -> template -> the populations it supports (in template order), or the channel
+# whose absence makes the file ungateable (every template's first gate is FSC-A x FSC-H).
+EXPECTED = {
+    "data1.fcs": "FSC-A",                              # FACSCalibur: FSC-H, SSC-H, FL1-4
+    "cyflow_cube_8.fcs": "FSC-A",                      # CyFlow: FSC, SSC, FL1-6
+    "facsdiva_test_subsample.fcs": "FSC-H",            # FACSDiva: FSC-A, FSC-W, no FSC-H
+    "accuri_B01.fcs": {t: ["Singlets"] for t in TEMPLATES},   # scatter only
+    "attune_G11_subsample.fcs": {t: ["Singlets"] for t in TEMPLATES},
+    # CD19 from "CD19;APC-H7;780/60@640/A": the B/NK tube's bead channel
+    "aria3_index_sorted.fcs": {"post-transplant": ["Singlets"], "t-treg-tube": ["Singlets"],
+                               "b-nk-tube": FIRST, "dc-tube": ["Singlets"]},
+    # CD3 CD4 CD8 CD19 CD127 and "VIVID / CD14", no CD45: nothing below Lymphocytes
+    "aria_100715_subsample.fcs": {"post-transplant": FIRST + ["Monocytes"],
+                                  "t-treg-tube": FIRST + ["Monocytes"],
+                                  "b-nk-tube": FIRST + ["Monocytes"],
+                                  "dc-tube": ["Singlets"]},     # its beads need CD11c
+}
+
+
+def _real_files() -> list[Path]:
+    files = sorted(REAL_FCS.glob("*.fcs")) + [COMPLIANCE / "data1.fcs"]
+    assert {f.name for f in files} == set(EXPECTED)
+    return files
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_against_files_from_other_panels_and_instruments(template, tmp_path):
+    files = _real_files()
+    heavy = template == "post-transplant"          # plots and AnnData for one template
+    run = gate_files(files, load_template(template), tmp_path, plots=heavy, anndata=heavy)
+    rows = {Path(r["file"]).name: r for r in run.samples}
+    for name, expected in EXPECTED.items():
+        row = rows[name]
+        assert "internal error" not in row["message"], row["message"]
+        if isinstance(expected, str):                  # nothing to gate: a one-line error
+            message = row["message"]
+            assert row["status"] == "failed" and "\n" not in message
+            assert message.startswith(str(row["file"])), message
+            assert f"it lacks {expected}" in message and "cannot gate this file" in message
+            assert not (tmp_path / Path(name).stem).exists()
+            continue
+        want = expected[template]
+        got = run.table.loc[run.table["sample"] == Path(name).stem, "population"].tolist()
+        assert got == want, (name, got)
+        summary = json.loads((tmp_path / Path(name).stem / "summary.json").read_text())
+        flag = next(f for f in summary["qc_flags"] if f.startswith("panel mismatch"))
+        left_out = len(load_template(template).match(read_fcs(row["file"])).left_out)
+        assert f"{left_out} population(s) left out" in flag
+    combined = pd.read_csv(tmp_path / "populations.csv")
+    assert set(combined["sample"]) == {Path(n).stem for n, e in EXPECTED.items()
+                                       if not isinstance(e, str)}
+    if heavy:
+        assert (tmp_path / "aria_100715_subsample" / "aria_100715_subsample.h5ad").is_file()
+
+
+def test_a_file_lacking_what_the_first_gate_needs_is_one_line_on_the_command_line(tmp_path):
+    data1 = COMPLIANCE / "data1.fcs"
+    result = CliRunner().invoke(main, ["gate", str(data1), "-o", str(tmp_path / "o"),
+                                       "--no-plots", "--no-anndata"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(data1) in errors[0] and "FSC-A" in errors[0]
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert "0 of 1 files gated" in result.output
+
+
+@pytest.fixture(scope="module")
+def without_cd45(tmp_path_factory):
+    """pbmc_01 with its CD45 channel relabelled, and both files gated."""
+    folder = tmp_path_factory.mktemp("relabel")
+    sample = read_fcs(FIXTURES / "pbmc_01.fcs")
+    i = sample.markers.index("CD45")
+    channels = list(sample.channel_info)
+    channels[i] = replace(channels[i], marker="PTPRC-x")
+    keywords = {**sample.keywords, f"$P{i + 1}S": "PTPRC-x"}
+    relabelled = write_fcs(folder / "no_cd45.fcs",
+                           replace(sample, channel_info=tuple(channels), keywords=keywords))
+    template = load_template("post-transplant")
+    return (gate_sample(sample, template), gate_sample(read_fcs(relabelled), template))
+
+
+def test_a_missing_marker_leaves_out_what_needs_it_and_nothing_else(without_cd45):
+    full, partial = without_cd45
+    kept = partial.table["population"].tolist()
+    # Lymphocytes and Granulocytes use CD45; everything below them (T, B, NK) and the
+    # dendritic-cell branch (below "not Granulocytes") go with them.
+    assert kept == ["Singlets", "Beads", "Non-beads", "Leukocytes", "Monocytes"]
+    both = full.table.set_index("population").loc[kept, "count"]
+    assert partial.table.set_index("population")["count"].equals(both)
+    flag = next(f for f in partial.qc_flags if f.startswith("panel mismatch"))
+    assert "lacks CD45" in flag and "Lymphocytes" in flag
+    assert not any("refers to" in f for f in partial.qc_flags)
+
+
+def test_overrides_for_a_population_the_template_lacks_are_an_error(tmp_path):
+    sample = read_fcs(FIXTURES / "pbmc_01.fcs")
+    with pytest.raises(ImmunomonError, match="pbmc_01.fcs: the overrides name 'T-cells'"):
+        gate_sample(sample, load_template("post-transplant"),
+                    overrides={"T-cells": {"rectangle": {"bounds": [[0.5, None]]}}})
