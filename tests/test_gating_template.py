@@ -134,3 +134,70 @@ def test_sample_without_debris_keeps_its_lymphocytes():
         got, truth = result.mask(population), sim.mask(population)
         f1 = 2 * np.sum(got & truth) / (got.sum() + truth.sum())
         assert f1 > 0.95, (population, f1)
+
+
+# Typos and wrong types, each with the line and field that the message must name. Lines:
+# 1 panel, 3 markers, 6 populations, 7 name T, 8 parent, 9 dims, 10 method, 11 name CD4 T.
+@pytest.mark.parametrize("change, line, words", [
+    (("    method: threshold\n  - name: CD4 T",
+      "    method: threshold\n    args: {side: above, bounds: \"high\"}\n  - name: CD4 T"), 11,
+     "population 'T': args.bounds must be [min, max]"),
+    (("    parent: T\n", "    parnet: T\n"), 12, "population 'CD4 T': unknown field 'parnet'"),
+    (("    method: threshold\n  - name: CD4 T",
+      "    method: threshold\n    args: {sid: below}\n  - name: CD4 T"), 11,
+     "args: unknown field 'sid'"),
+    (("    method: threshold\n  - name: CD4 T",
+      "    method: threshold\n    args: {valley: middle}\n  - name: CD4 T"), 11,
+     "args.valley must be 'deepest' or 'first' or 'last', not 'middle'"),
+    (("    method: threshold\n  - name: CD4 T",
+      "    method: threshold\n    args: {adjust: -1}\n  - name: CD4 T"), 11,
+     "args.adjust must be a number above 0, not -1"),
+    (("populations:", "populatons: []\npopulations:"), 6, "template: unknown field 'populatons'"),
+    (("populations:", "counting: {bead: T}\npopulations:"), 6, "counting: unknown field 'bead'"),
+    (("populations:", "counting: {beads: T, volume_ul: 0}\npopulations:"), 6,
+     "counting.volume_ul must be a number from 1 to 1,000"),
+    (("populations:", "qc: {min_events: many}\npopulations:"), 6,
+     "qc.min_events must be an integer of at least 1, not 'many'"),
+    (("populations:", "transforms: {fluorescence: {logicle: {T: 262144, w: 1}}}\npopulations:"),
+     6, "transforms.fluorescence: logicle takes T, W, M, A"),
+    (("populations:", "transforms: {scater: linear}\npopulations:"), 6,
+     "transforms: unknown field 'scater'"),
+    (("    dims: [CD4]\n    method: threshold\n",
+      "    dims: [CD3, CD4]\n    gate: {rectangle: {bounds: [[0.5, high], [null, 1]]}}\n"), 14,
+     "rectangle bounds must be one [min, max] per dimension"),
+    (("    dims: [CD4]\n    method: threshold\n",
+      "    dims: [CD4]\n    gate: {rectangle: {bounds: [[0.5, null]], closed: true}}\n"), 14,
+     "rectangle: unknown field 'closed'"),
+    (("    dims: [CD4]\n    method: threshold\n",
+      "    dims: [CD4]\n    gate: {not: T}\n    args: {side: above}\n"), 15,
+     "args belong to data-driven methods"),
+])
+def test_unknown_keys_and_wrong_types_name_file_line_and_field(change, line, words):
+    text = BASE.replace(*change, 1)
+    assert text != BASE
+    msg = error_of(text)
+    assert msg.startswith(f"panel.yaml, line {line}: "), msg
+    assert words in msg, msg
+
+
+def test_quadrant_threshold_arguments_are_checked_for_their_method():
+    text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
+                        "    dims: [CD4, CD3]\n    method: quadrant\n    args:\n"
+                        "      quadrants: {Q: [above, below]}\n      x_method: tail\n"
+                        "      x_args: {valley: first}\n")
+    assert "args.x_args (tail): unknown field 'valley'" in error_of(text)
+
+
+def test_counting_numbers_written_in_e_notation_are_numbers():
+    t = parse_template(BASE.replace("populations:", "counting: {beads: T, beads_per_test: 5e4, "
+                                                    "volume_ul: 50}\npopulations:"), "p.yaml")
+    assert t.counting["beads_per_test"] == 50_000.0 and t.counting["volume_ul"] == 50
+
+
+def test_template_qc_sets_the_low_count_limit():
+    from immunomon.gating.run import gate_sample
+    sim = simulate.pbmc_sample(3000, seed=3)
+    t = parse_template(BASE.replace("populations:", "qc: {min_events: 5000}\npopulations:"),
+                       "p.yaml")
+    flags = gate_sample(sim.sample, t).qc_flags
+    assert any("population 'T':" in f and "fewer than 5000" in f for f in flags)

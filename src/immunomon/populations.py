@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GatingError, ImmunomonError
+from .fmt import number
 from .threads import single_threaded
 
 RCV_LOW, RCV_HIGH = 15.87, 84.13
@@ -356,6 +357,34 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
 
 
 # --------------------------------------------------------------------------- absolute counts
+# Plausible ranges of the inputs of absolute counts (inclusive). A value outside is a typo,
+# a unit mix-up (an analyser count in 10^9/L) or a corrupt keyword, never a count to report.
+COUNTING_INPUTS = {
+    "beads_per_test": (100.0, 1e7, "beads per tube"),
+    "volume_ul": (1.0, 1000.0, "uL of sample stained"),
+    "lymphocytes_per_ul": (10.0, 1e6, "lymphocytes per uL"),
+    "leukocytes_per_ul": (10.0, 1e6, "leukocytes per uL"),
+}
+
+
+def counting_input_problem(name: str, value) -> str | None:
+    """What is wrong with counting input ``name`` (a key of ``COUNTING_INPUTS``), or
+    None when ``value`` is a finite number within its plausible range."""
+    lo, hi, unit = COUNTING_INPUTS[name]
+    try:
+        x = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        x = None
+    if x is not None and np.isfinite(x) and lo <= x <= hi:
+        return None
+    shown = repr(value) if x is None else number(x)
+    hint = ""
+    if name.endswith("_per_ul") and x is not None and 0 < x < lo:
+        hint = " (a count in 10^9/L times 1,000 gives cells per uL)"
+    return (f"{name} must be a number from {number(lo)} to {number(hi)} ({unit}), "
+            f"not {shown}{hint}")
+
+
 def single_platform_per_ul(counts, bead_events: int, beads_per_test: float,
                            volume_ul: float) -> np.ndarray:
     """Cells per uL with counting beads in the tube:
@@ -378,4 +407,5 @@ def dual_platform_per_ul(percent_of_reference, reference_per_ul: float) -> np.nd
 __all__ = ["population_statistics", "population_counts", "order_statistics",
            "large_order_statistics", "bucket_histograms", "quantiles",
            "medians", "masked_sums", "default_channels", "intensity_matrix",
-           "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul"]
+           "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul",
+           "COUNTING_INPUTS", "counting_input_problem"]

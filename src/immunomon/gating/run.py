@@ -119,8 +119,11 @@ def _wide_statistics(stats: pd.DataFrame) -> pd.DataFrame:
 @single_threaded()        # the thread policy of the per-file job (immunomon.threads)
 def gate_sample(sample, template: Template, *, name: str | None = None,
                 overrides: dict | None = None, counting: CountingInputs | None = None,
-                exclude_anomalies: bool = True, min_events: int = 200) -> SampleGating:
-    """Gate one sample with a template; compute its tables, counts and QC."""
+                exclude_anomalies: bool = True, min_events: int | None = None
+                ) -> SampleGating:
+    """Gate one sample with a template; compute its tables, counts and QC.
+    ``min_events``: populations with fewer events are flagged (default: the
+    template's ``qc.min_events``, else 200)."""
     name = name or safe_name(sample.path.stem if sample.path else "sample")
     counting = counting or CountingInputs()
     flags: list[str] = []
@@ -155,6 +158,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
         if getattr(gate, "fell_back", False):
             flags.append(f"gate {gid!r} fell back: {'; '.join(gate.notes)}")
     counts = dict(zip(table["population"], table["count"]))
+    min_events = min_events or int(template.qc.get("min_events", 200))
     flags += qc.low_count_flags(counts, min_events=min_events)
     return SampleGating(name=name, result=result, table=table, statistics=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,

@@ -13,6 +13,7 @@ See docs/templates.md for the format.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import GatingError, TemplateError
+from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle
@@ -31,6 +33,7 @@ from .gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, Recta
 from .strategy import GatingStrategy
 
 ROOT = "root"
+_NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
 SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
@@ -239,9 +242,15 @@ def _boolean_refs(spec: PopulationSpec) -> list[str]:
 def _transform(spec, where: str):
     if spec in (None, "none", "linear"):
         return None
-    if isinstance(spec, dict) and len(spec) == 1:
+    if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in TRANSFORM_PARAMS:
         kind, params = next(iter(spec.items()))
         params = params or {}
+        known = TRANSFORM_PARAMS[kind]
+        if not isinstance(params, dict) or any(k not in known for k in params):
+            raise TemplateError(f"{where}: {kind} takes {', '.join(known)}, not {params!r}")
+        wrong = {k: v for k, v in params.items() if not _is_number(v)}
+        if wrong:
+            raise TemplateError(f"{where}: {kind} parameters must be numbers, not {wrong!r}")
         try:
             if kind == "logicle":
                 return Logicle(float(params.get("T", 262144)), float(params.get("W", 0.5)),
@@ -263,9 +272,7 @@ def _build(spec: PopulationSpec, dims, parent):
         return SingletGate(name, dims, n_mad=float(a.get("n_mad", 4.0)), parent=parent)
     if spec.kind in ("threshold", "tail"):
         method = "density" if spec.kind == "threshold" else "tail"
-        keys = {"density": ("bounds", "adjust", "min_prominence", "fallback_sd", "valley"),
-                "tail": ("n_sd", "quantile")}[method]
-        args = {k: a[k] for k in keys if k in a}
+        args = {k: a[k] for k in _THRESHOLD_ARGS[method] if k in a and k != "side"}
         if method == "tail":
             args["side"] = a.get("side", "above")   # the cut lies on the population's side
         if "bounds" in args:
@@ -296,6 +303,92 @@ def _build(spec: PopulationSpec, dims, parent):
     return BooleanGate(name, spec.kind, operands, parent)
 
 
+# ----------------------------------------------------------------------------- schema
+# What a template may say, and what each value must be. Unknown keys and wrong types are
+# errors at load, naming the file, line and field, so a typo never passes silently.
+TOP_KEYS = ("panel", "version", "markers", "compensation", "transforms", "counting", "qc",
+            "populations")
+POPULATION_KEYS = ("name", "parent", "dims", "method", "gate", "args")
+TRANSFORM_KEYS = ("fluorescence", "scatter", "channels")
+TRANSFORM_PARAMS = {"logicle": ("T", "W", "M", "A"), "arcsinh": ("cofactor",),
+                    "scale": ("T", "A")}
+COUNTING_KEYS = ("beads", "beads_per_test", "volume_ul")
+QC_KEYS = ("min_events",)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, closed: bool = False,
+            integer: bool = False):
+    """A check: a finite number (an integer if asked) above ``lo`` (at least, if
+    ``closed``) and below ``hi``; returns what is wrong, or None."""
+    what = "an integer" if integer else "a number"
+    if lo is not None and hi is not None:
+        what += f" from {lo:g} to {hi:g}" if closed else f" between {lo:g} and {hi:g}"
+    elif lo is not None:
+        what += f" of at least {lo:g}" if closed else f" above {lo:g}"
+
+    def check(v):
+        ok = _is_number(v) and (not integer or float(v).is_integer())
+        ok = ok and (lo is None or (v >= lo if closed else v > lo))
+        ok = ok and (hi is None or (v <= hi if closed else v < hi))
+        return None if ok else f"must be {what}, not {v!r}"
+    return check
+
+
+def _choice(*allowed):
+    def check(v):
+        return None if v in allowed else \
+            f"must be {' or '.join(map(repr, allowed))}, not {v!r}"
+    return check
+
+
+def _bounds(v):
+    ok = isinstance(v, list) and len(v) == 2 and all(b is None or _is_number(b) for b in v)
+    if ok and None not in v and not v[0] < v[1]:
+        return f"must have min < max, not {v!r}"
+    return None if ok else f"must be [min, max] (numbers, or null for an open end), not {v!r}"
+
+
+_SIDE = _choice("above", "below")
+_DENSITY_ARGS = {"side": _SIDE, "bounds": _bounds, "adjust": _number(0),
+                 "min_prominence": _number(0, 1, closed=True), "fallback_sd": _number(0),
+                 "valley": _choice("deepest", "first", "last")}
+_TAIL_ARGS = {"side": _SIDE, "n_sd": _number(0), "quantile": _number(0, 1)}
+_THRESHOLD_ARGS = {"density": _DENSITY_ARGS, "tail": _TAIL_ARGS}
+# The arguments of each data-driven method; None: checked with the dimensions in hand.
+METHOD_ARGS = {
+    "singlet": {"n_mad": _number(0)},
+    "threshold": _DENSITY_ARGS,
+    "tail": _TAIL_ARGS,
+    "cluster": {"components": _number(1, 20, closed=True, integer=True), "pick": None,
+                "quantile": _number(0, 1), "min_weight": _number(0, 1, closed=True)},
+    "quadrant": {"quadrants": None, "x_method": _choice("density", "tail"),
+                 "y_method": _choice("density", "tail"), "x_args": None, "y_args": None,
+                 "sequential": _choice("above", "below", None)},
+}
+
+
+def _check_mapping(source: str, mapping, known, where: str, line: int = 0) -> dict:
+    """``mapping`` must be a mapping whose keys are in ``known`` (a tuple, or a dict
+    of checks); each check that is not None is applied to its value."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        _fail(source, _line(mapping) or line, f"{where} must be a mapping, not {mapping!r}")
+    for key, value in mapping.items():
+        if key not in known:
+            _fail(source, _line(mapping, key) or line,
+                  f"{where}: unknown field {key!r}; known fields: {', '.join(map(str, known))}")
+        check = known.get(key) if isinstance(known, dict) else None
+        problem = check(value) if check is not None else None
+        if problem:
+            _fail(source, _line(mapping, key) or line, f"{where}.{key} {problem}")
+    return mapping
+
+
 # ----------------------------------------------------------------------------- validation
 def _fail(source: str, line: int, message: str):
     where = f"{source}, line {line}" if line else source
@@ -310,12 +403,17 @@ def _population(source: str, raw, index: int, known: dict[str, int],
                             "dims and a method or gate")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        _fail(source, line, f"population {index + 1}: 'name' is missing")
+        _fail(source, _line(raw, "name"), f"population {index + 1}: 'name' is missing "
+                                          "(or not text)")
     label = f"population {name!r}"
+    _check_mapping(source, raw, POPULATION_KEYS, label)
     if name in known or name == ROOT:
         _fail(source, _line(raw, "name"), f"{label}: the name is already used "
                                           f"(line {known.get(name, 0)})")
     parent = raw.get("parent", ROOT)
+    if not isinstance(parent, str):
+        _fail(source, _line(raw, "parent"), f"{label}: parent must be a population name "
+                                            f"(or root), not {parent!r}")
     if parent != ROOT and parent not in known:
         _fail(source, _line(raw, "parent"), f"{label}: parent {parent!r} is not defined "
                                             "above it")
@@ -333,18 +431,23 @@ def _population(source: str, raw, index: int, known: dict[str, int],
     if has_method == has_gate:
         _fail(source, line, f"{label}: give exactly one of 'method' (data-driven) or "
                             "'gate' (fixed)")
-    args = dict(raw.get("args") or {})
+    if has_gate and "args" in raw:
+        _fail(source, _line(raw, "args"), f"{label}: args belong to data-driven methods; a "
+                                          "fixed gate takes its parameters inside 'gate'")
     if has_method:
         kind = raw["method"]
         if kind not in METHODS:
             _fail(source, _line(raw, "method"), f"{label}: unknown method {kind!r}; "
                                                 f"methods are {', '.join(METHODS)}")
+        args = _check_mapping(source, raw.get("args"), METHOD_ARGS[kind], f"{label}: args",
+                              _line(raw, "args"))
         need = {"singlet": 2, "threshold": 1, "tail": 1, "quadrant": 2}.get(kind)
         if need is not None and len(dims) != need:
             _fail(source, _line(raw, "dims"), f"{label}: method {kind!r} uses {need} "
                                               f"dimension(s), got {len(dims)}")
-        if kind in ("threshold", "tail") and args.get("side", "above") not in ("above", "below"):
-            _fail(source, _line(raw, "args"), f"{label}: side must be 'above' or 'below'")
+        if kind == "cluster" and not dims:
+            _fail(source, _line(raw, "dims") or line, f"{label}: method 'cluster' needs at "
+                                                      "least one dimension")
         if kind == "cluster":
             pick = args.get("pick")
             ok = isinstance(pick, list) and pick and all(
@@ -366,6 +469,10 @@ def _population(source: str, raw, index: int, known: dict[str, int],
                 if q in known:
                     _fail(source, _line(raw, "args"), f"{label}: quadrant name {q!r} is "
                                                       "already used")
+            for axis in ("x", "y"):
+                method = args.get(f"{axis}_method") or "density"
+                _check_mapping(source, args.get(f"{axis}_args"), _THRESHOLD_ARGS[method],
+                               f"{label}: args.{axis}_args ({method})", _line(raw, "args"))
         return PopulationSpec(name, parent, tuple(dims), kind, args, line)
     gate = raw["gate"]
     if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED:
@@ -392,21 +499,38 @@ def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) ->
         return {"operands": ops}
     if not isinstance(params, dict):
         _fail(source, line, f"{label}: {kind} parameters must be a mapping")
+    fields = {"rectangle": ("bounds",), "polygon": ("vertices",),
+              "ellipse": ("mean", "covariance", "distance_square")}[kind]
+    _check_mapping(source, params, fields, f"{label}: {kind}", line)
+    for key in fields:
+        if key not in params:
+            _fail(source, line, f"{label}: {kind} needs {key}")
     if kind == "rectangle":
-        bounds = params.get("bounds")
+        bounds = params["bounds"]
         if not (isinstance(bounds, list) and len(bounds) == len(dims)
-                and all(isinstance(b, list) and len(b) == 2 for b in bounds)):
-            _fail(source, line, f"{label}: rectangle needs bounds, one [min, max] per "
-                                "dimension (null for an open end)")
+                and all(_bounds(b) is None for b in bounds)):
+            _fail(source, line, f"{label}: rectangle bounds must be one [min, max] per "
+                                f"dimension (numbers, null for an open end; min < max), not "
+                                f"{bounds!r}")
         return {"bounds": bounds}
     if kind == "polygon":
-        v = params.get("vertices")
-        if not (isinstance(v, list) and len(v) >= 3 and len(dims) == 2):
-            _fail(source, line, f"{label}: polygon needs two dims and at least 3 vertices")
+        v = params["vertices"]
+        if not (isinstance(v, list) and len(v) >= 3 and len(dims) == 2 and all(
+                isinstance(p, list) and len(p) == 2 and all(map(_is_number, p)) for p in v)):
+            _fail(source, line, f"{label}: polygon needs two dims and at least 3 vertices "
+                                f"[x, y] of numbers, not {v!r}")
         return {"vertices": v}
-    for key in ("mean", "covariance", "distance_square"):
-        if key not in params:
-            _fail(source, line, f"{label}: ellipse needs {key}")
+    n = len(dims)
+    mean, cov, d2 = params["mean"], params["covariance"], params["distance_square"]
+    if not (isinstance(mean, list) and len(mean) == n and all(map(_is_number, mean))):
+        _fail(source, line, f"{label}: ellipse mean must be {n} numbers, not {mean!r}")
+    if not (isinstance(cov, list) and len(cov) == n and all(
+            isinstance(r, list) and len(r) == n and all(map(_is_number, r)) for r in cov)):
+        _fail(source, line, f"{label}: ellipse covariance must be {n} rows of {n} numbers, "
+                            f"not {cov!r}")
+    problem = _number(0)(d2)
+    if problem:
+        _fail(source, line, f"{label}: ellipse distance_square {problem}")
     return dict(params)
 
 
@@ -430,14 +554,20 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         _fail(source, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")
     if not isinstance(doc, dict):
         _fail(source, 1, "a template is a mapping with panel, version, markers and populations")
+    _check_mapping(source, doc, TOP_KEYS, "template")
     for key in ("panel", "version", "markers", "populations"):
         if key not in doc:
             _fail(source, _line(doc), f"'{key}' is missing")
+    for key in ("panel", "version"):
+        if not isinstance(doc[key], (str, int, float)) or isinstance(doc[key], bool):
+            _fail(source, _line(doc, key), f"{key} must be text, not {doc[key]!r}")
     markers_raw = doc["markers"]
     if not isinstance(markers_raw, dict) or not markers_raw:
         _fail(source, _line(doc, "markers"), "markers must map each marker to its aliases")
     markers = {}
     for m, aliases in markers_raw.items():
+        if not isinstance(m, str):
+            _fail(source, _line(markers_raw, m), f"marker {m!r}: names must be text")
         aliases = [aliases] if isinstance(aliases, str) else (aliases or [])
         if not all(isinstance(a, str) for a in aliases):
             _fail(source, _line(markers_raw, m), f"marker {m!r}: aliases must be text")
@@ -446,13 +576,19 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     if comp not in ("file", "none"):
         _fail(source, _line(doc, "compensation"), "compensation must be 'file' (the FCS "
                                                   "file's own spillover) or 'none'")
-    tr_raw = doc.get("transforms") or {}
+    tr_raw = _check_mapping(source, doc.get("transforms"), TRANSFORM_KEYS, "transforms",
+                            _line(doc, "transforms"))
+    if not isinstance(tr_raw.get("channels") or {}, dict):
+        _fail(source, _line(tr_raw, "channels"), "transforms.channels must map channel or "
+                                                 "marker names to transforms")
     transforms = {
         "fluorescence": _transform(tr_raw.get("fluorescence", {"logicle": {}}),
-                                   f"{source}, line {_line(tr_raw, 'fluorescence')}"),
+                                   f"{source}, line {_line(tr_raw, 'fluorescence')}: "
+                                   "transforms.fluorescence"),
         "scatter": _transform(tr_raw.get("scatter", "linear"),
-                              f"{source}, line {_line(tr_raw, 'scatter')}"),
-        "channels": {k: _transform(v, f"{source}, line {_line(tr_raw.get('channels'), k)}")
+                              f"{source}, line {_line(tr_raw, 'scatter')}: transforms.scatter"),
+        "channels": {k: _transform(v, f"{source}, line {_line(tr_raw.get('channels'), k)}: "
+                                      f"transforms.channels.{k}")
                      for k, v in (tr_raw.get("channels") or {}).items()},
     }
     pops_raw = doc["populations"]
@@ -467,13 +603,27 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         if spec.kind == "quadrant":
             for q in spec.args["quadrants"]:
                 known[q] = spec.line
-    counting = dict(doc.get("counting") or {})
+    counting = _check_mapping(source, doc.get("counting"), COUNTING_KEYS, "counting",
+                              _line(doc, "counting"))
     if counting and counting.get("beads") not in known:
         _fail(source, _line(doc, "counting"), f"counting.beads names {counting.get('beads')!r}, "
                                               "which is no population of the template")
+    counting = dict(counting)
+    for key in ("beads_per_test", "volume_ul"):
+        value = counting.get(key)
+        if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+            value = counting[key] = float(value)       # YAML reads 5e4 as text
+        problem = None if value is None or isinstance(value, str) else \
+            counting_input_problem(key, value)
+        if problem:
+            _fail(source, _line(doc["counting"], key), f"counting.{problem} (or the name of "
+                                                       "the FCS keyword that holds it)")
+    qc = _check_mapping(source, doc.get("qc"), {"min_events": _number(1, closed=True,
+                                                                      integer=True)},
+                        "qc", _line(doc, "qc"))
     return Template(panel=str(doc["panel"]), version=str(doc["version"]), markers=markers,
                     compensation=comp, transforms=transforms, populations=populations,
-                    counting=counting, qc=dict(doc.get("qc") or {}), source=source)
+                    counting=counting, qc=qc, source=source)
 
 
 def builtin_templates() -> dict[str, Path]:

@@ -1,0 +1,27 @@
+"""Numbers in messages, rounded for people: 50,000 not 50000.0; 1e+308 not 300 digits."""
+
+from __future__ import annotations
+
+import math
+
+
+def number(x) -> str:
+    """A number as people read it: 50,000; 12.5; 0.0042; 1.23e+12; nan; inf."""
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e9 or abs(x) < 1e-3):
+        return f"{x:.3g}"
+    return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
+
+
+def ratio_percent(part, whole) -> str:
+    """``part`` as a percentage of ``whole`` (3 significant digits at most), or a
+    plain statement when ``whole`` is zero or not finite."""
+    part, whole = float(part), float(whole)
+    if not (math.isfinite(part) and math.isfinite(whole)) or whole <= 0:
+        return f"{number(part)} against a usual {number(whole)}"
+    value = 100.0 * part / whole
+    if value >= 1e4:
+        return f"{number(value / 100)} times the usual"
+    return f"{value:.3g}% of the usual"
