@@ -126,3 +126,113 @@ def test_overrides_for_a_population_the_template_lacks_are_an_error(tmp_path):
     with pytest.raises(ImmunomonError, match="pbmc_01.fcs: the overrides name 'T-cells'"):
         gate_sample(sample, load_template("post-transplant"),
                     overrides={"T-cells": {"rectangle": {"bounds": [[0.5, None]]}}})
+
+
+# ----------------------------------------------------------------------------- counting inputs
+@pytest.mark.parametrize("options, words", [
+    (["--beads-per-test", "-5", "--volume", "0"], "--beads-per-test must be a number from 100"),
+    (["--beads-per-test", "1e308"], "not 1e+308"),
+    (["--volume", "inf"], "--volume must be a number from 1 to 1,000 (uL of sample stained), "
+                          "not inf"),
+    (["--volume", "nan"], "not nan"),
+    (["--leukocytes-per-ul", "5.2"], "a count in 10^9/L times 1,000 gives cells per uL"),
+    (["--lymphocytes-per-ul", "-1"], "--lymphocytes-per-ul must be a number"),
+])
+def test_bad_counting_options_stop_the_command_before_any_gating(options, words, tmp_path):
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-o", str(out),
+                                       *options])
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("cell, words", [
+    ("nan", "not nan"), ("inf", "not inf"), ("-50", "not -50"), ("1e308", "not 1e+308"),
+    ("0", "not 0"), ("lots", "not 'lots'"),
+])
+def test_bad_sample_info_values_name_file_line_and_column(cell, words, tmp_path):
+    info = tmp_path / "counts.csv"
+    info.write_text(f"sample,beads_per_test,volume_ul\npbmc_01,50000,50\npbmc_02,{cell},50\n")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-o",
+                                       str(tmp_path / "o"), "--sample-info", str(info)])
+    assert result.exit_code == 2
+    assert f"{info}, line 3, column beads_per_test: the value must be a number from 100" \
+        in result.output and words in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    from immunomon import simulate
+    return simulate.pbmc_sample(20_000, seed=11)
+
+
+@pytest.mark.parametrize("value", ["1e308", "nan", "-inf", "-5", "0", "fifty thousand", ""])
+def test_an_implausible_bead_keyword_is_a_flag_and_no_absolute_counts(simulated, value):
+    sample = replace(simulated.sample,
+                     keywords={**simulated.sample.keywords, "BEADS PER TEST": value})
+    gating = gate_sample(sample, load_template("post-transplant"))
+    assert gating.table["cells_per_ul"].isna().all()
+    assert gating.counting["method"].startswith("none")
+    flag = next(f for f in gating.qc_flags if f.startswith("no single-platform"))
+    assert "FCS keyword 'BEADS PER TEST' (beads_per_test) must be a number from 100" in flag
+
+
+def test_a_plausible_bead_keyword_gives_the_single_platform_formula(simulated):
+    gating = gate_sample(simulated.sample, load_template("post-transplant"))
+    t = gating.table.set_index("population")
+    assert gating.counting["beads_per_test"] == 50_000 and gating.counting["volume_ul"] == 50
+    by_hand = t.loc["T cells", "count"] / t.loc["Beads", "count"] * 50_000 / 50
+    assert t.loc["T cells", "cells_per_ul"] == pytest.approx(by_hand, rel=1e-12)
+    assert not any(f.startswith("no single-platform") for f in gating.qc_flags)
+
+
+def test_a_missing_volume_keyword_falls_back_to_the_analyser_count(simulated):
+    keywords = {k: v for k, v in simulated.sample.keywords.items() if k != "SAMPLE VOLUME UL"}
+    from immunomon.gating.run import CountingInputs
+    gating = gate_sample(replace(simulated.sample, keywords=keywords),
+                         load_template("post-transplant"),
+                         counting=CountingInputs(lymphocytes_per_ul=1800))
+    t = gating.table.set_index("population")
+    assert gating.counting["method"].startswith("dual platform")
+    assert t.loc["Lymphocytes", "cells_per_ul"] == 1800
+    assert any("'SAMPLE VOLUME UL'" in f and "not in this file" in f for f in gating.qc_flags)
+
+
+def test_counting_inputs_from_python_are_checked_too():
+    from immunomon.gating.run import CountingInputs
+    with pytest.raises(ImmunomonError, match="volume_ul must be a number"):
+        CountingInputs(beads_per_test=50_000, volume_ul=float("inf"))
+
+
+# ----------------------------------------------------------------------------- non-finite events
+def test_non_finite_events_are_counted_flagged_and_left_out(simulated):
+    sample = simulated.sample
+    rng = np.random.default_rng(7)
+    n = sample.n_events
+    bead_channel = sample.channel_index("CD127")
+    rows_inf = rng.choice(n, n // 100, replace=False)            # 1% inf in the bead channel
+    rest = np.setdiff1d(np.arange(n), rows_inf)
+    rows_nan = rng.choice(rest, 37, replace=False)                # and a few NaN elsewhere
+    events = sample.events.copy()
+    events[rows_inf, bead_channel] = np.inf
+    events[rows_nan, sample.channel_index("CD3")] = np.nan
+    corrupted = replace(sample, events=events)
+    keep = np.ones(n, dtype=bool)
+    keep[rows_inf] = keep[rows_nan] = False
+    template = load_template("post-transplant")
+
+    got = gate_sample(corrupted, template)
+    # ground truth: the same file without those events, which hold only finite values
+    want = gate_sample(replace(sample, events=sample.events[keep]), template)
+    bad = len(rows_inf) + len(rows_nan)
+    assert got.events_excluded - want.events_excluded == bad
+    pd.testing.assert_frame_equal(got.table, want.table)
+    filled = got.table[got.table["count"] > 0]
+    means = [c for c in got.table if c.startswith(("mean ", "median "))]
+    assert len(means) == 28 and np.isfinite(filled[means].to_numpy()).all()
+    flag = next(f for f in got.qc_flags if "non-finite" in f)
+    assert flag.startswith(f"{bad:,} of {n:,} events") and "FITC-A 200" in flag
+    assert "BV786-A 37" in flag
+    truth_beads = int(simulated.mask("Beads")[keep].sum())
+    assert got.table.set_index("population").loc["Beads", "count"] == \
+        pytest.approx(truth_beads, rel=0.02)

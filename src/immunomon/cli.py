@@ -143,6 +143,15 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
     from .gating.template import load_template
     from .progress import FileProgress, is_terminal
 
+    from .populations import counting_input_problem
+
+    for option, name, value in (("--beads-per-test", "beads_per_test", beads_per_test),
+                                ("--volume", "volume_ul", volume_ul),
+                                ("--lymphocytes-per-ul", "lymphocytes_per_ul", lymphocytes_per_ul),
+                                ("--leukocytes-per-ul", "leukocytes_per_ul", leukocytes_per_ul)):
+        problem = None if value is None else counting_input_problem(name, value, option)
+        if problem:
+            raise ImmunomonError(problem)
     tmpl = load_template(template)
     files = find_fcs_files(inputs)
     if not files:

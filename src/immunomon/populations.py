@@ -367,21 +367,25 @@ COUNTING_INPUTS = {
 }
 
 
-def counting_input_problem(name: str, value) -> str | None:
+def counting_input_problem(name: str, value, label: str | None = None) -> str | None:
     """What is wrong with counting input ``name`` (a key of ``COUNTING_INPUTS``), or
-    None when ``value`` is a finite number within its plausible range."""
+    None when ``value`` (a number, or text holding one) is finite and within its
+    plausible range. ``label`` names the value in the message (default ``name``)."""
     lo, hi, unit = COUNTING_INPUTS[name]
     try:
-        x = None if isinstance(value, bool) else float(value)
+        x = None if isinstance(value, bool) else float(str(value).strip()
+                                                        if isinstance(value, str) else value)
     except (TypeError, ValueError):
         x = None
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:40] + "..."
     if x is not None and np.isfinite(x) and lo <= x <= hi:
         return None
     shown = repr(value) if x is None else number(x)
     hint = ""
     if name.endswith("_per_ul") and x is not None and 0 < x < lo:
         hint = " (a count in 10^9/L times 1,000 gives cells per uL)"
-    return (f"{name} must be a number from {number(lo)} to {number(hi)} ({unit}), "
+    return (f"{label or name} must be a number from {number(lo)} to {number(hi)} ({unit}), "
             f"not {shown}{hint}")
 
 

@@ -316,6 +316,32 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     return MarginQC(flags=flags, table=table, margin=(at_top | at_bottom).any(axis=1))
 
 
+# -- non-finite values ---------------------------------------------------------------
+def non_finite_events(sample) -> tuple[np.ndarray, list[str]]:
+    """Per event, True when every value is finite; and a flag naming how many events
+    hold NaN or infinity, in which channels (none when all are finite).
+
+    A float FCS file can hold NaN or +-inf (a corrupt DATA segment, a broken export);
+    such an event has no place in a density, a mixture or a mean, so the caller
+    leaves it out of gating and statistics.
+    """
+    events = sample.events
+    # one float64 pass: a row sum is finite exactly when every value is (float32
+    # values cannot overflow a float64 sum)
+    finite = np.isfinite(events.sum(axis=1, dtype=np.float64))
+    n_bad = int(events.shape[0] - np.count_nonzero(finite))
+    if not n_bad:
+        return finite, []
+    per_channel = (~np.isfinite(events[~finite])).sum(axis=0)
+    shown = [f"{sample.channels[j]} {int(per_channel[j]):,}"
+             for j in np.argsort(-per_channel, kind="stable") if per_channel[j]]
+    listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more channels"
+                                     if len(shown) > 5 else "")
+    return finite, [f"{n_bad:,} of {events.shape[0]:,} events ({n_bad / events.shape[0]:.2%}) "
+                    f"hold non-finite values (NaN or infinity; {listed}); they were "
+                    "excluded from gating and statistics"]
+
+
 # -- counts and markers -------------------------------------------------------------
 def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
     """A flag for each population with fewer than ``min_events`` events, whose

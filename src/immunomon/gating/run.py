@@ -28,6 +28,9 @@ from .template import Template
 REFERENCES = ("Lymphocytes", "Leukocytes")
 
 
+COUNTING_COLUMNS = ("beads_per_test", "volume_ul", "lymphocytes_per_ul", "leukocytes_per_ul")
+
+
 @dataclass
 class CountingInputs:
     """What absolute counts need; any value may come from the command line,
@@ -37,6 +40,15 @@ class CountingInputs:
     volume_ul: float | None = None
     lymphocytes_per_ul: float | None = None     # haematology analyser, dual platform
     leukocytes_per_ul: float | None = None
+
+    def __post_init__(self):
+        for name in COUNTING_COLUMNS:
+            value = getattr(self, name)
+            problem = None if value is None else pops.counting_input_problem(name, value)
+            if problem:
+                raise ImmunomonError(problem)
+            if value is not None:
+                setattr(self, name, float(value))
 
 
 @dataclass
@@ -67,33 +79,53 @@ def safe_name(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- one sample
-def _keyword_number(sample, value) -> float | None:
-    """A number given directly, or the name of an FCS keyword holding one."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    raw = sample.keywords.get(str(value).upper())
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
+def _counting_value(sample, name: str, given, spec) -> tuple[float | None, str | None]:
+    """One input of the absolute counts: the value given (command line, sample info),
+    else the template's number, else the FCS keyword the template names. Returns the
+    value, or None and why there is none when a keyword was named but holds no
+    plausible value (the sample's QC flags carry that)."""
+    if given is not None:
+        return float(given), None
+    if spec is None:
+        return None, None
+    if isinstance(spec, (int, float)):
+        return float(spec), None
+    key = str(spec).upper()
+    raw = sample.keywords.get(key)
+    if raw is None:
+        raw = next((v for k, v in sample.keywords.items() if k.upper() == key), None)
+    if raw is None:
+        return None, (f"FCS keyword {key!r} (the template's counting.{name}) is not in "
+                      "this file")
+    problem = pops.counting_input_problem(name, raw, f"FCS keyword {key!r} ({name})")
+    if problem:
+        return None, problem
+    return float(raw), None
 
 
 def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Template,
-                     inputs: CountingInputs) -> tuple[pd.Series, dict]:
+                     inputs: CountingInputs) -> tuple[pd.Series, dict, list[str]]:
+    """Cells per uL of every population, how they were counted, and QC flags."""
     sample = result.sample
+    flags: list[str] = []
     beads = template.counting.get("beads")
-    per_test = inputs.beads_per_test or _keyword_number(
-        sample, template.counting.get("beads_per_test"))
-    volume = inputs.volume_ul or _keyword_number(sample, template.counting.get("volume_ul"))
-    if beads and beads in result.gate_ids and per_test and volume:
+    if beads and beads in result.gate_ids:
+        per_test, p1 = _counting_value(sample, "beads_per_test", inputs.beads_per_test,
+                                       template.counting.get("beads_per_test"))
+        volume, p2 = _counting_value(sample, "volume_ul", inputs.volume_ul,
+                                     template.counting.get("volume_ul"))
+        problems = [p for p in (p1, p2) if p]
         bead_events = result.count(beads)
-        values = pops.single_platform_per_ul(table["count"], bead_events, per_test, volume)
-        values[table["population"] == beads] = np.nan
-        return pd.Series(values, index=table.index), {
-            "method": "single platform (counting beads)", "bead_population": beads,
-            "bead_events": bead_events, "beads_per_test": per_test, "volume_ul": volume}
+        if per_test and volume and not bead_events:
+            problems.append(f"the bead population {beads!r} has no events")
+        if per_test and volume and bead_events:
+            values = pops.single_platform_per_ul(table["count"], bead_events, per_test, volume)
+            values[table["population"] == beads] = np.nan
+            return pd.Series(values, index=table.index), {
+                "method": "single platform (counting beads)", "bead_population": beads,
+                "bead_events": bead_events, "beads_per_test": per_test,
+                "volume_ul": volume}, flags
+        flags += [f"no single-platform absolute counts: {p}" for p in problems]
     for ref, value in (("Lymphocytes", inputs.lymphocytes_per_ul),
                        ("Leukocytes", inputs.leukocytes_per_ul)):
         column = f"percent_of_{ref}"
@@ -102,8 +134,9 @@ def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Templa
             values[table["population"] == ref] = value
             return pd.Series(values, index=table.index), {
                 "method": f"dual platform (% of {ref.lower()} x analyser count)",
-                "reference": ref, "reference_per_ul": value}
-    return pd.Series(np.nan, index=table.index), {"method": "none (no beads or analyser count)"}
+                "reference": ref, "reference_per_ul": value}, flags
+    return pd.Series(np.nan, index=table.index), \
+        {"method": "none (no beads or analyser count)"}, flags
 
 
 def _wide_statistics(stats: pd.DataFrame) -> pd.DataFrame:
@@ -126,21 +159,23 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     template's ``qc.min_events``, else 200)."""
     name = name or safe_name(sample.path.stem if sample.path else "sample")
     counting = counting or CountingInputs()
-    flags: list[str] = []
-    time_qc = qc.time_anomalies(sample)
-    flags += time_qc.flags
+    # the template against the file's channels first: a file it cannot gate fails here
+    strategy, notes = template.strategy_for(sample, overrides)
+    mismatch = template.match(sample).qc_flag()
+    flags: list[str] = [mismatch] if mismatch else []
     n_total = sample.n_events
-    gated = sample
+    finite, finite_flags = qc.non_finite_events(sample)
+    flags += finite_flags
+    clean = sample if not finite_flags else replace(sample, events=sample.events[finite])
+    time_qc = qc.time_anomalies(clean)
+    flags += time_qc.flags
+    gated = clean
     if exclude_anomalies and time_qc.excluded:
-        gated = replace(sample, events=sample.events[time_qc.good])
+        gated = replace(clean, events=clean.events[time_qc.good])
         flags.append(f"{time_qc.excluded} events in unstable acquisition time bins were "
                      f"excluded from gating ({100 * time_qc.excluded / max(n_total, 1):.1f}%)")
     margins = qc.margin_events(gated)
     flags += margins.flags
-    strategy, notes = template.strategy_for(gated, overrides)
-    mismatch = template.match(gated).qc_flag()
-    if mismatch:
-        flags.append(mismatch)
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
@@ -149,7 +184,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     count_columns = [c for c in stats.columns
                      if c in ("population", "parent", "count") or c.startswith("percent_of_")]
     table = stats[count_columns].drop_duplicates("population").reset_index(drop=True)
-    per_ul, counting_info = _absolute_counts(table, result, template, counting)
+    per_ul, counting_info, counting_flags = _absolute_counts(table, result, template, counting)
+    flags += counting_flags
     table["cells_per_ul"] = per_ul
     table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
     table.insert(0, "sample", name)
@@ -278,9 +314,6 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
     return final
 
 
-COUNTING_COLUMNS = ("beads_per_test", "volume_ul", "lymphocytes_per_ul", "leukocytes_per_ul")
-
-
 def read_sample_info(path) -> dict[str, CountingInputs]:
     """Per-sample counting inputs from a CSV: a ``sample`` column (the FCS file name,
     with or without .fcs) and any of ``beads_per_test``, ``volume_ul`` (bead lot and
@@ -304,14 +337,10 @@ def read_sample_info(path) -> dict[str, CountingInputs]:
             text = getattr(row, col, "").strip() if col in table.columns else ""
             if not text:
                 continue
-            try:
-                number = float(text)
-            except ValueError:
-                number = -1.0
-            if not number > 0:
-                raise ImmunomonError(f"{path}, line {line}, column {col}: {text!r} is not a "
-                                     "positive number")
-            values[col] = number
+            problem = pops.counting_input_problem(col, text, "the value")
+            if problem:
+                raise ImmunomonError(f"{path}, line {line}, column {col}: {problem}")
+            values[col] = float(text)
         info[safe_name(Path(row.sample).stem if row.sample.lower().endswith(".fcs")
                        else row.sample)] = CountingInputs(**values)
     return info
