@@ -236,3 +236,142 @@ def test_non_finite_events_are_counted_flagged_and_left_out(simulated):
     truth_beads = int(simulated.mask("Beads")[keep].sum())
     assert got.table.set_index("population").loc["Beads", "count"] == \
         pytest.approx(truth_beads, rel=0.02)
+
+
+# ----------------------------------------------------------------------------- messages, help
+def test_a_ten_event_file_gets_messages_rounded_for_people(tmp_path):
+    import re
+    from immunomon import simulate
+    sample = simulate.pbmc_sample(10, seed=0).sample
+    gating = gate_sample(sample, load_template("post-transplant"))
+    assert not [f for f in gating.qc_flags if re.search(r"\d{8,}", f)], gating.qc_flags
+    assert any(f.startswith("only 10 events: too few to compare acquisition time bins")
+               for f in gating.qc_flags)
+
+
+def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
+    from immunomon.fmt import number, ratio_percent
+    assert ratio_percent(7e6, 1e-300) == "7,000,000 against a usual 1e-300"
+    assert ratio_percent(7, 0) == "7 against a usual 0"
+    assert ratio_percent(45, 100) == "45% of the usual"
+    assert ratio_percent(1234.5, 1) == "1,234 times the usual"
+    assert number(50000.0) == "50,000" and number(1e308) == "1e+308"
+
+
+@pytest.mark.parametrize("command", [[], ["gate"]])
+def test_the_help_example_gates_the_three_fixture_files(command):
+    import glob
+    import shlex
+    from immunomon.gating.run import find_fcs_files
+    text = CliRunner().invoke(main, [*command, "--help"]).output
+    example = next(line.strip() for line in text.splitlines()
+                   if line.strip().startswith("immunomon gate fixtures"))
+    args = shlex.split(example)[2:]
+    inputs = [a for a in args[:args.index("--template")]]
+    root = FIXTURES.parent
+    files = find_fcs_files([p for a in inputs for p in sorted(glob.glob(str(root / a)))])
+    assert [f.name for f in files] == ["pbmc_01.fcs", "pbmc_02_shifted.fcs", "pbmc_03_clog.fcs"]
+
+
+# ----------------------------------------------------------------------------- one folder, many runs
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    """Four small simulated tubes of the 14-colour panel, and a broken file."""
+    from immunomon import simulate
+    folder = tmp_path_factory.mktemp("small")
+    files = [write_fcs(folder / f"S{i}.fcs", simulate.pbmc_sample(2500, seed=20 + i).sample)
+             for i in range(4)]
+    (folder / "broken.fcs").write_bytes(b"FCS3.1    not an FCS file")
+    return files, folder / "broken.fcs"
+
+
+def _gate(files, out, template="post-transplant", **kw):
+    return gate_files(files, load_template(template), out, plots=False, anndata=False, **kw)
+
+
+def _listed(out) -> tuple[list[str], list[str], dict[str, str]]:
+    table = pd.read_csv(out / "populations.csv")
+    index = json.loads((out / "index.json").read_text())
+    return (sorted(set(table["sample"])), [r["sample"] for r in index],
+            {r["sample"]: r["status"] for r in index})
+
+
+def test_repeated_runs_into_one_folder_list_every_sample(small_files, tmp_path):
+    files, broken = small_files
+    out = tmp_path / "out"
+    _gate(files[:2], out)
+    _gate(files[2:3], out)                                        # a second run, another file
+    samples, index, _ = _listed(out)
+    assert samples == index == ["S0", "S1", "S2"]
+    page = (out / "index.html").read_text()
+    assert all(f">{s}</a>" in page for s in samples) and "3 samples" in page
+    per_sample = sum(len(pd.read_csv(out / s / "populations.csv")) for s in samples)
+
+    _gate([files[0], broken], out)                                # S0 again, and a bad file
+    samples, index, status = _listed(out)
+    assert samples == ["S0", "S1", "S2"] and index == ["S0", "S1", "S2", "broken"]
+    assert len(pd.read_csv(out / "populations.csv")) == per_sample   # S0 replaced, not doubled
+    assert status["broken"] == "failed"
+    _gate(files[3:], out)                                         # the failure is remembered
+    samples, index, status = _listed(out)
+    assert samples == ["S0", "S1", "S2", "S3"] and status["broken"] == "failed"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_with_another_template_is_refused_and_changes_nothing(small_files, tmp_path):
+    files, _ = small_files
+    out = tmp_path / "out"
+    _gate(files[:1], out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ImmunomonError) as err:
+        _gate(files[1:2], out, template="t-treg-tube")
+    message = str(err.value)
+    assert message.startswith(f"{out}: holds results gated with template 'Post-transplant")
+    assert "this run uses 'T and regulatory T cells tube'" in message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    result = CliRunner().invoke(main, ["gate", str(files[1]), "-t", "t-treg-tube", "-o",
+                                       str(out), "--no-plots", "--no-anndata"])
+    assert result.exit_code == 2 and "never combined" in result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def test_a_second_run_waits_for_the_folder_or_stops_with_a_message(small_files, tmp_path):
+    from contextlib import ExitStack
+    from immunomon.atomic import folder_lock
+    files, _ = small_files
+    out = tmp_path / "out"
+    out.mkdir()
+    held = ExitStack()
+    held.enter_context(folder_lock(out))                      # a first run, in progress
+    result = CliRunner().invoke(main, ["gate", str(files[0]), "-o", str(out), "--no-plots",
+                                       "--no-anndata", "--no-wait"])
+    assert result.exit_code == 2, result.output
+    assert f"{out}: another immunomon run is writing into this folder (pid " in result.output
+    assert not (out / "S0").exists()
+    waited = []
+
+    def first_run_finishes(holder):                           # called while the run waits
+        waited.append(holder)
+        held.close()
+
+    run = _gate(files[:1], out, on_wait=first_run_finishes)
+    assert run.ok and len(waited) == 1 and waited[0].startswith("pid ")
+    assert _listed(out)[1] == ["S0"]
+
+
+def test_concurrent_runs_into_one_folder(small_files, tmp_path):
+    import subprocess
+    import sys
+    files, _ = small_files
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "immunomon", "gate", *map(str, part),
+                               "-o", str(out), "--no-plots", "--no-anndata"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for part in (files[:2], files[2:])]
+    outputs = [p.communicate() for p in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr
+        assert "internal error" not in stderr and "Traceback" not in stderr
+    samples, index, _ = _listed(out)
+    assert samples == index == ["S0", "S1", "S2", "S3"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

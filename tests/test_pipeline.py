@@ -63,6 +63,10 @@ def test_shipped_demo_study_is_valid():
     ("stages:", "stages: [", "not valid YAML"),
     ("  cohort: {file: cohort.nc}", "  cohort: {file: cohort.csv}",
      "line 16: stages.cohort.file must end in .nc or .zarr"),
+    ("  gate: {plots: false, anndata: false}", "  gate: {beads_per_test: -5}",
+     "line 14: stages.gate.beads_per_test must be a number from 100"),
+    ("  gate: {plots: false, anndata: false}", "  gate: {volume_ul: .inf}",
+     "line 14: stages.gate.volume_ul must be a number from 1 to 1,000"),
 ])
 def test_invalid_study_files_name_line_and_field(old, new, message):
     text = STUDY.replace(old, new)
@@ -226,17 +230,74 @@ def test_pipeline_runs_skips_and_reruns_from_the_changed_stage(tiny):
     assert "cohort: ran" in res.output and (root / "other" / "cohort" / "cohort.nc").is_file()
 
 
+def _patched_inputs(study):
+    """The stages' inputs from the (monkeypatched) input functions, nothing checked."""
+    return {name: pipeline._INPUT_FUNCS[name](study) for name in study.stages}
+
+
 def keep_first_str(trial):
     return trial.manifest.loc[trial.manifest["kind"] == "str", "file"].iloc[0]
 
 
-def test_missing_input_stops_at_the_first_stage(tmp_path):
+def test_every_missing_input_is_reported_before_any_stage_runs(tmp_path):
     (tmp_path / "s.yaml").write_text(STUDY)
-    with pytest.raises(PipelineError, match="stage gate failed: .*study/fcs"):
+    with pytest.raises(PipelineError) as err:
         run_pipeline(tmp_path / "s.yaml")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 's.yaml'}: nothing was run")
+    for key in ("manifest", "fcs", "str", "clinical"):
+        assert f"inputs.{key}: {tmp_path / 'study'}" in message, key
+    assert not [p for p in (tmp_path / "results").iterdir() if p.name != ".pipeline.json"]
     res = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml")])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert "stage gate failed" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "nothing was run" in res.output
+
+
+def test_a_missing_reference_of_a_later_stage_stops_the_run_before_gating(tmp_path,
+                                                                            monkeypatch):
+    trial = sim.trial(3, n_patients=2)
+    sim.write_trial(trial, tmp_path / "study", events_per_sample=300)
+    (tmp_path / "study" / "str" / "P02_donor.txt").unlink()
+    (tmp_path / "s.yaml").write_text(STUDY)
+    ran = []
+    monkeypatch.setattr(pipeline, "_RUNNERS", {k: (lambda *a, k=k: ran.append(k))
+                                               for k in pipeline._RUNNERS})
+    with pytest.raises(PipelineError, match=r"stage chimerism: 1 input file\(s\) not found: "
+                                            r".*P02_donor.txt") as err:
+        run_pipeline(tmp_path / "s.yaml")
+    assert ran == [] and "nothing was run" in str(err.value)
+
+
+def test_unknown_template_stops_the_run_before_any_stage(tmp_path):
+    trial = sim.trial(3, n_patients=1)
+    sim.write_trial(trial, tmp_path / "study", events_per_sample=300)
+    (tmp_path / "s.yaml").write_text(STUDY.replace("template: post-transplant",
+                                                   "template: post-transplnt"))
+    with pytest.raises(PipelineError, match="stage gate: no template named 'post-transplnt'"):
+        run_pipeline(tmp_path / "s.yaml")
+
+
+def test_a_new_immunomon_version_reruns_every_stage(tmp_path, monkeypatch):
+    import immunomon
+    text = STUDY.replace("  gate: {plots: false, anndata: false}\n", "") \
+                .replace("  chimerism: {quantity: area}\n", "")
+    (tmp_path / "s.yaml").write_text(text)
+    ran = []
+
+    def cohort(study, settings, work, progress):
+        ran.append(immunomon.__version__)
+        work.mkdir()
+        return {}
+
+    monkeypatch.setattr(pipeline, "_RUNNERS", {**pipeline._RUNNERS, "cohort": cohort})
+    monkeypatch.setattr(pipeline, "_checked_inputs", lambda s: {"cohort": {"files": {}}})
+    assert run_pipeline(tmp_path / "s.yaml").ran == ["cohort"]
+    assert run_pipeline(tmp_path / "s.yaml").skipped == ["cohort"]
+    monkeypatch.setattr(immunomon, "__version__", "99.0")
+    assert run_pipeline(tmp_path / "s.yaml").ran == ["cohort"]
+    state = json.loads((tmp_path / "results" / ".pipeline.json").read_text())
+    assert state["stages"]["cohort"]["immunomon"] == "99.0"
+    assert ran == [ran[0], "99.0"] and ran[0] != "99.0"
 
 
 def test_analysis_stage_is_skipped_with_a_note_when_unavailable(tmp_path, monkeypatch):
@@ -249,6 +310,7 @@ def test_analysis_stage_is_skipped_with_a_note_when_unavailable(tmp_path, monkey
                                                    "cohort": lambda s: {}})
     monkeypatch.setattr(pipeline, "_RUNNERS", {**pipeline._RUNNERS,
                                                "cohort": lambda s, st, w, p: w.mkdir() or {}})
+    monkeypatch.setattr(pipeline, "_checked_inputs", _patched_inputs)
     result = run_pipeline(tmp_path / "s.yaml")
     assert [(s.name, s.status) for s in result.stages] == [("cohort", "ran"),
                                                            ("analysis", "unavailable")]
@@ -274,6 +336,7 @@ def test_state_file_is_rewritten_after_each_stage(tmp_path, monkeypatch):
                                                    "cohort": lambda s: {"y": 2}})
     monkeypatch.setattr(pipeline, "_RUNNERS", {**pipeline._RUNNERS, "chimerism": ok,
                                                "cohort": boom})
+    monkeypatch.setattr(pipeline, "_checked_inputs", _patched_inputs)
     with pytest.raises(PipelineError, match="stage cohort failed: no cohort today"):
         run_pipeline(tmp_path / "s.yaml")
     state = json.loads((tmp_path / "results" / ".pipeline.json").read_text())

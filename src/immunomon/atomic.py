@@ -11,16 +11,24 @@ ready for a lab group or a web server. ``tempfile.mkstemp``/``mkdtemp`` are not
 used for outputs because they create 0600 files and 0700 folders whatever the
 umask. Secrets written on purpose (a de-identification key) pass
 ``private=True`` and get 0600 (owner read and write only) whatever the umask.
+
+``folder_lock`` keeps two runs from writing into one output folder at once: the
+second waits for the first (or stops with a message naming it).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import ImmunomonError
 
 PRIVATE_MODE = 0o600          # secrets: owner read/write only, whatever the umask
 _FILE_MODE = 0o666            # as open(path, "w"): the umask takes its bits away
@@ -121,3 +129,68 @@ def write_text(path, text: str, *, private: bool = False) -> Path:
     with atomic_path(path, private=private) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- folder lock
+LOCK_NAME = ".immunomon.lock"
+
+
+class FolderInUseError(ImmunomonError):
+    """Another immunomon run is writing into the output folder."""
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+@contextmanager
+def folder_lock(folder, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+                poll: float = 0.2) -> Iterator[None]:
+    """Hold ``folder``'s lock (``.immunomon.lock`` inside it) while the block runs.
+
+    If another run holds it, wait until it is released (``on_wait(holder)`` is
+    called once, e.g. to print that we are waiting), or with ``wait=False`` raise
+    ``FolderInUseError`` naming the holder (process, host, start time). The lock
+    is the operating system's (``flock``): a run that crashes releases it, so a
+    stale lock file never blocks anyone. The file is removed on release.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            if not wait:
+                raise FolderInUseError(
+                    f"{folder}: another immunomon run is writing into this folder ({holder}); "
+                    "wait for it to finish, or write into another folder") from None
+            if on_wait is not None and not told:
+                on_wait(holder)
+                told = True
+            time.sleep(poll)
+            continue
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)            # the previous holder removed this file: lock the new one
+    try:
+        since = _dt.datetime.now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}".encode(), 0)
+        yield
+    finally:
+        Path(path).unlink(missing_ok=True)      # still held: nobody else owns this file
+        os.close(fd)

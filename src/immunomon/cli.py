@@ -35,7 +35,7 @@ def main():
     \b
     Examples:
       immunomon info fixtures/*.fcs
-      immunomon gate fixtures/ --template post-transplant --out results/
+      immunomon gate fixtures/pbmc_*.fcs --template post-transplant --out results/
       immunomon run pipelines/demo.yaml --out results
     """
 
@@ -110,11 +110,14 @@ def info(files, as_json):
 @click.option("--no-anndata", is_flag=True, help="Skip the .h5ad files.")
 @click.option("--deidentify", is_flag=True,
               help="Drop patient identifiers from the keywords stored in the AnnData files.")
+@click.option("--no-wait", is_flag=True,
+              help="If another run is writing into the output folder, stop instead of "
+                   "waiting for it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the combined table as JSON.")
 def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lymphocytes_per_ul,
          leukocytes_per_ul, sample_info, overrides, keep_anomalies, plots, no_plots, no_anndata,
-         deidentify, as_json):
-    """Gate FCS files (or folders of them) with a panel template.
+         deidentify, no_wait, as_json):
+    """Gate FCS files (or folders of them, searched recursively) with a panel template.
 
     Writes per sample: the population table (CSV and Parquet: counts, % of
     parent, % of lymphocytes and leukocytes, cells/uL, median/mean/geometric
@@ -125,9 +128,15 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
     gated is reported and the others go on; the exit code is 0 only when every
     file was gated.
 
+    The output folder may hold earlier results of the same template: samples
+    gated again are replaced and the combined table and index list every sample
+    in the folder. A run with another template stops before gating. Two runs
+    into one folder never write at once: the second waits (or, with --no-wait,
+    stops).
+
     \b
     Example:
-      immunomon gate fixtures/ --template post-transplant --out results/
+      immunomon gate fixtures/pbmc_*.fcs --template post-transplant --out results/
       immunomon gate run1/*.fcs -t my-panel.yaml -o out/ --beads-per-test 50000 --volume 50
       immunomon gate run1/ -o out/ --sample-info counts.csv --overrides reviewed.yaml
       immunomon gate --workspace panel.wsp run1/ --json
@@ -168,7 +177,10 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
     kwargs = dict(counting=counting, plots="none" if no_plots else plots, anndata=not no_anndata,
                   sample_info=read_sample_info(sample_info) if sample_info else None,
                   overrides=read_overrides(overrides) if overrides else None,
-                  exclude_anomalies=not keep_anomalies, deidentify=deidentify)
+                  exclude_anomalies=not keep_anomalies, deidentify=deidentify,
+                  wait=not no_wait, on_wait=lambda holder: click.echo(
+                      f"waiting: another immunomon run is writing into {out_dir} ({holder})",
+                      err=True))
     # A bar on a terminal; one line per file in a log (stderr not a terminal).
     with FileProgress(len(files), "gate",
                       enabled=len(files) > 3 or not is_terminal(sys.stderr)) as progress:

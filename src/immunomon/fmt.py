@@ -19,9 +19,9 @@ def ratio_percent(part, whole) -> str:
     """``part`` as a percentage of ``whole`` (3 significant digits at most), or a
     plain statement when ``whole`` is zero or not finite."""
     part, whole = float(part), float(whole)
-    if not (math.isfinite(part) and math.isfinite(whole)) or whole <= 0:
+    value = 100.0 * part / whole if whole > 0 and math.isfinite(whole) else math.inf
+    if not (math.isfinite(part) and math.isfinite(value)):
         return f"{number(part)} against a usual {number(whole)}"
-    value = 100.0 * part / whole
     if value >= 1e4:
         return f"{number(value / 100)} times the usual"
     return f"{value:.3g}% of the usual"

@@ -244,6 +244,12 @@ def _check_choices(source, name: str, settings) -> None:
         if stage == name and key in settings and settings[key] not in allowed:
             _fail(source, _line(settings, key), f"stages.{name}.{key} must be one of "
                   f"{', '.join(allowed)}, not {settings[key]!r}")
+    from .populations import counting_input_problem
+    for key in ("beads_per_test", "volume_ul"):
+        if name == "gate" and key in settings:
+            problem = counting_input_problem(key, settings[key], f"stages.gate.{key}")
+            if problem:
+                _fail(source, _line(settings, key), problem)
     if name == "cohort" and "file" in settings and \
             not settings["file"].endswith((".nc", ".zarr")):
         _fail(source, _line(settings, "file"), "stages.cohort.file must end in .nc or .zarr")
@@ -271,17 +277,26 @@ def _sha256(path: Path) -> str:
 
 
 def _hashes(paths) -> dict:
-    out = {}
-    for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise PipelineError(f"{p}: input file not found")
-        out[str(p)] = _sha256(p)
-    return out
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                          else "")
+        raise PipelineError(f"{len(missing)} input file(s) not found: {shown}")
+    return {str(p): _sha256(p) for p in paths}
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
 
 
 def _fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    """What a stage's results depend on, as one hash: its settings, its inputs' hashes,
+    its upstream stages' fingerprints and the immunomon version (a new version may
+    gate or count differently, so its results are not reused)."""
+    return hashlib.sha256(json.dumps([_version(), *parts], sort_keys=True,
+                                     default=str).encode()).hexdigest()
 
 
 def _read_state(out: Path) -> dict:
@@ -310,7 +325,7 @@ def _manifest(study: Study):
 
 def _gate_inputs(study: Study) -> tuple[list[Path], dict]:
     from .gating.run import find_fcs_files
-    from .gating.template import builtin_templates
+    from .gating.template import builtin_templates, load_template
 
     folder = study.inputs["fcs"]
     if not folder.exists():
@@ -320,8 +335,10 @@ def _gate_inputs(study: Study) -> tuple[list[Path], dict]:
         raise PipelineError(f"{folder}: no .fcs files found (inputs.fcs)")
     template = study.inputs["template"]
     tpath = Path(template) if Path(template).suffix else builtin_templates().get(template)
-    hashed = files + ([tpath] if tpath is not None else [])
-    return files, {"files": _hashes(hashed), "template": template}
+    if tpath is None or not tpath.is_file():
+        load_template(template)            # says which templates exist, or that the file is missing
+    load_template(tpath)                   # a template with a mistake fails before any stage
+    return files, {"files": _hashes(files + [tpath]), "template": template}
 
 
 def _gate(study: Study, settings: dict, work: Path, progress) -> dict:
@@ -529,6 +546,7 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     out.mkdir(parents=True, exist_ok=True)
     state = _read_state(out)
     run = PipelineRun(study, out)
+    inputs = _checked_inputs(study)
     prints: dict = {}
     for name, settings in study.stages.items():
         if name == "analysis" and not _analysis_available():
@@ -537,11 +555,7 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
             progress(name, run.stages[-1].message)
             continue
         final = out / name
-        try:
-            inputs = _INPUT_FUNCS[name](study)
-        except ImmunomonError as exc:
-            raise _stage_error(name, exc, out) from None
-        prints[name] = _fingerprint(name, settings, inputs,
+        prints[name] = _fingerprint(name, settings, inputs[name],
                                     [prints.get(u) for u in _UPSTREAM[name]])
         recorded = state["stages"].get(name, {})
         if not force and recorded.get("fingerprint") == prints[name] and final.exists():
@@ -577,13 +591,34 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
         replace_path(work, final)
         seconds = time.monotonic() - started
         state["stages"][name] = {
-            "fingerprint": prints[name], "details": details,
+            "fingerprint": prints[name], "details": details, "immunomon": _version(),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(seconds, 2)}
         _write_state(out, state)
         run.stages.append(StageResult(name, "ran", seconds, str(final), details))
         progress(name, f"done in {seconds:.1f} s")
     return run
+
+
+def _checked_inputs(study: Study) -> dict:
+    """Every stage's inputs (files, their hashes, template and kit), found and read
+    before the first stage runs, so a missing or broken input never costs a run
+    of the stages before the one that needs it. All problems are reported at once."""
+    inputs, problems = {}, []
+    for key in ("manifest", "fcs", "str", "clinical"):
+        path = study.inputs.get(key)
+        if path is not None and not Path(path).exists():
+            problems.append(f"inputs.{key}: {path} does not exist")
+    for name in study.stages:
+        try:
+            inputs[name] = _INPUT_FUNCS[name](study)
+        except ImmunomonError as exc:
+            problems.append(f"stage {name}: {exc}")
+    if problems:
+        raise PipelineError(f"{study.source}: nothing was run, because "
+                            f"{'; '.join(problems)}. Fix the study file or the inputs and "
+                            "run again")
+    return inputs
 
 
 def _stage_error(name: str, exc: ImmunomonError, out: Path) -> PipelineError:

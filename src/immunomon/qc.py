@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ImmunomonError
+from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
 
@@ -145,6 +146,9 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     elif n_bins is None:
         n_bins = _default_bins(n)
     n_bins = int(n_bins)
+    if n < 3 * min_bin_events:
+        return _skipped(n, f"only {n:,} events: too few to compare acquisition time bins; "
+                           "not checked")
     if n_bins < 3 or t1 <= t0:
         return _skipped(n, "acquisition too short to compare time bins: not checked")
     edges = np.linspace(t0, t1, n_bins + 1)
@@ -228,8 +232,7 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
         rows = table.iloc[first:last + 1]
         why = []
         if rows["bad_rate"].any():
-            ratio = rows["rate"].median() / max(table["rate"].median(), 1e-300)
-            why.append(f"flow rate {ratio:.0%} of the usual")
+            why.append(f"flow rate {ratio_percent(rows['rate'].median(), table['rate'].median())}")
         if rows["bad_signal"].any():
             shift = rows["shift_z"].to_numpy()
             peak = shift[np.argmax(np.abs(shift))]
@@ -239,8 +242,8 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
                        + (f" in {shown}" if shown else ""))
         if not why:
             why.append("next to an anomaly")
-        flags.append(f"acquisition anomaly from {rows['start'].iloc[0]:.1f} to "
-                     f"{rows['stop'].iloc[-1]:.1f} {unit} ({last - first + 1} time bins, "
+        flags.append(f"acquisition anomaly from {number(rows['start'].iloc[0])} to "
+                     f"{number(rows['stop'].iloc[-1])} {unit} ({last - first + 1} time bins, "
                      f"{int(rows['events'].sum())} events): {'; '.join(why)}")
     if excluded:
         flags.append(f"{excluded} of {n} events ({excluded / max(n, 1):.1%}) lie in "

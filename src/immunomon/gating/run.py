@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_dir, atomic_path
-from ..errors import ImmunomonError
+from ..atomic import atomic_dir, atomic_path, folder_lock, write_text
+from ..errors import GatingError, ImmunomonError
 from .. import populations as pops
 from .. import qc
 from ..threads import single_threaded
@@ -301,6 +301,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             plot_files.update(plot_all(result, work / "plots"))   # boolean gates have none
         (work / "summary.json").write_text(json.dumps({
             "sample": gating.name, "status": gating.status,
+            "file": str(result.sample.path) if result.sample.path else None,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
             "template": {"panel": template.panel, "version": template.version},
             "counting": gating.counting, "qc_flags": gating.qc_flags, "notes": gating.notes,
@@ -406,17 +407,37 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
                sample_info: dict[str, CountingInputs] | None = None,
                overrides: dict[str, dict] | None = None, plots: str | bool = "all",
                anndata: bool = True, exclude_anomalies: bool = True, deidentify: bool = False,
-               progress=None) -> GateRun:
-    """Gate many files; a file that fails is recorded and the others go on.
+               progress=None, wait: bool = True, on_wait=None) -> GateRun:
+    """Gate many files into ``out_dir``; a file that fails is recorded and the others go on.
 
     ``sample_info`` and ``overrides`` are keyed by sample name (the file name
-    without .fcs, as ``safe_name`` makes it)."""
-    from ..fcs import read_fcs
-    from ..report.pages import index_page
-
+    without .fcs, as ``safe_name`` makes it). The folder may hold the results of
+    earlier runs with the same template: a sample gated again is replaced, and the
+    combined table (``populations.csv``/``.parquet``), ``index.html`` and
+    ``index.json`` list every sample in the folder. Results of another template
+    are never mixed in: such a run stops before gating (``GatingError``). While it
+    runs the folder is locked; a second run into it waits (``on_wait(holder)`` is
+    called once) or, with ``wait=False``, stops with ``FolderInUseError``.
+    ``GateRun.samples`` and ``GateRun.table`` are this run's files only."""
     plots = plot_level(plots)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, wait=wait, on_wait=on_wait):
+        _refuse_other_templates(out_dir, template)
+        rows, tables = _gate_each(files, template, out_dir, counting=counting,
+                                  sample_info=sample_info, overrides=overrides, plots=plots,
+                                  anndata=anndata, exclude_anomalies=exclude_anomalies,
+                                  deidentify=deidentify, progress=progress)
+        write_combined(out_dir, template, rows)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return GateRun(rows, table, out_dir)
+
+
+def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_info, overrides,
+               plots, anndata, exclude_anomalies, deidentify, progress
+               ) -> tuple[list[dict], list[pd.DataFrame]]:
+    from ..fcs import read_fcs
+
     rows, tables, used = [], [], set()
     for path in files:
         path = Path(path)
@@ -448,9 +469,95 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
                                     f"({type(exc).__name__}: {exc}); please report it"})
         if progress is not None:
             progress(rows[-1])
+    return rows, tables
+
+
+# ----------------------------------------------------------------------------- the folder
+def sample_folders(out_dir) -> list[Path]:
+    """The sample folders of an ``immunomon gate`` output folder, by name."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "summary.json").is_file())
+
+
+def _summary(folder: Path) -> dict:
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GatingError(f"{folder / 'summary.json'}: cannot be read ({exc}); remove the "
+                          "folder or gate its file again") from None
+    return summary if isinstance(summary, dict) else {}
+
+
+def _refuse_other_templates(out_dir: Path, template: Template) -> None:
+    """Stop before gating when the folder holds results of another template."""
+    ours = (template.panel, template.version)
+    others: dict[tuple, list[str]] = {}
+    for folder in sample_folders(out_dir):
+        used = _summary(folder).get("template") or {}
+        key = (str(used.get("panel")), str(used.get("version")))
+        if key != ours:
+            others.setdefault(key, []).append(folder.name)
+    if others:
+        (panel, version), names = next(iter(others.items()))
+        raise GatingError(
+            f"{out_dir}: holds results gated with template {panel!r} version {version} "
+            f"({len(names)} sample(s), e.g. {names[0]}); this run uses {template.panel!r} "
+            f"version {template.version}. Gate into another folder (--out), or remove "
+            "those results first; results of two templates are never combined")
+
+
+def write_combined(out_dir, template: Template, rows: list[dict] = ()) -> pd.DataFrame:
+    """Write the combined table, ``index.html`` and ``index.json`` over every sample
+    folder in ``out_dir``, with the failures of ``rows`` (this run) and of earlier
+    runs whose files have no results yet. Returns the combined table."""
+    from ..report.pages import index_page
+
+    out_dir = Path(out_dir)
+    record = out_dir / "index.json"
+    known: dict[str, dict] = {}
+    if record.is_file():
+        try:
+            known = {r["sample"]: r for r in json.loads(record.read_text(encoding="utf-8"))}
+        except (OSError, ValueError, KeyError, TypeError):
+            known = {}                     # unreadable: rebuilt from the folders below
+    known.update({r["sample"]: r for r in rows})
+    index, tables = [], []
+    for folder in sample_folders(out_dir):
+        summary = _summary(folder)
+        row = known.pop(folder.name, {})
+        if row.get("status") == "failed":  # gated before; failed this time
+            kept = " (the results of an earlier run are kept)"
+            row = {**row, "page": str(folder / "index.html"),
+                   "message": row["message"] if row["message"].endswith(kept)
+                   else row["message"] + kept}
+        else:
+            row = {"sample": folder.name, "file": summary.get("file", row.get("file", "")),
+                   "status": summary.get("status", "ok"), "events": summary.get("events"),
+                   "flags": summary.get("qc_flags", []),
+                   "page": str(folder / "index.html"), "message": ""}
+        index.append(row)
+        table_path = folder / "populations.parquet"
+        if table_path.is_file():
+            tables.append(pd.read_parquet(table_path))
+    index += [r for r in known.values() if r.get("status") == "failed"]
+    index.sort(key=lambda r: r["sample"])
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if tables:
         _atomic_frame(table, out_dir / "populations.csv")
         _atomic_frame(table, out_dir / "populations.parquet")
-    index_page(out_dir / "index.html", rows, title=f"immunomon gate: {template.panel}")
-    return GateRun(rows, table, out_dir)
+    write_text(record, json.dumps([{**r, "page": _relative(r.get("page"), out_dir)}
+                                   for r in index], indent=2, default=str))
+    index_page(out_dir / "index.html", index, title=f"immunomon gate: {template.panel}")
+    return table
+
+
+def _relative(page, out_dir: Path):
+    if not page:
+        return None
+    try:
+        return str(Path(page).relative_to(out_dir))
+    except ValueError:
+        return str(page)
