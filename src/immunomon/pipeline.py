@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import replace_path, temporary_dir, write_text
+from .atomic import folder_lock, replace_path, temporary_dir, write_text
 from .errors import ImmunomonError
 from .yamlio import line_of
 from .yamlio import load as load_yaml
@@ -544,6 +544,12 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     progress = progress or _no_progress
     out = Path(out_dir) if out_dir is not None else study.out
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, on_wait=lambda holder: progress(
+            "pipeline", f"waiting: another immunomon run is writing into {out} ({holder})")):
+        return _run_stages(study, out, force, progress)
+
+
+def _run_stages(study: Study, out: Path, force: bool, progress) -> PipelineRun:
     state = _read_state(out)
     run = PipelineRun(study, out)
     inputs = _checked_inputs(study)
