@@ -89,6 +89,7 @@ def _job(config: str, path: Path, gates_xml: Path | None):
     anndata = config == "+ AnnData"
 
     def job(out: Path):
+        out.mkdir(parents=True, exist_ok=True)
         gating = run.gate_sample(read_fcs(path), template)
         return run.write_sample(gating, template, out, plots=plots, anndata=anndata)
     return job

@@ -8,7 +8,8 @@ import pytest
 
 from immunomon.errors import ImmunomonError
 from immunomon.export import (applied_gates, deidentify_keywords, fcs_keywords, gate_membership,
-                              gate_to_dict, h5ad_safe, to_anndata, write_h5ad)
+                              gate_to_dict, h5ad_safe, to_anndata, write_gated_h5ad,
+                              write_h5ad)
 from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, GateReference,
                               GatingStrategy, PolygonGate, Quadrant, QuadrantGate,
                               RectangleGate)
@@ -136,6 +137,31 @@ def test_h5ad_round_trip_is_exact(sim, tmp_path):
     assert list(g["Not blob"]["complement"]) == [True, False]
 
 
+def test_direct_writer_writes_what_to_anndata_holds(sim, tmp_path):
+    """write_gated_h5ad (the gate job's writer, no AnnData in memory) reads back as
+    the AnnData that to_anndata builds."""
+    result = build(sim.sample)
+    template = {"name": "test panel", "version": "1.2"}
+    a = to_anndata(result, deidentify=True, template=template)
+    out = write_gated_h5ad(result, tmp_path / "d" / "s.h5ad", deidentify=True,
+                           template=template)
+    assert [p.name for p in out.parent.iterdir()] == ["s.h5ad"]     # no temporary left
+    b = anndata.read_h5ad(out)
+    assert b.shape == a.shape and list(b.obs_names) == list(a.obs_names)
+    assert b.X.dtype == np.float32 and np.array_equal(b.X, a.X)
+    assert np.array_equal(b.layers["raw"], sim.sample.events)
+    assert np.array_equal(b.obsm["gates"], a.obsm["gates"])
+    for pid in result.gate_ids:
+        assert np.array_equal(gate_membership(b, pid), result.mask(pid))
+    assert list(b.var_names) == list(a.var_names)
+    for col in a.var.columns:
+        assert list(b.var[col]) == list(a.var[col]), col
+    assert fcs_keywords(b) == fcs_keywords(a) and "PATIENT ID" not in fcs_keywords(b)
+    assert applied_gates(b) == applied_gates(a)
+    assert b.uns["template"]["name"] == "test panel"
+    assert list(b.uns["populations"]["count"]) == [result.count(p) for p in result.gate_ids]
+
+
 def test_deidentify(sim, tmp_path):
     a = to_anndata(build(sim.sample), deidentify=True)
     b = anndata.read_h5ad(write_h5ad(a, tmp_path / "d.h5ad"))
@@ -197,3 +223,22 @@ def test_gate_dict_of_open_rectangle():
     assert d["type"] == "rectangle" and d["parent"] == "p"
     assert np.isnan(d["min"][0]) and d["max"][0] == 5 and d["min"][1] == 1
     assert list(d["dimensions"]) == ["A", "B"] and list(d["transform"]) == ["", ""]
+
+
+def test_real_flowjo_sample_round_trips(tmp_path):
+    """A real file (flowWorkspaceData's A2004 tube) gated with its FlowJo 9 workspace:
+    the .h5ad holds every population's events as the gating found them."""
+    from testdata import DATA
+    from immunomon.gating.flowjo import load_flowjo
+    from immunomon.gating.flowjo.apply import apply_workspace
+
+    ws = load_flowjo(DATA / "flowjo" / "A2004Analysis_A02.xml.gz")
+    applied, = apply_workspace(ws, [DATA / "flowjo" / "a2004_O1T2pb05i_A2_A02.fcs"])
+    result = applied.result
+    b = anndata.read_h5ad(write_gated_h5ad(result, tmp_path / "a2004.h5ad"))
+    assert b.n_obs == result.n_events and b.obsm["gates"].shape[1] == len(result.gate_ids)
+    for pid in result.gate_ids:
+        assert np.array_equal(gate_membership(b, pid), result.mask(pid)), pid
+    live = int(gate_membership(b, "Live").sum())
+    assert abs(live - 34469) <= 0.025 * 34469                      # FlowJo's stored count
+    assert np.array_equal(b.layers["raw"], result.sample.events)

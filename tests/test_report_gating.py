@@ -334,3 +334,22 @@ def test_sample_page_fits_a_laptop_window_in_headless_chromium(tmp_path):
     layout, stderr = browser.measure(binary, page, tmp_path, width=1400)
     assert len(layout["tables"]) == 2 and browser.console_errors(stderr) == []
     browser.assert_fits(layout, 1400)
+
+
+def test_real_flowjo_sample_plots_every_gate(tmp_path):
+    """Every gate of a real FlowJo 9 workspace applied to its file (flowWorkspaceData's
+    A2004 tube: ellipses, polygons, rectangles on biex and linear scales) is drawn, on
+    one reused figure and in the overview."""
+    from testdata import DATA
+    from immunomon.gating.flowjo import apply_workspace, load_flowjo
+
+    ws = load_flowjo(DATA / "flowjo" / "A2004Analysis_A02.xml.gz")
+    result = apply_workspace(ws, [DATA / "flowjo" / "a2004_O1T2pb05i_A2_A02.fcs"])[0].result
+    drawable = [g for g, gate in result.gates.items()
+                if not isinstance(gate, BooleanGate) and gate.dimensions]
+    out = plot_all(result, tmp_path)
+    assert list(out) == drawable and len(drawable) >= 9
+    for path in out.values():
+        assert png_size(path) == (460, 400) and gate_pixels(path) > 50, path.name
+    overview = gate_plots.plot_summary(result, tmp_path / "overview.png")
+    assert gate_pixels(overview) > 50 * len(drawable)

@@ -131,7 +131,8 @@ def describe_transform(transform) -> str:
         return ""
     params = getattr(transform, "params", None)
     if isinstance(params, dict):
-        inner = ", ".join(f"{k}={v:g}" for k, v in params.items())
+        inner = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float, np.number)) else f"{k}={v}"
+                          for k, v in params.items())
         return f"{type(transform).__name__}({inner})"
     return str(transform)
 
@@ -237,22 +238,14 @@ def _plain(obj):
     return obj
 
 
-def to_anndata(result, *, populations=None, deidentify: bool = False,
-               transforms: dict | None = None, compensation: str = "FCS",
-               template: dict | None = None):
-    """An ``anndata.AnnData`` of one gated sample (layout in the module docstring).
-
-    ``result``: a ``GatingResult``. ``populations``: ids to put in
-    ``.obsm["gates"]`` (default: all, in strategy order). ``deidentify``: drop
-    identifying keywords (``deidentify_keywords``) and the file name.
-    ``transforms``: per-channel overrides for ``.X`` (see ``channel_transforms``).
-    ``compensation``: "FCS" (the file's spillover), "uncompensated", or the
-    id of a strategy matrix. ``template``: plain data describing the template
-    (name, version, path, ...), stored under ``.uns["template"]``.
-    """
+def _parts(result, *, populations=None, deidentify: bool = False,
+           transforms: dict | None = None, compensation: str = "FCS",
+           template: dict | None = None) -> dict:
+    """What ``to_anndata`` and ``write_gated_h5ad`` store, built once: the columns
+    of ``.X`` (columns the gates transformed come from the gating cache), ``.var``,
+    the membership matrix, ``.uns`` and the raw events (the sample's own array)."""
     import json
 
-    import anndata
     import pandas as pd
 
     from . import __version__
@@ -260,17 +253,13 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
 
     sample = result.sample
     values = result.values
-    n, p = sample.events.shape
+    n = sample.events.shape[0]
     per_channel = channel_transforms(result, transforms)
     matrix = values.matrix(compensation)
     detectors = set(matrix.detectors) if matrix is not None else set()
-
-    # Columns the gates transformed are in the gating cache already: reuse them.
-    x = np.empty((n, p), dtype=np.float32)
-    for j, name in enumerate(sample.channels):
-        t = per_channel.get(name)
-        x[:, j] = (values.channel(name, compensation) if t is None
-                   else values.values(Dimension(name, compensation, t)))
+    columns = [values.channel(name, compensation) if per_channel.get(name) is None
+               else values.values(Dimension(name, compensation, per_channel[name]))
+               for name in sample.channels]
 
     var = pd.DataFrame({
         "marker": [m or "" for m in sample.markers],
@@ -283,7 +272,6 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     membership = np.empty((n, len(pops)), dtype=bool)
     for k, pid in enumerate(pops):
         membership[:, k] = result.mask(pid)
-    obs = pd.DataFrame(index=pd.Index(np.arange(n).astype(str), dtype=object))
 
     keywords = deidentify_keywords(sample.keywords) if deidentify else dict(sample.keywords)
     gates = {k: _plain(gate_to_dict(g, values))
@@ -314,8 +302,86 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
         uns["template"] = h5ad_safe(template)
     raw = sample.events if sample.events.dtype == np.float32 else \
         sample.events.astype(np.float32)
-    return anndata.AnnData(X=x, obs=obs, var=var, uns=uns, obsm={"gates": membership},
-                           layers={"raw": raw})
+    return {"n": n, "columns": columns, "var": var, "membership": membership, "uns": uns,
+            "raw": raw}
+
+
+def _x_rows(columns, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of ``.X`` (float32) from its columns."""
+    out = np.empty((stop - start, len(columns)), dtype=np.float32) if out is None else out
+    for j, col in enumerate(columns):
+        out[:, j] = col[start:stop]
+    return out
+
+
+def to_anndata(result, *, populations=None, deidentify: bool = False,
+               transforms: dict | None = None, compensation: str = "FCS",
+               template: dict | None = None):
+    """An ``anndata.AnnData`` of one gated sample (layout in the module docstring).
+
+    ``result``: a ``GatingResult``. ``populations``: ids to put in
+    ``.obsm["gates"]`` (default: all, in strategy order). ``deidentify``: drop
+    identifying keywords (``deidentify_keywords``) and the file name.
+    ``transforms``: per-channel overrides for ``.X`` (see ``channel_transforms``).
+    ``compensation``: "FCS" (the file's spillover), "uncompensated", or the
+    id of a strategy matrix. ``template``: plain data describing the template
+    (name, version, path, ...), stored under ``.uns["template"]``.
+    ``write_gated_h5ad`` writes the same to a file without building it in memory.
+    """
+    import anndata
+    import pandas as pd
+
+    parts = _parts(result, populations=populations, deidentify=deidentify,
+                   transforms=transforms, compensation=compensation, template=template)
+    n = parts["n"]
+    obs = pd.DataFrame(index=pd.RangeIndex(n).astype(str))
+    with anndata.settings.override(check_uniqueness=False):     # unique by construction
+        return anndata.AnnData(X=_x_rows(parts["columns"], 0, n), obs=obs, var=parts["var"],
+                               uns=parts["uns"], obsm={"gates": parts["membership"]},
+                               layers={"raw": parts["raw"]})
+
+
+_BLOCK = 65_536          # events per slab of .X written at once
+
+
+def write_gated_h5ad(result, path, **kwargs) -> Path:
+    """Write ``to_anndata(result, **kwargs)`` to ``path`` (atomically) without
+    building the AnnData: ``.X`` is written in slabs of events straight from the
+    gating's columns, and the event-number index as one fixed-width ASCII
+    dataset (anndata reads it as the usual string index) rather than a million
+    Python strings. ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
+    import h5py
+    try:
+        from anndata.io import write_elem
+    except ImportError:                     # anndata < 0.11
+        from anndata.experimental import write_elem
+
+    parts = _parts(result, **kwargs)
+    n, columns = parts["n"], parts["columns"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = {"encoding-type": "array", "encoding-version": "0.2.0"}
+    with atomic_path(path, suffix=".h5ad") as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        x = f.create_dataset("X", shape=(n, len(columns)), dtype=np.float32)
+        x.attrs.update(array)
+        slab = np.empty((min(_BLOCK, n), len(columns)), dtype=np.float32)
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            x[start:stop] = _x_rows(columns, start, stop, slab[:stop - start])
+        obs = f.create_group("obs")
+        obs.attrs.update({"_index": "_index", "column-order": np.array([], dtype=np.float64),
+                          "encoding-type": "dataframe", "encoding-version": "0.2.0"})
+        width = len(str(max(n - 1, 0)))
+        index = obs.create_dataset("_index", data=np.arange(n).astype(f"S{width}"))
+        index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+        write_elem(f, "var", parts["var"])
+        write_elem(f, "layers", {"raw": parts["raw"]})
+        write_elem(f, "obsm", {"gates": parts["membership"]})
+        for empty in ("obsp", "varm", "varp"):
+            write_elem(f, empty, {})
+        write_elem(f, "uns", parts["uns"])
+    return path
 
 
 # -- reading the layout back ----------------------------------------------------------

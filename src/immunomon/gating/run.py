@@ -279,11 +279,10 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             _atomic_frame(gating.time_qc.bins, work / "time_qc.csv")
         result = gating.result
         if anndata:
-            from ..export import to_anndata, write_h5ad
-            adata = to_anndata(result, deidentify=deidentify)
-            adata.uns["template"] = {"panel": template.panel, "version": template.version,
-                                     "source": str(template.source)}
-            write_h5ad(adata, work / f"{gating.name}.h5ad")
+            from ..export import write_gated_h5ad
+            write_gated_h5ad(result, work / f"{gating.name}.h5ad", deidentify=deidentify,
+                             template={"panel": template.panel, "version": template.version,
+                                       "source": str(template.source)})
         if gatingml:
             from .gatingml import save_gatingml
             concrete, ids = concrete_strategy(result)
