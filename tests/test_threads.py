@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from immunomon.threads import POOL_VARIABLES, pool_threads, single_threaded
+from immunomon import transforms
+from immunomon.threads import OWN_VARIABLE, POOL_VARIABLES, pool_threads, single_threaded
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "data" / "perf" / "gate_outputs.csv"
@@ -70,10 +71,13 @@ def test_mixture_fits_run_single_threaded_and_pools_come_back():
     assert report["counts"] == dict(zip(ref["population"], ref["count"]))
 
 
-def test_nested_use_limits_once_and_restores():
+def test_nested_use_limits_once_and_restores(monkeypatch):
+    monkeypatch.setenv(OWN_VARIABLE, "4")
     original = pool_threads()
     saved = {k: os.environ.get(k) for k in POOL_VARIABLES}
+    assert transforms._threads() == 4
     with single_threaded():
+        assert transforms._threads() == 1          # the transforms' own threads too
         assert all(n == 1 for n in pool_threads().values())
         with single_threaded():
             assert all(n == 1 for n in pool_threads().values())
@@ -81,6 +85,7 @@ def test_nested_use_limits_once_and_restores():
         assert all(os.environ[k] == "1" for k in POOL_VARIABLES)
     assert pool_threads() == original
     assert {k: os.environ.get(k) for k in POOL_VARIABLES} == saved
+    assert transforms._threads() == 4
 
 
 def test_single_threaded_products_equal_the_default_ones():

@@ -12,7 +12,9 @@ from gating several files at once in worker processes.
 pool already loaded (numpy's and scipy's BLAS, scikit-learn's OpenMP runtime, through
 threadpoolctl) and, while it is active, sets the variables a pool reads when it loads
 (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ...), so a library first imported
-inside the job (scikit-learn, for the first mixture fit) starts with one thread too.
+inside the job (scikit-learn, for the first mixture fit) starts with one thread too;
+``IMMUNOMON_THREADS`` is 1 as well, so the transforms do not split large arrays across
+threads of their own.
 On leaving, the pools and the variables are as they were, and pools first loaded
 inside get the thread count they would have had, so code run afterwards in the same
 process is not slowed down. Entering it again inside (compensation, statistics and
@@ -29,6 +31,9 @@ import threading
 #: Variables the thread pools read when their library loads.
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                   "BLIS_NUM_THREADS")
+#: immunomon's own threads (the logicle and hyperlog tables of ``immunomon.transforms``
+#: split large arrays across threads), read on every call.
+OWN_VARIABLE = "IMMUNOMON_THREADS"
 
 _lock = threading.RLock()
 _depth = 0
@@ -62,8 +67,8 @@ def _default_threads(user_api: str, environ: dict) -> int:
 
 
 def _enter() -> None:
-    environ = {k: os.environ.get(k) for k in POOL_VARIABLES}
-    os.environ.update({k: "1" for k in POOL_VARIABLES})
+    environ = {k: os.environ.get(k) for k in (*POOL_VARIABLES, OWN_VARIABLE)}
+    os.environ.update({k: "1" for k in (*POOL_VARIABLES, OWN_VARIABLE)})
     try:
         controller = _controller()
         limiter = controller.limit(limits=1)
