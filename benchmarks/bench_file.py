@@ -10,9 +10,10 @@ configuration so that each pays its own imports and owns its memory:
 - + AnnData: the ``.h5ad`` (events, membership, keywords, gates);
 - everything: what ``immunomon gate FILE -o OUT`` writes (plots all, AnnData, pages);
 - FlowKit: read the same file and apply the gates this file was gated with (the
-  Gating-ML document the job wrote) with ``GatingStrategy.gate_sample``; FlowKit
-  finds no gates itself, draws plots only through bokeh and writes no AnnData, so
-  this is its whole equivalent path.
+  Gating-ML document the job wrote, less the boolean gates no gate hangs from: FlowKit
+  1.3 cannot place those combining gates of different branches in its gate tree) with
+  ``GatingStrategy.gate_sample``; FlowKit finds no gates itself, draws plots only
+  through bokeh and writes no AnnData, so this is its whole equivalent path.
 
 Per configuration: the median wall and CPU seconds of the job (imports excluded;
 they are the ``startup`` column, from the first run), and from one more run the
@@ -96,6 +97,14 @@ def _job(config: str, path: Path, gates_xml: Path | None):
 
 
 def _rss_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM: unlike ru_maxrss it is not
+    inherited from the parent across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -164,13 +173,20 @@ def _load() -> str:
 
 
 def _gates_xml(path: Path) -> Path:
-    """The Gating-ML of the gates found in this file (written by the job)."""
+    """The Gating-ML of the gates found in this file (written by the job), without
+    the boolean gates no other gate hangs from (for FlowKit)."""
+    from immunomon.gating import BooleanGate, GatingStrategy, load_gatingml, save_gatingml
     from immunomon.gating.run import gate_files
     from immunomon.gating.template import load_template
     out = Path(tempfile.gettempdir()) / "immunomon-bench" / f"{path.stem}-gates"
     if not (out / path.stem / "gates.xml").exists():
         gate_files([path], load_template("post-transplant"), out, plots=False, anndata=False)
-    return out / path.stem / "gates.xml"
+    strategy = load_gatingml(out / path.stem / "gates.xml")
+    parents = {g.parent for g in strategy.gates}
+    kept = [g for g in strategy.gates if not (isinstance(g, BooleanGate) and g.id not in parents)]
+    return save_gatingml(GatingStrategy(kept, transforms=dict(strategy.transforms),
+                                        compensations=dict(strategy.compensations)),
+                         out / "gates_without_booleans.xml")
 
 
 def main() -> None:
