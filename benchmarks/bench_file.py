@@ -227,8 +227,10 @@ def main() -> None:
           "| RSS rise MB (x events) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     rows = {}
-    for label, src in versions.items():
-        for config in CONFIGS:
+    # before and after side by side, configuration by configuration, so that both meet
+    # much the same load on a shared machine
+    for config in CONFIGS:
+        for label, src in versions.items():
             if config == "FlowKit" and label != "this checkout":
                 continue
             common = ["--worker", config, "--file", str(path), "--gates", str(gates)]
