@@ -87,6 +87,8 @@ def _job(config: str, path: Path, gates_xml: Path | None):
     if config == "everything":
         return lambda out: run.gate_files([path], template, out)
     plots = {"+ plots summary": "summary", "+ plots all": True}.get(config, False)
+    if plots == "summary" and not hasattr(run, "plot_level"):
+        raise SystemExit("no plot levels in this code")     # older code: all or nothing
     anndata = config == "+ AnnData"
 
     def job(out: Path):
