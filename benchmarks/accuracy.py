@@ -7,7 +7,8 @@ populations, spillover spreading, doublets, Ficoll PBMC, lymphocyte-enriched fil
 shoulders, mouse splenocytes, intracellular cytokines), several seeds each. Human
 scenarios are gated with the shipped ``post-transplant`` template; the mouse and ICS
 panels with the templates in benchmarks/templates/, written from docs/templates.md as a
-new user would. Nothing is tuned per case.
+new user would. Nothing is tuned per case. Every event is gated (no time-QC exclusion),
+so the scores measure the gates alone.
 
 For every scenario and population the table gives the median number of true events,
 the median and minimum F1 of the gate against the truth, the median and maximum

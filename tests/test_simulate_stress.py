@@ -211,7 +211,7 @@ def test_spillover_spreading_follows_the_photon_noise_model():
 
 
 # -- FCS files and truth files -------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["mouse_spleen", "ics", "spillover_spread"])
+@pytest.mark.parametrize("name", NAMES)
 def test_fcs_round_trip_and_truth_lines_up(name, small, tmp_path):
     sim = small[name]
     path = write_fcs(tmp_path / f"{name}.fcs", sim.sample)
