@@ -165,15 +165,20 @@ def lab_adverse_events(data, version="3.0", *, start_day: pd.Series | None = Non
     consecutive values stay above it; it resolves on the date of the first
     value back at or below the baseline grade (blank while still abnormal at
     the last value). ``grade`` is its worst grade; ``grade_<g>_day`` the first
-    day it reached grade g or worse. Values on or before the baseline day are
-    never events. Several values of one term on one day count as their worst.
+    day it reached grade g or worse. Values on or before the baseline day, or
+    on or before the patient's ``start_day`` (day 0 when not given), are never
+    events. Several values of one term on one day count as their worst.
     """
     version = normalize_version(version)
     graded = grade_labs(data.labs, version, start_day=start_day)
     rows = []
     if len(graded):
-        after = graded[graded["baseline_day"].isna()
-                       | (graded["day"].astype(float) > graded["baseline_day"])]
+        # treatment-emergent: after the baseline value and after the start day
+        start = graded["patient_id"].map(start_day) if start_day is not None else \
+            pd.Series(0.0, index=graded.index)
+        after_day = np.fmax(graded["baseline_day"].to_numpy(float),
+                            start.fillna(0.0).to_numpy(float))
+        after = graded[graded["day"].to_numpy(float) > after_day]
         after = after.sort_values(["patient_id", "term_key", "day", "grade"],
                                   ascending=[True, True, True, False], kind="stable")
         after = after.drop_duplicates(["patient_id", "term_key", "day"])
