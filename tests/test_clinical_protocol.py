@@ -18,13 +18,15 @@ Lenalidomide levels 10, 5 and 2.5 mg (lowest 2.5); origin: first dose; horizon
   5 mg) and still 0.9 on day 155: one episode whose grade 3 began at 5 mg,
   not at the lowest level; back to 2.0 on day 170; 0.8 on day 200 at 2.5 mg
   is a new grade-3 episode: met on day 200.
+- J: 10 mg from day 60 to 150, dies of progression on day 200: not met, and
+  followed for what it could be (death ends follow-up).
 - I: chronic GVHD (skin 1, mouth 1) on day 240 on prednisone 1 mg/kg/day from
   day 240; skin 2 on day 250: steroid-refractory chronic GVHD on day 250; a
   reported grade 3 "Platelet count decreased" at 2.5 mg on day 260: met on day
   250 by steroid_refractory_cgvhd, both criteria listed.
 
-Met: A, C, D, H, I = 5 of the 8 treated; exact 95% interval from R,
-binom.test(5, 8)$conf.int = 0.2448632164, 0.9147665859.
+Met: A, C, D, H, I = 5 of the 9 treated; exact 95% interval from R,
+binom.test(5, 9)$conf.int = 0.2120085068, 0.8630043377.
 """
 
 import datetime as dt
@@ -43,7 +45,7 @@ def d(day: int) -> str:
     return (T0 + dt.timedelta(days=day)).isoformat()
 
 
-PATIENTS = "ABCDEFGHI"
+PATIENTS = "ABCDEFGHIJ"
 ENDS = {"A": 500, "B": 500, "C": 500, "E": 500, "F": 500, "G": 200, "H": 500, "I": 500}
 
 
@@ -52,8 +54,9 @@ def _files() -> dict:
            "stem_cell_source,weight_kg"]
     pat += [f"{p},M,55,MM,{d(0)},related,10/10,RIC,PBSC,70" for p in PATIENTS]
     tr = ["patient_id,drug,start_date,stop_date,dose,dose_unit,status,reason"]
-    for p in "BCDEG":
-        tr.append(f"{p},lenalidomide,{d(60)},{d({'G': 200, 'D': 300}.get(p, 400))},10,mg,on,")
+    for p in "BCDEGJ":
+        stop = {"G": 200, "D": 300, "J": 150}.get(p, 400)
+        tr.append(f"{p},lenalidomide,{d(60)},{d(stop)},10,mg,on,")
     tr += [f"A,lenalidomide,{d(60)},{d(99)},10,mg,on,",
            f"A,lenalidomide,{d(100)},{d(149)},5,mg,on,dose reduced",
            f"A,lenalidomide,{d(150)},{d(400)},2.5,mg,on,dose reduced",
@@ -77,7 +80,7 @@ def _files() -> dict:
     cg = ["patient_id,date,skin,mouth,eyes,gi,liver,lungs,joints_fascia",
           f"I,{d(240)},1,1,0,0,0,0,0", f"I,{d(250)},2,1,0,0,0,0,0"]
     deaths = ["patient_id,date,cause,detail", f"D,{d(300)},nrm,infection",
-              f"E,{d(500)},nrm,infection"]
+              f"E,{d(500)},nrm,infection", f"J,{d(200)},relapse,myeloma"]
     fu = ["patient_id,last_follow_up_date"] + [f"{p},{d(e)}" for p, e in ENDS.items()
                                                if p != "E"]
     return {"patients.csv": pat, "treatments.csv": tr, "labs.csv": labs,
@@ -102,12 +105,13 @@ EXPECT = {  # patient: (met, criterion, day)
     "C": (True, "steroid_refractory_agvhd", 124), "D": (True, "transplant_related_death", 300),
     "E": (False, None, None), "G": (False, None, None),
     "H": (True, "ae_at_lowest_dose", 200), "I": (True, "steroid_refractory_cgvhd", 250),
+    "J": (False, None, None),
 }
 
 
 def test_primary_endpoint_per_patient(clin):
     pe = primary_endpoint(clin, PROTOCOL).set_index("patient_id")
-    assert list(pe.index) == list("ABCDEGHI")               # F never treated
+    assert list(pe.index) == list("ABCDEGHIJ")              # F never treated
     for p, (met, crit, day) in EXPECT.items():
         row = pe.loc[p]
         assert (bool(row["met"]), row["criterion"]) == (met, crit), p
@@ -119,6 +123,8 @@ def test_primary_endpoint_per_patient(clin):
                                                   "ae_at_lowest_dose day 260")
     assert pe.loc["E", "horizon_day"] == 425 and bool(pe.loc["E", "followed_to_horizon"])
     assert not pe.loc["G", "followed_to_horizon"] and "day 200 only" in pe.loc["G", "note"]
+    assert pe.loc["J", "followed_to_horizon"]
+    assert pe.loc["J", "note"] == "died on day 200 (relapse/progression)"
 
 
 def test_primary_proportion_with_exact_interval(clin):
@@ -126,11 +132,11 @@ def test_primary_proportion_with_exact_interval(clin):
 
     pe = primary_endpoint(clin, PROTOCOL)
     s = primary_summary(pe)
-    assert (s["events"], s["n"]) == (5, 8)
-    assert s["proportion"] == pytest.approx(0.625)
-    # R: binom.test(5, 8)$conf.int
-    assert s["lower"] == pytest.approx(0.2448632164, abs=1e-9)
-    assert s["upper"] == pytest.approx(0.9147665859, abs=1e-9)
+    assert (s["events"], s["n"], s["censored_early"]) == (5, 9, 1)     # G
+    assert s["proportion"] == pytest.approx(5 / 9)
+    # R: binom.test(5, 9)$conf.int
+    assert s["lower"] == pytest.approx(0.2120085068, abs=1e-9)
+    assert s["upper"] == pytest.approx(0.8630043377, abs=1e-9)
     assert s["by_criterion"] == {"ae_at_lowest_dose": 2, "steroid_refractory_agvhd": 1,
                                  "steroid_refractory_cgvhd": 1, "transplant_related_death": 1}
 
@@ -141,7 +147,7 @@ def test_other_protocols_state_their_own_criteria(clin):
                      horizon_days=200, population="all", criteria=(("ae", {}),))
     pe = primary_endpoint(clin, other)
     pe = pe.set_index("patient_id")
-    assert len(pe) == 9
+    assert len(pe) == 10
     # B's grade 4 on day 80 now counts; A day 170; H day 140 (first grade 3);
     # I's platelets on day 260 is past day 200
     met = pe[pe["met"]]

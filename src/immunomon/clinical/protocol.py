@@ -189,8 +189,9 @@ def primary_endpoint(data, protocol: Protocol, *, adverse_events: pd.DataFrame |
     first criterion met, by day; on a tie the one listed first),
     ``day_from_origin``, ``all_criteria`` (every criterion met within the
     horizon with its day, e.g. "ae_at_lowest_dose day 212; transplant_related_
-    death day 240"), ``followed_to_horizon`` (met, or followed to the
-    horizon: a patient censored earlier counts as not met, the note says so).
+    death day 240"), ``followed_to_horizon`` (met, died, or followed to the
+    horizon; a patient alive but followed for less counts as not met, and the
+    note says so; a death that is not a criterion is noted with its cause).
 
     ``adverse_events``: the graded events (default: reported and laboratory
     events merged with the protocol's CTCAE version, baselines at the first
@@ -268,9 +269,13 @@ def primary_endpoint(data, protocol: Protocol, *, adverse_events: pd.DataFrame |
                 seen.add(n)
                 listed.append(f"{n} day {d:g}" + (f" ({w})" if w else ""))
         met = bool(inside)
+        died = not np.isnan(float(ep.at[p, "death_day"]))
         note = ""
         if np.isnan(o_day):
             note = f"never took {protocol.drug}"
+        elif not met and end < h_day and died:
+            cause = ep.at[p, "death_cause"]
+            note = f"died on day {end:g} ({'relapse/progression' if cause == 'relapse' else cause})"
         elif not met and end < h_day:
             note = f"followed to day {end:g} only (horizon day {h_day:g}); counted as not met"
         rows.append({
@@ -278,7 +283,8 @@ def primary_endpoint(data, protocol: Protocol, *, adverse_events: pd.DataFrame |
             "end_day": end, "met": met, "criterion": inside[0][2] if met else None,
             "day": inside[0][0] if met else np.nan,
             "day_from_origin": inside[0][0] - o_day if met else np.nan,
-            "all_criteria": "; ".join(listed), "followed_to_horizon": met or end >= h_day,
+            "all_criteria": "; ".join(listed),
+            "followed_to_horizon": met or end >= h_day or died,
             "note": note})
     return pd.DataFrame(rows, columns=PRIMARY_COLUMNS)
 
