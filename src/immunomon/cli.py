@@ -244,6 +244,9 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
               help="Minor-contributor alleles in a major allele's stutter position.")
 @click.option("--stutter-ratio", type=float, default=0.10, show_default=True,
               help="Stutter ratio when the kit gives none for a locus.")
+@click.option("--forward-stutter", type=float, default=0.0, show_default=True,
+              help="Forward (n+1) stutter ratio also subtracted from minor-contributor "
+                   "alleles one repeat above a major allele; 0 leaves them.")
 @click.option("--tolerance", type=float, default=0.5, show_default=True,
               help="Size tolerance (bp) for matching peaks to alleles.")
 @click.option("--lod", type=float, default=1.0, show_default=True,
@@ -263,35 +266,60 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
 @click.option("--min-rise", type=float, default=2.0, show_default=True,
               help="Rise in % recipient between a patient's consecutive samples "
                    "flagged as rising recipient chimerism.")
+@click.option("--fsa", "raw", is_flag=True,
+              help="The inputs are raw ABIF traces (.fsa): size, call and compute without "
+                   "GeneMapper (implied when every input is an .fsa file). Needs --kit.")
+@click.option("--ladder", "ladders", multiple=True, type=click.Path(dir_okay=False),
+              help="With --fsa: the allelic ladder run of the batch (repeatable); without "
+                   "it alleles are called against the kit's own bins.")
+@click.option("--size-standard", default=None, metavar="NAME|FILE",
+              help="With --fsa: GS500 LIZ, GS600 LIZ, ILS 600, ILS 500 or a ladder file "
+                   "of fragment sizes (default: the kit's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Write the CSV tables, chimerism.json and the chimerism.html page here.")
 def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
-              stutter_ratio, tolerance, lod, full_donor, outlier_mad, allele_balance,
-              off_ladder_alleles, tri_allelic, min_rise, as_json, out_dir):
-    """STR donor chimerism from GeneMapper / GeneMarker / Peak Scanner exports.
+              stutter_ratio, forward_stutter, tolerance, lod, full_donor, outlier_mad,
+              allele_balance, off_ladder_alleles, tri_allelic, min_rise, raw, ladders,
+              size_standard, as_json, out_dir):
+    """STR donor chimerism from GeneMapper exports or raw .fsa traces.
 
-    Genotypes the donor(s) and the recipient from their pre-transplant exports,
+    Genotypes the donor(s) and the recipient from their pre-transplant runs,
     then prints % donor per locus and per sample for every post-transplant
-    sample in SAMPLE_EXPORT (per-peak report or wide genotype table). Who is who
-    comes from the option each file is given, never from sample names.
+    sample in SAMPLE_EXPORT (a GeneMapper / GeneMarker / Peak Scanner per-peak
+    report or genotype table; with --fsa, ABIF run files). Who is who comes from
+    the option each file is given, never from sample names.
 
     \b
-    Example:
+    Examples:
       immunomon chimerism --donor donor.txt --recipient recipient.txt \\
           P07_CD3_2024-05-02.txt --kit Identifiler --lineage CD3 --out results/
+      immunomon chimerism --fsa --kit Identifiler --ladder LADDER.fsa \\
+          --donor D.fsa --recipient R.fsa P07_CD3.fsa --out results/
     """
     from .chimerism import ChimerismSettings, chimerism_from_exports
     from .chimerism.report import format_text, to_json, write_outputs
+    from .chimerism.workflow import chimerism_from_traces, is_trace
 
     settings = ChimerismSettings(
         quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
+        forward_stutter_ratio=forward_stutter,
         size_tolerance=tolerance, lod=lod, full_donor=full_donor,
         outlier_mad=outlier_mad if outlier_mad > 0 else None,
         relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
         tri_allelic=tuple(tri_allelic), min_rise=min_rise)
-    result = chimerism_from_exports(list(donors), recipient, list(samples), kit=kit,
-                                    settings=settings, lineage=lineage, manifest=manifest)
+    inputs = list(donors) + [recipient] + list(samples)
+    if raw or all(is_trace(p) for p in inputs):
+        result = chimerism_from_traces(list(donors), recipient, list(samples), kit=kit,
+                                       ladders=list(ladders), size_standard=size_standard,
+                                       settings=settings, lineage=lineage,
+                                       manifest=manifest)
+    else:
+        if ladders or size_standard:
+            raise click.UsageError("--ladder and --size-standard go with --fsa (raw traces)")
+        result = chimerism_from_exports(list(donors), recipient, list(samples), kit=kit,
+                                        settings=settings, lineage=lineage,
+                                        manifest=manifest)
     if out_dir:
         write_outputs(result, out_dir)
     click.echo(to_json(result) if as_json else format_text(result))

@@ -47,13 +47,15 @@ _PROTOCOL = {"drug": str, "dose_levels": list, "dose_unit": str,
 _STOPPING = {"p0": (int, float), "threshold": (int, float), "prior": list,
              "max_patients": int, "min_patients": int, "rates": list}
 _INPUTS = {"manifest": str, "fcs": str, "template": str, "str": str, "references": dict,
-           "kit": str, "clinical": str}
+           "kit": str, "clinical": str,
+           "ladder": (str, list), "size_standard": str}
 _REFERENCES = {"donor": str, "recipient": str}
 _STAGE_KEYS = {
     "gate": {"plots": (bool, str), "anndata": bool, "exclude_anomalies": bool,
              "on_file_error": str, "beads_per_test": (int, float),
              "volume_ul": (int, float)},
     "chimerism": {"quantity": str, "stutter": str, "stutter_ratio": (int, float),
+                  "forward_stutter_ratio": (int, float),
                   "size_tolerance": (int, float), "lod": (int, float),
                   "full_donor": (int, float), "outlier_mad": (int, float, type(None)),
                   "outlier_floor": (int, float), "dropout_share": (int, float),
@@ -157,6 +159,14 @@ def parse_study(text: str, source="<study>") -> Study:
     if "kit" in inputs_raw:
         kit = inputs_raw["kit"]
         inputs["kit"] = str(_resolve(base, kit)) if kit.endswith((".yaml", ".yml")) else kit
+    if "ladder" in inputs_raw:      # allelic ladder run(s) of raw .fsa traces
+        ladders = inputs_raw["ladder"]
+        inputs["ladder"] = [str(_resolve(base, str(x))) for x in
+                            (ladders if isinstance(ladders, list) else [ladders])]
+    if "size_standard" in inputs_raw:
+        ss = inputs_raw["size_standard"]
+        inputs["size_standard"] = str(_resolve(base, ss)) if ss.endswith(
+            (".txt", ".yaml", ".yml", ".csv")) else ss
     if "references" in inputs_raw:
         refs = inputs_raw["references"]
         _check_keys(source, refs, _REFERENCES, "inputs.references.")
@@ -391,12 +401,14 @@ def _chimerism_inputs(study: Study) -> dict:
     files = [Path(study.inputs["manifest"])]
     for grp, refs in _chimerism_groups(study).values():
         files += [Path(p) for p in grp["path"]] + [refs["donor"], refs["recipient"]]
+    files += [Path(p) for p in study.inputs.get("ladder", [])]
     kit = study.inputs.get("kit")
     if kit and Path(kit).suffix:
         files.append(Path(kit))
     elif kit:
         load_kit(kit)            # an unknown kit name fails here, before any work
-    return {"files": _hashes(files), "kit": kit}
+    return {"files": _hashes(files), "kit": kit,
+            "size_standard": study.inputs.get("size_standard")}
 
 
 def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
@@ -404,6 +416,7 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
 
     from .chimerism import ChimerismSettings, chimerism_from_exports
     from .chimerism.report import write_outputs
+    from .chimerism.workflow import chimerism_from_traces, is_trace
 
     options = dict(settings)
     if "tri_allelic" in options:
@@ -420,9 +433,16 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
                              "date": grp["collection_date"].astype(str).str[:10]})
         meta_path = folder / "samples.csv"
         meta.to_csv(meta_path, index=False)
-        result = chimerism_from_exports(refs["donor"], refs["recipient"], list(grp["path"]),
-                                        kit=study.inputs.get("kit"), settings=chim_settings,
-                                        manifest=meta_path)
+        if all(is_trace(p) for p in [refs["donor"], refs["recipient"], *grp["path"]]):
+            result = chimerism_from_traces(
+                refs["donor"], refs["recipient"], list(grp["path"]),
+                kit=study.inputs.get("kit"), ladders=study.inputs.get("ladder", []),
+                size_standard=study.inputs.get("size_standard"), settings=chim_settings,
+                manifest=meta_path)
+        else:
+            result = chimerism_from_exports(refs["donor"], refs["recipient"],
+                                            list(grp["path"]), kit=study.inputs.get("kit"),
+                                            settings=chim_settings, manifest=meta_path)
         write_outputs(result, folder)
         n += len(result.samples)
         warnings += result.warnings

@@ -37,7 +37,7 @@ def _positions(peaks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return (peaks["data_point"].to_numpy(dtype=float), peaks["size"].to_numpy(dtype=float))
 
 
-def same_scan(peaks: pd.DataFrame, *, scans: float = 2.0, bp: float = 0.2) -> np.ndarray:
+def same_scan(peaks: pd.DataFrame, *, scans: float = 3.0, bp: float = 0.2) -> np.ndarray:
     """Pairwise "same scan" matrix: data points within ``scans`` when both peaks have one,
     else sizes within ``bp``."""
     dp, size = _positions(peaks)
@@ -48,7 +48,7 @@ def same_scan(peaks: pd.DataFrame, *, scans: float = 2.0, bp: float = 0.2) -> np
     return np.where(have_dp, by_dp, by_size)
 
 
-def coincidences(peaks: pd.DataFrame, *, scans: float = 2.0, bp: float = 0.2) -> Coincidence:
+def coincidences(peaks: pd.DataFrame, *, scans: float = 3.0, bp: float = 0.2) -> Coincidence:
     """The tallest other-dye peak at the same scan as each peak."""
     n = len(peaks)
     if n == 0:

@@ -36,6 +36,7 @@ class ChimerismSettings:
     stutter: str = "correct"            # "correct", "exclude" or "flag"
     stutter_ratio: float = 0.10         # back-stutter / parent, when no locus value is known
     stutter_ratios: dict = field(default_factory=dict)   # locus -> ratio, overrides the kit
+    forward_stutter_ratio: float = 0.0  # n+1 stutter / parent subtracted too (0: off)
     detection_threshold: float = 50.0   # RFU; lower peaks are not counted (flagged)
     saturation: float = 30000.0         # RFU; higher peaks are flagged as saturated
     lod: float = 1.0                    # % of the minor component reported as "< LOD"
@@ -64,6 +65,7 @@ class ChimerismSettings:
         checks = {
             "size_tolerance": (self.size_tolerance, 0, 5),
             "stutter_ratio": (self.stutter_ratio, 0, 1),
+            "forward_stutter_ratio": (self.forward_stutter_ratio, 0, 1),
             "lod": (self.lod, 0, 50),
             "full_donor": (self.full_donor, 0, 100),
             "relative_threshold": (self.relative_threshold, 0, 1),
@@ -104,7 +106,7 @@ class ChimerismSettings:
 
 # --------------------------------------------------------------------------- formulas
 def percent_no_shared(donor_amounts, recipient_amounts) -> float:
-    """No shared allele (or shared ones ignored): D = sum(donor) / (sum(donor) + sum(recipient))."""
+    """No shared allele (or shared ones ignored): D = sum(donor) / (sum(D) + sum(recipient))."""
     d, r = float(np.sum(donor_amounts)), float(np.sum(recipient_amounts))
     return 100.0 * d / (d + r) if d + r > 0 else math.nan
 
@@ -482,6 +484,8 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
             continue
         if artefact[idx] == "broad":
             res.flags.append(f"broad_peak:{name}")
+        if artefact[idx] == "saturated":
+            res.flags.append(f"saturated:{name}")
         if math.isfinite(height) and height < settings.detection_threshold:
             res.flags.append(f"below_threshold:{name}")
             continue
@@ -526,6 +530,15 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
                    if owners[p.name] != owners[name]
                    and max(shares0.get(o, 0.0) for o in owners[p.name]) > weight
                    and is_one_repeat_below(allele, p, repeat, settings.size_tolerance)]
+        below = [p for p in union.values()
+                 if settings.forward_stutter_ratio > 0 and settings.stutter == "correct"
+                 and owners[p.name] != owners[name]
+                 and max(shares0.get(o, 0.0) for o in owners[p.name]) > weight
+                 and is_one_repeat_below(p, allele, repeat, settings.size_tolerance)]
+        for parent in below:          # forward (n+1) stutter of the major's allele
+            amounts[name] = stutter_corrected(amounts[name], raw[parent.name],
+                                              settings.forward_stutter_ratio)
+            res.flags.append(f"forward_stutter_corrected:{name}")
         if not parents:
             continue
         if settings.stutter == "correct":
@@ -744,9 +757,10 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     elif out.n_used < settings.min_loci:
         out.flags.append("few_informative_loci")
     for r in results:
-        for f in r.flags:
+        for f in dict.fromkeys(r.flags):
             if f.startswith(("unknown_allele:", "saturated:")):
                 out.flags.append(f"{f.split(':')[0]}:{r.locus}:{f.split(':', 1)[1]}")
+    out.flags = list(dict.fromkeys(out.flags))
     if quantity != settings.quantity:
         out.flags.append(f"quantity:{quantity}")
     if peaks["height"].isna().all():
@@ -768,7 +782,8 @@ class ChimerismResult:
     references: list
     settings: ChimerismSettings
     warnings: list = field(default_factory=list)    # about the inputs, for the record
-    traces: dict = field(default_factory=dict)      # sample or person -> raw-trace data
+    traces: dict = field(default_factory=dict)      # sample -> its raw trace, for plots
+    runs: list = field(default_factory=list)        # raw traces: each run's sizing
 
     def loci_frame(self) -> pd.DataFrame:
         """One row per sample and locus, ready for a longitudinal cohort."""
@@ -821,6 +836,12 @@ class ChimerismResult:
 
     def genotype_frame(self) -> pd.DataFrame:
         return pd.concat([g.to_frame() for g in self.references], ignore_index=True)
+
+    def runs_frame(self) -> pd.DataFrame:
+        """Raw traces: one row per run with its role, size standard and sizing quality."""
+        rows = [{k: (", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
+                 for k, v in r.items()} for r in self.runs]
+        return pd.DataFrame(rows)
 
     def reference_calls_frame(self) -> pd.DataFrame:
         """Every peak of every reference run, with the call made and the reason."""

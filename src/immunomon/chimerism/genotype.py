@@ -338,7 +338,8 @@ def _call_locus(run, locus, idx, signal, reason, detail, labels, rules, repeat, 
                 and names[i] not in ("OL", ""):
             flags.append(f"{reason[i]}:{labels[i]}")
     for i in tall:
-        flags.append(f"{reason[i]}:{labels[i] if reason[i] == 'off_ladder' else f'{sizes[i]:.1f}'}")
+        what = labels[i] if reason[i] == "off_ladder" else f"{sizes[i]:.1f}"
+        flags.append(f"{reason[i]}:{what}")
         detail[i] = ("as tall as the alleles: the locus is left unresolved"
                      if cand else "the tallest peak of the locus: the locus is unresolved")
     dyes = run["dye"].iloc[list(idx)].dropna() if "dye" in run else pd.Series(dtype=object)

@@ -12,6 +12,16 @@ file of the same shape::
 
 Dyes are the one-letter colours GeneMapper writes in ``Dye/Sample Peak``
 (B blue, G green, Y yellow, R red, P purple, O orange).
+
+For raw traces (``.fsa``) a kit also says which dye each ABIF channel carries
+(``channels``, in the order DATA1-4, DATA105, DATA106), its usual size standard, and
+the fragments of its allelic ladder (``ladder``: locus -> allele -> approximate bp),
+with which a ladder run in the batch is recognised::
+
+    channels: [B, G, Y, R, O]
+    size_standard: GS500 LIZ
+    ladder:
+      D8S1179: {'8': 127, '9': 131, '10': 135}
 """
 
 from __future__ import annotations
@@ -67,6 +77,11 @@ class Kit:
     loci: dict = field(default_factory=dict)   # normalized key -> Locus
     size_standard_dye: str | None = None
     aliases: tuple = ()
+    channels: tuple = ()                       # dye of ABIF channel 1, 2, 3, 4, 105, 106
+    size_standard: str | None = None           # usual size standard, e.g. "GS500 LIZ"
+    ladder: dict = field(default_factory=dict)  # locus key -> {allele: approximate bp}
+    bins: dict = field(default_factory=dict)    # locus key -> {allele: measured bp}
+    bins_source: str | None = None              # the ladder run the bins were measured on
 
     def locus(self, name: str) -> Locus | None:
         return self.loci.get(normalize_locus(name))
@@ -122,8 +137,45 @@ def _kit_from_mapping(data, source: str) -> Kit:
     aliases = data.get("aliases") or ()
     if not isinstance(aliases, (list, tuple)):
         raise ChimerismError(f"{source}: 'aliases' must be a list")
+    channels = data.get("channels") or ()
+    if not isinstance(channels, (list, tuple)) or any(
+            not isinstance(c, str) or c.upper() not in DYES for c in channels):
+        raise ChimerismError(f"{source}: 'channels' must be a list of dye letters "
+                             f"({', '.join(DYES)}) in ABIF channel order")
+    standard = data.get("size_standard")
+    if standard is not None and not isinstance(standard, str):
+        raise ChimerismError(f"{source}: 'size_standard' must be a size standard name")
+    bins_source = data.get("bins_source")
+    if bins_source is not None and not isinstance(bins_source, str):
+        raise ChimerismError(f"{source}: 'bins_source' must be text")
     return Kit(name.strip(), loci, ssd.upper() if ssd else None,
-               tuple(str(a) for a in aliases))
+               tuple(str(a) for a in aliases), tuple(c.upper() for c in channels),
+               standard, _ladder(data.get("ladder"), loci, source, "ladder"),
+               _ladder(data.get("bins"), loci, source, "bins"), bins_source)
+
+
+def _ladder(data, loci: dict, source: str, field_name: str = "ladder") -> dict:
+    """Validate a kit's ``ladder`` or ``bins`` mapping: locus -> {allele: bp}."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ChimerismError(f"{source}: '{field_name}' must map each locus to its alleles")
+    out = {}
+    for name, alleles in data.items():
+        key = normalize_locus(name)
+        if key not in loci:
+            raise ChimerismError(f"{source}: {field_name} locus {name!r} is not in 'loci'")
+        if not isinstance(alleles, dict) or not alleles:
+            raise ChimerismError(f"{source}: {field_name} of {name} must map alleles to "
+                                 f"sizes")
+        sizes = {}
+        for allele, bp in alleles.items():
+            if isinstance(bp, bool) or not isinstance(bp, (int, float)) or not 0 < bp < 2000:
+                raise ChimerismError(f"{source}: {field_name} of {name}, allele {allele}: "
+                                     f"the size must be a number of bp, not {bp!r}")
+            sizes[str(allele)] = float(bp)
+        out[key] = dict(sorted(sizes.items(), key=lambda kv: kv[1]))
+    return out
 
 
 def _kit_key(name: str) -> str:

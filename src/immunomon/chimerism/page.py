@@ -86,7 +86,7 @@ def _table(df: pd.DataFrame, columns: dict, *, row_class=None, numeric=()) -> st
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80)
     import matplotlib.pyplot as plt
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -257,6 +257,15 @@ def chimerism_html(result: ChimerismResult, *, title: str = "STR donor chimerism
                          + "</p>")
         parts.append(_loci_table(result, s))
         parts.append(_traces(result, s))
+    if result.runs:
+        parts.append("<h2>Runs and sizing</h2>")
+        runs = result.runs_frame()
+        parts.append(_table(runs, {
+            "file": "file", "role": "role", "sample_name": "name in file",
+            "size_standard": "size standard", "fragments_used": "fragments used",
+            "fragments_missing": "fragments missing", "max_residual_bp": "max error (bp)",
+            "alleles_called_against": "alleles called against"},
+            numeric={"fragments_used", "max_residual_bp"}))
     parts.append("<h2>Reference genotypes</h2>")
     parts.append(_references(result))
     parts.append(_legend(result))

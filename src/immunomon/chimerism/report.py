@@ -73,6 +73,7 @@ def to_json(result: ChimerismResult) -> str:
         "reference_calls": _records(result.reference_calls_frame()),
         "loci": _records(result.loci_frame()),
         "samples": _records(result.summary_frame()),
+        "runs": _records(result.runs_frame()),
     }, indent=2)
 
 
@@ -93,6 +94,10 @@ def write_tables(result: ChimerismResult, out_dir) -> list:
                      ("chimerism_reference_calls.csv", result.reference_calls_frame())):
         path = os.path.join(out_dir, name)
         write_csv_atomic(df, path)
+        written.append(path)
+    if result.runs:
+        path = os.path.join(out_dir, "chimerism_runs.csv")
+        write_csv_atomic(result.runs_frame(), path)
         written.append(path)
     return written
 

@@ -108,3 +108,90 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
     result.warnings = list(dict.fromkeys(warnings + [w for s in result.samples
                                                      for w in s.warnings]))
     return result
+
+
+# --------------------------------------------------------------------------- raw traces
+_TRACE_SUFFIXES = (".fsa", ".hid", ".ab1")
+
+
+def is_trace(path) -> bool:
+    """True for an ABIF run file (by its extension)."""
+    return split_source(path)[0].lower().endswith(_TRACE_SUFFIXES)
+
+
+def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
+                          ladders=(), size_standard=None,
+                          settings: ChimerismSettings | None = None,
+                          lineage: str | None = None, manifest=None) -> ChimerismResult:
+    """% donor from raw ABIF traces (``.fsa``): size, call and compute, without GeneMapper.
+
+    Every run is calibrated on its size standard (``size_standard``: a name, a ladder
+    file, or None for the kit's usual one); peaks are called against the allelic
+    ``ladders`` of the batch (paths; averaged), or the kit's own bins when none is
+    given. Then the references are genotyped and the samples computed exactly as for
+    exports. The result carries each run's sizing summary (``result.runs``) and the
+    traces for the page (``result.traces``).
+    """
+    from .calling import call_alleles, kit_bins, ladder_bins, read_and_size
+
+    settings = settings or ChimerismSettings()
+    if kit is None:
+        raise ChimerismError("raw traces need --kit: it says which dye carries which "
+                             "locus and which channel the size standard")
+    kit = load_kit(kit) if isinstance(kit, (str, os.PathLike)) else kit
+    ladder_runs = [read_and_size(p, kit, size_standard) for p in ladders]
+    bins = ladder_bins(ladder_runs, kit) if ladder_runs else kit_bins(kit)
+    warnings = list(bins.warnings) + [w for r in ladder_runs for w in r.warnings]
+    runs = [_run_summary(r, "ladder", bins.source) for r in ladder_runs]
+
+    def called(path, role):
+        run = read_and_size(path, kit, size_standard)
+        warnings.extend(run.warnings)
+        runs.append(_run_summary(run, role, bins.source))
+        return run, call_alleles(run, bins, kit)
+
+    from .trace import Trace
+
+    donor_paths = [donors] if isinstance(donors, (str, os.PathLike, Trace)) else list(donors)
+    names = ["donor"] if len(donor_paths) == 1 else [f"donor{i + 1}"
+                                                     for i in range(len(donor_paths))]
+    references = []
+    for path, person in list(zip(donor_paths, names)) + [(recipient, "recipient")]:
+        _, peaks = called(path, person)
+        loci = [x for x in dict.fromkeys(peaks["locus"]) if x]
+        references.append(genotype_from_peaks(peaks, person,
+                                              rules=settings.genotyping_rules(),
+                                              repeats=repeat_lengths(loci, kit)))
+    import pandas as pd
+
+    frames, traces = [], {}
+    for path in samples:
+        run, peaks = called(path, "sample")
+        frames.append(peaks)
+        traces[run.trace.name] = {"bp": run.bp, "signal": run.signal.astype("float32"),
+                                  "dyes": run.dyes, "ranges": bins.ranges,
+                                  "bins": bins.centres, "file": run.trace.path}
+    peaks = pd.concat(frames, ignore_index=True)
+    manifest_map = read_manifest(manifest) if manifest is not None else {}
+    metadata = {}
+    for name in dict.fromkeys(peaks["sample"]):
+        meta = dict(manifest_map.get(name) or parse_sample_name(name))
+        if lineage:
+            meta["lineage"] = lineage
+        metadata[name] = meta
+    result = compute_chimerism(peaks, references[:-1], references[-1], settings=settings,
+                               kit=kit, metadata=metadata)
+    if not result.samples:
+        raise ChimerismError(f"{', '.join(str(p) for p in samples)}: no post-transplant "
+                             f"sample: every run given is a donor or recipient reference")
+    result.traces = {s.sample: traces[s.sample] for s in result.samples
+                     if s.sample in traces}
+    result.runs = runs
+    result.warnings = list(dict.fromkeys(warnings + [w for s in result.samples
+                                                     for w in s.warnings]))
+    return result
+
+
+def _run_summary(run, role: str, bins_source: str) -> dict:
+    return {"file": run.trace.path, "role": role, "sample_name": run.trace.sample,
+            **run.calibration.summary(), "alleles_called_against": bins_source}

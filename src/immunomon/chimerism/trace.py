@@ -1,0 +1,156 @@
+"""Raw capillary electrophoresis traces: ABIF ``.fsa`` / ``.hid`` files as data.
+
+:func:`read_trace` returns the run's dye channels (the data collection's multicomponented
+signal, ``DATA1``-``4``, ``DATA105``, ``DATA106``, before any baseline correction), the
+dye names, the size standard named in the file and the scans the instrument marked
+off-scale. Biopython reads the ABIF directory. 3500 series ``.hid`` files store their
+data elements under non-standard, encrypted element types; those cannot be read without
+the vendor's software and fail with a message that says so.
+
+:func:`mix_traces` builds an in-silico chimera from two single-source runs aligned on
+their size standards, for validation.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ChimerismError
+
+DATA_TAGS = ("DATA1", "DATA2", "DATA3", "DATA4", "DATA105", "DATA106")
+_STANDARD_TYPES = {1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 18, 19, 1024}
+
+
+@dataclass
+class Trace:
+    """One capillary run: ``data`` is channels x scans (float64, RFU, baseline included)."""
+
+    path: str
+    sample: str                      # the file's own sample name (SMPL1)
+    data: np.ndarray
+    dye_names: tuple = ()
+    size_standard: str | None = None  # as the file names it (StdF1), e.g. GS500LIZ
+    instrument: str | None = None
+    offscale: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    @property
+    def name(self) -> str:
+        """The run's label: the file name without its extension."""
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    @property
+    def n_scans(self) -> int:
+        return self.data.shape[1]
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").rstrip("\x00").strip() or None
+    return str(value).strip() or None
+
+
+def _element_types(raw: bytes) -> dict:
+    """ABIF directory: tag name + number -> element type code (header at byte 6)."""
+    try:
+        _, _, _, _, count, _, offset, _ = struct.unpack(">4sIHHIIII", raw[6:34])
+        out = {}
+        for i in range(min(count, 10000)):
+            entry = raw[offset + 28 * i: offset + 28 * i + 28]
+            if len(entry) < 28:
+                break
+            name, number, etype = struct.unpack(">4sIH", entry[:10])
+            out[f"{name.decode('latin-1')}{number}"] = etype
+        return out
+    except struct.error:
+        return {}
+
+
+def read_trace(path) -> Trace:
+    """Read the dye channels of an ABIF run file; errors name the file and the fault."""
+    path = os.fspath(path)
+    try:
+        from Bio import SeqIO
+    except ImportError:
+        raise ChimerismError("reading .fsa files needs Biopython: pip install "
+                             "'immunomon[abif]' (or pip install biopython)") from None
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ChimerismError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw[:4] != b"ABIF":
+        raise ChimerismError(f"{path}: not an ABIF run file (no 'ABIF' signature at byte 0); "
+                             f"give the .fsa or .hid files the instrument wrote")
+    import io
+
+    try:
+        record = SeqIO.read(io.BytesIO(raw), "abi")
+    except (ValueError, struct.error, AssertionError, UnicodeDecodeError, EOFError,
+            IndexError, KeyError) as exc:
+        raise ChimerismError(f"{path}: truncated or malformed ABIF file ({exc})") from None
+    tags = record.annotations.get("abif_raw", {})
+    types = _element_types(raw)
+    present = [t for t in DATA_TAGS if t in types]
+    if not present:
+        raise ChimerismError(f"{path}: the ABIF file holds no dye data (DATA1-4); is it a "
+                             f"sequencing or a run-log file?")
+    odd = sorted({types[t] for t in present if types[t] not in _STANDARD_TYPES})
+    if odd or any(tags.get(t) is None for t in present):
+        kinds = ", ".join(str(t) for t in odd) or "unknown"
+        raise ChimerismError(
+            f"{path}: the dye data are stored under non-standard ABIF element type "
+            f"{kinds}, as 3500-series .hid files encrypt them; they cannot be read without "
+            f"the vendor's software. Export the run as .fsa (3500 Data Collection or "
+            f"GeneMapper ID-X can), or give the GeneMapper export of its peaks instead")
+    channels = [np.asarray(tags[t], dtype=np.float64) for t in present]
+    n = min(len(c) for c in channels)
+    if n < 100 or any(len(c) != n for c in channels):
+        raise ChimerismError(f"{path}: the dye channels have {sorted({len(c) for c in channels})} "
+                             f"scans; the file is truncated or malformed")
+    data = np.vstack([c[:n] for c in channels])
+    dye_names = tuple(_text(tags.get(f"DyeN{i}")) or "" for i in range(1, len(present) + 1))
+    offscale = np.asarray(tags.get("OfSc1") or (), dtype=int).ravel()
+    return Trace(path=path, sample=_text(tags.get("SMPL1")) or "", data=data,
+                 dye_names=dye_names, size_standard=_text(tags.get("StdF1")),
+                 instrument=_text(tags.get("MODL1")) or _text(tags.get("MCHN1")),
+                 offscale=offscale[(offscale >= 0) & (offscale < n)])
+
+
+def mix_traces(major: Trace, minor: Trace, fraction: float, *, major_calibration,
+               minor_calibration, standard_channel: int, major_weight: float = 1.0,
+               minor_weight: float = 1.0, name: str | None = None) -> Trace:
+    """An in-silico chimera: ``fraction`` of ``minor``'s DNA in ``major``'s.
+
+    ``minor`` is resampled onto ``major``'s scans through the two size calibrations
+    (:class:`~immunomon.chimerism.sizing.Calibration`), so fragments of one length fall
+    on one scan. ``*_weight`` is each run's amount of DNA (its total allele signal):
+    the minor run is rescaled to the major's amount, then the two are mixed as
+    ``(1 - fraction) x major + fraction x minor``. The size-standard channel is the
+    major's, unmixed; baselines mix like the signals.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ChimerismError(f"fraction must be from 0 to 1, not {fraction!r}")
+    scans = np.arange(major.n_scans, dtype=float)
+    bp = major_calibration.size(scans)
+    inside = (scans >= major_calibration.scans[0]) & (scans <= major_calibration.scans[-1])
+    at = minor_calibration.scan(bp)
+    n = min(major.data.shape[0], minor.data.shape[0])
+    out = major.data[:n].copy()
+    grid = np.arange(minor.n_scans, dtype=float)
+    scale = major_weight / minor_weight
+    for c in range(n):
+        if c == standard_channel:
+            continue
+        moved = np.interp(at, grid, minor.data[c])
+        moved = np.where(inside, moved, np.median(minor.data[c]))
+        out[c] = (1.0 - fraction) * major.data[c] + fraction * scale * moved
+    label = name or f"{major.name}+{fraction:.0%}{minor.name}"
+    return Trace(path=label, sample=label, data=out, dye_names=major.dye_names[:n],
+                 size_standard=major.size_standard, instrument=major.instrument,
+                 offscale=major.offscale)
