@@ -114,7 +114,10 @@ class ThresholdGate:
         empty = _too_few(self, x.size)
         if empty is not None:
             return empty
-        t = _threshold(x, self.method, dict(self.args))
+        args = dict(self.args)
+        if self.method == "density":
+            args.setdefault("side", self.side)
+        t = _threshold(x, self.method, args)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
@@ -200,6 +203,21 @@ class ClusterGate:
                                      f"{c.n_components}",))
 
 
+def _clearest(first: methods.Threshold, values, other, other_cut: float, method: str,
+              args: dict) -> methods.Threshold:
+    """The deepest-valley threshold of ``values`` among all events (``first``) and
+    among the events on either side of ``other_cut`` in the other dimension."""
+    best = first
+    for side in (other >= other_cut, other < other_cut):
+        n = int(np.count_nonzero(side))
+        if n < MIN_EVENTS or n == values.size:
+            continue
+        t = _threshold(values[side], method, dict(args))
+        if not t.fell_back and t.depth > best.depth + 0.05:
+            best = t
+    return best
+
+
 @dataclass(frozen=True, eq=False)
 class QuadrantThresholdGate(QuadrantGate):
     """Quadrants whose dividers are thresholds found in the data.
@@ -242,10 +260,15 @@ class QuadrantThresholdGate(QuadrantGate):
         if self.sequential is not None:
             side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
                 else x < tx.value
-            y_for_cut = y[side] if side.sum() >= 10 else y
+            ty = _threshold(y[side] if side.sum() >= MIN_EVENTS else y, self.y_method,
+                            dict(self.y_args))
         else:
-            y_for_cut = y
-        ty = _threshold(y_for_cut, self.y_method, dict(self.y_args))
+            ty = _threshold(y, self.y_method, dict(self.y_args))
+            # Each divider where it is clearest: among all events, or among the events on
+            # one side of the other divider (a small population such as pDC is a peak in
+            # CD123 among CD11c- cells, and lost among all of them).
+            tx = _clearest(tx, x, y, ty.value, self.x_method, self.x_args)
+            ty = _clearest(ty, y, x, tx.value, self.y_method, self.y_args)
         dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
                     Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))
         # Quadrant locations sit one unit either side of the cut they name.

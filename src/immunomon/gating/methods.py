@@ -26,6 +26,7 @@ class Threshold:
     peaks: tuple[float, ...]        # modes of the smoothed density, by position
     fell_back: bool = False
     note: str = ""
+    depth: float = 0.0              # 1 - valley / lower peak: how clearly the cut separates
 
 
 def _finite(x) -> np.ndarray:
@@ -43,19 +44,21 @@ def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
 
 def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
                      limits: tuple[float, float] | None = None):
-    """A binned Gaussian kernel density: (bin centres, density).
+    """A binned Gaussian kernel density: (bin centres, density, bandwidth).
 
     Binning then smoothing costs O(n + bins) whatever the event count. The
-    bandwidth is Silverman's rule on robust spread, times ``adjust``.
+    bandwidth is Silverman's rule on robust spread, times ``adjust``. The grid
+    spans the 0.01st to 99.99th percentiles plus a margin, so a population of
+    0.5% at either end keeps its whole peak.
     """
     x = _finite(x)
     if x.size < 2:
         raise GatingError(f"too few events ({x.size}) to estimate a density")
     few = _thin(x)
-    lo, hi = limits if limits is not None else np.quantile(few, [0.001, 0.999])
+    lo, hi = limits if limits is not None else np.quantile(few, [0.0001, 0.9999])
     if not hi > lo:
         lo, hi = x.min() - 0.5, x.max() + 0.5
-    pad = 0.05 * (hi - lo)
+    pad = 0.1 * (hi - lo)
     lo, hi = lo - pad, hi + pad
     counts, edges = np.histogram(x, bins=N_BINS, range=(lo, hi))
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -65,26 +68,110 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     bandwidth = 0.9 * spread * x.size ** -0.2 * adjust
     sigma_bins = max(bandwidth / (edges[1] - edges[0]), 1.0)
     density = ndimage.gaussian_filter1d(counts.astype(np.float64), sigma_bins, mode="constant")
-    return centres, density / (density.sum() * (edges[1] - edges[0]))
+    return centres, density / (density.sum() * (edges[1] - edges[0])), \
+        sigma_bins * (edges[1] - edges[0])
 
 
-def find_peaks(centres: np.ndarray, density: np.ndarray, *,
-               min_prominence: float = 0.05) -> np.ndarray:
-    """Indices of density modes whose prominence is at least ``min_prominence`` of the
-    highest point, sorted by position."""
+def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.01,
+               n_events: int | None = None, bandwidth: float | None = None,
+               z: float = 3.0) -> np.ndarray:
+    """Indices of density modes, sorted by position, that are real populations.
+
+    A mode counts when its prominence is at least ``min_prominence`` of the
+    highest point and, given the event count and bandwidth, at least ``z``
+    standard errors of the kernel estimate at the mode: a minor population of
+    0.5% forms a peak worth cutting at, a wiggle of sampling noise does not.
+    """
     padded = np.concatenate([[0.0], density, [0.0]])
-    idx, _ = signal.find_peaks(padded, prominence=min_prominence * density.max())
-    return np.sort(idx - 1)
+    idx, props = signal.find_peaks(padded, prominence=min_prominence * density.max())
+    idx = idx - 1
+    if n_events and bandwidth and idx.size:
+        # variance of a Gaussian-kernel density estimate: f / (2 sqrt(pi) n h)
+        se = np.sqrt(density[idx] / (2 * np.sqrt(np.pi) * n_events * bandwidth))
+        idx = idx[props["prominences"] >= z * se]
+    return np.sort(idx)
+
+
+def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    padded = np.concatenate([[0.0], density, [0.0]])
+    return signal.peak_prominences(padded, peaks + 1)[0]
+
+
+def _half_width(centres, density, peak: int, direction: int) -> float:
+    """Distance from a peak to where its density first falls to half its height,
+    walking in ``direction`` (+1 up, -1 down): a spread that the other side's
+    populations cannot inflate."""
+    walk = density[peak::direction] if direction > 0 else density[peak::-1]
+    below = np.flatnonzero(walk < 0.5 * density[peak])
+    steps = below[0] if below.size else walk.size - 1
+    return max(steps, 1) * float(centres[1] - centres[0])
+
+
+def peak_centre(centres, density, peak: int) -> tuple[int, float]:
+    """The centre of a peak's cap (where it is within 5% of its height), as an
+    index and a position: steadier than the single highest bin of a flat top."""
+    cap = density >= 0.95 * density[peak]
+    left = peak - int(np.argmin(cap[peak::-1])) + 1 if not cap[:peak + 1].all() else 0
+    right = peak + int(np.argmin(cap[peak:])) - 1 if not cap[peak:].all() else cap.size - 1
+    middle = (left + right) // 2
+    return middle, float(0.5 * (centres[left] + centres[right]))
+
+
+def peak_spread(centres, density, peak: int, direction: int) -> float:
+    """A standard deviation for one peak from its half width on one side
+    (half width at half maximum / 1.1774 for a normal peak)."""
+    return _half_width(centres, density, peak, direction) / 1.1774
+
+
+def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.1) -> int | None:
+    """Where a peak's flank ends, walking in ``direction``: past the steepest
+    descent, the first point whose slope has eased to ``flat`` of that
+    steepest slope. On a lone normal peak this is about 2.7 SD from the mode;
+    where a dim population sits on the flank as a shoulder, it is where the
+    shoulder begins. None when the flank never eases inside the grid."""
+    walk = density[peak:] if direction > 0 else density[peak::-1]
+    if walk.size < 3:
+        return None
+    slope = np.diff(walk)                     # negative while descending
+    # the steepest descent of this peak's own flank (before it falls below a fifth)
+    own = np.flatnonzero(walk[1:] < 0.2 * walk[0])
+    stop = own[0] + 1 if own.size else slope.size
+    steep = int(np.argmin(slope[:stop]))
+    if slope[steep] >= 0:
+        return None
+    eased = np.flatnonzero(slope[steep:] > flat * slope[steep])
+    if not eased.size:
+        return None
+    k = steep + int(eased[0])
+    return peak + direction * k
+
+
+def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None]) -> int | None:
+    """+1 when clearly more events lie beyond the upper end of the lone peak than
+    beyond its lower end (the minority is above it: at least 1% of the events
+    and three times the other tail), -1 the other way, None when the tails
+    do not say (a symmetric peak, or too few events beyond either end)."""
+    dx = float(centres[1] - centres[0])
+    mass = {}
+    for d, e in ends.items():
+        if e is None:
+            mass[d] = 0.0
+        else:
+            mass[d] = float(density[e:].sum() * dx) if d > 0 else float(density[:e + 1].sum() * dx)
+    for d in (1, -1):
+        if mass[d] >= 0.01 and mass[d] >= 3 * mass[-d]:
+            return d
+    return None
 
 
 def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
                    side: str = "above") -> Threshold:
-    """A cut beside the main peak: its mode + ``n_sd`` times the spread of its
-    lower half (``side='above'``, for dim or rare positives), or its mode minus
-    ``n_sd`` times the spread of its upper half (``side='below'``, for 'low'
-    phenotypes such as CD127low). Each half-spread comes from the side the
-    other population does not contaminate. With ``quantile``, the cut is that
-    quantile of the values instead.
+    """A cut beside the main peak: its mode + ``n_sd`` SDs (``side='above'``, for
+    dim or rare positives), or its mode minus ``n_sd`` SDs (``side='below'``,
+    for 'low' phenotypes such as CD127low). The SD comes from the half width of
+    the peak on the side the other population does not reach, so neither that
+    population nor a distant bump of artefacts inflates it. With ``quantile``,
+    the cut is that quantile of the values instead.
     """
     x = _finite(x)
     if x.size < 10:
@@ -94,32 +181,46 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     if quantile is not None:
         value = float(np.quantile(x, quantile))
         return Threshold(value, (), note=f"{quantile:g} quantile")
-    centres, density = smoothed_density(x)
-    mode = float(centres[np.argmax(density)])
-    half = x[x <= mode] - mode if side == "above" else x[x >= mode] - mode
-    sd = float(np.sqrt(np.mean(half ** 2))) if half.size > 5 else float(np.std(x))
+    centres, density, _ = smoothed_density(x)
+    top, mode = peak_centre(centres, density, int(np.argmax(density)))
     sign = 1.0 if side == "above" else -1.0
+    sd = peak_spread(centres, density, top, -int(sign))
     return Threshold(mode + sign * n_sd * sd, (mode,),
                      note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
 
+EXPECT = ("mostly-positive", "mostly-negative")
+
+
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
-                      adjust: float = 1.0, min_prominence: float = 0.05,
-                      fallback_sd: float = 3.0, valley: str = "deepest") -> Threshold:
-    """A density minimum between two peaks of ``x``.
+                      adjust: float = 1.0, min_prominence: float = 0.01,
+                      fallback_sd: float = 3.0, valley: str = "deepest",
+                      side: str = "above", expect: str | None = None,
+                      flat: float = 0.1) -> Threshold:
+    """A density minimum between two peaks of ``x``, or the end of a lone peak.
 
     ``valley`` chooses the peaks: 'deepest' the two most prominent, 'first'
     the two lowest in value (negatives against the first positives, when
     positives come dim and bright), 'last' the two highest. ``bounds``
-    restricts where the cut may fall. With only one peak the cut falls back
-    to ``tail_threshold`` (mode + ``fallback_sd`` SD of its lower half),
-    clipped to the bounds, and the result says it fell back.
+    restricts where the cut may fall.
+
+    With one peak the cut goes where that peak's flank ends (``peak_end``) on
+    the side where the other population lies: above the peak when it holds
+    the negatives, below it when the positives make up most of the parent.
+    The side is decided from which tail holds more events, or from ``expect``
+    ('mostly-positive': the peak is the positive population; 'mostly-negative'),
+    or, with no tail and no hint, from ``side`` (the population asked for is
+    taken to be the minority). If the flank never ends, the cut is the mode
+    +- ``fallback_sd`` SDs. The result says which rule placed the cut.
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
+    if expect is not None and expect not in EXPECT:
+        raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
     x = _finite(x)
-    centres, density = smoothed_density(x, adjust=adjust)
-    peaks = find_peaks(centres, density, min_prominence=min_prominence)
+    centres, density, bandwidth = smoothed_density(x, adjust=adjust)
+    peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
+                       bandwidth=bandwidth)
     lo = -np.inf if bounds[0] is None else bounds[0]
     hi = np.inf if bounds[1] is None else bounds[1]
     positions = tuple(float(centres[i]) for i in peaks)
@@ -129,18 +230,40 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         elif valley == "last":
             top = peaks[-2:]
         else:
-            top = np.sort(peaks[np.argsort(density[peaks])[-2:]])
+            top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
         window = np.arange(top[0], top[1] + 1)
         window = window[(centres[window] >= lo) & (centres[window] <= hi)]
         if window.size:
             cut = window[np.argmin(density[window])]
-            return Threshold(float(centres[cut]), positions)
+            depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
+            return Threshold(float(centres[cut]), positions, depth=float(depth))
         note = "no density minimum between the peaks lies within the bounds"
     else:
-        note = "one peak only"
-    fb = tail_threshold(x, n_sd=fallback_sd)
-    value = float(np.clip(fb.value, lo, hi))
-    return Threshold(value, positions, fell_back=True, note=f"{note}; fell back to {fb.note}")
+        note = "one peak"
+    main = int(peaks[np.argmax(density[peaks])]) if len(peaks) else int(np.argmax(density))
+    ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
+    if expect is not None:
+        direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
+    else:
+        direction = _side_of_minority(centres, density, main, ends)
+        why = "the other population's tail lies on that side"
+        if direction is None:
+            direction = 1 if side == "above" else -1
+            why = "no tail on either side; the population asked for is taken as the minority"
+    mode = float(centres[main])
+    end = ends[direction]
+    if end is not None:
+        value = float(centres[end])
+        rule = f"end of the peak at {mode:.4g} ({'above' if direction > 0 else 'below'} it: {why})"
+    else:
+        sd = peak_spread(centres, density, main, -direction)
+        value = mode + direction * fallback_sd * sd
+        rule = (f"mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x {sd:.3g} "
+                f"(the peak's flank never levels off; {why})")
+    clipped = float(np.clip(value, lo, hi))
+    if clipped != value:
+        rule += f", clipped to the bounds ({clipped:.4g})"
+    return Threshold(clipped, positions, fell_back=True, note=f"{note}; cut at the {rule}")
 
 
 @dataclass(frozen=True)
