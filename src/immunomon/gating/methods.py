@@ -74,7 +74,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
 
 def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.01,
                n_events: int | None = None, bandwidth: float | None = None,
-               z: float = 3.0) -> np.ndarray:
+               z: float = 2.0) -> np.ndarray:
     """Indices of density modes, sorted by position, that are real populations.
 
     A mode counts when its prominence is at least ``min_prominence`` of the
