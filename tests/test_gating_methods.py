@@ -36,11 +36,61 @@ def test_density_threshold_finds_the_valley():
     assert abs(t.peaks[0] - 0.2) < 0.02 and abs(t.peaks[1] - 0.7) < 0.02
 
 
-def test_density_threshold_one_peak_falls_back_and_says_so():
+def test_density_threshold_one_peak_cuts_where_its_flank_ends_and_says_so():
     x = RNG.normal(0.3, 0.05, 10_000)
     t = methods.density_threshold(x)
-    assert t.fell_back and "one peak" in t.note
-    assert abs(t.value - (0.3 + 3 * 0.05)) < 0.02        # mode + 3 SD of the lower half
+    assert t.fell_back and "one peak" in t.note and "end of the peak" in t.note
+    # the slope of a normal density eases to a fifth of its steepest about 2.45 SD out
+    assert 0.3 + 2.1 * 0.05 < t.value < 0.3 + 2.9 * 0.05
+    below = methods.density_threshold(x, side="below")
+    assert 0.3 - 2.9 * 0.05 < below.value < 0.3 - 2.1 * 0.05
+
+
+@pytest.mark.parametrize("share", [0.005, 0.01, 0.05])
+def test_a_minor_bright_population_is_a_peak(share):
+    # 0.5-5% bright events on a broad negative: too low for 5% of the highest peak,
+    # clear for the density's own sampling error
+    n = 100_000
+    k = int(share * n)
+    x = np.concatenate([RNG.normal(0.25, 0.07, n - k), RNG.normal(0.75, 0.04, k)])
+    t = methods.density_threshold(x)
+    assert not t.fell_back and len(t.peaks) == 2
+    truth = np.r_[np.zeros(n - k, bool), np.ones(k, bool)]
+    got = x >= t.value
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.97
+
+
+def test_noise_does_not_make_peaks_in_a_small_parent():
+    for seed in range(20):
+        x = np.random.default_rng(seed).normal(0.4, 0.05, 150)
+        c, d, bw = methods.smoothed_density(x)
+        assert len(methods.find_peaks(c, d, n_events=x.size, bandwidth=bw)) == 1
+
+
+def test_a_lone_positive_peak_keeps_the_population_that_holds_most_of_its_parent():
+    # 85% positive: the only peak is the positive one; negatives trail below it
+    n = 20_000
+    pos = RNG.normal(0.65, 0.05, int(0.85 * n))
+    neg = 0.58 - 0.5 * RNG.beta(1, 3, n - pos.size)   # a smear merging into the peak
+    x = np.concatenate([pos, neg])
+    t = methods.density_threshold(x, side="above")
+    assert t.fell_back and "below it" in t.note       # not mode + n SD above it: empty
+    truth = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+    got = x >= t.value
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.93
+    # the same peak with no tail and a hint from the template
+    lone = RNG.normal(0.65, 0.05, 20_000)
+    hinted = methods.density_threshold(lone, expect="mostly-positive")
+    assert hinted.value < 0.65 - 2 * 0.05 and "expect" in hinted.note
+    with pytest.raises(GatingError):
+        methods.density_threshold(lone, expect="positive")
+
+
+def test_tail_spread_ignores_a_distant_bump_of_artefacts():
+    main = RNG.normal(0.45, 0.04, 20_000)
+    bump = RNG.uniform(-0.25, 0.15, 4_000)          # compensation artefacts far below
+    t = methods.tail_threshold(np.concatenate([main, bump]), n_sd=3)
+    assert t.value == pytest.approx(0.45 + 3 * 0.04, abs=0.02)
 
 
 def test_density_threshold_bounds_clip_the_fallback():
@@ -116,6 +166,23 @@ def test_threshold_gate_resolves_to_a_range_and_records_fallback():
     few = gate.resolve([np.array([0.1, 0.2])])
     assert few.fell_back and "left empty" in few.notes[0]
     assert not few.contains([np.array([0.1, 0.2, 5.0])]).any()
+
+
+def test_quadrant_divider_found_where_a_small_population_is_a_peak():
+    # B cells (CD11c-, CD123-), mDC (CD11c+, CD123-) and a few pDC (CD11c-, CD123+):
+    # pDC are a peak in CD123 only among CD11c- events
+    b = RNG.normal((0.25, 0.30), (0.04, 0.08), (1600, 2))
+    mdc = RNG.normal((0.60, 0.42), (0.05, 0.04), (1000, 2))
+    pdc = RNG.normal((0.25, 0.62), (0.03, 0.03), (60, 2))
+    X = np.vstack([b, mdc, pdc])
+    gate = QuadrantThresholdGate.build("Q", [Dimension("CD11c"), Dimension("CD123")],
+                                       {"mDC": ("above", "below"), "pDC": ("below", "above")})
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    masks = found.quadrant_masks([X[:, 0], X[:, 1]])
+    truth = np.r_[np.zeros(2600, bool), np.ones(60, bool)]
+    got = masks["pDC"]
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.9
+    assert 0.48 < found.dividers[1].values[0] < 0.58
 
 
 def test_quadrant_thresholds_assign_every_event_to_its_quadrant():

@@ -72,7 +72,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
         sigma_bins * (edges[1] - edges[0])
 
 
-def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.01,
+def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.002,
                n_events: int | None = None, bandwidth: float | None = None,
                z: float = 2.0) -> np.ndarray:
     """Indices of density modes, sorted by position, that are real populations.
@@ -123,27 +123,35 @@ def peak_spread(centres, density, peak: int, direction: int) -> float:
     return _half_width(centres, density, peak, direction) / 1.1774
 
 
-def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.1) -> int | None:
-    """Where a peak's flank ends, walking in ``direction``: past the steepest
-    descent, the first point whose slope has eased to ``flat`` of that
-    steepest slope. On a lone normal peak this is about 2.7 SD from the mode;
-    where a dim population sits on the flank as a shoulder, it is where the
-    shoulder begins. None when the flank never eases inside the grid."""
+def _steepest(density, peak: int, direction: int) -> int | None:
+    """Index (from the peak, along ``direction``) of the steepest descent of the
+    peak's own flank, before it falls below a fifth of the peak."""
     walk = density[peak:] if direction > 0 else density[peak::-1]
     if walk.size < 3:
         return None
-    slope = np.diff(walk)                     # negative while descending
-    # the steepest descent of this peak's own flank (before it falls below a fifth)
+    slope = np.diff(walk)
     own = np.flatnonzero(walk[1:] < 0.2 * walk[0])
     stop = own[0] + 1 if own.size else slope.size
-    steep = int(np.argmin(slope[:stop]))
-    if slope[steep] >= 0:
+    k = int(np.argmin(slope[:stop]))
+    return k if slope[k] < 0 else None
+
+
+def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.2) -> int | None:
+    """Where a peak's flank ends, walking in ``direction``: past the steepest
+    descent, the first point whose slope has eased to ``flat`` of that
+    steepest slope. On a lone normal peak this is about 2.5 SD from the mode;
+    where a dim population sits on the flank as a shoulder, it is near where
+    the shoulder's own slow fall begins. None when the flank never eases
+    inside the grid."""
+    walk = density[peak:] if direction > 0 else density[peak::-1]
+    steep = _steepest(density, peak, direction)
+    if steep is None:
         return None
+    slope = np.diff(walk)
     eased = np.flatnonzero(slope[steep:] > flat * slope[steep])
     if not eased.size:
         return None
-    k = steep + int(eased[0])
-    return peak + direction * k
+    return peak + direction * (steep + int(eased[0]))
 
 
 def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None]) -> int | None:
@@ -193,10 +201,10 @@ EXPECT = ("mostly-positive", "mostly-negative")
 
 
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
-                      adjust: float = 1.0, min_prominence: float = 0.01,
+                      adjust: float = 1.0, min_prominence: float = 0.002,
                       fallback_sd: float = 3.0, valley: str = "deepest",
                       side: str = "above", expect: str | None = None,
-                      flat: float = 0.1) -> Threshold:
+                      flat: float = 0.2) -> Threshold:
     """A density minimum between two peaks of ``x``, or the end of a lone peak.
 
     ``valley`` chooses the peaks: 'deepest' the two most prominent, 'first'
