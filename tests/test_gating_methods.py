@@ -201,3 +201,23 @@ def test_quadrant_thresholds_assign_every_event_to_its_quadrant():
         assert masks[q][labels != key].sum() == 0
     few = gate.resolve([X[:3, 0], X[:3, 1]])
     assert few.fell_back and not any(m.any() for m in few.quadrant_masks([X[:, 0], X[:, 1]]).values())
+
+
+def test_cluster_gate_does_not_split_one_cluster_between_components():
+    # a lymphocyte-enriched sample: one skewed scatter cluster and a little debris;
+    # a template asking for 3 components must still keep the whole cluster
+    n = 8000
+    fsc = RNG.gamma(9.0, 0.02, n) + 0.3
+    ssc = 0.2 + 0.3 * (fsc - 0.3) + RNG.normal(0, 0.02, n)
+    debris = RNG.normal((0.1, 0.05), 0.02, (300, 2))
+    X = np.vstack([np.column_stack([fsc, ssc]), debris])
+    truth = np.r_[np.ones(n, bool), np.zeros(300, bool)]
+    gate = ClusterGate("Lymphocytes", [Dimension("FSC-A"), Dimension("SSC-A")],
+                       pick=[("max", 0)], n_components=3, quantile=0.995)
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    got = found.contains([X[:, 0], X[:, 1]])
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.97
+    assert "no valley" in found.notes[0]
+    unmerged = methods.cluster_gate([X[:, 0], X[:, 1]], n_components=3, pick=[("max", 0)],
+                                    quantile=0.995, merge=False)
+    assert unmerged.weight < 0.8          # without merging, one piece of the cluster only

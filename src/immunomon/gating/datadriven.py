@@ -142,19 +142,27 @@ class SingletGate:
         object.__setattr__(self, "dimensions", dims)
 
     def resolve(self, columns) -> FoundPolygon | FoundRectangle:
-        area, height = columns
+        area, second = columns
         empty = _too_few(self, area.size)
         if empty is not None:
             return empty
-        band = methods.singlet_band(area, height, n_mad=self.n_mad)
+        width = _is_width(self.dimensions[1])
+        band = methods.singlet_band(area, second, n_mad=self.n_mad, width=width)
         finite = area[np.isfinite(area)]
         top = float(finite.max()) * 1.05 if finite.size else 1.0
         bottom = min(float(finite.min()), 0.0) if finite.size else 0.0
         vertices = band.polygon(bottom - 1.0, top)
+        what = "width" if width else "area/height"
         return FoundPolygon(self.id, self.dimensions, vertices, self.parent,
                             method="singlet band",
-                            notes=(f"area/height ratio {band.lo:.3f}..{band.hi:.3f} "
-                                   f"(median {band.centre:.3f})",))
+                            notes=(f"{what} {band.lo:.3f}..{band.hi:.3f} x the singlets' "
+                                   f"trend (peak {band.centre:.3f})",))
+
+
+def _is_width(dimension) -> bool:
+    """A pulse-width channel (FSC-W, SSC-W): doublets are wider, not lower."""
+    name = str(getattr(dimension, "name", None) or getattr(dimension, "id", "") or "")
+    return name.upper().rstrip().endswith("-W")
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +207,7 @@ class ClusterGate:
                                  min_weight=self.min_weight)
         return FoundEllipsoid(self.id, self.dimensions, c.mean, c.covariance,
                               c.distance_squared, self.parent, method="gaussian mixture",
-                              notes=(f"component of weight {c.weight:.3f} among "
+                              notes=(f"{_pieces(c)} of weight {c.weight:.3f} among "
                                      f"{c.n_components}",))
 
 
@@ -216,6 +224,11 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
         if not t.fell_back and t.depth > best.depth + 0.05:
             best = t
     return best
+
+
+def _pieces(c: methods.Cluster) -> str:
+    n = len(c.members)
+    return "component" if n <= 1 else f"{n} components with no valley between them"
 
 
 @dataclass(frozen=True, eq=False)

@@ -276,34 +276,85 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
 
 @dataclass(frozen=True)
 class SingletBand:
-    """Singlets lie in a band of area/height ratios: ``lo <= area/height <= hi``."""
+    """Single cells lie in a band around the area/height (or width) relation:
+    ``lo <= ratio / trend(area) <= hi``, where ``trend`` is the singlets' typical
+    ratio at each area (pulse shapes change with size) and ``ratio`` is
+    area/height, or the width itself for a width channel."""
 
     lo: float
     hi: float
     centre: float
+    knots: tuple[float, ...] = ()       # areas where the trend is known
+    trend: tuple[float, ...] = ()       # the singlets' median ratio there
+    width: bool = False                 # second dimension is a pulse width
+
+    def trend_at(self, area) -> np.ndarray:
+        if not self.knots:
+            return np.ones_like(np.asarray(area, dtype=np.float64))
+        return np.interp(area, self.knots, self.trend)
 
     def polygon(self, area_min: float, area_max: float) -> list[tuple[float, float]]:
-        """The band as a polygon in (area, height) coordinates."""
-        return [(area_min, area_min / self.lo), (area_max, area_max / self.lo),
-                (area_max, area_max / self.hi), (area_min, area_min / self.hi)]
+        """The band as a polygon in (area, height) or (area, width) coordinates."""
+        inner = [k for k in self.knots if area_min < k < area_max]
+        xs = np.array([area_min, *inner, area_max], dtype=np.float64)
+        t = self.trend_at(xs)
+        if self.width:                   # width = ratio: the band is lo*t .. hi*t
+            low, high = xs * 0 + self.lo * t, xs * 0 + self.hi * t
+        else:                            # height = area / ratio
+            low, high = xs / (self.hi * t), xs / (self.lo * t)
+        return [(float(x), float(y)) for x, y in zip(xs, high)] + \
+               [(float(x), float(y)) for x, y in zip(xs[::-1], low[::-1])]
 
 
-def singlet_band(area, height, *, n_mad: float = 4.0, upper_only: bool = False) -> SingletBand:
-    """The ratio band of single cells from the FSC-A/FSC-H relation.
+def _ratio_trend(area: np.ndarray, ratio: np.ndarray, bins: int = 12):
+    """The median ratio in area bins of equal counts, with monotone-free
+    interpolation between bin medians (the relation of FSC-H to FSC-A bends
+    at both ends of the scale)."""
+    if area.size < 20 * bins:
+        return (), ()
+    order = np.argsort(area)
+    chunks = np.array_split(order, bins)
+    knots = tuple(float(np.median(area[c])) for c in chunks)
+    trend = tuple(float(np.median(ratio[c])) for c in chunks)
+    return knots, trend
 
-    Doublets have a larger area for their height. The band is the median ratio
-    +- ``n_mad`` robust SDs (1.4826 x MAD), estimated on events with positive height.
+
+def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> SingletBand:
+    """The band of single cells from the FSC-A/FSC-H (or FSC-A/FSC-W) relation.
+
+    Doublets have a larger area for their height (a longer pulse). The ratio
+    is divided by its typical value at each area, then: the singlets' peak;
+    its spread from the half width on its low side (doublets do not reach
+    it); the upper cut in the valley before a doublet peak when there is one,
+    else where the peak's upper flank ends; at least 3 and at most ``n_mad``
+    SDs above the peak. The lower cut is ``n_mad`` SDs below it.
     """
-    a, h = np.asarray(area, dtype=np.float64), np.asarray(height, dtype=np.float64)
-    ok = (h > 0) & np.isfinite(a) & np.isfinite(h) & (a > 0)
+    a = np.asarray(area, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    ok = (b > 0) & np.isfinite(a) & np.isfinite(b) & (a > 0)
     if ok.sum() < 10:
-        raise GatingError(f"too few events with positive height ({int(ok.sum())}) for a "
-                          "singlet gate")
-    ratio = _thin(a[ok] / h[ok])
-    centre = float(np.median(ratio))
-    sd = 1.4826 * float(np.median(np.abs(ratio - centre))) or 1e-3 * centre
-    lo = 0.0 + 1e-9 if upper_only else centre - n_mad * sd
-    return SingletBand(max(lo, 1e-9), centre + n_mad * sd, centre)
+        what = "width" if width else "height"
+        raise GatingError(f"too few events with positive area and {what} ({int(ok.sum())}) "
+                          "for a singlet gate")
+    a, b = _thin(a[ok]), _thin(b[ok])
+    ratio = b if width else a / b
+    knots, trend = _ratio_trend(a, ratio)
+    q = ratio / np.interp(a, knots, trend) if knots else ratio
+    centres, density, bandwidth = smoothed_density(q)
+    main = int(np.argmax(density))
+    main, centre = peak_centre(centres, density, main)
+    sd = peak_spread(centres, density, main, -1)
+    peaks = find_peaks(centres, density, n_events=q.size, bandwidth=bandwidth)
+    above = peaks[centres[peaks] > centre + sd]
+    if above.size:
+        window = np.arange(main, above[0] + 1)
+        hi = float(centres[window[np.argmin(density[window])]])
+    else:
+        end = peak_end(centres, density, main, 1)
+        hi = float(centres[end]) if end is not None else centre + n_mad * sd
+    hi = float(np.clip(hi, centre + 3 * sd, centre + n_mad * sd))
+    lo = max(centre - n_mad * sd, 1e-9)
+    return SingletBand(lo, hi, centre, knots, trend, width)
 
 
 @dataclass(frozen=True)
@@ -315,6 +366,7 @@ class Cluster:
     distance_squared: float
     weight: float
     n_components: int
+    members: tuple[int, ...] = ()       # the mixture components it spans
 
 
 def _score(means: np.ndarray, pick: list[tuple[str, int]]) -> np.ndarray:
@@ -345,16 +397,55 @@ def _mixture(X: np.ndarray, n_components: int, seed: int):
     return _FITS[key]
 
 
+def _merged_with(gmm, best: int, *, dip: float = 0.8, steps: int = 32) -> list[int]:
+    """The components that form one cluster with ``best``: a mixture fitted with
+    more components than the data has clusters splits a cluster in pieces, and
+    pieces of one cluster have no valley between their means. Components are
+    joined while the mixture density along the line to a joined one never
+    falls below ``dip`` of the lower end."""
+    members = [best]
+    changed = True
+    while changed:
+        changed = False
+        for j in range(len(gmm.weights_)):
+            if j in members:
+                continue
+            for i in members:
+                t = np.linspace(0.0, 1.0, steps)[:, None]
+                line = gmm.means_[i] + t * (gmm.means_[j] - gmm.means_[i])
+                dens = np.exp(gmm.score_samples(line))
+                if dens.min() >= dip * min(dens[0], dens[-1]):
+                    members.append(j)
+                    changed = True
+                    break
+    return sorted(members)
+
+
+def _moments(gmm, members: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean, covariance and weight of the union of mixture components."""
+    w = gmm.weights_[members]
+    total = float(w.sum())
+    mean = (w[:, None] * gmm.means_[members]).sum(axis=0) / total
+    cov = np.zeros_like(gmm.covariances_[0])
+    for k, wk in zip(members, w):
+        d = gmm.means_[k] - mean
+        cov += wk * (gmm.covariances_[k] + np.outer(d, d))
+    return mean, cov / total, total
+
+
 def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
                  quantile: float = 0.99, max_events: int = 5_000, seed: int = 0,
-                 min_weight: float = 0.0) -> Cluster:
+                 min_weight: float = 0.0, merge: bool = True) -> Cluster:
     """Fit a Gaussian mixture to the events (a subsample of at most ``max_events``)
     and return the component that ``pick`` ranks best, as an ellipse holding
     ``quantile`` of it (Mahalanobis distance squared <= the chi-square quantile).
 
     ``pick`` is a list such as ``[("min", 1)]`` (lowest mean in dimension 1)
     or ``[("max", 0), ("min", 1)]`` (best summed rank). Components lighter than
-    ``min_weight`` are not picked.
+    ``min_weight`` are not picked. With ``merge``, components with no density
+    valley between them and the picked one are taken as pieces of the same
+    cluster (``components`` is then a ceiling, not a count the data must
+    have), and the ellipse spans their union.
     """
     # Thin first (evenly over the acquisition), so a million events are never stacked.
     step = max(1, len(columns[0]) // (2 * max_events))
@@ -369,6 +460,7 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     score = _score(gmm.means_, pick)
     score[gmm.weights_ < min_weight] = -np.inf
     best = int(np.argmax(score))
+    members = _merged_with(gmm, best) if merge else [best]
+    mean, cov, weight = _moments(gmm, members)
     d2 = float(stats.chi2.ppf(quantile, X.shape[1]))
-    return Cluster(gmm.means_[best].copy(), gmm.covariances_[best].copy(), d2,
-                   float(gmm.weights_[best]), n_components)
+    return Cluster(mean, cov, d2, weight, n_components, tuple(members))
