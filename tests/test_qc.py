@@ -179,3 +179,42 @@ def test_events_out_of_time_order_give_the_same_bins():
     edges = np.linspace(t.min(), t.max(), len(qc.bins) + 1)
     inside = (t >= edges[3]) & (t < edges[4])
     assert qc.bins["median:SSC-A"].iloc[3] == np.median(sim.sample["SSC-A"][inside])
+
+
+# -- levels ---------------------------------------------------------------------------
+def test_status_is_the_worst_level():
+    from immunomon.qc import QCFlag, status
+    assert status([]) == "ok"
+    assert status([QCFlag("info", "a")]) == "ok"
+    assert status([QCFlag("info", "a"), QCFlag("warning", "b")]) == "warning"
+    assert status([QCFlag("failure", "c"), QCFlag("warning", "b")]) == "failure"
+    assert status(["a bare message"]) == "warning"
+    with pytest.raises(ValueError):
+        QCFlag("bad", "x")
+
+
+def test_count_levels():
+    from immunomon.qc import count_flags
+    flags = {f.population: f.level for f in count_flags({"big": 5000, "mid": 150, "tiny": 7})}
+    assert flags == {"mid": "info", "tiny": "warning"}
+
+
+def test_a_gate_that_empties_a_large_parent_is_a_failure():
+    from immunomon.gating.datadriven import ThresholdGate
+    from immunomon.gating.dimensions import Dimension
+    from immunomon.gating.strategy import GatingStrategy
+    from immunomon.qc import gate_flags, status
+    from immunomon.fcs.sample import Channel, Sample
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(100, 10, 900), rng.normal(400, 10, 100)]).astype(np.float32)
+    sample = Sample(events=x[:, None], channel_info=(Channel("X", None, 1024.0),),
+                    keywords={})
+    ok = GatingStrategy([ThresholdGate("pos", [Dimension("X")])]).apply(sample)
+    assert ok.count("pos") == 100 and status(gate_flags(ok)) == "ok"
+    # bounds that put the cut beyond every event: the population is empty
+    bad = GatingStrategy([ThresholdGate("pos", [Dimension("X")],
+                                        args={"bounds": (1000.0, None)})]).apply(sample)
+    flags = gate_flags(bad)
+    assert bad.count("pos") == 0 and status(flags) == "failure"
+    assert any(f.population == "pos" and "empty" in f.message for f in flags)

@@ -215,18 +215,22 @@ def test_index_page_links_and_status(tmp_path):
     rows = [
         {"sample": "ok.fcs", "status": "ok", "page": tmp_path / "ok" / "index.html",
          "events": 50000, "flags": []},
-        {"sample": HOSTILE, "status": "flagged", "page": tmp_path / "x y" / "p.html",
+        {"sample": HOSTILE, "status": "warning", "page": tmp_path / "x y" / "p.html",
          "events": 100, "flags": ["a", "b"]},
         {"sample": "bad.fcs", "status": "failed", "message": "bad <TEXT> segment"},
+        {"sample": "empty.fcs", "status": "failure", "events": 900, "flags": ["c"]},
     ]
     out = pages.index_page(tmp_path / "index.html", rows)
     text = out.read_text()
     assert "<script>" not in text
     assert '<a href="ok/index.html">ok.fcs</a>' in text
     assert 'href="x%20y/p.html"' in text
-    assert "3 samples: 1 failed, 1 flagged, 1 ok." in text
+    assert "4 samples: 1 failed, 1 failure, 1 ok, 1 warning." in text
     assert "bad &lt;TEXT&gt; segment" in text
-    assert re.search(r'status-flagged">flagged</td><td>100</td><td>2</td>', text)
+    assert re.search(r'status-warning">warning</td><td>100</td><td>2</td>', text)
+    # the samples to review come first: failed, failure, warning, then ok
+    order = [text.index(s) for s in ("bad.fcs", "empty.fcs", "x%20y", "ok.fcs")]
+    assert order == sorted(order)
 
 
 def test_plot_all_writes_safe_unique_names(result, tmp_path):

@@ -1,9 +1,16 @@
-"""Acquisition quality control: time anomalies, margin events, low counts, missing markers.
+"""Acquisition and gating quality control: time anomalies, margin events, low counts,
+missing markers, gates that emptied their population.
 
 Pure functions over a ``Sample`` (or plain numbers); nothing is plotted and
 nothing is dropped. Each check returns what it found and, where events could
 be excluded, a boolean mask and the number of events it would exclude, so the
 caller decides and reports.
+
+Every finding reported for a sample is a ``QCFlag`` with a level: ``info``
+(worth knowing, nothing to do), ``warning`` (look at this sample before using
+its numbers) or ``failure`` (a number of this sample is wrong or missing). A
+sample's status is its worst level (``ok`` when it has no warning or failure),
+so a scientist reviews the few samples that need it.
 
 Time anomalies (clogs, bubbles, pressure changes) follow the idea shared by
 flowAI, flowClean and PeacoQC, with one simple documented rule of our own:
@@ -41,6 +48,44 @@ from .errors import ImmunomonError
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
+
+LEVELS = ("info", "warning", "failure")
+
+
+@dataclass(frozen=True)
+class QCFlag:
+    """One finding about a sample: its level, what was found, and the population
+    it concerns (None for the whole sample)."""
+
+    level: str
+    message: str
+    population: str | None = None
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"QC level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "message": self.message, "population": self.population}
+
+
+def as_flag(flag, level: str = "warning") -> QCFlag:
+    """A ``QCFlag`` as it is, or a bare message at ``level``."""
+    return flag if isinstance(flag, QCFlag) else QCFlag(level, str(flag))
+
+
+def status(flags) -> str:
+    """A sample's status from its flags: 'ok' (none, or information only),
+    'warning' or 'failure' (the worst level present)."""
+    worst = max((LEVELS.index(as_flag(f).level) for f in flags), default=0)
+    return "ok" if worst == 0 else LEVELS[worst]
+
+
+def leveled(messages, level: str, population: str | None = None) -> list[QCFlag]:
+    return [QCFlag(level, str(m), population) for m in messages]
 
 
 # -- time anomalies --------------------------------------------------------------
@@ -352,6 +397,60 @@ def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
     return [f"population {name!r}: {int(c)} events, fewer than {min_events}; its "
             "percentages are unstable"
             for name, c in counts.items() if int(c) < min_events]
+
+
+def count_flags(counts: dict[str, int], *, min_events: int = 200,
+                min_reportable: int = 20) -> list[QCFlag]:
+    """Small populations: ``info`` under ``min_events`` (a percentage from 200 events
+    has a coefficient of variation of about 7%; from 20, over 20%), ``warning``
+    under ``min_reportable``, where a count is too small to report."""
+    flags = []
+    for name, c in counts.items():
+        c = int(c)
+        if c < min_reportable:
+            flags.append(QCFlag("warning", f"population {name!r}: {c} events, fewer than "
+                                           f"{min_reportable}; too few to report", name))
+        elif c < min_events:
+            flags.append(QCFlag("info", f"population {name!r}: {c} events, fewer than "
+                                        f"{min_events}; its percentages are unstable", name))
+    return flags
+
+
+def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
+    """What each data-driven gate of a ``GatingResult`` says about itself.
+
+    A gate that fell back to a rule (one peak, a parent too small to fit) is
+    ``info`` with its reason. A data-driven gate that kept none of a parent of
+    at least ``min_parent`` events is a ``failure``: the population and all
+    under it are wrong for this sample, whatever the biology (a population
+    that is truly absent still leaves a few events above any sensible cut).
+    One that kept every such event while falling back is a ``warning``.
+    """
+    flags = []
+    for gid, gate in result.gates.items():
+        if not getattr(gate, "method", None):
+            continue                      # fixed and boolean gates say nothing
+        parent = result.parent(gid) if gid in result.gate_ids else \
+            result.strategy.gate(gid).parent
+        n_parent = result.count(parent) if parent is not None else result.n_events
+        notes = "; ".join(getattr(gate, "notes", ()) or ())
+        members = [gid] if gid in result.gate_ids else \
+            [q.id for q in getattr(gate, "quadrants", ())]
+        for pid in members:
+            n = result.count(pid)
+            if n == 0 and n_parent >= min_parent:
+                flags.append(QCFlag("failure", f"gate {gid!r}: population {pid!r} is empty "
+                                               f"although its parent {parent!r} holds "
+                                               f"{n_parent} events ({notes or gate.method}); "
+                                               "check the template and the plot", pid))
+            elif n == n_parent and n_parent >= min_parent and gate.fell_back \
+                    and len(members) == 1:
+                flags.append(QCFlag("warning", f"gate {gid!r}: population {pid!r} kept every "
+                                               f"event of its parent {parent!r} ({notes})",
+                                    pid))
+        if getattr(gate, "fell_back", False) and notes:
+            flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
+    return flags
 
 
 def missing_markers(required, sample) -> list[str]:

@@ -26,6 +26,8 @@ from .strategy import GatingResult
 from .template import Template
 
 REFERENCES = ("Lymphocytes", "Leukocytes")
+ANOMALY_WARNING = 0.05    # share of events in unstable time bins that makes a warning
+MARGIN_WARNING = 0.05     # share of events on a channel's margin that makes a warning
 
 
 COUNTING_COLUMNS = ("beads_per_test", "volume_ul", "lymphocytes_per_ul", "leukocytes_per_ul")
@@ -60,7 +62,7 @@ class SampleGating:
     table: pd.DataFrame            # one row per population
     statistics: pd.DataFrame       # one row per population and marker
     counting: dict                 # method and inputs of the absolute counts
-    qc_flags: list[str]
+    qc_flags: list[qc.QCFlag]
     notes: list[str]
     time_qc: qc.TimeQC
     events_total: int
@@ -69,7 +71,12 @@ class SampleGating:
 
     @property
     def status(self) -> str:
-        return "flagged" if self.qc_flags else "ok"
+        """'ok', 'warning' or 'failure': the worst level among the QC flags."""
+        return qc.status(self.qc_flags)
+
+    def flags_at(self, *levels: str) -> list[str]:
+        """The messages of the QC flags at the given levels."""
+        return [f.message for f in map(qc.as_flag, self.qc_flags) if f.level in levels]
 
 
 def safe_name(text: str) -> str:
@@ -162,20 +169,26 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     # the template against the file's channels first: a file it cannot gate fails here
     strategy, notes = template.strategy_for(sample, overrides)
     mismatch = template.match(sample).qc_flag()
-    flags: list[str] = [mismatch] if mismatch else []
+    flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
     n_total = sample.n_events
     finite, finite_flags = qc.non_finite_events(sample)
-    flags += finite_flags
+    flags += qc.leveled(finite_flags, "warning")
     clean = sample if not finite_flags else replace(sample, events=sample.events[finite])
     time_qc = qc.time_anomalies(clean)
-    flags += time_qc.flags
+    # An unstable stretch costing a few percent of the events is worth knowing; more
+    # is worth a look, because what remains may not represent the sample.
+    unstable = time_qc.excluded / max(n_total, 1)
+    flags += qc.leveled(time_qc.flags, "warning" if unstable > ANOMALY_WARNING else "info")
     gated = clean
     if exclude_anomalies and time_qc.excluded:
         gated = replace(clean, events=clean.events[time_qc.good])
-        flags.append(f"{time_qc.excluded} events in unstable acquisition time bins were "
-                     f"excluded from gating ({100 * time_qc.excluded / max(n_total, 1):.1f}%)")
+        flags.append(qc.QCFlag("warning" if unstable > ANOMALY_WARNING else "info",
+                               f"{time_qc.excluded} events in unstable acquisition time bins "
+                               f"were excluded from gating ({100 * unstable:.1f}%)"))
     margins = qc.margin_events(gated)
-    flags += margins.flags
+    worst_margin = float(margins.table[["top_fraction", "bottom_fraction"]].to_numpy().max()) \
+        if len(margins.table) else 0.0
+    flags += qc.leveled(margins.flags, "warning" if worst_margin > MARGIN_WARNING else "info")
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
@@ -185,17 +198,15 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                      if c in ("population", "parent", "count") or c.startswith("percent_of_")]
     table = stats[count_columns].drop_duplicates("population").reset_index(drop=True)
     per_ul, counting_info, counting_flags = _absolute_counts(table, result, template, counting)
-    flags += counting_flags
+    flags += qc.leveled(counting_flags, "warning")
     table["cells_per_ul"] = per_ul
     table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
     table.insert(0, "sample", name)
 
-    for gid, gate in result.gates.items():
-        if getattr(gate, "fell_back", False):
-            flags.append(f"gate {gid!r} fell back: {'; '.join(gate.notes)}")
+    flags += qc.gate_flags(result)
     counts = dict(zip(table["population"], table["count"]))
     min_events = min_events or int(template.qc.get("min_events", 200))
-    flags += qc.low_count_flags(counts, min_events=min_events)
+    flags += qc.count_flags(counts, min_events=min_events)
     return SampleGating(name=name, result=result, table=table, statistics=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
@@ -303,7 +314,8 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             "file": str(result.sample.path) if result.sample.path else None,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
             "template": {"panel": template.panel, "version": template.version},
-            "counting": gating.counting, "qc_flags": gating.qc_flags, "notes": gating.notes,
+            "counting": gating.counting, "qc_flags": [str(f) for f in gating.qc_flags],
+            "qc": [qc.as_flag(f).to_dict() for f in gating.qc_flags], "notes": gating.notes,
             "warnings": gating.warnings}, indent=2, default=str))
         from ..report.pages import sample_page
         hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
@@ -455,7 +467,8 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
                                   deidentify=deidentify)
             tables.append(gating.table)
             rows.append({"sample": name, "file": str(path), "status": gating.status,
-                         "events": gating.events_total, "flags": gating.qc_flags,
+                         "events": gating.events_total,
+                         "flags": gating.flags_at("warning", "failure"),
                          "page": str(folder / "index.html"), "message": ""})
         except ImmunomonError as exc:
             rows.append({"sample": name, "file": str(path), "status": "failed",

@@ -37,7 +37,10 @@ ul.tree li{margin:.1em 0}ul.tree li::before{content:"\\2514\\2500 ";color:#999}
 figure{margin:0;border:1px solid #eee;padding:.3em}figcaption{font-size:.8em;color:#555}
 img{max-width:100%;height:auto;display:block}h3{font-size:1em}p.note{font-size:.85em;color:#555}
 .markers table{font-size:.78em}.markers th,.markers td{padding:.2em .35em}
-.status-ok{color:#2a7a2a}.status-flagged{color:#8a5a00}.status-failed{color:#a00;font-weight:bold}
+.status-ok{color:#2a7a2a}.status-warning,.status-flagged{color:#8a5a00;font-weight:bold}
+.status-failure,.status-failed{color:#a00;font-weight:bold}
+.flags li.info{color:#555}.flags li.warning{color:#8a5a00}.flags li.failure{color:#a00;font-weight:bold}
+.level{display:inline-block;min-width:4.5em;font-size:.8em;text-transform:uppercase}
 """
 
 
@@ -121,6 +124,19 @@ def _list(items, css: str, empty: str) -> str:
     if not items:
         return f'<p class="none">{esc(empty)}</p>'
     return f'<ul class="{css}">' + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
+def qc_html(flags) -> str:
+    """QC flags as a list, failures first, each marked with its level; bare
+    messages count as warnings."""
+    from ..qc import LEVELS, as_flag
+
+    flags = sorted((as_flag(f) for f in flags or ()), key=lambda f: -LEVELS.index(f.level))
+    if not flags:
+        return '<p class="none">No QC flags.</p>'
+    return '<ul class="flags">' + "".join(
+        f'<li class="{f.level}"><span class="level">{f.level}</span> {esc(f.message)}</li>'
+        for f in flags) + "</ul>"
 
 
 def _document(title: str, body: str) -> str:
@@ -210,11 +226,15 @@ def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
         f'alt="gate {esc(caption)}" loading="lazy"><figcaption>{esc(caption)}</figcaption>'
         "</figure>"
         for caption, p in _pairs(plots) if p is not None)
+    from ..qc import status as qc_status
+
     qc_flags = list(qc_flags or [])
+    state = qc_status(qc_flags)
     body = (f"<h1>{esc(sample_name)}</h1>"
             + (f"<p>{esc(subtitle)}</p>" if subtitle else "")
+            + f"<p>QC status: <span class=\"status-{state}\">{esc(state)}</span></p>"
             + f"<h2>QC flags ({len(qc_flags)})</h2>"
-            + _list(qc_flags, "flags", "No QC flags.")
+            + qc_html(qc_flags)
             + (f"<h2>Warnings</h2>{_list(warnings, 'warnings', '')}" if warnings else "")
             + f"<h2>Populations</h2>{hierarchy_html(hierarchy)}"
             + f"<h2>Population table</h2>{population_tables(table)}"
@@ -222,20 +242,23 @@ def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
     return write_text_atomic(path, _document(f"{sample_name}: immunomon gate", body))
 
 
-INDEX_COLUMNS = ("sample", "status", "events", "qc flags", "message")
+INDEX_COLUMNS = ("sample", "status", "events", "flags to review", "message")
 
 
 def index_page(path, rows: Iterable[Mapping], *, title: str = "immunomon gate") -> Path:
     """Write an index over samples and return its path.
 
     Each row is a mapping with ``sample`` (name), ``status`` ("ok",
-    "flagged" or "failed"), optional ``page`` (path of the sample page,
-    linked relative to the index), ``events`` (int), ``flags`` (list of QC
-    messages, or their number) and ``message`` (e.g. why a file failed).
+    "warning" or "failure" for a gated sample, "failed" for a file that could
+    not be gated), optional ``page`` (path of the sample page, linked relative
+    to the index), ``events`` (int), ``flags`` (list of the QC messages that
+    need review, or their number) and ``message`` (e.g. why a file failed).
+    Samples needing review come first.
     """
     path = Path(path)
     page_dir = path.parent.resolve()
-    rows = list(rows)
+    order = {"failed": 0, "failure": 1, "warning": 2}
+    rows = sorted(rows, key=lambda r: order.get(str(r.get("status", "ok")), 3))
     counts: dict[str, int] = {}
     lines = []
     for r in rows:
@@ -246,7 +269,7 @@ def index_page(path, rows: Iterable[Mapping], *, title: str = "immunomon gate") 
             name = f'<a href="{link(r["page"], page_dir)}">{name}</a>'
         flags = r.get("flags", ())
         n_flags = flags if isinstance(flags, (int, np.integer)) else len(list(flags))
-        css = status if status in ("ok", "flagged", "failed") else "flagged"
+        css = status if status in ("ok", "warning", "failure", "failed") else "warning"
         lines.append(f"<tr><td>{name}</td><td class=\"status-{css}\">{esc(status)}</td>"
                      f"<td>{_cell(r.get('events'))}</td><td>{_cell(int(n_flags))}</td>"
                      f"<td>{esc(r.get('message', ''))}</td></tr>")
