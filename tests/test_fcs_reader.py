@@ -419,6 +419,29 @@ def test_comp_without_names(tmp_path):
     np.testing.assert_array_equal(s.spillover.matrix, SPILL)
 
 
+def test_a_short_spillover_does_not_make_the_file_unreadable(tmp_path):
+    # MACSQuant FCS 3.1 files declare more spillover values than they hold
+    short = ",".join(["3", *SPILL_NAMES, *(repr(float(v)) for v in SPILL.ravel()[:7])])
+    blob = _spill_file("$SPILLOVER", short)
+    path = write(tmp_path, blob)
+    s = read_fcs(path)
+    data = np.frombuffer(blob[-123 * 4 * 4:], dtype="<f4").reshape(123, 4)
+    np.testing.assert_array_equal(s.events, data)
+    assert s.spillover is None and "$SPILLOVER cannot be read" in s.spillover_error
+    assert any("$SPILLOVER cannot be read" in w and "without it" in w for w in s.warnings)
+    assert read_fcs_metadata(path).spillover_error == s.spillover_error
+
+
+def test_a_readable_spill_keyword_is_used_when_spillover_is_broken(tmp_path):
+    short = ",".join(["3", *SPILL_NAMES, "1", "0.2"])
+    blob = _spill_file("$SPILLOVER", short)
+    good = _spill_value(SPILL_NAMES, SPILL)
+    blob = _spill_file("$SPILLOVER", short).replace(b"/$TOT/", f"/SPILL/{good}/$TOT/".encode())
+    s = read_fcs(write(tmp_path, blob))
+    assert s.spillover is not None and s.spillover_error is None
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+
+
 # ----------------------------------------------------------------------------- metadata only
 def test_metadata_reads_no_data(tmp_path):
     values = _values()

@@ -201,3 +201,22 @@ def test_template_qc_sets_the_low_count_limit():
                        "p.yaml")
     flags = gate_sample(sim.sample, t).qc_flags
     assert any("population 'T':" in f and "fewer than 5000" in f for f in flags)
+
+
+def test_a_file_whose_spillover_cannot_be_read_fails_alone_for_compensation_file(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from immunomon.errors import FCSFormatError
+
+    sample = simulate.pbmc_sample(2000, seed=3).sample
+    broken = replace(sample, spillover=None, path=Path("macsquant_tube.fcs"),
+                     spillover_error="$SPILLOVER cannot be read (it declares 14 channels, "
+                                     "so it needs 210 values, has 195)")
+    template = load_template("post-transplant")
+    with pytest.raises(FCSFormatError, match=r"macsquant_tube.fcs.*spillover.*195"):
+        template.strategy_for(broken)
+    # the same file is gated with a template that does not compensate
+    none = parse_template(BASE.replace("populations:", "compensation: none\npopulations:"))
+    strategy, _ = none.strategy_for(replace(broken, channel_info=sample.channel_info))
+    assert len(strategy) == 2

@@ -48,6 +48,7 @@ class FCSMetadata(ChannelNames):
     raw_text: bytes
     warnings: list[str] = field(default_factory=list)
     n_datasets: int = 1
+    spillover_error: str | None = None   # a spillover keyword was present but unreadable
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -274,12 +275,13 @@ def _parse_dataset(fh, path: Path, file_size: int, start: int,
     if n_events is None and header.version >= "3.0":
         raise FCSFormatError(path, "$TOT (the number of events) is missing", keyword="$TOT")
     d0, d1, n_events = _locate_data(header, kw, layout, n_events, file_size, path, warnings)
-    spill, spill_warnings = spillover_from_keywords(
+    spill, spill_warnings, spill_error = spillover_from_keywords(
         kw, tuple(c.name for c in channel_info), tuple(c.marker for c in channel_info),
         _fluorescence_indices(channel_info), path)
     warnings.extend(spill_warnings)
     meta = FCSMetadata(path=path, version=header.version, dataset=index, header=header,
-                       keywords=kw, channel_info=channel_info, spillover=spill, layout=layout,
+                       keywords=kw, channel_info=channel_info, spillover=spill,
+                       spillover_error=spill_error, layout=layout,
                        n_events=n_events, data_start=d0, data_end=d1, raw_text=raw_text,
                        warnings=warnings)
     return meta, _int_keyword(kw, "$NEXTDATA", path)
@@ -451,5 +453,5 @@ def read_fcs(path, dataset: int = 0, *, scale: bool = True) -> Sample:
     if scale:
         scale_events(events, meta.channel_info)
     return Sample(events=events, channel_info=meta.channel_info, keywords=meta.keywords,
-                  version=meta.version, spillover=meta.spillover, path=path,
-                  dataset=dataset, warnings=list(meta.warnings), raw_text=meta.raw_text)
+                  version=meta.version, spillover=meta.spillover,
+                  spillover_error=meta.spillover_error, path=path, dataset=dataset, warnings=list(meta.warnings), raw_text=meta.raw_text)

@@ -82,6 +82,7 @@ class Sample(ChannelNames):
     dataset: int = 0
     warnings: list[str] = field(default_factory=list)
     raw_text: bytes | None = None     # the TEXT segment as stored, for non-UTF-8 values
+    spillover_error: str | None = None  # why a spillover keyword present could not be read
 
     def __post_init__(self):
         if self.events.ndim != 2 or self.events.shape[1] != len(self.channel_info):

@@ -37,20 +37,40 @@ def parse_spillover(value: str, path, keyword: str) -> tuple[int, list[str], np.
 
 def spillover_from_keywords(keywords: dict[str, str], channels: tuple[str, ...],
                             markers: tuple[str | None, ...], fluorescence: list[int],
-                            path) -> tuple[Spillover | None, list[str]]:
-    """Find and parse the first spillover keyword present; map its names to channels.
+                            path) -> tuple[Spillover | None, list[str], str | None]:
+    """Find and parse the first readable spillover keyword; map its names to channels.
 
     Names are matched to $PnN first, then to $PnS (some software writes markers).
     A matrix that names only some channels is kept for those channels; names that
     match no channel are dropped with a warning. A matrix in percent (diagonal
     100) is scaled to fractions.
+
+    A spillover keyword that cannot be read (real instruments write matrices
+    with fewer values than they declare) does not make the file unreadable: it
+    is skipped with a warning, the next spillover keyword is tried, and the
+    third value returned says what was wrong, so that gating which needs the
+    file's matrix can refuse this file alone.
     """
     warnings: list[str] = []
-    keyword = next((k for k in SPILLOVER_KEYWORDS
-                    if k in keywords and keywords[k].strip() not in ("", "0")), None)
-    if keyword is None:
-        return None, warnings
-    n, names, matrix = parse_spillover(keywords[keyword], path, keyword)
+    errors: list[str] = []
+    for keyword in SPILLOVER_KEYWORDS:
+        if keyword not in keywords or keywords[keyword].strip() in ("", "0"):
+            continue
+        try:
+            spill, found = _spillover(keywords[keyword], keyword, channels, markers,
+                                      fluorescence, path)
+        except FCSFormatError as exc:
+            errors.append(f"{keyword} cannot be read ({exc.problem})")
+            warnings.append(f"{keyword} cannot be read ({exc.problem}); the events are read "
+                            "without it")
+            continue
+        return spill, warnings + found, None
+    return None, warnings, "; ".join(errors) or None
+
+
+def _spillover(value: str, keyword: str, channels, markers, fluorescence, path):
+    warnings: list[str] = []
+    n, names, matrix = parse_spillover(value, path, keyword)
     if not names:
         if n > len(fluorescence):
             raise FCSFormatError(path, f"{keyword} has {n} unnamed rows but the file has only "

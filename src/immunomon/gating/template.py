@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import GatingError, TemplateError
+from ..errors import FCSFormatError, GatingError, TemplateError
 from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
@@ -188,6 +188,12 @@ class Template:
         this sample. A file that supports none of the template's populations
         raises a ``GatingError`` naming the file and what it lacks.
         """
+        if self.compensation == "file" and sample.spillover is None \
+                and getattr(sample, "spillover_error", None):
+            raise FCSFormatError(sample.path, f"the template {self.panel!r} compensates with "
+                                 f"the file's own spillover matrix, but {sample.spillover_error}; "
+                                 "give this file a readable $SPILLOVER or gate it with a "
+                                 "template that says 'compensation: none'")
         found = self.match(sample)
         unknown = [name for name in (overrides or {})
                    if name not in {p.name for p in self.populations}]
