@@ -36,6 +36,7 @@ def main():
     Examples:
       immunomon info fixtures/*.fcs
       immunomon gate fixtures/pbmc_*.fcs --template post-transplant --out results/
+      immunomon template check fixtures/pbmc_01.fcs -t post-transplant -o check/
       immunomon run pipelines/demo.yaml --out results
     """
 
@@ -222,6 +223,80 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
         click.echo(table.to_json(orient="records", indent=2))
     else:
         click.echo(format_comparison(table))
+
+
+# --------------------------------------------------------------------------- template
+@main.group()
+def template():
+    """Panel templates: list the shipped ones, check one on your own files.
+
+    \b
+    Examples:
+      immunomon template list
+      immunomon template check run1/*.fcs -t my-panel.yaml -o check/
+    """
+
+
+@template.command("list")
+def template_list():
+    """List the shipped templates with their panel names.
+
+    \b
+    Example:
+      immunomon template list
+    """
+    from .gating.template import builtin_templates, load_template
+
+    for name, path in builtin_templates().items():
+        click.echo(f"{name:20s} {load_template(path).panel}")
+
+
+@template.command("check")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--template", "-t", "template_name", required=True,
+              help="A built-in template name or the path of a template YAML file.")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for one check page per file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the gate records as JSON.")
+def template_check(inputs, template_name, out_dir, as_json):
+    """Show what every data-driven gate of a template finds in each file.
+
+    One page per file: for each data-driven gate, the density of its parent
+    in the dimension it cut, the peaks found, the cut, the rule that placed it
+    and the QC level of the result. Use it when writing a template for a new
+    panel: a gate that needs an argument (valley, bounds, expect, components)
+    shows it here. The exit code is 0 when every file was gated and no gate
+    produced a QC failure.
+
+    \b
+    Example:
+      immunomon template check run1/*.fcs -t my-panel.yaml -o check/
+    """
+    from .gating.check import check_files
+    from .gating.run import find_fcs_files
+    from .gating.template import load_template
+
+    tmpl = load_template(template_name)
+    files = find_fcs_files(inputs)
+    if not files:
+        raise click.UsageError("no FCS files found in the inputs given")
+
+    def report(record):
+        if as_json:
+            return
+        if record["status"] == "failed":
+            click.echo(f"error: {record['error']}", err=True)
+            return
+        click.echo(f"{record['sample']}: {record['status']} ({record['page']})")
+        for g in record["gates"]:
+            if g["level"] != "info" or g["fell_back"]:
+                why = "; ".join(g["messages"] or g["notes"])
+                click.echo(f"  {g['level']:8s} {g['gate']}: {why}")
+
+    records = check_files(files, tmpl, out_dir, progress=report)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+    sys.exit(0 if all(r["status"] in ("ok", "warning") for r in records) else 1)
 
 
 # --------------------------------------------------------------------------- chimerism

@@ -49,6 +49,7 @@ class FoundQuadrants(QuadrantGate):
     fell_back: bool = False
     notes: tuple[str, ...] = ()
     empty: bool = False            # too few events to place the dividers: no members
+    found_in: tuple[str, str] = ("all", "all")   # each divider's events: all, above, below
 
     def quadrant_masks(self, columns) -> dict[str, np.ndarray]:
         if self.empty:
@@ -212,18 +213,19 @@ class ClusterGate:
 
 
 def _clearest(first: methods.Threshold, values, other, other_cut: float, method: str,
-              args: dict) -> methods.Threshold:
+              args: dict) -> tuple[methods.Threshold, str]:
     """The deepest-valley threshold of ``values`` among all events (``first``) and
-    among the events on either side of ``other_cut`` in the other dimension."""
-    best = first
-    for side in (other >= other_cut, other < other_cut):
+    among the events on either side of ``other_cut`` in the other dimension, and
+    which events it came from ('all', 'above' or 'below' the other cut)."""
+    best, where = first, "all"
+    for name, side in (("above", other >= other_cut), ("below", other < other_cut)):
         n = int(np.count_nonzero(side))
         if n < MIN_EVENTS or n == values.size:
             continue
         t = _threshold(values[side], method, dict(args))
         if not t.fell_back and t.depth > best.depth + 0.05:
-            best = t
-    return best
+            best, where = t, name
+    return best, where
 
 
 def _pieces(c: methods.Cluster) -> str:
@@ -275,20 +277,26 @@ class QuadrantThresholdGate(QuadrantGate):
                 else x < tx.value
             ty = _threshold(y[side] if side.sum() >= MIN_EVENTS else y, self.y_method,
                             dict(self.y_args))
+            found_in = ("all", self.sequential if side.sum() >= MIN_EVENTS else "all")
         else:
             ty = _threshold(y, self.y_method, dict(self.y_args))
             # Each divider where it is clearest: among all events, or among the events on
             # one side of the other divider (a small population such as pDC is a peak in
             # CD123 among CD11c- cells, and lost among all of them).
-            tx = _clearest(tx, x, y, ty.value, self.x_method, self.x_args)
-            ty = _clearest(ty, y, x, tx.value, self.y_method, self.y_args)
+            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args)
+            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args)
+            found_in = (x_from, y_from)
         dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
                     Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))
         # Quadrant locations sit one unit either side of the cut they name.
         quads = tuple(Quadrant(q.id, tuple((d, (tx.value if d.endswith(".x") else ty.value)
                                             + loc) for d, loc in q.positions))
                       for q in self.quadrants)
-        notes = tuple(n for n in (tx.note, ty.note) if n)
+        axes = ("x", "y")
+        notes = tuple(f"{axes[i]}: {t.note}" for i, t in enumerate((tx, ty)) if t.note)
+        notes += tuple(f"{axes[i]} cut found among the events {w} the {axes[1 - i]} cut"
+                       for i, w in enumerate(found_in) if w != "all")
         return FoundQuadrants(self.id, dividers, quads, self.parent,
                               method="quadrant thresholds",
-                              fell_back=tx.fell_back or ty.fell_back, notes=notes)
+                              fell_back=tx.fell_back or ty.fell_back, notes=notes,
+                              found_in=found_in)

@@ -1,0 +1,108 @@
+"""The ``immunomon template check`` page: one per file, every data-driven gate with the
+density it cut, the peaks found, the cut and the rule that placed it.
+
+matplotlib (Agg, no pyplot state) is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from .gate_plots import GATE_COLOUR, axis_label, plot_gate, safe_filename
+from .pages import _document, esc, link, write_text_atomic
+
+LEVEL_COLOUR = {"info": "#555", "warning": "#8a5a00", "failure": "#a00"}
+
+
+def density_figure(check, sample, path) -> Path | None:
+    """The density of every dimension a threshold or quadrant gate cut, with the
+    peaks (triangles) and the cut (red line). None when the gate cut nothing
+    one-dimensional (clusters, singlets)."""
+    cuts = [c for c in check.cuts if c.centres.size]
+    if not cuts:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6 * len(cuts), 2.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, cut in enumerate(cuts):
+        ax = fig.add_subplot(1, len(cuts), i + 1)
+        ax.fill_between(cut.centres, cut.density, color="#9ab", alpha=0.6, linewidth=0)
+        ax.plot(cut.centres, cut.density, color="#345", linewidth=1)
+        for p in cut.peaks:
+            ax.plot([p], [np.interp(p, cut.centres, cut.density)], marker="v", color="#222",
+                    markersize=6)
+        for v in cut.values:
+            ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
+        ax.set_xlabel(axis_label(sample, cut.dimension), fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; cut at "
+                     + ", ".join(f"{v:.4g}" for v in cut.values), fontsize=8)
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.2, top=0.86, wspace=0.15)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def check_figures(result, checks, directory) -> dict[str, list[Path]]:
+    """Per gate: its density figure and its gate plot (the parent's events with
+    the gate drawn), written into ``directory``."""
+    directory = Path(directory)
+    out: dict[str, list[Path]] = {}
+    for i, check in enumerate(checks):
+        stem = f"{i:02d}_{safe_filename(check.gate)}"
+        files = [density_figure(check, result.sample, directory / f"{stem}_density.png")]
+        if check.parent_events:
+            files.append(plot_gate(result, check.gate, directory / f"{stem}_gate.png"))
+        out[check.gate] = [f for f in files if f is not None]
+    return out
+
+
+def check_page(path, *, sample_name: str, template: str, checks, figures,
+               warnings=()) -> Path:
+    """Write the check page of one file and return its path."""
+    path = Path(path)
+    page_dir = path.parent.resolve()
+    rows = []
+    for c in checks:
+        pops = "; ".join(f"{esc(p)}: {n:,} ({100 * n / c.parent_events:.1f}%)"
+                         if c.parent_events else f"{esc(p)}: {n:,}"
+                         for p, n in c.populations.items())
+        rows.append(f'<tr><td><a href="#{esc(safe_filename(c.gate))}">{esc(c.gate)}</a></td>'
+                    f"<td>{esc(c.method)}</td><td>{esc(c.parent or 'all events')}</td>"
+                    f"<td>{c.parent_events:,}</td><td>{pops}</td>"
+                    f'<td style="color:{LEVEL_COLOUR[c.level]}">{esc(c.level)}'
+                    f"{' (rule)' if c.fell_back else ''}</td></tr>")
+    sections = []
+    for c in checks:
+        imgs = "".join(f'<img src="{link(f, page_dir)}" alt="{esc(c.gate)}" loading="lazy">'
+                       for f in figures.get(c.gate, ()))
+        notes = "".join(f"<li>{esc(n)}</li>" for n in c.notes)
+        msgs = "".join(f'<li style="color:{LEVEL_COLOUR[c.level]}">{esc(m)}</li>'
+                       for m in c.messages if m not in c.notes)
+        sections.append(f'<h3 id="{esc(safe_filename(c.gate))}">{esc(c.gate)} '
+                        f"<small>({esc(c.method)})</small></h3>"
+                        + (f"<ul>{notes}{msgs}</ul>" if notes or msgs else
+                           "<p class=\"none\">A valley between two peaks placed the cut.</p>"
+                           if c.cuts else "")
+                        + f'<div class="plots">{imgs}</div>')
+    warn = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+    body = (f"<h1>{esc(sample_name)}: template check</h1><p>Template: {esc(template)}. "
+            "Each data-driven gate below shows the density of its parent in the dimension "
+            "it cut, the peaks found (triangles), the cut (red) and the rule that placed it. "
+            "A gate that needs an argument shows it here first: see the template guide "
+            "(valley, bounds, expect, components).</p>"
+            + (f"<h2>File notes</h2><ul class=\"warnings\">{warn}</ul>" if warn else "")
+            + "<h2>Gates</h2><table><thead><tr><th>gate</th><th>method</th><th>parent</th>"
+              "<th>parent events</th><th>populations</th><th>QC</th></tr></thead>"
+            + f"<tbody>{''.join(rows)}</tbody></table>" + "".join(sections))
+    img_css = "<style>.plots img{max-width:100%}</style>"
+    return write_text_atomic(path, _document(f"{sample_name}: template check", body)
+                             .replace("</head>", img_css + "</head>", 1))

@@ -1,0 +1,104 @@
+"""`immunomon template check`: per file and data-driven gate, the density, peaks, cut and rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from immunomon import read_fcs
+from immunomon.cli import main
+from immunomon.gating.check import check_result
+from immunomon.gating.template import load_template, parse_template
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "fixtures" / "pbmc_01.fcs"
+
+PANEL = """\
+panel: Check test
+version: "1"
+markers:
+  CD3: [CD3]
+  CD19: [CD19]
+transforms:
+  fluorescence: {logicle: {T: 262144, W: 0.5, M: 4.5, A: 0}}
+populations:
+  - name: Singlets
+    parent: root
+    dims: [FSC-A, FSC-H]
+    method: singlet
+  - name: T cells
+    parent: Singlets
+    dims: [CD3]
+    method: threshold
+  - name: Impossible
+    parent: Singlets
+    dims: [CD19]
+    method: threshold
+    args: {bounds: [3.0, null]}      # beyond the top of the logicle scale
+"""
+
+
+def test_check_result_describes_every_data_driven_gate():
+    template = load_template("post-transplant")
+    sample = read_fcs(FIXTURE)
+    strategy, _ = template.strategy_for(sample)
+    result = strategy.apply(sample)
+    checks = {c.gate: c for c in check_result(result)}
+    assert "Non-beads" not in checks                  # boolean gates are not data-driven
+    t = checks["T cells"]
+    assert t.method == "density threshold" and t.parent == "Lymphocytes"
+    assert t.parent_events == result.count("Lymphocytes")
+    assert t.populations == {"T cells": result.count("T cells")}
+    (cut,) = t.cuts
+    assert len(cut.peaks) == 2 and cut.values == (result.gates["T cells"].bounds[0][0],)
+    assert cut.peaks[0] < cut.values[0] < cut.peaks[1]       # the cut lies in the valley
+    quads = checks["T subsets"]
+    assert set(quads.populations) == {"CD4 T", "CD8 T", "DN T", "DP T"}
+    assert len(quads.cuts) == 2
+    assert checks["Lymphocytes"].cuts == []                 # a cluster cuts no single axis
+
+
+def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
+    panel = tmp_path / "panel.yaml"
+    panel.write_text(PANEL)
+    out = tmp_path / "check"
+    result = CliRunner().invoke(main, ["template", "check", str(FIXTURE), "-t", str(panel),
+                                       "-o", str(out), "--json"])
+    assert result.exit_code == 1, result.output          # the impossible gate is a failure
+    (record,) = json.loads(result.output)
+    assert record["status"] == "failure"
+    gates = {g["gate"]: g for g in record["gates"]}
+    assert gates["Impossible"]["level"] == "failure"
+    assert gates["Impossible"]["populations"] == {"Impossible": 0}
+    assert any("empty" in m for m in gates["Impossible"]["messages"])
+    assert gates["T cells"]["level"] == "info"
+    assert len(gates["T cells"]["cuts"][0]["peaks"]) >= 2      # negatives, T cells (and beads)
+    page = Path(record["page"])
+    html = page.read_text()
+    assert "template check" in html and "Impossible" in html
+    pngs = sorted((page.parent / "plots").glob("*.png"))
+    assert len(pngs) == 5                                 # 3 gate plots + 2 density plots
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    text = CliRunner().invoke(main, ["template", "check", str(FIXTURE), "-t", str(panel),
+                                     "-o", str(out)])
+    assert "failure  Impossible:" in text.output
+
+
+def test_template_check_on_a_good_template_exits_zero(tmp_path):
+    good = parse_template(PANEL.split("  - name: Impossible")[0], "good.yaml")
+    assert [p.name for p in good.populations] == ["Singlets", "T cells"]
+    panel = tmp_path / "good.yaml"
+    panel.write_text(PANEL.split("  - name: Impossible")[0])
+    result = CliRunner().invoke(main, ["template", "check", str(FIXTURE), "-t", str(panel),
+                                       "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert np.any([line.startswith("pbmc_01: ok") for line in result.output.splitlines()])
+
+
+def test_template_list_names_the_shipped_templates():
+    result = CliRunner().invoke(main, ["template", "list"])
+    assert result.exit_code == 0
+    assert "post-transplant" in result.output and "dc-tube" in result.output
