@@ -420,35 +420,40 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     """What each data-driven gate of a ``GatingResult`` says about itself.
 
     A gate that fell back to a rule (one peak, a parent too small to fit) is
-    ``info`` with its reason. A data-driven gate that kept none of a parent of
-    at least ``min_parent`` events is a ``failure``: the population and all
-    under it are wrong for this sample, whatever the biology (a population
-    that is truly absent still leaves a few events above any sensible cut).
-    One that kept every such event while falling back is a ``warning``.
+    ``info`` with its reason. A data-driven gate whose one population came out
+    empty from a parent of at least ``min_parent`` events is a ``failure``:
+    that population and all under it are wrong for this sample (a population
+    that is truly rare still leaves a few events above any sensible cut). One
+    that kept every such event while falling back is a ``warning``. A quadrant
+    left empty is ``info`` (double positives may be absent), or a ``warning``
+    when its dividers fell back to a rule.
     """
     flags = []
     for gid, gate in result.gates.items():
         if not getattr(gate, "method", None):
             continue                      # fixed and boolean gates say nothing
-        parent = result.parent(gid) if gid in result.gate_ids else \
-            result.strategy.gate(gid).parent
+        parent = result.strategy.gate(gid).parent
         n_parent = result.count(parent) if parent is not None else result.n_events
         notes = "; ".join(getattr(gate, "notes", ()) or ())
-        members = [gid] if gid in result.gate_ids else \
-            [q.id for q in getattr(gate, "quadrants", ())]
-        for pid in members:
+        quadrants = [q.id for q in getattr(gate, "quadrants", ())]
+        fell_back = bool(getattr(gate, "fell_back", False))
+        for pid in quadrants or [gid]:
             n = result.count(pid)
-            if n == 0 and n_parent >= min_parent:
+            if n_parent < min_parent:
+                continue
+            if n == 0 and quadrants:
+                flags.append(QCFlag("warning" if fell_back else "info",
+                                    f"gate {gid!r}: quadrant {pid!r} is empty", pid))
+            elif n == 0:
                 flags.append(QCFlag("failure", f"gate {gid!r}: population {pid!r} is empty "
                                                f"although its parent {parent!r} holds "
                                                f"{n_parent} events ({notes or gate.method}); "
                                                "check the template and the plot", pid))
-            elif n == n_parent and n_parent >= min_parent and gate.fell_back \
-                    and len(members) == 1:
+            elif n == n_parent and fell_back and not quadrants:
                 flags.append(QCFlag("warning", f"gate {gid!r}: population {pid!r} kept every "
                                                f"event of its parent {parent!r} ({notes})",
                                     pid))
-        if getattr(gate, "fell_back", False) and notes:
+        if fell_back and notes:
             flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
     return flags
 
