@@ -346,3 +346,46 @@ def test_state_file_is_rewritten_after_each_stage(tmp_path, monkeypatch):
     with pytest.raises(PipelineError):
         run_pipeline(tmp_path / "s.yaml")
     assert calls == ["chimerism"]                  # the second run skipped it
+
+
+# ----------------------------------------------------------------------------- simulated inputs
+SIMULATED = STUDY + "simulate:\n  trial: {seed: 5, events_per_sample: 1000}\n"
+
+
+def test_simulated_fcs_files_are_written_on_first_use_and_reused(tmp_path):
+    import hashlib
+
+    trial = sim.trial(5)
+    sim.write_trial(trial, tmp_path / "study", fcs=False)
+    path = tmp_path / "s.yaml"
+    path.write_text(SIMULATED)
+    study = load_study(path)
+    assert study.simulate == {"trial": {"seed": 5, "events_per_sample": 1000}}
+    messages = []
+    written = pipeline.simulated_inputs(study, lambda stage, m: messages.append(m))
+    listed = trial.manifest.loc[trial.manifest["kind"] == "fcs", "file"]
+    assert sorted(p.relative_to(tmp_path / "study").as_posix() for p in written) == \
+        sorted(listed)
+    assert "writing 77 simulated FCS files (1,000 events each)" in messages[0]
+    first = tmp_path / "study" / listed.iloc[0]
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert pipeline.simulated_inputs(study) == []             # cached: nothing to write
+    first.unlink()
+    assert pipeline.simulated_inputs(study) == [first]        # only the missing file
+    assert hashlib.sha256(first.read_bytes()).hexdigest() == digest
+    # the same file as the whole-trial writer makes
+    other = sim.write_trial_fcs(trial, tmp_path / "again", events_per_sample=1000)
+    assert other[0].read_bytes() == first.read_bytes()
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("events_per_sample: 1000", "events_per_sample: 10", "must lie between 1,000"),
+    ("{seed: 5, events_per_sample: 1000}", "{seed: 5}", "simulate.trial.events_per_sample "
+                                                         "is missing"),
+    ("  fcs: study/fcs", "  fcs: elsewhere", "inputs.fcs must name that folder"),
+    ("  trial: {", "  trials: {", "unknown field simulate.'trials'"),
+])
+def test_invalid_simulate_settings(old, new, message):
+    with pytest.raises(PipelineError, match="s.yaml") as err:
+        parse_study(SIMULATED.replace(old, new), "s.yaml")
+    assert message in str(err.value)

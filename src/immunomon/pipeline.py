@@ -38,7 +38,7 @@ _STATE_VERSION = 1
 
 # Known keys, with their expected type(s), per section.
 _TOP = {"study": str, "description": str, "out": str, "inputs": dict, "stages": dict,
-        "protocol": dict}
+        "protocol": dict, "simulate": dict}
 # The study's protocol endpoints (immunomon.clinical.protocol.Protocol).
 _PROTOCOL = {"drug": str, "dose_levels": list, "dose_unit": str,
              "ctcae_version": (str, int, float), "origin": str, "horizon_days": (int, float),
@@ -46,6 +46,8 @@ _PROTOCOL = {"drug": str, "dose_levels": list, "dose_unit": str,
              "stopping": dict}
 _STOPPING = {"p0": (int, float), "threshold": (int, float), "prior": list,
              "max_patients": int, "min_patients": int, "rates": list}
+_SIMULATE = {"trial": dict}
+_TRIAL = {"seed": int, "events_per_sample": int}
 _INPUTS = {"manifest": str, "fcs": str, "template": str, "str": str, "references": dict,
            "kit": str, "clinical": str,
            "ladder": (str, list), "size_standard": str}
@@ -118,6 +120,7 @@ class Study:
     stages: dict            # stage -> settings dict, in STAGES order
     description: str = ""
     protocol: dict | None = None   # the protocol section, checked (see _parse_protocol)
+    simulate: dict = field(default_factory=dict)   # inputs generated on first use
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -205,9 +208,10 @@ def parse_study(text: str, source="<study>") -> Study:
             _fail(source, _line(doc, "protocol"), "the protocol section needs inputs.clinical "
                   "(the clinical tables its endpoints are computed from)")
         protocol = _parse_protocol(source, doc["protocol"])
+    simulate = _simulate_settings(source, doc.get("simulate") or {}, inputs)
     return Study(name=str(doc["study"]), source=source_path, out=out, inputs=inputs,
                  stages=ordered, description=str(doc.get("description", "")),
-                 protocol=protocol)
+                 protocol=protocol, simulate=simulate)
 
 
 def _parse_protocol(source, section) -> dict:
@@ -242,6 +246,58 @@ def _parse_protocol(source, section) -> dict:
                     if k in section and k in str(exc)), None)
         _fail(source, _line(section, key) if key else _line(section), f"protocol: {exc}")
     return json.loads(json.dumps(section))
+
+
+def _simulate_settings(source, raw: dict, inputs: dict) -> dict:
+    """``simulate.trial: {seed, events_per_sample}``: the FCS files of a simulated trial
+    (the demo study) are written into ``inputs.fcs`` on first use rather than kept
+    in the repository; the trial's other inputs (manifest, STR, clinical) are files."""
+    _check_keys(source, raw, _SIMULATE, "simulate.")
+    if "trial" not in raw:
+        return {}
+    trial = raw["trial"]
+    _check_keys(source, trial, _TRIAL, "simulate.trial.")
+    for key in _TRIAL:
+        if key not in trial:
+            _fail(source, _line(trial), f"simulate.trial.{key} is missing")
+    if not 1_000 <= trial["events_per_sample"] <= 10_000_000:
+        _fail(source, _line(trial, "events_per_sample"), "simulate.trial.events_per_sample "
+              "must lie between 1,000 and 10,000,000")
+    if "manifest" not in inputs or "fcs" not in inputs:
+        _fail(source, _line(raw), "simulate.trial needs inputs.manifest and inputs.fcs")
+    if inputs["fcs"].resolve() != (inputs["manifest"].parent / "fcs").resolve():
+        _fail(source, _line(raw), "simulate.trial writes the FCS files into the 'fcs' folder "
+              "beside the manifest; inputs.fcs must name that folder")
+    return {"trial": dict(trial)}
+
+
+def simulated_inputs(study: Study, progress=None) -> list[Path]:
+    """Write the FCS files a study's ``simulate.trial`` describes and the manifest
+    lists, where they are missing; returns the paths written. The same seed
+    gives the same files byte for byte, so a study run on a fresh clone and a
+    run on cached files gate identical events."""
+    spec = study.simulate.get("trial")
+    if not spec:
+        return []
+    from . import simulate as sim
+
+    manifest = _manifest(study)
+    folder = study.inputs["manifest"].parent
+    wanted = [folder / f for f in manifest.loc[manifest["kind"] == "fcs", "file"]]
+    if all(p.is_file() for p in wanted):
+        return []
+    trial = sim.trial(spec["seed"])
+    listed = set(trial.manifest.loc[trial.manifest["kind"] == "fcs", "file"])
+    if listed != set(manifest.loc[manifest["kind"] == "fcs", "file"]):
+        raise PipelineError(f"{study.inputs['manifest']}: the FCS files it lists are not "
+                            f"those of the simulated trial with seed {spec['seed']}; "
+                            "regenerate the study folder with fixtures/make_demo_study.py")
+    missing = sum(not p.is_file() for p in wanted)
+    if progress is not None:
+        progress("simulate", f"writing {missing} simulated FCS files "
+                             f"({spec['events_per_sample']:,} events each) on first use")
+    return sim.write_trial_fcs(trial, folder, events_per_sample=spec["events_per_sample"],
+                               only_missing=True)
 
 
 def _check_choices(source, name: str, settings) -> None:
@@ -563,6 +619,7 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     study = load_study(path)
     progress = progress or _no_progress
     out = Path(out_dir) if out_dir is not None else study.out
+    simulated_inputs(study, progress)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, on_wait=lambda holder: progress(
             "pipeline", f"waiting: another immunomon run is writing into {out} ({holder})")):

@@ -773,7 +773,46 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_trial(trial: Trial, folder, *, events_per_sample: int = 2500) -> Path:
+def write_trial_fcs(trial: Trial, folder, *, events_per_sample: int = 2500,
+                    only_missing: bool = False, progress=None) -> list[Path]:
+    """Write the trial's FCS files (one blood tube per visit) into ``folder/fcs/``.
+
+    Each file's events come from its own seed, derived from the trial's seed
+    and the file's place in the manifest, so any subset of the files can be
+    written again, alone, byte for byte. ``only_missing`` skips files that
+    exist (each file is written under a temporary name, so one that exists is
+    whole). ``progress(path)`` is called after each file written. Returns the
+    paths written.
+    """
+    from ..fcs import write_fcs
+
+    n = _check_count(events_per_sample)
+    folder = Path(folder)
+    (folder / "fcs").mkdir(parents=True, exist_ok=True)
+    immune = trial.immune.set_index(["patient_id", "visit", "population"])["cells_per_ul"]
+    fcs_rows = trial.manifest[trial.manifest["kind"] == "fcs"]
+    written = []
+    for k, row in enumerate(fcs_rows.itertuples(index=False)):
+        path = folder / row.file
+        if only_missing and path.is_file():
+            continue
+        counts = {p: float(immune[(row.patient_id, row.visit, p)]) for p in TRIAL_POPULATIONS}
+        seed = int(np.random.SeedSequence([trial.seed, 7, k]).generate_state(1)[0])
+        when = _dt.datetime.fromisoformat(row.collection_date).replace(hour=10)
+        sim = pbmc_sample(n, seed=seed, frequencies=frequencies_from_counts(counts),
+                          start=when)
+        sim.sample.keywords["$FIL"] = f"{row.sample}.fcs"
+        sim.sample.keywords["$SMNO"] = row.sample
+        sim.sample.keywords["$COM"] = "Simulated post-transplant blood (immunomon demo trial)"
+        write_fcs(path, sim.sample)
+        written.append(path)
+        if progress is not None:
+            progress(path)
+    return written
+
+
+def write_trial(trial: Trial, folder, *, events_per_sample: int = 2500,
+                fcs: bool = True) -> Path:
     """Write ``trial`` into ``folder``: FCS files, STR exports, clinical CSVs, manifest.
 
     Layout: ``manifest.csv``; ``fcs/<patient>_<visit>.fcs``;
@@ -786,8 +825,6 @@ def write_trial(trial: Trial, folder, *, events_per_sample: int = 2500) -> Path:
 
     import pandas as pd
 
-    from ..fcs import write_fcs
-
     n = _check_count(events_per_sample)
     folder = Path(folder)
     for sub in ("fcs", "str", "clinical", "truth"):
@@ -795,18 +832,8 @@ def write_trial(trial: Trial, folder, *, events_per_sample: int = 2500) -> Path:
     for name, frame in trial.tables.items():
         _write_text(folder / "clinical" / f"{name}.csv", _csv_text(frame))
 
-    immune = trial.immune.set_index(["patient_id", "visit", "population"])["cells_per_ul"]
-    fcs_rows = trial.manifest[trial.manifest["kind"] == "fcs"]
-    for k, row in enumerate(fcs_rows.itertuples(index=False)):
-        counts = {p: float(immune[(row.patient_id, row.visit, p)]) for p in TRIAL_POPULATIONS}
-        seed = int(np.random.SeedSequence([trial.seed, 7, k]).generate_state(1)[0])
-        when = _dt.datetime.fromisoformat(row.collection_date).replace(hour=10)
-        sim = pbmc_sample(n, seed=seed, frequencies=frequencies_from_counts(counts),
-                          start=when)
-        sim.sample.keywords["$FIL"] = f"{row.sample}.fcs"
-        sim.sample.keywords["$SMNO"] = row.sample
-        sim.sample.keywords["$COM"] = "Simulated post-transplant blood (immunomon demo trial)"
-        write_fcs(folder / row.file, sim.sample)
+    if fcs:                      # without: write them later with write_trial_fcs
+        write_trial_fcs(trial, folder, events_per_sample=n)
 
     str_rng = np.random.default_rng(np.random.SeedSequence([trial.seed, 11]))
     truth = trial.chimerism.set_index(["patient_id", "visit", "lineage"])["percent_donor"]
@@ -839,4 +866,4 @@ def write_trial(trial: Trial, folder, *, events_per_sample: int = 2500) -> Path:
                             "events_per_sample": n}, indent=2) + "\n")
     return folder
 
-__all__ = ['DEFAULT_EFFECTS', 'NULL_EFFECTS', 'TRIAL_KIT', 'TRIAL_LINEAGES', 'TRIAL_POPULATIONS', 'TRIAL_STR_VISITS', 'TRIAL_VISITS', 'Trial', 'allele_size', 'clinical_from_tables', 'frequencies_from_counts', 'on_lenalidomide', 'str_export', 'trial', 'true_counts', 'write_trial']
+__all__ = ['write_trial_fcs', 'DEFAULT_EFFECTS', 'NULL_EFFECTS', 'TRIAL_KIT', 'TRIAL_LINEAGES', 'TRIAL_POPULATIONS', 'TRIAL_STR_VISITS', 'TRIAL_VISITS', 'Trial', 'allele_size', 'clinical_from_tables', 'frequencies_from_counts', 'on_lenalidomide', 'str_export', 'trial', 'true_counts', 'write_trial']
