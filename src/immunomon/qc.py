@@ -400,12 +400,16 @@ def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
 
 
 def count_flags(counts: dict[str, int], *, min_events: int = 200,
-                min_reportable: int = 20) -> list[QCFlag]:
+                min_reportable: int = 20, explained=()) -> list[QCFlag]:
     """Small populations: ``info`` under ``min_events`` (a percentage from 200 events
     has a coefficient of variation of about 7%; from 20, over 20%), ``warning``
-    under ``min_reportable``, where a count is too small to report."""
+    under ``min_reportable``, where a count is too small to report. Populations
+    in ``explained`` (an empty quadrant, a gate's failure) already carry their
+    own flag and get no second one."""
     flags = []
     for name, c in counts.items():
+        if name in explained:
+            continue
         c = int(c)
         if c < min_reportable:
             flags.append(QCFlag("warning", f"population {name!r}: {c} events, fewer than "
@@ -420,13 +424,14 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     """What each data-driven gate of a ``GatingResult`` says about itself.
 
     A gate that fell back to a rule (one peak, a parent too small to fit) is
-    ``info`` with its reason. A data-driven gate whose one population came out
-    empty from a parent of at least ``min_parent`` events is a ``failure``:
-    that population and all under it are wrong for this sample (a population
-    that is truly rare still leaves a few events above any sensible cut). One
-    that kept every such event while falling back is a ``warning``. A quadrant
-    left empty is ``info`` (double positives may be absent), or a ``warning``
-    when its dividers fell back to a rule.
+    ``info`` with its reason. A gate whose rule (anything but a valley between
+    two peaks) left its population empty, from a parent of at least
+    ``min_parent`` events, is a ``failure``: the rule, not the biology, most
+    likely emptied it, and the population and all under it are wrong for
+    this sample. Emptied otherwise (a tail cut on a rare population), it is a
+    ``warning``. One that kept every such event while falling back is a
+    ``warning``. A quadrant left empty is ``info`` (double positives may be
+    absent), or a ``warning`` when its dividers fell back to a rule.
     """
     flags = []
     for gid, gate in result.gates.items():
@@ -445,10 +450,11 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                 flags.append(QCFlag("warning" if fell_back else "info",
                                     f"gate {gid!r}: quadrant {pid!r} is empty", pid))
             elif n == 0:
-                flags.append(QCFlag("failure", f"gate {gid!r}: population {pid!r} is empty "
-                                               f"although its parent {parent!r} holds "
-                                               f"{n_parent} events ({notes or gate.method}); "
-                                               "check the template and the plot", pid))
+                flags.append(QCFlag("failure" if fell_back else "warning",
+                                    f"gate {gid!r}: population {pid!r} is empty although "
+                                    f"its parent {parent!r} holds {n_parent} events "
+                                    f"({notes or gate.method}); check the template and the "
+                                    "plot", pid))
             elif n == n_parent and fell_back and not quadrants:
                 flags.append(QCFlag("warning", f"gate {gid!r}: population {pid!r} kept every "
                                                f"event of its parent {parent!r} ({notes})",

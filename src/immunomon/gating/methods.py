@@ -117,10 +117,12 @@ def peak_centre(centres, density, peak: int) -> tuple[int, float]:
     return middle, float(0.5 * (centres[left] + centres[right]))
 
 
-def peak_spread(centres, density, peak: int, direction: int) -> float:
+def peak_spread(centres, density, peak: int, direction: int, bandwidth: float = 0.0) -> float:
     """A standard deviation for one peak from its half width on one side
-    (half width at half maximum / 1.1774 for a normal peak)."""
-    return _half_width(centres, density, peak, direction) / 1.1774
+    (half width at half maximum / 1.1774 for a normal peak), less the kernel's
+    own width (a smoothed peak is wider by the bandwidth, in quadrature)."""
+    sd = _half_width(centres, density, peak, direction) / 1.1774
+    return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
 
 
 def _steepest(density, peak: int, direction: int) -> int | None:
@@ -189,10 +191,10 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     if quantile is not None:
         value = float(np.quantile(x, quantile))
         return Threshold(value, (), note=f"{quantile:g} quantile")
-    centres, density, _ = smoothed_density(x)
+    centres, density, bandwidth = smoothed_density(x)
     top, mode = peak_centre(centres, density, int(np.argmax(density)))
     sign = 1.0 if side == "above" else -1.0
-    sd = peak_spread(centres, density, top, -int(sign))
+    sd = peak_spread(centres, density, top, -int(sign), bandwidth)
     return Threshold(mode + sign * n_sd * sd, (mode,),
                      note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
@@ -264,7 +266,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         value = float(centres[end])
         rule = f"end of the peak at {mode:.4g} ({'above' if direction > 0 else 'below'} it: {why})"
     else:
-        sd = peak_spread(centres, density, main, -direction)
+        sd = peak_spread(centres, density, main, -direction, bandwidth)
         value = mode + direction * fallback_sd * sd
         rule = (f"mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x {sd:.3g} "
                 f"(the peak's flank never levels off; {why})")
@@ -343,7 +345,7 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     centres, density, bandwidth = smoothed_density(q)
     main = int(np.argmax(density))
     main, centre = peak_centre(centres, density, main)
-    sd = peak_spread(centres, density, main, -1)
+    sd = peak_spread(centres, density, main, -1, bandwidth)
     peaks = find_peaks(centres, density, n_events=q.size, bandwidth=bandwidth)
     above = peaks[centres[peaks] > centre + sd]
     if above.size:

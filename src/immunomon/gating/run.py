@@ -203,10 +203,12 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
     table.insert(0, "sample", name)
 
-    flags += qc.gate_flags(result)
+    gate_flags = qc.gate_flags(result)
+    flags += gate_flags
     counts = dict(zip(table["population"], table["count"]))
     min_events = min_events or int(template.qc.get("min_events", 200))
-    flags += qc.count_flags(counts, min_events=min_events)
+    empty = {f.population for f in gate_flags if "is empty" in f.message}
+    flags += qc.count_flags(counts, min_events=min_events, explained=empty)
     return SampleGating(name=name, result=result, table=table, statistics=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,

@@ -1,0 +1,163 @@
+"""Rebuild the real-data test files in this folder from their public sources.
+
+    python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR
+
+Each argument is a checkout of the public repository named in SOURCES.md. For each
+expert-gated file: every third event is kept (all channels and keywords, so the file
+still carries its instrument's spillover matrix), and the expert's membership of each
+kept event in each population is stored beside it (``*.labels.npz``, one boolean
+array per population path).
+
+The expert's memberships come from the expert's own gates, evaluated here:
+
+* flowWorkspaceData ``A2004Analysis.xml`` (FlowJo 9): polygons, rectangles and ranges
+  on the events compensated with the workspace's matrix, in the raw values FlowJo 9
+  stores its vertices in. FlowJo counts a few percent more B cells and pDC, because it
+  draws polygon edges straight on its display scale; see SOURCES.md.
+* CytoExploreRData ``Activation-gatingTemplate.csv``: polygons on linear scatter, then
+  rectangles and an ellipse on fluorescence compensated with each file's $SPILLOVER
+  and logicle-transformed as CytoExploreR does (flowCore's estimateLogicle on all 33
+  files pooled: t = 262143, m = 4.5, a = 0, w from the 5% quantile of the negative
+  values), in that transform's 0..4.5 units.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import immunomon
+from immunomon.transforms import logicle
+
+HERE = Path(__file__).resolve().parent
+STRIDE = 3
+
+
+def _inside(vertices, x, y) -> np.ndarray:
+    from matplotlib.path import Path as MPath
+    return MPath(np.asarray(vertices)).contains_points(np.column_stack([x, y]))
+
+
+def _compensated(sample, detectors, matrix) -> np.ndarray:
+    X = sample.events.astype(np.float64)
+    idx = [sample.channels.index(c) for c in detectors]
+    X[:, idx] = X[:, idx] @ np.linalg.inv(matrix)
+    return X
+
+
+def _save(sample, labels: dict, stem: str) -> None:
+    keep = np.arange(0, sample.n_events, STRIDE)
+    from dataclasses import replace
+    immunomon.write_fcs(HERE / f"{stem}.fcs", replace(sample, events=sample.events[keep]))
+    np.savez_compressed(HERE / f"{stem}.labels.npz",
+                        **{k: v[keep] for k, v in labels.items()})
+
+
+def a2004(root: Path) -> None:
+    import defusedxml.ElementTree as ET
+
+    ws = ET.parse(root / "inst/extdata/A2004Analysis.xml").getroot()
+    cm = ws.find(".//CompensationMatrix")
+    detectors = [c.get("name") for c in cm.findall("Channel")]
+    matrix = np.array([[float(v.get("value")) for v in c.findall("ChannelValue")]
+                       for c in cm.findall("Channel")])
+    sample = immunomon.read_fcs(root / "inst/extdata/a2004_O1T2pb05i_A2_A02.fcs")
+    X = _compensated(sample, detectors, matrix)
+
+    def col(name):
+        return X[:, sample.channels.index(name.strip("<>"))]
+
+    node = next(n for n in ws.iter("SampleNode") if n.get("sampleID") == "2")
+    labels: dict[str, np.ndarray] = {}
+
+    def walk(pop, parent, path):
+        for p in pop.findall("Population"):
+            g = p.find("PolygonGate")
+            params = [e.text or "" for e in g.find("ParameterNames").iter("String")]
+            shape = next(c for c in g if c.tag in ("Polygon", "PolyRect", "Range", "Ellipse"))
+            if shape.tag == "Ellipse":
+                continue                    # holds no event of this sample in FlowJo either
+            v = np.array([[float(e.get("x")), float(e.get("y"))] for e in shape.iter("Vertex")])
+            if shape.tag == "Range":
+                x = col(params[0])
+                m = (x >= v[:, 0].min()) & (x <= v[:, 0].max())
+            else:
+                m = _inside(v, col(params[0]), col(params[1]))
+            name = f"{path}/{p.get('name')}"
+            labels[name] = m & parent
+            walk(p, labels[name], name)
+
+    walk(node, np.ones(sample.n_events, bool), "")
+    _save(sample, labels, "a2004_A2")
+
+
+FLUOR = ("Alexa Fluor 488-A", "PE-A", "PE-Texas Red-A", "7-AAD-A", "PE-Cy7-A",
+         "Alexa Fluor 405-A", "Alexa Fluor 430-A", "Qdot 605-A", "Alexa Fluor 647-A",
+         "Alexa Fluor 700-A", "APC-Cy7-A")
+CELLS = [(40463.69, 88032.67), (29995.52, 32195.17), (52094.99, -2311.15),
+         (202720.35, 27176.07), (248663.99, 98070.88), (225401.38, 202844.62),
+         (112577.76, 212255.43)]
+SINGLE = [(16089.76, 29857.85), (27513.58, 16995.01), (245110.14, 178445.79),
+          (227702.41, 198848.91)]
+
+
+def activation(root: Path, keep=(8, 23)) -> None:
+    folder = root / "inst/extdata/Activation"
+    samples = {i: immunomon.read_fcs(folder / f"Activation_{i}.fcs") for i in range(1, 34)}
+    comp = {i: _compensated(s, s.spillover.detectors, s.spillover.matrix)
+            for i, s in samples.items()}
+    first = samples[1]
+    t = float(first.ranges[0]) - 1
+    pooled = np.vstack(list(comp.values()))
+    w = {}
+    for c in FLUOR:
+        v = pooled[:, first.channels.index(c)]
+        r = np.finfo(float).eps + np.quantile(v[v < 0], 0.05)
+        w[c] = (4.5 - np.log10(t / abs(r))) / 2
+    for i in keep:
+        s, X = samples[i], comp[i]
+
+        def lin(c):
+            return X[:, s.channels.index(c)]
+
+        def lg(c):
+            return 4.5 * logicle(lin(c), T=t, W=w[c], M=4.5, A=0.0)
+
+        def box(x, y, xr, yr):
+            return (x >= xr[0]) & (x <= xr[1]) & (y >= yr[0]) & (y <= yr[1])
+
+        cells = _inside(CELLS, lin("FSC-A"), lin("SSC-A"))
+        single = cells & _inside(SINGLE, lin("FSC-A"), lin("FSC-H"))
+        dead = single & box(lg("Alexa Fluor 405-A"), lg("Alexa Fluor 430-A"),
+                            (2.41395867506624, 4.70643434661431),
+                            (2.19016711399334, 4.53719595716015))
+        live = single & ~dead
+        cd11c, va2 = lg("APC-Cy7-A"), lg("PE-A")
+        dc = live & box(cd11c, va2, (1.43146882815852, 3.11612481033933),
+                        (-0.220989929548638, 2.51265754784699))
+        d = np.column_stack([cd11c, va2]) - [0.740657152538642, 3.35986234456051]
+        cov = np.array([[0.80942122217665, 0.0101024700318546],
+                        [0.0101024700318546, 0.608966185368147]])
+        tcell = live & (np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d) <= 1.0)
+        cd4, cd8 = lg("Alexa Fluor 700-A"), lg("Alexa Fluor 488-A")
+        cd4t = tcell & box(cd4, cd8, (1.82337659064485, 3.19005611189579),
+                           (-0.227363515861704, 2.11075780716252))
+        cd8t = tcell & box(cd4, cd8, (-0.313475920482321, 1.86868088416698),
+                           (2.22209691778273, 4.14522701031347))
+        cd44, cd69 = lg("Alexa Fluor 647-A"), lg("7-AAD-A")
+        labels = {
+            "Cells": cells, "Single Cells": single, "Dead Cells": dead, "Live Cells": live,
+            "Dendritic Cells": dc, "T Cells": tcell, "CD4 T Cells": cd4t, "CD8 T Cells": cd8t,
+            "CD69+ CD4 T Cells": cd4t & box(cd44, cd69, (-0.0402850326476606, 4.09207294954423),
+                                            (2.59136013434899, 4.15547144143088)),
+            "CD69+ CD8 T Cells": cd8t & box(cd44, cd69, (-0.414124996267192, 4.06011507475606),
+                                            (2.2913363778163, 4.29477808316906)),
+        }
+        _save(s, labels, f"activation_{i}")
+
+
+if __name__ == "__main__":
+    a2004(Path(sys.argv[1]))
+    activation(Path(sys.argv[2]))
