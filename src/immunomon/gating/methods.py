@@ -399,27 +399,28 @@ def _mixture(X: np.ndarray, n_components: int, seed: int):
     return _FITS[key]
 
 
-def _merged_with(gmm, best: int, *, dip: float = 0.8, steps: int = 32) -> list[int]:
+def _merged_with(gmm, best: int, *, dip: float = 0.9, reach: float = 3.0,
+                 steps: int = 32) -> list[int]:
     """The components that form one cluster with ``best``: a mixture fitted with
-    more components than the data has clusters splits a cluster in pieces, and
-    pieces of one cluster have no valley between their means. Components are
-    joined while the mixture density along the line to a joined one never
-    falls below ``dip`` of the lower end."""
+    more components than the data has clusters splits a cluster in pieces. A
+    piece is joined when the mixture density along the line between the two
+    means never falls below ``dip`` of its lower end and each mean lies within
+    ``reach`` standard deviations of the other component (Mahalanobis). Only
+    direct neighbours of the picked component are joined, never a chain: two
+    clusters bridged by a component between them stay apart."""
     members = [best]
-    changed = True
-    while changed:
-        changed = False
-        for j in range(len(gmm.weights_)):
-            if j in members:
-                continue
-            for i in members:
-                t = np.linspace(0.0, 1.0, steps)[:, None]
-                line = gmm.means_[i] + t * (gmm.means_[j] - gmm.means_[i])
-                dens = np.exp(gmm.score_samples(line))
-                if dens.min() >= dip * min(dens[0], dens[-1]):
-                    members.append(j)
-                    changed = True
-                    break
+    inv = np.linalg.inv(gmm.covariances_)
+    for j in range(len(gmm.weights_)):
+        if j == best:
+            continue
+        d = gmm.means_[j] - gmm.means_[best]
+        near = max(float(d @ inv[best] @ d), float(d @ inv[j] @ d)) <= reach ** 2
+        if not near:
+            continue
+        t = np.linspace(0.0, 1.0, steps)[:, None]
+        dens = np.exp(gmm.score_samples(gmm.means_[best] + t * d))
+        if dens.min() >= dip * min(dens[0], dens[-1]):
+            members.append(j)
     return sorted(members)
 
 
