@@ -377,10 +377,10 @@ def test_gate_job_result_exports_to_flowjo(tmp_path):
     from immunomon.gating.run import gate_sample
     from immunomon.gating.template import load_template
 
-    fcs = Path(__file__).parents[1] / "fixtures" / "demo-study" / "fcs" / "P01_M1.fcs"
+    fcs = Path(__file__).parents[1] / "fixtures" / "pbmc_03_clog.fcs"
     gating = gate_sample(read_fcs(fcs), load_template("post-transplant"))
     result = gating.result
-    path = save_flowjo(workspace_from_results([result]), tmp_path / "P01_M1.wsp")
+    path = save_flowjo(workspace_from_results([result]), tmp_path / "pbmc_03_clog.wsp")
     back = load_flowjo(path).samples[0]
     again = back.strategy().apply(result.sample)
     kinds = {type(p.gate).__name__ for p in back.populations}
