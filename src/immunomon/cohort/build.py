@@ -31,7 +31,7 @@ UNITS = {
     "cells_per_ul": ("cells/uL", "absolute count per microlitre of blood"),
     "mfi": ("a.u.", "median fluorescence intensity (compensated, linear scale)"),
     "donor_chimerism_percent": ("%", "donor chimerism (mean of the informative STR loci)"),
-    "qc_flags": ("1", "number of QC flags of the flow samples"),
+    "qc_flags": ("1", "number of QC warnings and failures of the flow samples"),
     "day": ("days", "day after transplant of the collection"),
     "median_day": ("days", "median day after transplant of the visit"),
     "age": ("year", "age at transplant"),
@@ -402,7 +402,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
                                {"long_name": "chimerism flags, ';'-separated"})
     data["qc_flags"] = (("patient", "timepoint"), n_qc, _attrs("qc_flags"))
     data["qc_flag_text"] = (("patient", "timepoint"), qc_text,
-                            {"long_name": "QC flags of the flow samples, '; '-separated"})
+                            {"long_name": "QC warnings and failures of the flow samples, "
+                                          "'; '-separated"})
     tables = _side_tables(clinical, manifest)
     data.update(_patient_variables(clinical, tables["endpoints"] if clinical is not None
                                    else None, patients))

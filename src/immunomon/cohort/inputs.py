@@ -74,7 +74,11 @@ def read_gating_folder(folder) -> GatingOutputs:
         table = _read_csv(table_path)
         tables.append(table)
         name = str(info.get("sample", table_path.parent.name))
-        qc.setdefault(name, [str(f) for f in info.get("qc_flags", [])])
+        # the flags that need review (warnings and failures); older summaries list all
+        leveled = info.get("qc")
+        flags = ([f["message"] for f in leveled if f.get("level") != "info"]
+                 if isinstance(leveled, list) else [str(f) for f in info.get("qc_flags", [])])
+        qc.setdefault(name, flags)
         tmpl = info.get("template")
         if isinstance(tmpl, dict) and tmpl not in templates:
             templates.append(tmpl)
