@@ -376,6 +376,12 @@ def test_simulated_fcs_files_are_written_on_first_use_and_reused(tmp_path):
     # the same file as the whole-trial writer makes
     other = sim.write_trial_fcs(trial, tmp_path / "again", events_per_sample=1000)
     assert other[0].read_bytes() == first.read_bytes()
+    # files written by other settings (or another immunomon) are written again, all of them
+    path.write_text(SIMULATED.replace("events_per_sample: 1000", "events_per_sample: 1200"))
+    again = pipeline.simulated_inputs(load_study(path))
+    assert len(again) == len(listed) and first.read_bytes() != other[0].read_bytes()
+    stamp = json.loads((tmp_path / "study" / "fcs" / pipeline.SIMULATED_STAMP).read_text())
+    assert stamp["events_per_sample"] == 1200 and stamp["seed"] == 5
 
 
 @pytest.mark.parametrize("old,new,message", [

@@ -34,6 +34,7 @@ __all__ = ["PipelineError", "Study", "StageResult", "PipelineRun", "STAGES", "lo
 
 STAGES = ("gate", "chimerism", "cohort", "analysis")
 STATE_FILE = ".pipeline.json"
+SIMULATED_STAMP = ".simulated.json"   # what wrote a study's simulated FCS files
 _STATE_VERSION = 1
 
 # Known keys, with their expected type(s), per section.
@@ -275,16 +276,28 @@ def simulated_inputs(study: Study, progress=None) -> list[Path]:
     """Write the FCS files a study's ``simulate.trial`` describes and the manifest
     lists, where they are missing; returns the paths written. The same seed
     gives the same files byte for byte, so a study run on a fresh clone and a
-    run on cached files gate identical events."""
+    run on cached files gate identical events. A stamp beside the files records
+    the seed, the event count and the immunomon version that wrote them; when
+    any of them changes, every file is written again."""
     spec = study.simulate.get("trial")
     if not spec:
         return []
+    import json
+
+    from . import __version__
     from . import simulate as sim
 
     manifest = _manifest(study)
     folder = study.inputs["manifest"].parent
     wanted = [folder / f for f in manifest.loc[manifest["kind"] == "fcs", "file"]]
-    if all(p.is_file() for p in wanted):
+    stamp_path = study.inputs["fcs"] / SIMULATED_STAMP
+    stamp = {"seed": spec["seed"], "events_per_sample": spec["events_per_sample"],
+             "immunomon": __version__}
+    try:
+        current = json.loads(stamp_path.read_text(encoding="utf-8")) == stamp
+    except (OSError, ValueError):
+        current = False
+    if current and all(p.is_file() for p in wanted):
         return []
     trial = sim.trial(spec["seed"])
     listed = set(trial.manifest.loc[trial.manifest["kind"] == "fcs", "file"])
@@ -292,12 +305,14 @@ def simulated_inputs(study: Study, progress=None) -> list[Path]:
         raise PipelineError(f"{study.inputs['manifest']}: the FCS files it lists are not "
                             f"those of the simulated trial with seed {spec['seed']}; "
                             "regenerate the study folder with fixtures/make_demo_study.py")
-    missing = sum(not p.is_file() for p in wanted)
+    missing = len(wanted) if not current else sum(not p.is_file() for p in wanted)
     if progress is not None:
         progress("simulate", f"writing {missing} simulated FCS files "
                              f"({spec['events_per_sample']:,} events each) on first use")
-    return sim.write_trial_fcs(trial, folder, events_per_sample=spec["events_per_sample"],
-                               only_missing=True)
+    written = sim.write_trial_fcs(trial, folder, events_per_sample=spec["events_per_sample"],
+                                  only_missing=current)
+    write_text(stamp_path, json.dumps(stamp, indent=2) + "\n")
+    return written
 
 
 def _check_choices(source, name: str, settings) -> None:
