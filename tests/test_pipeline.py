@@ -161,7 +161,7 @@ def test_pipeline_runs_skips_and_reruns_from_the_changed_stage(tiny):
     # one line per file: index, name, status, events, seconds
     per_file = [m for s, m in messages if s == "gate" and "/" in m and " events, " in m]
     assert len(per_file) == 9
-    assert all(re.fullmatch(r"\d/9 P0\d_\w+: (ok|flagged), [\d,]+ events, \d+\.\d s", m)
+    assert all(re.fullmatch(r"\d/9 P0\d_\w+: (ok|warning|failure), [\d,]+ events, \d+\.\d s", m)
                for m in per_file), per_file
     state = json.loads((out / ".pipeline.json").read_text())
     assert set(state["stages"]) == {"gate", "chimerism", "cohort"}
