@@ -218,3 +218,13 @@ def test_a_gate_that_empties_a_large_parent_is_a_failure():
     flags = gate_flags(bad)
     assert bad.count("pos") == 0 and status(flags) == "failure"
     assert any(f.population == "pos" and "empty" in f.message for f in flags)
+
+
+def test_a_rare_population_in_a_large_parent_is_information_not_a_warning():
+    from immunomon.qc import count_flags
+    flags = {f.population: f for f in count_flags(
+        {"DP T": 1, "pDC": 8, "Treg": 150},
+        parents={"DP T": 11_654, "pDC": 200, "Treg": 3_744})}
+    assert flags["DP T"].level == "info" and "rare or absent" in flags["DP T"].message
+    assert flags["pDC"].level == "warning"          # its parent is too small to count it
+    assert flags["Treg"].level == "info"            # countable, percentages unstable

@@ -400,18 +400,29 @@ def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
 
 
 def count_flags(counts: dict[str, int], *, min_events: int = 200,
-                min_reportable: int = 20, explained=()) -> list[QCFlag]:
+                min_reportable: int = 20, explained=(), parents: dict | None = None
+                ) -> list[QCFlag]:
     """Small populations: ``info`` under ``min_events`` (a percentage from 200 events
     has a coefficient of variation of about 7%; from 20, over 20%), ``warning``
-    under ``min_reportable``, where a count is too small to report. Populations
-    in ``explained`` (an empty quadrant, a gate's failure) already carry their
-    own flag and get no second one."""
+    under ``min_reportable``, where a count is too small to report. A
+    population under 0.1% of a parent large enough that a population of 1%
+    would have been counted (``min_reportable`` / 0.01 events) is rare or absent
+    in this sample rather than undersampled: ``info``. ``parents`` maps populations to their parents'
+    counts. Populations in ``explained`` (an empty quadrant, a gate's failure)
+    already carry their own flag and get no second one."""
     flags = []
+    parents = parents or {}
     for name, c in counts.items():
         if name in explained:
             continue
         c = int(c)
-        if c < min_reportable:
+        parent = parents.get(name)
+        if c < min_reportable and parent is not None and parent >= min_reportable / 0.01 \
+                and c < 0.001 * parent:
+            flags.append(QCFlag("info", f"population {name!r}: {c} events, "
+                                        f"{100 * c / parent:.2g}% of its parent's {parent:,}; "
+                                        "rare or absent in this sample", name))
+        elif c < min_reportable:
             flags.append(QCFlag("warning", f"population {name!r}: {c} events, fewer than "
                                            f"{min_reportable}; too few to report", name))
         elif c < min_events:

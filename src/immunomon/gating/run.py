@@ -208,7 +208,9 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     counts = dict(zip(table["population"], table["count"]))
     min_events = min_events or int(template.qc.get("min_events", 200))
     empty = {f.population for f in gate_flags if "is empty" in f.message}
-    flags += qc.count_flags(counts, min_events=min_events, explained=empty)
+    parents = {p: counts.get(par) for p, par in zip(table["population"], table["parent"])
+               if par in counts}
+    flags += qc.count_flags(counts, min_events=min_events, explained=empty, parents=parents)
     return SampleGating(name=name, result=result, table=table, statistics=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
