@@ -200,7 +200,7 @@ def test_template_qc_sets_the_low_count_limit():
     t = parse_template(BASE.replace("populations:", "qc: {min_events: 5000}\npopulations:"),
                        "p.yaml")
     flags = gate_sample(sim.sample, t).qc_flags
-    assert any("population 'T':" in f and "fewer than 5000" in f for f in flags)
+    assert any("population 'T':" in f.message and "fewer than 5000" in f.message for f in flags)
 
 
 def test_a_file_whose_spillover_cannot_be_read_fails_alone_for_compensation_file(tmp_path):

@@ -68,6 +68,10 @@ class QCFlag:
     def __str__(self) -> str:
         return self.message
 
+    def __contains__(self, text: str) -> bool:
+        """``"words" in flag`` looks in its message, as with a bare message."""
+        return text in self.message
+
     def to_dict(self) -> dict:
         return {"level": self.level, "message": self.message, "population": self.population}
 
