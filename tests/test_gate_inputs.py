@@ -273,7 +273,7 @@ def test_the_help_example_gates_the_three_fixture_files(command):
     assert [f.name for f in files] == ["pbmc_01.fcs", "pbmc_02_shifted.fcs", "pbmc_03_clog.fcs"]
 
 
-# ----------------------------------------------------------------------------- one folder, many runs
+# ---------------------------------------------------------------------------- one folder, many runs
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory):
     """Four small simulated tubes of the 14-colour panel, and a broken file."""
