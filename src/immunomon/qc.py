@@ -196,8 +196,8 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         n_bins = _default_bins(n)
     n_bins = int(n_bins)
     if n < 3 * min_bin_events:
-        return _skipped(n, f"only {n:,} events: too few to compare acquisition time bins; "
-                           "not checked")
+        return _skipped(n, f"only {n:,} event{'s' if n != 1 else ''}: too few to compare "
+                           "acquisition time bins; not checked")
     if n_bins < 3 or t1 <= t0:
         return _skipped(n, "acquisition too short to compare time bins: not checked")
     edges = np.linspace(t0, t1, n_bins + 1)
