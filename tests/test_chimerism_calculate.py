@@ -431,3 +431,14 @@ def test_unknown_allele_reported_in_sample_flags():
                           recipient).samples[0]
     assert "unknown_allele:D8S1179:19" in s.flags
     assert s.mean == pytest.approx(70.0)
+
+
+def test_forward_stutter_of_the_major_allele_is_optional():
+    # Donor 12/14 (major), recipient 15/17: 15 sits one repeat above the donor's 14.
+    areas = {"12": 900, "14": 1100, "15": 450, "17": 550}
+    assert run(("12", "14"), ("15", "17"), areas).percent_donor == pytest.approx(200 / 3)
+    res = run(("12", "14"), ("15", "17"), areas,
+              ChimerismSettings(forward_stutter_ratio=0.02))
+    # 15 loses 2 % of 14: 450 - 22 = 428; %D = 2000 / (2000 + 428 + 550).
+    assert res.percent_donor == pytest.approx(100 * 2000 / 2978)
+    assert "forward_stutter_corrected:15" in res.flags

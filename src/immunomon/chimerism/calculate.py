@@ -497,8 +497,9 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
     raw = dict(amounts)
 
     # Peaks that belong to nobody: contamination, a mix-up or a third person, unless
-    # they sit where stutter of a reference allele is expected.
-    for idx in peaks.index:
+    # they sit where stutter of a reference allele is expected. Without a call for every
+    # person the locus cannot say whose a peak is.
+    for idx in (peaks.index if cls.pattern != "missing" else []):
         if matched.get(idx, "") or artefact[idx] in ("pull_up", "spike"):
             continue
         label, height = peaks.at[idx, "allele"], peaks.at[idx, "height"]
@@ -515,8 +516,11 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
             res.flags.append(f"unknown_allele:{probe.name}")
 
     if not cls.informative:
-        res.exclusion = "missing reference call" if cls.pattern == "missing" else \
-            "non-informative"
+        if cls.pattern == "missing":
+            nobody = [p for p in people if not names[p]]
+            res.exclusion = f"no reference call for {' and '.join(nobody)}"
+        else:
+            res.exclusion = "non-informative"
         return res
 
     # Back-stutter of the major contributor's alleles lands on the minor contributor's
@@ -710,6 +714,9 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         for g in references:
             for f in g.flags.get(locus, []):
                 res.flags.append(f"{g.person}_{f}")
+            if not g.loci.get(locus) and "unresolved" in g.flags.get(locus, []):
+                res.exclusion += (f"; {g.person} unresolved: an off-ladder or unlabelled "
+                                  f"peak as tall as the alleles")
         if locus in settings.exclude_loci and res.informative:
             res.flags.append("excluded_locus")
             res.exclusion = "kept out of the mean by configuration (exclude_loci)"

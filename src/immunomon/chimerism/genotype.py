@@ -329,7 +329,8 @@ def _call_locus(run, locus, idx, signal, reason, detail, labels, rules, repeat, 
     # An analyst looks twice at labelled artefacts, and at an off-ladder or unlabelled
     # peak as tall as the alleles: the genotype cannot be trusted then (a rare allele
     # the ladder lacks, or a sizing problem), so the locus is left unresolved.
-    top = max((signal[i] for i in cand if math.isfinite(signal[i])), default=0.0)
+    pool = cand or [i for i in unnamed if math.isfinite(signal[i])]
+    top = max((signal[i] for i in pool if math.isfinite(signal[i])), default=0.0)
     tall = [i for i in unnamed if reason[i] in ("off_ladder", "unlabelled")
             and math.isfinite(signal[i]) and signal[i] >= rules.balance * top
             and (not has_signal or signal[i] >= rules.min_height)]
@@ -337,7 +338,10 @@ def _call_locus(run, locus, idx, signal, reason, detail, labels, rules, repeat, 
         if reason[i] in _NOTABLE and reason[i] not in ("stutter", "off_ladder") \
                 and names[i] not in ("OL", ""):
             flags.append(f"{reason[i]}:{labels[i]}")
+    tallest = max([signal[i] for i in tall + cand if math.isfinite(signal[i])], default=0.0)
     for i in tall:
+        if signal[i] < rules.balance * tallest:
+            continue                   # tall next to a weak allele, not next to the rest
         what = labels[i] if reason[i] == "off_ladder" else f"{sizes[i]:.1f}"
         flags.append(f"{reason[i]}:{what}")
         detail[i] = ("as tall as the alleles: the locus is left unresolved"

@@ -34,6 +34,13 @@ FLAG_MEANINGS = {
     "stutter_corrected": "in the major contributor's stutter position: stutter subtracted",
     "stutter_excluded": "in the major contributor's stutter position: left out",
     "stutter_position": "in the major contributor's stutter position: used as measured",
+    "forward_stutter_corrected": "one repeat above a major allele: forward stutter "
+                                 "subtracted",
+    "dropout": "left out of the mean: an allele of a large contributor under the threshold",
+    "unresolved": "reference: an off-ladder or unlabelled peak as tall as the alleles; "
+                  "the locus is not typed",
+    "quantity": "the export had no areas: heights were used",
+    "no_heights": "the export had no heights: no RFU threshold, pull-up or spike check",
     "recipient_below_lod": "recipient share under the limit of detection",
     "donor_below_lod": "donor share under the limit of detection",
     "out_of_range": "the formula gave a value outside 0-100 %: clipped",
@@ -263,7 +270,8 @@ def chimerism_html(result: ChimerismResult, *, title: str = "STR donor chimerism
         parts.append(_table(runs, {
             "file": "file", "role": "role", "sample_name": "name in file",
             "size_standard": "size standard", "fragments_used": "fragments used",
-            "fragments_missing": "fragments missing", "max_residual_bp": "max error (bp)",
+            "fragments_missing": "fragments missing",
+            "max_residual_bp": "leave-one-out error (bp)",
             "alleles_called_against": "alleles called against"},
             numeric={"fragments_used", "max_residual_bp"}))
     parts.append("<h2>Reference genotypes</h2>")
