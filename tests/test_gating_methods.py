@@ -95,8 +95,13 @@ def test_tail_spread_ignores_a_distant_bump_of_artefacts():
 
 def test_density_threshold_bounds_clip_the_fallback():
     x = RNG.normal(0.3, 0.05, 10_000)
+    t = methods.density_threshold(x, bounds=(0.2, 0.35))        # the flank ends beyond 0.35
+    assert t.fell_back and t.value == pytest.approx(0.35) and "clipped" in t.note
+    # a lone peak below the window: nothing the bounds describe is in the file
     t = methods.density_threshold(x, bounds=(0.6, 0.9))
-    assert t.fell_back and t.value == pytest.approx(0.6)
+    assert t.fell_back and t.value == pytest.approx(0.9) and "absent" in t.note
+    t = methods.density_threshold(x, bounds=(-0.4, 0.0), side="below")
+    assert t.value == pytest.approx(-0.4) and "absent" in t.note
 
 
 def test_valley_choice_with_dim_and_bright_positives():
@@ -221,3 +226,14 @@ def test_cluster_gate_does_not_split_one_cluster_between_components():
     unmerged = methods.cluster_gate([X[:, 0], X[:, 1]], n_components=3, pick=[("max", 0)],
                                     quantile=0.995, merge=False)
     assert unmerged.weight < 0.8          # without merging, one piece of the cluster only
+
+
+def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
+    # counting beads (bright, 0.6-0.95 by the template) in a tube run without them
+    x = np.concatenate([RNG.normal(0.25, 0.05, 20_000), RNG.normal(0.5, 0.04, 3_000)])
+    t = methods.density_threshold(x, bounds=(0.6, 0.95))
+    assert t.value == pytest.approx(0.95) and "absent" in t.note
+    assert np.count_nonzero(x >= t.value) == 0
+    with_beads = np.concatenate([x, RNG.normal(0.8, 0.02, 2_000)])
+    t = methods.density_threshold(with_beads, bounds=(0.6, 0.95))
+    assert 0.6 <= t.value < 0.75 and not t.fell_back

@@ -271,7 +271,18 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         rule = (f"mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x {sd:.3g} "
                 f"(the peak's flank never levels off; {why})")
     clipped = float(np.clip(value, lo, hi))
-    if clipped != value:
+    # The bounds say where the population's edge lies. When the cut falls short of them
+    # on the far side and no peak lies there, the population is not in this file (beads
+    # a tube was run without): the cut goes to the far bound, keeping only what lies
+    # beyond it, rather than to the near one, which would hand it another population.
+    beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)]
+    if side == "above" and value < lo and np.isfinite(hi) and not beyond:
+        clipped, rule = hi, rule + f"; no peak above the lower bound: population taken as " \
+                                   f"absent, cut at the upper bound ({hi:.4g})"
+    elif side == "below" and value > hi and np.isfinite(lo) and not beyond:
+        clipped, rule = lo, rule + f"; no peak below the upper bound: population taken as " \
+                                   f"absent, cut at the lower bound ({lo:.4g})"
+    elif clipped != value:
         rule += f", clipped to the bounds ({clipped:.4g})"
     return Threshold(clipped, positions, fell_back=True, note=f"{note}; cut at the {rule}")
 
