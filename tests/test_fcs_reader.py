@@ -467,3 +467,30 @@ def test_agrees_with_flowio_on_compliance_file():
     np.testing.assert_allclose(read_fcs(path).events[:, :7], scaled[:, :7], rtol=2e-7)
     assert ours.n_events == 13367 and ours.channels[2] == "FL1-H"
     assert ours.markers[2] == "CD4 FITC"
+
+
+def test_a_real_macsquant_file_with_a_short_spillover_is_read():
+    """Miltenyi's MACSQuant writes a $SPILLOVER with fewer values than it declares: the
+    events are read (the same values fcsparser reads), the matrix is left out with a
+    warning, and gating that needs the file's matrix refuses this file alone."""
+    from dataclasses import replace
+
+    from immunomon.errors import FCSFormatError
+    from immunomon.gating.template import parse_template
+    from testdata import REAL_FCS
+
+    path = REAL_FCS / "macsquant_31.fcs"
+    s = read_fcs(path, scale=False)
+    assert s.keywords["$CYT"] == "MACSQuant" and s.n_events == 10_000
+    assert s.spillover is None and "43 values, but has 7" in s.spillover_error
+    assert any("$SPILLOVER cannot be read" in w for w in s.warnings)
+    fcsparser = pytest.importorskip("fcsparser")
+    _, frame = fcsparser.parse(str(path), reformat_meta=True)
+    np.testing.assert_array_equal(s.events, frame.to_numpy(dtype=np.float32))
+    channel = s.channels[8]
+    text = ("panel: P\nversion: \"1\"\nmarkers: {X: [" + channel + "]}\n{comp}populations:\n"
+            "  - name: X+\n    parent: root\n    dims: [X]\n    method: threshold\n")
+    with pytest.raises(FCSFormatError, match="macsquant_31.fcs.*spillover"):
+        parse_template(text.replace("{comp}", ""), "p.yaml").strategy_for(s)
+    none = parse_template(text.replace("{comp}", "compensation: none\n"), "p.yaml")
+    assert len(none.strategy_for(replace(s))[0]) == 1
