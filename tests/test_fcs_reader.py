@@ -479,7 +479,7 @@ def test_a_real_macsquant_file_with_a_short_spillover_is_read():
     from immunomon.gating.template import parse_template
     from testdata import REAL_FCS
 
-    path = REAL_FCS / "macsquant_31.fcs"
+    path = REAL_FCS / "quirks" / "macsquant_31.fcs"
     s = read_fcs(path, scale=False)
     assert s.keywords["$CYT"] == "MACSQuant" and s.n_events == 10_000
     assert s.spillover is None and "43 values, but has 7" in s.spillover_error
