@@ -114,10 +114,12 @@ def info(files, as_json):
 @click.option("--no-wait", is_flag=True,
               help="If another run is writing into the output folder, stop instead of "
                    "waiting for it.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Gate this many files at a time, each in its own process.")
 @click.option("--json", "as_json", is_flag=True, help="Print the combined table as JSON.")
 def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lymphocytes_per_ul,
          leukocytes_per_ul, sample_info, overrides, keep_anomalies, plots, no_plots, no_anndata,
-         deidentify, no_wait, as_json):
+         deidentify, no_wait, workers, as_json):
     """Gate FCS files (or folders of them, searched recursively) with a panel template.
 
     Writes per sample: the population table (CSV and Parquet: counts, % of
@@ -142,6 +144,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
       immunomon gate run1/ -o out/ --sample-info counts.csv --overrides reviewed.yaml
       immunomon gate --workspace panel.wsp run1/ --json
       immunomon gate inbox/ -o out/ --plots summary     # one overview image per file
+      immunomon gate run1/ -o out/ --workers 4
     """
     if workspace:
         _gate_workspace(workspace, inputs, template, out_dir, as_json)
@@ -181,7 +184,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
                   exclude_anomalies=not keep_anomalies, deidentify=deidentify,
                   wait=not no_wait, on_wait=lambda holder: click.echo(
                       f"waiting: another immunomon run is writing into {out_dir} ({holder})",
-                      err=True))
+                      err=True), workers=workers)
     # A bar on a terminal; one line per file in a log (stderr not a terminal).
     with FileProgress(len(files), "gate",
                       enabled=len(files) > 3 or not is_terminal(sys.stderr)) as progress:
@@ -548,6 +551,12 @@ def primary_lines(questions) -> list[str]:
             est = str(q.get("gating_qc") or q["note"])
         lines.append(f"  {q['question']}: {est}{ci}{firth}{p}")
     return lines
+
+
+# --------------------------------------------------------------------------- batch
+from .batch.cli import batch as _batch  # noqa: E402 - click only; the work is imported lazily
+
+main.add_command(_batch)
 
 
 # --------------------------------------------------------------------------- run

@@ -34,6 +34,7 @@ gates document).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,36 +45,138 @@ from .errors import ImmunomonError
 # -- de-identification ------------------------------------------------------------
 #: Keywords dropped by ``deidentify_keywords`` (compared case-insensitively).
 DEIDENTIFY_KEYWORDS = frozenset({
-    "$SRC", "$FIL", "$OP", "$INST", "$SMNO", "$COM", "$EXP", "$PROJ", "$PLATEID",
+    "$SRC", "$CELLS", "$FIL", "$OP", "$INST", "$SMNO", "$COM", "$EXP", "$PROJ", "$PLATEID",
     "$PLATENAME", "$WELLID", "$DATE", "$LAST_MODIFIED", "$LAST_MODIFIER", "$CSVBITS",
-    "GUID", "$GUID", "FILENAME", "ORIGINAL FILENAME", "ORIGINALGUID",
+    "GUID", "$GUID", "FILENAME", "ORIGINAL FILENAME", "ORIGINALGUID", "$ORIGINALITY",
 })
 #: Keywords whose name contains one of these (case-insensitive) are dropped too:
 #: patient and sample identifiers, people, places and dates, whatever the vendor's spelling.
 DEIDENTIFY_PATTERNS = (
     "PATIENT", "SUBJECT", "DONOR", "SAMPLE ID", "SAMPLE_ID", "SAMPLEID", "SAMPLE NAME",
     "SPECIMEN", "NAME", "USER", "OPERATOR", "BIRTH", "DOB", "MRN", "DATE", "ADDRESS",
-    "PHONE", "EMAIL", "INSTITUT", "HOSPITAL", "COMMENT",
+    "PHONE", "EMAIL", "INSTITUT", "HOSPITAL", "COMMENT", "OWNER", "PHYSICIAN", "DOCTOR",
+    "CLINIC", "ACCESSION", "BARCODE", "REQUEST", "CASE", "WELL", "PLATE", "FILE", "NOTE",
 )
+#: Keywords describing the data layout; never dropped and never searched for dates.
+_LAYOUT = re.compile(r"^\$(P\d+[A-Z]+|PAR|TOT|MODE|DATATYPE|BYTEORD|NEXTDATA|BEGIN\w*|END\w*|"
+                     r"SPILLOVER|COMP|TIMESTEP|BTIM|ETIM|CYT|CYTSN|VOL|TR|ABRT|LOST)$|^SPILL$")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_YEAR = r"(?:19|20)\d\d"
+#: Dates that can be shifted (day-month-name-year as FCS writes $DATE; ISO year-month-day).
+_SHIFTABLE_DATE = re.compile(
+    rf"(?i)\b(?P<d>\d{{1,2}})(?P<s>[-/ ])(?P<m>{'|'.join(_MONTHS)})(?P=s)(?P<y>{_YEAR})\b"
+    rf"|\b(?P<iy>{_YEAR})-(?P<im>\d{{2}})-(?P<id>\d{{2}})\b")
+#: Dates whose day and month order is ambiguous: dropped, never guessed.
+_OTHER_DATE = re.compile(rf"\b\d{{1,2}}[/.]\d{{1,2}}[/.](?:{_YEAR}|\d\d)\b")
 
 
-def deidentify_keywords(keywords: dict[str, str]) -> dict[str, str]:
+def _identifying_name(key: str) -> bool:
+    k = key.strip().upper()
+    tokens = re.split(r"[^A-Z0-9]+", k)
+    return (k in DEIDENTIFY_KEYWORDS or any(p in k for p in DEIDENTIFY_PATTERNS)
+            or any(t == "ID" or (t.endswith("ID") and len(t) <= 6) for t in tokens if t))
+
+
+def identifying_values(keywords: dict[str, str]) -> dict[str, str]:
+    """The keywords ``deidentify_keywords`` drops for their name (with their values)."""
+    return {k: v for k, v in keywords.items()
+            if not _LAYOUT.match(k.strip().upper()) and _identifying_name(k)}
+
+
+def shift_dates(text: str, days: int) -> str:
+    """``text`` with every dd-MMM-yyyy and yyyy-mm-dd date moved by ``days``
+    (same format; impossible dates are left alone)."""
+    import datetime as dt
+
+    def moved(m):
+        try:
+            if m.group("iy"):
+                day = dt.date(int(m.group("iy")), int(m.group("im")), int(m.group("id")))
+                return (day + dt.timedelta(days=days)).isoformat()
+            month = _MONTHS.index(m.group("m").upper()) + 1
+            day = dt.date(int(m.group("y")), month, int(m.group("d"))) + dt.timedelta(days=days)
+        except ValueError:
+            return m.group(0)
+        name = _MONTHS[day.month - 1]
+        name = name if m.group("m").isupper() else name.capitalize() \
+            if m.group("m")[0].isupper() else name.lower()
+        return f"{day.day:02d}{m.group('s')}{name}{m.group('s')}{day.year}"
+
+    return _SHIFTABLE_DATE.sub(moved, text)
+
+
+def _contains(text: str, identifiers) -> bool:
+    low = text.casefold()
+    return any(i.casefold() in low for i in identifiers)
+
+
+def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None = None,
+                        identifiers=(), drop=()) -> dict[str, str]:
     """The keywords without patient and sample identifiers.
 
-    Drops every keyword in ``DEIDENTIFY_KEYWORDS`` ($SRC, $FIL, $OP, $INST,
-    $SMNO, $COM, $EXP, $PROJ, plate and well ids, $DATE, $LAST_MODIFIED,
-    $LAST_MODIFIER, GUIDs, file names) and every keyword whose name contains
-    one of ``DEIDENTIFY_PATTERNS`` (PATIENT ID, SAMPLE ID, EXPORT USER NAME,
-    TUBE NAME, any ...DATE...). Dates are removed, not shifted; times of day
-    ($BTIM, $ETIM) and instrument settings stay, as they identify no one.
+    Drops every keyword in ``DEIDENTIFY_KEYWORDS`` ($SRC, $CELLS, $FIL, $OP,
+    $INST, $SMNO, $COM, $EXP, $PROJ, plate and well ids, $DATE, $LAST_MODIFIED,
+    $LAST_MODIFIER, GUIDs, file names), every keyword whose name contains one of
+    ``DEIDENTIFY_PATTERNS`` (PATIENT ID, SAMPLE ID, EXPORT USER NAME, TUBE NAME,
+    any ...DATE...) or an ``ID`` word, the keywords named in ``drop``, and any
+    keyword whose value contains one of ``identifiers`` (ids or names known
+    from elsewhere, compared case-insensitively). Dates anywhere in the values
+    (an EXPORT TIME such as 16-JAN-2024-12:05:33 too) are removed with their
+    keyword or, when ``date_shift_days`` is given, moved by that many days
+    ($DATE and other dd-MMM-yyyy or yyyy-mm-dd dates; dates with an ambiguous
+    day/month order are always removed). Times of day ($BTIM, $ETIM), the data
+    layout and instrument settings stay, as they identify no one.
     """
+    drop = {d.strip().upper() for d in drop}
+    identifiers = [i for i in identifiers if len(str(i).strip()) >= 3]
     out = {}
     for key, value in keywords.items():
         k = key.strip().upper()
-        if k in DEIDENTIFY_KEYWORDS or any(p in k for p in DEIDENTIFY_PATTERNS):
+        if _LAYOUT.match(k):
+            out[key] = value
             continue
-        out[key] = value
+        text = str(value)
+        is_date_key = k in ("$DATE", "$LAST_MODIFIED") or "DATE" in k
+        if k in drop or (_identifying_name(k) and not (is_date_key and date_shift_days)):
+            continue
+        if identifiers and _contains(text, identifiers):
+            continue
+        if _OTHER_DATE.search(text):
+            continue
+        if _SHIFTABLE_DATE.search(text):
+            if not date_shift_days:
+                continue
+            text = shift_dates(text, date_shift_days)
+        elif is_date_key:
+            continue                      # a date keyword we cannot shift
+        out[key] = text
     return out
+
+
+def scrub_text(text: str, identifiers, replacement: str = "[removed]") -> str:
+    """``text`` with every occurrence of ``identifiers`` (case-insensitive,
+    longest first) replaced: for messages that may quote a path or an id."""
+    for ident in sorted({str(i) for i in identifiers if len(str(i).strip()) >= 3}, key=len,
+                        reverse=True):
+        text = re.sub(re.escape(ident), replacement, text, flags=re.IGNORECASE)
+    return text
+
+
+def deidentify_sample(sample, *, name: str, date_shift_days: int | None = None,
+                      identifiers=(), drop=()):
+    """A copy of ``sample`` that carries no identifier: keywords de-identified
+    (``deidentify_keywords``), the path replaced by ``<name>.fcs``, the raw
+    TEXT segment gone and the reader's warnings scrubbed of ``identifiers``
+    and the original path. Events are shared, not copied."""
+    from dataclasses import replace
+
+    identifiers = list(identifiers) + list(identifying_values(sample.keywords).values())
+    if sample.path is not None:
+        identifiers += [str(sample.path), sample.path.name, sample.path.stem]
+    keywords = deidentify_keywords(sample.keywords, date_shift_days=date_shift_days,
+                                   identifiers=identifiers, drop=drop)
+    return replace(sample, keywords=keywords, path=Path(f"{name}.fcs"), raw_text=None,
+                   warnings=[scrub_text(w, identifiers, name) for w in sample.warnings])
 
 
 # -- h5ad-safe values ----------------------------------------------------------------

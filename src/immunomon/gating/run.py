@@ -279,10 +279,12 @@ def plot_level(plots) -> str:
 
 def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                  plots: str | bool = "all", anndata: bool = True, gatingml: bool = True,
-                 deidentify: bool = False) -> Path:
-    """Write one sample's outputs into ``out_dir/<name>/`` (built beside it and
-    renamed into place when complete); returns that folder. ``plots``: see
-    ``plot_level``."""
+                 deidentify: bool = False, fcs=None, provenance: dict | None = None) -> Path:
+    """Write one sample's outputs into ``out_dir/<name>/`` (built beside it in a
+    ``.<name>.*.tmp`` folder and renamed into place when complete); returns that
+    folder. ``plots``: see ``plot_level``. ``fcs``: a ``Sample`` to export as
+    ``<name>.fcs`` too (written with its keywords as they are, so de-identify it
+    first if needed); ``provenance`` goes into ``summary.json``."""
     plots = plot_level(plots)
     final = Path(out_dir) / gating.name
     # The page links plots relative to itself, so the folder is built whole and moved.
@@ -304,6 +306,9 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             save_gatingml(concrete, work / "gates.xml")
             _atomic_frame(pd.DataFrame({"population": list(ids), "gatingml_id": list(ids.values())}),
                           work / "gates_ids.csv")
+        if fcs is not None:
+            from ..fcs import write_fcs
+            write_fcs(work / f"{gating.name}.fcs", fcs)
         plot_files = {}
         if plots != "none":
             from ..report.gate_plots import plot_all, plot_summary
@@ -315,12 +320,13 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             plot_files.update(plot_all(result, work / "plots"))   # boolean gates have none
         (work / "summary.json").write_text(json.dumps({
             "sample": gating.name, "status": gating.status,
-            "file": str(result.sample.path) if result.sample.path else None,
+            "file": str(result.sample.path) if result.sample.path and not deidentify else None,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
             "template": {"panel": template.panel, "version": template.version},
             "counting": gating.counting, "qc_flags": [str(f) for f in gating.qc_flags],
             "qc": [qc.as_flag(f).to_dict() for f in gating.qc_flags], "notes": gating.notes,
-            "warnings": gating.warnings}, indent=2, default=str))
+            "warnings": gating.warnings,
+            **({"provenance": provenance} if provenance else {})}, indent=2, default=str))
         from ..report.pages import sample_page
         hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
         sample_page(work / "index.html", sample_name=gating.name, hierarchy=hierarchy,
@@ -418,11 +424,64 @@ def _merged(general: CountingInputs | None, own: CountingInputs | None) -> Count
     return CountingInputs(*(getattr(own, c) or getattr(general, c) for c in COUNTING_COLUMNS))
 
 
+def gate_file(path, template: Template, out_dir, *, name: str,
+              counting: CountingInputs | None = None, overrides: dict | None = None,
+              plots: str | bool = "all", anndata: bool = True, exclude_anomalies: bool = True,
+              deidentify: bool = False, prepare=None, fcs: bool = False,
+              provenance: dict | None = None) -> tuple[dict, pd.DataFrame | None]:
+    """The per-file job of ``immunomon gate`` and ``immunomon batch``: read one
+    FCS file, gate it and write its folder ``out_dir/<name>/``.
+
+    Returns the file's row (sample, file, status, events, flags, page, message,
+    ``error``: "" or "input" for bad input or "internal" for a defect, and
+    ``seconds`` per step) and its population table (None when it failed). A
+    file that fails never raises. ``prepare(sample) -> sample`` runs right after
+    reading (the batch de-identifies there); ``fcs`` exports the prepared
+    sample as ``<name>.fcs`` beside the other outputs."""
+    import time
+
+    from ..fcs import read_fcs
+
+    path = Path(path)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step):
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    row = {"sample": name, "file": str(path), "status": "failed", "events": None,
+           "flags": [], "page": None, "message": "", "error": "", "seconds": seconds}
+    try:
+        sample = read_fcs(path)
+        if prepare is not None:
+            sample = prepare(sample)
+        lap("read")
+        gating = gate_sample(sample, template, name=name, counting=counting,
+                             overrides=overrides, exclude_anomalies=exclude_anomalies)
+        lap("gate")
+        folder = write_sample(gating, template, Path(out_dir), plots=plots, anndata=anndata,
+                              deidentify=deidentify, fcs=sample if fcs else None,
+                              provenance=provenance)
+        lap("write")
+    except ImmunomonError as exc:
+        return {**row, "message": _naming_file(path, exc), "error": "input"}, None
+    except Exception as exc:  # noqa: BLE001 - one file's failure must not stop a batch
+        return {**row, "error": "internal",
+                "message": f"{path}: internal error while gating "
+                           f"({type(exc).__name__}: {exc}); please report it"}, None
+    return {**row, "status": gating.status, "events": gating.events_total,
+            "flags": gating.flags_at("warning", "failure"),
+            "page": str(folder / "index.html")}, gating.table
+
+
 def gate_files(files, template: Template, out_dir, *, counting: CountingInputs | None = None,
                sample_info: dict[str, CountingInputs] | None = None,
                overrides: dict[str, dict] | None = None, plots: str | bool = "all",
                anndata: bool = True, exclude_anomalies: bool = True, deidentify: bool = False,
-               progress=None, wait: bool = True, on_wait=None) -> GateRun:
+               progress=None, wait: bool = True, on_wait=None, workers: int = 1) -> GateRun:
     """Gate many files into ``out_dir``; a file that fails is recorded and the others go on.
 
     ``sample_info`` and ``overrides`` are keyed by sample name (the file name
@@ -433,7 +492,9 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     are never mixed in: such a run stops before gating (``GatingError``). While it
     runs the folder is locked; a second run into it waits (``on_wait(holder)`` is
     called once) or, with ``wait=False``, stops with ``FolderInUseError``.
-    ``GateRun.samples`` and ``GateRun.table`` are this run's files only."""
+    ``GateRun.samples`` and ``GateRun.table`` are this run's files only.
+    ``workers`` > 1 gates that many files at a time in separate processes (rows
+    come back in the order the files were given)."""
     plots = plot_level(plots)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -442,50 +503,39 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
         rows, tables = _gate_each(files, template, out_dir, counting=counting,
                                   sample_info=sample_info, overrides=overrides, plots=plots,
                                   anndata=anndata, exclude_anomalies=exclude_anomalies,
-                                  deidentify=deidentify, progress=progress)
+                                  deidentify=deidentify, progress=progress,
+                                  workers=workers)
         write_combined(out_dir, template, rows)
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return GateRun(rows, table, out_dir)
 
 
 def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_info, overrides,
-               plots, anndata, exclude_anomalies, deidentify, progress
+               plots, anndata, exclude_anomalies, deidentify, progress, workers: int = 1
                ) -> tuple[list[dict], list[pd.DataFrame]]:
-    from ..fcs import read_fcs
-
-    rows, tables, used = [], [], set()
+    """``gate_file`` on every file (in ``workers`` processes when more than one)."""
+    jobs, used = [], set()
     for path in files:
         path = Path(path)
         name = safe_name(path.stem)
         while name in used:
             name += "_"
         used.add(name)
-        try:
-            sample = read_fcs(path)
-            own = (sample_info or {}).get(name)
-            gating = gate_sample(sample, template, name=name,
-                                 counting=_merged(counting, own),
-                                 overrides=(overrides or {}).get(name),
-                                 exclude_anomalies=exclude_anomalies)
-            folder = write_sample(gating, template, out_dir, plots=plots, anndata=anndata,
-                                  deidentify=deidentify)
-            tables.append(gating.table)
-            rows.append({"sample": name, "file": str(path), "status": gating.status,
-                         "events": gating.events_total,
-                         "flags": gating.flags_at("warning", "failure"),
-                         "page": str(folder / "index.html"), "message": ""})
-        except ImmunomonError as exc:
-            rows.append({"sample": name, "file": str(path), "status": "failed",
-                         "events": None, "flags": [], "page": None,
-                         "message": _naming_file(path, exc)})
-        except Exception as exc:  # noqa: BLE001 - one file's failure must not stop a batch
-            rows.append({"sample": name, "file": str(path), "status": "failed",
-                         "events": None, "flags": [], "page": None,
-                         "message": f"{path}: internal error while gating "
-                                    f"({type(exc).__name__}: {exc}); please report it"})
-        if progress is not None:
-            progress(rows[-1])
-    return rows, tables
+        jobs.append(dict(path=path, template=template, out_dir=out_dir, name=name,
+                         counting=_merged(counting, (sample_info or {}).get(name)),
+                         overrides=(overrides or {}).get(name), plots=plots, anndata=anndata,
+                         exclude_anomalies=exclude_anomalies, deidentify=deidentify))
+    if workers > 1 and len(jobs) > 1:
+        from ..batch.pool import map_jobs
+        outcomes = map_jobs(gate_file, jobs, workers=workers, progress=progress)
+    else:
+        outcomes = []
+        for job in jobs:
+            outcomes.append(gate_file(**job))
+            if progress is not None:
+                progress(outcomes[-1][0])
+    rows = [row for row, _ in outcomes]
+    return rows, [table for _, table in outcomes if table is not None]
 
 
 # ----------------------------------------------------------------------------- the folder

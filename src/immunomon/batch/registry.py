@@ -1,0 +1,278 @@
+"""The batch registry: one SQLite database per results folder, one row per input file.
+
+It is the single source of truth for what was done. Only the coordinating
+process writes it (workers return their results to it); ``batch status`` and
+``batch report`` may read it at any time, as SQLite's write-ahead log lets
+readers and the writer work at once. A file moves through the statuses
+
+    pending -> running -> done | failed | quarantined
+
+and turns ``done`` only in the same transaction that records its outputs,
+after the coordinator has checked that they exist.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ImmunomonError
+
+REGISTRY = "registry.sqlite"
+LOCK = ".batch.lock"
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed", "quarantined")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id               INTEGER PRIMARY KEY,
+    path             TEXT NOT NULL UNIQUE,   -- absolute path of the input file
+    relpath          TEXT NOT NULL,          -- relative to the inbox
+    sha256           TEXT,
+    size             INTEGER,
+    mtime_ns         INTEGER,
+    instrument       TEXT,
+    acquired         TEXT,                   -- ISO date or date-time, from $DATE and $BTIM
+    study            TEXT NOT NULL,
+    patient          TEXT,
+    sample           TEXT,
+    control          INTEGER NOT NULL DEFAULT 0,
+    alias            TEXT,                   -- the sample's name in the outputs
+    patient_alias    TEXT,                   -- the patient's name in the outputs
+    counting         TEXT,                   -- JSON: counting inputs from the manifest
+    identifiers      TEXT,                   -- JSON: names and ids kept out of outputs
+    status           TEXT NOT NULL CHECK (status IN
+                         ('pending', 'running', 'done', 'failed', 'quarantined')),
+    error            TEXT,
+    error_kind       TEXT,                   -- input, internal, worker
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    template         TEXT,
+    template_hash    TEXT,
+    settings_hash    TEXT,
+    software_version TEXT,
+    output           TEXT UNIQUE,            -- the sample folder, relative to the results
+    outputs          TEXT,                   -- JSON: every output file, relative
+    events           INTEGER,
+    qc_status        TEXT,                   -- ok or flagged
+    qc_flags         TEXT,                   -- JSON list
+    seconds          TEXT,                   -- JSON: hash, read, gate, write, total
+    peak_rss_mb      REAL,
+    worker           TEXT,
+    registered       TEXT NOT NULL,
+    started          TEXT,
+    finished         TEXT
+);
+CREATE INDEX IF NOT EXISTS files_status ON files(status);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
+CREATE TABLE IF NOT EXISTS populations (
+    file_id            INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    population         TEXT NOT NULL,
+    parent             TEXT,
+    count              INTEGER,
+    percent_of_parent  REAL,
+    cells_per_ul       REAL,
+    PRIMARY KEY (file_id, population)
+);
+"""
+
+
+class BatchError(ImmunomonError):
+    """A batch cannot run as asked (locked results, wrong settings, no registry)."""
+
+
+class BatchLocked(BatchError):
+    """Another batch process holds the results folder."""
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------- lock
+@contextmanager
+def results_lock(results, command: str = "immunomon batch"):
+    """Hold the results folder for this process, or raise ``BatchLocked``
+    naming the process that holds it. The lock (``flock`` on ``.batch.lock``)
+    goes with its process, so a killed batch never leaves a stale lock."""
+    import fcntl
+
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise BatchLocked(
+                f"{results}: another batch is using this results folder ({holder}); wait for "
+                "it to finish or stop it, then run again (two batches on one folder would "
+                "process files twice)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}: "
+                      f"{command}".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)                       # releases the lock
+
+
+# ----------------------------------------------------------------------------- registry
+class Registry:
+    """The registry of one results folder. Open it with ``Registry.open``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, results, *, create: bool = True, readonly: bool = False) -> "Registry":
+        path = Path(results) / REGISTRY
+        if not path.exists() and not create:
+            raise BatchError(f"{results}: no batch registry here ({REGISTRY}); run "
+                             "`immunomon batch run INBOX --out RESULTS` first")
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=30, isolation_level=None)
+            else:
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            if not readonly:
+                conn.executescript(_SCHEMA)
+            reg = cls(conn, path)
+            version = reg.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise BatchError(f"{path}: not a usable batch registry ({exc})") from None
+        if version is None and not readonly:
+            reg.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif version is not None and int(version) != SCHEMA_VERSION:
+            raise BatchError(f"{path}: registry schema {version}, this immunomon reads "
+                             f"{SCHEMA_VERSION}; use the immunomon version that wrote it")
+        return reg
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- rows ------------------------------------------------------------------
+    def get(self, path) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM files WHERE path = ?",
+                                 (str(path),)).fetchone()
+
+    def by_id(self, file_id: int) -> sqlite3.Row:
+        return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+
+    def rows(self, *statuses: str) -> list[sqlite3.Row]:
+        if statuses:
+            marks = ",".join("?" * len(statuses))
+            return self.conn.execute(f"SELECT * FROM files WHERE status IN ({marks}) "
+                                     "ORDER BY id", statuses).fetchall()
+        return self.conn.execute("SELECT * FROM files ORDER BY id").fetchall()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for status, n in self.conn.execute("SELECT status, count(*) FROM files GROUP BY status"):
+            out[status] = n
+        return out
+
+    def outputs_taken(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT output FROM files WHERE output "
+                                                "IS NOT NULL")}
+
+    def register(self, fields: dict) -> int:
+        """Insert a file as pending, or set an existing row (same path) back to
+        pending with new facts. Returns its id."""
+        fields = {**fields, "status": "pending", "error": None, "error_kind": None}
+        existing = self.get(fields["path"])
+        with self.transaction() as c:
+            if existing is None:
+                fields.setdefault("registered", now())
+                cols = ", ".join(fields)
+                c.execute(f"INSERT INTO files ({cols}) VALUES ({','.join('?' * len(fields))})",
+                          list(fields.values()))
+                return c.execute("SELECT id FROM files WHERE path = ?",
+                                 (fields["path"],)).fetchone()[0]
+            self._update(c, existing["id"], fields)
+            return existing["id"]
+
+    @staticmethod
+    def _update(c, file_id: int, fields: dict) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        c.execute(f"UPDATE files SET {sets} WHERE id = ?", [*fields.values(), file_id])
+
+    def update(self, file_id: int, **fields) -> None:
+        with self.transaction() as c:
+            self._update(c, file_id, fields)
+
+    def start(self, file_id: int, worker: str = "") -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE files SET status = 'running', attempts = attempts + 1, "
+                      "started = ?, worker = ? WHERE id = ?", (now(), worker, file_id))
+
+    def finish(self, file_id: int, fields: dict, populations=()) -> None:
+        """Mark a file done with its outputs and population rows, in one transaction."""
+        with self.transaction() as c:
+            self._update(c, file_id, {**fields, "status": "done", "error": None,
+                                      "error_kind": None, "finished": now()})
+            c.execute("DELETE FROM populations WHERE file_id = ?", (file_id,))
+            c.executemany("INSERT INTO populations VALUES (?, ?, ?, ?, ?, ?)",
+                          [(file_id, *p) for p in populations])
+
+    def fail(self, file_id: int, status: str, error: str, kind: str, **fields) -> None:
+        assert status in ("failed", "quarantined", "pending")
+        with self.transaction() as c:
+            self._update(c, file_id, {**fields, "status": status, "error": error,
+                                      "error_kind": kind, "finished": now()})
+            c.execute("DELETE FROM populations WHERE file_id = ?", (file_id,))
+
+    def requeue(self, *statuses: str, reset_attempts: bool = False) -> int:
+        marks = ",".join("?" * len(statuses))
+        extra = ", attempts = 0" if reset_attempts else ""
+        with self.transaction() as c:
+            cur = c.execute(f"UPDATE files SET status = 'pending'{extra} "
+                            f"WHERE status IN ({marks})", statuses)
+            return cur.rowcount
+
+    def populations(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM populations ORDER BY file_id").fetchall()
+
+
+def row_dict(row: sqlite3.Row) -> dict:
+    """A registry row as a plain dict, JSON columns decoded."""
+    out = dict(row)
+    for key in ("counting", "identifiers", "outputs", "qc_flags", "seconds"):
+        if out.get(key):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                pass
+    out["control"] = bool(out.get("control"))
+    return out

@@ -1,0 +1,635 @@
+"""The batch coordinator: register files, hand jobs to workers, record what became of them.
+
+Only this process writes the registry, and only while it holds the results
+folder's lock. A file is ``done`` only once its outputs exist; a file whose
+worker died is tried again up to ``max_attempts`` times; a file that cannot be
+read or gated is quarantined (linked into ``RESULTS/quarantine/``) and the
+batch goes on. Killed at any moment and run again, the batch adopts outputs
+that were complete, redoes what was interrupted and removes temporary
+folders, so every file ends processed once.
+
+Results layout::
+
+    RESULTS/registry.sqlite        the registry (one row per input file)
+    RESULTS/<study>/<sample>/      one folder per file, as `immunomon gate` writes it
+    RESULTS/<study>/populations.csv, .parquet, index.html   per-study tables
+    RESULTS/report.html            the batch QC report
+    RESULTS/quarantine/<study>/    links to files that failed, with the reason
+    RESULTS/private/               the de-identification key (0600), if any
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+from ..errors import ImmunomonError
+from .registry import BatchError, Registry, now, results_lock
+
+QUARANTINE = "quarantine"
+PRIVATE = "private"
+KEY_FILE = "deidentification-key.json"
+REPORT = "report.html"
+#: Top-level names in RESULTS that are not study folders.
+RESERVED = {QUARANTINE, PRIVATE, REPORT}
+
+
+@dataclass
+class BatchOptions:
+    """How to process a batch (the ``immunomon batch run`` options)."""
+
+    template: str = "post-transplant"
+    manifest: str | None = None
+    workers: int = 1
+    scheduler: str | None = None          # tcp://host:port of a Dask scheduler
+    cluster: str | None = None            # local:N, a Dask LocalCluster
+    deidentify: bool = False
+    date_shift: int | None = None         # shift dates by up to this many days per patient
+    key: str | None = None                # the key file (default RESULTS/private/...)
+    drop_keywords: tuple = ()
+    plots: bool = True
+    anndata: bool = True
+    export_fcs: bool = False
+    exclude_anomalies: bool = True
+    max_attempts: int = 3
+
+
+@dataclass
+class BatchSummary:
+    """What one ``batch run`` (or retry, or watch round) did."""
+
+    found: int = 0
+    done: int = 0                # processed in this run
+    skipped: int = 0             # already done with the same content and settings
+    failed: int = 0              # failed or quarantined in this run
+    quarantined: int = 0
+    retried: int = 0             # worker deaths survived
+    seconds: float = 0.0
+    report: str = ""
+    failures: list = field(default_factory=list)   # (path, error)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    @property
+    def files_per_minute(self) -> float:
+        return 60.0 * self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "files_per_minute": round(self.files_per_minute, 2)}
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def safe_folder(text: str) -> str:
+    from ..gating.run import safe_name
+
+    name = safe_name(text)
+    return f"{name}_" if name in RESERVED else name
+
+
+class Batch:
+    """A results folder opened for processing. Create it with ``open_batch``."""
+
+    def __init__(self, results: Path, options: BatchOptions, registry: Registry, *,
+                 progress=None, job=None):
+        from ..gating.template import load_template
+        from .. import __version__
+
+        self.results = results
+        self.options = options
+        self.registry = registry
+        self.progress = progress or (lambda event: None)
+        if job is None:
+            from .job import run_job as job
+        self.job = job
+        self.version = __version__
+        self.template = load_template(options.template)
+        source = Path(self.template.source) if self.template.source else None
+        text = source.read_bytes() if source is not None and source.is_file() else \
+            repr(self.template).encode()
+        self.template_name = str(options.template)
+        self.template_hash = hashlib.sha256(text).hexdigest()
+        self.pseudonyms = None
+        self._check_settings()
+        self.summary = BatchSummary()
+
+    # -- settings that bind a results folder ----------------------------------------
+    def _check_settings(self) -> None:
+        o, reg = self.options, self.registry
+        mode = "deidentified" if o.deidentify else "identified"
+        recorded = reg.get_meta("mode")
+        if recorded is not None and recorded != mode:
+            raise BatchError(
+                f"{self.results}: these results are {recorded}; a run "
+                f"{'with' if o.deidentify else 'without'} --deidentify would mix identified "
+                "and de-identified outputs. Use another results folder.")
+        shift = str(o.date_shift or 0)
+        if o.deidentify and reg.get_meta("date_shift") not in (None, shift):
+            raise BatchError(f"{self.results}: these results shift dates by up to "
+                             f"{reg.get_meta('date_shift')} days; --date-shift {shift} would "
+                             "give the same patients other dates. Use the same value.")
+        if o.deidentify:
+            from .deid import Pseudonymizer
+
+            key = Path(o.key) if o.key else self.results / PRIVATE / KEY_FILE
+            fingerprint = reg.get_meta("key_fingerprint")
+            if fingerprint is not None and not key.exists():
+                raise BatchError(f"{key}: the de-identification key of these results is "
+                                 "missing; restore it (without it the same patients would "
+                                 "get new pseudonyms)")
+            self.pseudonyms = Pseudonymizer(key, max_shift_days=o.date_shift or None)
+            if fingerprint is not None and fingerprint != self.pseudonyms.fingerprint:
+                raise BatchError(f"{key}: this is not the key these results were made with "
+                                 f"(fingerprint {self.pseudonyms.fingerprint}, expected "
+                                 f"{fingerprint})")
+            self.pseudonyms.save()
+            reg.set_meta("key_fingerprint", self.pseudonyms.fingerprint)
+            reg.set_meta("date_shift", shift)
+        reg.set_meta("mode", mode)
+
+    def settings_hash(self, counting: dict) -> str:
+        o = self.options
+        return _sha256_text(json.dumps({
+            "exclude_anomalies": o.exclude_anomalies, "plots": o.plots, "anndata": o.anndata,
+            "fcs": o.export_fcs, "deidentify": o.deidentify, "date_shift": o.date_shift,
+            "drop": sorted(o.drop_keywords), "counting": counting}, sort_keys=True))
+
+    # -- resume --------------------------------------------------------------------
+    def recover(self) -> int:
+        """After a crash: remove temporary outputs, adopt sample folders that
+        were complete, and queue again the files that were running."""
+        removed = 0
+        for tmp in self.results.rglob(".*.tmp"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed += 1
+        for row in self.registry.rows("running"):
+            if not self._adopt(row):
+                self.registry.update(row["id"], status="pending")
+        return removed
+
+    def _adopt(self, row) -> bool:
+        """A running file whose folder is complete and stamped with this very
+        input and these settings is recorded as done without gating it again."""
+        from .job import job_stamp, sha256_file
+
+        if not row["output"]:
+            return False
+        folder = self.results / row["output"]
+        try:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+            sha = sha256_file(row["path"])
+        except (OSError, ValueError):
+            return False
+        stamp = f"{row['template_hash']}:{row['settings_hash']}"
+        if summary.get("provenance", {}).get("job") != job_stamp(sha, stamp):
+            return False
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(folder / "populations.csv")
+        except (OSError, ValueError):
+            return False
+        populations = _population_rows(table)
+        outputs = sorted(str(p.relative_to(self.results)) for p in folder.rglob("*")
+                         if p.is_file())
+        self.registry.finish(row["id"], {
+            "sha256": sha, "events": summary.get("events"),
+            "qc_status": summary.get("status"), "qc_flags": json.dumps(summary.get("qc_flags", [])),
+            "outputs": json.dumps(outputs)}, populations)
+        return True
+
+    # -- registration ----------------------------------------------------------------
+    def current(self, path: Path, manifest=None):
+        """The registry row of ``path`` when it needs no work (done, failed or
+        quarantined with the same size, time, template and settings), else None."""
+        row = self.registry.get(path)
+        if row is None or row["status"] in ("pending", "running"):
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        own = manifest.lookup(path) if manifest is not None else None
+        settings = self.settings_hash(own.counting if own else {})
+        if row["template_hash"] == self.template_hash and row["settings_hash"] == settings \
+                and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            return row
+        return None
+
+    def register(self, paths, inbox, manifest=None) -> list[int]:
+        """Register files found in the inbox; returns the ids to process
+        (new, changed, or not finished), counting the others as skipped."""
+        from .inbox import describe
+
+        todo = []
+        for path in paths:
+            path = Path(path).resolve()
+            if not path.is_file():
+                continue                              # vanished since the scan
+            row = self.registry.get(path)
+            if row is not None and row["status"] in ("pending", "running"):
+                todo.append(row["id"])
+                continue
+            if self.current(path, manifest) is not None:
+                self.summary.skipped += 1
+                self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
+                continue
+            info = describe(path, inbox, manifest)
+            settings = self.settings_hash(info.counting)
+            same_settings = row is not None and row["template_hash"] == self.template_hash \
+                and row["settings_hash"] == settings
+            fields = {
+                "path": str(path), "relpath": info.relpath, "size": info.size,
+                "mtime_ns": info.mtime_ns, "instrument": info.instrument,
+                "acquired": info.acquired, "study": info.study, "patient": info.patient,
+                "sample": info.sample, "control": int(info.control),
+                "counting": json.dumps(info.counting, sort_keys=True),
+                "identifiers": json.dumps(info.identifiers),
+                "template": self.template_name, "template_hash": self.template_hash,
+                "settings_hash": settings, "software_version": self.version}
+            if row is None or not row["output"] or row["study"] != info.study or \
+                    row["patient"] != info.patient:
+                fields.update(self._names(info))
+            file_id = self.registry.register(fields)
+            self._known[file_id] = row["sha256"] if row is not None and same_settings and \
+                row["status"] == "done" else None
+            if info.error:
+                self._quarantine(file_id, info.error, "input")
+                continue
+            todo.append(file_id)
+        if self.pseudonyms is not None:
+            self.pseudonyms.save()
+        return todo
+
+    def _names(self, info) -> dict:
+        """The sample's folder (unique in the results) and its names in the outputs."""
+        study = safe_folder(info.study)
+        if self.pseudonyms is not None:
+            patient = self.pseudonyms.patient(info.study, info.patient)
+            sample = self.pseudonyms.sample(info.study, info.relpath)
+            alias = f"{patient}_{sample}" if patient else sample
+        else:
+            patient = info.patient
+            alias = safe_folder(info.sample_name)
+        taken = self.registry.outputs_taken()
+        output, n = f"{study}/{alias}", 1
+        while output in taken:
+            n += 1
+            output = f"{study}/{alias}_{n}"
+        return {"output": output, "alias": output.rsplit("/", 1)[1], "patient_alias": patient}
+
+    # -- processing ------------------------------------------------------------------
+    def _job(self, row):
+        from .job import Job
+
+        o = self.options
+        deid = None
+        if o.deidentify:
+            identifiers = json.loads(row["identifiers"] or "[]") + [
+                row["relpath"], row["patient"] or "", row["sample"] or ""]
+            deid = {"date_shift_days": self.pseudonyms.date_shift(row["study"],
+                                                                  row["patient"] or ""),
+                    "identifiers": [i for i in identifiers if i],
+                    "drop": tuple(o.drop_keywords)}
+        return Job(file_id=row["id"], path=row["path"], results=str(self.results),
+                   output=row["output"], template=self.template,
+                   counting=json.loads(row["counting"] or "{}"), plots=o.plots,
+                   anndata=o.anndata, fcs=o.export_fcs, exclude_anomalies=o.exclude_anomalies,
+                   deidentify=deid, known_sha256=self._known.get(row["id"]),
+                   stamp=f"{row['template_hash']}:{row['settings_hash']}")
+
+    def process(self, ids, executor, *, idle_timeout: float | None = None) -> None:
+        """Run the jobs of ``ids`` on ``executor`` until all are recorded."""
+        queue = deque(ids)
+        inflight: set[int] = set()
+        while queue or inflight:
+            while queue and len(inflight) < executor.capacity:
+                file_id = queue.popleft()
+                if file_id in inflight:
+                    continue
+                row = self.registry.by_id(file_id)
+                job = self._job(row)
+                self.registry.start(file_id)
+                worker = executor.submit(file_id, self.job, job)
+                if worker:
+                    self.registry.update(file_id, worker=worker)
+                inflight.add(file_id)
+                self.progress({"event": "started", "id": file_id, "path": row["path"]})
+            for outcome in executor.wait(idle_timeout):
+                inflight.discard(outcome.key)
+                if self._record(outcome):
+                    queue.appendleft(outcome.key)       # a worker died: try again first
+
+    def _record(self, outcome) -> bool:
+        """Record one outcome; True when the file should be tried again."""
+        from .pool import describe_death
+
+        file_id = outcome.key
+        row = self.registry.by_id(file_id)
+        if outcome.kind == "died":
+            why = (f"the worker process died while gating this file "
+                   f"({describe_death(outcome.value)})" if outcome.value is not None else
+                   "the worker process died while gating this file")
+            if row["attempts"] < self.options.max_attempts:
+                self.summary.retried += 1
+                self.registry.fail(file_id, "pending", why, "worker")
+                self.progress({"event": "retry", "id": file_id, "path": row["path"],
+                               "message": why})
+                return True
+            self._quarantine(file_id, f"{why}, {row['attempts']} times; it was not tried "
+                                      "again", "worker", worker=outcome.worker)
+            return False
+        if outcome.kind == "error":
+            last = str(outcome.value).strip().splitlines()[-1] if outcome.value else "?"
+            self._failed(file_id, f"{row['path']}: internal error ({last}); please report it",
+                         "internal", worker=outcome.worker)
+            return False
+        result = outcome.value
+        common = {"worker": result.get("worker", outcome.worker),
+                  "peak_rss_mb": result.get("peak_rss_mb")}
+        if "sha256" in result:
+            common.update(sha256=result["sha256"], size=result["size"])
+        status = result["status"]
+        if status == "unchanged":
+            self.registry.update(file_id, status="done", finished=now(),
+                                 mtime_ns=os.stat(row["path"]).st_mtime_ns, **common)
+            self.summary.skipped += 1
+            self.progress({"event": "skipped", "id": file_id, "path": row["path"]})
+            return False
+        if status == "failed":
+            common["seconds"] = json.dumps(result.get("seconds", {}))
+            if result.get("error") == "internal":
+                self._failed(file_id, result["message"], "internal", **common)
+            else:
+                self._quarantine(file_id, result["message"], "input", **common)
+            return False
+        missing = [p for p in result.get("outputs", []) if not (self.results / p).is_file()]
+        if missing or not result.get("outputs"):
+            self._failed(file_id, f"{row['path']}: outputs missing after gating "
+                                  f"({', '.join(missing[:3]) or 'none written'})", "internal",
+                         **common)
+            return False
+        self.registry.finish(file_id, {
+            **common, "events": result["events"], "qc_status": status,
+            "qc_flags": json.dumps(result["qc_flags"]), "outputs": json.dumps(result["outputs"]),
+            "seconds": json.dumps(result["seconds"])}, result.get("populations", []))
+        _unquarantine(self.results, row)
+        self.summary.done += 1
+        self.progress({"event": "done", "id": file_id, "path": row["path"],
+                       "alias": row["alias"], "status": status, "events": result["events"],
+                       "seconds": result["seconds"].get("total")})
+        return False
+
+    def _failed(self, file_id: int, error: str, kind: str, **fields) -> None:
+        row = self.registry.by_id(file_id)
+        self.registry.fail(file_id, "failed", error, kind, **fields)
+        self.summary.failed += 1
+        self.summary.failures.append((row["path"], error))
+        self.progress({"event": "failed", "id": file_id, "path": row["path"], "message": error})
+
+    def _quarantine(self, file_id: int, error: str, kind: str, **fields) -> None:
+        row = self.registry.by_id(file_id)
+        self.registry.fail(file_id, "quarantined", error, kind, **fields)
+        _link_into_quarantine(self.results, row, error)
+        self.summary.failed += 1
+        self.summary.quarantined += 1
+        self.summary.failures.append((row["path"], error))
+        self.progress({"event": "quarantined", "id": file_id, "path": row["path"],
+                       "message": error})
+
+    # -- after a run -------------------------------------------------------------------
+    def write_tables(self) -> None:
+        """Per study: the population yields of every done file, and an index page."""
+        from .tables import write_study_tables
+
+        write_study_tables(self.registry, self.results, deidentified=self.options.deidentify,
+                           pseudonyms=self.pseudonyms)
+
+
+def _population_rows(table) -> list[tuple]:
+    cols = ["population", "parent", "count", "percent_of_parent", "cells_per_ul"]
+    part = table.reindex(columns=cols)
+    out = []
+    for p, par, c, pct, ul in part.itertuples(index=False):
+        out.append((str(p), None if par != par or par is None else str(par),
+                    None if c != c else int(c), None if pct != pct else float(pct),
+                    None if ul != ul else float(ul)))
+    return out
+
+
+def _quarantine_path(results: Path, row) -> Path:
+    flat = row["relpath"].replace("/", "__")
+    return results / QUARANTINE / safe_folder(row["study"]) / flat
+
+
+def _link_into_quarantine(results: Path, row, error: str) -> None:
+    """A link to the failed input (a hard link keeps the bytes even if the inbox
+    is cleaned; a symbolic link across file systems) and the reason beside it."""
+    from ..atomic import write_text
+
+    link = _quarantine_path(results, row)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    try:
+        os.link(row["path"], link)
+    except OSError:
+        try:
+            os.symlink(row["path"], link)
+        except OSError:
+            pass
+    write_text(link.with_name(link.name + ".reason.txt"),
+               f"{row['path']}\n{now()}\n{error}\n")
+
+
+def _unquarantine(results: Path, row) -> None:
+    link = _quarantine_path(results, row)
+    link.unlink(missing_ok=True)
+    link.with_name(link.name + ".reason.txt").unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- entry points
+def make_executor(options: BatchOptions):
+    """Local worker processes, or a Dask cluster when asked for one."""
+    if options.scheduler and options.cluster:
+        raise BatchError("give --scheduler or --cluster, not both")
+    if options.scheduler or options.cluster:
+        from .dask import DaskExecutor, parse_cluster
+
+        n = parse_cluster(options.cluster) if options.cluster else None
+        return DaskExecutor(options.scheduler, local_workers=n)
+    from .pool import LocalPool
+
+    return LocalPool(max(1, int(options.workers)))
+
+
+class open_batch:
+    """``with open_batch(results, options) as batch:`` locks the results folder,
+    opens the registry and recovers from an interrupted run."""
+
+    def __init__(self, results, options: BatchOptions | None = None, *, progress=None,
+                 job=None, command: str = "immunomon batch run"):
+        self.results = Path(results)
+        self.options = options or BatchOptions()
+        self._kw = {"progress": progress, "job": job}
+        self._command = command
+
+    def __enter__(self) -> Batch:
+        self._lock = results_lock(self.results, self._command)
+        self._lock.__enter__()
+        try:
+            self.registry = Registry.open(self.results)
+            batch = Batch(self.results, self.options, self.registry, **self._kw)
+            batch._known = {}
+            batch.recover()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        self.batch = batch
+        return batch
+
+    def __exit__(self, *exc):
+        try:
+            # anything still marked running was interrupted: it runs again next time
+            if exc[0] is not None:
+                for row in self.registry.rows("running"):
+                    self.registry.update(row["id"], status="pending")
+            self.registry.close()
+        finally:
+            self._lock.__exit__(None, None, None)
+
+
+def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=None,
+              job=None, report: bool = True) -> BatchSummary:
+    """Process every FCS file under ``inbox`` into ``results``; see the module docstring."""
+    from .inbox import read_manifest, scan_inbox
+
+    options = options or BatchOptions()
+    started = time.monotonic()
+    files = scan_inbox(inbox)
+    manifest = read_manifest(options.manifest, inbox) if options.manifest else None
+    with open_batch(results, options, progress=progress, job=job) as batch:
+        batch.summary.found = len(files)
+        todo = batch.register(files, inbox, manifest)
+        _process(batch, todo)
+        batch.summary.seconds = round(time.monotonic() - started, 2)
+        batch.write_tables()
+        if report:
+            batch.summary.report = str(_report(batch))
+        return batch.summary
+
+
+def retry_batch(results, options: BatchOptions | None = None, *, failed: bool = False,
+                progress=None, job=None, report: bool = True) -> BatchSummary:
+    """Finish the registry's unfinished files (pending, interrupted) without
+    scanning the inbox; with ``failed``, failed and quarantined files too."""
+    results = Path(results)
+    Registry.open(results, create=False).close()
+    options = options or BatchOptions()
+    started = time.monotonic()
+    with open_batch(results, _recorded_options(results, options), progress=progress,
+                    job=job, command="immunomon batch retry") as batch:
+        if failed:
+            batch.registry.requeue("failed", "quarantined", reset_attempts=True)
+        todo = [r["id"] for r in batch.registry.rows("pending")]
+        for row in batch.registry.rows("pending"):
+            if not Path(row["path"]).is_file():
+                batch._quarantine(row["id"], f"{row['path']}: the file is gone from the "
+                                             "inbox", "input")
+                todo.remove(row["id"])
+        batch.summary.found = len(todo)
+        _process(batch, todo)
+        batch.summary.seconds = round(time.monotonic() - started, 2)
+        batch.write_tables()
+        if report:
+            batch.summary.report = str(_report(batch))
+        return batch.summary
+
+
+def _recorded_options(results: Path, options: BatchOptions) -> BatchOptions:
+    """Retry with the settings the results were made with (template, mode)."""
+    reg = Registry.open(results, create=False)
+    try:
+        recorded = reg.get_meta("options")
+    finally:
+        reg.close()
+    if recorded is None:
+        return options
+    data = json.loads(recorded)
+    keep = {k: getattr(options, k) for k in ("workers", "scheduler", "cluster", "max_attempts")}
+    data["drop_keywords"] = tuple(data.get("drop_keywords", ()))
+    return BatchOptions(**{**data, **keep})
+
+
+def _process(batch: Batch, todo) -> None:
+    o = batch.options
+    batch.registry.set_meta("options", json.dumps(
+        {k: v for k, v in asdict(o).items()
+         if k not in ("workers", "scheduler", "cluster", "max_attempts")}, default=list))
+    batch.progress({"event": "queued", "total": len(todo)})
+    if not todo:
+        return
+    with make_executor(o) as executor:
+        batch.process(todo, executor)
+
+
+def _report(batch: Batch) -> Path:
+    from .report import write_report
+
+    return write_report(batch.results)
+
+
+def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: float = 30.0,
+                marker: str | None = ".done", interval: float = 10.0, progress=None,
+                job=None, rounds: int | None = None) -> BatchSummary:
+    """Process uploads as they arrive until interrupted (or ``rounds`` polls).
+
+    A file is taken once it has stopped changing for ``settle`` seconds, or
+    as soon as its sidecar marker (``<file><marker>``) exists. The workers stay
+    up between polls; tables and the report are refreshed after each round
+    that processed something."""
+    from .inbox import Stability, read_manifest, scan_inbox
+
+    options = options or BatchOptions()
+    stability = Stability(settle, marker)
+    with open_batch(results, options, progress=progress, job=job,
+                    command="immunomon batch watch") as batch, \
+            make_executor(options) as executor:
+        n = 0
+        batch.registry.set_meta("options", json.dumps(
+            {k: v for k, v in asdict(options).items()
+             if k not in ("workers", "scheduler", "cluster", "max_attempts")}, default=list))
+        pending = [r["id"] for r in batch.registry.rows("pending")]
+        while rounds is None or n < rounds:
+            n += 1
+            manifest = read_manifest(options.manifest, inbox) if options.manifest else None
+            ready = [p for p in scan_inbox(inbox) if stability.ready(p)]
+            before = (batch.summary.done, batch.summary.failed)
+            todo = pending + batch.register(ready, inbox, manifest)
+            pending = []
+            for p in ready:
+                stability.forget(p)
+            if todo:
+                batch.process(todo, executor)
+            if (batch.summary.done, batch.summary.failed) != before:
+                batch.write_tables()
+                batch.summary.report = str(_report(batch))
+            if rounds is None or n < rounds:
+                time.sleep(interval)
+        return batch.summary
+
+
+__all__ = ["BatchOptions", "BatchSummary", "Batch", "open_batch", "run_batch", "retry_batch",
+           "watch_inbox", "make_executor", "ImmunomonError"]

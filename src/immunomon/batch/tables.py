@@ -1,0 +1,127 @@
+"""What the outputs may say about each file: the registry seen through de-identification.
+
+``public_rows`` turns registry rows into the rows that tables, index pages and
+the report show. In a de-identified batch they carry pseudonyms instead of
+names and ids, no paths, dates shifted per patient (or none at all), and
+error messages with every known identifier scrubbed out.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from .registry import Registry, row_dict
+
+
+def _shift(iso: str, days: int | None) -> str:
+    if not iso or days is None:
+        return ""
+    try:
+        moment = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return ""
+    moved = moment + _dt.timedelta(days=days)
+    return moved.date().isoformat() if len(iso) == 10 else moved.isoformat()
+
+
+def open_pseudonyms(results: Path, registry: Registry):
+    """The key of a de-identified results folder (None for an identified one)."""
+    if registry.get_meta("mode") != "deidentified":
+        return None
+    from .deid import Pseudonymizer
+    from .run import KEY_FILE, PRIVATE
+
+    options = json.loads(registry.get_meta("options") or "{}")
+    key = Path(options.get("key") or Path(results) / PRIVATE / KEY_FILE)
+    shift = int(registry.get_meta("date_shift") or 0)
+    return Pseudonymizer(key, max_shift_days=shift or None)
+
+
+def public_rows(registry: Registry, results: Path, pseudonyms=None) -> list[dict]:
+    """One dict per file: sample, study, patient, control, acquired, instrument,
+    status, events, qc_status, qc_flags, error, attempts, seconds, peak_rss_mb,
+    output, page (and file, sha256 when not de-identified)."""
+    from ..export import scrub_text
+
+    deid = registry.get_meta("mode") == "deidentified"
+    out = []
+    for row in registry.rows():
+        r = row_dict(row)
+        item = {k: r.get(k) for k in ("study", "control", "instrument", "status", "events",
+                                      "qc_status", "attempts", "peak_rss_mb", "output",
+                                      "error_kind", "worker", "finished")}
+        item["seconds"] = r.get("seconds") or {}
+        flags = r.get("qc_flags") or []
+        error = r.get("error") or ""
+        if deid:
+            alias = r.get("alias") or "sample"
+            ids = list(r.get("identifiers") or []) + [r["path"], r["relpath"],
+                                                      Path(r["path"]).name, Path(r["path"]).stem,
+                                                      r.get("patient") or "",
+                                                      r.get("sample") or ""]
+            days = pseudonyms.date_shift(r["study"], r.get("patient") or "") \
+                if pseudonyms is not None else None
+            item.update(sample=alias, patient=r.get("patient_alias") or "",
+                        acquired=_shift(r.get("acquired") or "", days),
+                        qc_flags=[scrub_text(f, ids, alias) for f in flags],
+                        error=scrub_text(error, ids, alias),
+                        worker="")
+        else:
+            item.update(sample=r.get("alias") or r.get("sample") or Path(r["path"]).stem,
+                        patient=r.get("patient") or "", acquired=r.get("acquired") or "",
+                        qc_flags=flags, error=error, file=r["path"], sha256=r.get("sha256"))
+        item["id"] = r["id"]
+        page = Path(results) / r["output"] / "index.html" if r.get("output") else None
+        item["page"] = str(page) if page is not None and r["status"] == "done" else None
+        out.append(item)
+    return out
+
+
+def population_frame(registry: Registry, rows: list[dict]):
+    """Long table: one row per done file and population, with the file's facts."""
+    import pandas as pd
+
+    pops = pd.DataFrame([dict(p) for p in registry.populations()],
+                        columns=["file_id", "population", "parent", "count",
+                                 "percent_of_parent", "cells_per_ul"])
+    columns = ["id", "output", "study", "sample", "patient", "control", "acquired",
+               "instrument", "events", "qc_status"]
+    facts = pd.DataFrame([{k: r.get(k) for k in columns} for r in rows
+                          if r["status"] == "done"], columns=columns)
+    table = facts.merge(pops, left_on="id", right_on="file_id", how="inner", sort=False)
+    return table.drop(columns=["id", "file_id"])
+
+
+def write_study_tables(registry: Registry, results, *, deidentified: bool = False,
+                       pseudonyms=None) -> list[Path]:
+    """Per study folder: ``populations.csv``/``.parquet`` (one row per done
+    file and population) and ``index.html`` (every file, failures with their
+    reason). Returns the study folders written."""
+    from ..atomic import atomic_path
+    from ..report.pages import index_page
+    from .run import safe_folder
+
+    results = Path(results)
+    rows = public_rows(registry, results, pseudonyms)
+    table = population_frame(registry, rows)
+    if deidentified and not (pseudonyms is not None and pseudonyms.max_shift_days):
+        table = table.drop(columns=["acquired"])
+    written = []
+    for study in sorted({r["study"] for r in rows}):
+        folder = results / safe_folder(study)
+        folder.mkdir(parents=True, exist_ok=True)
+        part = table[table["study"] == study].drop(columns=["study", "output"])
+        if len(part):
+            with atomic_path(folder / "populations.csv") as tmp:
+                part.to_csv(tmp, index=False)
+            with atomic_path(folder / "populations.parquet") as tmp:
+                part.to_parquet(tmp, index=False)
+        index_page(folder / "index.html", [
+            {"sample": r["sample"], "status": r["qc_status"] if r["status"] == "done"
+             else r["status"], "events": r["events"], "flags": r["qc_flags"],
+             "page": r["page"], "message": r["error"]}
+            for r in rows if r["study"] == study], title=f"immunomon batch: {study}")
+        written.append(folder)
+    return written
