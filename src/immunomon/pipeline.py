@@ -7,7 +7,11 @@ changed since its last complete run is skipped; the state lives in
 ``<out>/.pipeline.json``, written atomically after each stage.  Each stage builds
 its outputs in a temporary folder and moves them into place only when it
 completes, so a stage that fails leaves the earlier results as they were and the
-run stops there with an :class:`~immunomon.ImmunomonError`.  See
+run stops there with an :class:`~immunomon.ImmunomonError`.  The gate stage is
+the exception: it writes into ``<out>/gate`` file by file through the batch
+registry (``immunomon.batch``), so a run that was killed resumes where it
+stopped instead of gating every file again.  One run at a time holds ``<out>``
+(a second one stops with a message naming the first).  See
 ``docs/pipelines.md`` for the file format.
 """
 
@@ -56,7 +60,7 @@ _REFERENCES = {"donor": str, "recipient": str}
 _STAGE_KEYS = {
     "gate": {"plots": (bool, str), "anndata": bool, "exclude_anomalies": bool,
              "on_file_error": str, "beads_per_test": (int, float),
-             "volume_ul": (int, float)},
+             "volume_ul": (int, float), "workers": int},
     "chimerism": {"quantity": str, "stutter": str, "stutter_ratio": (int, float),
                   "forward_stutter_ratio": (int, float),
                   "size_tolerance": (int, float), "lod": (int, float),
@@ -422,33 +426,59 @@ def _gate_inputs(study: Study) -> tuple[list[Path], dict]:
     return files, {"files": _hashes(files + [tpath]), "template": template}
 
 
-def _gate(study: Study, settings: dict, work: Path, progress) -> dict:
-    from .gating.run import CountingInputs, gate_files
-    from .gating.template import load_template
+def _gate(study: Study, settings: dict, work: Path, progress, force: bool = False) -> dict:
+    """Gate the study's FCS files into ``work`` (the gate folder itself) with the
+    batch registry, so a run that was killed resumes file by file."""
+    import pandas as pd
+
+    from .batch.run import BatchOptions, make_executor, open_batch
+    from .gating.run import _atomic_frame
     from .progress import file_line
+    from .report.pages import index_page
 
     files, _ = _gate_inputs(study)
-    template = load_template(study.inputs["template"])
-    counting = CountingInputs(settings.get("beads_per_test"), settings.get("volume_ul"))
-    done, last = [0], [time.perf_counter()]
+    counting = {k: float(settings[k]) for k in ("beads_per_test", "volume_ul") if k in settings}
+    options = BatchOptions(template=study.inputs["template"], plots=settings.get("plots", False),
+                           anndata=settings.get("anndata", False),
+                           exclude_anomalies=settings.get("exclude_anomalies", True),
+                           workers=settings.get("workers", 1), counting=counting, flat=True)
+    done = [0]
 
-    def step(row):
-        now = time.perf_counter()
-        done[0] += 1
-        progress("gate", file_line(row["sample"], row["status"], row.get("events"),
-                                   now - last[0], index=done[0], total=len(files)))
-        last[0] = now
+    def step(event):
+        if event["event"] in ("done", "failed", "quarantined", "skipped"):
+            done[0] += 1
+            progress("gate", file_line(Path(event["path"]).stem,
+                                       event.get("status", event["event"]), event.get("events"),
+                                       event.get("seconds"), index=done[0], total=len(files),
+                                       message=event.get("message")))
 
-    run = gate_files(files, template, work, counting=counting,
-                     plots=settings.get("plots", False), anndata=settings.get("anndata", False),
-                     exclude_anomalies=settings.get("exclude_anomalies", True), progress=step)
-    failed = [r for r in run.samples if r["status"] == "failed"]
+    with open_batch(work, options, progress=step, command="immunomon run (gate)") as batch:
+        batch.forget_except(files)
+        todo = batch.register(files, study.inputs["fcs"], force=force)
+        if todo:
+            with make_executor(options) as executor:
+                batch.process(todo, executor)
+        rows = {r["path"]: r for r in batch.registry.rows()}
+    rows = [rows[str(Path(f).resolve())] for f in files if str(Path(f).resolve()) in rows]
+    ok = [r for r in rows if r["status"] == "done"]
+    failed = [r for r in rows if r["status"] != "done"]
+    tables = [pd.read_csv(work / r["output"] / "populations.csv") for r in ok]
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+        _atomic_frame(table, work / "populations.csv")
+        _atomic_frame(table, work / "populations.parquet")
+    index_page(work / "index.html", [
+        {"sample": r["alias"] or Path(r["path"]).stem, "status": r["qc_status"] if
+         r["status"] == "done" else "failed", "events": r["events"],
+         "flags": json.loads(r["qc_flags"] or "[]"), "message": r["error"] or "",
+         "page": str(work / r["output"] / "index.html") if r["status"] == "done" else None}
+        for r in rows], title=f"immunomon gate: {study.name}")
     if failed and (settings.get("on_file_error", "stop") == "stop" or len(failed) == len(files)):
         first = failed[0]
         raise PipelineError(f"{len(failed)} of {len(files)} FCS files could not be gated; "
-                            f"first: {first['file']}: {first['message']} (set "
+                            f"first: {first['path']}: {first['error']} (set "
                             "stages.gate.on_file_error: continue to go on without them)")
-    return {"samples": len(files) - len(failed), "failed": [r["file"] for r in failed]}
+    return {"samples": len(ok), "failed": [r["path"] for r in failed]}
 
 
 def _chimerism_groups(study: Study) -> dict:
@@ -638,7 +668,17 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, on_wait=lambda holder: progress(
             "pipeline", f"waiting: another immunomon run is writing into {out} ({holder})")):
+        _remove_temporaries(out)
         return _run_stages(study, out, force, progress)
+
+
+def _remove_temporaries(out: Path) -> None:
+    """What a killed run left: stage folders built under temporary names."""
+    for tmp in [*out.glob(".*.tmp"), *out.glob(".*.old")]:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def _run_stages(study: Study, out: Path, force: bool, progress) -> PipelineRun:
@@ -664,19 +704,26 @@ def _run_stages(study: Study, out: Path, force: bool, progress) -> PipelineRun:
             continue
         progress(name, "running")
         started = time.monotonic()
-        work = temporary_dir(out, prefix=f".{name}.")
+        if name == "gate":                       # in place: its registry resumes file by file
+            work = final
+            work.mkdir(exist_ok=True)
+        else:
+            work = temporary_dir(out, prefix=f".{name}.")
         try:
             if name == "cohort":
                 work.rmdir()                     # _cohort creates it
-            details = _RUNNERS[name](study, settings, work, progress)
+            details = (_gate(study, settings, work, progress, force) if name == "gate" else
+                       _RUNNERS[name](study, settings, work, progress))
         except ImmunomonError as exc:
-            shutil.rmtree(work, ignore_errors=True)
+            if work != final:
+                shutil.rmtree(work, ignore_errors=True)
             state["stages"].pop(name, None)
             _write_state(out, state)
             raise _stage_error(name, exc, out) from None
         except Exception as exc:
             # a defect rather than bad input: still stop cleanly, naming the stage
-            shutil.rmtree(work, ignore_errors=True)
+            if work != final:
+                shutil.rmtree(work, ignore_errors=True)
             state["stages"].pop(name, None)
             _write_state(out, state)
             raise PipelineError(
@@ -684,9 +731,11 @@ def _run_stages(study: Study, out: Path, force: bool, progress) -> PipelineRun:
                 f"Earlier stages' results are kept in {out}; please report this with the "
                 "input that caused it.") from exc
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            if work != final:
+                shutil.rmtree(work, ignore_errors=True)
             raise
-        replace_path(work, final)
+        if work != final:
+            replace_path(work, final)
         seconds = time.monotonic() - started
         state["stages"][name] = {
             "fingerprint": prints[name], "details": details, "immunomon": _version(),

@@ -256,16 +256,20 @@ def describe(path, inbox, manifest: Manifest | None = None) -> FileInfo:
 
 # ----------------------------------------------------------------------------- watch
 class Stability:
-    """Decides when an upload is complete: its size and modification time have
-    not changed for ``settle`` seconds, or a sidecar marker (``<file><suffix>``,
-    e.g. ``tube.fcs.done``) exists."""
+    """Decides when an upload is complete: a sidecar marker (``<file><suffix>``,
+    e.g. ``tube.fcs.done``) exists, or the file was last modified ``settle``
+    seconds ago or more, or its size and modification time have not changed
+    while this watcher looked at it for ``settle`` seconds (for file systems
+    whose clocks disagree with ours)."""
 
-    def __init__(self, settle: float = 30.0, marker: str | None = ".done", clock=None):
+    def __init__(self, settle: float = 30.0, marker: str | None = ".done", clock=None,
+                 wall_clock=None):
         import time
 
         self.settle = settle
         self.marker = marker
         self._clock = clock or time.monotonic
+        self._wall = wall_clock or time.time
         self._seen: dict[Path, tuple[int, int, float]] = {}
 
     def ready(self, path: Path) -> bool:
@@ -277,6 +281,8 @@ class Stability:
         except OSError:
             self._seen.pop(path, None)
             return False
+        if self._wall() - st.st_mtime_ns / 1e9 >= self.settle:
+            return True
         now = self._clock()
         state = (st.st_size, st.st_mtime_ns)
         last = self._seen.get(path)

@@ -112,8 +112,8 @@ def results_lock(results, command: str = "immunomon batch"):
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
             raise BatchLocked(
-                f"{results}: another batch is using this results folder ({holder}); wait for "
-                "it to finish or stop it, then run again (two batches on one folder would "
+                f"{results}: in use by another immunomon process ({holder}); wait for it to "
+                "finish or stop it, then run again (two runs on one results folder would "
                 "process files twice)") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}: "

@@ -37,7 +37,8 @@ PRIVATE = "private"
 KEY_FILE = "deidentification-key.json"
 REPORT = "report.html"
 #: Top-level names in RESULTS that are not study folders.
-RESERVED = {QUARANTINE, PRIVATE, REPORT}
+RESERVED = {QUARANTINE, PRIVATE, REPORT, "index.html", "populations.csv",
+            "populations.parquet", "registry.sqlite"}
 
 
 @dataclass
@@ -58,6 +59,8 @@ class BatchOptions:
     export_fcs: bool = False
     exclude_anomalies: bool = True
     max_attempts: int = 3
+    counting: dict = field(default_factory=dict)   # counting inputs for every file
+    flat: bool = False                    # sample folders directly in RESULTS (no study level)
 
 
 @dataclass
@@ -229,9 +232,10 @@ class Batch:
             return row
         return None
 
-    def register(self, paths, inbox, manifest=None) -> list[int]:
+    def register(self, paths, inbox, manifest=None, *, force: bool = False) -> list[int]:
         """Register files found in the inbox; returns the ids to process
-        (new, changed, or not finished), counting the others as skipped."""
+        (new, changed, or not finished; with ``force``, all), counting the
+        others as skipped."""
         from .inbox import describe
 
         todo = []
@@ -243,11 +247,12 @@ class Batch:
             if row is not None and row["status"] in ("pending", "running"):
                 todo.append(row["id"])
                 continue
-            if self.current(path, manifest) is not None:
+            if not force and self.current(path, manifest) is not None:
                 self.summary.skipped += 1
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
             info = describe(path, inbox, manifest)
+            info.counting = {**self.options.counting, **info.counting}
             settings = self.settings_hash(info.counting)
             same_settings = row is not None and row["template_hash"] == self.template_hash \
                 and row["settings_hash"] == settings
@@ -265,7 +270,7 @@ class Batch:
                 fields.update(self._names(info))
             file_id = self.registry.register(fields)
             self._known[file_id] = row["sha256"] if row is not None and same_settings and \
-                row["status"] == "done" else None
+                row["status"] == "done" and not force else None
             if info.error:
                 self._quarantine(file_id, info.error, "input")
                 continue
@@ -285,11 +290,28 @@ class Batch:
             patient = info.patient
             alias = safe_folder(info.sample_name)
         taken = self.registry.outputs_taken()
-        output, n = f"{study}/{alias}", 1
-        while output in taken:
+        base = alias if self.options.flat else f"{study}/{alias}"
+        output, n = base, 1
+        while output in taken or output in RESERVED:
             n += 1
-            output = f"{study}/{alias}_{n}"
-        return {"output": output, "alias": output.rsplit("/", 1)[1], "patient_alias": patient}
+            output = f"{base}_{n}"
+        return {"output": output, "alias": output.rsplit("/", 1)[-1], "patient_alias": patient}
+
+    def forget_except(self, paths) -> int:
+        """Remove the rows, outputs and quarantine links of files not in ``paths``
+        (a study pipeline's gate folder mirrors its current inputs)."""
+        keep = {str(Path(p).resolve()) for p in paths}
+        gone = 0
+        for row in self.registry.rows():
+            if row["path"] in keep:
+                continue
+            if row["output"]:
+                shutil.rmtree(self.results / row["output"], ignore_errors=True)
+            _unquarantine(self.results, row)
+            with self.registry.transaction() as c:
+                c.execute("DELETE FROM files WHERE id = ?", (row["id"],))
+            gone += 1
+        return gone
 
     # -- processing ------------------------------------------------------------------
     def _job(self, row):
@@ -313,7 +335,7 @@ class Batch:
 
     def process(self, ids, executor, *, idle_timeout: float | None = None) -> None:
         """Run the jobs of ``ids`` on ``executor`` until all are recorded."""
-        queue = deque(ids)
+        queue = deque(dict.fromkeys(ids))
         inflight: set[int] = set()
         while queue or inflight:
             while queue and len(inflight) < executor.capacity:
@@ -363,8 +385,9 @@ class Batch:
         if "sha256" in result:
             common.update(sha256=result["sha256"], size=result["size"])
         status = result["status"]
-        if status == "unchanged":
+        if status == "unchanged":                  # touched, not changed: nothing was redone
             self.registry.update(file_id, status="done", finished=now(),
+                                 attempts=max(row["attempts"] - 1, 0),
                                  mtime_ns=os.stat(row["path"]).st_mtime_ns, **common)
             self.summary.skipped += 1
             self.progress({"event": "skipped", "id": file_id, "path": row["path"]})
@@ -512,8 +535,14 @@ class open_batch:
 
 
 def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=None,
-              job=None, report: bool = True) -> BatchSummary:
-    """Process every FCS file under ``inbox`` into ``results``; see the module docstring."""
+              job=None, report: bool = True, executor=None) -> BatchSummary:
+    """Process every FCS file under ``inbox`` into ``results``; see the module docstring.
+
+    ``progress(event)`` receives a dict per step (``event``: queued, started,
+    done, skipped, retry, failed, quarantined). ``executor``: a ``LocalPool``
+    or ``DaskExecutor`` to use (and leave open) instead of one made from the
+    options; ``job`` replaces the per-file job (it must be importable by the
+    workers)."""
     from .inbox import read_manifest, scan_inbox
 
     options = options or BatchOptions()
@@ -523,7 +552,7 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
     with open_batch(results, options, progress=progress, job=job) as batch:
         batch.summary.found = len(files)
         todo = batch.register(files, inbox, manifest)
-        _process(batch, todo)
+        _process(batch, todo, executor)
         batch.summary.seconds = round(time.monotonic() - started, 2)
         batch.write_tables()
         if report:
@@ -570,18 +599,25 @@ def _recorded_options(results: Path, options: BatchOptions) -> BatchOptions:
     data = json.loads(recorded)
     keep = {k: getattr(options, k) for k in ("workers", "scheduler", "cluster", "max_attempts")}
     data["drop_keywords"] = tuple(data.get("drop_keywords", ()))
+    data = {k: v for k, v in data.items() if k in BatchOptions.__dataclass_fields__}
     return BatchOptions(**{**data, **keep})
 
 
-def _process(batch: Batch, todo) -> None:
-    o = batch.options
+def _remember_options(batch: Batch) -> None:
     batch.registry.set_meta("options", json.dumps(
-        {k: v for k, v in asdict(o).items()
+        {k: v for k, v in asdict(batch.options).items()
          if k not in ("workers", "scheduler", "cluster", "max_attempts")}, default=list))
+
+
+def _process(batch: Batch, todo, executor=None) -> None:
+    _remember_options(batch)
     batch.progress({"event": "queued", "total": len(todo)})
     if not todo:
         return
-    with make_executor(o) as executor:
+    if executor is not None:
+        batch.process(todo, executor)
+        return
+    with make_executor(batch.options) as executor:
         batch.process(todo, executor)
 
 
@@ -608,20 +644,18 @@ def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: 
                     command="immunomon batch watch") as batch, \
             make_executor(options) as executor:
         n = 0
-        batch.registry.set_meta("options", json.dumps(
-            {k: v for k, v in asdict(options).items()
-             if k not in ("workers", "scheduler", "cluster", "max_attempts")}, default=list))
+        _remember_options(batch)
         pending = [r["id"] for r in batch.registry.rows("pending")]
         while rounds is None or n < rounds:
             n += 1
             manifest = read_manifest(options.manifest, inbox) if options.manifest else None
-            ready = [p for p in scan_inbox(inbox) if stability.ready(p)]
+            ready = [p for p in scan_inbox(inbox) if batch.current(p.resolve(), manifest)
+                     is None and stability.ready(p)]
             before = (batch.summary.done, batch.summary.failed)
             todo = pending + batch.register(ready, inbox, manifest)
             pending = []
-            for p in ready:
-                stability.forget(p)
             if todo:
+                batch.progress({"event": "queued", "total": len(todo)})
                 batch.process(todo, executor)
             if (batch.summary.done, batch.summary.failed) != before:
                 batch.write_tables()

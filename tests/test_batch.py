@@ -1,0 +1,451 @@
+"""`immunomon batch`: registry, skip and redo, quarantine, lock, kill and resume, worker deaths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import batch_helpers
+from batch_helpers import (EVENTS, make_inbox, process_alive, registry_rows, wait_for,
+                           write_sample)
+from immunomon.batch.inbox import Stability, parse_fcs_date, read_manifest
+from immunomon.batch.registry import BatchLocked, results_lock
+from immunomon.batch.run import BatchOptions, retry_batch, run_batch
+from immunomon.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(plots=False, anndata=False)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def by_rel(results) -> dict[str, dict]:
+    return {r["relpath"]: r for r in registry_rows(results)}
+
+
+def no_temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    sims = make_inbox(root / "inbox")
+    events = []
+    summary = run_batch(root / "inbox", root / "results", BatchOptions(workers=2, **FAST),
+                        progress=events.append)
+    return root, sims, summary, events
+
+
+def test_registry_records_every_file(first_run):
+    root, sims, summary, _ = first_run
+    rows = by_rel(root / "results")
+    assert set(rows) == {*sims, "StudyB/truncated.fcs", "StudyB/notes.fcs"}
+    assert summary.found == 8 and summary.done == 6 and summary.failed == 2
+    for rel, sim in sims.items():
+        r = rows[rel]
+        assert r["status"] == "done" and r["attempts"] == 1
+        assert r["sha256"] == sha256(root / "inbox" / rel)
+        assert r["size"] == (root / "inbox" / rel).stat().st_size
+        assert r["events"] == EVENTS
+        assert r["instrument"] == sim.sample.keywords["$CYT"]
+        assert r["software_version"] and r["template"] == "post-transplant"
+        assert len(r["template_hash"]) == 64
+        assert r["study"] == rel.split("/")[0]
+        assert bool(r["control"]) == rel.startswith("StudyA/QC")
+        outputs = json.loads(r["outputs"])
+        assert all((root / "results" / o).is_file() for o in outputs)
+        assert f"{r['output']}/populations.csv" in outputs
+    assert rows["StudyA/P02_M1.fcs"]["acquired"] == "2024-03-02T09:30:00"
+    assert rows["StudyA/P02_M1.fcs"]["patient"] == "UPN002"
+    assert rows["StudyA/QC_1.fcs"]["patient"] == ""
+
+
+def test_population_yields_come_back_to_the_registry(first_run):
+    root, sims, _, _ = first_run
+    import sqlite3
+    conn = sqlite3.connect(root / "results" / "registry.sqlite")
+    pops = pd.read_sql("SELECT f.relpath, f.output, p.* FROM populations p JOIN files f "
+                       "ON f.id = p.file_id", conn)
+    conn.close()
+    for rel, sim in sims.items():
+        mine = pops[pops["relpath"] == rel].set_index("population")
+        folder = root / "results" / mine["output"].iloc[0]
+        table = pd.read_csv(folder / "populations.csv").set_index("population")
+        assert (mine["count"] == table.loc[mine.index, "count"]).all()
+        # the simulator's truth: gated lymphocytes within 10% of the true number
+        truth = int(sim.mask("Lymphocytes").sum())
+        assert abs(mine.loc["Lymphocytes", "count"] - truth) <= 0.1 * truth
+    study = pd.read_csv(root / "results" / "StudyA" / "populations.csv")
+    assert set(study["sample"]) == {"P01_M1", "P02_M1", "P03_M1", "QC_1", "QC_2"}
+    assert study.loc[study["sample"] == "QC_1", "control"].all()
+
+
+def test_bad_files_are_quarantined_and_the_batch_goes_on(first_run):
+    root, _, summary, events = first_run
+    rows = by_rel(root / "results")
+    for name in ("truncated.fcs", "notes.fcs"):
+        r = rows[f"StudyB/{name}"]
+        assert r["status"] == "quarantined" and r["error_kind"] == "input"
+        assert name in r["error"]
+        link = root / "results" / "quarantine" / "StudyB" / f"StudyB__{name}"
+        assert os.path.samefile(link, root / "inbox" / "StudyB" / name)
+        reason = link.with_name(link.name + ".reason.txt").read_text()
+        assert r["error"] in reason
+    assert "truncat" in rows["StudyB/truncated.fcs"]["error"] or \
+        "shorter" in rows["StudyB/truncated.fcs"]["error"]
+    assert {e["event"] for e in events} >= {"queued", "started", "done", "quarantined"}
+    assert not summary.ok
+    assert len(summary.failures) == 2
+
+
+def test_second_run_skips_and_changed_inputs_run_again(tmp_path):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "a.fcs", seed=1)
+    write_sample(inbox / "b.fcs", seed=2)
+    (inbox / "notes.fcs").write_bytes(b"not FCS")
+    one = FAST | {"workers": 1}
+    first = run_batch(inbox, results, BatchOptions(**one))
+    assert first.done == 2 and first.quarantined == 1
+    before = by_rel(results)
+    again = run_batch(inbox, results, BatchOptions(**one))
+    assert again.done == 0 and again.skipped == 3 and again.failed == 0
+    assert by_rel(results)["a.fcs"]["finished"] == before["a.fcs"]["finished"]
+
+    # touched but unchanged: hashed again, not gated again
+    os.utime(inbox / "a.fcs")
+    touched = run_batch(inbox, results, BatchOptions(**one))
+    assert touched.done == 0 and touched.skipped == 3
+    assert by_rel(results)["a.fcs"]["attempts"] == 1
+
+    # a changed file is processed again, and only it; a fixed file leaves the quarantine
+    write_sample(inbox / "a.fcs", seed=77)
+    write_sample(inbox / "notes.fcs", seed=5)
+    changed = run_batch(inbox, results, BatchOptions(**one))
+    assert changed.done == 2 and changed.skipped == 1
+    rows = by_rel(results)
+    assert rows["a.fcs"]["sha256"] == sha256(inbox / "a.fcs") != before["a.fcs"]["sha256"]
+    assert rows["notes.fcs"]["status"] == "done"
+    assert not (results / "quarantine" / "default" / "notes.fcs").exists()
+
+    # a changed template runs everything again, into the same folders
+    template = tmp_path / "panel.yaml"
+    template.write_text((REPO / "gating" / "post-transplant.yaml").read_text()
+                        + "\n# reviewed\n")
+    redo = run_batch(inbox, results, BatchOptions(template=str(template), **one))
+    assert redo.done == 3
+    rows = by_rel(results)
+    assert {r["template_hash"] for r in rows.values()} == {sha256(template)}
+    assert sorted(r["output"] for r in rows.values()) == ["default/a", "default/b",
+                                                          "default/notes"]
+    assert no_temporaries(results) == []
+
+
+def test_manifest_gives_ids_and_counting_inputs(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "tube1.fcs", seed=1)
+    write_sample(inbox / "tube2.fcs", seed=2)
+    (tmp_path / "m.csv").write_text(
+        "file,study,patient_id,sample,control,beads_per_test,visit\n"
+        "inbox/tube1.fcs,GVM-01,P07,P07-M3,no,40000,M3\n"
+        "tube2.fcs,GVM-01,,QC-lot4,yes,,\n")
+    summary = run_batch(inbox, tmp_path / "res", BatchOptions(manifest=str(tmp_path / "m.csv"),
+                                                              **FAST))
+    assert summary.done == 2
+    rows = by_rel(tmp_path / "res")
+    assert rows["tube1.fcs"]["study"] == "GVM-01" and rows["tube1.fcs"]["patient"] == "P07"
+    assert rows["tube1.fcs"]["output"] == "GVM-01/P07-M3"
+    assert rows["tube2.fcs"]["control"] == 1 and rows["tube2.fcs"]["output"] == "GVM-01/QC-lot4"
+    assert json.loads(rows["tube1.fcs"]["counting"]) == {"beads_per_test": 40000.0}
+    # 40,000 beads per test instead of the file's 50,000: every absolute count scales by 0.8
+    own = pd.read_csv(tmp_path / "res" / "GVM-01" / "P07-M3" / "populations.csv")
+    sim = write_sample(tmp_path / "again.fcs", seed=1)
+    beads = int(sim.mask("Beads").sum())
+    row = own.set_index("population").loc["Lymphocytes"]
+    expected = row["count"] / own.set_index("population").loc["Beads", "count"] * 40000 / 50
+    assert row["cells_per_ul"] == pytest.approx(expected, rel=1e-9)
+    assert abs(own.set_index("population").loc["Beads", "count"] - beads) <= 0.05 * beads
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name,study\na.fcs,X\n", "needs a 'file' column"),
+    ("file,control\na.fcs,maybe\n", "line 2, column control"),
+    ("file,volume_ul\na.fcs,-3\n", "line 2, column volume_ul"),
+    ("file\na.fcs\na.fcs\n", "listed twice"),
+])
+def test_manifest_errors_name_line_and_column(tmp_path, text, message):
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(Exception) as err:
+        read_manifest(tmp_path / "m.csv")
+    assert message in str(err.value) and "m.csv" in str(err.value)
+
+
+def test_fcs_dates():
+    assert parse_fcs_date("05-MAR-2024", "13:04:59") == "2024-03-05T13:04:59"
+    assert parse_fcs_date("2024-03-05") == "2024-03-05"
+    assert parse_fcs_date("05-Mar-24") == "2024-03-05"
+    assert parse_fcs_date("31-FEB-2024") == "" and parse_fcs_date(None) == ""
+
+
+def test_stability_waits_for_a_quiet_file_or_its_marker(tmp_path):
+    clock = [0.0]
+    wall = [2e9]                                    # files look freshly written
+    watch = Stability(settle=5, marker=".done", clock=lambda: clock[0],
+                      wall_clock=lambda: wall[0])
+    f = tmp_path / "up.fcs"
+    f.write_bytes(b"x" * 10)
+    os.utime(f, ns=(int(wall[0] * 1e9), int(wall[0] * 1e9)))
+    assert not watch.ready(f)
+    clock[0] = 4
+    assert not watch.ready(f)
+    f.write_bytes(b"x" * 20)                        # still growing
+    os.utime(f, ns=(int(wall[0] * 1e9), int(wall[0] * 1e9) + 1))
+    clock[0] = 6
+    assert not watch.ready(f)
+    clock[0] = 10
+    assert not watch.ready(f)
+    clock[0] = 11.5
+    assert watch.ready(f)
+    g = tmp_path / "other.fcs"
+    g.write_bytes(b"y")
+    os.utime(g, ns=(int(wall[0] * 1e9), int(wall[0] * 1e9)))
+    assert not watch.ready(g)
+    (tmp_path / "other.fcs.done").write_text("")
+    assert watch.ready(g)
+    old = tmp_path / "old.fcs"
+    old.write_bytes(b"z")
+    os.utime(old, ns=(int((wall[0] - 60) * 1e9),) * 2)
+    assert watch.ready(old)                         # written a minute ago
+
+
+# ----------------------------------------------------------------------------- lock
+def test_two_batches_on_one_results_folder(tmp_path):
+    inbox = tmp_path / "inbox"
+    for i in range(4):
+        write_sample(inbox / f"s{i}.fcs", seed=i)
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "immunomon", "batch", "run", str(inbox), "--out",
+           str(results), "--no-plots", "--no-anndata"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(r["status"] == "running" for r in registry_rows(results))
+                 or first.poll() is not None)
+        assert first.poll() is None, "the first batch ended before the second started"
+        second = subprocess.run(cmd, capture_output=True, text=True)
+        assert second.returncode == 2
+        assert "in use by another immunomon process" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        out, err = first.communicate()
+    assert first.returncode == 0, err
+    rows = registry_rows(results)
+    assert len(rows) == 4 and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+    assert len([p for p in results.iterdir() if p.is_dir()]) == 1      # one study folder
+
+
+def test_lock_is_released_by_a_killed_holder(tmp_path):
+    results = tmp_path / "results"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from immunomon.batch.registry import "
+                               "results_lock\nwith results_lock(sys.argv[1]):\n"
+                               "    print('held', flush=True); time.sleep(600)",
+                               str(results)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(BatchLocked):
+        with results_lock(results):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with results_lock(results) as path:
+        assert f"pid {os.getpid()}" in path.read_text()
+
+
+# ----------------------------------------------------------------------------- kill and resume
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out |= {int(t) for t in text}
+    return out
+
+
+def test_sigkill_mid_run_then_resume_processes_every_file_once(tmp_path):
+    inbox = tmp_path / "inbox"
+    names = [f"P{i:02d}.fcs" for i in range(6)]
+    for i, name in enumerate(names):
+        write_sample(inbox / name, seed=i)
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "immunomon", "batch", "run", str(inbox), "--out",
+           str(results), "--workers", "2", "--no-plots"]
+    killed_while_running = 0
+    for kill_after in (1, 3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: sum(r["status"] == "done" for r in registry_rows(results))
+                 >= kill_after or proc.poll() is not None)
+        assert proc.poll() is None, "the batch finished before it could be killed"
+        workers = _children(proc.pid)
+        running = [r for r in registry_rows(results) if r["status"] == "running"]
+        killed_while_running += len(running)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert workers, "no worker processes were seen"
+        wait_for(lambda: not any(process_alive(w) for w in workers))
+    assert killed_while_running > 0
+    done_before = {r["relpath"]: r["finished"] for r in registry_rows(results)
+                   if r["status"] == "done"}
+
+    final = subprocess.run(cmd, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    rows = registry_rows(results)
+    assert sorted(r["relpath"] for r in rows) == sorted(names)
+    assert all(r["status"] == "done" for r in rows)
+    for r in rows:
+        if r["relpath"] in done_before:                  # finished before a kill: kept as is
+            assert r["finished"] == done_before[r["relpath"]]
+    # every output listed exists, is complete, and there is nothing else
+    listed = set()
+    for r in rows:
+        outputs = json.loads(r["outputs"])
+        listed |= set(outputs)
+        folder = results / r["output"]
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["events"] == EVENTS == r["events"]
+        table = pd.read_csv(folder / "populations.csv")
+        assert len(table) > 10 and table["count"].notna().all()
+        adata = anndata.read_h5ad(folder / f"{folder.name}.h5ad")
+        assert adata.n_obs == EVENTS
+        assert pd.read_parquet(folder / "populations.parquet")["count"].tolist() == \
+            table["count"].tolist()
+    samples = {p for p in (results / "default").iterdir() if p.is_dir()}
+    assert {p.name for p in samples} == {Path(n).stem for n in names}
+    on_disk = {str(p.relative_to(results)) for s in samples for p in s.rglob("*") if p.is_file()}
+    assert on_disk == listed
+    assert no_temporaries(results) == []
+    # the same numbers as gating each file once, in this process
+    from immunomon.gating.run import gate_file
+    from immunomon.gating.template import load_template
+
+    template = load_template("post-transplant")
+    for name in names:
+        stem = Path(name).stem
+        _, table = gate_file(inbox / name, template, tmp_path / "clean", name=stem,
+                             plots=False, anndata=False)
+        got = pd.read_csv(results / "default" / stem / "populations.csv")
+        pd.testing.assert_frame_equal(got[["population", "count", "cells_per_ul"]],
+                                      table[["population", "count", "cells_per_ul"]],
+                                      check_dtype=False)
+
+
+# ----------------------------------------------------------------------------- worker deaths
+def test_a_worker_that_dies_is_replaced_and_its_file_retried(tmp_path):
+    inbox = tmp_path / "inbox"
+    for name, seed in (("a.fcs", 1), ("flaky.fcs", 2), ("poison.fcs", 3), ("b.fcs", 4)):
+        write_sample(inbox / name, seed=seed)
+    events = []
+    summary = run_batch(inbox, tmp_path / "res", BatchOptions(workers=2, max_attempts=2, **FAST),
+                        job=batch_helpers.die_on_poison, progress=events.append)
+    rows = by_rel(tmp_path / "res")
+    assert rows["poison.fcs"]["status"] == "quarantined"
+    assert rows["poison.fcs"]["attempts"] == 2 and rows["poison.fcs"]["error_kind"] == "worker"
+    assert "worker process died" in rows["poison.fcs"]["error"]
+    assert "exit code 7" in rows["poison.fcs"]["error"]
+    assert all(rows[n]["status"] == "done" for n in ("a.fcs", "flaky.fcs", "b.fcs"))
+    assert summary.retried == 1 and summary.done == 3 and summary.quarantined == 1
+
+    again = run_batch(inbox, tmp_path / "res2", BatchOptions(workers=2, **FAST),
+                      job=batch_helpers.die_once)
+    rows = by_rel(tmp_path / "res2")
+    assert again.retried == 1 and again.done == 4
+    assert rows["flaky.fcs"]["status"] == "done" and rows["flaky.fcs"]["attempts"] == 2
+    assert rows["a.fcs"]["attempts"] == 1
+
+
+def test_retry_failed_and_status(first_run, tmp_path):
+    root, _, _, _ = first_run
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    runner = CliRunner()
+    status = runner.invoke(main, ["batch", "status", str(results), "--json"])
+    assert status.exit_code == 0
+    doc = json.loads(status.output)
+    assert doc["counts"]["done"] == 6 and doc["counts"]["quarantined"] == 2
+    text = runner.invoke(main, ["batch", "status", str(results)])
+    assert "quarantined: 2" in text.output and "StudyB/notes.fcs" in text.output
+    # fix the broken upload in place, then retry the failed files from the registry alone
+    write_sample(root / "inbox" / "StudyB" / "notes.fcs", seed=11)
+    try:
+        summary = retry_batch(results, BatchOptions(workers=1), failed=True)
+        rows = by_rel(results)
+        assert rows["StudyB/notes.fcs"]["status"] == "done"
+        assert rows["StudyB/truncated.fcs"]["status"] == "quarantined"
+        assert summary.done == 1 and summary.failed == 1
+        # the settings the results were made with: no AnnData, no plots
+        folder = results / rows["StudyB/notes.fcs"]["output"]
+        assert not list(folder.glob("*.h5ad")) and not (folder / "plots").exists()
+        res = runner.invoke(main, ["batch", "retry", str(results)])
+        assert res.exit_code == 0 and "0 processed" in res.output
+    finally:
+        (root / "inbox" / "StudyB" / "notes.fcs").write_bytes(b"this is a text file, not FCS\n")
+
+
+def test_cli_run_summary_and_exit_code(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "one.fcs", seed=1)
+    (inbox / "bad.fcs").write_bytes(b"FCS3.1    nope")
+    res = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run", str(inbox),
+                          "-o", str(tmp_path / "r"), "--no-plots", "--no-anndata", "--json"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["done"] == 1 and doc["failed"] == 1 and doc["quarantined"] == 1
+    assert "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run", str(inbox),
+                          "-o", str(tmp_path / "r"), "--no-plots", "--no-anndata"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0                        # nothing failed in this run
+    assert "0 processed, 2 skipped" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run",
+                          str(tmp_path / "nowhere"), "-o", str(tmp_path / "r2")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "the inbox is not a folder" in res.stderr
+
+
+def test_results_modes_do_not_mix(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "one.fcs", seed=1)
+    run_batch(inbox, tmp_path / "r", BatchOptions(**FAST))
+    with pytest.raises(Exception) as err:
+        run_batch(inbox, tmp_path / "r", BatchOptions(deidentify=True, **FAST))
+    assert "identified" in str(err.value) and "another results folder" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- gate --workers
+def test_gate_workers_gives_the_serial_results(tmp_path):
+    files = [REPO / "fixtures" / f for f in ("pbmc_01.fcs", "pbmc_02_shifted.fcs",
+                                              "pbmc_03_clog.fcs")]
+    bad = tmp_path / "bad.fcs"
+    bad.write_bytes(b"FCS3.1    nope")
+    runner = CliRunner()
+    serial = runner.invoke(main, ["gate", *map(str, files), str(bad), "-o",
+                                  str(tmp_path / "s"), "--no-plots", "--no-anndata"])
+    parallel = subprocess.run([sys.executable, "-m", "immunomon", "gate", *map(str, files),
+                               str(bad), "-o", str(tmp_path / "p"), "--no-plots",
+                               "--no-anndata", "--workers", "2"], capture_output=True, text=True)
+    assert serial.exit_code == parallel.returncode == 1
+    assert "bad.fcs" in parallel.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s" / "populations.csv"),
+                                  pd.read_csv(tmp_path / "p" / "populations.csv"))
