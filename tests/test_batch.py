@@ -435,8 +435,9 @@ def test_results_modes_do_not_mix(tmp_path):
 
 # ----------------------------------------------------------------------------- gate --workers
 def test_gate_workers_gives_the_serial_results(tmp_path):
-    files = [REPO / "fixtures" / f for f in ("pbmc_01.fcs", "pbmc_02_shifted.fcs",
-                                              "pbmc_03_clog.fcs")]
+    files = [tmp_path / f"s{i}.fcs" for i in range(3)]
+    for i, f in enumerate(files):
+        write_sample(f, seed=i)
     bad = tmp_path / "bad.fcs"
     bad.write_bytes(b"FCS3.1    nope")
     runner = CliRunner()
@@ -449,3 +450,46 @@ def test_gate_workers_gives_the_serial_results(tmp_path):
     assert "bad.fcs" in parallel.stderr
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s" / "populations.csv"),
                                   pd.read_csv(tmp_path / "p" / "populations.csv"))
+
+
+# ----------------------------------------------------------------------------- study pipeline
+GATE_ONLY = """study: killed
+out: results
+inputs:
+  fcs: fcs
+  template: post-transplant
+stages:
+  gate: {plots: false, anndata: false}
+"""
+
+
+def test_pipeline_gate_stage_resumes_file_by_file_after_sigkill(tmp_path):
+    names = [f"P{i:02d}_M1.fcs" for i in range(6)]
+    for i, name in enumerate(names):
+        write_sample(tmp_path / "fcs" / name, seed=i)
+    (tmp_path / "s.yaml").write_text(GATE_ONLY)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "immunomon", "run", str(tmp_path / "s.yaml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: sum(r["status"] == "done" for r in registry_rows(out / "gate")) >= 2
+             or proc.poll() is not None)
+    assert proc.poll() is None, "the pipeline finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = {r["output"]: (out / "gate" / r["output"] / "summary.json").stat().st_mtime_ns
+            for r in registry_rows(out / "gate") if r["status"] == "done"}
+    assert len(kept) >= 2
+
+    res = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert [s["status"] for s in json.loads(res.stdout)["stages"]] == ["ran"]
+    rows = registry_rows(out / "gate")
+    assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
+    for output, mtime in kept.items():            # gated before the kill: not gated again
+        assert (out / "gate" / output / "summary.json").stat().st_mtime_ns == mtime
+    assert [p for p in out.iterdir() if p.name.startswith(".gate.")] == []
+    assert no_temporaries(out) == []
+    table = pd.read_csv(out / "gate" / "populations.csv")
+    assert sorted(table["sample"].unique()) == sorted(Path(n).stem for n in names)
+    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
+    assert [s["status"] for s in json.loads(again.stdout)["stages"]] == ["skipped"]
