@@ -17,9 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from ..errors import ImmunomonError
@@ -32,20 +30,12 @@ class DeidentificationKeyError(ImmunomonError):
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` so that only its owner can read it, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    os.chmod(path, 0o600)
+    """Write ``text`` so that only its owner can read it (0600 in a 0700 folder)."""
+    from ..atomic import write_text
+
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    write_text(path, text, private=True)
 
 
 class Pseudonymizer:

@@ -240,7 +240,7 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
             else:
                 cells.append(f"<td>{_num(value)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    file_table = (f'<div class="scroll"><table><thead><tr>'
+    file_table = ('<div class="scroll"><table><thead><tr>'
                   + "".join(f'<th class="t">{esc(h)}</th>' if i < 6 else f"<th>{esc(h)}</th>"
                             for i, h in enumerate(head))
                   + f"</tr></thead><tbody>{''.join(lines)}</tbody></table></div>"

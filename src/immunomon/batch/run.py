@@ -172,7 +172,7 @@ class Batch:
         """After a crash: remove temporary outputs, adopt sample folders that
         were complete, and queue again the files that were running."""
         removed = 0
-        for tmp in self.results.rglob(".*.tmp"):
+        for tmp in [*self.results.rglob(".*.tmp"), *self.results.rglob(".*.old")]:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
