@@ -455,6 +455,7 @@ def gate_file(path, template: Template, out_dir, *, name: str,
     row = {"sample": name, "file": str(path), "status": "failed", "events": None,
            "flags": [], "page": None, "message": "", "error": "", "seconds": seconds}
     try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         sample = read_fcs(path)
         if prepare is not None:
             sample = prepare(sample)
