@@ -70,17 +70,33 @@ _SHIFTABLE_DATE = re.compile(
 _OTHER_DATE = re.compile(rf"\b\d{{1,2}}[/.]\d{{1,2}}[/.](?:{_YEAR}|\d\d)\b")
 
 
+_ID_WORDS = frozenset({"ID", "IDS", "GUID", "UUID", "UID", "PID", "SID"})
+
+
 def _identifying_name(key: str) -> bool:
     k = key.strip().upper()
-    tokens = re.split(r"[^A-Z0-9]+", k)
     return (k in DEIDENTIFY_KEYWORDS or any(p in k for p in DEIDENTIFY_PATTERNS)
-            or any(t == "ID" or (t.endswith("ID") and len(t) <= 6) for t in tokens if t))
+            or any(t in _ID_WORDS for t in re.split(r"[^A-Z0-9]+", k)))
 
 
 def identifying_values(keywords: dict[str, str]) -> dict[str, str]:
     """The keywords ``deidentify_keywords`` drops for their name (with their values)."""
     return {k: v for k, v in keywords.items()
             if not _LAYOUT.match(k.strip().upper()) and _identifying_name(k)}
+
+
+def identifiers_from(values) -> list[str]:
+    """Strings to keep out of outputs, from identifying values: each value, and
+    each capitalised word of 4 letters or more in it ("Dr. Heinrich Obermeyer"
+    gives "Heinrich" and "Obermeyer"), so a name is caught when it turns up
+    alone in some other keyword or message."""
+    out = set()
+    for value in values:
+        text = str(value).strip()
+        if len(text) >= 3:
+            out.add(text)
+        out.update(w for w in re.findall(r"[A-Za-z]{4,}", text) if w[0].isupper())
+    return sorted(out, key=lambda t: (-len(t), t))
 
 
 def shift_dates(text: str, days: int) -> str:
@@ -120,7 +136,8 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
     ``DEIDENTIFY_PATTERNS`` (PATIENT ID, SAMPLE ID, EXPORT USER NAME, TUBE NAME,
     any ...DATE...) or an ``ID`` word, the keywords named in ``drop``, and any
     keyword whose value contains one of ``identifiers`` (ids or names known
-    from elsewhere, compared case-insensitively). Dates anywhere in the values
+    from elsewhere) or a value or name dropped above (``identifiers_from``;
+    compared case-insensitively). Dates anywhere in the values
     (an EXPORT TIME such as 16-JAN-2024-12:05:33 too) are removed with their
     keyword or, when ``date_shift_days`` is given, moved by that many days
     ($DATE and other dd-MMM-yyyy or yyyy-mm-dd dates; dates with an ambiguous
@@ -128,7 +145,18 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
     layout and instrument settings stay, as they identify no one.
     """
     drop = {d.strip().upper() for d in drop}
-    identifiers = [i for i in identifiers if len(str(i).strip()) >= 3]
+
+    def is_date_key(k: str) -> bool:
+        return "DATE" in k or k == "$LAST_MODIFIED"
+
+    def by_name(k: str) -> bool:
+        """Dropped for its name (a date keyword is kept to be shifted, when shifting)."""
+        return k in drop or (_identifying_name(k) and not (is_date_key(k) and date_shift_days))
+
+    named = [v for k, v in keywords.items()
+             if not _LAYOUT.match(k.strip().upper()) and by_name(k.strip().upper())]
+    identifiers = [i for i in [*identifiers, *identifiers_from(named)]
+                   if len(str(i).strip()) >= 3]
     out = {}
     for key, value in keywords.items():
         k = key.strip().upper()
@@ -136,21 +164,23 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
             out[key] = value
             continue
         text = str(value)
-        is_date_key = k in ("$DATE", "$LAST_MODIFIED") or "DATE" in k
-        if k in drop or (_identifying_name(k) and not (is_date_key and date_shift_days)):
-            continue
-        if identifiers and _contains(text, identifiers):
-            continue
-        if _OTHER_DATE.search(text):
+        if by_name(k) or _OTHER_DATE.search(text):
             continue
         if _SHIFTABLE_DATE.search(text):
             if not date_shift_days:
                 continue
             text = shift_dates(text, date_shift_days)
-        elif is_date_key:
+        elif is_date_key(k):
             continue                      # a date keyword we cannot shift
+        if identifiers and _contains(text, identifiers):
+            continue
         out[key] = text
     return out
+
+
+class DeidentifiedKeywords(dict):
+    """Keywords that ``deidentify_sample`` already cleaned (perhaps with shifted
+    dates), so later de-identification keeps them as they are."""
 
 
 def scrub_text(text: str, identifiers, replacement: str = "[removed]") -> str:
@@ -170,12 +200,14 @@ def deidentify_sample(sample, *, name: str, date_shift_days: int | None = None,
     and the original path. Events are shared, not copied."""
     from dataclasses import replace
 
-    identifiers = list(identifiers) + list(identifying_values(sample.keywords).values())
+    identifiers = list(identifiers) + identifiers_from(identifying_values(sample.keywords)
+                                                       .values())
     if sample.path is not None:
         identifiers += [str(sample.path), sample.path.name, sample.path.stem]
     keywords = deidentify_keywords(sample.keywords, date_shift_days=date_shift_days,
                                    identifiers=identifiers, drop=drop)
-    return replace(sample, keywords=keywords, path=Path(f"{name}.fcs"), raw_text=None,
+    return replace(sample, keywords=DeidentifiedKeywords(keywords), path=Path(f"{name}.fcs"),
+                   raw_text=None,
                    warnings=[scrub_text(w, identifiers, name) for w in sample.warnings])
 
 
@@ -376,7 +408,9 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     for k, pid in enumerate(pops):
         membership[:, k] = result.mask(pid)
 
-    keywords = deidentify_keywords(sample.keywords) if deidentify else dict(sample.keywords)
+    keywords = dict(sample.keywords)
+    if deidentify and not isinstance(sample.keywords, DeidentifiedKeywords):
+        keywords = deidentify_keywords(keywords)
     gates = {k: _plain(gate_to_dict(g, values))
              for k, g in zip(_unique_keys(result.gates), result.gates.values())}
     uns = {

@@ -456,7 +456,7 @@ def _gate(study: Study, settings: dict, work: Path, progress, force: bool = Fals
         batch.forget_except(files)
         todo = batch.register(files, study.inputs["fcs"], force=force)
         if todo:
-            with make_executor(options) as executor:
+            with make_executor(options, len(todo)) as executor:
                 batch.process(todo, executor)
         rows = {r["path"]: r for r in batch.registry.rows()}
     rows = [rows[str(Path(f).resolve())] for f in files if str(Path(f).resolve()) in rows]

@@ -210,7 +210,7 @@ def _keyword(keywords: dict, names) -> str:
 def describe(path, inbox, manifest: Manifest | None = None) -> FileInfo:
     """Registration facts for one file; ``error`` is set (and nothing raised)
     when its HEADER or TEXT cannot be read."""
-    from ..export import identifying_values
+    from ..export import identifiers_from, identifying_values
     from ..fcs import read_fcs_metadata
 
     path = Path(path).resolve()
@@ -248,7 +248,7 @@ def describe(path, inbox, manifest: Manifest | None = None) -> FileInfo:
     # the values of identifying keywords. De-identified outputs never contain them.
     names = [info.patient, row.sample if row else "", path.stem, path.name]
     names += [p for p in rel.parts[1:-1]]            # sub-folders below the study folder
-    names += [str(v) for v in identifying_values(keywords).values()]
+    names += identifiers_from(identifying_values(keywords).values())
     info.identifiers = sorted({n.strip() for n in names if len(n.strip()) >= 3}, key=len,
                               reverse=True)
     return info

@@ -26,6 +26,8 @@ from .registry import Registry
 from .tables import open_pseudonyms, population_frame, public_rows
 
 OUTLIER_Z = 3.5
+YIELD_FLOOR = 0.5          # percentage points: the least spread a yield is judged against
+EVENTS_FLOOR = 0.05        # of the median event count
 #: Populations charted when none are named: the references and their children.
 REFERENCE_POPULATIONS = ("Leukocytes", "Lymphocytes")
 BASELINE_RUNS = 20
@@ -51,17 +53,19 @@ figcaption{font-size:.8em;color:#555;padding:.2em .4em}
 
 
 # ----------------------------------------------------------------------------- statistics
-def robust_z(values) -> np.ndarray:
-    """Modified z-score 0.6745 (x - median) / MAD (Iglewicz and Hoaglin);
-    0 where the MAD is 0 and NaN stays NaN."""
+def robust_z(values, floor: float = 0.0) -> np.ndarray:
+    """Modified z-score 0.6745 (x - median) / max(MAD, floor) (Iglewicz and
+    Hoaglin). The floor keeps a batch whose values are nearly all equal from
+    flagging tiny differences; with a MAD and floor of 0 every z is 0. NaN
+    stays NaN."""
     x = np.asarray(values, dtype=np.float64)
     if not np.isfinite(x).any():
         return np.full_like(x, np.nan)
     med = np.nanmedian(x)
-    mad = np.nanmedian(np.abs(x - med))
-    if not mad > 0:
+    scale = max(float(np.nanmedian(np.abs(x - med))), floor)
+    if not scale > 0:
         return np.where(np.isnan(x), np.nan, 0.0)
-    return 0.6745 * (x - med) / mad
+    return 0.6745 * (x - med) / scale
 
 
 def westgard(values, mean: float, sd: float) -> list[list[str]]:
@@ -200,9 +204,10 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
     for p in keys:
         if p in pct:
             col = pct[p].reindex(patients)
-            z[p] = dict(zip(patients, robust_z(col.to_numpy())))
-    events = [by_output[s]["events"] for s in patients]
-    z_events = dict(zip(patients, robust_z(np.array(events, dtype=float))))
+            z[p] = dict(zip(patients, robust_z(col.to_numpy(), YIELD_FLOOR)))
+    events = np.array([by_output[s]["events"] for s in patients], dtype=float)
+    z_events = dict(zip(patients, robust_z(events, EVENTS_FLOOR * np.nanmedian(events)
+                                           if len(events) else 0.0)))
 
     cards = "".join(f'<div class="card"><b>{n:,}</b>{esc(label)}</div>' for label, n in (
         ("files", len(rows)), ("done", counts.get("done", 0)),

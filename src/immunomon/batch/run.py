@@ -285,6 +285,7 @@ class Batch:
         if self.pseudonyms is not None:
             patient = self.pseudonyms.patient(info.study, info.patient)
             sample = self.pseudonyms.sample(info.study, info.relpath)
+            self.pseudonyms.date_shift(info.study, info.patient)     # recorded in the key
             alias = f"{patient}_{sample}" if patient else sample
         else:
             patient = info.patient
@@ -484,8 +485,9 @@ def _unquarantine(results: Path, row) -> None:
 
 
 # ----------------------------------------------------------------------------- entry points
-def make_executor(options: BatchOptions):
-    """Local worker processes, or a Dask cluster when asked for one."""
+def make_executor(options: BatchOptions, jobs: int | None = None):
+    """Local worker processes (no more than ``jobs``), or a Dask cluster when
+    asked for one."""
     if options.scheduler and options.cluster:
         raise BatchError("give --scheduler or --cluster, not both")
     if options.scheduler or options.cluster:
@@ -495,7 +497,8 @@ def make_executor(options: BatchOptions):
         return DaskExecutor(options.scheduler, local_workers=n)
     from .pool import LocalPool
 
-    return LocalPool(max(1, int(options.workers)))
+    n = max(1, int(options.workers))
+    return LocalPool(min(n, jobs) if jobs else n)
 
 
 class open_batch:
@@ -617,7 +620,7 @@ def _process(batch: Batch, todo, executor=None) -> None:
     if executor is not None:
         batch.process(todo, executor)
         return
-    with make_executor(batch.options) as executor:
+    with make_executor(batch.options, len(todo)) as executor:
         batch.process(todo, executor)
 
 
