@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,18 @@ def test_bad_files_are_quarantined_and_the_batch_goes_on(first_run):
     assert {e["event"] for e in events} >= {"queued", "started", "done", "quarantined"}
     assert not summary.ok
     assert len(summary.failures) == 2
+
+
+def test_the_report_and_study_pages_are_written(first_run):
+    root, sims, _, _ = first_run
+    html = (root / "results" / "report.html").read_text()
+    keys = re.findall(r"<th>% ([^<]+)</th>", html)
+    assert "Lymphocytes" in keys and "T cells" in keys
+    assert html.count("<svg") == len(keys)          # one Levey-Jennings chart each
+    assert "2</b>controls" in html and "2</b>quarantined" in html
+    assert "StudyB/notes.fcs" in html and "truncated.fcs" in html
+    index = (root / "results" / "StudyA" / "index.html").read_text()
+    assert index.count("<tr>") == 1 + 5 and "P02_M1/index.html" in index
 
 
 def test_second_run_skips_and_changed_inputs_run_again(tmp_path):
@@ -431,6 +444,47 @@ def test_results_modes_do_not_mix(tmp_path):
     with pytest.raises(Exception) as err:
         run_batch(inbox, tmp_path / "r", BatchOptions(deidentify=True, **FAST))
     assert "identified" in str(err.value) and "another results folder" in str(err.value)
+
+
+def test_watch_takes_complete_uploads_until_interrupted(tmp_path):
+    inbox, staging, results = tmp_path / "inbox", tmp_path / "staging", tmp_path / "results"
+    inbox.mkdir()
+    for name, seed in (("a.fcs", 1), ("b.fcs", 2), ("c.fcs", 3)):
+        write_sample(staging / name, seed=seed)
+    proc = subprocess.Popen([sys.executable, "-m", "immunomon", "batch", "watch", str(inbox),
+                             "-o", str(results), "--no-plots", "--no-anndata",
+                             "--settle", "100000", "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def done():
+            return {r["relpath"]: r for r in registry_rows(results) if r["status"] == "done"}
+
+        # a complete upload, with its marker, is taken
+        shutil.copy(staging / "a.fcs", inbox / "a.fcs")
+        (inbox / "a.fcs.done").touch()
+        wait_for(lambda: "a.fcs" in done())
+        # half an upload without its marker is left alone while a later one goes through
+        data = (staging / "b.fcs").read_bytes()
+        (inbox / "b.fcs").write_bytes(data[: len(data) // 2])
+        shutil.copy(staging / "c.fcs", inbox / "c.fcs")
+        (inbox / "c.fcs.done").touch()
+        wait_for(lambda: "c.fcs" in done())
+        assert "b.fcs" not in {r["relpath"] for r in registry_rows(results)}
+        # once complete and marked, it is taken whole
+        with open(inbox / "b.fcs", "ab") as fh:
+            fh.write(data[len(data) // 2:])
+        (inbox / "b.fcs.done").touch()
+        rows = wait_for(lambda: done() if "b.fcs" in done() else None)
+        assert rows["b.fcs"]["events"] == EVENTS and rows["b.fcs"]["attempts"] == 1
+        workers = _children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
+    assert workers and not any(process_alive(w) for w in workers)
+    assert (results / "report.html").is_file()
+    assert len(pd.read_csv(results / "default" / "populations.csv")["sample"].unique()) == 3
 
 
 # ----------------------------------------------------------------------------- gate --workers

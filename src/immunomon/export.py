@@ -61,13 +61,17 @@ DEIDENTIFY_PATTERNS = (
 _LAYOUT = re.compile(r"^\$(P\d+[A-Z]+|PAR|TOT|MODE|DATATYPE|BYTEORD|NEXTDATA|BEGIN\w*|END\w*|"
                      r"SPILLOVER|COMP|TIMESTEP|BTIM|ETIM|CYT|CYTSN|VOL|TR|ABRT|LOST)$|^SPILL$")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MON = "|".join(_MONTHS)
 _YEAR = r"(?:19|20)\d\d"
-#: Dates that can be shifted (day-month-name-year as FCS writes $DATE; ISO year-month-day).
+#: Dates that can be shifted: day-month name-year as FCS writes $DATE (2- or 4-digit
+#: year), year-month name-day (MACSQuant), ISO year-month-day. Digits may touch letters
+#: or underscores (file names such as EY_2013-07-19_PBS), not other digits.
 _SHIFTABLE_DATE = re.compile(
-    rf"(?i)\b(?P<d>\d{{1,2}})(?P<s>[-/ ])(?P<m>{'|'.join(_MONTHS)})(?P=s)(?P<y>{_YEAR})\b"
-    rf"|\b(?P<iy>{_YEAR})-(?P<im>\d{{2}})-(?P<id>\d{{2}})\b")
+    rf"(?i)(?<!\d)(?P<d>\d{{1,2}})(?P<s>[-/ ])(?P<m>{_MON})(?P=s)(?P<y>{_YEAR}|\d\d)(?!\d)"
+    rf"|(?<!\d)(?P<ny>{_YEAR})(?P<ns>[-/ ])(?P<nm>{_MON})(?P=ns)(?P<nd>\d{{1,2}})(?!\d)"
+    rf"|(?<!\d)(?P<iy>{_YEAR})-(?P<im>\d{{2}})-(?P<id>\d{{2}})(?!\d)")
 #: Dates whose day and month order is ambiguous: dropped, never guessed.
-_OTHER_DATE = re.compile(rf"\b\d{{1,2}}[/.]\d{{1,2}}[/.](?:{_YEAR}|\d\d)\b")
+_OTHER_DATE = re.compile(rf"(?<!\d)\d{{1,2}}[/.]\d{{1,2}}[/.](?:{_YEAR}|\d\d)(?!\d)")
 
 
 _ID_WORDS = frozenset({"ID", "IDS", "GUID", "UUID", "UID", "PID", "SID"})
@@ -100,23 +104,37 @@ def identifiers_from(values) -> list[str]:
 
 
 def shift_dates(text: str, days: int) -> str:
-    """``text`` with every dd-MMM-yyyy and yyyy-mm-dd date moved by ``days``
-    (same format; impossible dates are left alone)."""
+    """``text`` with every date ``_SHIFTABLE_DATE`` finds moved by ``days``, written
+    back in its own format (month-name case, 2- or 4-digit year); impossible
+    dates are left alone."""
     import datetime as dt
+
+    def month_name(number: int, like: str) -> str:
+        name = _MONTHS[number - 1]
+        return name if like.isupper() else name.capitalize() if like[0].isupper() \
+            else name.lower()
 
     def moved(m):
         try:
             if m.group("iy"):
                 day = dt.date(int(m.group("iy")), int(m.group("im")), int(m.group("id")))
                 return (day + dt.timedelta(days=days)).isoformat()
-            month = _MONTHS.index(m.group("m").upper()) + 1
-            day = dt.date(int(m.group("y")), month, int(m.group("d"))) + dt.timedelta(days=days)
+            if m.group("ny"):
+                day = dt.date(int(m.group("ny")), _MONTHS.index(m.group("nm").upper()) + 1,
+                              int(m.group("nd"))) + dt.timedelta(days=days)
+                sep = m.group("ns")
+                return f"{day.year}{sep}{month_name(day.month, m.group('nm'))}{sep}" \
+                       f"{day.day:0{len(m.group('nd'))}d}"
+            year = int(m.group("y"))
+            short = len(m.group("y")) == 2
+            year += (2000 if year < 70 else 1900) if short else 0
+            day = dt.date(year, _MONTHS.index(m.group("m").upper()) + 1,
+                          int(m.group("d"))) + dt.timedelta(days=days)
         except ValueError:
             return m.group(0)
-        name = _MONTHS[day.month - 1]
-        name = name if m.group("m").isupper() else name.capitalize() \
-            if m.group("m")[0].isupper() else name.lower()
-        return f"{day.day:02d}{m.group('s')}{name}{m.group('s')}{day.year}"
+        sep = m.group("s")
+        shown = f"{day.year % 100:02d}" if short else str(day.year)
+        return f"{day.day:02d}{sep}{month_name(day.month, m.group('m'))}{sep}{shown}"
 
     return _SHIFTABLE_DATE.sub(moved, text)
 
@@ -414,8 +432,9 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     gates = {k: _plain(gate_to_dict(g, values))
              for k, g in zip(_unique_keys(result.gates), result.gates.values())}
     uns = {
-        "keywords": {"name": np.array(list(keywords), dtype=str),
-                     "value": np.array([str(v) for v in keywords.values()], dtype=str)},
+        # HDF5 strings cannot hold NUL; a few instruments write binary keywords
+        "keywords": {"name": np.array([_no_nul(k) for k in keywords], dtype=str),
+                     "value": np.array([_no_nul(v) for v in keywords.values()], dtype=str)},
         "gates": json.dumps(gates, allow_nan=False),
         "populations": {
             "id": np.array(pops, dtype=str),
@@ -550,6 +569,10 @@ def applied_gates(adata) -> dict:
 
     gates = adata.uns["gates"]
     return json.loads(gates) if isinstance(gates, str) else dict(gates)
+
+
+def _no_nul(text) -> str:
+    return str(text).replace("\x00", "\\x00")
 
 
 def fcs_keywords(adata) -> dict[str, str]:

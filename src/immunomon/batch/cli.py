@@ -76,7 +76,8 @@ def _terminate_as_interrupt():
 
 
 def _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift, key,
-             drop_keyword, no_plots, no_anndata, export_fcs, keep_anomalies, max_attempts):
+             drop_keyword, plots, no_plots, no_anndata, export_fcs, keep_anomalies,
+             max_attempts):
     from .run import BatchOptions
 
     if date_shift and not deidentify:
@@ -86,7 +87,8 @@ def _options(template, manifest, workers, scheduler, cluster, deidentify, date_s
     return BatchOptions(template=template, manifest=manifest, workers=workers,
                         scheduler=scheduler, cluster=cluster, deidentify=deidentify,
                         date_shift=date_shift, key=key, drop_keywords=tuple(drop_keyword),
-                        plots=not no_plots, anndata=not no_anndata, export_fcs=export_fcs,
+                        plots="none" if no_plots else plots, anndata=not no_anndata,
+                        export_fcs=export_fcs,
                         exclude_anomalies=not keep_anomalies, max_attempts=max_attempts)
 
 
@@ -117,7 +119,11 @@ def _run_options(f):
                           "deidentification-key.json, mode 0600)."),
         click.option("--drop-keyword", multiple=True, metavar="KEYWORD",
                      help="With --deidentify: also drop this keyword (repeatable)."),
-        click.option("--no-plots", is_flag=True, help="Skip the gate plots (faster)."),
+        click.option("--plots", type=click.Choice(["none", "summary", "all"]), default="all",
+                     show_default=True,
+                     help="Gate plots: none, one overview image per sample (summary), or the "
+                          "overview and one image per gate (all)."),
+        click.option("--no-plots", is_flag=True, help="Same as --plots none."),
         click.option("--no-anndata", is_flag=True, help="Skip the .h5ad files."),
         click.option("--export-fcs", is_flag=True,
                      help="Also write each sample as FCS (de-identified with --deidentify)."),
@@ -166,8 +172,8 @@ def batch():
 @click.argument("inbox", type=click.Path(file_okay=False))
 @_run_options
 def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-            date_shift, key, drop_keyword, no_plots, no_anndata, export_fcs, keep_anomalies,
-            max_attempts, as_json):
+            date_shift, key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+            keep_anomalies, max_attempts, as_json):
     """Gate every FCS file under INBOX that is new or changed, into RESULTS.
 
     Files already done with the same content, template and settings are
@@ -185,8 +191,8 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
     from .run import run_batch
 
     options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, no_plots, no_anndata, export_fcs, keep_anomalies,
-                       max_attempts)
+                       key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+                       keep_anomalies, max_attempts)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
     summary = run_batch(inbox, results, options, progress=progress)
@@ -204,8 +210,8 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
 @click.option("--interval", type=float, default=10.0, show_default=True,
               help="Seconds between looks at the inbox.")
 def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-              date_shift, key, drop_keyword, no_plots, no_anndata, export_fcs, keep_anomalies,
-              max_attempts, as_json, settle, marker, interval):
+              date_shift, key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+              keep_anomalies, max_attempts, as_json, settle, marker, interval):
     """Process uploads to INBOX as they arrive, until interrupted (Ctrl-C or SIGTERM).
 
     A file is taken when it has stopped growing for --settle seconds or when
@@ -219,8 +225,8 @@ def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, d
     from .run import watch_inbox
 
     options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, no_plots, no_anndata, export_fcs, keep_anomalies,
-                       max_attempts)
+                       key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+                       keep_anomalies, max_attempts)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
     try:

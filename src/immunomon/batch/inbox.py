@@ -172,7 +172,7 @@ _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
 
 def parse_fcs_date(date: str | None, time: str | None = None) -> str:
     """ISO text from ``$DATE`` (dd-mmm-yyyy, as FCS 3.x writes it; also
-    yyyy-mm-dd and dd-mmm-yy) and ``$BTIM``; "" when it cannot be read."""
+    dd-mmm-yy, yyyy-mmm-dd and yyyy-mm-dd) and ``$BTIM``; "" when it cannot be read."""
     text = (date or "").strip()
     day = None
     m = re.fullmatch(r"(\d{1,2})[-/ ]([A-Za-z]{3})[-/ ](\d{2}|\d{4})", text)
@@ -181,6 +181,12 @@ def parse_fcs_date(date: str | None, time: str | None = None) -> str:
         year += 2000 if year < 70 else 1900 if year < 100 else 0
         try:
             day = _dt.date(year, _MONTHS[m.group(2).upper()], int(m.group(1)))
+        except ValueError:
+            day = None
+    m = re.fullmatch(r"(\d{4})[-/ ]([A-Za-z]{3})[-/ ](\d{1,2})", text)       # MACSQuant
+    if m and m.group(2).upper() in _MONTHS:
+        try:
+            day = _dt.date(int(m.group(1)), _MONTHS[m.group(2).upper()], int(m.group(3)))
         except ValueError:
             day = None
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)

@@ -26,7 +26,7 @@ class Job:
     output: str                  # the sample folder, relative to ``results``
     template: object             # a gating.template.Template
     counting: dict = field(default_factory=dict)
-    plots: bool = True
+    plots: str | bool = "all"
     anndata: bool = True
     fcs: bool = False
     exclude_anomalies: bool = True

@@ -54,7 +54,7 @@ class BatchOptions:
     date_shift: int | None = None         # shift dates by up to this many days per patient
     key: str | None = None                # the key file (default RESULTS/private/...)
     drop_keywords: tuple = ()
-    plots: bool = True
+    plots: str | bool = "all"             # none, summary or all (True: all, False: none)
     anndata: bool = True
     export_fcs: bool = False
     exclude_anomalies: bool = True
@@ -161,9 +161,12 @@ class Batch:
         reg.set_meta("mode", mode)
 
     def settings_hash(self, counting: dict) -> str:
+        from ..gating.run import plot_level
+
         o = self.options
         return _sha256_text(json.dumps({
-            "exclude_anomalies": o.exclude_anomalies, "plots": o.plots, "anndata": o.anndata,
+            "exclude_anomalies": o.exclude_anomalies, "plots": plot_level(o.plots),
+            "anndata": o.anndata,
             "fcs": o.export_fcs, "deidentify": o.deidentify, "date_shift": o.date_shift,
             "drop": sorted(o.drop_keywords), "counting": counting}, sort_keys=True))
 
