@@ -12,10 +12,13 @@ import click
 
 class _Progress:
     """Counts of done, failed and skipped files and the rate: a bar that
-    rewrites itself on a terminal, one line per file otherwise (logs)."""
+    rewrites itself on a terminal, one line per file otherwise (logs, in the
+    form ``immunomon.progress.file_line`` gives every command)."""
 
     def __init__(self, quiet: bool = False):
-        self.tty = sys.stderr.isatty()
+        from ..progress import is_terminal
+
+        self.tty = is_terminal(sys.stderr)
         self.quiet = quiet
         self.total = 0
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "retried": 0}
@@ -41,15 +44,17 @@ class _Progress:
             if kind in ("failed", "quarantined"):
                 click.echo(f"\nerror: {event['message']}", err=True)
         elif kind in ("done", "failed", "quarantined", "retry"):
-            line = f"{kind}: {event['path']}"
-            if kind == "done":
-                line += (f" ({event['status']}, {event['events']:,} events, "
-                         f"{event['seconds'] or 0:.1f} s)")
-            else:
-                message = event["message"]
-                line = f"{kind}: " + (message if message.startswith(event["path"]) else
-                                      f"{event['path']}: {message}")
-            click.echo(line, err=True)
+            from ..progress import file_line
+
+            finished = self.counts["done"] + self.counts["failed"]
+            message = event.get("message")
+            if message and message.startswith(event["path"] + ": "):
+                message = message[len(event["path"]) + 2:]
+            known = self.total >= finished > 0
+            click.echo(file_line(event["path"], event.get("status", kind), event.get("events"),
+                                 event.get("seconds"), index=finished if known else None,
+                                 total=self.total if known else None, message=message),
+                       err=True)
 
     def _bar(self) -> None:
         c = self.counts
