@@ -652,22 +652,30 @@ def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: 
         n = 0
         _remember_options(batch)
         pending = [r["id"] for r in batch.registry.rows("pending")]
-        while rounds is None or n < rounds:
-            n += 1
-            manifest = read_manifest(options.manifest, inbox) if options.manifest else None
-            ready = [p for p in scan_inbox(inbox) if batch.current(p.resolve(), manifest)
-                     is None and stability.ready(p)]
-            before = (batch.summary.done, batch.summary.failed)
-            todo = pending + batch.register(ready, inbox, manifest)
-            pending = []
-            if todo:
-                batch.progress({"event": "queued", "total": len(todo)})
-                batch.process(todo, executor)
-            if (batch.summary.done, batch.summary.failed) != before:
+        written = (0, 0)
+        try:
+            while rounds is None or n < rounds:
+                n += 1
+                manifest = read_manifest(options.manifest, inbox) if options.manifest else None
+                ready = [p for p in scan_inbox(inbox) if batch.current(p.resolve(), manifest)
+                         is None and stability.ready(p)]
+                todo = pending + batch.register(ready, inbox, manifest)
+                pending = []
+                if todo:
+                    batch.progress({"event": "queued", "total": len(todo)})
+                    batch.process(todo, executor)
+                if (batch.summary.done, batch.summary.failed) != written:
+                    batch.write_tables()
+                    batch.summary.report = str(_report(batch))
+                    written = (batch.summary.done, batch.summary.failed)
+                if rounds is None or n < rounds:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            # stopped: the tables and the report still show every file that was done
+            if (batch.summary.done, batch.summary.failed) != written:
                 batch.write_tables()
-                batch.summary.report = str(_report(batch))
-            if rounds is None or n < rounds:
-                time.sleep(interval)
+                _report(batch)
+            raise
         return batch.summary
 
 
