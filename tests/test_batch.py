@@ -482,7 +482,8 @@ def test_watch_takes_complete_uploads_until_interrupted(tmp_path):
         out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
-    assert workers and not any(process_alive(w) for w in workers)
+    assert workers
+    wait_for(lambda: not any(process_alive(w) for w in workers))
     assert (results / "report.html").is_file()
     assert len(pd.read_csv(results / "default" / "populations.csv")["sample"].unique()) == 3
 

@@ -105,8 +105,8 @@ class _Worker:
             pass
         if self.key is not None:             # busy: its job is abandoned, stop it now
             self.process.kill()
-        self.process.join(timeout=5)
-        if self.process.is_alive():
+        self.process.join(timeout=5)         # idle: it ends when its pipe closes
+        if self.process.is_alive():          # ... or is made to
             self.process.kill()
             self.process.join()
 
