@@ -259,7 +259,7 @@ def test_two_batches_on_one_results_folder(tmp_path):
         assert first.poll() is None, "the first batch ended before the second started"
         second = subprocess.run(cmd, capture_output=True, text=True)
         assert second.returncode == 2
-        assert "in use by another immunomon process" in second.stderr
+        assert "another immunomon run is writing into this folder" in second.stderr
         assert f"pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
     finally:

@@ -37,7 +37,8 @@ PLANTED = {
 SECRETS = ["Jane Q. Doe", "Doe_Jane", "MRN-4417-0093", "Obermeyer", "St. Swithin",
            "ACC-88231-77", "Amelia Stroud", "1961-04-02", "02-APR-2024", "2024-04-02",
            "Roe_Richard", "ROE-5512", "Ward 7B"]
-INTERNAL = {"registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm", ".batch.lock"}
+INTERNAL = {"registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm",
+            ".immunomon.lock"}
 
 
 @pytest.fixture(scope="module")

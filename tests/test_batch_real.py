@@ -67,7 +67,8 @@ def test_real_files_are_registered_gated_and_the_broken_one_quarantined(real_run
 
 def test_no_real_identifier_in_any_output(real_run):
     inbox, results, _ = real_run
-    internal = {"registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm", ".batch.lock"}
+    internal = {"registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm",
+                ".immunomon.lock"}
     for path in results.rglob("*"):
         rel = path.relative_to(results)
         if path.is_dir() or rel.parts[0] in ("private", "quarantine") or rel.name in internal:

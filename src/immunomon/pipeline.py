@@ -10,8 +10,7 @@ completes, so a stage that fails leaves the earlier results as they were and the
 run stops there with an :class:`~immunomon.ImmunomonError`.  The gate stage is
 the exception: it writes into ``<out>/gate`` file by file through the batch
 registry (``immunomon.batch``), so a run that was killed resumes where it
-stopped instead of gating every file again.  One run at a time holds ``<out>``
-(a second one stops with a message naming the first).  See
+stopped instead of gating every file again.  See
 ``docs/pipelines.md`` for the file format.
 """
 

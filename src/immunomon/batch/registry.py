@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import socket
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,6 @@ from pathlib import Path
 from ..errors import ImmunomonError
 
 REGISTRY = "registry.sqlite"
-LOCK = ".batch.lock"
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed", "quarantined")
 
@@ -97,30 +94,24 @@ def now() -> str:
 # ----------------------------------------------------------------------------- lock
 @contextmanager
 def results_lock(results, command: str = "immunomon batch"):
-    """Hold the results folder for this process, or raise ``BatchLocked``
-    naming the process that holds it. The lock (``flock`` on ``.batch.lock``)
+    """Hold the results folder for this process (the shared ``atomic.folder_lock``,
+    so a batch, ``immunomon gate`` and a pipeline never write into one folder at
+    once), or raise ``BatchLocked`` naming the process that holds it. The lock
     goes with its process, so a killed batch never leaves a stale lock."""
-    import fcntl
+    from ..atomic import LOCK_NAME, FolderInUseError, folder_lock
 
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    path = results / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = folder_lock(results, wait=False)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise BatchLocked(
-                f"{results}: in use by another immunomon process ({holder}); wait for it to "
-                "finish or stop it, then run again (two runs on one results folder would "
-                "process files twice)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}: "
-                      f"{command}".encode(), 0)
-        yield path
+        lock.__enter__()
+    except FolderInUseError as exc:
+        raise BatchLocked(f"{exc} ({command} stopped: two runs on one results folder would "
+                          "process files twice)") from None
+    try:
+        yield results / LOCK_NAME
     finally:
-        os.close(fd)                       # releases the lock
+        lock.__exit__(None, None, None)
 
 
 # ----------------------------------------------------------------------------- registry
