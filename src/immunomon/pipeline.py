@@ -440,7 +440,8 @@ def _gate(study: Study, settings: dict, work: Path, progress, force: bool = Fals
     options = BatchOptions(template=study.inputs["template"], plots=settings.get("plots", False),
                            anndata=settings.get("anndata", False),
                            exclude_anomalies=settings.get("exclude_anomalies", True),
-                           workers=settings.get("workers", 1), counting=counting, flat=True)
+                           workers=settings.get("workers", 1), counting=counting, flat=True,
+                           redo_on_upgrade=True)    # as every stage does after an upgrade
     done = [0]
 
     def step(event):

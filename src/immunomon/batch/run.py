@@ -61,6 +61,7 @@ class BatchOptions:
     max_attempts: int = 3
     counting: dict = field(default_factory=dict)   # counting inputs for every file
     flat: bool = False                    # sample folders directly in RESULTS (no study level)
+    redo_on_upgrade: bool = False         # a new immunomon version processes done files again
 
 
 @dataclass
@@ -168,7 +169,8 @@ class Batch:
             "exclude_anomalies": o.exclude_anomalies, "plots": plot_level(o.plots),
             "anndata": o.anndata,
             "fcs": o.export_fcs, "deidentify": o.deidentify, "date_shift": o.date_shift,
-            "drop": sorted(o.drop_keywords), "counting": counting}, sort_keys=True))
+            "drop": sorted(o.drop_keywords), "counting": counting,
+            **({"version": self.version} if o.redo_on_upgrade else {})}, sort_keys=True))
 
     # -- resume --------------------------------------------------------------------
     def recover(self) -> int:
