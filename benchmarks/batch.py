@@ -14,8 +14,8 @@ on 2 cores.
 What to expect on a cluster: each file is an independent job whose input is a
 path and whose result is a few kilobytes, so the coordinator (one SQLite
 transaction per file) is not the limit below thousands of files per minute.
-Workers scale linearly while each has a core, its own memory (about 3x a file's
-event matrix) and the shared file system delivers each file's bytes (read twice,
+Workers scale linearly while each has a core, its own memory (the peak printed
+below) and the shared file system delivers each file's bytes (read twice,
 to hash and to gate, plus its outputs); the fixed costs are a worker's start-up
 (imports, seconds) and the tail when the last files run on few workers.
 """
