@@ -322,13 +322,16 @@ def status_cmd(results, show_all, as_json):
               help="Control runs that set the Levey-Jennings mean and SD.")
 def report_cmd(results, out_path, populations, baseline):
     """Write the batch QC report: per-file QC and yields, outliers, Levey-Jennings
-    charts of the control samples and every failure with its reason.
+    charts of the control samples and every failure with its reason. The
+    per-study tables and index pages are written again from the registry too.
 
     \b
     Example:
       immunomon batch report results/
     """
     from .report import write_report
+    from .tables import rebuild_tables
 
+    rebuild_tables(results)
     path = write_report(results, out_path, key=list(populations) or None, baseline=baseline)
     click.echo(f"report: {path}")

@@ -125,3 +125,15 @@ def write_study_tables(registry: Registry, results, *, deidentified: bool = Fals
             for r in rows if r["study"] == study], title=f"immunomon batch: {study}")
         written.append(folder)
     return written
+
+
+def rebuild_tables(results) -> list[Path]:
+    """Write every study's tables and index again from the registry alone."""
+    results = Path(results)
+    registry = Registry.open(results, create=False)
+    try:
+        pseudonyms = open_pseudonyms(results, registry)
+        return write_study_tables(registry, results, pseudonyms=pseudonyms,
+                                  deidentified=registry.get_meta("mode") == "deidentified")
+    finally:
+        registry.close()
