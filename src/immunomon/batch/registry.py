@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS files (
     output           TEXT UNIQUE,            -- the sample folder, relative to the results
     outputs          TEXT,                   -- JSON: every output file, relative
     events           INTEGER,
-    qc_status        TEXT,                   -- ok or flagged
+    qc_status        TEXT,                   -- ok, warning or failure (the worst QC level)
     qc_flags         TEXT,                   -- JSON list
     seconds          TEXT,                   -- JSON: hash, read, gate, write, total
     peak_rss_mb      REAL,

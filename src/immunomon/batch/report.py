@@ -42,7 +42,8 @@ th,td{border:1px solid #ddd;padding:.2em .45em;text-align:right;white-space:nowr
 th{background:#f3f3f3;position:sticky;top:0}td.t,th.t{text-align:left}
 td.msg{white-space:normal;text-align:left;max-width:48em}
 .out{background:#fbd3d0;font-weight:bold}.warn{background:#fdebc8}
-.failed,.quarantined{color:#a00;font-weight:bold}.flagged{color:#8a5a00}.ok,.done{color:#2a7a2a}
+.failed,.quarantined,.failure{color:#a00;font-weight:bold}.flagged,.warning{color:#8a5a00}
+.ok,.done{color:#2a7a2a}
 .pending,.running{color:#555}
 .cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #ddd;padding:.5em 1em}
 .card b{display:block;font-size:1.4em}
@@ -192,7 +193,7 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     done = [r for r in rows if r["status"] == "done"]
-    flagged = sum(r["qc_status"] == "flagged" for r in done)
+    flagged = sum((r["qc_status"] or "ok") != "ok" for r in done)
     keys = key_populations(table, key) if len(table) else []
     pct = table.pivot_table(index="output", columns="population", values="percent_of_parent",
                             aggfunc="first") if len(table) else pd.DataFrame()
@@ -211,7 +212,7 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
 
     cards = "".join(f'<div class="card"><b>{n:,}</b>{esc(label)}</div>' for label, n in (
         ("files", len(rows)), ("done", counts.get("done", 0)),
-        ("QC flagged", flagged), ("failed", counts.get("failed", 0)),
+        ("QC warnings or failures", flagged), ("failed", counts.get("failed", 0)),
         ("quarantined", counts.get("quarantined", 0)),
         ("pending", counts.get("pending", 0) + counts.get("running", 0)),
         ("controls", sum(r["control"] for r in done))))

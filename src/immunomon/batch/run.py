@@ -213,9 +213,11 @@ class Batch:
         populations = _population_rows(table)
         outputs = sorted(str(p.relative_to(self.results)) for p in folder.rglob("*")
                          if p.is_file())
+        flags = [f["message"] for f in summary.get("qc", [])
+                 if f.get("level") in ("warning", "failure")]
         self.registry.finish(row["id"], {
             "sha256": sha, "events": summary.get("events"),
-            "qc_status": summary.get("status"), "qc_flags": json.dumps(summary.get("qc_flags", [])),
+            "qc_status": summary.get("status"), "qc_flags": json.dumps(flags),
             "outputs": json.dumps(outputs)}, populations)
         return True
 
