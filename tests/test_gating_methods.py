@@ -237,3 +237,39 @@ def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
     with_beads = np.concatenate([x, RNG.normal(0.8, 0.02, 2_000)])
     t = methods.density_threshold(with_beads, bounds=(0.6, 0.95))
     assert 0.6 <= t.value < 0.75 and not t.fell_back
+
+
+def test_a_lone_peak_is_placed_by_where_it_sits_on_the_scale():
+    # No tail on either side: a peak low on a logicle scale is the unstained population
+    # (a viability dye in an unstained control: every cell live), a peak high on it the
+    # stained one; without a scale, or in the middle, the population asked for is the minority.
+    from immunomon.transforms import Logicle
+    scale = Logicle().signal_scale()
+    assert scale[0] == pytest.approx(0.5 / 4.5) and scale[1] == 1.0
+    low = RNG.normal(0.25, 0.05, 20_000)
+    live = methods.density_threshold(low, side="below", scale=scale)
+    assert np.mean(low < live.value) > 0.98 and "unstained" in live.note
+    assert np.mean(low < methods.density_threshold(low, side="below").value) < 0.02
+    high = RNG.normal(0.75, 0.04, 20_000)
+    stained = methods.density_threshold(high, side="above", scale=scale)
+    assert np.mean(high >= stained.value) > 0.98 and "stained cells" in stained.note
+    middle = RNG.normal(0.55, 0.04, 20_000)
+    assert np.mean(middle >= methods.density_threshold(middle, scale=scale).value) < 0.02
+    # a tail still decides before the place does
+    tailed = np.concatenate([high, 0.68 - 0.5 * RNG.beta(1, 3, 3_000)])
+    assert "tail" in methods.density_threshold(tailed, side="below", scale=scale).note
+
+
+def test_gates_learn_the_scale_of_their_axes():
+    from immunomon import Sample
+    from immunomon.fcs import Channel
+    from immunomon.gating import GatingStrategy
+    from immunomon.transforms import Logicle
+    n = 20_000
+    raw = Logicle().inverse(RNG.normal(0.25, 0.05, n))            # one unstained peak
+    sample = Sample(raw[:, None].astype(np.float32), [Channel("V450-A", "Viability")], {})
+    live = ThresholdGate("Live", [Dimension("V450-A", transform=Logicle())], side="below")
+    res = GatingStrategy([live]).apply(sample)
+    assert res.mask("Live").mean() > 0.98
+    assert "unstained" in res.gates["Live"].notes[0]
+

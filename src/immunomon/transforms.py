@@ -490,6 +490,12 @@ class Transform:
         """Parameters by their Gating-ML attribute names, in attribute order."""
         return {f: getattr(self, f) for f in self._fields}
 
+    def signal_scale(self) -> tuple[float, float] | None:
+        """Where zero signal and the top of scale ``T`` fall after the transform,
+        for the log-like display scales that map ``T`` to 1; None for the others
+        (linear, or arcsinh with a cofactor and no top)."""
+        return None
+
 
 def _freeze(obj, values):
     for name, v in zip(obj._fields, values):
@@ -526,6 +532,9 @@ class Log(Transform):
     def apply(self, x):
         return flog(x, self.T, self.M)
 
+    def signal_scale(self):
+        return 0.0, 1.0              # zero signal is off scale: the bottom of the decades
+
     def inverse(self, y):
         return flog_inverse(y, self.T, self.M)
 
@@ -543,6 +552,9 @@ class Asinh(Transform):
 
     def apply(self, x):
         return fasinh(x, self.T, self.M, self.A)
+
+    def signal_scale(self):
+        return float(self.apply(np.zeros(1))[0]), 1.0
 
     def inverse(self, y):
         return fasinh_inverse(y, self.T, self.M, self.A)
@@ -563,6 +575,9 @@ class Logicle(Transform):
     def apply(self, x):
         return logicle(x, self.T, self.W, self.M, self.A)
 
+    def signal_scale(self):
+        return float(self.apply(np.zeros(1))[0]), 1.0
+
     def inverse(self, y):
         return logicle_inverse(y, self.T, self.W, self.M, self.A)
 
@@ -581,6 +596,9 @@ class Hyperlog(Transform):
 
     def apply(self, x):
         return hyperlog(x, self.T, self.W, self.M, self.A)
+
+    def signal_scale(self):
+        return float(self.apply(np.zeros(1))[0]), 1.0
 
     def inverse(self, y):
         return hyperlog_inverse(y, self.T, self.W, self.M, self.A)

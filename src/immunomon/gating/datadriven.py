@@ -71,9 +71,10 @@ def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
                           gate.parent, method="none", fell_back=True, notes=(note,))
 
 
-def _threshold(values: np.ndarray, method: str, args: dict) -> methods.Threshold:
+def _threshold(values: np.ndarray, method: str, args: dict,
+               scale: tuple[float, float] | None = None) -> methods.Threshold:
     if method == "density":
-        return methods.density_threshold(values, **args)
+        return methods.density_threshold(values, **{"scale": scale, **args})
     if method == "tail":
         return methods.tail_threshold(values, **args)
     raise GatingError(f"unknown threshold method {method!r}; use 'density' or 'tail'")
@@ -110,7 +111,7 @@ class ThresholdGate:
         object.__setattr__(self, "dimensions", dims)
         _check_side(self.id, self.side)
 
-    def resolve(self, columns) -> FoundRectangle:
+    def resolve(self, columns, scales=None) -> FoundRectangle:
         (x,) = columns
         empty = _too_few(self, x.size)
         if empty is not None:
@@ -118,7 +119,7 @@ class ThresholdGate:
         args = dict(self.args)
         if self.method == "density":
             args.setdefault("side", self.side)
-        t = _threshold(x, self.method, args)
+        t = _threshold(x, self.method, args, scales[0] if scales else None)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
@@ -213,7 +214,7 @@ class ClusterGate:
 
 
 def _clearest(first: methods.Threshold, values, other, other_cut: float, method: str,
-              args: dict) -> tuple[methods.Threshold, str]:
+              args: dict, scale=None) -> tuple[methods.Threshold, str]:
     """The deepest-valley threshold of ``values`` among all events (``first``) and
     among the events on either side of ``other_cut`` in the other dimension, and
     which events it came from ('all', 'above' or 'below' the other cut)."""
@@ -222,7 +223,7 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
         n = int(np.count_nonzero(side))
         if n < MIN_EVENTS or n == values.size:
             continue
-        t = _threshold(values[side], method, dict(args))
+        t = _threshold(values[side], method, dict(args), scale)
         if not t.fell_back and t.depth > best.depth + 0.05:
             best, where = t, name
     return best, where
@@ -264,27 +265,28 @@ class QuadrantThresholdGate(QuadrantGate):
                                          (dividers[1].id, 1.0 if sy == "above" else -1.0))))
         return cls(gate_id, dividers, tuple(quads), parent, **kw)
 
-    def resolve(self, columns) -> FoundQuadrants:
+    def resolve(self, columns, scales=None) -> FoundQuadrants:
         x, y = columns
+        sx, sy = scales if scales else (None, None)
         if x.size < MIN_EVENTS:
             return FoundQuadrants(self.id, self.dividers, self.quadrants, self.parent,
                                   method="none", fell_back=True, empty=True,
                                   notes=(f"only {x.size} events in parent {self.parent!r}; "
                                          "quadrants left empty",))
-        tx = _threshold(x, self.x_method, dict(self.x_args))
+        tx = _threshold(x, self.x_method, dict(self.x_args), sx)
         if self.sequential is not None:
             side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
                 else x < tx.value
             ty = _threshold(y[side] if side.sum() >= MIN_EVENTS else y, self.y_method,
-                            dict(self.y_args))
+                            dict(self.y_args), sy)
             found_in = ("all", self.sequential if side.sum() >= MIN_EVENTS else "all")
         else:
-            ty = _threshold(y, self.y_method, dict(self.y_args))
+            ty = _threshold(y, self.y_method, dict(self.y_args), sy)
             # Each divider where it is clearest: among all events, or among the events on
             # one side of the other divider (a small population such as pDC is a peak in
             # CD123 among CD11c- cells, and lost among all of them).
-            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args)
-            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args)
+            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args, sx)
+            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args, sy)
             found_in = (x_from, y_from)
         dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
                     Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))

@@ -219,6 +219,15 @@ class EventValues:
             return located[0][0][at[0]:at[0] + len(at)]
         return np.stack([self.channel(n, compensation) for n in names])
 
+    def signal_scale(self, dim: AnyDimension) -> tuple[float, float] | None:
+        """Zero signal and top of scale of a channel dimension in its transformed
+        units (``Transform.signal_scale``); None for ratios and untransformed or
+        linear dimensions."""
+        if isinstance(dim, RatioDimension):
+            return None
+        transform = self.resolve_transform(dim.transform)
+        return None if transform is None else transform.signal_scale()
+
     def values(self, dim: AnyDimension, rows: np.ndarray | None = None) -> np.ndarray:
         """The values of a dimension, for all events or for ``rows`` only."""
         transform = self.resolve_transform(dim.transform)

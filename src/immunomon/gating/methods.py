@@ -201,12 +201,35 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
 
 EXPECT = ("mostly-positive", "mostly-negative")
 
+#: Where a lone peak sits on a fluorescence scale, as a fraction of the span from
+#: zero signal to the top of scale: unstained cells (autofluorescence, spreading)
+#: sit in the lowest 40% (up to about 10^3 on a 4.5-decade logicle of 262,144),
+#: stained ones in the top 40%; between the two the place does not say.
+UNSTAINED_BELOW, STAINED_ABOVE = 0.4, 0.6
+
+
+def side_by_place(mode: float, scale: tuple[float, float] | None) -> int | None:
+    """+1 when a lone peak at ``mode`` sits where unstained cells lie on the
+    display ``scale`` (zero signal, top of scale), so it is the negative
+    population and the cut belongs above it; -1 when it sits where stained cells
+    lie; None without a scale or between the two."""
+    if scale is None:
+        return None
+    zero, top = scale
+    place = (mode - zero) / (top - zero)
+    if place <= UNSTAINED_BELOW:
+        return 1
+    if place >= STAINED_ABOVE:
+        return -1
+    return None
+
 
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
                       adjust: float = 1.0, min_prominence: float = 0.002,
                       fallback_sd: float = 3.0, valley: str = "deepest",
                       side: str = "above", expect: str | None = None,
-                      flat: float = 0.2) -> Threshold:
+                      flat: float = 0.2,
+                      scale: tuple[float, float] | None = None) -> Threshold:
     """A density minimum between two peaks of ``x``, or the end of a lone peak.
 
     ``valley`` chooses the peaks: 'deepest' the two most prominent, 'first'
@@ -219,9 +242,12 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     the negatives, below it when the positives make up most of the parent.
     The side is decided from which tail holds more events, or from ``expect``
     ('mostly-positive': the peak is the positive population; 'mostly-negative'),
-    or, with no tail and no hint, from ``side`` (the population asked for is
-    taken to be the minority). If the flank never ends, the cut is the mode
-    +- ``fallback_sd`` SDs. The result says which rule placed the cut.
+    or, with no tail and no hint, from where the peak sits on the display
+    ``scale`` (zero signal, top of scale; ``side_by_place``: an unstained
+    control's lone peak is negative), and failing that from ``side`` (the
+    population asked for is taken to be the minority). If the flank never
+    ends, the cut is the mode +- ``fallback_sd`` SDs. The result says which
+    rule placed the cut.
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
@@ -257,6 +283,11 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     else:
         direction = _side_of_minority(centres, density, main, ends)
         why = "the other population's tail lies on that side"
+        if direction is None:
+            direction = side_by_place(float(centres[main]), scale)
+            why = ("no tail on either side; the peak sits low on the scale, where unstained "
+                   "cells lie" if direction == 1 else "no tail on either side; the peak sits "
+                   "high on the scale, where stained cells lie")
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"

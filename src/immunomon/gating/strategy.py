@@ -3,6 +3,7 @@ the result of applying it to one sample."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 import numpy as np
@@ -150,7 +151,8 @@ class GatingStrategy:
                     continue
                 rows = _rows_inside(parent_mask, data_driven=hasattr(gate, "resolve"))
                 columns = [values.values(d, rows) for d in gate.dimensions]
-                concrete = gate.resolve(columns) if hasattr(gate, "resolve") else gate
+                concrete = _resolve(gate, columns, values) if hasattr(gate, "resolve") \
+                    else gate
                 applied[gid] = concrete
                 if isinstance(concrete, QuadrantGate):
                     sub = concrete.quadrant_masks(columns)
@@ -182,6 +184,14 @@ class GatingStrategy:
 
     def __repr__(self):
         return f"<GatingStrategy: {len(self._gates)} gates, {len(self._owner)} populations>"
+
+
+def _resolve(gate, columns, values: EventValues):
+    """A data-driven gate found in these events; gates that take ``scales`` also
+    learn where zero signal and the top of scale lie on each of their axes."""
+    if "scales" in inspect.signature(gate.resolve).parameters:
+        return gate.resolve(columns, scales=[values.signal_scale(d) for d in gate.dimensions])
+    return gate.resolve(columns)
 
 
 def _rows_inside(parent_mask, data_driven: bool):
