@@ -36,6 +36,16 @@ CASES = {
         "CD4 T": ("CD4 T Cells", 0.92),
         "CD8 T": ("CD8 T Cells", 0.94),
     }),
+    # a file first seen after the methods were settled (FlowSOM's example, BD LSR II):
+    # every leaf of the expert's tree
+    "68983": ("flowsom_bal.yaml", {
+        "NK cells": ("NK cells", 0.91),
+        "NK T cells": ("NK T cells", 0.91),
+        "B cells": ("B cells", 0.94),
+        "CD4 T cells": ("CD4 T cells", 0.95),
+        "CD8 T cells": ("CD8 T cells", 0.95),
+        "gd T cells": ("gd T cells", 0.95),
+    }),
     "activation_23": ("activation.yaml", {
         "Cells": ("Single Cells", 0.93),
         "Live": ("Live Cells", 0.90),
@@ -85,3 +95,46 @@ def test_singlets_remove_the_experts_doublets():
         expert = labels["Single Cells"][cells]
         assert np.mean(ours[expert]) > 0.95              # singlets kept
         assert np.mean(~ours[~expert]) > 0.80            # doublets removed
+
+
+def test_workspace_and_template_side_by_side_on_a_real_file():
+    # The path a lab takes to measure a template on its own files: FlowJo's manual gates
+    # replayed (counts within 0.1% of FlowJo's; its Lymphocytes polygon leaves 13 edge
+    # events out) and the template's gates scored against them, event by event.
+    from immunomon.gating.flowjo.report import gate_with_workspace
+
+    table = gate_with_workspace(REAL / "68983.wsp", [REAL / "68983.fcs"],
+                                load_template(REAL / "flowsom_bal.yaml"))
+    assert (table.difference.abs() <= np.maximum(13, 0.001 * table.flowjo_count)).all()
+    scored = table.dropna(subset=["f1"]).set_index("population")
+    leaves = ["NK cells", "NK T cells", "B cells", "CD4 T cells", "CD8 T cells", "gd T cells"]
+    assert set(leaves) <= set(scored.index)
+    assert np.median(scored.loc[leaves, "f1"]) >= 0.95
+    assert scored.loc[leaves, "f1"].min() >= 0.90
+    assert not table.attrs["notes"]
+
+
+def test_a_template_gap_is_named_beside_the_workspace_scores(tmp_path):
+    from immunomon.gating.flowjo.report import gate_with_workspace
+
+    text = (REAL / "flowsom_bal.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("NK1.1: [NK1_1, NK1.1]", "CD56: [CD56]")
+                       .replace("dims: [NK1.1]", "dims: [CD56]"))
+    table = gate_with_workspace(REAL / "68983.wsp", [REAL / "68983.fcs"], load_template(bad))
+    assert any("marker CD56 is not in this file" in n for n in table.attrs["notes"])
+    assert table.dropna(subset=["f1"]).population.tolist() == ["Singlets"]
+
+
+def test_marker_names_match_whatever_their_punctuation(tmp_path):
+    # the file's $PnS is "NK1/1" (FlowJo shows it as NK1_1); a template may write either,
+    # or NK1.1, and find the PE-A channel
+    sample = read_fcs(REAL / "68983.fcs")
+    assert "NK1/1" in sample.markers
+    text = (REAL / "flowsom_bal.yaml").read_text()
+    for i, alias in enumerate(("NK1.1", "NK1_1", "nk1 1", "NK1/1")):
+        path = tmp_path / f"t{i}.yaml"
+        path.write_text(text.replace("NK1.1: [NK1_1, NK1.1]", f'NKR: ["{alias}"]')
+                            .replace("dims: [NK1.1]", "dims: [NKR]"))
+        found, missing = load_template(path).resolve_markers(sample)
+        assert found["NKR"] == "PE-A" and not missing, alias

@@ -35,6 +35,11 @@ from .strategy import GatingStrategy
 ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
+
+
+def _spelling(label: str) -> str:
+    """A marker name without case, spaces or punctuation: NK1.1, NK1/1 and NK1_1 agree."""
+    return "".join(ch for ch in label.casefold() if ch.isalnum())
 SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
@@ -105,14 +110,17 @@ class Template:
 
     def _resolve(self, sample) -> tuple[dict[str, str], list[str], dict[str, list[str]]]:
         """Each template marker's channel: an alias equal to a $PnS (any case), else
-        to a $PnN, else a word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30",
-        "Viability / CD14"). Also returns the markers not found and, among them,
-        those whose word appears on several channels (so no guess is made)."""
+        to a $PnN, else spelled like exactly one $PnS but for case, spaces and
+        punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else a
+        word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30", "Viability /
+        CD14"). Also returns the markers not found and, among them, those whose
+        spelling or word appears on several channels (so no guess is made)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
         names = sample.channels
         labels = [(m or "") for m in sample.markers]
         words = [{w.casefold() for w in _WORDS.split(m) if w} for m in labels]
+        spelled = [_spelling(m) for m in labels]
         for marker, aliases in self.markers.items():
             for alias in aliases:
                 key = alias.casefold()
@@ -123,7 +131,8 @@ class Template:
                     break
             else:
                 for alias in aliases:
-                    hits = [names[i] for i, w in enumerate(words) if alias.casefold() in w]
+                    hits = [names[i] for i, m in enumerate(spelled) if m and m == _spelling(alias)]
+                    hits = hits or [names[i] for i, w in enumerate(words) if alias.casefold() in w]
                     if len(hits) == 1:
                         found[marker] = hits[0]
                         break

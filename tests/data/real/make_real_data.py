@@ -1,9 +1,10 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
-    python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR
+    python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR FLOWSOM_DIR
 
-Each argument is a checkout of the public repository named in SOURCES.md. For each
-expert-gated file: every third event is kept (all channels and keywords, so the file
+Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
+example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
+For each other expert-gated file: every third event is kept (all channels and keywords, so the file
 still carries its instrument's spillover matrix), and the expert's membership of each
 kept event in each population is stored beside it (``*.labels.npz``, one boolean
 array per population path).
@@ -158,6 +159,19 @@ def activation(root: Path, keep=(8, 23)) -> None:
         _save(s, labels, f"activation_{i}")
 
 
+def flowsom(root: Path) -> None:
+    import shutil
+
+    extdata = root / "inst/extdata"
+    shutil.copyfile(extdata / "68983.fcs", HERE / "68983.fcs")
+    shutil.copyfile(extdata / "gating.wsp", HERE / "68983.wsp")
+    leaf = np.array([line.strip().strip('"') for line in
+                     (extdata / "gatingResult.csv").read_text().splitlines()])
+    np.savez_compressed(HERE / "68983.labels.npz",
+                        **{name: leaf == name for name in np.unique(leaf) if name != "Unlabeled"})
+
+
 if __name__ == "__main__":
     a2004(Path(sys.argv[1]))
     activation(Path(sys.argv[2]))
+    flowsom(Path(sys.argv[3]))

@@ -152,7 +152,7 @@ def f1_score(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
     """Template population name -> workspace gate path, matched by name
-    (case-insensitive, ignoring spaces, '_' and '-'); a name held by several
+    (case-insensitive, ignoring spaces and '_'); a name held by several
     workspace populations is matched only if exactly one of them has the same
     parent name."""
     def norm(s):
@@ -174,13 +174,20 @@ def compare_template(ws: Workspace, files, template) -> pd.DataFrame:
     template's count and the per-event F1 of the template against the manual gate."""
     from ...fcs import read_fcs
 
-    rows = []
+    rows, notes = [], []
     for applied in apply_workspace(ws, files):
         fcs = read_fcs(applied.file)
-        strategy, _ = template.strategy_for(fcs)
+        strategy, left_out = template.strategy_for(fcs)
+        # the template's own gaps in this file (a marker it cannot find, the
+        # populations that need it), so a population with no F1 says why
+        notes += [f"{applied.sample.name}: template: {n}" for n in left_out]
         auto = strategy.apply(fcs)
         names = [(p, auto.parent(p)) for p in auto.gate_ids]
-        for name, path in match_populations(applied.sample, names).items():
+        matched = match_populations(applied.sample, names)
+        if not matched:
+            notes.append(f"{applied.sample.name}: no population of the template "
+                         "has the name of a workspace population, so none is scored")
+        for name, path in matched.items():
             manual = applied.result.mask(path)
             mine = auto.mask(name)
             pop = applied.sample.population(path)
@@ -190,5 +197,7 @@ def compare_template(ws: Workspace, files, template) -> pd.DataFrame:
                          "count": int(np.count_nonzero(manual)),
                          "template_count": int(np.count_nonzero(mine)),
                          "f1": f1_score(manual, mine)})
-    return pd.DataFrame(rows, columns=["sample", "file", "population", "path", "flowjo_count",
-                                       "count", "template_count", "f1"])
+    table = pd.DataFrame(rows, columns=["sample", "file", "population", "path", "flowjo_count",
+                                        "count", "template_count", "f1"])
+    table.attrs["notes"] = notes
+    return table

@@ -19,7 +19,7 @@ def gate_with_workspace(workspace, inputs=None, template=None) -> pd.DataFrame:
     table = compare_counts(ws, files)
     if template is not None:
         scores = compare_template(ws, files, template)
-        notes = table.attrs.get("notes", [])
+        notes = table.attrs.get("notes", []) + scores.attrs.get("notes", [])
         table = table.merge(scores[["sample", "path", "template_count", "f1"]],
                             on=["sample", "path"], how="left")
         table.attrs["notes"] = notes
