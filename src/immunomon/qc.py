@@ -17,15 +17,23 @@ flowAI, flowClean and PeacoQC, with one simple documented rule of our own:
 cut the acquisition into equal time bins and compare the bins with each
 other by robust z scores, ``(x - median) / sigma`` over bins, where ``sigma``
 is the scaled median absolute deviation (1.4826 * MAD) with a floor (the
-Poisson SD for an event count, a fraction of the median for a signal).
-A bin is bad when
+Poisson SD for an event count, a small change of level for a signal).
+A channel's signal in a bin is the mean of ``asinh(value / (range / 1000))``
+over its events: on that log-like scale a dimming of every event moves it,
+while a small change in the mix of cell types moves it a little. (A bin's
+median does not serve: in a channel whose positives are near half the events
+the median sits in the valley and jumps from one peak to the other as the mix
+wobbles.) A bin is bad when
 
-- its event count (flow rate) has ``|z| > k``; or
+- its event count (flow rate) has ``|z| > k`` and is under ``1 / rate_factor``
+  or over ``rate_factor`` times the usual: a clog or a burst, not the slow
+  drift of rate as a tube empties (its neighbours join it beyond the square
+  root of that factor); or
 - the *consensus shift* of its signal, the median over channels of each
-  channel median's z, has ``|z| > k``: a clog or a pressure drop dims every
-  detector at once, while the median of a mixture of cell types wobbles from
-  bin to bin on its own in one channel or another; or
-- one channel's median alone has ``|z| > k_channel`` (a large jump in one
+  channel's z, has ``|z| > k``: a clog or a pressure drop dims every
+  detector at once, while the mix of cell types wobbles from bin to bin on
+  its own in one channel or another; or
+- one channel's signal alone has ``|z| > k_channel`` (a large jump in one
   detector, e.g. a laser dropping).
 
 Bins next to a bad bin whose statistic exceeds a looser limit (``k_neighbour``
@@ -100,9 +108,10 @@ class TimeQC:
     ``bins``: one row per time bin: ``start``, ``stop`` (seconds when the file
     gives $TIMESTEP, else Time units), ``events``, ``rate`` (events per
     second or per unit), ``rate_z``, ``shift_z`` (consensus shift over
-    channels), ``channel_z`` (the largest |z| of any one channel median),
+    channels), ``channel_z`` (the largest |z| of any one channel's signal),
     ``bad_rate``, ``bad_signal``, ``bad``, and one
-    ``median:<channel>`` column per checked channel. ``good``: per event, False
+    ``signal:<channel>`` column per checked channel (the mean of
+    ``asinh(value / (range / 1000))`` in the bin). ``good``: per event, False
     for events in bad bins. ``excluded``: events in bad bins. ``flags``:
     human-readable findings (empty when the acquisition looks stable).
     """
@@ -159,7 +168,7 @@ def _default_bins(n_events: int) -> int:
 def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | None = None,
                    n_bins: int | None = None, channels=None, k: float = 5.0,
                    k_channel: float = 10.0, k_neighbour: float = 2.5,
-                   min_bin_events: int = 20,
+                   min_bin_events: int = 20, rate_factor: float = 2.0,
                    signal_floor: float = 0.02) -> TimeQC:
     """Flag time bins where the flow rate or the signal jumps.
 
@@ -168,8 +177,9 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     10 to 200 bins. ``channels`` to check (names or markers): by default every
     channel except Time, on the sample's scale values (no compensation: a
     clog dims every detector alike). The rule, with its thresholds ``k``,
-    ``k_channel`` and ``k_neighbour``, is in the module docstring; the floor
-    of a channel's sigma is ``signal_floor`` x the magnitude of its median.
+    ``k_channel``, ``k_neighbour`` and ``rate_factor``, is in the module
+    docstring; the floor of a channel's sigma is ``signal_floor`` (on the
+    asinh scale, about a 2% change of intensity).
     Bins with fewer than ``min_bin_events`` events are judged on their rate
     only.
 
@@ -181,9 +191,16 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         t_idx = sample.channel_index(time_channel)
     except ImmunomonError:
         return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
+    raw = sample.events[:, t_idx].astype(np.float64)
     step = sample.timestep
+    if step:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            span = float(np.nanmax(raw) - np.nanmin(raw)) if np.isfinite(raw).any() else 0.0
+        step = seconds_per_time_unit(step, sample.channel_info[t_idx].gain, span,
+                                     sample.keywords.get("$BTIM"), sample.keywords.get("$ETIM"))
     unit = "s" if step else "time units"
-    t = sample.events[:, t_idx].astype(np.float64) * (step or 1.0)
+    t = raw * (step or 1.0)
     finite = np.isfinite(t)
     if n == 0 or not finite.any():
         return _skipped(n, "no events with a finite time: acquisition over time not checked")
@@ -212,15 +229,17 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         cols = [sample.channel_index(c) for c in channels]
     names = [sample.channels[i] for i in cols]
 
-    medians = _bin_medians(sample.events[:, cols], b, finite, n_bins)
-    medians[counts < min_bin_events] = np.nan
+    ranges = np.array([sample.channel_info[i].range or 0.0 for i in cols], dtype=np.float64)
+    scales = np.maximum(ranges / 1000.0, 1.0)
+    levels = _bin_means(np.arcsinh(sample.events[:, cols] / scales), b, finite, n_bins)
+    levels[counts < min_bin_events] = np.nan
 
-    rate_z = robust_z(counts, floor=np.sqrt(max(np.median(counts), 1.0)))
+    usual = max(float(np.median(counts)), 1.0)
+    rate_z = robust_z(counts, floor=np.sqrt(usual))
     if cols:
         with warnings.catch_warnings():      # all-NaN bins (too few events) stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            center = np.nanmedian(medians, axis=0)
-            sig_z = robust_z(medians, floor=signal_floor * np.abs(center))
+            sig_z = robust_z(levels, floor=signal_floor)
             shift_z = np.nan_to_num(np.nanmedian(sig_z, axis=1), nan=0.0)
         abs_sig = np.nan_to_num(np.abs(sig_z), nan=0.0)
         channel_z = abs_sig.max(axis=1)
@@ -228,7 +247,11 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         abs_sig = np.zeros((n_bins, 0))
         shift_z = channel_z = np.zeros(n_bins)
 
-    bad_rate = _grow(np.abs(rate_z) > k, np.abs(rate_z) > k_neighbour)
+    def beyond(factor):
+        return (counts < usual / factor) | (counts > usual * factor)
+
+    bad_rate = _grow((np.abs(rate_z) > k) & beyond(rate_factor),
+                     (np.abs(rate_z) > k_neighbour) & beyond(np.sqrt(rate_factor)))
     signal = (np.abs(shift_z) > k) | (channel_z > k_channel)
     bad_signal = _grow(signal, (np.abs(shift_z) > k_neighbour) | (channel_z > k_channel / 2))
     bad = bad_rate | bad_signal
@@ -241,10 +264,40 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         "bad_rate": bad_rate, "bad_signal": bad_signal, "bad": bad,
     })
     for j, name in enumerate(names):
-        table[f"median:{name}"] = medians[:, j]
+        table[f"signal:{name}"] = levels[:, j]
     flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
     return TimeQC(flags=flags, bins=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
+
+
+def _clock_seconds(text) -> float | None:
+    """Seconds since midnight of an FCS time of day: hh:mm:ss, with optional
+    hundredths after '.' (FCS 3) or ':' (FCS 2)."""
+    parts = str(text or "").strip().replace(".", ":").split(":")
+    try:
+        h, m, sec = (float(x) for x in parts[:3])
+        frac = float(f"0.{parts[3]}") if len(parts) > 3 and parts[3].isdigit() else 0.0
+    except ValueError:
+        return None
+    return h * 3600 + m * 60 + sec + frac
+
+
+def seconds_per_time_unit(timestep: float, gain: float, span: float, btim, etim) -> float:
+    """Seconds per unit of the Time channel: ``$TIMESTEP``, or ``$TIMESTEP``
+    times the Time channel's ``$PnG`` when the file's own clock says so. BD
+    FACSDiva writes Time with ``$PnG`` 0.01, and its values times ``$TIMESTEP``
+    then span a hundred times the acquisition from ``$BTIM`` to ``$ETIM``;
+    times the gain they span it. Without a usable clock, ``$TIMESTEP``."""
+    start, stop = _clock_seconds(btim), _clock_seconds(etim)
+    if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
+        return timestep
+    duration = (stop - start) % 86400          # acquisitions that pass midnight
+    if duration <= 0:
+        return timestep
+    plain, scaled = span * timestep / duration, span * timestep * gain / duration
+    if plain > 10 and 0.5 <= scaled <= 2:
+        return timestep * gain
+    return timestep
 
 
 def _skipped(n: int, message: str) -> TimeQC:
@@ -253,25 +306,18 @@ def _skipped(n: int, message: str) -> TimeQC:
                  "bad_signal", "bad"]), good=np.ones(n, dtype=bool), excluded=0)
 
 
-def _bin_medians(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
-                 n_bins: int) -> np.ndarray:
-    """Median of every column within every bin (NaN for empty bins).
-
-    Events are sorted by bin (acquisition order usually is already), then
-    each bin is a contiguous block: one ``np.median`` per bin, none per event.
-    """
+def _bin_means(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
+               n_bins: int) -> np.ndarray:
+    """Mean of every column within every bin (NaN for empty bins), over the
+    events with a finite time and a finite value."""
     out = np.full((n_bins, values.shape[1]), np.nan)
-    if values.shape[1] == 0:
-        return out
     b = bins[finite]
-    v = values[finite]
-    if b.size > 1 and np.any(b[1:] < b[:-1]):
-        order = np.argsort(b, kind="stable")
-        b, v = b[order], v[order]
-    starts = np.searchsorted(b, np.arange(n_bins + 1))
-    for i in range(n_bins):
-        if starts[i + 1] > starts[i]:
-            out[i] = np.median(v[starts[i]:starts[i + 1]], axis=0)
+    v = np.asarray(values[finite], dtype=np.float64)
+    ok = np.isfinite(v)
+    for j in range(v.shape[1]):
+        n = np.bincount(b[ok[:, j]], minlength=n_bins)
+        total = np.bincount(b[ok[:, j]], weights=v[ok[:, j], j], minlength=n_bins)
+        out[n > 0, j] = total[n > 0] / n[n > 0]
     return out
 
 
