@@ -35,14 +35,14 @@ from .strategy import GatingStrategy
 ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
+SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
+METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
+FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
 def _spelling(label: str) -> str:
     """A marker name without case, spaces or punctuation: NK1.1, NK1/1 and NK1_1 agree."""
     return "".join(ch for ch in label.casefold() if ch.isalnum())
-SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
-METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
-FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
 _line = line_of
