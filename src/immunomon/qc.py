@@ -231,7 +231,9 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
 
     ranges = np.array([sample.channel_info[i].range or 0.0 for i in cols], dtype=np.float64)
     scales = np.maximum(ranges / 1000.0, 1.0)
-    levels = _bin_means(np.arcsinh(sample.events[:, cols] / scales), b, finite, n_bins)
+    # float32, as the events are stored: the bin means below sum in float64
+    levels = _bin_means(np.arcsinh(sample.events[:, cols] / scales.astype(np.float32)),
+                        b, finite, n_bins)
     levels[counts < min_bin_events] = np.nan
 
     usual = max(float(np.median(counts)), 1.0)
@@ -309,15 +311,28 @@ def _skipped(n: int, message: str) -> TimeQC:
 def _bin_means(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
                n_bins: int) -> np.ndarray:
     """Mean of every column within every bin (NaN for empty bins), over the
-    events with a finite time and a finite value."""
+    events with a finite time and a finite value. Events are sorted by bin
+    (acquisition order usually is already), then each bin is one block."""
     out = np.full((n_bins, values.shape[1]), np.nan)
     b = bins[finite]
-    v = np.asarray(values[finite], dtype=np.float64)
+    v = values[finite]
+    if b.size > 1 and np.any(b[1:] < b[:-1]):
+        order = np.argsort(b, kind="stable")
+        b, v = b[order], v[order]
+    counts = np.bincount(b, minlength=n_bins)
+    filled = np.flatnonzero(counts)
+    if filled.size == 0 or values.shape[1] == 0:
+        return out
+    starts = np.searchsorted(b, filled)
     ok = np.isfinite(v)
-    for j in range(v.shape[1]):
-        n = np.bincount(b[ok[:, j]], minlength=n_bins)
-        total = np.bincount(b[ok[:, j]], weights=v[ok[:, j], j], minlength=n_bins)
-        out[n > 0, j] = total[n > 0] / n[n > 0]
+    if ok.all():
+        n = counts[filled][:, None]
+    else:
+        v = np.where(ok, v, 0)
+        n = np.add.reduceat(ok, starts, axis=0, dtype=np.int64)
+    sums = np.add.reduceat(v, starts, axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[filled] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
     return out
 
 
