@@ -231,9 +231,7 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
 
     ranges = np.array([sample.channel_info[i].range or 0.0 for i in cols], dtype=np.float64)
     scales = np.maximum(ranges / 1000.0, 1.0)
-    # float32, as the events are stored: the bin means below sum in float64
-    levels = _bin_means(np.arcsinh(sample.events[:, cols] / scales.astype(np.float32)),
-                        b, finite, n_bins)
+    levels = _bin_signals(sample.events, cols, scales, b, finite, n_bins)
     levels[counts < min_bin_events] = np.nan
 
     usual = max(float(np.median(counts)), 1.0)
@@ -308,21 +306,37 @@ def _skipped(n: int, message: str) -> TimeQC:
                  "bad_signal", "bad"]), good=np.ones(n, dtype=bool), excluded=0)
 
 
-def _bin_means(values: np.ndarray, bins: np.ndarray, finite: np.ndarray,
-               n_bins: int) -> np.ndarray:
-    """Mean of every column within every bin (NaN for empty bins), over the
-    events with a finite time and a finite value. Events are sorted by bin
-    (acquisition order usually is already), then each bin is one block."""
-    out = np.full((n_bins, values.shape[1]), np.nan)
+def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: np.ndarray,
+                 finite: np.ndarray, n_bins: int) -> np.ndarray:
+    """Per bin and channel, the mean of ``asinh(value / scale)`` over the events
+    with a finite time and a finite value (NaN for empty bins). One channel at
+    a time, in float32 as the events are stored, so no copy of the whole event
+    matrix is made; events are sorted by bin when they are not already (they
+    usually are, in acquisition order) and each bin is one block."""
+    out = np.full((n_bins, len(cols)), np.nan)
     b = bins[finite]
-    v = values[finite]
+    order = None
     if b.size > 1 and np.any(b[1:] < b[:-1]):
         order = np.argsort(b, kind="stable")
-        b, v = b[order], v[order]
+        b = b[order]
     counts = np.bincount(b, minlength=n_bins)
     filled = np.flatnonzero(counts)
-    if filled.size == 0 or values.shape[1] == 0:
+    if filled.size == 0:
         return out
+    starts = np.searchsorted(b, filled)
+    rows = np.flatnonzero(finite) if order is None else np.flatnonzero(finite)[order]
+    for j, (col, scale) in enumerate(zip(cols, scales)):
+        v = np.arcsinh(events[rows, col] / np.float32(scale))
+        ok = np.isfinite(v)
+        if ok.all():
+            n = counts[filled]
+        else:
+            v = np.where(ok, v, 0)
+            n = np.add.reduceat(ok, starts, dtype=np.int64)
+        sums = np.add.reduceat(v, starts, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[filled, j] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+    return out
     starts = np.searchsorted(b, filled)
     ok = np.isfinite(v)
     if ok.all():
