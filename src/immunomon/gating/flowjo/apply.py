@@ -152,11 +152,12 @@ def f1_score(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
     """Template population name -> workspace gate path, matched by name
-    (case-insensitive, ignoring spaces and '_'); a name held by several
-    workspace populations is matched only if exactly one of them has the same
-    parent name."""
+    (case, spaces and punctuation aside, but not the signs: "NK1.1+" is
+    FlowJo's "NK1_1+", not "NK1_1-"); a name held by several workspace
+    populations is matched only if exactly one of them has the same parent
+    name."""
     def norm(s):
-        return "".join(ch for ch in s.casefold() if ch not in " _")
+        return "".join(ch for ch in s.casefold() if ch.isalnum() or ch in "+-")
 
     out = {}
     for name, parent in names:
