@@ -337,17 +337,6 @@ def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: 
         with np.errstate(invalid="ignore", divide="ignore"):
             out[filled, j] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
     return out
-    starts = np.searchsorted(b, filled)
-    ok = np.isfinite(v)
-    if ok.all():
-        n = counts[filled][:, None]
-    else:
-        v = np.where(ok, v, 0)
-        n = np.add.reduceat(ok, starts, axis=0, dtype=np.int64)
-    sums = np.add.reduceat(v, starts, axis=0, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[filled] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
-    return out
 
 
 def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
