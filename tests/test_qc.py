@@ -264,13 +264,13 @@ def test_a_moderate_change_of_flow_rate_is_not_an_anomaly():
 
 
 def test_seconds_follow_the_files_own_clock():
-    from immunomon.qc import seconds_per_time_unit
+    from immunomon.fcs.sample import time_step
     # BD FACSDiva: Time $PnG 0.01; 718,400 units x 0.01 s would be 2 hours of a 73 s run
-    assert seconds_per_time_unit(0.01, 0.01, 718_400, "00:29:01", "00:30:14") == 0.0001
-    assert seconds_per_time_unit(0.01, 1.0, 7_184, "00:29:01", "00:30:14") == 0.01
-    assert seconds_per_time_unit(0.01, 0.01, 718_400, None, "00:30:14") == 0.01   # no clock
-    assert seconds_per_time_unit(0.01, 0.01, 7_184, "00:29:01", "00:30:14") == 0.01  # agrees
-    assert seconds_per_time_unit(0.01, 0.01, 718_400, "23:59:30", "00:00:43") == 0.0001
+    assert time_step(0.01, 0.01, 718_400, "00:29:01", "00:30:14") == 0.0001
+    assert time_step(0.01, 1.0, 7_184, "00:29:01", "00:30:14") == 0.01
+    assert time_step(0.01, 0.01, 718_400, None, "00:30:14") == 0.01   # no clock
+    assert time_step(0.01, 0.01, 7_184, "00:29:01", "00:30:14") == 0.01  # agrees
+    assert time_step(0.01, 0.01, 718_400, "23:59:30", "00:00:43") == 0.0001
     # the real FACSDiva file: its anomalies are placed within its 73 s
     from pathlib import Path
     from immunomon import read_fcs

@@ -191,16 +191,9 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         t_idx = sample.channel_index(time_channel)
     except ImmunomonError:
         return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
-    raw = sample.events[:, t_idx].astype(np.float64)
-    step = sample.timestep
-    if step:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            span = float(np.nanmax(raw) - np.nanmin(raw)) if np.isfinite(raw).any() else 0.0
-        step = seconds_per_time_unit(step, sample.channel_info[t_idx].gain, span,
-                                     sample.keywords.get("$BTIM"), sample.keywords.get("$ETIM"))
+    step = sample.seconds_per_time_unit(t_idx)
     unit = "s" if step else "time units"
-    t = raw * (step or 1.0)
+    t = sample.events[:, t_idx].astype(np.float64) * (step or 1.0)
     finite = np.isfinite(t)
     if n == 0 or not finite.any():
         return _skipped(n, "no events with a finite time: acquisition over time not checked")
@@ -268,36 +261,6 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
     return TimeQC(flags=flags, bins=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
-
-
-def _clock_seconds(text) -> float | None:
-    """Seconds since midnight of an FCS time of day: hh:mm:ss, with optional
-    hundredths after '.' (FCS 3) or ':' (FCS 2)."""
-    parts = str(text or "").strip().replace(".", ":").split(":")
-    try:
-        h, m, sec = (float(x) for x in parts[:3])
-        frac = float(f"0.{parts[3]}") if len(parts) > 3 and parts[3].isdigit() else 0.0
-    except ValueError:
-        return None
-    return h * 3600 + m * 60 + sec + frac
-
-
-def seconds_per_time_unit(timestep: float, gain: float, span: float, btim, etim) -> float:
-    """Seconds per unit of the Time channel: ``$TIMESTEP``, or ``$TIMESTEP``
-    times the Time channel's ``$PnG`` when the file's own clock says so. BD
-    FACSDiva writes Time with ``$PnG`` 0.01, and its values times ``$TIMESTEP``
-    then span a hundred times the acquisition from ``$BTIM`` to ``$ETIM``;
-    times the gain they span it. Without a usable clock, ``$TIMESTEP``."""
-    start, stop = _clock_seconds(btim), _clock_seconds(etim)
-    if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
-        return timestep
-    duration = (stop - start) % 86400          # acquisitions that pass midnight
-    if duration <= 0:
-        return timestep
-    plain, scaled = span * timestep / duration, span * timestep * gain / duration
-    if plain > 10 and 0.5 <= scaled <= 2:
-        return timestep * gain
-    return timestep
 
 
 def _skipped(n: int, message: str) -> TimeQC:

@@ -91,13 +91,7 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
     recipient_geno, w = reference_genotype(recipient, "recipient", kit, settings)
     warnings += w
     peaks = read_exports(samples, kit=kit)
-    manifest_map = read_manifest(manifest) if manifest is not None else {}
-    metadata = {}
-    for name in dict.fromkeys(peaks["sample"]):
-        meta = dict(manifest_map.get(name) or parse_sample_name(name))
-        if lineage:
-            meta["lineage"] = lineage
-        metadata[name] = meta
+    metadata = _sample_metadata(peaks, manifest, lineage)
     result = compute_chimerism(peaks, donor_genos, recipient_geno, settings=settings,
                                kit=kit, metadata=metadata)
     if not result.samples:
@@ -172,13 +166,7 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
                                   "dyes": run.dyes, "ranges": bins.ranges,
                                   "bins": bins.centres, "file": run.trace.path}
     peaks = pd.concat(frames, ignore_index=True)
-    manifest_map = read_manifest(manifest) if manifest is not None else {}
-    metadata = {}
-    for name in dict.fromkeys(peaks["sample"]):
-        meta = dict(manifest_map.get(name) or parse_sample_name(name))
-        if lineage:
-            meta["lineage"] = lineage
-        metadata[name] = meta
+    metadata = _sample_metadata(peaks, manifest, lineage)
     result = compute_chimerism(peaks, references[:-1], references[-1], settings=settings,
                                kit=kit, metadata=metadata)
     if not result.samples:
@@ -195,3 +183,16 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
 def _run_summary(run, role: str, bins_source: str) -> dict:
     return {"file": run.trace.path, "role": role, "sample_name": run.trace.sample,
             **run.calibration.summary(), "alleles_called_against": bins_source}
+
+
+def _sample_metadata(peaks, manifest, lineage) -> dict[str, dict]:
+    """Each sample's patient, visit and lineage: from the manifest, else parsed
+    from its name; ``lineage`` given on the command line applies to all."""
+    manifest_map = read_manifest(manifest) if manifest is not None else {}
+    metadata = {}
+    for name in dict.fromkeys(peaks["sample"]):
+        meta = dict(manifest_map.get(name) or parse_sample_name(name))
+        if lineage:
+            meta["lineage"] = lineage
+        metadata[name] = meta
+    return metadata

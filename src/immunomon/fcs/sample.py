@@ -106,12 +106,24 @@ class Sample(ChannelNames):
 
     @property
     def timestep(self) -> float | None:
-        """Seconds per unit of the Time channel ($TIMESTEP), when given."""
+        """The file's $TIMESTEP, when given (``seconds_per_time_unit`` checks it)."""
         value = self.keywords.get("$TIMESTEP")
         try:
             return float(value) if value is not None else None
         except ValueError:
             return None
+
+    def seconds_per_time_unit(self, time_index: int) -> float | None:
+        """Seconds per unit of the Time channel at column ``time_index``:
+        ``$TIMESTEP``, checked against the file's own clock (``time_step``)."""
+        step = self.timestep
+        if not step:
+            return step
+        t = self.events[:, time_index]
+        finite = t[np.isfinite(t)]
+        span = float(finite.max() - finite.min()) if finite.size else 0.0
+        return time_step(step, self.channel_info[time_index].gain, span,
+                         self.keywords.get("$BTIM"), self.keywords.get("$ETIM"))
 
     def channel_index(self, name_or_marker: str) -> int:
         """Column of a channel given its $PnN name or its $PnS marker.
@@ -150,3 +162,33 @@ class Sample(ChannelNames):
         src = f" from {self.path.name}" if self.path else ""
         return (f"<Sample{src}: FCS {self.version}, {self.n_events} events x "
                 f"{len(self.channel_info)} channels>")
+
+
+def _clock_seconds(text) -> float | None:
+    """Seconds since midnight of an FCS time of day: hh:mm:ss, with optional
+    hundredths after '.' (FCS 3) or ':' (FCS 2)."""
+    parts = str(text or "").strip().replace(".", ":").split(":")
+    try:
+        h, m, sec = (float(x) for x in parts[:3])
+        frac = float(f"0.{parts[3]}") if len(parts) > 3 and parts[3].isdigit() else 0.0
+    except ValueError:
+        return None
+    return h * 3600 + m * 60 + sec + frac
+
+
+def time_step(timestep: float, gain: float, span: float, btim, etim) -> float:
+    """Seconds per unit of the Time channel: ``$TIMESTEP``, or ``$TIMESTEP``
+    times the Time channel's ``$PnG`` when the file's own clock says so. BD
+    FACSDiva writes Time with ``$PnG`` 0.01, and its values times ``$TIMESTEP``
+    then span a hundred times the acquisition from ``$BTIM`` to ``$ETIM``;
+    times the gain they span it. Without a usable clock, ``$TIMESTEP``."""
+    start, stop = _clock_seconds(btim), _clock_seconds(etim)
+    if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
+        return timestep
+    duration = (stop - start) % 86400          # acquisitions that pass midnight
+    if duration <= 0:
+        return timestep
+    plain, scaled = span * timestep / duration, span * timestep * gain / duration
+    if plain > 10 and 0.5 <= scaled <= 2:
+        return timestep * gain
+    return timestep
