@@ -285,9 +285,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         why = "the other population's tail lies on that side"
         if direction is None:
             direction = side_by_place(float(centres[main]), scale)
-            why = ("no tail on either side; the peak sits low on the scale, where unstained "
-                   "cells lie" if direction == 1 else "no tail on either side; the peak sits "
-                   "high on the scale, where stained cells lie")
+            place = {1: "low on the scale, where unstained cells lie",
+                     -1: "high on the scale, where stained cells lie"}.get(direction)
+            why = f"no tail on either side; the peak sits {place}"
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"
