@@ -49,6 +49,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEMO = REPO / "fixtures" / "demo-study" / "fcs"
+DEMO_STUDY = REPO / "pipelines" / "demo.yaml"
 CONFIGS = ("gating alone", "+ plots summary", "+ plots all", "+ AnnData", "everything",
            "FlowKit")
 
@@ -139,10 +140,15 @@ def memory_worker(config: str, path: Path, gates_xml: Path | None) -> dict:
 
 
 def demo_worker(repeats: int) -> dict:
-    """The demo study's gate stage: every demo file, no plots, no AnnData."""
+    """The demo study's gate stage: every demo file, no plots, no AnnData. The files
+    are written from the study's seed on first use (as ``immunomon run`` does)."""
     from immunomon.gating.run import gate_files
     from immunomon.gating.template import load_template
-
+    try:
+        from immunomon.pipeline import load_study, simulated_inputs
+        simulated_inputs(load_study(DEMO_STUDY))
+    except ImportError:                 # older code: the files were committed
+        pass
     files = sorted(DEMO.glob("*.fcs"))
     template = load_template("post-transplant")
     walls, cpus = [], []

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from immunomon.errors import ImmunomonError
-from immunomon.export import (applied_gates, deidentify_keywords, fcs_keywords, gate_membership,
-                              gate_to_dict, h5ad_safe, to_anndata, write_gated_h5ad,
-                              write_h5ad)
+from immunomon.export import (applied_gates, decimal_strings, deidentify_keywords,
+                              fcs_keywords, gate_membership, gate_to_dict, h5ad_safe,
+                              to_anndata, write_gated_h5ad, write_h5ad)
 from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, GateReference,
                               GatingStrategy, PolygonGate, Quadrant, QuadrantGate,
                               RectangleGate)
@@ -242,3 +242,10 @@ def test_real_flowjo_sample_round_trips(tmp_path):
     live = int(gate_membership(b, "Live").sum())
     assert abs(live - 34469) <= 0.025 * 34469                      # FlowJo's stored count
     assert np.array_equal(b.layers["raw"], result.sample.events)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 100, 999, 1000, 1001, 123_457])
+def test_event_numbers_as_strings_equal_numpys(n):
+    expected = np.arange(n).astype(f"S{len(str(max(n - 1, 0)))}")
+    got = decimal_strings(n)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)

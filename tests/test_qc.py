@@ -151,6 +151,43 @@ def test_margin_limit_and_channel_choice():
     assert "piled at the bottom value 0" in margin_events(s, channels=["B"]).flags[-1]
 
 
+def test_margin_events_over_many_blocks_match_the_whole_matrix():
+    """Events are checked a block at a time; counts and the per-event mask equal
+    those computed on the whole matrix at once, whichever block holds a channel's
+    lowest value, with NaN events and an all-NaN channel."""
+    rng = np.random.default_rng(4)
+    n = 200_003                                   # four blocks, the last one short
+    a = rng.uniform(0, 1023, n).round()           # ties at 0 and 1023 in every block
+    b = rng.normal(500, 100, n)
+    b[150_000:150_100] = -50.0                    # the lowest value, in a late block
+    b[rng.choice(n, 500, replace=False)] = np.nan
+    s = _sample({"A": a, "B": b, "C": np.full(n, np.nan), "Time": np.arange(n, dtype=float)})
+    m = margin_events(s)
+    x = s.events[:, :3]
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        low = np.nanmin(x, axis=0)
+    top, bottom = x >= s.ranges[:3] - 1.0, x <= low
+    t = m.table.set_index("channel")
+    assert t["top"].tolist() == top.sum(axis=0).tolist()
+    assert t["bottom"].tolist() == bottom.sum(axis=0).tolist()
+    assert t.loc["B", "bottom"] == 100 and t.loc["C", "top"] + t.loc["C", "bottom"] == 0
+    assert np.array_equal(m.margin, (top | bottom).any(axis=1))
+
+
+def test_bin_signals_are_means_of_asinh():
+    """Each bin's signal is the mean of asinh(value / (range / 1000)) over its events,
+    as numpy computes it, from values near zero to the top of a float scale."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    a = rng.normal(0, 300, n)
+    a[:20] = [0, 1e-3, -1e-3, 1e6, -1e6, 3e38, -3e38] + [5.0] * 13
+    s = _sample({"A": a, "Time": np.arange(n, dtype=float)}, ranges={"A": 262_144})
+    qc = time_anomalies(s, n_bins=10)
+    values = np.arcsinh(s.events[:, 0].astype(np.float64) / 262.144)
+    expected = values.reshape(10, -1).mean(axis=1)
+    assert np.allclose(qc.bins["signal:A"], expected, rtol=0, atol=1e-5)
+
+
 # -- counts and markers ---------------------------------------------------------------
 def test_low_count_flags():
     flags = low_count_flags({"T cells": 5000, "pDC": 45, "mDC": 200}, min_events=200)

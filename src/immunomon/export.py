@@ -500,6 +500,23 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
 _BLOCK = 65_536          # events per slab of .X written at once
 
 
+def decimal_strings(n: int) -> np.ndarray:
+    """``0, 1, ..., n - 1`` as fixed-width ASCII strings (numpy ``S``, NUL-padded),
+    equal to ``np.arange(n).astype("S<width>")`` at a fraction of its cost (numpy
+    formats every number alone). The numbers are in order, so those with the same
+    count of digits are one block of rows, each written left-aligned in one slice."""
+    width = len(str(max(n - 1, 0)))
+    numbers = np.arange(n, dtype=np.int64)
+    digits = np.empty((n, width), dtype=np.uint8)       # right-aligned, zero-filled
+    for place in range(width):
+        digits[:, place] = numbers // 10 ** (width - 1 - place) % 10 + 48
+    chars = np.zeros((n, width), dtype=np.uint8)
+    for length in range(1, width + 1):
+        first, stop = (0 if length == 1 else 10 ** (length - 1)), min(10 ** length, n)
+        chars[first:stop, :length] = digits[first:stop, width - length:]
+    return chars.view(f"S{width}").ravel()
+
+
 def write_gated_h5ad(result, path, **kwargs) -> Path:
     """Write ``to_anndata(result, **kwargs)`` to ``path`` (atomically) without
     building the AnnData: ``.X`` is written in slabs of events straight from the
@@ -528,8 +545,7 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
         obs = f.create_group("obs")
         obs.attrs.update({"_index": "_index", "column-order": np.array([], dtype=np.float64),
                           "encoding-type": "dataframe", "encoding-version": "0.2.0"})
-        width = len(str(max(n - 1, 0)))
-        index = obs.create_dataset("_index", data=np.arange(n).astype(f"S{width}"))
+        index = obs.create_dataset("_index", data=decimal_strings(n))
         index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
         write_elem(f, "var", parts["var"])
         write_elem(f, "layers", {"raw": parts["raw"]})

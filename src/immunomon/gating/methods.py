@@ -3,7 +3,9 @@
 Each takes the values of its dimensions inside the parent population (already
 compensated and transformed) and returns what it found plus notes on how: a
 method that could not do what it was asked falls back to a defined rule and
-says so, so QC can flag it. No Python loop over events.
+says so, so QC can flag it. No Python loop over events. scipy and scikit-learn
+are imported in the functions that use them: loading a template or applying
+fixed gates does not pay for them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal, stats
 
 from ..errors import GatingError
 
@@ -67,7 +68,9 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     spread = min(sd, (q75 - q25) / 1.349) or sd or (hi - lo) / 10
     bandwidth = 0.9 * spread * x.size ** -0.2 * adjust
     sigma_bins = max(bandwidth / (edges[1] - edges[0]), 1.0)
-    density = ndimage.gaussian_filter1d(counts.astype(np.float64), sigma_bins, mode="constant")
+    from scipy.ndimage import gaussian_filter1d
+
+    density = gaussian_filter1d(counts.astype(np.float64), sigma_bins, mode="constant")
     return centres, density / (density.sum() * (edges[1] - edges[0])), \
         sigma_bins * (edges[1] - edges[0])
 
@@ -82,8 +85,10 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
     standard errors of the kernel estimate at the mode: a minor population of
     0.5% forms a peak worth cutting at, a wiggle of sampling noise does not.
     """
+    from scipy.signal import find_peaks as local_maxima
+
     padded = np.concatenate([[0.0], density, [0.0]])
-    idx, props = signal.find_peaks(padded, prominence=min_prominence * density.max())
+    idx, props = local_maxima(padded, prominence=min_prominence * density.max())
     idx = idx - 1
     if n_events and bandwidth and idx.size:
         # variance of a Gaussian-kernel density estimate: f / (2 sqrt(pi) n h)
@@ -93,8 +98,10 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
 
 
 def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    from scipy.signal import peak_prominences
+
     padded = np.concatenate([[0.0], density, [0.0]])
-    return signal.peak_prominences(padded, peaks + 1)[0]
+    return peak_prominences(padded, peaks + 1)[0]
 
 
 def _half_width(centres, density, peak: int, direction: int) -> float:
@@ -507,5 +514,7 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     best = int(np.argmax(score))
     members = _merged_with(gmm, best) if merge else [best]
     mean, cov, weight = _moments(gmm, members)
-    d2 = float(stats.chi2.ppf(quantile, X.shape[1]))
+    from scipy.stats import chi2
+
+    d2 = float(chi2.ppf(quantile, X.shape[1]))
     return Cluster(mean, cov, d2, weight, n_components, tuple(members))

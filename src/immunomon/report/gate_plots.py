@@ -221,6 +221,8 @@ class GatePlotter:
     def plot(self, result, gate_id: str, path, *, labels: dict | None = None,
              max_points: int = 50_000, bins: int = 200) -> Path | None:
         """Write the PNG of one gate (see ``plot_gate``)."""
+        from matplotlib.patches import StepPatch
+
         gid, gate = find_gate(result, gate_id)
         if isinstance(gate, BooleanGate) or not gate.dimensions:
             return None
@@ -253,7 +255,8 @@ class GatePlotter:
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            ax.stairs(counts, edges, fill=True, color="#4c72b0", alpha=0.8)
+            # add_artist, not stairs: the limits are set, so no data limits to update
+            ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
             ax.set_ylim(0, max(counts.max(), 1) * 1.05)
             ax.set_ylabel("events")
         ax.set_xlim(*view.lims[0])
@@ -394,7 +397,12 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     out) as a small panel: the parent's binned density, the gate, and the
     population's count and percentage of its parent. A sample at a glance, for
     reviewing many files; ``plot_gate`` draws the same panel large, with axes.
-    Returns the path written, or None when no gate has geometry."""
+    Returns the path written, or None when no gate has geometry.
+
+    The panels are not matplotlib Axes (building two dozen of them cost more than
+    drawing everything else): each density is an image placed on the figure's
+    pixels, and the gate, the frame and the texts are artists in the panel's own
+    coordinates (``_Panel``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
@@ -409,47 +417,109 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     FigureCanvasAgg(fig)
     cmap = _viridis_white_under()
     side = panel * dpi
+    size = round(0.7 * side)
     for k, (gid, gate) in enumerate(gates):
         r, c = divmod(k, columns)
         # whole-pixel panels, room below and left for the axis names, above for the title
-        left, bottom, size = c * side + 0.1 * side, (rows - 1 - r) * side + 0.1 * side, \
-            round(0.7 * side)
-        ax = fig.add_axes((left / fig.bbox.width, bottom / fig.bbox.height,
-                           size / fig.bbox.width, size / fig.bbox.height))
-        ax.set_xticks([])
-        ax.set_yticks([])
+        left, bottom = round(c * side + 0.1 * side), round((rows - 1 - r) * side + 0.1 * side)
         view = gate_view(result, gid, gate, max_points=max_points)
         wanted = int(min(bins, max(24, 1.5 * np.sqrt(view.n_plotted))))
         if len(view.dims) == 2:
             n = aligned_bins(size, wanted)
             h = density_2d(view.data[0], view.data[1], view.lims, (n, n))
             with np.errstate(divide="ignore"):
-                shade = np.log10(h.T)
-            shade[~np.isfinite(shade)] = np.nan
-            ax.imshow(shade, origin="lower", aspect="auto", cmap=cmap,
-                      norm=Normalize(0.0, np.log10(max(float(h.max()), 10.0))),
-                      interpolation="nearest", extent=(*view.lims[0], *view.lims[1]))
-            ax.set_ylim(*view.lims[1])
-            ax.set_ylabel(_text(_short_label(result.sample, view.dims[1])), fontsize=6,
-                          labelpad=1)
+                shade = np.ma.masked_invalid(np.log10(h.T))      # empty bins stay white
+            colours = cmap(Normalize(0.0, np.log10(max(float(h.max()), 10.0)))(shade),
+                           bytes=True)
+            at = np.arange(size) * n // size                     # bin of each pixel
+            fig.figimage(colours[at][:, at], xo=left, yo=bottom, origin="lower")
+            lims = view.lims
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            ax.stairs(counts, edges, fill=True, color="#4c72b0", alpha=0.8)
-            ax.set_ylim(0, max(counts.max(), 1) * 1.05)
-        ax.set_xlim(*view.lims[0])
-        ax.set_xlabel(_text(_short_label(result.sample, view.dims[0])), fontsize=6, labelpad=1)
+            lims = (view.lims[0], (0.0, max(counts.max(), 1) * 1.05))
+        ax = _Panel(fig, (left, bottom, size), lims)
+        if len(view.dims) == 1:
+            from matplotlib.patches import StepPatch
+            ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
+        ax.frame()
         if isinstance(gate, QuadrantGate):
-            _draw_quadrants(ax, gate, view.lims, len(view.dims), result, view.n_parent,
+            _draw_quadrants(ax, gate, lims, len(view.dims), result, view.n_parent,
                             labels, fontsize=4.5, linewidth=1.0)
             title = f"{_name(gid, labels)}\nof {view.n_parent:,}"
         else:
-            _draw_gate(ax, gate, view.lims, len(view.dims), linewidth=1.0)
+            _draw_gate(ax, gate, lims, len(view.dims), linewidth=1.0)
             count = result.count(gid)
             pct = 100.0 * count / view.n_parent if view.n_parent else float("nan")
             title = f"{_name(gid, labels)}\n{count:,} ({pct:.1f}%)"
-        ax.set_title(_text(title), fontsize=6.5, y=1.0, pad=2)
+        ax.label(_text(title), "top", fontsize=6.5)
+        ax.label(_text(_short_label(result.sample, view.dims[0])), "bottom", fontsize=6)
+        if len(view.dims) == 2:
+            ax.label(_text(_short_label(result.sample, view.dims[1])), "left", fontsize=6)
     return _save(fig, Path(path))
+
+
+class _Panel:
+    """A square of a figure in data coordinates, without an Axes: the few Axes
+    methods the gate drawings use (``add_artist``, ``axvline``, ``axhline``,
+    ``axvspan``, ``text``, ``get_ylim``), each adding an artist clipped to the
+    square, plus a frame and labels around it. ``box``: (left, bottom, size) in
+    pixels; ``lims``: the data limits of the two axes."""
+
+    def __init__(self, fig, box, lims):
+        from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
+
+        left, bottom, size = box
+        (x0, x1), (y0, y1) = lims
+        width, height = fig.bbox.width, fig.bbox.height
+        self.fig, self.lims = fig, lims
+        self.box = (left / width, bottom / height, size / width, size / height)
+        l, b, w, h = self.box
+        self.transform = Affine2D().translate(-x0, -y0).scale(
+            w / (x1 - x0), h / (y1 - y0)).translate(l, b) + fig.transFigure
+        self.clip = TransformedBbox(Bbox.from_bounds(*self.box), fig.transFigure)
+
+    def add_artist(self, artist):
+        artist.set_transform(self.transform)
+        artist.set_clip_box(self.clip)
+        self.fig.add_artist(artist)
+        return artist
+
+    def get_ylim(self):
+        return self.lims[1]
+
+    def axvline(self, x, **style):
+        from matplotlib.lines import Line2D
+        return self.add_artist(Line2D([x, x], self.lims[1], **style))
+
+    def axhline(self, y, **style):
+        from matplotlib.lines import Line2D
+        return self.add_artist(Line2D(self.lims[0], [y, y], **style))
+
+    def axvspan(self, lo, hi, **style):
+        from matplotlib.patches import Rectangle
+        y0, y1 = self.lims[1]
+        return self.add_artist(Rectangle((lo, y0), hi - lo, y1 - y0, **style))
+
+    def text(self, x, y, s, **style):
+        from matplotlib.text import Text
+        return self.add_artist(Text(x, y, s, **style))
+
+    def frame(self):
+        from matplotlib.patches import Rectangle
+        self.fig.add_artist(Rectangle(self.box[:2], *self.box[2:], fill=False,
+                                      edgecolor="black", linewidth=0.8,
+                                      transform=self.fig.transFigure))
+
+    def label(self, text: str, where: str, *, fontsize: float):
+        """A text centred above ("top"), below ("bottom") or left of ("left") the panel."""
+        l, b, w, h = self.box
+        pad = 2 / self.fig.bbox.height
+        place = {"top": dict(x=l + w / 2, y=b + h + pad, ha="center", va="bottom"),
+                 "bottom": dict(x=l + w / 2, y=b - pad, ha="center", va="top"),
+                 "left": dict(x=l - 2 / self.fig.bbox.width, y=b + h / 2, ha="right",
+                              va="center", rotation=90)}[where]
+        self.fig.text(s=text, fontsize=fontsize, **place)
 
 
 def _short_label(sample, dim) -> str:
