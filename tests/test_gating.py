@@ -13,6 +13,7 @@ from immunomon.gating import (BooleanGate, Dimension, Divider, EllipsoidGate, FR
                               GateReference, GatingStrategy, PolygonGate, Quadrant,
                               QuadrantGate, RatioDimension, RectangleGate, SpectrumMatrix,
                               polygon_mask, range_mask)
+from immunomon.gating.dimensions import EventValues
 from immunomon.transforms import Logicle
 
 
@@ -160,21 +161,25 @@ def test_boolean_operand_counts():
 
 # --------------------------------------------------------------------------- hierarchy
 class CountingLogicle:
-    """A transform that counts how often it is applied."""
+    """A transform that records how many events it is applied to, call by call."""
 
-    calls = 0
+    sizes: list = []
 
     def __init__(self):
         self.inner = Logicle(T=1000, W=0.5, M=4.5, A=0)
 
     def apply(self, x):
-        CountingLogicle.calls += 1
+        CountingLogicle.sizes.append(np.size(x))
         return self.inner.apply(x)
 
 
-def test_children_are_gated_inside_parents_and_dimensions_computed_once(sample):
+def test_children_are_gated_inside_parents_and_transforms_see_only_their_events(sample):
+    """Each gate transforms the events it is tested on (every event at the top, its
+    parent's below, or every event for a fixed gate whose parent holds most of them);
+    no full-length transformed copy is kept, and the masks are those of the
+    transformed values."""
     t = CountingLogicle()
-    CountingLogicle.calls = 0
+    CountingLogicle.sizes = []
     s = GatingStrategy(transforms={"lg": t})
     s.add(RectangleGate("root", [Dimension("A", transform="lg")], [(0.3, None)]))
     s.add(RectangleGate("child", [Dimension("A", transform="lg")], [(None, 0.5)],
@@ -183,7 +188,10 @@ def test_children_are_gated_inside_parents_and_dimensions_computed_once(sample):
                       [(0, -500), (1, -500), (1, 500), (0, 500)], parent="child"))
     res = s.apply(sample)
     y = t.inner.apply(sample.events[:, 0])
-    assert CountingLogicle.calls == 1
+    n, root, child = sample.n_events, int((y >= 0.3).sum()), int(((y >= 0.3) & (y < 0.5)).sum())
+    assert CountingLogicle.sizes == [n, n if 2 * root > n else root,
+                                     n if 2 * child > n else child]
+    assert not any(k[-1] is t for k in res.values._cache)
     assert np.array_equal(res.mask("root"), y >= 0.3)
     assert np.array_equal(res.mask("child"), (y >= 0.3) & (y < 0.5))
     assert np.array_equal(res.mask("grandchild"), res.mask("child")
@@ -191,6 +199,17 @@ def test_children_are_gated_inside_parents_and_dimensions_computed_once(sample):
     assert res.parent("grandchild") == "child"
     assert res.ancestors("grandchild") == ("child", "root")
     assert res.gate_ids == ("root", "child", "grandchild")
+
+
+def test_values_of_some_events_equal_those_of_all_events_there(sample):
+    """A transform works event by event: the values of ``rows`` (an index array or a
+    slice) are exactly the values of every event at those rows."""
+    values = EventValues(sample, {"lg": Logicle(T=1000, W=0.5, M=4.5, A=0)})
+    dim = Dimension("A", transform="lg")
+    everything = values.values(dim)
+    rows = np.flatnonzero(np.random.default_rng(1).random(sample.n_events) < 0.3)
+    assert np.array_equal(values.values(dim, rows), everything[rows])
+    assert np.array_equal(values.values(dim, slice(5, 50)), everything[5:50])
 
 
 def test_gates_may_be_added_before_their_parents(sample):

@@ -395,8 +395,9 @@ def _parts(result, *, populations=None, deidentify: bool = False,
            transforms: dict | None = None, compensation: str = "FCS",
            template: dict | None = None) -> dict:
     """What ``to_anndata`` and ``write_gated_h5ad`` store, built once: the columns
-    of ``.X`` (columns the gates transformed come from the gating cache), ``.var``,
-    the membership matrix, ``.uns`` and the raw events (the sample's own array)."""
+    of ``.X`` (as dimensions of the gating's values, transformed a slab of events at
+    a time by ``_x_rows``), ``.var``, the membership matrix, ``.uns`` and the raw
+    events (the sample's own array)."""
     import json
 
     import pandas as pd
@@ -410,9 +411,7 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     per_channel = channel_transforms(result, transforms)
     matrix = values.matrix(compensation)
     detectors = set(matrix.detectors) if matrix is not None else set()
-    columns = [values.channel(name, compensation) if per_channel.get(name) is None
-               else values.values(Dimension(name, compensation, per_channel[name]))
-               for name in sample.channels]
+    columns = [Dimension(name, compensation, per_channel.get(name)) for name in sample.channels]
 
     var = pd.DataFrame({
         "marker": [m or "" for m in sample.markers],
@@ -458,15 +457,17 @@ def _parts(result, *, populations=None, deidentify: bool = False,
         uns["template"] = h5ad_safe(template)
     raw = sample.events if sample.events.dtype == np.float32 else \
         sample.events.astype(np.float32)
-    return {"n": n, "columns": columns, "var": var, "membership": membership, "uns": uns,
+    return {"n": n, "values": values, "columns": columns, "var": var, "membership": membership, "uns": uns,
             "raw": raw}
 
 
-def _x_rows(columns, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows ``start:stop`` of ``.X`` (float32) from its columns."""
+def _x_rows(values, columns, start: int, stop: int, out: np.ndarray | None = None
+            ) -> np.ndarray:
+    """Rows ``start:stop`` of ``.X`` (float32) from its columns (dimensions of
+    ``values``, an ``EventValues``)."""
     out = np.empty((stop - start, len(columns)), dtype=np.float32) if out is None else out
-    for j, col in enumerate(columns):
-        out[:, j] = col[start:stop]
+    for j, dim in enumerate(columns):
+        out[:, j] = values.values(dim, slice(start, stop))
     return out
 
 
@@ -492,7 +493,7 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     n = parts["n"]
     obs = pd.DataFrame(index=pd.RangeIndex(n).astype(str))
     with anndata.settings.override(check_uniqueness=False):     # unique by construction
-        return anndata.AnnData(X=_x_rows(parts["columns"], 0, n), obs=obs, var=parts["var"],
+        return anndata.AnnData(X=_x_rows(parts["values"], parts["columns"], 0, n), obs=obs, var=parts["var"],
                                uns=parts["uns"], obsm={"gates": parts["membership"]},
                                layers={"raw": parts["raw"]})
 
@@ -520,8 +521,8 @@ def decimal_strings(n: int) -> np.ndarray:
 
 def write_gated_h5ad(result, path, **kwargs) -> Path:
     """Write ``to_anndata(result, **kwargs)`` to ``path`` (atomically) without
-    building the AnnData: ``.X`` is written in slabs of events straight from the
-    gating's columns, and the event-number index as one fixed-width ASCII
+    building the AnnData: ``.X`` is written in slabs of events, each transformed
+    from the gating's compensated channels, and the event-number index as one fixed-width ASCII
     dataset (anndata reads it as the usual string index) rather than a million
     Python strings. ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
     import h5py
@@ -542,7 +543,8 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
         slab = np.empty((min(_BLOCK, n), len(columns)), dtype=np.float32)
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
-            x[start:stop] = _x_rows(columns, start, stop, slab[:stop - start])
+            x[start:stop] = _x_rows(parts["values"], columns, start, stop,
+                                    slab[:stop - start])
         obs = f.create_group("obs")
         obs.attrs.update({"_index": "_index", "column-order": np.array([], dtype=np.float64),
                           "encoding-type": "dataframe", "encoding-version": "0.2.0"})
