@@ -379,7 +379,7 @@ def _draw_quadrants(ax, gate, lims, ndim, result, n_parent, labels, fontsize: fl
 
 # Unhinted glyphs (as matplotlib's own image tests draw them) render in about half the
 # time of the default auto-hinted ones, and text is most of a gate plot's drawing.
-_TEXT_STYLE = {"text.hinting": "none", "text.hinting_factor": 1}
+_TEXT_STYLE = {"text.hinting": "none"}
 
 
 def _save(fig, path: Path) -> Path:
