@@ -162,6 +162,16 @@ def test_direct_writer_writes_what_to_anndata_holds(sim, tmp_path):
     assert list(b.uns["populations"]["count"]) == [result.count(p) for p in result.gate_ids]
 
 
+def test_direct_writer_over_several_slabs_of_events(tmp_path):
+    """Events are written a slab of 65,536 at a time: across slab boundaries .X, the
+    membership matrix and the event names are those of the AnnData built whole."""
+    result = build(pbmc_sample(140_000, seed=3).sample)
+    a = to_anndata(result)
+    b = anndata.read_h5ad(write_gated_h5ad(result, tmp_path / "s.h5ad"))
+    assert np.array_equal(b.X, a.X) and np.array_equal(b.obsm["gates"], a.obsm["gates"])
+    assert list(b.obs_names) == list(a.obs_names) == [str(i) for i in range(140_000)]
+
+
 def test_deidentify(sim, tmp_path):
     a = to_anndata(build(sim.sample), deidentify=True)
     b = anndata.read_h5ad(write_h5ad(a, tmp_path / "d.h5ad"))
@@ -244,8 +254,10 @@ def test_real_flowjo_sample_round_trips(tmp_path):
     assert np.array_equal(b.layers["raw"], result.sample.events)
 
 
-@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 100, 999, 1000, 1001, 123_457])
-def test_event_numbers_as_strings_equal_numpys(n):
-    expected = np.arange(n).astype(f"S{len(str(max(n - 1, 0)))}")
-    got = decimal_strings(n)
+@pytest.mark.parametrize("start, stop", [(0, 0), (0, 1), (0, 10), (0, 11), (5, 105),
+                                         (999, 1001), (65_536, 131_072), (0, 123_457)])
+def test_event_numbers_as_strings_equal_numpys(start, stop):
+    width = len(str(max(stop - 1, 0)))
+    expected = np.arange(start, stop).astype(f"S{width}")
+    got = decimal_strings(start, stop, width)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)

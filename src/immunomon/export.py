@@ -395,9 +395,9 @@ def _parts(result, *, populations=None, deidentify: bool = False,
            transforms: dict | None = None, compensation: str = "FCS",
            template: dict | None = None) -> dict:
     """What ``to_anndata`` and ``write_gated_h5ad`` store, built once: the columns
-    of ``.X`` (as dimensions of the gating's values, transformed a slab of events at
-    a time by ``_x_rows``), ``.var``, the membership matrix, ``.uns`` and the raw
-    events (the sample's own array)."""
+    of ``.X`` (as dimensions of the gating's values, for ``_x_rows``), ``.var``, the
+    populations of the membership matrix (for ``_membership_rows``), ``.uns`` and
+    the raw events (the sample's own array)."""
     import json
 
     import pandas as pd
@@ -421,9 +421,6 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     }, index=pd.Index([str(c) for c in sample.channels], dtype=object))
 
     pops = list(result.gate_ids if populations is None else populations)
-    membership = np.empty((n, len(pops)), dtype=bool)
-    for k, pid in enumerate(pops):
-        membership[:, k] = result.mask(pid)
 
     keywords = dict(sample.keywords)
     if deidentify and not isinstance(sample.keywords, DeidentifiedKeywords):
@@ -439,7 +436,7 @@ def _parts(result, *, populations=None, deidentify: bool = False,
             "id": np.array(pops, dtype=str),
             "parent": np.array(["" if result.parent(pid) is None else result.parent(pid)
                                 for pid in pops], dtype=str),
-            "count": membership.sum(axis=0, dtype=np.int64),
+            "count": np.array([result.count(pid) for pid in pops], dtype=np.int64),
         },
         "sample": h5ad_safe({
             "n_events": int(n), "fcs_version": str(sample.version),
@@ -457,8 +454,8 @@ def _parts(result, *, populations=None, deidentify: bool = False,
         uns["template"] = h5ad_safe(template)
     raw = sample.events if sample.events.dtype == np.float32 else \
         sample.events.astype(np.float32)
-    return {"n": n, "values": values, "columns": columns, "var": var, "membership": membership, "uns": uns,
-            "raw": raw}
+    return {"n": n, "values": values, "columns": columns, "var": var,
+            "populations": pops, "uns": uns, "raw": raw}
 
 
 def _x_rows(values, columns, start: int, stop: int, out: np.ndarray | None = None
@@ -468,6 +465,14 @@ def _x_rows(values, columns, start: int, stop: int, out: np.ndarray | None = Non
     out = np.empty((stop - start, len(columns)), dtype=np.float32) if out is None else out
     for j, dim in enumerate(columns):
         out[:, j] = values.values(dim, slice(start, stop))
+    return out
+
+
+def _membership_rows(result, populations, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``.obsm["gates"]``: events x populations, boolean."""
+    out = np.empty((stop - start, len(populations)), dtype=bool)
+    for k, pid in enumerate(populations):
+        out[:, k] = result.mask(pid)[start:stop]
     return out
 
 
@@ -493,38 +498,43 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     n = parts["n"]
     obs = pd.DataFrame(index=pd.RangeIndex(n).astype(str))
     with anndata.settings.override(check_uniqueness=False):     # unique by construction
-        return anndata.AnnData(X=_x_rows(parts["values"], parts["columns"], 0, n), obs=obs, var=parts["var"],
-                               uns=parts["uns"], obsm={"gates": parts["membership"]},
+        return anndata.AnnData(X=_x_rows(parts["values"], parts["columns"], 0, n), obs=obs,
+                               var=parts["var"], uns=parts["uns"],
+                               obsm={"gates": _membership_rows(result, parts["populations"],
+                                                               0, n)},
                                layers={"raw": parts["raw"]})
 
 
 _BLOCK = 65_536          # events per slab of .X written at once
 
 
-def decimal_strings(n: int) -> np.ndarray:
-    """``0, 1, ..., n - 1`` as fixed-width ASCII strings (numpy ``S``, NUL-padded),
-    equal to ``np.arange(n).astype("S<width>")`` at a fraction of its cost (numpy
-    formats every number alone). The numbers with the same count of digits are one
-    block of rows, written digit by digit, left-aligned, in slices."""
-    width = len(str(max(n - 1, 0)))
-    chars = np.zeros((n, width), dtype=np.uint8)
+def decimal_strings(start: int, stop: int, width: int) -> np.ndarray:
+    """The numbers ``start`` to ``stop - 1`` as ASCII strings of ``width`` bytes (numpy
+    ``S``, NUL-padded), equal to ``np.arange(start, stop).astype(f"S{width}")`` at a
+    fraction of its cost (numpy formats every number alone). Numbers with the same
+    count of digits are one block of rows, written digit by digit in slices."""
+    chars = np.zeros((max(stop - start, 0), width), dtype=np.uint8)
     for length in range(1, width + 1):
-        first, stop = (0 if length == 1 else 10 ** (length - 1)), min(10 ** length, n)
-        numbers = np.arange(first, stop, dtype=np.int32 if n < 2 ** 31 else np.int64)
+        lo = max(start, 0 if length == 1 else 10 ** (length - 1))
+        hi = min(stop, 10 ** length)
+        if lo >= hi:
+            continue
+        numbers = np.arange(lo, hi, dtype=np.int64)
         for place in range(length):
             digit = numbers // 10 ** (length - 1 - place)
             digit %= 10
             digit += 48
-            chars[first:stop, place] = digit
+            chars[lo - start:hi - start, place] = digit
     return chars.view(f"S{width}").ravel()
 
 
 def write_gated_h5ad(result, path, **kwargs) -> Path:
     """Write ``to_anndata(result, **kwargs)`` to ``path`` (atomically) without
-    building the AnnData: ``.X`` is written in slabs of events, each transformed
-    from the gating's compensated channels, and the event-number index as one fixed-width ASCII
-    dataset (anndata reads it as the usual string index) rather than a million
-    Python strings. ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
+    building the AnnData: ``.X``, the membership matrix and the event-number index
+    are written in slabs of events (``.X`` transformed slab by slab from the
+    gating's compensated channels), the index as fixed-width ASCII, which anndata
+    reads as its usual string index, rather than a million Python strings.
+    ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
     import h5py
     try:
         from anndata.io import write_elem
@@ -536,23 +546,31 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = {"encoding-type": "array", "encoding-version": "0.2.0"}
+    width = len(str(max(n - 1, 0)))
+    pops = parts["populations"]
     with atomic_path(path, suffix=".h5ad") as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        # the event-sized elements are written a slab of events at a time, so no copy
+        # of them is ever whole in memory
         x = f.create_dataset("X", shape=(n, len(columns)), dtype=np.float32)
         x.attrs.update(array)
+        obs = f.create_group("obs")
+        obs.attrs.update({"_index": "_index", "column-order": np.array([], dtype=np.float64),
+                          "encoding-type": "dataframe", "encoding-version": "0.2.0"})
+        index = obs.create_dataset("_index", shape=(n,), dtype=f"S{width}")
+        index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+        write_elem(f, "obsm", {})
+        gates = f["obsm"].create_dataset("gates", shape=(n, len(pops)), dtype=bool)
+        gates.attrs.update(array)
         slab = np.empty((min(_BLOCK, n), len(columns)), dtype=np.float32)
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             x[start:stop] = _x_rows(parts["values"], columns, start, stop,
                                     slab[:stop - start])
-        obs = f.create_group("obs")
-        obs.attrs.update({"_index": "_index", "column-order": np.array([], dtype=np.float64),
-                          "encoding-type": "dataframe", "encoding-version": "0.2.0"})
-        index = obs.create_dataset("_index", data=decimal_strings(n))
-        index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+            index[start:stop] = decimal_strings(start, stop, width)
+            gates[start:stop] = _membership_rows(result, pops, start, stop)
         write_elem(f, "var", parts["var"])
         write_elem(f, "layers", {"raw": parts["raw"]})
-        write_elem(f, "obsm", {"gates": parts["membership"]})
         for empty in ("obsp", "varm", "varp"):
             write_elem(f, empty, {})
         write_elem(f, "uns", parts["uns"])

@@ -305,8 +305,8 @@ def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: 
 
 def _asinh(values: np.ndarray, scale: float) -> np.ndarray:
     """``asinh(values / scale)`` in float32 as ``log(|x| + hypot(x, 1))`` with the
-    sign restored: twice as fast as numpy's arcsinh, and its error (about 1e-7 near
-    zero) is far below the 0.02 floor of a bin's signal."""
+    sign restored: a third less time than numpy's arcsinh, and its error (under 1e-6)
+    is far below the 0.02 floor of a bin's signal."""
     x = values / np.float32(scale)
     a = np.abs(x)
     out = np.hypot(a, np.float32(1))          # sqrt(a^2 + 1) without overflow

@@ -1,5 +1,5 @@
 """Gate axes (plain, compensated, transformed and ratio dimensions) and the
-per-sample cache that computes each of them once.
+per-sample values that compute them.
 
 A dimension names *what* to measure; ``EventValues`` computes it for one
 sample: the sample's scale values (``read_fcs`` has already applied $PnE and
