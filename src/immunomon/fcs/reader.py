@@ -431,7 +431,9 @@ def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> None:
         decades, offset = ch.amplification
         if decades > 0:
             column = events[:, j].astype(np.float64)
-            events[:, j] = offset * np.power(10.0, decades * column / (ch.range or 1.0))
+            # an absurd $PnE overflows to infinity; gating counts and flags such events
+            with np.errstate(over="ignore", invalid="ignore"):
+                events[:, j] = offset * np.power(10.0, decades * column / (ch.range or 1.0))
         elif ch.gain != 1.0:
             events[:, j] = events[:, j].astype(np.float64) / ch.gain
 
