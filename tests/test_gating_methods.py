@@ -228,6 +228,29 @@ def test_cluster_gate_does_not_split_one_cluster_between_components():
     assert unmerged.weight < 0.8          # without merging, one piece of the cluster only
 
 
+def test_a_ranked_pick_on_a_fragment_of_another_cluster_is_taken_as_absent():
+    """Granulocytes asked for (the highest-SSC cluster) in a sample without them, whose
+    lymphocytes trail upwards in SSC: the mixture's top component is a fragment of the
+    lymphocytes, and the gate is left empty with the reason rather than handing part of
+    the lymphocytes to the granulocytes. With granulocytes present it takes them."""
+    gate = ClusterGate("Granulocytes", [Dimension("CD45"), Dimension("SSC-A")],
+                       pick=[("max", 1)], n_components=4, quantile=0.995)
+    rng = np.random.default_rng(3)
+    lymphocytes = np.column_stack([rng.normal(0.70, 0.025, 9000),
+                                   0.66 + rng.gamma(2.0, 0.03, 9000)])
+    scattered = np.column_stack([rng.uniform(0.3, 0.85, 300), rng.uniform(0.55, 0.95, 300)])
+    X = np.vstack([lymphocytes, scattered])
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    assert not found.contains([X[:, 0], X[:, 1]]).any() and not found.fell_back
+    assert "part of another population" in found.notes[0] and "absent" in found.notes[0]
+    granulocytes = rng.normal((0.57, 0.95), (0.03, 0.02), (12_000, 2))
+    X = np.vstack([X, granulocytes])
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    got = found.contains([X[:, 0], X[:, 1]])
+    truth = np.r_[np.zeros(9300, bool), np.ones(12_000, bool)]
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.97
+
+
 def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
     # counting beads (bright, 0.6-0.95 by the template) in a tube run without them
     x = np.concatenate([RNG.normal(0.25, 0.05, 20_000), RNG.normal(0.5, 0.04, 3_000)])

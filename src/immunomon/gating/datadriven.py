@@ -64,11 +64,16 @@ def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
     """An empty population, flagged, when the parent has too few events to fit."""
     if n >= needed:
         return None
-    note = (f"only {n} events in parent {gate.parent!r} (at least {needed} needed); "
-            "population left empty")
-    # x >= inf on every dimension: a valid gate over the same columns that holds nothing
+    return _absent(gate, f"only {n} events in parent {gate.parent!r} (at least {needed} "
+                         "needed); population left empty", method="none", fell_back=True)
+
+
+def _absent(gate, note: str, *, method: str = "gaussian mixture",
+            fell_back: bool = False) -> FoundRectangle:
+    """A gate that holds nothing, with the reason: x >= inf on every dimension, a valid
+    gate over the same columns."""
     return FoundRectangle(gate.id, gate.dimensions, [(np.inf, None)] * len(gate.dimensions),
-                          gate.parent, method="none", fell_back=True, notes=(note,))
+                          gate.parent, method=method, fell_back=fell_back, notes=(note,))
 
 
 def _threshold(values: np.ndarray, method: str, args: dict,
@@ -207,6 +212,13 @@ class ClusterGate:
         c = methods.cluster_gate(columns, n_components=self.n_components, pick=list(self.pick),
                                  quantile=self.quantile, seed=self.seed,
                                  min_weight=self.min_weight)
+        if not c.distinct:
+            # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
+            # lymphocytes or monocytes and hand them to this population
+            return _absent(self, f"the best-ranked cluster ({_pieces(c)}, weight "
+                                 f"{c.weight:.3f} among {c.n_components}) holds the centre of "
+                                 "a larger cluster: it is part of another population, not one "
+                                 "of its own; population taken as absent")
         return FoundEllipsoid(self.id, self.dimensions, c.mean, c.covariance,
                               c.distance_squared, self.parent, method="gaussian mixture",
                               notes=(f"{_pieces(c)} of weight {c.weight:.3f} among "

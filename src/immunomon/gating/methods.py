@@ -418,6 +418,26 @@ class Cluster:
     weight: float
     n_components: int
     members: tuple[int, ...] = ()       # the mixture components it spans
+    engulfed: tuple[int, ...] = ()      # centres of larger clusters inside it
+
+    @property
+    def distinct(self) -> bool:
+        """Whether the ellipse is a cluster of its own. When the population a ranked
+        pick asks for is missing from the sample, the pick lands on a fragment or a
+        broad component of another cluster, and its ellipse holds the centre of a
+        component whose own cluster outweighs it."""
+        return not self.engulfed
+
+
+def _engulfed(gmm, members: list[int], mean, cov, d2: float, weight: float
+              ) -> tuple[int, ...]:
+    """Components outside ``members`` whose means lie inside the ellipse of
+    ``members`` (Mahalanobis distance squared <= ``d2``) and whose own cluster
+    (``_merged_with``) is at least as heavy as theirs."""
+    inv = np.linalg.inv(cov)
+    inside = [j for j in range(len(gmm.weights_)) if j not in members
+              and float((gmm.means_[j] - mean) @ inv @ (gmm.means_[j] - mean)) <= d2]
+    return tuple(j for j in inside if gmm.weights_[_merged_with(gmm, j)].sum() >= weight)
 
 
 def _score(means: np.ndarray, pick: list[tuple[str, int]]) -> np.ndarray:
@@ -517,4 +537,5 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     from scipy.stats import chi2
 
     d2 = float(chi2.ppf(quantile, X.shape[1]))
-    return Cluster(mean, cov, d2, weight, n_components, tuple(members))
+    return Cluster(mean, cov, d2, weight, n_components, tuple(members),
+                   _engulfed(gmm, members, mean, cov, d2, weight))
