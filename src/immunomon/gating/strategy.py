@@ -136,6 +136,7 @@ class GatingStrategy:
         n = sample.n_events
         found: dict[str, np.ndarray] = {}
         applied: dict[str, object] = {}
+        inside: dict[tuple, np.ndarray | None] = {}      # parent's rows, shared by siblings
         for gid in order:
             gate = self._gates[gid]
             parent_mask = found[gate.parent] if gate.parent is not None else None
@@ -149,7 +150,10 @@ class GatingStrategy:
                     found[gid] = m
                     applied[gid] = gate
                     continue
-                rows = _rows_inside(parent_mask, data_driven=hasattr(gate, "resolve"))
+                key = (gate.parent, hasattr(gate, "resolve"))
+                if key not in inside:
+                    inside[key] = _rows_inside(parent_mask, data_driven=key[1])
+                rows = inside[key]
                 columns = [values.values(d, rows) for d in gate.dimensions]
                 concrete = _resolve(gate, columns, values) if hasattr(gate, "resolve") \
                     else gate
