@@ -518,7 +518,8 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     ``min_weight`` are not picked. With ``merge``, components with no density
     valley between them and the picked one are taken as pieces of the same
     cluster (``components`` is then a ceiling, not a count the data must
-    have), and the ellipse spans their union.
+    have), and the ellipse spans their union; ``Cluster.distinct`` then says
+    whether that union is a cluster of its own or a fragment of a larger one.
     """
     # Thin first (evenly over the acquisition), so a million events are never stacked.
     step = max(1, len(columns[0]) // (2 * max_events))
@@ -538,5 +539,6 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     from scipy.stats import chi2
 
     d2 = float(chi2.ppf(quantile, X.shape[1]))
-    return Cluster(mean, cov, d2, weight, n_components, tuple(members),
-                   _engulfed(gmm, members, mean, cov, d2, weight))
+    # without merging, the picked piece may lie inside its own cluster's other pieces
+    engulfed = _engulfed(gmm, members, mean, cov, d2, weight) if merge else ()
+    return Cluster(mean, cov, d2, weight, n_components, tuple(members), engulfed)
