@@ -310,15 +310,16 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         rule = (f"mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x {sd:.3g} "
                 f"(the peak's flank never levels off; {why})")
     clipped = float(np.clip(value, lo, hi))
-    # The bounds say where the population's edge lies. When the cut falls short of them
-    # on the far side and no peak lies there, the population is not in this file (beads
-    # a tube was run without): the cut goes to the far bound, keeping only what lies
-    # beyond it, rather than to the near one, which would hand it another population.
+    # The bounds say where the population's edge lies. When no peak lies beyond the
+    # near bound, the population is not in this file (beads a tube was run without),
+    # wherever the flank of another population's peak put the cut: the cut goes to the
+    # far bound, keeping only what lies beyond it, rather than handing that flank (or,
+    # at the near bound, another population) to it.
     beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)]
-    if side == "above" and value < lo and np.isfinite(hi) and not beyond:
+    if side == "above" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
         clipped, rule = hi, rule + f"; no peak above the lower bound: population taken as " \
                                    f"absent, cut at the upper bound ({hi:.4g})"
-    elif side == "below" and value > hi and np.isfinite(lo) and not beyond:
+    elif side == "below" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
         clipped, rule = lo, rule + f"; no peak below the upper bound: population taken as " \
                                    f"absent, cut at the lower bound ({lo:.4g})"
     elif clipped != value:
@@ -540,5 +541,8 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
 
     d2 = float(chi2.ppf(quantile, X.shape[1]))
     # without merging, the picked piece may lie inside its own cluster's other pieces
-    engulfed = _engulfed(gmm, members, mean, cov, d2, weight) if merge else ()
+    # inside the gate's ellipse, but never wider than the 99.5% one: a gate drawn wide
+    # (0.999) reaches the centre of a neighbouring cluster of its own
+    core = min(d2, float(chi2.ppf(0.995, X.shape[1])))
+    engulfed = _engulfed(gmm, members, mean, cov, core, weight) if merge else ()
     return Cluster(mean, cov, d2, weight, n_components, tuple(members), engulfed)
