@@ -40,9 +40,11 @@ METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
-def _spelling(label: str) -> str:
-    """A marker name without case, spaces or punctuation: NK1.1, NK1/1 and NK1_1 agree."""
-    return "".join(ch for ch in label.casefold() if ch.isalnum())
+def spelling(label: str, keep: str = "") -> str:
+    """A name without case, spaces or punctuation (but the characters in ``keep``):
+    markers NK1.1, NK1/1 and NK1_1 agree; population names keep "+-", so FlowJo's
+    "NK1_1+" is "NK1.1+" and not "NK1.1-"."""
+    return "".join(ch for ch in label.casefold() if ch.isalnum() or ch in keep)
 
 
 _line = line_of
@@ -120,7 +122,7 @@ class Template:
         names = sample.channels
         labels = [(m or "") for m in sample.markers]
         words = [{w.casefold() for w in _WORDS.split(m) if w} for m in labels]
-        spelled = [_spelling(m) for m in labels]
+        spelled = [spelling(m) for m in labels]
         for marker, aliases in self.markers.items():
             for alias in aliases:
                 key = alias.casefold()
@@ -131,7 +133,7 @@ class Template:
                     break
             else:
                 for alias in aliases:
-                    hits = [names[i] for i, m in enumerate(spelled) if m and m == _spelling(alias)]
+                    hits = [names[i] for i, m in enumerate(spelled) if m and m == spelling(alias)]
                     hits = hits or [names[i] for i, w in enumerate(words) if alias.casefold() in w]
                     if len(hits) == 1:
                         found[marker] = hits[0]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FlowJoError, GatingError, ImmunomonError
+from ..template import spelling
 from .model import WorkspaceSample, _uri_path
 from .reader import Workspace
 
@@ -157,7 +158,7 @@ def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
     populations is matched only if exactly one of them has the same parent
     name."""
     def norm(s):
-        return "".join(ch for ch in s.casefold() if ch.isalnum() or ch in "+-")
+        return spelling(s, keep="+-")
 
     out = {}
     for name, parent in names:
