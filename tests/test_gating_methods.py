@@ -228,6 +228,45 @@ def test_cluster_gate_does_not_split_one_cluster_between_components():
     assert unmerged.weight < 0.8          # without merging, one piece of the cluster only
 
 
+def test_a_minor_cluster_beside_a_heavy_one_stops_where_the_neighbours_tail_begins():
+    """CD56bright NK (4% of NK cells) beside CD56dim: the 99.9% ellipse of the bright
+    component reaches into the dim cluster's tail and takes twice the bright cells;
+    the gate stops where the mixture expects the best classification and says so.
+    The heavy cluster, with no heavier neighbour, keeps its whole ellipse."""
+    from scipy.stats import chi2
+    rng = np.random.default_rng(0)
+    dim = rng.normal((0.65, 0.57), (0.06, 0.05), (4000, 2))
+    bright = rng.normal((0.37, 0.73), (0.08, 0.035), (160, 2))
+    X = np.vstack([dim, bright])
+    cols = [X[:, 0], X[:, 1]]
+    truth = np.r_[np.zeros(4000, bool), np.ones(160, bool)]
+    f1 = lambda got: 2 * np.sum(got & truth) / (got.sum() + truth.sum())
+    for k in (2, 3):
+        gate = ClusterGate("CD56bright NK", [Dimension("CD16"), Dimension("CD56")],
+                           pick=[("max", 1), ("min", 0)], n_components=k, quantile=0.999)
+        found = gate.resolve(cols)
+        got = found.contains(cols)
+        assert f1(got) > 0.93 and abs(got.sum() - 160) < 24
+        assert "heavier cluster" in found.notes[-1] and found.distance_square < chi2.ppf(0.999, 2)
+        d = X - found.mean
+        whole = np.einsum("ij,jk,ik->i", d, np.linalg.inv(found.covariance), d)
+        assert np.sum(whole <= chi2.ppf(0.999, 2)) > 1.8 * 160       # what 99.9% would take
+    big = ClusterGate("CD56dim", [Dimension("CD16"), Dimension("CD56")], pick=[("max", 0)],
+                      n_components=2, quantile=0.995).resolve(cols)
+    assert big.distance_square == pytest.approx(chi2.ppf(0.995, 2)) and len(big.notes) == 1
+
+
+def test_equal_ranks_pick_the_heavier_component():
+    # a broad component of scattered events (weight 0.015) ranks with CD56bright NK on
+    # max CD56 + min CD16: the population is the heavier one
+    means = np.array([[0.29, 0.62], [0.67, 0.60], [0.39, 0.76]])
+    weights = np.array([0.015, 0.73, 0.255])
+    assert methods._picked(means, weights, [("max", 1), ("min", 0)]) == 2
+    assert methods._picked(means, weights[[2, 1, 0]], [("max", 1), ("min", 0)]) == 0
+    assert methods._picked(means, weights, [("max", 1)]) == 2
+    assert methods._picked(means, weights, [("max", 1), ("min", 0)], min_weight=0.3) == 1
+
+
 def test_a_ranked_pick_on_a_fragment_of_another_cluster_is_taken_as_absent():
     """Granulocytes asked for (the highest-SSC cluster) in a sample without them, whose
     lymphocytes trail upwards in SSC: the mixture's top component is a fragment of the

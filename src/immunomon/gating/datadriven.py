@@ -219,10 +219,13 @@ class ClusterGate:
                                  f"{c.weight:.3f} among {c.n_components}) holds the centre of "
                                  "a larger cluster: it is part of another population, not one "
                                  "of its own; population taken as absent")
+        notes = [f"{_pieces(c)} of weight {c.weight:.3f} among {c.n_components}"]
+        if c.held < 1.0:
+            notes.append(f"ellipse holds {c.held:.1%} of the cluster, not {self.quantile:.1%}: "
+                         "further out a heavier cluster's tail outnumbers its edge")
         return FoundEllipsoid(self.id, self.dimensions, c.mean, c.covariance,
                               c.distance_squared, self.parent, method="gaussian mixture",
-                              notes=(f"{_pieces(c)} of weight {c.weight:.3f} among "
-                                     f"{c.n_components}",))
+                              notes=tuple(notes))
 
 
 def _clearest(first: methods.Threshold, values, other, other_cut: float, method: str,
