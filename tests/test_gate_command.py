@@ -104,6 +104,18 @@ def test_clog_is_flagged_and_excluded_events_counted(gated):
     assert not any("anomaly" in f for f in clean["qc_flags"])
 
 
+def test_summary_records_each_dimension_transform_as_gated(gated):
+    # the shipped template measures fluorescence logicle widths per file (W: auto); the
+    # widths used are part of the record, like the gates in gates.xml
+    out, _ = gated
+    transforms = json.loads((out / "pbmc_01" / "summary.json").read_text())["transforms"]
+    assert transforms["FSC-A"] == "linear"
+    widths = {ch: t["logicle"]["W"] for ch, t in transforms.items()
+              if isinstance(t, dict) and ch != "SSC-A"}
+    assert len(widths) >= 10 and all(0.0 <= w <= 2.25 for w in widths.values())
+    assert transforms["SSC-A"]["logicle"]["W"] == 0.5          # a fixed width stays
+
+
 def test_anndata_follows_the_design(gated):
     out, _ = gated
     adata = anndata.read_h5ad(out / "pbmc_01" / "pbmc_01.h5ad")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -220,3 +222,29 @@ def test_a_file_whose_spillover_cannot_be_read_fails_alone_for_compensation_file
     none = parse_template(BASE.replace("populations:", "compensation: none\npopulations:"))
     strategy, _ = none.strategy_for(replace(broken, channel_info=sample.channel_info))
     assert len(strategy) == 2
+
+
+def test_logicle_width_auto_is_measured_per_file_and_channel():
+    text = BASE + """transforms:
+  fluorescence: {logicle: {T: 262144, W: auto, M: 4.5, A: 0}}
+"""
+    t = parse_template(text, "panel.yaml")
+    sim = simulate.pbmc_sample(20_000, seed=3)
+    strategy, notes = t.strategy_for(sim.sample)
+    widths = {g.id: g.dimensions[0].transform.W for g in strategy.gates}
+    assert all(0.0 <= w <= 2.25 for w in widths.values())
+    # the same file gives the same widths; a file with wider spread a wider one
+    again, _ = t.strategy_for(sim.sample)
+    assert {g.id: g.dimensions[0].transform.W for g in again.gates} == widths
+    spread = sim.sample.events.copy()
+    cd3 = sim.sample.channel_index(t.match(sim.sample).channels["CD3"])
+    spread[:, cd3] += np.random.default_rng(0).normal(0, 3000, spread.shape[0])
+    wide, _ = t.strategy_for(replace(sim.sample, events=spread))
+    assert wide.gate("T").dimensions[0].transform.W > widths["T"] + 0.3
+    result = strategy.apply(sim.sample)
+    assert result.count("T") > 0
+
+
+def test_logicle_width_must_be_a_number_or_auto():
+    msg = error_of(BASE + "transforms:\n  fluorescence: {logicle: {W: wide}}\n")
+    assert "W may be auto" in msg and "wide" in msg

@@ -35,6 +35,7 @@ CASES = {
         "T cells": ("T Cells", 0.94),
         "CD4 T": ("CD4 T Cells", 0.92),
         "CD8 T": ("CD8 T Cells", 0.94),
+        "Dendritic cells": ("Dendritic Cells", 0.75),
     }),
     # a file first seen after the methods were settled (FlowSOM's example, BD LSR II):
     # every leaf of the expert's tree
@@ -52,6 +53,7 @@ CASES = {
         "T cells": ("T Cells", 0.93),
         "CD4 T": ("CD4 T Cells", 0.91),
         "CD8 T": ("CD8 T Cells", 0.93),
+        "Dendritic cells": ("Dendritic Cells", 0.70),
     }),
 }
 

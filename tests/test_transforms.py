@@ -360,3 +360,34 @@ def test_transform_objects():
     assert tr.Asinh(1000, 4).inverse(tr.Asinh(1000, 4).apply(7.0)) == pytest.approx(7.0)
     for name, cls in tr.GATINGML_TRANSFORMS.items():
         assert cls.gatingml_name == name
+
+
+def test_logicle_width_follows_parks_rule():
+    from immunomon.transforms import logicle_width
+    rng = np.random.default_rng(0)
+    for sd in (30.0, 150.0, 900.0):
+        x = rng.normal(0.0, sd, 200_000)
+        r = np.quantile(x[x < 0], 0.05)                  # about -1.96 sd
+        exact = (4.5 - np.log10(262144 / abs(r))) / 2
+        w = logicle_width(x)
+        assert exact <= w < exact + 0.05 and round(w / 0.05, 6) == int(round(w / 0.05))
+    assert logicle_width(np.abs(rng.normal(0, 50, 10_000))) is None     # no negatives
+    assert logicle_width(rng.normal(0, 1e7, 10_000)) == 2.25           # at most M / 2
+    assert logicle_width(rng.normal(0, 1.0, 10_000)) == 0.0            # at least 0
+    assert logicle_width(rng.normal(0, 1.0, 10_000), A=-0.5) == 0.5    # -W <= A
+
+
+def test_a_measured_width_keeps_a_spread_negative_population_in_one_peak():
+    # compensation spreading (a bright dye spilling into this detector) gives unstained
+    # cells an SD of 900 units: at W 0.5 they show as two humps either side of zero, and
+    # a valley cut lands between them; at the measured width they are one peak
+    from immunomon.gating.methods import find_peaks, smoothed_density
+    from immunomon.transforms import Logicle, logicle_width
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.0, 900.0, 40_000)
+    peaks = {}
+    for w in (0.5, logicle_width(x)):
+        y = Logicle(262144, w, 4.5, 0).apply(x)
+        c, d, bw = smoothed_density(y)
+        peaks[w] = find_peaks(c, d, n_events=y.size, bandwidth=bw).size
+    assert peaks[0.5] == 2 and list(peaks.values())[1] == 1

@@ -47,7 +47,7 @@ from .errors import TransformError
 __all__ = [
     "TransformError",
     "flin", "flin_inverse", "flog", "flog_inverse", "fasinh", "fasinh_inverse",
-    "logicle", "logicle_inverse", "hyperlog", "hyperlog_inverse", "fratio",
+    "logicle", "logicle_inverse", "logicle_width", "hyperlog", "hyperlog_inverse", "fratio",
     "arcsinh", "arcsinh_inverse",
     "Transform", "Linear", "Log", "Asinh", "Logicle", "Hyperlog", "Arcsinh", "Ratio",
     "GATINGML_TRANSFORMS",
@@ -448,6 +448,26 @@ def _tabulated(kind: str, x, T, W, M, A) -> np.ndarray:
         bad = np.isnan(part)
         part[bad] = _exact(_biex(kind, T, W, M, A), flat[start:stop][bad])
     return out.reshape(shape)
+
+
+def logicle_width(values, T: float = 262144.0, M: float = 4.5, A: float = 0.0, *,
+                  quantile: float = 0.05, step: float = 0.05, min_negative: int = 100
+                  ) -> float | None:
+    """The logicle width W for these (compensated) values, by Parks et al.'s rule
+    (Cytometry A 2006; flowCore's ``estimateLogicle``): W = (M - log10(T / |r|)) / 2,
+    ``r`` the ``quantile`` of the negative values. The near-linear region then spans
+    the spread compensation gives unstained events, which a narrower one splits into
+    two humps either side of zero (a valley inside one population). Rounded up to
+    ``step`` (files of one batch share a handful of widths), within [0, (M - A) / 2].
+    None when fewer than ``min_negative`` values are negative: nothing to measure."""
+    x = np.asarray(values, dtype=np.float64)
+    negative = x[x < 0]
+    if negative.size < min_negative:
+        return None
+    r = float(np.quantile(negative, quantile))
+    width = (M - math.log10(T / abs(r))) / 2
+    width = round(math.ceil(round(width / step, 6)) * step, 6)
+    return float(min(max(width, 0.0, -A), (M - A) / 2))
 
 
 def logicle(x, T, W, M, A):

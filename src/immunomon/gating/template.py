@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ..errors import FCSFormatError, GatingError, TemplateError
 from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
-from ..transforms import Arcsinh, Linear, Logicle
+from ..transforms import Arcsinh, Linear, Logicle, logicle_width
 from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
-from .dimensions import FCS, UNCOMPENSATED, Dimension
+from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
 from .gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate
 from .strategy import GatingStrategy
 
@@ -150,13 +151,21 @@ class Template:
         scatter = channel.upper().startswith(SCATTER_PREFIXES)
         return self.transforms.get("scatter" if scatter else "fluorescence")
 
-    def dimension(self, name: str, channels: dict[str, str]) -> Dimension:
-        """The gate dimension for a template name (a marker or a channel name)."""
+    def dimension(self, name: str, channels: dict[str, str],
+                  widths: "_FileWidths | None" = None) -> Dimension:
+        """The gate dimension for a template name (a marker or a channel name);
+        ``widths`` measures the logicle width of ``W: auto`` channels in the file."""
         channel = channels.get(name, name)
         marker = name if name in channels else None
         scatter = channel.upper().startswith(SCATTER_PREFIXES)
         comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
-        return Dimension(channel, comp, self._transform_for(channel, marker))
+        transform = self._transform_for(channel, marker)
+        if isinstance(transform, AutoLogicle):
+            if widths is None:
+                raise GatingError(f"the logicle width of {channel} is measured in each file "
+                                  "(W: auto): give the file")
+            transform = widths(channel, comp, transform)
+        return Dimension(channel, comp, transform)
 
     def match(self, sample) -> PanelMatch:
         """Which populations of this template the file can support, and why not the others.
@@ -219,6 +228,7 @@ class Template:
                               f"{_channel_list(sample)}. Use a template for this panel or "
                               "add the file's names as aliases under the template's markers")
         strategy = GatingStrategy()
+        widths = _FileWidths(sample)
         notes = [f"marker {m} is not in this file" for m in found.missing_markers]
         notes += [f"population {name!r} left out: {reason}"
                   for name, reason in found.left_out.items()]
@@ -226,7 +236,7 @@ class Template:
             if spec.name not in found.kept:
                 continue
             parent = None if spec.parent == ROOT else spec.parent
-            dims = [self.dimension(d, found.channels) for d in spec.dims]
+            dims = [self.dimension(d, found.channels, widths) for d in spec.dims]
             if overrides and spec.name in overrides:
                 override = _validated_override(self, spec, overrides[spec.name])
                 gate = _build(override, dims, parent)
@@ -237,6 +247,31 @@ class Template:
 
     def required_markers(self) -> list[str]:
         return list(self.markers)
+
+
+class _FileWidths:
+    """The logicle widths of one file's ``W: auto`` channels, each measured once from
+    at most ``max_events`` events spread over the acquisition (compensated as the
+    gates will see them)."""
+
+    def __init__(self, sample, max_events: int = 200_000):
+        self.sample, self.max_events = sample, max_events
+        self._values: EventValues | None = None
+        self._found: dict[tuple, Logicle] = {}
+
+    def __call__(self, channel: str, compensation: str, spec: AutoLogicle) -> Logicle:
+        key = (channel, compensation, spec)
+        if key not in self._found:
+            if self._values is None:
+                step = max(1, self.sample.n_events // self.max_events)
+                thin = self.sample if step == 1 else replace(
+                    self.sample, events=self.sample.events[::step])
+                self._values = EventValues(thin)
+            v = np.asarray(self._values.channel(channel, compensation), dtype=np.float64)
+            width = logicle_width(v[np.isfinite(v)], spec.T, spec.M, spec.A)
+            self._found[key] = Logicle(spec.T, spec.fallback if width is None else width,
+                                       spec.M, spec.A)
+        return self._found[key]
 
 
 def _file_label(sample) -> str:
@@ -256,6 +291,18 @@ def _boolean_refs(spec: PopulationSpec) -> list[str]:
     return [r.lstrip("!") for r in spec.args["operands"]]
 
 
+@dataclass(frozen=True)
+class AutoLogicle:
+    """A logicle transform whose width W is measured in each file (``W: auto``):
+    the spread of the channel's compensated negative events decides it
+    (``transforms.logicle_width``); ``fallback`` where too few events are negative."""
+
+    T: float = 262144.0
+    M: float = 4.5
+    A: float = 0.0
+    fallback: float = 0.5
+
+
 def _transform(spec, where: str):
     if spec in (None, "none", "linear"):
         return None
@@ -265,10 +312,19 @@ def _transform(spec, where: str):
         known = TRANSFORM_PARAMS[kind]
         if not isinstance(params, dict) or any(k not in known for k in params):
             raise TemplateError(f"{where}: {kind} takes {', '.join(known)}, not {params!r}")
-        wrong = {k: v for k, v in params.items() if not _is_number(v)}
+        auto = kind == "logicle" and params.get("W") == "auto"
+        wrong = {k: v for k, v in params.items()
+                 if not _is_number(v) and not (auto and k == "W")}
         if wrong:
-            raise TemplateError(f"{where}: {kind} parameters must be numbers, not {wrong!r}")
+            raise TemplateError(f"{where}: {kind} parameters must be numbers"
+                                f"{' (W may be auto)' if kind == 'logicle' else ''}, "
+                                f"not {wrong!r}")
         try:
+            if auto:
+                T, M, A = (float(params.get(k, d)) for k, d in (("T", 262144), ("M", 4.5),
+                                                                   ("A", 0.0)))
+                Logicle(T, 0.5, M, A)               # the parameters a width is fitted within
+                return AutoLogicle(T, M, A)
             if kind == "logicle":
                 return Logicle(float(params.get("T", 262144)), float(params.get("W", 0.5)),
                                float(params.get("M", 4.5)), float(params.get("A", 0.0)))
