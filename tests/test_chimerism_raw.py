@@ -163,6 +163,22 @@ def test_mix_of_nothing_is_the_major_run(identifiler):
     assert np.array_equal(same.data, a.trace.data)
 
 
+# ----------------------------------------------------------------- peak areas
+def test_peak_area_stops_at_five_percent_of_its_height():
+    """A weak peak on noise that sits a few RFU above zero, between two spectral-
+    correction dips: its area is the peak's, not hundreds of scans of noise."""
+    from immunomon.chimerism.peaks import find_peaks
+
+    rng = np.random.default_rng(1)
+    t = np.arange(1000, dtype=float)
+    x = 5.0 + rng.normal(0.0, 2.0, t.size) + 300 * np.exp(-0.5 * ((t - 500) / 4.0) ** 2)
+    for dip in (200, 800):
+        x -= 40 * np.exp(-0.5 * ((t - dip) / 3.0) ** 2)
+    peaks = find_peaks(x, min_height=50)
+    assert len(peaks) == 1
+    assert peaks["area"].iloc[0] == pytest.approx(300 * 4.0 * np.sqrt(2 * np.pi), rel=0.05)
+
+
 # ----------------------------------------------------------------- size standards
 def _synthetic_run(sizes, *, junk=(), scans=9000, seed=0):
     """A 5-dye run whose orange channel carries ``sizes`` at scans given by a known
