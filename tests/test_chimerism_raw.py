@@ -3,7 +3,7 @@
 Real runs (tests/data/chimerism/osiris/, xz-compressed; see SOURCES.md): the public
 NCBI OSIRIS test data of the NIST MIX05 study on an ABI 3100: the Identifiler and
 PowerPlex 16 allelic ladders, their positive controls (DNA standard 9947A) and the
-Identifiler run of a second single-source sample. Ground truth, none of it from this
+runs of a second single-source sample with both kits. Ground truth, none of it from this
 code: 9947A's published genotype; the fragments the instrument's own sizing matched,
 stored in each file (tag SdPk); and mixing fractions chosen here.
 """
@@ -24,7 +24,8 @@ from immunomon.chimerism.calling import (call_alleles, kit_bins, ladder_bins,  #
 from immunomon.chimerism.genotype import genotype_from_peaks  # noqa: E402
 from immunomon.chimerism.sizing import (SIZE_STANDARDS, calibrate,  # noqa: E402
                                         load_size_standard)
-from immunomon.chimerism.trace import Trace, mix_traces, read_trace  # noqa: E402
+from immunomon.chimerism.trace import (Trace, dna_amount, mix_traces,  # noqa: E402
+                                       read_trace)
 from immunomon.chimerism.workflow import chimerism_from_traces  # noqa: E402
 from immunomon.cli import main  # noqa: E402
 from immunomon.errors import ChimerismError  # noqa: E402
@@ -76,7 +77,7 @@ def instrument_fragments(path) -> dict:
 @pytest.mark.parametrize("name, kit", [
     ("identifiler_ladder", "Identifiler"), ("identifiler_9947A", "Identifiler"),
     ("identifiler_mix05_case2_victim", "Identifiler"), ("pp16_ladder", "PowerPlex 16"),
-    ("pp16_9947A", "PowerPlex 16")])
+    ("pp16_9947A", "PowerPlex 16"), ("pp16_mix05_case2_victim", "PowerPlex 16")])
 def test_size_standard_fragments_are_the_instruments(runs, name, kit):
     run = read_and_size(runs[name], load_kit(kit))
     theirs = instrument_fragments(runs[name])
@@ -131,28 +132,64 @@ def test_pull_up_under_an_off_scale_peak_is_flagged(identifiler):
     assert (run.peaks.loc[(run.peaks["scan"] - 2595.4).abs() < 3, "saturated"]).all()
 
 
-def weight(run, bins, kit) -> float:
-    """A run's amount of DNA: the area of its autosomal alleles."""
-    geno = _genotype(run, bins, kit)
-    return sum(a.area for locus, alleles in geno.loci.items() if locus != "AMEL"
-               for a in alleles)
+# True % donor of the in-silico chimeras: 0.5 to 99.5 (docs/chimerism.md has the table).
+FRACTIONS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
+             0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
+KIT_RUNS = [("Identifiler", "identifiler"), ("PowerPlex 16", "pp16")]
 
 
-@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.95])
-def test_in_silico_chimeras_are_recovered(identifiler, fraction):
-    kit, sized, bins = identifiler
-    donor, recipient = sized["identifiler_9947A"], sized["identifiler_mix05_case2_victim"]
-    mix = mix_traces(recipient.trace, donor.trace, fraction,
-                     major_calibration=recipient.calibration,
-                     minor_calibration=donor.calibration,
-                     standard_channel=recipient.calibration.channel,
-                     major_weight=weight(recipient, bins, kit),
-                     minor_weight=weight(donor, bins, kit), name=f"mix{fraction}")
-    result = chimerism_from_traces(donor.trace, recipient.trace, [mix], kit=kit,
-                                   ladders=[sized["identifiler_ladder"].trace])
-    s = result.samples[0]
-    assert s.mean == pytest.approx(100 * fraction, abs=2.0)
-    assert s.n_used >= 10
+def sized_pair(runs, kit_name, prefix):
+    """The kit, its ladder's bins and the sized ladder, donor (9947A) and recipient
+    (the MIX05 case 2 victim) runs."""
+    kit = load_kit(kit_name)
+    ladder, donor, recipient = (read_and_size(runs[f"{prefix}_{name}"], kit)
+                                for name in ("ladder", "9947A", "mix05_case2_victim"))
+    return kit, ladder_bins([ladder], kit), ladder, donor, recipient
+
+
+def in_silico_chimeras(runs, kit_name, prefix, fractions=FRACTIONS) -> dict:
+    """True fraction -> the measured sample, for mixes of the donor's DNA into the
+    recipient's in equal amounts of DNA (:func:`dna_amount`)."""
+    kit, bins, ladder, donor, recipient = sized_pair(runs, kit_name, prefix)
+    weights = dict(major_weight=dna_amount(recipient, bins, kit),
+                   minor_weight=dna_amount(donor, bins, kit))
+    names = {f"mix{1000 * f:04.0f}": f for f in fractions}
+    mixes = [mix_traces(recipient.trace, donor.trace, f, major_calibration=recipient.calibration,
+                        minor_calibration=donor.calibration,
+                        standard_channel=recipient.calibration.channel, name=name, **weights)
+             for name, f in names.items()]
+    result = chimerism_from_traces(donor.trace, recipient.trace, mixes, kit=kit,
+                                   ladders=[ladder.trace])
+    return {names[s.sample]: s for s in result.samples}
+
+
+@pytest.mark.parametrize("kit_name, prefix", KIT_RUNS)
+def test_in_silico_chimeras_are_recovered_within_two_points(runs, kit_name, prefix):
+    samples = in_silico_chimeras(runs, kit_name, prefix)
+    assert set(samples) == set(FRACTIONS)
+    errors = {100 * f: round(s.mean - 100 * f, 2) for f, s in samples.items()}
+    assert max(abs(e) for e in errors.values()) < 2.0, errors
+    assert all(s.n_used >= 12 for f, s in samples.items() if 0.05 <= f <= 0.95)
+    # Half a percent of either person is below the 1 % limit of detection.
+    assert samples[0.005].reported == "donor < LOD"
+    assert samples[0.995].reported == "recipient < LOD"
+
+
+def test_dna_amount_does_not_depend_on_the_scans_per_bp(runs):
+    # The donor run takes 5 % more scans per bp than the recipient's: its alleles,
+    # moved onto the recipient's scans, are 5 % narrower but the same DNA.
+    kit, bins, _, donor, recipient = sized_pair(runs, "PowerPlex 16", "pp16")
+    moved = read_and_size(mix_traces(recipient.trace, donor.trace, 1.0,
+                                     major_calibration=recipient.calibration,
+                                     minor_calibration=donor.calibration,
+                                     standard_channel=recipient.calibration.channel), kit)
+    assert dna_amount(moved, bins, kit) == pytest.approx(dna_amount(donor, bins, kit),
+                                                         rel=0.01)
+    blank = donor.trace.data.copy()                 # the size standard alone
+    blank[np.arange(len(blank)) != donor.calibration.channel] = 100.0
+    empty = Trace(donor.trace.path, "blank", blank, dye_names=donor.trace.dye_names)
+    with pytest.raises(ChimerismError, match="no autosomal allele"):
+        dna_amount(read_and_size(empty, kit), bins, kit)
 
 
 def test_mix_of_nothing_is_the_major_run(identifiler):

@@ -24,13 +24,13 @@ from .pcr import (PCRChimerism, ddpcr_chimerism, ddpcr_percent_recipient, poisso
                   qpcr_chimerism, qpcr_percent_recipient)
 from .series import classify_series, flag_rising_recipient, parse_sample_name, read_manifest
 from .sizing import SIZE_STANDARDS, load_size_standard
-from .trace import Trace, mix_traces, read_trace
+from .trace import Trace, dna_amount, mix_traces, read_trace
 from .workflow import chimerism_from_exports, chimerism_from_traces
 
 __all__ = [
     "Allele", "ChimerismResult", "ChimerismSettings", "FULL_DONOR", "Genotype",
     "GenotypingRules", "Kit", "SIZE_STANDARDS", "Trace", "chimerism_from_traces",
-    "load_size_standard", "mix_traces", "read_trace",
+    "dna_amount", "load_size_standard", "mix_traces", "read_trace",
     "Locus", "LocusClass", "LocusResult", "MIXED", "NOT_DETERMINED", "PCRChimerism",
     "PEAK_COLUMNS", "SampleResult", "builtin_kits", "chimerism_from_exports",
     "classify_locus", "classify_sample", "classify_series", "combine_loci",

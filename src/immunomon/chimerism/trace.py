@@ -8,7 +8,8 @@ data elements under non-standard, encrypted element types; those cannot be read 
 the vendor's software and fail with a message that says so.
 
 :func:`mix_traces` builds an in-silico chimera from two single-source runs aligned on
-their size standards, for validation.
+their size standards, for validation, in the proportions of their amounts of DNA
+(:func:`dna_amount`).
 """
 
 from __future__ import annotations
@@ -129,10 +130,12 @@ def mix_traces(major: Trace, minor: Trace, fraction: float, *, major_calibration
 
     ``minor`` is resampled onto ``major``'s scans through the two size calibrations
     (:class:`~immunomon.chimerism.sizing.Calibration`), so fragments of one length fall
-    on one scan. ``*_weight`` is each run's amount of DNA (its total allele signal):
-    the minor run is rescaled to the major's amount, then the two are mixed as
+    on one scan and keep their shape in bp. ``*_weight`` is each run's amount of DNA,
+    in a unit that does not depend on the run's scans per bp: :func:`dna_amount`. The
+    minor run is rescaled to the major's amount, then the two are mixed as
     ``(1 - fraction) x major + fraction x minor``. The size-standard channel is the
-    major's, unmixed; baselines mix like the signals.
+    major's, unmixed; baselines and noise mix like the signals, so the rescaled run's
+    noise is rescaled too.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ChimerismError(f"fraction must be from 0 to 1, not {fraction!r}")
@@ -154,3 +157,37 @@ def mix_traces(major: Trace, minor: Trace, fraction: float, *, major_calibration
     return Trace(path=label, sample=label, data=out, dye_names=major.dye_names[:n],
                  size_standard=major.size_standard, instrument=major.instrument,
                  offscale=major.offscale)
+
+
+def dna_amount(run, bins, kit, settings=None) -> float:
+    """A single-source run's amount of DNA, the weight :func:`mix_traces` wants: the
+    areas of its autosomal alleles, each divided by the run's scans per bp at the
+    allele (RFU x bp).
+
+    ``run`` is a :class:`~immunomon.chimerism.calling.SizedRun`, genotyped against
+    ``bins`` as a reference (``settings``' genotyping rules). Areas are sums over
+    scans, and runs differ in scans per bp (5 % between two PowerPlex 16 runs of one
+    ABI 3100 plate); :func:`mix_traces` moves the minor run onto the major's scans,
+    where its peaks keep their width in bp, not in scans. Weights in scans would give
+    the run with more scans per bp that much less DNA in the mix than asked for.
+    """
+    from .calculate import ChimerismSettings, repeat_lengths
+    from .calling import call_alleles
+    from .genotype import genotype_from_peaks
+
+    settings = settings or ChimerismSettings()
+    peaks = call_alleles(run, bins, kit)
+    loci = [x for x in dict.fromkeys(peaks["locus"]) if x]
+    alleles = []
+    if loci:
+        geno = genotype_from_peaks(peaks, "reference", rules=settings.genotyping_rules(),
+                                   repeats=repeat_lengths(loci, kit))
+        alleles = [a for locus, found in geno.loci.items()
+                   if locus not in settings.exclude_loci for a in found]
+    if not alleles:
+        raise ChimerismError(f"{run.trace.path}: no autosomal allele called; the run has "
+                             f"no amount of DNA to weigh")
+    sizes = np.array([a.size for a in alleles])
+    areas = np.array([a.area for a in alleles])
+    scans_per_bp = run.calibration.scan(sizes + 0.5) - run.calibration.scan(sizes - 0.5)
+    return float(np.sum(areas / scans_per_bp))
