@@ -135,13 +135,17 @@ def peak_spread(centres, density, peak: int, direction: int, bandwidth: float = 
 
 def _steepest(density, peak: int, direction: int) -> int | None:
     """Index (from the peak, along ``direction``) of the steepest descent of the
-    peak's own flank, before it falls below a fifth of the peak."""
+    peak's own flank: before it falls below a fifth of the peak, and before the
+    density, once under 80% of the peak, rises again (the far flank of a bump
+    beyond, too small to count as a peak, is not this peak's; a wiggle on the
+    peak's cap is not a bump)."""
     walk = density[peak:] if direction > 0 else density[peak::-1]
     if walk.size < 3:
         return None
     slope = np.diff(walk)
     own = np.flatnonzero(walk[1:] < 0.2 * walk[0])
-    stop = own[0] + 1 if own.size else slope.size
+    rises = np.flatnonzero((slope > 0) & (walk[:-1] < 0.8 * walk[0]))
+    stop = min(own[0] + 1 if own.size else slope.size, rises[0] if rises.size else slope.size)
     k = int(np.argmin(slope[:stop]))
     return k if slope[k] < 0 else None
 
