@@ -159,6 +159,23 @@ def test_empty_parent_still_plots(tmp_path):
     assert gate_title(r, "child").endswith("nan% of none")
 
 
+def test_a_population_taken_as_absent_plots_without_warnings(tmp_path):
+    # the gate of an absent population starts at +inf (granulocytes in a Ficoll sample):
+    # nothing to draw, and no NaN geometry handed to matplotlib
+    import warnings
+    sim = pbmc_sample(2000, seed=1)
+    s = GatingStrategy()
+    s.add(RectangleGate("absent", [Dimension("FSC-A"), Dimension("SSC-A")],
+                        [(np.inf, None), (np.inf, None)]))
+    s.add(RectangleGate("absent 1-D", [Dimension("SSC-A")], [(np.inf, None)]))
+    r = s.apply(sim.sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for gid in ("absent", "absent 1-D"):
+            assert png_size(plot_gate(r, gid, tmp_path / f"{gid}.png")) == (460, 400)
+        assert gate_plots.plot_summary(r, tmp_path / "overview.png").is_file()
+
+
 def test_gate_plots_use_no_pyplot_state():
     src = Path(gate_plots.__file__).read_text()
     assert "import pyplot" not in src and "matplotlib.pyplot" not in src

@@ -329,8 +329,12 @@ def _draw_gate(ax, gate, lims, ndim, linewidth: float = 1.6):
     if isinstance(gate, RectangleGate):
         # open ends reach past the view so that no edge is drawn there
         far = [(a - (b - a), b + (b - a)) for a, b in lims]
-        box = [(far[i][0] if lo is None else lo, far[i][1] if hi is None else hi)
+        # clipped to that reach: a gate of a population taken as absent starts at +inf
+        box = [(max(far[i][0], -np.inf if lo is None else lo),
+                min(far[i][1], np.inf if hi is None else hi))
                for i, (lo, hi) in enumerate(gate.bounds[:ndim])]
+        if any(lo >= hi for lo, hi in box):
+            return                                  # holds nothing in view
         if ndim == 1:
             (lo, hi), = box
             ax.axvspan(lo, hi, color=GATE_COLOUR, alpha=0.12, linewidth=0)
