@@ -1,4 +1,4 @@
-"""What an ABIF ``.fsa`` run file contains: sample, well, plate, instrument, dyes.
+"""What an ABIF ``.fsa`` (or ``.hid``) run file contains: sample, well, plate, instrument, dyes.
 
 Only the metadata is returned; chimerism is computed from the sizing exports.
 Biopython reads the ABIF directory and is imported only when this is called.
@@ -6,12 +6,14 @@ Biopython reads the ABIF directory and is imported only when this is called.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
 import pandas as pd
 
 from ..errors import ChimerismError
+from .trace import abif_directory
 
 # ABIF tag -> our field name.
 _TAGS = {
@@ -38,11 +40,13 @@ def read_fsa_metadata(path) -> dict:
             from None
     try:
         with open(path, "rb") as fh:
-            if fh.read(4) != b"ABIF":
-                raise ChimerismError(f"{path}: not an ABIF file (no 'ABIF' signature at "
-                                     f"byte 0)")
-            fh.seek(0)
-            record = SeqIO.read(fh, "abi")
+            raw = fh.read()
+        if raw[:4] != b"ABIF":
+            raise ChimerismError(f"{path}: not an ABIF file (no 'ABIF' signature at "
+                                 f"byte 0)")
+        # An encrypted 3500 .hid is read from its unencrypted copy of the directory.
+        raw, _ = abif_directory(raw)
+        record = SeqIO.read(io.BytesIO(raw), "abi")
     except ChimerismError:
         raise
     except OSError as exc:

@@ -3,9 +3,15 @@
 :func:`read_trace` returns the run's dye channels (the data collection's multicomponented
 signal, ``DATA1``-``4``, ``DATA105``, ``DATA106``, before any baseline correction), the
 dye names, the size standard named in the file and the scans the instrument marked
-off-scale. Biopython reads the ABIF directory. 3500 series ``.hid`` files store their
-data elements under non-standard, encrypted element types; those cannot be read without
-the vendor's software and fail with a message that says so.
+off-scale. Biopython reads the ABIF directory.
+
+3500 series ``.hid`` files list their data elements, in the directory the header points
+to, under non-standard, encrypted element types (28-34). The ones published with NCBI
+OSIRIS (3500 Data Collection 1.0) also hold, earlier in the file, unencrypted copies of
+the whole ABIF directory, whose entries point to the unencrypted dye data, peak tables
+and size calibration; OSIRIS reads .hid files from such a copy, and so does
+:func:`read_trace` (:func:`abif_directory`). A ``.hid`` file without one cannot be read
+without the vendor's software and fails with a one-line message that says so.
 
 :func:`mix_traces` builds an in-silico chimera from two single-source runs aligned on
 their size standards, for validation, in the proportions of their amounts of DNA
@@ -15,6 +21,7 @@ their size standards, for validation, in the proportions of their amounts of DNA
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -56,20 +63,92 @@ def _text(value) -> str | None:
     return str(value).strip() or None
 
 
-def _element_types(raw: bytes) -> dict:
-    """ABIF directory: tag name + number -> element type code (header at byte 6)."""
+def _header_directory(raw: bytes) -> tuple:
+    """(offset, number of entries) of the directory the ABIF header points to."""
     try:
-        _, _, _, _, count, _, offset, _ = struct.unpack(">4sIHHIIII", raw[6:34])
-        out = {}
-        for i in range(min(count, 10000)):
-            entry = raw[offset + 28 * i: offset + 28 * i + 28]
-            if len(entry) < 28:
-                break
-            name, number, etype = struct.unpack(">4sIH", entry[:10])
-            out[f"{name.decode('latin-1')}{number}"] = etype
-        return out
+        count, _, offset = struct.unpack(">III", raw[18:30])
     except struct.error:
-        return {}
+        return 0, 0
+    return offset, count
+
+
+def _element_types(raw: bytes, offset: int | None = None, count: int | None = None) -> dict:
+    """ABIF directory: tag name + number -> element type code (by default the directory
+    of the header, at byte 6)."""
+    if offset is None:
+        offset, count = _header_directory(raw)
+    out = {}
+    for i in range(min(count, 10000)):
+        entry = raw[offset + 28 * i: offset + 28 * i + 28]
+        if len(entry) < 28:
+            break
+        name, number, etype = struct.unpack(">4sIH", entry[:10])
+        out[f"{name.decode('latin-1')}{number}"] = etype
+    return out
+
+
+def _plain_entry(raw: bytes, at: int) -> bool:
+    """Whether the 28 bytes at ``at`` are a well-formed directory entry of a standard
+    element type: a printable name, the data size equal to count x element size, the
+    data inside the file."""
+    entry = raw[at:at + 28]
+    if at < 0 or len(entry) < 28:
+        return False
+    name, _, etype, esize, count, size, offset, _ = struct.unpack(">4sIHHIIII", entry)
+    if not all(32 <= c < 127 for c in name) or etype not in _STANDARD_TYPES:
+        return False
+    if esize == 0 or size != esize * count:
+        return False
+    return size <= 4 or offset + size <= len(raw)
+
+
+def _plain_directories(raw: bytes) -> list:
+    """Unencrypted copies of the ABIF directory elsewhere in the file: (offset, entries)
+    of each run of well-formed entries holding DATA1-4 of one length, in file order."""
+    head, count = _header_directory(raw)
+    found, after = [], 0
+    for hit in re.finditer(re.escape(b"DATA\x00\x00\x00\x01"), raw):
+        at = hit.start()
+        if at < after or head <= at < head + 28 * count or not _plain_entry(raw, at):
+            continue
+        first = at
+        while _plain_entry(raw, first - 28):
+            first -= 28
+        last = at
+        while _plain_entry(raw, last + 28):
+            last += 28
+        n = (last - first) // 28 + 1
+        after = last + 28
+        types = _element_types(raw, first, n)
+        entries = {}
+        for i in range(n):
+            name, number, _, _, cnt = struct.unpack(">4sIHHI", raw[first + 28 * i:
+                                                                    first + 28 * i + 16])
+            entries[f"{name.decode('latin-1')}{number}"] = cnt
+        if all(f"DATA{k}" in types for k in (1, 2, 3, 4)) and \
+                len({entries[f"DATA{k}"] for k in (1, 2, 3, 4)}) == 1:
+            found.append((first, n))
+    return found
+
+
+def abif_directory(raw: bytes) -> tuple:
+    """The file's bytes to parse and where its dye data were found: ``(raw, None)`` when
+    the header's directory lists them under standard element types, else (for an
+    encrypted 3500 ``.hid``) the bytes with the header pointed at the last, fullest
+    unencrypted copy of the directory and that copy's byte offset; ``(raw, None)`` if
+    there is none."""
+    types = _element_types(raw)
+    present = [t for t in DATA_TAGS if t in types]
+    if present and all(types[t] in _STANDARD_TYPES for t in present):
+        return raw, None
+    copies = _plain_directories(raw)
+    if not copies:
+        return raw, None
+    most = max(n for _, n in copies)
+    offset, n = [c for c in copies if c[1] == most][-1]
+    patched = bytearray(raw)
+    struct.pack_into(">III", patched, 18, n, 28 * n, offset)
+    return bytes(patched), offset
 
 
 def read_trace(path) -> Trace:
@@ -90,6 +169,7 @@ def read_trace(path) -> Trace:
                              f"give the .fsa or .hid files the instrument wrote")
     import io
 
+    raw, copy = abif_directory(raw)
     try:
         record = SeqIO.read(io.BytesIO(raw), "abi")
     except (ValueError, struct.error, AssertionError, UnicodeDecodeError, EOFError,
@@ -106,8 +186,9 @@ def read_trace(path) -> Trace:
         kinds = ", ".join(str(t) for t in odd) or "unknown"
         raise ChimerismError(
             f"{path}: the dye data are stored under non-standard ABIF element type "
-            f"{kinds}, as 3500-series .hid files encrypt them; they cannot be read without "
-            f"the vendor's software. Export the run as .fsa (3500 Data Collection or "
+            f"{kinds}, as 3500-series .hid files encrypt them, and the file holds no "
+            f"unencrypted copy of its ABIF directory; they cannot be read without the "
+            f"vendor's software. Export the run as .fsa (3500 Data Collection or "
             f"GeneMapper ID-X can), or give the GeneMapper export of its peaks instead")
     channels = [np.asarray(tags[t], dtype=np.float64) for t in present]
     n = min(len(c) for c in channels)

@@ -1,0 +1,135 @@
+"""Real 3500-series .hid runs: reading them, and GS600 LIZ / ILS 500 sizing against the
+instrument's own.
+
+The runs (tests/data/chimerism/osiris_3500/, xz-compressed; see SOURCES.md) are NCBI
+OSIRIS's public 3500 test data of one plate of FTA samples: the GlobalFiler allelic
+ladder and FTA sample 1 (GeneScan 600 LIZ) and the PowerPlex Fusion allelic ladder
+(Promega's 5-dye internal lane standard, the ILS 500 fragments). Their dye data are
+stored encrypted under the header's directory and in the clear under a second copy of
+the directory, which is what is read.
+
+Ground truth, none of it from this code: the size-standard fragments the instrument's
+sizing software (SizeCaller v1.1.0) matched, stored in each file's peak table
+(``Peak1`` dye, ``Peak2`` scan, ``Peak21`` the fragment's bp), with its sizing quality
+(``SamQ1``) and its scan -> bp curve (``SMap2``).
+"""
+
+import io
+import lzma
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("Bio")
+
+from immunomon.chimerism import load_kit  # noqa: E402
+from immunomon.chimerism.abif import read_fsa_metadata  # noqa: E402
+from immunomon.chimerism.calling import read_and_size  # noqa: E402
+from immunomon.chimerism.trace import abif_directory, read_trace  # noqa: E402
+from immunomon.errors import ChimerismError  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "chimerism" / "osiris_3500"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The committed runs, decompressed: name -> path."""
+    folder = tmp_path_factory.mktemp("osiris_3500")
+    out = {}
+    for packed in DATA.glob("*.hid.xz"):
+        path = folder / packed.name[:-3]
+        path.write_bytes(lzma.decompress(packed.read_bytes()))
+        out[path.stem] = path
+    return out
+
+
+def instrument_sizing(path):
+    """What the 3500's own sizing stored: {bp: scan} of the size-standard fragments it
+    matched, its sizing quality (SQ) and its bp of every scan."""
+    from Bio import SeqIO
+
+    raw, _ = abif_directory(Path(path).read_bytes())
+    tags = SeqIO.read(io.BytesIO(raw), "abi").annotations["abif_raw"]
+    scans, frags = np.array(tags["Peak2"], float), np.array(tags["Peak21"], float)
+    matched = frags > 0
+    quality = float(tags["SamQ1"].decode().split(",")[0].split("=")[1])
+    return dict(zip(frags[matched], scans[matched])), quality, np.array(tags["SMap2"])
+
+
+def test_hid_dye_data_are_read_from_the_unencrypted_directory(runs):
+    path = runs["globalfiler_ladder"]
+    raw = path.read_bytes()
+    # The header's directory lists DATA1 under an encrypted element type (28) ...
+    count, _, offset = struct.unpack(">III", raw[18:30])
+    entries = [struct.unpack(">4sIH", raw[offset + 28 * i: offset + 28 * i + 10])
+               for i in range(count)]
+    assert (b"DATA", 1, 28) in entries
+    # ... and the trace comes from the copy in the clear.
+    trace = read_trace(path)
+    assert trace.data.shape == (6, 9639)
+    assert trace.dye_names == ("6-FAM", "VIC", "NED", "PET", "LIZ", "SID")
+    assert trace.size_standard == "GS600LIZ" and trace.instrument == "3500"
+    meta = read_fsa_metadata(path)
+    assert meta["dyes"][4] == "LIZ" and meta["dye_set"] == "J6" and meta["channels"] == 6
+    assert meta["well"] == "A11" and meta["instrument"] == "3500 Instrument"
+
+
+def test_hid_without_an_unencrypted_copy_fails_in_one_line(runs, tmp_path):
+    raw = bytearray(runs["fusion_ladder"].read_bytes())
+    head = struct.unpack(">I", raw[26:30])[0]
+    # Wipe every copy of the directory but the header's (encrypted) one.
+    at = raw.find(b"DATA\x00\x00\x00\x01")
+    while at >= 0:
+        if not head <= at < head + 28 * struct.unpack(">I", raw[18:22])[0]:
+            raw[at:at + 4] = b"XXXX"
+        at = raw.find(b"DATA\x00\x00\x00\x01", at + 1)
+    path = tmp_path / "PPF_no_copy_A12.hid"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ChimerismError) as err:
+        read_trace(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    assert "non-standard ABIF element type 28" in msg and "no unencrypted copy" in msg
+
+
+@pytest.mark.parametrize("name, kit, standard, n", [
+    ("globalfiler_ladder", "GlobalFiler", "GS600 LIZ", 36),
+    ("fusion_ladder", "PowerPlex Fusion", "ILS 500", 21)])
+def test_size_standard_fragments_are_the_instruments(runs, name, kit, standard, n):
+    run = read_and_size(runs[name], load_kit(kit))
+    theirs, quality, smap = instrument_sizing(runs[name])
+    assert quality >= 0.99 and len(theirs) == n
+    cal = run.calibration
+    assert cal.standard.name == standard and len(cal.sizes) == n and not cal.missing
+    ours = dict(zip(cal.sizes, cal.scans))
+    assert set(theirs) == set(ours)
+    for size, scan in theirs.items():
+        assert ours[size] == pytest.approx(scan, abs=1.0), size
+    # Sizes between the fragments: our Local Southern against the instrument's curve.
+    scans = np.arange(int(cal.scan(60.0)), int(cal.scan(460.0)))
+    diff = cal.size(scans) - smap[scans]
+    assert np.abs(diff).max() < (1.1 if standard == "GS600 LIZ" else 0.1)
+    assert abs(diff.mean()) < 0.1
+
+
+def test_gs600_found_where_the_instruments_sizing_failed(runs):
+    """FTA sample 1: over-amplified (471 off-scale scans; peaks of up to 24,000 RFU in
+    the LIZ channel below 60 bp, at scans marked off-scale). The 3500 flagged its own sizing as failed (SQ 0.0):
+    it matched 30 fragments, starting its 20 bp fragment on the peak that is 120 bp
+    (its own curve then puts its 180 bp fragment at 168 bp). All 36 are found here, on
+    the same peaks it found, six fragments further down."""
+    run = read_and_size(runs["globalfiler_fta1"], load_kit("GlobalFiler"))
+    theirs, quality, _ = instrument_sizing(runs["globalfiler_fta1"])
+    assert quality == 0.0 and len(theirs) == 30
+    cal = run.calibration
+    assert len(cal.sizes) == 36 and cal.max_residual < 0.5
+    sizes = list(cal.sizes)
+    for size, scan in theirs.items():
+        ours = sizes[sizes.index(size) + 6]
+        assert cal.scans[sizes.index(ours)] == pytest.approx(scan, abs=1.0), size
+    # Run in the ladder's capillary (1): the 20 bp fragment within a few scans of the
+    # ladder's, where the instrument put 20 bp over 1,000 scans later.
+    ladder = read_and_size(runs["globalfiler_ladder"], load_kit("GlobalFiler")).calibration
+    assert abs(cal.scans[0] - ladder.scans[0]) < 5 and theirs[20.0] > ladder.scans[0] + 1000
