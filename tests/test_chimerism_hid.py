@@ -133,3 +133,24 @@ def test_gs600_found_where_the_instruments_sizing_failed(runs):
     # ladder's, where the instrument put 20 bp over 1,000 scans later.
     ladder = read_and_size(runs["globalfiler_ladder"], load_kit("GlobalFiler")).calibration
     assert abs(cal.scans[0] - ladder.scans[0]) < 5 and theirs[20.0] > ladder.scans[0] + 1000
+
+
+def test_globalfiler_ladder_blue_loci_are_found(runs):
+    """D16S539, CSF1PO and TPOX of the real GlobalFiler ladder: every fragment found, on
+    the 9, 10 and 11 blue peaks from 228 to 379 bp (the kit's approximate sizes used to
+    be 22-126 bp off, and CSF1PO's bins came out one repeat too high)."""
+    from immunomon.chimerism.calling import ladder_bins
+
+    kit = load_kit("GlobalFiler")
+    bins = ladder_bins([read_and_size(runs["globalfiler_ladder"], kit)], kit)
+    assert not [w for w in bins.warnings if any(x in w for x in ("D16S539", "CSF1PO",
+                                                                  "TPOX"))]
+    expected = {"D16S539": (9, 227.8, 268.3), "CSF1PO": (10, 283.2, 319.1),
+                "TPOX": (11, 338.7, 379.1)}
+    for locus, (n, low, high) in expected.items():
+        centres = bins.centres[kit.locus(locus).key]
+        assert len(centres) == n
+        assert min(centres.values()) == pytest.approx(low, abs=0.3)
+        assert max(centres.values()) == pytest.approx(high, abs=0.3)
+    csf = bins.centres[kit.locus("CSF1PO").key]
+    assert csf["10"] == pytest.approx(299.0, abs=0.3)
