@@ -74,6 +74,8 @@ def test_hid_dye_data_are_read_from_the_unencrypted_directory(runs):
     meta = read_fsa_metadata(path)
     assert meta["dyes"][4] == "LIZ" and meta["dye_set"] == "J6" and meta["channels"] == 6
     assert meta["well"] == "A11" and meta["instrument"] == "3500 Instrument"
+    # the 3500 writes the sample type ("Sample") in SMPL1 and the name in SpNm1
+    assert trace.sample == meta["sample"] == "GF_ladder1"
 
 
 def test_hid_without_an_unencrypted_copy_fails_in_one_line(runs, tmp_path):

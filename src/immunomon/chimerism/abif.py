@@ -57,6 +57,8 @@ def read_fsa_metadata(path) -> dict:
     meta = {"file": os.path.basename(path)}
     for tag, field in _TAGS.items():
         meta[field] = _text(raw.get(tag))
+    # 3500 runs keep the name in SpNm1 and the sample type ("Sample") in SMPL1
+    meta["sample"] = _text(raw.get("SpNm1")) or meta["sample"]
     meta["dyes"] = [_text(raw[f"DyeN{i}"]) for i in range(1, 9) if f"DyeN{i}" in raw]
     meta["channels"] = sum(1 for k in raw if k in ("DATA1", "DATA2", "DATA3", "DATA4",
                                                    "DATA105", "DATA106"))

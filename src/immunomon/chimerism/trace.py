@@ -38,7 +38,7 @@ class Trace:
     """One capillary run: ``data`` is channels x scans (float64, RFU, baseline included)."""
 
     path: str
-    sample: str                      # the file's own sample name (SMPL1)
+    sample: str                      # the file's own sample name (SpNm1, else SMPL1)
     data: np.ndarray
     dye_names: tuple = ()
     size_standard: str | None = None  # as the file names it (StdF1), e.g. GS500LIZ
@@ -198,7 +198,9 @@ def read_trace(path) -> Trace:
     data = np.vstack([c[:n] for c in channels])
     dye_names = tuple(_text(tags.get(f"DyeN{i}")) or "" for i in range(1, len(present) + 1))
     offscale = np.asarray(tags.get("OfSc1") or (), dtype=int).ravel()
-    return Trace(path=path, sample=_text(tags.get("SMPL1")) or "", data=data,
+    # 3500 runs keep the name in SpNm1 and the sample type ("Sample") in SMPL1
+    name = _text(tags.get("SpNm1")) or _text(tags.get("SMPL1")) or ""
+    return Trace(path=path, sample=name, data=data,
                  dye_names=dye_names, size_standard=_text(tags.get("StdF1")),
                  instrument=_text(tags.get("MODL1")) or _text(tags.get("MCHN1")),
                  offscale=offscale[(offscale >= 0) & (offscale < n)])
