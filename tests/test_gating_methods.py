@@ -228,6 +228,27 @@ def test_cluster_gate_does_not_split_one_cluster_between_components():
     assert unmerged.weight < 0.8          # without merging, one piece of the cluster only
 
 
+def test_a_rare_cluster_is_looked_for_again_before_it_is_called_absent():
+    """2% granulocytes beside a skewed lymphocyte cluster and monocytes (a Ficoll sample):
+    with 4 components the lymphocytes take three and the highest-SSC pick is a fragment;
+    the gate looks again with two more components, where the granulocytes have their own."""
+    rng = np.random.default_rng(0)
+    lymphocytes = np.column_stack([rng.normal(0.70, 0.03, 60_000),
+                                   0.66 + rng.gamma(2.0, 0.025, 60_000)])
+    monocytes = rng.normal((0.65, 0.82), (0.028, 0.023), (12_000, 2))
+    granulocytes = rng.normal((0.58, 0.92), (0.029, 0.022), (1_500, 2))
+    X = np.vstack([lymphocytes, monocytes, granulocytes])
+    cols = [X[:, 0], X[:, 1]]
+    truth = np.r_[np.zeros(72_000, bool), np.ones(1_500, bool)]
+    assert not methods.cluster_gate(cols, n_components=4, pick=[("max", 1)],
+                                    quantile=0.995).distinct
+    found = ClusterGate("Granulocytes", [Dimension("CD45"), Dimension("SSC-A")],
+                        pick=[("max", 1)], n_components=4, quantile=0.995).resolve(cols)
+    got = found.contains(cols)
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.95
+    assert "among 6" in found.notes[0]
+
+
 def test_a_minor_cluster_beside_a_heavy_one_stops_where_the_neighbours_tail_begins():
     """CD56bright NK (4% of NK cells) beside CD56dim: the 99.9% ellipse of the bright
     component reaches into the dim cluster's tail and takes twice the bright cells;

@@ -205,13 +205,22 @@ class ClusterGate:
         object.__setattr__(self, "dimensions", dims)
         object.__setattr__(self, "pick", pick)
 
+    def _fit(self, columns, n_components: int) -> methods.Cluster:
+        return methods.cluster_gate(columns, n_components=n_components, pick=list(self.pick),
+                                    quantile=self.quantile, seed=self.seed,
+                                    min_weight=self.min_weight)
+
     def resolve(self, columns) -> FoundEllipsoid | FoundRectangle:
         empty = _too_few(self, len(columns[0]), MIN_EVENTS * self.n_components)
         if empty is not None:
             return empty
-        c = methods.cluster_gate(columns, n_components=self.n_components, pick=list(self.pick),
-                                 quantile=self.quantile, seed=self.seed,
-                                 min_weight=self.min_weight)
+        c = self._fit(columns, self.n_components)
+        if not c.distinct and len(columns[0]) >= MIN_EVENTS * (self.n_components + 2):
+            # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component
+            # of its own while a large skewed cluster takes several: look again with two
+            # more before calling it absent
+            more = self._fit(columns, self.n_components + 2)
+            c = more if more.distinct else c
         if not c.distinct:
             # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
             # lymphocytes or monocytes and hand them to this population
