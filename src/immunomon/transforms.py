@@ -458,8 +458,9 @@ def logicle_width(values, T: float = 262144.0, M: float = 4.5, A: float = 0.0, *
     ``r`` the ``quantile`` of the negative values. The near-linear region then spans
     the spread compensation gives unstained events, which a narrower one splits into
     two humps either side of zero (a valley inside one population). Rounded up to
-    ``step`` (files of one batch share a handful of widths), within [0, (M - A) / 2].
-    None when fewer than ``min_negative`` values are negative: nothing to measure."""
+    ``step`` (files of one batch share a handful of widths), within the widths a
+    logicle allows: [max(0, -A), (M - A) / 2]. None when fewer than ``min_negative``
+    values are negative: nothing to measure."""
     x = np.asarray(values, dtype=np.float64)
     negative = x[x < 0]
     if negative.size < min_negative:

@@ -163,7 +163,7 @@ class Template:
         if isinstance(transform, AutoLogicle):
             if widths is None:
                 raise GatingError(f"the logicle width of {channel} is measured in each file "
-                                  "(W: auto): give the file")
+                                  "(W: auto); build the dimension through strategy_for(file)")
             transform = widths(channel, comp, transform)
         return Dimension(channel, comp, transform)
 
