@@ -203,7 +203,8 @@ def test_mix_of_nothing_is_the_major_run(identifiler):
 # ----------------------------------------------------------------- peak areas
 def test_peak_area_stops_at_five_percent_of_its_height():
     """A weak peak on noise that sits a few RFU above zero, between two spectral-
-    correction dips: its area is the peak's, not hundreds of scans of noise."""
+    correction dips: its area is the peak's, not hundreds of scans of noise, and its
+    width the peak's own (full width at half its height), so it is no broad blob."""
     from immunomon.chimerism.peaks import find_peaks
 
     rng = np.random.default_rng(1)
@@ -214,6 +215,7 @@ def test_peak_area_stops_at_five_percent_of_its_height():
     peaks = find_peaks(x, min_height=50)
     assert len(peaks) == 1
     assert peaks["area"].iloc[0] == pytest.approx(300 * 4.0 * np.sqrt(2 * np.pi), rel=0.05)
+    assert peaks["width"].iloc[0] == pytest.approx(2.3548 * 4.0, rel=0.1)
 
 
 # ----------------------------------------------------------------- size standards

@@ -53,16 +53,17 @@ def find_peaks(signal, *, min_height: float = 20.0, offscale=(), start: int = 0,
         shift = np.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0)
     apex = idx + np.clip(shift, -0.5, 0.5)
     # Area between the points where the peak falls to 5 % of its height above the
-    # baseline, cut at the valleys to the neighbours. Not 5 % of its prominence: that
-    # is measured from the lowest point before a taller peak, often a spectral-correction
-    # dip far away, below the noise, so the window would run over hundreds of scans of
-    # noise and a weak peak's area would carry more noise than signal.
-    _, _, hlo, hhi = peak_widths(x, idx, rel_height=0.5)
+    # baseline, cut at the valleys to the neighbours, and width at half that height. Not
+    # fractions of its prominence: that is measured from the lowest point before a taller
+    # peak, often a spectral-correction dip far away, below the noise, so the window would
+    # run over hundreds of scans of noise (a weak peak's area would carry more noise than
+    # signal, and its width would make it a broad blob).
     valleys = [int(np.argmin(x[a:b + 1])) + a for a, b in zip(idx[:-1], idx[1:])]
     vleft = np.array([0] + valleys)
     vright = np.array(valleys + [len(x) - 1])
-    _, _, lo, hi = peak_widths(x, idx, rel_height=0.95,
-                               prominence_data=(x[idx], vleft, vright))
+    above_baseline = (x[idx], vleft, vright)
+    _, _, hlo, hhi = peak_widths(x, idx, rel_height=0.5, prominence_data=above_baseline)
+    _, _, lo, hi = peak_widths(x, idx, rel_height=0.95, prominence_data=above_baseline)
     a = np.maximum(np.floor(lo).astype(int), vleft)
     b = np.minimum(np.ceil(hi).astype(int), vright)
     cum = np.concatenate([[0.0], np.cumsum(np.clip(x, 0, None))])
