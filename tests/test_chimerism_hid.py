@@ -156,3 +156,12 @@ def test_globalfiler_ladder_blue_loci_are_found(runs):
         assert max(centres.values()) == pytest.approx(high, abs=0.3)
     csf = bins.centres[kit.locus("CSF1PO").key]
     assert csf["10"] == pytest.approx(299.0, abs=0.3)
+
+
+def test_the_3500s_promega_label_names_ils_500():
+    # PowerPlex Fusion runs on a 3500 name their standard "Promega_CC5_ILS": without --kit
+    # or --size-standard the run is still sized on ILS 500
+    from immunomon.chimerism.sizing import SIZE_STANDARDS, guess_size_standard
+    for label in ("Promega_CC5_ILS", "CC5 ILS 500", "WEN ILS 500", "ILS500"):
+        assert guess_size_standard(label) is SIZE_STANDARDS["ILS 500"]
+    assert guess_size_standard("ILS600") is SIZE_STANDARDS["ILS 600"]

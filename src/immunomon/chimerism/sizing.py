@@ -120,7 +120,9 @@ def guess_size_standard(label: str | None) -> SizeStandard | None:
     key = _key(label)
     if "ils" in key and "600" in key:
         return SIZE_STANDARDS["ILS 600"]
-    if "ils" in key and "500" in key:
+    if "ils" in key and ("500" in key or "cc5" in key or "wen" in key):
+        # Promega's CC5 and WEN lane standards are the 500-bp ones (a 3500 writes
+        # "Promega_CC5_ILS" for PowerPlex Fusion's)
         return SIZE_STANDARDS["ILS 500"]
     if "600" in key:
         return SIZE_STANDARDS["GS600 LIZ"]
