@@ -86,6 +86,25 @@ def test_a_lone_positive_peak_keeps_the_population_that_holds_most_of_its_parent
         methods.density_threshold(lone, expect="positive")
 
 
+def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
+    # cytokine+ cells at 0.15% of 60,000 CD4 T cells, 4-6 SD above a normal negative:
+    # mode + 3 SD leaves about as many negatives beyond it as there are positives
+    rng = np.random.default_rng(2)
+    neg = rng.normal(0.25, 0.05, 60_000)
+    pos = rng.normal(0.50, 0.03, 90)
+    x = np.concatenate([neg, pos])
+    truth = np.r_[np.zeros(neg.size, bool), np.ones(pos.size, bool)]
+    f1 = lambda t: 2 * np.sum((x >= t.value) & truth) / (np.sum(x >= t.value) + truth.sum())
+    plain = methods.tail_threshold(x)
+    found = methods.tail_threshold(x, fdr=0.05)
+    assert f1(plain) < 0.75 < 0.93 < f1(found)
+    assert "at most 0.05" in found.note
+    # nothing stands out of the tail: the n_sd cut, not a cut round a few outliers
+    alone = methods.tail_threshold(neg, fdr=0.05)
+    assert alone.value == pytest.approx(methods.tail_threshold(neg).value)
+    assert "at most" not in alone.note
+
+
 def test_tail_spread_ignores_a_distant_bump_of_artefacts():
     main = RNG.normal(0.45, 0.04, 20_000)
     bump = RNG.uniform(-0.25, 0.15, 4_000)          # compensation artefacts far below

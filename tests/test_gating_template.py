@@ -262,3 +262,11 @@ def test_the_few_granulocytes_of_a_ficoll_sample_are_gated_not_called_absent():
         strategy, _ = t.strategy_for(sim.sample)
         got, truth = strategy.apply(sim.sample).mask("Granulocytes"), sim.mask("Granulocytes")
         assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.9
+
+
+def test_tail_fdr_is_a_share():
+    text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
+                        "    dims: [CD4]\n    method: tail\n    args: {fdr: 0.05}\n")
+    t = parse_template(text, "panel.yaml")
+    assert t.populations[1].args["fdr"] == 0.05
+    assert "fdr" in error_of(text.replace("fdr: 0.05", "fdr: 5"))

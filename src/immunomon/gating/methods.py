@@ -187,13 +187,19 @@ def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None]) 
 
 
 def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
-                   side: str = "above") -> Threshold:
+                   side: str = "above", fdr: float | None = None) -> Threshold:
     """A cut beside the main peak: its mode + ``n_sd`` SDs (``side='above'``, for
     dim or rare positives), or its mode minus ``n_sd`` SDs (``side='below'``,
     for 'low' phenotypes such as CD127low). The SD comes from the half width of
     the peak on the side the other population does not reach, so neither that
     population nor a distant bump of artefacts inflates it. With ``quantile``,
     the cut is that quantile of the values instead.
+
+    With ``fdr``, for rare positives (cytokine+ cells at 0.1% of their parent,
+    where a fixed 3 SD leaves as many negatives beyond the cut as positives): the
+    cut nearest the peak beyond which a normal peak of that mode and SD, as many
+    events as the parent, would put at most ``fdr`` of the events found there (and
+    so at every cut further out); ``n_sd`` SDs where no cut meets it.
     """
     x = _finite(x)
     if x.size < 10:
@@ -207,8 +213,36 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     top, mode = peak_centre(centres, density, int(np.argmax(density)))
     sign = 1.0 if side == "above" else -1.0
     sd = peak_spread(centres, density, top, -int(sign), bandwidth)
+    if fdr is not None:
+        cut = _few_false_cut(x, mode, sd, sign, fdr)
+        if cut is not None:
+            k = abs(cut - mode) / sd
+            return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
+                             f"{k:.2f} x {sd:.3g}: at most {fdr:g} of the events beyond it "
+                             "expected from the peak")
     return Threshold(mode + sign * n_sd * sd, (mode,),
                      note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
+
+
+def _few_false_cut(x, mode: float, sd: float, sign: float, fdr: float,
+                   start_sd: float = 2.0, min_events: int = 10) -> float | None:
+    """The cut nearest ``mode`` (at least ``start_sd`` SDs out, along ``sign``) at
+    and beyond which the events a normal peak of ``mode`` and ``sd`` with ``x.size``
+    events would leave never exceed ``fdr`` of the events observed; None if the
+    outermost event already fails (no population stands out of the tail)."""
+    from scipy.special import ndtr
+
+    z = sign * (np.asarray(x, dtype=np.float64) - mode) / sd
+    out = np.sort(z[z > start_sd])[::-1]             # outermost first
+    if out.size == 0:
+        return None
+    expected = x.size * ndtr(-out)                   # normal tail beyond each event
+    observed = np.arange(1, out.size + 1)
+    # a handful of outliers in a heavy tail is no population: at least min_events
+    ok = np.flatnonzero((expected <= fdr * observed) & (observed >= min_events))
+    if ok.size == 0:
+        return None
+    return float(mode + sign * out[ok[-1]] * sd)      # step-up: the nearest that holds
 
 
 EXPECT = ("mostly-positive", "mostly-negative")
