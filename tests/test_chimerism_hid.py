@@ -158,6 +158,35 @@ def test_globalfiler_ladder_blue_loci_are_found(runs):
     assert csf["10"] == pytest.approx(299.0, abs=0.3)
 
 
+def test_globalfiler_ladder_every_fragment_is_found(runs):
+    """All 24 loci of the real GlobalFiler ladder, every fragment the kit lists (the
+    composition of OSIRIS's GlobalFiler_LadderInfo.xml), with no warning. The end
+    fragments of D19S433 (17-19.2), TH01 (13.3) and FGA (48.2-51.2) used to be lost:
+    the kit's sizes for these loci were 15-26 bp below where GS600 LIZ sizes them, and
+    the matching looked no further than 12 bp past the last one. Where they are is
+    checked against the repeat structure: 4 bp a repeat from the fragment below, a .2
+    2 bp above its integer allele, TH01 13.3 two repeats and 3 bp above 11, FGA 50.2
+    two repeats above 48.2 (the ladder has no 49.2)."""
+    from immunomon.chimerism.calling import ladder_bins
+
+    kit = load_kit("GlobalFiler")
+    bins = ladder_bins([read_and_size(runs["globalfiler_ladder"], kit)], kit)
+    assert bins.warnings == []
+    assert {k: set(v) for k, v in bins.centres.items()} == \
+        {k: set(v) for k, v in kit.ladder.items()}
+    assert sum(len(v) for v in bins.centres.values()) == 343
+    d19, th01, fga = (bins.centres[k] for k in ("D19S433", "TH01", "FGA"))
+    steps = [(d19, "16", "17", 4), (d19, "17", "17.2", 2), (d19, "17.2", "18.2", 4),
+             (d19, "18.2", "19.2", 4), (th01, "11", "13.3", 11),
+             (fga, "47.2", "48.2", 4), (fga, "48.2", "50.2", 8),
+             (fga, "50.2", "51.2", 4)]
+    for centres, low, high, bp in steps:
+        assert centres[high] - centres[low] == pytest.approx(bp, abs=0.25), (low, high)
+    ends = {"D19S433": ("19.2", 171.3), "TH01": ("13.3", 218.4), "FGA": ("51.2", 378.2)}
+    for locus, (allele, size) in ends.items():
+        assert bins.centres[locus][allele] == pytest.approx(size, abs=0.3)
+
+
 def test_the_3500s_promega_label_names_ils_500():
     # PowerPlex Fusion runs on a 3500 name their standard "Promega_CC5_ILS": without --kit
     # or --size-standard the run is still sized on ILS 500

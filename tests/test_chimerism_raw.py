@@ -218,6 +218,39 @@ def test_peak_area_stops_at_five_percent_of_its_height():
     assert peaks["width"].iloc[0] == pytest.approx(2.3548 * 4.0, rel=0.1)
 
 
+# ----------------------------------------------------------------- ladder matching
+def test_ladder_fragments_at_the_far_end_are_found_when_the_listed_sizes_are_off():
+    """A locus whose listed ladder sizes are 20 bp below where its fragments run (more
+    than the 12 bp the matching looks around them): the fragments beyond the last listed
+    size + 12 bp, microvariants included, are found too, on their own peaks, and not
+    the next locus's fragments."""
+    from immunomon.chimerism.calling import _match_ladder_locus
+
+    alleles = ["6", "7", "8", "9", "10", "11", "12", "12.2", "13", "13.2", "14",
+               "14.2", "15", "15.2", "16", "16.2", "17", "17.2", "18.2", "19.2"]
+
+    def bp(allele, start):
+        repeats, _, extra = allele.partition(".")
+        return start + 4 * (int(repeats) - 6) + (int(extra) if extra else 0)
+
+    listed = {a: float(bp(a, 94)) for a in alleles}
+    # Measured: 20 bp higher, slightly compressed; stutter one repeat below each
+    # fragment; the neighbouring locus below and above, as tall as the ladder.
+    true = {a: 114.0 + 0.99 * (v - 94.0) for a, v in listed.items()}
+    ladder = np.array(list(true.values()))
+    others = np.r_[np.arange(76.0, 111.0, 4.0), np.arange(175.0, 215.0, 4.0)]
+    sizes = np.r_[ladder, ladder - 4.0, others]
+    heights = np.r_[np.full(len(ladder), 2400.0), np.full(len(ladder), 150.0),
+                    np.full(len(others), 2400.0)]
+    order = np.argsort(sizes)
+    got = _match_ladder_locus(listed, sizes[order], heights[order])
+    assert set(got) == set(alleles)
+    for allele, size in got.items():
+        assert size == pytest.approx(true[allele]), allele
+    # Listed sizes that are right are matched in one go, to the same peaks.
+    assert _match_ladder_locus(true, sizes[order], heights[order]) == got
+
+
 # ----------------------------------------------------------------- size standards
 def _synthetic_run(sizes, *, junk=(), scans=9000, seed=0):
     """A 5-dye run whose orange channel carries ``sizes`` at scans given by a known

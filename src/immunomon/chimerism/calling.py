@@ -5,10 +5,11 @@ channels are baseline-corrected and their peaks found (:mod:`.peaks`) and sized;
 each peak is given a locus and an allele designation against **bins**:
 
 * the **allelic ladder** run in the same batch (``--ladder``): its peaks are recognised
-  as the kit's ladder fragments (the kit lists each fragment's approximate size; the
-  offset of each locus is found by sliding that list over the ladder's peaks, then a
-  line through the matched fragments places every one), and each fragment's measured
-  size becomes the centre of a +-0.5 bp bin;
+  as the kit's ladder fragments (the kit lists each fragment's approximate size; each
+  locus's list is matched to the dye's peaks near it like a size standard, by the
+  spacing of the fragments, and moved onto the fragments found and matched again when
+  some are missing), and each fragment's measured size becomes the centre of a
+  +-0.5 bp bin;
 * or, without a ladder, the kit's own bins (``bins`` in the kit file: measured on a
   public ladder run, see the kit file), flagged as such.
 
@@ -134,7 +135,28 @@ def _match_ladder_locus(nominal: dict, sizes: np.ndarray, heights: np.ndarray,
     the ratio of measured to listed spacing (near 1) changes least from fragment to
     fragment and the fragments are of similar height. Listed sizes may be off by several
     bp and sizing is not quite linear, so absolute positions are not trusted.
+
+    When the listed sizes are off by nearly ``search`` or more, the window cuts off the
+    fragments at the far end of the locus. If fragments are missing, the list is moved by
+    the median offset of the fragments found and matched again; the second match is
+    kept if it finds more fragments and puts the ones found the first time on the same
+    peaks.
     """
+    got = _match_ladder_window(nominal, sizes, heights, search)
+    if got and len(got) < len(nominal):
+        shift = float(np.median([got[a] - nominal[a] for a in got]))
+        moved = {a: v + shift for a, v in nominal.items()}
+        again = _match_ladder_window(moved, sizes, heights, search)
+        if len(again) > len(got) and all(
+                a in again and abs(again[a] - v) < 1e-9 for a, v in got.items()):
+            got = again
+    return got
+
+
+def _match_ladder_window(nominal: dict, sizes: np.ndarray, heights: np.ndarray,
+                         search: float) -> dict:
+    """One match of :func:`_match_ladder_locus`, among the peaks within ``search`` bp
+    of the listed sizes."""
     from .sizing import match_fragments
 
     names = list(nominal)
