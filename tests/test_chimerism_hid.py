@@ -185,6 +185,36 @@ def test_globalfiler_ladder_every_fragment_is_found(runs):
     ends = {"D19S433": ("19.2", 171.3), "TH01": ("13.3", 218.4), "FGA": ("51.2", 378.2)}
     for locus, (allele, size) in ends.items():
         assert bins.centres[locus][allele] == pytest.approx(size, abs=0.3)
+        # the kit's sizes for these loci are the ones measured here
+        for a, listed in kit.ladder[locus].items():
+            assert bins.centres[locus][a] == pytest.approx(listed, abs=0.06), (locus, a)
+
+
+def test_globalfiler_ladder_found_from_osiris_relative_sizes(runs):
+    """With OSIRIS's own numbers for D19S433, TH01 and FGA (GlobalFiler_LadderInfo.xml:
+    94 bp for D19S433 6, 164 for TH01 4, 198 for FGA 13, then 4 bp a repeat; 15-26 bp
+    below GS600 LIZ's sizes), the ladder is still found whole, on the same peaks: the
+    matching moves the list onto the fragments it found and matches again."""
+    import dataclasses
+
+    from immunomon.chimerism.calling import ladder_bins
+
+    def osiris(alleles, first, start):
+        out = {}
+        for a in alleles:
+            repeats, _, extra = a.partition(".")
+            out[a] = start + 4 * (int(repeats) - first) + int(extra or 0)
+        return out
+
+    kit = load_kit("GlobalFiler")
+    starts = {"D19S433": (6, 94), "TH01": (4, 164), "FGA": (13, 198)}
+    old = dataclasses.replace(kit, ladder={
+        **kit.ladder, **{k: osiris(kit.ladder[k], *v) for k, v in starts.items()}})
+    assert old.ladder["D19S433"]["19.2"] == 148 and old.ladder["TH01"]["13.3"] == 203
+    assert old.ladder["FGA"]["51.2"] == 352 and old.ladder["FGA"]["42.2"] == 316
+    sized = read_and_size(runs["globalfiler_ladder"], kit)
+    ours, theirs = ladder_bins([sized], kit), ladder_bins([sized], old)
+    assert theirs.warnings == [] and theirs.centres == ours.centres
 
 
 def test_the_3500s_promega_label_names_ils_500():
