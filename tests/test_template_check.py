@@ -102,3 +102,15 @@ def test_template_list_names_the_shipped_templates():
     result = CliRunner().invoke(main, ["template", "list"])
     assert result.exit_code == 0
     assert "post-transplant" in result.output and "dc-tube" in result.output
+
+
+def test_density_axes_name_the_logicle_width():
+    # with W: auto the width differs per file and shapes the negative peak beside the cut
+    from immunomon.gating import Dimension
+    from immunomon.report.template_check import _scale
+    from immunomon.transforms import Hyperlog, Logicle
+    assert _scale(Dimension("PE-A", transform=Logicle(262144, 0.85, 4.5, 0))) == \
+        ", logicle W 0.85"
+    assert _scale(Dimension("PE-A", transform=Hyperlog(262144, 1.0, 4.5, 0))) == \
+        ", hyperlog W 1"
+    assert _scale(Dimension("FSC-A")) == ""

@@ -38,7 +38,7 @@ def density_figure(check, sample, path) -> Path | None:
                     markersize=6)
         for v in cut.values:
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
-        ax.set_xlabel(axis_label(sample, cut.dimension), fontsize=8)
+        ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension), fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
         ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; cut at "
@@ -106,3 +106,11 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
     img_css = "<style>.plots img{max-width:100%}</style>"
     return write_text_atomic(path, _document(f"{sample_name}: template check", body)
                              .replace("</head>", img_css + "</head>", 1))
+
+
+def _scale(dim) -> str:
+    """", logicle W 0.85": the width of a logicle (or hyperlog) axis, measured per file
+    with W: auto, which shapes the negative peak the cut was found beside."""
+    transform = getattr(dim, "transform", None)
+    w = getattr(transform, "W", None)
+    return f", {transform.gatingml_name} W {w:g}" if w is not None else ""
