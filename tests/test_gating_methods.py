@@ -103,6 +103,11 @@ def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
     alone = methods.tail_threshold(neg, fdr=0.05)
     assert alone.value == pytest.approx(methods.tail_threshold(neg).value)
     assert "at most" not in alone.note
+    # a negative whose upper tail is heavier than its lower half says: fdr never moves the
+    # cut nearer the peak than n_sd SDs (it would take the tail for a population)
+    skewed = np.concatenate([neg, 0.25 + rng.exponential(0.1, 40_000)])
+    assert methods.tail_threshold(skewed, fdr=0.05).value >= \
+        methods.tail_threshold(skewed).value - 1e-12
 
 
 def test_tail_spread_ignores_a_distant_bump_of_artefacts():

@@ -197,9 +197,9 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
 
     With ``fdr``, for rare positives (cytokine+ cells at 0.1% of their parent,
     where a fixed 3 SD leaves as many negatives beyond the cut as positives): the
-    cut nearest the peak beyond which a normal peak of that mode and SD, as many
-    events as the parent, would put at most ``fdr`` of the events found there (and
-    so at every cut further out); ``n_sd`` SDs where no cut meets it.
+    cut nearest the peak, and no nearer than ``n_sd`` SDs, beyond which a normal
+    peak of that mode and SD with as many events as the parent would account for at
+    most ``fdr`` of the events found there; ``n_sd`` SDs where no cut meets it.
     """
     x = _finite(x)
     if x.size < 10:
@@ -214,7 +214,7 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     sign = 1.0 if side == "above" else -1.0
     sd = peak_spread(centres, density, top, -int(sign), bandwidth)
     if fdr is not None:
-        cut = _few_false_cut(x, mode, sd, sign, fdr)
+        cut = _few_false_cut(x, mode, sd, sign, fdr, start_sd=n_sd)
         if cut is not None:
             k = abs(cut - mode) / sd
             return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
@@ -226,10 +226,10 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
 
 def _few_false_cut(x, mode: float, sd: float, sign: float, fdr: float,
                    start_sd: float = 2.0, min_events: int = 10) -> float | None:
-    """The cut nearest ``mode`` (at least ``start_sd`` SDs out, along ``sign``) at
-    and beyond which the events a normal peak of ``mode`` and ``sd`` with ``x.size``
-    events would leave never exceed ``fdr`` of the events observed; None if the
-    outermost event already fails (no population stands out of the tail)."""
+    """The cut nearest ``mode`` (at least ``start_sd`` SDs out, along ``sign``)
+    beyond which the events a normal peak of ``mode`` and ``sd`` with ``x.size``
+    events would leave are at most ``fdr`` of the events observed there, and those are
+    ``min_events`` or more; None where no cut qualifies."""
     from scipy.special import ndtr
 
     z = sign * (np.asarray(x, dtype=np.float64) - mode) / sd
