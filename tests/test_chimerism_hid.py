@@ -15,12 +15,12 @@ sizing software (SizeCaller v1.1.0) matched, stored in each file's peak table
 """
 
 import io
-import lzma
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from testdata import unpacked
 
 pytest.importorskip("Bio")
 
@@ -36,13 +36,7 @@ DATA = Path(__file__).parent / "data" / "chimerism" / "osiris_3500"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The committed runs, decompressed: name -> path."""
-    folder = tmp_path_factory.mktemp("osiris_3500")
-    out = {}
-    for packed in DATA.glob("*.hid.xz"):
-        path = folder / packed.name[:-3]
-        path.write_bytes(lzma.decompress(packed.read_bytes()))
-        out[path.stem] = path
-    return out
+    return unpacked(DATA, "*.hid.xz", tmp_path_factory.mktemp("osiris_3500"))
 
 
 def instrument_sizing(path):

@@ -8,12 +8,12 @@ code: 9947A's published genotype; the fragments the instrument's own sizing matc
 stored in each file (tag SdPk); and mixing fractions chosen here.
 """
 
-import lzma
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from testdata import unpacked
 from click.testing import CliRunner
 
 pytest.importorskip("Bio")
@@ -46,13 +46,7 @@ GENOTYPE_9947A = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The committed runs, decompressed: name -> path."""
-    folder = tmp_path_factory.mktemp("osiris")
-    out = {}
-    for packed in DATA.glob("*.fsa.xz"):
-        path = folder / packed.name[:-3]
-        path.write_bytes(lzma.decompress(packed.read_bytes()))
-        out[path.stem] = path
-    return out
+    return unpacked(DATA, "*.fsa.xz", tmp_path_factory.mktemp("osiris"))
 
 
 @pytest.fixture(scope="module")

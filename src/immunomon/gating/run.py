@@ -277,19 +277,14 @@ def plot_level(plots) -> str:
     return plots
 
 
-def transforms_used(strategy) -> dict[str, dict | str]:
-    """Each gated dimension's transform and its parameters, as this file was gated
+def transforms_used(result) -> dict[str, dict | str]:
+    """Each gated channel's transform and its parameters, as this file was gated
     (logicle widths measured in the file included): 'linear' when untransformed."""
-    out: dict[str, dict | str] = {}
-    for gate in strategy.gates:
-        for dim in getattr(gate, "dimensions", None) or ():
-            t = dim.transform
-            t = strategy.transforms.get(t, t) if isinstance(t, str) else t
-            name = getattr(dim, "name", None) or f"ratio {dim.ratio}"
-            out.setdefault(name, "linear" if t is None else {
-                t.gatingml_name or type(t).__name__.lower(): {f: getattr(t, f)
-                                                               for f in t._fields}})
-    return out
+    from ..export import channel_transforms
+
+    return {name: "linear" if t is None else
+            {t.gatingml_name or type(t).__name__.lower(): {f: getattr(t, f) for f in t._fields}}
+            for name, t in channel_transforms(result).items()}
 
 
 def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
@@ -340,7 +335,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             "template": {"panel": template.panel, "version": template.version},
             "counting": gating.counting, "qc_flags": [str(f) for f in gating.qc_flags],
             "qc": [qc.as_flag(f).to_dict() for f in gating.qc_flags], "notes": gating.notes,
-            "warnings": gating.warnings, "transforms": transforms_used(result.strategy),
+            "warnings": gating.warnings, "transforms": transforms_used(result),
             **({"provenance": provenance} if provenance else {})}, indent=2, default=str))
         from ..report.pages import sample_page
         hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
