@@ -214,6 +214,22 @@ def test_quadrant_divider_found_where_a_small_population_is_a_peak():
     assert 0.48 < found.dividers[1].values[0] < 0.58
 
 
+def test_quadrant_divider_found_on_one_side_does_not_split_the_other_side():
+    # mDC (CD11c+) spread over CD123 0.2-0.5, pDC (CD11c-, CD123 bright) and a few
+    # CD11c- CD123- events: among CD11c- events the deepest CD123 valley lies between
+    # the few negatives and pDC, inside the mDC; the cut must stay between mDC and pDC
+    mdc = np.column_stack([RNG.normal(0.65, 0.04, 60), RNG.normal(0.36, 0.07, 60)])
+    pdc = RNG.normal((0.22, 0.68), (0.05, 0.03), (40, 2))
+    neg = RNG.normal((0.22, 0.15), (0.05, 0.04), (10, 2))
+    X = np.vstack([mdc, pdc, neg])
+    gate = QuadrantThresholdGate.build("Q", [Dimension("CD11c"), Dimension("CD123")],
+                                       {"mDC": ("above", "below"), "pDC": ("below", "above")})
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    masks = found.quadrant_masks([X[:, 0], X[:, 1]])
+    assert masks["mDC"][:60].mean() > 0.95 and masks["pDC"][60:100].mean() > 0.95
+    assert found.found_in[1] == "all"
+
+
 def test_quadrant_thresholds_assign_every_event_to_its_quadrant():
     n = 4000
     centres = {"++": (0.7, 0.7), "+-": (0.7, 0.2), "-+": (0.2, 0.7), "--": (0.2, 0.2)}

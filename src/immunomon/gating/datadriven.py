@@ -241,16 +241,28 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
               args: dict, scale=None) -> tuple[methods.Threshold, str]:
     """The deepest-valley threshold of ``values`` among all events (``first``) and
     among the events on either side of ``other_cut`` in the other dimension, and
-    which events it came from ('all', 'above' or 'below' the other cut)."""
+    which events it came from ('all', 'above' or 'below' the other cut). A cut from
+    one side is kept only where it does not split a population on the other side."""
     best, where = first, "all"
     for name, side in (("above", other >= other_cut), ("below", other < other_cut)):
         n = int(np.count_nonzero(side))
         if n < MIN_EVENTS or n == values.size:
             continue
         t = _threshold(values[side], method, dict(args), scale)
-        if not t.fell_back and t.depth > best.depth + 0.05:
+        # The cut divides the other side's events too: it must not split a population there.
+        if (not t.fell_back and t.depth > best.depth + 0.05
+                and not _inside_population(values[~side], t.value)):
             best, where = t, name
     return best, where
+
+
+def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) -> bool:
+    """Whether ``cut`` falls where these events' density is above ``level`` of its
+    highest point: inside a population rather than beside or between them."""
+    if values.size < MIN_EVENTS:
+        return False
+    centres, density, _ = methods.smoothed_density(values)
+    return bool(np.interp(cut, centres, density, left=0.0, right=0.0) > level * density.max())
 
 
 def _pieces(c: methods.Cluster) -> str:
