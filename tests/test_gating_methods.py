@@ -110,6 +110,31 @@ def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
         methods.tail_threshold(skewed).value - 1e-12
 
 
+def test_tail_with_fdr_measures_the_negatives_far_flank():
+    # compensated negatives spread below zero (a narrow logicle W): the lower half of the
+    # peak is twice as wide as the upper; a cut 3 lower-half SDs out loses the positives
+    rng = np.random.default_rng(5)
+    z = np.abs(rng.normal(0, 1, 60_000))            # a split normal, continuous at its mode
+    lower = rng.random(z.size) < 0.09 / (0.09 + 0.04)
+    neg = 0.25 + np.where(lower, -0.09, 0.04) * z
+    pos = rng.normal(0.48, 0.03, 90)
+    x = np.concatenate([neg, pos])
+    truth = np.r_[np.zeros(neg.size, bool), np.ones(pos.size, bool)]
+    f1 = lambda t: 2 * np.sum((x >= t.value) & truth) / (np.sum(x >= t.value) + truth.sum())
+    found = methods.tail_threshold(x, fdr=0.05)
+    assert f1(methods.tail_threshold(x)) < 0.5 and f1(found) > 0.95
+    assert "far flank" in found.note
+    centres, density, bandwidth = methods.smoothed_density(neg)
+    top = int(np.argmax(density))
+    assert methods.tail_spread(centres, density, top, 1, bandwidth) == pytest.approx(0.04, rel=0.15)
+    assert methods.tail_spread(centres, density, top, -1, bandwidth) == pytest.approx(0.09, rel=0.15)
+    # a population on the far flank: the width is read where the density turns up
+    near = np.concatenate([rng.normal(0.25, 0.04, 60_000), rng.normal(0.45, 0.03, 3_000)])
+    centres, density, bandwidth = methods.smoothed_density(near)
+    top = int(np.argmax(density))
+    assert methods.tail_spread(centres, density, top, 1, bandwidth) == pytest.approx(0.04, rel=0.25)
+
+
 def test_tail_spread_ignores_a_distant_bump_of_artefacts():
     main = RNG.normal(0.45, 0.04, 20_000)
     bump = RNG.uniform(-0.25, 0.15, 4_000)          # compensation artefacts far below

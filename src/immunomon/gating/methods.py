@@ -133,6 +133,28 @@ def peak_spread(centres, density, peak: int, direction: int, bandwidth: float = 
     return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
 
 
+def tail_spread(centres, density, peak: int, direction: int, bandwidth: float = 0.0,
+                *, level: float = 0.02) -> float:
+    """A standard deviation for one peak from how far its flank reaches on one side:
+    the width down to ``level`` of its height (or to the flank's lowest point, where
+    another population makes the density rise first), as a normal peak of that width
+    at that level would have it, less the kernel's width. Unlike the half width it
+    sees a tail heavier than a normal peak's, which is what decides how many
+    negatives lie beyond a cut 3 SDs out."""
+    walk = density[peak:] if direction > 0 else density[peak::-1]
+    under = np.flatnonzero(walk < level * walk[0])
+    rises = np.flatnonzero((np.diff(walk) > 0) & (walk[:-1] < 0.8 * walk[0]))
+    stop = min(under[0] if under.size else walk.size - 1,
+               rises[0] if rises.size else walk.size - 1)
+    if stop < 1:
+        return peak_spread(centres, density, peak, direction, bandwidth)
+    reached = max(float(walk[stop] / walk[0]), 1e-6)
+    if reached >= 0.5:                     # a valley above half height: use the half width
+        return peak_spread(centres, density, peak, direction, bandwidth)
+    sd = stop * float(centres[1] - centres[0]) / np.sqrt(2 * np.log(1 / reached))
+    return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
+
+
 def _steepest(density, peak: int, direction: int) -> int | None:
     """Index (from the peak, along ``direction``) of the steepest descent of the
     peak's own flank: before it falls below a fifth of the peak, and before the
@@ -198,7 +220,9 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     With ``fdr``, for rare positives (cytokine+ cells at 0.1% of their parent,
     where a fixed 3 SD leaves as many negatives beyond the cut as positives): the
     cut nearest the peak, and no nearer than ``n_sd`` SDs, beyond which a normal
-    peak of that mode and SD with as many events as the parent would account for at
+    peak of that mode, with the SD its far flank shows (``tail_spread``: a negative
+    spread wide below zero by compensation no longer pushes the cut out, a heavy upper
+    tail no longer pulls it in) and as many events as the parent, would account for at
     most ``fdr`` of the events found there; ``n_sd`` SDs where no cut meets it.
     """
     x = _finite(x)
@@ -214,12 +238,14 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     sign = 1.0 if side == "above" else -1.0
     sd = peak_spread(centres, density, top, -int(sign), bandwidth)
     if fdr is not None:
-        cut = _few_false_cut(x, mode, sd, sign, fdr, start_sd=n_sd)
+        # rare positives leave the far flank to the peak's own tail: measure it there
+        far = tail_spread(centres, density, top, int(sign), bandwidth)
+        cut = _few_false_cut(x, mode, far, sign, fdr, start_sd=n_sd)
         if cut is not None:
-            k = abs(cut - mode) / sd
+            k = abs(cut - mode) / far
             return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
-                             f"{k:.2f} x {sd:.3g}: at most {fdr:g} of the events beyond it "
-                             "expected from the peak")
+                             f"{k:.2f} x {far:.3g} (the SD its far flank shows): at most "
+                             f"{fdr:g} of the events beyond it expected from the peak")
     return Threshold(mode + sign * n_sd * sd, (mode,),
                      note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
