@@ -257,12 +257,21 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
 
 
 def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) -> bool:
-    """Whether ``cut`` falls where these events' density is above ``level`` of its
-    highest point: inside a population rather than beside or between them."""
+    """Whether ``cut`` falls inside a population of these events: where their density
+    is above ``level`` of the peak its slope climbs to, rather than in a valley or a
+    tail."""
     if values.size < MIN_EVENTS:
         return False
     centres, density, _ = methods.smoothed_density(values)
-    return bool(np.interp(cut, centres, density, left=0.0, right=0.0) > level * density.max())
+    i = int(np.clip(np.searchsorted(centres, cut), 0, centres.size - 1))
+    top = i
+    while True:             # uphill to the local maximum whose slope holds the cut
+        step = max((j for j in (top - 1, top + 1) if 0 <= j < density.size),
+                   key=lambda j: density[j])
+        if density[step] <= density[top]:
+            break
+        top = step
+    return bool(density[i] > level * density[top])
 
 
 def _pieces(c: methods.Cluster) -> str:

@@ -1,6 +1,7 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
-    python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR FLOWSOM_DIR
+    python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR \
+        FLOWSOM_DIR CYTOPT_R_DIR
 
 Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
 example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
@@ -20,6 +21,10 @@ The expert's memberships come from the expert's own gates, evaluated here:
   and logicle-transformed as CytoExploreR does (flowCore's estimateLogicle on all 33
   files pooled: t = 262143, m = 4.5, a = 0, w from the 5% quantile of the negative
   values), in that transform's 0..4.5 units.
+
+CytOpT-R's HIPC Stanford T cells come as R data frames of values already compensated and
+on FlowJo's display scale, with one expert label per event; they are written whole as FCS
+files of those values (reading the ``.RData`` needs the ``rdata`` package).
 """
 
 from __future__ import annotations
@@ -171,7 +176,30 @@ def flowsom(root: Path) -> None:
                         **{name: leaf == name for name in np.unique(leaf) if name != "Unlabeled"})
 
 
+def hipc(root: Path) -> None:
+    import rdata
+    from immunomon.fcs.sample import Channel, Sample
+
+    data = rdata.read_rda(root / "data" / "HIPC_Stanford.RData")
+    for donor in ("1228", "1369"):
+        frame = data[f"HIPC_Stanford_{donor}_1A"]
+        label = np.asarray(data[f"HIPC_Stanford_{donor}_1A_labels"], dtype=str)
+        channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
+        keywords = {"$CYT": "HIPC lyoplate T-cell panel, Stanford (values on FlowJo's "
+                            "display scale, pre-gated to T cells)",
+                    "$SRC": f"CytOpT-R data/HIPC_Stanford.RData, HIPC_Stanford_{donor}_1A"}
+        stem = f"hipc_stanford_{donor}"
+        immunomon.write_fcs(HERE / f"{stem}.fcs",
+                            Sample(events=frame.to_numpy(np.float32), channel_info=channels,
+                                   keywords=keywords))
+        groups = {"CD4 T": np.char.startswith(label, "CD4"),
+                  "CD8 T": np.char.startswith(label, "CD8")}
+        np.savez_compressed(HERE / f"{stem}.labels.npz",
+                            **{name: label == name for name in np.unique(label)}, **groups)
+
+
 if __name__ == "__main__":
     a2004(Path(sys.argv[1]))
     activation(Path(sys.argv[2]))
     flowsom(Path(sys.argv[3]))
+    hipc(Path(sys.argv[4]))
