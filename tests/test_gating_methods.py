@@ -314,6 +314,29 @@ def test_a_rare_cluster_is_looked_for_again_before_it_is_called_absent():
     assert "among 6" in found.notes[0]
 
 
+def test_a_cluster_of_half_a_percent_is_found_in_an_evened_subsample():
+    """0.5% granulocytes in a lymphocyte-enriched sample: 25 of a plain 5,000-event
+    subsample, too few for a component even among six; a subsample evened out over the
+    density gives them one, and the gate says so."""
+    rng = np.random.default_rng(1)
+    lymphocytes = np.column_stack([rng.normal(0.70, 0.03, 90_000),
+                                   0.66 + rng.gamma(2.0, 0.025, 90_000)])
+    monocytes = rng.normal((0.65, 0.82), (0.028, 0.023), (3_500, 2))
+    granulocytes = rng.normal((0.58, 0.92), (0.029, 0.022), (500, 2))
+    X = np.vstack([lymphocytes, monocytes, granulocytes])
+    cols = [X[:, 0], X[:, 1]]
+    truth = np.r_[np.zeros(93_500, bool), np.ones(500, bool)]
+    assert not methods.cluster_gate(cols, n_components=6, pick=[("max", 1)],
+                                    quantile=0.995).distinct
+    found = ClusterGate("Granulocytes", [Dimension("CD45"), Dimension("SSC-A")],
+                        pick=[("max", 1)], n_components=4, quantile=0.995).resolve(cols)
+    got = found.contains(cols)
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.9
+    assert "evened out over the density" in found.notes[0]
+    weights = methods._evened(X[::10])
+    assert weights[-50:].mean() > 5 * weights[:9000].mean()    # sparse events weigh more
+
+
 def test_a_minor_cluster_beside_a_heavy_one_stops_where_the_neighbours_tail_begins():
     """CD56bright NK (4% of NK cells) beside CD56dim: the 99.9% ellipse of the bright
     component reaches into the dim cluster's tail and takes twice the bright cells;

@@ -205,21 +205,27 @@ class ClusterGate:
         object.__setattr__(self, "dimensions", dims)
         object.__setattr__(self, "pick", pick)
 
-    def _fit(self, columns, n_components: int) -> methods.Cluster:
+    def _fit(self, columns, n_components: int, even: bool = False) -> methods.Cluster:
         return methods.cluster_gate(columns, n_components=n_components, pick=list(self.pick),
                                     quantile=self.quantile, seed=self.seed,
-                                    min_weight=self.min_weight)
+                                    min_weight=self.min_weight, even=even)
 
     def resolve(self, columns) -> FoundEllipsoid | FoundRectangle:
         empty = _too_few(self, len(columns[0]), MIN_EVENTS * self.n_components)
         if empty is not None:
             return empty
         c = self._fit(columns, self.n_components)
+        evened = False
         if not c.distinct and len(columns[0]) >= MIN_EVENTS * (self.n_components + 2):
             # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component
             # of its own while a large skewed cluster takes several: look again with two
             # more before calling it absent
             more = self._fit(columns, self.n_components + 2)
+            if not more.distinct:
+                # rarer still (0.5% granulocytes in a lymphocyte-enriched sample): a
+                # subsample evened out over the density gives it events enough to fit
+                more = self._fit(columns, self.n_components + 2, even=True)
+                evened = more.distinct
             c = more if more.distinct else c
         if not c.distinct:
             # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
@@ -229,6 +235,9 @@ class ClusterGate:
                                  "a larger cluster: it is part of another population, not one "
                                  "of its own; population taken as absent")
         notes = [f"{_pieces(c)} of weight {c.weight:.3f} among {c.n_components}"]
+        if evened:
+            notes[0] += (" in a subsample evened out over the density (a rare cluster: "
+                         "weights there are not shares of the parent)")
         if c.held < 1.0:
             notes.append(f"ellipse holds {c.held:.1%} of the cluster, not {self.quantile:.1%}: "
                          "further out a heavier cluster's tail outnumbers its edge")

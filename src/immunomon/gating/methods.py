@@ -617,9 +617,23 @@ def _moments(gmm, members: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
     return mean, cov / total, total
 
 
+def _evened(X: np.ndarray, bins: int = 32) -> np.ndarray:
+    """Sampling weights that even out the density: each event's weight is the inverse
+    of the count in its histogram bin, so every occupied bin is equally likely and a
+    cluster's share follows the area it covers, not how many events it holds."""
+    cells = []
+    for column in X.T:
+        lo, hi = np.quantile(column, [0.001, 0.999])
+        span = hi - lo if hi > lo else 1.0
+        cells.append(np.clip(((column - lo) / span * bins).astype(np.int64), 0, bins - 1))
+    flat = np.ravel_multi_index(cells, (bins,) * X.shape[1])
+    weights = np.bincount(flat)[flat].astype(np.float64) ** -1.0
+    return weights / weights.sum()
+
+
 def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
                  quantile: float = 0.99, max_events: int = 5_000, seed: int = 0,
-                 min_weight: float = 0.0, merge: bool = True) -> Cluster:
+                 min_weight: float = 0.0, merge: bool = True, even: bool = False) -> Cluster:
     """Fit a Gaussian mixture to the events (a subsample of at most ``max_events``)
     and return the component that ``pick`` ranks best, as an ellipse holding
     ``quantile`` of it (Mahalanobis distance squared <= the chi-square quantile).
@@ -634,16 +648,20 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     Beside a heavier cluster the ellipse may hold less than ``quantile``: it stops
     at the radius the mixture expects to classify best (``_best_reach``), and
     ``Cluster.held`` says how much of the cluster it holds.
+
+    With ``even``, the subsample is drawn with less weight where events are dense
+    (``_evened``), so a cluster of 0.5% beside one of 90% gets a component of its own.
     """
     # Thin first (evenly over the acquisition), so a million events are never stacked.
-    step = max(1, len(columns[0]) // (2 * max_events))
+    step = max(1, len(columns[0]) // ((20 if even else 2) * max_events))
     X = np.column_stack([np.asarray(c[::step], dtype=np.float64) for c in columns])
     X = X[np.all(np.isfinite(X), axis=1)]
     if X.shape[0] < 10 * n_components:
         raise GatingError(f"too few events ({X.shape[0]}) to fit {n_components} clusters")
     rng = np.random.default_rng(seed)
     if X.shape[0] > max_events:
-        X = X[rng.choice(X.shape[0], max_events, replace=False)]
+        weights = _evened(X) if even else None
+        X = X[rng.choice(X.shape[0], max_events, replace=False, p=weights)]
     gmm = _mixture(X, n_components, seed)
     best = _picked(gmm.means_, gmm.weights_, pick, min_weight)
     members = _merged_with(gmm, best) if merge else [best]
