@@ -627,7 +627,7 @@ def _evened(X: np.ndarray, bins: int = 32) -> np.ndarray:
         span = hi - lo if hi > lo else 1.0
         cells.append(np.clip(((column - lo) / span * bins).astype(np.int64), 0, bins - 1))
     flat = np.ravel_multi_index(cells, (bins,) * X.shape[1])
-    weights = np.bincount(flat)[flat].astype(np.float64) ** -1.0
+    weights = 1.0 / np.bincount(flat)[flat]
     return weights / weights.sum()
 
 

@@ -187,7 +187,8 @@ def hipc(root: Path) -> None:
         channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
         keywords = {"$CYT": "HIPC lyoplate T-cell panel, Stanford (values on FlowJo's "
                             "display scale, pre-gated to T cells)",
-                    "$SRC": f"CytOpT-R data/HIPC_Stanford.RData, HIPC_Stanford_{donor}_1A"}
+                    "DATA SOURCE": f"CytOpT-R data/HIPC_Stanford.RData, "
+                                   f"HIPC_Stanford_{donor}_1A"}
         stem = f"hipc_stanford_{donor}"
         immunomon.write_fcs(HERE / f"{stem}.fcs",
                             Sample(events=frame.to_numpy(np.float32), channel_info=channels,
