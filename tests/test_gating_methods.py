@@ -399,6 +399,25 @@ def test_a_ranked_pick_on_a_fragment_of_another_cluster_is_taken_as_absent():
     assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.97
 
 
+def test_a_further_look_must_find_a_cluster_not_a_cover_of_scattered_events():
+    """No granulocytes, 3% scattered events: with six components one broad component
+    lies over the scatter, apart from the lymphocytes; it is no denser at its centre than
+    at its edge, so the population stays absent. A real cluster is 16 times denser."""
+    rng = np.random.default_rng(8)
+    lymphocytes = np.column_stack([rng.normal(0.70, 0.025, 60_000),
+                                   0.66 + rng.gamma(2.0, 0.03, 60_000)])
+    scattered = np.column_stack([rng.uniform(0.3, 0.85, 2_000), rng.uniform(0.55, 0.95, 2_000)])
+    X = np.vstack([lymphocytes, scattered])
+    cols = [X[:, 0], X[:, 1]]
+    wide = methods.cluster_gate(cols, n_components=6, pick=[("max", 1)], quantile=0.995)
+    assert wide.distinct and wide.peaked < 1.0
+    found = ClusterGate("Granulocytes", [Dimension("CD45"), Dimension("SSC-A")],
+                        pick=[("max", 1)], n_components=4, quantile=0.995).resolve(cols)
+    assert not found.contains(cols).any() and "absent" in found.notes[0]
+    normal = rng.normal(0, 1, (50_000, 2))
+    assert methods._peakedness(normal, np.zeros(2), np.eye(2)) == pytest.approx(15.8, rel=0.1)
+
+
 def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
     # counting beads (bright, 0.6-0.95 by the template) in a tube run without them
     x = np.concatenate([RNG.normal(0.25, 0.05, 20_000), RNG.normal(0.5, 0.04, 3_000)])

@@ -221,12 +221,12 @@ class ClusterGate:
             # of its own while a large skewed cluster takes several: look again with two
             # more before calling it absent
             more = self._fit(columns, self.n_components + 2)
-            if not more.distinct:
+            if not _found(more):
                 # rarer still (0.5% granulocytes in a lymphocyte-enriched sample): a
                 # subsample evened out over the density gives it events enough to fit
                 more = self._fit(columns, self.n_components + 2, even=True)
-                evened = more.distinct
-            c = more if more.distinct else c
+                evened = _found(more)
+            c = more if _found(more) else c
         if not c.distinct:
             # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
             # lymphocytes or monocytes and hand them to this population
@@ -281,6 +281,12 @@ def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) ->
             break
         top = step
     return bool(density[i] > level * density[top])
+
+
+def _found(c: methods.Cluster, *, peaked: float = 2.0) -> bool:
+    """Whether a further look found a cluster: one of its own, and denser at its centre
+    than at its edge (a broad component laid over scattered events is not)."""
+    return c.distinct and c.peaked >= peaked
 
 
 def _pieces(c: methods.Cluster) -> str:

@@ -487,6 +487,8 @@ class Cluster:
     engulfed: tuple[int, ...] = ()      # centres of larger clusters inside it
     held: float = 1.0                   # share of it inside the ellipse, when a heavier
                                         # neighbour kept the ellipse under ``quantile``
+    peaked: float = np.inf              # events per unit area within 1 SD of its centre
+                                        # over those 2-3 SD out (``_peakedness``)
 
     @property
     def distinct(self) -> bool:
@@ -495,6 +497,18 @@ class Cluster:
         broad component of another cluster, and its ellipse holds the centre of a
         component whose own cluster outweighs it."""
         return not self.engulfed
+
+
+def _peakedness(X: np.ndarray, mean, cov) -> float:
+    """How much denser the events are within 1 SD of a component's centre than 2 to 3
+    SD out (per unit area, Mahalanobis distances): about 16 for a lone normal cluster in
+    two dimensions, under 1 for a broad component laid over scattered events."""
+    diff = X - mean
+    d2 = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    core = np.count_nonzero(d2 <= 1.0)
+    shell = np.count_nonzero((d2 > 4.0) & (d2 <= 9.0))
+    p = X.shape[1]
+    return core / max(shell / (3.0 ** p - 2.0 ** p), 1e-12)
 
 
 def _engulfed(gmm, members: list[int], mean, cov, d2: float, weight: float
@@ -659,6 +673,7 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     if X.shape[0] < 10 * n_components:
         raise GatingError(f"too few events ({X.shape[0]}) to fit {n_components} clusters")
     rng = np.random.default_rng(seed)
+    thinned = X
     if X.shape[0] > max_events:
         weights = _evened(X) if even else None
         X = X[rng.choice(X.shape[0], max_events, replace=False, p=weights)]
@@ -676,4 +691,5 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     engulfed = _engulfed(gmm, members, mean, cov, core, weight) if merge else ()
     reach = _best_reach(gmm, X, members, mean, cov, d2)
     held = float(chi2.cdf(reach, X.shape[1])) if reach < d2 else 1.0
-    return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held)
+    return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
+                   _peakedness(thinned, mean, cov))
