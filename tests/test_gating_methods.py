@@ -255,6 +255,25 @@ def test_quadrant_divider_found_on_one_side_does_not_split_the_other_side():
     assert found.found_in[1] == "all"
 
 
+def test_a_divider_is_not_found_on_a_side_with_no_quadrant():
+    # activated T cells, CD38+ HLA-DR+, the only quadrant asked for: among CD38- events a
+    # handful of HLA-DR-bright events make the deepest HLA-DR valley, which would serve no
+    # quadrant and cut above every activated cell
+    rng = np.random.default_rng(4)
+    rest = np.column_stack([rng.normal(0.30, 0.04, 6000), rng.normal(0.30, 0.04, 6000)])
+    resting = np.column_stack([rng.normal(0.70, 0.04, 3000), rng.normal(0.30, 0.04, 3000)])
+    active = np.column_stack([rng.normal(0.70, 0.04, 600), rng.normal(0.55, 0.04, 600)])
+    bright = np.column_stack([rng.normal(0.30, 0.02, 40), rng.normal(0.95, 0.01, 40)])
+    X = np.vstack([rest, resting, active, bright])
+    gate = QuadrantThresholdGate.build("Q", [Dimension("CD38"), Dimension("HLA-DR")],
+                                       {"Activated": ("above", "above")})
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    got = found.quadrant_masks([X[:, 0], X[:, 1]])["Activated"]
+    truth = np.r_[np.zeros(9000, bool), np.ones(600, bool), np.zeros(40, bool)]
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.95
+    assert found.found_in[1] != "below"
+
+
 def test_quadrant_thresholds_assign_every_event_to_its_quadrant():
     n = 4000
     centres = {"++": (0.7, 0.7), "+-": (0.7, 0.2), "-+": (0.2, 0.7), "--": (0.2, 0.2)}

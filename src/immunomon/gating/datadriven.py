@@ -247,13 +247,18 @@ class ClusterGate:
 
 
 def _clearest(first: methods.Threshold, values, other, other_cut: float, method: str,
-              args: dict, scale=None) -> tuple[methods.Threshold, str]:
+              args: dict, scale=None, *, sides=("above", "below")
+              ) -> tuple[methods.Threshold, str]:
     """The deepest-valley threshold of ``values`` among all events (``first``) and
-    among the events on either side of ``other_cut`` in the other dimension, and
-    which events it came from ('all', 'above' or 'below' the other cut). A cut from
-    one side is kept only where it does not split a population on the other side."""
+    among the events on either of the ``sides`` of ``other_cut`` in the other
+    dimension (the sides where the gate has quadrants: a cut found among the events
+    on the other side would serve none of them), and which events it came from
+    ('all', 'above' or 'below' the other cut). A cut from one side is kept only where
+    it does not split a population on the other side."""
     best, where = first, "all"
     for name, side in (("above", other >= other_cut), ("below", other < other_cut)):
+        if name not in sides:
+            continue
         n = int(np.count_nonzero(side))
         if n < MIN_EVENTS or n == values.size:
             continue
@@ -325,6 +330,11 @@ class QuadrantThresholdGate(QuadrantGate):
                                          (dividers[1].id, 1.0 if sy == "above" else -1.0))))
         return cls(gate_id, dividers, tuple(quads), parent, **kw)
 
+    def _sides(self, divider_id: str) -> set[str]:
+        """The sides of a divider ('above', 'below') on which the gate has quadrants."""
+        return {"above" if loc > 0 else "below"
+                for q in self.quadrants for d, loc in q.positions if d == divider_id}
+
     def resolve(self, columns, scales=None) -> FoundQuadrants:
         x, y = columns
         sx, sy = scales if scales else (None, None)
@@ -345,8 +355,11 @@ class QuadrantThresholdGate(QuadrantGate):
             # Each divider where it is clearest: among all events, or among the events on
             # one side of the other divider (a small population such as pDC is a peak in
             # CD123 among CD11c- cells, and lost among all of them).
-            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args, sx)
-            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args, sy)
+            x_sides, y_sides = (self._sides(d.id) for d in self.dividers)
+            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args, sx,
+                                   sides=y_sides)
+            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args, sy,
+                                   sides=x_sides)
             found_in = (x_from, y_from)
         dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
                     Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))
