@@ -72,11 +72,9 @@ def _header_directory(raw: bytes) -> tuple:
     return offset, count
 
 
-def _element_types(raw: bytes, offset: int | None = None, count: int | None = None) -> dict:
-    """ABIF directory: tag name + number -> element type code (by default the directory
-    of the header, at byte 6)."""
-    if offset is None:
-        offset, count = _header_directory(raw)
+def _element_types(raw: bytes) -> dict:
+    """The directory the ABIF header points to: tag name + number -> element type code."""
+    offset, count = _header_directory(raw)
     out = {}
     for i in range(min(count, 10000)):
         entry = raw[offset + 28 * i: offset + 28 * i + 28]
@@ -119,14 +117,13 @@ def _plain_directories(raw: bytes) -> list:
             last += 28
         n = (last - first) // 28 + 1
         after = last + 28
-        types = _element_types(raw, first, n)
-        entries = {}
+        lengths = {}                                  # element count of each entry
         for i in range(n):
             name, number, _, _, cnt = struct.unpack(">4sIHHI", raw[first + 28 * i:
                                                                     first + 28 * i + 16])
-            entries[f"{name.decode('latin-1')}{number}"] = cnt
-        if all(f"DATA{k}" in types for k in (1, 2, 3, 4)) and \
-                len({entries[f"DATA{k}"] for k in (1, 2, 3, 4)}) == 1:
+            lengths[f"{name.decode('latin-1')}{number}"] = cnt
+        dyes = [lengths.get(f"DATA{k}") for k in (1, 2, 3, 4)]
+        if None not in dyes and len(set(dyes)) == 1:
             found.append((first, n))
     return found
 

@@ -75,7 +75,13 @@ def polygon_mask(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarr
 
 def ellipsoid_mask(columns: Sequence[np.ndarray], mean: np.ndarray,
                    covariance: np.ndarray, distance_square: float) -> np.ndarray:
-    """n-D ellipsoid: ``(x - mean)^T inv(covariance) (x - mean) <= distance_square``.
+    """n-D ellipsoid: ``(x - mean)^T inv(covariance) (x - mean) <= distance_square``."""
+    return mahalanobis_squared(columns, mean, covariance) <= distance_square
+
+
+def mahalanobis_squared(columns: Sequence[np.ndarray], mean: np.ndarray,
+                        covariance: np.ndarray) -> np.ndarray:
+    """``(x - mean)^T inv(covariance) (x - mean)`` of every event.
 
     The inverse is used as given (Gating-ML documents may carry a matrix that
     is not exactly symmetric). Accumulated one term at a time to keep memory
@@ -89,7 +95,7 @@ def ellipsoid_mask(columns: Sequence[np.ndarray], mean: np.ndarray,
         for j, dj in enumerate(d):
             if inv[i, j] != 0.0:
                 total += inv[i, j] * di * dj
-    return total <= distance_square
+    return total
 
 
 def divider_bins(x: np.ndarray, values: Sequence[float]) -> np.ndarray:

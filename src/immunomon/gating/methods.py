@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GatingError
+from .masks import mahalanobis_squared
 
 N_BINS = 512
 
@@ -105,11 +106,30 @@ def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     return peak_prominences(padded, peaks + 1)[0]
 
 
+def _flank(density, peak: int, direction: int) -> np.ndarray:
+    """The density from a peak outwards, in ``direction`` (+1 up, -1 down)."""
+    return density[peak:] if direction > 0 else density[peak::-1]
+
+
+def _first_rise(walk: np.ndarray) -> int | None:
+    """Step of a flank (from ``_flank``) after which the density, once under 80% of
+    the peak, rises again: where another population's bump begins (a wiggle on the
+    peak's cap is not one); None if it never does."""
+    rises = np.flatnonzero((np.diff(walk) > 0) & (walk[:-1] < 0.8 * walk[0]))
+    return int(rises[0]) if rises.size else None
+
+
+def _less_kernel(sd: float, bandwidth: float) -> float:
+    """A smoothed peak's SD less the kernel's own width (in quadrature), at least half
+    of it."""
+    return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
+
+
 def _half_width(centres, density, peak: int, direction: int) -> float:
     """Distance from a peak to where its density first falls to half its height,
     walking in ``direction`` (+1 up, -1 down): a spread that the other side's
     populations cannot inflate."""
-    walk = density[peak::direction] if direction > 0 else density[peak::-1]
+    walk = _flank(density, peak, direction)
     below = np.flatnonzero(walk < 0.5 * density[peak])
     steps = below[0] if below.size else walk.size - 1
     return max(steps, 1) * float(centres[1] - centres[0])
@@ -129,8 +149,7 @@ def peak_spread(centres, density, peak: int, direction: int, bandwidth: float = 
     """A standard deviation for one peak from its half width on one side
     (half width at half maximum / 1.1774 for a normal peak), less the kernel's
     own width (a smoothed peak is wider by the bandwidth, in quadrature)."""
-    sd = _half_width(centres, density, peak, direction) / 1.1774
-    return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
+    return _less_kernel(_half_width(centres, density, peak, direction) / 1.1774, bandwidth)
 
 
 def tail_spread(centres, density, peak: int, direction: int, bandwidth: float = 0.0,
@@ -141,18 +160,18 @@ def tail_spread(centres, density, peak: int, direction: int, bandwidth: float = 
     at that level would have it, less the kernel's width. Unlike the half width it
     sees a tail heavier than a normal peak's, which is what decides how many
     negatives lie beyond a cut 3 SDs out."""
-    walk = density[peak:] if direction > 0 else density[peak::-1]
+    walk = _flank(density, peak, direction)
     under = np.flatnonzero(walk < level * walk[0])
-    rises = np.flatnonzero((np.diff(walk) > 0) & (walk[:-1] < 0.8 * walk[0]))
+    rise = _first_rise(walk)
     stop = min(under[0] if under.size else walk.size - 1,
-               rises[0] if rises.size else walk.size - 1)
+               walk.size - 1 if rise is None else rise)
     if stop < 1:
         return peak_spread(centres, density, peak, direction, bandwidth)
     reached = max(float(walk[stop] / walk[0]), 1e-6)
     if reached >= 0.5:                     # a valley above half height: use the half width
         return peak_spread(centres, density, peak, direction, bandwidth)
     sd = stop * float(centres[1] - centres[0]) / np.sqrt(2 * np.log(1 / reached))
-    return float(np.sqrt(max(sd ** 2 - bandwidth ** 2, (0.5 * sd) ** 2)))
+    return _less_kernel(sd, bandwidth)
 
 
 def _steepest(density, peak: int, direction: int) -> int | None:
@@ -161,13 +180,13 @@ def _steepest(density, peak: int, direction: int) -> int | None:
     density, once under 80% of the peak, rises again (the far flank of a bump
     beyond, too small to count as a peak, is not this peak's; a wiggle on the
     peak's cap is not a bump)."""
-    walk = density[peak:] if direction > 0 else density[peak::-1]
+    walk = _flank(density, peak, direction)
     if walk.size < 3:
         return None
     slope = np.diff(walk)
     own = np.flatnonzero(walk[1:] < 0.2 * walk[0])
-    rises = np.flatnonzero((slope > 0) & (walk[:-1] < 0.8 * walk[0]))
-    stop = min(own[0] + 1 if own.size else slope.size, rises[0] if rises.size else slope.size)
+    rise = _first_rise(walk)
+    stop = min(own[0] + 1 if own.size else slope.size, slope.size if rise is None else rise)
     k = int(np.argmin(slope[:stop]))
     return k if slope[k] < 0 else None
 
@@ -179,7 +198,7 @@ def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.2) 
     where a dim population sits on the flank as a shoulder, it is near where
     the shoulder's own slow fall begins. None when the flank never eases
     inside the grid."""
-    walk = density[peak:] if direction > 0 else density[peak::-1]
+    walk = _flank(density, peak, direction)
     steep = _steepest(density, peak, direction)
     if steep is None:
         return None
@@ -503,8 +522,7 @@ def _peakedness(X: np.ndarray, mean, cov) -> float:
     """How much denser the events are within 1 SD of a component's centre than 2 to 3
     SD out (per unit area, Mahalanobis distances): about 16 for a lone normal cluster in
     two dimensions, under 1 for a broad component laid over scattered events."""
-    diff = X - mean
-    d2 = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    d2 = mahalanobis_squared(X.T, mean, cov)
     core = np.count_nonzero(d2 <= 1.0)
     shell = np.count_nonzero((d2 > 4.0) & (d2 <= 9.0))
     p = X.shape[1]
@@ -536,8 +554,7 @@ def _best_reach(gmm, X: np.ndarray, members: list[int], mean, cov, d2: float) ->
                and gmm.weights_[_merged_with(gmm, j)].sum() > weight]
     if not heavier:
         return d2
-    diff = X - mean
-    dist = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    dist = mahalanobis_squared(X.T, mean, cov)
     order = np.argsort(dist)
     dist = dist[order]
     resp = gmm.predict_proba(X[order])

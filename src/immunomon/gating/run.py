@@ -283,7 +283,7 @@ def transforms_used(result) -> dict[str, dict | str]:
     from ..export import channel_transforms
 
     return {name: "linear" if t is None else
-            {t.gatingml_name or type(t).__name__.lower(): {f: getattr(t, f) for f in t._fields}}
+            {t.gatingml_name or type(t).__name__.lower(): t.params}
             for name, t in channel_transforms(result).items()}
 
 

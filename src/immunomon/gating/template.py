@@ -320,14 +320,13 @@ def _transform(spec, where: str):
                                 f"{' (W may be auto)' if kind == 'logicle' else ''}, "
                                 f"not {wrong!r}")
         try:
-            if auto:
+            if kind == "logicle":
                 T, M, A = (float(params.get(k, d)) for k, d in (("T", 262144), ("M", 4.5),
                                                                    ("A", 0.0)))
-                Logicle(T, 0.5, M, A)               # the parameters a width is fitted within
-                return AutoLogicle(T, M, A)
-            if kind == "logicle":
-                return Logicle(float(params.get("T", 262144)), float(params.get("W", 0.5)),
-                               float(params.get("M", 4.5)), float(params.get("A", 0.0)))
+                if auto:
+                    Logicle(T, 0.5, M, A)           # the parameters a width is fitted within
+                    return AutoLogicle(T, M, A)
+                return Logicle(T, float(params.get("W", 0.5)), M, A)
             if kind == "arcsinh":
                 return Arcsinh(float(params.get("cofactor", 150)))
             if kind == "scale":
