@@ -255,6 +255,25 @@ def test_quadrant_divider_found_on_one_side_does_not_split_the_other_side():
     assert found.found_in[1] == "all"
 
 
+def test_a_lone_peak_divider_ends_the_peak_on_both_sides_of_the_other_divider():
+    # CD8 T cells: naive (CD45RA+ CCR7+) a tight CD45RA peak, effector (CD45RA+ CCR7-)
+    # spread further below it on the same mode: among all events the flank that ends is the
+    # naive cells', and a cut there would split the effector cells
+    rng = np.random.default_rng(1)
+    naive = np.column_stack([rng.normal(0.80, 0.025, 6000), rng.normal(0.75, 0.04, 6000)])
+    effector = np.column_stack([rng.normal(0.80, 0.08, 4000), rng.normal(0.30, 0.06, 4000)])
+    X = np.vstack([naive, effector])
+    gate = QuadrantThresholdGate.build("Q", [Dimension("CD45RA"), Dimension("CCR7")], {
+        "Naive": ("above", "above"), "Effector": ("above", "below"),
+        "CM": ("below", "above"), "EM": ("below", "below")},
+        x_args={"expect": "mostly-positive"})
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    assert found.fell_back and found.found_in[0] == "below"
+    got = found.quadrant_masks([X[:, 0], X[:, 1]])
+    assert got["Effector"][6000:].mean() > 0.98        # 0.76 with the naive peak's end
+    assert got["Naive"][:6000].mean() > 0.99
+
+
 def test_a_divider_is_not_found_on_a_side_with_no_quadrant():
     # activated T cells, CD38+ HLA-DR+, the only quadrant asked for: among CD38- events a
     # handful of HLA-DR-bright events make the deepest HLA-DR valley, which would serve no

@@ -254,8 +254,12 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
     dimension (the sides where the gate has quadrants: a cut found among the events
     on the other side would serve none of them), and which events it came from
     ('all', 'above' or 'below' the other cut). A cut from one side is kept only where
-    it does not split a population on the other side."""
+    it does not split a population on the other side. Where no valley is found and
+    the cut ends a lone peak, it ends that peak on both sides: the end farthest out
+    (effector CD8 T cells, CCR7-, spread further below the CD45RA+ peak than naive
+    ones, CCR7+, and a cut where the naive peak ends would split them)."""
     best, where = first, "all"
+    lone = []
     for name, side in (("above", other >= other_cut), ("below", other < other_cut)):
         if name not in sides:
             continue
@@ -267,7 +271,23 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
         if (not t.fell_back and t.depth > best.depth + 0.05
                 and not _inside_population(values[~side], t.value)):
             best, where = t, name
+        elif method == "density" and _same_peak_further(first, t):
+            lone.append((abs(t.value - first.peaks[0]), name, t))
+    if where == "all" and lone:
+        _, where, best = max(lone, key=lambda c: c[0])
     return best, where
+
+
+def _same_peak_further(first: methods.Threshold, t: methods.Threshold) -> bool:
+    """Whether ``t`` and ``first`` both end a lone peak, on the same side of it, the
+    peak of ``t`` lying within ``first``'s (nearer its mode than its cut is), and
+    ``t`` further out."""
+    if not (first.fell_back and t.fell_back and len(first.peaks) == len(t.peaks) == 1):
+        return False
+    mode, cut = first.peaks[0], first.value
+    reach = cut - mode
+    return bool(reach != 0 and abs(t.peaks[0] - mode) < abs(reach)
+                and (t.value - mode) / reach > 1)
 
 
 def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) -> bool:
