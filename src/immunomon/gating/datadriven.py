@@ -282,7 +282,7 @@ def _same_peak_further(first: methods.Threshold, t: methods.Threshold) -> bool:
     """Whether ``t`` and ``first`` both end a lone peak, on the same side of it, the
     peak of ``t`` lying within ``first``'s (nearer its mode than its cut is), and
     ``t`` further out."""
-    if not (first.fell_back and t.fell_back and len(first.peaks) == len(t.peaks) == 1):
+    if not (first.peak_end and t.peak_end and len(first.peaks) == len(t.peaks) == 1):
         return False
     mode, cut = first.peaks[0], first.value
     reach = cut - mode

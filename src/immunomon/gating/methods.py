@@ -29,6 +29,7 @@ class Threshold:
     fell_back: bool = False
     note: str = ""
     depth: float = 0.0              # 1 - valley / lower peak: how clearly the cut separates
+    peak_end: bool = False          # the cut is where a lone peak's flank ends
 
 
 def _finite(x) -> np.ndarray:
@@ -407,7 +408,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                                    f"absent, cut at the lower bound ({lo:.4g})"
     elif clipped != value:
         rule += f", clipped to the bounds ({clipped:.4g})"
-    return Threshold(clipped, positions, fell_back=True, note=f"{note}; cut at the {rule}")
+    return Threshold(clipped, positions, fell_back=True, note=f"{note}; cut at the {rule}",
+                     peak_end=end is not None and clipped == value)
 
 
 @dataclass(frozen=True)
