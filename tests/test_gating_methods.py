@@ -86,6 +86,25 @@ def test_a_lone_positive_peak_keeps_the_population_that_holds_most_of_its_parent
         methods.density_threshold(lone, expect="positive")
 
 
+def test_a_gate_left_with_the_tail_of_a_lone_peak_says_how_to_keep_the_peak():
+    # a viability dye's live cells: one peak with a longer dim tail below it; a 'Live'
+    # gate (below) gets the tail, and its notes name the hint that would keep the peak
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0.55, 0.03, 20_000), 0.5 - rng.exponential(0.04, 800)])
+    live = ThresholdGate("Live", [D], side="below")
+    found = live.resolve([x])
+    assert found.bounds[0][1] < 0.5 and "'expect: mostly-negative' keeps it" in found.notes[-1]
+    hinted = ThresholdGate("Live", [D], side="below", args={"expect": "mostly-negative"})
+    kept = hinted.resolve([x])
+    assert np.mean(x <= kept.bounds[0][1]) > 0.95
+    assert not any("keeps it" in n for n in kept.notes)
+    # a gate whose population is the peak (non-T cells below a tail of T cells) gets none
+    y = np.concatenate([rng.normal(0.3, 0.03, 20_000), 0.35 + rng.exponential(0.04, 800)])
+    non_t = ThresholdGate("CD3-", [D], side="below").resolve([y])
+    assert np.mean(y[:20_000] <= non_t.bounds[0][1]) > 0.95
+    assert not any("keeps it" in n for n in non_t.notes)
+
+
 def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
     # cytokine+ cells at 0.15% of 60,000 CD4 T cells, 4-6 SD above a normal negative:
     # mode + 3 SD leaves about as many negatives beyond it as there are positives

@@ -126,9 +126,28 @@ class ThresholdGate:
             args.setdefault("side", self.side)
         t = _threshold(x, self.method, args, scales[0] if scales else None)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
+        notes = (t.note,) if t.note else ()
+        if self.method == "density" and "expect" not in self.args and _takes_tail(t, self.side):
+            notes += (_keep_peak_hint(self.side),)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
-                              notes=(t.note,) if t.note else ())
+                              notes=notes)
+
+
+def _takes_tail(t: methods.Threshold, side: str) -> bool:
+    """Whether a cut at the end of a lone peak leaves the gate's population as the tail
+    beyond it, not the peak."""
+    if not (t.fell_back and len(t.peaks) == 1):
+        return False
+    return (t.value > t.peaks[0]) == (side == "above")
+
+
+def _keep_peak_hint(side: str) -> str:
+    """What to write when the lone peak is the population itself (a viability dye's
+    live cells as one skewed peak, with a 'Live' gate below it)."""
+    expect = "mostly-positive" if side == "above" else "mostly-negative"
+    return (f"the population is the tail {side} the peak, not the peak: if it is the peak, "
+            f"'expect: {expect}' keeps it")
 
 
 @dataclass(frozen=True, eq=False)
