@@ -67,6 +67,20 @@ def test_noise_does_not_make_peaks_in_a_small_parent():
         assert len(methods.find_peaks(c, d, n_events=x.size, bandwidth=bw)) == 1
 
 
+def test_a_handful_of_outliers_is_not_a_peak():
+    # four events far above 8,000 stand out by more than two standard errors of the
+    # density, but hold too few events to be a population; thirty do
+    rng = np.random.default_rng(3)
+    main = rng.normal(0.47, 0.02, 8000)
+    for n, is_peak in ((4, False), (30, True)):
+        x = np.concatenate([main, rng.normal(0.78, 0.01, n)])
+        c, d, bw = methods.smoothed_density(x)
+        assert len(methods.find_peaks(c, d, n_events=x.size, bandwidth=bw)) == 1 + is_peak
+        t = methods.density_threshold(x)
+        assert t.fell_back != is_peak          # the lone peak's end, not a valley to them
+        assert t.value < 0.6 and np.all(x[-n:] > t.value)
+
+
 def test_a_lone_positive_peak_keeps_the_population_that_holds_most_of_its_parent():
     # 85% positive: the only peak is the positive one; negatives trail below it
     n = 20_000

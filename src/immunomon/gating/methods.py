@@ -80,7 +80,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
 
 def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.002,
                n_events: int | None = None, bandwidth: float | None = None,
-               z: float = 2.0) -> np.ndarray:
+               z: float = 2.0, min_events: float = 10.0) -> np.ndarray:
     """Indices of density modes, sorted by position, that are real populations.
 
     A mode counts when its prominence is at least ``min_prominence`` of the
@@ -96,8 +96,26 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
     if n_events and bandwidth and idx.size:
         # variance of a Gaussian-kernel density estimate: f / (2 sqrt(pi) n h)
         se = np.sqrt(density[idx] / (2 * np.sqrt(np.pi) * n_events * bandwidth))
-        idx = idx[props["prominences"] >= z * se]
+        # a few isolated outliers pass the error test (three events far from the rest
+        # stand out by two standard errors): a population also needs events of its own
+        own = _bump_events(centres, density, idx, props["prominences"], n_events)
+        keep = (props["prominences"] >= z * se) & (own >= min_events)
+        idx = idx[keep]
     return np.sort(idx)
+
+
+def _bump_events(centres, density, peaks, prominences, n_events: int) -> np.ndarray:
+    """How many events each peak holds above the base its prominence stands on: the
+    density above that level, over the stretch around the peak where it stays above."""
+    dx = float(centres[1] - centres[0])
+    out = np.empty(len(peaks))
+    for k, (i, p) in enumerate(zip(peaks, prominences)):
+        base = density[i] - p
+        above = density > base
+        lo = i - int(np.argmin(above[i::-1])) if not above[:i + 1].all() else -1
+        hi = i + int(np.argmin(above[i:])) if not above[i:].all() else density.size
+        out[k] = float((density[lo + 1:hi] - base).sum() * dx * n_events)
+    return out
 
 
 def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
