@@ -285,7 +285,9 @@ def test_accuracy_benchmark_runs_every_template_against_aligned_truth():
     one_d = df.dropna(subset=["ceiling"])
     assert (one_d.f1 <= one_d.ceiling + 0.02).all()
     table = acc.summarise(df)
-    assert set(table.target) <= {"pass", "FAIL"} and len(table) == len(df)
+    assert set(table.target) <= {"pass", "FAIL", "FAIL (ceiling)"} and len(table) == len(df)
+    bound = table[table.target == "FAIL (ceiling)"]
+    assert ((bound.ceiling < acc.TARGET_MEDIAN) | (bound.ceiling_min < acc.TARGET_MIN)).all()
     assert "| scenario | population |" in acc.markdown(table)
 
 
