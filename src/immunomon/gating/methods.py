@@ -85,8 +85,10 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
 
     A mode counts when its prominence is at least ``min_prominence`` of the
     highest point and, given the event count and bandwidth, at least ``z``
-    standard errors of the kernel estimate at the mode: a minor population of
-    0.5% forms a peak worth cutting at, a wiggle of sampling noise does not.
+    standard errors of the kernel estimate at the mode, and it holds at least
+    ``min_events`` events above the level it rises from: a minor population of
+    0.5% forms a peak worth cutting at, a wiggle of sampling noise or a few far
+    outliers do not.
     """
     from scipy.signal import find_peaks as local_maxima
 
