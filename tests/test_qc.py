@@ -188,6 +188,38 @@ def test_bin_signals_are_means_of_asinh():
     assert np.allclose(qc.bins["signal:A"], expected, rtol=0, atol=1e-5)
 
 
+def test_hypot_of_float32_is_numpys():
+    """The time check's hypot(a, 1) in float32 is numpy's, value for value, from
+    zero through subnormals to infinity."""
+    from immunomon.qc import _hypot1
+    rng = np.random.default_rng(7)
+    bits = np.concatenate([rng.integers(0, 0x7F800001, 2_000_000, dtype=np.uint32),
+                           np.arange(0, 4096, dtype=np.uint32),
+                           np.arange(0x7F800000 - 4096, 0x7F800001, dtype=np.uint32)])
+    a = bits.view(np.float32)
+    assert np.array_equal(_hypot1(a).view(np.uint32), np.hypot(a, np.float32(1)).view(np.uint32))
+    wide = a[:1000].astype(np.float64)
+    assert np.array_equal(_hypot1(wide), np.hypot(wide, 1.0))
+
+
+def test_asinh_by_blocks_of_events_equals_one_channel_at_a_time():
+    """Channels computed a block of events at a time, for all events or a reordered
+    subset of them, are those of one channel at a time, bit for bit."""
+    from immunomon.qc import _asinh, _asinh_channels
+    rng = np.random.default_rng(3)
+    events = rng.normal(0, 2000, (20_001, 5)).astype(np.float32)
+    events[::97, 2] = np.nan
+    events[5, 3] = np.inf
+    scales = np.array([262.144, 1.0, 4.5, 1000.0])
+    cols = [0, 2, 3, 4]
+    for rows in (None, rng.permutation(20_001)[:15_000]):
+        got = _asinh_channels(events, rows, cols, scales)
+        picked = events if rows is None else events[rows]
+        for j, (col, scale) in enumerate(zip(cols, scales)):
+            want = _asinh(np.ascontiguousarray(picked[:, col]), scale)
+            assert np.array_equal(got[j], want, equal_nan=True)
+
+
 # -- counts and markers ---------------------------------------------------------------
 def test_low_count_flags():
     flags = low_count_flags({"T cells": 5000, "pDC": 45, "mDC": 200}, min_events=200)

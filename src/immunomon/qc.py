@@ -272,9 +272,8 @@ def _skipped(n: int, message: str) -> TimeQC:
 def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: np.ndarray,
                  finite: np.ndarray, n_bins: int) -> np.ndarray:
     """Per bin and channel, the mean of ``asinh(value / scale)`` over the events
-    with a finite time and a finite value (NaN for empty bins). One channel at
-    a time, in float32 as the events are stored, so no copy of the whole event
-    matrix is made; events are sorted by bin when they are not already (they
+    with a finite time and a finite value (NaN for empty bins). In float32 as the
+    events are stored; events are sorted by bin when they are not already (they
     usually are, in acquisition order) and each bin is one block."""
     out = np.full((n_bins, len(cols)), np.nan)
     b = bins[finite]
@@ -289,8 +288,8 @@ def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: 
     starts = np.searchsorted(b, filled)
     rows = np.flatnonzero(finite) if order is None else np.flatnonzero(finite)[order]
     everything = order is None and rows.size == events.shape[0]
-    for j, (col, scale) in enumerate(zip(cols, scales)):
-        v = _asinh(events[:, col] if everything else events[rows, col], scale)
+    signals = _asinh_channels(events, None if everything else rows, cols, scales)
+    for j, v in enumerate(signals):
         ok = np.isfinite(v)
         if ok.all():
             n = counts[filled]
@@ -303,16 +302,51 @@ def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: 
     return out
 
 
-def _asinh(values: np.ndarray, scale: float) -> np.ndarray:
+_ROWS = 8192               # events per block of the time check: temporaries stay in cache
+
+
+def _asinh_channels(events: np.ndarray, rows: np.ndarray | None, cols: list[int],
+                    scales: np.ndarray) -> np.ndarray:
+    """``_asinh`` of the columns ``cols`` of the events ``rows`` (all when None), each
+    column by its own scale: channels x events, each channel contiguous. Computed a
+    block of events at a time over all the channels: reading one column of an
+    events x channels matrix alone brings the whole matrix through the cache, once
+    per channel. The result (one float32 copy of those channels) is freed once the
+    bins are summed, before gating needs its memory."""
+    n = events.shape[0] if rows is None else rows.size
+    out = np.empty((len(cols), n), dtype=np.result_type(events.dtype, np.float32))
+    for start in range(0, n, _ROWS):
+        stop = min(start + _ROWS, n)
+        block = events[start:stop] if rows is None else events[rows[start:stop]]
+        out[:, start:stop] = _asinh(block[:, cols], scales).T
+    return out
+
+
+def _asinh(values: np.ndarray, scale) -> np.ndarray:
     """``asinh(values / scale)`` in float32 as ``log(|x| + hypot(x, 1))`` with the
-    sign restored: a third less time than numpy's arcsinh, and its error (under 1e-6)
-    is far below the 0.02 floor of a bin's signal."""
-    x = values / np.float32(scale)
+    sign restored: less than half the time of numpy's arcsinh, and its error (under
+    1e-6) is far below the 0.02 floor of a bin's signal. ``scale``: a number, or one
+    per column of ``values``."""
+    x = values / np.asarray(scale, dtype=np.float32)
     a = np.abs(x)
-    out = np.hypot(a, np.float32(1))          # sqrt(a^2 + 1) without overflow
+    out = _hypot1(a)
     out += a
     np.log(out, out=out)
     return np.copysign(out, x, out=out)
+
+
+def _hypot1(a: np.ndarray) -> np.ndarray:
+    """``np.hypot(a, 1)`` for non-negative ``a``. For float32, the square root of
+    ``a * a + 1`` in float64 rounded to float32: how C libraries compute ``hypotf``
+    (glibc's result, checked equal for every non-negative float32), in a third of
+    the time numpy's call per value takes."""
+    if a.dtype != np.float32:
+        return np.hypot(a, 1.0)
+    wide = a.astype(np.float64)
+    wide *= wide                # exact: a float32 squared fits a float64's mantissa
+    wide += 1.0
+    np.sqrt(wide, out=wide)
+    return wide.astype(np.float32)
 
 
 def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
