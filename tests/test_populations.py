@@ -65,6 +65,21 @@ def test_several_large_populations_at_once():
         assert np.array_equal(g, np.sort(v[:, m], axis=1)[:, r])
 
 
+def test_nested_large_populations_counted_between_each_other():
+    """Singlets > leukocytes > granulocytes: each complement is counted from the one
+    before it; an equal mask and one holding none of the others are counted alone."""
+    rng = np.random.default_rng(11)
+    n = 60_000
+    v = awkward_values(rng, n)
+    u = rng.random(n)
+    masks = [u < 0.6, u < 0.95, u < 0.8, u < 0.8, rng.random(n) < 0.7]
+    ranks = [np.unique(np.r_[0, m.sum() - 1, m.sum() // 2, rng.integers(0, m.sum(), 6)])
+             for m in masks]
+    got = large_order_statistics(v, masks, ranks, bucket_histograms(v))
+    for g, m, r in zip(got, masks, ranks):
+        assert np.array_equal(g, np.sort(v[:, m], axis=1)[:, r])
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 1000, 100_001])
 def test_medians_and_percentiles_agree_with_numpy(n):
     rng = np.random.default_rng(n + 1)

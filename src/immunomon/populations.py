@@ -21,7 +21,8 @@ value (sign, exponent and 7 mantissa bits: 65,536 buckets, ordered like the
 values, read without any arithmetic; 12 bits for mid-sized populations),
 which locates the bucket of each wanted rank; only the few events in those
 buckets are then sorted. A population of more than half the events is
-counted as all events minus its complement; small ones are simply sorted.
+counted as all events minus its complement (the complements of nested large
+populations from one another); small ones are simply sorted.
 Sums for means and geometric means come from one matrix product of all
 population masks with the intensities, block by block.
 """
@@ -147,19 +148,26 @@ def large_order_statistics(values: np.ndarray, masks: Sequence[np.ndarray],
                            histograms: np.ndarray) -> list[np.ndarray]:
     """``order_statistics`` for several populations of more than half the
     events each, sharing work: each population is counted as all events
-    minus its complement, and the events in the wanted buckets of all of
-    them are found in one pass over each marker."""
+    minus its complement, populations nested in one another (singlets,
+    leukocytes, granulocytes) count only the events between them, and the
+    events in the wanted buckets of all of them are found in one pass over
+    each marker."""
     values = _as_f32(values)
     keys = _keys(values)
     order = _value_order(16)
-    complements = [np.flatnonzero(~m) for m in masks]
+    steps = _nested_complements(masks)
     ranks = [np.asarray(r, dtype=np.int64) for r in ranks]
     out = [np.empty((values.shape[0], r.size)) for r in ranks]
     lut = np.zeros(1 << 16, dtype=bool)
+    mine_lut = np.zeros(1 << 16, dtype=bool)
     for j in range(values.shape[0]):
+        outside = {}                    # population -> bucket counts of its complement
+        for k, holder, rows in steps:
+            counted = np.bincount(keys[j, rows], minlength=1 << 16)
+            outside[k] = counted if holder is None else outside[holder] + counted
         found = []
-        for comp, r in zip(complements, ranks):
-            hist = (histograms[j] - np.bincount(keys[j, comp], minlength=1 << 16))[order]
+        for k, r in enumerate(ranks):
+            hist = (histograms[j] - outside[k])[order]
             cum = np.cumsum(hist)
             pos = np.searchsorted(cum, r, side="right")
             found.append((hist, cum, pos))
@@ -171,11 +179,27 @@ def large_order_statistics(values: np.ndarray, masks: Sequence[np.ndarray],
         cand_values = values[j, candidates]
         for k, (mask, r, (hist, cum, pos)) in enumerate(zip(masks, ranks, found)):
             mine = np.unique(pos)
-            keep = mask[candidates] & np.isin(cand_keys, order[mine])
+            mine_lut[order[mine]] = True
+            keep = mask[candidates] & mine_lut.take(cand_keys)
+            mine_lut[order[mine]] = False
             chosen = np.sort(cand_values[keep])
             first = np.concatenate([[0], np.cumsum(hist[mine])])[np.searchsorted(mine, pos)]
             out[k][j] = chosen[first + r - (cum[pos] - hist[pos])]
     return out
+
+
+def _nested_complements(masks: Sequence[np.ndarray]) -> list[tuple]:
+    """How to count each mask's complement (largest mask first): (its index, the
+    index of a larger mask holding it or None, the events in that mask and not in
+    this one, or else the events outside this one). Counting the events between
+    nested populations reads each event once instead of once per population."""
+    steps: list[tuple] = []
+    for k in sorted(range(len(masks)), key=lambda k: -np.count_nonzero(masks[k])):
+        holder = next((h for h, _, _ in reversed(steps)
+                       if not np.any(masks[k] & ~masks[h])), None)
+        rows = np.flatnonzero(~masks[k] if holder is None else masks[holder] & ~masks[k])
+        steps.append((k, holder, rows))
+    return steps
 
 
 def _value_order(bits: int) -> np.ndarray:
@@ -236,10 +260,10 @@ def masked_sums(values: np.ndarray, masks: Sequence[np.ndarray],
     acc = np.zeros((p, 3 * m))
     dense = []
     for k, mask in enumerate(masks):
-        rows = np.flatnonzero(mask)
-        if rows.size * _DENSE > n:
+        if np.count_nonzero(mask) * _DENSE > n:
             dense.append(k)
             continue
+        rows = np.flatnonzero(mask)
         x = values[:, rows]
         pos = x > 0
         acc[k, :m] = x.sum(axis=1, dtype=np.float64)
