@@ -387,12 +387,25 @@ _TEXT_STYLE = {"text.hinting": "none"}
 
 
 def _save(fig, path: Path) -> Path:
+    import io
+
+    import matplotlib
     from matplotlib import rc_context
 
+    from .png import png_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rc_context(_TEXT_STYLE), atomic_path(path, suffix=".png") as tmp:
-        # zlib level 1: a third of the encoding time of the default, files ~20% larger
-        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
+    # savefig draws the figure as it saves it (its facecolor, its dpi) and hands back
+    # the pixels; our writer encodes them (zlib level 1, rows unfiltered: a third of
+    # Pillow's time, files no larger)
+    raw = io.BytesIO()
+    with rc_context(_TEXT_STYLE):
+        fig.savefig(raw, format="rgba", dpi="figure")
+    width, height = (int(v) for v in fig.canvas.get_width_height(physical=True))
+    pixels = np.frombuffer(raw.getbuffer(), dtype=np.uint8).reshape(height, width, 4)
+    software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
+    with atomic_path(path, suffix=".png") as tmp:
+        Path(tmp).write_bytes(png_bytes(pixels, dpi=fig.dpi, text={"Software": software}))
     return path
 
 
