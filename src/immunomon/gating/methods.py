@@ -113,9 +113,9 @@ def _bump_events(centres, density, peaks, prominences, n_events: int) -> np.ndar
     out = np.empty(len(peaks))
     for k, (i, p) in enumerate(zip(peaks, prominences)):
         base = density[i] - p
-        above = density > base
-        lo = i - int(np.argmin(above[i::-1])) if not above[:i + 1].all() else -1
-        hi = i + int(np.argmin(above[i:])) if not above[i:].all() else density.size
+        low = np.flatnonzero(density <= base)          # where the stretch ends either side
+        lo = low[low < i].max(initial=-1)
+        hi = low[low > i].min(initial=density.size)
         out[k] = float((density[lo + 1:hi] - base).sum() * dx * n_events)
     return out
 
