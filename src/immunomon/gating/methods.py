@@ -5,7 +5,8 @@ compensated and transformed) and returns what it found plus notes on how: a
 method that could not do what it was asked falls back to a defined rule and
 says so, so QC can flag it. No Python loop over events. scipy and scikit-learn
 are imported in the functions that use them: loading a template or applying
-fixed gates does not pay for them.
+fixed gates does not pay for them, and thresholds find their peaks without
+``scipy.signal`` (``peaks``), whose import alone outlasts gating a small file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 
 from ..errors import GatingError
 from .masks import mahalanobis_squared
+from .peaks import find_peaks as peaks_above
+from .peaks import gaussian_smooth, prominences
 
 N_BINS = 512
 
@@ -71,9 +74,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     spread = min(sd, (q75 - q25) / 1.349) or sd or (hi - lo) / 10
     bandwidth = 0.9 * spread * x.size ** -0.2 * adjust
     sigma_bins = max(bandwidth / (edges[1] - edges[0]), 1.0)
-    from scipy.ndimage import gaussian_filter1d
-
-    density = gaussian_filter1d(counts.astype(np.float64), sigma_bins, mode="constant")
+    density = gaussian_smooth(counts, sigma_bins)
     return centres, density / (density.sum() * (edges[1] - edges[0])), \
         sigma_bins * (edges[1] - edges[0])
 
@@ -90,18 +91,16 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
     0.5% forms a peak worth cutting at, a wiggle of sampling noise or a few far
     outliers do not.
     """
-    from scipy.signal import find_peaks as local_maxima
-
     padded = np.concatenate([[0.0], density, [0.0]])
-    idx, props = local_maxima(padded, prominence=min_prominence * density.max())
+    idx, prom = peaks_above(padded, min_prominence * density.max())
     idx = idx - 1
     if n_events and bandwidth and idx.size:
         # variance of a Gaussian-kernel density estimate: f / (2 sqrt(pi) n h)
         se = np.sqrt(density[idx] / (2 * np.sqrt(np.pi) * n_events * bandwidth))
         # a few isolated outliers pass the error test (three events far from the rest
         # stand out by two standard errors): a population also needs events of its own
-        own = _bump_events(centres, density, idx, props["prominences"], n_events)
-        keep = (props["prominences"] >= z * se) & (own >= min_events)
+        own = _bump_events(centres, density, idx, prom, n_events)
+        keep = (prom >= z * se) & (own >= min_events)
         idx = idx[keep]
     return np.sort(idx)
 
@@ -121,10 +120,8 @@ def _bump_events(centres, density, peaks, prominences, n_events: int) -> np.ndar
 
 
 def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    from scipy.signal import peak_prominences
-
     padded = np.concatenate([[0.0], density, [0.0]])
-    return peak_prominences(padded, peaks + 1)[0]
+    return prominences(padded, peaks + 1)
 
 
 def _flank(density, peak: int, direction: int) -> np.ndarray:
@@ -596,6 +593,21 @@ def _best_reach(gmm, X: np.ndarray, members: list[int], mean, cov, d2: float) ->
     return float(0.5 * (dist[best] + dist[best + 1]))
 
 
+def chi2_quantile(q: float, df: int) -> float:
+    """The chi-square quantile (``scipy.stats.chi2.ppf``, from ``scipy.special``
+    alone: ``scipy.stats`` is slow to import)."""
+    from scipy.special import gammaincinv
+
+    return float(2.0 * gammaincinv(df / 2.0, q))
+
+
+def chi2_cdf(x: float, df: int) -> float:
+    """The chi-square distribution function (``scipy.stats.chi2.cdf``)."""
+    from scipy.special import gammainc
+
+    return float(gammainc(df / 2.0, x / 2.0))
+
+
 def _score(means: np.ndarray, pick: list[tuple[str, int]]) -> np.ndarray:
     """Rank components by the pick criteria: ('max'|'min', dimension index)."""
     total = np.zeros(len(means))
@@ -720,15 +732,13 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     best = _picked(gmm.means_, gmm.weights_, pick, min_weight)
     members = _merged_with(gmm, best) if merge else [best]
     mean, cov, weight = _moments(gmm, members)
-    from scipy.stats import chi2
-
-    d2 = float(chi2.ppf(quantile, X.shape[1]))
+    d2 = chi2_quantile(quantile, X.shape[1])
     # without merging, the picked piece may lie inside its own cluster's other pieces
     # inside the gate's ellipse, but never wider than the 99.5% one: a gate drawn wide
     # (0.999) reaches the centre of a neighbouring cluster of its own
-    core = min(d2, float(chi2.ppf(0.995, X.shape[1])))
+    core = min(d2, chi2_quantile(0.995, X.shape[1]))
     engulfed = _engulfed(gmm, members, mean, cov, core, weight) if merge else ()
     reach = _best_reach(gmm, X, members, mean, cov, d2)
-    held = float(chi2.cdf(reach, X.shape[1])) if reach < d2 else 1.0
+    held = chi2_cdf(reach, X.shape[1]) if reach < d2 else 1.0
     return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
                    _peakedness(thinned, mean, cov))
