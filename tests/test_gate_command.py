@@ -234,3 +234,20 @@ def test_bad_plot_level_is_one_line(tmp_path):
                                        str(tmp_path), "--plots", "some"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "'some' is not one of 'none', 'summary', 'all'" in result.output
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """An output folder under a file (or on a full or read-only disk) is named in one
+    line, with the system's reason, for gate and template check alike."""
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a folder")
+    for command in (["gate", "--no-plots", "--no-anndata"],
+                    ["template", "check", "-t", "post-transplant"]):
+        proc = subprocess.run([sys.executable, "-m", "immunomon", *command,
+                               str(FIXTURES / "pbmc_01.fcs"), "-o", str(blocker / "out")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.startswith("error: ") and "results.txt" in proc.stderr
+        assert "Not a directory" in proc.stderr
+    assert blocker.read_text() == "not a folder"

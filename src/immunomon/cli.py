@@ -3,7 +3,8 @@
 The CLI only composes library functions. Heavy modules are imported inside
 each command so that ``immunomon --help`` stays fast. Every user-caused error
 (an ``ImmunomonError``) is printed as one line, without a traceback, and the
-command exits non-zero.
+command exits non-zero; so is a file or folder the system refuses to create, read or
+write (an output folder under a file, a full disk, no permission).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .errors import ImmunomonError
 
 
 class _Group(click.Group):
-    """A click group that turns ImmunomonError into a clean message and exit code 2."""
+    """A click group that turns ImmunomonError into a clean message and exit code 2,
+    and an operating-system error on a path into one naming the path (exit code 1)."""
 
     def invoke(self, ctx):
         try:
@@ -25,6 +27,12 @@ class _Group(click.Group):
         except ImmunomonError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except OSError as exc:
+            if exc.filename is None:
+                raise                       # not about a path: a bug, keep its traceback
+            paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
+            click.echo(f"error: {paths}: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
