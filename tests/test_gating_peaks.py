@@ -47,7 +47,7 @@ def test_peaks_above_a_prominence_are_scipys():
     rng = np.random.default_rng(1)
     for x in _arrays(seed=2):
         level = float(rng.uniform(0.0, 1.5)) * (np.ptp(x) if x.size else 1.0)
-        found, prom = peaks.find_peaks(x, level)
+        found, prom = peaks.prominent_peaks(x, level)
         expected, props = find_peaks(x, prominence=level)
         np.testing.assert_array_equal(found, expected)
         np.testing.assert_array_equal(prom, props["prominences"])

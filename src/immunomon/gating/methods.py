@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import GatingError
 from .masks import mahalanobis_squared
-from .peaks import find_peaks as peaks_above
-from .peaks import gaussian_smooth, prominences
+from .peaks import gaussian_smooth, prominent_peaks
+from .peaks import prominences as peak_prominences
 
 N_BINS = 512
 
@@ -92,7 +92,7 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: floa
     outliers do not.
     """
     padded = np.concatenate([[0.0], density, [0.0]])
-    idx, prom = peaks_above(padded, min_prominence * density.max())
+    idx, prom = prominent_peaks(padded, min_prominence * density.max())
     idx = idx - 1
     if n_events and bandwidth and idx.size:
         # variance of a Gaussian-kernel density estimate: f / (2 sqrt(pi) n h)
@@ -121,7 +121,7 @@ def _bump_events(centres, density, peaks, prominences, n_events: int) -> np.ndar
 
 def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     padded = np.concatenate([[0.0], density, [0.0]])
-    return prominences(padded, peaks + 1)
+    return peak_prominences(padded, peaks + 1)
 
 
 def _flank(density, peak: int, direction: int) -> np.ndarray:
@@ -593,21 +593,6 @@ def _best_reach(gmm, X: np.ndarray, members: list[int], mean, cov, d2: float) ->
     return float(0.5 * (dist[best] + dist[best + 1]))
 
 
-def chi2_quantile(q: float, df: int) -> float:
-    """The chi-square quantile (``scipy.stats.chi2.ppf``, from ``scipy.special``
-    alone: ``scipy.stats`` is slow to import)."""
-    from scipy.special import gammaincinv
-
-    return float(2.0 * gammaincinv(df / 2.0, q))
-
-
-def chi2_cdf(x: float, df: int) -> float:
-    """The chi-square distribution function (``scipy.stats.chi2.cdf``)."""
-    from scipy.special import gammainc
-
-    return float(gammainc(df / 2.0, x / 2.0))
-
-
 def _score(means: np.ndarray, pick: list[tuple[str, int]]) -> np.ndarray:
     """Rank components by the pick criteria: ('max'|'min', dimension index)."""
     total = np.zeros(len(means))
@@ -732,13 +717,15 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     best = _picked(gmm.means_, gmm.weights_, pick, min_weight)
     members = _merged_with(gmm, best) if merge else [best]
     mean, cov, weight = _moments(gmm, members)
-    d2 = chi2_quantile(quantile, X.shape[1])
+    from scipy.stats import chi2
+
+    d2 = float(chi2.ppf(quantile, X.shape[1]))
     # without merging, the picked piece may lie inside its own cluster's other pieces
     # inside the gate's ellipse, but never wider than the 99.5% one: a gate drawn wide
     # (0.999) reaches the centre of a neighbouring cluster of its own
-    core = min(d2, chi2_quantile(0.995, X.shape[1]))
+    core = min(d2, float(chi2.ppf(0.995, X.shape[1])))
     engulfed = _engulfed(gmm, members, mean, cov, core, weight) if merge else ()
     reach = _best_reach(gmm, X, members, mean, cov, d2)
-    held = chi2_cdf(reach, X.shape[1]) if reach < d2 else 1.0
+    held = float(chi2.cdf(reach, X.shape[1])) if reach < d2 else 1.0
     return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
                    _peakedness(thinned, mean, cov))

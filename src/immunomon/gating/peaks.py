@@ -52,7 +52,8 @@ def prominences(x: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_peaks(x: np.ndarray, min_prominence: float) -> tuple[np.ndarray, np.ndarray]:
+def prominent_peaks(x: np.ndarray, min_prominence: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The local maxima of ``x`` whose prominence is at least ``min_prominence``,
     and those prominences."""
     peaks = local_maxima(x)
