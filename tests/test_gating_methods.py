@@ -326,6 +326,58 @@ def test_a_divider_is_not_found_on_a_side_with_no_quadrant():
     assert found.found_in[1] != "below"
 
 
+def _memory_subsets(seed: int = 2):
+    """CD45RA x CCR7 of T cells: among CD45RA- cells effector memory (CCR7-) and a
+    smaller central memory population (CCR7 mid); among CD45RA+ cells effector (CCR7-)
+    and naive (CCR7 bright). Over all events the deepest CCR7 valley lies between
+    effector and naive cells, above the central memory ones."""
+    rng = np.random.default_rng(seed)
+    parts = {"EM": ((0.30, 0.30), 3000), "CM": ((0.30, 0.52), 1500),
+             "Effector": ((0.80, 0.30), 6000), "Naive": ((0.80, 0.75), 6000)}
+    X = np.vstack([rng.normal(mu, (0.045, 0.05), (n, 2)) for mu, n in parts.values()])
+    labels = np.repeat(list(parts), [n for _, n in parts.values()])
+    return X, labels
+
+
+MEMORY = {"Naive": ("above", "above"), "Effector": ("above", "below"),
+          "CM": ("below", "above"), "EM": ("below", "below")}
+
+
+def test_a_side_whose_populations_one_y_cut_leaves_together_gets_its_own_cut():
+    X, labels = _memory_subsets()
+    scores = {}
+    for by_side in (False, True):
+        gate = QuadrantThresholdGate.build("M", [Dimension("CD45RA"), Dimension("CCR7")],
+                                           MEMORY, y_by_side=by_side)
+        found = gate.resolve([X[:, 0], X[:, 1]])
+        columns = [X[:, 0]] + [X[:, 1]] * (len(found.dividers) - 1)
+        masks = found.quadrant_masks(columns)
+        scores[by_side] = {q: 2 * np.sum(masks[q] & (labels == q))
+                           / (masks[q].sum() + np.sum(labels == q)) for q in MEMORY}
+        if by_side:
+            ids = [d.id for d in found.dividers]
+            assert ids == ["M.x", "M.y.below", "M.y.above"]
+            below, above = found.dividers[1].values[0], found.dividers[2].values[0]
+            assert 0.38 < below < 0.46 and 0.55 < above < 0.68     # each side's valley
+            assert found.found_in == ("all", "below", "all")
+            assert found.found_at[1:] == (found.dividers[0].values[0],) * 2
+            assert any("their own valley" in n for n in found.notes)
+    # one line across puts the central memory cells with the effector memory ones
+    assert scores[False]["CM"] < 0.2
+    assert min(scores[True].values()) > 0.97
+
+
+def test_one_y_cut_stays_where_it_separates_both_sides():
+    # the y cut lies between the two populations on each side: no second y divider,
+    # even where each side's own valley lies a little apart from it
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.normal((0.2, 0.25), 0.04, (4000, 2)), rng.normal((0.2, 0.70), 0.04, (1000, 2)),
+                   rng.normal((0.7, 0.35), 0.04, (4000, 2)), rng.normal((0.7, 0.80), 0.04, (4000, 2))])
+    gate = QuadrantThresholdGate.build("Q", [Dimension("a"), Dimension("b")], MEMORY)
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    assert [d.id for d in found.dividers] == ["Q.x", "Q.y"]
+
+
 def test_quadrant_thresholds_assign_every_event_to_its_quadrant():
     n = 4000
     centres = {"++": (0.7, 0.7), "+-": (0.7, 0.2), "-+": (0.2, 0.7), "--": (0.2, 0.2)}
@@ -336,6 +388,7 @@ def test_quadrant_thresholds_assign_every_event_to_its_quadrant():
         {"PP": ("above", "above"), "PN": ("above", "below"), "NP": ("below", "above"),
          "NN": ("below", "below")})
     found = gate.resolve([X[:, 0], X[:, 1]])
+    assert len(found.dividers) == 2                   # one cut serves both sides
     masks = found.quadrant_masks([X[:, 0], X[:, 1]])
     for q, key in (("PP", "++"), ("PN", "+-"), ("NP", "-+"), ("NN", "--")):
         assert np.mean(masks[q][labels == key]) > 0.999

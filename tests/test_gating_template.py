@@ -188,6 +188,10 @@ def test_quadrant_threshold_arguments_are_checked_for_their_method():
                         "      quadrants: {Q: [above, below]}\n      x_method: tail\n"
                         "      x_args: {valley: first}\n")
     assert "args.x_args (tail): unknown field 'valley'" in error_of(text)
+    one_line = text.replace("      x_args: {valley: first}\n", "      y_by_side: no\n")
+    assert parse_template(one_line, "p.yaml").populations   # YAML's no: a boolean
+    assert "args.y_by_side must be True or False, not 'sometimes'" in error_of(
+        one_line.replace("y_by_side: no", "y_by_side: sometimes"))
 
 
 def test_counting_numbers_written_in_e_notation_are_numbers():

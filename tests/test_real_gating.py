@@ -56,8 +56,8 @@ CASES = {
         "CD4 Effector Memory": ("CD4 Effector Memory", 0.85),
         "CD4 Effector": ("CD4 Effector", 0.70),
         "CD8 Naive": ("CD8 Naive", 0.96),
-        "CD8 Central Memory": ("CD8 Central Memory", 0.52),
-        "CD8 Effector Memory": ("CD8 Effector Memory", 0.72),
+        "CD8 Central Memory": ("CD8 Central Memory", 0.88),
+        "CD8 Effector Memory": ("CD8 Effector Memory", 0.87),
         "CD8 Effector": ("CD8 Effector", 0.93),
     }),
     "hipc_stanford_1369": ("hipc_tcell.yaml", {
@@ -169,3 +169,47 @@ def test_marker_names_match_whatever_their_punctuation(tmp_path):
                             .replace("dims: [NK1.1]", "dims: [NKR]"))
         found, missing = load_template(path).resolve_markers(sample)
         assert found["NKR"] == "PE-A" and not missing, alias
+
+
+def test_a_ccr7_cut_of_its_own_among_cd45ra_negative_cells(tmp_path):
+    """HIPC donor 1228's CD8 T cells: over all of them the deepest CCR7 valley (naive
+    against effector cells, 2,149) lies above the central memory cells' peak among the
+    CD45RA- ones, which put them with the effector memory cells (F1 0.55 and 0.76); the
+    CD45RA- side takes its own valley (as the Stanford expert cut it). The gate with a
+    y divider for each side is drawn, checked and exported (Gating-ML, FlowJo) like any
+    quadrant gate."""
+    from immunomon.gating.check import check_result
+    from immunomon.gating.flowjo import load_flowjo, save_flowjo, workspace_from_results
+    from immunomon.gating.flowjo.apply import apply_sample
+    from immunomon.gating.gatingml import load_gatingml, save_gatingml
+    from immunomon.gating.run import concrete_strategy
+    from immunomon.report.gate_plots import divider_span, plot_gate
+
+    sample = read_fcs(REAL / "hipc_stanford_1228.fcs")
+    result = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml")).result
+    labels = np.load(REAL / "hipc_stanford_1228.labels.npz")
+    gate = result.gates["CD8 memory"]
+    x, below, above = gate.dividers
+    assert (below.id, above.id) == ("CD8 memory.y.below", "CD8 memory.y.above")
+    assert below.values[0] < 1_800 < above.values[0]
+    assert f1(result.mask("CD8 Central Memory"), labels["CD8 Central Memory"]) > 0.88
+    assert f1(result.mask("CD8 Effector Memory"), labels["CD8 Effector Memory"]) > 0.87
+    assert len(result.gates["CD4 memory"].dividers) == 2     # one CCR7 cut serves CD4 T
+
+    lims = (0.0, 4_000.0)
+    assert divider_span(gate, x, lims) is None                # the x cut crosses the plot
+    assert divider_span(gate, below, lims) == (0.0, x.values[0])
+    assert divider_span(gate, above, lims) == (x.values[0], 4_000.0)
+    assert plot_gate(result, "CD8 memory", tmp_path / "cd8.png").stat().st_size > 0
+
+    check = next(c for c in check_result(result) if c.gate == "CD8 memory")
+    assert [c.among for c in check.cuts] == ["below", "below", ""]
+    assert [c.values for c in check.cuts] == [d.values for d in gate.dividers]
+
+    concrete, ids = concrete_strategy(result)
+    back = load_gatingml(save_gatingml(concrete, tmp_path / "gates.xml")).apply(sample)
+    workspace = load_flowjo(save_flowjo(workspace_from_results([result]), tmp_path / "r.wsp"))
+    flowjo = apply_sample(workspace, workspace.samples[0], REAL / "hipc_stanford_1228.fcs")
+    for pid in ("CD8 Naive", "CD8 Central Memory", "CD8 Effector Memory", "CD8 Effector"):
+        assert np.array_equal(back.mask(ids[pid]), result.mask(pid)), pid
+        assert flowjo.result.count(f"CD8 T/{pid}") == result.count(pid), pid

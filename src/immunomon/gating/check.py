@@ -29,6 +29,8 @@ class Cut:
     peaks: tuple[float, ...]            # modes the density method counts as populations
     centres: np.ndarray = field(repr=False)
     density: np.ndarray = field(repr=False)
+    among: str = ""                     # the events the density is of, when not all:
+                                        # "below" or "above" the other axis's cut
 
 
 @dataclass
@@ -52,7 +54,8 @@ class GateCheck:
                 "notes": list(self.notes), "fell_back": self.fell_back,
                 "level": self.level, "messages": list(self.messages),
                 "cuts": [{"dimension": _dim_name(c.dimension), "values": list(c.values),
-                          "peaks": list(c.peaks)} for c in self.cuts]}
+                          "peaks": list(c.peaks), "among": c.among or "all"}
+                         for c in self.cuts]}
 
 
 def _dim_name(dimension) -> str:
@@ -75,22 +78,28 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
     if isinstance(found, QuadrantGate):
         dims = [d.dimension for d in found.dividers]
         cuts = [tuple(d.values) for d in found.dividers]
-        args = [getattr(template_gate, "x_args", {}), getattr(template_gate, "y_args", {})]
+        # the x divider, then one y divider (or, cut on each side of x, two)
+        args = [getattr(template_gate, "x_args", {})] + \
+            [getattr(template_gate, "y_args", {})] * (len(dims) - 1)
     else:
         dims = list(found.dimensions)
         cuts = [tuple(v for v in b if v is not None and np.isfinite(v)) for b in found.bounds]
         args = [getattr(template_gate, "args", {})]
     # a quadrant divider may have been found among the events on one side of the other
+    # axis's cut (the y cut for the x divider, the x cut for each y divider)
     found_in = getattr(found, "found_in", ("all", "all"))
+    found_at = getattr(found, "found_at", ()) or \
+        (tuple(cuts[1 - i][0] for i in range(2)) if len(cuts) == 2 else ())
     out = []
     for i, (dim, values, cut, a) in enumerate(zip(dims, columns, cuts, args)):
         values = np.asarray(values, dtype=np.float64)
-        if i < len(found_in) and found_in[i] != "all" and len(columns) == 2:
-            other = np.asarray(columns[1 - i], dtype=np.float64)
-            at = cuts[1 - i][0]
+        if i < len(found_in) and found_in[i] != "all" and len(columns) >= 2:
+            other = np.asarray(columns[1 if i == 0 else 0], dtype=np.float64)
+            at = found_at[i]
             values = values[other >= at] if found_in[i] == "above" else values[other < at]
         centres, density, peaks = _density_of(values, a)
-        out.append(Cut(dim, cut, peaks, centres, density))
+        among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
+        out.append(Cut(dim, cut, peaks, centres, density, among))
     return out
 
 

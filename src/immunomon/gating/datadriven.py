@@ -49,7 +49,8 @@ class FoundQuadrants(QuadrantGate):
     fell_back: bool = False
     notes: tuple[str, ...] = ()
     empty: bool = False            # too few events to place the dividers: no members
-    found_in: tuple[str, str] = ("all", "all")   # each divider's events: all, above, below
+    found_in: tuple[str, ...] = ("all", "all")   # each divider's events: all, above, below
+    found_at: tuple[float, ...] = ()   # ... the other axis's cut, for each divider
 
     def quadrant_masks(self, columns) -> dict[str, np.ndarray]:
         if self.empty:
@@ -345,7 +346,11 @@ class QuadrantThresholdGate(QuadrantGate):
     ``quadrants`` maps each population id to its (x side, y side), each
     'above' or 'below'. With ``sequential``, the y threshold is found only
     among events on the ``sequential`` side ('above' or 'below') of the x
-    threshold, as openCyto's sequential quadrant gate does.
+    threshold, as openCyto's sequential quadrant gate does. Otherwise, with
+    ``y_by_side`` (the default), a side of the x cut whose own y density has a valley
+    between two peaks that the shared y cut does not lie between gets its own y cut
+    there: the found gate then has a y divider for each side (``<id>.y.below``,
+    ``<id>.y.above``). Without it the y cut is one line across, as in FlowJo.
     """
 
     x_method: str = "density"
@@ -353,6 +358,7 @@ class QuadrantThresholdGate(QuadrantGate):
     x_args: dict = field(default_factory=dict)
     y_args: dict = field(default_factory=dict)
     sequential: str | None = None
+    y_by_side: bool = True
 
     @classmethod
     def build(cls, gate_id: str, dimensions: Sequence[AnyDimension],
@@ -400,17 +406,57 @@ class QuadrantThresholdGate(QuadrantGate):
             ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args, sy,
                                    sides=x_sides)
             found_in = (x_from, y_from)
-        dividers = (Divider(self.dividers[0].id, self.dividers[0].dimension, (tx.value,)),
-                    Divider(self.dividers[1].id, self.dividers[1].dimension, (ty.value,)))
-        # Quadrant locations sit one unit either side of the cut they name.
-        quads = tuple(Quadrant(q.id, tuple((d, (tx.value if d.endswith(".x") else ty.value)
-                                            + loc) for d, loc in q.positions))
-                      for q in self.quadrants)
         axes = ("x", "y")
         notes = tuple(f"{axes[i]}: {t.note}" for i, t in enumerate((tx, ty)) if t.note)
         notes += tuple(f"{axes[i]} cut found among the events {w} the {axes[1 - i]} cut"
                        for i, w in enumerate(found_in) if w != "all")
-        return FoundQuadrants(self.id, dividers, quads, self.parent,
+        x_div, y_div = self.dividers
+        # each side of the x cut gets its own y divider when one side needs its own cut
+        own = self._own_y_cuts(x, y, tx, ty, sy) if self.y_by_side and \
+            self.sequential is None else {}
+        y_cuts = {side: own.get(side, ty).value for side in ("below", "above")
+                  if side in self._sides(x_div.id)} if own else {}
+        for side, t in own.items():
+            notes += (f"y cut among the events {side} the x cut at {t.value:.4g}, their own "
+                      f"valley: {ty.value:.4g} does not lie between the two populations "
+                      "it separates",)
+        dividers = [Divider(x_div.id, x_div.dimension, (tx.value,))]
+        dividers += ([Divider(f"{y_div.id}.{side}", y_div.dimension, (cut,))
+                      for side, cut in y_cuts.items()] if own
+                     else [Divider(y_div.id, y_div.dimension, (ty.value,))])
+        cuts = {d.id: d.values[0] for d in dividers}
+        quads = []
+        for q in self.quadrants:
+            sides = dict(q.positions)
+            x_side = "above" if sides[x_div.id] > 0 else "below"
+            ids = {x_div.id: x_div.id, y_div.id: f"{y_div.id}.{x_side}" if own else y_div.id}
+            # quadrant locations sit one unit either side of the cut they name
+            quads.append(Quadrant(q.id, tuple((ids[d], cuts[ids[d]] + loc)
+                                              for d, loc in q.positions)))
+        found_at = (ty.value, *([tx.value] * (len(dividers) - 1)))
+        if own:
+            found_in = (found_in[0], *(side if side in own else found_in[1]
+                                       for side in y_cuts))
+        return FoundQuadrants(self.id, tuple(dividers), tuple(quads), self.parent,
                               method="quadrant thresholds",
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,
-                              found_in=found_in)
+                              found_in=found_in, found_at=found_at)
+
+    def _own_y_cuts(self, x, y, tx, ty, scale) -> dict[str, methods.Threshold]:
+        """For each side of the x cut with quadrants: that side's own y cut where the
+        side has a valley of its own and the shared cut does not lie between the two
+        peaks that valley separates (a CCR7 cut between naive and effector CD45RA+ T
+        cells can lie above the central memory cells among the CD45RA- ones, or inside
+        them, leaving them with the effector memory cells)."""
+        own = {}
+        for side, mask in (("below", x < tx.value), ("above", x >= tx.value)):
+            if side not in self._sides(self.dividers[0].id) or mask.sum() < MIN_EVENTS:
+                continue
+            t = _threshold(y[mask], self.y_method, dict(self.y_args), scale)
+            lower = [p for p in t.peaks if p < t.value]
+            upper = [p for p in t.peaks if p > t.value]
+            if t.fell_back or t.peak_end or not (lower and upper):
+                continue
+            if not max(lower) < ty.value < min(upper):
+                own[side] = t
+        return own

@@ -159,6 +159,9 @@ class GatingStrategy:
                     else gate
                 applied[gid] = concrete
                 if isinstance(concrete, QuadrantGate):
+                    if tuple(concrete.dimensions) != tuple(gate.dimensions):
+                        # a found quadrant gate may cut one axis apart on each side
+                        columns = [values.values(d, rows) for d in concrete.dimensions]
                     sub = concrete.quadrant_masks(columns)
                 else:
                     sub = {gid: concrete.contains(columns)}

@@ -363,7 +363,7 @@ def _build(spec: PopulationSpec, dims, parent):
             x_method="tail" if a.get("x_method") == "tail" else "density",
             y_method="tail" if a.get("y_method") == "tail" else "density",
             x_args=dict(a.get("x_args", {})), y_args=dict(a.get("y_args", {})),
-            sequential=a.get("sequential"))
+            sequential=a.get("sequential"), y_by_side=bool(a.get("y_by_side", True)))
     if spec.kind == "rectangle":
         return RectangleGate(name, dims, [tuple(b) for b in a["bounds"]], parent)
     if spec.kind == "polygon":
@@ -441,7 +441,8 @@ METHOD_ARGS = {
                 "quantile": _number(0, 1), "min_weight": _number(0, 1, closed=True)},
     "quadrant": {"quadrants": None, "x_method": _choice("density", "tail"),
                  "y_method": _choice("density", "tail"), "x_args": None, "y_args": None,
-                 "sequential": _choice("above", "below", None)},
+                 "sequential": _choice("above", "below", None),
+                 "y_by_side": _choice(True, False)},
 }
 
 

@@ -105,8 +105,50 @@ def gate_extent(gate) -> list[list[float]]:
         half = np.sqrt(np.diag(gate.covariance)[:k] * gate.distance_square)
         return [[gate.mean[i] - half[i], gate.mean[i] + half[i]] for i in range(k)]
     if isinstance(gate, QuadrantGate):
-        return [list(d.values) for d in gate.dividers[:2]]
+        axes = divider_axes(gate)
+        return [[v for d in gate.dividers if axes[d.id] == a for v in d.values]
+                for a in range(len(plot_dimensions(gate)))][:2]
     return []
+
+
+def plot_dimensions(gate) -> tuple:
+    """The gate's dimensions, each once, in order: a quadrant gate whose y axis is cut
+    apart on each side of its x cut has two dividers on one dimension."""
+    dims: list = []
+    for d in gate.dimensions:
+        if d not in dims:
+            dims.append(d)
+    return tuple(dims)
+
+
+def divider_axes(gate) -> dict[str, int]:
+    """The plot axis (0: x, 1: y) of each divider of a quadrant gate."""
+    dims = plot_dimensions(gate)
+    return {d.id: dims.index(d.dimension) for d in gate.dividers}
+
+
+def divider_span(gate, divider, lims) -> tuple[float, float] | None:
+    """Where along the other axis a divider applies: the interval of the other axis's
+    divider that every quadrant naming it shares (a y cut made for the events below
+    the x cut), within ``lims`` of that axis; None where it crosses the whole view."""
+    axes = divider_axes(gate)
+    other = {d.id: d for d in gate.dividers if axes[d.id] != axes[divider.id]}
+    spans = set()
+    for q in gate.quadrants:
+        pos = dict(q.positions)
+        if divider.id not in pos:
+            continue
+        named = [(pos[o], other[o]) for o in pos if o in other]
+        if len(named) != 1:
+            return None
+        loc, div = named[0]
+        k = int(divider_bins(np.array([loc]), div.values)[0])
+        cuts = (-np.inf, *div.values, np.inf)
+        spans.add((cuts[k], cuts[k + 1]))
+    if len(spans) != 1:
+        return None
+    lo, hi = spans.pop()
+    return max(lo, lims[0]), min(hi, lims[1])
 
 
 def _cell(values: tuple[float, ...], location: float, lim: tuple[float, float]) -> float:
@@ -287,7 +329,7 @@ def gate_view(result, gid, gate, *, max_points: int = 50_000) -> GateView:
     all_rows = (np.arange(result.n_events) if parent is None
                 else np.flatnonzero(result.mask(parent)))
     rows = plot_rows(all_rows, max_points)
-    dims = tuple(gate.dimensions)[:2]
+    dims = plot_dimensions(gate)[:2]
     data = [np.asarray(result.values.values(d, rows), dtype=np.float64) for d in dims]
     extent = gate_extent(gate)
     lims = [limits(x, extent[i] if i < len(extent) else ()) for i, x in enumerate(data)]
@@ -360,17 +402,27 @@ def _draw_gate(ax, gate, lims, ndim, linewidth: float = 1.6):
 
 def _draw_quadrants(ax, gate, lims, ndim, result, n_parent, labels, fontsize: float = 7,
                     linewidth: float = 1.6):
-    dividers = gate.dividers[:ndim]
-    for axis, div in enumerate(dividers):
+    from matplotlib.lines import Line2D
+
+    axes = divider_axes(gate)
+    dividers = [d for d in gate.dividers if axes[d.id] < ndim]
+    for div in dividers:
+        axis = axes[div.id]
+        span = divider_span(gate, div, lims[1 - axis]) if ndim == 2 else None
         for v in div.values:
-            (ax.axvline if axis == 0 else ax.axhline)(v, color=GATE_COLOUR,
-                                                      linewidth=linewidth)
+            if span is None:
+                (ax.axvline if axis == 0 else ax.axhline)(v, color=GATE_COLOUR,
+                                                          linewidth=linewidth)
+            else:               # a cut for the events on one side of the other axis's cut
+                ends = ([v, v], list(span)) if axis == 0 else (list(span), [v, v])
+                ax.add_artist(Line2D(*ends, color=GATE_COLOUR, linewidth=linewidth))
     for q in gate.quadrants:
         pos = dict(q.positions)
         xy = []
-        for axis, div in enumerate(dividers):
+        for axis in range(ndim):
             lim = lims[axis]
-            xy.append(_cell(div.values, pos[div.id], lim) if div.id in pos
+            named = [d for d in dividers if axes[d.id] == axis and d.id in pos]
+            xy.append(_cell(named[0].values, pos[named[0].id], lim) if named
                       else (lim[0] + lim[1]) / 2)
         count = result.count(q.id)
         pct = 100.0 * count / n_parent if n_parent else float("nan")

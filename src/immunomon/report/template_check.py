@@ -42,7 +42,9 @@ def density_figure(check, sample, path) -> Path | None:
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
         ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; cut at "
-                     + ", ".join(f"{v:.4g}" for v in cut.values), fontsize=8)
+                     + ", ".join(f"{v:.4g}" for v in cut.values)
+                     + (f" (events {cut.among} the other cut)" if cut.among else ""),
+                     fontsize=8)
     fig.subplots_adjust(left=0.04, right=0.98, bottom=0.2, top=0.86, wspace=0.15)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
