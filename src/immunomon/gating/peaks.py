@@ -1,6 +1,6 @@
 """Smoothing and peaks of a binned density, in numpy alone.
 
-A threshold gate smooths a 512-bin histogram and looks for its modes; these three
+A threshold gate smooths a 512-bin histogram and looks for its modes; these
 functions compute what ``scipy.ndimage.gaussian_filter1d`` (zero padding),
 ``scipy.signal.find_peaks`` and ``scipy.signal.peak_prominences`` compute for such
 an array (the tests hold them to scipy's results). Importing ``scipy.signal`` costs
