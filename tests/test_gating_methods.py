@@ -371,8 +371,8 @@ def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it
     rng = np.random.default_rng(5)
-    X = np.vstack([rng.normal((0.2, 0.25), 0.04, (4000, 2)), rng.normal((0.2, 0.70), 0.04, (1000, 2)),
-                   rng.normal((0.7, 0.35), 0.04, (4000, 2)), rng.normal((0.7, 0.80), 0.04, (4000, 2))])
+    centres = [(0.2, 0.25), (0.2, 0.70), (0.7, 0.35), (0.7, 0.80)]
+    X = np.vstack([rng.normal(c, 0.04, (n, 2)) for c, n in zip(centres, (4000, 1000, 4000, 4000))])
     gate = QuadrantThresholdGate.build("Q", [Dimension("a"), Dimension("b")], MEMORY)
     found = gate.resolve([X[:, 0], X[:, 1]])
     assert [d.id for d in found.dividers] == ["Q.x", "Q.y"]

@@ -94,6 +94,34 @@ def test_quadrant_population_finds_its_gate(result):
         find_gate(result, "nope")
 
 
+def test_quadrant_dividers_are_drawn_where_their_quadrants_lie():
+    """Full lines for a four-quadrant gate; a one-quadrant gate is outlined as its corner;
+    and a y divider made for the events on one side of the x cut stops at that cut."""
+    x, y = Divider("x", fl("CD127"), (0.4,)), Divider("y", fl("CD25"), (0.5,))
+    corners = {"NN": (-1, -1), "NP": (-1, 1), "PN": (1, -1), "PP": (1, 1)}
+    four = QuadrantGate("Q4", (x, y), tuple(Quadrant(q, (("x", 0.4 + a), ("y", 0.5 + b)))
+                                               for q, (a, b) in corners.items()))
+    lims = (0.0, 1.0)
+    assert gate_plots.divider_span(four, x, lims) is None
+    assert gate_plots.divider_span(four, y, lims) is None
+    treg = QuadrantGate("Q1", (x, y), (Quadrant("Treg", (("x", -0.6), ("y", 1.5))),))
+    assert gate_plots.divider_span(treg, x, lims) == (0.5, 1.0)      # above the CD25 cut
+    assert gate_plots.divider_span(treg, y, lims) == (0.0, 0.4)      # left of the CD127 cut
+    below = Divider("y.below", fl("CD25"), (0.3,))
+    above = Divider("y.above", fl("CD25"), (0.6,))
+    split = QuadrantGate("S", (x, below, above), (
+        Quadrant("a", (("x", -0.6), ("y.below", 1.3))),
+        Quadrant("b", (("x", -0.6), ("y.below", -0.7))),
+        Quadrant("c", (("x", 1.4), ("y.above", 1.6))),
+        Quadrant("d", (("x", 1.4), ("y.above", -0.4)))))
+    assert gate_plots.plot_dimensions(split) == (fl("CD127"), fl("CD25"))
+    assert gate_plots.divider_axes(split) == {"x": 0, "y.below": 1, "y.above": 1}
+    assert gate_plots.divider_span(split, x, lims) is None
+    assert gate_plots.divider_span(split, below, lims) == (0.0, 0.4)
+    assert gate_plots.divider_span(split, above, lims) == (0.4, 1.0)
+    assert gate_plots.gate_extent(split) == [[0.4], [0.3, 0.6]]
+
+
 def test_size_and_resolution_follow_arguments(result, tmp_path):
     out = plot_gate(result, "Lymphocytes", tmp_path / "l.png", figsize=(3, 2), dpi=80)
     assert png_size(out) == (240, 160)
