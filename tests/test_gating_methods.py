@@ -367,6 +367,42 @@ def test_a_side_whose_populations_one_y_cut_leaves_together_gets_its_own_cut():
     assert min(scores[True].values()) > 0.97
 
 
+def _varied_memory_subsets(seed: int):
+    """Memory subsets with the central memory share (20-50% of CD45RA- cells), their CCR7
+    level and the naive cells' CCR7 level and counts drawn per sample."""
+    rng = np.random.default_rng(seed)
+    n_neg = int(rng.integers(3000, 6000))
+    n_cm = int(rng.uniform(0.2, 0.5) * n_neg)
+    parts = {"EM": ((0.30, 0.30), n_neg - n_cm, (0.05, 0.05)),
+             "CM": ((0.30, rng.uniform(0.48, 0.56)), n_cm, (0.05, 0.05)),
+             "Effector": ((0.80, 0.30), int(rng.integers(3000, 8000)), (0.04, 0.06)),
+             "Naive": ((0.80, rng.uniform(0.72, 0.80)), int(rng.integers(3000, 8000)),
+                       (0.04, 0.04))}
+    X = np.vstack([rng.normal(mu, sd, (n, 2)) for mu, n, sd in parts.values()])
+    return X, np.repeat(list(parts), [n for _, n, _ in parts.values()])
+
+
+def test_per_side_y_cuts_hold_over_varied_samples():
+    split = 0
+    for seed in range(12):
+        X, labels = _varied_memory_subsets(seed)
+        gate = QuadrantThresholdGate.build("M", [Dimension("CD45RA"), Dimension("CCR7")], MEMORY)
+        found = gate.resolve([X[:, 0], X[:, 1]])
+        masks = found.quadrant_masks([X[:, 0]] + [X[:, 1]] * (len(found.dividers) - 1))
+        f1 = {q: 2 * np.sum(masks[q] & (labels == q)) / (masks[q].sum() + np.sum(labels == q))
+              for q in MEMORY}
+        # the best any CCR7 cut among the CD45RA- cells can do for central memory
+        memory = np.isin(labels, ["CM", "EM"])
+        y, cm = X[memory, 1], labels[memory] == "CM"
+        ceiling = max(2 * np.sum((y >= c) & cm) / (np.sum(y >= c) + cm.sum())
+                      for c in np.linspace(0.3, 0.6, 301))
+        assert min(f1.values()) > min(0.95, ceiling - 0.015), (seed, f1, ceiling)
+        split += len(found.dividers) == 3
+    # where one line across serves both sides (the central memory cells' CCR7 peak lies
+    # below the naive-effector valley) the gate keeps it
+    assert 6 <= split < 12
+
+
 def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it
