@@ -125,6 +125,27 @@ def test_quadrants_with_several_cuts_per_divider(sample):
         res.mask("Q")
 
 
+def test_quadrants_as_rectangles_hold_the_same_events():
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(0, 1, (2, 5000))
+    x = Divider("x", Dimension("a"), (0.4,))
+    low = Divider("y.below", Dimension("b"), (0.3,))
+    high = Divider("y.above", Dimension("b"), (0.6,))
+    gate = QuadrantGate("Q", (x, low, high), (
+        Quadrant("A", (("x", 0.0), ("y.below", 0.9))),
+        Quadrant("B", (("x", 0.0), ("y.below", 0.0))),
+        Quadrant("C", (("x", 0.9), ("y.above", 0.9))),
+        Quadrant("D", (("x", 0.9), ("y.above", 0.0)))), parent="P")
+    quadrants = gate.quadrant_masks([a, b, b])
+    rectangles = gate.as_rectangles()
+    assert [r.id for r in rectangles] == ["A", "B", "C", "D"]
+    assert all(r.parent == "P" for r in rectangles)
+    assert rectangles[2].bounds == ((0.4, None), (0.6, None))
+    for r in rectangles:
+        assert np.array_equal(r.contains([a, b]), quadrants[r.id]), r.id
+    assert sum(m.sum() for m in quadrants.values()) == a.size
+
+
 def test_quadrant_boundary_belongs_to_upper_interval():
     smp = make_sample([[1.0, 0.0], [0.999, 0.0]], ["A", "B"])
     q = QuadrantGate("Q", [Divider("d", Dimension("A"), [1.0])],

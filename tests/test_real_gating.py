@@ -176,8 +176,8 @@ def test_a_ccr7_cut_of_its_own_among_cd45ra_negative_cells(tmp_path):
     against effector cells, 2,149) lies above the central memory cells' peak among the
     CD45RA- ones, which put them with the effector memory cells (F1 0.55 and 0.76); the
     CD45RA- side takes its own valley (as the Stanford expert cut it). The gate with a
-    y divider for each side is drawn, checked and exported (Gating-ML, FlowJo) like any
-    quadrant gate."""
+    y divider for each side is drawn, checked and exported (Gating-ML, FlowJo), and
+    FlowKit applies the export to the same events."""
     from immunomon.gating.check import check_result
     from immunomon.gating.flowjo import load_flowjo, save_flowjo, workspace_from_results
     from immunomon.gating.flowjo.apply import apply_sample
@@ -206,10 +206,19 @@ def test_a_ccr7_cut_of_its_own_among_cd45ra_negative_cells(tmp_path):
     assert [c.among for c in check.cuts] == ["below", "below", ""]
     assert [c.values for c in check.cuts] == [d.values for d in gate.dividers]
 
+    # Gating-ML (each quadrant of that gate a rectangle), read by immunomon and by FlowKit,
+    # and a FlowJo workspace, applied again: the same events
     concrete, ids = concrete_strategy(result)
-    back = load_gatingml(save_gatingml(concrete, tmp_path / "gates.xml")).apply(sample)
+    xml = save_gatingml(concrete, tmp_path / "gates.xml")
+    assert xml.read_text().count("RectangleGate gating:id=\"CD8_") == 4
+    back = load_gatingml(xml).apply(sample)
+    flowkit = pytest.importorskip("flowkit")
+    report = flowkit.parse_gating_xml(str(xml)).gate_sample(
+        flowkit.Sample(str(REAL / "hipc_stanford_1228.fcs"))).report
+    flowkit_counts = dict(zip(report["gate_name"], report["count"]))
     workspace = load_flowjo(save_flowjo(workspace_from_results([result]), tmp_path / "r.wsp"))
     flowjo = apply_sample(workspace, workspace.samples[0], REAL / "hipc_stanford_1228.fcs")
     for pid in ("CD8 Naive", "CD8 Central Memory", "CD8 Effector Memory", "CD8 Effector"):
         assert np.array_equal(back.mask(ids[pid]), result.mask(pid)), pid
+        assert flowkit_counts[ids[pid]] == result.count(pid), pid
         assert flowjo.result.count(f"CD8 T/{pid}") == result.count(pid), pid

@@ -188,6 +188,23 @@ class QuadrantGate:
     def dimensions(self) -> tuple:
         return tuple(d.dimension for d in self.dividers)
 
+    def as_rectangles(self) -> list[RectangleGate]:
+        """Each quadrant as a rectangle gate of the same id and parent: the interval of
+        every divider it names, on that divider's dimension (the same events wherever
+        the values are finite)."""
+        dividers = {d.id: d for d in self.dividers}
+        out = []
+        for q in self.quadrants:
+            dims, bounds = [], []
+            for div_id, location in q.positions:
+                div = dividers[div_id]
+                k = int(masks.divider_bins(np.array([location]), div.values)[0])
+                cuts = (None, *div.values, None)
+                dims.append(div.dimension)
+                bounds.append((cuts[k], cuts[k + 1]))
+            out.append(RectangleGate(q.id, dims, bounds, self.parent))
+        return out
+
     def quadrant_masks(self, columns) -> dict[str, np.ndarray]:
         """Membership of every quadrant, given one column per divider."""
         bins = {d.id: masks.divider_bins(x, d.values)

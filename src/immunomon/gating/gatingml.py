@@ -328,6 +328,15 @@ def _sub(parent, ns, tag, attrs=None):
                          {_q(a_ns, a): v for (a_ns, a), v in (attrs or {}).items()})
 
 
+def _distinct(dimensions) -> list:
+    """The dimensions, each once (by equality: dimensions need not be hashable)."""
+    out: list = []
+    for d in dimensions:
+        if d not in out:
+            out.append(d)
+    return out
+
+
 class _Writer:
     def __init__(self, strategy: GatingStrategy):
         self.strategy = strategy
@@ -389,6 +398,14 @@ class _Writer:
         return elem
 
     def gate(self, gate) -> None:
+        if isinstance(gate, QuadrantGate) and \
+                len(gate.dividers) > len(_distinct(gate.dimensions)):
+            # A y cut made apart on each side of the x cut puts two dividers on one
+            # dimension: valid Gating-ML, but readers that look dividers up by dimension
+            # (FlowKit 1.3) cannot apply it, so each quadrant is written as a rectangle.
+            for rectangle in gate.as_rectangles():
+                self.gate(rectangle)
+            return
         attrs = {(G, "id"): _check_id("gate", gate.id)}
         if gate.parent is not None:
             attrs[(G, "parent_id")] = gate.parent
