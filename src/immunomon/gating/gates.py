@@ -18,6 +18,17 @@ from . import masks
 from .dimensions import AnyDimension, Dimension, RatioDimension
 
 
+def distinct_dimensions(dimensions) -> tuple:
+    """The dimensions, each once, in order (by equality: a dimension's transform need not
+    be hashable). A quadrant gate with a y cut made apart on each side of its x cut has
+    two dividers on one dimension."""
+    out: list = []
+    for d in dimensions:
+        if d not in out:
+            out.append(d)
+    return tuple(out)
+
+
 def _check_dimensions(gate_id: str, dims, n: int | None = None) -> tuple:
     dims = tuple(dims)
     if not dims:

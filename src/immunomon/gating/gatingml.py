@@ -19,7 +19,7 @@ from ..atomic import atomic_path
 from ..errors import GatingError, GatingMLError
 from .dimensions import FCS, UNCOMPENSATED, Dimension, FRatio, RatioDimension, SpectrumMatrix
 from .gates import (BooleanGate, Divider, EllipsoidGate, GateReference, PolygonGate, Quadrant,
-                    QuadrantGate, RectangleGate)
+                    QuadrantGate, RectangleGate, distinct_dimensions)
 from .strategy import GatingStrategy
 
 G = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
@@ -328,15 +328,6 @@ def _sub(parent, ns, tag, attrs=None):
                          {_q(a_ns, a): v for (a_ns, a), v in (attrs or {}).items()})
 
 
-def _distinct(dimensions) -> list:
-    """The dimensions, each once (by equality: dimensions need not be hashable)."""
-    out: list = []
-    for d in dimensions:
-        if d not in out:
-            out.append(d)
-    return out
-
-
 class _Writer:
     def __init__(self, strategy: GatingStrategy):
         self.strategy = strategy
@@ -399,7 +390,7 @@ class _Writer:
 
     def gate(self, gate) -> None:
         if isinstance(gate, QuadrantGate) and \
-                len(gate.dividers) > len(_distinct(gate.dimensions)):
+                len(gate.dividers) > len(distinct_dimensions(gate.dimensions)):
             # A y cut made apart on each side of the x cut puts two dividers on one
             # dimension: valid Gating-ML, but readers that look dividers up by dimension
             # (FlowKit 1.3) cannot apply it, so each quadrant is written as a rectangle.

@@ -22,6 +22,7 @@ from ..atomic import atomic_path
 from ..errors import ImmunomonError
 from ..gating import (BooleanGate, Dimension, EllipsoidGate, PolygonGate, QuadrantGate,
                       RectangleGate)
+from ..gating.gates import distinct_dimensions
 from ..gating.masks import divider_bins
 
 GATE_COLOUR = "#e4002b"          # the gate outline: one colour, easy to spot on viridis
@@ -112,13 +113,9 @@ def gate_extent(gate) -> list[list[float]]:
 
 
 def plot_dimensions(gate) -> tuple:
-    """The gate's dimensions, each once, in order: a quadrant gate whose y axis is cut
-    apart on each side of its x cut has two dividers on one dimension."""
-    dims: list = []
-    for d in gate.dimensions:
-        if d not in dims:
-            dims.append(d)
-    return tuple(dims)
+    """The gate's dimensions, each once, in order (a quadrant gate may have two
+    dividers on one dimension)."""
+    return distinct_dimensions(gate.dimensions)
 
 
 def divider_axes(gate) -> dict[str, int]:
