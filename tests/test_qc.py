@@ -357,3 +357,33 @@ def test_non_finite_values_do_not_move_a_bins_signal():
     s = _sample({"A": a, "B": b, "Time": np.arange(n, dtype=float)}, ranges={"A": 1e6, "B": 1e6})
     qc = time_anomalies(s, n_bins=20)
     assert qc.excluded == 0 and np.isfinite(qc.bins[["signal:A", "signal:B"]].to_numpy()).all()
+
+
+def test_a_transform_whose_top_is_far_above_the_files_range_is_a_warning():
+    """A template written for a 262,144 scale on a file of a few decades: the Gating-ML
+    compliance file's FACSCalibur channels are log-amplified over 4 decades (0-10,000);
+    linear channels of range 4,096 hold exported display values (tested on real ones in
+    test_real_gating)."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.gating import Dimension
+    from immunomon.qc import channel_top, scale_flags
+    from immunomon.transforms import Logicle
+
+    calibur = read_fcs(Path(__file__).resolve().parent / "data" / "gatingml2-compliance"
+                       / "data1.fcs")
+    wide = Logicle(T=262144, W=0.5, M=4.5, A=0)
+    assert channel_top(calibur.channel_info[calibur.channel_index("FL1-H")]) == 10_000
+    flags = scale_flags([Dimension("FL1-H", "uncompensated", wide),
+                         Dimension("FL2-H", "uncompensated", wide),
+                         Dimension("FSC-H", "uncompensated", None)], calibur)
+    assert len(flags) == 1 and flags[0].level == "warning"
+    assert flags[0].message.startswith("CD4 FITC, CD8 B PE: the values stop at 10,000")
+    assert "logicle T: 10000" in flags[0].message
+    fitting = Logicle(T=10_000, W=0.5, M=4, A=0)
+    assert scale_flags([Dimension("FL1-H", "uncompensated", fitting)], calibur) == []
+    # a 262,144 file with a dim marker: its range decides, not where the events lie
+    sim = pbmc_sample(5_000, seed=1).sample
+    assert scale_flags([Dimension(c, "FCS", wide) for c in sim.channels
+                        if not c.startswith(("FSC", "SSC", "Time"))], sim) == []

@@ -222,3 +222,23 @@ def test_a_ccr7_cut_of_its_own_among_cd45ra_negative_cells(tmp_path):
         assert np.array_equal(back.mask(ids[pid]), result.mask(pid)), pid
         assert flowkit_counts[ids[pid]] == result.count(pid), pid
         assert flowjo.result.count(f"CD8 T/{pid}") == result.count(pid), pid
+
+
+def test_display_values_gated_with_a_wide_logicle_are_named(tmp_path):
+    """The HIPC files hold FlowJo display values (0-4,096, log-like already). Gated with
+    the guide's default logicle (top 262,144) every population sits low on the scale and
+    CD4 T cells all but vanish; the sample says why and what to write instead."""
+    text = (REAL / "hipc_tcell.yaml").read_text()
+    linear = "  fluorescence: linear"
+    assert linear in text
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(text.replace(linear, "  fluorescence: {logicle: {T: 262144, W: auto, "
+                                         "M: 4.5, A: 0}}  #"))
+    sample = read_fcs(REAL / "hipc_stanford_1228.fcs")
+    gating = gate_sample(sample, load_template(wide))
+    scale = [f for f in gating.qc_flags if "top of scale" in f.message]
+    assert len(scale) == 1 and scale[0].level == "warning"
+    assert scale[0].message.startswith("CD4, CD8, CD45RA, CCR7: the values stop at 4,096")
+    assert "gate them with 'linear'" in scale[0].message
+    shipped = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"))
+    assert not [f for f in shipped.qc_flags if "top of scale" in f.message]

@@ -114,3 +114,23 @@ def test_density_axes_name_the_logicle_width():
     assert _scale(Dimension("PE-A", transform=Hyperlog(262144, 1.0, 4.5, 0))) == \
         ", hyperlog W 1"
     assert _scale(Dimension("FSC-A")) == ""
+
+
+def test_template_check_names_a_scale_that_does_not_fit_the_file(tmp_path):
+    """A warning about the whole file (here: a logicle top far above the range of a file of
+    display values) is printed and on the page, not only in the gate sample's summary."""
+    real = Path(__file__).resolve().parent / "data" / "real"
+    text = (real / "hipc_tcell.yaml").read_text()
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(text.replace("  fluorescence: linear", "  fluorescence: {logicle: "
+                                 "{T: 262144, W: auto, M: 4.5, A: 0}}  #"))
+    out, fcs = tmp_path / "check", str(real / "hipc_stanford_1228.fcs")
+    result = CliRunner().invoke(main, ["template", "check", fcs, "-t", str(wide), "-o",
+                                       str(out), "--json"])
+    (record,) = json.loads(result.output)
+    (flag,) = record["qc"]
+    assert flag["level"] == "warning" and "top of scale is 262,144" in flag["message"]
+    assert "top of scale is 262,144" in Path(record["page"]).read_text()
+    text_run = CliRunner().invoke(main, ["template", "check", fcs, "-t", str(wide), "-o",
+                                         str(out)])
+    assert "  warning  CD4, CD8, CD45RA, CCR7: the values stop at 4,096" in text_run.output

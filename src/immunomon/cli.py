@@ -299,6 +299,8 @@ def template_check(inputs, template_name, out_dir, as_json):
             click.echo(f"error: {record['error']}", err=True)
             return
         click.echo(f"{record['sample']}: {record['status']} ({record['page']})")
+        for flag in record["qc"]:
+            click.echo(f"  {flag['level']:8s} {flag['message']}")
         for g in record["gates"]:
             if g["level"] != "info" or g["fell_back"]:
                 why = "; ".join(g["messages"] or g["notes"])

@@ -563,6 +563,59 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     return flags
 
 
+def channel_top(channel) -> float:
+    """The largest scale value a channel can hold, as its keywords declare it: for a
+    log-amplified channel ($PnE f1,f2) f2 * 10^f1, else $PnR over its gain."""
+    decades, offset = channel.amplification
+    if decades > 0:
+        return (offset if offset > 0 else 1.0) * 10.0 ** decades
+    return channel.range / (channel.gain or 1.0)
+
+
+def scale_flags(dimensions, sample, *, factor: float = 10.0,
+                quantile: float = 0.999) -> list[QCFlag]:
+    """A log-like transform (logicle, hyperlog, log, arcsinh with a top) whose top of
+    scale ``T`` lies more than ``factor`` times above both the largest value the
+    channel can hold and the events' ``quantile``: every population then sits in the
+    lowest part of the scale, where peaks merge and data-driven cuts fail. A linear
+    channel of such a small range holds display (channel) values exported from
+    analysis software, 0-1,024 or 0-4,096 and log-like already, which want 'linear';
+    a log-amplified channel ($PnE) of a few decades wants its own top as ``T``. One
+    warning per transform top and channel range, naming the channels."""
+    found: dict[tuple, list[str]] = {}
+    for dim in dimensions:
+        transform = getattr(dim, "transform", None)
+        if transform is None or getattr(transform, "T", None) is None \
+                or transform.signal_scale() is None:
+            continue
+        try:
+            i = sample.channel_index(dim.name)
+        except ImmunomonError:
+            continue
+        channel = sample.channel_info[i]
+        top = channel_top(channel)
+        if not transform.T > factor * top:
+            continue
+        values = sample.events[::max(1, sample.n_events // 100_000), i]
+        values = values[np.isfinite(values)]
+        if values.size and np.quantile(values, quantile) * factor < transform.T:
+            key = (float(transform.T), float(top), channel.amplification[0] > 0)
+            name = sample.markers[i] or sample.channels[i]
+            if name not in found.setdefault(key, []):
+                found[key].append(name)
+    flags = []
+    for (T, top, log_amplified), names in found.items():
+        remedy = (f"give the transform the channels' top (logicle T: {top:g})" if log_amplified
+                  else f"values on a linear 0-{top:,.0f} scale are display (channel) values "
+                       "exported from analysis software, log-like already: gate them with "
+                       "'linear'")
+        flags.append(QCFlag("warning", f"{', '.join(names)}: the values stop at {top:,.0f} "
+                                       f"(the file's range) but the transform's top of scale "
+                                       f"is {T:,.0f}, so every population sits low on the "
+                                       f"scale, where peaks merge; {remedy}"))
+    return flags
+
+
 def missing_markers(required, sample) -> list[str]:
     """The entries of ``required`` (markers or channel names) that the sample
     cannot resolve to exactly one channel: absent, or on several channels."""

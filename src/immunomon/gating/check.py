@@ -136,9 +136,9 @@ def check_result(result) -> list[GateCheck]:
 def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     """Gate each file as ``immunomon gate`` would and write its check page into
     ``out_dir/<sample>/check.html``; returns one record per file (``sample``,
-    ``file``, ``status``, ``page``, ``gates``: ``GateCheck.to_dict`` records, or
-    ``error``). A file that cannot be read or gated is recorded and the others
-    go on."""
+    ``file``, ``status``, ``page``, ``qc``: the warnings and failures that concern the
+    whole file, ``gates``: ``GateCheck.to_dict`` records, or ``error``). A file that
+    cannot be read or gated is recorded and the others go on."""
     from pathlib import Path
 
     from ..errors import ImmunomonError
@@ -154,14 +154,20 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         try:
             gating = gate_sample(read_fcs(path), template, name=name)
             checks = check_result(gating.result)
+            # what concerns the whole file (a scale that does not fit it, markers it lacks,
+            # unstable acquisition), not one gate
+            sample_qc = [f for f in map(qc.as_flag, gating.qc_flags)
+                         if f.population is None and f.level != "info"]
             folder = out_dir / name
             figures = check_figures(gating.result, checks, folder / "plots")
             page = check_page(folder / "check.html", sample_name=name,
                               template=f"{template.panel} (version {template.version})",
                               checks=checks, figures=figures,
-                              warnings=gating.warnings + gating.notes)
+                              warnings=[f.message for f in sample_qc] + gating.warnings
+                              + gating.notes)
             records.append({"sample": name, "file": str(path), "status": gating.status,
-                            "page": str(page), "gates": [c.to_dict() for c in checks]})
+                            "page": str(page), "qc": [f.to_dict() for f in sample_qc],
+                            "gates": [c.to_dict() for c in checks]})
         except ImmunomonError as exc:
             records.append({"sample": name, "file": str(path), "status": "failed",
                             "error": str(exc)})

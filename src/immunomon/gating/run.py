@@ -170,6 +170,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     strategy, notes = template.strategy_for(sample, overrides)
     mismatch = template.match(sample).qc_flag()
     flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
+    flags += qc.scale_flags([d for g in strategy for d in g.dimensions], sample)
     n_total = sample.n_events
     finite, finite_flags = qc.non_finite_events(sample)
     flags += qc.leveled(finite_flags, "warning")
