@@ -383,6 +383,9 @@ def test_a_transform_whose_top_is_far_above_the_files_range_is_a_warning():
     assert "logicle T: 10000" in flags[0].message
     fitting = Logicle(T=10_000, W=0.5, M=4, A=0)
     assert scale_flags([Dimension("FL1-H", "uncompensated", fitting)], calibur) == []
+    from immunomon.gating import FRatio, RatioDimension
+    ratio = RatioDimension(FRatio("FL1-H", "FL2-H"), "uncompensated", wide)
+    assert scale_flags([ratio], calibur) == []                 # no channel range to compare
     # a 262,144 file with a dim marker: its range decides, not where the events lie
     sim = pbmc_sample(5_000, seed=1).sample
     assert scale_flags([Dimension(c, "FCS", wide) for c in sim.channels

@@ -586,8 +586,8 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0,
     for dim in dimensions:
         transform = getattr(dim, "transform", None)
         if transform is None or getattr(transform, "T", None) is None \
-                or transform.signal_scale() is None:
-            continue
+                or transform.signal_scale() is None or not hasattr(dim, "name"):
+            continue                    # linear, untransformed, or a ratio of channels
         try:
             i = sample.channel_index(dim.name)
         except ImmunomonError:
