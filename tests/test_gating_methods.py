@@ -412,6 +412,12 @@ def test_one_y_cut_stays_where_it_separates_both_sides():
     gate = QuadrantThresholdGate.build("Q", [Dimension("a"), Dimension("b")], MEMORY)
     found = gate.resolve([X[:, 0], X[:, 1]])
     assert [d.id for d in found.dividers] == ["Q.x", "Q.y"]
+    # each side has a valley of its own, and the one cut lies between its two peaks
+    x_cut, y_cut = (d.values[0] for d in found.dividers)
+    for side in (X[:, 0] < x_cut, X[:, 0] >= x_cut):
+        own = methods.density_threshold(X[side, 1])
+        assert len(own.peaks) == 2 and own.peaks[0] < y_cut < own.peaks[1]
+        assert abs(own.value - y_cut) > 0.02                   # not the same cut
 
 
 def test_quadrant_thresholds_assign_every_event_to_its_quadrant():

@@ -156,6 +156,13 @@ class Divider:
             raise GatingError(f"divider {self.id!r}: needs at least one finite value")
         object.__setattr__(self, "values", tuple(sorted(vals)))
 
+    def interval(self, location: float) -> tuple[float | None, float | None]:
+        """The interval between cuts that holds ``location``: ``lo <= x < hi``, None
+        for an open end (as ``masks.divider_bins`` numbers them)."""
+        k = int(masks.divider_bins(np.array([location]), self.values)[0])
+        cuts = (None, *self.values, None)
+        return cuts[k], cuts[k + 1]
+
 
 @dataclass(frozen=True)
 class Quadrant:
@@ -208,11 +215,8 @@ class QuadrantGate:
         for q in self.quadrants:
             dims, bounds = [], []
             for div_id, location in q.positions:
-                div = dividers[div_id]
-                k = int(masks.divider_bins(np.array([location]), div.values)[0])
-                cuts = (None, *div.values, None)
-                dims.append(div.dimension)
-                bounds.append((cuts[k], cuts[k + 1]))
+                dims.append(dividers[div_id].dimension)
+                bounds.append(dividers[div_id].interval(location))
             out.append(RectangleGate(q.id, dims, bounds, self.parent))
         return out
 

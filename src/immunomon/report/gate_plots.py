@@ -23,7 +23,6 @@ from ..errors import ImmunomonError
 from ..gating import (BooleanGate, Dimension, EllipsoidGate, PolygonGate, QuadrantGate,
                       RectangleGate)
 from ..gating.gates import distinct_dimensions
-from ..gating.masks import divider_bins
 
 GATE_COLOUR = "#e4002b"          # the gate outline: one colour, easy to spot on viridis
 FIGSIZE = (4.6, 4.0)             # inches
@@ -139,20 +138,20 @@ def divider_span(gate, divider, lims) -> tuple[float, float] | None:
         if len(named) != 1:
             return None
         loc, div = named[0]
-        k = int(divider_bins(np.array([loc]), div.values)[0])
-        cuts = (-np.inf, *div.values, np.inf)
-        spans.add((cuts[k], cuts[k + 1]))
+        spans.add(div.interval(loc))
     if len(spans) != 1:
         return None
     lo, hi = spans.pop()
-    return max(lo, lims[0]), min(hi, lims[1])
+    return (lims[0] if lo is None else max(lo, lims[0]),
+            lims[1] if hi is None else min(hi, lims[1]))
 
 
-def _cell(values: tuple[float, ...], location: float, lim: tuple[float, float]) -> float:
+def _cell(divider, location: float, lim: tuple[float, float]) -> float:
     """Middle (within the view) of the divider interval holding ``location``."""
-    k = int(divider_bins(np.array([location]), values)[0])
-    cuts = [lim[0]] + [min(max(v, lim[0]), lim[1]) for v in values] + [lim[1]]
-    return (cuts[k] + cuts[k + 1]) / 2
+    lo, hi = divider.interval(location)
+    lo = lim[0] if lo is None else min(max(lo, lim[0]), lim[1])
+    hi = lim[1] if hi is None else min(max(hi, lim[0]), lim[1])
+    return (lo + hi) / 2
 
 
 def _text(s) -> str:
@@ -419,7 +418,7 @@ def _draw_quadrants(ax, gate, lims, ndim, result, n_parent, labels, fontsize: fl
         for axis in range(ndim):
             lim = lims[axis]
             named = [d for d in dividers if axes[d.id] == axis and d.id in pos]
-            xy.append(_cell(named[0].values, pos[named[0].id], lim) if named
+            xy.append(_cell(named[0], pos[named[0].id], lim) if named
                       else (lim[0] + lim[1]) / 2)
         count = result.count(q.id)
         pct = 100.0 * count / n_parent if n_parent else float("nan")

@@ -401,7 +401,6 @@ class _SampleBuilder:
         return out + [(gate.id, WspBoolean(gate.operator, tuple(refs)))]
 
     def quadrants(self, gate: QuadrantGate):
-        from ..masks import divider_bins
         out = []
         for q in gate.quadrants:
             names, bounds = [], []
@@ -409,9 +408,7 @@ class _SampleBuilder:
                 div = next(d for d in gate.dividers if d.id == div_id)
                 channel = self.channel(gate.id, div.dimension)
                 t, _, _ = self.flowjo_transform(gate.id, div.dimension, channel, False)
-                k = int(divider_bins(np.array([loc]), div.values)[0])
-                cuts = (None, *div.values, None)
-                lo, hi = cuts[k], cuts[k + 1]
+                lo, hi = div.interval(loc)
                 names.append(channel)
                 bounds.append((None if lo is None else float(_raw(t, lo)),
                                None if hi is None else float(_raw(t, hi))))
