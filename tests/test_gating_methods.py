@@ -622,6 +622,28 @@ def test_a_lone_peak_is_placed_by_where_it_sits_on_the_scale():
     assert "tail" in methods.density_threshold(tailed, side="below", scale=scale).note
 
 
+def test_a_tail_of_a_few_events_does_not_outweigh_the_place_of_a_lone_peak():
+    """A2004's APC gate thinned to 114 events: nine events spread below the lone
+    CD123 peak of the B cells and one above it made the whole peak 'pDC'. Fewer than
+    20 events in a tail no longer outweigh the peak's low place on the scale; they still
+    decide where the place does not (TCRb among 453 T cells, 15 TCRb- events below),
+    and a tail of 20 or more still decides before the place does."""
+    from immunomon.transforms import Logicle
+    scale = Logicle().signal_scale()
+    rng = np.random.default_rng(3)
+    peak = rng.normal(0.30, 0.04, 105)
+    few_below = np.concatenate([peak, 0.20 - rng.gamma(2, 0.04, 9)])
+    t = methods.density_threshold(few_below, side="above", scale=scale)
+    assert np.mean(few_below >= t.value) < 0.05 and "unstained" in t.note
+    assert "fewer than 20" in methods.density_threshold(few_below, side="above").note
+    middle = np.concatenate([rng.normal(0.5, 0.03, 440), 0.42 - rng.gamma(2, 0.04, 15)])
+    t = methods.density_threshold(middle, side="above", scale=scale)
+    assert np.mean(middle >= t.value) > 0.9 and "fewer than 20" in t.note
+    many_below = np.concatenate([rng.normal(0.30, 0.04, 1_000), 0.20 - rng.gamma(2, 0.04, 60)])
+    t = methods.density_threshold(many_below, side="above", scale=scale)
+    assert np.mean(many_below >= t.value) > 0.9 and "fewer" not in t.note and "tail lies" in t.note
+
+
 def test_gates_learn_the_scale_of_their_axes():
     from immunomon import Sample
     from immunomon.fcs import Channel

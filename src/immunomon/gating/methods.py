@@ -227,11 +227,20 @@ def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.2) 
     return peak + direction * (steep + int(eased[0]))
 
 
-def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None]) -> int | None:
+#: The events a lone peak's tail must hold for its side to outweigh where the peak
+#: sits on the scale: in a parent of a hundred events, nine spread below an unstained
+#: peak and one above are noise, not a population (the count below which QC calls a
+#: population too few to report). A smaller tail still decides where the place does not.
+MIN_TAIL_EVENTS = 20
+
+
+def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None],
+                      n_events: int, least_events: int = 0) -> int | None:
     """+1 when clearly more events lie beyond the upper end of the lone peak than
-    beyond its lower end (the minority is above it: at least 1% of the events
-    and three times the other tail), -1 the other way, None when the tails
-    do not say (a symmetric peak, or too few events beyond either end)."""
+    beyond its lower end (the minority is above it: at least 1% of the events,
+    ``least_events`` of them, and three times the other tail), -1 the other
+    way, None when the tails do not say (a symmetric peak, or too few events
+    beyond either end)."""
     dx = float(centres[1] - centres[0])
     mass = {}
     for d, e in ends.items():
@@ -239,8 +248,9 @@ def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None]) 
             mass[d] = 0.0
         else:
             mass[d] = float(density[e:].sum() * dx) if d > 0 else float(density[:e + 1].sum() * dx)
+    least = max(0.01, least_events / max(n_events, 1))
     for d in (1, -1):
-        if mass[d] >= 0.01 and mass[d] >= 3 * mass[-d]:
+        if mass[d] >= least and mass[d] >= 3 * mass[-d]:
             return d
     return None
 
@@ -390,13 +400,17 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     if expect is not None:
         direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
     else:
-        direction = _side_of_minority(centres, density, main, ends)
+        direction = _side_of_minority(centres, density, main, ends, x.size, MIN_TAIL_EVENTS)
         why = "the other population's tail lies on that side"
         if direction is None:
             direction = side_by_place(float(centres[main]), scale)
             place = {1: "low on the scale, where unstained cells lie",
                      -1: "high on the scale, where stained cells lie"}.get(direction)
-            why = f"no tail on either side; the peak sits {place}"
+            why = f"no clear tail on either side; the peak sits {place}"
+        if direction is None:
+            direction = _side_of_minority(centres, density, main, ends, x.size)
+            why = (f"the other population's tail lies on that side, though it holds fewer "
+                   f"than {MIN_TAIL_EVENTS} events")
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"
