@@ -78,7 +78,9 @@ def test_a_handful_of_outliers_is_not_a_peak():
         assert len(methods.find_peaks(c, d, n_events=x.size, bandwidth=bw)) == 1 + is_peak
         t = methods.density_threshold(x)
         assert t.fell_back != is_peak          # the lone peak's end, not a valley to them
-        assert t.value < 0.6 and np.all(x[-n:] > t.value)
+        assert np.all(x[-n:] > t.value)
+        # the lone peak's end; or, for a population, the middle of the empty gap
+        assert t.value < 0.6 if not is_peak else main.max() < t.value < x[-n:].min()
 
 
 def test_a_lone_positive_peak_keeps_the_population_that_holds_most_of_its_parent():
@@ -622,26 +624,54 @@ def test_a_lone_peak_is_placed_by_where_it_sits_on_the_scale():
     assert "tail" in methods.density_threshold(tailed, side="below", scale=scale).note
 
 
-def test_a_tail_of_a_few_events_does_not_outweigh_the_place_of_a_lone_peak():
+def test_a_tail_chance_could_make_does_not_outweigh_the_place_of_a_lone_peak():
     """A2004's APC gate thinned to 114 events: nine events spread below the lone
-    CD123 peak of the B cells and one above it made the whole peak 'pDC'. Fewer than
-    20 events in a tail no longer outweigh the peak's low place on the scale; they still
-    decide where the place does not (TCRb among 453 T cells, 15 TCRb- events below),
-    and a tail of 20 or more still decides before the place does."""
+    CD123 peak of the B cells and one above it (one time in a hundred by chance) made
+    the whole peak 'pDC'. Such a tail no longer outweighs the peak's low place on the
+    scale; it still decides where the place does not, and a tail chance would not
+    make (15 below, none above: TCRb among 480 T cells) decides before the place."""
     from immunomon.transforms import Logicle
     scale = Logicle().signal_scale()
-    rng = np.random.default_rng(3)
+    assert methods._binomial_tail(9, 10) == pytest.approx(11 / 1024)
+    assert methods._binomial_tail(15, 15) == pytest.approx(2.0 ** -15)
+    rng = np.random.default_rng(5)
     peak = rng.normal(0.30, 0.04, 105)
     few_below = np.concatenate([peak, 0.20 - rng.gamma(2, 0.04, 9)])
     t = methods.density_threshold(few_below, side="above", scale=scale)
     assert np.mean(few_below >= t.value) < 0.05 and "unstained" in t.note
-    assert "fewer than 20" in methods.density_threshold(few_below, side="above").note
-    middle = np.concatenate([rng.normal(0.5, 0.03, 440), 0.42 - rng.gamma(2, 0.04, 15)])
+    assert "chance" in methods.density_threshold(few_below, side="above").note
+    middle = np.concatenate([rng.normal(0.5, 0.03, 440), 0.42 - rng.gamma(2, 0.04, 9)])
     t = methods.density_threshold(middle, side="above", scale=scale)
-    assert np.mean(middle >= t.value) > 0.9 and "fewer than 20" in t.note
-    many_below = np.concatenate([rng.normal(0.30, 0.04, 1_000), 0.20 - rng.gamma(2, 0.04, 60)])
-    t = methods.density_threshold(many_below, side="above", scale=scale)
-    assert np.mean(many_below >= t.value) > 0.9 and "fewer" not in t.note and "tail lies" in t.note
+    assert np.mean(middle >= t.value) > 0.9 and "tail lies" in t.note
+    clear = np.concatenate([rng.normal(0.30, 0.04, 460), 0.20 - rng.gamma(2, 0.04, 20)])
+    t = methods.density_threshold(clear, side="above", scale=scale)
+    assert np.mean(clear >= t.value) > 0.9 and "chance" not in t.note and "tail lies" in t.note
+
+
+def test_a_cut_across_an_empty_gap_lies_in_its_middle():
+    """Two populations with no event between them leave the smoothed density at zero
+    across the gap; the cut goes to the middle of the gap, not to the first zero at
+    the lower population's edge (a thinned HIPC file's CD4 cut took CD4- events)."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(700, 80, 1_200), rng.normal(2_700, 120, 450)])
+    t = methods.density_threshold(x)
+    gap = (x[x < 1_500].max(), x[x > 1_500].min())
+    assert abs(t.value - 0.5 * sum(gap)) < 0.1 * (gap[1] - gap[0])
+    d = np.array([3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0])
+    assert methods.valley_bottom(d, np.arange(7)) == 3
+    assert methods.valley_bottom(d, np.arange(4)) == 2
+
+
+def test_a_pile_of_saturated_events_is_not_a_peak():
+    """Four FSC-A events at the top of the scale (262,143) in an activation file thinned
+    to 744 events made a second peak, and a `valley: first` cut kept 5 cells of 513."""
+    rng = np.random.default_rng(5)
+    cells = rng.normal(60_000, 15_000, 700)
+    x = np.concatenate([cells, rng.uniform(1_000, 20_000, 40), np.full(4, 262_143.0)])
+    t = methods.density_threshold(x, valley="first")
+    assert np.mean(cells >= t.value) > 0.9
+    assert methods._on_scale(x).size == x.size - 4
+    assert methods._on_scale(cells).size == cells.size       # no ties: nothing left out
 
 
 def test_gates_learn_the_scale_of_their_axes():

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from ..errors import GatingError
@@ -39,6 +41,21 @@ def _finite(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64).ravel()
     ok = np.isfinite(x)
     return x if ok.all() else x[ok]      # no copy in the usual all-finite case
+
+
+def _on_scale(x) -> np.ndarray:
+    """The finite values less any pile of events tied at the largest value: events
+    off the top of a channel's scale (saturated scatter, stored as $PnR - 1) have no
+    measured value, and a few of them make a spike that a density takes for a
+    population. In an activation file thinned to 744 events, four saturated FSC-A
+    events were the second peak of a `valley: first` cut, which kept 5 cells. The
+    gate's cut still applies to them; only the density leaves them out."""
+    x = _finite(x)
+    if x.size < 3:
+        return x
+    top = x.max()
+    tied = np.count_nonzero(x == top)
+    return x[x < top] if 3 <= tied < x.size // 2 else x
 
 
 def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
@@ -77,6 +94,20 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     density = gaussian_smooth(counts, sigma_bins)
     return centres, density / (density.sum() * (edges[1] - edges[0])), \
         sigma_bins * (edges[1] - edges[0])
+
+
+def valley_bottom(density: np.ndarray, window: np.ndarray) -> int:
+    """The index of the density minimum over ``window`` (consecutive indices); where
+    the bottom is flat, the middle of the flat stretch. Two populations with no event
+    between them leave the smoothed density at zero across the gap (the kernel ends 4
+    bandwidths out), and the first zero lies at the lower population's edge: in a
+    HIPC file thinned to 1,699 events the CD4 cut fell there, 500 units below the
+    middle of the gap, and took CD4- events into the CD4 side."""
+    values = density[window]
+    low = values <= values.min() + 1e-9 * max(float(density.max()), 1e-300)
+    k = int(np.argmax(low))
+    run = k + int(np.argmin(low[k:])) if not low[k:].all() else low.size
+    return int(window[(k + run - 1) // 2])
 
 
 def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.002,
@@ -227,20 +258,31 @@ def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.2) 
     return peak + direction * (steep + int(eased[0]))
 
 
-#: The events a lone peak's tail must hold for its side to outweigh where the peak
-#: sits on the scale: in a parent of a hundred events, nine spread below an unstained
-#: peak and one above are noise, not a population (the count below which QC calls a
-#: population too few to report). A smaller tail still decides where the place does not.
-MIN_TAIL_EVENTS = 20
+#: How unlikely, were the lone peak symmetric, the imbalance of its tails must be for
+#: them to outweigh where the peak sits on the scale. In a parent of a hundred events,
+#: nine spread below an unstained peak and one above happen by chance one time in a
+#: hundred; fifteen below and none above, once in 30,000. A tail that is not clear
+#: enough still decides where the place does not.
+TAIL_P = 0.001
+
+
+def _binomial_tail(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2): exact, in log space (n is a tail count)."""
+    if k <= 0:
+        return 1.0
+    log_half = n * math.log(0.5)
+    lg = math.lgamma
+    return min(1.0, sum(math.exp(lg(n + 1) - lg(i + 1) - lg(n - i + 1) + log_half)
+                        for i in range(k, n + 1)))
 
 
 def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None],
-                      n_events: int, least_events: int = 0) -> int | None:
+                      n_events: int, p_value: float = 1.0) -> int | None:
     """+1 when clearly more events lie beyond the upper end of the lone peak than
-    beyond its lower end (the minority is above it: at least 1% of the events,
-    ``least_events`` of them, and three times the other tail), -1 the other
-    way, None when the tails do not say (a symmetric peak, or too few events
-    beyond either end)."""
+    beyond its lower end (the minority is above it: at least 1% of the events
+    and three times the other tail, an imbalance a symmetric peak would show
+    with probability below ``p_value``), -1 the other way, None when the tails
+    do not say (a symmetric peak, or too few events beyond either end)."""
     dx = float(centres[1] - centres[0])
     mass = {}
     for d, e in ends.items():
@@ -248,10 +290,13 @@ def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None],
             mass[d] = 0.0
         else:
             mass[d] = float(density[e:].sum() * dx) if d > 0 else float(density[:e + 1].sum() * dx)
-    least = max(0.01, least_events / max(n_events, 1))
     for d in (1, -1):
-        if mass[d] >= least and mass[d] >= 3 * mass[-d]:
-            return d
+        if mass[d] >= 0.01 and mass[d] >= 3 * mass[-d]:
+            ours, theirs = round(mass[d] * n_events), round(mass[-d] * n_events)
+            # three to one over a thousand tail events is never chance
+            if p_value >= 1.0 or ours + theirs > 1000 or \
+                    _binomial_tail(ours, ours + theirs) < p_value:
+                return d
     return None
 
 
@@ -272,7 +317,7 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     tail no longer pulls it in) and as many events as the parent, would account for at
     most ``fdr`` of the events found there; ``n_sd`` SDs where no cut meets it.
     """
-    x = _finite(x)
+    x = _on_scale(x)
     if x.size < 10:
         raise GatingError(f"too few events ({x.size}) for a tail threshold")
     if side not in ("above", "below"):
@@ -372,7 +417,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
     if expect is not None and expect not in EXPECT:
         raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
-    x = _finite(x)
+    x = _on_scale(x)
     centres, density, bandwidth = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
                        bandwidth=bandwidth)
@@ -389,7 +434,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         window = np.arange(top[0], top[1] + 1)
         window = window[(centres[window] >= lo) & (centres[window] <= hi)]
         if window.size:
-            cut = window[np.argmin(density[window])]
+            cut = valley_bottom(density, window)
             depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
             return Threshold(float(centres[cut]), positions, depth=float(depth))
         note = "no density minimum between the peaks lies within the bounds"
@@ -400,7 +445,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     if expect is not None:
         direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
     else:
-        direction = _side_of_minority(centres, density, main, ends, x.size, MIN_TAIL_EVENTS)
+        direction = _side_of_minority(centres, density, main, ends, x.size, TAIL_P)
         why = "the other population's tail lies on that side"
         if direction is None:
             direction = side_by_place(float(centres[main]), scale)
@@ -409,8 +454,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = f"no clear tail on either side; the peak sits {place}"
         if direction is None:
             direction = _side_of_minority(centres, density, main, ends, x.size)
-            why = (f"the other population's tail lies on that side, though it holds fewer "
-                   f"than {MIN_TAIL_EVENTS} events")
+            why = ("the other population's tail lies on that side, though with so few "
+                   "events beyond the peak that chance could make such a tail")
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"
@@ -517,7 +562,7 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     above = peaks[centres[peaks] > centre + sd]
     if above.size:
         window = np.arange(main, above[0] + 1)
-        hi = float(centres[window[np.argmin(density[window])]])
+        hi = float(centres[valley_bottom(density, window)])
     else:
         end = peak_end(centres, density, main, 1)
         hi = float(centres[end]) if end is not None else centre + n_mad * sd
