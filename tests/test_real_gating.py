@@ -20,67 +20,18 @@ from immunomon.gating.template import load_template
 
 REAL = Path(__file__).resolve().parent / "data" / "real"
 
-# file -> template, {our population: (expert population, lowest F1 accepted)}
-CASES = {
-    "a2004_A2": ("a2004.yaml", {
-        "Live": ("/Live", 0.98),
-        "APC": ("/Live/APC", 0.80),
-        "Monocytes": ("/Live/Monocytes", 0.82),
-        "B cells": ("/Live/APC/B Cell", 0.75),
-        "pDC": ("/Live/APC/pDC", 0.65),
-    }),
-    "activation_8": ("activation.yaml", {
-        "Cells": ("Single Cells", 0.94),
-        "Live": ("Live Cells", 0.90),
-        "T cells": ("T Cells", 0.94),
-        "CD4 T": ("CD4 T Cells", 0.92),
-        "CD8 T": ("CD8 T Cells", 0.94),
-        "Dendritic cells": ("Dendritic Cells", 0.75),
-    }),
-    # a file first seen after the methods were settled (FlowSOM's example, BD LSR II):
-    # every leaf of the expert's tree
-    "68983": ("flowsom_bal.yaml", {
-        "NK cells": ("NK cells", 0.91),
-        "NK T cells": ("NK T cells", 0.91),
-        "B cells": ("B cells", 0.94),
-        "CD4 T cells": ("CD4 T cells", 0.95),
-        "CD8 T cells": ("CD8 T cells", 0.95),
-        "gd T cells": ("gd T cells", 0.95),
-    }),
-    # human T cells, one expert label per event (HIPC lyoplate, Stanford), memory subsets
-    "hipc_stanford_1228": ("hipc_tcell.yaml", {
-        "CD4 T": ("CD4 T", 0.99),
-        "CD8 T": ("CD8 T", 0.99),
-        "CD4 Naive": ("CD4 Naive", 0.95),
-        "CD4 Central Memory": ("CD4 Central Memory", 0.93),
-        "CD4 Effector Memory": ("CD4 Effector Memory", 0.85),
-        "CD4 Effector": ("CD4 Effector", 0.70),
-        "CD8 Naive": ("CD8 Naive", 0.96),
-        "CD8 Central Memory": ("CD8 Central Memory", 0.88),
-        "CD8 Effector Memory": ("CD8 Effector Memory", 0.87),
-        "CD8 Effector": ("CD8 Effector", 0.93),
-    }),
-    "hipc_stanford_1369": ("hipc_tcell.yaml", {
-        "CD4 T": ("CD4 T", 0.98),
-        "CD8 T": ("CD8 T", 0.96),
-        "CD4 Naive": ("CD4 Naive", 0.96),
-        "CD4 Central Memory": ("CD4 Central Memory", 0.96),
-        "CD4 Effector Memory": ("CD4 Effector Memory", 0.96),
-        "CD4 Effector": ("CD4 Effector", 0.78),
-        "CD8 Naive": ("CD8 Naive", 0.95),
-        "CD8 Central Memory": ("CD8 Central Memory", 0.90),
-        "CD8 Effector Memory": ("CD8 Effector Memory", 0.88),
-        "CD8 Effector": ("CD8 Effector", 0.85),
-    }),
-    "activation_23": ("activation.yaml", {
-        "Cells": ("Single Cells", 0.93),
-        "Live": ("Live Cells", 0.90),
-        "T cells": ("T Cells", 0.93),
-        "CD4 T": ("CD4 T Cells", 0.91),
-        "CD8 T": ("CD8 T Cells", 0.93),
-        "Dendritic cells": ("Dendritic Cells", 0.70),
-    }),
-}
+def _cases() -> dict[str, tuple[str, dict[str, tuple[str, float]]]]:
+    """file -> template, {our population: (expert population, lowest F1 accepted)}"""
+    import yaml
+
+    with open(REAL / "scores.yaml", encoding="utf-8") as handle:
+        table = yaml.safe_load(handle)
+    return {name: (case["template"], {pop: (expert, float(bound))
+                                      for pop, (expert, bound) in case["populations"].items()})
+            for name, case in table.items()}
+
+
+CASES = _cases()
 
 
 def f1(got: np.ndarray, want: np.ndarray) -> float:
