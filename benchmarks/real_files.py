@@ -8,6 +8,7 @@ several seeds: the same template must not lose populations there. Populations wi
 than 20 expert events in a thinned file are left out of the summary (no score to hold).
 
     python benchmarks/real_files.py                       # whole, 10% and 5%, 3 seeds
+    python benchmarks/real_files.py --quick               # whole and 10%, 1 seed
     python benchmarks/real_files.py --fractions 1 0.25 --seeds 5 --csv rows.csv
 """
 
@@ -76,7 +77,10 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1, 0.05])
     ap.add_argument("--seeds", type=int, default=3, help="thinnings per fraction (1..N)")
     ap.add_argument("--csv", type=Path, help="also write every scored row to this CSV")
+    ap.add_argument("--quick", action="store_true", help="whole and 10%%, one seed")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.fractions, args.seeds = [1.0, 0.1], 1
     with open(REAL / "scores.yaml", encoding="utf-8") as handle:
         cases = yaml.safe_load(handle)
     seeds = list(range(1, args.seeds + 1))
