@@ -251,7 +251,43 @@ def test_logicle_width_auto_is_measured_per_file_and_channel():
 
 def test_logicle_width_must_be_a_number_or_auto():
     msg = error_of(BASE + "transforms:\n  fluorescence: {logicle: {W: wide}}\n")
-    assert "W may be auto" in msg and "wide" in msg
+    assert "T and W may be auto" in msg and "wide" in msg
+    msg = error_of(BASE + "transforms:\n  fluorescence: {logicle: {T: top, W: auto}}\n")
+    assert "top" in msg
+    msg = error_of(BASE + "transforms:\n  fluorescence: {logicle: {T: auto, W: 3}}\n")
+    assert "W=3 must be <= M/2" in msg
+
+
+def test_logicle_top_auto_is_each_channels_own_top():
+    """T: auto takes each channel's top of scale from its keywords ($PnR over gain): the
+    same template gates a 262,144 file and a 4,194,304 one (a Cytek Aurora's range)
+    alike, where a fixed T of 262,144 measures the wider file's widths against the wrong
+    top and is named in the sample's QC."""
+    text = BASE + """transforms:
+  fluorescence: {logicle: {T: auto, W: auto, M: 4.5, A: 0}}
+"""
+    t = parse_template(text, "panel.yaml")
+    sim = simulate.pbmc_sample(20_000, seed=3).sample
+    fluorescence = [i for i, c in enumerate(sim.channels)
+                    if not c.startswith(("FSC", "SSC", "Time"))]
+    events = sim.events.copy()
+    events[:, fluorescence] *= 16
+    info = tuple(replace(c, range=c.range * 16) if i in fluorescence else c
+                 for i, c in enumerate(sim.channel_info))
+    aurora = replace(sim, events=events, channel_info=info)
+    strategy, _ = t.strategy_for(sim)
+    wide, _ = t.strategy_for(aurora)
+    for gate, other in zip(strategy.gates, wide.gates):
+        ours, theirs = gate.dimensions[0].transform, other.dimensions[0].transform
+        assert (ours.T, theirs.T) == (262144, 4194304) and ours.W == theirs.W
+    assert np.array_equal(strategy.apply(sim).mask("T"), wide.apply(aurora).mask("T"))
+    from immunomon import qc
+    fixed = parse_template(text.replace("T: auto", "T: 262144"), "fixed.yaml")
+    dims = [d for g in fixed.strategy_for(aurora)[0].gates for d in g.dimensions]
+    flags = qc.scale_flags(dims, aurora)
+    assert len(flags) == 1 and "16 times the transform's top of scale 262,144" in \
+        flags[0].message and "T: auto" in flags[0].message
+    assert qc.scale_flags([d for g in strategy.gates for d in g.dimensions], sim) == []
 
 
 def test_the_few_granulocytes_of_a_ficoll_sample_are_gated_not_called_absent():

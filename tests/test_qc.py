@@ -368,13 +368,13 @@ def test_a_transform_whose_top_is_far_above_the_files_range_is_a_warning():
 
     from immunomon import read_fcs
     from immunomon.gating import Dimension
-    from immunomon.qc import channel_top, scale_flags
+    from immunomon.qc import scale_flags
     from immunomon.transforms import Logicle
 
     calibur = read_fcs(Path(__file__).resolve().parent / "data" / "gatingml2-compliance"
                        / "data1.fcs")
     wide = Logicle(T=262144, W=0.5, M=4.5, A=0)
-    assert channel_top(calibur.channel_info[calibur.channel_index("FL1-H")]) == 10_000
+    assert calibur.channel_info[calibur.channel_index("FL1-H")].top == 10_000
     flags = scale_flags([Dimension("FL1-H", "uncompensated", wide),
                          Dimension("FL2-H", "uncompensated", wide),
                          Dimension("FSC-H", "uncompensated", None)], calibur)

@@ -91,6 +91,29 @@ def test_a_thinned_file_keeps_its_populations():
         assert f1(result.mask(pop), labels[pop]) > 0.95, pop
 
 
+def test_the_same_file_from_an_instrument_of_another_range_is_gated_alike():
+    """A2004 as a Cytek Aurora would store it (every fluorescence value and range 16
+    times larger): with the template's T: auto every population holds the same events;
+    with T: 262144 the widths were measured against the wrong top and the B cells fell
+    from F1 0.80 to 0.29."""
+    import dataclasses
+
+    sample = read_fcs(REAL / "a2004_A2.fcs")
+    fluorescence = [i for i, c in enumerate(sample.channels)
+                    if not c.startswith(("FSC", "SSC", "Time"))]
+    events = sample.events.copy()
+    events[:, fluorescence] *= 16
+    info = tuple(dataclasses.replace(c, range=c.range * 16) if i in fluorescence else c
+                 for i, c in enumerate(sample.channel_info))
+    aurora = dataclasses.replace(sample, events=events, channel_info=info)
+    template = load_template(REAL / "a2004.yaml")
+    ours = gate_sample(sample, template, exclude_anomalies=False)
+    theirs = gate_sample(aurora, template, exclude_anomalies=False)
+    for pop in CASES["a2004_A2"][1]:
+        assert np.array_equal(ours.result.mask(pop), theirs.result.mask(pop)), pop
+    assert not [f for f in theirs.qc_flags if "top of scale" in f.message]
+
+
 def test_singlets_remove_the_experts_doublets():
     # Expert: single cells are a band in FSC-A x FSC-H inside a scatter gate; about 7% of
     # those cells are doublets. Ours must remove them without cutting into the singlets.

@@ -563,25 +563,21 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     return flags
 
 
-def channel_top(channel) -> float:
-    """The largest scale value a channel can hold, as its keywords declare it: for a
-    log-amplified channel ($PnE f1,f2) f2 * 10^f1, else $PnR over its gain."""
-    decades, offset = channel.amplification
-    if decades > 0:
-        return (offset if offset > 0 else 1.0) * 10.0 ** decades
-    return channel.range / (channel.gain or 1.0)
-
-
-def scale_flags(dimensions, sample, *, factor: float = 10.0,
+def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
                 quantile: float = 0.999) -> list[QCFlag]:
-    """A log-like transform (logicle, hyperlog, log, arcsinh with a top) whose top of
-    scale ``T`` lies more than ``factor`` times above both the largest value the
-    channel can hold and the events' ``quantile``: every population then sits in the
-    lowest part of the scale, where peaks merge and data-driven cuts fail. A linear
-    channel of such a small range holds display (channel) values exported from
-    analysis software, 0-1,024 or 0-4,096 and log-like already, which want 'linear';
-    a log-amplified channel ($PnE) of a few decades wants its own top as ``T``. One
-    warning per transform top and channel range, naming the channels."""
+    """Warnings for a log-like transform (logicle, hyperlog, log, arcsinh with a top)
+    whose top of scale ``T`` does not fit the channel's own top (``Channel.top``).
+
+    Above: ``T`` more than ``factor`` times the channel's top and the events'
+    ``quantile``: every population sits in the lowest part of the scale, where peaks
+    merge and data-driven cuts fail. A linear channel of such a small range holds
+    display (channel) values exported from analysis software, 0-1,024 or 0-4,096 and
+    log-like already, which want 'linear'; a log-amplified channel ($PnE) of a few
+    decades wants its own top as ``T``. Below: the channel holds values more than
+    ``below`` times ``T`` (a template written for a 262,144 scale on a Cytek Aurora's
+    4,194,304): the logicle width measured against ``T`` widens and peaks merge (a real
+    file's B cells F1 0.80 -> 0.29 at 16 times). ``T: auto`` fits both. One warning per
+    transform top and channel range, naming the channels."""
     found: dict[tuple, list[str]] = {}
     for dim in dimensions:
         transform = getattr(dim, "transform", None)
@@ -593,19 +589,30 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0,
         except ImmunomonError:
             continue
         channel = sample.channel_info[i]
-        top = channel_top(channel)
-        if not transform.T > factor * top:
+        top = channel.top
+        if transform.T > factor * top:
+            values = sample.events[::max(1, sample.n_events // 100_000), i]
+            values = values[np.isfinite(values)]
+            if not (values.size and np.quantile(values, quantile) * factor < transform.T):
+                continue
+        elif not transform.T * below < top:
             continue
-        values = sample.events[::max(1, sample.n_events // 100_000), i]
-        values = values[np.isfinite(values)]
-        if values.size and np.quantile(values, quantile) * factor < transform.T:
-            key = (float(transform.T), float(top), channel.amplification[0] > 0)
-            name = sample.markers[i] or sample.channels[i]
-            if name not in found.setdefault(key, []):
-                found[key].append(name)
+        key = (float(transform.T), float(top), channel.amplification[0] > 0)
+        name = sample.markers[i] or sample.channels[i]
+        if name not in found.setdefault(key, []):
+            found[key].append(name)
     flags = []
     for (T, top, log_amplified), names in found.items():
-        remedy = (f"give the transform the channels' top (logicle T: {top:g})" if log_amplified
+        if T < top:
+            flags.append(QCFlag("warning", f"{', '.join(names)}: the channels hold values up "
+                                           f"to {top:,.0f} (the file's range), {top / T:.3g} "
+                                           f"times the transform's top of scale {T:,.0f}, so "
+                                           "the scale's width is measured against the wrong "
+                                           "top and peaks merge; 'T: auto' takes each "
+                                           "channel's own top"))
+            continue
+        remedy = (f"give the transform the channels' top (logicle T: {top:g}, or T: auto)"
+                  if log_amplified
                   else f"values on a linear 0-{top:,.0f} scale are display (channel) values "
                        "exported from analysis software, log-like already: gate them with "
                        "'linear'")

@@ -22,6 +22,15 @@ class Channel:
     datatype: str = "F"            # $DATATYPE or FCS 3.2 $PnDATATYPE
     bits: int = 32                 # $PnB
 
+    @property
+    def top(self) -> float:
+        """The largest scale value the channel can hold, as its keywords declare it: for
+        a log-amplified channel ($PnE f1,f2) f2 * 10^f1, else $PnR over its gain."""
+        decades, offset = self.amplification
+        if decades > 0:
+            return (offset if offset > 0 else 1.0) * 10.0 ** decades
+        return self.range / (self.gain or 1.0)
+
 
 @dataclass(frozen=True, eq=False)
 class Spillover:

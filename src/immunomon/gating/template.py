@@ -262,15 +262,25 @@ class _FileWidths:
     def __call__(self, channel: str, compensation: str, spec: AutoLogicle) -> Logicle:
         key = (channel, compensation, spec)
         if key not in self._found:
-            if self._values is None:
-                step = max(1, self.sample.n_events // self.max_events)
-                thin = self.sample if step == 1 else replace(
-                    self.sample, events=self.sample.events[::step])
-                self._values = EventValues(thin)
-            v = np.asarray(self._values.channel(channel, compensation), dtype=np.float64)
-            width = logicle_width(v[np.isfinite(v)], spec.T, spec.M, spec.A)
-            self._found[key] = Logicle(spec.T, spec.fallback if width is None else width,
-                                       spec.M, spec.A)
+            T = spec.T
+            if T is None:
+                T = self.sample.channel_info[self.sample.channel_index(channel)].top
+            width = spec.W
+            if width is None:
+                if self._values is None:
+                    step = max(1, self.sample.n_events // self.max_events)
+                    thin = self.sample if step == 1 else replace(
+                        self.sample, events=self.sample.events[::step])
+                    self._values = EventValues(thin)
+                v = np.asarray(self._values.channel(channel, compensation), dtype=np.float64)
+                width = logicle_width(v[np.isfinite(v)], T, spec.M, spec.A)
+            try:
+                self._found[key] = Logicle(T, spec.fallback if width is None else width,
+                                           spec.M, spec.A)
+            except ValueError as exc:
+                raise GatingError(f"{_file_label(self.sample)}: channel {channel}: logicle "
+                                  f"with T {T:g} (T: auto takes the channel's top of "
+                                  f"scale): {exc}") from None
         return self._found[key]
 
 
@@ -293,13 +303,17 @@ def _boolean_refs(spec: PopulationSpec) -> list[str]:
 
 @dataclass(frozen=True)
 class AutoLogicle:
-    """A logicle transform whose width W is measured in each file (``W: auto``):
-    the spread of the channel's compensated negative events decides it
-    (``transforms.logicle_width``); ``fallback`` where too few events are negative."""
+    """A logicle transform fitted to each file. ``T`` None (``T: auto``): the channel's
+    top of scale as its keywords declare it (``Channel.top``), so one template serves
+    instruments of any range (262,144 on most BD instruments, 4,194,304 on a Cytek
+    Aurora). ``W`` None (``W: auto``): the width measured from the spread of the
+    channel's compensated negative events (``transforms.logicle_width``), ``fallback``
+    where too few events are negative."""
 
-    T: float = 262144.0
+    T: float | None = 262144.0
     M: float = 4.5
     A: float = 0.0
+    W: float | None = None
     fallback: float = 0.5
 
 
@@ -312,21 +326,22 @@ def _transform(spec, where: str):
         known = TRANSFORM_PARAMS[kind]
         if not isinstance(params, dict) or any(k not in known for k in params):
             raise TemplateError(f"{where}: {kind} takes {', '.join(known)}, not {params!r}")
-        auto = kind == "logicle" and params.get("W") == "auto"
-        wrong = {k: v for k, v in params.items()
-                 if not _is_number(v) and not (auto and k == "W")}
+        auto = {k for k in ("T", "W") if kind == "logicle" and params.get(k) == "auto"}
+        wrong = {k: v for k, v in params.items() if not _is_number(v) and k not in auto}
         if wrong:
             raise TemplateError(f"{where}: {kind} parameters must be numbers"
-                                f"{' (W may be auto)' if kind == 'logicle' else ''}, "
+                                f"{' (T and W may be auto)' if kind == 'logicle' else ''}, "
                                 f"not {wrong!r}")
         try:
             if kind == "logicle":
-                T, M, A = (float(params.get(k, d)) for k, d in (("T", 262144), ("M", 4.5),
-                                                                   ("A", 0.0)))
+                T, W, M, A = (float(params[k]) if k in params and k not in auto else d
+                              for k, d in (("T", 262144.0), ("W", 0.5), ("M", 4.5),
+                                           ("A", 0.0)))
+                Logicle(T, W, M, A)         # the parameters a file's T or W is fitted within
                 if auto:
-                    Logicle(T, 0.5, M, A)           # the parameters a width is fitted within
-                    return AutoLogicle(T, M, A)
-                return Logicle(T, float(params.get("W", 0.5)), M, A)
+                    return AutoLogicle(None if "T" in auto else T, M, A,
+                                       None if "W" in auto else W)
+                return Logicle(T, W, M, A)
             if kind == "arcsinh":
                 return Arcsinh(float(params.get("cofactor", 150)))
             if kind == "scale":
