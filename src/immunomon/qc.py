@@ -607,9 +607,9 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
             flags.append(QCFlag("warning", f"{', '.join(names)}: the channels hold values up "
                                            f"to {top:,.0f} (the file's range), {top / T:.3g} "
                                            f"times the transform's top of scale {T:,.0f}, so "
-                                           "the scale's width is measured against the wrong "
-                                           "top and peaks merge; 'T: auto' takes each "
-                                           "channel's own top"))
+                                           "bright populations run off the top of the scale "
+                                           "and a measured width comes out too wide (peaks "
+                                           "merge); 'T: auto' takes each channel's own top"))
             continue
         remedy = (f"give the transform the channels' top (logicle T: {top:g}, or T: auto)"
                   if log_amplified

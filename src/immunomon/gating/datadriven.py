@@ -61,10 +61,10 @@ class FoundQuadrants(QuadrantGate):
 MIN_EVENTS = 10
 #: A quadrant divider found among all events in a valley at least this deep (1 - valley /
 #: lower peak: the density falls below half the lower peak) is kept; a deeper valley among
-#: the events on one side of the other divider replaces only a shallower one. In HIPC files thinned to
-#: 1,700-3,400 events, CD8 cuts with depth 0.82-0.93 among all events gave way to
-#: 0.96-1.0 among CD4+ events, between their CD8- peak and a few CD4+ CD8+ events, and
-#: took 10-15% of the CD8 T cells away.
+#: the events on one side of the other divider replaces only a shallower one. In HIPC
+#: files thinned to 1,700-3,400 events, CD8 cuts with depth 0.82-0.93 among all events
+#: gave way to 0.96-1.0 among CD4+ events, between their CD8- peak and a few CD4+ CD8+
+#: events, and took 10-15% of the CD8 T cells away.
 CLEAR_VALLEY = 0.5
 
 

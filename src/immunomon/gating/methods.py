@@ -11,9 +11,8 @@ fixed gates does not pay for them, and thresholds find their peaks without
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
