@@ -573,11 +573,13 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
     merge and data-driven cuts fail. A linear channel of such a small range holds
     display (channel) values exported from analysis software, 0-1,024 or 0-4,096 and
     log-like already, which want 'linear'; a log-amplified channel ($PnE) of a few
-    decades wants its own top as ``T``. Below: the channel holds values more than
-    ``below`` times ``T`` (a template written for a 262,144 scale on a Cytek Aurora's
-    4,194,304): the logicle width measured against ``T`` widens and peaks merge (a real
-    file's B cells F1 0.80 -> 0.29 at 16 times). ``T: auto`` fits both. One warning per
-    transform top and channel range, naming the channels."""
+    decades wants its own top as ``T``. Below: the channel can hold values more than
+    ``below`` times ``T`` and the events' ``quantile`` lies above ``T`` (a template
+    written for a 262,144 scale on a Cytek Aurora's 4,194,304): the logicle width
+    measured against ``T`` widens and peaks merge (a real file's B cells F1 0.80 -> 0.29
+    at 16 times); a range the cells do not use (a BD Accuri C6 declares 16,777,216) is
+    not flagged. ``T: auto`` fits both. One warning per transform top and channel range,
+    naming the channels."""
     found: dict[tuple, list[str]] = {}
     for dim in dimensions:
         transform = getattr(dim, "transform", None)
@@ -590,13 +592,17 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
             continue
         channel = sample.channel_info[i]
         top = channel.top
-        if transform.T > factor * top:
-            values = sample.events[::max(1, sample.n_events // 100_000), i]
-            values = values[np.isfinite(values)]
-            if not (values.size and np.quantile(values, quantile) * factor < transform.T):
-                continue
-        elif not transform.T * below < top:
+        if not (transform.T > factor * top or transform.T * below < top):
             continue
+        values = sample.events[::max(1, sample.n_events // 100_000), i]
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        high = float(np.quantile(values, quantile))
+        if transform.T > factor * top and not high * factor < transform.T:
+            continue
+        if transform.T * below < top and not high > transform.T:
+            continue                    # a range the cells do not use (BD Accuri C6)
         key = (float(transform.T), float(top), channel.amplification[0] > 0)
         name = sample.markers[i] or sample.channels[i]
         if name not in found.setdefault(key, []):
