@@ -390,3 +390,26 @@ def test_a_transform_whose_top_is_far_above_the_files_range_is_a_warning():
     sim = pbmc_sample(5_000, seed=1).sample
     assert scale_flags([Dimension(c, "FCS", wide) for c in sim.channels
                         if not c.startswith(("FSC", "SSC", "Time"))], sim) == []
+
+
+def test_a_transform_top_below_the_range_the_cells_use_is_a_warning():
+    """A template's logicle top of 262,144 on real files of wider range: the Attune NxT
+    file's GFP reaches past it (range 1,048,576) and is named with T: auto as the
+    remedy; the BD Accuri C6 file declares 16,777,216 but its cells stop near 25,000,
+    a range they do not use, and is not flagged."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.gating import Dimension
+    from immunomon.qc import scale_flags
+    from immunomon.transforms import Logicle
+
+    folder = Path(__file__).resolve().parent / "data" / "fcs"
+    wide = Logicle(T=262144, W=0.5, M=4.5, A=0)
+    for name, flagged in (("attune_G11_subsample.fcs", ["GFP-A"]), ("accuri_B01.fcs", [])):
+        sample = read_fcs(folder / name)
+        dims = [Dimension(c, "uncompensated", wide) for c in sample.channels
+                if c.endswith("-A") and not c.startswith(("FSC", "SSC"))]
+        flags = scale_flags(dims, sample)
+        assert [f.message.split(":")[0] for f in flags] == flagged, name
+        assert all("T: auto" in f.message and f.level == "warning" for f in flags)
