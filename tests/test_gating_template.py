@@ -82,6 +82,32 @@ def test_markers_resolve_by_alias_then_channel_name():
     assert channels == {"CD3": "BV786-A", "CD4": "BV421-A"} and missing == []
 
 
+def test_a_marker_named_with_its_pulse_measure_is_found_as_its_area():
+    """Real instruments name channels with the pulse measure: an Attune NxT's $PnS
+    "GFP-A", "GFP-H"; a BD Accuri C6's $PnS "FITC-A"; a FACSDiva file's $PnN "PE-A".
+    A template's alias "GFP" or "PE" finds the area channel (it found nothing)."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+
+    folder = Path(__file__).resolve().parent / "data"
+    text = BASE.replace("  CD3: [CD3, Leu-4]\n  CD4: [CD4]\n", "  CD3: [GFP]\n  CD4: [mCherry]\n"
+                        "  V: [Alexa Fluor 405]\n  FITC: [FITC]\n  PE: [PE]\n")
+    t = parse_template(text, "p.yaml")
+    attune, _, _ = t._resolve(read_fcs(folder / "fcs" / "attune_G11_subsample.fcs"))
+    assert attune == {"CD3": "BL1-A", "CD4": "YL2-A", "V": "VL1-A"}   # $PnS "Alexa Fluor™ 405-A"
+    accuri, _, _ = t._resolve(read_fcs(folder / "fcs" / "accuri_B01.fcs"))
+    assert accuri == {"FITC": "FL1-A", "PE": "FL2-A"}
+    diva, _, _ = t._resolve(read_fcs(folder / "real" / "68983.fcs"))
+    assert diva["PE"] == "PE-A" and diva["FITC"] == "FITC-A"      # $PnS NK1/1 and GFP
+    calibur, _, _ = t._resolve(read_fcs(folder / "gatingml2-compliance" / "data1.fcs"))
+    assert calibur["FITC"] == "FL1-H"           # a word of "CD4 FITC": no area channel
+    from immunomon.gating.template import _pulse
+    # a marker's own last letter is not a pulse measure: HLA-DR, CD45RA
+    assert _pulse("HLA-DR") == ("", "") and _pulse("CD45RA") == ("", "")
+    assert _pulse("CD3 - A") == ("cd3", "a") and _pulse("GFP-h") == ("gfp", "h")
+
+
 def test_missing_marker_leaves_out_dependent_populations():
     sim = simulate.pbmc_sample(3000, seed=1)
     t = parse_template(BASE.replace("CD4: [CD4]", "CD4x: [CD4-nowhere]")

@@ -36,6 +36,7 @@ from .strategy import GatingStrategy
 ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
+_PULSE = re.compile(r"[\s_-]+([AHW])$", re.IGNORECASE)   # "GFP-A": area, height, width
 SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
@@ -46,6 +47,22 @@ def spelling(label: str, keep: str = "") -> str:
     markers NK1.1, NK1/1 and NK1_1 agree; population names keep "+-", so FlowJo's
     "NK1_1+" is "NK1.1+" and not "NK1.1-"."""
     return "".join(ch for ch in label.casefold() if ch.isalnum() or ch in keep)
+
+
+def _pulse(label: str) -> tuple[str, str]:
+    """A $PnS or $PnN split into the marker or detector it names and its pulse
+    measure: "GFP-A" -> ("gfp", "a"), as an Attune or Accuri names its channels;
+    ("", "") without one."""
+    found = _PULSE.search(label)
+    return (spelling(label[:found.start()]), found.group(1).casefold()) if found else ("", "")
+
+
+def _by_pulse(names, pulses, alias: str) -> list[str]:
+    """The channels whose $PnS names ``alias`` with a pulse measure: the area alone
+    where the marker is measured as area and height (or width), as gates use it."""
+    hits = [i for i, (marker, _) in enumerate(pulses) if marker and marker == alias]
+    area = [i for i in hits if pulses[i][1] == "a"]
+    return [names[i] for i in (area if len(area) == 1 else hits)]
 
 
 _line = line_of
@@ -114,9 +131,10 @@ class Template:
     def _resolve(self, sample) -> tuple[dict[str, str], list[str], dict[str, list[str]]]:
         """Each template marker's channel: an alias equal to a $PnS (any case), else
         to a $PnN, else spelled like exactly one $PnS but for case, spaces and
-        punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else a
-        word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30", "Viability /
-        CD14"). Also returns the markers not found and, among them, those whose
+        punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else
+        like a $PnS, then a $PnN, that names the marker with its pulse measure
+        ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30",
+        "Viability / CD14"). Also returns the markers not found and, among them, those whose
         spelling or word appears on several channels (so no guess is made)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
@@ -124,6 +142,8 @@ class Template:
         labels = [(m or "") for m in sample.markers]
         words = [{w.casefold() for w in _WORDS.split(m) if w} for m in labels]
         spelled = [spelling(m) for m in labels]
+        pulses = [_pulse(m) for m in labels]
+        detectors = [_pulse(n) for n in names]
         for marker, aliases in self.markers.items():
             for alias in aliases:
                 key = alias.casefold()
@@ -135,6 +155,8 @@ class Template:
             else:
                 for alias in aliases:
                     hits = [names[i] for i, m in enumerate(spelled) if m and m == spelling(alias)]
+                    hits = hits or _by_pulse(names, pulses, spelling(alias))
+                    hits = hits or _by_pulse(names, detectors, spelling(alias))
                     hits = hits or [names[i] for i, w in enumerate(words) if alias.casefold() in w]
                     if len(hits) == 1:
                         found[marker] = hits[0]
