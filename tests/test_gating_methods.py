@@ -662,9 +662,11 @@ def test_a_cut_across_an_empty_gap_lies_in_its_middle():
     assert methods.valley_bottom(d, np.arange(4)) == 2
 
 
-def test_a_pile_of_saturated_events_is_not_a_peak():
+def test_a_pile_of_saturated_or_floored_events_is_not_a_peak_or_a_tail():
     """Four FSC-A events at the top of the scale (262,143) in an activation file thinned
-    to 744 events made a second peak, and a `valley: first` cut kept 5 cells of 513."""
+    to 744 events made a second peak, and a `valley: first` cut kept 5 cells of 513;
+    events floored at the bottom of the scale made a lower tail that turned a lone
+    negative peak into the positive population."""
     rng = np.random.default_rng(5)
     cells = rng.normal(60_000, 15_000, 700)
     x = np.concatenate([cells, rng.uniform(1_000, 20_000, 40), np.full(4, 262_143.0)])
@@ -672,6 +674,13 @@ def test_a_pile_of_saturated_events_is_not_a_peak():
     assert np.mean(cells >= t.value) > 0.9
     assert methods._on_scale(x).size == x.size - 4
     assert methods._on_scale(cells).size == cells.size       # no ties: nothing left out
+    # values floored at the bottom (an Accuri stores negatives as 0): no lower tail
+    rng = np.random.default_rng(6)
+    negatives = rng.normal(0.25, 0.04, 1_000)
+    floored = np.concatenate([negatives, np.full(60, 0.05)])
+    assert methods._on_scale(floored).size == negatives.size
+    t = methods.density_threshold(floored, side="above")
+    assert np.mean(negatives >= t.value) < 0.05 and "tail lies" not in t.note
 
 
 def test_gates_learn_the_scale_of_their_axes():

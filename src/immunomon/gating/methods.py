@@ -43,18 +43,23 @@ def _finite(x) -> np.ndarray:
 
 
 def _on_scale(x) -> np.ndarray:
-    """The finite values less any pile of events tied at the largest value: events
-    off the top of a channel's scale (saturated scatter, stored as $PnR - 1) have no
-    measured value, and a few of them make a spike that a density takes for a
-    population. In an activation file thinned to 744 events, four saturated FSC-A
-    events were the second peak of a `valley: first` cut, which kept 5 cells. The
-    gate's cut still applies to them; only the density leaves them out."""
+    """The finite values less any pile of events tied at the largest or the smallest
+    value: events off the top of a channel's scale (saturated scatter, stored as
+    $PnR - 1) or floored at its bottom (a BD Accuri C6 stores negative values as 0, a
+    FACSCalibur's log channels as 1) have no measured value, and a few of them make a
+    spike that a density takes for a population, or a tail that says where one lies.
+    In an activation file thinned to 744 events, four saturated FSC-A events were the
+    second peak of a `valley: first` cut, which kept 5 cells. The gate's cut still
+    applies to them; only the density leaves them out."""
     x = _finite(x)
     if x.size < 3:
         return x
-    top = x.max()
-    tied = np.count_nonzero(x == top)
-    return x[x < top] if 3 <= tied < x.size // 2 else x
+    keep = None
+    for end in (x.max(), x.min()):
+        tied = x == end
+        if 3 <= np.count_nonzero(tied) < x.size // 2:
+            keep = ~tied if keep is None else keep & ~tied
+    return x if keep is None else x[keep]
 
 
 def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
