@@ -648,6 +648,27 @@ def test_a_tail_chance_could_make_does_not_outweigh_the_place_of_a_lone_peak():
     assert np.mean(clear >= t.value) > 0.9 and "chance" not in t.note and "tail lies" in t.note
 
 
+def test_a_peak_of_overcompensated_events_below_zero_is_not_a_population():
+    """A spillover value too high pushes another dye's bright cells below zero signal,
+    as a peak beside the unstained one; the deepest valley lay between the two and made
+    most cells 'positive'. The peak below zero is left out of the density; the cut goes
+    between the unstained cells and the positives. Without a scale, nothing changes."""
+    from immunomon.transforms import Logicle
+    logicle = Logicle(262144, 1.0, 4.5, 0)
+    scale = logicle.signal_scale()
+    rng = np.random.default_rng(4)
+    unstained = rng.normal(0, 60, 12_000)
+    over = rng.normal(-700, 150, 5_000)                 # bright in another dye
+    positive = rng.lognormal(np.log(20_000), 0.3, 600)
+    x = logicle.apply(np.concatenate([unstained, over, positive]))
+    t = methods.density_threshold(x, side="above", scale=scale)
+    assert "over-compensated" in t.note
+    got = x >= t.value
+    assert got[-600:].mean() > 0.97 and got[:17_000].mean() < 0.01
+    plain = methods.density_threshold(x, side="above")
+    assert (x >= plain.value)[:17_000].mean() > 0.5      # the valley to the artefact
+
+
 def test_a_cut_across_an_empty_gap_lies_in_its_middle():
     """Two populations with no event between them leave the smoothed density at zero
     across the gap; the cut goes to the middle of the gap, not to the first zero at

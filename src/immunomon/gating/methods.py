@@ -392,6 +392,37 @@ def side_by_place(mode: float, scale: tuple[float, float] | None) -> int | None:
     return None
 
 
+#: How far below zero signal (a share of the display scale) a peak's mode must lie to be
+#: taken for over-compensated events rather than the unstained population.
+BELOW_ZERO = 0.02
+
+
+def below_zero_floor(centres, density, peaks, scale) -> float | None:
+    """Where to leave out a peak of over-compensated events: the density minimum above
+    the highest peak whose mode lies below zero signal (by ``BELOW_ZERO`` of the scale)
+    while a peak at least as high lies nearer zero or above it. No cell sits below zero
+    signal; compensation that takes too much of another dye's signal pushes that dye's
+    bright cells there, as a peak of their own. A spillover value 20% too high left
+    such a peak beside the unstained cells of a real file's NK1.1 channel, and the
+    deepest valley, between the two, made 66% of the cells NK1.1+ (5% in the file).
+    None without a scale, or with no such peak."""
+    if scale is None or len(peaks) < 2:
+        return None
+    zero, top = scale
+    margin = BELOW_ZERO * (top - zero)
+    below = [p for p in peaks if centres[p] < zero - margin]
+    if not below:
+        return None
+    low = max(below)
+    taller = [p for p in peaks if p > low and centres[p] >= zero - margin
+              and density[p] >= density[low]]
+    if not taller:
+        return None
+    nxt = min(p for p in peaks if p > low)
+    window = np.arange(low, nxt + 1)
+    return float(centres[valley_bottom(density, window)])
+
+
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
                       adjust: float = 1.0, min_prominence: float = 0.002,
                       fallback_sd: float = 3.0, valley: str = "deepest",
@@ -425,6 +456,16 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     centres, density, bandwidth = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
                        bandwidth=bandwidth)
+    floor = below_zero_floor(centres, density, peaks, scale)
+    left_out = ""
+    if floor is not None:
+        kept = x[x > floor]
+        left_out = (f"{x.size - kept.size} events in a peak below zero signal (over-"
+                    f"compensated) left out of the density below {floor:.4g}; ")
+        x = kept
+        centres, density, bandwidth = smoothed_density(x, adjust=adjust)
+        peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
+                           bandwidth=bandwidth)
     lo = -np.inf if bounds[0] is None else bounds[0]
     hi = np.inf if bounds[1] is None else bounds[1]
     positions = tuple(float(centres[i]) for i in peaks)
@@ -440,7 +481,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         if window.size:
             cut = valley_bottom(density, window)
             depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
-            return Threshold(float(centres[cut]), positions, depth=float(depth))
+            return Threshold(float(centres[cut]), positions, depth=float(depth),
+                             note=left_out.rstrip("; "))
         note = "no density minimum between the peaks lies within the bounds"
     else:
         note = "one peak"
@@ -488,7 +530,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                                    f"absent, cut at the lower bound ({lo:.4g})"
     elif clipped != value:
         rule += f", clipped to the bounds ({clipped:.4g})"
-    return Threshold(clipped, positions, fell_back=True, note=f"{note}; cut at the {rule}",
+    return Threshold(clipped, positions, fell_back=True,
+                     note=f"{left_out}{note}; cut at the {rule}",
                      peak_end=end is not None and clipped == value)
 
 
