@@ -58,8 +58,9 @@ def _pulse(label: str) -> tuple[str, str]:
 
 
 def _by_pulse(names, pulses, alias: str) -> list[str]:
-    """The channels whose $PnS names ``alias`` with a pulse measure: the area alone
-    where the marker is measured as area and height (or width), as gates use it."""
+    """The channels whose label ($PnS or $PnN, split by ``_pulse``) names ``alias``
+    with a pulse measure: the area alone where it is measured as area and height (or
+    width), as gates use it."""
     hits = [i for i, (marker, _) in enumerate(pulses) if marker and marker == alias]
     area = [i for i in hits if pulses[i][1] == "a"]
     return [names[i] for i in (area if len(area) == 1 else hits)]
@@ -133,8 +134,9 @@ class Template:
         to a $PnN, else spelled like exactly one $PnS but for case, spaces and
         punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else
         like a $PnS, then a $PnN, that names the marker with its pulse measure
-        ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC", "CD21;FITC;530/30",
-        "Viability / CD14"). Also returns the markers not found and, among them, those whose
+        ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC",
+        "CD21;FITC;530/30", "Viability / CD14"). Also returns the markers not found
+        and, among them, those whose
         spelling or word appears on several channels (so no guess is made)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
@@ -272,9 +274,9 @@ class Template:
 
 
 class _FileWidths:
-    """The logicle widths of one file's ``W: auto`` channels, each measured once from
-    at most ``max_events`` events spread over the acquisition (compensated as the
-    gates will see them)."""
+    """The logicles of one file's ``T: auto`` and ``W: auto`` channels: T the channel's
+    top of scale, W measured once from at most ``max_events`` events spread over the
+    acquisition (compensated as the gates will see them)."""
 
     def __init__(self, sample, max_events: int = 200_000):
         self.sample, self.max_events = sample, max_events
