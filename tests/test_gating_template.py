@@ -282,6 +282,8 @@ def test_logicle_width_must_be_a_number_or_auto():
     assert "top" in msg
     msg = error_of(BASE + "transforms:\n  fluorescence: {logicle: {T: auto, W: 3}}\n")
     assert "W=3 must be <= M/2" in msg
+    t = parse_template(BASE + "transforms:\n  fluorescence: {logicle: {T: Auto, W: AUTO}}\n")
+    assert (t.transforms["fluorescence"].T, t.transforms["fluorescence"].W) == (None, None)
 
 
 def test_logicle_top_auto_is_each_channels_own_top():

@@ -350,7 +350,8 @@ def _transform(spec, where: str):
         known = TRANSFORM_PARAMS[kind]
         if not isinstance(params, dict) or any(k not in known for k in params):
             raise TemplateError(f"{where}: {kind} takes {', '.join(known)}, not {params!r}")
-        auto = {k for k in ("T", "W") if kind == "logicle" and params.get(k) == "auto"}
+        auto = {k for k in ("T", "W")
+                if kind == "logicle" and str(params.get(k)).strip().casefold() == "auto"}
         wrong = {k: v for k, v in params.items() if not _is_number(v) and k not in auto}
         if wrong:
             raise TemplateError(f"{where}: {kind} parameters must be numbers"
