@@ -269,3 +269,14 @@ def test_display_values_gated_with_a_wide_logicle_are_named(tmp_path):
     assert "gate them with 'linear'" in scale[0].message
     shipped = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"))
     assert not [f for f in shipped.qc_flags if "top of scale" in f.message]
+    # the guide's T: auto takes 4,096 as the top: no scale mismatch, but the values are
+    # compressed a second time (donor 1369's leaves fell to a median F1 0.41); named too
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(text.replace(linear, "  fluorescence: {logicle: {T: auto, W: auto, "
+                                         "M: 4.5, A: 0}}  #"))
+    gating = gate_sample(sample, load_template(auto))
+    display = [f for f in gating.qc_flags if "display values" in f.message]
+    assert len(display) == 1 and display[0].level == "warning"
+    assert display[0].message.startswith("CD4, CD8, CD45RA, CCR7: most events lie high on a "
+                                         "linear 0-4,096 scale")
+    assert not [f for f in shipped.qc_flags if "display values" in f.message]

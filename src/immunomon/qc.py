@@ -563,23 +563,46 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     return flags
 
 
+#: The largest range of a linear channel that may hold display (channel) values exported
+#: from analysis software (FlowJo writes 0-1,024 or 0-4,096), and the share of it the
+#: events' median must exceed: raw linear data put their negative cells near zero.
+DISPLAY_RANGE, DISPLAY_MEDIAN = 4096.0, 0.125
+
+
+def _scale_misfit(transform, channel, values, *, factor: float, below: float,
+                  quantile: float) -> str | None:
+    """How a log-like transform's top fits a channel: 'above' (T more than ``factor``
+    times the channel's top and the events' ``quantile``), 'below' (the channel holds
+    values more than ``below`` times T and its events reach past T), 'display' (a
+    linear channel of a small range whose events sit high on it: display values, which
+    a second log-like scale compresses again), or None."""
+    top = channel.top
+    high = float(np.quantile(values, quantile))
+    if transform.T > factor * top and high * factor < transform.T:
+        return "above"
+    if transform.T * below < top and high > transform.T:
+        return "below"
+    if channel.amplification[0] == 0 and top <= DISPLAY_RANGE \
+            and float(np.median(values)) > DISPLAY_MEDIAN * top:
+        return "display"
+    return None
+
+
 def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
                 quantile: float = 0.999) -> list[QCFlag]:
     """Warnings for a log-like transform (logicle, hyperlog, log, arcsinh with a top)
-    whose top of scale ``T`` does not fit the channel's own top (``Channel.top``).
+    whose top of scale ``T`` does not fit the channel (``_scale_misfit``).
 
-    Above: ``T`` more than ``factor`` times the channel's top and the events'
-    ``quantile``: every population sits in the lowest part of the scale, where peaks
-    merge and data-driven cuts fail. A linear channel of such a small range holds
-    display (channel) values exported from analysis software, 0-1,024 or 0-4,096 and
-    log-like already, which want 'linear'; a log-amplified channel ($PnE) of a few
-    decades wants its own top as ``T``. Below: the channel can hold values more than
-    ``below`` times ``T`` and the events' ``quantile`` lies above ``T`` (a template
-    written for a 262,144 scale on a Cytek Aurora's 4,194,304): the logicle width
-    measured against ``T`` widens and peaks merge (a real file's B cells F1 0.80 -> 0.29
-    at 16 times); a range the cells do not use (a BD Accuri C6 declares 16,777,216) is
-    not flagged. ``T: auto`` fits both. One warning per transform top and channel range,
-    naming the channels."""
+    Above: every population sits in the lowest part of the scale, where peaks merge and
+    data-driven cuts fail; a log-amplified channel ($PnE) of a few decades wants its own
+    top as ``T``. Below (a template written for a 262,144 scale on a Cytek Aurora's
+    4,194,304): the logicle width measured against ``T`` widens and peaks merge (a real
+    file's B cells F1 0.80 -> 0.29 at 16 times); a range the cells do not use (a BD
+    Accuri C6 declares 16,777,216) is not flagged. ``T: auto`` fits both. Display
+    values (a linear 0-4,096 channel exported from FlowJo, log-like already) want
+    'linear', whatever ``T``: a real file's leaves fell to a median F1 0.41 under
+    ``T: auto``. One warning per kind, transform top and channel range, naming the
+    channels."""
     found: dict[tuple, list[str]] = {}
     for dim in dimensions:
         transform = getattr(dim, "transform", None)
@@ -591,42 +614,39 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
         except ImmunomonError:
             continue
         channel = sample.channel_info[i]
-        top = channel.top
-        if not (transform.T > factor * top or transform.T * below < top):
-            continue
         values = sample.events[::max(1, sample.n_events // 100_000), i]
         values = values[np.isfinite(values)]
         if not values.size:
             continue
-        high = float(np.quantile(values, quantile))
-        if transform.T > factor * top and not high * factor < transform.T:
+        kind = _scale_misfit(transform, channel, values, factor=factor, below=below,
+                             quantile=quantile)
+        if kind is None:
             continue
-        if transform.T * below < top and not high > transform.T:
-            continue                    # a range the cells do not use (BD Accuri C6)
-        key = (float(transform.T), float(top), channel.amplification[0] > 0)
+        key = (kind, float(transform.T), float(channel.top), channel.amplification[0] > 0)
         name = sample.markers[i] or sample.channels[i]
         if name not in found.setdefault(key, []):
             found[key].append(name)
-    flags = []
-    for (T, top, log_amplified), names in found.items():
-        if T < top:
-            flags.append(QCFlag("warning", f"{', '.join(names)}: the channels hold values up "
-                                           f"to {top:,.0f} (the file's range), {top / T:.3g} "
-                                           f"times the transform's top of scale {T:,.0f}, so "
-                                           "bright populations run off the top of the scale "
-                                           "and a measured width comes out too wide (peaks "
-                                           "merge); 'T: auto' takes each channel's own top"))
-            continue
-        remedy = (f"give the transform the channels' top (logicle T: {top:g}, or T: auto)"
-                  if log_amplified
-                  else f"values on a linear 0-{top:,.0f} scale are display (channel) values "
-                       "exported from analysis software, log-like already: gate them with "
-                       "'linear'")
-        flags.append(QCFlag("warning", f"{', '.join(names)}: the values stop at {top:,.0f} "
-                                       f"(the file's range) but the transform's top of scale "
-                                       f"is {T:,.0f}, so every population sits low on the "
-                                       f"scale, where peaks merge; {remedy}"))
-    return flags
+    return [QCFlag("warning", _scale_message(*key, names)) for key, names in found.items()]
+
+
+def _scale_message(kind: str, T: float, top: float, log_amplified: bool, names) -> str:
+    listed = ", ".join(names)
+    display = (f"values on a linear 0-{top:,.0f} scale are display (channel) values exported "
+               "from analysis software, log-like already: gate them with 'linear'")
+    if kind == "below":
+        return (f"{listed}: the channels hold values up to {top:,.0f} (the file's range), "
+                f"{top / T:.3g} times the transform's top of scale {T:,.0f}, so bright "
+                "populations run off the top of the scale and a measured width comes out "
+                "too wide (peaks merge); 'T: auto' takes each channel's own top")
+    if kind == "display":
+        return (f"{listed}: most events lie high on a linear 0-{top:,.0f} scale, as display "
+                "values do, and a log-like transform compresses them a second time; "
+                f"{display}")
+    remedy = (f"give the transform the channels' top (logicle T: {top:g}, or T: auto)"
+              if log_amplified else display)
+    return (f"{listed}: the values stop at {top:,.0f} (the file's range) but the transform's "
+            f"top of scale is {T:,.0f}, so every population sits low on the scale, where "
+            f"peaks merge; {remedy}")
 
 
 def missing_markers(required, sample) -> list[str]:
