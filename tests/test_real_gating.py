@@ -62,12 +62,14 @@ def test_no_gate_fails_on_real_files(gated):
 
 
 def _thinned(name: str, fraction: float, seed: int):
-    import dataclasses
+    """The file thinned as benchmarks/real_files.py thins it, gated, and its labels."""
+    import importlib.util
 
-    sample = read_fcs(REAL / f"{name}.fcs")
-    keep = np.sort(np.random.default_rng(seed).choice(
-        sample.n_events, int(sample.n_events * fraction), replace=False))
-    small = dataclasses.replace(sample, events=np.ascontiguousarray(sample.events[keep]))
+    spec = importlib.util.spec_from_file_location(
+        "immunomon_benchmark_real_files", REAL.parents[2] / "benchmarks" / "real_files.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    small, keep = benchmark.thinned(read_fcs(REAL / f"{name}.fcs"), fraction, seed)
     gating = gate_sample(small, load_template(REAL / CASES[name][0]), exclude_anomalies=False)
     labels = np.load(REAL / f"{name}.labels.npz")
     return gating.result, {key: labels[key][keep] for key in labels.files}

@@ -271,22 +271,18 @@ TAIL_P = 0.001
 
 
 def _binomial_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2): exact, in log space (n is a tail count)."""
-    if k <= 0:
-        return 1.0
-    log_half = n * math.log(0.5)
-    lg = math.lgamma
-    return min(1.0, sum(math.exp(lg(n + 1) - lg(i + 1) - lg(n - i + 1) + log_half)
-                        for i in range(k, n + 1)))
+    """P(X >= k) for X ~ Binomial(n, 1/2), exact (n is a count of tail events)."""
+    return sum(math.comb(n, i) for i in range(max(k, 0), n + 1)) / 2 ** n
 
 
-def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None],
-                      n_events: int, p_value: float = 1.0) -> int | None:
-    """+1 when clearly more events lie beyond the upper end of the lone peak than
-    beyond its lower end (the minority is above it: at least 1% of the events
-    and three times the other tail, an imbalance a symmetric peak would show
-    with probability below ``p_value``), -1 the other way, None when the tails
-    do not say (a symmetric peak, or too few events beyond either end)."""
+def _side_of_minority(centres, density, ends: dict[int, int | None], n_events: int
+                      ) -> tuple[int | None, float]:
+    """(+1, p) when clearly more events lie beyond the upper end of the lone peak than
+    beyond its lower end (the minority is above it: at least 1% of the events and
+    three times the other tail), (-1, p) the other way, (None, 1.0) when the tails do
+    not say (a symmetric peak, or too few events beyond either end). ``p`` is how
+    likely a symmetric peak would leave that imbalance (0 past a thousand tail events,
+    where three to one is never chance)."""
     dx = float(centres[1] - centres[0])
     mass = {}
     for d, e in ends.items():
@@ -297,11 +293,9 @@ def _side_of_minority(centres, density, peak: int, ends: dict[int, int | None],
     for d in (1, -1):
         if mass[d] >= 0.01 and mass[d] >= 3 * mass[-d]:
             ours, theirs = round(mass[d] * n_events), round(mass[-d] * n_events)
-            # three to one over a thousand tail events is never chance
-            if p_value >= 1.0 or ours + theirs > 1000 or \
-                    _binomial_tail(ours, ours + theirs) < p_value:
-                return d
-    return None
+            total = ours + theirs
+            return d, (0.0 if total > 1000 else _binomial_tail(ours, total))
+    return None, 1.0
 
 
 def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
@@ -491,7 +485,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     if expect is not None:
         direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
     else:
-        direction = _side_of_minority(centres, density, main, ends, x.size, TAIL_P)
+        tail, chance = _side_of_minority(centres, density, ends, x.size)
+        direction = tail if chance < TAIL_P else None
         why = "the other population's tail lies on that side"
         if direction is None:
             direction = side_by_place(float(centres[main]), scale)
@@ -499,7 +494,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                      -1: "high on the scale, where stained cells lie"}.get(direction)
             why = f"no clear tail on either side; the peak sits {place}"
         if direction is None:
-            direction = _side_of_minority(centres, density, main, ends, x.size)
+            direction = tail
             why = ("the other population's tail lies on that side, though with so few "
                    "events beyond the peak that chance could make such a tail")
         if direction is None:

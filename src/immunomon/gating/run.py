@@ -22,6 +22,7 @@ from ..errors import GatingError, ImmunomonError
 from .. import populations as pops
 from .. import qc
 from ..threads import single_threaded
+from .gates import distinct_dimensions
 from .strategy import GatingResult
 from .template import Template
 
@@ -170,7 +171,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     strategy, notes = template.strategy_for(sample, overrides)
     mismatch = template.match(sample).qc_flag()
     flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
-    flags += qc.scale_flags([d for g in strategy for d in g.dimensions], sample)
+    flags += qc.scale_flags(distinct_dimensions(d for g in strategy for d in g.dimensions),
+                            sample)
     n_total = sample.n_events
     finite, finite_flags = qc.non_finite_events(sample)
     flags += qc.leveled(finite_flags, "warning")

@@ -160,8 +160,10 @@ class GatingStrategy:
                 applied[gid] = concrete
                 if isinstance(concrete, QuadrantGate):
                     if tuple(concrete.dimensions) != tuple(gate.dimensions):
-                        # a found quadrant gate may cut one axis apart on each side
-                        columns = [values.values(d, rows) for d in concrete.dimensions]
+                        # a found quadrant gate may cut one axis apart on each side: its
+                        # dividers reuse the columns of the gate's own dimensions
+                        dims = list(gate.dimensions)
+                        columns = [columns[dims.index(d)] for d in concrete.dimensions]
                     sub = concrete.quadrant_masks(columns)
                 else:
                     sub = {gid: concrete.contains(columns)}
