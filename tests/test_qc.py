@@ -413,3 +413,18 @@ def test_a_transform_top_below_the_range_the_cells_use_is_a_warning():
         flags = scale_flags(dims, sample)
         assert [f.message.split(":")[0] for f in flags] == flagged, name
         assert all("T: auto" in f.message and f.level == "warning" for f in flags)
+
+
+def test_the_time_channel_is_left_out_of_the_margin_check_whatever_its_case():
+    """A Partec CyFlow Cube names its time channel "TIME": the time check found it (any
+    case), the margin check did not and reported 32 events "piled at the bottom" of it."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.qc import margin_events
+
+    sample = read_fcs(Path(__file__).resolve().parent / "data" / "fcs" / "cyflow_cube_8.fcs")
+    assert "TIME" in sample.channels
+    margins = margin_events(sample)
+    assert "TIME" not in set(margins.table["channel"])
+    assert not any(f.startswith("TIME") for f in margins.flags)

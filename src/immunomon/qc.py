@@ -411,7 +411,11 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     """
     n = sample.n_events
     if channels is None:
-        cols = [i for i, c in enumerate(sample.channels) if c != time_channel]
+        try:        # found as the time check finds it: "TIME" on a CyFlow
+            skip = sample.channel_index(time_channel)
+        except ImmunomonError:
+            skip = None
+        cols = [i for i in range(len(sample.channels)) if i != skip]
     else:
         cols = [sample.channel_index(c) for c in channels]
     if n == 0 or not cols:
