@@ -66,7 +66,8 @@ def _thinned(name: str, fraction: float, seed: int):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "immunomon_benchmark_real_files", REAL.parents[2] / "benchmarks" / "real_files.py")
+        "immunomon_benchmark_real_files",
+        Path(__file__).resolve().parent.parent / "benchmarks" / "real_files.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     small, keep = benchmark.thinned(read_fcs(REAL / f"{name}.fcs"), fraction, seed)
