@@ -19,8 +19,10 @@ Per configuration: the median wall and CPU seconds of the job (imports excluded;
 they are the ``startup`` column, from the first run), and from one more run the
 peak traced memory (numpy arrays included) and the rise of the process's peak
 resident memory during the job, both also as multiples of the event matrix.
-The data-driven against fixed-gate comparison of ``bench_gate.py`` and the demo
-study's gate stage follow in the same run.
+A small file (20,000 events) gated from the command line follows, as a scientist runs
+it: the whole process, start-up included, with tables only and with every output. The
+data-driven against fixed-gate comparison of ``bench_gate.py`` and the demo study's
+gate stage follow in the same run.
 
     python benchmarks/bench_file.py                     # 1,000,000 events, 3 runs each
     python benchmarks/bench_file.py --quick             # 200,000 events, 2 runs
@@ -52,6 +54,10 @@ DEMO = REPO / "fixtures" / "demo-study" / "fcs"
 DEMO_STUDY = REPO / "pipelines" / "demo.yaml"
 CONFIGS = ("gating alone", "+ plots summary", "+ plots all", "+ AnnData", "everything",
            "FlowKit")
+
+
+SMALL_FILE = 20_000
+COMMAND_LINE = {"tables only": ["--plots", "none", "--no-anndata"], "every output": []}
 
 
 def make_file(n_events: int) -> Path:
@@ -104,7 +110,8 @@ def _preload(config: str) -> None:
     """Import what the job imports lazily, so that neither its seconds nor its
     traced memory count imports (they are the start-up column)."""
     import importlib
-    names = ["pandas", "scipy.ndimage", "scipy.signal", "scipy.stats", "sklearn.mixture"]
+    names = ["pandas", "scipy.ndimage", "scipy.signal", "scipy.special", "scipy.stats",
+             "sklearn.mixture"]          # the last two: older checkouts
     if "plots" in config or config == "everything":
         names += ["matplotlib.figure", "matplotlib.backends.backend_agg"]
     if config in ("+ AnnData", "everything"):
@@ -179,15 +186,33 @@ def demo_worker(repeats: int) -> dict:
 
 
 # --------------------------------------------------------------------------- driver
-def _run(args: list[str], src: str | None) -> dict:
+def _env(src: str | None) -> dict:
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(args: list[str], src: str | None) -> dict:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          env=env)
+                          env=_env(src))
     if proc.returncode:
         sys.exit(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def command_line_seconds(path: Path, options: list[str], src: str | None,
+                         repeats: int) -> float:
+    """Median wall seconds of ``immunomon gate FILE -t post-transplant`` as a process."""
+    walls = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            w0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "immunomon", "gate", str(path), "-t",
+                            "post-transplant", "-o", tmp, *options], env=_env(src),
+                           check=True, capture_output=True)
+            walls.append(time.perf_counter() - w0)
+    return float(np.median(walls))
 
 
 def _load() -> str:
@@ -274,6 +299,16 @@ def main() -> None:
                 b, a = rows["baseline", config]["cpu_s"], rows["this checkout", config]["cpu_s"]
                 print(f"| {config} | {b:.2f} | {a:.2f} | {b / a:.1f}x |")
     print(f"\nload average after the file runs: {_load()}")
+
+    small = make_file(SMALL_FILE)
+    print(f"\n{small.name} gated from the command line, start-up included, median of "
+          f"{repeats}:\n")
+    print("| code | " + " | ".join(f"{name} s" for name in COMMAND_LINE) + " |")
+    print("|---|" + "---:|" * len(COMMAND_LINE))
+    for label, src in versions.items():
+        seconds = [command_line_seconds(small, options, src, repeats)
+                   for options in COMMAND_LINE.values()]
+        print(f"| {label} | " + " | ".join(f"{t:.2f}" for t in seconds) + " |", flush=True)
 
     print("\nData-driven against fixed gates (benchmarks/bench_gate.py):\n", flush=True)
     subprocess.run([sys.executable, str(HERE / "bench_gate.py"), "--events", str(n),

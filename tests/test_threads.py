@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from immunomon import transforms
 from immunomon.threads import OWN_VARIABLE, POOL_VARIABLES, pool_threads, single_threaded
@@ -17,10 +18,8 @@ from immunomon.threads import OWN_VARIABLE, POOL_VARIABLES, pool_threads, single
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "data" / "perf" / "gate_outputs.csv"
 
-# Run in a fresh interpreter, where scikit-learn (and its OpenMP runtime) is first
-# imported inside the job, by the first mixture fit. OMP_NUM_THREADS=3 there, whatever the
-# machine (OpenBLAS caps itself at the cores; OpenMP does not), so "one thread inside, three
-# after" cannot hold by accident for the OpenMP pool the job loads.
+# Run in a fresh interpreter with OMP_NUM_THREADS=3 and OPENBLAS_NUM_THREADS=3, whatever
+# the machine, so "one thread inside, as before after" cannot hold by accident.
 SCRIPT = r"""
 import json, os, sys
 from immunomon import read_fcs
@@ -29,7 +28,6 @@ from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
 from immunomon.threads import pool_threads
 
-assert "sklearn" not in sys.modules
 fits = []
 original = methods._mixture
 def recording(*args, **kwargs):
@@ -42,33 +40,56 @@ before = pool_threads()
 gating = gate_sample(read_fcs(sys.argv[1]), load_template("post-transplant"))
 print(json.dumps({"before": before, "fits": fits, "after": pool_threads(),
                   "env_after": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+                  "slow_imports": [m for m in ("sklearn", "scipy.stats") if m in sys.modules],
                   "counts": dict(zip(gating.table["population"], map(int, gating.table["count"])))}))
 """
 
+# A library whose OpenMP pool first loads inside the policy (scikit-learn's, here).
+LOADED_INSIDE = r"""
+import json
+from immunomon.threads import pool_threads, single_threaded
 
-def test_mixture_fits_run_single_threaded_and_pools_come_back():
+with single_threaded():
+    import sklearn.cluster
+    inside = pool_threads()
+print(json.dumps({"inside": inside, "after": pool_threads()}))
+"""
+
+
+def _run(script: str, *args: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in POOL_VARIABLES}
     env.update(OMP_NUM_THREADS="3", OPENBLAS_NUM_THREADS="3")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO / "fixtures" / "pbmc_02_shifted.fcs")],
+    out = subprocess.run([sys.executable, "-c", script, *args],
                          capture_output=True, text=True, env=env, check=True)
-    report = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_mixture_fits_run_single_threaded_and_pools_come_back():
+    report = _run(SCRIPT, str(REPO / "fixtures" / "pbmc_02_shifted.fcs"))
     before = report["before"]
-    assert before and not any("omp" in name for name in before)
+    assert before                            # numpy's BLAS at least
     assert len(report["fits"]) >= 2          # the template's cluster gates
     for fit in report["fits"]:
-        pools = fit["pools"]
-        assert any("gomp" in name or "omp" in name for name in pools), pools   # OpenMP loaded
-        assert len(pools) > len(report["before"])       # ... by the job itself
-        assert all(n == 1 for n in pools.values()), pools
+        assert all(n == 1 for n in fit["pools"].values()), fit["pools"]
         assert fit["env"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     after = report["after"]
     assert {k: after[k] for k in before} == before
-    assert [after[k] for k in after if "omp" in k] == [3], after
+    assert all(after[k] == 3 for k in after if k not in before), after   # scipy's, loaded inside
     assert report["env_after"] == {"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3"}
+    assert report["slow_imports"] == []      # the mixtures are fitted in numpy
     # the counts are those the job gave before the policy existed
     ref = pd.read_csv(REFERENCE)
     ref = ref[ref["sample"] == "pbmc_02_shifted"]
     assert report["counts"] == dict(zip(ref["population"], ref["count"]))
+
+
+def test_a_pool_first_loaded_inside_gets_its_own_threads_after():
+    pytest.importorskip("sklearn")
+    report = _run(LOADED_INSIDE)
+    openmp = [name for name in report["inside"] if "omp" in name]
+    assert openmp, report                    # scikit-learn's OpenMP runtime, loaded inside
+    assert all(n == 1 for n in report["inside"].values()), report
+    assert [report["after"][name] for name in openmp] == [3] * len(openmp)
 
 
 def test_nested_use_limits_once_and_restores(monkeypatch):

@@ -3,10 +3,10 @@
 Each takes the values of its dimensions inside the parent population (already
 compensated and transformed) and returns what it found plus notes on how: a
 method that could not do what it was asked falls back to a defined rule and
-says so, so QC can flag it. No Python loop over events. scipy and scikit-learn
-are imported in the functions that use them: loading a template or applying
-fixed gates does not pay for them, and thresholds find their peaks without
-``scipy.signal`` (``peaks``), whose import alone outlasts gating a small file.
+says so, so QC can flag it. No Python loop over events. Nothing slow to import:
+thresholds find their peaks without ``scipy.signal`` (``peaks``) and clusters fit
+their mixtures without scikit-learn (``mixture``), whose imports alone outlast
+gating a small file.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import GatingError
 from .masks import mahalanobis_squared
+from .mixture import chi2_probability, chi2_quantile, fit_mixture
 from .peaks import gaussian_smooth, prominent_peaks
 from .peaks import prominences as peak_prominences
 
@@ -655,9 +656,9 @@ def _engulfed(gmm, members: list[int], mean, cov, d2: float, weight: float
     ``members`` (Mahalanobis distance squared <= ``d2``) and whose own cluster
     (``_merged_with``) is at least as heavy as theirs."""
     inv = np.linalg.inv(cov)
-    inside = [j for j in range(len(gmm.weights_)) if j not in members
-              and float((gmm.means_[j] - mean) @ inv @ (gmm.means_[j] - mean)) <= d2]
-    return tuple(j for j in inside if gmm.weights_[_merged_with(gmm, j)].sum() >= weight)
+    inside = [j for j in range(len(gmm.weights)) if j not in members
+              and float((gmm.means[j] - mean) @ inv @ (gmm.means[j] - mean)) <= d2]
+    return tuple(j for j in inside if gmm.weights[_merged_with(gmm, j)].sum() >= weight)
 
 
 def _best_reach(gmm, X: np.ndarray, members: list[int], mean, cov, d2: float) -> float:
@@ -669,9 +670,9 @@ def _best_reach(gmm, X: np.ndarray, members: list[int], mean, cov, d2: float) ->
     cluster (CD56bright NK beside CD56dim) stops where the large neighbour's tail
     would bring in more events than the cluster's edge adds; a major cluster, or one
     with no heavier neighbour, keeps ``d2``."""
-    weight = gmm.weights_[members].sum()
-    heavier = [j for j in range(len(gmm.weights_)) if j not in members
-               and gmm.weights_[_merged_with(gmm, j)].sum() > weight]
+    weight = gmm.weights[members].sum()
+    heavier = [j for j in range(len(gmm.weights)) if j not in members
+               and gmm.weights[_merged_with(gmm, j)].sum() > weight]
     if not heavier:
         return d2
     dist = mahalanobis_squared(X.T, mean, cov)
@@ -720,14 +721,11 @@ _FITS: dict = {}          # recent mixture fits, keyed by their input (bounded)
 def _mixture(X: np.ndarray, n_components: int, seed: int):
     """Fit (or reuse) a Gaussian mixture: gates that cluster the same events in the
     same dimensions, picking different components, share one fit."""
-    from sklearn.mixture import GaussianMixture
-
     key = (X.shape, n_components, seed, hash(X.tobytes()))
     if key not in _FITS:
         if len(_FITS) > 32:
             _FITS.clear()
-        _FITS[key] = GaussianMixture(n_components, covariance_type="full", n_init=1,
-                                     random_state=seed, reg_covar=1e-6).fit(X)
+        _FITS[key] = fit_mixture(X, n_components, seed=seed, reg_covar=1e-6)
     return _FITS[key]
 
 
@@ -741,16 +739,16 @@ def _merged_with(gmm, best: int, *, dip: float = 0.9, reach: float = 3.0,
     direct neighbours of the picked component are joined, never a chain: two
     clusters bridged by a component between them stay apart."""
     members = [best]
-    inv = np.linalg.inv(gmm.covariances_)
-    for j in range(len(gmm.weights_)):
+    inv = np.linalg.inv(gmm.covariances)
+    for j in range(len(gmm.weights)):
         if j == best:
             continue
-        d = gmm.means_[j] - gmm.means_[best]
+        d = gmm.means[j] - gmm.means[best]
         near = max(float(d @ inv[best] @ d), float(d @ inv[j] @ d)) <= reach ** 2
         if not near:
             continue
         t = np.linspace(0.0, 1.0, steps)[:, None]
-        dens = np.exp(gmm.score_samples(gmm.means_[best] + t * d))
+        dens = np.exp(gmm.score_samples(gmm.means[best] + t * d))
         if dens.min() >= dip * min(dens[0], dens[-1]):
             members.append(j)
     return sorted(members)
@@ -758,13 +756,13 @@ def _merged_with(gmm, best: int, *, dip: float = 0.9, reach: float = 3.0,
 
 def _moments(gmm, members: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
     """Mean, covariance and weight of the union of mixture components."""
-    w = gmm.weights_[members]
+    w = gmm.weights[members]
     total = float(w.sum())
-    mean = (w[:, None] * gmm.means_[members]).sum(axis=0) / total
-    cov = np.zeros_like(gmm.covariances_[0])
+    mean = (w[:, None] * gmm.means[members]).sum(axis=0) / total
+    cov = np.zeros_like(gmm.covariances[0])
     for k, wk in zip(members, w):
-        d = gmm.means_[k] - mean
-        cov += wk * (gmm.covariances_[k] + np.outer(d, d))
+        d = gmm.means[k] - mean
+        cov += wk * (gmm.covariances[k] + np.outer(d, d))
     return mean, cov / total, total
 
 
@@ -815,18 +813,16 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
         weights = _evened(X) if even else None
         X = X[rng.choice(X.shape[0], max_events, replace=False, p=weights)]
     gmm = _mixture(X, n_components, seed)
-    best = _picked(gmm.means_, gmm.weights_, pick, min_weight)
+    best = _picked(gmm.means, gmm.weights, pick, min_weight)
     members = _merged_with(gmm, best) if merge else [best]
     mean, cov, weight = _moments(gmm, members)
-    from scipy.stats import chi2
-
-    d2 = float(chi2.ppf(quantile, X.shape[1]))
+    d2 = chi2_quantile(quantile, X.shape[1])
     # without merging, the picked piece may lie inside its own cluster's other pieces
     # inside the gate's ellipse, but never wider than the 99.5% one: a gate drawn wide
     # (0.999) reaches the centre of a neighbouring cluster of its own
-    core = min(d2, float(chi2.ppf(0.995, X.shape[1])))
+    core = min(d2, chi2_quantile(0.995, X.shape[1]))
     engulfed = _engulfed(gmm, members, mean, cov, core, weight) if merge else ()
     reach = _best_reach(gmm, X, members, mean, cov, d2)
-    held = float(chi2.cdf(reach, X.shape[1])) if reach < d2 else 1.0
+    held = chi2_probability(reach, X.shape[1]) if reach < d2 else 1.0
     return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
                    _peakedness(thinned, mean, cov))
