@@ -731,3 +731,27 @@ def test_a_peak_flank_ends_before_a_bump_beyond_it():
     dip = peak + int(np.argmin(d[peak:np.searchsorted(c, 0.5)]))
     end = methods.peak_end(c, d, peak, 1)
     assert c[peak] + 0.1 < c[end] <= c[dip]
+
+
+def test_a_cut_on_a_broad_populations_plateau_is_inside_it():
+    """A cut from the other side of a quadrant must not split these events: not on a
+    peak, and not on the plateau of a broad population that rises into a tall one
+    (memory T cells' CD45RA below the CD45RA+ peak: no peak of its own to climb to);
+    a valley between two peaks, shallow or deep, and the tail of a peak are no
+    population. Events at evenly spaced quantiles: no sampling noise."""
+    from immunomon.gating.datadriven import _inside_population
+
+    def even(dist, n):
+        return dist.ppf((np.arange(n) + 0.5) / n)
+
+    tall = even(stats.norm(3300.0, 120.0), 1_000)
+    rising = np.concatenate([tall, even(stats.triang(1.0, loc=400.0, scale=2_900.0), 1_500)])
+    for cut in (1500.0, 2000.0, 2500.0, 3300.0):
+        assert _inside_population(rising, cut), cut
+    assert not _inside_population(tall, 2800.0)            # its tail, 4 SD out
+    two = np.concatenate([even(stats.norm(1000.0, 250.0), 2_000),
+                          even(stats.norm(2200.0, 250.0), 5_000)])
+    assert not _inside_population(two, 1450.0)           # the shallow valley between them
+    apart = np.concatenate([even(stats.norm(500.0, 100.0), 2_000),
+                            even(stats.norm(2500.0, 100.0), 2_000)])
+    assert not _inside_population(apart, 1500.0)

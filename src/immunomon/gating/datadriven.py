@@ -320,13 +320,18 @@ def _same_peak_further(first: methods.Threshold, t: methods.Threshold) -> bool:
                 and (t.value - mode) / reach > 1)
 
 
-def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) -> bool:
-    """Whether ``cut`` falls inside a population of these events: where their density
-    is above ``level`` of the peak its slope climbs to, rather than in a valley or a
-    tail."""
+def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5,
+                       reach: float = 3.0, floor: float = 0.05) -> bool:
+    """Whether ``cut`` falls inside a population of these events rather than in a
+    valley or a tail: where their density is above ``level`` of the peak its slope
+    climbs to, or on a plateau, where the density (above ``floor`` of that peak) stays
+    within ``level`` and 1/``level`` of its value ``reach`` bandwidths either way, with
+    no peak beyond it. A broad population beside a tall one (CD45RA- memory T cells
+    spread below the CD45RA+ peak) is such a plateau, with no peak of its own to climb
+    to; a shallow valley between two peaks separates two populations."""
     if values.size < MIN_EVENTS:
         return False
-    centres, density, _ = methods.smoothed_density(values)
+    centres, density, bandwidth = methods.smoothed_density(values)
     i = int(np.clip(np.searchsorted(centres, cut), 0, centres.size - 1))
     top = i
     while True:             # uphill to the local maximum whose slope holds the cut
@@ -335,7 +340,17 @@ def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5) ->
         if density[step] <= density[top]:
             break
         top = step
-    return bool(density[i] > level * density[top])
+    if density[i] > level * density[top]:
+        return True
+    if density[i] < floor * density[top]:
+        return False
+    peaks = methods.find_peaks(centres, density, n_events=values.size, bandwidth=bandwidth)
+    if np.any(peaks < i) and np.any(peaks > i):
+        return False        # a valley between two populations of these events
+    steps = int(np.ceil(reach * bandwidth / (centres[1] - centres[0])))
+    around = density[max(i - steps, 0):i + steps + 1]
+    return bool(around.size == 2 * steps + 1 and around.min() >= level * density[i]
+                and around.max() <= density[i] / level)
 
 
 def _found(c: methods.Cluster, *, peaked: float = 2.0) -> bool:
