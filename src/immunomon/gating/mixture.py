@@ -11,6 +11,7 @@ the same ``RandomState``, then EM until the mean log-likelihood changes by less 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -29,10 +30,14 @@ class Mixture:
     converged: bool
     iterations: int
 
+    @cached_property
+    def _factors(self) -> np.ndarray:
+        """The covariances' precision factors, computed once per fit."""
+        return _precision_cholesky(self.covariances)
+
     def weighted_log_densities(self, X: np.ndarray) -> np.ndarray:
         """log(weight_k * N(x | mean_k, covariance_k)) for every event and component."""
-        return _log_gaussian(X, self.means, _precision_cholesky(self.covariances)) \
-            + np.log(self.weights)
+        return _log_gaussian(X, self.means, self._factors) + np.log(self.weights)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """The mixture's log density at every event."""
