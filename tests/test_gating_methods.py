@@ -606,7 +606,8 @@ def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
 def test_a_lone_peak_is_placed_by_where_it_sits_on_the_scale():
     # No tail on either side: a peak low on a logicle scale is the unstained population
     # (a viability dye in an unstained control: every cell live), a peak high on it the
-    # stained one; without a scale, or in the middle, the population asked for is the minority.
+    # stained one; in the middle, with no tail at all, the nearer end of the scale; without a
+    # scale, the population asked for is the minority.
     from immunomon.transforms import Logicle
     scale = Logicle().signal_scale()
     assert scale[0] == pytest.approx(0.5 / 4.5) and scale[1] == 1.0
@@ -617,8 +618,14 @@ def test_a_lone_peak_is_placed_by_where_it_sits_on_the_scale():
     high = RNG.normal(0.75, 0.04, 20_000)
     stained = methods.density_threshold(high, side="above", scale=scale)
     assert np.mean(high >= stained.value) > 0.98 and "stained cells" in stained.note
-    middle = RNG.normal(0.55, 0.04, 20_000)
-    assert np.mean(middle >= methods.density_threshold(middle, scale=scale).value) < 0.02
+    lower_middle = RNG.normal(0.50, 0.04, 20_000)         # 44% of the way up the scale
+    t = methods.density_threshold(lower_middle, scale=scale)
+    assert np.mean(lower_middle >= t.value) < 0.02 and "lower half" in t.note
+    upper_middle = RNG.normal(0.58, 0.04, 20_000)         # 53%
+    t = methods.density_threshold(upper_middle, scale=scale)
+    assert np.mean(upper_middle >= t.value) > 0.98 and "upper half" in t.note
+    t = methods.density_threshold(upper_middle)
+    assert np.mean(upper_middle >= t.value) < 0.02 and "minority" in t.note
     # a tail still decides before the place does
     tailed = np.concatenate([high, 0.68 - 0.5 * RNG.beta(1, 3, 3_000)])
     assert "tail" in methods.density_threshold(tailed, side="below", scale=scale).note

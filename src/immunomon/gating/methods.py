@@ -367,23 +367,25 @@ EXPECT = ("mostly-positive", "mostly-negative")
 #: Where a lone peak sits on a fluorescence scale, as a fraction of the span from
 #: zero signal to the top of scale: unstained cells (autofluorescence, spreading)
 #: sit in the lowest 40% (up to about 10^3 on a 4.5-decade logicle of 262,144),
-#: stained ones in the top 40%; between the two the place does not say.
+#: stained ones in the top 40%; between the two a tail that chance could make decides
+#: first, and failing that the nearer end of the scale.
 UNSTAINED_BELOW, STAINED_ABOVE = 0.4, 0.6
 
 
-def side_by_place(mode: float, scale: tuple[float, float] | None) -> int | None:
+def side_by_place(mode: float, scale: tuple[float, float] | None,
+                  band: tuple[float, float] = (UNSTAINED_BELOW, STAINED_ABOVE)) -> int | None:
     """+1 when a lone peak at ``mode`` sits where unstained cells lie on the
-    display ``scale`` (zero signal, top of scale), so it is the negative
-    population and the cut belongs above it; -1 when it sits where stained cells
-    lie; None without a scale or between the two."""
+    display ``scale`` (zero signal, top of scale: below ``band``), so it is the
+    negative population and the cut belongs above it; -1 when it sits where stained
+    cells lie (above ``band``); None without a scale or inside the band."""
     if scale is None:
         return None
     zero, top = scale
     place = (mode - zero) / (top - zero)
-    if place <= UNSTAINED_BELOW:
-        return 1
-    if place >= STAINED_ABOVE:
+    if place >= band[1]:
         return -1
+    if place <= band[0]:
+        return 1
     return None
 
 
@@ -498,6 +500,13 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             direction = tail
             why = ("the other population's tail lies on that side, though with so few "
                    "events beyond the peak that chance could make such a tail")
+        if direction is None:
+            # no tail at all: the nearer end of the scale (a FACSCanto file's 64 CD8+
+            # cells, one CD3+ peak at 51% of it, were taken for negatives by `side`)
+            direction = side_by_place(float(centres[main]), scale, band=(0.5, 0.5))
+            why = {1: "no tail on either side; the peak sits in the lower half of the scale",
+                   -1: "no tail on either side; the peak sits in the upper half of the "
+                       "scale"}.get(direction)
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"
