@@ -110,14 +110,18 @@ def _preload(config: str) -> None:
     """Import what the job imports lazily, so that neither its seconds nor its
     traced memory count imports (they are the start-up column)."""
     import importlib
-    names = ["pandas", "scipy.ndimage", "scipy.signal", "scipy.special", "scipy.stats",
-             "sklearn.mixture"]          # the last two: older checkouts
+    names = ["pandas", "scipy.ndimage", "scipy.signal", "scipy.special"]
     if "plots" in config or config == "everything":
         names += ["matplotlib.figure", "matplotlib.backends.backend_agg"]
     if config in ("+ AnnData", "everything"):
         names += ["anndata", "h5py"]
     for name in names:
         importlib.import_module(name)
+    for name in ("scipy.stats", "sklearn.mixture"):     # what older checkouts fit with
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _rss_mb() -> float:
