@@ -38,17 +38,38 @@ def test_fit_is_scikit_learns_fit(case):
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
 
 
+DUPLICATES = {
+    "one point": np.column_stack([np.full(500, 3.0), np.full(500, 7.0)]),
+    "two points": np.array([[0.0, 0.0]] * 40 + [[1.0, 1.0]] * 30),
+    "a far single event": np.vstack([np.zeros((100, 2)), np.full((1, 2), 5.0)]),
+    "six points": np.repeat(np.random.default_rng(0).normal(size=(6, 2)), 20, axis=0),
+}
+
+
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")   # scikit-learn says so
-def test_more_components_than_distinct_events_fit_as_scikit_learn_does():
-    # two distinct points, three components: k-means++ seeds a duplicate, whose cluster
-    # comes out empty and is refilled; EM leaves that component with no weight
-    X = np.array([[0.0, 0.0]] * 40 + [[1.0, 1.0]] * 30)
-    theirs = sklearn_mixture.GaussianMixture(3, covariance_type="full", random_state=0,
-                                             reg_covar=1e-6).fit(X)
-    ours = fit_mixture(X, 3, seed=0)
-    np.testing.assert_allclose(ours.weights, theirs.weights_, atol=1e-12)
-    np.testing.assert_allclose(ours.means, theirs.means_, atol=1e-12)
-    assert np.isclose(ours.weights.sum(), 1.0)
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("name", sorted(DUPLICATES))
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_more_components_than_distinct_events_fit_as_scikit_learn_does(name, k):
+    # k-means++ seeds duplicates, whose clusters come out empty: refilled from the
+    # farthest event, or placed on the largest cluster when every event sits on its centre
+    X = DUPLICATES[name]
+    for seed in (0, 1):
+        theirs = sklearn_mixture.GaussianMixture(k, covariance_type="full", random_state=seed,
+                                                 reg_covar=1e-6).fit(X)
+        ours = fit_mixture(X, k, seed=seed)
+        np.testing.assert_allclose(ours.weights, theirs.weights_, atol=1e-12)
+        np.testing.assert_allclose(ours.means, theirs.means_, atol=1e-12)
+
+
+def test_a_cluster_gate_never_picks_a_component_without_events():
+    # every event the same: the other components hold nothing and sit at zero
+    from immunomon.gating.methods import cluster_gate
+
+    c = cluster_gate([np.full(500, 3.0), np.full(500, 7.0)], n_components=3,
+                     pick=[("min", 1)])
+    np.testing.assert_allclose(c.mean, [3.0, 7.0])
+    assert c.weight == pytest.approx(1.0)
 
 
 def test_too_few_events_is_a_gating_error():

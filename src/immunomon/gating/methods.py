@@ -720,7 +720,8 @@ def _picked(means: np.ndarray, weights: np.ndarray, pick: list[tuple[str, int]],
     """The component ``pick`` ranks best; of equal summed ranks, the heavier (a
     population, not a broad component of scattered events that ranks as well)."""
     score = _score(means, pick)
-    score[weights < min_weight] = -np.inf
+    # a component holding no event (more components than distinct events) is no cluster
+    score[(weights < min_weight) | (weights < 1e-9)] = -np.inf
     return int(np.lexsort((weights, score))[-1])
 
 

@@ -154,19 +154,27 @@ def _nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 def _centroids(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """The mean of each cluster's events; a cluster left empty takes the event farthest
-    from its own centre, so k clusters stay k."""
+    """The mean of each cluster's events, as scikit-learn's Lloyd step has it: a
+    cluster left empty takes the event farthest from its own centre (unless every
+    event sits on its centre: more clusters than distinct events), and one still
+    empty sits on the largest cluster's centre."""
     k = len(centers)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        far = np.argsort(((X - centers[labels]) ** 2).sum(axis=1))[::-1][:empty.size]
-        labels = labels.copy()
-        labels[far] = empty
-        counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.zeros_like(centers)
     np.add.at(sums, labels, X)
-    return sums / counts[:, None]
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        distances = ((X - centers[labels]) ** 2).sum(axis=1)
+        if distances.max() > 0:
+            far = np.argpartition(distances, -empty.size)[:-empty.size - 1:-1]
+            for new, i in zip(empty, far):
+                sums[labels[i]] -= X[i]
+                counts[labels[i]] -= 1
+                sums[new], counts[new] = X[i], 1
+    means = np.divide(sums, counts[:, None], out=np.zeros_like(sums),
+                      where=counts[:, None] > 0)
+    means[counts == 0] = means[np.argmax(counts)]
+    return means
 
 
 def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float):
