@@ -296,3 +296,28 @@ def test_display_values_gated_with_a_wide_logicle_are_named(tmp_path):
     assert display[0].message.startswith("CD4, CD8, CD45RA, CCR7: most events lie high on a "
                                          "linear 0-4,096 scale")
     assert not [f for f in shipped.qc_flags if "display values" in f.message]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n != "a2004_A2"))
+def test_flowkit_applies_the_gates_found_on_a_real_file_alike(name, tmp_path):
+    """The gates found on a real file, written as Gating-ML (its compensation, each
+    channel's logicle with the width measured in that file), give FlowKit, an independent
+    implementation, the same count for every population. A2004 is left out: FlowKit 1.3
+    wants a matrix to name every fluorescence channel of the file, and A2004's names the -A
+    channels and not the -H ones ("Labels in FCS file not found in comp matrix")."""
+    flowkit = pytest.importorskip("flowkit")
+    from immunomon.gating.gatingml import save_gatingml
+    from immunomon.gating.run import concrete_strategy
+
+    template, scored = CASES[name]
+    result = gate_sample(read_fcs(REAL / f"{name}.fcs"), load_template(REAL / template),
+                         exclude_anomalies=False).result
+    concrete, ids = concrete_strategy(result)
+    xml = save_gatingml(concrete, tmp_path / "gates.xml")
+    report = flowkit.parse_gating_xml(str(xml)).gate_sample(
+        flowkit.Sample(str(REAL / f"{name}.fcs"))).report
+    counts = dict(zip(report["gate_name"], report["count"]))
+    assert set(scored) <= {pid for pid in ids if ids[pid] in counts}
+    for pid, gid in ids.items():
+        if gid in counts:                  # a quadrant gate's populations are its quadrants
+            assert counts[gid] == result.count(pid), pid
