@@ -176,19 +176,20 @@ class Template:
         return self.transforms.get("scatter" if scatter else "fluorescence")
 
     def dimension(self, name: str, channels: dict[str, str],
-                  widths: "_FileWidths | None" = None) -> Dimension:
+                  fitted: "_FileLogicles | None" = None) -> Dimension:
         """The gate dimension for a template name (a marker or a channel name);
-        ``widths`` measures the logicle width of ``W: auto`` channels in the file."""
+        ``fitted`` gives the logicle of ``T: auto`` or ``W: auto`` channels in the file."""
         channel = channels.get(name, name)
         marker = name if name in channels else None
         scatter = channel.upper().startswith(SCATTER_PREFIXES)
         comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
         transform = self._transform_for(channel, marker)
         if isinstance(transform, AutoLogicle):
-            if widths is None:
-                raise GatingError(f"the logicle width of {channel} is measured in each file "
-                                  "(W: auto); build the dimension through strategy_for(file)")
-            transform = widths(channel, comp, transform)
+            if fitted is None:
+                raise GatingError(f"the logicle of {channel} is fitted to each file "
+                                  "(T or W: auto); build the dimension through "
+                                  "strategy_for(file)")
+            transform = fitted(channel, comp, transform)
         return Dimension(channel, comp, transform)
 
     def match(self, sample) -> PanelMatch:
@@ -252,7 +253,7 @@ class Template:
                               f"{_channel_list(sample)}. Use a template for this panel or "
                               "add the file's names as aliases under the template's markers")
         strategy = GatingStrategy()
-        widths = _FileWidths(sample)
+        fitted = _FileLogicles(sample)
         notes = [f"marker {m} is not in this file" for m in found.missing_markers]
         notes += [f"population {name!r} left out: {reason}"
                   for name, reason in found.left_out.items()]
@@ -260,7 +261,7 @@ class Template:
             if spec.name not in found.kept:
                 continue
             parent = None if spec.parent == ROOT else spec.parent
-            dims = [self.dimension(d, found.channels, widths) for d in spec.dims]
+            dims = [self.dimension(d, found.channels, fitted) for d in spec.dims]
             if overrides and spec.name in overrides:
                 override = _validated_override(self, spec, overrides[spec.name])
                 gate = _build(override, dims, parent)
@@ -273,7 +274,7 @@ class Template:
         return list(self.markers)
 
 
-class _FileWidths:
+class _FileLogicles:
     """The logicles of one file's ``T: auto`` and ``W: auto`` channels: T the channel's
     top of scale, W measured once from at most ``max_events`` events spread over the
     acquisition (compensated as the gates will see them)."""
