@@ -321,3 +321,27 @@ def test_flowkit_applies_the_gates_found_on_a_real_file_alike(name, tmp_path):
     for pid, gid in ids.items():
         if gid in counts:                  # a quadrant gate's populations are its quadrants
             assert counts[gid] == result.count(pid), pid
+
+
+def test_a_lone_peak_with_no_tail_in_the_upper_half_of_the_scale_is_stained():
+    """A FACSAria III index sort of 384 splenic B cells (tests/data/fcs): CD21 (FITC) is
+    one peak at 57% of the span from zero signal to the top, with no event below or above
+    it. The place band (40-60%) does not decide it and no tail does; the `side` rule took
+    the peak for the negatives and left CD21+ empty. The upper half of the scale is where
+    stained cells lie."""
+    from immunomon.gating.template import parse_template
+
+    sample = read_fcs(REAL.parent / "fcs" / "aria3_index_sorted.fcs")
+    template = parse_template("""panel: index sort
+version: "1"
+markers:
+  CD21: [CD21]
+compensation: file
+transforms:
+  fluorescence: {logicle: {T: auto, W: auto, M: 4.5, A: 0}}
+populations:
+  - {name: CD21+, parent: root, dims: [CD21], method: threshold, args: {side: above}}
+""", "index_sort.yaml")
+    result = gate_sample(sample, template, exclude_anomalies=False).result
+    assert result.count("CD21+") >= 370
+    assert "upper half" in result.gates["CD21+"].notes[0]
