@@ -124,11 +124,14 @@ def main(argv=None) -> int:
     for r in table.itertuples():
         print(f"| {r.file} | {r.condition} | {int(r.events):,} | {r.f1_median:.3f} | "
               f"{r.f1_min:.3f} | {r.under_half} | {r.scored} |")
-    by = df[df.expert_events >= MIN_EVENTS].groupby("condition", sort=False).f1
-    print()
-    for condition, v in by:
-        print(f"{condition}: median F1 {v.median():.3f}, min {v.min():.3f}, "
-              f"{int((v < 0.5).sum())} of {v.size} scores under 0.5")
+    scored = df[df.expert_events >= MIN_EVENTS]
+    bounded = scored[~scored.file.isin([n for n, c in cases.items()
+                                        if c.get("benchmark_only")])]
+    for label, part in (("all files", scored), ("files with test bounds", bounded)):
+        print(f"\n{label}:")
+        for condition, v in part.groupby("condition", sort=False).f1:
+            print(f"{condition}: median F1 {v.median():.3f}, min {v.min():.3f}, "
+                  f"{int((v < 0.5).sum())} of {v.size} scores under 0.5")
     return 0
 
 

@@ -405,6 +405,60 @@ def test_per_side_y_cuts_hold_over_varied_samples():
     assert 6 <= split < 12
 
 
+def _shoulder_memory_subsets(seed: int, cm_share: float):
+    """CD45RA- cells with one tight CCR7 peak (effector memory) and central memory cells
+    spread broadly above it, a shoulder with no valley (as in Yale's lyoplate files),
+    beside naive and effector CD45RA+ cells whose valley lies inside that shoulder."""
+    rng = np.random.default_rng(seed)
+    n_neg = 5000
+    n_cm = int(cm_share * n_neg)
+    parts = {"EM": ((0.30, 0.30), n_neg - n_cm, (0.05, 0.04)),
+             "CM": ((0.30, 0.48), n_cm, (0.05, 0.14)),
+             "Effector": ((0.80, 0.25), 3000, (0.04, 0.05)),
+             "Naive": ((0.80, 0.75), 6000, (0.04, 0.05))}
+    X = np.vstack([rng.normal(mu, sd, (n, 2)) for mu, n, sd in parts.values()])
+    return X, np.repeat(list(parts), [n for _, n, _ in parts.values()])
+
+
+def test_a_shoulder_that_the_shared_cut_falls_in_gets_its_own_cut_where_the_peak_ends():
+    shoulders = 0
+    for seed in range(12):
+        X, labels = _shoulder_memory_subsets(seed, cm_share=0.4)
+        memory = np.isin(labels, ["CM", "EM"])
+        if len(methods.density_threshold(X[memory, 1]).peaks) > 1:
+            continue                      # a valley this time: not a shoulder
+        shoulders += 1
+        gate = QuadrantThresholdGate.build("M", [Dimension("CD45RA"), Dimension("CCR7")], MEMORY)
+        found = gate.resolve([X[:, 0], X[:, 1]])
+        assert [d.id for d in found.dividers] == ["M.x", "M.y.below", "M.y.above"], seed
+        x_cut, below, above = (d.values[0] for d in found.dividers)
+        assert below < above - 0.05
+        assert any("where their peak ends" in n for n in found.notes)
+        masks = found.quadrant_masks([X[:, 0]] + [X[:, 1]] * 2)
+        cm = labels == "CM"
+        # the shared cut (the naive-effector valley, inside the shoulder) left about half
+        # the central memory cells with the effector memory ones (F1 0.37-0.61; 0.80-0.84
+        # with their own cut)
+        shared = (X[:, 1] >= above) & (X[:, 0] < x_cut)
+        shared_f1 = 2 * np.sum(shared & cm) / (shared.sum() + cm.sum())
+        own = 2 * np.sum(masks["CM"] & cm) / (masks["CM"].sum() + cm.sum())
+        assert own > shared_f1 + 0.15 and own > 0.78, (seed, own, shared_f1)
+    assert shoulders >= 9
+
+
+def test_a_thin_tail_beside_a_lone_peak_keeps_the_shared_cut():
+    # a tenth or a twentieth of the events beside the peak: a tail, as CD8-dim T cells
+    # below the CD8 T peak are of the same population, which the end of that peak would
+    # cut away
+    for seed in range(12):
+        for share in (0.05, 0.1):
+            X, labels = _shoulder_memory_subsets(seed, cm_share=share)
+            gate = QuadrantThresholdGate.build("M", [Dimension("CD45RA"), Dimension("CCR7")],
+                                               MEMORY)
+            found = gate.resolve([X[:, 0], X[:, 1]])
+            assert not any("where their peak ends" in n for n in found.notes), (seed, share)
+
+
 def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it

@@ -28,7 +28,7 @@ def _cases() -> dict[str, tuple[str, dict[str, tuple[str, float]]]]:
         table = yaml.safe_load(handle)
     return {name: (case["template"], {pop: (expert, float(bound))
                                       for pop, (expert, bound) in case["populations"].items()})
-            for name, case in table.items()}
+            for name, case in table.items() if not case.get("benchmark_only")}
 
 
 CASES = _cases()

@@ -1,7 +1,7 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
     python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR \
-        FLOWSOM_DIR CYTOPT_R_DIR
+        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR
 
 Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
 example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
@@ -33,7 +33,11 @@ The expert's memberships come from the expert's own gates, evaluated here:
 
 CytOpT-R's HIPC Stanford T cells come as R data frames of values already compensated and
 on FlowJo's display scale, with one expert label per event; they are written whole as FCS
-files of those values (reading the ``.RData`` needs the ``rdata`` package).
+files of those values (reading the ``.RData`` needs the ``rdata`` package). The same
+panel from four other centres comes from the CytOpt article's data (``CYTOPT_DIR``): CSV
+files of the same kind of values and one class number per event, written alike. The
+class numbers are named by the Stanford file both sources hold: its values and the
+R package's labels are the same event for event, and each label is one class number.
 """
 
 from __future__ import annotations
@@ -256,9 +260,41 @@ def hipc(root: Path) -> None:
                             **{name: label == name for name in np.unique(label)}, **groups)
 
 
+#: The CytOpt article's class numbers, named from the Stanford file both sources hold.
+LYOPLATE_CLASSES = {1: "CD8 Effector", 2: "CD8 Naive", 3: "CD8 Central Memory",
+                    4: "CD8 Effector Memory", 5: "CD8 Activated", 6: "CD4 Effector",
+                    7: "CD4 Naive", 8: "CD4 Central Memory", 9: "CD4 Effector Memory",
+                    10: "CD4 Activated"}
+#: file stem -> (centre folder, file stem in the CytOpt data)
+LYOPLATE = {"lyoplate_yale_1": ("Yale", "FTV_1"), "lyoplate_yale_5": ("Yale", "FTV_5"),
+            "lyoplate_yale_8": ("Yale", "FTV_8"), "lyoplate_ucla_1": ("UCLA", "IU_1"),
+            "lyoplate_nhlbi_1": ("Nhlbi", "D54_1"), "lyoplate_miami_1": ("Miami", "pM_1")}
+
+
+def lyoplate(root: Path) -> None:
+    import pandas as pd
+    from immunomon.fcs.sample import Channel, Sample
+
+    for stem, (centre, source) in LYOPLATE.items():
+        frame = pd.read_csv(root / "Data" / centre / f"{source}_values.csv", index_col=0)
+        code = pd.read_csv(root / "Data" / centre / f"{source}_clust.csv",
+                           index_col=0)["x"].to_numpy()
+        channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
+        keywords = {"$CYT": f"HIPC lyoplate T-cell panel, {centre} (values on FlowJo's "
+                            "display scale, pre-gated to T cells)",
+                    "DATA SOURCE": f"CytOpt Data/{centre}/{source}_values.csv"}
+        immunomon.write_fcs(HERE / f"{stem}.fcs",
+                            Sample(events=frame.to_numpy(np.float32), channel_info=channels,
+                                   keywords=keywords))
+        labels = {name: code == k for k, name in LYOPLATE_CLASSES.items()}
+        np.savez_compressed(HERE / f"{stem}.labels.npz", **labels,
+                            **{"CD4 T": code >= 6, "CD8 T": code <= 5})
+
+
 if __name__ == "__main__":
     a2004(Path(sys.argv[1]))
     canto(Path(sys.argv[1]))
     activation(Path(sys.argv[2]))
     flowsom(Path(sys.argv[3]))
     hipc(Path(sys.argv[4]))
+    lyoplate(Path(sys.argv[5]))
