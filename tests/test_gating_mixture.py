@@ -78,9 +78,22 @@ def test_too_few_events_is_a_gating_error():
 
 
 def test_chi_square_helpers_are_scipy_stats():
-    chi2 = pytest.importorskip("scipy.stats").chi2
-    for dims in (1, 2, 3, 5):
-        for q in (0.5, 0.9, 0.99, 0.995, 0.999):
-            assert chi2_quantile(q, dims) == pytest.approx(chi2.ppf(q, dims), rel=1e-12)
-        for d2 in (0.1, 2.0, 9.21):
-            assert chi2_probability(d2, dims) == pytest.approx(chi2.cdf(d2, dims), rel=1e-12)
+    special = pytest.importorskip("scipy.special")
+    for dims in (1, 2, 3, 4, 5, 6, 9):
+        for q in (1e-6, 0.05, 0.5, 0.9, 0.99, 0.995, 0.999, 0.9999, 1 - 1e-9):
+            want = 2.0 * special.gammaincinv(dims / 2.0, q)
+            assert chi2_quantile(q, dims) == pytest.approx(want, rel=1e-12), (dims, q)
+        for d2 in (1e-8, 0.1, 2.0, 9.21, 30.0, 80.0):
+            want = special.gammainc(dims / 2.0, d2 / 2.0)
+            assert chi2_probability(d2, dims) == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert chi2_quantile(0.0, 3) == 0.0 and chi2_quantile(1.0, 3) == float("inf")
+    assert chi2_probability(0.0, 2) == 0.0
+    with pytest.raises(GatingError):
+        chi2_quantile(1.5, 2)
+
+
+def test_the_normal_tail_is_scipys():
+    from immunomon.gating.methods import normal_tail
+    special = pytest.importorskip("scipy.special")
+    z = np.linspace(-6.0, 30.0, 721)
+    np.testing.assert_allclose(normal_tail(z), special.ndtr(-z), rtol=1e-12, atol=0)

@@ -12,7 +12,7 @@ from gating several files at once in worker processes.
 pool already loaded (numpy's and scipy's BLAS, an OpenMP runtime, through
 threadpoolctl) and, while it is active, sets the variables a pool reads when it loads
 (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ...), so a library first imported
-inside the job (scipy, for the first cluster gate) starts with one thread too;
+inside the job starts with one thread too;
 ``IMMUNOMON_THREADS`` is 1 as well, so the transforms do not split large arrays across
 threads of their own.
 On leaving, the pools and the variables are as they were, and pools first loaded
