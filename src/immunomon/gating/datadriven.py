@@ -507,8 +507,10 @@ def _needs_own_cut(values: np.ndarray, own: methods.Threshold, shared: float) ->
     upper = [p for p in own.peaks if p > own.value]
     if not own.fell_back and lower and upper and not max(lower) < shared < min(upper):
         return True
-    peak = own.peaks[0] if own.peak_end else None
-    if peak is None or not min(peak, shared) < own.value < max(peak, shared):
+    if not (own.peak_end and len(own.peaks) == 1):
+        return False
+    peak = own.peaks[0]
+    if not min(peak, shared) < own.value < max(peak, shared):
         return False
     centres, density, _ = methods.smoothed_density(values)
     at = density[int(np.clip(np.searchsorted(centres, shared), 0, centres.size - 1))]
