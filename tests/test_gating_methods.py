@@ -188,6 +188,17 @@ def test_density_threshold_bounds_clip_the_fallback():
     assert t.value == pytest.approx(-0.4) and "absent" in t.note
 
 
+def test_bounds_that_keep_a_valley_cut_off_its_bottom_say_so():
+    x = np.concatenate([RNG.normal(0.2, 0.05, 5000), RNG.normal(0.8, 0.05, 5000)])
+    free = methods.density_threshold(x)
+    assert 0.45 < free.value < 0.55 and free.note == ""
+    held = methods.density_threshold(x, bounds=(0.6, None))
+    assert held.value == pytest.approx(0.6, abs=0.01) and not held.fell_back
+    assert "lies outside the bounds" in held.note and f"{free.value:.4g}" in held.note
+    # bounds around the valley's bottom move nothing and say nothing
+    assert methods.density_threshold(x, bounds=(0.3, 0.7)).note == ""
+
+
 def test_valley_choice_with_dim_and_bright_positives():
     # negatives, dim positives (the biggest group) and a bright subset
     x = np.concatenate([RNG.normal(0.15, 0.04, 6000), RNG.normal(0.58, 0.04, 9000),

@@ -247,6 +247,8 @@ def test_a_ccr7_cut_of_its_own_among_cd45ra_negative_cells(tmp_path):
 
     check = next(c for c in check_result(result) if c.gate == "CD8 memory")
     assert [c.among for c in check.cuts] == ["below", "below", ""]
+    assert [c.applies_to for c in check.cuts] == ["", "below", "above"]   # which side each serves
+    assert check.cuts[1].label() == "CCR7 (events below the x cut)"
     assert [c.values for c in check.cuts] == [d.values for d in gate.dividers]
 
     # Gating-ML (each quadrant of that gate a rectangle), read by immunomon and by FlowKit,
@@ -345,3 +347,19 @@ populations:
     result = gate_sample(sample, template, exclude_anomalies=False).result
     assert result.count("CD21+") >= 370
     assert "upper half" in result.gates["CD21+"].notes[0]
+
+
+def test_the_guides_hipc_template_is_the_one_tested():
+    """docs/templates.md prints the HIPC template in full (tests/ is not shipped with the
+    tool): it must gate as the file the tests hold to the experts' labels."""
+    guide = (REAL.parents[2] / "docs" / "templates.md").read_text(encoding="utf-8")
+    start = guide.index("panel: HIPC T-cell panel")
+    from immunomon.gating.template import parse_template
+    printed = parse_template(guide[start:guide.index("```", start)], "templates.md")
+    sample = read_fcs(REAL / "hipc_stanford_1228.fcs")
+    ours = gate_sample(sample, printed, exclude_anomalies=False).result
+    tested = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"),
+                         exclude_anomalies=False).result
+    assert ours.strategy.population_ids == tested.strategy.population_ids
+    for pop in tested.strategy.population_ids:
+        assert np.array_equal(ours.mask(pop), tested.mask(pop)), pop

@@ -69,12 +69,13 @@ def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
                                        "-o", str(out), "--json"])
     assert result.exit_code == 1, result.output          # the impossible gate is a failure
     (record,) = json.loads(result.output)
+    assert json.loads((out / "check.json").read_text()) == [record]   # kept beside the pages
     assert record["status"] == "failure"
     gates = {g["gate"]: g for g in record["gates"]}
     assert gates["Impossible"]["level"] == "failure"
     assert gates["Impossible"]["populations"] == {"Impossible": 0}
     assert any("empty" in m for m in gates["Impossible"]["messages"])
-    assert gates["T cells"]["level"] == "info"
+    assert gates["T cells"]["level"] == "ok"                   # no QC flag at all
     assert len(gates["T cells"]["cuts"][0]["peaks"]) >= 2      # negatives, T cells (and beads)
     page = Path(record["page"])
     html = page.read_text()

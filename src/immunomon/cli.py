@@ -268,7 +268,8 @@ def template_list():
               help="A built-in template name or the path of a template YAML file.")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for one check page per file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the gate records as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the gate records as JSON (always written to OUT/check.json).")
 def template_check(inputs, template_name, out_dir, as_json):
     """Show what every data-driven gate of a template finds in each file.
 
@@ -302,11 +303,16 @@ def template_check(inputs, template_name, out_dir, as_json):
         for flag in record["qc"]:
             click.echo(f"  {flag['level']:8s} {flag['message']}")
         for g in record["gates"]:
-            if g["level"] != "info" or g["fell_back"]:
+            if g["level"] not in ("ok", "info") or g["fell_back"]:
                 why = "; ".join(g["messages"] or g["notes"])
                 click.echo(f"  {g['level']:8s} {g['gate']}: {why}")
 
     records = check_files(files, tmpl, out_dir, progress=report)
+    from pathlib import Path
+
+    from .atomic import atomic_path
+    with atomic_path(Path(out_dir) / "check.json", suffix=".json") as tmp:
+        tmp.write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
     sys.exit(0 if all(r["status"] in ("ok", "warning") for r in records) else 1)

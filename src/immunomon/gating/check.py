@@ -31,6 +31,13 @@ class Cut:
     density: np.ndarray = field(repr=False)
     among: str = ""                     # the events the density is of, when not all:
                                         # "below" or "above" the other axis's cut
+    applies_to: str = ""                # a quadrant's y cut for one side of its x cut:
+                                        # "below" or "above" ("" where it crosses the plot)
+
+    def label(self) -> str:
+        """The dimension's name, and the side of the x cut a per-side y cut serves."""
+        side = f" (events {self.applies_to} the x cut)" if self.applies_to else ""
+        return _dim_name(self.dimension) + side
 
 
 @dataclass
@@ -44,7 +51,8 @@ class GateCheck:
     populations: dict[str, int]         # population -> events
     notes: tuple[str, ...]
     fell_back: bool
-    level: str                          # worst QC level of what this gate produced
+    level: str                          # worst QC level of what this gate produced ("ok"
+                                        # where it raised no flag)
     messages: tuple[str, ...]           # the QC messages of this gate
     cuts: list[Cut]
 
@@ -54,7 +62,8 @@ class GateCheck:
                 "notes": list(self.notes), "fell_back": self.fell_back,
                 "level": self.level, "messages": list(self.messages),
                 "cuts": [{"dimension": _dim_name(c.dimension), "values": list(c.values),
-                          "peaks": list(c.peaks), "among": c.among or "all"}
+                          "peaks": list(c.peaks), "among": c.among or "all",
+                          "applies_to": c.applies_to or "all"}
                          for c in self.cuts]}
 
 
@@ -75,9 +84,12 @@ def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray,
 
 def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
     """Per cut dimension: the parent's density, its peaks and where the cut fell."""
+    sides = [""]
     if isinstance(found, QuadrantGate):
         dims = [d.dimension for d in found.dividers]
         cuts = [tuple(d.values) for d in found.dividers]
+        sides = [d.id.rsplit(".", 1)[-1] if d.id.endswith((".below", ".above")) else ""
+                 for d in found.dividers]
         # the x divider, then one y divider (or, cut on each side of x, two)
         args = [getattr(template_gate, "x_args", {})] + \
             [getattr(template_gate, "y_args", {})] * (len(dims) - 1)
@@ -99,7 +111,8 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
             values = values[other >= at] if found_in[i] == "above" else values[other < at]
         centres, density, peaks = _density_of(values, a)
         among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
-        out.append(Cut(dim, cut, peaks, centres, density, among))
+        out.append(Cut(dim, cut, peaks, centres, density, among,
+                       sides[i] if i < len(sides) else ""))
     return out
 
 
@@ -125,7 +138,7 @@ def check_result(result) -> list[GateCheck]:
         threshold = "threshold" in method or method == "quadrant thresholds"
         cuts = _threshold_cuts(template_gate, found, columns) if threshold and rows.size else []
         mine = [f for f in flags if f.population in (gid, *pops)]
-        level = qc.LEVELS[max((qc.LEVELS.index(f.level) for f in mine), default=0)]
+        level = qc.LEVELS[max(qc.LEVELS.index(f.level) for f in mine)] if mine else "ok"
         checks.append(GateCheck(gid, method, parent, int(rows.size), pops,
                                 tuple(getattr(found, "notes", ()) or ()),
                                 bool(getattr(found, "fell_back", False)), level,

@@ -448,11 +448,12 @@ class QuadrantThresholdGate(QuadrantGate):
         y_cuts = {side: own.get(side, ty).value for side in ("below", "above")
                   if side in self._sides(x_div.id)} if own else {}
         for side, t in own.items():
-            notes += (f"y cut among the events {side} the x cut at {t.value:.4g}, "
-                      + (f"where their peak ends: {ty.value:.4g} lies in a shoulder of it"
-                         if t.peak_end else
-                         f"their own valley: {ty.value:.4g} does not lie between the two "
-                         "populations it separates"),)
+            notes += (f"the events {side} the x cut get a y cut of their own at "
+                      f"{t.value:.4g}, "
+                      + (f"where their peak ends: the shared y cut ({ty.value:.4g}) lies in "
+                         "a shoulder of that peak" if t.peak_end else
+                         f"in their own valley: the shared y cut ({ty.value:.4g}) does not "
+                         "lie between the two populations that valley separates"),)
         dividers = [Divider(x_div.id, x_div.dimension, (tx.value,))]
         dividers += ([Divider(f"{y_div.id}.{side}", y_div.dimension, (cut,))
                       for side, cut in y_cuts.items()] if own

@@ -480,11 +480,15 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             top = peaks[-2:]
         else:
             top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
-        window = np.arange(top[0], top[1] + 1)
-        window = window[(centres[window] >= lo) & (centres[window] <= hi)]
+        between = np.arange(top[0], top[1] + 1)
+        window = between[(centres[between] >= lo) & (centres[between] <= hi)]
         if window.size:
             cut = valley_bottom(density, window)
             depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
+            lowest = valley_bottom(density, between)
+            if lowest != cut:           # the bounds keep the cut out of the valley's bottom
+                left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies outside "
+                             f"the bounds: cut at {centres[cut]:.4g}, within them; ")
             return Threshold(float(centres[cut]), positions, depth=float(depth),
                              note=left_out.rstrip("; "))
         note = "no density minimum between the peaks lies within the bounds"

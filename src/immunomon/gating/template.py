@@ -711,12 +711,18 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     if not isinstance(pops_raw, list) or not pops_raw:
         _fail(source, _line(doc, "populations"), "populations must be a non-empty list")
     known: dict[str, int] = {}
+    quadrant_gates: dict[str, list[str]] = {}
     populations = []
     for i, raw in enumerate(pops_raw):
         spec = _population(source, raw, i, known, set(markers))
+        if spec.parent in quadrant_gates:
+            _fail(source, _line(raw, "parent"), f"population {spec.name!r}: parent "
+                  f"{spec.parent!r} is a quadrant gate, not a population; name one of its "
+                  f"quadrants: {', '.join(quadrant_gates[spec.parent])}")
         populations.append(spec)
         known[spec.name] = spec.line
         if spec.kind == "quadrant":
+            quadrant_gates[spec.name] = list(spec.args["quadrants"])
             for q in spec.args["quadrants"]:
                 known[q] = spec.line
     counting = _check_mapping(source, doc.get("counting"), COUNTING_KEYS, "counting",

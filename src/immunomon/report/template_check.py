@@ -14,7 +14,7 @@ from ..atomic import atomic_path
 from .gate_plots import GATE_COLOUR, axis_label, plot_gate, safe_filename
 from .pages import _document, esc, link, write_text_atomic
 
-LEVEL_COLOUR = {"info": "#555", "warning": "#8a5a00", "failure": "#a00"}
+LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure": "#a00"}
 
 
 def density_figure(check, sample, path) -> Path | None:
@@ -38,12 +38,15 @@ def density_figure(check, sample, path) -> Path | None:
                     markersize=6)
         for v in cut.values:
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
-        ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension), fontsize=8)
+        ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension)
+                      + (f"; the y cut for events {cut.applies_to} the x cut"
+                         if cut.applies_to else ""), fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
         ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; cut at "
                      + ", ".join(f"{v:.4g}" for v in cut.values)
-                     + (f" (events {cut.among} the other cut)" if cut.among else ""),
+                     + (f" (density of the events {cut.among} the other cut)" if cut.among
+                        else " (density of all events)" if cut.applies_to else ""),
                      fontsize=8)
     fig.subplots_adjust(left=0.04, right=0.98, bottom=0.2, top=0.86, wspace=0.15)
     path = Path(path)
@@ -77,9 +80,11 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
         pops = "; ".join(f"{esc(p)}: {n:,} ({100 * n / c.parent_events:.1f}%)"
                          if c.parent_events else f"{esc(p)}: {n:,}"
                          for p, n in c.populations.items())
+        cuts = "; ".join(f"{esc(cut.label())}: " + ", ".join(f"{v:.4g}" for v in cut.values)
+                         for cut in c.cuts) or "-"
         rows.append(f'<tr><td><a href="#{esc(safe_filename(c.gate))}">{esc(c.gate)}</a></td>'
                     f"<td>{esc(c.method)}</td><td>{esc(c.parent or 'all events')}</td>"
-                    f"<td>{c.parent_events:,}</td><td>{pops}</td>"
+                    f"<td>{c.parent_events:,}</td><td>{pops}</td><td>{cuts}</td>"
                     f'<td style="color:{LEVEL_COLOUR[c.level]}">{esc(c.level)}'
                     f"{' (rule)' if c.fell_back else ''}</td></tr>")
     sections = []
@@ -103,7 +108,7 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
             "(valley, bounds, expect, components).</p>"
             + (f"<h2>File notes</h2><ul class=\"warnings\">{warn}</ul>" if warn else "")
             + "<h2>Gates</h2><table><thead><tr><th>gate</th><th>method</th><th>parent</th>"
-              "<th>parent events</th><th>populations</th><th>QC</th></tr></thead>"
+              "<th>parent events</th><th>populations</th><th>cuts</th><th>QC</th></tr></thead>"
             + f"<tbody>{''.join(rows)}</tbody></table>" + "".join(sections))
     img_css = "<style>.plots img{max-width:100%}</style>"
     return write_text_atomic(path, _document(f"{sample_name}: template check", body)
