@@ -189,7 +189,8 @@ def test_density_threshold_bounds_clip_the_fallback():
 
 
 def test_bounds_that_keep_a_valley_cut_off_its_bottom_say_so():
-    x = np.concatenate([RNG.normal(0.2, 0.05, 5000), RNG.normal(0.8, 0.05, 5000)])
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.normal(0.2, 0.05, 5000), rng.normal(0.8, 0.05, 5000)])
     free = methods.density_threshold(x)
     assert 0.45 < free.value < 0.55 and free.note == ""
     held = methods.density_threshold(x, bounds=(0.6, None))
