@@ -471,6 +471,25 @@ def test_a_thin_tail_beside_a_lone_peak_keeps_the_shared_cut():
             assert not any("where their peak ends" in n for n in found.notes), (seed, share)
 
 
+def test_a_shared_cut_inside_a_sides_population_gives_way_to_that_sides_valley():
+    # CD45RA- cells: effector memory (CCR7 0.30) and central memory (0.55) with a shallow
+    # valley between them. A shared cut on the central memory cells' slope lies between
+    # the side's two peaks but inside one of its populations: the side takes its own
+    # valley (UCLA's lyoplate CD8 T cells: central memory F1 0.705 -> 0.917). A shared cut
+    # in the valley, or within a bandwidth of the side's own cut, stays.
+    from immunomon.gating.datadriven import _own_cut_reason
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        side = np.concatenate([rng.normal(0.30, 0.07, 3000), rng.normal(0.55, 0.07, 2000)])
+        own = methods.density_threshold(side)
+        assert len(own.peaks) == 2 and 0.38 < own.value < 0.48, (seed, own)
+        on_slope = 0.55 - 0.06
+        assert "inside one of their populations" in _own_cut_reason(side, own, on_slope)
+        assert _own_cut_reason(side, own, own.value + 0.01) == ""
+        # a shared cut beyond the side's upper peak: the first rule, as before
+        assert "does not lie between" in _own_cut_reason(side, own, 0.62)
+
+
 def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it

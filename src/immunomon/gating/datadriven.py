@@ -445,15 +445,11 @@ class QuadrantThresholdGate(QuadrantGate):
         # each side of the x cut gets its own y divider when one side needs its own cut
         own = self._own_y_cuts(x, y, tx, ty, sy) if self.y_by_side and \
             self.sequential is None else {}
-        y_cuts = {side: own.get(side, ty).value for side in ("below", "above")
-                  if side in self._sides(x_div.id)} if own else {}
-        for side, t in own.items():
+        y_cuts = {side: own[side][0].value if side in own else ty.value
+                  for side in ("below", "above") if side in self._sides(x_div.id)} if own else {}
+        for side, (t, why) in own.items():
             notes += (f"the events {side} the x cut get a y cut of their own at "
-                      f"{t.value:.4g}, "
-                      + (f"where their peak ends: the shared y cut ({ty.value:.4g}) lies in "
-                         "a shoulder of that peak" if t.peak_end else
-                         f"in their own valley: the shared y cut ({ty.value:.4g}) does not "
-                         "lie between the two populations that valley separates"),)
+                      f"{t.value:.4g}, {why}",)
         dividers = [Divider(x_div.id, x_div.dimension, (tx.value,))]
         dividers += ([Divider(f"{y_div.id}.{side}", y_div.dimension, (cut,))
                       for side, cut in y_cuts.items()] if own
@@ -476,43 +472,60 @@ class QuadrantThresholdGate(QuadrantGate):
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,
                               found_in=found_in, found_at=found_at)
 
-    def _own_y_cuts(self, x, y, tx, ty, scale) -> dict[str, methods.Threshold]:
-        """For each side of the x cut with quadrants: that side's own y cut where the
-        shared one does not separate its populations (`_needs_own_cut`: a CCR7 cut
-        between naive and effector CD45RA+ T cells can lie above the central memory
-        cells among the CD45RA- ones, or inside them, leaving them with the effector
-        memory cells)."""
+    def _own_y_cuts(self, x, y, tx, ty, scale) -> dict[str, tuple[methods.Threshold, str]]:
+        """For each side of the x cut with quadrants: that side's own y cut, and why,
+        where the shared one does not separate its populations (`_own_cut_reason`: a
+        CCR7 cut between naive and effector CD45RA+ T cells can lie above the central
+        memory cells among the CD45RA- ones, or inside them, leaving them with the
+        effector memory cells)."""
         own = {}
         for side, mask in (("below", x < tx.value), ("above", x >= tx.value)):
             if side not in self._sides(self.dividers[0].id) or mask.sum() < MIN_EVENTS:
                 continue
             t = _threshold(y[mask], self.y_method, dict(self.y_args), scale)
-            if _needs_own_cut(y[mask], t, ty.value):
-                own[side] = t
+            why = _own_cut_reason(y[mask], t, ty.value)
+            if why:
+                own[side] = (t, why)
         return own
 
 
-def _needs_own_cut(values: np.ndarray, own: methods.Threshold, shared: float) -> bool:
-    """Whether the events on one side of a quadrant's x cut need their own y cut
-    ``own`` rather than the ``shared`` one: where their own valley's two peaks do not
-    both lie either side of the shared cut; or, where they have one peak and ``own``
-    is where it ends, between it and the shared cut, where the shared cut lies inside
-    a shoulder of that peak (`SHOULDER`). Among CD45RA- CD8 T cells, central memory
-    cells are often such a shoulder of the effector memory peak, and the CCR7 cut
-    between naive and effector CD45RA+ cells falls inside them (in 13 of 15 lyoplate
-    files from five centres the expert's CCR7 cut among CD45RA- CD8 T cells lay
-    300-1,000 channels below the one among CD45RA+ cells)."""
+def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -> str:
+    """Why the events on one side of a quadrant's x cut need their own y cut ``own``
+    rather than the ``shared`` one ("" where they do not):
+
+    - their own valley's two peaks do not lie either side of the shared cut;
+    - the shared cut lies inside one of their populations (`_inside_population`: on
+      the slope of a peak, above half its height, or on a plateau) and their own valley
+      more than a bandwidth from it;
+    - they have one peak, ``own`` is where it ends, between it and the shared cut, and
+      the shared cut lies in a shoulder of that peak at least `SHOULDER` high.
+
+    Among CD45RA- CD8 T cells central memory cells are a peak or a shoulder beside the
+    effector memory ones, and the CCR7 cut between naive and effector CD45RA+ cells often
+    falls inside them: in 13 of 15 lyoplate files from five centres the expert's CCR7
+    cut among CD45RA- CD8 T cells lay 300-1,000 channels below the one among CD45RA+
+    cells."""
     if own.fell_back and not own.peak_end:
-        return False
+        return ""
     lower = [p for p in own.peaks if p < own.value]
     upper = [p for p in own.peaks if p > own.value]
-    if not own.fell_back and lower and upper and not max(lower) < shared < min(upper):
-        return True
+    if not own.fell_back and lower and upper:
+        if not max(lower) < shared < min(upper):
+            return (f"in their own valley: the shared y cut ({shared:.4g}) does not lie "
+                    "between the two populations that valley separates")
+        _, _, bandwidth = methods.smoothed_density(values)
+        if abs(own.value - shared) > bandwidth and _inside_population(values, shared):
+            return (f"in their own valley: the shared y cut ({shared:.4g}) lies inside one "
+                    "of their populations")
+        return ""
     if not (own.peak_end and len(own.peaks) == 1):
-        return False
+        return ""
     peak = own.peaks[0]
     if not min(peak, shared) < own.value < max(peak, shared):
-        return False
+        return ""
     centres, density, _ = methods.smoothed_density(values)
     at = density[int(np.clip(np.searchsorted(centres, shared), 0, centres.size - 1))]
-    return bool(at >= SHOULDER * density.max() and _inside_population(values, shared))
+    if at >= SHOULDER * density.max() and _inside_population(values, shared):
+        return (f"where their peak ends: the shared y cut ({shared:.4g}) lies in a shoulder "
+                "of that peak")
+    return ""
