@@ -280,9 +280,12 @@ def _solve_t(p: _Biex, ax: np.ndarray) -> np.ndarray:
         ta = t[active]
         step = (p.F(ta) - ax[active]) / p.dF(ta)
         moving = step > 0
-        t[active[moving]] = ta[moving] - step[moving]
-        # converged when the step is negligible or rounding turned it around
-        active = active[moving & (step > 1e-16 * ta)]
+        after = ta - step
+        t[active[moving]] = after[moving]
+        # converged when the step is negligible, rounding turned it around, or the
+        # step no longer changes t (a node near x = 450 at T = 262,144 stalled there
+        # for the 200 rounds, a tenth of the table's cost)
+        active = active[moving & (step > 1e-16 * ta) & (after != ta)]
     return t
 
 
