@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,6 +176,19 @@ def test_population_statistics_match_numpy(gated):
     empty = table[table["population"] == "none"]
     assert (empty["count"] == 0).all() and empty["median"].isna().all()
     assert empty["mean"].isna().all()
+
+
+def test_population_statistics_the_same_through_complements(gated, monkeypatch):
+    """Large files count their largest populations through their complements; the
+    statistics are those of sorting each population's events."""
+    import immunomon.populations as populations
+
+    _, res = gated
+    assert 2 * res.count("cells") > res.n_events
+    sorted_each = population_statistics(res, ancestors=["cells"])
+    monkeypatch.setattr(populations, "_COMPLEMENTS", 0)
+    through_complements = population_statistics(res, ancestors=["cells"])
+    pd.testing.assert_frame_equal(sorted_each, through_complements)
 
 
 def test_population_statistics_uncompensated_and_unknown_marker(gated):
