@@ -327,17 +327,18 @@ def _same_peak_further(first: methods.Threshold, t: methods.Threshold) -> bool:
 
 
 def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5,
-                       reach: float = 3.0, floor: float = 0.05) -> bool:
+                       reach: float = 3.0, floor: float = 0.05, estimate=None) -> bool:
     """Whether ``cut`` falls inside a population of these events rather than in a
     valley or a tail: where their density is above ``level`` of the peak its slope
     climbs to, or on a plateau, where the density (above ``floor`` of that peak) stays
     within ``level`` and 1/``level`` of its value ``reach`` bandwidths either way, with
     no peak beyond it. A broad population beside a tall one (CD45RA- memory T cells
     spread below the CD45RA+ peak) is such a plateau, with no peak of its own to climb
-    to; a shallow valley between two peaks separates two populations."""
+    to; a shallow valley between two peaks separates two populations. ``estimate``:
+    ``methods.smoothed_density(values)`` when the caller has it already."""
     if values.size < MIN_EVENTS:
         return False
-    centres, density, bandwidth = methods.smoothed_density(values)
+    centres, density, bandwidth = estimate or methods.smoothed_density(values)
     i = int(np.clip(np.searchsorted(centres, cut), 0, centres.size - 1))
     top = i
     while True:             # uphill to the local maximum whose slope holds the cut
@@ -507,14 +508,16 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -
     cells."""
     if own.fell_back and not own.peak_end:
         return ""
+    estimate = methods.smoothed_density(values)
+    centres, density, bandwidth = estimate
     lower = [p for p in own.peaks if p < own.value]
     upper = [p for p in own.peaks if p > own.value]
     if not own.fell_back and lower and upper:
         if not max(lower) < shared < min(upper):
             return (f"in their own valley: the shared y cut ({shared:.4g}) does not lie "
                     "between the two populations that valley separates")
-        _, _, bandwidth = methods.smoothed_density(values)
-        if abs(own.value - shared) > bandwidth and _inside_population(values, shared):
+        if abs(own.value - shared) > bandwidth \
+                and _inside_population(values, shared, estimate=estimate):
             return (f"in their own valley: the shared y cut ({shared:.4g}) lies inside one "
                     "of their populations")
         return ""
@@ -523,9 +526,9 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -
     peak = own.peaks[0]
     if not min(peak, shared) < own.value < max(peak, shared):
         return ""
-    centres, density, _ = methods.smoothed_density(values)
     at = density[int(np.clip(np.searchsorted(centres, shared), 0, centres.size - 1))]
-    if at >= SHOULDER * density.max() and _inside_population(values, shared):
+    if at >= SHOULDER * density.max() and _inside_population(values, shared,
+                                                             estimate=estimate):
         return (f"where their peak ends: the shared y cut ({shared:.4g}) lies in a shoulder "
                 "of that peak")
     return ""
