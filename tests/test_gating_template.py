@@ -220,6 +220,16 @@ def test_quadrant_threshold_arguments_are_checked_for_their_method():
         one_line.replace("y_by_side: no", "y_by_side: sometimes"))
 
 
+def test_a_quadrant_gate_is_not_a_parent():
+    text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
+                        "    dims: [CD4, CD3]\n    method: quadrant\n    args:\n"
+                        "      quadrants: {Q1: [above, below], Q2: [below, above]}\n") + (
+        "  - name: deeper\n    parent: CD4 T\n    dims: [CD4]\n    method: threshold\n")
+    msg = error_of(text)
+    assert msg.startswith("panel.yaml, line 18: population 'deeper': parent 'CD4 T' is a "
+                          "quadrant gate, not a population; name one of its quadrants: Q1, Q2"), msg
+
+
 def test_counting_numbers_written_in_e_notation_are_numbers():
     t = parse_template(BASE.replace("populations:", "counting: {beads: T, beads_per_test: 5e4, "
                                                     "volume_ul: 50}\npopulations:"), "p.yaml")

@@ -293,5 +293,11 @@ def populations_of(gate) -> tuple[str, ...]:
     return (gate.id,)
 
 
+def not_a_population(name: str, quadrants) -> str:
+    """Why a quadrant gate cannot be named where a population is wanted."""
+    return (f"{name!r} is a quadrant gate, not a population; name one of its quadrants: "
+            f"{', '.join(quadrants)}")
+
+
 def _label(dim) -> str:
     return dim.name if isinstance(dim, Dimension) else f"ratio {dim.ratio!r}"

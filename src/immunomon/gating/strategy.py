@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import GatingError
 from .dimensions import EventValues, SpectrumMatrix
-from .gates import BooleanGate, QuadrantGate, populations_of
+from .gates import BooleanGate, QuadrantGate, not_a_population, populations_of
 
 
 class GatingStrategy:
@@ -80,9 +80,8 @@ class GatingStrategy:
         if population_id in self._owner:
             return self._owner[population_id]
         if isinstance(self._gates.get(population_id), QuadrantGate):
-            quads = ", ".join(populations_of(self._gates[population_id]))
-            raise GatingError(f"{population_id!r} is a quadrant gate, not a population; "
-                              f"name one of its quadrants: {quads}")
+            raise GatingError(not_a_population(population_id,
+                                               populations_of(self._gates[population_id])))
         raise GatingError(f"no population {population_id!r}; populations are: "
                           f"{', '.join(self._owner) or 'none'}")
 

@@ -30,7 +30,8 @@ from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
 from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
 from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
-from .gates import BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate
+from .gates import (BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate,
+                    not_a_population)
 from .strategy import GatingStrategy
 
 ROOT = "root"
@@ -717,8 +718,7 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         spec = _population(source, raw, i, known, set(markers))
         if spec.parent in quadrant_gates:
             _fail(source, _line(raw, "parent"), f"population {spec.name!r}: parent "
-                  f"{spec.parent!r} is a quadrant gate, not a population; name one of its "
-                  f"quadrants: {', '.join(quadrant_gates[spec.parent])}")
+                  + not_a_population(spec.parent, quadrant_gates[spec.parent]))
         populations.append(spec)
         known[spec.name] = spec.line
         if spec.kind == "quadrant":
