@@ -107,6 +107,19 @@ def test_template_list_names_the_shipped_templates():
     assert "post-transplant" in result.output and "dc-tube" in result.output
 
 
+def test_template_show_prints_a_shipped_template_to_start_from():
+    from immunomon.gating.template import builtin_templates, parse_template
+
+    result = CliRunner().invoke(main, ["template", "show", "dc-tube"])
+    assert result.exit_code == 0
+    assert result.output == builtin_templates()["dc-tube"].read_text(encoding="utf-8")
+    assert parse_template(result.output, "mine.yaml").populations
+    unknown = CliRunner().invoke(main, ["template", "show", "dc"])
+    assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+    assert "no shipped template 'dc'; shipped templates are: " in unknown.output
+    assert "dc-tube" in unknown.output
+
+
 def test_density_axes_name_the_logicle_width():
     # with W: auto the width differs per file and shapes the negative peak beside the cut
     from immunomon.gating import Dimension

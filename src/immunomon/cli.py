@@ -244,6 +244,7 @@ def template():
     \b
     Examples:
       immunomon template list
+      immunomon template show post-transplant > my-panel.yaml
       immunomon template check run1/*.fcs -t my-panel.yaml -o check/
     """
 
@@ -260,6 +261,24 @@ def template_list():
 
     for name, path in builtin_templates().items():
         click.echo(f"{name:20s} {load_template(path).panel}")
+
+
+@template.command("show")
+@click.argument("name")
+def template_show(name):
+    """Print a shipped template, to start a template of your own from.
+
+    \b
+    Example:
+      immunomon template show post-transplant > my-panel.yaml
+    """
+    from .gating.template import builtin_templates
+
+    shipped = builtin_templates()
+    if name not in shipped:
+        raise click.UsageError(f"no shipped template {name!r}; shipped templates are: "
+                               f"{', '.join(shipped) or 'none'}")
+    click.echo(shipped[name].read_text(encoding="utf-8"), nl=False)
 
 
 @template.command("check")

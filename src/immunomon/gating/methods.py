@@ -525,12 +525,13 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     end = ends[direction]
     if end is not None:
         value = float(centres[end])
-        rule = f"end of the peak at {mode:.4g} ({'above' if direction > 0 else 'below'} it: {why})"
+        rule = (f"cut at {value:.4g}, where the peak at {mode:.4g} ends "
+                f"({'above' if direction > 0 else 'below'} it: {why})")
     else:
         sd = peak_spread(centres, density, main, -direction, bandwidth)
         value = mode + direction * fallback_sd * sd
-        rule = (f"mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x {sd:.3g} "
-                f"(the peak's flank never levels off; {why})")
+        rule = (f"cut at the mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x "
+                f"{sd:.3g}: {value:.4g} (the peak's flank never levels off; {why})")
     clipped = float(np.clip(value, lo, hi))
     # The bounds say where the population's edge lies. When no peak lies beyond the
     # near bound, the population is not in this file (beads a tube was run without),
@@ -539,15 +540,17 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     # at the near bound, another population) to it.
     beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)]
     if side == "above" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
-        clipped, rule = hi, rule + f"; no peak above the lower bound: population taken as " \
-                                   f"absent, cut at the upper bound ({hi:.4g})"
+        clipped, rule = hi, rule + (f"; no peak above the lower bound, so no population of "
+                                    f"its own: cut moved to the upper bound ({hi:.4g}), keeping "
+                                    "only what lies beyond it (none where it is absent)")
     elif side == "below" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
-        clipped, rule = lo, rule + f"; no peak below the upper bound: population taken as " \
-                                   f"absent, cut at the lower bound ({lo:.4g})"
+        clipped, rule = lo, rule + (f"; no peak below the upper bound, so no population of "
+                                    f"its own: cut moved to the lower bound ({lo:.4g}), keeping "
+                                    "only what lies beyond it (none where it is absent)")
     elif clipped != value:
-        rule += f", clipped to the bounds ({clipped:.4g})"
+        rule += f"; clipped to the bounds: cut at {clipped:.4g}"
     return Threshold(clipped, positions, fell_back=True,
-                     note=f"{left_out}{note}; cut at the {rule}",
+                     note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value)
 
 
