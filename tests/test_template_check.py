@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from immunomon import read_fcs
@@ -99,6 +100,22 @@ def test_template_check_on_a_good_template_exits_zero(tmp_path):
                                        "-o", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert np.any([line.startswith("pbmc_01: ok") for line in result.output.splitlines()])
+
+
+def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
+    from immunomon.gating.check import check_files
+    from immunomon.gating.template import parse_template
+
+    text = PANEL + "  - name: Not T\n    parent: Singlets\n    gate: {not: T cells}\n"
+    (record,) = check_files([FIXTURE], parse_template(text, "p.yaml"), tmp_path)
+    rows = {p["population"]: p for p in record["populations"]}
+    assert list(rows) == ["Singlets", "T cells", "Impossible", "Not T"]
+    assert rows["Not T"]["count"] + rows["T cells"]["count"] == rows["Singlets"]["count"]
+    assert rows["Not T"]["parent"] == "Singlets"
+    assert rows["Not T"]["percent_of_parent"] == pytest.approx(
+        100 * rows["Not T"]["count"] / rows["Singlets"]["count"])
+    html = Path(record["page"]).read_text()
+    assert "<h2>Populations</h2>" in html and f"<td>Not T</td><td>Singlets</td>" in html
 
 
 def test_template_list_names_the_shipped_templates():

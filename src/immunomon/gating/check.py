@@ -150,7 +150,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     """Gate each file as ``immunomon gate`` would and write its check page into
     ``out_dir/<sample>/check.html``; returns one record per file (``sample``,
     ``file``, ``status``, ``page``, ``qc``: the warnings and failures that concern the
-    whole file, ``gates``: ``GateCheck.to_dict`` records, or ``error``). A file that
+    whole file, ``gates``: ``GateCheck.to_dict`` records, ``populations``: every
+    population's parent, count and percentage of its parent, or ``error``). A file that
     cannot be read or gated is recorded and the others go on."""
     from pathlib import Path
 
@@ -173,14 +174,20 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
                          if f.population is None and f.level != "info"]
             folder = out_dir / name
             figures = check_figures(gating.result, checks, folder / "plots")
+            # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes)
+            populations = [{"population": str(r.population), "parent": str(r.parent),
+                            "count": int(r.count),
+                            "percent_of_parent": float(r.percent_of_parent)}
+                           for r in gating.table.itertuples()]
             page = check_page(folder / "check.html", sample_name=name,
                               template=f"{template.panel} (version {template.version})",
                               checks=checks, figures=figures,
                               warnings=[f.message for f in sample_qc] + gating.warnings
-                              + gating.notes)
+                              + gating.notes, populations=populations)
             records.append({"sample": name, "file": str(path), "status": gating.status,
                             "page": str(page), "qc": [f.to_dict() for f in sample_qc],
-                            "gates": [c.to_dict() for c in checks]})
+                            "gates": [c.to_dict() for c in checks],
+                            "populations": populations})
         except ImmunomonError as exc:
             records.append({"sample": name, "file": str(path), "status": "failed",
                             "error": str(exc)})

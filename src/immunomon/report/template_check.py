@@ -71,8 +71,9 @@ def check_figures(result, checks, directory) -> dict[str, list[Path]]:
 
 
 def check_page(path, *, sample_name: str, template: str, checks, figures,
-               warnings=()) -> Path:
-    """Write the check page of one file and return its path."""
+               warnings=(), populations=()) -> Path:
+    """Write the check page of one file and return its path. ``populations``: one
+    record (population, parent, count, percent_of_parent) per population."""
     path = Path(path)
     page_dir = path.parent.resolve()
     rows = []
@@ -109,10 +110,23 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
             + (f"<h2>File notes</h2><ul class=\"warnings\">{warn}</ul>" if warn else "")
             + "<h2>Gates</h2><table><thead><tr><th>gate</th><th>method</th><th>parent</th>"
               "<th>parent events</th><th>populations</th><th>cuts</th><th>QC</th></tr></thead>"
-            + f"<tbody>{''.join(rows)}</tbody></table>" + "".join(sections))
+            + f"<tbody>{''.join(rows)}</tbody></table>" + _population_table(populations)
+            + "".join(sections))
     img_css = "<style>.plots img{max-width:100%}</style>"
     return write_text_atomic(path, _document(f"{sample_name}: template check", body)
                              .replace("</head>", img_css + "</head>", 1))
+
+
+def _population_table(populations) -> str:
+    """Every population with its count, boolean and fixed gates' ones too."""
+    if not populations:
+        return ""
+    rows = "".join(f"<tr><td>{esc(p['population'])}</td><td>{esc(p['parent'] or '')}</td>"
+                   f"<td>{p['count']:,}</td><td>{p['percent_of_parent']:.1f}</td></tr>"
+                   for p in populations)
+    return ("<h2>Populations</h2><table><thead><tr><th>population</th><th>parent</th>"
+            "<th>events</th><th>% of parent</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def _scale(dim) -> str:
