@@ -160,6 +160,75 @@ def test_direct_writer_writes_what_to_anndata_holds(sim, tmp_path):
     assert applied_gates(b) == applied_gates(a)
     assert b.uns["template"]["name"] == "test panel"
     assert list(b.uns["populations"]["count"]) == [result.count(p) for p in result.gate_ids]
+    _same(b.uns, a.uns)
+    assert list(b.var.dtypes) == list(a.var.dtypes)
+
+
+def _same(got, want, where="uns"):
+    """Equal nested dicts of strings, numbers and arrays, type for type."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), where
+        for k in want:
+            _same(got[k], want[k], f"{where}/{k}")
+    elif isinstance(want, np.ndarray):
+        text = "USO"                        # read back, strings come as objects
+        assert isinstance(got, np.ndarray), where
+        assert got.dtype.kind == want.dtype.kind or {got.dtype.kind, want.dtype.kind} <= \
+            set(text), where
+        assert np.array_equal(got.astype(str) if got.dtype.kind in text else got,
+                              want.astype(str) if want.dtype.kind in text else want), where
+    else:
+        assert type(got) is type(want) or (np.isscalar(got) and got == want), where
+        assert got == want, where
+
+
+def test_direct_writer_encodes_elements_as_anndata_does(sim, tmp_path):
+    """The gated file's .var, .layers and .uns, written with h5py alone, carry the
+    encodings, dtypes and values anndata's own writer gives the same elements."""
+    import h5py
+    try:
+        from anndata.io import write_elem
+    except ImportError:                     # anndata < 0.11
+        from anndata.experimental import write_elem
+
+    result = build(sim.sample)
+    a = to_anndata(result, template={"name": "p", "version": "1", "n": 3, "on": True})
+    ours = write_gated_h5ad(result, tmp_path / "ours.h5ad",
+                            template={"name": "p", "version": "1", "n": 3, "on": True})
+    with h5py.File(tmp_path / "theirs.h5", "w") as f:
+        write_elem(f, "var", a.var)
+        write_elem(f, "layers", {"raw": a.layers["raw"]})
+        write_elem(f, "uns", a.uns)
+    with h5py.File(ours) as mine, h5py.File(tmp_path / "theirs.h5") as theirs:
+        def compare(name, theirs_obj):
+            obj = mine[name]
+            assert dict(obj.attrs).keys() == dict(theirs_obj.attrs).keys(), name
+            for k, v in theirs_obj.attrs.items():
+                assert np.array_equal(np.asarray(obj.attrs[k]), np.asarray(v)), (name, k)
+            if isinstance(theirs_obj, h5py.Dataset):
+                assert obj.dtype == theirs_obj.dtype and obj.shape == theirs_obj.shape, name
+                assert h5py.check_string_dtype(obj.dtype) == \
+                    h5py.check_string_dtype(theirs_obj.dtype), name
+                assert np.array_equal(obj[()], theirs_obj[()]), name
+        theirs.visititems(compare)
+
+
+def test_writing_the_gated_file_imports_no_anndata(tmp_path):
+    """anndata imports dask.array where dask is installed: seconds a small file
+    should not pay."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from immunomon.simulate import pbmc_sample\n"
+            "from immunomon.export import write_gated_h5ad\n"
+            "from immunomon.gating import Dimension, GatingStrategy, RectangleGate\n"
+            "s = GatingStrategy([RectangleGate('Big', [Dimension('FSC-A')], [(3e4, None)])])\n"
+            f"write_gated_h5ad(s.apply(pbmc_sample(2000, seed=1).sample), {str(tmp_path / 'a.h5ad')!r})\n"
+            "print(sorted(m for m in ('anndata', 'dask') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+    assert anndata.read_h5ad(tmp_path / "a.h5ad").n_obs == 2000
 
 
 def test_direct_writer_over_several_slabs_of_events(tmp_path):

@@ -536,10 +536,6 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
     reads as its usual string index, rather than a million Python strings.
     ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
     import h5py
-    try:
-        from anndata.io import write_elem
-    except ImportError:                     # anndata < 0.11
-        from anndata.experimental import write_elem
 
     parts = _parts(result, **kwargs)
     n, columns = parts["n"], parts["columns"]
@@ -559,7 +555,7 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
                           "encoding-type": "dataframe", "encoding-version": "0.2.0"})
         index = obs.create_dataset("_index", shape=(n,), dtype=f"S{width}")
         index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
-        write_elem(f, "obsm", {})
+        _write_elem(f, "obsm", {})
         gates = f["obsm"].create_dataset("gates", shape=(n, len(pops)), dtype=bool)
         gates.attrs.update(array)
         slab = np.empty((min(_BLOCK, n), len(columns)), dtype=np.float32)
@@ -569,12 +565,60 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
                                     slab[:stop - start])
             index[start:stop] = decimal_strings(start, stop, width)
             gates[start:stop] = _membership_rows(result, pops, start, stop)
-        write_elem(f, "var", parts["var"])
-        write_elem(f, "layers", {"raw": parts["raw"]})
+        _write_frame(f, "var", parts["var"])
+        _write_elem(f, "layers", {"raw": parts["raw"]})
         for empty in ("obsp", "varm", "varp"):
-            write_elem(f, empty, {})
-        write_elem(f, "uns", parts["uns"])
+            _write_elem(f, empty, {})
+        _write_elem(f, "uns", parts["uns"])
     return path
+
+
+# The elements of anndata's on-disk format (its "encoding-type" and "encoding-version"
+# attributes) that the gated file holds, written with h5py alone: importing anndata to
+# write them cost more than writing a small file's events (it imports dask.array when
+# dask is installed). ``anndata.read_h5ad`` reads them back (tests/test_export.py).
+_DICT = {"encoding-type": "dict", "encoding-version": "0.1.0"}
+
+
+def _encoded(dataset, kind: str):
+    dataset.attrs.update({"encoding-type": kind, "encoding-version": "0.2.0"})
+    return dataset
+
+
+def _write_elem(group, key: str, value) -> None:
+    """A dict (group), string, number or array of ``.uns``/``.layers`` as anndata
+    writes it."""
+    import h5py
+
+    if isinstance(value, dict):
+        sub = group.create_group(key)
+        sub.attrs.update(_DICT)
+        for k, v in value.items():
+            _write_elem(sub, str(k), v)
+    elif isinstance(value, str):
+        _encoded(group.create_dataset(key, data=value, dtype=h5py.string_dtype()), "string")
+    elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        _encoded(group.create_dataset(key, data=np.asarray(value)), "numeric-scalar")
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind in "USO":
+            _encoded(group.create_dataset(key, data=array.astype(object),
+                                          dtype=h5py.string_dtype()), "string-array")
+        else:
+            _encoded(group.create_dataset(key, data=array), "array")
+
+
+def _write_frame(group, key: str, frame) -> None:
+    """A DataFrame of string, boolean and numeric columns, as anndata writes it."""
+    import h5py
+
+    sub = group.create_group(key)
+    sub.attrs.update({"_index": "_index",
+                      "column-order": np.array(list(frame.columns), dtype=h5py.string_dtype()),
+                      "encoding-type": "dataframe", "encoding-version": "0.2.0"})
+    _write_elem(sub, "_index", frame.index.to_numpy(dtype=object))
+    for column in frame.columns:
+        _write_elem(sub, str(column), frame[column].to_numpy())
 
 
 # -- reading the layout back ----------------------------------------------------------
