@@ -111,11 +111,12 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     rows = {p["population"]: p for p in record["populations"]}
     assert list(rows) == ["Singlets", "T cells", "Impossible", "Not T"]
     assert rows["Not T"]["count"] + rows["T cells"]["count"] == rows["Singlets"]["count"]
-    assert rows["Not T"]["parent"] == "Singlets"
+    assert rows["Not T"]["parent"] == "Singlets" and rows["Singlets"]["parent"] is None
     assert rows["Not T"]["percent_of_parent"] == pytest.approx(
         100 * rows["Not T"]["count"] / rows["Singlets"]["count"])
     html = Path(record["page"]).read_text()
-    assert "<h2>Populations</h2>" in html and f"<td>Not T</td><td>Singlets</td>" in html
+    assert "<h2>Populations</h2>" in html and "<td>Not T</td><td>Singlets</td>" in html
+    assert "<td>Singlets</td><td>all events</td>" in html
 
 
 def test_template_list_names_the_shipped_templates():

@@ -174,10 +174,14 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
                          if f.population is None and f.level != "info"]
             folder = out_dir / name
             figures = check_figures(gating.result, checks, folder / "plots")
-            # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes)
-            populations = [{"population": str(r.population), "parent": str(r.parent),
+            # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
+            # a top-level population's parent is all events (None), an empty parent's
+            # percentage none (None)
+            populations = [{"population": str(r.population),
+                            "parent": r.parent if isinstance(r.parent, str) else None,
                             "count": int(r.count),
-                            "percent_of_parent": float(r.percent_of_parent)}
+                            "percent_of_parent": float(r.percent_of_parent)
+                            if np.isfinite(r.percent_of_parent) else None}
                            for r in gating.table.itertuples()]
             page = check_page(folder / "check.html", sample_name=name,
                               template=f"{template.panel} (version {template.version})",

@@ -121,12 +121,16 @@ def _population_table(populations) -> str:
     """Every population with its count, boolean and fixed gates' ones too."""
     if not populations:
         return ""
-    rows = "".join(f"<tr><td>{esc(p['population'])}</td><td>{esc(p['parent'] or '')}</td>"
-                   f"<td>{p['count']:,}</td><td>{p['percent_of_parent']:.1f}</td></tr>"
-                   for p in populations)
+    rows = "".join(f"<tr><td>{esc(p['population'])}</td>"
+                   f"<td>{esc(p['parent'] or 'all events')}</td><td>{p['count']:,}</td>"
+                   f"<td>{_percent(p['percent_of_parent'])}</td></tr>" for p in populations)
     return ("<h2>Populations</h2><table><thead><tr><th>population</th><th>parent</th>"
             "<th>events</th><th>% of parent</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>")
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _scale(dim) -> str:
