@@ -335,6 +335,31 @@ def test_a_run_with_another_template_is_refused_and_changes_nothing(small_files,
     assert "Traceback" not in result.output and "internal error" not in result.output
 
 
+def test_a_template_edited_under_the_same_version_is_refused(small_files, tmp_path):
+    """Same panel and version, other gates: the folder would mix two templates' results.
+    Comments and layout are not gates."""
+    from immunomon.gating.template import builtin_templates
+    files, _ = small_files
+    text = builtin_templates()["post-transplant"].read_text(encoding="utf-8")
+    commented, edited = tmp_path / "commented.yaml", tmp_path / "edited.yaml"
+    commented.write_text("# our copy\n" + text.replace("args: {n_mad: 4}",
+                                                        "args: {n_mad: 4}   # singlets"))
+    edited.write_text(text.replace("args: {n_mad: 4}", "args: {n_mad: 5}"))
+    assert load_template(commented).digest == load_template("post-transplant").digest
+    assert load_template(edited).digest != load_template("post-transplant").digest
+    out = tmp_path / "out"
+    _gate(files[:1], out)
+    _gate(files[1:2], out, template=commented)                    # the same gates
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ImmunomonError) as err:
+        _gate(files[2:3], out, template=edited)
+    assert str(err.value).startswith(
+        f"{out}: holds results gated with template 'Post-transplant")
+    assert "before its gates were edited (2 sample(s)" in str(err.value)
+    assert "new version" in str(err.value) and "never combined" in str(err.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_second_run_waits_for_the_folder_or_stops_with_a_message(small_files, tmp_path):
     from contextlib import ExitStack
     from immunomon.atomic import folder_lock

@@ -335,7 +335,8 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             "sample": gating.name, "status": gating.status,
             "file": str(result.sample.path) if result.sample.path and not deidentify else None,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
-            "template": {"panel": template.panel, "version": template.version},
+            "template": {"panel": template.panel, "version": template.version,
+                         "digest": template.digest},
             "counting": gating.counting, "qc_flags": [str(f) for f in gating.qc_flags],
             "qc": [qc.as_flag(f).to_dict() for f in gating.qc_flags], "notes": gating.notes,
             "warnings": gating.warnings, "transforms": transforms_used(result),
@@ -572,14 +573,19 @@ def _summary(folder: Path) -> dict:
 
 
 def _refuse_other_templates(out_dir: Path, template: Template) -> None:
-    """Stop before gating when the folder holds results of another template."""
+    """Stop before gating when the folder holds results of another template: another
+    panel or version, or the same ones with other gates (edited since, by its digest;
+    results written before digests were recorded are compared by panel and version)."""
     ours = (template.panel, template.version)
     others: dict[tuple, list[str]] = {}
+    edited: list[str] = []
     for folder in sample_folders(out_dir):
         used = _summary(folder).get("template") or {}
         key = (str(used.get("panel")), str(used.get("version")))
         if key != ours:
             others.setdefault(key, []).append(folder.name)
+        elif used.get("digest") not in (None, template.digest):
+            edited.append(folder.name)
     if others:
         (panel, version), names = next(iter(others.items()))
         raise GatingError(
@@ -587,6 +593,13 @@ def _refuse_other_templates(out_dir: Path, template: Template) -> None:
             f"({len(names)} sample(s), e.g. {names[0]}); this run uses {template.panel!r} "
             f"version {template.version}. Gate into another folder (--out), or remove "
             "those results first; results of two templates are never combined")
+    if edited:
+        raise GatingError(
+            f"{out_dir}: holds results gated with template {template.panel!r} version "
+            f"{template.version} as it was before its gates were edited ({len(edited)} "
+            f"sample(s), e.g. {edited[0]}). Give the edited template a new version and gate "
+            "into another folder (--out), or remove those results first; results of two "
+            "templates are never combined")
 
 
 def write_combined(out_dir, template: Template, rows: list[dict] = ()) -> pd.DataFrame:

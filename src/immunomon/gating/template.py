@@ -124,6 +124,21 @@ class Template:
     qc: dict = field(default_factory=dict)
     source: str = "<template>"
 
+    @property
+    def digest(self) -> str:
+        """A fingerprint of what the template gates (markers, compensation, transforms,
+        populations, counting, QC), not of its comments, layout or file: two results
+        folders gated with the same panel and version but different gates differ here."""
+        import hashlib
+        import json
+
+        content = {"markers": self.markers, "compensation": self.compensation,
+                   "transforms": self.transforms, "counting": self.counting, "qc": self.qc,
+                   "populations": [[p.name, p.parent, list(p.dims), p.kind, p.args]
+                                   for p in self.populations]}
+        text = json.dumps(content, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
     # -- per sample -----------------------------------------------------------
     def resolve_markers(self, sample) -> tuple[dict[str, str], list[str]]:
         """Template marker -> channel name in this file, and the markers not found."""
