@@ -364,3 +364,22 @@ def test_the_guides_hipc_template_is_the_one_tested():
     assert ours.strategy.population_ids == tested.strategy.population_ids
     for pop in tested.strategy.population_ids:
         assert np.array_equal(ours.mask(pop), tested.mask(pop)), pop
+
+
+def test_a_tail_cut_above_the_scale_is_a_failure_not_a_silent_zero():
+    """`tail` on CD69 T cells (a broad, skewed negative peak, CD69+ cells the taller one)
+    put its cut 3 SDs out, above the top of the logicle scale: no cell can lie there, so
+    the emptied population is a QC failure, named with its cut."""
+    from immunomon.gating.template import parse_template
+
+    text = (REAL / "activation.yaml").read_text(encoding="utf-8")
+    tail = text.replace("  - name: CD69+ CD4 T\n    parent: CD4 T\n    dims: [CD69]\n"
+                        "    method: threshold",
+                        "  - name: CD69+ CD4 T\n    parent: CD4 T\n    dims: [CD69]\n"
+                        "    method: tail")
+    assert tail != text
+    gating = gate_sample(read_fcs(REAL / "activation_23.fcs"), parse_template(tail, "t.yaml"),
+                         exclude_anomalies=False)
+    (flag,) = [f for f in gating.qc_flags if f.population == "CD69+ CD4 T"]
+    assert gating.result.count("CD69+ CD4 T") == 0 and gating.status == "failure"
+    assert flag.level == "failure" and "lies above the top of the scale (1)" in flag.message

@@ -531,8 +531,8 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     two peaks) left its population empty, from a parent of at least
     ``min_parent`` events, is a ``failure``: the rule, not the biology, most
     likely emptied it, and the population and all under it are wrong for
-    this sample. Emptied otherwise (a tail cut on a rare population), it is a
-    ``warning``. One that kept every such event while falling back is a
+    this sample; so is one whose cut lies above the top of the display scale.
+    Emptied otherwise (a tail cut on a rare population), it is a ``warning``. One that kept every such event while falling back is a
     ``warning``. A quadrant left empty is ``info`` (double positives may be
     absent), or a ``warning`` when its dividers fell back to a rule.
     """
@@ -553,11 +553,12 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                 flags.append(QCFlag("warning" if fell_back else "info",
                                     f"gate {gid!r}: quadrant {pid!r} is empty", pid))
             elif n == 0:
-                flags.append(QCFlag("failure" if fell_back else "warning",
+                beyond = _cut_above_the_scale(result, gate)
+                flags.append(QCFlag("failure" if fell_back or beyond else "warning",
                                     f"gate {gid!r}: population {pid!r} is empty although "
                                     f"its parent {parent!r} holds {n_parent} events "
-                                    f"({notes or gate.method}); check the template and the "
-                                    "plot", pid))
+                                    f"({notes or gate.method}){beyond}; check the template "
+                                    "and the plot", pid))
             elif n == n_parent and fell_back and not quadrants:
                 flags.append(QCFlag("warning", f"gate {gid!r}: population {pid!r} kept every "
                                                f"event of its parent {parent!r} ({notes})",
@@ -565,6 +566,20 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
         if fell_back and notes:
             flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
     return flags
+
+
+def _cut_above_the_scale(result, gate) -> str:
+    """Where a one-dimensional gate's lower cut lies above the top of its dimension's
+    display scale, where no stained cell lies (a `tail` cut 3 SDs of a broad negative
+    peak out: 1.65 on a 0-1 logicle scale), the words saying so; else ""."""
+    dims, bounds = getattr(gate, "dimensions", ()), getattr(gate, "bounds", ())
+    if len(dims) != 1 or len(bounds) != 1 or bounds[0][0] is None:
+        return ""
+    scale = result.values.signal_scale(dims[0])
+    cut = float(bounds[0][0])
+    if scale is None or not cut > scale[1]:
+        return ""
+    return f"; its cut ({cut:.4g}) lies above the top of the scale ({scale[1]:.4g})"
 
 
 #: The largest range of a linear channel that may hold display (channel) values exported
