@@ -257,11 +257,12 @@ class GatePlotter:
 
     # one plot ------------------------------------------------------------------------
     def plot(self, result, gate_id: str, path, *, labels: dict | None = None,
-             max_points: int = 50_000, bins: int = 200) -> Path | None:
-        """Write the PNG of one gate (see ``plot_gate``)."""
+             max_points: int = 50_000, bins: int = 200, gate=None) -> Path | None:
+        """Write the PNG of one gate (see ``plot_gate``); ``gate``: drawn instead of the
+        result's gate of that id (the same cut seen against another axis)."""
         from matplotlib.patches import StepPatch
 
-        gid, gate = find_gate(result, gate_id)
+        gid, gate = find_gate(result, gate_id) if gate is None else (gate_id, gate)
         if isinstance(gate, BooleanGate) or not gate.dimensions:
             return None
         view = gate_view(result, gid, gate, max_points=max_points)

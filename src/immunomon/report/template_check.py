@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from .gate_plots import GATE_COLOUR, axis_label, plot_gate, safe_filename
+from .gate_plots import GATE_COLOUR, GatePlotter, axis_label, plot_gate, safe_filename
 from .pages import _document, esc, link, write_text_atomic
 
 LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure": "#a00"}
@@ -57,17 +57,56 @@ def density_figure(check, sample, path) -> Path | None:
 
 
 def check_figures(result, checks, directory) -> dict[str, list[Path]]:
-    """Per gate: its density figure and its gate plot (the parent's events with
-    the gate drawn), written into ``directory``."""
+    """Per gate: its density figure, its gate plot (the parent's events with the
+    gate drawn) and, for a one-dimensional gate, the same cut against forward scatter
+    (``context_gate``), written into ``directory``."""
     directory = Path(directory)
     out: dict[str, list[Path]] = {}
+    plotter = None
     for i, check in enumerate(checks):
         stem = f"{i:02d}_{safe_filename(check.gate)}"
         files = [density_figure(check, result.sample, directory / f"{stem}_density.png")]
         if check.parent_events:
-            files.append(plot_gate(result, check.gate, directory / f"{stem}_gate.png"))
+            plotter = plotter or GatePlotter()
+            files.append(plot_gate(result, check.gate, directory / f"{stem}_gate.png",
+                                   plotter=plotter))
+            context = context_gate(result, check.gate)
+            if context is not None:
+                files.append(plotter.plot(result, check.gate,
+                                          directory / f"{stem}_context.png", gate=context))
         out[check.gate] = [f for f in files if f is not None]
     return out
+
+
+#: Axes a one-dimensional gate is seen against, in order of preference: cell size first
+#: (large cells dimly bright for a viability dye, debris low in every channel).
+CONTEXT_AXES = ("FSC-A", "FSC-H", "FSC", "SSC-A", "SSC-H", "SSC")
+
+
+def context_gate(result, gate_id: str):
+    """A one-dimensional threshold's cut as a two-dimensional gate against forward
+    scatter (side scatter for a forward-scatter cut, or where the file has no forward
+    scatter; the axis as the template transforms it where a gate uses it, else as
+    stored), open along that axis; None for other gates or a file without scatter."""
+    from dataclasses import replace
+
+    from ..gating import Dimension, RectangleGate
+
+    gate = result.gates.get(gate_id)
+    if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
+        return None
+    cut = gate.dimensions[0]
+    cut_name = str(getattr(cut, "name", ""))
+    used = {getattr(d, "name", None): d for g in result.gates.values()
+            for d in getattr(g, "dimensions", ())}
+    # a forward-scatter cut is seen against side scatter, the usual scatter plot
+    order = sorted(CONTEXT_AXES, key=lambda a: cut_name.startswith("FSC") and a.startswith("FSC"))
+    for name in order:
+        if name in result.sample.channels and name != cut_name:
+            axis = used.get(name, Dimension(name))
+            return replace(gate, dimensions=(cut, axis),
+                           bounds=(gate.bounds[0], (-np.inf, None)))
+    return None
 
 
 def check_page(path, *, sample_name: str, template: str, checks, figures,
