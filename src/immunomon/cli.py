@@ -293,8 +293,9 @@ def template_check(inputs, template_name, out_dir, as_json):
     """Show what every data-driven gate of a template finds in each file.
 
     One page per file: for each data-driven gate, the density of its parent
-    in the dimension it cut, the peaks found, the cut, the rule that placed it
-    and the QC level of the result. Use it when writing a template for a new
+    in the dimension it cut, the peaks found, the cut (also against forward
+    scatter), the rule that placed it and the QC level of the result; and every
+    population's count. Use it when writing a template for a new
     panel: a gate that needs an argument (valley, bounds, expect, components)
     shows it here. The exit code is 0 when every file was gated and no gate
     produced a QC failure.
