@@ -223,7 +223,8 @@ def test_writing_the_gated_file_imports_no_anndata(tmp_path):
             "from immunomon.export import write_gated_h5ad\n"
             "from immunomon.gating import Dimension, GatingStrategy, RectangleGate\n"
             "s = GatingStrategy([RectangleGate('Big', [Dimension('FSC-A')], [(3e4, None)])])\n"
-            f"write_gated_h5ad(s.apply(pbmc_sample(2000, seed=1).sample), {str(tmp_path / 'a.h5ad')!r})\n"
+            "sample = pbmc_sample(2000, seed=1).sample\n"
+            f"write_gated_h5ad(s.apply(sample), {str(tmp_path / 'a.h5ad')!r})\n"
             "print(sorted(m for m in ('anndata', 'dask') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
