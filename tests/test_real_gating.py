@@ -383,3 +383,17 @@ def test_a_tail_cut_above_the_scale_is_a_failure_not_a_silent_zero():
     (flag,) = [f for f in gating.qc_flags if f.population == "CD69+ CD4 T"]
     assert gating.result.count("CD69+ CD4 T") == 0 and gating.status == "failure"
     assert flag.level == "failure" and "lies above the top of the scale (1)" in flag.message
+
+
+def test_channels_without_marker_names_take_the_templates():
+    """The activation files have no $PnS: the tables, plots and AnnData name the
+    template's markers (CD4, not Alexa Fluor 700-A); the file's own sample is untouched."""
+    sample = read_fcs(REAL / "activation_23.fcs")
+    assert not any(sample.markers)
+    gating = gate_sample(sample, load_template(REAL / "activation.yaml"),
+                         exclude_anomalies=False)
+    markers = dict(zip(gating.result.sample.channels, gating.result.sample.markers))
+    assert markers["Alexa Fluor 700-A"] == "CD4" and markers["7-AAD-A"] == "CD69"
+    assert markers["FSC-A"] is None and not any(sample.markers)
+    assert {"CD4", "CD8", "CD69", "Va2"} <= set(gating.statistics["marker"])
+    assert "Alexa Fluor 700-A" not in set(gating.statistics["marker"])

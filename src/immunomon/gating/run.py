@@ -167,6 +167,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     template's ``qc.min_events``, else 200)."""
     name = name or safe_name(sample.path.stem if sample.path else "sample")
     counting = counting or CountingInputs()
+    sample = _named_by_template(sample, template)
     # the template against the file's channels first: a file it cannot gate fails here
     strategy, notes = template.strategy_for(sample, overrides)
     mismatch = template.match(sample).qc_flag()
@@ -218,6 +219,19 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
                         warnings=list(sample.warnings))
+
+
+def _named_by_template(sample, template: Template):
+    """The sample with the template's marker names on the channels the file leaves
+    unnamed (no $PnS, as many instruments write them), so that its tables, plots and
+    AnnData say CD4 rather than Alexa Fluor 700-A; a $PnS the file has is kept."""
+    found, _ = template.resolve_markers(sample)
+    names = {channel: marker for marker, channel in found.items()}
+    if not any(names.get(c.name) and not c.marker for c in sample.channel_info):
+        return sample
+    return replace(sample, channel_info=tuple(
+        replace(c, marker=names[c.name]) if names.get(c.name) and not c.marker else c
+        for c in sample.channel_info))
 
 
 # ----------------------------------------------------------------------------- writing
