@@ -533,8 +533,9 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     likely emptied it, and the population and all under it are wrong for
     this sample; so is one whose cut lies above the top of the display scale.
     Emptied otherwise (a tail cut on a rare population), it is a ``warning``, as
-    is one that kept every such event while falling back. A quadrant left empty is ``info`` (double positives may be
-    absent), or a ``warning`` when its dividers fell back to a rule.
+    is one that kept every such event while falling back. A quadrant left empty
+    is ``info`` (double positives may be absent), or a ``warning`` when its
+    dividers fell back to a rule.
     """
     flags = []
     for gid, gate in result.gates.items():

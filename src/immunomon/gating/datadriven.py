@@ -338,7 +338,8 @@ def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5,
     ``methods.smoothed_density(values)`` when the caller has it already."""
     if values.size < MIN_EVENTS:
         return False
-    centres, density, bandwidth = estimate or methods.smoothed_density(values)
+    centres, density, bandwidth = (estimate if estimate is not None
+                                   else methods.smoothed_density(values))
     i = int(np.clip(np.searchsorted(centres, cut), 0, centres.size - 1))
     top = i
     while True:             # uphill to the local maximum whose slope holds the cut
