@@ -202,7 +202,10 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
                           message=row.get("message") if row["status"] == "failed" else None)
         run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
     if as_json:
-        click.echo(run.table.to_json(orient="records", indent=2))
+        import json
+
+        from .columns import records
+        click.echo(json.dumps(records(run.table_columns), indent=2, default=str))
     else:
         done = sum(r["status"] != "failed" for r in run.samples)
         click.echo(f"{done} of {len(files)} files gated; results in {run.out_dir} "

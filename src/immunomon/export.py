@@ -400,8 +400,6 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     the raw events (the sample's own array)."""
     import json
 
-    import pandas as pd
-
     from . import __version__
     from .gating.dimensions import Dimension
 
@@ -413,12 +411,13 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     detectors = set(matrix.detectors) if matrix is not None else set()
     columns = [Dimension(name, compensation, per_channel.get(name)) for name in sample.channels]
 
-    var = pd.DataFrame({
-        "marker": [m or "" for m in sample.markers],
-        "transform": [describe_transform(per_channel.get(c)) for c in sample.channels],
-        "compensated": [c in detectors for c in sample.channels],
-        "range": sample.ranges,
-    }, index=pd.Index([str(c) for c in sample.channels], dtype=object))
+    var = {     # columns; the index is the channel names
+        "marker": np.array([m or "" for m in sample.markers], dtype=object),
+        "transform": np.array([describe_transform(per_channel.get(c))
+                               for c in sample.channels], dtype=object),
+        "compensated": np.array([c in detectors for c in sample.channels], dtype=bool),
+        "range": np.asarray(sample.ranges),
+    }
 
     pops = list(result.gate_ids if populations is None else populations)
 
@@ -455,6 +454,7 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     raw = sample.events if sample.events.dtype == np.float32 else \
         sample.events.astype(np.float32)
     return {"n": n, "values": values, "columns": columns, "var": var,
+            "channels": np.array([str(c) for c in sample.channels], dtype=object),
             "populations": pops, "uns": uns, "raw": raw}
 
 
@@ -499,7 +499,9 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     obs = pd.DataFrame(index=pd.RangeIndex(n).astype(str))
     with anndata.settings.override(check_uniqueness=False):     # unique by construction
         return anndata.AnnData(X=_x_rows(parts["values"], parts["columns"], 0, n), obs=obs,
-                               var=parts["var"], uns=parts["uns"],
+                               var=pd.DataFrame(parts["var"],
+                                                index=pd.Index(parts["channels"])),
+                               uns=parts["uns"],
                                obsm={"gates": _membership_rows(result, parts["populations"],
                                                                0, n)},
                                layers={"raw": parts["raw"]})
@@ -565,7 +567,7 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
                                     slab[:stop - start])
             index[start:stop] = decimal_strings(start, stop, width)
             gates[start:stop] = _membership_rows(result, pops, start, stop)
-        _write_frame(f, "var", parts["var"])
+        _write_frame(f, "var", parts["var"], parts["channels"])
         _write_elem(f, "layers", {"raw": parts["raw"]})
         for empty in ("obsp", "varm", "varp"):
             _write_elem(f, empty, {})
@@ -608,17 +610,18 @@ def _write_elem(group, key: str, value) -> None:
             _encoded(group.create_dataset(key, data=array), "array")
 
 
-def _write_frame(group, key: str, frame) -> None:
-    """A DataFrame of string, boolean and numeric columns, as anndata writes it."""
+def _write_frame(group, key: str, columns: dict, index) -> None:
+    """A data frame of string, boolean and numeric columns (and its string index),
+    as anndata writes one."""
     import h5py
 
     sub = group.create_group(key)
     sub.attrs.update({"_index": "_index",
-                      "column-order": np.array(list(frame.columns), dtype=h5py.string_dtype()),
+                      "column-order": np.array(list(columns), dtype=h5py.string_dtype()),
                       "encoding-type": "dataframe", "encoding-version": "0.2.0"})
-    _write_elem(sub, "_index", frame.index.to_numpy(dtype=object))
-    for column in frame.columns:
-        _write_elem(sub, str(column), frame[column].to_numpy())
+    _write_elem(sub, "_index", np.asarray(index, dtype=object))
+    for name, column in columns.items():
+        _write_elem(sub, str(name), np.asarray(column))
 
 
 # -- reading the layout back ----------------------------------------------------------

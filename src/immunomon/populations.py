@@ -1,8 +1,8 @@
 """Population statistics: counts, percentages and per-marker intensity
 statistics for every population of a ``GatingResult``.
 
-``population_statistics(result)`` returns a tidy table, one row per
-(population, marker), with
+``population_statistics(result)`` returns a tidy table (``statistics_columns``
+the same as columns, without pandas), one row per (population, marker), with
 
 - ``count``, ``percent_of_parent`` (of all events for a top-level population),
   ``percent_of_total`` and ``percent_of_<name>`` for each ancestor named in
@@ -33,8 +33,8 @@ import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
+from .columns import frame
 from .errors import GatingError, ImmunomonError
 from .fmt import number
 from .threads import single_threaded
@@ -301,26 +301,32 @@ def default_channels(sample) -> list[str]:
     return [c for c in sample.channels if not c.upper().startswith(_NON_FLUORESCENCE)]
 
 
-def population_counts(result, *, ancestors: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per population: parent, count and percentages."""
+def count_columns(result, *, ancestors: Iterable[str] = ()) -> dict:
+    """One row per population, as columns (``immunomon.columns``): population, parent,
+    count and percentages."""
     ancestors = list(ancestors)
     for a in ancestors:
         result.mask(a)                       # unknown names raise a GatingError
     total = result.n_events
-    rows = []
-    for pid in result.gate_ids:
-        count = result.count(pid)
-        parent = result.parent(pid)
-        parent_count = total if parent is None else result.count(parent)
-        row = {"population": pid, "parent": parent, "count": count,
-               "percent_of_parent": _percent(count, parent_count),
-               "percent_of_total": _percent(count, total)}
-        above = result.ancestors(pid)
-        for a in ancestors:
-            row[f"percent_of_{a}"] = (_percent(count, result.count(a)) if a in above
-                                      else np.nan)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    pids = list(result.gate_ids)
+    counts = np.array([result.count(pid) for pid in pids], dtype=np.int64)
+    parents = [result.parent(pid) for pid in pids]
+    parent_counts = [total if p is None else result.count(p) for p in parents]
+    columns = {"population": pids, "parent": parents, "count": counts,
+               "percent_of_parent": np.array([_percent(c, of) for c, of
+                                              in zip(counts, parent_counts)]),
+               "percent_of_total": np.array([_percent(c, total) for c in counts])}
+    for a in ancestors:
+        of = result.count(a)
+        columns[f"percent_of_{a}"] = np.array(
+            [_percent(c, of) if a in result.ancestors(pid) else np.nan
+             for pid, c in zip(pids, counts)], dtype=np.float64)
+    return columns
+
+
+def population_counts(result, *, ancestors: Iterable[str] = ()):
+    """One row per population: parent, count and percentages (a DataFrame)."""
+    return frame(count_columns(result, ancestors=ancestors))
 
 
 def _percent(count: int, of: int) -> float:
@@ -334,13 +340,9 @@ def intensity_matrix(result, channels: Sequence[str],
     return result.values.channels(channels, compensation)
 
 
-def population_statistics(result, channels: Sequence[str] | None = None, *,
-                          ancestors: Iterable[str] = (),
-                          compensation: str = "FCS") -> pd.DataFrame:
-    """Tidy table of counts, percentages and intensity statistics, one row
-    per (population, marker). ``channels`` are channel names or markers
-    (default: ``default_channels``); ``compensation`` is "FCS" (the file's
-    own spillover), "uncompensated" or the id of a strategy matrix."""
+def statistics_columns(result, channels: Sequence[str] | None = None, *,
+                       ancestors: Iterable[str] = (), compensation: str = "FCS") -> dict:
+    """``population_statistics`` as columns (``immunomon.columns``)."""
     sample = result.sample
     channels = list(channels) if channels is not None else default_channels(sample)
     try:
@@ -349,7 +351,7 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
         raise GatingError(f"population statistics: {exc}") from None
     names = [sample.channels[i] for i in idx]
     labels = [sample.markers[i] or sample.channels[i] for i in idx]
-    counts = population_counts(result, ancestors=ancestors)
+    counts = count_columns(result, ancestors=ancestors)
     values = intensity_matrix(result, names, compensation)
     masks = [result.mask(pid) for pid in result.gate_ids]
     total, logs, positive = masked_sums(values, masks)
@@ -363,24 +365,41 @@ def population_statistics(result, channels: Sequence[str] | None = None, *,
             med[k], pct[k] = _median_and_quantiles(values, np.flatnonzero(mask), qs)
     if big:
         # populations holding most events: counted through their complements
-        wanted = [_wanted_ranks(int(counts["count"].iloc[k]), qs) for k in big]
+        wanted = [_wanted_ranks(int(counts["count"][k]), qs) for k in big]
         stats = large_order_statistics(values, [masks[k] for k in big],
                                        [w[0] for w in wanted], bucket_histograms(values))
         for k, s_k, (_, combine) in zip(big, stats, wanted):
             med[k], pct[k] = combine(s_k)
-    n = counts["count"].to_numpy(dtype=np.float64)[:, None]
+    n = counts["count"].astype(np.float64)[:, None]
+    # each population's counts repeated on its markers' rows (one row when none)
+    rows = np.repeat(np.arange(n_pops), max(n_markers, 1))
+    per_row = {k: np.asarray(v, dtype=object)[rows].tolist() if isinstance(v, list)
+               else v[rows] for k, v in counts.items()}
+    if not n_markers:
+        return {**per_row, **{k: [None] * n_pops for k in ("marker", "channel")},
+                **{k: np.full(n_pops, np.nan) for k in
+                   ("median", "mean", "geometric_mean", "n_positive", "rcv")}}
     with np.errstate(divide="ignore", invalid="ignore"):
-        stats = pd.DataFrame({
-            "population": np.repeat(list(result.gate_ids), n_markers),
-            "marker": np.tile(labels, n_pops),
-            "channel": np.tile(names, n_pops),
+        return {
+            **per_row,
+            "marker": np.tile(np.array(labels, dtype=object), n_pops).tolist(),
+            "channel": np.tile(np.array(names, dtype=object), n_pops).tolist(),
             "median": med.ravel(),
             "mean": (total / n).ravel(),
             "geometric_mean": np.exp(logs / positive).ravel(),
             "n_positive": positive.astype(np.int64).ravel(),
             "rcv": (100.0 * 0.5 * (pct[..., 1] - pct[..., 0]) / med).ravel(),
-        })
-    return counts.merge(stats, on="population", how="left", sort=False)
+        }
+
+
+def population_statistics(result, channels: Sequence[str] | None = None, *,
+                          ancestors: Iterable[str] = (), compensation: str = "FCS"):
+    """Tidy table (a DataFrame) of counts, percentages and intensity statistics,
+    one row per (population, marker). ``channels`` are channel names or markers
+    (default: ``default_channels``); ``compensation`` is "FCS" (the file's own
+    spillover), "uncompensated" or the id of a strategy matrix."""
+    return frame(statistics_columns(result, channels, ancestors=ancestors,
+                                    compensation=compensation))
 
 
 # --------------------------------------------------------------------------- absolute counts
@@ -435,8 +454,8 @@ def dual_platform_per_ul(percent_of_reference, reference_per_ul: float) -> np.nd
     return pct / 100.0 * reference_per_ul
 
 
-__all__ = ["population_statistics", "population_counts", "order_statistics",
-           "large_order_statistics", "bucket_histograms", "quantiles",
-           "medians", "masked_sums", "default_channels", "intensity_matrix",
-           "RCV_LOW", "RCV_HIGH", "single_platform_per_ul", "dual_platform_per_ul",
-           "COUNTING_INPUTS", "counting_input_problem"]
+__all__ = ["population_statistics", "population_counts", "statistics_columns",
+           "count_columns", "order_statistics", "large_order_statistics",
+           "bucket_histograms", "quantiles", "medians", "masked_sums", "default_channels",
+           "intensity_matrix", "RCV_LOW", "RCV_HIGH", "single_platform_per_ul",
+           "dual_platform_per_ul", "COUNTING_INPUTS", "counting_input_problem"]

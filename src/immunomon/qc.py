@@ -48,10 +48,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
+from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fmt import number, ratio_percent
 
@@ -117,15 +118,20 @@ class TimeQC:
     """
 
     flags: list[str]
-    bins: pd.DataFrame
+    bin_columns: dict           # ``bins`` as columns (immunomon.columns)
     good: np.ndarray
     excluded: int
     unit: str = "s"
     channels: tuple[str, ...] = ()
 
+    @cached_property
+    def bins(self):
+        """One row per time bin (a DataFrame)."""
+        return frame(self.bin_columns)
+
     @property
     def n_bad_bins(self) -> int:
-        return int(self.bins["bad"].sum()) if len(self.bins) else 0
+        return int(np.count_nonzero(self.bin_columns["bad"]))
 
 
 def robust_z(values: np.ndarray, floor: np.ndarray | float = 0.0) -> np.ndarray:
@@ -251,22 +257,22 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
 
     good = ~(bad[b] & finite)
     excluded = int(n - np.count_nonzero(good))
-    table = pd.DataFrame({
+    table = {
         "start": edges[:-1], "stop": edges[1:], "events": counts,
         "rate": counts / width, "rate_z": rate_z, "shift_z": shift_z, "channel_z": channel_z,
         "bad_rate": bad_rate, "bad_signal": bad_signal, "bad": bad,
-    })
-    for j, name in enumerate(names):
-        table[f"signal:{name}"] = levels[:, j]
+        **{f"signal:{name}": levels[:, j] for j, name in enumerate(names)},
+    }
     flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
-    return TimeQC(flags=flags, bins=table, good=good, excluded=excluded, unit=unit,
+    return TimeQC(flags=flags, bin_columns=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
 
 
 def _skipped(n: int, message: str) -> TimeQC:
-    return TimeQC(flags=[message], bins=pd.DataFrame(
-        columns=["start", "stop", "events", "rate", "rate_z", "shift_z", "channel_z", "bad_rate",
-                 "bad_signal", "bad"]), good=np.ones(n, dtype=bool), excluded=0)
+    empty = {name: np.empty(0, dtype=bool if name.startswith("bad") else np.float64)
+             for name in ("start", "stop", "events", "rate", "rate_z", "shift_z",
+                          "channel_z", "bad_rate", "bad_signal", "bad")}
+    return TimeQC(flags=[message], bin_columns=empty, good=np.ones(n, dtype=bool), excluded=0)
 
 
 def _bin_signals(events: np.ndarray, cols: list[int], scales: np.ndarray, bins: np.ndarray,
@@ -351,13 +357,14 @@ def _hypot1(a: np.ndarray) -> np.ndarray:
 
 def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
     flags = []
-    for first, last in _runs(table["bad"].to_numpy()):
-        rows = table.iloc[first:last + 1]
+    for first, last in _runs(table["bad"]):
+        rows = {name: column[first:last + 1] for name, column in table.items()}
         why = []
         if rows["bad_rate"].any():
-            why.append(f"flow rate {ratio_percent(rows['rate'].median(), table['rate'].median())}")
+            usual = np.median(table["rate"])
+            why.append(f"flow rate {ratio_percent(np.median(rows['rate']), usual)}")
         if rows["bad_signal"].any():
-            shift = rows["shift_z"].to_numpy()
+            shift = rows["shift_z"]
             peak = shift[np.argmax(np.abs(shift))]
             hit = np.flatnonzero((abs_sig[first:last + 1] > k).any(axis=0))
             shown = ", ".join(names[j] for j in hit[:4]) + (" ..." if len(hit) > 4 else "")
@@ -365,8 +372,8 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
                        + (f" in {shown}" if shown else ""))
         if not why:
             why.append("next to an anomaly")
-        flags.append(f"acquisition anomaly from {number(rows['start'].iloc[0])} to "
-                     f"{number(rows['stop'].iloc[-1])} {unit} ({last - first + 1} time bins, "
+        flags.append(f"acquisition anomaly from {number(rows['start'][0])} to "
+                     f"{number(rows['stop'][-1])} {unit} ({last - first + 1} time bins, "
                      f"{int(rows['events'].sum())} events): {'; '.join(why)}")
     if excluded:
         flags.append(f"{excluded} of {n} events ({excluded / max(n, 1):.1%}) lie in "
@@ -386,8 +393,13 @@ class MarginQC:
     """
 
     flags: list[str]
-    table: pd.DataFrame
+    channel_columns: dict       # ``table`` as columns (immunomon.columns)
     margin: np.ndarray = field(repr=False)
+
+    @cached_property
+    def table(self):
+        """One row per channel (a DataFrame)."""
+        return frame(self.channel_columns)
 
     @property
     def n_margin(self) -> int:
@@ -419,9 +431,10 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     else:
         cols = [sample.channel_index(c) for c in channels]
     if n == 0 or not cols:
-        return MarginQC(flags=[], table=pd.DataFrame(
-            columns=["channel", "marker", "top", "bottom", "top_fraction",
-                     "bottom_fraction", "flagged"]), margin=np.zeros(n, dtype=bool))
+        return MarginQC(flags=[], channel_columns={
+            name: [] for name in ("channel", "marker", "top", "bottom", "top_fraction",
+                                  "bottom_fraction", "flagged")},
+            margin=np.zeros(n, dtype=bool))
     # blocks of events: no copy of the whole event matrix, no events x channels masks
     top_limit = sample.ranges[cols] - 1.0
     low = np.full(len(cols), np.inf)
@@ -436,24 +449,23 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
         top += at_top.sum(axis=0)
         bottom += at_bottom.sum(axis=0)
         margin[i:i + _BLOCK] = (at_top | at_bottom).any(axis=1)
-    table = pd.DataFrame({
+    table = {
         "channel": [sample.channels[i] for i in cols],
         "marker": [sample.markers[i] or "" for i in cols],
         "top": top, "bottom": bottom,
         "top_fraction": top / n, "bottom_fraction": bottom / n,
-    })
-    table["flagged"] = (table["top_fraction"] > fraction_limit) | \
-                       (table["bottom_fraction"] > fraction_limit)
+        "flagged": (top / n > fraction_limit) | (bottom / n > fraction_limit),
+    }
     flags = []
-    for row in table.itertuples():
-        label = f"{row.channel} ({row.marker})" if row.marker else row.channel
-        if row.top_fraction > fraction_limit:
-            flags.append(f"{label}: {row.top} events ({row.top_fraction:.1%}) at the top "
-                         f"of the scale")
-        if row.bottom_fraction > fraction_limit:
-            flags.append(f"{label}: {row.bottom} events ({row.bottom_fraction:.1%}) piled at "
-                         f"the bottom value {float(low[row.Index]):g}")
-    return MarginQC(flags=flags, table=table, margin=margin)
+    for j, row in enumerate(row_dicts(table)):
+        label = f"{row['channel']} ({row['marker']})" if row["marker"] else row["channel"]
+        if row["top_fraction"] > fraction_limit:
+            flags.append(f"{label}: {row['top']} events ({row['top_fraction']:.1%}) at the "
+                         f"top of the scale")
+        if row["bottom_fraction"] > fraction_limit:
+            flags.append(f"{label}: {row['bottom']} events ({row['bottom_fraction']:.1%}) "
+                         f"piled at the bottom value {float(low[j]):g}")
+    return MarginQC(flags=flags, channel_columns=table, margin=margin)
 
 
 # -- non-finite values ---------------------------------------------------------------

@@ -155,6 +155,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     cannot be read or gated is recorded and the others go on."""
     from pathlib import Path
 
+    from ..columns import rows
     from ..errors import ImmunomonError
     from ..fcs import read_fcs
     from ..report.template_check import check_figures, check_page
@@ -177,12 +178,12 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
             # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
             # a top-level population's parent is all events (None), an empty parent's
             # percentage none (None)
-            populations = [{"population": str(r.population),
-                            "parent": r.parent if isinstance(r.parent, str) else None,
-                            "count": int(r.count),
-                            "percent_of_parent": float(r.percent_of_parent)
-                            if np.isfinite(r.percent_of_parent) else None}
-                           for r in gating.table.itertuples()]
+            populations = [{"population": str(r["population"]),
+                            "parent": r["parent"] if isinstance(r["parent"], str) else None,
+                            "count": int(r["count"]),
+                            "percent_of_parent": float(r["percent_of_parent"])
+                            if np.isfinite(r["percent_of_parent"]) else None}
+                           for r in rows(gating.table_columns)]
             page = check_page(folder / "check.html", sample_name=name,
                               template=f"{template.panel} (version {template.version})",
                               checks=checks, figures=figures,

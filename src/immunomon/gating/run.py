@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..atomic import atomic_dir, atomic_path, folder_lock, write_text
 from ..errors import GatingError, ImmunomonError
+from .. import columns as tables
 from .. import populations as pops
 from .. import qc
 from ..threads import single_threaded
@@ -60,8 +61,8 @@ class SampleGating:
 
     name: str
     result: GatingResult
-    table: pd.DataFrame            # one row per population
-    statistics: pd.DataFrame       # one row per population and marker
+    table_columns: dict            # one row per population, as columns (immunomon.columns)
+    statistics_columns: dict       # one row per population and marker, as columns
     counting: dict                 # method and inputs of the absolute counts
     qc_flags: list[qc.QCFlag]
     notes: list[str]
@@ -69,6 +70,16 @@ class SampleGating:
     events_total: int
     events_excluded: int
     warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def table(self):
+        """The population table (a DataFrame): what ``populations.csv`` holds."""
+        return tables.frame(self.table_columns)
+
+    @cached_property
+    def statistics(self):
+        """One row per population and marker (a DataFrame): ``statistics.csv``."""
+        return tables.frame(self.statistics_columns)
 
     @property
     def status(self) -> str:
@@ -111,8 +122,8 @@ def _counting_value(sample, name: str, given, spec) -> tuple[float | None, str |
     return float(raw), None
 
 
-def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Template,
-                     inputs: CountingInputs) -> tuple[pd.Series, dict, list[str]]:
+def _absolute_counts(table: dict, result: GatingResult, template: Template,
+                     inputs: CountingInputs) -> tuple[np.ndarray, dict, list[str]]:
     """Cells per uL of every population, how they were counted, and QC flags."""
     sample = result.sample
     flags: list[str] = []
@@ -128,8 +139,8 @@ def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Templa
             problems.append(f"the bead population {beads!r} has no events")
         if per_test and volume and bead_events:
             values = pops.single_platform_per_ul(table["count"], bead_events, per_test, volume)
-            values[table["population"] == beads] = np.nan
-            return pd.Series(values, index=table.index), {
+            values[np.asarray(table["population"], dtype=object) == beads] = np.nan
+            return values, {
                 "method": "single platform (counting beads)", "bead_population": beads,
                 "bead_events": bead_events, "beads_per_test": per_test,
                 "volume_ul": volume}, flags
@@ -139,22 +150,29 @@ def _absolute_counts(table: pd.DataFrame, result: GatingResult, template: Templa
         column = f"percent_of_{ref}"
         if value and column in table:
             values = pops.dual_platform_per_ul(table[column], value)
-            values[table["population"] == ref] = value
-            return pd.Series(values, index=table.index), {
+            values[np.asarray(table["population"], dtype=object) == ref] = value
+            return values, {
                 "method": f"dual platform (% of {ref.lower()} x analyser count)",
                 "reference": ref, "reference_per_ul": value}, flags
-    return pd.Series(np.nan, index=table.index), \
+    return np.full(tables.n_rows(table), np.nan), \
         {"method": "none (no beads or analyser count)"}, flags
 
 
-def _wide_statistics(stats: pd.DataFrame) -> pd.DataFrame:
-    """population x (statistic, marker) columns such as 'median CD3'."""
-    if stats.empty or "marker" not in stats:
-        return pd.DataFrame({"population": []})
-    wide = stats.pivot_table(index="population", columns="marker",
-                             values=["median", "mean", "geometric_mean"], sort=False)
-    wide.columns = [f"{stat} {marker}" for stat, marker in wide.columns]
-    return wide.reset_index()
+WIDE_STATISTICS = ("median", "mean", "geometric_mean")
+
+
+def _wide_statistics(stats: dict, n_populations: int) -> dict:
+    """Columns such as 'median CD3', one row per population, from the statistics'
+    rows (population by population, the same markers in each)."""
+    per_population = len(stats["marker"]) // max(n_populations, 1)
+    markers = [m for m in stats["marker"][:per_population] if m is not None]
+    if not markers:
+        return {}
+    # two channels with one marker name (a file's typo) keep a column each
+    labels = [m if markers.count(m) == 1 else f"{m} ({channel})"
+              for m, channel in zip(markers, stats["channel"])]
+    return {f"{stat} {label}": np.asarray(stats[stat]).reshape(n_populations, -1)[:, j]
+            for stat in WIDE_STATISTICS for j, label in enumerate(labels)}
 
 
 @single_threaded()        # the thread policy of the per-file job (immunomon.threads)
@@ -190,22 +208,21 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                f"{time_qc.excluded} events in unstable acquisition time bins "
                                f"were excluded from gating ({100 * unstable:.1f}%)"))
     margins = qc.margin_events(gated)
-    worst_margin = float(margins.table[["top_fraction", "bottom_fraction"]].to_numpy().max()) \
-        if len(margins.table) else 0.0
+    edges = margins.channel_columns
+    worst_margin = float(max(np.max(edges["top_fraction"], initial=0.0),
+                             np.max(edges["bottom_fraction"], initial=0.0)))
     flags += qc.leveled(margins.flags, "warning" if worst_margin > MARGIN_WARNING else "info")
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
-    stats = pops.population_statistics(result, ancestors=refs)
-    # The statistics carry the counts and percentages: one row per population of them.
-    count_columns = [c for c in stats.columns
-                     if c in ("population", "parent", "count") or c.startswith("percent_of_")]
-    table = stats[count_columns].drop_duplicates("population").reset_index(drop=True)
-    per_ul, counting_info, counting_flags = _absolute_counts(table, result, template, counting)
+    stats = pops.statistics_columns(result, ancestors=refs)
+    by_population = pops.count_columns(result, ancestors=refs)
+    per_ul, counting_info, counting_flags = _absolute_counts(by_population, result, template,
+                                                             counting)
     flags += qc.leveled(counting_flags, "warning")
-    table["cells_per_ul"] = per_ul
-    table = table.merge(_wide_statistics(stats), on="population", how="left", sort=False)
-    table.insert(0, "sample", name)
+    n_pops = tables.n_rows(by_population)
+    table = {"sample": [name] * n_pops, **by_population, "cells_per_ul": per_ul,
+             **_wide_statistics(stats, n_pops)}
 
     gate_flags = qc.gate_flags(result)
     flags += gate_flags
@@ -215,7 +232,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     parents = {p: counts.get(par) for p, par in zip(table["population"], table["parent"])
                if par in counts}
     flags += qc.count_flags(counts, min_events=min_events, explained=empty, parents=parents)
-    return SampleGating(name=name, result=result, table=table, statistics=stats,
+    return SampleGating(name=name, result=result, table_columns=table, statistics_columns=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
                         warnings=list(sample.warnings))
@@ -273,7 +290,8 @@ def concrete_strategy(result: GatingResult):
     return GatingStrategy([renamed(g) for g in result.gates.values()]), ids
 
 
-def _atomic_frame(frame: pd.DataFrame, path: Path) -> None:
+def _atomic_frame(frame, path: Path) -> None:
+    """Write a DataFrame (atomically): Parquet for a ``.parquet`` name, CSV otherwise."""
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
@@ -316,11 +334,11 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
     final = Path(out_dir) / gating.name
     # The page links plots relative to itself, so the folder is built whole and moved.
     with atomic_dir(final) as work:
-        _atomic_frame(gating.table, work / "populations.csv")
-        _atomic_frame(gating.table, work / "populations.parquet")
-        _atomic_frame(gating.statistics, work / "statistics.csv")
-        if gating.time_qc.bins is not None and len(gating.time_qc.bins):
-            _atomic_frame(gating.time_qc.bins, work / "time_qc.csv")
+        tables.write(gating.table_columns, work / "populations.csv")
+        tables.write(gating.table_columns, work / "populations.parquet")
+        tables.write(gating.statistics_columns, work / "statistics.csv")
+        if tables.n_rows(gating.time_qc.bin_columns):
+            tables.write(gating.time_qc.bin_columns, work / "time_qc.csv")
         result = gating.result
         if anndata:
             from ..export import write_gated_h5ad
@@ -331,8 +349,8 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             from .gatingml import save_gatingml
             concrete, ids = concrete_strategy(result)
             save_gatingml(concrete, work / "gates.xml")
-            _atomic_frame(pd.DataFrame({"population": list(ids), "gatingml_id": list(ids.values())}),
-                          work / "gates_ids.csv")
+            tables.write({"population": list(ids), "gatingml_id": list(ids.values())},
+                         work / "gates_ids.csv")
         if fcs is not None:
             from ..fcs import write_fcs
             write_fcs(work / f"{gating.name}.fcs", fcs)
@@ -358,7 +376,8 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
         from ..report.pages import sample_page
         hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
         sample_page(work / "index.html", sample_name=gating.name, hierarchy=hierarchy,
-                    table=gating.table.drop(columns=["sample"]), plots=plot_files,
+                    table=tables.rows({k: v for k, v in gating.table_columns.items()
+                                       if k != "sample"}), plots=plot_files,
                     qc_flags=gating.qc_flags, warnings=gating.warnings + gating.notes,
                     subtitle=f"{template.panel} (template version {template.version})")
     return final
@@ -369,6 +388,8 @@ def read_sample_info(path) -> dict[str, CountingInputs]:
     with or without .fcs) and any of ``beads_per_test``, ``volume_ul`` (bead lot and
     stained volume), ``lymphocytes_per_ul``, ``leukocytes_per_ul`` (haematology
     analyser counts for dual-platform absolute counts). Empty cells are left unset."""
+    import pandas as pd
+
     path = Path(path)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -436,8 +457,13 @@ class GateRun:
     """The outcome of ``gate_files``."""
 
     samples: list[dict]            # one row per file: sample, file, status, message, ...
-    table: pd.DataFrame            # all samples' population rows
+    table_columns: dict            # all samples' population rows, as columns
     out_dir: Path
+
+    @cached_property
+    def table(self):
+        """All samples' population rows (a DataFrame)."""
+        return tables.frame(self.table_columns)
 
     @property
     def ok(self) -> bool:
@@ -456,13 +482,13 @@ def gate_file(path, template: Template, out_dir, *, name: str,
               counting: CountingInputs | None = None, overrides: dict | None = None,
               plots: str | bool = "all", anndata: bool = True, exclude_anomalies: bool = True,
               deidentify: bool = False, prepare=None, fcs: bool = False,
-              provenance: dict | None = None) -> tuple[dict, pd.DataFrame | None]:
+              provenance: dict | None = None) -> tuple[dict, dict | None]:
     """The per-file job of ``immunomon gate`` and ``immunomon batch``: read one
     FCS file, gate it and write its folder ``out_dir/<name>/``.
 
     Returns the file's row (sample, file, status, events, flags, page, message,
     ``error``: "" or "input" for bad input or "internal" for a defect, and
-    ``seconds`` per step) and its population table (None when it failed). A
+    ``seconds`` per step) and its population table as columns (None when it failed). A
     file that fails never raises. ``prepare(sample) -> sample`` runs right after
     reading (the batch de-identifies there); ``fcs`` exports the prepared
     sample as ``<name>.fcs`` beside the other outputs."""
@@ -503,7 +529,7 @@ def gate_file(path, template: Template, out_dir, *, name: str,
                            f"({type(exc).__name__}: {exc}); please report it"}, None
     return {**row, "status": gating.status, "events": gating.events_total,
             "flags": gating.flags_at("warning", "failure"),
-            "page": str(folder / "index.html")}, gating.table
+            "page": str(folder / "index.html")}, gating.table_columns
 
 
 def gate_files(files, template: Template, out_dir, *, counting: CountingInputs | None = None,
@@ -529,20 +555,20 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, wait=wait, on_wait=on_wait):
         _refuse_other_templates(out_dir, template)
-        rows, tables = _gate_each(files, template, out_dir, counting=counting,
+        rows, outputs = _gate_each(files, template, out_dir, counting=counting,
                                   sample_info=sample_info, overrides=overrides, plots=plots,
                                   anndata=anndata, exclude_anomalies=exclude_anomalies,
                                   deidentify=deidentify, progress=progress,
                                   workers=workers)
-        write_combined(out_dir, template, rows)
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    return GateRun(rows, table, out_dir)
+        write_combined(out_dir, template, rows, outputs)
+    return GateRun(rows, tables.concat(list(outputs.values())), out_dir)
 
 
 def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_info, overrides,
                plots, anndata, exclude_anomalies, deidentify, progress, workers: int = 1
-               ) -> tuple[list[dict], list[pd.DataFrame]]:
-    """``gate_file`` on every file (in ``workers`` processes when more than one)."""
+               ) -> tuple[list[dict], dict[str, dict]]:
+    """``gate_file`` on every file (in ``workers`` processes when more than one): the
+    files' rows, and the population tables of those gated, by sample name."""
     jobs, used = [], set()
     for path in files:
         path = Path(path)
@@ -564,7 +590,7 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
             if progress is not None:
                 progress(outcomes[-1][0])
     rows = [row for row, _ in outcomes]
-    return rows, [table for _, table in outcomes if table is not None]
+    return rows, {row["sample"]: table for row, table in outcomes if table is not None}
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -616,10 +642,13 @@ def _refuse_other_templates(out_dir: Path, template: Template) -> None:
             "templates are never combined")
 
 
-def write_combined(out_dir, template: Template, rows: list[dict] = ()) -> pd.DataFrame:
+def write_combined(out_dir, template: Template, rows: list[dict] = (),
+                   gated: dict[str, dict] | None = None) -> dict:
     """Write the combined table, ``index.html`` and ``index.json`` over every sample
     folder in ``out_dir``, with the failures of ``rows`` (this run) and of earlier
-    runs whose files have no results yet. Returns the combined table."""
+    runs whose files have no results yet. ``gated``: this run's population tables
+    by sample name (the others are read from their folders). Returns the combined
+    table as columns."""
     from ..report.pages import index_page
 
     out_dir = Path(out_dir)
@@ -631,7 +660,7 @@ def write_combined(out_dir, template: Template, rows: list[dict] = ()) -> pd.Dat
         except (OSError, ValueError, KeyError, TypeError):
             known = {}                     # unreadable: rebuilt from the folders below
     known.update({r["sample"]: r for r in rows})
-    index, tables = [], []
+    index, parts = [], []
     for folder in sample_folders(out_dir):
         summary = _summary(folder)
         row = known.pop(folder.name, {})
@@ -647,14 +676,16 @@ def write_combined(out_dir, template: Template, rows: list[dict] = ()) -> pd.Dat
                    "page": str(folder / "index.html"), "message": ""}
         index.append(row)
         table_path = folder / "populations.parquet"
-        if table_path.is_file():
-            tables.append(pd.read_parquet(table_path))
+        if folder.name in (gated or {}):
+            parts.append(gated[folder.name])
+        elif table_path.is_file():
+            parts.append(tables.read_parquet(table_path))
     index += [r for r in known.values() if r.get("status") == "failed"]
     index.sort(key=lambda r: r["sample"])
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    if tables:
-        _atomic_frame(table, out_dir / "populations.csv")
-        _atomic_frame(table, out_dir / "populations.parquet")
+    table = tables.concat(parts)
+    if parts:
+        tables.write(table, out_dir / "populations.csv")
+        tables.write(table, out_dir / "populations.parquet")
     write_text(record, json.dumps([{**r, "page": _relative(r.get("page"), out_dir)}
                                    for r in index], indent=2, default=str))
     index_page(out_dir / "index.html", index, title=f"immunomon gate: {template.panel}")
