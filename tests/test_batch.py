@@ -359,7 +359,8 @@ def test_sigkill_mid_run_then_resume_processes_every_file_once(tmp_path):
                              plots=False, anndata=False)
         got = pd.read_csv(results / "default" / stem / "populations.csv")
         pd.testing.assert_frame_equal(got[["population", "count", "cells_per_ul"]],
-                                      table[["population", "count", "cells_per_ul"]],
+                                      pd.DataFrame(table)[["population", "count",
+                                                          "cells_per_ul"]],
                                       check_dtype=False)
 
 

@@ -76,7 +76,8 @@ def test_local_cluster_runs_the_batch_and_survives_a_dead_worker(tmp_path):
                              plots=False, anndata=False)
         got = pd.read_csv(tmp_path / "res" / "default" / f"s{i}" / "populations.csv")
         pd.testing.assert_frame_equal(got[["population", "count", "cells_per_ul"]],
-                                      table[["population", "count", "cells_per_ul"]],
+                                      pd.DataFrame(table)[["population", "count",
+                                                          "cells_per_ul"]],
                                       check_dtype=False)
 
 
