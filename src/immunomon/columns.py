@@ -47,7 +47,7 @@ def frame(columns: Columns):
     """The table as a pandas DataFrame."""
     import pandas as pd
 
-    return pd.DataFrame({k: np.asarray(v) if isinstance(v, np.ndarray) else list(v)
+    return pd.DataFrame({k: v if isinstance(v, np.ndarray) else list(v)
                          for k, v in columns.items()}, columns=list(columns))
 
 
