@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from click.testing import CliRunner
 
 from immunomon import columns
 
@@ -69,10 +70,32 @@ def test_concat_keeps_the_order_of_first_appearance_and_fills_gaps():
     assert list(columns.select(a, ["count", "gone"])["gone"]) == [None]
 
 
+def test_parquet_read_as_pyarrow_reads_it(tmp_path):
+    """Columns read back from their buffers as pyarrow converts them, from a table
+    pandas wrote (earlier results) and from slices of arrays with gaps."""
+    import pyarrow as pa
+
+    path = tmp_path / "pandas.parquet"
+    pd.DataFrame(TABLE).to_parquet(path, index=False)
+    table = pq.read_table(path)
+    assert columns.read_parquet(path) == \
+        {name: col.to_pylist() for name, col in zip(table.column_names, table.columns)}
+    for array in (pa.array(["a", None, "bc", "d"]), pa.array([1.5, None, 3.0, 4.0]),
+                  pa.array([True, None, False, True]), pa.array([1, 2, None, 4]),
+                  pa.array([None, None, None, None])):
+        for part in (array, array.slice(1, 3), array.slice(3)):
+            assert columns._python_values(part) == part.to_pylist()
+
+
 def test_gating_a_file_imports_no_pandas(tmp_path):
     """pandas takes longer to import than a small file takes to gate: the per-file
-    job and a first run's combined table go without it (tables, AnnData, Gating-ML,
-    pages); the DataFrames are there for a caller that asks."""
+    job and the combined table go without it (tables, AnnData, Gating-ML, pages), in a
+    folder with earlier results too; the DataFrames are there for a caller that asks."""
+    from immunomon.cli import main as cli
+
+    earlier = CliRunner().invoke(cli, ["gate", str(FIXTURES / "pbmc_02_shifted.fcs"), "-o",
+                                       str(tmp_path), "--plots", "none"])
+    assert earlier.exit_code == 0, earlier.output
     code = ("import sys\n"
             "from immunomon.cli import main\n"
             "try:\n"
@@ -83,8 +106,11 @@ def test_gating_a_file_imports_no_pandas(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
-    combined = pd.read_csv(tmp_path / "populations.csv")
-    own = pd.read_csv(tmp_path / "pbmc_01" / "populations.csv")
-    pd.testing.assert_frame_equal(combined, own)
+    own = [pd.read_csv(tmp_path / name / "populations.csv")
+           for name in ("pbmc_01", "pbmc_02_shifted")]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "populations.csv"),
+                                  pd.concat(own, ignore_index=True))
+    own = [pd.read_parquet(tmp_path / name / "populations.parquet")
+           for name in ("pbmc_01", "pbmc_02_shifted")]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "populations.parquet"),
-                                  pd.read_parquet(tmp_path / "pbmc_01" / "populations.parquet"))
+                                  pd.concat(own, ignore_index=True))

@@ -4,7 +4,9 @@ A table here is a dict of equal-length columns (numpy arrays or lists) in column
 order. The per-file job of ``immunomon gate`` builds, writes and returns its tables
 in this form because pandas takes longer to import (about half a second) than a
 small file takes to gate; a DataFrame is built only for a caller that asks for one
-(``frame``). CSV is written as pandas writes it; Parquet through pyarrow.
+(``frame``). CSV is written as pandas writes it; Parquet through pyarrow, with Arrow
+arrays built from and read back from their buffers, because pyarrow's own converters
+import pandas.
 """
 
 from __future__ import annotations
@@ -161,9 +163,44 @@ def write(columns: Columns, path) -> Path:
     return path
 
 
+_NUMBERS = {"double": np.float64, "float": np.float32, "int64": np.int64, "int32": np.int32,
+            "int16": np.int16, "int8": np.int8, "uint64": np.uint64, "uint32": np.uint32,
+            "uint16": np.uint16, "uint8": np.uint8}
+
+
+def _bits(buffer, offset: int, n: int) -> np.ndarray:
+    packed = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(packed, count=offset + n, bitorder="little")[offset:].astype(bool)
+
+
+def _python_values(array) -> list:
+    """An Arrow array's values as Python values (None for null), read from its
+    buffers as ``_arrow_array`` writes them: pyarrow's own converters import pandas.
+    Types a population table never holds go through pyarrow."""
+    kind, n, offset = str(array.type), len(array), array.offset
+    validity, *data = array.buffers()
+    if kind in ("string", "large_string"):
+        ends = np.frombuffer(data[0], dtype=np.int32 if kind == "string" else np.int64)
+        ends = ends[offset:offset + n + 1]
+        raw = data[1].to_pybytes() if data[1] is not None else b""
+        values = [raw[a:b].decode("utf-8") for a, b in zip(ends[:-1], ends[1:])]
+    elif kind == "bool":
+        values = _bits(data[0], offset, n).tolist()
+    elif kind in _NUMBERS:
+        values = np.frombuffer(data[0], dtype=_NUMBERS[kind])[offset:offset + n].tolist()
+    elif kind == "null":
+        return [None] * n
+    else:
+        return array.to_pylist()
+    if validity is None or array.null_count == 0:
+        return values
+    return [v if ok else None for v, ok in zip(values, _bits(validity, offset, n))]
+
+
 def read_parquet(path) -> dict:
     """A Parquet file's columns, as lists of Python values (None for null)."""
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(path).read()
-    return {name: column.to_pylist() for name, column in zip(table.column_names, table.columns)}
+    return {name: [v for chunk in column.chunks for v in _python_values(chunk)]
+            for name, column in zip(table.column_names, table.columns)}
