@@ -114,3 +114,22 @@ def test_gating_a_file_imports_no_pandas(tmp_path):
            for name in ("pbmc_01", "pbmc_02_shifted")]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "populations.parquet"),
                                   pd.concat(own, ignore_index=True))
+
+
+def test_wide_statistics_keep_every_channel_and_marker():
+    """One column per statistic and channel, population by population: two channels
+    that carry one marker name keep a column each (pandas' pivot averaged them), and a
+    marker with no value in any population keeps its column (the pivot dropped it),
+    so every sample of a template has the same columns."""
+    from immunomon.gating.run import _wide_statistics
+
+    stats = {"population": ["A"] * 3 + ["B"] * 3,
+             "marker": ["CD3", "CD3", "CD4"] * 2, "channel": ["PE-A", "FITC-A", "APC-A"] * 2,
+             "median": np.array([1.0, 2.0, np.nan, 4.0, 5.0, np.nan]),
+             "mean": np.arange(6.0), "geometric_mean": np.arange(6.0) + 10}
+    wide = _wide_statistics(stats, 2)
+    assert list(wide)[:3] == ["median CD3 (PE-A)", "median CD3 (FITC-A)", "median CD4"]
+    assert len(wide) == 9
+    assert wide["median CD3 (FITC-A)"].tolist() == [2.0, 5.0]
+    assert np.isnan(wide["median CD4"]).all()
+    assert wide["geometric_mean CD4"].tolist() == [12.0, 15.0]
