@@ -133,3 +133,18 @@ def test_wide_statistics_keep_every_channel_and_marker():
     assert wide["median CD3 (FITC-A)"].tolist() == [2.0, 5.0]
     assert np.isnan(wide["median CD4"]).all()
     assert wide["geometric_mean CD4"].tolist() == [12.0, 15.0]
+
+
+def test_an_unreadable_earlier_table_is_one_line_and_loses_nothing(tmp_path):
+    """A results folder whose earlier sample table was damaged: the new sample is
+    gated and written, and the combined table stops with the file and the remedy."""
+    from immunomon.cli import main as cli
+
+    args = ["--plots", "none", "--no-anndata", "-o", str(tmp_path)]
+    assert CliRunner().invoke(cli, ["gate", str(FIXTURES / "pbmc_01.fcs"), *args]).exit_code == 0
+    (tmp_path / "pbmc_01" / "populations.parquet").write_bytes(b"not parquet")
+    result = CliRunner().invoke(cli, ["gate", str(FIXTURES / "pbmc_02_shifted.fcs"), *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "pbmc_01/populations.parquet: cannot be read" in result.output
+    assert "gate its file again" in result.output
+    assert (tmp_path / "pbmc_02_shifted" / "populations.csv").is_file()

@@ -612,6 +612,15 @@ def _summary(folder: Path) -> dict:
     return summary if isinstance(summary, dict) else {}
 
 
+def _earlier_table(path: Path) -> dict:
+    """An earlier run's population table, for the combined one."""
+    try:
+        return tables.read_parquet(path)
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+        raise GatingError(f"{path}: cannot be read ({exc}); remove the folder or gate its "
+                          "file again") from None
+
+
 def _refuse_other_templates(out_dir: Path, template: Template) -> None:
     """Stop before gating when the folder holds results of another template: another
     panel or version, or the same ones with other gates (edited since, by its digest;
@@ -679,7 +688,7 @@ def write_combined(out_dir, template: Template, rows: list[dict] = (),
         if folder.name in (gated or {}):
             parts.append(gated[folder.name])
         elif table_path.is_file():
-            parts.append(tables.read_parquet(table_path))
+            parts.append(_earlier_table(table_path))
     index += [r for r in known.values() if r.get("status") == "failed"]
     index.sort(key=lambda r: r["sample"])
     table = tables.concat(parts)
