@@ -326,6 +326,25 @@ def test_flowkit_applies_the_gates_found_on_a_real_file_alike(name, tmp_path):
             assert counts[gid] == result.count(pid), pid
 
 
+def test_an_activation_markers_lone_peak_is_the_negatives_when_the_template_says_so():
+    """activation_1's CD4 T cells: one CD69 peak, with more events spread below it
+    (spillover spreading, about zero signal) than the expert's one CD69+ cell above it.
+    From the tails alone the lone-peak rule takes the peak for CD69+ cells and cuts below
+    it; the activation template's `expect: mostly-negative` makes it the negatives."""
+    from immunomon.gating.template import parse_template
+
+    sample = read_fcs(REAL / "activation_1.fcs")
+    want = np.load(REAL / "activation_1.labels.npz")["CD69+ CD4 T Cells"]
+    text = (REAL / "activation.yaml").read_text(encoding="utf-8")
+    hinted = gate_sample(sample, parse_template(text, "a.yaml"), exclude_anomalies=False)
+    assert hinted.result.count("CD69+ CD4 T") <= 3 * max(int(want.sum()), 1)
+    assert "expect: mostly-negative" in hinted.result.gates["CD69+ CD4 T"].notes[0]
+    bare = text.replace("args: {side: above, expect: mostly-negative}", "args: {side: above}")
+    assert bare != text
+    tails = gate_sample(sample, parse_template(bare, "b.yaml"), exclude_anomalies=False)
+    assert tails.result.count("CD69+ CD4 T") > tails.result.count("CD4 T") / 2
+
+
 def test_a_lone_peak_with_no_tail_in_the_upper_half_of_the_scale_is_stained():
     """A FACSAria III index sort of 384 splenic B cells (tests/data/fcs): CD21 (FITC) is
     one peak at 57% of the span from zero signal to the top, with no event below or above
@@ -374,9 +393,10 @@ def test_a_tail_cut_above_the_scale_is_a_failure_not_a_silent_zero():
 
     text = (REAL / "activation.yaml").read_text(encoding="utf-8")
     tail = text.replace("  - name: CD69+ CD4 T\n    parent: CD4 T\n    dims: [CD69]\n"
-                        "    method: threshold",
+                        "    method: threshold\n"
+                        "    args: {side: above, expect: mostly-negative}",
                         "  - name: CD69+ CD4 T\n    parent: CD4 T\n    dims: [CD69]\n"
-                        "    method: tail")
+                        "    method: tail\n    args: {side: above}")
     assert tail != text
     gating = gate_sample(read_fcs(REAL / "activation_23.fcs"), parse_template(tail, "t.yaml"),
                          exclude_anomalies=False)

@@ -122,7 +122,7 @@ SINGLE = [(16089.76, 29857.85), (27513.58, 16995.01), (245110.14, 178445.79),
           (227702.41, 198848.91)]
 
 
-def activation(root: Path, keep=(8, 23)) -> None:
+def activation(root: Path, keep=(1, 8, 23)) -> None:
     folder = root / "inst/extdata/Activation"
     samples = {i: immunomon.read_fcs(folder / f"Activation_{i}.fcs") for i in range(1, 34)}
     comp = {i: _compensated(s, s.spillover.detectors, s.spillover.matrix)
