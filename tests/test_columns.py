@@ -49,13 +49,15 @@ def test_parquet_of_python_lists(tmp_path):
     """Lists (a combined table's columns) take the type their values share: ints with a
     gap become floats, as pandas makes them; text stays text."""
     table = {"n": [1, None, 3], "x": [1, 2.5, None], "ok": [True, False, True],
-             "text": ["a", None, "c"], "none": [None, None, None]}
+             "text": ["a", None, "c"], "none": [None, None, None], "gap": [True, None, False]}
     back = pd.read_parquet(columns.write(table, tmp_path / "t.parquet"))
     assert back["n"].dtype == np.float64 and np.isnan(back["n"][1])
     assert back["x"].tolist()[:2] == [1.0, 2.5] and back["ok"].dtype == bool
     assert back["text"].tolist() == ["a", None, "c"]
     assert back["none"].isna().all()
     assert columns.read_parquet(tmp_path / "t.parquet")["text"] == ["a", None, "c"]
+    assert str(pq.read_schema(tmp_path / "t.parquet").field("gap").type) == "bool"
+    assert columns.read_parquet(tmp_path / "t.parquet")["gap"] == [True, None, False]
 
 
 def test_concat_keeps_the_order_of_first_appearance_and_fills_gaps():

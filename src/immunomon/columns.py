@@ -99,17 +99,20 @@ def _arrow_array(values):
     """One column as an Arrow array, built from its buffers: pyarrow's own
     constructors import pandas to look for pandas objects, which would cost more
     than the rest of a small file's job. Numbers become float64 (missing and NaN
-    as null, as pandas writes them) or int64, booleans bool, anything else
-    strings (None as null)."""
+    as null, as pandas writes them) or int64, booleans bool (None as null),
+    anything else strings (None as null)."""
     import pyarrow as pa
 
     array = np.asarray(values) if not isinstance(values, np.ndarray) else values
     if array.dtype == object:
         plain = [_plain(v) for v in values]
         present = [v for v in plain if v is not None]
-        if present and all(isinstance(v, bool) for v in present) and len(present) == len(plain):
-            array = np.array(plain, dtype=bool)
-        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in plain):
+        if present and all(isinstance(v, bool) for v in present):
+            bits = np.packbits(np.array([v is True for v in plain]), bitorder="little")
+            valid = np.array([v is not None for v in plain])
+            return pa.Array.from_buffers(pa.bool_(), len(plain),
+                                         [_validity(valid), pa.py_buffer(bits)])
+        if present and all(isinstance(v, int) and not isinstance(v, bool) for v in plain):
             array = np.array(plain, dtype=np.int64)
         elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                              for v in present):
