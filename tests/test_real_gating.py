@@ -343,6 +343,12 @@ def test_an_activation_markers_lone_peak_is_the_negatives_when_the_template_says
     assert bare != text
     tails = gate_sample(sample, parse_template(bare, "b.yaml"), exclude_anomalies=False)
     assert tails.result.count("CD69+ CD4 T") > tails.result.count("CD4 T") / 2
+    # the peak sits low on the scale: the sample is flagged for review, with the remedy
+    (doubt,) = [f for f in tails.qc_flags if f.population == "CD69+ CD4 T"
+                and f.level == "warning"]
+    assert "where unstained cells lie" in doubt.message
+    assert "'expect: mostly-negative' makes it so" in doubt.message
+    assert not [f for f in hinted.qc_flags if "makes it so" in f.message]
 
 
 def test_a_lone_peak_with_no_tail_in_the_upper_half_of_the_scale_is_stained():

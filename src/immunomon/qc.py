@@ -547,7 +547,9 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     Emptied otherwise (a tail cut on a rare population), it is a ``warning``, as
     is one that kept every such event while falling back. A quadrant left empty
     is ``info`` (double positives may be absent), or a ``warning`` when its
-    dividers fell back to a rule.
+    dividers fell back to a rule. What a gate doubts of itself (a lone peak taken for
+    its population from the tails beside it, against its place on the scale) is a
+    ``warning``.
     """
     flags = []
     for gid, gate in result.gates.items():
@@ -578,6 +580,8 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                                     pid))
         if fell_back and notes:
             flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
+        flags += [QCFlag("warning", f"gate {gid!r}: {doubt}", gid)
+                  for doubt in getattr(gate, "doubts", ())]
     return flags
 
 

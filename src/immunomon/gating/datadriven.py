@@ -27,6 +27,7 @@ class FoundRectangle(RectangleGate):
     method: str = ""
     fell_back: bool = False
     notes: tuple[str, ...] = ()
+    doubts: tuple[str, ...] = ()   # what a scientist should check (QC warnings)
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,11 +142,15 @@ class ThresholdGate:
         t = _threshold(x, self.method, args, scales[0] if scales else None)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         notes = (t.note,) if t.note else ()
-        if self.method == "density" and "expect" not in self.args and _takes_tail(t, self.side):
-            notes += (_keep_peak_hint(self.side),)
+        doubts = ()
+        if self.method == "density" and "expect" not in self.args:
+            if _takes_tail(t, self.side):
+                notes += (_keep_peak_hint(self.side),)
+            elif t.place:
+                doubts = (_against_place(t.place),)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
-                              notes=notes)
+                              notes=notes, doubts=doubts)
 
 
 def _takes_tail(t: methods.Threshold, side: str) -> bool:
@@ -162,6 +167,19 @@ def _keep_peak_hint(side: str) -> str:
     expect = "mostly-positive" if side == "above" else "mostly-negative"
     return (f"the population is the tail {side} the peak, not the peak: if it is the peak, "
             f"'expect: {expect}' keeps it")
+
+
+def _against_place(place: int) -> str:
+    """What to write when the population is a lone peak that the tails beside it made
+    the population's own, while its place on the scale says it is the other one (a
+    CD69- peak low on the scale, with more events spread below it than CD69+ cells
+    above, taken for the CD69+ cells)."""
+    where, expect = (("low on the scale, where unstained cells lie", "mostly-negative")
+                     if place > 0 else
+                     ("high on the scale, where stained cells lie", "mostly-positive"))
+    return (f"the population is the lone peak, which sits {where}: the tails beside it, "
+            f"not the marker, decided that. If the population is the tail beyond the "
+            f"peak instead, 'expect: {expect}' makes it so")
 
 
 @dataclass(frozen=True, eq=False)

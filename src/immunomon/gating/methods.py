@@ -35,6 +35,9 @@ class Threshold:
     note: str = ""
     depth: float = 0.0              # 1 - valley / lower peak: how clearly the cut separates
     peak_end: bool = False          # the cut is where a lone peak's flank ends
+    place: int = 0                  # a lone peak's side by its place on the scale (+1: the
+                                    # negatives, -1: the positives), where the tails decided
+                                    # against it; 0 otherwise
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -454,6 +457,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
+    against = 0
     if expect is not None and expect not in EXPECT:
         raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
     x = _on_scale(x)
@@ -502,6 +506,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         tail, chance = _side_of_minority(centres, density, ends, x.size)
         direction = tail if chance < TAIL_P else None
         why = "the other population's tail lies on that side"
+        if direction is not None and side_by_place(float(centres[main]), scale) == -direction:
+            against = -direction
         if direction is None:
             direction = side_by_place(float(centres[main]), scale)
             place = {1: "low on the scale, where unstained cells lie",
@@ -551,7 +557,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         rule += f"; clipped to the bounds: cut at {clipped:.4g}"
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
-                     peak_end=end is not None and clipped == value)
+                     peak_end=end is not None and clipped == value, place=against)
 
 
 @dataclass(frozen=True)
