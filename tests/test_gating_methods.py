@@ -848,3 +848,20 @@ def test_a_cut_on_a_broad_populations_plateau_is_inside_it():
     apart = np.concatenate([even(stats.norm(500.0, 100.0), 2_000),
                             even(stats.norm(2500.0, 100.0), 2_000)])
     assert not _inside_population(apart, 1500.0)
+
+
+def test_a_lone_peak_the_tails_decide_against_its_place_says_so():
+    """One peak low on the scale (zero signal at 0.2) with more events spread below it
+    than above: the tails take it for the positives and cut below it, and the
+    threshold records that its place says the opposite (the gate turns that into a QC
+    warning); a peak high on the scale with the same tails agrees with its place."""
+    rng = np.random.default_rng(7)
+    low = np.concatenate([rng.normal(0.41, 0.04, 1900), rng.normal(0.28, 0.06, 400),
+                          rng.normal(0.62, 0.02, 5)])
+    t = methods.density_threshold(low, side="above", scale=(0.2, 1.0))
+    assert t.value < 0.41 and t.place == 1
+    high = np.concatenate([rng.normal(0.85, 0.03, 1900), rng.normal(0.5, 0.08, 400)])
+    t = methods.density_threshold(high, side="above", scale=(0.2, 1.0))
+    assert t.value < 0.85 and t.place == 0
+    hinted = methods.density_threshold(low, side="above", scale=(0.2, 1.0), expect="mostly-negative")
+    assert hinted.value > 0.41 and hinted.place == 0

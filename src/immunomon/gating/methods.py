@@ -457,7 +457,6 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
-    against = 0
     if expect is not None and expect not in EXPECT:
         raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
     x = _on_scale(x)
@@ -500,6 +499,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         note = "one peak"
     main = int(peaks[np.argmax(density[peaks])]) if len(peaks) else int(np.argmax(density))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
+    against = 0                 # the place's side, where the tails decided the other way
     if expect is not None:
         direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
     else:
