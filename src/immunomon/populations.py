@@ -341,8 +341,10 @@ def intensity_matrix(result, channels: Sequence[str],
 
 
 def statistics_columns(result, channels: Sequence[str] | None = None, *,
-                       ancestors: Iterable[str] = (), compensation: str = "FCS") -> dict:
-    """``population_statistics`` as columns (``immunomon.columns``)."""
+                       ancestors: Iterable[str] = (), compensation: str = "FCS",
+                       counts: dict | None = None) -> dict:
+    """``population_statistics`` as columns (``immunomon.columns``). ``counts``: the
+    result's ``count_columns`` with these ancestors, where the caller has them."""
     sample = result.sample
     channels = list(channels) if channels is not None else default_channels(sample)
     try:
@@ -351,7 +353,8 @@ def statistics_columns(result, channels: Sequence[str] | None = None, *,
         raise GatingError(f"population statistics: {exc}") from None
     names = [sample.channels[i] for i in idx]
     labels = [sample.markers[i] or sample.channels[i] for i in idx]
-    counts = count_columns(result, ancestors=ancestors)
+    if counts is None:
+        counts = count_columns(result, ancestors=ancestors)
     values = intensity_matrix(result, names, compensation)
     masks = [result.mask(pid) for pid in result.gate_ids]
     total, logs, positive = masked_sums(values, masks)

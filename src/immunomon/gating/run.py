@@ -215,8 +215,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
-    stats = pops.statistics_columns(result, ancestors=refs)
     by_population = pops.count_columns(result, ancestors=refs)
+    stats = pops.statistics_columns(result, ancestors=refs, counts=by_population)
     per_ul, counting_info, counting_flags = _absolute_counts(by_population, result, template,
                                                              counting)
     flags += qc.leveled(counting_flags, "warning")
