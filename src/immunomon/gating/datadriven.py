@@ -143,7 +143,7 @@ class ThresholdGate:
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         notes = (t.note,) if t.note else ()
         doubts = ()
-        if self.method == "density" and "expect" not in self.args:
+        if self.method == "density" and not ({"expect", "majority"} & set(self.args)):
             if _takes_tail(t, self.side):
                 notes += (_keep_peak_hint(self.side),)
             elif t.place:

@@ -430,11 +430,34 @@ def below_zero_floor(centres, density, peaks, scale) -> float | None:
     return float(centres[valley_bottom(density, window)])
 
 
+def _share(x: np.ndarray, cut: float, side: str) -> float:
+    """The share of ``x`` on the ``side`` ('above' or 'below') of ``cut``."""
+    above = np.count_nonzero(x > cut) / x.size if x.size else 0.0
+    return above if side == "above" else 1.0 - above
+
+
+def _valley_keeping_majority(x, centres, density, peaks, lo, hi, side):
+    """((peak, peak), cut index) of the valley between neighbouring peaks, within the
+    bounds, that leaves most of ``x`` on ``side`` and lies furthest that way (the
+    highest such cut for 'above'), or None."""
+    found = []
+    for a, b in zip(peaks[:-1], peaks[1:]):
+        between = np.arange(a, b + 1)
+        window = between[(centres[between] >= lo) & (centres[between] <= hi)]
+        if window.size:
+            cut = valley_bottom(density, window)
+            if _share(x, float(centres[cut]), side) >= 0.5:
+                found.append(((a, b), cut))
+    if not found:
+        return None
+    return found[-1] if side == "above" else found[0]
+
+
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
                       adjust: float = 1.0, min_prominence: float = 0.002,
                       fallback_sd: float = 3.0, valley: str = "deepest",
                       side: str = "above", expect: str | None = None,
-                      flat: float = 0.2,
+                      majority: bool = False, flat: float = 0.2,
                       scale: tuple[float, float] | None = None) -> Threshold:
     """A density minimum between two peaks of ``x``, or the end of a lone peak.
 
@@ -476,6 +499,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     lo = -np.inf if bounds[0] is None else bounds[0]
     hi = np.inf if bounds[1] is None else bounds[1]
     positions = tuple(float(centres[i]) for i in peaks)
+    main = None                 # the peak a lone-peak rule cuts beside
     if len(peaks) >= 2:
         if valley == "first":
             top = peaks[:2]
@@ -485,22 +509,44 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
         between = np.arange(top[0], top[1] + 1)
         window = between[(centres[between] >= lo) & (centres[between] <= hi)]
+        note = "no density minimum between the peaks lies within the bounds"
         if window.size:
             cut = valley_bottom(density, window)
-            depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
-            lowest = valley_bottom(density, between)
-            if lowest != cut:           # the bounds keep the cut out of the valley's bottom
-                left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies outside "
-                             f"the bounds: cut at {centres[cut]:.4g}, within them; ")
-            return Threshold(float(centres[cut]), positions, depth=float(depth),
-                             note=left_out.rstrip("; "))
-        note = "no density minimum between the peaks lies within the bounds"
+            share = _share(x, float(centres[cut]), side) if majority else 1.0
+            if share < 0.5:
+                # this valley lies between two of the population's own peaks (cells of
+                # two kinds, no debris peak below them): the valley beyond them that
+                # leaves most events in the population, else the cut goes where the
+                # outermost of its peaks ends
+                pair = _valley_keeping_majority(x, centres, density, peaks, lo, hi, side)
+                how = (f"the valley between the peaks at {centres[top[0]]:.4g} and "
+                       f"{centres[top[1]]:.4g} (at {centres[cut]:.4g}) leaves {share:.0%} "
+                       f"of the events {side} it, and the population is most of its "
+                       "parent (majority)")
+                if pair is None:
+                    note = how
+                    main = int(peaks[0] if side == "above" else peaks[-1])
+                else:
+                    top, cut = pair
+                    left_out += f"{how}; cut in the valley between the peaks at " \
+                                f"{centres[top[0]]:.4g} and {centres[top[1]]:.4g}; "
+            if share >= 0.5 or pair is not None:
+                depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
+                lowest = valley_bottom(density, np.arange(top[0], top[1] + 1))
+                if lowest != cut:       # the bounds keep the cut out of the valley's bottom
+                    left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies "
+                                 f"outside the bounds: cut at {centres[cut]:.4g}, within them; ")
+                return Threshold(float(centres[cut]), positions, depth=float(depth),
+                                 note=left_out.rstrip("; "))
     else:
         note = "one peak"
-    main = int(peaks[np.argmax(density[peaks])]) if len(peaks) else int(np.argmax(density))
+    if main is None:
+        main = int(peaks[np.argmax(density[peaks])]) if len(peaks) else int(np.argmax(density))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
-    if expect is not None:
+    if majority:
+        direction, why = (-1 if side == "above" else 1), "majority: the peak is the population"
+    elif expect is not None:
         direction, why = (-1 if expect == "mostly-positive" else 1), f"expect: {expect}"
     else:
         tail, chance = _side_of_minority(centres, density, ends, x.size)

@@ -291,6 +291,123 @@ def lyoplate(root: Path) -> None:
                             **{"CD4 T": code >= 6, "CD8 T": code <= 5})
 
 
+# --------------------------------------------------------------------------- openCyto
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return value, i
+
+
+def _fields(b: bytes) -> list[tuple[int, object]]:
+    """(field number, value) of one protobuf message, read from the wire format."""
+    out, i = [], 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(b, i)
+        elif wire == 2:
+            n, i = _varint(b, i)
+            value, i = b[i:i + n], i + n
+        elif wire == 5:
+            value, i = float(np.frombuffer(b[i:i + 4], "<f4")[0]), i + 4
+        elif wire == 1:
+            value, i = b[i:i + 8], i + 8
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        out.append((number, value))
+    return out
+
+
+def _get(fields, number) -> list:
+    return [v for f, v in fields if f == number]
+
+
+def _opencyto_nodes(path: Path) -> list[tuple[str, int | None, np.ndarray | None, list]]:
+    """(name, parent index, membership or None, boolean operands) of every node of a
+    cytolib ``GatingHierarchy`` file (one length-prefixed message; cytolib's
+    ``GatingSet.proto``: tree = 2, node = 1, properties = 1, name = 1, indices = 5,
+    gate = 6; a boolean gate stores its operands and no membership)."""
+    raw = path.read_bytes()
+    n, i = _varint(raw, 0)
+    tree = _fields(_get(_fields(raw[i:i + n]), 2)[0])
+    nodes = []
+    for item in _get(tree, 1):
+        entry = _fields(item)
+        props = _fields(_get(entry, 1)[0])
+        parent = _get(entry, 2)
+        members, operands = None, []
+        if _get(props, 5):
+            ind = _fields(_get(props, 5)[0])
+            total, kind = _get(ind, 1)[0], _get(ind, 2)[0]
+            if kind == 0:                                  # bits packed into bytes
+                bits = np.frombuffer(_get(ind, 4)[0], np.uint8)
+                members = np.unpackbits(bits, bitorder="little")[:total].astype(bool)
+            elif kind == 1:                                # event numbers, packed varints
+                rows, j = [], 0
+                for packed in _get(ind, 3):
+                    while j < len(packed):
+                        v, j = _varint(packed, j)
+                        rows.append(v)
+                members = np.zeros(total, bool)
+                members[rows] = True
+            else:                                          # the root: every event
+                members = np.ones(total, bool)
+        gate = _fields(_get(props, 6)[0]) if _get(props, 6) else []
+        for spec in (_get(_fields(_get(gate, 8)[0]), 1) if _get(gate, 8) else []):
+            op = _fields(spec)
+            operands.append((_get(op, 1)[0].decode(), bool(_get(op, 3)[0])))
+        nodes.append((_get(props, 1)[0].decode(), parent[0] if parent else None,
+                      members, operands))
+    return nodes
+
+
+#: file stem -> (folder and file of flowWorkspaceData's inst/extdata, panel)
+OPENCYTO = {"opencyto_dc_1": ("gs_DC_auto", "DC_MONO_NK_12828001_001", "DC, monocyte and NK"),
+            "opencyto_dc_2": ("gs_DC_auto", "DC_MONO_NK_12828001_002", "DC, monocyte and NK"),
+            "opencyto_bcell_1": ("gs_bcell_auto", "12828_1_Bcell_C01", "B-cell")}
+
+
+def opencyto(root: Path) -> None:
+    """HIPC lyoplate tubes as flowWorkspace stores them after openCyto gated them
+    (``*.fcs.h5``: events compensated and on FlowJo's display scale; ``*.fcs.pb``: the
+    gating tree with every population's events). Channels are named as the instrument
+    named them ($PnN the detector, $PnS the marker: the stored frame has them swapped);
+    every third event is kept, with its membership in every population by path."""
+    import h5py
+    from immunomon.fcs.sample import Channel, Sample
+
+    for stem, (folder, name, panel) in OPENCYTO.items():
+        with h5py.File(root / "inst/extdata" / folder / f"{name}.fcs.h5", "r") as h5:
+            events = h5["data"][:].T.astype(np.float32)
+            params = h5["params"][:]
+            kw = {k.decode(): v.decode() for k, v in h5["keywords"][:]}
+        channels = tuple(
+            Channel(name=(d or m).decode(), marker=m.decode() if d else None,
+                    range=262144.0 if not d else 4096.0)
+            for m, d in zip(params["channel"], params["marker"]))
+        keywords = {"$CYT": f"{kw['$CYT']} (HIPC lyoplate {panel} panel, {kw['$INST']}; "
+                            "values compensated and on FlowJo's display scale)",
+                    "$DATE": kw["$DATE"],
+                    "DATA SOURCE": f"flowWorkspaceData inst/extdata/{folder}/{name}.fcs.h5"}
+        sample = Sample(events=events, channel_info=channels, keywords=keywords)
+        nodes = _opencyto_nodes(root / "inst/extdata" / folder / f"{name}.fcs.pb")
+        paths, members = {}, {}
+        for k, (node, parent, member, operands) in enumerate(nodes):
+            paths[node] = path = "" if parent is None else f"{paths[nodes[parent][0]]}/{node}"
+            if member is None:                   # a boolean gate of its siblings
+                member = members[nodes[parent][0]].copy()
+                for operand, negated in operands:
+                    member &= ~members[operand] if negated else members[operand]
+            members[node] = member
+        _save(sample, {paths[n]: m for n, m in members.items() if paths[n]}, stem)
+
+
 if __name__ == "__main__":
     a2004(Path(sys.argv[1]))
     canto(Path(sys.argv[1]))
@@ -298,3 +415,4 @@ if __name__ == "__main__":
     flowsom(Path(sys.argv[3]))
     hipc(Path(sys.argv[4]))
     lyoplate(Path(sys.argv[5]))
+    opencyto(Path(sys.argv[1]))
