@@ -73,6 +73,9 @@ CLEAR_VALLEY = 0.5
 #: Yale lyoplate files; tails of one population (CD8-dim T cells below the CD8 T peak) at
 #: 0.05-0.10 in six files of three centres.
 SHOULDER = 0.12
+#: ... and, where the shared cut lies on the other side of that peak from the peak's end,
+#: only where it splits the peak: the density there at least this share of its height.
+SPLIT = 0.5
 
 
 def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
@@ -463,7 +466,7 @@ class QuadrantThresholdGate(QuadrantGate):
                        for i, w in enumerate(found_in) if w != "all")
         x_div, y_div = self.dividers
         # each side of the x cut gets its own y divider when one side needs its own cut
-        own = self._own_y_cuts(x, y, tx, ty, sy) if self.y_by_side and \
+        own = self._own_y_cuts(x, y, tx, ty, sy, found_in[1]) if self.y_by_side and \
             self.sequential is None else {}
         y_cuts = {side: own[side][0].value if side in own else ty.value
                   for side in ("below", "above") if side in self._sides(x_div.id)} if own else {}
@@ -492,24 +495,27 @@ class QuadrantThresholdGate(QuadrantGate):
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,
                               found_in=found_in, found_at=found_at)
 
-    def _own_y_cuts(self, x, y, tx, ty, scale) -> dict[str, tuple[methods.Threshold, str]]:
+    def _own_y_cuts(self, x, y, tx, ty, scale, y_from: str
+                    ) -> dict[str, tuple[methods.Threshold, str]]:
         """For each side of the x cut with quadrants: that side's own y cut, and why,
         where the shared one does not separate its populations (`_own_cut_reason`: a
         CCR7 cut between naive and effector CD45RA+ T cells can lie above the central
         memory cells among the CD45RA- ones, or inside them, leaving them with the
-        effector memory cells)."""
+        effector memory cells). ``y_from``: the events the shared cut was found among."""
         own = {}
         for side, mask in (("below", x < tx.value), ("above", x >= tx.value)):
             if side not in self._sides(self.dividers[0].id) or mask.sum() < MIN_EVENTS:
                 continue
             t = _threshold(y[mask], self.y_method, dict(self.y_args), scale)
-            why = _own_cut_reason(y[mask], t, ty.value)
+            why = _own_cut_reason(y[mask], t, ty.value,
+                                  found_elsewhere=y_from not in ("all", side))
             if why:
                 own[side] = (t, why)
         return own
 
 
-def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -> str:
+def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float, *,
+                    found_elsewhere: bool = False) -> str:
     """Why the events on one side of a quadrant's x cut need their own y cut ``own``
     rather than the ``shared`` one ("" where they do not):
 
@@ -518,7 +524,14 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -
       the slope of a peak, above half its height, or on a plateau) and their own valley
       more than a bandwidth from it;
     - they have one peak, ``own`` is where it ends, between it and the shared cut, and
-      the shared cut lies in a shoulder of that peak at least `SHOULDER` high.
+      the shared cut lies in a shoulder of that peak at least `SHOULDER` high;
+    - they have one peak and the shared cut, found among the events on the other side
+      (``found_elsewhere``: it ends that side's peak), splits it at `SPLIT` of its
+      height or more, on the side of the mode away from ``own`` (where, by the tails,
+      no other population lies): pDC's CD123 peak among CD11c- cells, cut above its
+      mode by the end of the mDC's CD123 peak. A shared cut found among all events, or
+      on the same side as ``own``, may split a peak of two merged populations (central
+      and effector memory CD8 T cells) as it should.
 
     Among CD45RA- CD8 T cells central memory cells are a peak or a shoulder beside the
     effector memory ones, and the CCR7 cut between naive and effector CD45RA+ cells often
@@ -543,9 +556,17 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float) -
     if not (own.peak_end and len(own.peaks) == 1):
         return ""
     peak = own.peaks[0]
-    if not min(peak, shared) < own.value < max(peak, shared):
-        return ""
     at = density[int(np.clip(np.searchsorted(centres, shared), 0, centres.size - 1))]
+    if not min(peak, shared) < own.value < max(peak, shared):
+        # the shared cut may split the peak itself on the side away from its other
+        # population (pDC's CD123 peak among CD11c- cells cut above its mode by the end
+        # of the mDC's peak); one on the same side as the peak's end may be splitting
+        # two merged populations
+        opposite = (own.value - peak) * (shared - peak) < 0
+        if found_elsewhere and opposite and at >= SPLIT * density.max():
+            return (f"where their peak ends: the shared y cut ({shared:.4g}) splits that "
+                    "peak")
+        return ""
     if at >= SHOULDER * density.max() and _inside_population(values, shared,
                                                              estimate=estimate):
         return (f"where their peak ends: the shared y cut ({shared:.4g}) lies in a shoulder "
