@@ -31,6 +31,10 @@ The expert's memberships come from the expert's own gates, evaluated here:
   draws their edges, on the events compensated with the file's $SPILLOVER. The file is
   copied whole; the labels' counts are within 0.2% of the counts FACSDiva stored.
 
+flowWorkspaceData's openCyto-gated HIPC tubes (``gs_DC_auto``, ``gs_bcell_auto``) come as
+cytolib's HDF5 frames (compensated display values) and protobuf gating trees holding every
+population's events; the protobuf is read by its field numbers (``_opencyto_nodes``).
+
 CytOpT-R's HIPC Stanford T cells come as R data frames of values already compensated and
 on FlowJo's display scale, with one expert label per event; they are written whole as FCS
 files of those values (reading the ``.RData`` needs the ``rdata`` package). The same
