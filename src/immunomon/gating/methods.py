@@ -477,6 +477,12 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     population asked for is taken to be the minority). If the flank never
     ends, the cut is the mode +- ``fallback_sd`` SDs. The result says which
     rule placed the cut.
+
+    ``majority``: the population (on ``side``) is most of the parent. A valley
+    that would leave less than half of ``x`` on that side lies between two of
+    its own peaks; the cut moves to the valley between neighbouring peaks that
+    leaves most there and lies furthest toward ``side``, or, with none, to where
+    the outermost peak ends (a lone peak is the population).
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
@@ -510,34 +516,33 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         between = np.arange(top[0], top[1] + 1)
         window = between[(centres[between] >= lo) & (centres[between] <= hi)]
         note = "no density minimum between the peaks lies within the bounds"
-        if window.size:
-            cut = valley_bottom(density, window)
-            share = _share(x, float(centres[cut]), side) if majority else 1.0
-            if share < 0.5:
-                # this valley lies between two of the population's own peaks (cells of
-                # two kinds, no debris peak below them): the valley beyond them that
-                # leaves most events in the population, else the cut goes where the
-                # outermost of its peaks ends
-                pair = _valley_keeping_majority(x, centres, density, peaks, lo, hi, side)
-                how = (f"the valley between the peaks at {centres[top[0]]:.4g} and "
-                       f"{centres[top[1]]:.4g} (at {centres[cut]:.4g}) leaves {share:.0%} "
-                       f"of the events {side} it, and the population is most of its "
-                       "parent (majority)")
-                if pair is None:
-                    note = how
-                    main = int(peaks[0] if side == "above" else peaks[-1])
-                else:
-                    top, cut = pair
-                    left_out += f"{how}; cut in the valley between the peaks at " \
-                                f"{centres[top[0]]:.4g} and {centres[top[1]]:.4g}; "
-            if share >= 0.5 or pair is not None:
-                depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
-                lowest = valley_bottom(density, np.arange(top[0], top[1] + 1))
-                if lowest != cut:       # the bounds keep the cut out of the valley's bottom
-                    left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies "
-                                 f"outside the bounds: cut at {centres[cut]:.4g}, within them; ")
-                return Threshold(float(centres[cut]), positions, depth=float(depth),
-                                 note=left_out.rstrip("; "))
+        chosen = (top, valley_bottom(density, window)) if window.size else None
+        share = _share(x, float(centres[chosen[1]]), side) if majority and chosen else 1.0
+        if share < 0.5:
+            # this valley lies between two of the population's own peaks (cells of two
+            # kinds, no debris peak below them): the valley beyond them that leaves most
+            # events in the population, else the cut goes where the outermost of its
+            # peaks ends
+            how = (f"the valley between the peaks at {centres[top[0]]:.4g} and "
+                   f"{centres[top[1]]:.4g} (at {centres[chosen[1]]:.4g}) leaves {share:.0%} "
+                   f"of the events {side} it, and the population is most of its parent "
+                   "(majority)")
+            chosen = _valley_keeping_majority(x, centres, density, peaks, lo, hi, side)
+            if chosen is None:
+                note = how
+                main = int(peaks[0] if side == "above" else peaks[-1])
+            else:
+                left_out += (f"{how}; cut in the valley between the peaks at "
+                             f"{centres[chosen[0][0]]:.4g} and {centres[chosen[0][1]]:.4g}; ")
+        if chosen is not None:
+            top, cut = chosen
+            depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
+            lowest = valley_bottom(density, np.arange(top[0], top[1] + 1))
+            if lowest != cut:           # the bounds keep the cut out of the valley's bottom
+                left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies outside "
+                             f"the bounds: cut at {centres[cut]:.4g}, within them; ")
+            return Threshold(float(centres[cut]), positions, depth=float(depth),
+                             note=left_out.rstrip("; "))
     else:
         note = "one peak"
     if main is None:
