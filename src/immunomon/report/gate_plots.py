@@ -208,20 +208,22 @@ class GatePlotter:
     density into it, so the plotter builds them once and, per gate, only swaps the
     image data, the limits, the labels and the gate outline. Text is what Agg draws
     slowest, so labels and titles sit at fixed places (matplotlib would otherwise lay
-    out every tick label twice to place them) and axes carry a few ticks. The density
+    out every tick label twice to place them), axes carry a few ticks, and each
+    distinct text is rendered once and stamped after (``text_cache``). The density
     axes lie on whole pixels and the bins divide them, so each bin is a sharp block of
     pixels at the size the PNG is written (``figsize`` x ``dpi``), the size the pages
     show it at. Not thread-safe: one plotter per thread.
     """
 
     def __init__(self, *, figsize=FIGSIZE, dpi: int = DPI):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.colors import Normalize
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
+        from .text_cache import CachingCanvas
+
         self.fig = fig = Figure(figsize=figsize, dpi=dpi)
-        FigureCanvasAgg(fig)
+        CachingCanvas(fig)
         width, height = fig.bbox.width, fig.bbox.height
         # whole-pixel rectangles: left, bottom, width, height
         self.px2 = (round(0.15 * width), round(0.13 * height),
@@ -476,9 +478,10 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     drawing everything else): each density is an image placed on the figure's
     pixels, and the gate, the frame and the texts are artists in the panel's own
     coordinates (``_Panel``)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+
+    from .text_cache import CachingCanvas
 
     gates = [(gid, g) for gid, g in result.gates.items()
              if not isinstance(g, BooleanGate) and g.dimensions]
@@ -487,7 +490,7 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     columns = max(1, min(columns, len(gates)))
     rows = -(-len(gates) // columns)
     fig = Figure(figsize=(columns * panel, rows * panel), dpi=dpi)
-    FigureCanvasAgg(fig)
+    CachingCanvas(fig)
     cmap = _viridis_white_under()
     side = panel * dpi
     size = round(0.7 * side)
