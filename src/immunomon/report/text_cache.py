@@ -56,7 +56,13 @@ def rasterise(gc, s, prop, angle, ismath, mtext, dpi):
     side = 2 * int(np.ceil(max(width, height))) + 2 * _PAD
     own = RendererAgg(side, side, dpi)
     anchor = side // 2
-    RendererAgg.draw_text(own, gc, anchor, anchor, s, prop, angle, ismath, mtext)
+    # the text whole: its clipping belongs to where it is stamped, not to this image
+    whole = own.new_gc()
+    whole.copy_properties(gc)
+    whole.set_clip_rectangle(None)
+    whole.set_clip_path(None)
+    RendererAgg.draw_text(own, whole, anchor, anchor, s, prop, angle, ismath, mtext)
+    whole.restore()
     pixels = np.asarray(own.buffer_rgba())
     inked = pixels[..., 3] > 0
     rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
