@@ -37,7 +37,8 @@ def _cache() -> OrderedDict:
 def _key(gc, s, prop, angle, ismath, mtext, dpi) -> tuple:
     """Everything that decides a text's pixels, but where it goes."""
     font = (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(),
-            prop.get_stretch(), prop.get_size_in_points(), prop.get_math_fontfamily())
+            prop.get_stretch(), prop.get_size_in_points(), prop.get_math_fontfamily(),
+            prop.get_file())
     shaping = None
     if mtext is not None and hasattr(mtext, "get_fontfeatures"):
         features = mtext.get_fontfeatures()
