@@ -21,6 +21,7 @@ def _figure(canvas_class):
     ax.text(0.3, 500, "pDC\n45 (22.0%)", fontsize=7, color="#e4002b", rotation=30,
             bbox=dict(boxstyle="round,pad=0.2", facecolor="white", alpha=0.75))
     ax.text(0.7, 200, r"$10^{3}$ events", fontsize=8)   # mathtext
+    ax.text(0.05, 900, "faded", fontsize=12, alpha=0.4)  # its alpha applied once
     # clipped to a panel far from the figure's corner (as the overview's panel labels are):
     # drawn whole, then clipped where it is stamped
     panel = fig.add_axes((0.8, 0.86, 0.18, 0.12))
@@ -73,3 +74,18 @@ def test_each_text_is_rasterised_once_and_the_cache_is_bounded(monkeypatch):
     fig.axes[0].set_title("another title")
     _pixels(fig)
     assert len(text_cache._cache()) == 3
+
+
+def test_a_translucent_text_is_as_faint_as_matplotlib_draws_it():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def ink(canvas_class, alpha):
+        fig = Figure(figsize=(2, 1), dpi=100)
+        canvas_class(fig)
+        fig.text(0.1, 0.4, "faded text", fontsize=14, alpha=alpha)
+        return (765 - _pixels(fig)[..., :3].sum(axis=2)).sum()
+
+    for alpha in (None, 0.4):
+        plain, cached = ink(FigureCanvasAgg, alpha), ink(text_cache.CachingCanvas, alpha)
+        assert abs(cached / plain - 1) < 0.02, alpha
