@@ -436,18 +436,23 @@ def _share(x: np.ndarray, cut: float, side: str) -> float:
     return above if side == "above" else 1.0 - above
 
 
+def _bounded_valley(centres, density, a: int, b: int, lo: float, hi: float) -> int | None:
+    """The index of the density minimum between peaks ``a`` and ``b`` within the
+    bounds ``lo``..``hi``, or None where no bin between them lies within them."""
+    between = np.arange(a, b + 1)
+    window = between[(centres[between] >= lo) & (centres[between] <= hi)]
+    return valley_bottom(density, window) if window.size else None
+
+
 def _valley_keeping_majority(x, centres, density, peaks, lo, hi, side):
     """((peak, peak), cut index) of the valley between neighbouring peaks, within the
     bounds, that leaves most of ``x`` on ``side`` and lies furthest that way (the
     highest such cut for 'above'), or None."""
     found = []
     for a, b in zip(peaks[:-1], peaks[1:]):
-        between = np.arange(a, b + 1)
-        window = between[(centres[between] >= lo) & (centres[between] <= hi)]
-        if window.size:
-            cut = valley_bottom(density, window)
-            if _share(x, float(centres[cut]), side) >= 0.5:
-                found.append(((a, b), cut))
+        cut = _bounded_valley(centres, density, a, b, lo, hi)
+        if cut is not None and _share(x, float(centres[cut]), side) >= 0.5:
+            found.append(((a, b), cut))
     if not found:
         return None
     return found[-1] if side == "above" else found[0]
@@ -513,10 +518,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             top = peaks[-2:]
         else:
             top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
-        between = np.arange(top[0], top[1] + 1)
-        window = between[(centres[between] >= lo) & (centres[between] <= hi)]
         note = "no density minimum between the peaks lies within the bounds"
-        chosen = (top, valley_bottom(density, window)) if window.size else None
+        cut = _bounded_valley(centres, density, top[0], top[1], lo, hi)
+        chosen = (top, cut) if cut is not None else None
         share = _share(x, float(centres[chosen[1]]), side) if majority and chosen else 1.0
         if share < 0.5:
             # this valley lies between two of the population's own peaks (cells of two
