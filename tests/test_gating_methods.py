@@ -567,6 +567,41 @@ def test_majority_keeps_a_populations_own_peaks_apart_from_debris():
     assert np.mean(-lymph < below.value) > 0.99
 
 
+def test_a_shoulder_beyond_the_outermost_peak_is_the_outermost_population():
+    # A viability dye in a small tube: live lymphocytes and live monocytes (brighter:
+    # autofluorescence) make two peaks, and 200 dead cells, too few beside them to make a
+    # third, a shelf above. `valley: last` asks for the cut below the brightest
+    # population; the valley between the two live peaks took the monocytes with the dead.
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        lymph, mono = rng.normal(1150, 160, 1200), rng.normal(1690, 140, 900)
+        dead = rng.normal(2300, 230, 200)
+        x = np.concatenate([lymph, mono, dead])
+        cut = methods.density_threshold(x, side="below", valley="last", majority=True)
+        assert np.mean(mono < cut.value) > 0.99 and np.mean(dead > cut.value) > 0.75, seed
+        # and alike on the other side, with `valley: first`
+        low = methods.density_threshold(-x, side="above", valley="first", majority=True)
+        assert np.mean(-mono > low.value) > 0.99 and np.mean(-dead < low.value) > 0.75, seed
+
+
+def test_a_tail_that_keeps_falling_is_not_a_shoulder():
+    # 3,000 events trailing exponentially above a peak of 20,000: past the peak's end the
+    # density halves within one SD, as a tail does; a shelf stands. The valley stays.
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(-4, 0.6, 20_000), rng.normal(0, 1, 20_000),
+                        rng.exponential(2.0, 3_000)])
+    centres, density, _ = methods.smoothed_density(x)
+    peak = int(np.argmin(np.abs(centres)))
+    peak += int(np.argmax(density[peak - 20:peak + 20])) - 20
+    assert methods.shoulder_beyond(centres, density, peak, 1, x.size) is None
+    cut = methods.density_threshold(x, side="below", valley="last")
+    assert -3 < cut.value < -1 and "shoulder" not in cut.note
+    shelf = np.concatenate([rng.normal(-4, 0.6, 20_000), rng.normal(0, 1, 20_000),
+                            rng.normal(3.2, 1.0, 3_000)])
+    cut = methods.density_threshold(shelf, side="below", valley="last")
+    assert 1.5 < cut.value < 2.8 and "shoulder" in cut.note
+
+
 def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it

@@ -120,6 +120,15 @@ def test_a_thinned_file_keeps_its_populations():
     # taken for the negatives and 2 of the 61 CD8 T cells were kept.
     result, labels = _thinned("canto_124500", 0.05, 2)
     assert f1(result.mask("CD8 T"), labels["/P1/P2/P3/P4/P5"]) > 0.93
+    # The HIPC DC tube thinned to 2,591 events: ~200 dead cells make a shelf above the live
+    # monocytes' viability peak, not a peak, and `valley: last` cut between the two live
+    # peaks, taking the monocytes with the dead (CD14+ F1 0.08); the shelf is the brightest
+    # population now.
+    result, labels = _thinned("opencyto_dc_1", 0.1, 2)
+    assert "shoulder" in " ".join(result.gates["Not dead"].notes)
+    for pop in ("Live", "CD14+", "Monocytes"):
+        expert = CASES["opencyto_dc_1"][1][pop][0]
+        assert f1(result.mask(pop), labels[expert]) > 0.93, pop
 
 
 def test_the_same_file_from_an_instrument_of_another_range_is_gated_alike():
