@@ -489,7 +489,7 @@ def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, 
     # a shoulder, unlike a tail, stops falling: it rises again to a mode of its own, or
     # one SD further out still stands at three quarters of where the peak ended
     rises = np.flatnonzero(np.diff(walk) > 0)
-    mode = rises.size and walk[rises[0]:].max() >= 0.1 * density[peak]
+    mode = bool(rises.size) and walk[rises[0]:].max() >= 0.1 * density[peak]
     if not mode and walk[min(int(round(sd / dx)), walk.size - 1)] < 0.75 * walk[0]:
         return None
     held = float(walk.sum() * dx)
