@@ -599,7 +599,7 @@ def test_a_tail_that_keeps_falling_is_not_a_shoulder():
     shelf = np.concatenate([rng.normal(-4, 0.6, 20_000), rng.normal(0, 1, 20_000),
                             rng.normal(3.2, 1.0, 3_000)])
     cut = methods.density_threshold(shelf, side="below", valley="last")
-    assert 1.5 < cut.value < 2.8 and "shoulder" in cut.note
+    assert 1.5 < cut.value < 2.8 and "shoulder" in cut.note and cut.fell_back
 
 
 def test_one_y_cut_stays_where_it_separates_both_sides():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from immunomon import read_fcs
+from immunomon import qc, read_fcs
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
 
@@ -126,6 +126,8 @@ def test_a_thinned_file_keeps_its_populations():
     # population now.
     result, labels = _thinned("opencyto_dc_1", 0.1, 2)
     assert "shoulder" in " ".join(result.gates["Not dead"].notes)
+    # a rule, not a valley: the sample's QC says how the cut was placed
+    assert any(f.level == "info" and "shoulder" in f.message for f in qc.gate_flags(result))
     for pop in ("Live", "CD14+", "Monocytes"):
         expert = CASES["opencyto_dc_1"][1][pop][0]
         assert f1(result.mask(pop), labels[expert]) > 0.93, pop

@@ -571,7 +571,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             if end is not None and lo <= centres[end] <= hi and (
                     not majority or _share(x, float(centres[end]), side) >= 0.5):
                 depth = 1.0 - density[end] / _flank(density, end, outward).max()
-                return Threshold(float(centres[end]), positions, depth=float(depth), note=(
+                return Threshold(float(centres[end]), positions, fell_back=True,
+                                 depth=float(depth), note=(
                     f"{left_out}a shoulder of events beyond the {valley} peak "
                     f"({centres[outer]:.4g}) is the {valley} population: cut at "
                     f"{centres[end]:.4g}, where that peak ends"))
