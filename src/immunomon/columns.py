@@ -80,11 +80,21 @@ def _cell(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _cells(values) -> list[str]:
+    """A column's CSV cells (``_cell`` of each value); a numpy column converted to
+    Python values at once, as a statistics table's thousands of numbers are."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return ["" if v != v else repr(v) for v in values.tolist()]     # NaN != NaN
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biu":
+        return list(map(str, values.tolist()))
+    return list(map(_cell, values))
+
+
 def csv_text(columns: Columns) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(list(columns))
-    writer.writerows([list(map(_cell, values)) for values in zip(*columns.values())])
+    writer.writerows(zip(*map(_cells, columns.values())))
     return buffer.getvalue()
 
 
