@@ -42,6 +42,10 @@ def f1_score(got: np.ndarray, want: np.ndarray) -> float:
     return 2.0 * both / total if total else 1.0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def read_file(values: Path) -> tuple[Sample, np.ndarray]:
     """One CytOpt file as a Sample (every channel on the 0-4,096 display scale) and
     its class number per event."""
@@ -73,6 +77,7 @@ def main(argv=None) -> int:
     files = sorted((args.cytopt / "Data").glob("*/*_values.csv"))
     present = [f for f in files if f.stat().st_size > 0 and
                f.with_name(f.name.replace("_values", "_clust")).exists()]
+    absent = len(files) - len(present)
     if args.quick:
         present = [next(f for f in present if f.parent == centre)
                    for centre in dict.fromkeys(f.parent for f in present)]
@@ -88,9 +93,9 @@ def main(argv=None) -> int:
     if args.csv:
         with atomic_path(args.csv, suffix=".csv") as tmp:
             df.to_csv(tmp, index=False)
-    print(f"hipc_tcell.yaml held out on {df.file.nunique()} files of "
-          f"{df.centre.nunique()} centres ({len(files) - len(present)} listed without "
-          "values skipped); F1 per population with 20+ expert events\n")
+    print(f"hipc_tcell.yaml held out on {_count(df.file.nunique(), 'file')} of "
+          f"{_count(df.centre.nunique(), 'centre')} ({absent} listed "
+          "without values skipped); F1 per population with 20+ expert events\n")
     wide = df.pivot_table(index="population", columns="file", values="f1")
     print(wide.round(2).to_string(na_rep="-"))
     print("\n| population | files | median F1 | lowest F1 | under 0.9 |")

@@ -448,3 +448,37 @@ def test_channels_without_marker_names_take_the_templates():
     assert markers["FSC-A"] is None and not any(sample.markers)
     assert {"CD4", "CD8", "CD69", "Va2"} <= set(gating.statistics["marker"])
     assert "Alexa Fluor 700-A" not in set(gating.statistics["marker"])
+
+
+def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
+    """``benchmarks/lyoplate_centres.py`` reads the CytOpt data's CSV pairs: a committed
+    lyoplate file written back in that form scores as ``real_files.py`` scores it, and a
+    folder with no values says so."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location(
+        "immunomon_benchmark_lyoplate_centres",
+        Path(__file__).resolve().parent.parent / "benchmarks" / "lyoplate_centres.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sample = read_fcs(REAL / "lyoplate_yale_1.fcs")
+    labels = np.load(REAL / "lyoplate_yale_1.labels.npz")
+    code = np.zeros(sample.n_events, dtype=int)
+    for k, name in bench.CLASSES.items() | {5: "CD8 Activated", 10: "CD4 Activated"}.items():
+        code[labels[name]] = k
+    centre = tmp_path / "Data" / "Yale"
+    centre.mkdir(parents=True)
+    index = pd.RangeIndex(1, sample.n_events + 1)
+    pd.DataFrame(sample.events, columns=list(sample.channels), index=index).to_csv(
+        centre / "FTV_1_values.csv")
+    pd.DataFrame({"x": code}, index=index).to_csv(centre / "FTV_1_clust.csv")
+    assert bench.main([str(tmp_path), "--csv", str(tmp_path / "rows.csv")]) == 0
+    rows = pd.read_csv(tmp_path / "rows.csv").set_index("population").f1
+    result = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"),
+                         exclude_anomalies=False).result
+    for pop in ("CD4 T", "CD8 T", "CD8 Central Memory", "CD4 Naive"):
+        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+    assert "held out on 1 file of 1 centre" in capsys.readouterr().out
+    assert bench.main([str(tmp_path / "nowhere")]) == 2
