@@ -105,6 +105,17 @@ def test_template_check_on_a_good_template_exits_zero(tmp_path):
     assert np.any([line.startswith("pbmc_01: ok") for line in result.output.splitlines()])
 
 
+def test_a_file_that_cannot_be_read_is_one_line_and_recorded(tmp_path):
+    missing = tmp_path / "missing.fcs"
+    out = tmp_path / "check"
+    result = CliRunner().invoke(main, ["template", "check", str(missing), "-t",
+                                       "post-transplant", "-o", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"error: {missing}: no such file"]
+    record, = json.loads((out / "check.json").read_text())
+    assert record["status"] == "failed" and "no such file" in record["error"]
+
+
 def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     from immunomon.gating.check import check_files
     from immunomon.gating.template import parse_template

@@ -334,6 +334,7 @@ def template_check(inputs, template_name, out_dir, as_json):
     from pathlib import Path
 
     from .atomic import atomic_path
+    Path(out_dir).mkdir(parents=True, exist_ok=True)     # no page made it when none was read
     with atomic_path(Path(out_dir) / "check.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
     if as_json:
