@@ -17,55 +17,49 @@ or partial checkout lacks are skipped and counted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from immunomon.atomic import atomic_path
-from immunomon.fcs.sample import Channel, Sample
+from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
 
-HERE = Path(__file__).resolve().parent
-TEMPLATE = HERE.parent / "tests" / "data" / "real" / "hipc_tcell.yaml"
+REAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
+TEMPLATE = REAL / "hipc_tcell.yaml"
 MIN_EVENTS = 20
-CLASSES = {1: "CD8 Effector", 2: "CD8 Naive", 3: "CD8 Central Memory",
-           4: "CD8 Effector Memory", 6: "CD4 Effector", 7: "CD4 Naive",
-           8: "CD4 Central Memory", 9: "CD4 Effector Memory"}
+#: activated cells overlap the memory gates in the consortium's hierarchy: not scored
+UNSCORED = ("CD4 Activated", "CD8 Activated")
 
 
-def f1_score(got: np.ndarray, want: np.ndarray) -> float:
-    both = np.count_nonzero(got & want)
-    total = np.count_nonzero(got) + np.count_nonzero(want)
-    return 2.0 * both / total if total else 1.0
+def _data_script():
+    """``tests/data/real/make_real_data.py``: how the committed lyoplate files were read
+    and their classes named; the benchmark reads and names them the same way."""
+    spec = importlib.util.spec_from_file_location("immunomon_make_real_data",
+                                                  REAL / "make_real_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DATA = _data_script()
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def read_file(values: Path) -> tuple[Sample, np.ndarray]:
-    """One CytOpt file as a Sample (every channel on the 0-4,096 display scale) and
-    its class number per event."""
-    frame = pd.read_csv(values, index_col=0)
-    code = pd.read_csv(values.with_name(values.name.replace("_values", "_clust")),
-                       index_col=0)["x"].to_numpy()
-    channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
-    return Sample(events=frame.to_numpy(np.float32), channel_info=channels,
-                  keywords={"$FIL": values.name}), code
-
-
 def score(values: Path, template) -> list[dict]:
-    sample, code = read_file(values)
+    sample, code = DATA.cytopt_file(values, {"$FIL": values.name})
     result = gate_sample(sample, template, exclude_anomalies=False).result
-    labels = {name: code == k for k, name in CLASSES.items()}
-    labels |= {"CD4 T": code >= 6, "CD8 T": (code >= 1) & (code <= 5)}
     centre, stem = values.parent.name, values.name.replace("_values.csv", "")
     return [{"centre": centre, "file": stem, "population": pop,
-             "expert_events": int(want.sum()), "f1": f1_score(result.mask(pop), want)}
-            for pop, want in labels.items() if want.sum() >= MIN_EVENTS]
+             "expert_events": int(want.sum()), "f1": f1_score(want, result.mask(pop))}
+            for pop, want in DATA.lyoplate_labels(code).items()
+            if pop not in UNSCORED and want.sum() >= MIN_EVENTS]
 
 
 def main(argv=None) -> int:

@@ -275,24 +275,36 @@ LYOPLATE = {"lyoplate_yale_1": ("Yale", "FTV_1"), "lyoplate_yale_5": ("Yale", "F
             "lyoplate_nhlbi_1": ("Nhlbi", "D54_1"), "lyoplate_miami_1": ("Miami", "pM_1")}
 
 
-def lyoplate(root: Path) -> None:
+def cytopt_file(values: Path, keywords: dict | None = None):
+    """One file of the CytOpt data (``<stem>_values.csv`` beside ``<stem>_clust.csv``)
+    as a Sample (every channel on the 0-4,096 display scale) and its class number per
+    event."""
     import pandas as pd
     from immunomon.fcs.sample import Channel, Sample
 
+    frame = pd.read_csv(values, index_col=0)
+    code = pd.read_csv(values.with_name(values.name.replace("_values", "_clust")),
+                       index_col=0)["x"].to_numpy()
+    channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
+    return Sample(events=frame.to_numpy(np.float32), channel_info=channels,
+                  keywords=keywords or {}), code
+
+
+def lyoplate_labels(code: np.ndarray) -> dict[str, np.ndarray]:
+    """Each named class of ``LYOPLATE_CLASSES`` and CD4 T and CD8 T, as boolean arrays."""
+    labels = {name: code == k for k, name in LYOPLATE_CLASSES.items()}
+    return labels | {"CD4 T": code >= 6, "CD8 T": (code >= 1) & (code <= 5)}
+
+
+def lyoplate(root: Path) -> None:
     for stem, (centre, source) in LYOPLATE.items():
-        frame = pd.read_csv(root / "Data" / centre / f"{source}_values.csv", index_col=0)
-        code = pd.read_csv(root / "Data" / centre / f"{source}_clust.csv",
-                           index_col=0)["x"].to_numpy()
-        channels = tuple(Channel(name=c, marker=c, range=4096.0) for c in frame.columns)
-        keywords = {"$CYT": f"HIPC lyoplate T-cell panel, {centre} (values on FlowJo's "
-                            "display scale, pre-gated to T cells)",
-                    "DATA SOURCE": f"CytOpt Data/{centre}/{source}_values.csv"}
-        immunomon.write_fcs(HERE / f"{stem}.fcs",
-                            Sample(events=frame.to_numpy(np.float32), channel_info=channels,
-                                   keywords=keywords))
-        labels = {name: code == k for k, name in LYOPLATE_CLASSES.items()}
-        np.savez_compressed(HERE / f"{stem}.labels.npz", **labels,
-                            **{"CD4 T": code >= 6, "CD8 T": code <= 5})
+        sample, code = cytopt_file(
+            root / "Data" / centre / f"{source}_values.csv",
+            {"$CYT": f"HIPC lyoplate T-cell panel, {centre} (values on FlowJo's display "
+                     "scale, pre-gated to T cells)",
+             "DATA SOURCE": f"CytOpt Data/{centre}/{source}_values.csv"})
+        immunomon.write_fcs(HERE / f"{stem}.fcs", sample)
+        np.savez_compressed(HERE / f"{stem}.labels.npz", **lyoplate_labels(code))
 
 
 # --------------------------------------------------------------------------- openCyto
