@@ -249,6 +249,19 @@ def test_a_ten_event_file_gets_messages_rounded_for_people(tmp_path):
                for f in map(str, gating.qc_flags))
 
 
+@pytest.mark.parametrize("events", ["none", "all NaN"])
+def test_a_file_with_no_events_to_gate_is_a_failure_for_review(simulated, events):
+    sample = simulated.sample
+    empty = replace(sample, events=sample.events[:0] if events == "none" else
+                    np.full_like(sample.events[:50], np.nan))
+    gating = gate_sample(empty, load_template("post-transplant"))
+    assert gating.status == "failure"
+    assert [str(f) for f in gating.flags_at("failure")] == [
+        "no events to gate: " + ("the file holds none" if events == "none"
+                                 else "all 50 hold non-finite values")]
+    assert (gating.table["count"] == 0).all()
+
+
 def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
     from immunomon.fmt import number, ratio_percent
     assert ratio_percent(7e6, 1e-300) == "7,000,000 against a usual 1e-300"

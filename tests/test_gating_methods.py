@@ -852,6 +852,40 @@ def test_a_tail_chance_could_make_does_not_outweigh_the_place_of_a_lone_peak():
     assert np.mean(clear >= t.value) > 0.9 and "chance" not in t.note and "tail lies" in t.note
 
 
+def test_a_lone_peak_leaning_to_one_side_without_a_scale_is_cut_on_that_side():
+    """The HIPC B-cell tube (display values, `fluorescence: linear`, so no scale) thinned
+    to 332 B cells: IgD- memory cells, a fifth of them, widened the lower flank of the
+    naive cells' IgD peak with no tail beyond its end, and the quadrant's `side` rule
+    cut above the peak, emptying naive B cells (tests/test_real_gating.py has the file).
+    The events' lean names the side, and the cut mirrors the end of the peak's clean
+    flank; a symmetric peak does not lean."""
+    leaning = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        naive, memory = rng.normal(2350, 250, 270), rng.normal(1800, 250, 66)
+        x = np.concatenate([naive, memory])
+        t = methods.density_threshold(x, side="above")
+        if len(t.peaks) > 1 or "lean" not in t.note:
+            continue                    # a valley or a clear tail: other rules decide
+        assert "other flank ends" in t.note
+        def naive_f1(cut):
+            kept = x >= cut
+            return 2 * np.sum(kept[:270]) / (kept.sum() + 270)
+        # the two overlap: the best cut there is, known from the labels, is the measure
+        best = max(naive_f1(c) for c in np.sort(x))
+        leaning.append((seed, naive_f1(t.value), best))
+    assert len(leaning) >= 3, leaning
+    assert all(f1 > 0.9 and f1 > best - 0.05 for _, f1, best in leaning), leaning
+    rng = np.random.default_rng(0)
+    leans = [methods.lean(rng.normal(0, 1, 400)) for _ in range(200)]
+    assert sum(v is not None for v in leans) <= 6              # about 1% by chance
+    assert methods.lean(rng.normal(0, 1, 30)) is None           # too few to say
+    shouldered = np.concatenate([rng.normal(0, 1, 3000), rng.normal(-2.2, 0.8, 1000)])
+    assert methods.lean(shouldered) == -1 and methods.lean(-shouldered) == 1
+    symmetric = rng.normal(2350, 180, 336)
+    assert "lean" not in methods.density_threshold(symmetric, side="above").note
+
+
 def test_a_peak_of_overcompensated_events_below_zero_is_not_a_population():
     """A spillover value too high pushes another dye's bright cells below zero signal,
     as a peak beside the unstained one; the deepest valley lay between the two and made

@@ -399,6 +399,27 @@ def side_by_place(mode: float, scale: tuple[float, float] | None,
     return None
 
 
+#: How far a lone peak's octile skewness must lie from zero, in standard errors of a
+#: normal sample's (1.03 / sqrt(n)), for ``lean`` to read a side from it: one time in
+#: a hundred by chance.
+LEAN_Z = 2.6
+
+
+def lean(x: np.ndarray) -> int | None:
+    """+1 when the events lean above their median (the 10-50-90% octile skewness is
+    clearly positive: a population merged into the upper flank), -1 below, None when
+    a symmetric peak could lean so by chance."""
+    if x.size < 50:
+        return None
+    p10, p50, p90 = np.percentile(x, [10, 50, 90])
+    if p90 <= p10:
+        return None
+    skew = (p90 + p10 - 2.0 * p50) / (p90 - p10)
+    if abs(skew) < LEAN_Z * 1.03 / math.sqrt(x.size):
+        return None
+    return 1 if skew > 0 else -1
+
+
 #: How far below zero signal (a share of the display scale) a peak's mode must lie to be
 #: taken for over-compensated events rather than the unstained population.
 BELOW_ZERO = 0.02
@@ -522,9 +543,10 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     ('mostly-positive': the peak is the positive population; 'mostly-negative'),
     or, with no tail and no hint, from where the peak sits on the display
     ``scale`` (zero signal, top of scale; ``side_by_place``: an unstained
-    control's lone peak is negative), and failing that from ``side`` (the
-    population asked for is taken to be the minority). If the flank never
-    ends, the cut is the mode +- ``fallback_sd`` SDs. The result says which
+    control's lone peak is negative), without a scale from the events' ``lean``
+    (the cut then mirrors the end of the peak's clean flank), and failing that
+    from ``side`` (the population asked for is taken to be the minority). If the
+    flank never ends, the cut is the mode +- ``fallback_sd`` SDs. The result says which
     rule placed the cut.
 
     ``majority``: the population (on ``side``) is most of the parent. A valley
@@ -608,6 +630,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         main = int(peaks[np.argmax(density[peaks])]) if len(peaks) else int(np.argmax(density))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
+    mirrored = None             # a cut mirrored from the peak's clean flank (``lean``)
     if majority:
         direction, why = (-1 if side == "above" else 1), "majority: the peak is the population"
     elif expect is not None:
@@ -634,12 +657,23 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = {1: "no tail on either side; the peak sits in the lower half of the scale",
                    -1: "no tail on either side; the peak sits in the upper half of the "
                        "scale"}.get(direction)
+        if direction is None and (leaning := lean(x)) is not None \
+                and ends[-leaning] is not None:
+            # the other population widens the flank it leans to, so that flank ends
+            # too far out: the peak ends as far on that side as on its clean side
+            direction, mirrored = leaning, 2.0 * centres[main] - centres[ends[-leaning]]
+            why = ("no tail on either side and no scale to place the peak on; its events "
+                   "lean that way, the other population widening that flank")
         if direction is None:
             direction = 1 if side == "above" else -1
             why = "no tail on either side; the population asked for is taken as the minority"
     mode = float(centres[main])
     end = ends[direction]
-    if end is not None:
+    if mirrored is not None:
+        value = float(mirrored)
+        rule = (f"cut at {value:.4g}, as far {'above' if direction > 0 else 'below'} the "
+                f"peak at {mode:.4g} as its other flank ends ({why})")
+    elif end is not None:
         value = float(centres[end])
         rule = (f"cut at {value:.4g}, where the peak at {mode:.4g} ends "
                 f"({'above' if direction > 0 else 'below'} it: {why})")

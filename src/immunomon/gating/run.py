@@ -196,6 +196,11 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     finite, finite_flags = qc.non_finite_events(sample)
     flags += qc.leveled(finite_flags, "warning")
     clean = sample if not finite_flags else replace(sample, events=sample.events[finite])
+    if clean.n_events == 0:
+        # every count would be zero: the sample is for review, not for the tables
+        flags.append(qc.QCFlag("failure", "no events to gate: the file holds none" if not
+                               n_total else f"no events to gate: all {n_total:,} hold "
+                               "non-finite values"))
     time_qc = qc.time_anomalies(clean)
     # An unstable stretch costing a few percent of the events is worth knowing; more
     # is worth a look, because what remains may not represent the sample.
