@@ -1,7 +1,7 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
     python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR \
-        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR
+        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR CYTOMETREE_DIR
 
 Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
 example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
@@ -42,6 +42,10 @@ panel from four other centres comes from the CytOpt article's data (``CYTOPT_DIR
 files of the same kind of values and one class number per event, written alike. The
 class numbers are named by the Stanford file both sources hold: its values and the
 R package's labels are the same event for event, and each label is one class number.
+
+FlowCAP-I's DLBCL file comes from the cytometree package (``CYTOMETREE_DIR``), an R data
+frame of three channels and the challenge's manual population number per event, written
+whole (reading it needs ``rdata`` too).
 """
 
 from __future__ import annotations
@@ -307,6 +311,25 @@ def lyoplate(root: Path) -> None:
         np.savez_compressed(HERE / f"{stem}.labels.npz", **lyoplate_labels(code))
 
 
+def flowcap_dlbcl(root: Path) -> None:
+    """FlowCAP-I's DLBCL file as the cytometree package stores it (``data/DLBCL.RData``:
+    channels FL1, FL2 and FL4 in 1,024 channel numbers, and the FlowCAP-I manual gating's
+    population number of every event, 0 where it assigned none), written whole."""
+    import rdata
+    from immunomon.fcs.sample import Channel, Sample
+
+    frame = rdata.read_rda(root / "data" / "DLBCL.RData")["DLBCL"]
+    channels = tuple(Channel(name=c, marker=None, range=1024.0) for c in ("FL1", "FL2", "FL4"))
+    keywords = {"$CYT": "FlowCAP-I DLBCL (channel numbers of a 1,024-channel scale)",
+                "DATA SOURCE": "cytometree data/DLBCL.RData"}
+    immunomon.write_fcs(HERE / "flowcap_dlbcl.fcs",
+                        Sample(events=frame[["FL1", "FL2", "FL4"]].to_numpy(np.float32),
+                               channel_info=channels, keywords=keywords))
+    label = frame["label"].to_numpy(np.int64)
+    np.savez_compressed(HERE / "flowcap_dlbcl.labels.npz",
+                        **{f"population {k}": label == k for k in (1, 2)})
+
+
 # --------------------------------------------------------------------------- openCyto
 def _varint(b: bytes, i: int) -> tuple[int, int]:
     value = shift = 0
@@ -432,3 +455,4 @@ if __name__ == "__main__":
     hipc(Path(sys.argv[4]))
     lyoplate(Path(sys.argv[5]))
     opencyto(Path(sys.argv[1]))
+    flowcap_dlbcl(Path(sys.argv[6]))
