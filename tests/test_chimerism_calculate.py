@@ -433,6 +433,24 @@ def test_unknown_allele_reported_in_sample_flags():
     assert s.mean == pytest.approx(70.0)
 
 
+@pytest.mark.parametrize("odd_loci, mismatch", [(2, False), (3, False), (4, True)])
+def test_alleles_of_nobody_at_most_loci_make_the_sample_not_reported(odd_loci, mismatch):
+    # One or two loci with a peak of nobody's genotype are a third person's trace or an
+    # artefact; at half of the typed loci (here 4 of 8) or more, another person's DNA
+    donor, recipient = _references()
+    pk = _sample_peaks([70] * len(LOCI))
+    extra = pd.concat([pk[pk["locus"] == lo].iloc[[0]].assign(
+        allele="19", size=size_of("19"), area=800.0) for lo in LOCI[:odd_loci]])
+    s = compute_chimerism(pd.concat([pk, extra], ignore_index=True), donor,
+                          recipient).samples[0]
+    assert ("identity_mismatch" in s.flags) is mismatch
+    if mismatch:
+        assert math.isnan(s.mean) and s.reported == ""
+        assert any("at 4 of 8 typed loci" in w for w in s.warnings)
+    else:
+        assert s.mean == pytest.approx(70.0) and s.reported == "70.0"
+
+
 def test_forward_stutter_of_the_major_allele_is_optional():
     # Donor 12/14 (major), recipient 15/17: 15 sits one repeat above the donor's 14.
     areas = {"12": 900, "14": 1100, "15": 450, "17": 550}

@@ -300,3 +300,21 @@ def test_page_lists_every_exclusion():
     assert "unresolved" in page and "minor_peak" in page
     assert "44% of 19 (under the 50% balance threshold)" in page
     assert math.isfinite(float(page.count("<table>")))
+
+
+def test_references_of_another_patient_are_not_reported():
+    """The single-donor patient's CD3 fraction against the double-donor patient's first
+    donor and recipient: its alleles are neither's at 13 of 16 typed loci. A mix-up of
+    references (or of the sample) gives no % donor for the cohort, and says why; its
+    own references give 52.9% as before. A single export path (not a list) is one file."""
+    wrong = chimerism_from_exports(DONOR1, DOUBLE / "rdata.txt", CD3)
+    s = wrong.samples[0]
+    assert "identity_mismatch" in s.flags
+    assert math.isnan(s.mean) and s.reported == "" and s.classification == "not determined"
+    assert any(w.startswith("alleles of neither donor nor recipient at 13 of 16 typed loci")
+               and "not reported" in w for w in s.warnings)
+    row = wrong.summary_frame().iloc[0]
+    assert math.isnan(row["percent_donor"]) and "identity_mismatch" in row["flags"]
+    own = chimerism_from_exports(SINGLE / "ddata.txt", SINGLE / "rdata.txt", CD3).samples[0]
+    assert "identity_mismatch" not in own.flags
+    assert own.mean == pytest.approx(RCHIMERISM["single_cd3"], abs=0.5)

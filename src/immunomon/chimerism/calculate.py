@@ -777,7 +777,38 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         out.flags.append(f"{below}_below_lod")
     out.classification = classify_sample(out.mean, settings.full_donor)
     out.reported = reported_value(out.mean, settings.lod)
+    mismatch = identity_mismatch(results)
+    if mismatch:
+        out.flags.append("identity_mismatch")
+        out.warnings.append(f"{mismatch}: references of another patient, or a sample of "
+                            f"another person; not reported (computed {out.mean:.1f} % donor)")
+        # no number leaves for the cohort: the loci table keeps what each locus gave
+        out.mean = out.sd = out.cv = math.nan
+        out.shares = {}
+        out.classification, out.reported = NOT_DETERMINED, ""
     return out
+
+
+#: Loci with a called peak of nobody's genotype that make a sample's identity doubtful:
+#: at least this many, and at least half of the typed loci. One or two such loci are
+#: a third person's trace or an artefact; most loci is another person's DNA.
+IDENTITY_LOCI = 3
+
+
+def identity_mismatch(loci) -> str:
+    """Why a sample's peaks do not fit its references ("" when they do): alleles of
+    nobody's genotype at ``IDENTITY_LOCI`` or more loci, and at half of the loci whose
+    references are typed or more. Only peaks called as a ladder allele count: stutter-like
+    peaks, artefacts and off-ladder peaks (noise a raw trace's caller sizes between the
+    alleles) do not."""
+    typed = [r for r in loci if r.pattern != "missing"]
+    odd = [r.locus for r in typed
+           if any(f.startswith("unknown_allele:") and not f.startswith("unknown_allele:OL@")
+                  for f in r.flags)]
+    if len(odd) < IDENTITY_LOCI or 2 * len(odd) < len(typed):
+        return ""
+    return (f"alleles of neither donor nor recipient at {len(odd)} of {len(typed)} typed "
+            f"loci ({', '.join(odd[:6])}{', ...' if len(odd) > 6 else ''})")
 
 
 # --------------------------------------------------------------------------- many samples

@@ -31,6 +31,8 @@ FLAG_MEANINGS = {
     "spike": "peaks at this scan in three or more dyes: a spike, not counted",
     "broad_peak": "the peak is much wider than the run's peaks (dye blob?): counted, check",
     "unknown_allele": "a called peak of nobody's genotype (contamination, mix-up?)",
+    "identity_mismatch": "peaks of nobody's genotype at most loci: references of another "
+                         "patient or another person's sample; not reported",
     "stutter_corrected": "in the major contributor's stutter position: stutter subtracted",
     "stutter_excluded": "in the major contributor's stutter position: left out",
     "stutter_position": "in the major contributor's stutter position: used as measured",

@@ -90,7 +90,9 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
         warnings += w
     recipient_geno, w = reference_genotype(recipient, "recipient", kit, settings)
     warnings += w
-    peaks = read_exports(samples, kit=kit)
+    # one export given alone, not in a list, is one file, not its characters
+    peaks = read_exports([samples] if isinstance(samples, (str, os.PathLike)) else samples,
+                         kit=kit)
     metadata = _sample_metadata(peaks, manifest, lineage)
     result = compute_chimerism(peaks, donor_genos, recipient_geno, settings=settings,
                                kit=kit, metadata=metadata)
