@@ -167,6 +167,39 @@ def test_second_run_skips_and_changed_inputs_run_again(tmp_path):
     assert no_temporaries(results) == []
 
 
+def test_results_inside_the_inbox_are_outputs_not_uploads(tmp_path):
+    # a results folder inside the inbox, with exported FCS files and a quarantine: its
+    # FCS files were gated again as new samples on the next run
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "a.fcs", seed=1)
+    (inbox / "bad.fcs").write_bytes(b"not FCS")
+    results = inbox / "results"
+    options = BatchOptions(**(FAST | {"workers": 1, "export_fcs": True}))
+    first = run_batch(inbox, results, options)
+    assert first.done == 1 and first.quarantined == 1
+    assert list(results.rglob("*.fcs"))                 # exported and quarantined copies
+    again = run_batch(inbox, results, options)
+    assert (again.found, again.done, again.failed) == (2, 0, 0)
+    assert sorted(by_rel(results)) == ["a.fcs", "bad.fcs"]
+
+
+def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "a.fcs", seed=1)
+    shutil.copy(inbox / "a.fcs", os.fsdecode(os.fsencode(inbox) + b"/caf\xe9.fcs"))
+    summary = run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    assert (summary.found, summary.done, summary.failed) == (2, 1, 1)
+    (path, error), = summary.failures
+    assert path.endswith("caf\\xe9.fcs") and "not valid UTF-8" in error
+    assert sorted(by_rel(results)) == ["a.fcs"] and (results / "report.html").is_file()
+    gated = subprocess.run([sys.executable, "-m", "immunomon", "gate", str(inbox), "-o",
+                            str(tmp_path / "g"), "--plots", "none", "--no-anndata"],
+                           capture_output=True, text=True)
+    assert gated.returncode == 1 and "Traceback" not in gated.stderr
+    assert "caf\\xe9.fcs: the file name is not valid UTF-8" in gated.stderr
+    assert (tmp_path / "g" / "index.html").is_file() and (tmp_path / "g" / "a").is_dir()
+
+
 def test_manifest_gives_ids_and_counting_inputs(tmp_path):
     inbox = tmp_path / "inbox"
     write_sample(inbox / "tube1.fcs", seed=1)
@@ -414,6 +447,22 @@ def test_retry_failed_and_status(first_run, tmp_path):
         assert res.exit_code == 0 and "0 processed" in res.output
     finally:
         (root / "inbox" / "StudyB" / "notes.fcs").write_bytes(b"this is a text file, not FCS\n")
+
+
+def test_retry_finds_a_template_given_by_a_relative_path_from_anywhere(tmp_path):
+    from immunomon.gating.template import builtin_templates
+    write_sample(tmp_path / "inbox" / "one.fcs", seed=1)
+    (tmp_path / "panels").mkdir()
+    shutil.copy(builtin_templates()["post-transplant"], tmp_path / "panels" / "panel.yaml")
+    run = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run", "inbox", "-o",
+                          "results", "-t", "panels/panel.yaml", "--no-plots", "--no-anndata"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "elsewhere").mkdir()
+    retry = subprocess.run([sys.executable, "-m", "immunomon", "batch", "retry",
+                            str(tmp_path / "results"), "--failed"],
+                           capture_output=True, text=True, cwd=tmp_path / "elsewhere")
+    assert retry.returncode == 0 and "0 processed" in retry.stdout, retry.stderr
 
 
 def test_cli_run_summary_and_exit_code(tmp_path):

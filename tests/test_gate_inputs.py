@@ -262,6 +262,24 @@ def test_a_file_with_no_events_to_gate_is_a_failure_for_review(simulated, events
     assert (gating.table["count"] == 0).all()
 
 
+def test_a_tot_keyword_damaged_smaller_is_a_warning_not_a_quiet_loss(small_files, tmp_path):
+    # $TOT 2500 -> 2000 in place: the DATA segment holds 500 events more than declared;
+    # the file is read as declared, and the sample's QC says what may be wrong
+    import re
+    files, _ = small_files
+    data = files[0].read_bytes()
+    match = re.search(rb"\$TOT(.)2500\1", data)
+    damaged = tmp_path / "damaged.fcs"
+    damaged.write_bytes(data[:match.start()] + match.group(0).replace(b"2500", b"2000")
+                        + data[match.end():])
+    gating = gate_sample(read_fcs(damaged), load_template("post-transplant"))
+    assert gating.events_total == 2000 and gating.status in ("warning", "failure")
+    warned = [str(f) for f in gating.flags_at("warning") if str(f).startswith("file: ")]
+    assert len(warned) == 1 and "room for 500 more than $TOT declares" in warned[0]
+    intact = gate_sample(read_fcs(files[0]), load_template("post-transplant"))
+    assert not [f for f in intact.qc_flags if str(f).startswith("file: ")]
+
+
 def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
     from immunomon.fmt import number, ratio_percent
     assert ratio_percent(7e6, 1e-300) == "7,000,000 against a usual 1e-300"
@@ -329,6 +347,27 @@ def test_repeated_runs_into_one_folder_list_every_sample(small_files, tmp_path):
     samples, index, status = _listed(out)
     assert samples == ["S0", "S1", "S2", "S3"] and status["broken"] == "failed"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_two_files_of_one_name_keep_their_own_folders_over_runs(small_files, tmp_path):
+    # day1/tube.fcs and day2/tube.fcs gated together are "tube" and "tube_"; gating day2
+    # again alone once wrote its results into "tube", and day1's were gone
+    import shutil
+    files, _ = small_files
+    day1, day2 = tmp_path / "day1" / "tube.fcs", tmp_path / "day2" / "tube.fcs"
+    for src, dst in ((files[0], day1), (files[1], day2)):
+        dst.parent.mkdir()
+        shutil.copy(src, dst)
+    out = tmp_path / "out"
+    _gate([day1, day2], out)
+    first = {s: pd.read_csv(out / s / "populations.csv") for s in ("tube", "tube_")}
+    _gate([day2], out)
+    _gate([day1], out)
+    samples, index, _ = _listed(out)
+    assert samples == index == ["tube", "tube_"]
+    for s, table in first.items():
+        pd.testing.assert_frame_equal(pd.read_csv(out / s / "populations.csv"), table)
+    assert json.loads((out / "tube" / "summary.json").read_text())["file"] == str(day1)
 
 
 def test_a_run_with_another_template_is_refused_and_changes_nothing(small_files, tmp_path):

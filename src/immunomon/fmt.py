@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 
 def number(x) -> str:
@@ -25,3 +26,19 @@ def ratio_percent(part, whole) -> str:
     if value >= 1e4:
         return f"{number(value / 100)} times the usual"
     return f"{value:.3g}% of the usual"
+
+
+def unencodable_name(path) -> str | None:
+    """A printable form of ``path`` when its name holds bytes that are not UTF-8 (a file
+    copied from a system with another encoding: Python keeps them as lone surrogates,
+    which no text file, table or database can store), else None."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return None
+
+
+NOT_UTF8 = ("the file name is not valid UTF-8 (bytes of another system's encoding); "
+            "rename the file to process it")

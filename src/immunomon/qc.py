@@ -101,6 +101,14 @@ def leveled(messages, level: str, population: str | None = None) -> list[QCFlag]
     return [QCFlag(level, str(m), population) for m in messages]
 
 
+def reader_flags(warnings) -> list[QCFlag]:
+    """The FCS reader's notes on a file as QC flags: information, but a warning where
+    the DATA segment holds more events than $TOT declares (a damaged $TOT, $PAR or data
+    type keyword reads the wrong numbers, or leaves events out)."""
+    return [QCFlag("warning" if "more than $TOT declares" in str(w) else "info",
+                   f"file: {w}") for w in warnings]
+
+
 # -- time anomalies --------------------------------------------------------------
 @dataclass
 class TimeQC:

@@ -42,14 +42,18 @@ class InboxError(ImmunomonError):
     """The inbox or the manifest cannot be used as given."""
 
 
-def scan_inbox(inbox) -> list[Path]:
+def scan_inbox(inbox, *, exclude=()) -> list[Path]:
     """Every ``.fcs`` file under ``inbox`` (recursive, sorted; hidden files and
-    folders, such as uploads in progress named ``.x.fcs``, are left out)."""
+    folders, such as uploads in progress named ``.x.fcs``, are left out, and so are
+    the folders ``exclude``: a results folder inside the inbox, whose exported and
+    quarantined FCS files are outputs, not uploads)."""
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise InboxError(f"{inbox}: the inbox is not a folder")
+    skip = [Path(e).resolve() for e in exclude]
     return sorted(p for p in inbox.rglob("*") if p.suffix.lower() == ".fcs" and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(inbox).parts))
+                  and not any(part.startswith(".") for part in p.relative_to(inbox).parts)
+                  and not any(p.resolve().is_relative_to(e) for e in skip))
 
 
 # ----------------------------------------------------------------------------- manifest

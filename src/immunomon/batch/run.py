@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 from ..errors import ImmunomonError
+from ..fmt import NOT_UTF8, unencodable_name
 from .registry import BatchError, Registry, now, results_lock
 
 QUARANTINE = "quarantine"
@@ -441,6 +442,21 @@ class Batch:
         self.progress({"event": "quarantined", "id": file_id, "path": row["path"],
                        "message": error})
 
+    def refuse_unencodable(self, files) -> list:
+        """The files whose names the registry can store; each other one is a failure of
+        this run, named in a printable form (it cannot be registered or quarantined)."""
+        kept = []
+        for path in files:
+            shown = unencodable_name(path)
+            if shown is None:
+                kept.append(path)
+                continue
+            self.summary.failed += 1
+            self.summary.failures.append((shown, NOT_UTF8))
+            self.progress({"event": "failed", "id": None, "path": shown,
+                           "message": f"{shown}: {NOT_UTF8}"})
+        return kept
+
     # -- after a run -------------------------------------------------------------------
     def write_tables(self) -> None:
         """Per study: the population yields of every done file, and an index page."""
@@ -557,10 +573,11 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
 
     options = options or BatchOptions()
     started = time.monotonic()
-    files = scan_inbox(inbox)
+    files = scan_inbox(inbox, exclude=[results])
     manifest = read_manifest(options.manifest, inbox) if options.manifest else None
     with open_batch(results, options, progress=progress, job=job) as batch:
         batch.summary.found = len(files)
+        files = batch.refuse_unencodable(files)
         todo = batch.register(files, inbox, manifest)
         _process(batch, todo, executor)
         batch.summary.seconds = round(time.monotonic() - started, 2)
@@ -614,9 +631,13 @@ def _recorded_options(results: Path, options: BatchOptions) -> BatchOptions:
 
 
 def _remember_options(batch: Batch) -> None:
-    batch.registry.set_meta("options", json.dumps(
-        {k: v for k, v in asdict(batch.options).items()
-         if k not in ("workers", "scheduler", "cluster", "max_attempts")}, default=list))
+    recorded = {k: v for k, v in asdict(batch.options).items()
+                if k not in ("workers", "scheduler", "cluster", "max_attempts")}
+    # a template or manifest file by its absolute path: a retry may start anywhere
+    for key in ("template", "manifest"):
+        if recorded.get(key) and Path(recorded[key]).is_file():
+            recorded[key] = str(Path(recorded[key]).resolve())
+    batch.registry.set_meta("options", json.dumps(recorded, default=list))
 
 
 def _process(batch: Batch, todo, executor=None) -> None:
@@ -657,11 +678,15 @@ def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: 
         _remember_options(batch)
         pending = [r["id"] for r in batch.registry.rows("pending")]
         written = (0, 0)
+        refused: set = set()
         try:
             while rounds is None or n < rounds:
                 n += 1
                 manifest = read_manifest(options.manifest, inbox) if options.manifest else None
-                ready = [p for p in scan_inbox(inbox) if batch.current(p.resolve(), manifest)
+                new = [p for p in scan_inbox(inbox, exclude=[results]) if p not in refused]
+                named = batch.refuse_unencodable(new)       # each reported once
+                refused.update(set(new) - set(named))
+                ready = [p for p in named if batch.current(p.resolve(), manifest)
                          is None and stability.ready(p)]
                 todo = pending + batch.register(ready, inbox, manifest)
                 pending = []

@@ -201,8 +201,13 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
             warnings.append(f"DATA segment ends one byte past its data ({src} offsets); "
                             "read the declared events")
         elif length > expected:
-            warnings.append(f"DATA segment is {length} bytes but {n_events} events need "
-                            f"{expected}; read the declared events")
+            spare = _events_in(layout, length) - n_events
+            warnings.append(
+                f"DATA segment is {length} bytes but {n_events} events need {expected}; "
+                "read the declared events" + (
+                    f", though the segment has room for {spare:,} more than $TOT declares "
+                    "($TOT, $PAR or a $PnB/$DATATYPE keyword may be wrong)" if spare > 0
+                    else ""))
     if b + expected > file_size:
         available = max(0, file_size - b)
         if length >= expected:      # the segment's own offsets run past the end: cut short

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_path, folder_lock, write_text
 from ..errors import GatingError, ImmunomonError
+from ..fmt import NOT_UTF8, unencodable_name
 from .. import columns as tables
 from .. import populations as pops
 from .. import qc
@@ -190,6 +191,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     strategy, notes = template.strategy_for(sample, overrides)
     mismatch = template.match(sample).qc_flag()
     flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
+    flags += qc.reader_flags(sample.warnings)
     flags += qc.scale_flags(distinct_dimensions(d for g in strategy for d in g.dimensions),
                             sample)
     n_total = sample.n_events
@@ -513,6 +515,9 @@ def gate_file(path, template: Template, out_dir, *, name: str,
 
     row = {"sample": name, "file": str(path), "status": "failed", "events": None,
            "flags": [], "page": None, "message": "", "error": "", "seconds": seconds}
+    shown = unencodable_name(path)
+    if shown is not None:           # nothing written could hold its name: refused alone
+        return {**row, "file": shown, "message": f"{shown}: {NOT_UTF8}", "error": "input"}, None
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         sample = read_fcs(path)
@@ -578,7 +583,9 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
     for path in files:
         path = Path(path)
         name = safe_name(path.stem)
-        while name in used:
+        # a folder already holding another file's results keeps them: two files of one
+        # name (day1/tube.fcs, day2/tube.fcs) keep their names over runs of either alone
+        while name in used or _held_by_another_file(out_dir / name, path):
             name += "_"
         used.add(name)
         jobs.append(dict(path=path, template=template, out_dir=out_dir, name=name,
@@ -596,6 +603,25 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
                 progress(outcomes[-1][0])
     rows = [row for row, _ in outcomes]
     return rows, {row["sample"]: table for row, table in outcomes if table is not None}
+
+
+def _held_by_another_file(folder: Path, path: Path) -> bool:
+    """Whether ``folder`` holds the results of an FCS file other than ``path`` (by the
+    file its ``summary.json`` names; a de-identified summary names none)."""
+    try:
+        recorded = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("file")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not recorded:
+        return False
+    recorded = Path(recorded)
+    try:
+        if recorded.exists():
+            return not recorded.samefile(path)
+    except OSError:
+        return False
+    # recorded from another working folder: the same file by its own and folder's name
+    return recorded.parts[-2:] != path.parts[-2:]
 
 
 # ----------------------------------------------------------------------------- the folder
