@@ -82,6 +82,25 @@ def test_change_from_baseline_exact_wilcoxon(counts):
         assert row.median_change == pytest.approx(med, abs=TOL)
 
 
+def test_labelled_visits_keep_the_study_order_and_give_the_same_numbers(counts):
+    # a cohort's long form names its visits ("pre", "M1", "M3", "M6", "M12"): they were
+    # sorted as text (M1, M12, M3, ...), and change_from_baseline refused them
+    names = {0: "pre", 30: "M1", 90: "M3", 180: "M6", 365: "M12"}
+    labelled = counts.assign(visit=counts["visit"].map(names))
+    by_label = visit_summary(labelled, "count")
+    assert by_label["visit"].tolist() == ["pre", "M1", "M3", "M6", "M12"]
+    by_day = visit_summary(counts, "count")
+    np.testing.assert_allclose(by_label[["n", "q1", "median", "q3"]].to_numpy(float),
+                               by_day[["n", "q1", "median", "q3"]].to_numpy(float))
+    change = change_from_baseline(labelled, "count", baseline="pre")
+    assert change["visit"].tolist() == ["M1", "M3", "M6", "M12"]
+    numbered = change_from_baseline(counts, "count")
+    np.testing.assert_allclose(change["p_value"].to_numpy(float),
+                               numbered["p_value"].to_numpy(float))
+    with pytest.raises(AnalysisError, match="the visits are: pre, M1, M3, M6, M12"):
+        change_from_baseline(labelled, "count")
+
+
 def test_log_counts_floor():
     logs, floor = log_counts([0, 10, 100], floor=1)
     np.testing.assert_allclose(logs, [0, 1, 2])

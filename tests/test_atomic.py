@@ -52,3 +52,11 @@ def test_folder_replaced_whole_only_when_complete(tmp_path):
         (work / "new.csv").write_text("new")
         assert os.listdir(target) == ["old.csv"]        # not replaced until complete
     assert os.listdir(tmp_path) == ["sample"] and os.listdir(target) == ["new.csv"]
+
+
+def test_a_missing_folder_is_named_with_the_file_asked_for(tmp_path):
+    target = tmp_path / "nodir" / "x.fcs"
+    with pytest.raises(FileNotFoundError, match="no folder .*nodir to write into") as info:
+        with atomic_path(target):
+            pass
+    assert info.value.filename == str(target) and not (tmp_path / "nodir").exists()

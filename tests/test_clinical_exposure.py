@@ -69,3 +69,16 @@ def test_a_dose_off_the_protocol_levels_is_named(clin, tmp_path):
     with pytest.raises(ClinicalDataError, match=r"treatments.csv, row 4, column dose: 5 mg "
                                                 r"is not one of the dose levels"):
         dose_days(clin, "lenalidomide", [10, 7.5, 2.5])
+
+
+def test_a_drug_the_treatments_do_not_name_is_an_error_not_an_empty_exposure(clin):
+    from immunomon.clinical.protocol import Protocol, primary_endpoint
+    for call in (lambda: dose_days(clin, "lenalidomid", LEVELS),
+                 lambda: exposure_summary(clin, "lenalidomid", LEVELS),
+                 lambda: primary_endpoint(clin, Protocol(drug="lenalidomid",
+                                                         dose_levels=tuple(LEVELS)))):
+        with pytest.raises(ClinicalDataError, match="no treatment of drug 'lenalidomid' in "
+                                                    "the clinical data; the treatments name: "
+                                                    "lenalidomide"):
+            call()
+    assert len(dose_days(clin, " Lenalidomide ", LEVELS))        # case and spaces aside

@@ -15,6 +15,7 @@ from pandas.testing import assert_frame_equal
 
 from immunomon.clinical import read_clinical
 from immunomon.cohort import Cohort, build, load, read_manifest
+from immunomon.errors import ClinicalDataError
 
 CLINICAL = {
     "patients.csv": """patient_id,sex,age,diagnosis,transplant_date,donor_type,hla_match,conditioning,stem_cell_source
@@ -311,7 +312,23 @@ def test_tubes_share_a_visit(tmp_path):
     c = build(read_manifest(path), populations=pops)
     ds = c.dataset
     assert ds["count"].sel(patient="P1", timepoint="M1").values.tolist() == [100, 5, 30]
-    assert c.warnings == []
+    # a table of counts alone: the variables it cannot fill are named, not left quietly NaN
+    assert c.warnings == [f"the populations table has no {v!r} column: that variable is empty"
+                          for v in ("percent_of_parent", "cells_per_ul")]
+
+
+def test_result_tables_without_the_columns_they_are_read_by_are_refused(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER}\nt.fcs,fcs,P1,M1,2021-01-31,blood\n")
+    manifest = read_manifest(path)
+    with pytest.raises(ClinicalDataError, match="populations table lacks column.s. population;"):
+        build(manifest, populations=pd.DataFrame({"sample": ["t"], "count": [5]}))
+    with pytest.raises(ClinicalDataError, match="count or percent_of_parent or cells_per_ul"):
+        build(manifest, populations=pd.DataFrame({"sample": ["t"], "population": ["T"]}))
+    with pytest.raises(ClinicalDataError, match="chimerism table lacks column.s. percent_donor"):
+        build(manifest, chimerism=pd.DataFrame({"sample": ["t"], "donor": [95.0]}))
+    with pytest.raises(ClinicalDataError, match="takes a DataFrame .*not str"):
+        build(manifest, populations="results/gate/populations.csv")
 
 
 def test_side_tables(cohort):

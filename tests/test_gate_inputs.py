@@ -280,6 +280,25 @@ def test_a_tot_keyword_damaged_smaller_is_a_warning_not_a_quiet_loss(small_files
     assert not [f for f in intact.qc_flags if str(f).startswith("file: ")]
 
 
+def test_the_library_takes_paths_names_and_gate_samples_result_as_given(small_files, tmp_path):
+    # an analyst's first calls: a path and a template name; the SampleGating handed on
+    # to the AnnData and plot functions (they raised AttributeError)
+    from immunomon import to_anndata
+    from immunomon.report.gate_plots import plot_gate, plot_summary
+    files, _ = small_files
+    by_path = gate_sample(str(files[0]), "post-transplant")
+    by_objects = gate_sample(read_fcs(files[0]), load_template("post-transplant"))
+    pd.testing.assert_frame_equal(by_path.table, by_objects.table)
+    adata = to_anndata(by_path)
+    assert adata.n_obs == 2500 and adata.obsm["gates"].shape[1] == len(by_path.result.gate_ids)
+    assert plot_summary(by_path, tmp_path / "all.png").is_file()
+    assert plot_gate(by_path, "Lymphocytes", tmp_path / "lymph.png").is_file()
+    with pytest.raises(ImmunomonError, match="gate_sample takes a Sample .* got DataFrame"):
+        gate_sample(pd.DataFrame({"CD3": [1.0]}), "post-transplant")
+    with pytest.raises(ImmunomonError, match="no template named 'post-transplnt'"):
+        gate_sample(files[0], "post-transplnt")
+
+
 def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
     from immunomon.fmt import number, ratio_percent
     assert ratio_percent(7e6, 1e-300) == "7,000,000 against a usual 1e-300"

@@ -19,6 +19,7 @@ second waits for the first (or stops with a message naming it).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import secrets
 import shutil
@@ -77,6 +78,10 @@ def atomic_path(path, suffix: str = ".tmp", *, private: bool = False) -> Iterato
     needs (e.g. ".h5ad", ".png"). The file exists (empty) when yielded, with the
     umask's mode, or 0600 with ``private``; writers that truncate it keep that mode."""
     path = Path(path)
+    if not _parent(path).is_dir():
+        # named by the file asked for, not by the hidden temporary one beside it
+        raise FileNotFoundError(errno.ENOENT, f"no folder {_parent(path)} to write into",
+                                str(path))
     tmp = temporary_file(_parent(path), prefix=f".{path.name}.", suffix=suffix,
                          private=private)
     try:

@@ -493,6 +493,9 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     import anndata
     import pandas as pd
 
+    from .gating.strategy import gating_result
+
+    result = gating_result(result)
     parts = _parts(result, populations=populations, deidentify=deidentify,
                    transforms=transforms, compensation=compensation, template=template)
     n = parts["n"]
@@ -539,6 +542,9 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
     ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
     import h5py
 
+    from .gating.strategy import gating_result
+
+    result = gating_result(result)
     parts = _parts(result, **kwargs)
     n, columns = parts["n"], parts["columns"]
     path = Path(path)

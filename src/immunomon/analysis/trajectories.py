@@ -135,25 +135,41 @@ def trajectories(data: pd.DataFrame, value: str, *, patient: str = "patient",
         floor=used_floor, formula=formula)
 
 
+def visit_order(values: pd.Series) -> list:
+    """The visits in study order: numbers (days, months) by value; labels ("pre", "M1",
+    "M3", "M12") by a categorical's order, else as they first appear (a cohort's long
+    form lists them in its visit order), never alphabetically ("M12" before "M3")."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return [c for c in values.cat.categories if c in set(values)]
+    unique = pd.unique(values.dropna())
+    numbers = pd.to_numeric(pd.Series(unique), errors="coerce")
+    return sorted(unique) if numbers.notna().all() else list(unique)
+
+
 def visit_summary(data: pd.DataFrame, value: str, *, visit: str = "visit",
                   group: str | None = None) -> pd.DataFrame:
     """Per-visit (and group) ``n``, ``median``, ``q1``, ``q3`` (linear interpolation,
-    R's type 7)."""
+    R's type 7), visits in study order (``visit_order``)."""
     what = "visit_summary"
     require_columns(data, [value, visit, group], what)
     keys = [visit] if group is None else [group, visit]
     frame = data[keys].copy()
     frame["_v"] = numeric(data, value, what, allow_nan=True)
-    out = frame.groupby(keys)["_v"].agg(
+    out = frame.groupby(keys, sort=False, observed=True)["_v"].agg(
         n="count", median="median", q1=lambda s: s.quantile(0.25),
-        q3=lambda s: s.quantile(0.75))
-    return out.reset_index()
+        q3=lambda s: s.quantile(0.75)).reset_index()
+    rank = {v: i for i, v in enumerate(visit_order(data[visit]))}
+    out["_rank"] = out[visit].map(rank)
+    return out.sort_values([*([group] if group else []), "_rank"], kind="stable") \
+        .drop(columns="_rank").reset_index(drop=True)
 
 
 def change_from_baseline(data: pd.DataFrame, value: str, *, patient: str = "patient",
-                         visit: str = "visit", baseline: float = 0, log: bool = True,
+                         visit: str = "visit", baseline: float | str = 0, log: bool = True,
                          floor: float | None = None) -> pd.DataFrame:
-    """Paired change from the baseline visit at each later visit.
+    """Paired change from the baseline visit at each later visit. Visits are numbers
+    (days, months) or labels ("pre", "M3", as a cohort's long form has them; ``baseline``
+    then names one), taken in study order (``visit_order``).
 
     Columns: ``visit``, ``n`` (patients with both visits), ``median_change``,
     ``statistic`` (Wilcoxon V, the sum of positive ranks), ``p_value``,
@@ -166,14 +182,19 @@ def change_from_baseline(data: pd.DataFrame, value: str, *, patient: str = "pati
     y = numeric(data, value, what)
     if log:
         y, _ = log_counts(y, floor)
-    wide = pd.DataFrame({"p": data[patient].to_numpy(), "v": numeric(data, visit, what),
+    # numbered visits (days, months) or labelled ones ("pre", "M3"), in study order
+    labels = pd.to_numeric(data[visit], errors="coerce").isna().any()
+    visits = data[visit].to_numpy() if labels else numeric(data, visit, what)
+    wide = pd.DataFrame({"p": data[patient].to_numpy(), "v": visits,
                          "y": y}).pivot_table(index="p", columns="v", values="y")
     if baseline not in wide.columns:
-        raise AnalysisError(f"{what}: no row has {visit!r} == {baseline} (the baseline "
-                            "visit); set baseline= to the pre-treatment visit")
+        raise AnalysisError(f"{what}: no row has {visit!r} == {baseline!r} (the baseline "
+                            "visit); set baseline= to the pre-treatment visit (a number, or "
+                            f"a label such as 'pre'; the visits are: "
+                            f"{', '.join(map(str, visit_order(data[visit])))})")
     rows = []
-    for v in wide.columns:
-        if v == baseline:
+    for v in (visit_order(data[visit]) if labels else wide.columns):
+        if v == baseline or v not in wide.columns:
             continue
         pair = wide[[baseline, v]].dropna()
         diff = (pair[v] - pair[baseline]).to_numpy()

@@ -34,10 +34,18 @@ def _levels(levels: Sequence[float]) -> np.ndarray:
 
 
 def _periods(data, drug: str) -> pd.DataFrame:
+    """The treatment rows of ``drug`` (case and spaces aside). A drug the treatments do
+    not name is an error naming those they do: a misspelt drug would otherwise give
+    empty exposures and a primary endpoint that no patient reaches."""
     tr = data.treatments
     if tr.empty:
         return tr
-    return tr[tr["drug"].str.strip().str.lower() == drug.strip().lower()]
+    names = tr["drug"].str.strip().str.lower()
+    if not (names == drug.strip().lower()).any():
+        known = ", ".join(sorted(set(names)))
+        raise ClinicalDataError(f"no treatment of drug {drug!r} in the clinical data; the "
+                                f"treatments name: {known}")
+    return tr[names == drug.strip().lower()]
 
 
 def _end_days(data) -> pd.Series:

@@ -155,11 +155,12 @@ class Protocol:
 
 
 def _first_doses(data, drug: str) -> pd.Series:
-    tr = data.treatments
+    from .exposure import _periods
+
+    tr = _periods(data, drug)
     if tr.empty:
         return pd.Series(dtype=float)
-    on = tr[(tr["drug"].str.strip().str.lower() == drug.strip().lower())
-            & (tr["status"] == "on")]
+    on = tr[tr["status"] == "on"]
     return on.groupby("patient_id")["start_day"].min().astype(float)
 
 

@@ -320,6 +320,27 @@ def _json_attr(value):
     return json.dumps(value, default=str)
 
 
+#: the population variables a populations table fills, each from its own column
+VALUE_COLUMNS = ("count", "percent_of_parent", "cells_per_ul")
+
+
+def _check_table(table, name: str, required: Sequence[str], any_of: Sequence[str] = ()):
+    """A result table given to ``build`` must be a DataFrame with the columns it is read
+    by: a missing one would leave its variables empty (NaN) without a word."""
+    if table is None:
+        return
+    if not isinstance(table, pd.DataFrame):
+        raise ClinicalDataError(
+            f"{name}= takes a DataFrame (the table of results), not "
+            f"{type(table).__name__}; read a file first, or use cohort.build_from_files")
+    missing = [c for c in required if c not in table.columns]
+    if any_of and not any(c in table.columns for c in any_of):
+        missing.append(" or ".join(any_of))
+    if missing:
+        raise ClinicalDataError(f"the {name} table lacks column(s) {', '.join(missing)}; "
+                                f"it has: {', '.join(map(str, table.columns)) or 'none'}")
+
+
 def build(manifest, *, populations: pd.DataFrame | None = None,
           chimerism: pd.DataFrame | None = None, clinical=None,
           qc: Mapping[str, Sequence[str]] | None = None, material: str = "blood",
@@ -340,6 +361,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     Several samples for one patient, visit and lineage (and tube): the first in
     the manifest is kept and the others are reported in ``Cohort.warnings``.
     """
+    _check_table(populations, "populations", ("sample", "population"), VALUE_COLUMNS)
+    _check_table(chimerism, "chimerism", ("sample", "percent_donor"))
     if not isinstance(manifest, pd.DataFrame):
         manifest = read_manifest(manifest)
     elif not {"path", "source_file", "source_line"} <= set(manifest.columns):
@@ -347,6 +370,9 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     if manifest.empty:
         raise ClinicalDataError("the sample manifest lists no samples")
     warnings: list[str] = []
+    if populations is not None:
+        warnings += [f"the populations table has no {c!r} column: that variable is empty"
+                     for c in VALUE_COLUMNS if c not in populations.columns]
     manifest = manifest.reset_index(drop=True).copy()
     if clinical is not None:
         manifest = add_days(manifest, clinical.patients)

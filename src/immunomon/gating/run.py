@@ -10,6 +10,7 @@ written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -26,7 +27,7 @@ from .. import qc
 from ..threads import single_threaded
 from .gates import distinct_dimensions
 from .strategy import GatingResult
-from .template import Template
+from .template import Template, load_template
 
 REFERENCES = ("Lymphocytes", "Leukocytes")
 ANOMALY_WARNING = 0.05    # share of events in unstable time bins that makes a warning
@@ -182,8 +183,20 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                 exclude_anomalies: bool = True, min_events: int | None = None
                 ) -> SampleGating:
     """Gate one sample with a template; compute its tables, counts and QC.
+    ``sample``: a ``Sample`` (``read_fcs``) or an FCS file's path; ``template``: a
+    ``Template`` or a shipped template's name or a template file's path.
     ``min_events``: populations with fewer events are flagged (default: the
     template's ``qc.min_events``, else 200)."""
+    if isinstance(sample, (str, os.PathLike)):
+        from ..fcs import read_fcs
+        sample = read_fcs(sample)
+    if isinstance(template, (str, os.PathLike)):
+        template = load_template(template)
+    if not hasattr(sample, "events") or not isinstance(template, Template):
+        raise ImmunomonError(
+            "gate_sample takes a Sample (immunomon.read_fcs) or an FCS path, and a Template "
+            f"(load_template) or a template's name or path; got {type(sample).__name__} and "
+            f"{type(template).__name__}")
     name = name or safe_name(sample.path.stem if sample.path else "sample")
     counting = counting or CountingInputs()
     sample = _named_by_template(sample, template)

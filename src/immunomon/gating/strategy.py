@@ -214,6 +214,13 @@ def _rows_inside(parent_mask, data_driven: bool):
     return np.flatnonzero(parent_mask)
 
 
+def gating_result(obj):
+    """The ``GatingResult`` in ``obj``: ``gate_sample``'s ``SampleGating`` holds one as
+    ``.result``; a ``GatingResult`` is itself."""
+    inner = getattr(obj, "result", None)
+    return inner if isinstance(inner, GatingResult) else obj
+
+
 class GatingResult:
     """Membership of every event in every population of one sample."""
 

@@ -23,6 +23,7 @@ from ..errors import ImmunomonError
 from ..gating import (BooleanGate, Dimension, EllipsoidGate, PolygonGate, QuadrantGate,
                       RectangleGate)
 from ..gating.gates import distinct_dimensions
+from ..gating.strategy import gating_result
 
 GATE_COLOUR = "#e4002b"          # the gate outline: one colour, easy to spot on viridis
 FIGSIZE = (4.6, 4.0)             # inches
@@ -355,6 +356,7 @@ def plot_gate(result, gate_id: str, path, *, labels: dict | None = None,
     Returns the path written, or None for a boolean gate (nothing to draw).
     The file is written under a temporary name and renamed when complete.
     """
+    result = gating_result(result)
     gid, gate = find_gate(result, gate_id)
     if isinstance(gate, BooleanGate) or not gate.dimensions:
         return None
@@ -482,6 +484,8 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     from matplotlib.figure import Figure
 
     from .text_cache import CachingCanvas
+
+    result = gating_result(result)
 
     gates = [(gid, g) for gid, g in result.gates.items()
              if not isinstance(g, BooleanGate) and g.dimensions]
@@ -634,6 +638,7 @@ def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
     with a numeric suffix), all with one reused figure. Returns gate id ->
     path; boolean gates are left out. ``kwargs`` go to ``plot_gate``."""
     directory = Path(directory)
+    result = gating_result(result)
     kwargs["plotter"] = shared_plotter(figsize, dpi)
     out: dict[str, Path] = {}
     used: set[str] = set()
