@@ -344,3 +344,22 @@ def test_page_fits_a_laptop_window_in_headless_chromium(report, tmp_path):
     assert layout["body_right"] < 1400
     size = browser.screenshot(binary, page, tmp_path / "gvm_report.png", width=1400)
     assert size == (1400, 2000)
+
+
+def test_a_primary_question_without_data_at_its_visit_says_so():
+    # flow data at baseline and M1 only: the primary rows at M3 were missing from the
+    # table, the page and results.json, with nothing to say why
+    from immunomon.analysis.questions import immune_change
+    rng = np.random.default_rng(3)
+    rows = [(p, v, pop, float(rng.uniform(50, 500)), d)
+            for p in ["P01", "P02", "P03", "P04", "P05"]
+            for v, d in (("pre", -5.0), ("M1", 30.0))
+            for pop in ("NK cells", "Treg", "CD4 T", "Activated T", "T cells")]
+    immune = pd.DataFrame(rows, columns=["patient_id", "visit", "population", "cells_per_ul",
+                                         "day"])
+    table = pd.DataFrame(immune_change(immune, Plan(), mixed=False)).set_index("question")
+    for q in ("1.NK cells.M3", "1.Treg % of CD4 T.M3", "1.Activated T % of T cells.M3"):
+        assert table.loc[q, "label"] == "primary" and np.isnan(table.loc[q, "p_value"])
+        assert table.loc[q, "note"].startswith("not estimable: no patient has")
+    assert table.loc["1.NK cells.M1", "label"] == "exploratory"
+    assert not np.isnan(table.loc["1.NK cells.M1", "p_value"])

@@ -246,6 +246,16 @@ def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: l
             estimate=10 ** est, lower=10 ** lo, upper=10 ** hi, p_value=t.p_value,
             p_method=f"Wilcoxon signed-rank ({t.method})", n=int(t.n),
             note=f"zeros floored at {floor:.3g} {unit}"))
+    if primary and not any(r["label"] == "primary" for r in rows):
+        # a declared primary question is always answered, if only to say it cannot be
+        visit = plan.primary_visit
+        rows.append(dict(
+            question=f"1.{name}.{visit}", family="1 primary", label="primary",
+            text=f"Change of {name} from {plan.baseline_visit} to {visit}",
+            method="exact Wilcoxon signed-rank on log10 values",
+            effect_measure=f"fold change {plan.baseline_visit} to {visit}", n=0,
+            note=f"not estimable: no patient has {name} at both {plan.baseline_visit!r} "
+                 f"and {visit!r}"))
     return frame, rows
 
 

@@ -327,8 +327,11 @@ def _open_dataset(fh, path: Path, dataset: int) -> FCSMetadata:
             meta.n_datasets = count
             return meta
         if not nextdata:
+            held = index + 1
             raise FCSFormatError(path, f"data set {dataset} was asked for but the file holds "
-                                 f"{index + 1}", keyword="$NEXTDATA")
+                                 f"{held}, numbered from 0 ("
+                                 f"{'data set 0' if held == 1 else f'0 to {held - 1}'})",
+                                 keyword="$NEXTDATA")
         seen.add(start)
         start = _next_start(fh, start, nextdata, file_size, path)
         if start in seen:
