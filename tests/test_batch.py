@@ -183,6 +183,21 @@ def test_results_inside_the_inbox_are_outputs_not_uploads(tmp_path):
     assert sorted(by_rel(results)) == ["a.fcs", "bad.fcs"]
 
 
+def test_a_study_whose_files_all_fail_since_keeps_no_old_table(tmp_path):
+    # every file of a study re-uploaded broken: its populations table listed the results
+    # the registry no longer holds, while the report said none was done
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "a.fcs", seed=1)
+    options = BatchOptions(**(FAST | {"workers": 1}))
+    assert run_batch(inbox, results, options).done == 1
+    table = results / "default" / "populations.csv"
+    assert table.is_file()
+    (inbox / "a.fcs").write_bytes(b"FCS3.1    broken upload")
+    assert run_batch(inbox, results, options).quarantined == 1
+    assert not table.exists() and not table.with_suffix(".parquet").exists()
+    assert "quarantined" in (results / "default" / "index.html").read_text()
+
+
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_sample(inbox / "a.fcs", seed=1)
@@ -207,10 +222,14 @@ def test_manifest_gives_ids_and_counting_inputs(tmp_path):
     (tmp_path / "m.csv").write_text(
         "file,study,patient_id,sample,control,beads_per_test,visit\n"
         "inbox/tube1.fcs,GVM-01,P07,P07-M3,no,40000,M3\n"
-        "tube2.fcs,GVM-01,,QC-lot4,yes,,\n")
+        "tube2.fcs,GVM-01,,QC-lot4,yes,,\n"
+        "tube3.fcs,GVM-01,P08,P08-M3,no,,\n")
     summary = run_batch(inbox, tmp_path / "res", BatchOptions(manifest=str(tmp_path / "m.csv"),
                                                               **FAST))
     assert summary.done == 2
+    # a row naming no uploaded file (not uploaded yet, or misspelt) is said, not dropped
+    assert summary.warnings == [f"{tmp_path / 'm.csv'}, line 4: 'tube3.fcs' is no file of "
+                                "the inbox"]
     rows = by_rel(tmp_path / "res")
     assert rows["tube1.fcs"]["study"] == "GVM-01" and rows["tube1.fcs"]["patient"] == "P07"
     assert rows["tube1.fcs"]["output"] == "GVM-01/P07-M3"

@@ -149,6 +149,8 @@ def _finish(summary, as_json: bool, progress: _Progress) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
     else:
+        for warning in summary.warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"{summary.done} processed, {summary.skipped} skipped (already done), "
                    f"{summary.failed} failed ({summary.quarantined} quarantined)"
                    + (f", {summary.retried} worker deaths survived" if summary.retried else "")

@@ -79,6 +79,16 @@ class Manifest:
         path = Path(path).resolve()
         return self.by_path.get(path) or self.by_name.get(path.name)
 
+    def unmatched(self, files) -> list[str]:
+        """A line for each row that names none of ``files`` (a file not uploaded, or
+        misspelt): its settings would otherwise be dropped without a word."""
+        paths = {Path(f).resolve() for f in files}
+        names = {p.name for p in paths}
+        rows = [(r.line, p.name) for p, r in self.by_path.items() if p not in paths]
+        rows += [(r.line, n) for n, r in self.by_name.items() if n not in names]
+        return [f"{self.source}, line {line}: {name!r} is no file of the inbox"
+                for line, name in sorted(rows)]
+
 
 def read_manifest(path, inbox=None) -> Manifest:
     """Read the batch manifest: a CSV with a ``file`` column (a path relative

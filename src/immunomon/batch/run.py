@@ -78,6 +78,7 @@ class BatchSummary:
     seconds: float = 0.0
     report: str = ""
     failures: list = field(default_factory=list)   # (path, error)
+    warnings: list = field(default_factory=list)   # about the inputs (manifest rows)
 
     @property
     def ok(self) -> bool:
@@ -577,6 +578,8 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
     manifest = read_manifest(options.manifest, inbox) if options.manifest else None
     with open_batch(results, options, progress=progress, job=job) as batch:
         batch.summary.found = len(files)
+        if manifest is not None:
+            batch.summary.warnings += manifest.unmatched(files)
         files = batch.refuse_unencodable(files)
         todo = batch.register(files, inbox, manifest)
         _process(batch, todo, executor)

@@ -118,6 +118,11 @@ def write_study_tables(registry: Registry, results, *, deidentified: bool = Fals
                 part.to_csv(tmp, index=False)
             with atomic_path(folder / "populations.parquet") as tmp:
                 part.to_parquet(tmp, index=False)
+        else:
+            # no file of the study is done now (all failed or quarantined since): tables
+            # of earlier results would list what the registry no longer holds
+            for name in ("populations.csv", "populations.parquet"):
+                (folder / name).unlink(missing_ok=True)
         index_page(folder / "index.html", [
             {"sample": r["sample"], "status": r["qc_status"] if r["status"] == "done"
              else r["status"], "events": r["events"], "flags": r["qc_flags"],
