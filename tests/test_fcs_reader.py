@@ -494,3 +494,16 @@ def test_a_real_macsquant_file_with_a_short_spillover_is_read():
         parse_template(text.replace("{comp}", ""), "p.yaml").strategy_for(s)
     none = parse_template(text.replace("{comp}", "compensation: none\n"), "p.yaml")
     assert len(none.strategy_for(replace(s))[0]) == 1
+
+
+def test_a_par_larger_than_the_parameters_described_names_par(tmp_path):
+    # a damaged $PAR (16 -> 17) read as "$P17B is '', not a number of bits"
+    import re
+    from testdata import REAL_FCS
+    data = (REAL_FCS / "aria_100715_subsample.fcs").read_bytes()
+    m = re.search(rb"\$PAR(.)16\1", data)
+    damaged = tmp_path / "par.fcs"
+    damaged.write_bytes(data[:m.start()] + m.group(0).replace(b"16", b"17") + data[m.end():])
+    with pytest.raises(FCSFormatError, match=r"\(keyword \$PAR\): \$PAR says 17 parameters but "
+                                             r"the TEXT describes only 16"):
+        read_fcs(damaged)

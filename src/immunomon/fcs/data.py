@@ -103,6 +103,12 @@ def layout_from_keywords(kw: dict[str, str], n_params: int, path) -> Layout:
             try:
                 width = int(raw_bits)
             except ValueError:
+                if f"$P{n}B" not in kw and n > 1 and f"$P{n - 1}B" in kw:
+                    # the parameters stop short of $PAR: $PAR is the likelier fault
+                    raise FCSFormatError(
+                        path, f"$PAR says {n_params} parameters but the TEXT describes only "
+                        f"{n - 1} ($P{n}B and on are missing); $PAR may be wrong",
+                        keyword="$PAR") from None
                 raise FCSFormatError(path, f"$P{n}B is {raw_bits!r}, not a number of bits",
                                      keyword=f"$P{n}B") from None
             if kind == "F":
