@@ -107,6 +107,20 @@ def test_series_are_per_lineage():
     assert not out["rising_recipient"].any()
 
 
+def test_samples_without_a_date_are_said_not_compared():
+    # the demo's names carry a visit (P02_CD3_M3), not a date: every row was False with
+    # no word that nothing had been compared
+    summary = pd.DataFrame({"sample": ["P02_CD3_M3", "P02_CD3_M6"], "patient": ["P02"] * 2,
+                            "lineage": ["CD3"] * 2, "date": [None, None],
+                            "percent_donor": [90.8, 83.8]})
+    with pytest.warns(UserWarning, match=r"2 sample\(s\) without a date were not compared "
+                                         r"in their series \(P02_CD3_M3, P02_CD3_M6\)"):
+        out = flag_rising_recipient(summary)
+    assert not out["rising_recipient"].any() and out["recipient_rise"].isna().all()
+    dated = summary.assign(date=["2024-01-01", "2024-04-01"])
+    assert flag_rising_recipient(dated)["rising_recipient"].tolist() == [False, True]
+
+
 def test_parse_sample_name():
     assert parse_sample_name("P07_CD3_2023-05-04_A01") == \
         {"patient": "P07", "lineage": "CD3", "date": "2023-05-04"}

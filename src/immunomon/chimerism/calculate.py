@@ -865,7 +865,7 @@ class ChimerismResult:
             return df
         # A patient's series: rising recipient chimerism between consecutive samples.
         from .series import flag_rising_recipient
-        df = flag_rising_recipient(df, min_rise=self.settings.min_rise,
+        df = flag_rising_recipient(df, warn=False, min_rise=self.settings.min_rise,
                                    full_donor=self.settings.full_donor)
         for col in ("rising_recipient", "lost_full_donor"):
             hit = df[col].astype(bool)

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ def classify_series(percent_donor, full_donor: float = 95.0) -> list:
 
 
 def flag_rising_recipient(summary: pd.DataFrame, *, min_rise: float = 2.0,
-                          full_donor: float = 95.0) -> pd.DataFrame:
+                          full_donor: float = 95.0, warn: bool = True) -> pd.DataFrame:
     """Add ``recipient_rise`` and ``rising_recipient`` to a per-sample table.
 
     ``summary`` needs ``patient``, ``date`` and ``percent_donor``; ``lineage`` is used
@@ -33,6 +34,7 @@ def flag_rising_recipient(summary: pd.DataFrame, *, min_rise: float = 2.0,
     percentage points of recipient chimerism, from one sample to the next, beyond
     which the change exceeds the assay's variation (STR: 2-5 points; ddPCR far less).
     Also flags ``lost_full_donor``: the previous sample was full donor, this one is mixed.
+    Samples without a date are not compared (False); ``warn`` says how many.
     """
     for col in ("patient", "date", "percent_donor"):
         if col not in summary:
@@ -46,6 +48,14 @@ def flag_rising_recipient(summary: pd.DataFrame, *, min_rise: float = 2.0,
     out["lost_full_donor"] = False
     keys = ["patient", "lineage"] if "lineage" in out else ["patient"]
     valid = out["_date"].notna() & out["percent_donor"].notna() & out["patient"].notna()
+    undated = out["percent_donor"].notna() & out["_date"].isna()
+    if warn and undated.any():
+        # False there means "not compared", not "not rising": say so where it is read
+        names = out.loc[undated, "sample"] if "sample" in out else out.index[undated]
+        warnings.warn(f"{int(undated.sum())} sample(s) without a date were not compared in "
+                      f"their series ({', '.join(map(str, list(names)[:5]))}"
+                      f"{', ...' if undated.sum() > 5 else ''}); give dates in the sample "
+                      "names or a manifest", UserWarning, stacklevel=2)
     for _, grp in out[valid].groupby(keys, dropna=False, sort=False):
         grp = grp.sort_values("_date")
         rise = grp["percent_recipient"].diff()
