@@ -780,8 +780,9 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     mismatch = identity_mismatch(results)
     if mismatch:
         out.flags.append("identity_mismatch")
+        computed = f" (computed {out.mean:.1f} % donor)" if math.isfinite(out.mean) else ""
         out.warnings.append(f"{mismatch}: references of another patient, or a sample of "
-                            f"another person; not reported (computed {out.mean:.1f} % donor)")
+                            f"another person; not reported{computed}")
         # no number leaves for the cohort: the loci table keeps what each locus gave
         out.mean = out.sd = out.cv = math.nan
         out.shares = {}

@@ -530,7 +530,8 @@ def gate_file(path, template: Template, out_dir, *, name: str,
            "flags": [], "page": None, "message": "", "error": "", "seconds": seconds}
     shown = unencodable_name(path)
     if shown is not None:           # nothing written could hold its name: refused alone
-        return {**row, "file": shown, "message": f"{shown}: {NOT_UTF8}", "error": "input"}, None
+        return {**row, "file": shown, "message": f"{shown}: {NOT_UTF8}",
+                "error": "input"}, None
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         sample = read_fcs(path)
@@ -622,7 +623,8 @@ def _held_by_another_file(folder: Path, path: Path) -> bool:
     """Whether ``folder`` holds the results of an FCS file other than ``path`` (by the
     file its ``summary.json`` names; a de-identified summary names none)."""
     try:
-        recorded = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("file")
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        recorded = summary.get("file")
     except (OSError, ValueError, AttributeError):
         return False
     if not recorded:
