@@ -24,6 +24,7 @@ from immunomon.batch.inbox import Stability, parse_fcs_date, read_manifest
 from immunomon.batch.registry import BatchLocked, results_lock
 from immunomon.batch.run import BatchOptions, retry_batch, run_batch
 from immunomon.cli import main
+from immunomon.errors import ImmunomonError
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(plots=False, anndata=False)
@@ -192,10 +193,23 @@ def test_a_study_whose_files_all_fail_since_keeps_no_old_table(tmp_path):
     assert run_batch(inbox, results, options).done == 1
     table = results / "default" / "populations.csv"
     assert table.is_file()
+    good = (inbox / "a.fcs").read_bytes()
     (inbox / "a.fcs").write_bytes(b"FCS3.1    broken upload")
     assert run_batch(inbox, results, options).quarantined == 1
     assert not table.exists() and not table.with_suffix(".parquet").exists()
     assert "quarantined" in (results / "default" / "index.html").read_text()
+    # the earlier content's results leave the study (a cohort built from its folders took
+    # them), kept beside the quarantine link; a good upload brings the folder back
+    from immunomon.cohort import read_gating_folder
+    assert not (results / "default" / "a").exists()
+    aside = results / "quarantine" / "default" / "a.fcs.previous-results"
+    assert (aside / "summary.json").is_file()
+    with pytest.raises(ImmunomonError):
+        read_gating_folder(results / "default")
+    (inbox / "a.fcs").write_bytes(good)
+    assert run_batch(inbox, results, options).done == 1
+    assert (results / "default" / "a" / "summary.json").is_file() and not aside.exists()
+    assert table.is_file()
 
 
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):

@@ -428,6 +428,7 @@ class Batch:
 
     def _failed(self, file_id: int, error: str, kind: str, **fields) -> None:
         row = self.registry.by_id(file_id)
+        _set_aside_previous(self.results, row)
         self.registry.fail(file_id, "failed", error, kind, **fields)
         self.summary.failed += 1
         self.summary.failures.append((row["path"], error))
@@ -435,6 +436,7 @@ class Batch:
 
     def _quarantine(self, file_id: int, error: str, kind: str, **fields) -> None:
         row = self.registry.by_id(file_id)
+        _set_aside_previous(self.results, row)
         self.registry.fail(file_id, "quarantined", error, kind, **fields)
         _link_into_quarantine(self.results, row, error)
         self.summary.failed += 1
@@ -506,6 +508,26 @@ def _unquarantine(results: Path, row) -> None:
     link = _quarantine_path(results, row)
     link.unlink(missing_ok=True)
     link.with_name(link.name + ".reason.txt").unlink(missing_ok=True)
+    shutil.rmtree(link.with_name(link.name + PREVIOUS), ignore_errors=True)
+
+
+#: beside a quarantined file: the results of its earlier content, set aside
+PREVIOUS = ".previous-results"
+
+
+def _set_aside_previous(results: Path, row) -> None:
+    """Move the results of a file's earlier content out of its study when the file now
+    fails (a broken re-upload, or a template it cannot be gated with): the study's folders
+    then hold what the registry lists, and a cohort built from them cannot take results
+    the file no longer has. They are kept beside its quarantine link."""
+    folder = results / row["output"] if row["output"] else None
+    if folder is None or not (folder / "summary.json").is_file():
+        return
+    aside = _quarantine_path(results, row)
+    aside = aside.with_name(aside.name + PREVIOUS)
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(folder, aside)
 
 
 # ----------------------------------------------------------------------------- entry points
