@@ -212,6 +212,35 @@ def test_a_study_whose_files_all_fail_since_keeps_no_old_table(tmp_path):
     assert table.is_file()
 
 
+def test_a_study_folder_that_cannot_be_written_leaves_the_others_their_tables(
+        tmp_path, monkeypatch):
+    import errno
+    from immunomon.batch import tables
+    from immunomon.batch.registry import Registry
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "S1" / "a.fcs", seed=1)
+    write_sample(inbox / "S2" / "b.fcs", seed=2)
+    assert run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1}))).done == 2
+    for study in ("S1", "S2"):
+        (results / study / "populations.csv").unlink()
+    real = tables._write_study
+
+    def s1_read_only(folder, study, *args):
+        if study == "S1":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(folder, study, *args)
+    monkeypatch.setattr(tables, "_write_study", s1_read_only)
+    problems = []
+    reg = Registry.open(results, create=False)
+    try:
+        written = tables.write_study_tables(reg, results, problems=problems)
+    finally:
+        reg.close()
+    assert written == [results / "S2"] and (results / "S2" / "populations.csv").is_file()
+    assert problems == [f"{results / 'S1'}: the study's tables cannot be written "
+                        "(Read-only file system)"]
+
+
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_sample(inbox / "a.fcs", seed=1)

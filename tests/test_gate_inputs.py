@@ -299,6 +299,24 @@ def test_the_library_takes_paths_names_and_gate_samples_result_as_given(small_fi
         gate_sample(files[0], "post-transplnt")
 
 
+def test_an_output_folder_that_cannot_be_written_is_not_called_an_internal_error(
+        small_files, tmp_path, monkeypatch):
+    # a read-only or full results folder: "internal error ... please report it" sent a
+    # facility to report its own disk
+    import errno
+    from immunomon.gating import run
+    files, _ = small_files
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "out" / "S0"))
+    monkeypatch.setattr(run, "write_sample", read_only)
+    row, table = run.gate_file(files[0], load_template("post-transplant"), tmp_path / "out",
+                               name="S0")
+    assert table is None and row["error"] == "output"
+    assert row["message"] == (f"{files[0]}: its results cannot be written (Read-only file "
+                              f"system: {tmp_path / 'out' / 'S0'})")
+
+
 def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
     from immunomon.fmt import number, ratio_percent
     assert ratio_percent(7e6, 1e-300) == "7,000,000 against a usual 1e-300"

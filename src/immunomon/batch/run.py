@@ -404,8 +404,10 @@ class Batch:
             return False
         if status == "failed":
             common["seconds"] = json.dumps(result.get("seconds", {}))
-            if result.get("error") == "internal":
-                self._failed(file_id, result["message"], "internal", **common)
+            if result.get("error") in ("internal", "output"):
+                # the input is not at fault: failed (retried by `batch retry --failed`), not
+                # quarantined
+                self._failed(file_id, result["message"], result["error"], **common)
             else:
                 self._quarantine(file_id, result["message"], "input", **common)
             return False
@@ -466,7 +468,7 @@ class Batch:
         from .tables import write_study_tables
 
         write_study_tables(self.registry, self.results, deidentified=self.options.deidentify,
-                           pseudonyms=self.pseudonyms)
+                           pseudonyms=self.pseudonyms, problems=self.summary.warnings)
 
 
 def _population_rows(table) -> list[tuple]:
@@ -525,9 +527,12 @@ def _set_aside_previous(results: Path, row) -> None:
         return
     aside = _quarantine_path(results, row)
     aside = aside.with_name(aside.name + PREVIOUS)
-    aside.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(aside, ignore_errors=True)
-    os.replace(folder, aside)
+    try:
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(folder, aside)
+    except OSError:
+        pass            # a folder that cannot be written keeps them; the registry says why
 
 
 # ----------------------------------------------------------------------------- entry points

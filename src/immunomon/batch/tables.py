@@ -95,12 +95,12 @@ def population_frame(registry: Registry, rows: list[dict]):
 
 
 def write_study_tables(registry: Registry, results, *, deidentified: bool = False,
-                       pseudonyms=None) -> list[Path]:
+                       pseudonyms=None, problems: list | None = None) -> list[Path]:
     """Per study folder: ``populations.csv``/``.parquet`` (one row per done
     file and population) and ``index.html`` (every file, failures with their
-    reason). Returns the study folders written."""
-    from ..atomic import atomic_path
-    from ..report.pages import index_page
+    reason). Returns the study folders written. A study folder that cannot be written
+    (read-only, full) is skipped, with a line in ``problems`` when given (else raised):
+    the other studies still get theirs."""
     from .run import safe_folder
 
     results = Path(results)
@@ -111,25 +111,40 @@ def write_study_tables(registry: Registry, results, *, deidentified: bool = Fals
     written = []
     for study in sorted({r["study"] for r in rows}):
         folder = results / safe_folder(study)
-        folder.mkdir(parents=True, exist_ok=True)
-        part = table[table["study"] == study].drop(columns=["study", "output"])
-        if len(part):
-            with atomic_path(folder / "populations.csv") as tmp:
-                part.to_csv(tmp, index=False)
-            with atomic_path(folder / "populations.parquet") as tmp:
-                part.to_parquet(tmp, index=False)
-        else:
-            # no file of the study is done now (all failed or quarantined since): tables
-            # of earlier results would list what the registry no longer holds
-            for name in ("populations.csv", "populations.parquet"):
-                (folder / name).unlink(missing_ok=True)
-        index_page(folder / "index.html", [
-            {"sample": r["sample"], "status": r["qc_status"] if r["status"] == "done"
-             else r["status"], "events": r["events"], "flags": r["qc_flags"],
-             "page": r["page"], "message": r["error"]}
-            for r in rows if r["study"] == study], title=f"immunomon batch: {study}")
+        try:
+            _write_study(folder, study, table, rows)
+        except OSError as exc:
+            if problems is None:
+                raise
+            problems.append(f"{folder}: the study's tables cannot be written "
+                            f"({exc.strerror or exc})")
+            continue
         written.append(folder)
     return written
+
+
+def _write_study(folder: Path, study: str, table, rows) -> None:
+    """One study's ``populations.csv``/``.parquet`` and ``index.html``."""
+    from ..atomic import atomic_path
+    from ..report.pages import index_page
+
+    folder.mkdir(parents=True, exist_ok=True)
+    part = table[table["study"] == study].drop(columns=["study", "output"])
+    if len(part):
+        with atomic_path(folder / "populations.csv") as tmp:
+            part.to_csv(tmp, index=False)
+        with atomic_path(folder / "populations.parquet") as tmp:
+            part.to_parquet(tmp, index=False)
+    else:
+        # no file of the study is done now (all failed or quarantined since): tables
+        # of earlier results would list what the registry no longer holds
+        for name in ("populations.csv", "populations.parquet"):
+            (folder / name).unlink(missing_ok=True)
+    index_page(folder / "index.html", [
+        {"sample": r["sample"], "status": r["qc_status"] if r["status"] == "done"
+         else r["status"], "events": r["events"], "flags": r["qc_flags"],
+         "page": r["page"], "message": r["error"]}
+        for r in rows if r["study"] == study], title=f"immunomon batch: {study}")
 
 
 def rebuild_tables(results) -> list[Path]:

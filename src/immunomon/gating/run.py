@@ -532,6 +532,7 @@ def gate_file(path, template: Template, out_dir, *, name: str,
     if shown is not None:           # nothing written could hold its name: refused alone
         return {**row, "file": shown, "message": f"{shown}: {NOT_UTF8}",
                 "error": "input"}, None
+    step = "read"
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         sample = read_fcs(path)
@@ -541,12 +542,21 @@ def gate_file(path, template: Template, out_dir, *, name: str,
         gating = gate_sample(sample, template, name=name, counting=counting,
                              overrides=overrides, exclude_anomalies=exclude_anomalies)
         lap("gate")
+        step = "write"
         folder = write_sample(gating, template, Path(out_dir), plots=plots, anndata=anndata,
                               deidentify=deidentify, fcs=sample if fcs else None,
                               provenance=provenance)
         lap("write")
     except ImmunomonError as exc:
         return {**row, "message": _naming_file(path, exc), "error": "input"}, None
+    except OSError as exc:
+        if step == "write":         # the output folder's fault (read-only, full), not the file's
+            return {**row, "error": "output",
+                    "message": f"{path}: its results cannot be written "
+                               f"({exc.strerror or exc}: {exc.filename or out_dir})"}, None
+        return {**row, "error": "internal",
+                "message": f"{path}: internal error while gating "
+                           f"({type(exc).__name__}: {exc}); please report it"}, None
     except Exception as exc:  # noqa: BLE001 - one file's failure must not stop a batch
         return {**row, "error": "internal",
                 "message": f"{path}: internal error while gating "
