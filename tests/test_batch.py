@@ -527,6 +527,37 @@ def test_retry_finds_a_template_given_by_a_relative_path_from_anywhere(tmp_path)
     assert retry.returncode == 0 and "0 processed" in retry.stdout, retry.stderr
 
 
+def test_status_reads_a_registry_in_a_folder_it_cannot_write(tmp_path, monkeypatch):
+    # a read-only results folder: SQLite cannot make the WAL reader's shared-memory file,
+    # and `batch status` said "not a usable batch registry"
+    import sqlite3
+    from immunomon.batch import registry as reg_module
+    write_sample(tmp_path / "inbox" / "one.fcs", seed=1)
+    results = tmp_path / "results"
+    run_batch(tmp_path / "inbox", results, BatchOptions(**(FAST | {"workers": 1})))
+    real = sqlite3.connect
+
+    class NoSharedMemory:           # what a mode=ro reader gets in a read-only folder
+        def execute(self, *args):
+            raise sqlite3.OperationalError("unable to open database file")
+
+        def close(self):
+            pass
+
+    def no_shm(database, *args, **kwargs):
+        if "mode=ro" in str(database):
+            return NoSharedMemory()
+        return real(database, *args, **kwargs)
+    monkeypatch.setattr(reg_module.sqlite3, "connect", no_shm)
+    monkeypatch.setattr(reg_module.os, "access", lambda path, mode: mode != os.W_OK)
+    status = CliRunner().invoke(main, ["batch", "status", str(results), "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["counts"]["done"] == 1
+    monkeypatch.setattr(reg_module.os, "access", lambda path, mode: True)
+    refused = CliRunner().invoke(main, ["batch", "status", str(results)])
+    assert refused.exit_code != 0 and "unable to open database file" in refused.output
+
+
 def test_cli_run_summary_and_exit_code(tmp_path):
     inbox = tmp_path / "inbox"
     write_sample(inbox / "one.fcs", seed=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,8 +131,7 @@ class Registry:
                              "`immunomon batch run INBOX --out RESULTS` first")
         try:
             if readonly:
-                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                       timeout=30, isolation_level=None)
+                conn = _read_only(path)
             else:
                 conn = sqlite3.connect(path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -267,3 +267,19 @@ def row_dict(row: sqlite3.Row) -> dict:
                 pass
     out["control"] = bool(out.get("control"))
     return out
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. In a folder this process cannot write (a results folder
+    shared read-only), SQLite cannot make the shared-memory file a WAL reader needs: the
+    file is then read as it stands (``immutable``), which a finished run leaves complete."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
