@@ -49,6 +49,10 @@ def make_inputs(root):
         (root / "fcs" / name).write_bytes(b"FCS3.1")
     (root / "str").mkdir()
     (root / "str" / "P1_M1_CD3.txt").write_text("Sample Name\tMarker\n")
+    # the references the chimerism results were computed against: no manifest row names
+    # them, and they are no unlisted data
+    for person in ("donor", "recipient"):
+        (root / "str" / f"P1_{person}.txt").write_text("Sample Name\tMarker\n")
     gate = root / "gate"
     for sample, rows in POPS.items():
         (gate / sample).mkdir(parents=True)
@@ -62,6 +66,10 @@ def make_inputs(root):
             "template": {"panel": "T tube", "version": "1.0"}}))
     (root / "chim" / "P1").mkdir(parents=True)
     (root / "chim" / "P1" / "chimerism_samples.csv").write_text(CHIMERISM)
+    (root / "chim" / "P1" / "chimerism_reference_calls.csv").write_text(
+        "person,sample,file,locus,allele\n"
+        f"donor,P1_donor,{root / 'str' / 'P1_donor.txt'},D8S1179,13\n"
+        f"recipient,P1_recipient,{root / 'str' / 'P1_recipient.txt'},D8S1179,14\n")
 
 
 def run(*args):
@@ -76,6 +84,7 @@ def test_build_and_show(tmp_path):
               "--chimerism", tmp_path / "chim", "--out", out)
     assert res.exit_code == 0, res.output
     assert f"not in the manifest: {tmp_path / 'fcs' / 'unlisted.fcs'}" in res.output
+    assert "P1_donor.txt" not in res.output and "P1_recipient.txt" not in res.output
     assert f"listed in the manifest but not found: {tmp_path / 'fcs' / 'P2_M1.fcs'}" \
         in res.output
     assert "2 patients, 2 visits, 2 populations, 1 markers, 2 chimerism lineages" in res.output

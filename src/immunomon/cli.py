@@ -495,8 +495,12 @@ def cohort_build(manifest, clinical, gating, chimerism, out, material, date_orde
     """
     from .cohort import build_from_files, check_manifest_files, format_summary, read_manifest
 
+    from .cohort.inputs import reference_files
+
     table = read_manifest(manifest, date_order=date_order)
-    unlisted, missing = check_manifest_files(table, list(data_dirs) or None)
+    unlisted, missing = check_manifest_files(
+        table, list(data_dirs) or None,
+        known=reference_files(chimerism) if chimerism else ())
     notes = [f"not in the manifest: {p}" for p in unlisted]
     notes += [f"listed in the manifest but not found: {p}" for p in missing]
     result = build_from_files(manifest, clinical=clinical, gating=gating, chimerism=chimerism,

@@ -124,6 +124,19 @@ def read_chimerism_folder(folder) -> tuple[pd.DataFrame, list[Path]]:
     return table, paths
 
 
+def reference_files(folder) -> list[Path]:
+    """The donor and recipient reference exports that the ``immunomon chimerism``
+    results under ``folder`` were computed against (their ``file`` column)."""
+    files: set = set()
+    for path in sorted(Path(folder).rglob("chimerism_reference_calls.csv")):
+        try:
+            calls = pd.read_csv(path, usecols=["file"], dtype=str)
+        except (OSError, ValueError):
+            continue                # an older or damaged table: nothing to exempt
+        files.update(f for f in calls["file"].dropna() if f)
+    return sorted(Path(f) for f in files)
+
+
 def _inputs(role: str, paths) -> list[dict]:
     out = []
     for p in paths:

@@ -210,16 +210,19 @@ def add_days(manifest: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def check_manifest_files(manifest: pd.DataFrame, folders=None) -> tuple[list[Path], list[Path]]:
+def check_manifest_files(manifest: pd.DataFrame, folders=None, *,
+                         known=()) -> tuple[list[Path], list[Path]]:
     """Files on disk not in the manifest, and manifest files not on disk.
 
     ``folders``: where to look for data files (searched recursively); default the
     folders that hold the listed files. A file counts as a data file when its
     extension is ``.fcs`` or one of the extensions of the listed STR exports.
+    ``known``: other files the study uses (the donor and recipient reference exports
+    the chimerism results name), not reported as unlisted.
     Returns ``(unlisted_files, missing_files)``, each a sorted list of paths.
     """
     paths = [Path(p) for p in manifest["path"]]
-    listed = {os.path.normcase(os.path.abspath(p)) for p in paths}
+    listed = {os.path.normcase(os.path.abspath(p)) for p in [*paths, *known]}
     missing = sorted({p for p in paths if not p.is_file()})
     suffixes = {".fcs"} | {Path(p).suffix.lower() for p, k in
                            zip(manifest["path"], manifest["kind"]) if k == "str"}
