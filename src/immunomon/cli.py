@@ -197,9 +197,8 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
     with FileProgress(len(files), "gate",
                       enabled=len(files) > 3 or not is_terminal(sys.stderr)) as progress:
         def step(row):
-            report(row)
-            progress.done(row["sample"], row["status"], row.get("events"),
-                          message=row.get("message") if row["status"] == "failed" else None)
+            report(row)             # a failure's reason is its "error:" line, said once
+            progress.done(row["sample"], row["status"], row.get("events"))
         run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
     if as_json:
         import json
