@@ -183,8 +183,10 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
         if row["status"] == "failed":
             click.echo(f"error: {row['message']}", err=True)
         elif not as_json and len(files) <= 3:
+            n = len(row["flags"])
             click.echo(f"{row['sample']}: {row['status']}, {row['events']:,} events"
-                       + (f", {len(row['flags'])} QC flags" if row["flags"] else ""))
+                       + (f", {n} QC warning{'' if n == 1 else 's'} or failure"
+                          f"{'' if n == 1 else 's'}" if n else ""))
 
     kwargs = dict(counting=counting, plots="none" if no_plots else plots, anndata=not no_anndata,
                   sample_info=read_sample_info(sample_info) if sample_info else None,
