@@ -297,6 +297,16 @@ def test_the_library_takes_paths_names_and_gate_samples_result_as_given(small_fi
         gate_sample(pd.DataFrame({"CD3": [1.0]}), "post-transplant")
     with pytest.raises(ImmunomonError, match="no template named 'post-transplnt'"):
         gate_sample(files[0], "post-transplnt")
+    # the other first mistakes name what is wanted
+    with pytest.raises(ImmunomonError, match="read from its path .* not DataFrame"):
+        read_fcs(pd.DataFrame())
+    with pytest.raises(ImmunomonError, match="read from its path .* not NoneType"):
+        read_fcs(None)
+    with pytest.raises(ImmunomonError, match="a template is a shipped template's name"):
+        load_template(read_fcs(files[0]))
+    with pytest.raises(ImmunomonError, match=r"sample.events\[:, i\] gives column i"):
+        read_fcs(files[0])[0]
+    assert load_template(load_template("post-transplant")).panel
 
 
 def test_an_output_folder_that_cannot_be_written_is_not_called_an_internal_error(

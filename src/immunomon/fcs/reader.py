@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FCSFormatError
+from ..errors import FCSFormatError, ImmunomonError
 from .data import (Layout, decode_ascii, decode_bytes, decode_packed, decode_uniform,
                    _uniform_dtype, layout_from_keywords)
 from .sample import Channel, ChannelNames, Sample, Spillover
@@ -355,6 +355,9 @@ def _guard(path, func):
 
 
 def _open(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImmunomonError(f"an FCS file is read from its path (a str or Path), not "
+                             f"{type(path).__name__}")
     path = Path(path)
     try:
         return path, open(path, "rb")

@@ -165,6 +165,9 @@ class Sample(ChannelNames):
         return self.events[:, self.channel_index(name_or_marker)]
 
     def __getitem__(self, name_or_marker: str) -> np.ndarray:
+        if not isinstance(name_or_marker, str):
+            raise ImmunomonError(f"a channel is named by its marker or channel name, not "
+                                 f"{name_or_marker!r}; sample.events[:, i] gives column i")
         return self.column(name_or_marker)
 
     def __repr__(self):

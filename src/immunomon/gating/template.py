@@ -14,6 +14,7 @@ See docs/templates.md for the format.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -781,6 +782,11 @@ def builtin_templates() -> dict[str, Path]:
 
 def load_template(name_or_path) -> Template:
     """Load a template by built-in name or by path."""
+    if isinstance(name_or_path, Template):
+        return name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TemplateError(f"a template is a shipped template's name or a YAML file's path, "
+                            f"not {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         shipped = builtin_templates()
