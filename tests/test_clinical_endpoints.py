@@ -175,3 +175,10 @@ def test_steroid_refractory_chronic_gvhd_in_endpoints(tmp_path, steroid, weight,
         assert (bool(flag), day) == expect
     assert pd.isna(ep.at["P1", "cgvhd_steroid_refractory"])     # no chronic GVHD
     assert ep.at["P1", "agvhd_steroid_refractory_day"] == 40
+
+
+def test_an_unknown_grading_is_a_clinical_data_error():
+    from immunomon import ClinicalDataError
+    from immunomon.clinical.endpoints import _grade_col
+    with pytest.raises(ClinicalDataError, match="grading must be one of .* not 'magik'"):
+        _grade_col("magik")

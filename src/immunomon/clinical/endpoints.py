@@ -23,6 +23,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..errors import ClinicalDataError
 from .gvhd import (
     PREDNISONE_EQUIVALENT, OrganScores, StageSet, steroid_refractory_chronic,
     steroid_refractory_day,
@@ -44,8 +45,8 @@ def _grade_col(grading: str) -> str:
     try:
         return _GRADING[grading]
     except KeyError:
-        raise ValueError(f"grading must be one of {sorted(_GRADING)}, not {grading!r}") \
-            from None
+        raise ClinicalDataError(f"grading must be one of {sorted(_GRADING)}, not "
+                                f"{grading!r}") from None
 
 
 def _first_day(table: pd.DataFrame, mask: pd.Series) -> pd.Series:
