@@ -241,6 +241,25 @@ def test_a_study_folder_that_cannot_be_written_leaves_the_others_their_tables(
                         "(Read-only file system)"]
 
 
+def test_a_file_moved_within_the_inbox_is_one_file_not_two(tmp_path):
+    # moved into a subfolder: the registry held 7 done files for 6 inputs, two folders and
+    # two table rows of one tube
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "GVM" / "day1" / "tube.fcs", seed=1)
+    options = BatchOptions(**(FAST | {"workers": 1}))
+    assert run_batch(inbox, results, options).done == 1
+    (inbox / "GVM" / "day1" / "sub").mkdir()
+    (inbox / "GVM" / "day1" / "tube.fcs").rename(inbox / "GVM" / "day1" / "sub" / "tube.fcs")
+    again = run_batch(inbox, results, options)
+    assert (again.done, again.skipped) == (0, 1)
+    assert sorted(by_rel(results)) == ["GVM/day1/sub/tube.fcs"]
+    table = pd.read_csv(results / "GVM" / "populations.csv")
+    assert table["sample"].nunique() == 1
+    # a changed file under a new name is a new file
+    write_sample(inbox / "GVM" / "day1" / "other.fcs", seed=2)
+    assert run_batch(inbox, results, options).done == 1
+
+
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_sample(inbox / "a.fcs", seed=1)

@@ -188,6 +188,11 @@ class Registry:
                                      "ORDER BY id", statuses).fetchall()
         return self.conn.execute("SELECT * FROM files ORDER BY id").fetchall()
 
+    def done_like(self, size: int, study: str) -> list[sqlite3.Row]:
+        """Done files of this size in this study (where a moved file is looked for)."""
+        return self.conn.execute("SELECT * FROM files WHERE status = 'done' AND size = ? "
+                                 "AND study = ? ORDER BY id", (size, study)).fetchall()
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
         for status, n in self.conn.execute("SELECT status, count(*) FROM files GROUP BY status"):

@@ -261,6 +261,14 @@ class Batch:
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
             info = describe(path, inbox, manifest)
+            moved = None if row is not None or force or info.error else self._moved(info)
+            if moved is not None:
+                # the same bytes under a new path, the old one gone: one file, not two
+                self.registry.update(moved["id"], path=str(path), relpath=info.relpath,
+                                     mtime_ns=info.mtime_ns)
+                self.summary.skipped += 1
+                self.progress({"event": "skipped", "id": moved["id"], "path": str(path)})
+                continue
             info.counting = {**self.options.counting, **info.counting}
             settings = self.settings_hash(info.counting)
             same_settings = row is not None and row["template_hash"] == self.template_hash \
@@ -446,6 +454,18 @@ class Batch:
         self.summary.failures.append((row["path"], error))
         self.progress({"event": "quarantined", "id": file_id, "path": row["path"],
                        "message": error})
+
+    def _moved(self, info):
+        """The done row of this file before it moved within the inbox: its old path is
+        gone and its content (size, then SHA-256) and study are the same; else None."""
+        from .job import sha256_file
+
+        gone = [r for r in self.registry.done_like(info.size, info.study)
+                if not Path(r["path"]).exists()]
+        if not gone:
+            return None
+        digest = sha256_file(info.path)
+        return next((r for r in gone if r["sha256"] == digest), None)
 
     def refuse_unencodable(self, files) -> list:
         """The files whose names the registry can store; each other one is a failure of
