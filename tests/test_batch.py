@@ -260,6 +260,18 @@ def test_a_file_moved_within_the_inbox_is_one_file_not_two(tmp_path):
     assert run_batch(inbox, results, options).done == 1
 
 
+def test_sample_names_that_clash_are_said(tmp_path):
+    # Mäller.fcs and Müller.fcs are both "M_ller" as folders: the second became M_ller_2
+    # without a word, and the tables name folders
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "Mäller.fcs", seed=1)
+    write_sample(inbox / "Müller.fcs", seed=2)
+    summary = run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    assert summary.done == 2
+    assert summary.warnings == [f"{(inbox / 'Müller.fcs').resolve()}: sample name 'Müller' is "
+                                "taken; its results are 'default/M_ller_2'"]
+
+
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_sample(inbox / "a.fcs", seed=1)

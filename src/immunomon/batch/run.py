@@ -313,6 +313,11 @@ class Batch:
         while output in taken or output in RESERVED:
             n += 1
             output = f"{base}_{n}"
+        if output != base and self.pseudonyms is None:
+            # two files whose sample names clash (one manifest name twice, names that differ
+            # only in characters a folder cannot hold): said, since the tables name the folder
+            self.summary.warnings.append(f"{info.path}: sample name {info.sample_name!r} is "
+                                         f"taken; its results are {output!r}")
         return {"output": output, "alias": output.rsplit("/", 1)[-1], "patient_alias": patient}
 
     def forget_except(self, paths) -> int:
