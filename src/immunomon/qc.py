@@ -54,6 +54,7 @@ import numpy as np
 
 from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
+from .fcs.reader import MORE_THAN_TOT
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
@@ -105,8 +106,8 @@ def reader_flags(warnings) -> list[QCFlag]:
     """The FCS reader's notes on a file as QC flags: information, but a warning where
     the DATA segment holds more events than $TOT declares (a damaged $TOT, $PAR or data
     type keyword reads the wrong numbers, or leaves events out)."""
-    return [QCFlag("warning" if "more than $TOT declares" in str(w) else "info",
-                   f"file: {w}") for w in warnings]
+    return [QCFlag("warning" if MORE_THAN_TOT in str(w) else "info", f"file: {w}")
+            for w in warnings]
 
 
 # -- time anomalies --------------------------------------------------------------

@@ -135,7 +135,7 @@ def trajectories(data: pd.DataFrame, value: str, *, patient: str = "patient",
         floor=used_floor, formula=formula)
 
 
-def visit_order(values: pd.Series) -> list:
+def visits_in_study_order(values: pd.Series) -> list:
     """The visits in study order: numbers (days, months) by value; labels ("pre", "M1",
     "M3", "M12") by a categorical's order, else as they first appear (a cohort's long
     form lists them in its visit order), never alphabetically ("M12" before "M3")."""
@@ -149,7 +149,7 @@ def visit_order(values: pd.Series) -> list:
 def visit_summary(data: pd.DataFrame, value: str, *, visit: str = "visit",
                   group: str | None = None) -> pd.DataFrame:
     """Per-visit (and group) ``n``, ``median``, ``q1``, ``q3`` (linear interpolation,
-    R's type 7), visits in study order (``visit_order``)."""
+    R's type 7), visits in study order (``visits_in_study_order``)."""
     what = "visit_summary"
     require_columns(data, [value, visit, group], what)
     keys = [visit] if group is None else [group, visit]
@@ -158,7 +158,7 @@ def visit_summary(data: pd.DataFrame, value: str, *, visit: str = "visit",
     out = frame.groupby(keys, sort=False, observed=True)["_v"].agg(
         n="count", median="median", q1=lambda s: s.quantile(0.25),
         q3=lambda s: s.quantile(0.75)).reset_index()
-    rank = {v: i for i, v in enumerate(visit_order(data[visit]))}
+    rank = {v: i for i, v in enumerate(visits_in_study_order(data[visit]))}
     out["_rank"] = out[visit].map(rank)
     return out.sort_values([*([group] if group else []), "_rank"], kind="stable") \
         .drop(columns="_rank").reset_index(drop=True)
@@ -169,7 +169,7 @@ def change_from_baseline(data: pd.DataFrame, value: str, *, patient: str = "pati
                          floor: float | None = None) -> pd.DataFrame:
     """Paired change from the baseline visit at each later visit. Visits are numbers
     (days, months) or labels ("pre", "M3", as a cohort's long form has them; ``baseline``
-    then names one), taken in study order (``visit_order``).
+    then names one), taken in study order (``visits_in_study_order``).
 
     Columns: ``visit``, ``n`` (patients with both visits), ``median_change``,
     ``statistic`` (Wilcoxon V, the sum of positive ranks), ``p_value``,
@@ -185,15 +185,16 @@ def change_from_baseline(data: pd.DataFrame, value: str, *, patient: str = "pati
     # numbered visits (days, months) or labelled ones ("pre", "M3"), in study order
     labels = pd.to_numeric(data[visit], errors="coerce").isna().any()
     visits = data[visit].to_numpy() if labels else numeric(data, visit, what)
+    order = visits_in_study_order(data[visit]) if labels else None
     wide = pd.DataFrame({"p": data[patient].to_numpy(), "v": visits,
                          "y": y}).pivot_table(index="p", columns="v", values="y")
     if baseline not in wide.columns:
         raise AnalysisError(f"{what}: no row has {visit!r} == {baseline!r} (the baseline "
                             "visit); set baseline= to the pre-treatment visit (a number, or "
                             f"a label such as 'pre'; the visits are: "
-                            f"{', '.join(map(str, visit_order(data[visit])))})")
+                            f"{', '.join(map(str, visits_in_study_order(data[visit])))})")
     rows = []
-    for v in (visit_order(data[visit]) if labels else wide.columns):
+    for v in (order if labels else wide.columns):
         if v == baseline or v not in wide.columns:
             continue
         pair = wide[[baseline, v]].dropna()

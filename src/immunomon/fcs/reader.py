@@ -205,7 +205,7 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
             warnings.append(
                 f"DATA segment is {length} bytes but {n_events} events need {expected}; "
                 "read the declared events" + (
-                    f", though the segment has room for {spare:,} more than $TOT declares "
+                    f", though the segment has room for {spare:,} {MORE_THAN_TOT} "
                     "($TOT, $PAR or a $PnB/$DATATYPE keyword may be wrong)" if spare > 0
                     else ""))
     if b + expected > file_size:
@@ -226,6 +226,11 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
         warnings.append(f"DATA segment is {length} bytes but {n_events} events need "
                         f"{expected}; read the declared events, which the file holds")
     return b, b + expected - 1, n_events
+
+
+#: how a reader warning says the DATA segment holds events beyond $TOT (the QC of a
+#: gated sample makes such a warning a warning level flag: ``qc.reader_flags``)
+MORE_THAN_TOT = "more than $TOT declares"
 
 
 def _events_in(layout, n_bytes: int) -> int:
