@@ -33,7 +33,7 @@ def _levels(levels: Sequence[float]) -> np.ndarray:
     return lv
 
 
-def _periods(data, drug: str) -> pd.DataFrame:
+def drug_periods(data, drug: str) -> pd.DataFrame:
     """The treatment rows of ``drug`` (case and spaces aside). A drug the treatments do
     not name is an error naming those they do: a misspelt drug would otherwise give
     empty exposures and a primary endpoint that no patient reaches."""
@@ -72,7 +72,7 @@ def dose_days(data, drug: str, levels: Sequence[float]) -> pd.DataFrame:
     :class:`~immunomon.ClinicalDataError` naming its row.
     """
     lv = _levels(levels)
-    tr = _periods(data, drug)
+    tr = drug_periods(data, drug)
     end = _end_days(data)
     frames = []
     for pid, grp in tr.groupby("patient_id", sort=False):
@@ -126,7 +126,7 @@ def exposure_summary(data, drug: str, levels: Sequence[float]) -> pd.DataFrame:
     ``stop_reason`` (that period's ``stop_reason``), ``ongoing``.
     """
     days = dose_days(data, drug, levels)
-    tr = _periods(data, drug)
+    tr = drug_periods(data, drug)
     rows = []
     for pid, d in days.groupby("patient_id", sort=False):
         level = d["level"].to_numpy()

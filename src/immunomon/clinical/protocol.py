@@ -155,9 +155,9 @@ class Protocol:
 
 
 def _first_doses(data, drug: str) -> pd.Series:
-    from .exposure import _periods
+    from .exposure import drug_periods
 
-    tr = _periods(data, drug)
+    tr = drug_periods(data, drug)
     if tr.empty:
         return pd.Series(dtype=float)
     on = tr[tr["status"] == "on"]
