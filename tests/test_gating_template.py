@@ -351,3 +351,25 @@ def test_tail_fdr_is_a_share():
     t = parse_template(text, "panel.yaml")
     assert t.populations[1].args["fdr"] == 0.05
     assert "fdr" in error_of(text.replace("fdr: 0.05", "fdr: 5"))
+
+
+def test_beckman_coulter_scatter_names_gate_as_bd_ones():
+    """Beckman Coulter analysers (Navios, Gallios, CytoFLEX's older siblings) name scatter
+    "FS INT", "FS PEAK" and "SS INT": the same template written with those names gates a
+    file so named exactly as the shipped one gates its BD names (scatter transform, no
+    compensation), where these names were once refused as "neither a marker nor a
+    scatter channel"."""
+    renamed = {"FSC-A": "FS INT", "FSC-H": "FS PEAK", "SSC-A": "SS INT"}
+    text = builtin_templates()["post-transplant"].read_text(encoding="utf-8")
+    for bd, beckman in renamed.items():
+        text = text.replace(bd, beckman)
+    beckman_template = parse_template(text, "navios.yaml")
+    sim = simulate.pbmc_sample(20_000, seed=5).sample
+    navios = replace(sim, channel_info=tuple(replace(c, name=renamed.get(c.name, c.name))
+                                             for c in sim.channel_info))
+    ours = load_template("post-transplant").strategy_for(sim)[0].apply(sim)
+    theirs = beckman_template.strategy_for(navios)[0].apply(navios)
+    for pop in ("Singlets", "Leukocytes", "Lymphocytes", "Monocytes", "T cells", "Treg",
+                "CD56bright NK", "mDC"):
+        assert np.array_equal(ours.mask(pop), theirs.mask(pop)), pop
+    assert ours.mask("Lymphocytes").sum() > 1000

@@ -36,11 +36,11 @@ import numpy as np
 
 from .columns import frame
 from .errors import GatingError, ImmunomonError
+from .fcs.channel_kinds import is_fluorescence
 from .fmt import number
 from .threads import single_threaded
 
 RCV_LOW, RCV_HIGH = 15.87, 84.13
-_NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
 
 # float32 high half-words ordered by the value they start: negative floats
 # (sign bit set) run from the most negative down to -0, then the positives up.
@@ -298,7 +298,7 @@ def default_channels(sample) -> list[str]:
     one, otherwise every channel that is not scatter or time."""
     if sample.spillover is not None:
         return list(sample.spillover.detectors)
-    return [c for c in sample.channels if not c.upper().startswith(_NON_FLUORESCENCE)]
+    return [c for c in sample.channels if is_fluorescence(c)]
 
 
 def count_columns(result, *, ancestors: Iterable[str] = ()) -> dict:

@@ -43,7 +43,7 @@ class InboxError(ImmunomonError):
 
 
 def scan_inbox(inbox, *, exclude=()) -> list[Path]:
-    """Every ``.fcs`` file under ``inbox`` (recursive, sorted; hidden files and
+    """Every FCS file (``.fcs``, ``.lmd``) under ``inbox`` (recursive, sorted; hidden files and
     folders, such as uploads in progress named ``.x.fcs``, are left out, and so are
     the folders ``exclude``: a results folder inside the inbox, whose exported and
     quarantined FCS files are outputs, not uploads)."""
@@ -51,7 +51,9 @@ def scan_inbox(inbox, *, exclude=()) -> list[Path]:
     if not inbox.is_dir():
         raise InboxError(f"{inbox}: the inbox is not a folder")
     skip = [Path(e).resolve() for e in exclude]
-    return sorted(p for p in inbox.rglob("*") if p.suffix.lower() == ".fcs" and p.is_file()
+    from ..fcs import is_fcs_name
+
+    return sorted(p for p in inbox.rglob("*") if is_fcs_name(p) and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(inbox).parts)
                   and not any(p.resolve().is_relative_to(e) for e in skip))
 

@@ -36,6 +36,7 @@ import pandas as pd
 from ..clinical.dates import parse_date
 from ..clinical.tables import clinical_error, read_csv_text
 from ..errors import ClinicalDataError
+from ..fcs import FCS_SUFFIXES
 
 __all__ = ["MANIFEST_COLUMNS", "read_manifest", "manifest_from_frame", "check_manifest_files",
            "add_days", "normalise_lineage", "KINDS", "MATERIALS"]
@@ -216,7 +217,7 @@ def check_manifest_files(manifest: pd.DataFrame, folders=None, *,
 
     ``folders``: where to look for data files (searched recursively); default the
     folders that hold the listed files. A file counts as a data file when its
-    extension is ``.fcs`` or one of the extensions of the listed STR exports.
+    extension is ``.fcs``, ``.lmd`` or one of the extensions of the listed STR exports.
     ``known``: other files the study uses (the donor and recipient reference exports
     the chimerism results name), not reported as unlisted.
     Returns ``(unlisted_files, missing_files)``, each a sorted list of paths.
@@ -224,7 +225,7 @@ def check_manifest_files(manifest: pd.DataFrame, folders=None, *,
     paths = [Path(p) for p in manifest["path"]]
     listed = {os.path.normcase(os.path.abspath(p)) for p in [*paths, *known]}
     missing = sorted({p for p in paths if not p.is_file()})
-    suffixes = {".fcs"} | {Path(p).suffix.lower() for p, k in
+    suffixes = set(FCS_SUFFIXES) | {Path(p).suffix.lower() for p, k in
                            zip(manifest["path"], manifest["kind"]) if k == "str"}
     suffixes.discard("")
     if folders is None:

@@ -1,8 +1,20 @@
 """Reading and writing FCS 2.0-3.2 files."""
 
+from pathlib import Path
+
 from .reader import FCSMetadata, read_fcs, read_fcs_metadata
 from .sample import Channel, Sample, Spillover
 from .writer import write_fcs
 
-__all__ = ["Channel", "FCSMetadata", "Sample", "Spillover", "read_fcs",
-           "read_fcs_metadata", "write_fcs"]
+#: Endings of FCS files' names: Beckman Coulter analysers (FC500, Gallios, Navios) write
+#: their FCS files as list-mode data, ".LMD".
+FCS_SUFFIXES = (".fcs", ".lmd")
+
+
+def is_fcs_name(path) -> bool:
+    """Whether a file's name says it holds FCS data (case aside)."""
+    return Path(path).suffix.lower() in FCS_SUFFIXES
+
+
+__all__ = ["Channel", "FCSMetadata", "FCS_SUFFIXES", "Sample", "Spillover", "is_fcs_name",
+           "read_fcs", "read_fcs_metadata", "write_fcs"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from .datasets import dataset_to_gate
 from .reader import read_fcs_metadata
 
 _DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
 
 
 def describe_file(path) -> dict:
-    """A JSON-ready summary of one FCS file (first data set; HEADER and TEXT only)."""
-    meta = read_fcs_metadata(path)
+    """A JSON-ready summary of one FCS file (HEADER and TEXT only): of the data set
+    ``immunomon gate`` gates, the first unless a later one holds the same events in a
+    later FCS version (``dataset_to_gate``)."""
+    index, note = dataset_to_gate(path)
+    meta = read_fcs_metadata(path, index)
     kw = meta.keywords
     kinds = sorted({c.datatype for c in meta.channel_info})
     widths = sorted({c.bits for c in meta.channel_info})
@@ -17,6 +21,7 @@ def describe_file(path) -> dict:
         "file": str(path),
         "fcs_version": meta.version,
         "datasets": meta.n_datasets,
+        "dataset": index,
         "instrument": kw.get("$CYT"),
         "date": kw.get("$DATE"),
         "start_time": kw.get("$BTIM"),
@@ -28,7 +33,7 @@ def describe_file(path) -> dict:
         "spillover_channels": list(meta.spillover.detectors) if meta.spillover else [],
         "channels": [{"name": c.name, "marker": c.marker, "range": c.range, "gain": c.gain,
                       "log_decades": c.amplification[0]} for c in meta.channel_info],
-        "warnings": list(meta.warnings),
+        "warnings": list(meta.warnings) + ([note] if note else []),
     }
 
 
@@ -37,7 +42,8 @@ def format_description(desc: dict) -> str:
     lines = [
         f"{desc['file']}",
         f"  FCS {desc['fcs_version']}"
-        + (f", {desc['datasets']} data sets (showing the first)" if desc["datasets"] > 1 else ""),
+        + (f", {desc['datasets']} data sets (showing data set {desc['dataset']}, the one gated)"
+           if desc["datasets"] > 1 else ""),
         f"  instrument : {desc['instrument'] or '-'}",
         f"  acquired   : {desc['date'] or '-'} {desc['start_time'] or ''}".rstrip(),
         f"  events     : {desc['events']:,}",

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FCSFormatError, ImmunomonError
+from .channel_kinds import is_fluorescence
 from .data import (Layout, decode_ascii, decode_bytes, decode_packed, decode_uniform,
                    _uniform_dtype, layout_from_keywords)
 from .sample import Channel, ChannelNames, Sample, Spillover
@@ -27,7 +28,6 @@ from .spill import spillover_from_keywords
 from .text import HEADER_LENGTH, Header, parse_header, parse_text
 
 MAX_DATASETS = 10_000
-_NON_FLUORESCENCE = ("FSC", "SSC", "TIME", "EVENT", "WIDTH", "HDR")
 
 
 @dataclass
@@ -243,7 +243,7 @@ def _events_in(layout, n_bytes: int) -> int:
 
 def _fluorescence_indices(channels: tuple[Channel, ...]) -> list[int]:
     return [i for i, c in enumerate(channels)
-            if not c.name.upper().startswith(_NON_FLUORESCENCE)]
+            if is_fluorescence(c.name)]
 
 
 def _parse_dataset(fh, path: Path, file_size: int, start: int,

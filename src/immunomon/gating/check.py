@@ -157,7 +157,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
 
     from ..columns import rows
     from ..errors import ImmunomonError
-    from ..fcs import read_fcs
+    from ..fcs.datasets import read_fcs_to_gate
     from ..report.template_check import check_figures, check_page
     from .run import gate_sample, safe_name
 
@@ -167,7 +167,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         path = Path(path)
         name = safe_name(path.stem)
         try:
-            gating = gate_sample(read_fcs(path), template, name=name)
+            gating = gate_sample(read_fcs_to_gate(path), template, name=name)
             checks = check_result(gating.result)
             # what concerns the whole file (a scale that does not fit it, markers it lacks,
             # unstable acquisition), not one gate

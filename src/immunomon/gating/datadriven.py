@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import GatingError
+from ..fcs.channel_kinds import is_width
 from . import methods
 from .dimensions import AnyDimension
 from .gates import Divider, EllipsoidGate, PolygonGate, Quadrant, QuadrantGate, RectangleGate
@@ -221,9 +222,8 @@ class SingletGate:
 
 
 def _is_width(dimension) -> bool:
-    """A pulse-width channel (FSC-W, SSC-W): doublets are wider, not lower."""
-    name = str(getattr(dimension, "name", None) or getattr(dimension, "id", "") or "")
-    return name.upper().rstrip().endswith("-W")
+    """A pulse-width channel (FSC-W, FSC-Width, FS TOF): doublets are wider, not lower."""
+    return is_width(str(getattr(dimension, "name", None) or getattr(dimension, "id", "") or ""))
 
 
 @dataclass(frozen=True, eq=False)

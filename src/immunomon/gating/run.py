@@ -188,8 +188,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     ``min_events``: populations with fewer events are flagged (default: the
     template's ``qc.min_events``, else 200)."""
     if isinstance(sample, (str, os.PathLike)):
-        from ..fcs import read_fcs
-        sample = read_fcs(sample)
+        from ..fcs.datasets import read_fcs_to_gate
+        sample = read_fcs_to_gate(sample)
     if isinstance(template, (str, os.PathLike)):
         template = load_template(template)
     if not hasattr(sample, "events") or not isinstance(template, Template):
@@ -455,12 +455,14 @@ def read_overrides(path) -> dict[str, dict]:
 
 
 def find_fcs_files(inputs) -> list[Path]:
-    """Files given, and the .fcs files inside folders given (sorted, recursive)."""
+    """Files given, and the FCS files (.fcs, .lmd) inside folders given (sorted, recursive)."""
+    from ..fcs import is_fcs_name
+
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix.lower() == ".fcs" and q.is_file())
+            files += sorted(q for q in p.rglob("*") if is_fcs_name(q) and q.is_file())
         else:
             files.append(p)
     return files
@@ -514,7 +516,7 @@ def gate_file(path, template: Template, out_dir, *, name: str,
     sample as ``<name>.fcs`` beside the other outputs."""
     import time
 
-    from ..fcs import read_fcs
+    from ..fcs.datasets import read_fcs_to_gate
 
     path = Path(path)
     seconds: dict[str, float] = {}
@@ -535,7 +537,7 @@ def gate_file(path, template: Template, out_dir, *, name: str,
     step = "read"
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        sample = read_fcs(path)
+        sample = read_fcs_to_gate(path)
         if prepare is not None:
             sample = prepare(sample)
         lap("read")

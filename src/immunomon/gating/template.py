@@ -27,6 +27,7 @@ import yaml
 from ..errors import FCSFormatError, GatingError, TemplateError
 from ..populations import counting_input_problem
 from ..yamlio import line_of
+from ..fcs.channel_kinds import is_scatter, is_time
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
 from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
@@ -39,7 +40,6 @@ ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
 _PULSE = re.compile(r"[\s_-]+([AHW])$", re.IGNORECASE)   # "GFP-A": area, height, width
-SCATTER_PREFIXES = ("FSC", "SSC", "TIME")
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
@@ -189,7 +189,7 @@ class Template:
         for key in (marker, channel):
             if key is not None and key in self.transforms.get("channels", {}):
                 return self.transforms["channels"][key]
-        scatter = channel.upper().startswith(SCATTER_PREFIXES)
+        scatter = is_scatter(channel) or is_time(channel)
         return self.transforms.get("scatter" if scatter else "fluorescence")
 
     def dimension(self, name: str, channels: dict[str, str],
@@ -198,7 +198,7 @@ class Template:
         ``fitted`` gives the logicle of ``T: auto`` or ``W: auto`` channels in the file."""
         channel = channels.get(name, name)
         marker = name if name in channels else None
-        scatter = channel.upper().startswith(SCATTER_PREFIXES)
+        scatter = is_scatter(channel) or is_time(channel)
         comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
         transform = self._transform_for(channel, marker)
         if isinstance(transform, AutoLogicle):
@@ -558,7 +558,7 @@ def _population(source: str, raw, index: int, known: dict[str, int],
         _fail(source, _line(raw, "dims"), f"{label}: dims must be a list of marker or "
                                           "channel names")
     for d in dims:
-        if d not in dims_known and not d.upper().startswith(SCATTER_PREFIXES):
+        if d not in dims_known and not (is_scatter(d) or is_time(d)):
             _fail(source, _line(raw, "dims"), f"{label}: dimension {d!r} is neither a "
                                               "marker of the template nor a scatter channel")
     has_method, has_gate = "method" in raw, "gate" in raw

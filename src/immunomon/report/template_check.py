@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..fcs.channel_kinds import is_scatter, is_width
 from .gate_plots import GATE_COLOUR, GatePlotter, axis_label, plot_gate, safe_filename
 from .pages import _document, esc, link, write_text_atomic
 
@@ -83,6 +84,10 @@ def check_figures(result, checks, directory) -> dict[str, list[Path]]:
 CONTEXT_AXES = ("FSC-A", "FSC-H", "FSC", "SSC-A", "SSC-H", "SSC")
 
 
+def _forward(name: str) -> bool:
+    return is_scatter(name) and name.lstrip().upper().startswith("F")
+
+
 def context_gate(result, gate_id: str):
     """A one-dimensional threshold's cut as a two-dimensional gate against forward
     scatter (side scatter for a forward-scatter cut, or where the file has no forward
@@ -99,8 +104,11 @@ def context_gate(result, gate_id: str):
     cut_name = str(getattr(cut, "name", ""))
     used = {getattr(d, "name", None): d for g in result.gates.values()
             for d in getattr(g, "dimensions", ())}
-    # a forward-scatter cut is seen against side scatter, the usual scatter plot
-    order = sorted(CONTEXT_AXES, key=lambda a: cut_name.startswith("FSC") and a.startswith("FSC"))
+    # a forward-scatter cut is seen against side scatter, the usual scatter plot; other
+    # instruments' scatter names (Beckman Coulter's "FS INT", "SS Log") after BD's
+    axes = list(CONTEXT_AXES) + [c for c in result.sample.channels if is_scatter(c)
+                                 and not is_width(c) and c not in CONTEXT_AXES]
+    order = sorted(axes, key=lambda a: _forward(cut_name) and _forward(a))
     for name in order:
         if name in result.sample.channels and name != cut_name:
             axis = used.get(name, Dimension(name))

@@ -1,0 +1,87 @@
+"""Which data set of a multi-data-set file is gated: Beckman Coulter's .LMD files hold each
+tube twice, an FCS 2.0 data set at 10 bits and an FCS 3.0 one at full resolution."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from fcsbuild import assemble, channel_keywords, pack_rows, pack_uint
+from immunomon.batch.inbox import scan_inbox
+from immunomon.cli import main
+from immunomon.fcs import is_fcs_name
+from immunomon.fcs.datasets import dataset_to_gate, read_fcs_to_gate
+from immunomon.gating.run import find_fcs_files
+
+RNG = np.random.default_rng(1206)
+
+
+def _chained(*data_sets: bytes) -> bytes:
+    """Data sets one after another, each $NEXTDATA pointing at the next."""
+    out = b""
+    for i, blob in enumerate(data_sets):
+        last = i == len(data_sets) - 1
+        nextdata = b"0" * 12 if last else str(len(blob)).zfill(12).encode()
+        out += blob.replace(b"$NEXTDATA/" + b"0" * 12, b"$NEXTDATA/" + nextdata, 1)
+    return out
+
+
+def _fcs20_10bit(levels: np.ndarray) -> bytes:
+    """An FC500's FCS 2.0 data set: 10-bit channel numbers, stored in 16-bit words."""
+    n = levels.shape[0]
+    kw = channel_keywords(["FS Lin", "SS Lin", "FL1 Log", "FL2 Log"], [16] * 4,
+                          ranges=[1024] * 4, extra={
+                              "$DATATYPE": "I", "$BYTEORD": "1,2", "$MODE": "L",
+                              "$TOT": str(n), "$NEXTDATA": "0" * 12})
+    return assemble(kw, pack_uint(levels, 2, (1, 2)), version="2.0")
+
+
+def _fcs30_full(values: np.ndarray, n_events: int | None = None) -> bytes:
+    names = ["FS", "SS", "FL1", "FL2", "FL3", "TIME"][:values.shape[1]]
+    kw = channel_keywords(names, [32] * len(names), ranges=[1048576] * len(names), extra={
+        "$DATATYPE": "F", "$BYTEORD": "1,2,3,4", "$MODE": "L",
+        "$TOT": str(n_events or values.shape[0]), "$NEXTDATA": "0" * 12})
+    return assemble(kw, pack_rows(values, ["f"] * values.shape[1], "<"), version="3.0")
+
+
+def test_the_same_events_at_full_resolution_are_gated(tmp_path):
+    full = RNG.uniform(0, 1048576, size=(300, 6)).astype(np.float32)
+    levels = (full[:, :4] // 1024).astype(np.int64)
+    path = tmp_path / "Tube 1.LMD"
+    path.write_bytes(_chained(_fcs20_10bit(levels), _fcs30_full(full)))
+    index, note = dataset_to_gate(path)
+    assert index == 1 and "same 300 events as data set 0 (FCS 2.0, 4 channels)" in note
+    sample = read_fcs_to_gate(path)
+    np.testing.assert_array_equal(sample.events, full)
+    assert sample.channels[:2] == ("FS", "SS") and note in sample.warnings
+    out = CliRunner().invoke(main, ["info", str(path)]).output
+    assert "2 data sets (showing data set 1, the one gated)" in out and "TIME" in out
+    desc = json.loads(CliRunner().invoke(main, ["info", "--json", str(path)]).output)[0]
+    assert (desc["datasets"], desc["dataset"], desc["fcs_version"]) == (2, 1, "3.0")
+
+
+def test_data_sets_of_other_events_leave_the_first_gated_and_are_named(tmp_path):
+    first = RNG.uniform(0, 1048576, size=(200, 6)).astype(np.float32)
+    second = RNG.uniform(0, 1048576, size=(150, 6)).astype(np.float32)
+    path = tmp_path / "two tubes.fcs"
+    path.write_bytes(_chained(_fcs30_full(first), _fcs30_full(second)))
+    index, note = dataset_to_gate(path)
+    assert index == 0 and "holds 2 data sets; 1 of other events are not gated" in note
+    np.testing.assert_array_equal(read_fcs_to_gate(path).events, first)
+
+
+def test_a_file_of_one_data_set_needs_no_note(tmp_path):
+    path = tmp_path / "one.fcs"
+    path.write_bytes(_fcs30_full(RNG.uniform(0, 1e6, size=(50, 6)).astype(np.float32)))
+    assert dataset_to_gate(path) == (0, None)
+    assert read_fcs_to_gate(path).warnings == []
+
+
+def test_lmd_files_are_found_in_folders(tmp_path):
+    for name in ("a.fcs", "b.LMD", "c.lmd", "d.txt", "e.fcs.done"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in find_fcs_files([tmp_path])] == ["a.fcs", "b.LMD", "c.lmd"]
+    assert [p.name for p in scan_inbox(tmp_path)] == ["a.fcs", "b.LMD", "c.lmd"]
+    assert is_fcs_name("X.FCS") and not is_fcs_name("x.fcs.done")
