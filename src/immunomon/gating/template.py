@@ -25,9 +25,9 @@ import numpy as np
 import yaml
 
 from ..errors import FCSFormatError, GatingError, TemplateError
+from ..fcs.channel_kinds import is_scatter, is_time
 from ..populations import counting_input_problem
 from ..yamlio import line_of
-from ..fcs.channel_kinds import is_scatter, is_time
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
 from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
