@@ -428,3 +428,36 @@ def test_the_time_channel_is_left_out_of_the_margin_check_whatever_its_case():
     margins = margin_events(sample)
     assert "TIME" not in set(margins.table["channel"])
     assert not any(f.startswith("TIME") for f in margins.flags)
+
+
+def test_a_clock_split_in_two_words_is_read_whole():
+    """Beckman Coulter's CyAn and MoFlo store the clock as "Time LSW", which wraps every
+    65,536 units (3.9 s on a CyAn), and "Time MSW". Read alone, the low word stacked the
+    whole acquisition into one wrap: a clog went unseen and the margin check called the
+    high word's zeros "piled at the bottom". Whole, the clock finds the clog as it does
+    in the file with one Time channel, and neither word is checked as a signal."""
+    from dataclasses import replace
+
+    from immunomon.fcs.sample import Channel
+    from immunomon.qc import acquisition_clock
+
+    sim = pbmc_sample(20_000, seed=11, clog=True)
+    s = sim.sample
+    t_idx = s.channel_index("Time")
+    ticks = np.round(s.events[:, t_idx].astype(np.float64) * 4000)   # 30 wraps
+    events = np.column_stack([s.events, np.zeros(s.n_events, np.float32)])
+    events[:, t_idx] = ticks % 65536
+    events[:, -1] = ticks // 65536
+    info = list(s.channel_info)
+    info[t_idx] = Channel(name="TIME", marker="Time LSW", range=65536.0, bits=16)
+    info.append(Channel(name="Time MSW", marker="Time MSW", range=65536.0, bits=16))
+    cyan = replace(s, events=events, channel_info=tuple(info), keywords={})
+    column, clock, words = acquisition_clock(cyan)
+    assert column == t_idx and words == (t_idx, len(info) - 1)
+    np.testing.assert_array_equal(clock, ticks)
+    split = time_anomalies(cyan)
+    whole = time_anomalies(replace(s, keywords={}))
+    np.testing.assert_array_equal(split.good, whole.good)
+    assert np.count_nonzero(~split.good & sim.anomaly) >= 0.9 * np.count_nonzero(sim.anomaly)
+    assert "Time MSW" not in split.channels and "TIME" not in split.channels
+    assert not any("Time MSW" in f for f in margin_events(cyan).flags)

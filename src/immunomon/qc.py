@@ -54,7 +54,9 @@ import numpy as np
 
 from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
+from .fcs.channel_kinds import is_fluorescence, is_scatter
 from .fcs.reader import MORE_THAN_TOT
+from .fcs.sample import time_step
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
@@ -202,13 +204,17 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     check is skipped with a flag saying so and every event is kept.
     """
     n = sample.n_events
-    try:
-        t_idx = sample.channel_index(time_channel)
-    except ImmunomonError:
+    clock = acquisition_clock(sample, time_channel)
+    if clock is None:
         return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
-    step = sample.seconds_per_time_unit(t_idx)
+    t_idx, t, clock_cols = clock
+    finite_t = t[np.isfinite(t)]
+    span = float(finite_t.max() - finite_t.min()) if finite_t.size else 0.0
+    step = time_step(sample.timestep, sample.channel_info[t_idx].gain, span,
+                     sample.keywords.get("$BTIM"), sample.keywords.get("$ETIM")) \
+        if sample.timestep else sample.timestep
     unit = "s" if step else "time units"
-    t = sample.events[:, t_idx].astype(np.float64) * (step or 1.0)
+    t = t * (step or 1.0)
     finite = np.isfinite(t)
     if n == 0 or not finite.any():
         return _skipped(n, "no events with a finite time: acquisition over time not checked")
@@ -232,7 +238,7 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     width = edges[1] - edges[0]
 
     if channels is None:
-        cols = [i for i in range(len(sample.channels)) if i != t_idx]
+        cols = [i for i in measured_columns(sample) if i not in clock_cols]
     else:
         cols = [sample.channel_index(c) for c in channels]
     names = [sample.channels[i] for i in cols]
@@ -275,6 +281,39 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
     return TimeQC(flags=flags, bin_columns=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
+
+
+def measured_columns(sample) -> list[int]:
+    """Columns of the channels that measure the cells, scatter and fluorescence: not the
+    clock, event counters or pulse-shape channels (``fcs.channel_kinds``)."""
+    return [i for i, name in enumerate(sample.channels)
+            if is_scatter(name) or is_fluorescence(name)]
+
+
+def acquisition_clock(sample, time_channel: str = "Time"):
+    """``(column, values, clock columns)`` of the acquisition clock, None without one.
+    Beckman Coulter's CyAn and MoFlo split their clock in two words, "Time LSW" (which
+    wraps, every 3.9 s on a CyAn) and "Time MSW": the clock is then MSW x the LSW's
+    range + LSW, in float64, and both columns are the clock's."""
+    try:
+        t_idx = sample.channel_index(time_channel)
+    except ImmunomonError:
+        return None
+    t = sample.events[:, t_idx].astype(np.float64)
+
+    def says(i, word):
+        info = sample.channel_info[i]
+        return any(word in plain and "time" in plain
+                   for plain in ("".join(ch for ch in label.casefold() if ch.isalnum())
+                                 for label in (info.name, info.marker or "")))
+
+    if says(t_idx, "lsw"):
+        msw = [i for i in range(len(sample.channels)) if i != t_idx and says(i, "msw")]
+        if len(msw) == 1:
+            word = float(sample.channel_info[t_idx].range)
+            return t_idx, sample.events[:, msw[0]].astype(np.float64) * word + t, \
+                (t_idx, msw[0])
+    return t_idx, t, (t_idx,)
 
 
 def _skipped(n: int, message: str) -> TimeQC:
@@ -427,16 +466,14 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     continuous data only one event does so, so a large share means clipping
     at the low end (0 on scatter, an electronic floor on fluorescence). A
     channel is flagged when either share exceeds ``fraction_limit``.
-    ``channels`` (names or markers) defaults to every channel except the
-    time channel.
+    ``channels`` (names or markers) defaults to the measured channels, scatter and
+    fluorescence (``measured_columns``): a clock or an event counter starts at 0.
     """
     n = sample.n_events
     if channels is None:
-        try:        # found as the time check finds it: "TIME" on a CyFlow
-            skip = sample.channel_index(time_channel)
-        except ImmunomonError:
-            skip = None
-        cols = [i for i in range(len(sample.channels)) if i != skip]
+        clock = acquisition_clock(sample, time_channel)
+        skip = clock[2] if clock is not None else ()
+        cols = [i for i in measured_columns(sample) if i not in skip]
     else:
         cols = [sample.channel_index(c) for c in channels]
     if n == 0 or not cols:
