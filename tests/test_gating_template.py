@@ -108,6 +108,27 @@ def test_a_marker_named_with_its_pulse_measure_is_found_as_its_area():
     assert _pulse("CD3 - A") == ("cd3", "a") and _pulse("GFP-h") == ("gfp", "h")
 
 
+def test_a_marker_written_with_its_dye_after_a_hyphen_is_found():
+    """Beckman Coulter's software writes $PnS as marker and dye joined by a hyphen
+    ("CD19-ECD", "CD45-PC7", as a Navios CLL tube and an FC500 file carry them); a
+    template's alias "CD19" found nothing there. A hyphen inside a marker's own name
+    (HLA-DR, IL-2) still matches whole, and a word on two channels is no guess."""
+    labels = {"FL1 INT LOG": "CD103-FITC", "FL2 INT LOG": "CD23-PE",
+              "FL3 INT LOG": "CD19-ECD", "FL4 INT LOG": "HLA-DR-PC5",
+              "FL5 INT LOG": "CD45-PC7", "FL6 INT LOG": "CD4-APC", "FL7 INT LOG": "CD4-A700"}
+    from immunomon.fcs.sample import Channel, Sample
+    navios = Sample(events=np.zeros((3, len(labels)), np.float32), keywords={},
+                    channel_info=tuple(Channel(name=n, marker=m) for n, m in labels.items()))
+    text = BASE.replace("  CD3: [CD3, Leu-4]\n  CD4: [CD4]\n",
+                        "  CD19: [CD19]\n  CD45: [CD45]\n  HLA-DR: [HLA-DR]\n  DR: [DR]\n"
+                        "  CD4: [CD4]\n  CD3: [CD3]\n  CD23: [CD23]\n")
+    found, missing, ambiguous = parse_template(text, "p.yaml")._resolve(navios)
+    assert found == {"CD19": "FL3 INT LOG", "CD45": "FL5 INT LOG", "HLA-DR": "FL4 INT LOG",
+                     "CD23": "FL2 INT LOG"}
+    assert set(missing) == {"DR", "CD4", "CD3"}   # DR is a piece of a marker, not one
+    assert ambiguous == {"CD4": ["FL6 INT LOG", "FL7 INT LOG"]}
+
+
 def test_missing_marker_leaves_out_dependent_populations():
     sim = simulate.pbmc_sample(3000, seed=1)
     t = parse_template(BASE.replace("CD4: [CD4]", "CD4x: [CD4-nowhere]")

@@ -59,6 +59,18 @@ def _pulse(label: str) -> tuple[str, str]:
     return (spelling(label[:found.start()]), found.group(1).casefold()) if found else ("", "")
 
 
+def _words(label: str) -> set[str]:
+    """The words of a $PnS ("CD4 FITC", "CD21;FITC;530/30"), each also cut at its
+    hyphens ("CD19-ECD", as Beckman Coulter's software writes marker and dye: cd19-ecd,
+    cd19, ecd; "HLA-DR-PE": hla, hla-dr, dr-pe, pe), case aside."""
+    out = set()
+    for word in _WORDS.split(label.casefold()):
+        parts = word.split("-")
+        out.update(w for w in ["-".join(parts[:i]) for i in range(1, len(parts) + 1)]
+                   + ["-".join(parts[i:]) for i in range(1, len(parts))] if w)
+    return out
+
+
 def _by_pulse(names, pulses, alias: str) -> list[str]:
     """The channels whose label ($PnS or $PnN, split by ``_pulse``) names ``alias``
     with a pulse measure: the area alone where it is measured as area and height (or
@@ -152,14 +164,14 @@ class Template:
         punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else
         like a $PnS, then a $PnN, that names the marker with its pulse measure
         ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC",
-        "CD21;FITC;530/30", "Viability / CD14"). Also returns the markers not found
+        "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD": ``_words``). Also returns the markers not found
         and, among them, those whose
         spelling or word appears on several channels (so no guess is made)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
         names = sample.channels
         labels = [(m or "") for m in sample.markers]
-        words = [{w.casefold() for w in _WORDS.split(m) if w} for m in labels]
+        words = [_words(m) for m in labels]
         spelled = [spelling(m) for m in labels]
         pulses = [_pulse(m) for m in labels]
         detectors = [_pulse(n) for n in names]
