@@ -61,13 +61,14 @@ def _pulse(label: str) -> tuple[str, str]:
 
 def _words(label: str) -> set[str]:
     """The words of a $PnS ("CD4 FITC", "CD21;FITC;530/30"), each also cut at its
-    hyphens ("CD19-ECD", as Beckman Coulter's software writes marker and dye: cd19-ecd,
-    cd19, ecd; "HLA-DR-PE": hla, hla-dr, dr-pe, pe), case aside."""
+    hyphens and underscores ("CD19-ECD", as Beckman Coulter's software writes marker and
+    dye: cd19-ecd, cd19, ecd; "HLA-DR-PE": hla, hla-dr, dr-pe, pe; "CD3_FITC"), case
+    aside."""
     out = set()
     for word in _WORDS.split(label.casefold()):
-        parts = word.split("-")
-        out.update(w for w in ["-".join(parts[:i]) for i in range(1, len(parts) + 1)]
-                   + ["-".join(parts[i:]) for i in range(1, len(parts))] if w)
+        cuts = [m.start() for m in re.finditer(r"[-_]", word)]
+        out.update(w for w in [word] + [word[:c] for c in cuts] + [word[c + 1:] for c in cuts]
+                   if w)
     return out
 
 
