@@ -302,6 +302,26 @@ def test_empty_values_written_as_two_delimiters(tmp_path):
     assert s.keywords["$CYT"] == "FACSCalibur"
 
 
+@pytest.mark.parametrize("pad", [b" " * 9, b"\0\0"])
+def test_text_padding_after_the_final_delimiter(tmp_path, pad):
+    # An Applied Biosystems Attune file ends its TEXT "...$TR//$LOST//" and then
+    # spaces up to the segment end: padding, not a keyword without a value, and the
+    # empty values must still be read as such.
+    values = _values()
+    blob = float_file(values, escape=False, text_pad=pad,
+                      extra={"$INST": "", "$EXP": "Admin", "$COM": "", "$LOST": ""})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    assert s.keywords["$EXP"] == "Admin"
+    assert s.keywords["$INST"] == s.keywords["$COM"] == s.keywords["$LOST"] == ""
+    assert not any("/" in k for k in s.keywords)
+    assert not any("no value" in w for w in s.warnings)
+
+    plain = read_fcs(write(tmp_path, float_file(values, text_pad=pad,
+                                                extra={"$CYT": "Attune"}), "plain.fcs"))
+    assert plain.keywords["$CYT"] == "Attune" and plain.warnings == []
+
+
 def test_missing_final_delimiter(tmp_path):
     values = _values()
     s = read_fcs(write(tmp_path, float_file(values, final_delim=False,
