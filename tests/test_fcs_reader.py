@@ -170,6 +170,39 @@ def test_bit_packed_integers(tmp_path, little, widths):
     np.testing.assert_array_equal(s.events, values.astype(np.float32))
 
 
+@pytest.mark.parametrize("order", [(1, 2), (2, 1)])
+@pytest.mark.parametrize("enddata_extra", [0, 1])
+def test_odd_widths_stored_in_whole_bytes(tmp_path, order, enddata_extra):
+    # Beckman Coulter CXP (Cytomics FC 500) .LMD files declare $PnB 10 but store
+    # each value in a 16-bit word; the DATA segment's size shows it, and the
+    # file's FCS 3.0 data set holds the same events at 20 bits.
+    n = 101
+    values = RNG.integers(0, 1024, size=(n, 4))
+    stored = values | (RNG.integers(0, 64, size=(n, 4)) << 10)   # bits above $PnB: not data
+    kw = channel_keywords(["FS Lin", "SS Lin", "FL1 Log", "FL2 Log"], [10] * 4,
+                          ranges=[1024] * 4,
+                          extra={"$DATATYPE": "I", "$TOT": str(n), "$SYS": "CXP V1.0",
+                                 "$BYTEORD": ",".join(map(str, order))})
+    blob = assemble(kw, pack_uint(stored, 2, order), version="2.0", header_data="header-only",
+                    enddata_extra=enddata_extra)
+    s = read_fcs(write(tmp_path, blob), scale=False)
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+    assert any("sized for whole bytes" in w and "10-in-16" in w for w in s.warnings)
+    assert [c.bits for c in s.channel_info] == [10] * 4
+
+
+def test_odd_widths_bit_packed_stay_packed(tmp_path):
+    # a stream that fits the packed size is read packed, with no warning about it
+    n = 101
+    values = RNG.integers(0, 1024, size=(n, 4))
+    kw = channel_keywords(list("ABCD"), [10] * 4, ranges=[1024] * 4,
+                          extra={"$DATATYPE": "I", "$TOT": str(n), "$BYTEORD": "1,2"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_bits(values, [10] * 4, True),
+                                          version="2.0")), scale=False)
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+    assert s.warnings == []
+
+
 def test_mixed_byte_widths(tmp_path):
     n = 60
     a, b, c = (RNG.integers(0, 2 ** w, size=n) for w in (8, 16, 32))
