@@ -465,6 +465,21 @@ def test_spillover_by_marker_name_and_percent(tmp_path):
     np.testing.assert_allclose(s.spillover.matrix, SPILL)
 
 
+def test_spillover_naming_parameters_by_number(tmp_path):
+    # Accuri C6 and Gallios files write "$SPILLOVER/8,3,4,5,6,9,10,11,12,..."
+    s = read_fcs(write(tmp_path, _spill_file("$SPILLOVER", _spill_value(["2", "3", "4"], SPILL))))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+    assert any("by parameter number" in w for w in s.warnings)
+
+
+def test_spillover_numbers_that_are_channel_names_stay_names(tmp_path):
+    blob = _spill_file("$SPILLOVER", _spill_value(["2", "3", "4"], SPILL),
+                       names=("FSC-A", "4", "3", "2"))
+    s = read_fcs(write(tmp_path, blob))
+    assert s.spillover.detectors == ("2", "3", "4")   # the channels named so, not $P2N..
+
+
 def test_comp_without_names(tmp_path):
     value = ",".join(["3", *(repr(float(v)) for v in SPILL.ravel())])
     s = read_fcs(write(tmp_path, _spill_file("$COMP", value)))
