@@ -393,6 +393,18 @@ def test_supplemental_text_valid_and_binary(tmp_path):
     np.testing.assert_array_equal(s.events, values)
 
 
+def test_supplemental_text_holding_an_archive_adds_no_keywords(tmp_path):
+    # CyFlow Cube 8 files point $BEGINSTEXT/$ENDSTEXT at a ZIP archive of settings
+    values = _values()
+    archive = b"PK\x03\x04\x14\x00" + b"config/config_20.xsd/P/x/P" * 20
+    blob = float_file(values, stext=archive, extra={"$CYT": "CyFlow Cube 8"})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    plain = read_fcs(write(tmp_path, float_file(values, extra={"$CYT": "CyFlow Cube 8"}), "p.fcs"))
+    assert set(s.keywords) - set(plain.keywords) <= {"$BEGINSTEXT", "$ENDSTEXT"}
+    assert any("supplemental TEXT" in w and "PK" in w for w in s.warnings)
+
+
 def test_markers_and_lookup(tmp_path):
     values = _values()
     kw = channel_keywords(["FSC-A", "FITC-A", "PE-A", "APC-A"], [32] * 4,

@@ -277,8 +277,15 @@ def _parse_dataset(fh, path: Path, file_size: int, start: int,
         b, e = start + int(s0), start + int(s1)
         if e < file_size and not (t0 <= b <= t1):
             fh.seek(b)
+            stext = fh.read(e - b + 1)
             try:
-                extra, extra_warnings = parse_text(fh.read(e - b + 1), path, b)
+                # A TEXT segment opens with its delimiter, an ASCII character other
+                # than a letter or digit. CyFlow Cube files store a ZIP archive here
+                # ("PK..."), which would otherwise turn into scores of junk keywords.
+                if not (1 <= stext[0] <= 126) or chr(stext[0]).isalnum():
+                    raise FCSFormatError(path, f"it starts with {stext[:4]!r}, not a "
+                                         "delimiter, so it holds no keywords", offset=b)
+                extra, extra_warnings = parse_text(stext, path, b)
             except FCSFormatError as exc:
                 warnings.append(f"supplemental TEXT could not be read ({exc.problem}); ignored")
             else:
