@@ -266,6 +266,23 @@ def test_header_and_text_disagree_consistent_one_wins(tmp_path):
     assert any("disagree" in w and "TEXT" in w for w in s.warnings)
 
 
+@pytest.mark.parametrize("wrong", ["HEADER", "TEXT"])
+def test_data_offsets_inside_text_lose_though_their_length_fits(tmp_path, wrong):
+    # An Accuri C6 file's $BEGINDATA/$ENDDATA point 434 bytes back, into its TEXT
+    values = _values()
+    blob = bytearray(float_file(values))
+    start, end = int(blob[26:34]), int(blob[34:42])
+    if wrong == "HEADER":
+        blob[26:42] = f"{start - 40:>8}{end - 40:>8}".encode()
+    else:
+        for old in (start, end):
+            blob = blob.replace(str(old).zfill(20).encode(), str(old - 40).zfill(20).encode(), 1)
+    s = read_fcs(write(tmp_path, bytes(blob)))
+    np.testing.assert_array_equal(s.events, values)
+    right = "TEXT" if wrong == "HEADER" else "HEADER"
+    assert any("disagree" in w and f"used the {right} offsets" in w for w in s.warnings)
+
+
 def test_text_offsets_wrong_header_wins(tmp_path):
     values = _values()
     blob = float_file(values)

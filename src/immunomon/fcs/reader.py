@@ -147,7 +147,8 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
 
     HEADER fields are blank or zero above 99,999,999 bytes; then $BEGINDATA and
     $ENDDATA (64-bit values in big files) are used. When the two disagree, the
-    one whose length matches the declared events wins. An $ENDDATA one byte
+    one that does not overlap TEXT wins, then the one whose length matches the
+    declared events, then the HEADER. An $ENDDATA one byte
     past the data (written by Accuri cytometers) is accepted.
     """
     if n_events == 0:
@@ -203,7 +204,14 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
         return b, min(e, file_size - 1), n_events, layout
 
     if len(candidates) == 2 and (candidates[0][1:] != candidates[1][1:]):
-        order = sorted(valid, key=lambda c: (c[2] - c[1] + 1 != expected, c[0] != "HEADER"))
+        t0, t1 = header.text
+
+        def rank(c):
+            # DATA never overlaps TEXT: such offsets are wrong (an Accuri C6 file's
+            # $BEGINDATA points into its TEXT) whatever their length says
+            _, b, e = c
+            return (b <= t1 and e >= t0, not 0 <= (e - b + 1) - expected <= 1, c[0] != "HEADER")
+        order = sorted(valid, key=rank)
         chosen = order[0]
         warnings.append(
             f"HEADER and TEXT disagree on the DATA segment ({candidates[0][1]}..{candidates[0][2]}"
