@@ -51,10 +51,11 @@ def assemble(keywords: dict[str, str], data: bytes, *, version: str = "3.1",
              delim: bytes = b"/", text_start: int = 58, header_data: str = "both",
              data_gap: int = 0, final_delim: bool = True, escape: bool = True,
              encoding: str = "utf-8", enddata_extra: int = 0, trailing: bytes = b"",
-             stext: bytes | None = None) -> bytes:
+             stext: bytes | None = None, text_pad: bytes = b"") -> bytes:
     """A whole data set. ``header_data`` is 'both' (offsets in HEADER and TEXT),
     'zero' (HEADER fields 0, TEXT has them), 'blank' (HEADER fields blank) or
-    'header-only' (FCS 2.0 style, no $BEGINDATA/$ENDDATA)."""
+    'header-only' (FCS 2.0 style, no $BEGINDATA/$ENDDATA). ``text_pad`` follows the
+    TEXT bytes inside the TEXT segment, as the padding some writers add."""
     kw = dict(keywords)
     if header_data != "header-only":
         kw["$BEGINDATA"] = "0" * 20
@@ -62,7 +63,7 @@ def assemble(keywords: dict[str, str], data: bytes, *, version: str = "3.1",
     if stext is not None:
         kw["$BEGINSTEXT"] = "0" * 20
         kw["$ENDSTEXT"] = "0" * 20
-    probe = text_bytes(kw, delim, final=final_delim, escape=escape, encoding=encoding)
+    probe = text_bytes(kw, delim, final=final_delim, escape=escape, encoding=encoding) + text_pad
     text_end = text_start + len(probe) - 1
     stext_start = text_end + 1
     data_start = stext_start + (len(stext) if stext is not None else 0) + data_gap
@@ -73,7 +74,7 @@ def assemble(keywords: dict[str, str], data: bytes, *, version: str = "3.1",
     if stext is not None:
         kw["$BEGINSTEXT"] = str(stext_start).zfill(20)
         kw["$ENDSTEXT"] = str(stext_start + len(stext) - 1).zfill(20)
-    text = text_bytes(kw, delim, final=final_delim, escape=escape, encoding=encoding)
+    text = text_bytes(kw, delim, final=final_delim, escape=escape, encoding=encoding) + text_pad
     assert len(text) == len(probe)
     hd = {"both": (data_start, data_end), "header-only": (data_start, data_end),
           "zero": (0, 0), "blank": (0, 0)}[header_data]

@@ -170,6 +170,39 @@ def test_bit_packed_integers(tmp_path, little, widths):
     np.testing.assert_array_equal(s.events, values.astype(np.float32))
 
 
+@pytest.mark.parametrize("order", [(1, 2), (2, 1)])
+@pytest.mark.parametrize("enddata_extra", [0, 1])
+def test_odd_widths_stored_in_whole_bytes(tmp_path, order, enddata_extra):
+    # Beckman Coulter CXP (Cytomics FC 500) .LMD files declare $PnB 10 but store
+    # each value in a 16-bit word; the DATA segment's size shows it, and the
+    # file's FCS 3.0 data set holds the same events at 20 bits.
+    n = 101
+    values = RNG.integers(0, 1024, size=(n, 4))
+    stored = values | (RNG.integers(0, 64, size=(n, 4)) << 10)   # bits above $PnB: not data
+    kw = channel_keywords(["FS Lin", "SS Lin", "FL1 Log", "FL2 Log"], [10] * 4,
+                          ranges=[1024] * 4,
+                          extra={"$DATATYPE": "I", "$TOT": str(n), "$SYS": "CXP V1.0",
+                                 "$BYTEORD": ",".join(map(str, order))})
+    blob = assemble(kw, pack_uint(stored, 2, order), version="2.0", header_data="header-only",
+                    enddata_extra=enddata_extra)
+    s = read_fcs(write(tmp_path, blob), scale=False)
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+    assert any("sized for whole bytes" in w and "10-in-16" in w for w in s.warnings)
+    assert [c.bits for c in s.channel_info] == [10] * 4
+
+
+def test_odd_widths_bit_packed_stay_packed(tmp_path):
+    # a stream that fits the packed size is read packed, with no warning about it
+    n = 101
+    values = RNG.integers(0, 1024, size=(n, 4))
+    kw = channel_keywords(list("ABCD"), [10] * 4, ranges=[1024] * 4,
+                          extra={"$DATATYPE": "I", "$TOT": str(n), "$BYTEORD": "1,2"})
+    s = read_fcs(write(tmp_path, assemble(kw, pack_bits(values, [10] * 4, True),
+                                          version="2.0")), scale=False)
+    np.testing.assert_array_equal(s.events, values.astype(np.float32))
+    assert s.warnings == []
+
+
 def test_mixed_byte_widths(tmp_path):
     n = 60
     a, b, c = (RNG.integers(0, 2 ** w, size=n) for w in (8, 16, 32))
@@ -231,6 +264,23 @@ def test_header_and_text_disagree_consistent_one_wins(tmp_path):
     s = read_fcs(write(tmp_path, bytes(blob)))
     np.testing.assert_array_equal(s.events, values)
     assert any("disagree" in w and "TEXT" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize("wrong", ["HEADER", "TEXT"])
+def test_data_offsets_inside_text_lose_though_their_length_fits(tmp_path, wrong):
+    # An Accuri C6 file's $BEGINDATA/$ENDDATA point 434 bytes back, into its TEXT
+    values = _values()
+    blob = bytearray(float_file(values))
+    start, end = int(blob[26:34]), int(blob[34:42])
+    if wrong == "HEADER":
+        blob[26:42] = f"{start - 40:>8}{end - 40:>8}".encode()
+    else:
+        for old in (start, end):
+            blob = blob.replace(str(old).zfill(20).encode(), str(old - 40).zfill(20).encode(), 1)
+    s = read_fcs(write(tmp_path, bytes(blob)))
+    np.testing.assert_array_equal(s.events, values)
+    right = "TEXT" if wrong == "HEADER" else "HEADER"
+    assert any("disagree" in w and f"used the {right} offsets" in w for w in s.warnings)
 
 
 def test_text_offsets_wrong_header_wins(tmp_path):
@@ -302,6 +352,26 @@ def test_empty_values_written_as_two_delimiters(tmp_path):
     assert s.keywords["$CYT"] == "FACSCalibur"
 
 
+@pytest.mark.parametrize("pad", [b" " * 9, b"\0\0"])
+def test_text_padding_after_the_final_delimiter(tmp_path, pad):
+    # An Applied Biosystems Attune file ends its TEXT "...$TR//$LOST//" and then
+    # spaces up to the segment end: padding, not a keyword without a value, and the
+    # empty values must still be read as such.
+    values = _values()
+    blob = float_file(values, escape=False, text_pad=pad,
+                      extra={"$INST": "", "$EXP": "Admin", "$COM": "", "$LOST": ""})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    assert s.keywords["$EXP"] == "Admin"
+    assert s.keywords["$INST"] == s.keywords["$COM"] == s.keywords["$LOST"] == ""
+    assert not any("/" in k for k in s.keywords)
+    assert not any("no value" in w for w in s.warnings)
+
+    plain = read_fcs(write(tmp_path, float_file(values, text_pad=pad,
+                                                extra={"$CYT": "Attune"}), "plain.fcs"))
+    assert plain.keywords["$CYT"] == "Attune" and plain.warnings == []
+
+
 def test_missing_final_delimiter(tmp_path):
     values = _values()
     s = read_fcs(write(tmp_path, float_file(values, final_delim=False,
@@ -338,6 +408,18 @@ def test_supplemental_text_valid_and_binary(tmp_path):
     garbage = bytes(RNG.integers(0, 256, size=300, dtype=np.uint8))
     s = read_fcs(write(tmp_path, float_file(values, stext=garbage), "g.fcs"))
     np.testing.assert_array_equal(s.events, values)
+
+
+def test_supplemental_text_holding_an_archive_adds_no_keywords(tmp_path):
+    # CyFlow Cube 8 files point $BEGINSTEXT/$ENDSTEXT at a ZIP archive of settings
+    values = _values()
+    archive = b"PK\x03\x04\x14\x00" + b"config/config_20.xsd/P/x/P" * 20
+    blob = float_file(values, stext=archive, extra={"$CYT": "CyFlow Cube 8"})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events, values)
+    plain = read_fcs(write(tmp_path, float_file(values, extra={"$CYT": "CyFlow Cube 8"}), "p.fcs"))
+    assert set(s.keywords) - set(plain.keywords) <= {"$BEGINSTEXT", "$ENDSTEXT"}
+    assert any("supplemental TEXT" in w and "PK" in w for w in s.warnings)
 
 
 def test_markers_and_lookup(tmp_path):
@@ -410,6 +492,21 @@ def test_spillover_by_marker_name_and_percent(tmp_path):
     s = read_fcs(write(tmp_path, blob))
     assert s.spillover.detectors == tuple(SPILL_NAMES)
     np.testing.assert_allclose(s.spillover.matrix, SPILL)
+
+
+def test_spillover_naming_parameters_by_number(tmp_path):
+    # Accuri C6 and Gallios files write "$SPILLOVER/8,3,4,5,6,9,10,11,12,..."
+    s = read_fcs(write(tmp_path, _spill_file("$SPILLOVER", _spill_value(["2", "3", "4"], SPILL))))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+    assert any("by parameter number" in w for w in s.warnings)
+
+
+def test_spillover_numbers_that_are_channel_names_stay_names(tmp_path):
+    blob = _spill_file("$SPILLOVER", _spill_value(["2", "3", "4"], SPILL),
+                       names=("FSC-A", "4", "3", "2"))
+    s = read_fcs(write(tmp_path, blob))
+    assert s.spillover.detectors == ("2", "3", "4")   # the channels named so, not $P2N..
 
 
 def test_comp_without_names(tmp_path):

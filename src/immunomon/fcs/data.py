@@ -83,6 +83,15 @@ def integer_mask(range_value: float, bits: int) -> int | None:
     return (1 << needed) - 1
 
 
+def byte_aligned(layout: Layout) -> Layout:
+    """The layout with each integer width rounded up to whole bytes, each value
+    masked to its declared $PnB bits (or $PnR, when that is narrower)."""
+    bits = tuple(-(-b // 8) * 8 for b in layout.bits)  # type: ignore[operator]
+    masks = tuple(m if m is not None else (1 << b) - 1 if b < w else None
+                  for m, b, w in zip(layout.masks, layout.bits, bits))
+    return Layout(layout.kinds, bits, layout.byteord, masks)
+
+
 def layout_from_keywords(kw: dict[str, str], n_params: int, path) -> Layout:
     """Read $DATATYPE, $PnDATATYPE (FCS 3.2), $PnB, $PnR and $BYTEORD."""
     datatype = kw.get("$DATATYPE", "").strip().upper()

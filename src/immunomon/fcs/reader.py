@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import FCSFormatError, ImmunomonError
 from .channel_kinds import is_fluorescence
-from .data import (Layout, decode_ascii, decode_bytes, decode_packed, decode_uniform,
-                   _uniform_dtype, layout_from_keywords)
+from .data import (Layout, byte_aligned, decode_ascii, decode_bytes, decode_packed,
+                   decode_uniform, _uniform_dtype, layout_from_keywords)
 from .sample import Channel, ChannelNames, Sample, Spillover
 from .spill import spillover_from_keywords
 from .text import HEADER_LENGTH, Header, parse_header, parse_text
@@ -141,16 +141,18 @@ def _read_at(fh, offset: int, length: int, file_size: int, path, what: str) -> b
 
 
 def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: int | None,
-                 file_size: int, path, warnings: list[str]) -> tuple[int, int, int]:
-    """Choose the DATA segment among HEADER and TEXT offsets; returns (start, end, events).
+                 file_size: int, path, warnings: list[str]) -> tuple[int, int, int, Layout]:
+    """Choose the DATA segment among HEADER and TEXT offsets; returns (start, end,
+    events, layout), the layout corrected when the segment shows how values are stored.
 
     HEADER fields are blank or zero above 99,999,999 bytes; then $BEGINDATA and
     $ENDDATA (64-bit values in big files) are used. When the two disagree, the
-    one whose length matches the declared events wins. An $ENDDATA one byte
+    one that does not overlap TEXT wins, then the one whose length matches the
+    declared events, then the HEADER. An $ENDDATA one byte
     past the data (written by Accuri cytometers) is accepted.
     """
     if n_events == 0:
-        return header.text[1] + 1, header.text[1], 0
+        return header.text[1] + 1, header.text[1], 0, layout
     base = header.start
     begin_kw = _int_keyword(kw, "$BEGINDATA", path)
     end_kw = _int_keyword(kw, "$ENDDATA", path)
@@ -169,6 +171,21 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
                              f"file ({file_size} bytes); the file is truncated or its offsets "
                              "are wrong", offset=b)
 
+    if layout.packed and n_events:
+        # $PnB such as 10 describes a bit stream, but Beckman Coulter's CXP software
+        # writes such values in 16-bit words: the segment's size tells which it is.
+        def fits(lay: Layout) -> bool:
+            return any(0 <= (e - b + 1) - lay.data_bytes(n_events) <= 1 for _, b, e in valid)
+        aligned = byte_aligned(layout)
+        if fits(aligned) and not fits(layout):
+            widths = sorted({f"{b}-in-{w}" for b, w in zip(layout.bits, aligned.bits)
+                             if b != w})
+            warnings.append(
+                f"$PnB declares bit-packed values but the DATA segment is sized for whole "
+                f"bytes; read each value from its own bytes, keeping the declared bits "
+                f"({', '.join(widths)})")
+            layout = aligned
+
     if n_events is None:  # FCS 2.0 may omit $TOT: derive it from the segment
         src, b, e = valid[0]
         e = min(e, file_size - 1)
@@ -179,15 +196,22 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
         n = (e - b + 1) * 8 // layout.event_bits if layout.kinds[0] == "I" else \
             (e - b + 1) // per_event
         warnings.append(f"$TOT is missing; the DATA segment holds {n} events")
-        return b, e, n
+        return b, e, n, layout
 
     expected = layout.data_bytes(n_events)
     if expected is None:  # delimited ASCII: trust the segment as given
         src, b, e = valid[0]
-        return b, min(e, file_size - 1), n_events
+        return b, min(e, file_size - 1), n_events, layout
 
     if len(candidates) == 2 and (candidates[0][1:] != candidates[1][1:]):
-        order = sorted(valid, key=lambda c: (c[2] - c[1] + 1 != expected, c[0] != "HEADER"))
+        t0, t1 = header.text
+
+        def rank(c):
+            # DATA never overlaps TEXT: such offsets are wrong (an Accuri C6 file's
+            # $BEGINDATA points into its TEXT) whatever their length says
+            _, b, e = c
+            return (b <= t1 and e >= t0, not 0 <= (e - b + 1) - expected <= 1, c[0] != "HEADER")
+        order = sorted(valid, key=rank)
         chosen = order[0]
         warnings.append(
             f"HEADER and TEXT disagree on the DATA segment ({candidates[0][1]}..{candidates[0][2]}"
@@ -225,7 +249,7 @@ def _locate_data(header: Header, kw: dict[str, str], layout: Layout, n_events: i
     if length < expected and length != expected - 1:
         warnings.append(f"DATA segment is {length} bytes but {n_events} events need "
                         f"{expected}; read the declared events, which the file holds")
-    return b, b + expected - 1, n_events
+    return b, b + expected - 1, n_events, layout
 
 
 #: how a reader warning says the DATA segment holds events beyond $TOT (the QC of a
@@ -261,8 +285,15 @@ def _parse_dataset(fh, path: Path, file_size: int, start: int,
         b, e = start + int(s0), start + int(s1)
         if e < file_size and not (t0 <= b <= t1):
             fh.seek(b)
+            stext = fh.read(e - b + 1)
             try:
-                extra, extra_warnings = parse_text(fh.read(e - b + 1), path, b)
+                # A TEXT segment opens with its delimiter, an ASCII character other
+                # than a letter or digit. CyFlow Cube files store a ZIP archive here
+                # ("PK..."), which would otherwise turn into scores of junk keywords.
+                if not (1 <= stext[0] <= 126) or chr(stext[0]).isalnum():
+                    raise FCSFormatError(path, f"it starts with {stext[:4]!r}, not a "
+                                         "delimiter, so it holds no keywords", offset=b)
+                extra, extra_warnings = parse_text(stext, path, b)
             except FCSFormatError as exc:
                 warnings.append(f"supplemental TEXT could not be read ({exc.problem}); ignored")
             else:
@@ -284,7 +315,7 @@ def _parse_dataset(fh, path: Path, file_size: int, start: int,
     n_events = _int_keyword(kw, "$TOT", path)
     if n_events is None and header.version >= "3.0":
         raise FCSFormatError(path, "$TOT (the number of events) is missing", keyword="$TOT")
-    d0, d1, n_events = _locate_data(header, kw, layout, n_events, file_size, path, warnings)
+    d0, d1, n_events, layout = _locate_data(header, kw, layout, n_events, file_size, path, warnings)
     spill, spill_warnings, spill_error = spillover_from_keywords(
         kw, tuple(c.name for c in channel_info), tuple(c.marker for c in channel_info),
         _fluorescence_indices(channel_info), path)

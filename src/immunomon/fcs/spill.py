@@ -40,7 +40,8 @@ def spillover_from_keywords(keywords: dict[str, str], channels: tuple[str, ...],
                             path) -> tuple[Spillover | None, list[str], str | None]:
     """Find and parse the first readable spillover keyword; map its names to channels.
 
-    Names are matched to $PnN first, then to $PnS (some software writes markers).
+    Names are matched to $PnN first, then to $PnS (some software writes markers);
+    names that are all parameter numbers, matching no name, are read as numbers.
     A matrix that names only some channels is kept for those channels; names that
     match no channel are dropped with a warning. A matrix in percent (diagonal
     100) is scaled to fractions.
@@ -78,6 +79,13 @@ def _spillover(value: str, keyword: str, channels, markers, fluorescence, path):
         names = [channels[i] for i in fluorescence[:n]]
         warnings.append(f"{keyword} names no channels; assumed the first {n} fluorescence "
                         "channels in file order")
+    if (not any(name in channels or name in markers for name in names)
+            and all(name.isdigit() and 1 <= int(name) <= len(channels) for name in names)):
+        # Accuri C6 and Beckman Coulter Gallios files name parameters by number
+        # ("2,3,4,..."), not by $PnN as the standard asks: $P3N is meant by "3".
+        names = [channels[int(name) - 1] for name in names]
+        warnings.append(f"{keyword} names its channels by parameter number; read them as "
+                        f"{', '.join(names)}")
     resolved, keep = [], []
     for i, name in enumerate(names):
         if name in channels:

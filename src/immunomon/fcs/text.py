@@ -109,7 +109,8 @@ def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[
     the standard forbids, but some instruments do) are recognised because the
     escaped reading then leaves a key without a value; the reading that gives a
     consistent key/value layout wins, with a warning. A missing final delimiter
-    is accepted. Bytes that are not UTF-8 are decoded as Latin-1, with a warning.
+    is accepted, and so is padding (spaces or NULs) after the final delimiter.
+    Bytes that are not UTF-8 are decoded as Latin-1, with a warning.
     """
     warnings: list[str] = []
     if len(raw) < 2:
@@ -118,6 +119,12 @@ def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[
     if delim.isalnum():
         warnings.append(f"TEXT delimiter is {delim!r}, a character the standard forbids")
     body = raw[1:]
+    # Many writers pad TEXT to its segment end with spaces or NULs after the final
+    # delimiter; the padding is no keyword, and left in it would hide the empty
+    # values below (it makes both readings look broken).
+    padded = body.rstrip(b" \x00") if delim not in b" \x00" else body
+    if padded.endswith(delim) and len(padded) < len(body):
+        body = padded
 
     pairs, sane = _pairs(_split_escaped(body, delim))
     # An empty value written as two delimiters turns, in the escaped reading,
