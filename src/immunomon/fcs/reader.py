@@ -315,7 +315,8 @@ def _parse_dataset(fh, path: Path, file_size: int, start: int,
     n_events = _int_keyword(kw, "$TOT", path)
     if n_events is None and header.version >= "3.0":
         raise FCSFormatError(path, "$TOT (the number of events) is missing", keyword="$TOT")
-    d0, d1, n_events, layout = _locate_data(header, kw, layout, n_events, file_size, path, warnings)
+    d0, d1, n_events, layout = _locate_data(header, kw, layout, n_events, file_size, path,
+                                            warnings)
     spill, spill_warnings, spill_error = spillover_from_keywords(
         kw, tuple(c.name for c in channel_info), tuple(c.marker for c in channel_info),
         _fluorescence_indices(channel_info), path)
@@ -504,4 +505,5 @@ def read_fcs(path, dataset: int = 0, *, scale: bool = True) -> Sample:
         scale_events(events, meta.channel_info)
     return Sample(events=events, channel_info=meta.channel_info, keywords=meta.keywords,
                   version=meta.version, spillover=meta.spillover,
-                  spillover_error=meta.spillover_error, path=path, dataset=dataset, warnings=list(meta.warnings), raw_text=meta.raw_text)
+                  spillover_error=meta.spillover_error, path=path, dataset=dataset,
+                  warnings=list(meta.warnings), raw_text=meta.raw_text)
