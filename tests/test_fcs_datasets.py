@@ -28,21 +28,24 @@ def _chained(*data_sets: bytes) -> bytes:
     return out
 
 
-def _fcs20_10bit(levels: np.ndarray) -> bytes:
-    """An FC500's FCS 2.0 data set: 10-bit channel numbers, stored in 16-bit words."""
+def _fcs20_10bit(levels: np.ndarray, fl1_to_fl2: float = 0.0) -> bytes:
+    """An FC500's FCS 2.0 data set: 10-bit channel numbers, stored in 16-bit words,
+    compensated when acquired where ``fl1_to_fl2`` ($DFC1TO2, percent) is not 0."""
     n = levels.shape[0]
     kw = channel_keywords(["FS Lin", "SS Lin", "FL1 Log", "FL2 Log"], [16] * 4,
                           ranges=[1024] * 4, extra={
                               "$DATATYPE": "I", "$BYTEORD": "1,2", "$MODE": "L",
-                              "$TOT": str(n), "$NEXTDATA": "0" * 12})
+                              "$TOT": str(n), "$NEXTDATA": "0" * 12,
+                              "$DFC1TO2": f"{fl1_to_fl2:.2f}", "$DFC2TO1": "0.00"})
     return assemble(kw, pack_uint(levels, 2, (1, 2)), version="2.0")
 
 
-def _fcs30_full(values: np.ndarray, n_events: int | None = None) -> bytes:
+def _fcs30_full(values: np.ndarray, spillover: bool = False) -> bytes:
     names = ["FS", "SS", "FL1", "FL2", "FL3", "TIME"][:values.shape[1]]
+    extra = {"$SPILLOVER": "2,FL1,FL2,1,0.112,0.009,1"} if spillover else {}
     kw = channel_keywords(names, [32] * len(names), ranges=[1048576] * len(names), extra={
         "$DATATYPE": "F", "$BYTEORD": "1,2,3,4", "$MODE": "L",
-        "$TOT": str(n_events or values.shape[0]), "$NEXTDATA": "0" * 12})
+        "$TOT": str(values.shape[0]), "$NEXTDATA": "0" * 12, **extra})
     return assemble(kw, pack_rows(values, ["f"] * values.shape[1], "<"), version="3.0")
 
 
@@ -60,6 +63,24 @@ def test_the_same_events_at_full_resolution_are_gated(tmp_path):
     assert "2 data sets (showing data set 1, the one gated)" in out and "TIME" in out
     desc = json.loads(CliRunner().invoke(main, ["info", "--json", str(path)]).output)[0]
     assert (desc["datasets"], desc["dataset"], desc["fcs_version"]) == (2, 1, "3.0")
+
+
+def test_events_compensated_when_acquired_stay_so_unless_the_copy_can_be_compensated(
+        tmp_path):
+    """An FC500 compensates its FCS 2.0 data set as it acquires ($DFC1TO2 11.2%) and
+    writes the FCS 3.0 copy raw with no matrix: that copy cannot be compensated, so the
+    first is gated. A Navios's FCS 3.0 copy carries $SPILLOVER: it is gated."""
+    full = RNG.uniform(0, 1048576, size=(300, 6)).astype(np.float32)
+    levels = (full[:, :4] // 1024).astype(np.int64)
+    fc500 = tmp_path / "fc500.LMD"
+    fc500.write_bytes(_chained(_fcs20_10bit(levels, 11.2), _fcs30_full(full)))
+    index, note = dataset_to_gate(fc500)
+    assert index == 0 and "compensated when acquired ($DFCiTOj)" in note
+    assert read_fcs_to_gate(fc500).version == "2.0"
+    navios = tmp_path / "navios.LMD"
+    navios.write_bytes(_chained(_fcs20_10bit(levels, 11.2), _fcs30_full(full, spillover=True)))
+    assert dataset_to_gate(navios)[0] == 1
+    assert read_fcs_to_gate(navios).spillover is not None
 
 
 def test_data_sets_of_other_events_leave_the_first_gated_and_are_named(tmp_path):
