@@ -44,5 +44,5 @@ def test_channel_kind_from_instrument_names(name, scatter, width, fluorescence):
 
 
 def test_the_clock():
-    assert is_time("Time") and is_time("TIME") and is_time("Time MSW")
+    assert is_time("Time") and is_time("TIME") and is_time("Time MSW") and is_time("HDR-T")
     assert not is_time("FSC-A")

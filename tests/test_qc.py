@@ -461,3 +461,20 @@ def test_a_clock_split_in_two_words_is_read_whole():
     assert np.count_nonzero(~split.good & sim.anomaly) >= 0.9 * np.count_nonzero(sim.anomaly)
     assert "Time MSW" not in split.channels and "TIME" not in split.channels
     assert not any("Time MSW" in f for f in margin_events(cyan).flags)
+
+
+def test_a_macsquant_clock_is_found_by_its_name():
+    """A MACSQuant names its clock "HDR-T" (no "Time" channel or marker): the time check
+    was skipped on every such file; it now bins by that clock."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.qc import acquisition_clock
+
+    sample = read_fcs(Path(__file__).resolve().parent / "data" / "batch"
+                      / "FCS3.0_Custom_Compatible.fcs")
+    column, clock, words = acquisition_clock(sample)
+    assert sample.channels[column] == "HDR-T" and words == (column,)
+    check = time_anomalies(sample)
+    assert len(check.bins) >= 3 and not any("no time channel" in f for f in check.flags)
+    assert "HDR-T" not in check.channels

@@ -54,7 +54,7 @@ import numpy as np
 
 from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
-from .fcs.channel_kinds import is_fluorescence, is_scatter
+from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
 from .fcs.sample import time_step
 from .fmt import number, ratio_percent
@@ -291,14 +291,18 @@ def measured_columns(sample) -> list[int]:
 
 
 def acquisition_clock(sample, time_channel: str = "Time"):
-    """``(column, values, clock columns)`` of the acquisition clock, None without one.
-    Beckman Coulter's CyAn and MoFlo split their clock in two words, "Time LSW" (which
+    """``(column, values, clock columns)`` of the acquisition clock, None without one:
+    ``time_channel`` (name or marker, any case), else by default the first channel
+    ``is_time`` knows (a MACSQuant's "HDR-T"). Beckman Coulter's CyAn and MoFlo split their clock in two words, "Time LSW" (which
     wraps, every 3.9 s on a CyAn) and "Time MSW": the clock is then MSW x the LSW's
     range + LSW, in float64, and both columns are the clock's."""
     try:
         t_idx = sample.channel_index(time_channel)
     except ImmunomonError:
-        return None
+        clocks = [i for i, name in enumerate(sample.channels) if is_time(name)]
+        if time_channel != "Time" or not clocks:
+            return None
+        t_idx = clocks[0]               # "HDR-T" on a MACSQuant
     t = sample.events[:, t_idx].astype(np.float64)
 
     def says(i, word):

@@ -25,8 +25,9 @@ def is_scatter(name: str) -> bool:
 
 
 def is_time(name: str) -> bool:
-    """The acquisition clock ("Time", "TIME", "Time MSW")."""
-    return name.strip().upper().startswith("TIME")
+    """The acquisition clock ("Time", "TIME", "Time MSW", a MACSQuant's "HDR-T")."""
+    label = name.strip().upper()
+    return label.startswith("TIME") or label == "HDR-T"
 
 
 def is_width(name: str) -> bool:
