@@ -35,12 +35,14 @@ def _fcs20_10bit(levels: np.ndarray, fl1_to_fl2: float = 0.0) -> bytes:
     kw = channel_keywords(["FS Lin", "SS Lin", "FL1 Log", "FL2 Log"], [16] * 4,
                           ranges=[1024] * 4, extra={
                               "$DATATYPE": "I", "$BYTEORD": "1,2", "$MODE": "L",
-                              "$TOT": str(n), "$NEXTDATA": "0" * 12,
+                              "$TOT": str(n), "$NEXTDATA": "0" * 12, "$CYT": "Gallios",
+                              "$DATE": "28-Dec-10",
                               "$DFC1TO2": f"{fl1_to_fl2:.2f}", "$DFC2TO1": "0.00"})
     return assemble(kw, pack_uint(levels, 2, (1, 2)), version="2.0")
 
 
 def _fcs30_full(values: np.ndarray, spillover: bool = False) -> bytes:
+    """The FCS 3.0 copy, with no $CYT or $DATE (as a Gallios writes it)."""
     names = ["FS", "SS", "FL1", "FL2", "FL3", "TIME"][:values.shape[1]]
     extra = {"$SPILLOVER": "2,FL1,FL2,1,0.112,0.009,1"} if spillover else {}
     kw = channel_keywords(names, [32] * len(names), ranges=[1048576] * len(names), extra={
@@ -59,10 +61,13 @@ def test_the_same_events_at_full_resolution_are_gated(tmp_path):
     sample = read_fcs_to_gate(path)
     np.testing.assert_array_equal(sample.events, full)
     assert sample.channels[:2] == ("FS", "SS") and note in sample.warnings
+    assert (sample.keywords["$CYT"], sample.keywords["$DATE"]) == ("Gallios", "28-Dec-10")
+    assert sample.keywords["$TOT"] == "300" and "$DFC1TO2" not in sample.keywords
     out = CliRunner().invoke(main, ["info", str(path)]).output
     assert "2 data sets (showing data set 1, the one gated)" in out and "TIME" in out
     desc = json.loads(CliRunner().invoke(main, ["info", "--json", str(path)]).output)[0]
     assert (desc["datasets"], desc["dataset"], desc["fcs_version"]) == (2, 1, "3.0")
+    assert desc["instrument"] == "Gallios"
 
 
 def test_events_compensated_when_acquired_stay_so_unless_the_copy_can_be_compensated(

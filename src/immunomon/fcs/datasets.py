@@ -16,6 +16,12 @@ import re
 from .reader import read_fcs, read_fcs_metadata
 
 _DFC = re.compile(r"^\$DFC\d+TO\d+$", re.IGNORECASE)
+#: what the acquisition was, not how its values are stored: a later data set of the same
+#: events that leaves these out (a Gallios's FCS 3.0 copy has no $CYT or $DATE) takes
+#: them from the first
+DESCRIPTIVE = ("$CYT", "$CYTSN", "$DATE", "$BTIM", "$ETIM", "$FIL", "$OP", "$INST", "$SRC",
+               "$SYS", "$PROJ", "$EXP", "$SMNO", "$CELLS", "$COM", "$LAST_MODIFIED",
+               "$LAST_MODIFIER", "$ORIGINALITY", "$PLATEID", "$PLATENAME", "$WELLID")
 
 
 def compensated_when_acquired(keywords: dict[str, str]) -> bool:
@@ -67,11 +73,24 @@ def dataset_to_gate(path) -> tuple[int, str | None]:
     return best, "; ".join(notes) or None
 
 
+def fill_descriptions(path, index: int, keywords: dict[str, str]) -> None:
+    """Give data set ``index``'s ``keywords`` the first data set's ``DESCRIPTIVE`` ones
+    it lacks (a later data set of the same events)."""
+    if not index:
+        return
+    first = read_fcs_metadata(path, 0).keywords
+    for key in DESCRIPTIVE:
+        if key in first and not keywords.get(key, "").strip():
+            keywords[key] = first[key]
+
+
 def read_fcs_to_gate(path):
     """``read_fcs`` of the data set ``dataset_to_gate`` picks, its note among the
-    sample's warnings."""
+    sample's warnings, and the first data set's ``DESCRIPTIVE`` keywords where it
+    lacks them."""
     index, note = dataset_to_gate(path)
     sample = read_fcs(path, index)
+    fill_descriptions(path, index, sample.keywords)
     if note:
         sample.warnings.append(note)
     return sample

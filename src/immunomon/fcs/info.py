@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .datasets import dataset_to_gate
+from .datasets import dataset_to_gate, fill_descriptions
 from .reader import read_fcs_metadata
 
 _DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
@@ -14,7 +14,8 @@ def describe_file(path) -> dict:
     later FCS version (``dataset_to_gate``)."""
     index, note = dataset_to_gate(path)
     meta = read_fcs_metadata(path, index)
-    kw = meta.keywords
+    kw = dict(meta.keywords)
+    fill_descriptions(path, index, kw)
     kinds = sorted({c.datatype for c in meta.channel_info})
     widths = sorted({c.bits for c in meta.channel_info})
     return {
