@@ -56,7 +56,6 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
-from .fcs.sample import time_step
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
@@ -208,11 +207,7 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     if clock is None:
         return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
     t_idx, t, clock_cols = clock
-    finite_t = t[np.isfinite(t)]
-    span = float(finite_t.max() - finite_t.min()) if finite_t.size else 0.0
-    step = time_step(sample.timestep, sample.channel_info[t_idx].gain, span,
-                     sample.keywords.get("$BTIM"), sample.keywords.get("$ETIM")) \
-        if sample.timestep else sample.timestep
+    step = sample.seconds_per_time_unit(t_idx, t)
     unit = "s" if step else "time units"
     t = t * (step or 1.0)
     finite = np.isfinite(t)
@@ -290,20 +285,19 @@ def measured_columns(sample) -> list[int]:
             if is_scatter(name) or is_fluorescence(name)]
 
 
-def acquisition_clock(sample, time_channel: str = "Time"):
-    """``(column, values, clock columns)`` of the acquisition clock, None without one:
-    ``time_channel`` (name or marker, any case), else by default the first channel
-    ``is_time`` knows (a MACSQuant's "HDR-T"). Beckman Coulter's CyAn and MoFlo split their clock in two words, "Time LSW" (which
-    wraps, every 3.9 s on a CyAn) and "Time MSW": the clock is then MSW x the LSW's
-    range + LSW, in float64, and both columns are the clock's."""
+def clock_columns(sample, time_channel: str = "Time") -> tuple[int, ...]:
+    """The columns of the acquisition clock, () without one: ``time_channel`` (name or
+    marker, any case), else by default the first channel ``is_time`` knows (a
+    MACSQuant's "HDR-T"); with its high word where Beckman Coulter's CyAn and MoFlo
+    split the clock in two, "Time LSW" (which wraps, every 3.9 s on a CyAn) and "Time
+    MSW"."""
     try:
         t_idx = sample.channel_index(time_channel)
     except ImmunomonError:
         clocks = [i for i, name in enumerate(sample.channels) if is_time(name)]
         if time_channel != "Time" or not clocks:
-            return None
-        t_idx = clocks[0]               # "HDR-T" on a MACSQuant
-    t = sample.events[:, t_idx].astype(np.float64)
+            return ()
+        t_idx = clocks[0]
 
     def says(i, word):
         info = sample.channel_info[i]
@@ -314,10 +308,21 @@ def acquisition_clock(sample, time_channel: str = "Time"):
     if says(t_idx, "lsw"):
         msw = [i for i in range(len(sample.channels)) if i != t_idx and says(i, "msw")]
         if len(msw) == 1:
-            word = float(sample.channel_info[t_idx].range)
-            return t_idx, sample.events[:, msw[0]].astype(np.float64) * word + t, \
-                (t_idx, msw[0])
-    return t_idx, t, (t_idx,)
+            return t_idx, msw[0]
+    return (t_idx,)
+
+
+def acquisition_clock(sample, time_channel: str = "Time"):
+    """``(column, values, clock columns)`` of the acquisition clock (``clock_columns``),
+    None without one; a clock in two words is MSW x the LSW's range + LSW, in float64."""
+    columns = clock_columns(sample, time_channel)
+    if not columns:
+        return None
+    t = sample.events[:, columns[0]].astype(np.float64)
+    if len(columns) == 2:
+        t += sample.events[:, columns[1]].astype(np.float64) * \
+            float(sample.channel_info[columns[0]].range)
+    return columns[0], t, columns
 
 
 def _skipped(n: int, message: str) -> TimeQC:
@@ -475,8 +480,7 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     """
     n = sample.n_events
     if channels is None:
-        clock = acquisition_clock(sample, time_channel)
-        skip = clock[2] if clock is not None else ()
+        skip = clock_columns(sample, time_channel)
         cols = [i for i in measured_columns(sample) if i not in skip]
     else:
         cols = [sample.channel_index(c) for c in channels]

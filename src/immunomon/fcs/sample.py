@@ -122,13 +122,15 @@ class Sample(ChannelNames):
         except ValueError:
             return None
 
-    def seconds_per_time_unit(self, time_index: int) -> float | None:
+    def seconds_per_time_unit(self, time_index: int, clock=None) -> float | None:
         """Seconds per unit of the Time channel at column ``time_index``:
-        ``$TIMESTEP``, checked against the file's own clock (``time_step``)."""
+        ``$TIMESTEP``, checked against the file's own clock (``time_step``). ``clock``:
+        the clock's values where they are not that column's alone (``qc.acquisition_clock``
+        reads a clock split in two words)."""
         step = self.timestep
         if not step:
             return step
-        t = self.events[:, time_index]
+        t = self.events[:, time_index] if clock is None else np.asarray(clock)
         finite = t[np.isfinite(t)]
         span = float(finite.max() - finite.min()) if finite.size else 0.0
         return time_step(step, self.channel_info[time_index].gain, span,
