@@ -486,6 +486,20 @@ def test_spillover_naming_only_some_or_unknown_channels(tmp_path):
     assert any("BV421-A" in w for w in s.warnings)
 
 
+def test_spillover_of_a_larger_instrument_warns_once(tmp_path):
+    # A BD Influx writes its whole detector list into SPILL, here 5 detectors
+    # of which the file records 3: one warning names the 2 missing ones.
+    names = ["FSC PAR", *SPILL_NAMES, "PMT 24"]
+    matrix = np.eye(5)
+    matrix[1:4, 1:4] = SPILL
+    s = read_fcs(write(tmp_path, _spill_file("SPILL", _spill_value(names, matrix))))
+    assert s.spillover.detectors == tuple(SPILL_NAMES)
+    np.testing.assert_array_equal(s.spillover.matrix, SPILL)
+    dropped = [w for w in s.warnings if "no channel of this file" in w]
+    assert len(dropped) == 1
+    assert "2 detector(s)" in dropped[0] and "'FSC PAR'" in dropped[0] and "'PMT 24'" in dropped[0]
+
+
 def test_spillover_by_marker_name_and_percent(tmp_path):
     blob = _spill_file("SPILL", _spill_value(["CD3", "CD4", "CD8"], SPILL * 100),
                        markers=[None, "CD3", "CD4", "CD8"])

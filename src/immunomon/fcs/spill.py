@@ -86,7 +86,7 @@ def _spillover(value: str, keyword: str, channels, markers, fluorescence, path):
         names = [channels[int(name) - 1] for name in names]
         warnings.append(f"{keyword} names its channels by parameter number; read them as "
                         f"{', '.join(names)}")
-    resolved, keep = [], []
+    resolved, keep, unknown = [], [], []
     for i, name in enumerate(names):
         if name in channels:
             resolved.append(name)
@@ -95,8 +95,14 @@ def _spillover(value: str, keyword: str, channels, markers, fluorescence, path):
             resolved.append(channels[markers.index(name)])
             keep.append(i)
         else:
-            warnings.append(f"{keyword} names {name!r}, which is no channel of this file; "
-                            "dropped its row and column")
+            unknown.append(name)
+    if unknown:
+        # One warning for all of them: a BD Influx writes its 24-detector SPILL
+        # into files that record 4 of those detectors, which would otherwise be
+        # 20 warnings saying the same thing.
+        listed = ", ".join(repr(name) for name in unknown)
+        warnings.append(f"{keyword} names {len(unknown)} detector(s) that are no channel of "
+                        f"this file ({listed}); dropped their rows and columns")
     if not keep:
         return None, warnings
     matrix = matrix[np.ix_(keep, keep)]
