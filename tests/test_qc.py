@@ -94,6 +94,44 @@ def test_a_jump_in_one_channel_is_flagged():
     assert any("C2" in f for f in qc.flags)
 
 
+def test_a_coarse_clock_is_binned_by_whole_ticks():
+    # A FACSCanto export whose Time counts 9 ticks over 10,000 events (the last cut
+    # short), and a clock of 30 ticks that 20 bins would split into 1.5 ticks each:
+    # a steady acquisition either way, not a burst in every other bin.
+    rng = np.random.default_rng(3)
+    canto = np.minimum(np.arange(10_000) // 1230, 8).astype(float)
+    thirty = np.sort(rng.integers(0, 30, 10_000)).astype(float)
+    for time, n_bins in ((canto, 8), (thirty, 29)):
+        s = _sample({"A": rng.lognormal(7, 0.3, time.size), "Time": time},
+                    ranges={"A": 1e6})
+        qc = time_anomalies(s, n_bins=20)
+        assert len(qc.bins) == n_bins
+        assert qc.excluded == 0 and qc.flags == []
+    one_tick = _sample({"A": rng.lognormal(7, 0.3, 1000), "Time": np.r_[[0.0] * 500, [1.0] * 500]},
+                       ranges={"A": 1e6})
+    assert "too few ticks" in time_anomalies(one_tick).flags[0]
+
+
+def test_a_clock_stopped_at_the_top_of_its_range_is_kept_outside_the_bins():
+    # a 12-bit clock that reaches 4,095 and stays there for the last 40% of the events
+    rng = np.random.default_rng(4)
+    n = 10_000
+    time = np.minimum(np.arange(n) * 4095 / 6000, 4095).round()
+    s = _sample({"A": rng.lognormal(7, 0.3, n), "Time": time}, ranges={"A": 1e6, "Time": 4096})
+    qc = time_anomalies(s)
+    assert qc.excluded == 0 and qc.good.all()
+    assert int(qc.bins["events"].sum()) == np.count_nonzero(time < 4095)
+    assert len(qc.flags) == 1
+    assert "stopped at the top of its range (4,095)" in qc.flags[0]
+    assert "4,000 of 10,000 events" in qc.flags[0]
+
+
+def test_a_clock_that_never_ran_is_reported():
+    s = _sample({"A": np.arange(1000.0), "Time": np.zeros(1000)})
+    qc = time_anomalies(s)
+    assert qc.good.all() and "holds one value for every event" in qc.flags[0]
+
+
 def test_no_time_channel_is_reported_not_fatal():
     s = _sample({"A": np.arange(100.0)})
     qc = time_anomalies(s)

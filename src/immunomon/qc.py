@@ -200,17 +200,23 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     only.
 
     Without a Time channel, or with fewer than 3 bins' worth of time, the
-    check is skipped with a flag saying so and every event is kept.
+    check is skipped with a flag saying so and every event is kept. On a
+    coarse clock each bin holds whole clock ticks; events where the clock
+    stopped at the top of its range are kept, outside the bins, with a flag.
     """
     n = sample.n_events
     clock = acquisition_clock(sample, time_channel)
     if clock is None:
         return _skipped(n, f"no time channel {time_channel!r}: acquisition over time not checked")
     t_idx, t, clock_cols = clock
+    stopped = _stopped_clock(sample, t_idx, t, clock_cols, min_bin_events)
     step = sample.seconds_per_time_unit(t_idx, t)
     unit = "s" if step else "time units"
     t = t * (step or 1.0)
-    finite = np.isfinite(t)
+    # events at a stopped clock have no usable time: like events with a non-finite
+    # time they are not placed in bins and stay good
+    finite = np.isfinite(t) & ~stopped
+    notes = [_stopped_message(sample, t_idx, stopped)] if stopped.any() else []
     if n == 0 or not finite.any():
         return _skipped(n, "no events with a finite time: acquisition over time not checked")
     t0, t1 = float(t[finite].min()), float(t[finite].max())
@@ -224,13 +230,23 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     if n < 3 * min_bin_events:
         return _skipped(n, f"only {n:,} event{'s' if n != 1 else ''}: too few to compare "
                            "acquisition time bins; not checked")
-    if n_bins < 3 or t1 <= t0:
+    if t1 <= t0:
+        # e.g. a Partec CyFlow file whose Time channel is 0 for every event
+        return _skipped(n, f"the clock ({sample.channels[t_idx]}) holds one value for every "
+                           "event placed in time: acquisition over time not checked")
+    if n_bins < 3:
         return _skipped(n, "acquisition too short to compare time bins: not checked")
-    edges = np.linspace(t0, t1, n_bins + 1)
+    edges, widths = _bin_edges(t[finite], t0, t1, n_bins)
+    if len(edges) < 4:
+        return _skipped(n, f"the clock ({sample.channels[t_idx]}) counts too few ticks to "
+                           "compare acquisition time bins: not checked")
+    n_bins = len(edges) - 1
     # events with a non-finite time cannot be placed; they stay good
     b = np.clip(np.searchsorted(edges, np.where(finite, t, t0), side="right") - 1, 0, n_bins - 1)
     counts = np.bincount(b[finite], minlength=n_bins)
-    width = edges[1] - edges[0]
+    # the rate test compares counts per bin of the usual width (the last bin of a
+    # coarse clock may be wider, see _bin_edges)
+    rate_counts = counts * (np.median(widths) / widths)
 
     if channels is None:
         cols = [i for i in measured_columns(sample) if i not in clock_cols]
@@ -243,8 +259,8 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     levels = _bin_signals(sample.events, cols, scales, b, finite, n_bins)
     levels[counts < min_bin_events] = np.nan
 
-    usual = max(float(np.median(counts)), 1.0)
-    rate_z = robust_z(counts, floor=np.sqrt(usual))
+    usual = max(float(np.median(rate_counts)), 1.0)
+    rate_z = robust_z(rate_counts, floor=np.sqrt(usual))
     if cols:
         with warnings.catch_warnings():      # all-NaN bins (too few events) stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -257,7 +273,7 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         shift_z = channel_z = np.zeros(n_bins)
 
     def beyond(factor):
-        return (counts < usual / factor) | (counts > usual * factor)
+        return (rate_counts < usual / factor) | (rate_counts > usual * factor)
 
     bad_rate = _grow((np.abs(rate_z) > k) & beyond(rate_factor),
                      (np.abs(rate_z) > k_neighbour) & beyond(np.sqrt(rate_factor)))
@@ -269,13 +285,72 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     excluded = int(n - np.count_nonzero(good))
     table = {
         "start": edges[:-1], "stop": edges[1:], "events": counts,
-        "rate": counts / width, "rate_z": rate_z, "shift_z": shift_z, "channel_z": channel_z,
+        "rate": counts / widths, "rate_z": rate_z, "shift_z": shift_z, "channel_z": channel_z,
         "bad_rate": bad_rate, "bad_signal": bad_signal, "bad": bad,
         **{f"signal:{name}": levels[:, j] for j, name in enumerate(names)},
     }
-    flags = _time_flags(table, abs_sig, names, k, excluded, n, unit)
+    flags = notes + _time_flags(table, abs_sig, names, k, excluded, n, unit)
     return TimeQC(flags=flags, bin_columns=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
+
+
+def _bin_edges(t: np.ndarray, t0: float, t1: float, n_bins: int):
+    """``(edges, widths)`` of ``n_bins`` equal bins from ``t0`` to ``t1``; on a coarse
+    clock, of bins of whole ticks.
+
+    A clock that counts few ticks over the acquisition (a FACSCanto export whose Time
+    holds 9 values over 10,000 events) in bins narrower than a tick leaves most bins
+    empty, and in bins of 1.5 ticks alternates one tick and two: every bin would look
+    like a clog or a burst. There each bin holds the same whole number of ticks, the
+    last also the final tick, which acquisition cut short: its width counts as half a
+    tick, what such a tick lasts on average."""
+    ticks = np.unique(t)
+    tick = float(np.diff(ticks).min()) if ticks.size > 1 else 0.0
+    if not tick > 0 or (t1 - t0) / tick >= 20 * n_bins:
+        edges = np.linspace(t0, t1, n_bins + 1)
+        return edges, np.diff(edges)
+    whole = int(round((t1 - t0) / tick))          # ticks before the final one
+    per_bin = max(1, int(round(whole / n_bins)))
+    n = max(whole // per_bin, 1)
+    edges = t0 - tick / 2 + np.arange(n + 1) * per_bin * tick
+    edges[-1] = t1 + tick / 2
+    widths = np.diff(edges)
+    widths[-1] -= tick / 2
+    return edges, widths
+
+
+def _stopped_clock(sample, t_idx: int, t: np.ndarray, clock_cols, min_events: int) -> np.ndarray:
+    """Events whose clock sits at the top of its range ($PnR - 1), where it stopped.
+
+    A clock that reaches its range stays there (a Partec CyFlow's 12-bit Time holds
+    4,095 for the last 40% of a long acquisition): those events were acquired at an
+    unknown time after it stopped, and binned with the rest they would make the last
+    bin look like a burst. Only a clock of one word, and only when at least
+    ``min_events`` (and 1% of the) events sit there."""
+    none = np.zeros(t.shape, dtype=bool)
+    info = sample.channel_info[t_idx]
+    if len(clock_cols) != 1 or not info.range or info.range <= 1:
+        return none
+    gain = info.gain or 1.0
+    finite = t[np.isfinite(t)]
+    if finite.size == 0:
+        return none
+    highest = float(finite.max())
+    # a clock that runs past its $PnR (floating-point Time often does) never stopped
+    if not (info.range - 1.0) / gain <= highest < info.range / gain:
+        return none
+    at_top = t == highest
+    if np.count_nonzero(at_top) < max(min_events, 0.01 * t.size):
+        return none
+    return at_top
+
+
+def _stopped_message(sample, t_idx: int, stopped: np.ndarray) -> str:
+    k, n = int(np.count_nonzero(stopped)), stopped.size
+    info = sample.channel_info[t_idx]
+    return (f"the clock ({info.name}) stopped at the top of its range ({number(info.range - 1)}) "
+            f"for {k:,} of {n:,} events ({k / n:.1%}): their acquisition time is unknown, so "
+            "the time check covers the others; these are kept")
 
 
 def measured_columns(sample) -> list[int]:
