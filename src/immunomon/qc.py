@@ -304,8 +304,11 @@ def _bin_edges(t: np.ndarray, t0: float, t1: float, n_bins: int):
     like a clog or a burst. There each bin holds the same whole number of ticks, the
     last also the final tick, which acquisition cut short: its width counts as half a
     tick, what such a tick lasts on average."""
-    ticks = np.unique(t)
-    tick = float(np.diff(ticks).min()) if ticks.size > 1 else 0.0
+    steps = np.diff(t)
+    if steps.size and not (steps >= 0).all():      # not in acquisition order: sort
+        steps = np.diff(np.unique(t))
+    steps = steps[steps > 0]
+    tick = float(steps.min()) if steps.size else 0.0
     if not tick > 0 or (t1 - t0) / tick >= 20 * n_bins:
         edges = np.linspace(t0, t1, n_bins + 1)
         return edges, np.diff(edges)
