@@ -85,3 +85,21 @@ def test_malformed_fsa(tmp_path):
     p.write_bytes(FSA[:140])
     with pytest.raises(ChimerismError, match="bad.fsa"):
         read_fsa_metadata(p)
+
+
+def test_sequencing_trace_is_refused_by_name(tmp_path):
+    # A Sanger .ab1 is the same container as an .fsa, with four base channels and base
+    # calls (PBAS); it must be refused as such, not read as a 4-dye STR run.
+    from immunomon.chimerism.trace import read_trace
+
+    scans = struct.pack(">200h", *([100] * 200))
+    channels = [(f"DATA", i, 4, 2, scans) for i in (1, 2, 3, 4)]
+    fsa = abif(channels)
+    path = tmp_path / "run.fsa"
+    path.write_bytes(fsa)
+    assert read_trace(path).data.shape == (4, 200)
+    ab1 = tmp_path / "read.ab1"
+    ab1.write_bytes(abif(channels + [tag("PBAS", 2, cstring("ACGTNACGT"))]))
+    with pytest.raises(ChimerismError, match=r"read\.ab1: a sequencing trace") as err:
+        read_trace(ab1)
+    assert "\n" not in str(err.value)

@@ -181,6 +181,26 @@ def test_wide_genotype_tables_as_references(exports, tmp_path):
     assert json.loads(r.output)["samples"][0]["percent_donor"] == pytest.approx(70.0)
 
 
+def test_typed_reference_profiles_as_references(exports, tmp_path):
+    # One file of typed profiles, as EuroForMix and strvalidator keep them: R's spelling
+    # of the headers, a homozygote listed twice, NA for no second allele, no peaks.
+    lines = ["SampleName;Marker;Allele1;Allele2"]
+    for name, genotype in (("ref1", DONOR), ("ref2", RECIPIENT)):
+        for m, alleles in genotype.items():
+            a = alleles if len(alleles) == 2 else alleles * 2
+            lines.append(";".join([name, m, *a]))
+    lines[-1] = lines[-1].rsplit(";", 1)[0] + ";NA"       # ref2's AMEL as "X;NA"
+    refs = tmp_path / "refs.csv"
+    refs.write_text("\n".join(lines) + "\n")
+    r = invoke("--donor", f"{refs}::ref1", "--recipient", f"{refs}::ref2",
+               exports / "samples.txt", "--json")
+    assert r.exit_code == 0, r.output
+    doc, _ = json.JSONDecoder().raw_decode(r.output)   # the warnings follow on stderr
+    assert doc["samples"][0]["percent_donor"] == pytest.approx(70.0)
+    assert "a genotype table without heights or areas" in r.output
+    assert "chosen by peak area" not in r.output
+
+
 def test_malformed_export_is_one_line_error(exports):
     bad = (exports / "samples.txt").read_text().splitlines()
     cells = bad[3].split("\t")

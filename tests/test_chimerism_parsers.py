@@ -253,3 +253,44 @@ def test_custom_kit_errors(tmp_path, text, match):
 def test_unknown_kit_name():
     with pytest.raises(ChimerismError, match="unknown kit 'Profiler'"):
         load_kit("Profiler")
+
+
+# ----------------------------------------------------------------- other exporters' spellings
+def test_header_spellings_of_other_exporters(tmp_path):
+    # EuroForMix / R write.table reference and evidence tables: "SampleName", "Allele1",
+    # NA in the empty slots (the homozygote listed twice)
+    refs = write(tmp_path, "refs.csv", "SampleName,Marker,Allele1,Allele2\r\n"
+                                       "ref1,D3S1358,16,16\r\nref1,TH01,9.3,NA\r\n")
+    df = read_export(refs)
+    assert list(df["allele"]) == ["16", "16", "9.3"]
+    assert genotype_from_peaks(df, "donor").alleles("D3S1358") == ("16",)
+    # strvalidator: "Sample.Name", "Allele.1", "Size.1", NA for no number
+    dotted = write(tmp_path, "set.txt",
+                   "Sample.Name\tMarker\tDye\tAllele.1\tAllele.2\tSize.1\tSize.2\t"
+                   "Height.1\tHeight.2\n"
+                   "A2.1\tD3S1358\tB\t15\tNA\t130.7\tNA\t3960\tNA\n")
+    df = read_export(dotted)
+    assert df.attrs["layout"] == "wide" and list(df["allele"]) == ["15"]
+    assert df.iloc[0]["size"] == 130.7 and df.iloc[0]["dye"] == "B"
+    # GeneMapper ID-X allele report: "Allele#1", "Height#1", no sizes
+    hashed = write(tmp_path, "AlleleReport.txt",
+                   "Sample Name\tMarker\tAllele#1\tHeight#1\tAllele#2\tHeight#2\n"
+                   "1_11148_1A2\tD3S1358\t14\t3950\t15\t8780\n")
+    df = read_export(hashed)
+    assert list(df["allele"]) == ["14", "15"] and list(df["height"]) == [3950, 8780]
+
+
+def test_peak_scanner_csv_with_starred_standard_sizes(tmp_path):
+    # Peak Scanner's CSV: "Sample Filename", "Dye Color", "Dye, Sample Peak", two area
+    # columns, and a star before the sizes of the size-standard fragments
+    text = ('"Sample Filename","Dye Color","Dye, Sample Peak","Size","Height",'
+            '"Area (Data Point)","Area (Base Pairs)","Data Point",\n'
+            '"K1_A04.fsa","BLUE","B, 12","151.16","2223.00","36077.00","150.66","3975.00",\n'
+            '"K1_A04.fsa","ORANGE","O, 5","*100.00","800.00","8000.00","60.5","3000.00",\n')
+    df = read_export(write(tmp_path, "peakscanner.csv", text))
+    assert list(df["sample"]) == ["K1_A04", "K1_A04"]
+    assert list(df["dye"]) == ["B", "O"] and list(df["size"]) == [151.16, 100.0]
+    assert df.iloc[0]["area"] == 36077 and df.iloc[0]["data_point"] == 3975
+    # the star is read only where Peak Scanner puts it
+    with pytest.raises(ChimerismError, match=r"line 2, column 5 \('Height'\): '\*2223.00'"):
+        read_export(write(tmp_path, "bad.csv", text.replace('"2223.00"', '"*2223.00"')))

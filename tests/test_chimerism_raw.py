@@ -275,6 +275,29 @@ def test_gs600_liz_calibration_recovers_a_known_curve():
     assert got == pytest.approx(probe, abs=0.05)
 
 
+def test_the_standard_the_file_names_when_the_kits_does_not_fit():
+    # Identifiler is usually run with GS500 LIZ, but a 3500 lab may load GS600 LIZ and
+    # the run file says so (StdF1); the label is tried when the kit's standard fails.
+    present = [s for s in SIZE_STANDARDS["GS600 LIZ"].sizes if s >= 60]
+    trace, where = _synthetic_run(present, scans=12000)
+    kit = load_kit("Identifiler")
+    trace.size_standard = "GS600LIZ(60-600)+Normalization"
+    run = read_and_size(trace, kit)
+    assert run.calibration.standard.name == "GS600 LIZ"
+    assert run.calibration.size(where(np.array([333.0])))[0] == pytest.approx(333, abs=0.05)
+    assert any("sized with GS600 LIZ, the size standard the file names" in w
+               for w in run.warnings)
+    # no label, or a label naming the kit's own standard: the fitting error stands
+    for label in (None, "GS500LIZ"):
+        trace.size_standard = label
+        with pytest.raises(ChimerismError, match="GS500 LIZ"):
+            read_and_size(trace, kit)
+    # a given --size-standard is never replaced
+    trace.size_standard = "GS600LIZ"
+    with pytest.raises(ChimerismError, match="GS500 LIZ"):
+        read_and_size(trace, kit, "GS500 LIZ")
+
+
 def test_custom_ladder_file(tmp_path):
     sizes = (50, 75, 100, 125, 150, 200, 250, 300, 350, 400, 450)
     trace, where = _synthetic_run(sizes)

@@ -95,9 +95,29 @@ def size_run(trace: Trace, kit: Kit | None = None, size_standard=None, *,
     signal = corrected(trace.data)
     ss_peaks = find_peaks(signal[channel], min_height=max(min_height, 30.0),
                           offscale=trace.offscale, channel=channel)
-    cal = calibrate(ss_peaks["scan"].to_numpy(), ss_peaks["height"].to_numpy(), standard,
-                    saturated=ss_peaks["saturated"].to_numpy(), source=trace.path,
-                    channel=channel)
+    fallback_warning = None
+    try:
+        cal = calibrate(ss_peaks["scan"].to_numpy(), ss_peaks["height"].to_numpy(), standard,
+                        saturated=ss_peaks["saturated"].to_numpy(), source=trace.path,
+                        channel=channel)
+    except ChimerismError as exc:
+        # The kit's usual standard did not fit. A lab may run the kit with another one
+        # (Identifiler with GS600 LIZ on a 3500); the label the run file carries is then
+        # the better guess. The label alone is not trusted first: 3100 runs of
+        # PowerPlex 16 with ILS 600 carry the instrument's default "GSLIZ500" label.
+        named = guess_size_standard(trace.size_standard)
+        if size_standard is not None or named is None or named.name == standard.name:
+            raise
+        try:
+            cal = calibrate(ss_peaks["scan"].to_numpy(), ss_peaks["height"].to_numpy(),
+                            named, saturated=ss_peaks["saturated"].to_numpy(),
+                            source=trace.path, channel=channel)
+        except ChimerismError:
+            raise ChimerismError(f"{exc} (nor does {named.name}, the standard the file "
+                                 f"names: {trace.size_standard!r})") from None
+        fallback_warning = (f"{trace.path}: sized with {named.name}, the size standard "
+                            f"the file names ({trace.size_standard!r}); the kit's usual "
+                            f"{standard.name} could not be fitted")
     start = int(cal.scans[0] - 0.5 * (cal.scans[1] - cal.scans[0]))
     frames = [find_peaks(signal[c], min_height=min_height, offscale=trace.offscale,
                          start=max(start, 0), channel=c)
@@ -108,6 +128,8 @@ def size_run(trace: Trace, kit: Kit | None = None, size_standard=None, *,
     peaks["size"] = cal.size(peaks["scan"].to_numpy(dtype=float))
     peaks["dye"] = [dyes[int(c)] for c in peaks["channel"]]
     run = SizedRun(trace, cal, dyes, signal, peaks)
+    if fallback_warning:
+        run.warnings.append(fallback_warning)
     beyond = peaks["size"] > cal.sizes[-1] + 10
     if beyond.any() and (peaks.loc[beyond, "height"] > 100).any():
         run.warnings.append(f"{trace.path}: peaks beyond the last size-standard fragment "

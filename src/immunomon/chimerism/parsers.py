@@ -33,19 +33,25 @@ from .kits import Kit, normalize_locus
 PEAK_COLUMNS = ["sample", "marker", "locus", "allele", "size", "height", "area",
                 "dye", "data_point", "file", "line"]
 
-# Header aliases, compared after lower-casing and collapsing whitespace.
+# Header aliases, compared by :func:`_key`: lower case, letters and digits only, so that
+# the spellings of other exporters and of R's write.table ("SampleName", "Sample.Name",
+# "Allele.1", "Allele#1", "Sample Filename", "Dye, Sample Peak") match GeneMapper's.
 _SAMPLE_NAME = ("sample name", "sample")
 _SAMPLE_FILE = ("sample file name", "sample file", "file name", "filename")
-_AREA = ("area", "area in point", "area in points", "area in bp", "peak area")
+_AREA = ("area", "area in point", "area in points", "area (data point)", "area in bp",
+         "peak area")
 _HEIGHT = ("height", "peak height")
 _SIZE = ("size", "size (bp)", "peak size")
 _DATA_POINT = ("data point", "datapoint", "scan")
-_WIDE = re.compile(r"^(allele|size|height|area)\s*(\d+)$")
+_DYE = ("dye/sample peak", "dye", "color", "colour", "dye color")
+_WIDE = re.compile(r"^(allele|size|height|area)(\d+)$")
 _FILE_SUFFIX = re.compile(r"\.(fsa|hid|ab1|abi)$", re.IGNORECASE)
+# Cells that mean "nothing here" (R writes NA into the empty slots of a wide table).
+_EMPTY = ("", "-", "NA", "N/A", "nan", "NaN")
 
 
-def _norm_header(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().strip('"').strip()).lower()
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.strip().strip('"').lower())
 
 
 def _decode(raw: bytes) -> str:
@@ -57,8 +63,8 @@ def _decode(raw: bytes) -> str:
 
 def _find(headers: list, names) -> int | None:
     for name in names:
-        if name in headers:
-            return headers.index(name)
+        if _key(name) in headers:
+            return headers.index(_key(name))
     return None
 
 
@@ -92,7 +98,7 @@ class _Table:
                                  f"unclosed quote") from None
         while self.raw_headers and not self.raw_headers[-1]:
             self.raw_headers.pop()     # GeneMapper ends each line with a tab
-        self.headers = [_norm_header(h) for h in self.raw_headers]
+        self.headers = [_key(h) for h in self.raw_headers]
         self.warnings: list = []
 
     def cell(self, line: int, cells: list, col: int | None) -> str:
@@ -108,9 +114,12 @@ class _Table:
                 f"{len(cells)} cells but the header on line {self.header_line} has "
                 f"{len(self.headers)}; check for a stray separator in a name")
 
-    def number(self, line: int, cells: list, col: int | None) -> float:
+    def number(self, line: int, cells: list, col: int | None, *,
+               flag: str | None = None) -> float:
         text = self.cell(line, cells, col)
-        if text in ("", "-", "NA", "N/A", "nan"):
+        if flag and text.startswith(flag):
+            text = text[len(flag):]    # a flag the exporter puts before the number
+        if text in _EMPTY:
             return np.nan
         try:
             value = float(text)
@@ -145,6 +154,8 @@ def _sample_name(table: _Table, line, cells, name_col, file_col) -> str:
 
 def _normalize_allele(label: str) -> str:
     label = label.strip()
+    if label in _EMPTY:
+        return ""
     if label.upper().startswith("OL") or label == "?":
         return "OL"
     return label
@@ -152,11 +163,11 @@ def _normalize_allele(label: str) -> str:
 
 def detect_layout(headers: list) -> str | None:
     """'peaks' for the per-peak report, 'wide' for the genotype table, else None."""
-    norm = [_norm_header(h) for h in headers]
+    norm = [_key(h) for h in headers]
     if any(_WIDE.match(h) for h in norm):
         return "wide"
-    if "allele" in norm or "dye/sample peak" in norm or (
-            any(h in norm for h in _SIZE) and any(h in norm for h in _HEIGHT + _AREA)):
+    if "allele" in norm or "dyesamplepeak" in norm or (
+            _find(norm, _SIZE) is not None and _find(norm, _HEIGHT + _AREA) is not None):
         return "peaks"
     return None
 
@@ -173,8 +184,7 @@ def _read_peak_report(table: _Table) -> list:
     if height_col is None and area_col is None:
         raise table.missing("height or area", _HEIGHT + _AREA)
     marker_col, allele_col = _find(h, ("marker", "locus")), _find(h, ("allele",))
-    dye_col, dp_col = _find(h, ("dye/sample peak", "dye", "color", "colour")), \
-        _find(h, _DATA_POINT)
+    dye_col, dp_col = _find(h, _DYE), _find(h, _DATA_POINT)
     if marker_col is None:
         if dye_col is None:
             raise ChimerismError(
@@ -194,7 +204,8 @@ def _read_peak_report(table: _Table) -> list:
             "marker": marker,
             "locus": normalize_locus(marker) if marker else "",
             "allele": _normalize_allele(table.cell(line, cells, allele_col)),
-            "size": table.number(line, cells, size_col),
+            # Peak Scanner stars the size-standard fragments' sizes ("*100.00")
+            "size": table.number(line, cells, size_col, flag="*"),
             "height": table.number(line, cells, height_col),
             "area": table.number(line, cells, area_col),
             "dye": dye,
@@ -212,7 +223,7 @@ def _read_wide_table(table: _Table) -> list:
     marker_col = _find(h, ("marker", "locus"))
     if marker_col is None:
         raise table.missing("marker", ("marker", "locus"))
-    dye_col = _find(h, ("dye", "color", "colour"))
+    dye_col = _find(h, _DYE[1:])
     numbered: dict = {}
     for col, name in enumerate(h):
         m = _WIDE.match(name)
@@ -228,13 +239,13 @@ def _read_wide_table(table: _Table) -> list:
         dye = table.cell(line, cells, dye_col)[:1].upper() or None
         for n in sorted(numbered):
             cols = numbered[n]
-            allele = table.cell(line, cells, cols.get("allele"))
+            allele = _normalize_allele(table.cell(line, cells, cols.get("allele")))
             size = table.number(line, cells, cols.get("size"))
             if not allele and np.isnan(size):
                 continue               # empty slot: fewer alleles than columns
             records.append({
                 "sample": sample, "marker": marker, "locus": normalize_locus(marker),
-                "allele": _normalize_allele(allele), "size": size,
+                "allele": allele, "size": size,
                 "height": table.number(line, cells, cols.get("height")),
                 "area": table.number(line, cells, cols.get("area")),
                 "dye": dye, "data_point": np.nan, "line": line,

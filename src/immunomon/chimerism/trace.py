@@ -173,6 +173,12 @@ def read_trace(path) -> Trace:
             IndexError, KeyError) as exc:
         raise ChimerismError(f"{path}: truncated or malformed ABIF file ({exc})") from None
     tags = record.annotations.get("abif_raw", {})
+    if tags.get("PBAS1") is not None or tags.get("PBAS2") is not None:
+        # A Sanger sequencing trace (.ab1) is the same container, with base calls; its
+        # four channels are bases, not the dyes of an STR kit.
+        raise ChimerismError(f"{path}: a sequencing trace (it holds base calls), not a "
+                             f"fragment-analysis run; give the .fsa or .hid runs of the "
+                             f"STR kit")
     types = _element_types(raw)
     present = [t for t in DATA_TAGS if t in types]
     if not present:

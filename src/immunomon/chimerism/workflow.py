@@ -55,7 +55,13 @@ def reference_genotype(source, person: str, kit: Kit | None, settings: Chimerism
         raise ChimerismError(f"{path}: no Marker column; a reference genotype needs the "
                              f"locus of every allele: export the Marker and Allele columns")
     warnings = list(peaks.attrs.get("warnings", ()))
-    if peaks["height"].isna().all():
+    if peaks["height"].isna().all() and peaks["area"].isna().all():
+        # A typed reference profile (EuroForMix, strvalidator, LIMS genotype tables):
+        # alleles listed without peaks, so nothing was chosen between peaks.
+        warnings.append(f"{path}: a genotype table without heights or areas: the "
+                        f"{person}'s alleles are the ones it lists (no balance, stutter "
+                        f"or RFU checks)")
+    elif peaks["height"].isna().all():
         warnings.append(f"{path}: no Height column: the {person}'s alleles were chosen by "
                         f"peak area (balance and stutter on areas); the RFU threshold, "
                         f"pull-up and spike checks were not applied")
