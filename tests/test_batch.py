@@ -272,6 +272,26 @@ def test_sample_names_that_clash_are_said(tmp_path):
                                 "taken; its results are 'default/M_ller_2'"]
 
 
+def test_studies_named_by_dates_keep_their_own_folders_and_tables(tmp_path):
+    """An iCyt writes $PROJ as "2/25/2011 11:14 AM": a study name was cut at its last "/",
+    so two days' studies shared one folder and the second's table replaced the first's
+    (a file's yields in no table). Separators are now part of the name; names that a
+    folder still cannot tell apart share one table that holds them all, with a warning."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "tube.fcs", seed=1, keywords={"$PROJ": "2/25/2011 11:14 AM"})
+    write_sample(inbox / "tube2.fcs", seed=2, keywords={"$PROJ": "3/1/2011 11:14 AM"})
+    write_sample(inbox / "x.fcs", seed=3, keywords={"$PROJ": "Trial A"})
+    write_sample(inbox / "y.fcs", seed=4, keywords={"$PROJ": "Trial_A"})
+    summary = run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    assert summary.done == 4
+    for folder, sample in (("2_25_2011_11_14_AM", "tube"), ("3_1_2011_11_14_AM", "tube2")):
+        table = pd.read_csv(results / folder / "populations.csv")
+        assert set(table["sample"]) == {sample}
+    shared = pd.read_csv(results / "Trial_A" / "populations.csv")
+    assert set(zip(shared["study"], shared["sample"])) == {("Trial A", "x"), ("Trial_A", "y")}
+    assert any("'Trial A', 'Trial_A' share this folder" in w for w in summary.warnings)
+
+
 def test_a_file_name_that_is_not_utf8_is_one_failure_and_the_batch_goes_on(tmp_path):
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_sample(inbox / "a.fcs", seed=1)

@@ -34,6 +34,10 @@ NAMES = [
     ("Width", False, True, False),                       # Accuri C6
     ("HDR-T", False, False, False),                      # MACSQuant
     ("Event_length", False, False, False),
+    ("BL1-W", False, True, False),                       # Attune: a pulse width, no marker
+    ("EV", False, False, False),                         # iCyt's event counter
+    ("Unused6", False, False, False),                    # iCyt: a detector left unused
+    ("DOUBLET", False, False, False),                    # CyFlow's doublet flag
 ]
 
 

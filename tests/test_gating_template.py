@@ -394,3 +394,28 @@ def test_beckman_coulter_scatter_names_gate_as_bd_ones():
                 "CD56bright NK", "mDC"):
         assert np.array_equal(ours.mask(pop), theirs.mask(pop)), pop
     assert ours.mask("Lymphocytes").sum() > 1000
+
+
+def test_a_singlet_gate_whose_two_dimensions_find_one_channel_is_refused():
+    """A cross-instrument template's area and height markers both found a Stratedigm's
+    "FSC LinH": the gate kept every event and the sample was ok."""
+    from immunomon.errors import GatingError
+
+    text = """panel: any
+version: "1"
+markers:
+  FwdA: [FSC-A, FSC LinH]
+  FwdH: [FSC-H, FSC LinH]
+populations:
+  - name: Singlets
+    parent: root
+    dims: [FwdA, FwdH]
+    method: singlet
+"""
+    sim = simulate.pbmc_sample(3000, seed=1).sample
+    info = tuple(replace(c, name="FSC LinH") if c.name == "FSC-H" else c
+                 for c in sim.channel_info)
+    keep = [i for i, c in enumerate(info) if c.name != "FSC-A"]   # one forward channel
+    one_fsc = replace(sim, channel_info=tuple(info[i] for i in keep), events=sim.events[:, keep])
+    with pytest.raises(GatingError, match="both of its dimensions are 'FSC LinH'"):
+        parse_template(text, "any.yaml").strategy_for(one_fsc)

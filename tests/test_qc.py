@@ -516,3 +516,22 @@ def test_a_macsquant_clock_is_found_by_its_name():
     check = time_anomalies(sample)
     assert len(check.bins) >= 3 and not any("no time channel" in f for f in check.flags)
     assert "HDR-T" not in check.channels
+
+
+def test_each_margin_flag_has_the_level_of_its_own_share():
+    """One channel with 10% of its events at the top made every margin flag of the sample a
+    warning, one at 3% too; docs/templates.md says under 5% is information."""
+    from dataclasses import replace
+
+    from immunomon.gating.run import gate_sample
+
+    sim = pbmc_sample(20_000, seed=5)
+    events = sim.sample.events.copy()
+    for name, share in (("FITC-A", 0.10), ("PE-A", 0.03)):
+        j = sim.sample.channel_index(name)
+        events[: int(share * len(events)), j] = sim.sample.channel_info[j].range
+    gated = gate_sample(replace(sim.sample, events=events), "post-transplant",
+                        exclude_anomalies=False)
+    levels = {f.message.split(" ")[0]: f.level for f in gated.qc_flags
+              if "at the top of the scale" in f.message}
+    assert levels == {"FITC-A": "warning", "PE-A": "info"}

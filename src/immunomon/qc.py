@@ -525,11 +525,13 @@ class MarginQC:
     ``bottom`` (event counts), ``top_fraction``, ``bottom_fraction``,
     ``flagged``. ``margin``: per event, True when it sits on a margin of any
     checked channel (nothing is excluded here; the mask is for the caller).
+    ``shares``: the share of events each flag counts, in the flags' order.
     """
 
     flags: list[str]
     channel_columns: dict       # ``table`` as columns (immunomon.columns)
     margin: np.ndarray = field(repr=False)
+    shares: list[float] = field(default_factory=list)
 
     @cached_property
     def table(self):
@@ -588,16 +590,18 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
         "top_fraction": top / n, "bottom_fraction": bottom / n,
         "flagged": (top / n > fraction_limit) | (bottom / n > fraction_limit),
     }
-    flags = []
+    flags, shares = [], []
     for j, row in enumerate(row_dicts(table)):
         label = f"{row['channel']} ({row['marker']})" if row["marker"] else row["channel"]
         if row["top_fraction"] > fraction_limit:
             flags.append(f"{label}: {row['top']} events ({row['top_fraction']:.1%}) at the "
                          f"top of the scale")
+            shares.append(float(row["top_fraction"]))
         if row["bottom_fraction"] > fraction_limit:
             flags.append(f"{label}: {row['bottom']} events ({row['bottom_fraction']:.1%}) "
                          f"piled at the bottom value {float(low[j]):g}")
-    return MarginQC(flags=flags, channel_columns=table, margin=margin)
+            shares.append(float(row["bottom_fraction"]))
+    return MarginQC(flags=flags, channel_columns=table, margin=margin, shares=shares)
 
 
 # -- non-finite values ---------------------------------------------------------------
@@ -689,6 +693,7 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
             continue                      # fixed and boolean gates say nothing
         parent = result.strategy.gate(gid).parent
         n_parent = result.count(parent) if parent is not None else result.n_events
+        of_parent = f"its parent {parent!r}" if parent is not None else "the file"
         notes = "; ".join(getattr(gate, "notes", ()) or ())
         quadrants = [q.id for q in getattr(gate, "quadrants", ())]
         fell_back = bool(getattr(gate, "fell_back", False))
@@ -703,14 +708,15 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                 beyond = _cut_above_the_scale(result, gate)
                 flags.append(QCFlag("failure" if fell_back or beyond else "warning",
                                     f"gate {gid!r}: population {pid!r} is empty although "
-                                    f"its parent {parent!r} holds {n_parent} events "
+                                    f"{of_parent} holds {n_parent} events "
                                     f"({notes or gate.method}){beyond}; check the template "
                                     "and the plot", pid))
             elif n == n_parent and fell_back and not quadrants:
-                flags.append(QCFlag("warning", f"gate {gid!r}: population {pid!r} kept every "
-                                               f"event of its parent {parent!r} ({notes})",
-                                    pid))
-        if fell_back and notes:
+                # the rule's note is this line's reason: not said again below
+                flags.append(QCFlag("warning", f"population {pid!r} kept every event of "
+                                               f"{of_parent} ({notes})", pid))
+                continue
+        if fell_back and notes and (quadrants or result.count(gid) != n_parent):
             flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
         flags += [QCFlag("warning", f"gate {gid!r}: {doubt}", gid)
                   for doubt in getattr(gate, "doubts", ())]

@@ -21,6 +21,7 @@ Results layout::
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import os
 import shutil
@@ -97,9 +98,11 @@ def _sha256_text(text: str) -> str:
 
 
 def safe_folder(text: str) -> str:
+    """A folder name for a study or sample: path separators become underscores (an
+    instrument's $PROJ of "2/25/2011 11:14 AM" is a name, not a path)."""
     from ..gating.run import safe_name
 
-    name = safe_name(text)
+    name = safe_name(re.sub(r"[\\/]+", "_", str(text)))
     return f"{name}_" if name in RESERVED else name
 
 

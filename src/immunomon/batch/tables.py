@@ -109,10 +109,20 @@ def write_study_tables(registry: Registry, results, *, deidentified: bool = Fals
     if deidentified and not (pseudonyms is not None and pseudonyms.max_shift_days):
         table = table.drop(columns=["acquired"])
     written = []
+    folders: dict[str, list[str]] = {}
     for study in sorted({r["study"] for r in rows}):
-        folder = results / safe_folder(study)
+        folders.setdefault(safe_folder(study), []).append(study)
+    for name, studies in folders.items():
+        folder = results / name
+        if len(studies) > 1 and problems is not None:
+            # names that differ only in characters a folder cannot hold: one folder, one
+            # table holding every study's files (each row names its study), never one
+            # study's table written over another's
+            problems.append(f"{folder}: studies {', '.join(map(repr, studies))} share this "
+                            "folder (their names differ only in characters a folder cannot "
+                            "hold); its tables hold them all")
         try:
-            _write_study(folder, study, table, rows)
+            _write_study(folder, studies, table, rows)
         except OSError as exc:
             if problems is None:
                 raise
@@ -123,13 +133,15 @@ def write_study_tables(registry: Registry, results, *, deidentified: bool = Fals
     return written
 
 
-def _write_study(folder: Path, study: str, table, rows) -> None:
-    """One study's ``populations.csv``/``.parquet`` and ``index.html``."""
+def _write_study(folder: Path, studies: list[str], table, rows) -> None:
+    """The ``populations.csv``/``.parquet`` and ``index.html`` of the studies of one
+    folder (one, but for names a folder cannot tell apart)."""
     from ..atomic import atomic_path
     from ..report.pages import index_page
 
     folder.mkdir(parents=True, exist_ok=True)
-    part = table[table["study"] == study].drop(columns=["study", "output"])
+    part = table[table["study"].isin(studies)]
+    part = part.drop(columns=["output"] + (["study"] if len(studies) == 1 else []))
     if len(part):
         with atomic_path(folder / "populations.csv") as tmp:
             part.to_csv(tmp, index=False)
@@ -144,7 +156,7 @@ def _write_study(folder: Path, study: str, table, rows) -> None:
         {"sample": r["sample"], "status": r["qc_status"] if r["status"] == "done"
          else r["status"], "events": r["events"], "flags": r["qc_flags"],
          "page": r["page"], "message": r["error"]}
-        for r in rows if r["study"] == study], title=f"immunomon batch: {study}")
+        for r in rows if r["study"] in studies], title=f"immunomon batch: {' + '.join(studies)}")
 
 
 def rebuild_tables(results) -> list[Path]:

@@ -16,7 +16,10 @@ _SCATTER = re.compile(
     r"|SCATTER",                        # "Forward Scatter", "Side Scatter"
     re.IGNORECASE)
 _WIDTH = re.compile(r"(?:\bW|WIDTH|TOF|[FS]SCW)$", re.IGNORECASE)
-_NOT_MEASURED = ("TIME", "EVENT", "WIDTH", "PULSE", "HDR")   # time, counters, pulse shape
+# time, event counters, pulse shape, detectors left unused (iCyt "Unused6"), a doublet
+# discriminator's flag (CyFlow "DOUBLET")
+_NOT_MEASURED = ("TIME", "EVENT", "WIDTH", "PULSE", "HDR", "UNUSED", "DOUBLET")
+_COUNTERS = ("EV",)                                          # an iCyt's event counter
 
 
 def is_scatter(name: str) -> bool:
@@ -37,5 +40,8 @@ def is_width(name: str) -> bool:
 
 
 def is_fluorescence(name: str) -> bool:
-    """Neither scatter nor the clock, an event counter or a pulse-shape channel."""
-    return not is_scatter(name) and not name.strip().upper().startswith(_NOT_MEASURED)
+    """Neither scatter nor the clock, an event counter, a pulse width ("BL1-W") or an
+    unused detector."""
+    label = name.strip().upper()
+    return not (is_scatter(name) or is_width(name) or label.startswith(_NOT_MEASURED)
+                or label in _COUNTERS)

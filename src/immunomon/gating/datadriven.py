@@ -201,6 +201,11 @@ class SingletGate:
         if len(dims) != 2:
             raise GatingError(f"gate {self.id!r}: a singlet gate uses two dimensions "
                               "(area, height)")
+        names = [getattr(d, "name", None) for d in dims]
+        if names[0] is not None and names[0] == names[1]:
+            # two aliases found one channel (a Stratedigm's only FSC channel for both)
+            raise GatingError(f"gate {self.id!r}: a singlet gate compares two channels, but "
+                              f"both of its dimensions are {names[0]!r} in this file")
         object.__setattr__(self, "dimensions", dims)
 
     def resolve(self, columns) -> FoundPolygon | FoundRectangle:

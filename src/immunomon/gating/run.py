@@ -228,10 +228,9 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                f"{time_qc.excluded} events in unstable acquisition time bins "
                                f"were excluded from gating ({100 * unstable:.1f}%)"))
     margins = qc.margin_events(gated)
-    edges = margins.channel_columns
-    worst_margin = float(max(np.max(edges["top_fraction"], initial=0.0),
-                             np.max(edges["bottom_fraction"], initial=0.0)))
-    flags += qc.leveled(margins.flags, "warning" if worst_margin > MARGIN_WARNING else "info")
+    # each channel's own share decides its flag's level, as docs/templates.md says
+    flags += [qc.QCFlag("warning" if share > MARGIN_WARNING else "info", message)
+              for message, share in zip(margins.flags, margins.shares)]
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
