@@ -357,6 +357,10 @@ def test_fcs_dates():
     assert parse_fcs_date("2024-03-05") == "2024-03-05"
     assert parse_fcs_date("05-Mar-24") == "2024-03-05"
     assert parse_fcs_date("31-FEB-2024") == "" and parse_fcs_date(None) == ""
+    # numbers only, where the order shows (Cytek Aurora, Partec); not guessed otherwise
+    assert parse_fcs_date("06_27_2018", "13:17:20.07") == "2018-06-27T13:17:20"
+    assert parse_fcs_date("28-06-2006") == "2006-06-28"
+    assert parse_fcs_date("03-07-2024") == "" and parse_fcs_date("31_31_2020") == ""
 
 
 def test_stability_waits_for_a_quiet_file_or_its_marker(tmp_path):

@@ -188,7 +188,9 @@ _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
 
 def parse_fcs_date(date: str | None, time: str | None = None) -> str:
     """ISO text from ``$DATE`` (dd-mmm-yyyy, as FCS 3.x writes it; also
-    dd-mmm-yy, yyyy-mmm-dd and yyyy-mm-dd) and ``$BTIM``; "" when it cannot be read."""
+    dd-mmm-yy, yyyy-mmm-dd, yyyy-mm-dd, and day and month in numbers before a four-digit
+    year where the order shows: a Cytek Aurora's "06_27_2018", a Partec's "28-06-2006")
+    and ``$BTIM``; "" when it cannot be read (or "03-07-2024": March or July)."""
     text = (date or "").strip()
     day = None
     m = re.fullmatch(r"(\d{1,2})[-/ ]([A-Za-z]{3})[-/ ](\d{2}|\d{4})", text)
@@ -205,6 +207,15 @@ def parse_fcs_date(date: str | None, time: str | None = None) -> str:
             day = _dt.date(int(m.group(1)), _MONTHS[m.group(2).upper()], int(m.group(3)))
         except ValueError:
             day = None
+    m = re.fullmatch(r"(\d{1,2})[-/_. ](\d{1,2})[-/_. ](\d{4})", text)
+    if m:
+        first, second = int(m.group(1)), int(m.group(2))
+        if first > 12 >= second or second > 12 >= first:   # the one above 12 is the day
+            month, dom = (second, first) if first > 12 else (first, second)
+            try:
+                day = _dt.date(int(m.group(3)), month, dom)
+            except ValueError:
+                day = None
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
     if m:
         try:
