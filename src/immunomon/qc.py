@@ -377,11 +377,12 @@ def clock_columns(sample, time_channel: str = "Time") -> tuple[int, ...]:
             return ()
         t_idx = clocks[0]
 
+    from .gating.template import spelling
+
     def says(i, word):
         info = sample.channel_info[i]
         return any(word in plain and "time" in plain
-                   for plain in ("".join(ch for ch in label.casefold() if ch.isalnum())
-                                 for label in (info.name, info.marker or "")))
+                   for plain in map(spelling, (info.name, info.marker or "")))
 
     if says(t_idx, "lsw"):
         msw = [i for i in range(len(sample.channels)) if i != t_idx and says(i, "msw")]
