@@ -239,6 +239,27 @@ def test_singlet_band_separates_doublets():
     assert found.method == "singlet band"
 
 
+def test_singlet_band_follows_single_cells_where_doublets_outnumber_them():
+    # a spleen: small cells, their doublets (twice the area, 1.7 times the ratio) and
+    # fewer large single cells at the doublets' area; a band around each area bin's
+    # median ratio followed the doublets there and left the large cells out
+    small = RNG.normal(800_000, 150_000, 40_000)
+    doublet = RNG.normal(1_700_000, 250_000, 4_000)
+    large = RNG.normal(1_800_000, 250_000, 1_500)
+    area = np.concatenate([small, doublet, large])
+    ratio = np.concatenate([RNG.normal(1.10, 0.03, small.size),
+                            RNG.normal(1.85, 0.08, doublet.size),
+                            RNG.normal(1.18, 0.03, large.size)])
+    height = area / ratio
+    band = methods.singlet_band(area, height)
+    q = ratio / band.trend_at(area)
+    kept = (q >= band.lo) & (q <= band.hi)
+    is_small = np.arange(area.size) < small.size
+    is_large = np.arange(area.size) >= small.size + doublet.size
+    assert kept[is_small].mean() > 0.98 and kept[is_large].mean() > 0.95
+    assert kept[~is_small & ~is_large].mean() < 0.02
+
+
 def test_cluster_gate_picks_the_requested_component():
     blobs = [RNG.multivariate_normal(m, np.diag([0.0016, 0.0016]), n)
              for m, n in (((0.2, 0.2), 3000), ((0.7, 0.3), 4000), ((0.5, 0.8), 2000))]

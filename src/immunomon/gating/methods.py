@@ -736,17 +736,72 @@ class SingletBand:
                [(float(x), float(y)) for x, y in zip(xs[::-1], low[::-1])]
 
 
+#: how far (as a factor) the singlets' ratio may move from one area bin to the next: pulse
+#: shapes change slowly with size; a doublet's area/height is 1.5-2 times a singlet's
+RIDGE_STEP = 1.3
+
+
 def _ratio_trend(area: np.ndarray, ratio: np.ndarray, bins: int = 12):
-    """The median ratio in area bins of equal counts, with monotone-free
-    interpolation between bin medians (the relation of FSC-H to FSC-A bends
-    at both ends of the scale)."""
+    """The singlets' typical ratio in area bins of equal counts (knots at the
+    bins' median areas; between them it is interpolated, as the relation of
+    FSC-H to FSC-A bends at both ends of the scale).
+
+    The trend follows the singlets' ridge rather than each bin's median: where
+    doublets outnumber the large single cells at twice the small cells' area
+    (lymphocyte doublets in a spleen, beside few DCs and neutrophils) a bin's
+    median lies among the doublets, and a band around it kept them and left out
+    the large cells. Starting from the bin whose ratio peak is sharpest (the
+    small cells' singlets), each next bin takes the peak of its log ratio
+    nearest the ridge so far, within a factor ``RIDGE_STEP``, and the median of
+    its events within that factor of the peak; a bin with no such peak keeps
+    its neighbour's value.
+    """
     if area.size < 20 * bins:
         return (), ()
-    order = np.argsort(area)
-    chunks = np.array_split(order, bins)
+    chunks = _area_bins(area, bins)
+    bins = len(chunks)
     knots = tuple(float(np.median(area[c])) for c in chunks)
-    trend = tuple(float(np.median(ratio[c])) for c in chunks)
-    return knots, trend
+    logs = [np.log(ratio[c]) for c in chunks]
+    found = [_log_ratio_peaks(x) for x in logs]
+    start = int(np.argmax([height for _, _, height in found]))
+    ridge = np.empty(bins)
+    ridge[start] = _near_median(logs[start], found[start][1])
+    for k in [*range(start + 1, bins), *range(start - 1, -1, -1)]:
+        previous = ridge[k - 1 if k > start else k + 1]
+        peaks = found[k][0]
+        near = peaks[np.abs(peaks - previous) <= np.log(RIDGE_STEP)]
+        ridge[k] = _near_median(logs[k], near[np.argmin(np.abs(near - previous))]) \
+            if near.size else previous
+    return knots, tuple(float(v) for v in np.exp(ridge))
+
+
+def _area_bins(area: np.ndarray, bins: int, min_events: int = 50) -> list[np.ndarray]:
+    """Events in ``bins`` area bins of equal counts, the last one split again at
+    the top 1% of all events where that holds ``min_events``: the largest cells
+    are often a minor population (granulocytes in a lymphocyte-enriched sample,
+    DCs in a spleen) that a bin of a twelfth of the events buries among the
+    small cells' doublets."""
+    order = np.argsort(area, kind="stable")
+    n = order.size
+    cuts = [round(n * k / bins) for k in range(1, bins)]
+    cuts += [c for c in (round(n * 0.99),) if n - c >= min_events]
+    return np.split(order, sorted(set(cuts)))
+
+
+def _log_ratio_peaks(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """One bin's log ratios: the positions of their density peaks, the highest
+    peak's position and its density (how sharp the bin's main peak is)."""
+    centres, density, bandwidth = smoothed_density(x)
+    peaks = find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth)
+    top = int(np.argmax(density))
+    return (centres[peaks] if peaks.size else centres[[top]]), float(centres[top]), \
+        float(density[top])
+
+
+def _near_median(x: np.ndarray, peak: float) -> float:
+    """The median of the log ratios within ``RIDGE_STEP`` of a peak."""
+    near = x[np.abs(x - peak) <= np.log(RIDGE_STEP)]
+    return float(np.median(near)) if near.size else peak
 
 
 def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> SingletBand:
