@@ -229,6 +229,32 @@ def test_log_amplification_and_gain(tmp_path):
     assert s.channel_info[0].gain == 3.67
 
 
+
+def test_float_channels_under_a_log_pne(tmp_path):
+    """Guava CytoSoft writes float HLog channels as log10 values (0..4) under $PnE 4,1,
+    next to the same signal's linear HLin channel; a FACSDiva 4.1 export through flowCore
+    writes float channels holding linear values under $PnE 4,0. The events tell which."""
+    linear = RNG.uniform(1.0, 9000.0, size=200)
+    values = np.column_stack([linear, np.log10(linear), RNG.uniform(1.0, 9000.0, 200),
+                              RNG.uniform(-5.0, 3000.0, 200)]).astype(np.float32)
+    path = write(tmp_path, float_file(values, extra={
+        "$P1R": "10000", "$P2R": "10000", "$P2E": "4.0,1.0", "$P3R": "1024", "$P3E": "4,0",
+        "$P4R": "10000", "$P4G": "2"}))
+    s = read_fcs(path)
+    stored = values.astype(np.float64)
+    np.testing.assert_allclose(s.events[:, 1], 10.0 ** stored[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(s.events[:, 1], linear, rtol=1e-5)   # the HLin twin
+    np.testing.assert_array_equal(s.events[:, [0, 2]], values[:, [0, 2]])
+    np.testing.assert_allclose(s.events[:, 3], stored[:, 3] / 2, rtol=1e-6)
+    np.testing.assert_array_equal(read_fcs(path, scale=False).events, values)
+    assert s.channel_info[1].amplification == (4.0, 1.0)
+    assert s.channel_info[1].top == 10_000.0
+    assert s.channel_info[2].amplification == (0.0, 0.0)        # linear: its $PnR is its top
+    assert s.channel_info[2].top == 1024.0
+    note = [w for w in s.warnings if w.startswith("float channels under a log $PnE")]
+    assert len(note) == 1 and "FL2-A hold log10 values" in note[0] \
+        and "FL3-A hold linear values" in note[0]
+
 def test_timestep(tmp_path):
     values = np.column_stack([np.arange(10, dtype=np.float32), np.ones(10, np.float32)])
     blob = float_file(values, extra={"$TIMESTEP": "0.01"})

@@ -14,7 +14,7 @@ No allocation is sized from a count the file cannot back.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +118,17 @@ def _channels(kw: dict[str, str], layout: Layout, path,
         gain = _float_keyword(kw, f"$P{n}G", 1.0, warnings) or 1.0
         amp = _amplification(kw, n, warnings)
         kind = layout.kinds[n - 1]
-        if amp[0] > 0 and kind != "I":
-            warnings.append(f"$P{n}E is log amplification on {kind} data, which the "
+        if amp[0] > 0 and kind == "A":
+            warnings.append(f"$P{n}E is log amplification on ASCII data, which the "
                             "standard forbids; ignored it")
             amp = (0.0, 0.0)
         bits = layout.bits[n - 1]
         channels.append(Channel(name, marker, rng, gain, amp, kind, bits or 0))
+    float_logs = [c.name for c in channels if c.amplification[0] > 0 and c.datatype != "I"]
+    if float_logs:
+        warnings.append(f"$PnE declares log amplification on float channels "
+                        f"({', '.join(float_logs)}), which the standard forbids; their "
+                        "events decide whether they hold log10 values or linear ones")
     names = [c.name for c in channels]
     dupes = sorted({x for x in names if names.count(x) > 1})
     if dupes:
@@ -473,17 +478,71 @@ def _read_swapped(meta: FCSMetadata, dtype: np.dtype, count: int) -> np.ndarray:
     return out
 
 
-def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> None:
-    """Stored channel values to scale values, in place ($PnE anti-log, $PnG gain)."""
+def holds_log10_values(column: np.ndarray, decades: float) -> bool:
+    """Whether a float channel declared log-amplified ($PnE f1,f2, which the standard
+    allows on integers only) stores log10 values: every finite value within 0..f1 and
+    some above 0. Guava CytoSoft writes its HLog channels so (10^value is the HLin
+    channel's value); float channels written with linear values under such a $PnE
+    (FACSDiva 4.1 exports through flowCore) reach far beyond f1."""
+    finite = column[np.isfinite(column)]
+    if not finite.size:
+        return False
+    low, high = float(finite.min()), float(finite.max())
+    return low >= 0.0 and 0.0 < high <= decades
+
+
+def float_log_channels(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]:
+    """Columns of float channels with a $PnE whose events hold log10 values."""
+    return [j for j, ch in enumerate(channels)
+            if ch.amplification[0] > 0 and ch.datatype in ("F", "D")
+            and holds_log10_values(events[:, j], ch.amplification[0])]
+
+
+def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]:
+    """Stored channel values to scale values, in place ($PnE anti-log, $PnG gain).
+
+    Returns the float channels read as log10 values (``float_log_channels``): f2 *
+    10^value. Other float channels under a $PnE hold linear values and keep them."""
+    decade_columns = set(float_log_channels(events, channels))
     for j, ch in enumerate(channels):
         decades, offset = ch.amplification
-        if decades > 0:
+        if decades > 0 and ch.datatype == "I":
             column = events[:, j].astype(np.float64)
             # an absurd $PnE overflows to infinity; gating counts and flags such events
             with np.errstate(over="ignore", invalid="ignore"):
                 events[:, j] = offset * np.power(10.0, decades * column / (ch.range or 1.0))
+        elif j in decade_columns:
+            events[:, j] = offset * np.power(10.0, events[:, j].astype(np.float64))
         elif ch.gain != 1.0:
             events[:, j] = events[:, j].astype(np.float64) / ch.gain
+    return sorted(decade_columns)
+
+
+def _float_log_note(channels: tuple[Channel, ...], decade_columns: list[int]) -> str | None:
+    """What reading the float channels under a $PnE decided, for the sample's warnings."""
+    logs = [c for c in channels if c.amplification[0] > 0 and c.datatype in ("F", "D")]
+    if not logs:
+        return None
+    as_log = [channels[j].name for j in decade_columns]
+    as_linear = [c.name for c in logs if c.name not in as_log]
+    parts = []
+    if as_log:
+        parts.append(f"{', '.join(as_log)} hold log10 values (within 0..$PnE decades): "
+                     "converted to linear, $PnE offset x 10^value")
+    if as_linear:
+        parts.append(f"{', '.join(as_linear)} hold linear values: kept as stored "
+                     "(divided by $PnG)")
+    return "float channels under a log $PnE: " + "; ".join(parts)
+
+
+def _linear_where_stored(channels: tuple[Channel, ...],
+                         decade_columns: list[int]) -> tuple[Channel, ...]:
+    """Float channels under a $PnE that hold linear values lose the $PnE, so that
+    their top of scale is their $PnR over $PnG, as for any linear channel."""
+    keep = set(decade_columns)
+    return tuple(replace(c, amplification=(0.0, 0.0))
+                 if c.amplification[0] > 0 and c.datatype in ("F", "D") and j not in keep
+                 else c for j, c in enumerate(channels))
 
 
 def read_fcs(path, dataset: int = 0, *, scale: bool = True) -> Sample:
@@ -501,9 +560,17 @@ def read_fcs(path, dataset: int = 0, *, scale: bool = True) -> Sample:
             meta = _open_dataset(fh, path, dataset)
             return meta, _read_events(fh, meta)
         meta, events = _guard(path, run)
+    warnings = list(meta.warnings)
+    channel_info = meta.channel_info
     if scale:
-        scale_events(events, meta.channel_info)
-    return Sample(events=events, channel_info=meta.channel_info, keywords=meta.keywords,
+        decade_columns = scale_events(events, channel_info)
+        channel_info = _linear_where_stored(channel_info, decade_columns)
+    else:
+        decade_columns = float_log_channels(events, channel_info)
+    note = _float_log_note(meta.channel_info, decade_columns)
+    if note:
+        warnings.append(note)
+    return Sample(events=events, channel_info=channel_info, keywords=meta.keywords,
                   version=meta.version, spillover=meta.spillover,
                   spillover_error=meta.spillover_error, path=path, dataset=dataset,
-                  warnings=list(meta.warnings), raw_text=meta.raw_text)
+                  warnings=warnings, raw_text=meta.raw_text)
