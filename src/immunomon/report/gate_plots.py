@@ -201,62 +201,202 @@ def density_2d(x: np.ndarray, y: np.ndarray, lims, bins: tuple[int, int]) -> np.
     return np.bincount(flat, minlength=nx * ny).reshape(nx, ny).astype(np.float64)
 
 
+# -- drawing on figure pixels ---------------------------------------------------------
+# A gate plot has no matplotlib Axes: an Axes lays out and draws its ticks, tick labels
+# and axis labels anew at every draw, and that was most of a plot's drawing. Here the
+# boxes lie on whole pixels, the density is coloured into those pixels directly, ticks
+# are one path and every text is a cached stamp (``text_cache``). The sizes follow
+# matplotlib's defaults for an Axes, so the plots look as they did.
+TICK_LENGTH = 3.5                # points, as matplotlib's major ticks
+TICK_PAD = 3.5                   # points between a tick and its label
+OFFSET_PAD = 3.0                 # points between tick labels and a "1e5" offset text
+LINE_WIDTH = 0.8                 # points: frames and ticks
+TITLE_PAD = 6.0                  # points between the plot box and its title
+TICK_STEPS = (1, 2, 5, 10)
+
+
+def density_pixels(h: np.ndarray, cmap, width: int, height: int) -> np.ndarray:
+    """RGBA pixels (``height`` x ``width``, bottom row first) of bin counts ``h`` (x bins
+    x y bins): coloured by log10 of the count from 1 event up to the most in a bin (at
+    least 10), empty bins white; each pixel shows the bin it lies in."""
+    top = np.log10(max(float(h.max()), 10.0))
+    with np.errstate(divide="ignore"):
+        shade = np.ma.masked_invalid(np.log10(h.T) / top)
+    colours = cmap(shade, bytes=True)
+    rows = np.arange(height) * h.shape[1] // height
+    cols = np.arange(width) * h.shape[0] // width
+    return colours[rows][:, cols]
+
+
+def colour_bar_pixels(cmap, width: int, height: int) -> np.ndarray:
+    """The colour map bottom to top as RGBA pixels (bottom row first)."""
+    levels = np.arange(height) * cmap.N // height
+    return np.repeat(cmap(levels, bytes=True)[:, None, :], width, axis=1)
+
+
+def axis_ticks(lo: float, hi: float, nbins: int = 5) -> tuple[list[float], list[str], str]:
+    """Tick locations within ``[lo, hi]``, their labels, and the offset text ("1e5", or
+    ""), as matplotlib's ``MaxNLocator`` and ``ScalarFormatter`` (scientific notation
+    outside 1e-3 to 1e4) make them for an axis of that range."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    slack = 1e-10 * (hi - lo)
+    locs = [float(v) for v in MaxNLocator(nbins, steps=list(TICK_STEPS)).tick_values(lo, hi)
+            if lo - slack <= v <= hi + slack]
+    formatter = ScalarFormatter()
+    formatter.set_powerlimits((-3, 4))
+    formatter.create_dummy_axis()
+    formatter.axis.set_view_interval(lo, hi)
+    return locs, list(formatter.format_ticks(locs)), formatter.get_offset()
+
+
+class _Panel:
+    """A rectangle of figure pixels in data coordinates, without an Axes: the few Axes
+    methods the gate drawings use (``add_artist``, ``axvline``, ``axhline``,
+    ``axvspan``, ``text``, ``get_ylim``), each adding an artist clipped to the
+    rectangle, plus its frame, ticks and labels. ``box``: (left, bottom, width,
+    height) in pixels; ``lims``: the data limits of the two axes; ``stamps``: the
+    figure's ``TextStamps``. ``added`` lists the artists added (a reused figure
+    removes them before its next plot)."""
+
+    def __init__(self, fig, box, lims, stamps, *, clip_text: bool = True):
+        from matplotlib.transforms import Affine2D, Bbox
+
+        left, bottom, width, height = box
+        (x0, x1), (y0, y1) = lims
+        self.fig, self.box, self.lims, self.stamps = fig, box, lims, stamps
+        self.transform = Affine2D().translate(-x0, -y0).scale(
+            width / (x1 - x0), height / (y1 - y0)).translate(left, bottom)
+        self.clip = Bbox.from_bounds(*box)
+        self.clip_text = clip_text
+        self.added: list = []
+        self.pt = fig.dpi / 72                      # pixels per point
+
+    def add_artist(self, artist):
+        artist.set_transform(self.transform)
+        artist.set_clip_box(self.clip)
+        return self._add(artist)
+
+    def _add(self, artist):
+        self.fig.add_artist(artist)
+        self.added.append(artist)
+        return artist
+
+    def get_ylim(self):
+        return self.lims[1]
+
+    def axvline(self, x, **style):
+        from matplotlib.lines import Line2D
+        return self.add_artist(Line2D([x, x], self.lims[1], **style))
+
+    def axhline(self, y, **style):
+        from matplotlib.lines import Line2D
+        return self.add_artist(Line2D(self.lims[0], [y, y], **style))
+
+    def axvspan(self, lo, hi, **style):
+        from matplotlib.patches import Rectangle
+        y0, y1 = self.lims[1]
+        return self.add_artist(Rectangle((lo, y0), hi - lo, y1 - y0, **style))
+
+    def text(self, x, y, s, **style):
+        px, py = self.transform.transform((x, y))
+        return self.stamps.add(s, px, py, clip=self.clip if self.clip_text else None, **style)
+
+    def frame(self, linewidth: float = LINE_WIDTH):
+        from matplotlib.patches import Rectangle
+        from matplotlib.transforms import IdentityTransform
+
+        left, bottom, width, height = self.box
+        self._add(Rectangle((left, bottom), width, height, fill=False, edgecolor="black",
+                            linewidth=linewidth, transform=IdentityTransform(), zorder=2.5))
+
+    def ticks(self, fontsize: float = 10):
+        """Ticks and their labels below and left of the box, with an offset text
+        ("1e5") where the labels need one, as an Axes draws them."""
+        left, bottom, width, height = self.box
+        reach = TICK_LENGTH * self.pt
+        marks = []
+        locs, labels, offset = axis_ticks(*self.lims[0])
+        xs = self.transform.transform(np.column_stack([locs, np.full(len(locs), 0.0)]))[:, 0]
+        low = bottom - reach - TICK_PAD * self.pt
+        lowest = bottom                             # the tick labels' lower edge
+        for x, label in zip(xs, labels):
+            marks.append(((x, bottom), (x, bottom - reach)))
+            placed = self.stamps.add(label, x, low, fontsize=fontsize, ha="center", va="top")
+            if placed is not None:
+                lowest = min(lowest, low + placed.extent[1])
+        if offset:
+            self.stamps.add(offset, left + width, lowest - OFFSET_PAD * self.pt,
+                            fontsize=fontsize, ha="right", va="top")
+        locs, labels, offset = axis_ticks(*self.lims[1])
+        ys = self.transform.transform(np.column_stack([np.full(len(locs), 0.0), locs]))[:, 1]
+        for y, label in zip(ys, labels):
+            marks.append(((left, y), (left - reach, y)))
+            self.stamps.add(label, left - reach - TICK_PAD * self.pt, y, fontsize=fontsize,
+                            ha="right", va="center_baseline")
+        if offset:
+            self.stamps.add(offset, left, bottom + height + OFFSET_PAD * self.pt,
+                            fontsize=fontsize, ha="left", va="baseline")
+        self._add(tick_marks(marks))
+
+    def label(self, text: str, where: str, *, fontsize: float, gap: float = 2.0):
+        """A text centred above ("top"), below ("bottom") or left of ("left") the box,
+        ``gap`` pixels from it."""
+        left, bottom, width, height = self.box
+        place = {"top": dict(x=left + width / 2, y=bottom + height + gap, ha="center",
+                             va="bottom"),
+                 "bottom": dict(x=left + width / 2, y=bottom - gap, ha="center", va="top"),
+                 "left": dict(x=left - gap, y=bottom + height / 2, ha="right",
+                              va="center", rotation=90)}[where]
+        self.stamps.add(text, place.pop("x"), place.pop("y"), fontsize=fontsize, **place)
+
+
+def tick_marks(segments, linewidth: float = LINE_WIDTH):
+    """One path artist of tick marks: ((x0, y0), (x1, y1)) segments in pixels."""
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path as MPath
+    from matplotlib.transforms import IdentityTransform
+
+    vertices = [p for segment in segments for p in segment] or [(0, 0), (0, 0)]
+    codes = [MPath.MOVETO, MPath.LINETO] * (len(vertices) // 2)
+    return PathPatch(MPath(vertices, codes), fill=False, edgecolor="black",
+                     linewidth=linewidth, capstyle="butt", transform=IdentityTransform(),
+                     zorder=2.5)
+
+
 # -- the plot -----------------------------------------------------------------------
 class GatePlotter:
     """One figure reused for every gate plot of a run.
 
-    Building a matplotlib figure, its axes and a colour bar costs more than drawing a
-    density into it, so the plotter builds them once and, per gate, only swaps the
-    image data, the limits, the labels and the gate outline. Text is what Agg draws
-    slowest, so labels and titles sit at fixed places (matplotlib would otherwise lay
-    out every tick label twice to place them), axes carry a few ticks, and each
-    distinct text is rendered once and stamped after (``text_cache``). The density
-    axes lie on whole pixels and the bins divide them, so each bin is a sharp block of
-    pixels at the size the PNG is written (``figsize`` x ``dpi``), the size the pages
-    show it at. Not thread-safe: one plotter per thread.
+    The figure holds no Axes (see ``_Panel``): the density is coloured into whole
+    pixels, one per bin or a block of them (the bins divide the box), so each bin is a
+    sharp block at the size the PNG is written (``figsize`` x ``dpi``), the size the
+    pages show it at. Per gate the plotter swaps the density's pixels and replaces
+    the gate, ticks and texts. Not thread-safe: one plotter per thread.
     """
 
     def __init__(self, *, figsize=FIGSIZE, dpi: int = DPI):
-        from matplotlib.colors import Normalize
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
 
-        from .text_cache import CachingCanvas
+        from .pixel_artists import Pixels
+        from .text_cache import TextStamps
 
         self.fig = fig = Figure(figsize=figsize, dpi=dpi)
-        CachingCanvas(fig)
+        FigureCanvasAgg(fig)
         width, height = fig.bbox.width, fig.bbox.height
         # whole-pixel rectangles: left, bottom, width, height
-        self.px2 = (round(0.15 * width), round(0.13 * height),
-                    round(0.64 * width), round(0.72 * height))
-        px1 = (self.px2[0], self.px2[1], round(0.79 * width), self.px2[3])
-        bar = (round(0.82 * width), self.px2[1], max(round(0.03 * width), 1), self.px2[3])
-        to_fraction = lambda r: (r[0] / width, r[1] / height, r[2] / width, r[3] / height)
-        self.ax2 = fig.add_axes(to_fraction(self.px2))
-        self.ax1 = fig.add_axes(to_fraction(px1))
-        self.cax = fig.add_axes(to_fraction(bar))
-        for ax in (self.ax1, self.ax2):
-            ax.ticklabel_format(style="sci", scilimits=(-3, 4))
-            ax.xaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 5, 10]))
-            ax.yaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 5, 10]))
-            ax.xaxis.set_label_coords(0.5, -0.1)
-            ax.yaxis.set_label_coords(-0.15 * 0.64 / (ax.get_position().width), 0.5)
-        # colours follow log10(events per bin); the bar is a fixed gradient whose
-        # axis is relabelled in events per bin
-        self.norm = Normalize(0.0, 1.0)
-        self.image = self.ax2.imshow(np.full((2, 2), np.nan), origin="lower", aspect="auto",
-                                     cmap=_viridis_white_under(), norm=self.norm,
-                                     interpolation="nearest", extent=(0, 1, 0, 1))
-        self.bar = self.cax.imshow(np.linspace(0, 1, 256)[:, None], origin="lower",
-                                   aspect="auto", cmap=self.image.get_cmap(),
-                                   extent=(0, 1, 0, 1), interpolation="nearest")
-        self.cax.set_xticks([])
-        self.cax.yaxis.tick_right()
-        self.cax.tick_params(labelsize=7)
-        self.cax.yaxis.set_label_position("right")
-        self.cax.set_ylabel("events per bin", fontsize=8)
-        self.cax.yaxis.set_label_coords(3.4, 0.5)
-        self._artists: list = []
+        self.box2 = (round(0.15 * width), round(0.13 * height),
+                     round(0.64 * width), round(0.72 * height))
+        self.box1 = (self.box2[0], self.box2[1], round(0.79 * width), self.box2[3])
+        self.bar = (round(0.82 * width), self.box2[1], max(round(0.03 * width), 1),
+                    self.box2[3])
+        self.cmap = _viridis_white_under()
+        self.density = fig.add_artist(Pixels(*self.box2[:2]))
+        self.gradient = fig.add_artist(Pixels(
+            *self.bar[:2], colour_bar_pixels(self.cmap, *self.bar[2:])))
+        self.stamps = fig.add_artist(TextStamps(dpi))
+        self._added: list = []
 
     # one plot ------------------------------------------------------------------------
     def plot(self, result, gate_id: str, path, *, labels: dict | None = None,
@@ -270,48 +410,68 @@ class GatePlotter:
             return None
         view = gate_view(result, gid, gate, max_points=max_points)
         two = len(view.dims) == 2
-        ax = self.ax2 if two else self.ax1
-        self.ax2.set_visible(two)
-        self.cax.set_visible(two)
-        self.ax1.set_visible(not two)
-        for artist in self._artists:
+        for artist in self._added:
             artist.remove()
+        self.stamps.clear()
+        self.density.set_visible(two)
+        self.gradient.set_visible(two)
         # a few hundred parent events would look like noise on a fine grid
         wanted = int(min(bins, max(32, 1.5 * np.sqrt(view.n_plotted))))
+        box = self.box2 if two else self.box1
         if two:
-            grid = (aligned_bins(self.px2[2], wanted), aligned_bins(self.px2[3], wanted))
+            grid = (aligned_bins(box[2], wanted), aligned_bins(box[3], wanted))
             h = density_2d(view.data[0], view.data[1], view.lims, grid)
-            top = np.log10(max(float(h.max()), 10.0))
-            with np.errstate(divide="ignore"):
-                shade = np.log10(h.T)
-            shade[~np.isfinite(shade)] = np.nan             # empty bins stay white
-            self.image.set_data(shade)
-            self.image.set_extent((*view.lims[0], *view.lims[1]))
-            self.norm.vmin, self.norm.vmax = 0.0, top
-            decades = np.arange(int(np.floor(top)) + 1)
-            self.bar.set_extent((0, 1, 0, top))
-            self.cax.set_ylim(0, top)
-            self.cax.set_yticks(decades, [f"{10.0 ** k:g}" for k in decades])
-            ax.set_ylim(*view.lims[1])
-            ax.set_ylabel(_text(axis_label(result.sample, view.dims[1])))
+            self.density.rgba = density_pixels(h, self.cmap, box[2], box[3])
+            lims = view.lims
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            # add_artist, not stairs: the limits are set, so no data limits to update
-            ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
-            ax.set_ylim(0, max(counts.max(), 1) * 1.05)
-            ax.set_ylabel("events")
-        ax.set_xlim(*view.lims[0])
-        ax.set_xlabel(_text(axis_label(result.sample, view.dims[0])))
+            lims = (view.lims[0], (0.0, max(counts.max(), 1) * 1.05))
+        panel = _Panel(self.fig, box, lims, self.stamps, clip_text=False)
+        if not two:
+            panel.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
         if isinstance(gate, QuadrantGate):
-            _draw_quadrants(ax, gate, view.lims, len(view.dims), result, view.n_parent, labels)
+            _draw_quadrants(panel, gate, lims, len(view.dims), result, view.n_parent, labels)
         else:
-            _draw_gate(ax, gate, view.lims, len(view.dims))
-        # what this gate added, removed before the next one is drawn
-        self._artists = [*ax.patches, *ax.lines, *ax.texts, *ax.artists]
-        # a fixed title position spares matplotlib measuring the tick labels
-        ax.set_title(_text(gate_title(result, gid, labels=labels)), fontsize=10, y=1.01)
+            _draw_gate(panel, gate, lims, len(view.dims))
+        panel.frame()
+        panel.ticks()
+        self._axis_labels(panel, result.sample, view.dims)
+        title_at = box[1] + box[3] + 0.01 * box[3] + TITLE_PAD * panel.pt
+        self.stamps.add(_text(gate_title(result, gid, labels=labels)), box[0] + box[2] / 2,
+                        title_at, fontsize=10, ha="center", va="baseline")
+        if two:
+            self._colour_bar(panel, float(h.max()))
+        self._added = panel.added
         return _save(self.fig, Path(path))
+
+    def _axis_labels(self, panel, sample, dims):
+        # where an Axes of the old layout put them: 10% of the box below, 15% of the
+        # density box left
+        left, bottom, width, height = panel.box
+        self.stamps.add(_text(axis_label(sample, dims[0])), left + width / 2,
+                        bottom - 0.1 * height, fontsize=10, ha="center", va="top")
+        name = _text(axis_label(sample, dims[1])) if len(dims) == 2 else "events"
+        self.stamps.add(name, left - 0.15 * self.box2[2], bottom + height / 2, fontsize=10,
+                        ha="center", va="bottom", rotation=90, rotation_mode="anchor")
+
+    def _colour_bar(self, panel, most: float):
+        """The colour bar's frame, a tick and label per decade of events per bin."""
+        left, bottom, width, height = self.bar
+        top = np.log10(max(most, 10.0))
+        reach = TICK_LENGTH * panel.pt
+        marks = []
+        for k in range(int(np.floor(top)) + 1):
+            y = bottom + height * k / top
+            marks.append(((left + width, y), (left + width + reach, y)))
+            self.stamps.add(f"{10.0 ** k:g}", left + width + reach + TICK_PAD * panel.pt, y,
+                            fontsize=7, ha="left", va="center_baseline")
+        panel._add(tick_marks(marks))
+        bar = _Panel(self.fig, self.bar, ((0, 1), (0, 1)), self.stamps)
+        bar.frame()
+        panel.added.extend(bar.added)
+        self.stamps.add("events per bin", left + 3.4 * width, bottom + height / 2, fontsize=8,
+                        ha="center", va="top", rotation=90, rotation_mode="anchor")
 
 
 class GateView:
@@ -434,28 +594,17 @@ def _draw_quadrants(ax, gate, lims, ndim, result, n_parent, labels, fontsize: fl
                           edgecolor="none"))
 
 
-# Unhinted glyphs (as matplotlib's own image tests draw them) render in about half the
-# time of the default auto-hinted ones, and text is most of a gate plot's drawing.
-_TEXT_STYLE = {"text.hinting": "none"}
-
-
 def _save(fig, path: Path) -> Path:
-    import io
-
     import matplotlib
-    from matplotlib import rc_context
 
     from .png import png_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    # savefig draws the figure as it saves it (its facecolor, its dpi) and hands back
-    # the pixels; our writer encodes them (zlib level 1, rows unfiltered: a third of
-    # Pillow's time, files no larger)
-    raw = io.BytesIO()
-    with rc_context(_TEXT_STYLE):
-        fig.savefig(raw, format="rgba", dpi="figure")
-    width, height = (int(v) for v in fig.canvas.get_width_height(physical=True))
-    pixels = np.frombuffer(raw.getbuffer(), dtype=np.uint8).reshape(height, width, 4)
+    # the canvas draws the figure at its own size and hands back the pixels (savefig
+    # would copy them through a file object); our writer encodes them (zlib level 1,
+    # rows unfiltered: a third of Pillow's time, files no larger)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
     software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
     with atomic_path(path, suffix=".png") as tmp:
         Path(tmp).write_bytes(png_bytes(pixels, dpi=fig.dpi, text={"Software": software}))
@@ -476,14 +625,15 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     reviewing many files; ``plot_gate`` draws the same panel large, with axes.
     Returns the path written, or None when no gate has geometry.
 
-    The panels are not matplotlib Axes (building two dozen of them cost more than
-    drawing everything else): each density is an image placed on the figure's
-    pixels, and the gate, the frame and the texts are artists in the panel's own
-    coordinates (``_Panel``)."""
-    from matplotlib.colors import Normalize
+    Like the gate plots, the panels are not matplotlib Axes (``_Panel``): each
+    density is coloured into the figure's pixels, and the gate, the frame and the
+    texts are drawn in the panel's own coordinates."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import StepPatch
 
-    from .text_cache import CachingCanvas
+    from .pixel_artists import Pixels
+    from .text_cache import TextStamps
 
     result = gating_result(result)
 
@@ -494,7 +644,8 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     columns = max(1, min(columns, len(gates)))
     rows = -(-len(gates) // columns)
     fig = Figure(figsize=(columns * panel, rows * panel), dpi=dpi)
-    CachingCanvas(fig)
+    FigureCanvasAgg(fig)
+    stamps = fig.add_artist(TextStamps(dpi))
     cmap = _viridis_white_under()
     side = panel * dpi
     size = round(0.7 * side)
@@ -507,20 +658,14 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
         if len(view.dims) == 2:
             n = aligned_bins(size, wanted)
             h = density_2d(view.data[0], view.data[1], view.lims, (n, n))
-            with np.errstate(divide="ignore"):
-                shade = np.ma.masked_invalid(np.log10(h.T))      # empty bins stay white
-            colours = cmap(Normalize(0.0, np.log10(max(float(h.max()), 10.0)))(shade),
-                           bytes=True)
-            at = np.arange(size) * n // size                     # bin of each pixel
-            fig.figimage(colours[at][:, at], xo=left, yo=bottom, origin="lower")
+            fig.add_artist(Pixels(left, bottom, density_pixels(h, cmap, size, size)))
             lims = view.lims
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
             lims = (view.lims[0], (0.0, max(counts.max(), 1) * 1.05))
-        ax = _Panel(fig, (left, bottom, size), lims)
+        ax = _Panel(fig, (left, bottom, size, size), lims, stamps)
         if len(view.dims) == 1:
-            from matplotlib.patches import StepPatch
             ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
         ax.frame()
         if isinstance(gate, QuadrantGate):
@@ -537,69 +682,6 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
         if len(view.dims) == 2:
             ax.label(_text(_short_label(result.sample, view.dims[1])), "left", fontsize=6)
     return _save(fig, Path(path))
-
-
-class _Panel:
-    """A square of a figure in data coordinates, without an Axes: the few Axes
-    methods the gate drawings use (``add_artist``, ``axvline``, ``axhline``,
-    ``axvspan``, ``text``, ``get_ylim``), each adding an artist clipped to the
-    square, plus a frame and labels around it. ``box``: (left, bottom, size) in
-    pixels; ``lims``: the data limits of the two axes."""
-
-    def __init__(self, fig, box, lims):
-        from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
-
-        left, bottom, size = box
-        (x0, x1), (y0, y1) = lims
-        width, height = fig.bbox.width, fig.bbox.height
-        self.fig, self.lims = fig, lims
-        self.box = (left / width, bottom / height, size / width, size / height)
-        l, b, w, h = self.box
-        self.transform = Affine2D().translate(-x0, -y0).scale(
-            w / (x1 - x0), h / (y1 - y0)).translate(l, b) + fig.transFigure
-        self.clip = TransformedBbox(Bbox.from_bounds(*self.box), fig.transFigure)
-
-    def add_artist(self, artist):
-        artist.set_transform(self.transform)
-        artist.set_clip_box(self.clip)
-        self.fig.add_artist(artist)
-        return artist
-
-    def get_ylim(self):
-        return self.lims[1]
-
-    def axvline(self, x, **style):
-        from matplotlib.lines import Line2D
-        return self.add_artist(Line2D([x, x], self.lims[1], **style))
-
-    def axhline(self, y, **style):
-        from matplotlib.lines import Line2D
-        return self.add_artist(Line2D(self.lims[0], [y, y], **style))
-
-    def axvspan(self, lo, hi, **style):
-        from matplotlib.patches import Rectangle
-        y0, y1 = self.lims[1]
-        return self.add_artist(Rectangle((lo, y0), hi - lo, y1 - y0, **style))
-
-    def text(self, x, y, s, **style):
-        from matplotlib.text import Text
-        return self.add_artist(Text(x, y, s, **style))
-
-    def frame(self):
-        from matplotlib.patches import Rectangle
-        self.fig.add_artist(Rectangle(self.box[:2], *self.box[2:], fill=False,
-                                      edgecolor="black", linewidth=0.8,
-                                      transform=self.fig.transFigure))
-
-    def label(self, text: str, where: str, *, fontsize: float):
-        """A text centred above ("top"), below ("bottom") or left of ("left") the panel."""
-        l, b, w, h = self.box
-        pad = 2 / self.fig.bbox.height
-        place = {"top": dict(x=l + w / 2, y=b + h + pad, ha="center", va="bottom"),
-                 "bottom": dict(x=l + w / 2, y=b - pad, ha="center", va="top"),
-                 "left": dict(x=l - 2 / self.fig.bbox.width, y=b + h / 2, ha="right",
-                              va="center", rotation=90)}[where]
-        self.fig.text(s=text, fontsize=fontsize, **place)
 
 
 def _short_label(sample, dim) -> str:
