@@ -402,3 +402,34 @@ def test_real_flowjo_sample_plots_every_gate(tmp_path):
         assert png_size(path) == (460, 400) and gate_pixels(path) > 50, path.name
     overview = gate_plots.plot_summary(result, tmp_path / "overview.png")
     assert gate_pixels(overview) > 50 * len(drawable)
+
+
+def test_overview_and_gate_plots_share_each_gates_events(result, tmp_path, monkeypatch):
+    """plot_summary then plot_all (as the gate job calls them) gather and transform each
+    parent's events once; another result gets views of its own, and a result no longer
+    held takes its views with it."""
+    import gc
+    made = []
+    real = gate_plots._make_view
+    monkeypatch.setattr(gate_plots, "_make_view", lambda r, g, n: made.append(g) or real(r, g, n))
+    gate_plots._forget_views(gate_plots._views[0])
+    gate_plots.plot_summary(result, tmp_path / "overview.png")
+    drawable = [g for g, gate in result.gates.items()
+                if not isinstance(gate, BooleanGate) and gate.dimensions]
+    assert len(made) == len(drawable)
+    plot_all(result, tmp_path / "plots")
+    assert len(made) == len(drawable)
+    # the overview bins fewer of the same events, within the same axis limits
+    view = gate_plots.gate_view(result, "Lymphocytes", result.gates["Lymphocytes"])
+    thin = view.thinned(500)
+    assert thin.n_plotted == 500 and thin.lims == view.lims
+    assert np.isin(thin.data[0], view.data[0]).all()
+    other = pbmc_sample(1000, seed=2)
+    s = GatingStrategy()
+    s.add(RectangleGate("big", [Dimension("FSC-A")], [(5e4, None)]))
+    again = s.apply(other.sample)
+    plot_all(again, tmp_path / "other")
+    assert len(made) == len(drawable) + 1
+    del again
+    gc.collect()
+    assert gate_plots._views[0] is None and gate_plots._views[1] == {}

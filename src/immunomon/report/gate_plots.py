@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ from ..gating.strategy import gating_result
 GATE_COLOUR = "#e4002b"          # the gate outline: one colour, easy to spot on viridis
 FIGSIZE = (4.6, 4.0)             # inches
 DPI = 100
+PLOT_POINTS = 50_000             # parent events a gate plot bins, at most
+
+_local = threading.local()      # per-thread reusables: plotters, tick helpers
 
 
 # -- pure helpers -------------------------------------------------------------------
@@ -234,20 +238,30 @@ def colour_bar_pixels(cmap, width: int, height: int) -> np.ndarray:
     return np.repeat(cmap(levels, bytes=True)[:, None, :], width, axis=1)
 
 
-def axis_ticks(lo: float, hi: float, nbins: int = 5) -> tuple[list[float], list[str], str]:
+def axis_ticks(lo: float, hi: float) -> tuple[list[float], list[str], str]:
     """Tick locations within ``[lo, hi]``, their labels, and the offset text ("1e5", or
-    ""), as matplotlib's ``MaxNLocator`` and ``ScalarFormatter`` (scientific notation
-    outside 1e-3 to 1e4) make them for an axis of that range."""
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
-
+    ""), as matplotlib's ``MaxNLocator`` (at most 5 intervals of 1, 2 or 5 times a
+    power of ten) and ``ScalarFormatter`` (scientific notation outside 1e-3 to 1e4)
+    make them for an axis of that range."""
+    locator, formatter = _tickers()
     slack = 1e-10 * (hi - lo)
-    locs = [float(v) for v in MaxNLocator(nbins, steps=list(TICK_STEPS)).tick_values(lo, hi)
-            if lo - slack <= v <= hi + slack]
-    formatter = ScalarFormatter()
-    formatter.set_powerlimits((-3, 4))
-    formatter.create_dummy_axis()
+    locs = [float(v) for v in locator.tick_values(lo, hi) if lo - slack <= v <= hi + slack]
     formatter.axis.set_view_interval(lo, hi)
     return locs, list(formatter.format_ticks(locs)), formatter.get_offset()
+
+
+def _tickers():
+    """This thread's tick locator and formatter (building a formatter reads a dozen
+    settings: it costs as much as formatting)."""
+    found = getattr(_local, "tickers", None)
+    if found is None:
+        from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+        formatter = ScalarFormatter()
+        formatter.set_powerlimits((-3, 4))
+        formatter.create_dummy_axis()
+        found = _local.tickers = (MaxNLocator(5, steps=list(TICK_STEPS)), formatter)
+    return found
 
 
 class _Panel:
@@ -400,7 +414,7 @@ class GatePlotter:
 
     # one plot ------------------------------------------------------------------------
     def plot(self, result, gate_id: str, path, *, labels: dict | None = None,
-             max_points: int = 50_000, bins: int = 200, gate=None) -> Path | None:
+             max_points: int = PLOT_POINTS, bins: int = 200, gate=None) -> Path | None:
         """Write the PNG of one gate (see ``plot_gate``); ``gate``: drawn instead of the
         result's gate of that id (the same cut seen against another axis)."""
         from matplotlib.patches import StepPatch
@@ -476,14 +490,35 @@ class GatePlotter:
 
 class GateView:
     """What a gate plot shows: the parent's events (at most ``max_points``) in the
-    gate's first two dimensions, and the axis limits."""
+    gate's first two dimensions, and the axis limits. Shared: read, never changed."""
 
     def __init__(self, dims, data, lims, n_parent: int, n_plotted: int):
         self.dims, self.data, self.lims = dims, data, lims
         self.n_parent, self.n_plotted = n_parent, n_plotted
 
+    def thinned(self, max_points: int) -> "GateView":
+        """The same view with at most ``max_points`` of its events, evenly spaced (the
+        axis limits kept)."""
+        if self.n_plotted <= max_points:
+            return self
+        keep = plot_rows(np.arange(self.n_plotted), max_points)
+        return GateView(self.dims, [x[keep] for x in self.data], self.lims, self.n_parent,
+                        keep.size)
 
-def gate_view(result, gid, gate, *, max_points: int = 50_000) -> GateView:
+
+def gate_view(result, gid, gate, *, max_points: int = PLOT_POINTS) -> GateView:
+    """The ``GateView`` of a gate. The views of the result plotted last are kept, so the
+    overview and the gate plots of one sample gather, transform and bound each parent's
+    events once."""
+    views = _views_of(result)
+    key = (gid, id(gate), max_points)
+    found = views.get(key)
+    if found is None or found[0] is not gate:
+        found = views[key] = (gate, _make_view(result, gate, max_points))
+    return found[1]
+
+
+def _make_view(result, gate, max_points: int) -> GateView:
     parent = gate.parent
     n_parent = result.n_events if parent is None else result.count(parent)
     all_rows = (np.arange(result.n_events) if parent is None
@@ -496,6 +531,26 @@ def gate_view(result, gid, gate, *, max_points: int = 50_000) -> GateView:
     return GateView(dims, data, lims, n_parent, rows.size)
 
 
+# the views of one result (a weak reference to it, views by gate): dropped with the result
+# or when another result is plotted, so at most one sample's views are held (a few MB)
+_views: list = [None, {}]
+_views_lock = threading.Lock()
+
+
+def _views_of(result) -> dict:
+    with _views_lock:
+        held = _views[0]
+        if held is None or held() is not result:
+            _views[0], _views[1] = weakref.ref(result, _forget_views), {}
+        return _views[1]
+
+
+def _forget_views(ref) -> None:
+    with _views_lock:
+        if _views[0] is ref:
+            _views[0], _views[1] = None, {}
+
+
 def _viridis_white_under():
     from matplotlib import colormaps
 
@@ -503,7 +558,7 @@ def _viridis_white_under():
 
 
 def plot_gate(result, gate_id: str, path, *, labels: dict | None = None,
-              max_points: int = 50_000, bins: int = 200, figsize=FIGSIZE,
+              max_points: int = PLOT_POINTS, bins: int = 200, figsize=FIGSIZE,
               dpi: int = DPI, plotter: GatePlotter | None = None) -> Path | None:
     """Write one PNG for a gate of ``result`` (a ``GatingResult``) to ``path``.
 
@@ -653,7 +708,9 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
         r, c = divmod(k, columns)
         # whole-pixel panels, room below and left for the axis names, above for the title
         left, bottom = round(c * side + 0.1 * side), round((rows - 1 - r) * side + 0.1 * side)
-        view = gate_view(result, gid, gate, max_points=max_points)
+        # the gate plots' view (its events and axis limits), fewer of its events binned
+        view = gate_view(result, gid, gate, max_points=max(max_points, PLOT_POINTS))
+        view = view.thinned(max_points)
         wanted = int(min(bins, max(24, 1.5 * np.sqrt(view.n_plotted))))
         if len(view.dims) == 2:
             n = aligned_bins(size, wanted)
@@ -699,8 +756,6 @@ def safe_filename(name: str, max_length: int = 80) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._+-]", "_", str(name)).lstrip(".")[:max_length]
     return cleaned or "_"
 
-
-_local = threading.local()
 
 
 def shared_plotter(figsize=FIGSIZE, dpi: int = DPI) -> GatePlotter:
