@@ -433,3 +433,11 @@ def test_overview_and_gate_plots_share_each_gates_events(result, tmp_path, monke
     del again
     gc.collect()
     assert gate_plots._views[0] is None and gate_plots._views[1] == {}
+
+
+def test_limits_quantiles_equal_numpys():
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 2001, 50_000):
+        x = rng.standard_cauchy(n)
+        assert gate_plots._quantiles(x.copy(), (0.0005, 0.9995)) == pytest.approx(
+            np.quantile(x, [0.0005, 0.9995]), rel=1e-12, abs=1e-12)
