@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
-from matplotlib import rc_context
+from matplotlib import rcParams
 from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import RendererAgg
 
@@ -65,22 +66,23 @@ def rasterise(text: str, dpi: float, style: dict) -> Stamp | None:
     """The ``Stamp`` of a matplotlib ``Text`` of ``text`` and ``style`` (its keyword
     arguments: fontsize, ha, va, rotation, rotation_mode, color, alpha, bbox), drawn at
     a whole-pixel anchor; None when it draws nothing."""
-    from matplotlib.figure import Figure
     from matplotlib.text import Text
-    from matplotlib.transforms import IdentityTransform
+    from matplotlib.transforms import Bbox, IdentityTransform
 
+    figure, measurer = _scratch(dpi)
     artist = Text(0, 0, text, transform=IdentityTransform(), **style)
-    artist.set_figure(Figure(dpi=dpi))
-    with rc_context(TEXT_STYLE):
-        measurer = RendererAgg(1, 1, dpi)
-        box = artist.get_window_extent(measurer)
+    artist.set_figure(figure)
+    with _text_style():
+        extent = artist.get_window_extent(measurer)         # around the anchor (0, 0)
+        reach = extent
         patch = artist.get_bbox_patch()
         if patch is not None:
             artist.update_bbox_position_size(measurer)
-            box = type(box).union([box, patch.get_window_extent(measurer)])
-        reach = math.ceil(max(abs(box.x0), abs(box.x1), abs(box.y0), abs(box.y1))) + _PAD
-        own = RendererAgg(2 * reach, 2 * reach, dpi)
-        artist.set_position((reach, reach))
+            reach = Bbox.union([extent, patch.get_window_extent(measurer)])
+        side = math.ceil(max(abs(reach.x0), abs(reach.x1), abs(reach.y0), abs(reach.y1)))
+        anchor = side + _PAD
+        own = RendererAgg(2 * anchor, 2 * anchor, dpi)
+        artist.set_position((anchor, anchor))
         artist.draw(own)
     pixels = np.asarray(own.buffer_rgba())
     inked = pixels[..., 3] > 0
@@ -88,10 +90,31 @@ def rasterise(text: str, dpi: float, style: dict) -> Stamp | None:
     if not rows.size:
         return None
     image = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1][::-1].copy()
-    extent = artist.get_window_extent(measurer)
-    # rows count down from the top of the image; the anchor is ``reach`` from its top
-    return Stamp(image, int(cols[0]) - reach, reach - int(rows[-1]) - 1,
-                 (extent.x0 - reach, extent.y0 - reach, extent.x1 - reach, extent.y1 - reach))
+    # rows count down from the top of the image; the anchor is ``anchor`` from its top
+    return Stamp(image, int(cols[0]) - anchor, anchor - int(rows[-1]) - 1, tuple(extent.extents))
+
+
+@contextmanager
+def _text_style():
+    """``TEXT_STYLE`` in force, as ``rc_context`` would (matplotlib's settings are
+    global), without its copy of every setting: that copy cost as much as drawing."""
+    saved = {key: rcParams[key] for key in TEXT_STYLE}
+    try:
+        rcParams.update(TEXT_STYLE)
+        yield
+    finally:
+        rcParams.update(saved)
+
+
+def _scratch(dpi: float):
+    """This thread's figure (for the texts' dpi) and measuring renderer at ``dpi``."""
+    found = getattr(_local, "scratch", None)
+    if found is None:
+        found = _local.scratch = {}
+    if dpi not in found:
+        from matplotlib.figure import Figure
+        found[dpi] = (Figure(dpi=dpi), RendererAgg(1, 1, dpi))
+    return found[dpi]
 
 
 def stamp(text: str, dpi: float, **style) -> Stamp | None:
