@@ -31,7 +31,7 @@ FIGSIZE = (4.6, 4.0)             # inches
 DPI = 100
 PLOT_POINTS = 50_000             # parent events a gate plot bins, at most
 
-_local = threading.local()      # per-thread reusables: plotters, tick helpers
+_local = threading.local()      # per thread: its plotters, tick locator and formatter
 
 
 # -- pure helpers -------------------------------------------------------------------
