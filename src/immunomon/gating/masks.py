@@ -61,13 +61,14 @@ def polygon_mask(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarr
     px = x[rows].astype(np.float64)
     py = y[rows].astype(np.float64)
     inside = np.zeros(rows.size, dtype=bool)
+    below = v[0, 1] <= py                 # each vertex's comparison serves its two edges
     for (x1, y1), (x2, y2) in zip(v, np.roll(v, -1, axis=0)):
-        if y1 == y2:
-            continue                      # horizontal edges never straddle
-        straddle = (y1 <= py) != (y2 <= py)
-        idx = np.flatnonzero(straddle)
-        xcross = x1 + (py[idx] - y1) * ((x2 - x1) / (y2 - y1))
-        inside[idx[px[idx] < xcross]] ^= True
+        below_next = y2 <= py
+        if y1 != y2:                      # horizontal edges never straddle
+            idx = np.flatnonzero(below != below_next)
+            xcross = x1 + (py[idx] - y1) * ((x2 - x1) / (y2 - y1))
+            inside[idx[px[idx] < xcross]] ^= True
+        below = below_next
     mask = np.zeros(x.shape[0], dtype=bool)
     mask[rows] = inside
     return mask
