@@ -755,10 +755,13 @@ def _scale_misfit(transform, channel, values, *, factor: float, below: float,
     linear channel of a small range whose events sit high on it: display values, which
     a second log-like scale compresses again), or None."""
     top = channel.top
-    high = float(np.quantile(values, quantile))
-    if transform.T > factor * top and high * factor < transform.T:
+
+    def high() -> float:         # asked only where T lies far from the channel's top
+        return float(np.quantile(values, quantile))
+
+    if transform.T > factor * top and high() * factor < transform.T:
         return "above"
-    if transform.T * below < top and high > transform.T:
+    if transform.T * below < top and high() > transform.T:
         return "below"
     if channel.amplification[0] == 0 and top <= DISPLAY_RANGE \
             and float(np.median(values)) > DISPLAY_MEDIAN * top:
@@ -781,18 +784,24 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
     'linear', whatever ``T``: a real file's leaves fell to a median F1 0.41 under
     ``T: auto``. One warning per kind, transform top and channel range, naming the
     channels."""
-    found: dict[tuple, list[str]] = {}
+    checked = []                        # (transform, column) of each log-like dimension
     for dim in dimensions:
         transform = getattr(dim, "transform", None)
         if transform is None or getattr(transform, "T", None) is None \
                 or transform.signal_scale() is None or not hasattr(dim, "name"):
             continue                    # linear, untransformed, or a ratio of channels
         try:
-            i = sample.channel_index(dim.name)
+            checked.append((transform, sample.channel_index(dim.name)))
         except ImmunomonError:
             continue
+    # every checked channel's sampled events in one pass over the event matrix
+    columns = sorted({i for _, i in checked})
+    sampled = dict(zip(columns, sample.events[::max(1, sample.n_events // 100_000)]
+                       [:, columns].T))
+    found: dict[tuple, list[str]] = {}
+    for transform, i in checked:
         channel = sample.channel_info[i]
-        values = sample.events[::max(1, sample.n_events // 100_000), i]
+        values = sampled[i]
         values = values[np.isfinite(values)]
         if not values.size:
             continue
