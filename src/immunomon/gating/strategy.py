@@ -231,6 +231,7 @@ class GatingResult:
         self._masks = masks
         self.gates = gates          # gate id -> the gate actually applied
         self.values = values        # the dimension values computed for this sample
+        self._counts: dict[str, int] = {}
 
     @property
     def gate_ids(self) -> tuple[str, ...]:
@@ -248,7 +249,11 @@ class GatingResult:
         return self._masks[gate_id]
 
     def count(self, gate_id: str) -> int:
-        return int(np.count_nonzero(self.mask(gate_id)))
+        """Events in the population; counted once (tables, QC, plots and the
+        AnnData all ask, and each count reads every event's membership)."""
+        if gate_id not in self._counts:
+            self._counts[gate_id] = int(np.count_nonzero(self.mask(gate_id)))
+        return self._counts[gate_id]
 
     def parent(self, gate_id: str) -> str | None:
         self.mask(gate_id)
