@@ -519,7 +519,8 @@ def decimal_strings(start: int, stop: int, width: int) -> np.ndarray:
     fraction of its cost (numpy formats every number alone). Numbers with the same
     count of digits are one block of rows, written a digit place at a time: in
     consecutive numbers the digit at place 10**k runs 0-9 in turn, each 10**k times,
-    so a place takes one digit per 10**k numbers, repeated, and no division per number."""
+    so a place takes one digit per 10**k numbers, repeated over its run (cut to the
+    block at either end), and no division per number."""
     chars = np.zeros((max(stop - start, 0), width), dtype=np.uint8)
     for length in range(1, width + 1):
         lo = max(start, 0 if length == 1 else 10 ** (length - 1))
@@ -531,8 +532,10 @@ def decimal_strings(start: int, stop: int, width: int) -> np.ndarray:
             step = 10 ** place
             first, last = lo // step, (hi - 1) // step
             digits = (np.arange(first, last + 1) % 10 + 48).astype(np.uint8)
-            skip = lo - first * step
-            block[:, length - 1 - place] = np.repeat(digits, step)[skip:skip + hi - lo]
+            if step > 1:
+                runs = np.diff(np.clip(np.arange(first, last + 2) * step, lo, hi))
+                digits = np.repeat(digits, runs)
+            block[:, length - 1 - place] = digits
     return chars.view(f"S{width}").ravel()
 
 
