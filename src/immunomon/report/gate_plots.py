@@ -536,7 +536,9 @@ def gate_view(result, gid, gate, *, max_points: int = PLOT_POINTS) -> GateView:
 def _make_view(result, gate, max_points: int) -> GateView:
     rows, n_parent = _parent_rows(result, gate.parent, max_points)
     dims = plot_dimensions(gate)[:2]
-    data = [np.asarray(result.values.values(d, rows), dtype=np.float64) for d in dims]
+    # float32 is ample to bin and bound on screen, and halves what the views hold while
+    # they are shared (the sample's plots would otherwise raise the job's memory peak)
+    data = [np.asarray(result.values.values(d, rows), dtype=np.float32) for d in dims]
     extent = gate_extent(gate)
     lims = [limits(x, extent[i] if i < len(extent) else ()) for i, x in enumerate(data)]
     return GateView(dims, data, lims, n_parent, rows.size)
@@ -550,7 +552,9 @@ def _parent_rows(result, parent, max_points: int) -> tuple[np.ndarray, int]:
     if key not in views:
         all_rows = (np.arange(result.n_events) if parent is None
                     else np.flatnonzero(result.mask(parent)))
-        views[key] = (plot_rows(all_rows, max_points), all_rows.size)
+        rows = plot_rows(all_rows, max_points)
+        views[key] = (rows.astype(np.int32) if result.n_events < 2**31 else rows,
+                      all_rows.size)
     return views[key]
 
 
