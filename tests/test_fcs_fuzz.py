@@ -147,6 +147,7 @@ def test_clear_errors_for_common_failures(tmp_path):
         "empty.fcs": b"",
         "notfcs.fcs": b"PK\x03\x04" + b"\0" * 100,
         "cut.fcs": BASES["float"][:30],
+        "note.fcs": b"this is wrong\n",       # shorter than a HEADER, and no FCS at all
     }
     for name, blob in cases.items():
         (tmp_path / name).write_bytes(blob)
@@ -156,6 +157,9 @@ def test_clear_errors_for_common_failures(tmp_path):
         read_fcs(tmp_path / "notfcs.fcs")
     with pytest.raises(FCSFormatError, match="truncated"):
         read_fcs(tmp_path / "cut.fcs")
+    with pytest.raises(FCSFormatError, match=r"not an FCS file: it is 14 bytes long and "
+                                             r"starts with b'this is wron'"):
+        read_fcs(tmp_path / "note.fcs")
     with pytest.raises(FCSFormatError, match="no such file"):
         read_fcs(tmp_path / "missing.fcs")
     with pytest.raises(FCSFormatError, match="folder"):

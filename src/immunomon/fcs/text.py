@@ -35,6 +35,9 @@ class Header:
 def parse_header(raw: bytes, path, start: int = 0) -> Header:
     """Parse the 58-byte HEADER found at ``start``."""
     if len(raw) < HEADER_LENGTH:
+        if raw[:3] != b"FCS"[:len(raw[:3])]:            # a short file of something else
+            raise FCSFormatError(path, f"not an FCS file: it is {len(raw)} bytes long and "
+                                 f"starts with {raw[:12]!r}", offset=start)
         raise FCSFormatError(path, f"file ends after {len(raw)} bytes, inside the "
                              "58-byte HEADER; it is truncated or not an FCS file", offset=start)
     version = raw[:6].decode("ascii", "replace")
