@@ -55,7 +55,7 @@ def test_real_files_are_registered_gated_and_the_broken_one_quarantined(real_run
     inbox, results, summary = real_run
     rows = {Path(r["relpath"]).name: r for r in registry_rows(results)}
     assert rows["corrupted.fcs"]["status"] == "quarantined"
-    assert "file ends after 10 bytes" in rows["corrupted.fcs"]["error"]
+    assert "not an FCS file: it is 10 bytes long" in rows["corrupted.fcs"]["error"]
     for name, (instrument, date) in REAL.items():
         r = rows[name]
         assert r["status"] == "done", r["error"]
