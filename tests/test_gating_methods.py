@@ -804,6 +804,26 @@ def test_a_further_look_must_find_a_cluster_not_a_cover_of_scattered_events():
     assert methods._peakedness(normal, np.zeros(2), np.eye(2)) == pytest.approx(15.8, rel=0.1)
 
 
+def test_a_further_look_finding_the_cluster_the_first_pick_was_part_of_finds_nothing():
+    # no granulocytes: the first look's max-SSC pick is a fragment of the lymphocytes
+    # (it holds their centre); a look that merges the lymphocytes' pieces and picks them
+    # whole has found that same cluster, peaked and distinct as it is
+    from immunomon.gating.datadriven import _apart, _found
+    rng = np.random.default_rng(5)
+    cols = [rng.normal(0.70, 0.025, 20_000), 0.66 + rng.gamma(2.0, 0.03, 20_000)]
+    first = methods.cluster_gate(cols, n_components=4, pick=[("max", 1)], quantile=0.995)
+    assert not first.distinct and first.engulfed_centres.shape == (len(first.engulfed), 2)
+    whole = methods.cluster_gate(cols, n_components=1, pick=[("max", 1)], quantile=0.995)
+    assert whole.distinct and whole.peaked > 2 and _found(whole)
+    assert whole.holds(first.engulfed_centres) and not _found(whole, beside=first)
+    apart = methods.cluster_gate([np.r_[cols[0], rng.normal(0.57, 0.03, 400)],
+                                  np.r_[cols[1], rng.normal(0.95, 0.02, 400)]],
+                                 n_components=6, pick=[("max", 1)], quantile=0.995)
+    assert _found(apart, beside=first)
+    assert _apart(0.99452, 0.995) == ("99.45%", "99.50%")
+    assert _apart(0.95, 0.995) == ("95.0%", "99.5%")
+
+
 def test_a_population_absent_from_the_bounds_window_is_taken_as_absent():
     # counting beads (bright, 0.6-0.95 by the template) in a tube run without them
     x = np.concatenate([RNG.normal(0.25, 0.05, 20_000), RNG.normal(0.5, 0.04, 3_000)])

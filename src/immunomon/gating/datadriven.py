@@ -272,14 +272,18 @@ class ClusterGate:
                                     quantile=self.quantile, seed=self.seed + start,
                                     min_weight=self.min_weight, even=even)
 
-    def _second_look(self, columns) -> methods.Cluster:
+    def _further_look(self, columns, first: methods.Cluster, *, even: bool = False
+                      ) -> methods.Cluster:
         """The fit with two more components, from up to ``SECOND_LOOKS`` starts: a rare
         cluster's own component depends on where the mixture starts (1.4% granulocytes
         in a Ficoll sample got one from two of three starts), and what a start finds
-        counts only if it is a cluster (``_found``)."""
+        counts only if it is a cluster (``_found``) other than the one the ``first``
+        pick was a fragment of (a start that merges the lymphocytes' pieces into one
+        cluster finds them, not the granulocytes). ``even``: on a subsample evened out
+        over the density (``methods._evened``)."""
         for start in range(SECOND_LOOKS):
-            more = self._fit(columns, self.n_components + 2, start=start)
-            if _found(more):
+            more = self._fit(columns, self.n_components + 2, even=even, start=start)
+            if _found(more, beside=first):
                 break
         return more
 
@@ -293,13 +297,13 @@ class ClusterGate:
             # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component
             # of its own while a large skewed cluster takes several: look again with two
             # more before calling it absent
-            more = self._second_look(columns)
-            if not _found(more):
+            more = self._further_look(columns, c)
+            if not _found(more, beside=c):
                 # rarer still (0.5% granulocytes in a lymphocyte-enriched sample): a
                 # subsample evened out over the density gives it events enough to fit
-                more = self._fit(columns, self.n_components + 2, even=True)
-                evened = _found(more)
-            c = more if _found(more) else c
+                more = self._further_look(columns, c, even=True)
+                evened = _found(more, beside=c)
+            c = more if _found(more, beside=c) else c
         if not c.distinct:
             # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
             # lymphocytes or monocytes and hand them to this population
@@ -312,7 +316,8 @@ class ClusterGate:
             notes[0] += (" in a subsample evened out over the density (a rare cluster: "
                          "weights there are not shares of the parent)")
         if c.held < 1.0:
-            notes.append(f"ellipse holds {c.held:.1%} of the cluster, not {self.quantile:.1%}: "
+            held, asked = _apart(c.held, self.quantile)
+            notes.append(f"ellipse holds {held} of the cluster, not {asked}: "
                          "further out a heavier cluster's tail outnumbers its edge")
         return FoundEllipsoid(self.id, self.dimensions, c.mean, c.covariance,
                               c.distance_squared, self.parent, method="gaussian mixture",
@@ -401,10 +406,22 @@ def _inside_population(values: np.ndarray, cut: float, *, level: float = 0.5,
                 and around.max() <= density[i] / level)
 
 
-def _found(c: methods.Cluster, *, peaked: float = 2.0) -> bool:
-    """Whether a further look found a cluster: one of its own, and denser at its centre
-    than at its edge (a broad component laid over scattered events is not)."""
-    return c.distinct and c.peaked >= peaked
+def _found(c: methods.Cluster, *, peaked: float = 2.0,
+           beside: methods.Cluster | None = None) -> bool:
+    """Whether a further look found a cluster: one of its own, denser at its centre
+    than at its edge (a broad component laid over scattered events is not), and not
+    the larger cluster that the first look's pick (``beside``) was a fragment of."""
+    return (c.distinct and c.peaked >= peaked
+            and not (beside is not None and c.holds(beside.engulfed_centres)))
+
+
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """Two shares as percentages with the fewest decimals (1 to 3) that tell them apart."""
+    for places in (1, 2, 3):
+        pa, pb = f"{a:.{places}%}", f"{b:.{places}%}"
+        if pa != pb:
+            break
+    return pa, pb
 
 
 def _pieces(c: methods.Cluster) -> str:

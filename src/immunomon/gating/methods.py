@@ -12,7 +12,7 @@ gating a small file.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -857,6 +857,15 @@ class Cluster:
                                         # neighbour kept the ellipse under ``quantile``
     peaked: float = np.inf              # events per unit area within 1 SD of its centre
                                         # over those 2-3 SD out (``_peakedness``)
+    engulfed_centres: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+    def holds(self, points: np.ndarray) -> bool:
+        """Whether any of ``points`` (rows) lies inside the ellipse."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, len(self.mean))
+        if not points.size:
+            return False
+        d2 = mahalanobis_squared(points.T, self.mean, self.covariance)
+        return bool(np.any(d2 <= self.distance_squared))
 
     @property
     def distinct(self) -> bool:
@@ -1054,4 +1063,4 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     reach = _best_reach(gmm, X, members, mean, cov, d2)
     held = chi2_probability(reach, X.shape[1]) if reach < d2 else 1.0
     return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
-                   _peakedness(thinned, mean, cov))
+                   _peakedness(thinned, mean, cov), gmm.means[list(engulfed)])
