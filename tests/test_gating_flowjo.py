@@ -209,6 +209,25 @@ def test_real_flowjo10_booleans_and_comp_prefix():
     assert [o.ref for o in not_node.operands] == ["Time/Singlets/aAmine-/CD3+/CD4+/IL2+"]
 
 
+def test_a_template_name_may_be_the_workspace_parent_and_gate_names_together():
+    # a template's names are unique, so the expert's IFNg+ under CD4+ and under CD8+ are
+    # its "CD4 IFNg+" and "CD8 IFNg+"; a bare "IFNg+" names neither for sure
+    from immunomon.gating.flowjo.apply import match_populations
+    s = load_flowjo(DATA / "8_color_ICS_boolean_gate_testing.wsp.gz").samples[0]
+    got = match_populations(s, [("CD4 IFNg+", "CD4 T"), ("CD8+ IFNg+", "CD8 T"),
+                                ("CD8 CD107a+", "CD8 T"), ("IFNg+", None), ("CD4+", "T"),
+                                ("CD4 IFNg-", "CD4 T")])
+    base = "Time/Singlets/aAmine-/CD3+/"
+    assert got == {"CD4 IFNg+": base + "CD4+/IFNg+", "CD8+ IFNg+": base + "CD8+/IFNg+",
+                   "CD8 CD107a+": base + "CD8+/CD107a+", "CD4+": base + "CD4+"}
+
+
+def test_a_workspace_run_on_a_folder_without_fcs_files_is_an_error(tmp_path):
+    ws = load_flowjo(DATA / "single_ellipse_51_events.wsp")
+    with pytest.raises(FlowJoError, match="no FCS files found"):
+        compare_counts(ws, [tmp_path])
+
+
 # ----------------------------------------------------------------------------- errors
 def test_missing_fcs_file_is_named(synthetic, tmp_path):
     wsp = tmp_path / "lonely.wsp"

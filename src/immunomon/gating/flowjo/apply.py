@@ -67,8 +67,12 @@ def match_files(ws: Workspace, files=None) -> list[tuple[WorkspaceSample, Path]]
     if files is None:
         return [(s, locate(ws, s)) for s in ws.samples]
     from ..run import find_fcs_files
+    found = find_fcs_files(files)
+    if not found:
+        raise FlowJoError("no FCS files found in the inputs given: "
+                          + ", ".join(str(f) for f in files))
     pairs = []
-    for path in find_fcs_files(files):
+    for path in found:
         path = Path(path)
         sample = sample_for_file(ws, path)
         if sample is None:
@@ -156,15 +160,25 @@ def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
     (case, spaces and punctuation aside, but not the signs: "NK1.1+" is
     FlowJo's "NK1_1+", not "NK1_1-"); a name held by several workspace
     populations is matched only if exactly one of them has the same parent
-    name."""
+    name. A name that matches none may be the workspace's parent and gate
+    names together, the parent's own sign optional: a template's names are
+    unique, so its "CD4 IFNg+" is the workspace's "CD4+/IFNg+" beside
+    "CD8+/IFNg+"."""
     def norm(s):
         return spelling(s, keep="+-")
+
+    def qualified(p) -> set[str]:
+        parent = p.parent.split("/")[-1] if p.parent else ""
+        return {norm(parent) + norm(p.name), norm(parent.rstrip("+-")) + norm(p.name)} \
+            if parent else set()
 
     out = {}
     for name, parent in names:
         hits = [p for p in sample.populations if norm(p.name) == norm(name)]
         if len(hits) > 1 and parent:
             hits = [p for p in hits if p.parent and norm(p.parent.split("/")[-1]) == norm(parent)]
+        if not hits:
+            hits = [p for p in sample.populations if norm(name) in qualified(p)]
         if len(hits) == 1:
             out[name] = hits[0].id
     return out
@@ -189,6 +203,12 @@ def compare_template(ws: Workspace, files, template) -> pd.DataFrame:
         if not matched:
             notes.append(f"{applied.sample.name}: no population of the template "
                          "has the name of a workspace population, so none is scored")
+        else:
+            unmatched = [p for p, _ in names if p not in matched]
+            if unmatched:
+                notes.append(f"{applied.sample.name}: not scored, no workspace population "
+                             f"(or parent and population) of their name, or several: "
+                             f"{', '.join(unmatched)}")
         for name, path in matched.items():
             manual = applied.result.mask(path)
             mine = auto.mask(name)
