@@ -135,10 +135,12 @@ def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
     found = methods.tail_threshold(x, fdr=0.05)
     assert f1(plain) < 0.75 < 0.93 < f1(found)
     assert "at most 0.05" in found.note
-    # nothing stands out of the tail: the n_sd cut, not a cut round a few outliers
+    # nothing stands out of the tail: no cut, not one round a few outliers, and not the
+    # n_sd cut either (that counts the peak's own tail, 0.13% here, as positives)
     alone = methods.tail_threshold(neg, fdr=0.05)
-    assert alone.value == pytest.approx(methods.tail_threshold(neg).value)
-    assert "at most" not in alone.note
+    assert alone.value == np.inf and "none stand out of the peak" in alone.note
+    assert np.count_nonzero(neg >= methods.tail_threshold(neg).value) > 40
+    assert methods.tail_threshold(-neg, side="below", fdr=0.05).value == -np.inf
     # a negative whose upper tail is heavier than its lower half says: fdr never moves the
     # cut nearer the peak than n_sd SDs (it would take the tail for a population)
     skewed = np.concatenate([neg, 0.25 + rng.exponential(0.1, 40_000)])

@@ -381,6 +381,35 @@ def test_the_rarest_granulocytes_are_found_by_a_start_that_finds_a_cluster_of_th
     assert "evened out" in result.gates["Granulocytes"].notes[0]
 
 
+def test_a_cytokine_no_cell_makes_is_an_empty_population_and_a_warning(tmp_path):
+    # the simulated ICS samples have no IL-2+ CD8 T cells: mode + 3 SD took 108-133 of the
+    # negatives' tail (0.4%) for them; with fdr nothing stands out, and the empty population
+    # is a warning that says so, not a failure of the sample
+    from pathlib import Path
+
+    from immunomon.gating.run import gate_sample
+    from immunomon.simulate import stress
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "templates" / "ics.yaml"
+    text = path.read_text(encoding="utf-8") + (
+        "\n  - name: CD8 IL-2+\n    parent: CD8 T\n    dims: [IL-2]\n    method: tail\n"
+        "    args: {side: above, fdr: 0.05}\n")
+    gating = gate_sample(stress.ics(100_000, seed=1).sample, parse_template(text, "ics.yaml"))
+    counts = dict(zip(gating.table_columns["population"], gating.table_columns["count"]))
+    assert counts["CD8 IL-2+"] == 0 and counts["CD8 IFNg+"] > 20
+    flags = [f for f in gating.qc_flags if f.population == "CD8 IL-2+"]
+    assert [f.level for f in flags] == ["warning"] and "none stand out" in flags[0].message
+    assert gating.status != "failure"
+    # its gate starts at infinity; the Gating-ML the job writes holds the largest finite
+    # number there, which our reader (and strict xs:double readers) take: same counts
+    from immunomon.gating.gatingml import load_gatingml, save_gatingml
+    from immunomon.gating.run import concrete_strategy
+    concrete, ids = concrete_strategy(gating.result)
+    save_gatingml(concrete, tmp_path / "gates.xml")
+    again = load_gatingml(tmp_path / "gates.xml").apply(gating.result.sample)
+    assert again.count(ids["CD8 IL-2+"]) == 0
+    assert again.count(ids["CD8 IFNg+"]) == counts["CD8 IFNg+"]
+
+
 def test_tail_fdr_is_a_share():
     text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
                         "    dims: [CD4]\n    method: tail\n    args: {fdr: 0.05}\n")

@@ -736,7 +736,7 @@ def _cut_above_the_scale(result, gate) -> str:
         return ""
     scale = result.values.signal_scale(dims[0])
     cut = float(bounds[0][0])
-    if scale is None or not cut > scale[1]:
+    if scale is None or not np.isfinite(cut) or not cut > scale[1]:
         return ""
     return f"; its cut ({cut:.4g}) lies above the top of the scale ({scale[1]:.4g})"
 

@@ -7,7 +7,9 @@ with a ``GatingMLError`` naming the file.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -318,8 +320,16 @@ def _check_id(kind: str, value: str) -> str:
     return value
 
 
-def _num(v: float) -> str:
-    return repr(float(v))
+def xml_number(v: float) -> str:
+    """A number as an XML attribute, round-tripping exactly. An infinite bound (the gate
+    of a population taken as absent starts at +inf) is written as the largest finite
+    double: the same events inside, and a number every reader takes (ours refuses a
+    non-finite one, as strict xs:double readers refuse Python's 'inf')."""
+    v = float(v)
+    if math.isinf(v):
+        v = math.copysign(sys.float_info.max, v)
+    return repr(v)
+
 
 
 def _sub(parent, ns, tag, attrs=None):
@@ -351,7 +361,7 @@ class _Writer:
         self.ids.setdefault(transform, tid)
         elem = _sub(self.root, T, "transformation", {(T, "id"): _check_id("transformation", tid)})
         if isinstance(transform, FRatio):
-            r = _sub(elem, T, "fratio", {(T, p): _num(getattr(transform, p))
+            r = _sub(elem, T, "fratio", {(T, p): xml_number(getattr(transform, p))
                                          for p in ("A", "B", "C")})
             for name in (transform.numerator, transform.denominator):
                 _sub(r, D, "fcs-dimension", {(D, "name"): name})
@@ -359,7 +369,7 @@ class _Writer:
         from .. import transforms
         for kind, (cls_name, params) in _TRANSFORMS.items():
             if isinstance(transform, getattr(transforms, cls_name)):
-                _sub(elem, T, kind, {(T, p): _num(getattr(transform, p)) for p in params})
+                _sub(elem, T, kind, {(T, p): xml_number(getattr(transform, p)) for p in params})
                 return
         raise GatingMLError(f"transformation {tid!r}: {type(transform).__name__} has no "
                             "Gating-ML 2.0 form")
@@ -373,7 +383,7 @@ class _Writer:
         for row in m.matrix:
             spec = _sub(elem, T, "spectrum")
             for v in row:
-                _sub(spec, T, "coefficient", {(T, "value"): _num(v)})
+                _sub(spec, T, "coefficient", {(T, "value"): xml_number(v)})
 
     def dimension(self, parent, tag, dim, extra=None):
         attrs = {(G, "compensation-ref"): dim.compensation, **(extra or {})}
@@ -413,9 +423,9 @@ class _Writer:
             for dim, (lo, hi) in zip(gate.dimensions, gate.bounds):
                 b = {}
                 if lo is not None:
-                    b[(G, "min")] = _num(lo)
+                    b[(G, "min")] = xml_number(lo)
                 if hi is not None:
-                    b[(G, "max")] = _num(hi)
+                    b[(G, "max")] = xml_number(hi)
                 self.dimension(elem, "dimension", dim, b)
         elif isinstance(gate, PolygonGate):
             for dim in gate.dimensions:
@@ -423,30 +433,30 @@ class _Writer:
             for vertex in gate.vertices:
                 v = _sub(elem, G, "vertex")
                 for c in vertex:
-                    _sub(v, G, "coordinate", {(D, "value"): _num(c)})
+                    _sub(v, G, "coordinate", {(D, "value"): xml_number(c)})
         elif isinstance(gate, EllipsoidGate):
             for dim in gate.dimensions:
                 self.dimension(elem, "dimension", dim)
             mean = _sub(elem, G, "mean")
             for c in gate.mean:
-                _sub(mean, G, "coordinate", {(D, "value"): _num(c)})
+                _sub(mean, G, "coordinate", {(D, "value"): xml_number(c)})
             cov = _sub(elem, G, "covarianceMatrix")
             for row in gate.covariance:
                 r = _sub(cov, G, "row")
                 for c in row:
-                    _sub(r, G, "entry", {(D, "value"): _num(c)})
-            _sub(elem, G, "distanceSquare", {(D, "value"): _num(gate.distance_square)})
+                    _sub(r, G, "entry", {(D, "value"): xml_number(c)})
+            _sub(elem, G, "distanceSquare", {(D, "value"): xml_number(gate.distance_square)})
         elif isinstance(gate, QuadrantGate):
             for div in gate.dividers:
                 d = self.dimension(elem, "divider", div.dimension,
                                    {(G, "id"): _check_id("divider", div.id)})
                 for v in div.values:
-                    _sub(d, G, "value").text = _num(v)
+                    _sub(d, G, "value").text = xml_number(v)
             for quad in gate.quadrants:
                 q = _sub(elem, G, "Quadrant", {(G, "id"): _check_id("quadrant", quad.id)})
                 for div_id, loc in quad.positions:
                     _sub(q, G, "position", {(G, "divider_ref"): div_id,
-                                            (G, "location"): _num(loc)})
+                                            (G, "location"): xml_number(loc)})
         else:
             op = _sub(elem, G, gate.operator)
             for o in gate.operands:

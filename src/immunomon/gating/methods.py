@@ -326,7 +326,8 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     peak of that mode, with the SD its far flank shows (``tail_spread``: a negative
     spread wide below zero by compensation no longer pushes the cut out, a heavy upper
     tail no longer pulls it in) and as many events as the parent, would account for at
-    most ``fdr`` of the events found there; ``n_sd`` SDs where no cut meets it.
+    most ``fdr`` of the events found there; where no cut meets it, none (the cut at
+    infinity: no population stands out of the peak's own tail).
     """
     x = _on_scale(x)
     if x.size < 10:
@@ -344,17 +345,28 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
         # rare positives leave the far flank to the peak's own tail: measure it there
         far = tail_spread(centres, density, top, int(sign), bandwidth)
         cut = _few_false_cut(x, mode, far, sign, fdr, start_sd=n_sd)
-        if cut is not None:
-            k = abs(cut - mode) / far
-            return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
-                             f"{k:.2f} x {far:.3g} (the SD its far flank shows): at most "
-                             f"{fdr:g} of the events beyond it expected from the peak")
+        if cut is None:
+            # a step-up procedure with no discovery: n SDs out would count the peak's
+            # own tail (0.1-0.4% of an unstimulated tube's T cells) as positives
+            return Threshold(sign * np.inf, (mode,), note=(
+                f"no cut {n_sd:g} or more SDs out leaves at most {fdr:g} of the events "
+                f"beyond it to the peak's own tail (mode {mode:.4g}, SD {far:.3g} from its "
+                f"far flank), with {FDR_MIN_EVENTS} or more there: none stand out of the "
+                "peak; the population is empty"))
+        k = abs(cut - mode) / far
+        return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
+                         f"{k:.2f} x {far:.3g} (the SD its far flank shows): at most "
+                         f"{fdr:g} of the events beyond it expected from the peak")
     return Threshold(mode + sign * n_sd * sd, (mode,),
                      note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
 
+#: Events beyond an ``fdr`` tail cut, at the least: a handful of outliers is no population
+FDR_MIN_EVENTS = 10
+
+
 def _few_false_cut(x, mode: float, sd: float, sign: float, fdr: float,
-                   start_sd: float = 2.0, min_events: int = 10) -> float | None:
+                   start_sd: float = 2.0, min_events: int = FDR_MIN_EVENTS) -> float | None:
     """The cut nearest ``mode`` (at least ``start_sd`` SDs out, along ``sign``)
     beyond which the events a normal peak of ``mode`` and ``sd`` with ``x.size``
     events would leave are at most ``fdr`` of the events observed there, and those are

@@ -16,6 +16,7 @@ import numpy as np
 from ...atomic import atomic_path
 from ...errors import FlowJoError
 from ..dimensions import FCS, UNCOMPENSATED, Dimension, SpectrumMatrix
+from ..gatingml import xml_number as _n
 from ..gates import BooleanGate, EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
 from .model import (SEP, Compensation, Population, WorkspaceSample, WspAxesEllipse,
                     WspBoolean, WspEllipse, WspPolygon, WspRectangle, axes_moments)
@@ -26,10 +27,6 @@ from .scales import (DISPLAY_BINS, FlowJoBiex, FlowJoLinear, FlowJoLog, FlowJoTa
 G = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
 T = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
 D = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
-
-
-def _n(v) -> str:
-    return repr(float(v))
 
 
 def _sub(parent, tag, attrs=None, ns=None):
