@@ -44,8 +44,9 @@ def density_figure(check, sample, path) -> Path | None:
                          if cut.applies_to else ""), fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
-        ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; cut at "
-                     + ", ".join(f"{v:.4g}" for v in cut.values)
+        where = (f"cut at {', '.join(f'{v:.4g}' for v in cut.values)}" if cut.values
+                 else "no cut: nothing gated")      # a population taken as absent
+        ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; {where}"
                      + (f" (density of the events {cut.among} the other cut)" if cut.among
                         else " (density of all events)" if cut.applies_to else ""),
                      fontsize=8)
