@@ -48,9 +48,12 @@ def deidentified(tmp_path_factory):
     write_sample(inbox / "Doe_Jane_1961-04-02_M1.fcs", seed=1, keywords=PLANTED, start=ACQUIRED)
     write_sample(inbox / "Doe_Jane_1961-04-02_M3.fcs", seed=2, start=ACQUIRED,
                  keywords={**PLANTED, "$SMNO": "ACC-88231-78"})
+    # control runs months before the patient's: the controls' one random shift (up to 60
+    # days either way) must not be able to land a control's date on the patient's secret
+    # one (a run of 2024-04-01 moved by a day read as 2024-04-02, one batch in 120)
     for i in (1, 2):
         write_sample(inbox / f"QC_{i}.fcs", seed=10 + i,
-                     start=dt.datetime(2024, 4, i, 8, 0), keywords={"$OP": "Obermeyer"})
+                     start=dt.datetime(2023, 9, i, 8, 0), keywords={"$OP": "Obermeyer"})
     good = (inbox / "QC_1.fcs").read_bytes()
     (inbox / "Roe_Richard_M2.fcs").write_bytes(good[: len(good) // 3])
     (root / "manifest.csv").write_text(
