@@ -331,7 +331,6 @@ def xml_number(v: float) -> str:
     return repr(v)
 
 
-
 def _sub(parent, ns, tag, attrs=None):
     """A child element; ``attrs`` maps (namespace, name) to the value."""
     return ET.SubElement(parent, _q(ns, tag),

@@ -16,8 +16,8 @@ import numpy as np
 from ...atomic import atomic_path
 from ...errors import FlowJoError
 from ..dimensions import FCS, UNCOMPENSATED, Dimension, SpectrumMatrix
-from ..gatingml import xml_number as _n
 from ..gates import BooleanGate, EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
+from ..gatingml import xml_number as _n
 from .model import (SEP, Compensation, Population, WorkspaceSample, WspAxesEllipse,
                     WspBoolean, WspEllipse, WspPolygon, WspRectangle, axes_moments)
 from .reader import Workspace
