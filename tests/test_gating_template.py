@@ -410,6 +410,32 @@ def test_a_cytokine_no_cell_makes_is_an_empty_population_and_a_warning(tmp_path)
     assert again.count(ids["CD8 IFNg+"]) == counts["CD8 IFNg+"]
 
 
+def test_pooled_is_a_yes_or_no_of_one_dimensional_thresholds():
+    from immunomon.gating.pooled import pooled_populations
+    text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
+                        "    dims: [CD4]\n    method: threshold\n    args: {pooled: true}\n")
+    assert pooled_populations(parse_template(text, "panel.yaml")) == ["CD4 T"]
+    assert "pooled" in error_of(text.replace("pooled: true", "pooled: yes please"))
+    tail = text.replace("method: threshold\n    args: {pooled: true}",
+                        "method: tail\n    args: {pooled: true, fdr: 0.05}")
+    assert pooled_populations(parse_template(tail, "panel.yaml")) == ["CD4 T"]
+    # a quadrant's or cluster's pooled cut is not built: refused by name, not ignored
+    quad = BASE + ("  - name: Q\n    parent: T\n    dims: [CD3, CD4]\n    method: quadrant\n"
+                   "    args: {quadrants: {A: [above, above]}, pooled: true}\n")
+    assert "pooled" in error_of(quad)
+
+
+def test_an_override_may_say_where_it_came_from():
+    from immunomon.simulate import pbmc_sample
+    t = load_template("post-transplant")
+    sample = pbmc_sample(3000, seed=1).sample
+    gate = {"rectangle": {"bounds": [[0.5, None]]}, "note": "drawn by the reviewer"}
+    _, notes = t.strategy_for(sample, {"Activated T": gate})
+    assert "population 'Activated T': drawn by the reviewer" in notes
+    with pytest.raises(TemplateError):
+        t.strategy_for(sample, {"Activated T": {**gate, "note": 3}})
+
+
 def test_tail_fdr_is_a_share():
     text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
                         "    dims: [CD4]\n    method: tail\n    args: {fdr: 0.05}\n")

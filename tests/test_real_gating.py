@@ -505,3 +505,68 @@ def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path,
         assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
     assert "held out on 1 file of 1 centre" in capsys.readouterr().out
     assert bench.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):
+    """CD69 on T cells makes no peak of its own in most files, and the lone-peak rule cut
+    each file where its negatives ended: activation file 23's CD4 T cells at 0.75, above
+    all 189 of the expert's CD69+ cells (F1 0, a QC failure), file 8's 2 of 32. The
+    expert drew one CD69 gate for the whole experiment; `pooled: true` finds one cut on
+    the files gated together (33 whole files: CD4 median 0.809 -> 0.824, lowest 0.025 ->
+    0.656; CD8 0.864 -> 0.893), each file's own upstream gates kept."""
+    import json
+
+    from immunomon.gating.run import gate_files
+    from immunomon.gating.template import parse_template
+
+    text = (REAL / "activation.yaml").read_text(encoding="utf-8").replace(
+        "args: {side: above, expect: mostly-negative}",
+        "args: {side: above, expect: mostly-negative, pooled: true}")
+    template = parse_template(text, str(REAL / "activation_pooled.yaml"))
+    files = [REAL / f"activation_{i}.fcs" for i in (1, 8, 23)]
+    run = gate_files(files, template, tmp_path, plots="none", anndata=False,
+                     exclude_anomalies=False)
+    assert run.ok and not run.notes
+    cuts = set()
+    for name in ("activation_8", "activation_23"):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert any("pooled events of 3 files" in n and "CD69+ CD4 T" in n
+                   for n in summary["notes"])
+        assert summary["status"] != "failure"
+        gml = (tmp_path / name / "gates.xml").read_text()
+        cuts.add(gml.split('gating:id="CD69pos_CD4_T"')[1].split('gating:min="')[1][:12])
+        # the same file gated alone: the cut is its own, and the sample says so
+        alone = gate_sample(read_fcs(REAL / f"{name}.fcs"), template, exclude_anomalies=False)
+        assert any("found on this file alone" in n for n in alone.notes)
+    assert len(cuts) == 1
+    # against the expert, event by event, with the pooled gates the run found
+    from immunomon.gating.pooled import pooled_gates
+    found, _ = pooled_gates(files, template, exclude_anomalies=False)
+    for name, bound in (("activation_8", 0.75), ("activation_23", 0.85)):
+        labels = np.load(REAL / f"{name}.labels.npz")
+        result = gate_sample(read_fcs(REAL / f"{name}.fcs"), template, overrides=found,
+                             exclude_anomalies=False).result
+        assert f1(result.mask("CD69+ CD4 T"), labels["CD69+ CD4 T Cells"]) > bound, name
+
+
+def test_pooled_gates_under_pooled_gates_and_on_markers_no_file_has():
+    # CD44 among the pooled CD69+ CD4 T cells is found after them, on their pooled cut; a
+    # pooled population on a marker none of the files has is gated nowhere and said so
+    from immunomon.gating.pooled import pooled_gates
+    from immunomon.gating.template import parse_template
+
+    text = (REAL / "activation.yaml").read_text(encoding="utf-8").replace(
+        "args: {side: above, expect: mostly-negative}",
+        "args: {side: above, expect: mostly-negative, pooled: true}")
+    text = text.replace("markers:\n", "markers:\n  Ki67: [Ki67]\n", 1) + (
+        "  - name: CD44+ CD69+ CD4 T\n    parent: CD69+ CD4 T\n    dims: [CD44]\n"
+        "    method: threshold\n    args: {side: above, pooled: true}\n"
+        "  - name: Ki67+ T\n    parent: T cells\n    dims: [Ki67]\n"
+        "    method: threshold\n    args: {side: above, pooled: true}\n")
+    template = parse_template(text, "activation_pooled.yaml")
+    files = [REAL / f"activation_{i}.fcs" for i in (1, 8, 23)]
+    found, notes = pooled_gates(files, template, exclude_anomalies=False)
+    assert set(found) == {"CD69+ CD4 T", "CD69+ CD8 T", "CD44+ CD69+ CD4 T"}
+    assert "pooled events of 3 files" in found["CD44+ CD69+ CD4 T"]["note"]
+    assert notes == ["pooled population 'Ki67+ T': no file gave events for it; each file "
+                     "is gated on its own"]

@@ -202,6 +202,8 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
             report(row)             # a failure's reason is its "error:" line, said once
             progress.done(row["sample"], row["status"], row.get("events"))
         run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
+    for note in run.notes:
+        click.echo(f"warning: {note}", err=True)
     if as_json:
         import json
 

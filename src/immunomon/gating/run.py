@@ -480,6 +480,7 @@ class GateRun:
     samples: list[dict]            # one row per file: sample, file, status, message, ...
     table_columns: dict            # all samples' population rows, as columns
     out_dir: Path
+    notes: list[str] = field(default_factory=list)   # the run's own (pooled gates)
 
     @cached_property
     def table(self):
@@ -584,24 +585,32 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     called once) or, with ``wait=False``, stops with ``FolderInUseError``.
     ``GateRun.samples`` and ``GateRun.table`` are this run's files only.
     ``workers`` > 1 gates that many files at a time in separate processes (rows
-    come back in the order the files were given)."""
+    come back in the order the files were given). A template's pooled populations
+    (``pooled: true``) are found first, once, on the events of all ``files`` together
+    (``gating.pooled``), and applied to each as a fixed gate; a sample's own override
+    of such a population wins."""
+    from .pooled import pooled_gates, pooled_populations
+
     plots = plot_level(plots)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, wait=wait, on_wait=on_wait):
         _refuse_other_templates(out_dir, template)
+        pooled, notes = pooled_gates(files, template, overrides=overrides,
+                                     exclude_anomalies=exclude_anomalies) \
+            if pooled_populations(template) and files else ({}, [])
         rows, outputs = _gate_each(files, template, out_dir, counting=counting,
                                   sample_info=sample_info, overrides=overrides, plots=plots,
                                   anndata=anndata, exclude_anomalies=exclude_anomalies,
                                   deidentify=deidentify, progress=progress,
-                                  workers=workers)
+                                  workers=workers, pooled=pooled)
         write_combined(out_dir, template, rows, outputs)
-    return GateRun(rows, tables.concat(list(outputs.values())), out_dir)
+    return GateRun(rows, tables.concat(list(outputs.values())), out_dir, notes)
 
 
 def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_info, overrides,
-               plots, anndata, exclude_anomalies, deidentify, progress, workers: int = 1
-               ) -> tuple[list[dict], dict[str, dict]]:
+               plots, anndata, exclude_anomalies, deidentify, progress, workers: int = 1,
+               pooled: dict | None = None) -> tuple[list[dict], dict[str, dict]]:
     """``gate_file`` on every file (in ``workers`` processes when more than one): the
     files' rows, and the population tables of those gated, by sample name."""
     jobs, used = [], set()
@@ -615,7 +624,8 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
         used.add(name)
         jobs.append(dict(path=path, template=template, out_dir=out_dir, name=name,
                          counting=_merged(counting, (sample_info or {}).get(name)),
-                         overrides=(overrides or {}).get(name), plots=plots, anndata=anndata,
+                         overrides={**(pooled or {}), **(overrides or {}).get(name, {})}
+                         or None, plots=plots, anndata=anndata,
                          exclude_anomalies=exclude_anomalies, deidentify=deidentify))
     if workers > 1 and len(jobs) > 1:
         from ..batch.pool import map_jobs

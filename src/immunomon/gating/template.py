@@ -295,8 +295,14 @@ class Template:
             if overrides and spec.name in overrides:
                 override = _validated_override(self, spec, overrides[spec.name])
                 gate = _build(override, dims, parent)
+                if override.args.get("note"):
+                    notes.append(f"population {spec.name!r}: {override.args['note']}")
             else:
                 gate = _build(spec, dims, parent)
+                if spec.args.get("pooled"):
+                    notes.append(f"population {spec.name!r} is pooled in the template but "
+                                 "was found on this file alone (files gated together by "
+                                 "'immunomon gate' share one cut)")
             strategy.add(gate)
         return strategy, notes
 
@@ -505,10 +511,11 @@ _TAIL_ARGS = {"side": _SIDE, "n_sd": _number(0), "quantile": _number(0, 1),
               "fdr": _number(0, 1)}
 _THRESHOLD_ARGS = {"density": _DENSITY_ARGS, "tail": _TAIL_ARGS}
 # The arguments of each data-driven method; None: checked with the dimensions in hand.
+_POOLED = {"pooled": _choice(True, False)}      # one cut for all files gated together
 METHOD_ARGS = {
     "singlet": {"n_mad": _number(0)},
-    "threshold": _DENSITY_ARGS,
-    "tail": _TAIL_ARGS,
+    "threshold": {**_DENSITY_ARGS, **_POOLED},
+    "tail": {**_TAIL_ARGS, **_POOLED},
     "cluster": {"components": _number(1, 20, closed=True, integer=True), "pick": None,
                 "quantile": _number(0, 1), "min_weight": _number(0, 1, closed=True)},
     "quadrant": {"quadrants": None, "x_method": _choice("density", "tail"),
@@ -682,13 +689,19 @@ def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) ->
 
 
 def _validated_override(template: Template, spec: PopulationSpec, gate: dict) -> PopulationSpec:
+    """A fixed gate replacing a population's for one sample; ``note`` (optional) says
+    where it came from, among the sample's notes."""
     label = f"override for population {spec.name!r}"
-    if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED[:3]:
+    gate = dict(gate) if isinstance(gate, dict) else gate
+    note = gate.pop("note", None) if isinstance(gate, dict) else None
+    if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED[:3] \
+            or not isinstance(note, (str, type(None))):
         raise TemplateError(f"{label}: give one fixed gate (rectangle, polygon or ellipse)")
     kind, params = next(iter(gate.items()))
     args = _fixed_spec(template.source, 0, label, spec.name, spec.parent, list(spec.dims),
                        kind, params, {})
-    return PopulationSpec(spec.name, spec.parent, spec.dims, kind, args, spec.line)
+    return PopulationSpec(spec.name, spec.parent, spec.dims, kind,
+                          {**args, **({"note": note} if note else {})}, spec.line)
 
 
 def parse_template(text: str, source: str = "<template>") -> Template:
