@@ -46,10 +46,10 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
         ready = [p for p in wanted if p not in found
                  and not any(a in wanted and a not in found for a in _ancestors(template, p))]
         pools: dict[str, list[np.ndarray]] = {p: [] for p in ready}
-        gates, scales, used = {}, {}, 0
+        gates, scales = {}, {}
+        given = {p: spec for p, spec in found.items() if spec}
         for path in files:
             name = safe_name(Path(path).stem)
-            given = {p: spec for p, spec in found.items() if spec}
             try:
                 sample = read_fcs_to_gate(path)
                 gating = gate_sample(sample, template, name=name,
@@ -58,7 +58,6 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
             except Exception:  # noqa: BLE001 - the run gates and reports this file itself
                 continue
             result = gating.result
-            used += 1
             for p in ready:
                 if p not in result.gate_ids:
                     continue              # a marker this file lacks
