@@ -80,7 +80,8 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
             values = np.concatenate(pools[p])
             cut = gates[p].resolve([values], scales=(scales[p],))
             found[p] = {"rectangle": {"bounds": [_finite(b) for b in cut.bounds]},
-                        "note": f"gate found once on the pooled events of {n_files} files "
+                        "note": f"gate found once on the pooled events of {n_files} "
+                                f"file{'s' if n_files != 1 else ''} "
                                 f"({values.size:,} events of {gates[p].parent!r}): "
                                 + "; ".join(cut.notes or (cut.method,))}
     return {p: spec for p, spec in found.items() if spec}, notes

@@ -696,7 +696,8 @@ def _validated_override(template: Template, spec: PopulationSpec, gate: dict) ->
     note = gate.pop("note", None) if isinstance(gate, dict) else None
     if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED[:3] \
             or not isinstance(note, (str, type(None))):
-        raise TemplateError(f"{label}: give one fixed gate (rectangle, polygon or ellipse)")
+        raise TemplateError(f"{label}: give one fixed gate (rectangle, polygon or ellipse) "
+                            "and, if you like, a note saying where it came from (text)")
     kind, params = next(iter(gate.items()))
     args = _fixed_spec(template.source, 0, label, spec.name, spec.parent, list(spec.dims),
                        kind, params, {})
