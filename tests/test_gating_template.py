@@ -200,7 +200,7 @@ def test_sample_without_debris_keeps_its_lymphocytes():
      "args.valley must be 'deepest' or 'first' or 'last', not 'middle'"),
     (("    method: threshold\n  - name: CD4 T",
       "    method: threshold\n    args: {majority: yes please}\n  - name: CD4 T"), 11,
-     "args.majority must be True or False, not 'yes please'"),
+     "args.majority must be true or false, not 'yes please'"),
     (("    method: threshold\n  - name: CD4 T",
       "    method: threshold\n    args: {adjust: -1}\n  - name: CD4 T"), 11,
      "args.adjust must be a number above 0, not -1"),
@@ -240,7 +240,7 @@ def test_quadrant_threshold_arguments_are_checked_for_their_method():
     assert "args.x_args (tail): unknown field 'valley'" in error_of(text)
     one_line = text.replace("      x_args: {valley: first}\n", "      y_by_side: no\n")
     assert parse_template(one_line, "p.yaml").populations   # YAML's no: a boolean
-    assert "args.y_by_side must be True or False, not 'sometimes'" in error_of(
+    assert "args.y_by_side must be true or false, not 'sometimes'" in error_of(
         one_line.replace("y_by_side: no", "y_by_side: sometimes"))
 
 
@@ -416,6 +416,8 @@ def test_pooled_is_a_yes_or_no_of_one_dimensional_thresholds():
                         "    dims: [CD4]\n    method: threshold\n    args: {pooled: true}\n")
     assert pooled_populations(parse_template(text, "panel.yaml")) == ["CD4 T"]
     assert "pooled" in error_of(text.replace("pooled: true", "pooled: yes please"))
+    # 1 is a number, not a yes or no (Python takes 1 == True): refused, not silently unpooled
+    assert "must be true or false, not 1" in error_of(text.replace("pooled: true", "pooled: 1"))
     tail = text.replace("method: threshold\n    args: {pooled: true}",
                         "method: tail\n    args: {pooled: true, fdr: 0.05}")
     assert pooled_populations(parse_template(tail, "panel.yaml")) == ["CD4 T"]

@@ -494,6 +494,11 @@ def _choice(*allowed):
     return check
 
 
+def _flag(v):
+    """A yes or no: YAML's true or false (1 and 0 are numbers, not a yes or no)."""
+    return None if isinstance(v, bool) else f"must be true or false, not {v!r}"
+
+
 def _bounds(v):
     ok = isinstance(v, list) and len(v) == 2 and all(b is None or _is_number(b) for b in v)
     if ok and None not in v and not v[0] < v[1]:
@@ -506,12 +511,12 @@ _DENSITY_ARGS = {"side": _SIDE, "bounds": _bounds, "adjust": _number(0),
                  "min_prominence": _number(0, 1, closed=True), "fallback_sd": _number(0),
                  "valley": _choice("deepest", "first", "last"),
                  "expect": _choice("mostly-positive", "mostly-negative"),
-                 "majority": _choice(True, False)}
+                 "majority": _flag}
 _TAIL_ARGS = {"side": _SIDE, "n_sd": _number(0), "quantile": _number(0, 1),
               "fdr": _number(0, 1)}
 _THRESHOLD_ARGS = {"density": _DENSITY_ARGS, "tail": _TAIL_ARGS}
 # The arguments of each data-driven method; None: checked with the dimensions in hand.
-_POOLED = {"pooled": _choice(True, False)}      # one cut for all files gated together
+_POOLED = {"pooled": _flag}      # one cut for all the files gated together
 METHOD_ARGS = {
     "singlet": {"n_mad": _number(0)},
     "threshold": {**_DENSITY_ARGS, **_POOLED},
@@ -521,7 +526,7 @@ METHOD_ARGS = {
     "quadrant": {"quadrants": None, "x_method": _choice("density", "tail"),
                  "y_method": _choice("density", "tail"), "x_args": None, "y_args": None,
                  "sequential": _choice("above", "below", None),
-                 "y_by_side": _choice(True, False)},
+                 "y_by_side": _flag},
 }
 
 
