@@ -331,3 +331,28 @@ def test_event_numbers_as_strings_equal_numpys(start, stop):
     expected = np.arange(start, stop).astype(f"S{width}")
     got = decimal_strings(start, stop, width)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_events_left_out_of_gating_keep_their_file_numbers(tmp_path):
+    # a clog's unstable time bins are left out of gating: the .h5ad holds the events
+    # gated, each under its number in the file (it once numbered them 0, 1, ... again,
+    # so a row no longer named its event and matching by number scored the wrong cells)
+    from immunomon.export import event_number_strings
+    from immunomon.gating.run import gate_sample, write_sample
+    from immunomon.gating.template import load_template
+
+    sim = pbmc_sample(20_000, seed=3, clog=True)
+    template = load_template("post-transplant")
+    gating = gate_sample(sim.sample, template, name="clogged")
+    kept = gating.event_numbers
+    assert gating.events_excluded > 0 and kept is not None
+    assert kept.size == gating.result.n_events == 20_000 - gating.events_excluded
+    folder = write_sample(gating, template, tmp_path, plots="none")
+    adata = anndata.read_h5ad(folder / "clogged.h5ad")
+    assert list(adata.obs_names) == [str(k) for k in kept]
+    np.testing.assert_array_equal(adata.layers["raw"], sim.sample.events[kept])
+    assert sim.anomaly[kept].mean() < sim.anomaly.mean()      # the clog's events left out
+    # all gated: the usual 0, 1, ...
+    assert gate_sample(pbmc_sample(2_000, seed=1).sample, template).event_numbers is None
+    numbers = np.array([0, 7, 10, 99, 100, 12345])
+    assert (event_number_strings(numbers, 5) == numbers.astype("S5")).all()

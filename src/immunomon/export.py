@@ -478,7 +478,7 @@ def _membership_rows(result, populations, start: int, stop: int) -> np.ndarray:
 
 def to_anndata(result, *, populations=None, deidentify: bool = False,
                transforms: dict | None = None, compensation: str = "FCS",
-               template: dict | None = None):
+               template: dict | None = None, event_numbers=None):
     """An ``anndata.AnnData`` of one gated sample (layout in the module docstring).
 
     ``result``: a ``GatingResult``. ``populations``: ids to put in
@@ -487,7 +487,9 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     ``transforms``: per-channel overrides for ``.X`` (see ``channel_transforms``).
     ``compensation``: "FCS" (the file's spillover), "uncompensated", or the
     id of a strategy matrix. ``template``: plain data describing the template
-    (name, version, path, ...), stored under ``.uns["template"]``.
+    (name, version, path, ...), stored under ``.uns["template"]``. ``event_numbers``:
+    each event's number in its file, the ``.obs`` index (``SampleGating.event_numbers``:
+    where gating left events out; default 0, 1, ...).
     ``write_gated_h5ad`` writes the same to a file without building it in memory.
     """
     import anndata
@@ -499,7 +501,8 @@ def to_anndata(result, *, populations=None, deidentify: bool = False,
     parts = _parts(result, populations=populations, deidentify=deidentify,
                    transforms=transforms, compensation=compensation, template=template)
     n = parts["n"]
-    obs = pd.DataFrame(index=pd.RangeIndex(n).astype(str))
+    numbers = np.arange(n) if event_numbers is None else np.asarray(event_numbers)
+    obs = pd.DataFrame(index=pd.Index(numbers.astype(str)))
     with anndata.settings.override(check_uniqueness=False):     # unique by construction
         return anndata.AnnData(X=_x_rows(parts["values"], parts["columns"], 0, n), obs=obs,
                                var=pd.DataFrame(parts["var"],
@@ -539,13 +542,28 @@ def decimal_strings(start: int, stop: int, width: int) -> np.ndarray:
     return chars.view(f"S{width}").ravel()
 
 
-def write_gated_h5ad(result, path, **kwargs) -> Path:
+def event_number_strings(numbers: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers as ASCII strings of ``width`` bytes (numpy ``S``, NUL-padded),
+    equal to ``numbers.astype(f"S{width}")``: every number's digits at once, then each
+    row moved left past its leading zeros."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    places = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    digits = (numbers[:, None] // places) % 10 + 48                 # leading zeros included
+    length = np.maximum(1, np.floor(np.log10(np.maximum(numbers, 1))).astype(np.int64) + 1)
+    source = np.arange(width)[None, :] + (width - length)[:, None]
+    chars = np.where(source < width,
+                     np.take_along_axis(digits, np.minimum(source, width - 1), axis=1), 0)
+    return np.ascontiguousarray(chars.astype(np.uint8)).view(f"S{width}").ravel()
+
+
+def write_gated_h5ad(result, path, *, event_numbers=None, **kwargs) -> Path:
     """Write ``to_anndata(result, **kwargs)`` to ``path`` (atomically) without
     building the AnnData: ``.X``, the membership matrix and the event-number index
     are written in slabs of events (``.X`` transformed slab by slab from the
     gating's compensated channels), the index as fixed-width ASCII, which anndata
     reads as its usual string index, rather than a million Python strings.
-    ``anndata.read_h5ad`` reads back what ``to_anndata`` builds."""
+    ``event_numbers``: as ``to_anndata``'s. ``anndata.read_h5ad`` reads back what
+    ``to_anndata`` builds."""
     import h5py
 
     from .gating.strategy import gating_result
@@ -556,7 +574,8 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = {"encoding-type": "array", "encoding-version": "0.2.0"}
-    width = len(str(max(n - 1, 0)))
+    last = n - 1 if event_numbers is None else int(np.max(event_numbers, initial=0))
+    width = len(str(max(last, 0)))
     pops = parts["populations"]
     with atomic_path(path, suffix=".h5ad") as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
@@ -577,7 +596,8 @@ def write_gated_h5ad(result, path, **kwargs) -> Path:
             stop = min(start + _BLOCK, n)
             x[start:stop] = _x_rows(parts["values"], columns, start, stop,
                                     slab[:stop - start])
-            index[start:stop] = decimal_strings(start, stop, width)
+            index[start:stop] = decimal_strings(start, stop, width) if event_numbers is None \
+                else event_number_strings(event_numbers[start:stop], width)
             gates[start:stop] = _membership_rows(result, pops, start, stop)
         _write_frame(f, "var", parts["var"], parts["channels"])
         _write_elem(f, "layers", {"raw": parts["raw"]})

@@ -72,6 +72,9 @@ class SampleGating:
     events_total: int
     events_excluded: int
     warnings: list[str] = field(default_factory=list)
+    #: each gated event's number in the file (0-based), where events were left out
+    #: (non-finite values, unstable acquisition time bins); None where all were gated
+    event_numbers: np.ndarray | None = None
 
     @cached_property
     def table(self):
@@ -211,6 +214,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     finite, finite_flags = qc.non_finite_events(sample)
     flags += qc.leveled(finite_flags, "warning")
     clean = sample if not finite_flags else replace(sample, events=sample.events[finite])
+    kept = np.flatnonzero(finite) if finite_flags else None     # file numbers of the events
     if clean.n_events == 0:
         # every count would be zero: the sample is for review, not for the tables
         flags.append(qc.QCFlag("failure", "no events to gate: the file holds none" if not
@@ -224,6 +228,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     gated = clean
     if exclude_anomalies and time_qc.excluded:
         gated = replace(clean, events=clean.events[time_qc.good])
+        good = np.flatnonzero(time_qc.good)
+        kept = good if kept is None else kept[good]
         flags.append(qc.QCFlag("warning" if unstable > ANOMALY_WARNING else "info",
                                f"{time_qc.excluded} events in unstable acquisition time bins "
                                f"were excluded from gating ({100 * unstable:.1f}%)"))
@@ -254,7 +260,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     return SampleGating(name=name, result=result, table_columns=table, statistics_columns=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
-                        warnings=list(sample.warnings))
+                        warnings=list(sample.warnings), event_numbers=kept)
 
 
 def _named_by_template(sample, template: Template):
@@ -362,6 +368,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
         if anndata:
             from ..export import write_gated_h5ad
             write_gated_h5ad(result, work / f"{gating.name}.h5ad", deidentify=deidentify,
+                             event_numbers=gating.event_numbers,
                              template={"panel": template.panel, "version": template.version,
                                        "source": str(template.source)})
         if gatingml:
