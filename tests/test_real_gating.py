@@ -526,7 +526,9 @@ def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):
     files = [REAL / f"activation_{i}.fcs" for i in (1, 8, 23)]
     run = gate_files(files, template, tmp_path, plots="none", anndata=False,
                      exclude_anomalies=False)
-    assert run.ok and not run.notes
+    assert run.ok and not run.warnings
+    assert [n.split(":")[0] for n in run.notes] == ["pooled population 'CD69+ CD4 T'",
+                                                     "pooled population 'CD69+ CD8 T'"]
     cuts = set()
     for name in ("activation_8", "activation_23"):
         summary = json.loads((tmp_path / name / "summary.json").read_text())
@@ -539,6 +541,14 @@ def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):
         alone = gate_sample(read_fcs(REAL / f"{name}.fcs"), template, exclude_anomalies=False)
         assert any("found on this file alone" in n for n in alone.notes)
     assert len(cuts) == 1
+    # one file gated again into the folder: its cut is its own now, and the run says so;
+    # an override for a sample the run does not gate (a misspelt name) is said too
+    again = gate_files(files[2:], template, tmp_path, plots="none", anndata=False,
+                       exclude_anomalies=False,
+                       overrides={"activation_2": {"CD4 T": {"rectangle": {"bounds": [[0, 1]]}}}})
+    assert [w.split(" ")[:5] for w in again.warnings] == [
+        ["the", "overrides", "name", "1", "sample(s)"], ["pooled", "gates", "are", "found", "on"]]
+    assert "the folder's 2 other sample(s)" in again.warnings[1]
     # against the expert, event by event, with the pooled gates the run found
     from immunomon.gating.pooled import pooled_gates
     found, _ = pooled_gates(files, template, exclude_anomalies=False)
@@ -568,5 +578,5 @@ def test_pooled_gates_under_pooled_gates_and_on_markers_no_file_has():
     found, notes = pooled_gates(files, template, exclude_anomalies=False)
     assert set(found) == {"CD69+ CD4 T", "CD69+ CD8 T", "CD44+ CD69+ CD4 T"}
     assert "pooled events of 3 files" in found["CD44+ CD69+ CD4 T"]["note"]
-    assert notes == ["pooled population 'Ki67+ T': no file gave events for it; each file "
-                     "is gated on its own"]
+    assert "pooled population 'Ki67+ T': no file gave events for it; each file is gated " \
+        "on its own" in notes and len(notes) == 4

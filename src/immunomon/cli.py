@@ -203,7 +203,9 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
             progress.done(row["sample"], row["status"], row.get("events"))
         run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
     for note in run.notes:
-        click.echo(f"warning: {note}", err=True)
+        click.echo(f"note: {note}", err=True)
+    for warning in run.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         import json
 

@@ -32,8 +32,9 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
                  exclude_anomalies: bool = True) -> tuple[dict[str, dict], list[str]]:
     """The fixed gate of each pooled population, found on its parent's events from
     every file in ``files`` pooled (up to ``EVENTS_PER_FILE`` of each), as overrides
-    (``{population: {rectangle: ..., note: ...}}``), and notes on files that gave no
-    events (unreadable ones are left to the run, which names them). A pooled population
+    (``{population: {rectangle: ..., note: ...}}``), and notes: each cut, and the
+    populations no file gave events for (unreadable files are left to the run, which
+    names them). A pooled population
     under another is found after it, with that one's pooled gate applied.
     ``overrides``: per-sample fixed gates (keyed by sample name), applied here too."""
     from ..fcs.datasets import read_fcs_to_gate
@@ -84,6 +85,7 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
                                 f"file{'s' if n_files != 1 else ''} "
                                 f"({values.size:,} events of {gates[p].parent!r}): "
                                 + "; ".join(cut.notes or (cut.method,))}
+            notes.append(f"pooled population {p!r}: {found[p]['note']}")
     return {p: spec for p, spec in found.items() if spec}, notes
 
 

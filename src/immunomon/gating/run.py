@@ -487,7 +487,8 @@ class GateRun:
     samples: list[dict]            # one row per file: sample, file, status, message, ...
     table_columns: dict            # all samples' population rows, as columns
     out_dir: Path
-    notes: list[str] = field(default_factory=list)   # the run's own (pooled gates)
+    notes: list[str] = field(default_factory=list)      # the run's own: pooled gates
+    warnings: list[str] = field(default_factory=list)   # inputs the run could not use
 
     @cached_property
     def table(self):
@@ -606,13 +607,32 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
         pooled, notes = pooled_gates(files, template, overrides=overrides,
                                      exclude_anomalies=exclude_anomalies) \
             if pooled_populations(template) and files else ({}, [])
+        warnings = _run_warnings(files, out_dir, overrides, pooled)
         rows, outputs = _gate_each(files, template, out_dir, counting=counting,
                                   sample_info=sample_info, overrides=overrides, plots=plots,
                                   anndata=anndata, exclude_anomalies=exclude_anomalies,
                                   deidentify=deidentify, progress=progress,
                                   workers=workers, pooled=pooled)
         write_combined(out_dir, template, rows, outputs)
-    return GateRun(rows, tables.concat(list(outputs.values())), out_dir, notes)
+    return GateRun(rows, tables.concat(list(outputs.values())), out_dir, notes, warnings)
+
+
+def _run_warnings(files, out_dir: Path, overrides: dict | None, pooled: dict) -> list[str]:
+    """What a run should say before it gates: overrides for samples it does not gate
+    (a misspelt name), and pooled gates found on fewer files than the folder holds
+    (the folder's other samples keep the cut of the run that gated them)."""
+    names = {safe_name(Path(f).stem) for f in files}
+    out = []
+    stray = sorted(set(overrides or {}) - names)
+    if stray:
+        out.append(f"the overrides name {len(stray)} sample(s) this run does not gate: "
+                   f"{', '.join(stray)}; the names are the FCS file names without .fcs")
+    others = sorted(f.name for f in sample_folders(out_dir) if f.name not in names)
+    if pooled and others:
+        out.append(f"pooled gates are found on this run's {len(names)} file(s) only; the "
+                   f"folder's {len(others)} other sample(s) (e.g. {others[0]}) keep the cut of "
+                   "the run that gated them; gate all the files together for one cut")
+    return out
 
 
 def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_info, overrides,
