@@ -182,3 +182,16 @@ def test_template_check_names_a_scale_that_does_not_fit_the_file(tmp_path):
     text_run = CliRunner().invoke(main, ["template", "check", fcs, "-t", str(wide), "-o",
                                          str(out)])
     assert "  warning  CD4, CD8, CD45RA, CCR7: the values stop at 4,096" in text_run.output
+
+
+def test_a_status_always_comes_with_its_reason(tmp_path):
+    # a sample whose only warnings are small populations was "warning" with no line saying
+    # why: every warning or failure no gate's record lists is among the file's own
+    from immunomon.gating.check import check_files
+    real = Path(__file__).resolve().parent / "data" / "real"
+    (record,) = check_files([real / "activation_1.fcs"],
+                            load_template(real / "activation.yaml"), tmp_path)
+    listed = [f["message"] for f in record["qc"]] + \
+        [m for g in record["gates"] for m in g["messages"]]
+    assert record["status"] == "warning"
+    assert any("too few to report" in m for m in listed)

@@ -149,8 +149,8 @@ def check_result(result) -> list[GateCheck]:
 def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     """Gate each file as ``immunomon gate`` would and write its check page into
     ``out_dir/<sample>/check.html``; returns one record per file (``sample``,
-    ``file``, ``status``, ``page``, ``qc``: the warnings and failures that concern the
-    whole file, ``gates``: ``GateCheck.to_dict`` records, ``populations``: every
+    ``file``, ``status``, ``page``, ``qc``: the warnings and failures no gate's record
+    lists (the whole file's, small populations'), ``gates``: ``GateCheck.to_dict`` records, ``populations``: every
     population's parent, count and percentage of its parent, or ``error``). A file that
     cannot be read or gated is recorded and the others go on."""
     from pathlib import Path
@@ -169,10 +169,12 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name)
             checks = check_result(gating.result)
-            # what concerns the whole file (a scale that does not fit it, markers it lacks,
-            # unstable acquisition), not one gate
+            # the warnings and failures no gate's record lists: what concerns the whole
+            # file (a scale that does not fit it, markers it lacks, unstable acquisition)
+            # and small populations, so that a status always comes with its reason
+            listed = {m for c in checks for m in c.messages}
             sample_qc = [f for f in map(qc.as_flag, gating.qc_flags)
-                         if f.population is None and f.level != "info"]
+                         if f.level != "info" and f.message not in listed]
             folder = out_dir / name
             figures = check_figures(gating.result, checks, folder / "plots")
             # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
