@@ -438,6 +438,18 @@ def test_an_override_may_say_where_it_came_from():
         t.strategy_for(sample, {"Activated T": {**gate, "note": 3}})
 
 
+def test_an_override_of_a_quadrant_is_refused_by_what_it_is():
+    # "which the template does not define" was said of a quadrant the template defines
+    from immunomon.simulate import pbmc_sample
+    t = load_template("post-transplant")
+    sample = pbmc_sample(2000, seed=1).sample
+    gate = {"rectangle": {"bounds": [[0, 1], [0, 1]]}}
+    with pytest.raises(TemplateError, match="'CD4 T', a quadrant of the gate 'T subsets'"):
+        t.strategy_for(sample, {"CD4 T": gate})
+    with pytest.raises(TemplateError, match="'T subsets', a quadrant gate; one fixed gate"):
+        t.strategy_for(sample, {"T subsets": gate})
+
+
 def test_tail_fdr_is_a_share():
     text = BASE.replace("    dims: [CD4]\n    method: threshold\n",
                         "    dims: [CD4]\n    method: tail\n    args: {fdr: 0.05}\n")

@@ -270,6 +270,16 @@ class Template:
                                  "give this file a readable $SPILLOVER or gate it with a "
                                  "template that says 'compensation: none'")
         found = self.match(sample)
+        quadrants = {q: p.name for p in self.populations if p.kind == "quadrant"
+                     for q in p.args["quadrants"]}
+        for name in overrides or {}:
+            gate = quadrants.get(name, name if name in quadrants.values() else None)
+            if gate is not None:
+                # one fixed gate cannot stand for a quadrant gate's several populations
+                what = f"a quadrant of the gate {gate!r}" if gate != name else "a quadrant gate"
+                raise TemplateError(f"{_file_label(sample)}: the overrides name {name!r}, "
+                                    f"{what}; one fixed gate cannot replace a quadrant gate's "
+                                    "populations: override the populations under it instead")
         unknown = [name for name in (overrides or {})
                    if name not in {p.name for p in self.populations}]
         if unknown:
