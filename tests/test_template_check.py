@@ -195,3 +195,19 @@ def test_a_status_always_comes_with_its_reason(tmp_path):
         [m for g in record["gates"] for m in g["messages"]]
     assert record["status"] == "warning"
     assert any("too few to report" in m for m in listed)
+
+
+def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
+    from immunomon.gating.check import check_files
+    real = Path(__file__).resolve().parent / "data" / "real"
+    text = (real / "activation.yaml").read_text(encoding="utf-8").replace(
+        "args: {side: above, expect: mostly-negative}",
+        "args: {side: above, expect: mostly-negative, pooled: true}")
+    template = parse_template(text, str(real / "activation_pooled.yaml"))
+    files = [real / "activation_8.fcs", real / "activation_23.fcs"]
+    records = check_files(files, template, tmp_path)
+    for record in records:
+        assert len(record["pooled"]) == 2
+        assert all("pooled events of 2 files" in n for n in record["pooled"])
+    (alone,) = check_files(files[:1], template, tmp_path / "one")
+    assert all("found on this file alone" in n for n in alone["pooled"])

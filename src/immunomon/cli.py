@@ -330,6 +330,8 @@ def template_check(inputs, template_name, out_dir, as_json):
         click.echo(f"{record['sample']}: {record['status']} ({record['page']})")
         for flag in record["qc"]:
             click.echo(f"  {flag['level']:8s} {flag['message']}")
+        for note in record["pooled"]:
+            click.echo(f"  {'note':8s} {note}")
         for g in record["gates"]:
             if g["level"] not in ("ok", "info") or g["fell_back"]:
                 why = "; ".join(g["messages"] or g["notes"])

@@ -147,27 +147,35 @@ def check_result(result) -> list[GateCheck]:
 
 
 def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
-    """Gate each file as ``immunomon gate`` would and write its check page into
+    """Gate each file as ``immunomon gate`` would (a template's pooled gates found on
+    all the files together) and write its check page into
     ``out_dir/<sample>/check.html``; returns one record per file (``sample``,
     ``file``, ``status``, ``page``, ``qc``: the warnings and failures no gate's record
-    lists (the whole file's, small populations'), ``gates``: ``GateCheck.to_dict`` records, ``populations``: every
-    population's parent, count and percentage of its parent, or ``error``). A file that
-    cannot be read or gated is recorded and the others go on."""
+    lists (the whole file's, small populations'), ``gates``: ``GateCheck.to_dict``
+    records, ``pooled``: the pooled gates' notes, ``populations``: every population's
+    parent, count and percentage of its parent, or ``error``). A file that cannot be
+    read or gated is recorded and the others go on."""
     from pathlib import Path
 
     from ..columns import rows
     from ..errors import ImmunomonError
     from ..fcs.datasets import read_fcs_to_gate
     from ..report.template_check import check_figures, check_page
+    from .pooled import pooled_gates, pooled_populations
     from .run import gate_sample, safe_name
 
     out_dir = Path(out_dir)
+    files = [Path(f) for f in files]
+    # pooled gates as `immunomon gate` finds them on these files together (a preview of
+    # the cut a run of them shares; each page's notes give it)
+    pooled = pooled_gates(files, template)[0] \
+        if len(files) > 1 and pooled_populations(template) else None
     records = []
     for path in files:
-        path = Path(path)
         name = safe_name(path.stem)
         try:
-            gating = gate_sample(read_fcs_to_gate(path), template, name=name)
+            gating = gate_sample(read_fcs_to_gate(path), template, name=name,
+                                 overrides=pooled)
             checks = check_result(gating.result)
             # the warnings and failures no gate's record lists: what concerns the whole
             # file (a scale that does not fit it, markers it lacks, unstable acquisition)
@@ -194,6 +202,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
             records.append({"sample": name, "file": str(path), "status": gating.status,
                             "page": str(page), "qc": [f.to_dict() for f in sample_qc],
                             "gates": [c.to_dict() for c in checks],
+                            "pooled": [n for n in gating.notes if "pooled" in n],
                             "populations": populations})
         except ImmunomonError as exc:
             records.append({"sample": name, "file": str(path), "status": "failed",
