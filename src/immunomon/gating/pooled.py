@@ -34,9 +34,9 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
     every file in ``files`` pooled (up to ``EVENTS_PER_FILE`` of each), as overrides
     (``{population: {rectangle: ..., note: ...}}``), and notes: each cut, and the
     populations no file gave events for (unreadable files are left to the run, which
-    names them). A pooled population
-    under another is found after it, with that one's pooled gate applied.
-    ``overrides``: per-sample fixed gates (keyed by sample name), applied here too."""
+    names them). A pooled population under another is found after it, with that one's
+    pooled gate applied. ``overrides``: per-sample fixed gates (keyed by sample name),
+    applied here too."""
     from ..fcs.datasets import read_fcs_to_gate
     from .run import gate_sample, safe_name
 
