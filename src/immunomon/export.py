@@ -543,17 +543,20 @@ def decimal_strings(start: int, stop: int, width: int) -> np.ndarray:
 
 
 def event_number_strings(numbers: np.ndarray, width: int) -> np.ndarray:
-    """Non-negative integers as ASCII strings of ``width`` bytes (numpy ``S``, NUL-padded),
-    equal to ``numbers.astype(f"S{width}")``: every number's digits at once, then each
-    row moved left past its leading zeros."""
+    """Increasing non-negative integers as ``decimal_strings`` writes them, equal to
+    ``numbers.astype(f"S{width}")``: each run of consecutive numbers (the events kept
+    between stretches that gating left out) by ``decimal_strings``, and numpy's own
+    formatting where the runs are too many to be worth it."""
     numbers = np.asarray(numbers, dtype=np.int64)
-    places = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    digits = (numbers[:, None] // places) % 10 + 48                 # leading zeros included
-    length = np.maximum(1, np.floor(np.log10(np.maximum(numbers, 1))).astype(np.int64) + 1)
-    source = np.arange(width)[None, :] + (width - length)[:, None]
-    chars = np.where(source < width,
-                     np.take_along_axis(digits, np.minimum(source, width - 1), axis=1), 0)
-    return np.ascontiguousarray(chars.astype(np.uint8)).view(f"S{width}").ravel()
+    breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
+    if numbers.size == 0 or breaks.size > _MANY_RUNS:
+        return numbers.astype(f"S{width}")
+    bounds = zip(np.r_[0, breaks], np.r_[breaks, numbers.size])
+    return np.concatenate([decimal_strings(int(numbers[a]), int(numbers[b - 1]) + 1, width)
+                           for a, b in bounds])
+
+
+_MANY_RUNS = 256         # runs in a slab beyond which numpy's formatting costs less
 
 
 def write_gated_h5ad(result, path, *, event_numbers=None, **kwargs) -> Path:
