@@ -168,8 +168,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     files = [Path(f) for f in files]
     # pooled gates as `immunomon gate` finds them on these files together (a preview of
     # the cut a run of them shares; each page's notes give it)
-    pooled = pooled_gates(files, template)[0] \
-        if len(files) > 1 and pooled_populations(template) else None
+    pooled_names = pooled_populations(template)
+    pooled = pooled_gates(files, template)[0] if len(files) > 1 and pooled_names else None
     records = []
     for path in files:
         name = safe_name(path.stem)
@@ -202,7 +202,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
             records.append({"sample": name, "file": str(path), "status": gating.status,
                             "page": str(page), "qc": [f.to_dict() for f in sample_qc],
                             "gates": [c.to_dict() for c in checks],
-                            "pooled": [n for n in gating.notes if "pooled" in n],
+                            "pooled": [n for n in gating.notes if any(
+                                n.startswith(f"population {q!r}") for q in pooled_names)],
                             "populations": populations})
         except ImmunomonError as exc:
             records.append({"sample": name, "file": str(path), "status": "failed",

@@ -707,8 +707,8 @@ def _validated_override(template: Template, spec: PopulationSpec, gate: dict) ->
     """A fixed gate replacing a population's for one sample; ``note`` (optional) says
     where it came from, among the sample's notes."""
     label = f"override for population {spec.name!r}"
-    gate = dict(gate) if isinstance(gate, dict) else gate
-    note = gate.pop("note", None) if isinstance(gate, dict) else None
+    note = gate.get("note") if isinstance(gate, dict) else None
+    gate = {k: v for k, v in gate.items() if k != "note"} if isinstance(gate, dict) else gate
     if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED[:3] \
             or not isinstance(note, (str, type(None))):
         raise TemplateError(f"{label}: give one fixed gate (rectangle, polygon or ellipse) "
