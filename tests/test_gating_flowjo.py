@@ -222,6 +222,15 @@ def test_a_template_name_may_be_the_workspace_parent_and_gate_names_together():
                    "CD8 CD107a+": base + "CD8+/CD107a+", "CD4+": base + "CD4+"}
 
 
+def test_a_plural_template_name_matches_the_experts_singular():
+    # the A2004 expert's FlowJo 9 gate is "B Cell"; a template says "B cells"
+    from immunomon.gating.flowjo.apply import match_populations
+    s = load_flowjo(DATA / "A2004Analysis_A02.xml.gz").samples[0]
+    got = match_populations(s, [("B cells", "APC"), ("Monocytes", "Live"), ("mDCs", "APC")])
+    assert got == {"B cells": "Live/APC/B Cell", "Monocytes": "Live/Monocytes",
+                   "mDCs": "Live/APC/mDC"}
+
+
 def test_a_workspace_run_on_a_folder_without_fcs_files_is_an_error(tmp_path):
     ws = load_flowjo(DATA / "single_ellipse_51_events.wsp")
     with pytest.raises(FlowJoError, match="no FCS files found"):

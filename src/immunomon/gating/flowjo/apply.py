@@ -163,7 +163,7 @@ def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
     name. A name that matches none may be the workspace's parent and gate
     names together, the parent's own sign optional: a template's names are
     unique, so its "CD4 IFNg+" is the workspace's "CD4+/IFNg+" beside
-    "CD8+/IFNg+"."""
+    "CD8+/IFNg+". Last, a plural matches its singular ("B cells", "B Cell")."""
     def norm(s):
         return spelling(s, keep="+-")
 
@@ -179,6 +179,9 @@ def match_populations(sample: WorkspaceSample, names) -> dict[str, str]:
             hits = [p for p in hits if p.parent and norm(p.parent.split("/")[-1]) == norm(parent)]
         if not hits:
             hits = [p for p in sample.populations if norm(name) in qualified(p)]
+        if not hits:        # one name plural, the other not: "B cells" is FlowJo's "B Cell"
+            hits = [p for p in sample.populations
+                    if norm(p.name).rstrip("s") == norm(name).rstrip("s")]
         if len(hits) == 1:
             out[name] = hits[0].id
     return out
