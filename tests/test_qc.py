@@ -189,6 +189,17 @@ def test_margin_limit_and_channel_choice():
     assert "piled at the bottom value 0" in margin_events(s, channels=["B"]).flags[-1]
 
 
+def test_a_fluorescence_floor_is_told_apart_from_clipped_scatter():
+    """Events at a fluorescence channel's lowest value are dimmer than its floor (a
+    log amplifier's channel 0); at forward scatter's they were not measured."""
+    low = np.r_[np.zeros(40), np.linspace(5, 500, 60)]
+    m = margin_events(_sample({"FSC-A": low, "FL1-H": low}))
+    assert m.floors == [False, True] and m.shares == [0.4, 0.4]
+    assert m.flags[0] == "FSC-A: 40 events (40.0%) piled at the bottom value 0"
+    assert m.flags[1].endswith("the channel's floor (dimmer events; gates leave them out "
+                               "of their densities)")
+
+
 def test_margin_events_over_many_blocks_match_the_whole_matrix():
     """Events are checked a block at a time; counts and the per-event mask equal
     those computed on the whole matrix at once, whichever block holds a channel's

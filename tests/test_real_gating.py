@@ -580,3 +580,41 @@ def test_pooled_gates_under_pooled_gates_and_on_markers_no_file_has():
     assert "pooled events of 3 files" in found["CD44+ CD69+ CD4 T"]["note"]
     assert "pooled population 'Ki67+ T': no file gave events for it; each file is gated " \
         "on its own" in notes and len(notes) == 4
+
+
+GUIDE_FIRST_GATES = """
+panel: FlowCAP-I GvHD, the guide's first gates
+version: "0"
+markers: {CD4: [FL1-H], CD8: [FL4-H], CD3: [FL3-H]}
+compensation: none
+transforms: {fluorescence: linear, scatter: linear}
+populations:
+  - {name: Cells, parent: root, dims: [FSC-H], method: threshold,
+     args: {side: above, valley: first, majority: true}}
+  - {name: T cells, parent: Cells, dims: [CD3], method: threshold, args: {side: above}}
+"""
+
+
+def test_debris_outnumbering_the_cells_is_named_where_majority_keeps_it(tmp_path):
+    """FlowCAP-I GvHD tube 11 is 95% debris: the guide's debris gate with `majority`
+    keeps every event, and the warning says that debris outnumbering the cells does
+    this and what to write; the shipped template (CD3 among all events) finds the T
+    cells, and the fluorescence channels' floors (half the events at 0 in FL1-H) are
+    recorded without making the sample one to review."""
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(GUIDE_FIRST_GATES, encoding="utf-8")
+    sample = read_fcs(REAL / "flowcap_gvhd_11.fcs")
+    gating = gate_sample(sample, load_template(draft), exclude_anomalies=False)
+    assert gating.result.count("Cells") == sample.n_events
+    kept_all = [f for f in gating.qc_flags if "kept every event" in f.message]
+    assert len(kept_all) == 1 and kept_all[0].level == "warning"
+    assert "debris outnumbering the cells, leave majority out" in kept_all[0].message
+
+    shipped = gate_sample(sample, load_template(REAL / "flowcap_gvhd.yaml"),
+                          exclude_anomalies=False)
+    floors = [f for f in shipped.qc_flags if "the channel's floor" in f.message]
+    assert len(floors) == 4 and {f.level for f in floors} == {"info"}
+    assert "FL1-H (CD4): 5429 events (49.8%) piled at the bottom value 0" in floors[0].message
+    assert qc.status(shipped.qc_flags) == "ok"
+    labels = np.load(REAL / "flowcap_gvhd_11.labels.npz")
+    assert f1(shipped.result.mask("CD4 T"), labels["CD4 T"]) > 0.95

@@ -526,13 +526,15 @@ class MarginQC:
     ``bottom`` (event counts), ``top_fraction``, ``bottom_fraction``,
     ``flagged``. ``margin``: per event, True when it sits on a margin of any
     checked channel (nothing is excluded here; the mask is for the caller).
-    ``shares``: the share of events each flag counts, in the flags' order.
+    ``shares``: the share of events each flag counts, in the flags' order; ``floors``:
+    True where a flag is a fluorescence channel's lowest value.
     """
 
     flags: list[str]
     channel_columns: dict       # ``table`` as columns (immunomon.columns)
     margin: np.ndarray = field(repr=False)
     shares: list[float] = field(default_factory=list)
+    floors: list[bool] = field(default_factory=list)
 
     @cached_property
     def table(self):
@@ -555,7 +557,11 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     hold). Bottom: a value equal to the channel's lowest observed value; in
     continuous data only one event does so, so a large share means clipping
     at the low end (0 on scatter, an electronic floor on fluorescence). A
-    channel is flagged when either share exceeds ``fraction_limit``.
+    channel is flagged when either share exceeds ``fraction_limit``. On a
+    fluorescence channel the bottom is the floor below which a log amplifier or an
+    instrument that stores no negative values puts every dimmer event (a
+    FACSCalibur's channel 0 or 1, an Accuri's 0): unstained cells and debris, which
+    the gates leave out of their densities (``floors``).
     ``channels`` (names or markers) defaults to the measured channels, scatter and
     fluorescence (``measured_columns``): a clock or an event counter starts at 0.
     """
@@ -591,18 +597,24 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
         "top_fraction": top / n, "bottom_fraction": bottom / n,
         "flagged": (top / n > fraction_limit) | (bottom / n > fraction_limit),
     }
-    flags, shares = [], []
+    flags, shares, floors = [], [], []
     for j, row in enumerate(row_dicts(table)):
         label = f"{row['channel']} ({row['marker']})" if row["marker"] else row["channel"]
         if row["top_fraction"] > fraction_limit:
             flags.append(f"{label}: {row['top']} events ({row['top_fraction']:.1%}) at the "
                          f"top of the scale")
             shares.append(float(row["top_fraction"]))
+            floors.append(False)
         if row["bottom_fraction"] > fraction_limit:
+            floor = is_fluorescence(row["channel"])
             flags.append(f"{label}: {row['bottom']} events ({row['bottom_fraction']:.1%}) "
-                         f"piled at the bottom value {float(low[j]):g}")
+                         f"piled at the bottom value {float(low[j]):g}"
+                         + (", the channel's floor (dimmer events; gates leave them out of "
+                            "their densities)" if floor else ""))
             shares.append(float(row["bottom_fraction"]))
-    return MarginQC(flags=flags, channel_columns=table, margin=margin, shares=shares)
+            floors.append(floor)
+    return MarginQC(flags=flags, channel_columns=table, margin=margin, shares=shares,
+                    floors=floors)
 
 
 # -- non-finite values ---------------------------------------------------------------

@@ -619,7 +619,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             how = (f"the valley between the peaks at {centres[top[0]]:.4g} and "
                    f"{centres[top[1]]:.4g} (at {centres[chosen[1]]:.4g}) leaves {share:.0%} "
                    f"of the events {side} it, and the population is most of its parent "
-                   "(majority)")
+                   "(majority; where the events it leaves out are debris outnumbering "
+                   "the cells, leave majority out)")
             chosen = _valley_keeping_majority(x, centres, density, peaks, lo, hi, side)
             if chosen is None:
                 note = how

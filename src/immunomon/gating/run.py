@@ -234,9 +234,10 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                f"{time_qc.excluded} events in unstable acquisition time bins "
                                f"were excluded from gating ({100 * unstable:.1f}%)"))
     margins = qc.margin_events(gated)
-    # each channel's own share decides its flag's level, as docs/templates.md says
-    flags += [qc.QCFlag("warning" if share > MARGIN_WARNING else "info", message)
-              for message, share in zip(margins.flags, margins.shares)]
+    # each channel's own share decides its flag's level, as docs/templates.md says; a
+    # fluorescence channel's floor holds the events dimmer than it, not lost measurements
+    flags += [qc.QCFlag("warning" if share > MARGIN_WARNING and not floor else "info", message)
+              for message, share, floor in zip(margins.flags, margins.shares, margins.floors)]
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]

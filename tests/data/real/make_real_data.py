@@ -1,7 +1,7 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
     python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR \
-        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR CYTOMETREE_DIR
+        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR CYTOMETREE_DIR DEEPCYTOF_DIR
 
 Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
 example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
@@ -45,7 +45,9 @@ R package's labels are the same event for event, and each label is one class num
 
 FlowCAP-I's DLBCL file comes from the cytometree package (``CYTOMETREE_DIR``), an R data
 frame of three channels and the challenge's manual population number per event, written
-whole (reading it needs ``rdata`` too).
+whole (reading it needs ``rdata`` too). Its GvHD tubes come from a copy of DeepCyTOF's
+data (``DEEPCYTOF_DIR``): a CSV file of six channels per tube and one of the manual
+population number of every event; every third event is kept.
 """
 
 from __future__ import annotations
@@ -330,6 +332,33 @@ def flowcap_dlbcl(root: Path) -> None:
                         **{f"population {k}": label == k for k in (1, 2)})
 
 
+GVHD_CHANNELS = ("FSC-H", "SSC-H", "FL1-H", "FL2-H", "FL3-H", "FL4-H")
+
+
+def flowcap_gvhd(root: Path) -> None:
+    """FlowCAP-I's twelve GvHD tubes (``Data/FlowCAP-I/GvHD/sample<n>.csv`` and
+    ``labels<n>.csv``). Population 1 is the CD3+ CD4+ T cells and 3 the CD3+ CD8b+ CD8+
+    T cells in every tube (checked here by their medians: FL1 and FL3 bright in the
+    first, FL2, FL3 and FL4 in the second, so FL1 is CD4 and FL3 CD3); the other numbers name
+    different populations in different tubes, and 0 events the manual gating assigned
+    to none."""
+    import pandas as pd
+    from immunomon.fcs.sample import Channel, Sample
+
+    channels = tuple(Channel(name=n, marker=None, range=1024.0) for n in GVHD_CHANNELS)
+    for n in range(1, 13):
+        frame = pd.read_csv(root / "Data" / "FlowCAP-I" / "GvHD" / f"sample{n}.csv")
+        label = np.loadtxt(root / "Data" / "FlowCAP-I" / "GvHD" / f"labels{n}.csv",
+                           dtype=np.int64)
+        cd4, cd8 = frame[label == 1].median().to_numpy(), frame[label == 3].median().to_numpy()
+        assert min(cd4[2], cd4[4], cd8[3], cd8[4], cd8[5]) > 400 > max(cd4[5], cd8[2]), n
+        keywords = {"$CYT": "FlowCAP-I GvHD (FSC-H, SSC-H, FL1-H to FL4-H in 1,024 channel numbers)",
+                    "DATA SOURCE": f"DeepCyTOF Data/FlowCAP-I/GvHD/sample{n}.csv"}
+        sample = Sample(events=frame.to_numpy(np.float32), channel_info=channels,
+                        keywords=keywords)
+        _save(sample, {"CD4 T": label == 1, "CD8 T": label == 3}, f"flowcap_gvhd_{n}")
+
+
 # --------------------------------------------------------------------------- openCyto
 def _varint(b: bytes, i: int) -> tuple[int, int]:
     value = shift = 0
@@ -456,3 +485,4 @@ if __name__ == "__main__":
     lyoplate(Path(sys.argv[5]))
     opencyto(Path(sys.argv[1]))
     flowcap_dlbcl(Path(sys.argv[6]))
+    flowcap_gvhd(Path(sys.argv[7]))
