@@ -196,8 +196,7 @@ def test_a_fluorescence_floor_is_told_apart_from_clipped_scatter():
     m = margin_events(_sample({"FSC-A": low, "FL1-H": low}))
     assert m.floors == [False, True] and m.shares == [0.4, 0.4]
     assert m.flags[0] == "FSC-A: 40 events (40.0%) piled at the bottom value 0"
-    assert m.flags[1].endswith("the channel's floor (dimmer events; gates leave them out "
-                               "of their densities)")
+    assert m.flags[1].endswith("the channel's floor, where every dimmer event lies")
 
 
 def test_margin_events_over_many_blocks_match_the_whole_matrix():

@@ -560,8 +560,9 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     channel is flagged when either share exceeds ``fraction_limit``. On a
     fluorescence channel the bottom is the floor below which a log amplifier or an
     instrument that stores no negative values puts every dimmer event (a
-    FACSCalibur's channel 0 or 1, an Accuri's 0): unstained cells and debris, which
-    the gates leave out of their densities (``floors``).
+    FACSCalibur's channel 0 or 1, an Accuri's 0): unstained cells and debris, not
+    lost measurements (``floors``; a threshold leaves such a pile out of its density
+    unless it is most of the parent).
     ``channels`` (names or markers) defaults to the measured channels, scatter and
     fluorescence (``measured_columns``): a clock or an event counter starts at 0.
     """
@@ -609,8 +610,8 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
             floor = is_fluorescence(row["channel"])
             flags.append(f"{label}: {row['bottom']} events ({row['bottom_fraction']:.1%}) "
                          f"piled at the bottom value {float(low[j]):g}"
-                         + (", the channel's floor (dimmer events; gates leave them out of "
-                            "their densities)" if floor else ""))
+                         + (", the channel's floor, where every dimmer event lies"
+                            if floor else ""))
             shares.append(float(row["bottom_fraction"]))
             floors.append(floor)
     return MarginQC(flags=flags, channel_columns=table, margin=margin, shares=shares,
