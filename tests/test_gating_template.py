@@ -62,6 +62,15 @@ def test_mistakes_are_reported_with_line_and_field(change, line, words):
     assert f"line {line}" in msg and words in msg
 
 
+def test_a_quadrant_gate_is_named_apart_from_its_quadrants():
+    """A quadrant gate named like one of its quadrants loaded, and a child naming it as
+    parent was told to name one of its quadrants, that same name."""
+    text = BASE + ("  - name: CD4\n    parent: T\n    dims: [CD3, CD4]\n    method: quadrant\n"
+                   "    args: {quadrants: {CD4: [below, above], DN: [below, below]}}\n")
+    msg = error_of(text)
+    assert "line 19" in msg and "population 'CD4': a quadrant has the gate's own name" in msg
+
+
 def test_not_yaml_and_missing_sections():
     assert "line 2" in error_of("panel: x\n  - : [\n")
     assert "'markers' is missing" in error_of("panel: x\nversion: 1\npopulations: []\n")

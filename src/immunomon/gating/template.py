@@ -638,6 +638,11 @@ def _population(source: str, raw, index: int, known: dict[str, int],
                 if q in known:
                     _fail(source, _line(raw, "args"), f"{label}: quadrant name {q!r} is "
                                                       "already used")
+                if q == name:
+                    # a child naming it as parent could mean the gate or the quadrant
+                    _fail(source, _line(raw, "args"), f"{label}: a quadrant has the gate's "
+                                                      "own name; name the gate apart from "
+                                                      "its quadrants (e.g. 'T subsets')")
             for axis in ("x", "y"):
                 method = args.get(f"{axis}_method") or "density"
                 _check_mapping(source, args.get(f"{axis}_args"), _THRESHOLD_ARGS[method],
