@@ -607,6 +607,29 @@ def test_a_shoulder_beyond_the_outermost_peak_is_the_outermost_population():
         assert np.mean(-mono > low.value) > 0.99 and np.mean(-dead < low.value) > 0.75, seed
 
 
+def test_a_viability_dye_of_one_peak_keeps_every_live_cell():
+    """`valley: last, majority: true, side: below` asks for everything below the
+    brightest population. Where the parent's one peak is the population itself (no dead
+    cells: no peak, no shoulder above it), its flank's end fell inside live cells of a
+    kind brighter in that channel (FlowSOM's 68983: 11% of the NK T cells); now nothing
+    is left out. Dead cells above still get their cut, and so do bounds."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        live = rng.normal(0.24, 0.07, 16_000)
+        brighter = rng.normal(0.36, 0.07, 1_200)        # a kind brighter in the dye
+        x = np.concatenate([live, brighter])
+        args = dict(side="below", valley="last", majority=True)
+        kept = methods.density_threshold(x, **args)
+        assert kept.value == np.inf and not kept.fell_back, seed
+        assert "every event kept" in kept.note
+        assert methods.density_threshold(x, side="below", valley="last").value < 0.6
+        dead = rng.normal(0.75, 0.06, 600)              # 3.4% dead cells above: cut
+        cut = methods.density_threshold(np.concatenate([x, dead]), **args)
+        assert np.mean(brighter < cut.value) > 0.97 and np.mean(dead > cut.value) > 0.75
+        bounded = methods.density_threshold(x, bounds=(0.3, 0.9), **args)
+        assert np.isfinite(bounded.value)
+
+
 def test_a_tail_that_keeps_falling_is_not_a_shoulder():
     # 3,000 events trailing exponentially above a peak of 20,000: past the peak's end the
     # density halves within one SD, as a tail does; a shelf stands. The valley stays.

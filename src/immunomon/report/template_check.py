@@ -44,8 +44,10 @@ def density_figure(check, sample, path) -> Path | None:
                          if cut.applies_to else ""), fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
+        # no finite cut: a population taken as absent, or one that keeps its parent whole
+        kept_all = check.parent_events and sum(check.populations.values()) == check.parent_events
         where = (f"cut at {', '.join(f'{v:.4g}' for v in cut.values)}" if cut.values
-                 else "no cut: nothing gated")      # a population taken as absent
+                 else "no cut: every event kept" if kept_all else "no cut: nothing gated")
         ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}; {where}"
                      + (f" (density of the events {cut.among} the other cut)" if cut.among
                         else " (density of all events)" if cut.applies_to else ""),
