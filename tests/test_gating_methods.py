@@ -648,6 +648,24 @@ def test_a_tail_that_keeps_falling_is_not_a_shoulder():
     assert 1.5 < cut.value < 2.8 and "shoulder" in cut.note and cut.fell_back
 
 
+def test_a_sides_valley_passed_over_is_named_in_the_gates_note():
+    """IgD x CD27 in B cells, one IgD cut across (`y_by_side: false`): the CD27+ cells'
+    IgD valley lies inside the naive cells' broad IgD peak on the other side, so it is
+    not taken; a new user could not tell why until the note said so."""
+    rng = np.random.default_rng(2)
+    naive = np.column_stack([rng.normal(0.3, 0.05, 6000), rng.normal(0.62, 0.08, 6000)])
+    switched = np.column_stack([rng.normal(0.7, 0.05, 250), rng.normal(0.35, 0.05, 250)])
+    unswitched = np.column_stack([rng.normal(0.7, 0.05, 500), rng.normal(0.78, 0.04, 500)])
+    X = np.vstack([naive, switched, unswitched])
+    gate = QuadrantThresholdGate.build("B", [Dimension("CD27"), Dimension("IgD")], MEMORY,
+                                       y_by_side=False)
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    y_cut = found.dividers[1].values[0]
+    assert np.mean(naive[:, 1] > y_cut) > 0.95               # the naive cells stay whole
+    assert any("was not taken: it falls inside a population on the other side" in n
+               for n in found.notes)
+
+
 def test_one_y_cut_stays_where_it_separates_both_sides():
     # the y cut lies between the two populations on each side: no second y divider,
     # even where each side's own valley lies a little apart from it
@@ -997,13 +1015,13 @@ def test_a_pile_of_saturated_or_floored_events_is_not_a_peak_or_a_tail():
     x = np.concatenate([cells, rng.uniform(1_000, 20_000, 40), np.full(4, 262_143.0)])
     t = methods.density_threshold(x, valley="first")
     assert np.mean(cells >= t.value) > 0.9
-    assert methods._on_scale(x).size == x.size - 4
-    assert methods._on_scale(cells).size == cells.size       # no ties: nothing left out
+    assert methods.on_scale(x).size == x.size - 4
+    assert methods.on_scale(cells).size == cells.size       # no ties: nothing left out
     # values floored at the bottom (an Accuri stores negatives as 0): no lower tail
     rng = np.random.default_rng(6)
     negatives = rng.normal(0.25, 0.04, 1_000)
     floored = np.concatenate([negatives, np.full(60, 0.05)])
-    assert methods._on_scale(floored).size == negatives.size
+    assert methods.on_scale(floored).size == negatives.size
     t = methods.density_threshold(floored, side="above")
     assert np.mean(negatives >= t.value) < 0.05 and "tail lies" not in t.note
 

@@ -64,6 +64,31 @@ def test_check_result_describes_every_data_driven_gate():
     assert checks["Lymphocytes"].cuts == []                 # a cluster cuts no single axis
 
 
+def test_the_check_shows_the_peaks_the_gate_saw_not_saturated_events():
+    """A FACSCanto tube's FSC-A holds events saturated at the top of the scale; the
+    threshold leaves them out of its density, and the check showed a peak of them
+    (262,243) that the gate never saw. Its peaks are the gate's now."""
+    real = Path(__file__).resolve().parent / "data" / "real"
+    text = """
+panel: debris
+version: "1"
+markers: {CD3: [CD3]}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: Live, parent: root, dims: [FSC-A], method: threshold,
+     args: {side: above, valley: first, majority: true}}
+"""
+    sample = read_fcs(real / "canto_124500.fcs")
+    strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
+    result = strategy.apply(sample)
+    (check,) = check_result(result)
+    (cut,) = check.cuts
+    fsc = sample.events[:, sample.channel_index("FSC-A")]
+    assert np.count_nonzero(fsc == fsc.max()) > 50           # saturated events
+    assert max(cut.peaks) < 250_000 < fsc.max()             # none at the saturation value
+
+
 def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
     panel = tmp_path / "panel.yaml"
     panel.write_text(PANEL)

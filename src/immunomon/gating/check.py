@@ -72,8 +72,9 @@ def _dim_name(dimension) -> str:
 
 
 def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """The density and peaks the threshold methods see for these values."""
-    x = values[np.isfinite(values)]
+    """The density and peaks the threshold methods see for these values (events
+    piled at a scale's end left out, as ``methods.on_scale`` leaves them)."""
+    x = methods.on_scale(values)
     if x.size < 2:
         return np.zeros(0), np.zeros(0), ()
     centres, density, bandwidth = methods.smoothed_density(x, adjust=args.get("adjust", 1.0))

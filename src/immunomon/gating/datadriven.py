@@ -10,7 +10,7 @@ Gating-ML and can replace the data-driven gate for a sample (an override).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -341,7 +341,7 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
     (effector CD8 T cells, CCR7-, spread further below the CD45RA+ peak than naive
     ones, CCR7+, and a cut where the naive peak ends would split them)."""
     best, where = first, "all"
-    lone = []
+    lone, refused = [], []
     for name, side in (("above", other >= other_cut), ("below", other < other_cut)):
         if name not in sides:
             continue
@@ -353,13 +353,21 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
         # A valley among all events that already falls below half its lower peak separates
         # the populations; a deeper one on one side is then sampling noise more often than
         # a population hidden among all events.
-        if (not t.fell_back and first.depth < CLEAR_VALLEY and t.depth > best.depth + 0.05
-                and not _inside_population(values[~side], t.value)):
-            best, where = t, name
-        elif method == "density" and _same_peak_further(first, t):
+        if not t.fell_back and first.depth < CLEAR_VALLEY and t.depth > best.depth + 0.05:
+            if not _inside_population(values[~side], t.value):
+                best, where = t, name
+                continue
+            refused.append((name, t.value))
+        if method == "density" and _same_peak_further(first, t):
             lone.append((abs(t.value - first.peaks[0]), name, t))
     if where == "all" and lone:
         _, where, best = max(lone, key=lambda c: c[0])
+    # say why a side's valley was passed over: template check shows it beside the cut
+    passed = [f"the valley among the events {name} the other cut ({value:.4g}) was not "
+              "taken: it falls inside a population on the other side"
+              for name, value in refused if name != where]
+    if passed:
+        best = replace(best, note="; ".join(filter(None, (best.note, *passed))))
     return best, where
 
 

@@ -55,7 +55,7 @@ def _finite(x) -> np.ndarray:
     return x if ok.all() else x[ok]      # no copy in the usual all-finite case
 
 
-def _on_scale(x) -> np.ndarray:
+def on_scale(x) -> np.ndarray:
     """The finite values less any pile of events tied at the largest or the smallest
     value: events off the top of a channel's scale (saturated scatter, stored as
     $PnR - 1) or floored at its bottom (a BD Accuri C6 stores negative values as 0, a
@@ -329,7 +329,7 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     most ``fdr`` of the events found there; where no cut meets it, none (the cut at
     infinity: no population stands out of the peak's own tail).
     """
-    x = _on_scale(x)
+    x = on_scale(x)
     if x.size < 10:
         raise GatingError(f"too few events ({x.size}) for a tail threshold")
     if side not in ("above", "below"):
@@ -571,7 +571,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
     if expect is not None and expect not in EXPECT:
         raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
-    x = _on_scale(x)
+    x = on_scale(x)
     centres, density, bandwidth = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
                        bandwidth=bandwidth)
