@@ -1094,3 +1094,26 @@ def test_a_lone_peak_the_tails_decide_against_its_place_says_so():
     assert t.value < 0.85 and t.place == 0
     hinted = methods.density_threshold(low, side="above", scale=(0.2, 1.0), expect="mostly-negative")
     assert hinted.value > 0.41 and hinted.place == 0
+
+
+def test_a_boundary_gate_leaves_out_the_piles_at_either_end_of_the_scale():
+    """Saturated scatter (stored at the top of the range) and events without a signal
+    (at 0) have no measured value: a `boundary` gate leaves out each pile, as openCyto's
+    boundary gate does, and keeps everything else, including the largest cells on the
+    scale; with no pile it keeps every event."""
+    from immunomon.gating.datadriven import BoundaryGate
+
+    rng = np.random.default_rng(4)
+    fsc = np.concatenate([rng.normal(90_000, 20_000, 5_000), np.full(300, 262_143.0),
+                          np.zeros(40)])
+    ssc = np.concatenate([rng.normal(40_000, 9_000, 5_000), rng.normal(120_000, 20_000, 300),
+                          rng.normal(20_000, 3_000, 40)])
+    gate = BoundaryGate("On scale", [Dimension("FSC-A"), Dimension("SSC-A")])
+    found = gate.resolve([fsc, ssc])
+    kept = found.contains([fsc, ssc])
+    assert kept.sum() == 5_000 and not kept[5_000:].any()
+    assert found.notes == ("300 events piled at the top of FSC-A (262143) left out",
+                           "40 events piled at the bottom of FSC-A (0) left out")
+    clean = gate.resolve([fsc[:5_000], ssc[:5_000]])
+    assert clean.contains([fsc[:5_000], ssc[:5_000]]).all()
+    assert clean.notes == ("no events piled at either end of the scale",)

@@ -71,6 +71,16 @@ def test_a_quadrant_gate_is_named_apart_from_its_quadrants():
     assert "line 19" in msg and "population 'CD4': a quadrant has the gate's own name" in msg
 
 
+def test_a_boundary_gate_needs_dimensions_and_takes_no_arguments():
+    text = BASE + "  - name: On scale\n    parent: root\n    method: boundary\n"
+    assert "method 'boundary' needs at least one dimension" in error_of(text)
+    text = BASE + ("  - name: On scale\n    parent: root\n    dims: [CD3]\n"
+                   "    method: boundary\n    args: {side: above}\n")
+    assert "args" in error_of(text) and "side" in error_of(text)
+    ok = BASE + "  - name: On scale\n    parent: root\n    dims: [CD3, CD4]\n    method: boundary\n"
+    assert parse_template(ok, "p.yaml").populations[-1].kind == "boundary"
+
+
 def test_not_yaml_and_missing_sections():
     assert "line 2" in error_of("panel: x\n  - : [\n")
     assert "'markers' is missing" in error_of("panel: x\nversion: 1\npopulations: []\n")

@@ -640,3 +640,28 @@ def test_a_viability_gate_on_a_dye_of_one_peak_keeps_the_live_cells():
     assert "every event kept" in gating.result.gates["Live"].notes[0]
     assert qc.status(gating.qc_flags) == "ok"
     assert f1(gating.result.mask("NK T cells"), labels["NK T cells"]) > 0.93
+
+
+def test_a_boundary_gate_leaves_out_saturated_scatter_and_says_so():
+    """The HIPC DC tube holds 6.1% of its events at the top of FSC-A (aggregates and
+    conjugates, CD14+ and lineage-bright); openCyto's reference starts with a boundary
+    gate. `method: boundary` on the scatter channels leaves them out, and the margin
+    check's finding for those channels is then recorded, not a warning."""
+    text = (REAL / "hipc_dc.yaml").read_text(encoding="utf-8")
+    text = text.replace("  - name: Not dead              # below the dead cells' peak, the brightest\n"
+                        "    parent: root\n",
+                        "  - name: On scale\n    parent: root\n    dims: [FSC-A, SSC-A]\n"
+                        "    method: boundary\n"
+                        "  - name: Not dead\n    parent: On scale\n")
+    sample = read_fcs(REAL / "opencyto_dc_1.fcs")
+    gating = gate_sample(sample, parse_template(text, "dc.yaml"), exclude_anomalies=False)
+    fsc = sample.events[:, sample.channel_index("FSC-A")]
+    ssc = sample.events[:, sample.channel_index("SSC-A")]
+    on_scale = (fsc < fsc.max()) & (ssc < ssc.max())
+    assert np.array_equal(gating.result.mask("On scale"), on_scale)
+    assert 1_500 < sample.n_events - on_scale.sum() < 1_900
+    saturated = [f for f in gating.qc_flags if "at the top of the scale" in f.message]
+    assert saturated and {f.level for f in saturated} == {"info"}
+    assert all("(left out by the gate 'On scale')" in f.message for f in saturated)
+    labels = np.load(REAL / "opencyto_dc_1.labels.npz")
+    assert f1(gating.result.mask("CD14+"), labels["/boundary/Monocytes/Live/CD14+"]) > 0.95

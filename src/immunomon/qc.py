@@ -527,7 +527,8 @@ class MarginQC:
     ``flagged``. ``margin``: per event, True when it sits on a margin of any
     checked channel (nothing is excluded here; the mask is for the caller).
     ``shares``: the share of events each flag counts, in the flags' order; ``floors``:
-    True where a flag is a fluorescence channel's lowest value.
+    True where a flag is a fluorescence channel's lowest value; ``channels``: each
+    flag's channel ($PnN).
     """
 
     flags: list[str]
@@ -535,6 +536,7 @@ class MarginQC:
     margin: np.ndarray = field(repr=False)
     shares: list[float] = field(default_factory=list)
     floors: list[bool] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
 
     @cached_property
     def table(self):
@@ -598,7 +600,7 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
         "top_fraction": top / n, "bottom_fraction": bottom / n,
         "flagged": (top / n > fraction_limit) | (bottom / n > fraction_limit),
     }
-    flags, shares, floors = [], [], []
+    flags, shares, floors, channels = [], [], [], []
     for j, row in enumerate(row_dicts(table)):
         label = f"{row['channel']} ({row['marker']})" if row["marker"] else row["channel"]
         if row["top_fraction"] > fraction_limit:
@@ -606,6 +608,7 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
                          f"top of the scale")
             shares.append(float(row["top_fraction"]))
             floors.append(False)
+            channels.append(row["channel"])
         if row["bottom_fraction"] > fraction_limit:
             floor = is_fluorescence(row["channel"])
             flags.append(f"{label}: {row['bottom']} events ({row['bottom_fraction']:.1%}) "
@@ -614,8 +617,9 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
                             if floor else ""))
             shares.append(float(row["bottom_fraction"]))
             floors.append(floor)
+            channels.append(row["channel"])
     return MarginQC(flags=flags, channel_columns=table, margin=margin, shares=shares,
-                    floors=floors)
+                    floors=floors, channels=channels)
 
 
 # -- non-finite values ---------------------------------------------------------------

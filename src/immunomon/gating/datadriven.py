@@ -193,6 +193,43 @@ def _against_place(place: int) -> str:
 
 
 @dataclass(frozen=True, eq=False)
+class BoundaryGate:
+    """The events on the scale of each of its dimensions: a pile tied at the largest
+    value (saturated scatter, stored at the top of the range) or at the smallest (no
+    signal) has no measured value and is left out, as openCyto's boundary gate and an
+    expert's on-scale gate leave it (``methods.piles``: 3 events or more)."""
+
+    id: str
+    dimensions: Sequence[AnyDimension]
+    parent: str | None = None
+
+    def resolve(self, columns) -> FoundRectangle:
+        bounds, notes = [], []
+        for dim, x in zip(self.dimensions, columns):
+            _, found = methods.piles(np.asarray(x, dtype=np.float64))
+            lo = hi = None
+            if "top" in found:                        # lo <= x < hi: the pile is out
+                n, hi = found["top"]
+                notes.append(f"{n:,} events piled at the top of {_name(dim)} ({hi:.6g}) "
+                             "left out")
+            if "bottom" in found:
+                n, at = found["bottom"]
+                lo = float(np.nextafter(at, np.inf))
+                notes.append(f"{n:,} events piled at the bottom of {_name(dim)} ({at:.6g}) "
+                             "left out")
+            # a dimension with no pile keeps every finite value (a rectangle needs a bound)
+            bounds.append((lo, hi if lo is not None or hi is not None else np.inf))
+        return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
+                              method="on scale",
+                              notes=tuple(notes) or ("no events piled at either end of "
+                                                     "the scale",))
+
+
+def _name(dimension) -> str:
+    return str(getattr(dimension, "name", None) or getattr(dimension, "id", dimension))
+
+
+@dataclass(frozen=True, eq=False)
 class SingletGate:
     """Single cells from the area/height relation of one scatter channel
     (dimensions: area, then height)."""

@@ -63,16 +63,25 @@ def on_scale(x) -> np.ndarray:
     spike that a density takes for a population, or a tail that says where one lies.
     In an activation file thinned to 744 events, four saturated FSC-A events were the
     second peak of a `valley: first` cut, which kept 5 cells. The gate's cut still
-    applies to them; only the density leaves them out."""
+    applies to them; only the density leaves them out (``piles`` says which)."""
+    return piles(x)[0]
+
+
+def piles(x) -> tuple[np.ndarray, dict[str, tuple[int, float]]]:
+    """``on_scale``'s values, and the piles it left out: ``{"top" | "bottom": (events,
+    the value they are tied at)}``; a pile is 3 events or more and under half of them."""
     x = _finite(x)
+    found: dict[str, tuple[int, float]] = {}
     if x.size < 3:
-        return x
+        return x, found
     keep = None
-    for end in (x.max(), x.min()):
+    for where, end in (("top", x.max()), ("bottom", x.min())):
         tied = x == end
-        if 3 <= np.count_nonzero(tied) < x.size // 2:
+        n = int(np.count_nonzero(tied))
+        if 3 <= n < x.size // 2:
             keep = ~tied if keep is None else keep & ~tied
-    return x if keep is None else x[keep]
+            found[where] = (n, float(end))
+    return (x if keep is None else x[keep]), found
 
 
 def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:

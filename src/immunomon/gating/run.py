@@ -25,6 +25,7 @@ from .. import columns as tables
 from .. import populations as pops
 from .. import qc
 from ..threads import single_threaded
+from .datadriven import BoundaryGate
 from .gates import distinct_dimensions
 from .strategy import GatingResult
 from .template import Template, load_template
@@ -235,9 +236,16 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                f"were excluded from gating ({100 * unstable:.1f}%)"))
     margins = qc.margin_events(gated)
     # each channel's own share decides its flag's level, as docs/templates.md says; a
-    # fluorescence channel's floor holds the events dimmer than it, not lost measurements
-    flags += [qc.QCFlag("warning" if share > MARGIN_WARNING and not floor else "info", message)
-              for message, share, floor in zip(margins.flags, margins.shares, margins.floors)]
+    # fluorescence channel's floor holds the events dimmer than it, not lost measurements,
+    # and a template's boundary gate leaves a pile out of its populations
+    bounded = {getattr(d, "name", None): g.id for g in strategy if isinstance(g, BoundaryGate)
+               for d in g.dimensions}
+    for message, share, floor, channel in zip(margins.flags, margins.shares, margins.floors,
+                                              margins.channels):
+        by = bounded.get(channel)
+        level = "info" if floor or by or share <= MARGIN_WARNING else "warning"
+        flags.append(qc.QCFlag(level, message + (f" (left out by the gate {by!r})" if by
+                                                 else "")))
     result = strategy.apply(gated)
 
     refs = [r for r in REFERENCES if r in result.gate_ids]

@@ -30,7 +30,8 @@ from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
-from .datadriven import ClusterGate, QuadrantThresholdGate, SingletGate, ThresholdGate
+from .datadriven import (BoundaryGate, ClusterGate, QuadrantThresholdGate, SingletGate,
+                         ThresholdGate)
 from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
 from .gates import (BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate,
                     not_a_population)
@@ -40,7 +41,7 @@ ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 _WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
 _PULSE = re.compile(r"[\s_-]+([AHW])$", re.IGNORECASE)   # "GFP-A": area, height, width
-METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant")
+METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant", "boundary")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
@@ -429,6 +430,8 @@ def _build(spec: PopulationSpec, dims, parent):
     name = spec.name
     if spec.kind == "singlet":
         return SingletGate(name, dims, n_mad=float(a.get("n_mad", 4.0)), parent=parent)
+    if spec.kind == "boundary":
+        return BoundaryGate(name, dims, parent=parent)
     if spec.kind in ("threshold", "tail"):
         method = "density" if spec.kind == "threshold" else "tail"
         args = {k: a[k] for k in _THRESHOLD_ARGS[method] if k in a and k != "side"}
@@ -529,6 +532,7 @@ _THRESHOLD_ARGS = {"density": _DENSITY_ARGS, "tail": _TAIL_ARGS}
 _POOLED = {"pooled": _flag}      # one cut for all the files gated together
 METHOD_ARGS = {
     "singlet": {"n_mad": _number(0)},
+    "boundary": {},
     "threshold": {**_DENSITY_ARGS, **_POOLED},
     "tail": {**_TAIL_ARGS, **_POOLED},
     "cluster": {"components": _number(1, 20, closed=True, integer=True), "pick": None,
@@ -614,8 +618,8 @@ def _population(source: str, raw, index: int, known: dict[str, int],
         if need is not None and len(dims) != need:
             _fail(source, _line(raw, "dims"), f"{label}: method {kind!r} uses {need} "
                                               f"dimension(s), got {len(dims)}")
-        if kind == "cluster" and not dims:
-            _fail(source, _line(raw, "dims") or line, f"{label}: method 'cluster' needs at "
+        if kind in ("cluster", "boundary") and not dims:
+            _fail(source, _line(raw, "dims") or line, f"{label}: method {kind!r} needs at "
                                                       "least one dimension")
         if kind == "cluster":
             pick = args.get("pick")
