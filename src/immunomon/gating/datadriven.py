@@ -206,7 +206,7 @@ class BoundaryGate:
     def resolve(self, columns) -> FoundRectangle:
         bounds, notes = [], []
         for dim, x in zip(self.dimensions, columns):
-            _, found = methods.piles(np.asarray(x, dtype=np.float64))
+            _, found = methods.piles(x)
             lo = hi = None
             if "top" in found:                        # lo <= x < hi: the pile is out
                 n, hi = found["top"]

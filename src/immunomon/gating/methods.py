@@ -574,7 +574,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     that would leave less than half of ``x`` on that side lies between two of
     its own peaks; the cut moves to the valley between neighbouring peaks that
     leaves most there and lies furthest toward ``side``, or, with none, to where
-    the outermost peak ends (a lone peak is the population).
+    the outermost peak ends (a lone peak is the population). With ``side='below'``
+    and ``valley='last'`` (everything below the brightest population: a viability
+    dye), a lone peak with no shoulder above it and no bounds keeps every event.
     """
     if valley not in ("deepest", "first", "last"):
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
