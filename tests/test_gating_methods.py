@@ -991,6 +991,23 @@ def test_a_peak_of_overcompensated_events_below_zero_is_not_a_population():
     assert (x >= plain.value)[:17_000].mean() > 0.5      # the valley to the artefact
 
 
+def test_overcompensated_events_far_below_zero_on_a_display_scale_are_no_population():
+    """Display values gated with `linear` have no transform to say where zero signal
+    lies, but it is still 0: events pushed far below it by over-
+    compensation (a lyoplate centre's CD8 down to -19,000 on a 0-4,096 display) made a
+    peak whose valley beside the CD8- cells took them all for CD8+ (a thinned file's CD4
+    T cells 31 of 1,994). They are left out of the density now, as on a logicle."""
+    rng = np.random.default_rng(7)
+    negative = rng.normal(900, 180, 1_100)
+    positive = rng.normal(2_700, 200, 1_200)
+    over = rng.normal(-11_000, 400, 25)
+    x = np.concatenate([negative, positive, over])
+    t = methods.density_threshold(x, side="above", valley="first")
+    assert "over-compensated" in t.note and 1_300 < t.value < 2_300
+    assert methods.density_threshold(np.concatenate([negative, positive]),
+                                     side="above", valley="first").note == ""
+
+
 def test_a_cut_across_an_empty_gap_lies_in_its_middle():
     """Two populations with no event between them leave the smoothed density at zero
     across the gap; the cut goes to the middle of the gap, not to the first zero at

@@ -122,6 +122,12 @@ def test_a_thinned_file_keeps_its_populations():
     # The FACSCanto file thinned to 954 events: 64 CD8+ cells, one CD3+ peak at the middle
     # of the scale and three CD3- events below it; left undecided by its place, the peak was
     # taken for the negatives and 2 of the 61 CD8 T cells were kept.
+    # Miami's lyoplate file thinned to 4,363 events: 357 events over-compensated below CD8
+    # -1,000 (down to -14,600) on the 0-4,096 display made a peak, and the CD8 valley
+    # beside it left CD4 T cells 31 of 1,994 (linear axes had no zero for the
+    # over-compensation rule).
+    result, labels = _thinned("lyoplate_miami_1", 0.25, 1)
+    assert f1(result.mask("CD4 T"), labels["CD4 T"]) > 0.95
     result, labels = _thinned("canto_124500", 0.05, 2)
     assert f1(result.mask("CD8 T"), labels["/P1/P2/P3/P4/P5"]) > 0.93
     # The HIPC DC tube thinned to 2,591 events: ~200 dead cells make a shelf above the live

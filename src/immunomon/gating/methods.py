@@ -586,7 +586,10 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     centres, density, bandwidth = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
                        bandwidth=bandwidth)
-    floor = below_zero_floor(centres, density, peaks, scale)
+    # without a display scale (values kept as stored: display values, scatter), zero
+    # signal is still 0 and the events' own top stands for the top of the scale
+    floor = below_zero_floor(centres, density, peaks, scale if scale is not None else
+                             (0.0, float(centres.max())) if centres.max() > 0 else None)
     left_out = ""
     if floor is not None:
         kept = x[x > floor]
