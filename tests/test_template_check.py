@@ -234,5 +234,20 @@ def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
     for record in records:
         assert len(record["pooled"]) == 2
         assert all("pooled events of 2 files" in n for n in record["pooled"])
+    # each page shows each pooled gate once more, its density that of the pooled events
+    # (a new user could only read its note), drawn once for all the pages
+    pooled = [g for g in records[0]["gates"] if g["method"].endswith("(pooled)")]
+    assert {g["gate"] for g in pooled} == {"CD69+ CD4 T", "CD69+ CD8 T"}
+    for g in pooled:
+        parent = sum(q["count"] for r in records for q in r["populations"]
+                     if q["population"] == g["parent"])
+        assert g["parent_events"] == parent and len(g["cuts"]) == 1
+        assert f"{g['cuts'][0]['values'][0]:.4g}" in records[0]["pooled"][
+            0 if g["gate"] == "CD69+ CD4 T" else 1]
+    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == [
+        "CD69+_CD4_T_density.png", "CD69+_CD8_T_density.png"]
+    page = (tmp_path / "activation_8" / "check.html").read_text(encoding="utf-8")
+    assert 'src="../pooled/CD69%2B_CD4_T_density.png"' in page
     (alone,) = check_files(files[:1], template, tmp_path / "one")
     assert all("found on this file alone" in n for n in alone["pooled"])
+    assert not any(g["method"].endswith("(pooled)") for g in alone["gates"])

@@ -147,6 +147,15 @@ def check_result(result) -> list[GateCheck]:
     return checks
 
 
+def _pooled_check(name: str, values: np.ndarray, gate, found) -> GateCheck:
+    """A pooled gate as one check: found once, on the pooled events of its parent."""
+    inside = int(np.count_nonzero(found.contains([values])))
+    return GateCheck(name, f"{getattr(found, 'method', '')} (pooled)", gate.parent,
+                     int(values.size), {name: inside}, tuple(getattr(found, "notes", ())),
+                     bool(getattr(found, "fell_back", False)), "ok", (),
+                     _threshold_cuts(gate, found, [values]))
+
+
 def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     """Gate each file as ``immunomon gate`` would (a template's pooled gates found on
     all the files together) and write its check page into
@@ -161,7 +170,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     from ..columns import rows
     from ..errors import ImmunomonError
     from ..fcs.datasets import read_fcs_to_gate
-    from ..report.template_check import check_figures, check_page
+    from ..report.gate_plots import safe_filename
+    from ..report.template_check import check_figures, check_page, density_figure
     from .pooled import pooled_gates, pooled_populations
     from .run import gate_sample, safe_name
 
@@ -170,14 +180,25 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     # pooled gates as `immunomon gate` finds them on these files together (a preview of
     # the cut a run of them shares; each page's notes give it)
     pooled_names = pooled_populations(template)
-    pooled = pooled_gates(files, template)[0] if len(files) > 1 and pooled_names else None
+    seen: dict = {}
+    pooled = (pooled_gates(files, template, keep=seen)[0]
+              if len(files) > 1 and pooled_names else None)
+    # each pooled gate as one more check on every page, its density that of the pooled
+    # events (drawn once, with the first file gated)
+    pooled_checks = [_pooled_check(p, *seen[p]) for p in pooled_names if p in seen]
+    pooled_figures: dict[str, list] = {}
     records = []
     for path in files:
         name = safe_name(path.stem)
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name,
                                  overrides=pooled)
-            checks = check_result(gating.result)
+            checks = check_result(gating.result) + pooled_checks
+            if pooled_checks and not pooled_figures:
+                pooled_figures = {c.gate: [f for f in (density_figure(
+                    c, gating.result.sample,
+                    out_dir / "pooled" / f"{safe_filename(c.gate)}_density.png"),) if f]
+                    for c in pooled_checks}
             # the warnings and failures no gate's record lists: what concerns the whole
             # file (a scale that does not fit it, markers it lacks, unstable acquisition)
             # and small populations, so that a status always comes with its reason
@@ -185,7 +206,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
             sample_qc = [f for f in map(qc.as_flag, gating.qc_flags)
                          if f.level != "info" and f.message not in listed]
             folder = out_dir / name
-            figures = check_figures(gating.result, checks, folder / "plots")
+            figures = {**check_figures(gating.result, checks[:len(checks) - len(pooled_checks)],
+                                       folder / "plots"), **pooled_figures}
             # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
             # a top-level population's parent is all events (None), an empty parent's
             # percentage none (None)

@@ -29,14 +29,16 @@ def pooled_populations(template) -> list[str]:
 
 
 def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
-                 exclude_anomalies: bool = True) -> tuple[dict[str, dict], list[str]]:
+                 exclude_anomalies: bool = True, keep: dict | None = None
+                 ) -> tuple[dict[str, dict], list[str]]:
     """The fixed gate of each pooled population, found on its parent's events from
     every file in ``files`` pooled (up to ``EVENTS_PER_FILE`` of each), as overrides
     (``{population: {rectangle: ..., note: ...}}``), and notes: each cut, and the
     populations no file gave events for (unreadable files are left to the run, which
     names them). A pooled population under another is found after it, with that one's
     pooled gate applied. ``overrides``: per-sample fixed gates (keyed by sample name),
-    applied here too."""
+    applied here too. ``keep``: a dict to fill with each pooled population's pooled
+    values, template gate and found gate (for ``template check``'s figures)."""
     from ..fcs.datasets import read_fcs_to_gate
     from .run import gate_sample, safe_name
 
@@ -80,6 +82,8 @@ def pooled_gates(files, template, *, overrides: dict[str, dict] | None = None,
                 continue
             values = np.concatenate(pools[p])
             cut = gates[p].resolve([values], scales=(scales[p],))
+            if keep is not None:
+                keep[p] = (values, gates[p], cut)
             found[p] = {"rectangle": {"bounds": [_finite(b) for b in cut.bounds]},
                         "note": f"gate found once on the pooled events of {n_files} "
                                 f"file{'s' if n_files != 1 else ''} "
