@@ -545,3 +545,20 @@ def test_each_margin_flag_has_the_level_of_its_own_share():
     levels = {f.message.split(" ")[0]: f.level for f in gated.qc_flags
               if "at the top of the scale" in f.message}
     assert levels == {"FITC-A": "warning", "PE-A": "info"}
+
+
+def test_an_identity_spillover_matrix_is_named():
+    """A2004's file carries a $SPILLOVER that is the identity over 8 detectors (the
+    expert's compensation lives in the FlowJo workspace): compensating with it changes
+    nothing, and a template saying `compensation: file` gets a warning saying so; a
+    measured matrix (the FACSCanto file's) gets none."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.qc import identity_spillover_flag
+
+    real = Path(__file__).resolve().parent / "data" / "real"
+    flag = identity_spillover_flag(read_fcs(real / "a2004_A2.fcs"))
+    assert flag.level == "warning"
+    assert flag.message.startswith("the file's $SPILLOVER is the identity over its 8 detectors")
+    assert identity_spillover_flag(read_fcs(real / "canto_124500.fcs")) is None

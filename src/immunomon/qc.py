@@ -111,6 +111,24 @@ def reader_flags(warnings) -> list[QCFlag]:
             for w in warnings]
 
 
+def identity_spillover_flag(sample) -> QCFlag | None:
+    """A warning where the file's $SPILLOVER is the identity over two detectors or more:
+    compensating with it changes nothing, so a multicolour tube's values stay as
+    acquired (FlowJo and other programs write one where the compensation lives in a
+    workspace instead; a real stimulated blood tube's MHC-II-bright cells lifted CD14
+    through PerCP-Cy5.5's spill into PE-Cy7)."""
+    spill = getattr(sample, "spillover", None)
+    if spill is None or len(spill.detectors) < 2:
+        return None
+    matrix = np.asarray(spill.matrix, dtype=np.float64)
+    if matrix.shape[0] != matrix.shape[1] or not np.allclose(matrix, np.eye(len(matrix))):
+        return None
+    return QCFlag("warning", f"the file's $SPILLOVER is the identity over its "
+                             f"{len(spill.detectors)} detectors: compensating with it "
+                             "changes nothing, so the values stay uncompensated; where the "
+                             "matrix lives in a workspace, gate with that matrix")
+
+
 # -- time anomalies --------------------------------------------------------------
 @dataclass
 class TimeQC:

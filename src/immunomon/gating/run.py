@@ -209,6 +209,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     mismatch = template.match(sample).qc_flag()
     flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
     flags += qc.reader_flags(sample.warnings)
+    if template.compensation == "file" and (identity := qc.identity_spillover_flag(sample)):
+        flags.append(identity)
     flags += qc.scale_flags(distinct_dimensions(d for g in strategy for d in g.dimensions),
                             sample)
     n_total = sample.n_events
