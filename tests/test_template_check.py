@@ -251,3 +251,31 @@ def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
     (alone,) = check_files(files[:1], template, tmp_path / "one")
     assert all("found on this file alone" in n for n in alone["pooled"])
     assert not any(g["method"].endswith("(pooled)") for g in alone["gates"])
+
+
+def test_a_fixed_gate_is_drawn_on_the_check_page(tmp_path):
+    """A singlet band drawn by hand as a polygon (the guide's advice where the `singlet`
+    band cuts the monocytes) could not be seen on the check page; fixed rectangles,
+    polygons and ellipses now get a gate plot and a row, boolean gates none."""
+    from immunomon.gating.check import check_files
+    real = Path(__file__).resolve().parent / "data" / "real"
+    text = """
+panel: fixed
+version: "1"
+markers: {CD14: [CD14]}
+compensation: file
+transforms: {fluorescence: {logicle: {T: auto, W: auto, M: 4.5, A: 0}}, scatter: linear}
+populations:
+  - name: Singlets
+    parent: root
+    dims: [FSC-A, FSC-H]
+    gate: {polygon: {vertices: [[0, 0], [262144, 163840], [262144, 262144], [209715, 262144]]}}
+  - {name: CD14+, parent: Singlets, dims: [CD14], method: threshold, args: {side: above}}
+  - {name: CD14-, parent: Singlets, gate: {not: CD14+}}
+"""
+    template = parse_template(text, "fixed.yaml")
+    (record,) = check_files([real / "a2004_A2.fcs"], template, tmp_path)
+    gates = {g["gate"]: g for g in record["gates"]}
+    assert gates["Singlets"]["method"] == "fixed polygon" and "CD14-" not in gates
+    assert gates["Singlets"]["populations"]["Singlets"] > 0.95 * 15_121
+    assert (tmp_path / "a2004_A2" / "plots" / "00_Singlets_gate.png").is_file()

@@ -17,7 +17,10 @@ import numpy as np
 
 from .. import qc
 from . import methods
-from .gates import QuadrantGate
+from .gates import EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
+
+#: fixed gates a check page draws
+FIXED_SHAPES = (RectangleGate, PolygonGate, EllipsoidGate)
 
 
 @dataclass
@@ -117,14 +120,21 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
     return out
 
 
-def check_result(result) -> list[GateCheck]:
-    """A ``GateCheck`` for every data-driven gate of a ``GatingResult``, in order."""
+def check_result(result, *, skip=()) -> list[GateCheck]:
+    """A ``GateCheck`` for every data-driven gate of a ``GatingResult``, in order, and
+    for every fixed rectangle, polygon or ellipse (a singlet band drawn by hand, an
+    override), so that the page draws it on its parent's events; none for boolean gates
+    or the populations in ``skip``."""
     flags = qc.gate_flags(result)
     checks = []
     for gid, found in result.gates.items():
         method = getattr(found, "method", "")
+        if gid in skip:
+            continue
         if not method:
-            continue                                  # fixed and boolean gates
+            if not isinstance(found, FIXED_SHAPES):
+                continue                              # boolean gates
+            method = f"fixed {type(found).__name__.removesuffix('Gate').lower()}"
         template_gate = result.strategy.gate(gid)
         parent = template_gate.parent
         rows = (np.arange(result.n_events) if parent is None
@@ -193,7 +203,8 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name,
                                  overrides=pooled)
-            checks = check_result(gating.result) + pooled_checks
+            checks = check_result(gating.result, skip=pooled_names if pooled else ()) \
+                + pooled_checks
             if pooled_checks and not pooled_figures:
                 pooled_figures = {c.gate: [f for f in (density_figure(
                     c, gating.result.sample,

@@ -158,7 +158,8 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
             "Each data-driven gate below shows the density of its parent in the dimension "
             "it cut, the peaks found (triangles), the cut (red) and the rule that placed it. "
             "A gate that needs an argument shows it here first: see the template guide "
-            "(valley, bounds, expect, components).</p>"
+            "(valley, bounds, expect, components). Fixed gates (rectangles, polygons, "
+            "ellipses) are drawn on their parent's events.</p>"
             + (f"<h2>File notes</h2><ul class=\"warnings\">{warn}</ul>" if warn else "")
             + "<h2>Gates</h2><table><thead><tr><th>gate</th><th>method</th><th>parent</th>"
               "<th>parent events</th><th>populations</th><th>cuts</th><th>QC</th></tr></thead>"
