@@ -16,6 +16,7 @@ from immunomon.gating.template import load_template, parse_template
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "pbmc_01.fcs"
+REAL = REPO / "tests" / "data" / "real"
 
 PANEL = """\
 panel: Check test
@@ -68,7 +69,6 @@ def test_the_check_shows_the_peaks_the_gate_saw_not_saturated_events():
     """A FACSCanto tube's FSC-A holds events saturated at the top of the scale; the
     threshold leaves them out of its density, and the check showed a peak of them
     (262,243) that the gate never saw. Its peaks are the gate's now."""
-    real = Path(__file__).resolve().parent / "data" / "real"
     text = """
 panel: debris
 version: "1"
@@ -79,7 +79,7 @@ populations:
   - {name: Live, parent: root, dims: [FSC-A], method: threshold,
      args: {side: above, valley: first, majority: true}}
 """
-    sample = read_fcs(real / "canto_124500.fcs")
+    sample = read_fcs(REAL / "canto_124500.fcs")
     strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
     result = strategy.apply(sample)
     (check,) = check_result(result)
@@ -192,12 +192,11 @@ def test_density_axes_name_the_logicle_width():
 def test_template_check_names_a_scale_that_does_not_fit_the_file(tmp_path):
     """A warning about the whole file (here: a logicle top far above the range of a file of
     display values) is printed and on the page, not only in the gate sample's summary."""
-    real = Path(__file__).resolve().parent / "data" / "real"
-    text = (real / "hipc_tcell.yaml").read_text()
+    text = (REAL / "hipc_tcell.yaml").read_text()
     wide = tmp_path / "wide.yaml"
     wide.write_text(text.replace("  fluorescence: linear", "  fluorescence: {logicle: "
                                  "{T: 262144, W: auto, M: 4.5, A: 0}}  #"))
-    out, fcs = tmp_path / "check", str(real / "hipc_stanford_1228.fcs")
+    out, fcs = tmp_path / "check", str(REAL / "hipc_stanford_1228.fcs")
     result = CliRunner().invoke(main, ["template", "check", fcs, "-t", str(wide), "-o",
                                        str(out), "--json"])
     (record,) = json.loads(result.output)
@@ -213,9 +212,8 @@ def test_a_status_always_comes_with_its_reason(tmp_path):
     # a sample whose only warnings are small populations was "warning" with no line saying
     # why: every warning or failure no gate's record lists is among the file's own
     from immunomon.gating.check import check_files
-    real = Path(__file__).resolve().parent / "data" / "real"
-    (record,) = check_files([real / "activation_1.fcs"],
-                            load_template(real / "activation.yaml"), tmp_path)
+    (record,) = check_files([REAL / "activation_1.fcs"],
+                            load_template(REAL / "activation.yaml"), tmp_path)
     listed = [f["message"] for f in record["qc"]] + \
         [m for g in record["gates"] for m in g["messages"]]
     assert record["status"] == "warning"
@@ -224,12 +222,11 @@ def test_a_status_always_comes_with_its_reason(tmp_path):
 
 def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
     from immunomon.gating.check import check_files
-    real = Path(__file__).resolve().parent / "data" / "real"
-    text = (real / "activation.yaml").read_text(encoding="utf-8").replace(
+    text = (REAL / "activation.yaml").read_text(encoding="utf-8").replace(
         "args: {side: above, expect: mostly-negative}",
         "args: {side: above, expect: mostly-negative, pooled: true}")
-    template = parse_template(text, str(real / "activation_pooled.yaml"))
-    files = [real / "activation_8.fcs", real / "activation_23.fcs"]
+    template = parse_template(text, str(REAL / "activation_pooled.yaml"))
+    files = [REAL / "activation_8.fcs", REAL / "activation_23.fcs"]
     records = check_files(files, template, tmp_path)
     for record in records:
         assert len(record["pooled"]) == 2
@@ -258,7 +255,6 @@ def test_a_fixed_gate_is_drawn_on_the_check_page(tmp_path):
     band cuts the monocytes) could not be seen on the check page; fixed rectangles,
     polygons and ellipses now get a gate plot and a row, boolean gates none."""
     from immunomon.gating.check import check_files
-    real = Path(__file__).resolve().parent / "data" / "real"
     text = """
 panel: fixed
 version: "1"
@@ -274,7 +270,7 @@ populations:
   - {name: CD14-, parent: Singlets, gate: {not: CD14+}}
 """
     template = parse_template(text, "fixed.yaml")
-    (record,) = check_files([real / "a2004_A2.fcs"], template, tmp_path)
+    (record,) = check_files([REAL / "a2004_A2.fcs"], template, tmp_path)
     gates = {g["gate"]: g for g in record["gates"]}
     assert gates["Singlets"]["method"] == "fixed polygon" and "CD14-" not in gates
     assert gates["Singlets"]["populations"]["Singlets"] > 0.95 * 15_121

@@ -166,6 +166,18 @@ def _pooled_check(name: str, values: np.ndarray, gate, found) -> GateCheck:
                      _threshold_cuts(gate, found, [values]))
 
 
+def _pooled_figures(checks, sample, directory) -> dict[str, list]:
+    """Each pooled gate's density figure, drawn once for every page of a check."""
+    from ..report.gate_plots import safe_filename
+    from ..report.template_check import density_figure
+
+    out = {}
+    for c in checks:
+        figure = density_figure(c, sample, directory / f"{safe_filename(c.gate)}_density.png")
+        out[c.gate] = [figure] if figure else []
+    return out
+
+
 def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     """Gate each file as ``immunomon gate`` would (a template's pooled gates found on
     all the files together) and write its check page into
@@ -180,8 +192,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     from ..columns import rows
     from ..errors import ImmunomonError
     from ..fcs.datasets import read_fcs_to_gate
-    from ..report.gate_plots import safe_filename
-    from ..report.template_check import check_figures, check_page, density_figure
+    from ..report.template_check import check_figures, check_page
     from .pooled import pooled_gates, pooled_populations
     from .run import gate_sample, safe_name
 
@@ -203,13 +214,11 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name,
                                  overrides=pooled)
-            checks = check_result(gating.result, skip=pooled_names if pooled else ()) \
-                + pooled_checks
+            own = check_result(gating.result, skip=pooled_names if pooled else ())
+            checks = own + pooled_checks
             if pooled_checks and not pooled_figures:
-                pooled_figures = {c.gate: [f for f in (density_figure(
-                    c, gating.result.sample,
-                    out_dir / "pooled" / f"{safe_filename(c.gate)}_density.png"),) if f]
-                    for c in pooled_checks}
+                pooled_figures = _pooled_figures(pooled_checks, gating.result.sample,
+                                                 out_dir / "pooled")
             # the warnings and failures no gate's record lists: what concerns the whole
             # file (a scale that does not fit it, markers it lacks, unstable acquisition)
             # and small populations, so that a status always comes with its reason
@@ -217,8 +226,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
             sample_qc = [f for f in map(qc.as_flag, gating.qc_flags)
                          if f.level != "info" and f.message not in listed]
             folder = out_dir / name
-            figures = {**check_figures(gating.result, checks[:len(checks) - len(pooled_checks)],
-                                       folder / "plots"), **pooled_figures}
+            figures = {**check_figures(gating.result, own, folder / "plots"), **pooled_figures}
             # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
             # a top-level population's parent is all events (None), an empty parent's
             # percentage none (None)

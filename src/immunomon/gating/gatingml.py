@@ -320,15 +320,19 @@ def _check_id(kind: str, value: str) -> str:
     return value
 
 
-def xml_number(v: float) -> str:
-    """A number as an XML attribute, round-tripping exactly. An infinite bound (the gate
-    of a population taken as absent starts at +inf) is written as the largest finite
-    double: the same events inside, and a number every reader takes (ours refuses a
-    non-finite one, as strict xs:double readers refuse Python's 'inf')."""
+def finite_bound(v: float) -> float:
+    """An infinite gate bound (the gate of a population taken as absent starts at
+    +inf) as the largest finite double of its sign: the same events inside, and a
+    number every reader and fixed gate takes."""
     v = float(v)
-    if math.isinf(v):
-        v = math.copysign(sys.float_info.max, v)
-    return repr(v)
+    return math.copysign(sys.float_info.max, v) if math.isinf(v) else v
+
+
+def xml_number(v: float) -> str:
+    """A number as an XML attribute, round-tripping exactly; an infinite one as
+    ``finite_bound`` (ours refuses a non-finite one, as strict xs:double readers refuse
+    Python's 'inf')."""
+    return repr(finite_bound(v))
 
 
 def _sub(parent, ns, tag, attrs=None):

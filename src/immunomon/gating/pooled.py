@@ -11,11 +11,11 @@ gates are its own; the pooled cut lies in each file's own transformed units.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from .gatingml import finite_bound
 from .template import ROOT
 
 #: Events of a pooled gate's parent taken from each file (evenly spread): every file
@@ -104,6 +104,5 @@ def _ancestors(template, name: str) -> list[str]:
 
 def _finite(bound) -> list:
     """A rectangle's [min, max] with an infinite end (a population taken as absent) as
-    the largest finite double, which a fixed gate takes."""
-    return [None if v is None else float(np.clip(v, -sys.float_info.max, sys.float_info.max))
-            for v in bound]
+    ``gatingml.finite_bound`` writes it, which a fixed gate takes."""
+    return [None if v is None else finite_bound(v) for v in bound]
