@@ -522,3 +522,44 @@ populations:
     one_fsc = replace(sim, channel_info=tuple(info[i] for i in keep), events=sim.events[:, keep])
     with pytest.raises(GatingError, match="both of its dimensions are 'FSC LinH'"):
         parse_template(text, "any.yaml").strategy_for(one_fsc)
+
+
+def test_a_template_of_scatter_gates_only_and_scatter_named_by_alias():
+    """A core facility's first gates over instruments that name forward scatter FSC-A
+    (an Accuri C6) or FSC (a CyFlow Cube): scatter as a marker with aliases is one
+    dimension in both, uncompensated; a template of scatter gates only needs no marker."""
+    from pathlib import Path
+
+    from immunomon import read_fcs
+    from immunomon.gating.run import gate_sample
+
+    fcs = Path(__file__).resolve().parent / "data" / "fcs"
+    scatter_only = parse_template("""
+panel: scatter
+version: "1"
+markers: {}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: On scale, parent: root, dims: [FSC-A, SSC-A], method: boundary}
+""", "scatter.yaml")
+    assert scatter_only.markers == {}
+    aliased = parse_template("""
+panel: scatter by alias
+version: "1"
+markers: {FSC: [FSC-A, FSC], SSC: [SSC-A, SSC]}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: On scale, parent: root, dims: [FSC, SSC], method: boundary}
+""", "alias.yaml")
+    for name, channel in (("accuri_B01.fcs", "FSC-A"), ("cyflow_cube_8.fcs", "FSC")):
+        sample = read_fcs(fcs / name)
+        gating = gate_sample(sample, aliased, exclude_anomalies=False)
+        fsc = sample.events[:, sample.channel_index(channel)]
+        saturated = np.count_nonzero(fsc == fsc.max())
+        assert gating.result.count("On scale") <= sample.n_events - (saturated if saturated >= 3
+                                                                     else 0)
+    accuri = read_fcs(fcs / "accuri_B01.fcs")
+    assert gate_sample(accuri, scatter_only, exclude_anomalies=False).result.count("On scale") \
+        == gate_sample(accuri, aliased, exclude_anomalies=False).result.count("On scale")

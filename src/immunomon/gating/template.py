@@ -747,7 +747,7 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         if not isinstance(doc[key], (str, int, float)) or isinstance(doc[key], bool):
             _fail(source, _line(doc, key), f"{key} must be text, not {doc[key]!r}")
     markers_raw = doc["markers"]
-    if not isinstance(markers_raw, dict) or not markers_raw:
+    if not isinstance(markers_raw, dict):      # empty for a template of scatter gates only
         _fail(source, _line(doc, "markers"), "markers must map each marker to its aliases")
     markers = {}
     for m, aliases in markers_raw.items():
