@@ -84,6 +84,19 @@ def test_synthetic_counts_exact(synthetic):
     assert set(table["population"]) >= {"Q1 or Q3", "not Ell", "hi", "Ell", "NotDebris"}
 
 
+def test_a_linear_axis_left_at_its_default_range(synthetic, tmp_path):
+    """FlowJo 10 writes minRange = maxRange = 0 for a linear axis left at its
+    default range; it reads as 0 to 262,144, gates on that axis included."""
+    wsp, fcs = synthetic
+    default = tmp_path / "default.wsp"
+    default.write_text(wsp.read_text(encoding="utf-8").replace(
+        'transforms:minRange="0" transforms:maxRange="262144"',
+        'transforms:minRange="0" transforms:maxRange="0"'), encoding="utf-8")
+    assert 'maxRange="0"' in default.read_text(encoding="utf-8")
+    table = compare_counts(load_flowjo(default), [fcs])
+    assert dict(zip(table["path"], table["count"])) == syn.expected_counts()
+
+
 def test_gates_drawn_to_the_edge_of_the_axis(synthetic):
     """Cluster L lies beyond the top of FSC-A (1.5 x its range): FlowJo draws it on
     the axis's edge, so a range whose maximum is past the edge (1.3 x) and a

@@ -194,7 +194,12 @@ class _Reader:
         from ...transforms import Asinh, Hyperlog, Logicle
         try:
             if kind == "linear":
-                return channel, FlowJoLinear(num("minRange", 0.0), num("maxRange"))
+                lo, hi = num("minRange", 0.0), num("maxRange")
+                if lo == hi == 0:
+                    # FlowJo 10 writes this for a linear axis left at its default
+                    # range (0 to 262,144); refusing it refused whole workspaces
+                    return channel, FlowJoLinear()
+                return channel, FlowJoLinear(lo, hi)
             if kind == "log":
                 return channel, FlowJoLog(num("offset"), num("decades"))
             if kind == "biex":
