@@ -562,3 +562,56 @@ def test_an_identity_spillover_matrix_is_named():
     assert flag.level == "warning"
     assert flag.message.startswith("the file's $SPILLOVER is the identity over its 8 detectors")
     assert identity_spillover_flag(read_fcs(real / "canto_124500.fcs")) is None
+
+
+# -- a declared range the events overrun -----------------------------------------------
+def _overrun_file(n=20_000, seed=5) -> Sample:
+    """A data set written back as FCS with $PnR 1,024 on every channel over raw values up
+    to 262,143 (as a published bone-marrow data set is): PI stays under the range."""
+    rng = np.random.default_rng(seed)
+    return _sample({"FSC-A": rng.uniform(40_000, 262_143, n),
+                    "CD34": np.exp(rng.normal(7.5, 1.2, n)).clip(0, 262_143),
+                    "PI": rng.normal(130, 60, n).clip(-50, 1000),
+                    "Time": np.linspace(0, 36_000, n)},
+                   markers={"CD34": "CD34", "PI": "PI"})
+
+
+def test_a_declared_range_the_events_overrun_is_read_as_the_events_show():
+    from immunomon.fcs.sample import data_tops, top_of_data
+    from immunomon.gating import Dimension
+    from immunomon.qc import scale_flags
+    from immunomon.transforms import Logicle
+
+    sample = _overrun_file()
+    tops = dict(zip(sample.channels, data_tops(sample)))
+    # one writer, one wrong range: PI, under 1,024 itself, takes its fellows' top;
+    # the clock keeps its own
+    assert tops == {"FSC-A": 262_144, "CD34": 262_144, "PI": 262_144, "Time": 65_536}
+    assert margin_events(sample).flags == []                 # no pile at a false top
+    flags = scale_flags([Dimension(c, "uncompensated", Logicle(262_144, 0.5, 4.5, 0))
+                         for c in ("CD34", "PI")], sample)
+    assert [f.level for f in flags] == ["info"]              # not "display values"
+    assert flags[0].message.startswith("CD34, PI: the file declares a range of 1,024")
+    # a compensated export's bright events a little past the top, or a few far past it,
+    # leave the declared range standing; integers cannot overrun theirs
+    assert top_of_data(262_144, "F", 300, 10_000, 300_000) == 262_144
+    assert top_of_data(262_144, "F", 50, 10_000, 2e6) == 262_144
+    assert top_of_data(1024, "I", 5_000, 10_000, 262_143) == 1024
+    assert top_of_data(1024, "F", 5_000, 10_000, 262_143) == 262_144
+
+
+def test_t_auto_takes_the_top_the_events_show():
+    from immunomon.gating.template import parse_template
+
+    template = parse_template("""
+panel: overrun
+version: "1"
+markers: {CD34: [CD34]}
+compensation: none
+transforms:
+  fluorescence: {logicle: {T: auto, W: auto, M: 4.5, A: 0}}
+populations:
+  - {name: CD34+, parent: root, dims: [CD34], method: threshold, args: {side: above}}
+""")
+    strategy, _ = template.strategy_for(_overrun_file())
+    assert [d.transform.T for g in strategy for d in g.dimensions] == [262_144]

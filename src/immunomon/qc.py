@@ -56,6 +56,7 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
+from .fcs.sample import data_tops
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation
@@ -598,7 +599,10 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
                                   "bottom_fraction", "flagged")},
             margin=np.zeros(n, dtype=bool))
     # blocks of events: no copy of the whole event matrix, no events x channels masks
-    top_limit = sample.ranges[cols] - 1.0
+    # a range the events overrun does not describe them (``data_tops``): no pile there
+    tops = data_tops(sample)[cols]
+    overrun = tops != np.array([sample.channel_info[c].top for c in cols])
+    top_limit = np.where(overrun, tops, sample.ranges[cols]) - 1.0
     low = np.full(len(cols), np.inf)
     for i in range(0, n, _BLOCK):            # fmin passes over NaN
         low = np.fmin(low, np.fmin.reduce(sample.events[i:i + _BLOCK, cols], axis=0))
@@ -782,14 +786,14 @@ def _cut_above_the_scale(result, gate) -> str:
 DISPLAY_RANGE, DISPLAY_MEDIAN = 4096.0, 0.125
 
 
-def _scale_misfit(transform, channel, values, *, factor: float, below: float,
+def _scale_misfit(transform, channel, values, top: float, *, factor: float, below: float,
                   quantile: float) -> str | None:
-    """How a log-like transform's top fits a channel: 'above' (T more than ``factor``
-    times the channel's top and the events' ``quantile``), 'below' (the channel holds
-    values more than ``below`` times T and its events reach past T), 'display' (a
-    linear channel of a small range whose events sit high on it: display values, which
-    a second log-like scale compresses again), or None."""
-    top = channel.top
+    """How a log-like transform's top fits a channel whose top of scale is ``top``
+    (``data_top``): 'above' (T more than ``factor`` times that top and the events'
+    ``quantile``), 'below' (the channel holds values more than ``below`` times T and its
+    events reach past T), 'display' (a linear channel of a small range whose events sit
+    high on it: display values, which a second log-like scale compresses again), or
+    None."""
 
     def high() -> float:         # asked only where T lies far from the channel's top
         return float(np.quantile(values, quantile))
@@ -818,15 +822,14 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
     values (a linear 0-4,096 channel exported from FlowJo, log-like already) want
     'linear', whatever ``T``: a real file's leaves fell to a median F1 0.41 under
     ``T: auto``. One warning per kind, transform top and channel range, naming the
-    channels."""
-    checked = []                        # (transform, column) of each log-like dimension
+    channels. Besides: an info finding naming the channels whose events overrun the range
+    the file declares (``top_of_data``), read on the scale the events show."""
+    checked = []                        # (transform, column) of each channel's dimension
     for dim in dimensions:
-        transform = getattr(dim, "transform", None)
-        if transform is None or getattr(transform, "T", None) is None \
-                or transform.signal_scale() is None or not hasattr(dim, "name"):
-            continue                    # linear, untransformed, or a ratio of channels
+        if not hasattr(dim, "name"):
+            continue                    # a ratio of channels
         try:
-            checked.append((transform, sample.channel_index(dim.name)))
+            checked.append((getattr(dim, "transform", None), sample.channel_index(dim.name)))
         except ImmunomonError:
             continue
     # every checked channel's sampled events in one pass over the event matrix
@@ -834,21 +837,33 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
     sampled = dict(zip(columns, sample.events[::max(1, sample.n_events // 100_000)]
                        [:, columns].T))
     found: dict[tuple, list[str]] = {}
+    overrun: dict[tuple, list[str]] = {}
+    tops = data_tops(sample) if checked else None
     for transform, i in checked:
         channel = sample.channel_info[i]
         values = sampled[i]
         values = values[np.isfinite(values)]
         if not values.size:
             continue
-        kind = _scale_misfit(transform, channel, values, factor=factor, below=below,
+        name = sample.markers[i] or sample.channels[i]
+        top = float(tops[i])
+        if top != channel.top and name not in overrun.setdefault((channel.top, top), []):
+            overrun[(channel.top, top)].append(name)
+        if transform is None or getattr(transform, "T", None) is None \
+                or transform.signal_scale() is None:
+            continue                    # linear or untransformed
+        kind = _scale_misfit(transform, channel, values, top, factor=factor, below=below,
                              quantile=quantile)
         if kind is None:
             continue
-        key = (kind, float(transform.T), float(channel.top), channel.amplification[0] > 0)
-        name = sample.markers[i] or sample.channels[i]
+        key = (kind, float(transform.T), top, channel.amplification[0] > 0)
         if name not in found.setdefault(key, []):
             found[key].append(name)
-    return [QCFlag("warning", _scale_message(*key, names)) for key, names in found.items()]
+    return ([QCFlag("info", f"{', '.join(names)}: the file declares a range of "
+                    f"{declared:,.0f}, which its events overrun; read on a scale to "
+                    f"{top:,.0f} (T: auto and the margins)")
+             for (declared, top), names in overrun.items()]
+            + [QCFlag("warning", _scale_message(*key, names)) for key, names in found.items()])
 
 
 def _scale_message(kind: str, T: float, top: float, log_amplified: bool, names) -> str:
