@@ -36,6 +36,7 @@ def test_info_text(tmp_path):
     assert "FCS 3.1" in out and "Aurora" in out and "01-JAN-2026" in out
     assert "events     : 10" in out and "spillover  : yes, 2 channels" in out
     assert "FITC-A  CD3" in out
+    assert "range 262,144" in out         # the declared range, which T: auto reads
 
 
 def test_info_json_and_bad_file_goes_on(tmp_path):

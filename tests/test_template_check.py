@@ -275,3 +275,19 @@ populations:
     assert gates["Singlets"]["method"] == "fixed polygon" and "CD14-" not in gates
     assert gates["Singlets"]["populations"]["Singlets"] > 0.95 * 15_121
     assert (tmp_path / "a2004_A2" / "plots" / "00_Singlets_gate.png").is_file()
+
+
+def test_template_check_keeps_unstable_time_bins_when_asked(tmp_path):
+    """As `immunomon gate --keep-anomalies`: a clog's events are gated, not left out."""
+    panel = tmp_path / "good.yaml"
+    panel.write_text(PANEL.split("  - name: Impossible")[0])
+    clog = REPO / "fixtures" / "pbmc_03_clog.fcs"
+    parents = {}
+    for flag in ([], ["--keep-anomalies"]):
+        out = tmp_path / ("keep" if flag else "drop")
+        result = CliRunner().invoke(main, ["template", "check", str(clog), "-t", str(panel),
+                                           "-o", str(out), *flag])
+        assert result.exit_code == 0, result.output
+        record = json.loads((out / "check.json").read_text())[0]
+        parents[bool(flag)] = record["gates"][0]["parent_events"]
+    assert parents[True] == read_fcs(clog).n_events > parents[False]

@@ -297,7 +297,10 @@ def template_show(name):
               help="Folder for one check page per file.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the gate records as JSON (always written to OUT/check.json).")
-def template_check(inputs, template_name, out_dir, as_json):
+@click.option("--keep-anomalies", is_flag=True,
+              help="Gate events in unstable acquisition time bins too, as 'immunomon gate "
+                   "--keep-anomalies' does.")
+def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     """Show what every data-driven gate of a template finds in each file.
 
     One page per file: for each data-driven gate, the density of its parent
@@ -337,7 +340,8 @@ def template_check(inputs, template_name, out_dir, as_json):
                 why = "; ".join(g["messages"] or g["notes"])
                 click.echo(f"  {g['level']:8s} {g['gate']}: {why}")
 
-    records = check_files(files, tmpl, out_dir, progress=report)
+    records = check_files(files, tmpl, out_dir, progress=report,
+                          exclude_anomalies=not keep_anomalies)
     from pathlib import Path
 
     from .atomic import atomic_path

@@ -55,9 +55,13 @@ def format_description(desc: dict) -> str:
         f"  channels   : {len(desc['channels'])}",
     ]
     width = max((len(c["name"]) for c in desc["channels"]), default=0)
+    marker_width = max((len(c["marker"] or "") for c in desc["channels"]), default=0)
     for i, c in enumerate(desc["channels"], start=1):
-        extra = f"  log {c['log_decades']:g} decades" if c["log_decades"] else ""
-        lines.append(f"    {i:>3}  {c['name']:<{width}}  {c['marker'] or ''}{extra}".rstrip())
+        # the declared range, which T: auto reads (and the events may overrun)
+        extra = f"  range {c['range']:,.0f}" + (f", log {c['log_decades']:g} decades"
+                                                if c["log_decades"] else "")
+        lines.append(f"    {i:>3}  {c['name']:<{width}}  {c['marker'] or '':<{marker_width}}"
+                     f"{extra}".rstrip())
     for w in desc["warnings"]:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)

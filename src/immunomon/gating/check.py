@@ -178,9 +178,11 @@ def _pooled_figures(checks, sample, directory) -> dict[str, list]:
     return out
 
 
-def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
+def check_files(files, template, out_dir, *, progress=None,
+                exclude_anomalies: bool = True) -> list[dict]:
     """Gate each file as ``immunomon gate`` would (a template's pooled gates found on
-    all the files together) and write its check page into
+    all the files together; ``exclude_anomalies`` as its ``--keep-anomalies`` says) and
+    write its check page into
     ``out_dir/<sample>/check.html``; returns one record per file (``sample``,
     ``file``, ``status``, ``page``, ``qc``: the warnings and failures no gate's record
     lists (the whole file's, small populations'), ``gates``: ``GateCheck.to_dict``
@@ -202,7 +204,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
     # the cut a run of them shares; each page's notes give it)
     pooled_names = pooled_populations(template)
     seen: dict = {}
-    pooled = (pooled_gates(files, template, keep=seen)[0]
+    pooled = (pooled_gates(files, template, keep=seen, exclude_anomalies=exclude_anomalies)[0]
               if len(files) > 1 and pooled_names else None)
     # each pooled gate as one more check on every page, its density that of the pooled
     # events (drawn once, with the first file gated)
@@ -213,7 +215,7 @@ def check_files(files, template, out_dir, *, progress=None) -> list[dict]:
         name = safe_name(path.stem)
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name,
-                                 overrides=pooled)
+                                 overrides=pooled, exclude_anomalies=exclude_anomalies)
             own = check_result(gating.result, skip=pooled_names if pooled else ())
             checks = own + pooled_checks
             if pooled_checks and not pooled_figures:
