@@ -558,6 +558,35 @@ def test_a_lone_peak_split_by_a_cut_found_on_the_other_side_gets_its_own_cut():
     assert rescued >= 2 and lost <= 1
 
 
+def test_x_by_side_gives_a_side_of_the_y_cut_its_own_x_cut():
+    """The same dendritic cells with the axes swapped (CD123 x, CD11c y): with
+    `x_by_side` the CD11c- side takes its own CD123 cut, as the y axis does above; without
+    it (the default) the one CD123 cut stands."""
+    swapped = {q: (y, x) for q, (x, y) in DC_SUBSETS.items()}
+    dims = [Dimension("CD123"), Dimension("CD11c")]
+    plain = QuadrantThresholdGate.build("DC", dims, swapped)
+    by_side = QuadrantThresholdGate.build("DC", dims, swapped, x_by_side=True)
+    assert not plain.x_by_side
+    rescued = 0
+    for seed in range(30):
+        X, labels = _dendritic_cells(seed)
+        columns = {"CD123": X[:, 1], "CD11c": X[:, 0]}
+        pdc = labels == "pDC"
+        assert "DC.x" in [d.id for d in plain.resolve([X[:, 1], X[:, 0]]).dividers]
+        found = by_side.resolve([X[:, 1], X[:, 0]])
+        ids = [d.id for d in found.dividers]
+        if "DC.x" in ids:
+            continue
+        rescued += 1
+        assert ids == ["DC.x.below", "DC.x.above", "DC.y"], ids
+        assert any("the events below the y cut get a x cut of their own" in n
+                   for n in found.notes)
+        masks = found.quadrant_masks([columns[d.dimension.name] for d in found.dividers])
+        f1 = 2 * np.sum(masks["pDC"] & pdc) / (masks["pDC"].sum() + pdc.sum())
+        assert f1 > 0.95, seed
+    assert rescued >= 2
+
+
 def test_majority_keeps_a_populations_own_peaks_apart_from_debris():
     # Forward scatter of cells above an acquisition trigger at 40,000: lymphocytes and
     # monocytes, with or without a debris pile at the trigger. 'valley: first' cuts off

@@ -261,6 +261,10 @@ def test_quadrant_threshold_arguments_are_checked_for_their_method():
     assert parse_template(one_line, "p.yaml").populations   # YAML's no: a boolean
     assert "args.y_by_side must be true or false, not 'sometimes'" in error_of(
         one_line.replace("y_by_side: no", "y_by_side: sometimes"))
+    both = parse_template(one_line.replace("y_by_side: no", "x_by_side: yes"), "p.yaml")
+    from immunomon.gating.template import _build
+    spec = next(p for p in both.populations if p.kind == "quadrant")
+    assert _build(spec, [None, None], None).x_by_side
 
 
 def test_a_quadrant_gate_is_not_a_parent():

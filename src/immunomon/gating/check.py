@@ -36,10 +36,17 @@ class Cut:
                                         # "below" or "above" the other axis's cut
     applies_to: str = ""                # a quadrant's y cut for one side of its x cut:
                                         # "below" or "above" ("" where it crosses the plot)
+    axis: str = "x"                     # a quadrant divider's axis: "x" or "y"
+
+    @property
+    def other_axis(self) -> str:
+        return "x" if self.axis == "y" else "y"
 
     def label(self) -> str:
-        """The dimension's name, and the side of the x cut a per-side y cut serves."""
-        side = f" (events {self.applies_to} the x cut)" if self.applies_to else ""
+        """The dimension's name, and the side of the other axis's cut a per-side cut
+        serves."""
+        side = f" (events {self.applies_to} the {self.other_axis} cut)" if self.applies_to \
+            else ""
         return _dim_name(self.dimension) + side
 
 
@@ -88,15 +95,16 @@ def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray,
 
 def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
     """Per cut dimension: the parent's density, its peaks and where the cut fell."""
-    sides = [""]
+    sides, axes = [""], ["x"]
     if isinstance(found, QuadrantGate):
         dims = [d.dimension for d in found.dividers]
         cuts = [tuple(d.values) for d in found.dividers]
-        sides = [d.id.rsplit(".", 1)[-1] if d.id.endswith((".below", ".above")) else ""
-                 for d in found.dividers]
-        # the x divider, then one y divider (or, cut on each side of x, two)
-        args = [getattr(template_gate, "x_args", {})] + \
-            [getattr(template_gate, "y_args", {})] * (len(dims) - 1)
+        # each divider's axis and, where it was cut on each side of the other axis's
+        # cut, its side: "<gate>.x", "<gate>.y.below", ...
+        names = [d.id[len(found.id) + 1:].split(".") for d in found.dividers]
+        axes = [n[0] for n in names]
+        sides = [n[1] if len(n) > 1 else "" for n in names]
+        args = [getattr(template_gate, f"{axis}_args", {}) for axis in axes]
     else:
         dims = list(found.dimensions)
         cuts = [tuple(v for v in b if v is not None and np.isfinite(v)) for b in found.bounds]
@@ -110,13 +118,15 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
     for i, (dim, values, cut, a) in enumerate(zip(dims, columns, cuts, args)):
         values = np.asarray(values, dtype=np.float64)
         if i < len(found_in) and found_in[i] != "all" and len(columns) >= 2:
-            other = np.asarray(columns[1 if i == 0 else 0], dtype=np.float64)
+            # the other axis's events: the column of its first divider
+            other = np.asarray(columns[next(j for j, axis in enumerate(axes)
+                                            if axis != axes[i])], dtype=np.float64)
             at = found_at[i]
             values = values[other >= at] if found_in[i] == "above" else values[other < at]
         centres, density, peaks = _density_of(values, a)
         among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
         out.append(Cut(dim, cut, peaks, centres, density, among,
-                       sides[i] if i < len(sides) else ""))
+                       sides[i] if i < len(sides) else "", axes[i] if i < len(axes) else "x"))
     return out
 
 

@@ -489,7 +489,12 @@ class QuadrantThresholdGate(QuadrantGate):
     ``y_by_side`` (the default), a side of the x cut whose own y density has a valley
     between two peaks that the shared y cut does not lie between gets its own y cut
     there: the found gate then has a y divider for each side (``<id>.y.below``,
-    ``<id>.y.above``). Without it the y cut is one line across, as in FlowJo.
+    ``<id>.y.above``). Without it the y cut is one line across, as in FlowJo. With
+    ``x_by_side``, where no side of the x cut took a y cut of its own, a side of the y cut
+    may take an x cut of its own by the same rules (``<id>.x.below``, ``<id>.x.above``):
+    CD8 T cells spread across a CD4 that stimulation dimmed, where the CD4 cut found
+    among the CD8- cells splits them. Off by default: on 1,197 real-file scores it made
+    22 better and 48 worse.
     """
 
     x_method: str = "density"
@@ -498,6 +503,7 @@ class QuadrantThresholdGate(QuadrantGate):
     y_args: dict = field(default_factory=dict)
     sequential: str | None = None
     y_by_side: bool = True
+    x_by_side: bool = False
 
     @classmethod
     def build(cls, gate_id: str, dimensions: Sequence[AnyDimension],
@@ -550,50 +556,66 @@ class QuadrantThresholdGate(QuadrantGate):
         notes += tuple(f"{axes[i]} cut found among the events {w} the {axes[1 - i]} cut"
                        for i, w in enumerate(found_in) if w != "all")
         x_div, y_div = self.dividers
-        # each side of the x cut gets its own y divider when one side needs its own cut
-        own = self._own_y_cuts(x, y, tx, ty, sy, found_in[1]) if self.y_by_side and \
-            self.sequential is None else {}
-        y_cuts = {side: own[side][0].value if side in own else ty.value
-                  for side in ("below", "above") if side in self._sides(x_div.id)} if own else {}
-        for side, (t, why) in own.items():
-            notes += (f"the events {side} the x cut get a y cut of their own at "
-                      f"{t.value:.4g}, {why}",)
-        dividers = [Divider(x_div.id, x_div.dimension, (tx.value,))]
-        dividers += ([Divider(f"{y_div.id}.{side}", y_div.dimension, (cut,))
-                      for side, cut in y_cuts.items()] if own
-                     else [Divider(y_div.id, y_div.dimension, (ty.value,))])
+        by_side = self.sequential is None
+        # each side of the x cut gets its own y divider when one side needs its own cut;
+        # failing that, with x_by_side, each side of the y cut its own x divider
+        own = self._own_cuts(1, x, y, tx, ty, sy, found_in[1]) \
+            if by_side and self.y_by_side else {}
+        own_x = self._own_cuts(0, y, x, ty, tx, sx, found_in[0]) \
+            if by_side and self.x_by_side and not own else {}
+        cuts_of = {x_div.id: {side: own_x[side][0].value if side in own_x else tx.value
+                              for side in ("below", "above")
+                              if side in self._sides(y_div.id)} if own_x else {},
+                   y_div.id: {side: own[side][0].value if side in own else ty.value
+                              for side in ("below", "above")
+                              if side in self._sides(x_div.id)} if own else {}}
+        for axis, other, found in (("y", "x", own), ("x", "y", own_x)):
+            notes += tuple(f"the events {side} the {other} cut get a {axis} cut of their own "
+                           f"at {t.value:.4g}, {why}" for side, (t, why) in found.items())
+        shared = {x_div.id: tx.value, y_div.id: ty.value}
+        dividers = []
+        for div in (x_div, y_div):
+            dividers += ([Divider(f"{div.id}.{side}", div.dimension, (cut,))
+                          for side, cut in cuts_of[div.id].items()] if cuts_of[div.id]
+                         else [Divider(div.id, div.dimension, (shared[div.id],))])
         cuts = {d.id: d.values[0] for d in dividers}
         quads = []
         for q in self.quadrants:
-            sides = dict(q.positions)
-            x_side = "above" if sides[x_div.id] > 0 else "below"
-            ids = {x_div.id: x_div.id, y_div.id: f"{y_div.id}.{x_side}" if own else y_div.id}
+            sides = {d: "above" if loc > 0 else "below" for d, loc in q.positions}
+            # a divider cut on each side of the other is named by the side the quadrant lies on
+            ids = {x_div.id: f"{x_div.id}.{sides[y_div.id]}" if own_x else x_div.id,
+                   y_div.id: f"{y_div.id}.{sides[x_div.id]}" if own else y_div.id}
             # quadrant locations sit one unit either side of the cut they name
             quads.append(Quadrant(q.id, tuple((ids[d], cuts[ids[d]] + loc)
                                               for d, loc in q.positions)))
-        found_at = (ty.value, *([tx.value] * (len(dividers) - 1)))
-        if own:
-            found_in = (found_in[0], *(side if side in own else found_in[1]
-                                       for side in y_cuts))
+        # each divider's events (all, or a side of the other axis's cut) and that cut
+        x_in = [side if side in own_x else found_in[0] for side in cuts_of[x_div.id]] \
+            or [found_in[0]]
+        y_in = [side if side in own else found_in[1] for side in cuts_of[y_div.id]] \
+            or [found_in[1]]
         return FoundQuadrants(self.id, tuple(dividers), tuple(quads), self.parent,
                               method="quadrant thresholds",
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,
-                              found_in=found_in, found_at=found_at)
+                              found_in=(*x_in, *y_in),
+                              found_at=(ty.value,) * len(x_in) + (tx.value,) * len(y_in))
 
-    def _own_y_cuts(self, x, y, tx, ty, scale, y_from: str
-                    ) -> dict[str, tuple[methods.Threshold, str]]:
-        """For each side of the x cut with quadrants: that side's own y cut, and why,
-        where the shared one does not separate its populations (`_own_cut_reason`: a
-        CCR7 cut between naive and effector CD45RA+ T cells can lie above the central
-        memory cells among the CD45RA- ones, or inside them, leaving them with the
-        effector memory cells). ``y_from``: the events the shared cut was found among."""
+    def _own_cuts(self, axis: int, a, b, ta, tb, scale, b_from: str
+                  ) -> dict[str, tuple[methods.Threshold, str]]:
+        """For each side of the cut ``ta`` on one axis (values ``a``) with quadrants: the
+        other axis's own cut there (``axis`` 1: the y axis, values ``b``; 0: the x axis),
+        and why, where the shared one ``tb`` does not separate that side's populations
+        (`_own_cut_reason`: a CCR7 cut between naive and effector CD45RA+ T cells can
+        lie above the central memory cells among the CD45RA- ones, or inside them,
+        leaving them with the effector memory cells). ``b_from``: the events the shared
+        cut was found among."""
+        method, args = ((self.x_method, self.x_args), (self.y_method, self.y_args))[axis]
         own = {}
-        for side, mask in (("below", x < tx.value), ("above", x >= tx.value)):
-            if side not in self._sides(self.dividers[0].id) or mask.sum() < MIN_EVENTS:
+        for side, mask in (("below", a < ta.value), ("above", a >= ta.value)):
+            if side not in self._sides(self.dividers[1 - axis].id) or mask.sum() < MIN_EVENTS:
                 continue
-            t = _threshold(y[mask], self.y_method, dict(self.y_args), scale)
-            why = _own_cut_reason(y[mask], t, ty.value,
-                                  found_elsewhere=y_from not in ("all", side))
+            t = _threshold(b[mask], method, dict(args), scale)
+            why = _own_cut_reason(b[mask], t, tb.value,
+                                  found_elsewhere=b_from not in ("all", side))
             if why:
                 own[side] = (t, why)
         return own

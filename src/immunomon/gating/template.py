@@ -461,7 +461,8 @@ def _build(spec: PopulationSpec, dims, parent):
             x_method="tail" if a.get("x_method") == "tail" else "density",
             y_method="tail" if a.get("y_method") == "tail" else "density",
             x_args=dict(a.get("x_args", {})), y_args=dict(a.get("y_args", {})),
-            sequential=a.get("sequential"), y_by_side=bool(a.get("y_by_side", True)))
+            sequential=a.get("sequential"), y_by_side=bool(a.get("y_by_side", True)),
+            x_by_side=bool(a.get("x_by_side", False)))
     if spec.kind == "rectangle":
         return RectangleGate(name, dims, [tuple(b) for b in a["bounds"]], parent)
     if spec.kind == "polygon":
@@ -548,7 +549,7 @@ METHOD_ARGS = {
     "quadrant": {"quadrants": None, "x_method": _choice("density", "tail"),
                  "y_method": _choice("density", "tail"), "x_args": None, "y_args": None,
                  "sequential": _choice("above", "below", None),
-                 "y_by_side": _flag},
+                 "y_by_side": _flag, "x_by_side": _flag},
 }
 
 

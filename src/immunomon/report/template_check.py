@@ -40,8 +40,8 @@ def density_figure(check, sample, path) -> Path | None:
         for v in cut.values:
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
         ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension)
-                      + (f"; the y cut for events {cut.applies_to} the x cut"
-                         if cut.applies_to else ""), fontsize=8)
+                      + (f"; the {cut.axis} cut for events {cut.applies_to} the "
+                         f"{cut.other_axis} cut" if cut.applies_to else ""), fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
         # no finite cut: a population taken as absent, or one that keeps its parent whole
