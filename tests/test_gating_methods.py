@@ -1020,6 +1020,23 @@ def test_a_peak_of_overcompensated_events_below_zero_is_not_a_population():
     assert (x >= plain.value)[:17_000].mean() > 0.5      # the valley to the artefact
 
 
+def test_a_negative_population_a_little_below_zero_is_still_the_negatives():
+    """A file compensated a little too hard as a whole puts its negative population's
+    mode just below zero signal, with no unstained peak above it (a FACSymphony export's
+    CD3- cells beside the CD3+ peak): that peak is the negatives, not over-compensated
+    events, and the cut goes in the valley between the two."""
+    from immunomon.transforms import Logicle
+    logicle = Logicle(262144, 1.0, 4.5, 0)
+    rng = np.random.default_rng(6)
+    negative = rng.normal(-120, 150, 3_000)
+    positive = rng.lognormal(np.log(8_000), 0.35, 6_000)
+    x = logicle.apply(np.concatenate([negative, positive]))
+    t = methods.density_threshold(x, side="above", scale=logicle.signal_scale())
+    assert "over-compensated" not in t.note and len(t.peaks) == 2
+    got = x >= t.value
+    assert got[3_000:].mean() > 0.98 and got[:3_000].mean() < 0.02
+
+
 def test_overcompensated_events_far_below_zero_on_a_display_scale_are_no_population():
     """Display values gated with `linear` have no transform to say where zero signal
     lies, but it is still 0: events pushed far below it by over-

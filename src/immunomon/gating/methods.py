@@ -449,12 +449,15 @@ BELOW_ZERO = 0.02
 def below_zero_floor(centres, density, peaks, scale) -> float | None:
     """Where to leave out a peak of over-compensated events: the density minimum above
     the highest peak whose mode lies below zero signal (by ``BELOW_ZERO`` of the scale)
-    while a peak at least as high lies nearer zero or above it. No cell sits below zero
-    signal; compensation that takes too much of another dye's signal pushes that dye's
-    bright cells there, as a peak of their own. A spillover value 20% too high left
-    such a peak beside the unstained cells of a real file's NK1.1 channel, and the
-    deepest valley, between the two, made 66% of the cells NK1.1+ (5% in the file).
-    None without a scale, or with no such peak."""
+    while a peak at least as high lies nearer zero, where unstained cells lie
+    (``UNSTAINED_BELOW``). No cell sits below zero signal; compensation that takes too
+    much of another dye's signal pushes that dye's bright cells there, as a peak of their
+    own beside the unstained cells. A spillover value 20% too high left such a peak in a
+    real file's NK1.1 channel, and the deepest valley, between the two, made 66% of the
+    cells NK1.1+ (5% in the file). With no unstained peak above it, the peak below zero
+    is the unstained population itself, a little over-compensated as a whole (a
+    FACSymphony export's CD3- cells, whose mode lay just below zero, beside the CD3+
+    peak). None without a scale, or with no such peak."""
     if scale is None or len(peaks) < 2:
         return None
     zero, top = scale
@@ -463,7 +466,8 @@ def below_zero_floor(centres, density, peaks, scale) -> float | None:
     if not below:
         return None
     low = max(below)
-    taller = [p for p in peaks if p > low and centres[p] >= zero - margin
+    unstained = zero + UNSTAINED_BELOW * (top - zero)
+    taller = [p for p in peaks if p > low and zero - margin <= centres[p] <= unstained
               and density[p] >= density[low]]
     if not taller:
         return None
