@@ -579,7 +579,7 @@ def test_x_by_side_gives_a_side_of_the_y_cut_its_own_x_cut():
             continue
         rescued += 1
         assert ids == ["DC.x.below", "DC.x.above", "DC.y"], ids
-        assert any("the events below the y cut get a x cut of their own" in n
+        assert any("the events below the y cut get an x cut of their own" in n
                    for n in found.notes)
         masks = found.quadrant_masks([columns[d.dimension.name] for d in found.dividers])
         f1 = 2 * np.sum(masks["pDC"] & pdc) / (masks["pDC"].sum() + pdc.sum())

@@ -570,8 +570,9 @@ class QuadrantThresholdGate(QuadrantGate):
                               for side in ("below", "above")
                               if side in self._sides(x_div.id)} if own else {}}
         for axis, other, found in (("y", "x", own), ("x", "y", own_x)):
-            notes += tuple(f"the events {side} the {other} cut get a {axis} cut of their own "
-                           f"at {t.value:.4g}, {why}" for side, (t, why) in found.items())
+            article = "an" if axis == "x" else "a"
+            notes += tuple(f"the events {side} the {other} cut get {article} {axis} cut of "
+                           f"their own at {t.value:.4g}, {why}" for side, (t, why) in found.items())
         shared = {x_div.id: tx.value, y_div.id: ty.value}
         dividers = []
         for div in (x_div, y_div):
