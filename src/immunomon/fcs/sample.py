@@ -55,7 +55,7 @@ def top_of_data(declared: float, datatype: str, n_above: int, n_events: int,
     return float(2.0 ** math.ceil(math.log2(largest)))
 
 
-def data_tops(sample, max_events: int = 100_000) -> np.ndarray:
+def data_tops(sample, max_events: int = 20_000) -> np.ndarray:
     """Each channel's top of scale (``top_of_data``), from at most ``max_events`` events
     spread over the file. One writer puts one range on all the channels, so where one
     channel's events overrun it, every floating-point channel declaring that range takes
