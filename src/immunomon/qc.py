@@ -575,7 +575,8 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     """Events piled on the top or bottom of each channel's scale.
 
     Top: a value at or above ``$PnR - 1`` (the largest value the channel can
-    hold). Bottom: a value equal to the channel's lowest observed value; in
+    hold), or, where the events overrun the declared range (``data_tops``), at or
+    above the top they show less 1. Bottom: a value equal to the channel's lowest observed value; in
     continuous data only one event does so, so a large share means clipping
     at the low end (0 on scatter, an electronic floor on fluorescence). A
     channel is flagged when either share exceeds ``fraction_limit``. On a
