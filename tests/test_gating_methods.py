@@ -122,6 +122,30 @@ def test_a_gate_left_with_the_tail_of_a_lone_peak_says_how_to_keep_the_peak():
     assert not any("keeps it" in n for n in non_t.notes)
 
 
+def test_a_lone_peak_above_zero_that_its_place_alone_made_negative_is_a_doubt():
+    """Stimulation dims CD4: all the T cells make one broad, symmetric peak 21% up a
+    logicle scale (W 0.9: zero at 0.2), no tail on either side, so its place makes it the
+    negatives and CD4+ keeps a fraction of a percent: a warning naming the hint. A peak
+    at zero signal (a marker no cell carries), or `expect`, raises none."""
+    rng = np.random.default_rng(8)
+    scale = (0.2, 1.0)
+    dim = rng.normal(0.37, 0.06, 11_000)
+    found = ThresholdGate("CD4+", [D], side="above").resolve([dim], [scale])
+    assert np.mean(dim > found.bounds[0][0]) < 0.01
+    assert len(found.doubts) == 1 and "% up the scale, above zero signal" in found.doubts[0]
+    assert "'expect: mostly-positive' keeps it" in found.doubts[0]
+    unstained = rng.normal(0.21, 0.04, 11_000)
+    assert ThresholdGate("CD69+", [D], side="above").resolve([unstained], [scale]).doubts == ()
+    hinted = ThresholdGate("CD4+", [D], side="above", args={"expect": "mostly-positive"})
+    assert hinted.resolve([dim], [scale]).doubts == ()
+    # the same peak on a quadrant's x axis (CD4 x CD8, the CD8 T cells a clear peak)
+    cd8 = np.concatenate([rng.normal(0.25, 0.04, 9_500), rng.normal(0.6, 0.04, 1_500)])
+    quad = QuadrantThresholdGate.build("T", [D, Dimension("CD8")],
+                                       {"CD4": ("above", "below"), "CD8": ("below", "above")})
+    doubts = quad.resolve([dim, cd8], [scale, scale]).doubts
+    assert len(doubts) == 1 and doubts[0].startswith("x: the one peak sits")
+
+
 def test_tail_with_fdr_keeps_rare_positives_apart_from_the_negative_tail():
     # cytokine+ cells at 0.15% of 60,000 CD4 T cells, 4-6 SD above a normal negative:
     # mode + 3 SD leaves about as many negatives beyond it as there are positives

@@ -38,6 +38,8 @@ class Threshold:
     place: int = 0                  # a lone peak's side by its place on the scale (+1: the
                                     # negatives, -1: the positives), where the tails decided
                                     # against it; 0 otherwise
+    placed: float | None = None     # the lone peak's place on the scale (0: zero signal,
+                                    # 1: its top) where that place alone decided its side
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -670,6 +672,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             "nothing brighter to leave out, every event kept (majority, valley: last)"))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
+    placed = None               # the peak's place, where it alone decided the side
     mirrored = None             # a cut mirrored from the peak's clean flank (``lean``)
     if majority:
         direction, why = (-1 if side == "above" else 1), "majority: the peak is the population"
@@ -686,6 +689,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             place = {1: "low on the scale, where unstained cells lie",
                      -1: "high on the scale, where stained cells lie"}.get(direction)
             why = f"no clear tail on either side; the peak sits {place}"
+            if direction is not None:
+                placed = (float(centres[main]) - scale[0]) / (scale[1] - scale[0])
         if direction is None:
             direction = tail
             why = ("the other population's tail lies on that side, though with so few "
@@ -741,7 +746,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         rule += f"; clipped to the bounds: cut at {clipped:.4g}"
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
-                     peak_end=end is not None and clipped == value, place=against)
+                     peak_end=end is not None and clipped == value, place=against,
+                     placed=placed)
 
 
 @dataclass(frozen=True)
