@@ -158,6 +158,47 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     assert "<td>Singlets</td><td>all events</td>" in html
 
 
+def test_a_boolean_population_of_cuts_is_drawn_as_its_rectangle(tmp_path):
+    """CD4 T cells as `and: [CD8-, CD4+]` (cuts on one parent): drawn on CD4 x CD8 of that
+    parent, the rectangle holding exactly the population; an `or` is not drawn."""
+    from immunomon.gating.check import check_files
+    from immunomon.gating.template import parse_template
+    from immunomon.report.template_check import boolean_rectangle
+
+    text = """\
+panel: Boolean check
+version: "1"
+markers: {CD3: [CD3], CD4: [CD4], CD8: [CD8]}
+transforms:
+  fluorescence: {logicle: {T: 262144, W: 0.5, M: 4.5, A: 0}}
+populations:
+  - {name: T cells, parent: root, dims: [CD3], method: threshold}
+  - {name: CD8+, parent: T cells, dims: [CD8], method: threshold}
+  - {name: CD8-, parent: T cells, gate: {not: CD8+}}
+  - {name: CD4+, parent: T cells, dims: [CD4], method: threshold}
+  - {name: CD4 T, parent: CD8-, gate: {and: [CD8-, CD4+]}}
+  - {name: Either, parent: T cells, gate: {or: [CD8+, CD4+]}}
+"""
+    template = parse_template(text, "b.yaml")
+    (record,) = check_files([FIXTURE], template, tmp_path)
+    html = Path(record["page"]).read_text()
+    assert "<h2>Boolean populations</h2>" in html and 'alt="CD4 T"' in html
+    assert 'alt="Either"' not in html
+    from immunomon.gating.run import gate_sample
+    result = gate_sample(read_fcs(FIXTURE), template).result
+    rect = boolean_rectangle(result, "CD4 T")
+    sample = result.sample
+    assert rect.parent == "T cells"
+    assert [sample.markers[sample.channel_index(d.name)] for d in rect.dimensions] \
+        == ["CD8", "CD4"]
+    rows = result.mask("T cells")
+    columns = [np.asarray(result.values.values(d)) for d in rect.dimensions]
+    inside = rect.contains(columns) & rows
+    assert np.array_equal(inside, result.mask("CD4 T"))
+    assert boolean_rectangle(result, "Either") is None
+    assert boolean_rectangle(result, "CD4+") is None          # not a boolean population
+
+
 def test_template_list_names_the_shipped_templates():
     result = CliRunner().invoke(main, ["template", "list"])
     assert result.exit_code == 0

@@ -204,7 +204,7 @@ def check_files(files, template, out_dir, *, progress=None,
     from ..columns import rows
     from ..errors import ImmunomonError
     from ..fcs.datasets import read_fcs_to_gate
-    from ..report.template_check import check_figures, check_page
+    from ..report.template_check import boolean_figures, check_figures, check_page
     from .pooled import pooled_gates, pooled_populations
     from .run import gate_sample, safe_name
 
@@ -252,7 +252,9 @@ def check_files(files, template, out_dir, *, progress=None,
                               template=f"{template.panel} (version {template.version})",
                               checks=checks, figures=figures,
                               warnings=[f.message for f in sample_qc] + gating.warnings
-                              + gating.notes, populations=populations)
+                              + gating.notes, populations=populations,
+                              booleans=boolean_figures(gating.result, folder / "plots",
+                                                       start=len(own)))
             records.append({"sample": name, "file": str(path), "status": gating.status,
                             "page": str(page), "qc": [f.to_dict() for f in sample_qc],
                             "gates": [c.to_dict() for c in checks],

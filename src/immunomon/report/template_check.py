@@ -84,6 +84,83 @@ def check_figures(result, checks, directory) -> dict[str, list[Path]]:
     return out
 
 
+def boolean_rectangle(result, gate_id: str):
+    """A boolean population as the rectangle it is, where it is one: an ``and`` of
+    one-dimensional cuts (thresholds, found or fixed, each perhaps complemented, or a
+    ``not`` of one) on at most two dimensions, drawn on the events of its operands'
+    common parent (CD4 T cells as ``and: [CD8- T, CD4+ T]`` on CD4 x CD8 of all T
+    cells); None for any other (an ``or``, a polygon, a cut on both ends complemented)."""
+    from ..gating import RectangleGate
+    from ..gating.gates import BooleanGate
+
+    def parent_of(ref):
+        return result.strategy.gate(ref).parent
+
+    def cuts(ref, complement=False):
+        """{(dimension name, compensation): (dimension, (lo, hi))} of a population, or None."""
+        gate = result.gates.get(ref)
+        if isinstance(gate, BooleanGate):
+            if gate.operator == "not":
+                op = gate.operands[0]
+                return cuts(op.ref, complement != (not op.complement))
+            if gate.operator == "and" and not complement:
+                parts = [cuts(op.ref, op.complement) for op in gate.operands]
+                if any(p is None for p in parts):
+                    return None
+                out: dict = {}
+                for part in parts:
+                    for key, (dim, (lo, hi)) in part.items():
+                        old = out.get(key, (dim, (None, None)))[1]
+                        out[key] = (dim, (lo if old[0] is None else old[0] if lo is None
+                                          else max(lo, old[0]),
+                                          hi if old[1] is None else old[1] if hi is None
+                                          else min(hi, old[1])))
+                return out
+            return None
+        if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
+            return None
+        dim, (lo, hi) = gate.dimensions[0], gate.bounds[0]
+        if complement:
+            if lo is not None and hi is not None:
+                return None                   # outside an interval: two pieces
+            lo, hi = (None, lo) if lo is not None else (hi, None)
+        return {(getattr(dim, "name", str(dim)), getattr(dim, "compensation", "")):
+                (dim, (lo, hi))}
+
+    gate = result.gates.get(gate_id)
+    if not isinstance(gate, BooleanGate):
+        return None
+    found = cuts(gate_id)
+    if not found or len(found) > 2 or any(lo is not None and hi is not None and not lo < hi
+                                          for _, (lo, hi) in found.values()):
+        return None
+    # the operands' common parent when they share one (all the T cells), else its own
+    operands = [op.ref for op in gate.operands]
+    while len(operands) == 1 and isinstance(result.gates.get(operands[0]), BooleanGate):
+        operands = [op.ref for op in result.gates[operands[0]].operands]
+    parents = {parent_of(op) for op in operands}
+    parent = parents.pop() if len(parents) == 1 else gate.parent
+    dims, bounds = zip(*found.values())
+    return RectangleGate(gate_id, dims, bounds, parent)
+
+
+def boolean_figures(result, directory, start: int = 0) -> dict[str, Path]:
+    """Each boolean population that is a rectangle (``boolean_rectangle``) drawn on its
+    operands' common parent, written into ``directory``."""
+    directory = Path(directory)
+    out, plotter = {}, None
+    for gid in result.gates:
+        rect = boolean_rectangle(result, gid)
+        if rect is None:
+            continue
+        plotter = plotter or GatePlotter()
+        name = f"{start + len(out):02d}_{safe_filename(gid)}_gate.png"
+        path = plotter.plot(result, gid, directory / name, gate=rect)
+        if path is not None:
+            out[gid] = path
+    return out
+
+
 #: Axes a one-dimensional gate is seen against, in order of preference: cell size first
 #: (large cells dimly bright for a viability dye, debris low in every channel).
 CONTEXT_AXES = ("FSC-A", "FSC-H", "FSC", "SSC-A", "SSC-H", "SSC")
@@ -123,9 +200,10 @@ def context_gate(result, gate_id: str):
 
 
 def check_page(path, *, sample_name: str, template: str, checks, figures,
-               warnings=(), populations=()) -> Path:
+               warnings=(), populations=(), booleans=None) -> Path:
     """Write the check page of one file and return its path. ``populations``: one
-    record (population, parent, count, percent_of_parent) per population."""
+    record (population, parent, count, percent_of_parent) per population;
+    ``booleans``: boolean populations' figures by population (``boolean_figures``)."""
     path = Path(path)
     page_dir = path.parent.resolve()
     rows = []
@@ -153,6 +231,12 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
                            "<p class=\"none\">A valley between two peaks placed the cut.</p>"
                            if c.cuts else "")
                         + f'<div class="plots">{imgs}</div>')
+    if booleans:
+        sections.append("<h2>Boolean populations</h2><p>Each drawn as the rectangle its "
+                         "cuts make, on its operands' common parent.</p>" + "".join(
+                             f'<h3 id="{esc(safe_filename(gid))}">{esc(gid)}</h3><div '
+                             f'class="plots"><img src="{link(f, page_dir)}" alt="{esc(gid)}" '
+                             'loading="lazy"></div>' for gid, f in booleans.items()))
     warn = "".join(f"<li>{esc(w)}</li>" for w in warnings)
     body = (f"<h1>{esc(sample_name)}: template check</h1><p>Template: {esc(template)}. "
             "Each data-driven gate below shows the density of its parent in the dimension "
