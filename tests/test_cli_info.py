@@ -22,7 +22,7 @@ def _good(tmp_path) -> Path:
     values = np.arange(30, dtype="<f4").reshape(10, 3)
     kw = channel_keywords(["FSC-A", "FITC-A", "PE-A"], [32] * 3, markers=[None, "CD3", "CD4"],
                           extra={"$DATATYPE": "F", "$TOT": "10", "$BYTEORD": "1,2,3,4",
-                                 "$CYT": "Aurora", "$DATE": "01-JAN-2026",
+                                 "$CYT": "Aurora", "$DATE": "01-JAN-2026", "$TR": "FSC-A,5000",
                                  "$SPILLOVER": "2,FITC-A,PE-A,1,0.1,0,1"})
     p = tmp_path / "good.fcs"
     p.write_bytes(assemble(kw, values.tobytes()))
@@ -37,6 +37,7 @@ def test_info_text(tmp_path):
     assert "events     : 10" in out and "spillover  : yes, 2 channels" in out
     assert "FITC-A  CD3" in out
     assert "range 262,144" in out         # the declared range, which T: auto reads
+    assert "trigger    : FSC-A,5000" in out   # events a gate exported start far above it
 
 
 def test_info_json_and_bad_file_goes_on(tmp_path):

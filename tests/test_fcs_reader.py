@@ -263,6 +263,20 @@ def test_timestep(tmp_path):
     np.testing.assert_array_equal(s.events[:, 0], np.arange(10))   # stored units kept
 
 
+def test_no_gain_on_the_clock(tmp_path):
+    """A Time $PnG (FACSDiva's 0.01, an Aurora export's 1.8e-5) is no amplifier: the
+    clock keeps its stored units, as flowio and FlowKit keep them, while a fluorescence
+    channel's gain still divides its values."""
+    values = np.column_stack([np.arange(10, dtype=np.float32) * 100,
+                              np.full(10, 50, np.float32)])
+    blob = float_file(values, extra={"$TIMESTEP": "0.01", "$P1N": "Time", "$P1G": "0.01",
+                                     "$P1R": "1000", "$P2G": "2"})
+    s = read_fcs(write(tmp_path, blob))
+    np.testing.assert_array_equal(s.events[:, 0], values[:, 0])
+    np.testing.assert_array_equal(s.events[:, 1], 25)
+    assert s.channel_info[0].top == 1000 and s.seconds_per_time_unit(0) == 0.01
+
+
 # ----------------------------------------------------------------------------- offsets
 def _values():
     return RNG.normal(500, 100, size=(123, 4)).astype(np.float32)

@@ -138,6 +138,13 @@ def test_a_lone_peak_above_zero_that_its_place_alone_made_negative_is_a_doubt():
     assert ThresholdGate("CD69+", [D], side="above").resolve([unstained], [scale]).doubts == ()
     hinted = ThresholdGate("CD4+", [D], side="above", args={"expect": "mostly-positive"})
     assert hinted.resolve([dim], [scale]).doubts == ()
+    # mid-scale (a spectral file's MHCII+ DCs, 45% up a scale whose top the cells never
+    # reach): a peak taken for the negatives as lying a little below the middle, with as
+    # many events spread above as below it, leaves a doubt on a population of up to 10%
+    mid = 0.5 + 0.03 * rng.standard_t(3, 10_000)        # one peak, heavy tails both ways
+    found = ThresholdGate("MHCII+", [D], side="above").resolve([mid], [(0.1, 1.0)])
+    assert 0.01 < np.mean(mid > found.bounds[0][0]) < 0.1
+    assert len(found.doubts) == 1 and "up the scale" in found.doubts[0]
     # the same peak on a quadrant's x axis (CD4 x CD8, the CD8 T cells a clear peak)
     cd8 = np.concatenate([rng.normal(0.25, 0.04, 9_500), rng.normal(0.6, 0.04, 1_500)])
     quad = QuadrantThresholdGate.build("T", [D, Dimension("CD8")],

@@ -24,6 +24,8 @@ def describe_file(path) -> dict:
         "datasets": meta.n_datasets,
         "dataset": index,
         "instrument": kw.get("$CYT"),
+        # the acquisition trigger: events a gate exported start far above it
+        "trigger": kw.get("$TR") or kw.get("THRESHOLD"),
         "date": kw.get("$DATE"),
         "start_time": kw.get("$BTIM"),
         "events": meta.n_events,
@@ -46,6 +48,7 @@ def format_description(desc: dict) -> str:
         + (f", {desc['datasets']} data sets (showing data set {desc['dataset']}, the one gated)"
            if desc["datasets"] > 1 else ""),
         f"  instrument : {desc['instrument'] or '-'}",
+        *([f"  trigger    : {desc['trigger']}"] if desc.get("trigger") else []),
         f"  acquired   : {desc['date'] or '-'} {desc['start_time'] or ''}".rstrip(),
         f"  events     : {desc['events']:,}",
         f"  data type  : {desc['datatype']} ({'/'.join(map(str, desc['bits']))} bit), "

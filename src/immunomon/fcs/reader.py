@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FCSFormatError, ImmunomonError
-from .channel_kinds import is_fluorescence
+from .channel_kinds import is_fluorescence, is_time
 from .data import (Layout, byte_aligned, decode_ascii, decode_bytes, decode_packed,
                    decode_uniform, _uniform_dtype, layout_from_keywords)
 from .sample import Channel, ChannelNames, Sample, Spillover
@@ -513,7 +513,10 @@ def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]
                 events[:, j] = offset * np.power(10.0, decades * column / (ch.range or 1.0))
         elif j in decade_columns:
             events[:, j] = offset * np.power(10.0, events[:, j].astype(np.float64))
-        elif ch.gain != 1.0:
+        elif ch.gain != 1.0 and not is_time(ch.name):
+            # no amplifier acts on the clock: a Time $PnG (an Aurora export's 1.8e-5, a
+            # FACSDiva file's 0.01) is not a gain, and the Time channel keeps its stored
+            # units, as flowio and FlowKit keep them
             events[:, j] = events[:, j].astype(np.float64) / ch.gain
     return sorted(decade_columns)
 

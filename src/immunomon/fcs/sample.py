@@ -27,11 +27,12 @@ class Channel:
     @property
     def top(self) -> float:
         """The largest scale value the channel can hold, as its keywords declare it: for
-        a log-amplified channel ($PnE f1,f2) f2 * 10^f1, else $PnR over its gain."""
+        a log-amplified channel ($PnE f1,f2) f2 * 10^f1, else $PnR over its gain (the
+        clock's own $PnR: the reader applies no gain to Time)."""
         decades, offset = self.amplification
         if decades > 0:
             return (offset if offset > 0 else 1.0) * 10.0 ** decades
-        return self.range / (self.gain or 1.0)
+        return self.range if is_time(self.name) else self.range / (self.gain or 1.0)
 
 
 #: A floating-point channel's events overrun the range its keywords declare, and the
@@ -238,11 +239,12 @@ def _clock_seconds(text) -> float | None:
 
 
 def time_step(timestep: float, gain: float, span: float, btim, etim) -> float:
-    """Seconds per unit of the Time channel: ``$TIMESTEP``, or ``$TIMESTEP``
-    times the Time channel's ``$PnG`` when the file's own clock says so. BD
-    FACSDiva writes Time with ``$PnG`` 0.01, and its values times ``$TIMESTEP``
-    then span a hundred times the acquisition from ``$BTIM`` to ``$ETIM``;
-    times the gain they span it. Without a usable clock, ``$TIMESTEP``."""
+    """Seconds per unit of the Time channel's stored values: ``$TIMESTEP``, or
+    ``$TIMESTEP`` times the Time channel's ``$PnG`` when the file's own clock says
+    so: values times ``$TIMESTEP`` that span a hundred times the acquisition from
+    ``$BTIM`` to ``$ETIM``, and times the gain span it (BD FACSDiva writes Time with
+    ``$PnG`` 0.01, whose stored values times ``$TIMESTEP`` span the acquisition: the
+    rule leaves them be). Without a usable clock, ``$TIMESTEP``."""
     start, stop = _clock_seconds(btim), _clock_seconds(etim)
     if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
         return timestep

@@ -702,6 +702,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = {1: "no tail on either side; the peak sits in the lower half of the scale",
                    -1: "no tail on either side; the peak sits in the upper half of the "
                        "scale"}.get(direction)
+            if direction is not None:
+                placed = (float(centres[main]) - scale[0]) / (scale[1] - scale[0])
         if direction is None and (leaning := lean(x)) is not None \
                 and ends[-leaning] is not None:
             # the other population widens the flank it leans to, so that flank ends
