@@ -576,8 +576,8 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
 
     Top: a value at or above ``$PnR - 1`` (the largest value the channel can
     hold), or, where the events overrun the declared range (``data_tops``), at or
-    above the top they show less 1. Bottom: a value equal to the channel's lowest observed value; in
-    continuous data only one event does so, so a large share means clipping
+    above the top they show less 1. Bottom: a value equal to the channel's lowest
+    observed value; in continuous data only one event does so, so a large share means clipping
     at the low end (0 on scatter, an electronic floor on fluorescence). A
     channel is flagged when either share exceeds ``fraction_limit``. On a
     fluorescence channel the bottom is the floor below which a log amplifier or an
@@ -790,7 +790,7 @@ DISPLAY_RANGE, DISPLAY_MEDIAN = 4096.0, 0.125
 def _scale_misfit(transform, channel, values, top: float, *, factor: float, below: float,
                   quantile: float) -> str | None:
     """How a log-like transform's top fits a channel whose top of scale is ``top``
-    (``data_top``): 'above' (T more than ``factor`` times that top and the events'
+    (``data_tops``): 'above' (T more than ``factor`` times that top and the events'
     ``quantile``), 'below' (the channel holds values more than ``below`` times T and its
     events reach past T), 'display' (a linear channel of a small range whose events sit
     high on it: display values, which a second log-like scale compresses again), or

@@ -19,7 +19,8 @@ from ..errors import GatingError
 from ..fcs.channel_kinds import is_width
 from . import methods
 from .dimensions import AnyDimension
-from .gates import Divider, EllipsoidGate, PolygonGate, Quadrant, QuadrantGate, RectangleGate
+from .gates import (Divider, EllipsoidGate, PolygonGate, Quadrant, QuadrantGate,
+                    RectangleGate, dimension_label)
 
 
 # ----------------------------------------------------------------------------- concrete results
@@ -157,7 +158,8 @@ class ThresholdGate:
         if self.method == "density" and not ({"expect", "majority"} & set(self.args)):
             if _takes_tail(t, self.side):
                 notes += (_keep_peak_hint(self.side),)
-                doubts = tuple(filter(None, [_placed_doubt(t, x)]))
+                doubt = _placed_doubt(t, x)
+                doubts = (doubt,) if doubt else ()
             elif t.place:
                 doubts = (_against_place(t.place),)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
@@ -241,23 +243,19 @@ class BoundaryGate:
             lo = hi = None
             if "top" in found:                        # lo <= x < hi: the pile is out
                 n, hi = found["top"]
-                notes.append(f"{n:,} events piled at the top of {_name(dim)} ({hi:.6g}) "
-                             "left out")
+                notes.append(f"{n:,} events piled at the top of {dimension_label(dim)} "
+                             f"({hi:.6g}) left out")
             if "bottom" in found:
                 n, at = found["bottom"]
                 lo = float(np.nextafter(at, np.inf))
-                notes.append(f"{n:,} events piled at the bottom of {_name(dim)} ({at:.6g}) "
-                             "left out")
+                notes.append(f"{n:,} events piled at the bottom of {dimension_label(dim)} "
+                             f"({at:.6g}) left out")
             # a dimension with no pile keeps every finite value (a rectangle needs a bound)
             bounds.append((lo, hi if lo is not None or hi is not None else np.inf))
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method="on scale",
                               notes=tuple(notes) or ("no events piled at either end of "
                                                      "the scale",))
-
-
-def _name(dimension) -> str:
-    return str(getattr(dimension, "name", None) or getattr(dimension, "id", dimension))
 
 
 @dataclass(frozen=True, eq=False)
@@ -590,52 +588,52 @@ class QuadrantThresholdGate(QuadrantGate):
         by_side = self.sequential is None
         # each side of the x cut gets its own y divider when one side needs its own cut;
         # failing that, with x_by_side, each side of the y cut its own x divider
-        own = self._own_cuts(1, x, y, tx, ty, sy, found_in[1]) \
+        own_y = self._own_cuts(1, x, y, tx, ty, sy, found_in[1]) \
             if by_side and self.y_by_side else {}
         own_x = self._own_cuts(0, y, x, ty, tx, sx, found_in[0]) \
-            if by_side and self.x_by_side and not own else {}
-        cuts_of = {x_div.id: {side: own_x[side][0].value if side in own_x else tx.value
-                              for side in ("below", "above")
-                              if side in self._sides(y_div.id)} if own_x else {},
-                   y_div.id: {side: own[side][0].value if side in own else ty.value
-                              for side in ("below", "above")
-                              if side in self._sides(x_div.id)} if own else {}}
-        for axis, other, found in (("y", "x", own), ("x", "y", own_x)):
+            if by_side and self.x_by_side and not own_y else {}
+        owns = {x_div.id: own_x, y_div.id: own_y}
+        dividers, found_in_div, found_at = [], [], []
+        for axis, other_axis, div, other, t, other_t, came_from in (
+                ("x", "y", x_div, y_div, tx, ty, found_in[0]),
+                ("y", "x", y_div, x_div, ty, tx, found_in[1])):
+            own = owns[div.id]
+            # a divider cut on each side of the other gets one divider per side with
+            # quadrants, named by it; each found among all events or on one side
+            sides = [side for side in ("below", "above") if side in self._sides(other.id)] \
+                if own else [""]
+            for side in sides:
+                mine = own.get(side)
+                dividers.append(Divider(f"{div.id}.{side}" if side else div.id, div.dimension,
+                                        (mine[0].value if mine else t.value,)))
+                found_in_div.append(side if mine else came_from)
+                found_at.append(other_t.value)
             article = "an" if axis == "x" else "a"
-            notes += tuple(f"the events {side} the {other} cut get {article} {axis} cut of "
-                           f"their own at {t.value:.4g}, {why}" for side, (t, why) in found.items())
-        shared = {x_div.id: tx.value, y_div.id: ty.value}
-        dividers = []
-        for div in (x_div, y_div):
-            dividers += ([Divider(f"{div.id}.{side}", div.dimension, (cut,))
-                          for side, cut in cuts_of[div.id].items()] if cuts_of[div.id]
-                         else [Divider(div.id, div.dimension, (shared[div.id],))])
+            notes += tuple(f"the events {side} the {other_axis} cut get {article} {axis} "
+                           f"cut of their own at {cut.value:.4g}, {why}"
+                           for side, (cut, why) in own.items())
         cuts = {d.id: d.values[0] for d in dividers}
         quads = []
         for q in self.quadrants:
             sides = {d: "above" if loc > 0 else "below" for d, loc in q.positions}
             # a divider cut on each side of the other is named by the side the quadrant lies on
-            ids = {x_div.id: f"{x_div.id}.{sides[y_div.id]}" if own_x else x_div.id,
-                   y_div.id: f"{y_div.id}.{sides[x_div.id]}" if own else y_div.id}
+            ids = {d: f"{d}.{sides[o]}" if owns[d] else d
+                   for d, o in ((x_div.id, y_div.id), (y_div.id, x_div.id))}
             # quadrant locations sit one unit either side of the cut they name
             quads.append(Quadrant(q.id, tuple((ids[d], cuts[ids[d]] + loc)
                                               for d, loc in q.positions)))
-        # each divider's events (all, or a side of the other axis's cut) and that cut
-        x_in = [side if side in own_x else found_in[0] for side in cuts_of[x_div.id]] \
-            or [found_in[0]]
-        y_in = [side if side in own else found_in[1] for side in cuts_of[y_div.id]] \
-            or [found_in[1]]
-        doubts = tuple(f"{axis}: {doubt}" for axis, t, values, args, div in
-                       (("x", tx, x, self.x_args, x_div), ("y", ty, y, self.y_args, y_div))
-                       if getattr(self, f"{axis}_method") == "density" and "expect" not in args
-                       and "above" in self._sides(div.id)
-                       and (doubt := _placed_doubt(t, values, f"the side above the {axis} cut")))
+        doubts = []                 # a shared cut placed above a lone peak by its place alone
+        for axis, t, values, method, args, div in (
+                ("x", tx, x, self.x_method, self.x_args, x_div),
+                ("y", ty, y, self.y_method, self.y_args, y_div)):
+            if method == "density" and "expect" not in args and "above" in self._sides(div.id):
+                doubt = _placed_doubt(t, values, f"the side above the {axis} cut")
+                doubts += [f"{axis}: {doubt}"] if doubt else []
         return FoundQuadrants(self.id, tuple(dividers), tuple(quads), self.parent,
                               method="quadrant thresholds",
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,
-                              found_in=(*x_in, *y_in),
-                              found_at=(ty.value,) * len(x_in) + (tx.value,) * len(y_in),
-                              doubts=doubts)
+                              found_in=tuple(found_in_div), found_at=tuple(found_at),
+                              doubts=tuple(doubts))
 
     def _own_cuts(self, axis: int, a, b, ta, tb, scale, b_from: str
                   ) -> dict[str, tuple[methods.Threshold, str]]:

@@ -68,11 +68,11 @@ class RectangleGate:
                               f"{len(bounds)} (min, max) bounds")
         for d, (lo, hi) in zip(dims, bounds):
             if lo is None and hi is None:
-                raise GatingError(f"gate {self.id!r}: dimension {_label(d)} has neither "
-                                  "min nor max")
+                raise GatingError(f"gate {self.id!r}: dimension {dimension_label(d)} has "
+                                  "neither min nor max")
             if lo is not None and hi is not None and not lo < hi:
-                raise GatingError(f"gate {self.id!r}: dimension {_label(d)} has min {lo:g} "
-                                  f"not below max {hi:g}; swap them")
+                raise GatingError(f"gate {self.id!r}: dimension {dimension_label(d)} has "
+                                  f"min {lo:g} not below max {hi:g}; swap them")
         object.__setattr__(self, "dimensions", dims)
         object.__setattr__(self, "bounds", bounds)
 
@@ -299,5 +299,6 @@ def not_a_population(name: str, quadrants) -> str:
             f"{', '.join(quadrants)}")
 
 
-def _label(dim) -> str:
+def dimension_label(dim) -> str:
+    """A dimension's name for messages: its channel, or the ratio it is."""
     return dim.name if isinstance(dim, Dimension) else f"ratio {dim.ratio!r}"

@@ -405,6 +405,13 @@ EXPECT = ("mostly-positive", "mostly-negative")
 UNSTAINED_BELOW, STAINED_ABOVE = 0.4, 0.6
 
 
+def scale_place(value: float, scale: tuple[float, float]) -> float:
+    """Where ``value`` lies on a display ``scale`` (zero signal, top): 0 at zero signal,
+    1 at the top."""
+    zero, top = scale
+    return (value - zero) / (top - zero)
+
+
 def side_by_place(mode: float, scale: tuple[float, float] | None,
                   band: tuple[float, float] = (UNSTAINED_BELOW, STAINED_ABOVE)) -> int | None:
     """+1 when a lone peak at ``mode`` sits where unstained cells lie on the
@@ -413,8 +420,7 @@ def side_by_place(mode: float, scale: tuple[float, float] | None,
     cells lie (above ``band``); None without a scale or inside the band."""
     if scale is None:
         return None
-    zero, top = scale
-    place = (mode - zero) / (top - zero)
+    place = scale_place(mode, scale)
     if place >= band[1]:
         return -1
     if place <= band[0]:
@@ -672,7 +678,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             "nothing brighter to leave out, every event kept (majority, valley: last)"))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
-    placed = None               # the peak's place, where it alone decided the side
+    by_place = False            # the peak's place alone decided the side
     mirrored = None             # a cut mirrored from the peak's clean flank (``lean``)
     if majority:
         direction, why = (-1 if side == "above" else 1), "majority: the peak is the population"
@@ -689,8 +695,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             place = {1: "low on the scale, where unstained cells lie",
                      -1: "high on the scale, where stained cells lie"}.get(direction)
             why = f"no clear tail on either side; the peak sits {place}"
-            if direction is not None:
-                placed = (float(centres[main]) - scale[0]) / (scale[1] - scale[0])
+            by_place = direction is not None
         if direction is None:
             direction = tail
             why = ("the other population's tail lies on that side, though with so few "
@@ -702,8 +707,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = {1: "no tail on either side; the peak sits in the lower half of the scale",
                    -1: "no tail on either side; the peak sits in the upper half of the "
                        "scale"}.get(direction)
-            if direction is not None:
-                placed = (float(centres[main]) - scale[0]) / (scale[1] - scale[0])
+            by_place = direction is not None
         if direction is None and (leaning := lean(x)) is not None \
                 and ends[-leaning] is not None:
             # the other population widens the flank it leans to, so that flank ends
@@ -749,7 +753,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value, place=against,
-                     placed=placed)
+                     placed=scale_place(mode, scale) if by_place else None)
 
 
 @dataclass(frozen=True)

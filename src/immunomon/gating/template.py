@@ -324,23 +324,14 @@ class Template:
 
 class _FileLogicles:
     """The logicles of one file's ``T: auto`` and ``W: auto`` channels: T the channel's
-    top of scale (``data_tops``), W measured once from at most ``max_events`` events spread over the
-    acquisition (compensated as the gates will see them)."""
+    top of scale (``data_tops``), W measured once from at most ``max_events`` events
+    spread over the acquisition (compensated as the gates will see them)."""
 
     def __init__(self, sample, max_events: int = 200_000):
         self.sample, self.max_events = sample, max_events
         self._values: EventValues | None = None
         self._tops: np.ndarray | None = None
         self._found: dict[tuple, Logicle] = {}
-
-    @property
-    def values(self) -> EventValues:
-        if self._values is None:
-            step = max(1, self.sample.n_events // self.max_events)
-            thin = self.sample if step == 1 else replace(
-                self.sample, events=self.sample.events[::step])
-            self._values = EventValues(thin)
-        return self._values
 
     def __call__(self, channel: str, compensation: str, spec: AutoLogicle) -> Logicle:
         key = (channel, compensation, spec)
@@ -352,7 +343,12 @@ class _FileLogicles:
                 T = float(self._tops[self.sample.channel_index(channel)])
             width = spec.W
             if width is None:
-                v = np.asarray(self.values.channel(channel, compensation), dtype=np.float64)
+                if self._values is None:
+                    step = max(1, self.sample.n_events // self.max_events)
+                    thin = self.sample if step == 1 else replace(
+                        self.sample, events=self.sample.events[::step])
+                    self._values = EventValues(thin)
+                v = np.asarray(self._values.channel(channel, compensation), dtype=np.float64)
                 width = logicle_width(v[np.isfinite(v)], T, spec.M, spec.A)
             try:
                 self._found[key] = Logicle(T, spec.fallback if width is None else width,

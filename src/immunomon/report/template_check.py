@@ -91,48 +91,45 @@ def boolean_rectangle(result, gate_id: str):
     common parent (CD4 T cells as ``and: [CD8- T, CD4+ T]`` on CD4 x CD8 of all T
     cells); None for any other (an ``or``, a polygon, a cut on both ends complemented)."""
     from ..gating import RectangleGate
-    from ..gating.gates import BooleanGate
+    from ..gating.gates import BooleanGate, dimension_label
 
     def parent_of(ref):
         return result.strategy.gate(ref).parent
 
     def cuts(ref, complement=False):
-        """{(dimension name, compensation): (dimension, (lo, hi))} of a population, or None."""
+        """{(dimension name, compensation): (dimension, [lo, hi])} of a population, open
+        ends infinite, or None."""
         gate = result.gates.get(ref)
         if isinstance(gate, BooleanGate):
-            if gate.operator == "not":
+            if gate.operator == "not":            # not X' is X' complemented once more
                 op = gate.operands[0]
-                return cuts(op.ref, complement != (not op.complement))
-            if gate.operator == "and" and not complement:
-                parts = [cuts(op.ref, op.complement) for op in gate.operands]
-                if any(p is None for p in parts):
+                return cuts(op.ref, complement == op.complement)
+            if gate.operator != "and" or complement:
+                return None
+            out: dict = {}
+            for op in gate.operands:              # and: each dimension's intervals met
+                part = cuts(op.ref, op.complement)
+                if part is None:
                     return None
-                out: dict = {}
-                for part in parts:
-                    for key, (dim, (lo, hi)) in part.items():
-                        old = out.get(key, (dim, (None, None)))[1]
-                        out[key] = (dim, (lo if old[0] is None else old[0] if lo is None
-                                          else max(lo, old[0]),
-                                          hi if old[1] is None else old[1] if hi is None
-                                          else min(hi, old[1])))
-                return out
-            return None
+                for key, (dim, (lo, hi)) in part.items():
+                    old = out.get(key, (dim, (-np.inf, np.inf)))[1]
+                    out[key] = (dim, (max(lo, old[0]), min(hi, old[1])))
+            return out
         if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
             return None
         dim, (lo, hi) = gate.dimensions[0], gate.bounds[0]
+        lo, hi = (-np.inf if lo is None else lo), (np.inf if hi is None else hi)
         if complement:
-            if lo is not None and hi is not None:
+            if np.isfinite(lo) and np.isfinite(hi):
                 return None                   # outside an interval: two pieces
-            lo, hi = (None, lo) if lo is not None else (hi, None)
-        return {(getattr(dim, "name", str(dim)), getattr(dim, "compensation", "")):
-                (dim, (lo, hi))}
+            lo, hi = (-np.inf, lo) if np.isfinite(lo) else (hi, np.inf)
+        return {(dimension_label(dim), getattr(dim, "compensation", "")): (dim, (lo, hi))}
 
     gate = result.gates.get(gate_id)
     if not isinstance(gate, BooleanGate):
         return None
     found = cuts(gate_id)
-    if not found or len(found) > 2 or any(lo is not None and hi is not None and not lo < hi
-                                          for _, (lo, hi) in found.values()):
+    if not found or len(found) > 2 or any(not lo < hi for _, (lo, hi) in found.values()):
         return None
     # the operands' common parent when they share one (all the T cells), else its own
     operands = [op.ref for op in gate.operands]
@@ -141,7 +138,8 @@ def boolean_rectangle(result, gate_id: str):
     parents = {parent_of(op) for op in operands}
     parent = parents.pop() if len(parents) == 1 else gate.parent
     dims, bounds = zip(*found.values())
-    return RectangleGate(gate_id, dims, bounds, parent)
+    return RectangleGate(gate_id, dims, [tuple(None if np.isinf(v) else float(v) for v in b)
+                                         for b in bounds], parent)
 
 
 def boolean_figures(result, directory, start: int = 0) -> dict[str, Path]:
