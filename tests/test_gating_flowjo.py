@@ -85,7 +85,7 @@ def test_synthetic_counts_exact(synthetic):
 
 
 def test_a_linear_axis_left_at_its_default_range(synthetic, tmp_path):
-    """FlowJo 10 writes minRange = maxRange = 0 for a linear axis left at its
+    """FlowJo 10 writes minRange = maxRange = 0 (or nothing) for a linear axis left at its
     default range; it reads as 0 to 262,144, gates on that axis included."""
     wsp, fcs = synthetic
     default = tmp_path / "default.wsp"
@@ -94,6 +94,14 @@ def test_a_linear_axis_left_at_its_default_range(synthetic, tmp_path):
         'transforms:minRange="0" transforms:maxRange="0"'), encoding="utf-8")
     assert 'maxRange="0"' in default.read_text(encoding="utf-8")
     table = compare_counts(load_flowjo(default), [fcs])
+    assert dict(zip(table["path"], table["count"])) == syn.expected_counts()
+    # FlowJo 10.6 writes the same with no attributes at all
+    bare = tmp_path / "bare.wsp"
+    bare.write_text(wsp.read_text(encoding="utf-8").replace(
+        'transforms:minRange="0" transforms:maxRange="262144" gain="1"', ""),
+        encoding="utf-8")
+    assert "<transforms:linear >" in bare.read_text(encoding="utf-8")
+    table = compare_counts(load_flowjo(bare), [fcs])
     assert dict(zip(table["path"], table["count"])) == syn.expected_counts()
 
 

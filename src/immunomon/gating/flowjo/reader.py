@@ -194,10 +194,11 @@ class _Reader:
         from ...transforms import Asinh, Hyperlog, Logicle
         try:
             if kind == "linear":
-                lo, hi = num("minRange", 0.0), num("maxRange")
+                lo, hi = num("minRange", 0.0), num("maxRange", 0.0)
                 if lo == hi == 0:
-                    # FlowJo 10 writes this for a linear axis left at its default
-                    # range (0 to 262,144); refusing it refused whole workspaces
+                    # FlowJo 10 writes a linear axis left at its default range (0 to
+                    # 262,144) with both ends 0 or with no attributes at all; refusing
+                    # it refused whole workspaces
                     return channel, FlowJoLinear()
                 return channel, FlowJoLinear(lo, hi)
             if kind == "log":
