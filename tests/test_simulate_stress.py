@@ -323,3 +323,21 @@ def test_best_cut_scores_are_exact_on_a_known_case():
     y[5] = 0.5
     assert acc.best_quadrant_f1(x, y, inside, 3, ("above", "below"), bins=6) == pytest.approx(1.0)
     assert acc.best_quadrant_f1(-x, -y, inside, 3, ("below", "above"), bins=6) == pytest.approx(1.0)
+
+
+def test_a_cluster_gates_ceiling_is_the_best_mixture_boundary():
+    """Two normal clusters in two dimensions, 2.5 SDs apart along one axis: the best
+    boundary is a line across that axis, and its F1 follows from the normal tails; the
+    ceiling finds it from the labels."""
+    acc = _accuracy()
+    rng = np.random.default_rng(4)
+    big = rng.normal([0.0, 0.0], 1.0, (20_000, 2))
+    small = rng.normal([2.5, 0.0], 1.0, (4_000, 2))
+    X = np.vstack([big, small])
+    inside = np.r_[np.zeros(len(big), bool), np.ones(len(small), bool)]
+    from scipy import stats
+    cuts = np.linspace(0.0, 3.0, 3001)
+    tp = 4_000 * stats.norm.sf(cuts - 2.5)
+    best = float(np.max(2 * tp / (tp + 20_000 * stats.norm.sf(cuts) + 4_000)))
+    assert acc.best_mixture_f1(X, inside, 4_000) == pytest.approx(best, abs=0.01)
+    assert acc.best_mixture_f1(X, inside, 0) == 1.0
