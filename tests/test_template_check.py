@@ -332,3 +332,55 @@ def test_template_check_keeps_unstable_time_bins_when_asked(tmp_path):
         record = json.loads((out / "check.json").read_text())[0]
         parents[bool(flag)] = record["gates"][0]["parent_events"]
     assert parents[True] == read_fcs(clog).n_events > parents[False]
+
+
+def test_the_check_marks_where_other_settings_would_cut():
+    """A FACSCanto tube's FSC-A: debris, a small bump and the cells. `valley: first`
+    and the default cut below the bump; the check also marks the valley above it with
+    the setting that picks it (`valley: last`), and a lone peak's other end with the
+    `expect` that picks it, so an author sees the choices without trying each."""
+    text = """
+panel: debris
+version: "1"
+markers: {CD3: [CD3]}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: Cells, parent: root, dims: [FSC-A], method: threshold, args: {side: above}}
+"""
+    sample = read_fcs(REAL / "canto_124500.fcs")
+    strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
+    (check,) = check_result(strategy.apply(sample))
+    (cut,) = check.cuts
+    assert len(cut.peaks) == 3
+    settings = dict((how, v) for v, how in cut.others)
+    assert settings.pop("valley: deepest (the default), valley: first") == pytest.approx(
+        cut.values[0])
+    assert cut.values[0] < settings.pop("valley: last") < max(cut.peaks) and not settings
+    record = check.to_dict()["cuts"][0]["other_cuts"]
+    assert [o["setting"] for o in record] == [how for _, how in cut.others]
+
+
+def test_other_cuts_name_the_setting_of_each_valley_and_lone_peak_end():
+    from immunomon.gating import methods
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, 20_000), rng.normal(5, 1, 4_000),
+                        rng.normal(10, 1, 12_000), rng.normal(15, 0.8, 1_500)])
+    centres, density, bandwidth = methods.smoothed_density(x)
+    peaks = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth)
+    assert len(peaks) == 4
+    others = methods.other_cuts(centres, density, peaks)
+    (a, _), (b, _), (c, _) = others                              # each neighbours' valley
+    assert 2 < a < 4 and 6 < b < 9 and 12 < c < 14
+    # the two most prominent peaks, 0 and 10, part at the lowest point between them
+    assert [how for _, how in others] == [
+        "valley: first", "valley: deepest (the default)", "valley: last"]
+    default = methods.density_threshold(x).value
+    assert default == pytest.approx(others[1][0])
+    assert methods.density_threshold(x, valley="last").value == pytest.approx(others[2][0])
+    lone = rng.normal(0, 1, 5_000)
+    centres, density, bandwidth = methods.smoothed_density(lone)
+    peaks = methods.find_peaks(centres, density, n_events=lone.size, bandwidth=bandwidth)
+    ends = dict((how, v) for v, how in methods.other_cuts(centres, density, peaks))
+    assert 1.5 < ends["expect: mostly-negative"] < 3.5
+    assert -3.5 < ends["expect: mostly-positive"] < -1.5

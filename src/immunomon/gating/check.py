@@ -37,6 +37,8 @@ class Cut:
     applies_to: str = ""                # a quadrant's y cut for one side of its x cut:
                                         # "below" or "above" ("" where it crosses the plot)
     axis: str = "x"                     # a quadrant divider's axis: "x" or "y"
+    #: where other settings would cut this density, with the setting (``methods.other_cuts``)
+    others: tuple[tuple[float, str], ...] = ()
 
     @property
     def other_axis(self) -> str:
@@ -73,7 +75,8 @@ class GateCheck:
                 "level": self.level, "messages": list(self.messages),
                 "cuts": [{"dimension": _dim_name(c.dimension), "values": list(c.values),
                           "peaks": list(c.peaks), "among": c.among or "all",
-                          "applies_to": c.applies_to or "all"}
+                          "applies_to": c.applies_to or "all",
+                          "other_cuts": [{"value": v, "setting": how} for v, how in c.others]}
                          for c in self.cuts]}
 
 
@@ -81,16 +84,19 @@ def _dim_name(dimension) -> str:
     return str(getattr(dimension, "name", dimension))
 
 
-def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray, tuple]:
+def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray, tuple,
+                                                       list]:
     """The density and peaks the threshold methods see for these values (events
-    piled at a scale's end left out, as ``methods.on_scale`` leaves them)."""
+    piled at a scale's end left out, as ``methods.on_scale`` leaves them), and where
+    other settings would cut it (``methods.other_cuts``)."""
     x = methods.on_scale(values)
     if x.size < 2:
-        return np.zeros(0), np.zeros(0), ()
+        return np.zeros(0), np.zeros(0), (), []
     centres, density, bandwidth = methods.smoothed_density(x, adjust=args.get("adjust", 1.0))
     peaks = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth,
                                min_prominence=args.get("min_prominence", 0.002))
-    return centres, density, tuple(float(centres[i]) for i in peaks)
+    return (centres, density, tuple(float(centres[i]) for i in peaks),
+            methods.other_cuts(centres, density, peaks))
 
 
 def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
@@ -123,10 +129,11 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
                                             if axis != axes[i])], dtype=np.float64)
             at = found_at[i]
             values = values[other >= at] if found_in[i] == "above" else values[other < at]
-        centres, density, peaks = _density_of(values, a)
+        centres, density, peaks, others = _density_of(values, a)
         among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
         out.append(Cut(dim, cut, peaks, centres, density, among,
-                       sides[i] if i < len(sides) else "", axes[i] if i < len(axes) else "x"))
+                       sides[i] if i < len(sides) else "", axes[i] if i < len(axes) else "x",
+                       tuple(others)))
     return out
 
 

@@ -585,6 +585,35 @@ def shoulder_inside(centres, density, peak: int, cut: int, n_events: int, *,
     return end
 
 
+def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[float, str]]:
+    """Where the threshold's settings would cut this density, each with the setting that
+    picks it: the valley between each two neighbouring peaks (the first two's with
+    `valley: first`, the last two's with `valley: last`, the two most prominent peaks'
+    by default, any other only with `bounds` round it) or, with one peak, where it ends
+    on either side (which `expect` picks). What `template check` draws beside the cut
+    placed, so a template's author sees the choices a density offers."""
+    peaks = np.sort(np.asarray(peaks, dtype=int))
+    if peaks.size == 1:
+        out = []
+        for direction, setting in ((1, "expect: mostly-negative"),
+                                   (-1, "expect: mostly-positive")):
+            end = peak_end(centres, density, int(peaks[0]), direction, flat=flat)
+            if end is not None:
+                out.append((float(centres[end]), setting))
+        return out
+    settings: dict[int, list[str]] = {}
+    for k, (a, b) in enumerate(zip(peaks[:-1], peaks[1:])):
+        cut = valley_bottom(density, np.arange(a, b + 1))
+        labels = settings.setdefault(cut, [])
+        labels += ["valley: first"] * (k == 0) + ["valley: last"] * (k == peaks.size - 2)
+    if peaks.size:
+        top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
+        settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
+                            []).insert(0, "valley: deepest (the default)")
+    return [(float(centres[i]), ", ".join(labels) or "bounds round it")
+            for i, labels in sorted(settings.items())]
+
+
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
                       adjust: float = 1.0, min_prominence: float = 0.002,
                       fallback_sd: float = 3.0, valley: str = "deepest",

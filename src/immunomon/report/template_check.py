@@ -20,8 +20,9 @@ LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure"
 
 def density_figure(check, sample, path) -> Path | None:
     """The density of every dimension a threshold or quadrant gate cut, with the
-    peaks (triangles) and the cut (red line). None when the gate cut nothing
-    one-dimensional (clusters, singlets)."""
+    peaks (triangles), the cut (red line) and where other settings would cut (dashed,
+    labelled with the setting). None when the gate cut nothing one-dimensional
+    (clusters, singlets)."""
     cuts = [c for c in check.cuts if c.centres.size]
     if not cuts:
         return None
@@ -37,6 +38,14 @@ def density_figure(check, sample, path) -> Path | None:
         for p in cut.peaks:
             ax.plot([p], [np.interp(p, cut.centres, cut.density)], marker="v", color="#222",
                     markersize=6)
+        span = float(cut.centres[-1] - cut.centres[0])
+        top = float(cut.density.max())
+        for v, how in cut.others:       # where other settings would cut, dashed
+            if any(abs(v - c) < 0.01 * span for c in cut.values):
+                continue
+            ax.axvline(v, color="#777", linewidth=0.8, linestyle="--")
+            ax.text(v, 0.97 * top, _short_setting(how), rotation=90, fontsize=6,
+                    color="#555", ha="right", va="top")
         for v in cut.values:
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
         ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension)
@@ -60,6 +69,14 @@ def density_figure(check, sample, path) -> Path | None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def _short_setting(setting: str) -> str:
+    """A dashed line's label: the setting that would cut there, in a word or two."""
+    for long, short in (("valley: ", ""), (" (the default)", ""), (" round it", ""),
+                        ("expect: ", "")):
+        setting = setting.replace(long, short)
+    return setting
 
 
 def check_figures(result, checks, directory) -> dict[str, list[Path]]:
@@ -238,7 +255,10 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
     warn = "".join(f"<li>{esc(w)}</li>" for w in warnings)
     body = (f"<h1>{esc(sample_name)}: template check</h1><p>Template: {esc(template)}. "
             "Each data-driven gate below shows the density of its parent in the dimension "
-            "it cut, the peaks found (triangles), the cut (red) and the rule that placed it. "
+            "it cut, the peaks found (triangles), the cut (red) and the rule that placed it; "
+            "dashed lines mark where other settings would cut (the valley between other "
+            "peaks, with the `valley` that picks it; a lone peak's other end, with its "
+            "`expect`). "
             "A gate that needs an argument shows it here first: see the template guide "
             "(valley, bounds, expect, components). Fixed gates (rectangles, polygons, "
             "ellipses) are drawn on their parent's events.</p>"
