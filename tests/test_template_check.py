@@ -65,24 +65,28 @@ def test_check_result_describes_every_data_driven_gate():
     assert checks["Lymphocytes"].cuts == []                 # a cluster cuts no single axis
 
 
+def _canto_fsc_check(args: str):
+    """A FACSCanto tube and the check of one FSC-A threshold with these ``args``."""
+    text = f"""
+panel: debris
+version: "1"
+markers: {{CD3: [CD3]}}
+compensation: none
+transforms: {{scatter: linear}}
+populations:
+  - {{name: Cells, parent: root, dims: [FSC-A], method: threshold, args: {args}}}
+"""
+    sample = read_fcs(REAL / "canto_124500.fcs")
+    strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
+    (check,) = check_result(strategy.apply(sample))
+    return sample, check
+
+
 def test_the_check_shows_the_peaks_the_gate_saw_not_saturated_events():
     """A FACSCanto tube's FSC-A holds events saturated at the top of the scale; the
     threshold leaves them out of its density, and the check showed a peak of them
     (262,243) that the gate never saw. Its peaks are the gate's now."""
-    text = """
-panel: debris
-version: "1"
-markers: {CD3: [CD3]}
-compensation: none
-transforms: {scatter: linear}
-populations:
-  - {name: Live, parent: root, dims: [FSC-A], method: threshold,
-     args: {side: above, valley: first, majority: true}}
-"""
-    sample = read_fcs(REAL / "canto_124500.fcs")
-    strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
-    result = strategy.apply(sample)
-    (check,) = check_result(result)
+    sample, check = _canto_fsc_check("{side: above, valley: first, majority: true}")
     (cut,) = check.cuts
     fsc = sample.events[:, sample.channel_index("FSC-A")]
     assert np.count_nonzero(fsc == fsc.max()) > 50           # saturated events
@@ -339,18 +343,7 @@ def test_the_check_marks_where_other_settings_would_cut():
     and the default cut below the bump; the check also marks the valley above it with
     the setting that picks it (`valley: last`), and a lone peak's other end with the
     `expect` that picks it, so an author sees the choices without trying each."""
-    text = """
-panel: debris
-version: "1"
-markers: {CD3: [CD3]}
-compensation: none
-transforms: {scatter: linear}
-populations:
-  - {name: Cells, parent: root, dims: [FSC-A], method: threshold, args: {side: above}}
-"""
-    sample = read_fcs(REAL / "canto_124500.fcs")
-    strategy, _ = parse_template(text, "debris.yaml").strategy_for(sample)
-    (check,) = check_result(strategy.apply(sample))
+    _, check = _canto_fsc_check("{side: above}")
     (cut,) = check.cuts
     assert len(cut.peaks) == 3
     settings = dict((how, v) for v, how in cut.others)

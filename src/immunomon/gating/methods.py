@@ -183,6 +183,11 @@ def _prominences(density: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     return peak_prominences(padded, peaks + 1)
 
 
+def _most_prominent_two(density, peaks) -> np.ndarray:
+    """The two most prominent of ``peaks`` (indices), by position: the default valley's."""
+    return np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
+
+
 def _flank(density, peak: int, direction: int) -> np.ndarray:
     """The density from a peak outwards, in ``direction`` (+1 up, -1 down)."""
     return density[peak:] if direction > 0 else density[peak::-1]
@@ -607,7 +612,7 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
         labels = settings.setdefault(cut, [])
         labels += ["valley: first"] * (k == 0) + ["valley: last"] * (k == peaks.size - 2)
     if peaks.size:
-        top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
+        top = _most_prominent_two(density, peaks)
         settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
                             []).insert(0, "valley: deepest (the default)")
     return [(float(centres[i]), ", ".join(labels) or "bounds round it")
@@ -684,7 +689,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         elif valley == "last":
             top = peaks[-2:]
         else:
-            top = np.sort(peaks[np.argsort(_prominences(density, peaks))[-2:]])
+            top = _most_prominent_two(density, peaks)
         note = "no density minimum between the peaks lies within the bounds"
         cut = _bounded_valley(centres, density, top[0], top[1], lo, hi)
         chosen = (top, cut) if cut is not None else None
