@@ -94,6 +94,24 @@ def test_a_jump_in_one_channel_is_flagged():
     assert any("C2" in f for f in qc.flags)
 
 
+def test_an_anomaly_names_the_channels_that_moved_most_first():
+    # A pre-gated export's T-cell marker drops in one stretch, four earlier channels
+    # dip a little: the message led with those four and hid the drop behind "...".
+    rng = np.random.default_rng(2)
+    n = 10_000
+    cols = {f"C{i}": rng.lognormal(7, 0.3, n) for i in range(8)}
+    for i in range(6):
+        cols[f"C{i}"][6000:7000] *= 0.75
+    cols["C7"][6000:7000] *= 0.2
+    cols["Time"] = np.arange(n, dtype=float)
+    qc = time_anomalies(_sample(cols, ranges={c: 1e6 for c in cols},
+                                markers={"C7": "CD3", "C5": "-"}), n_bins=20)
+    (flag,) = [f for f in qc.flags if "signal drop" in f]
+    # named by marker too, where the channel has one
+    assert flag.split(" in ")[-1].startswith("CD3 (C7), C5, ")
+    assert flag.endswith(" and 3 more")
+
+
 def test_a_coarse_clock_is_binned_by_whole_ticks():
     # A FACSCanto export whose Time counts 9 ticks over 10,000 events (the last cut
     # short), and a clock of 30 ticks that 20 bins would split into 1.5 ticks each:

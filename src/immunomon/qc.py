@@ -308,7 +308,10 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
         "bad_rate": bad_rate, "bad_signal": bad_signal, "bad": bad,
         **{f"signal:{name}": levels[:, j] for j, name in enumerate(names)},
     }
-    flags = notes + _time_flags(table, abs_sig, names, k, excluded, n, unit)
+    # the messages name a channel by its marker too, as a scientist knows the panel
+    labels = [f"{m} ({c})" if m and m.strip("- ") and m != c else c
+              for c, m in zip(names, (sample.markers[i] for i in cols))]
+    flags = notes + _time_flags(table, abs_sig, labels, k, excluded, n, unit)
     return TimeQC(flags=flags, bin_columns=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
 
@@ -521,8 +524,12 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
         if rows["bad_signal"].any():
             shift = rows["shift_z"]
             peak = shift[np.argmax(np.abs(shift))]
-            hit = np.flatnonzero((abs_sig[first:last + 1] > k).any(axis=0))
-            shown = ", ".join(names[j] for j in hit[:4]) + (" ..." if len(hit) > 4 else "")
+            # the channels that moved, those that moved most first
+            strength = abs_sig[first:last + 1].max(axis=0)
+            hit = np.flatnonzero(strength > k)
+            hit = hit[np.argsort(-strength[hit], kind="stable")]
+            shown = ", ".join(names[j] for j in hit[:4]) + (
+                f" and {len(hit) - 4} more" if len(hit) > 4 else "")
             why.append(f"signal {'drop' if peak < 0 else 'rise'} (consensus z {peak:+.1f})"
                        + (f" in {shown}" if shown else ""))
         if not why:
