@@ -377,3 +377,22 @@ def test_other_cuts_name_the_setting_of_each_valley_and_lone_peak_end():
     ends = dict((how, v) for v, how in methods.other_cuts(centres, density, peaks))
     assert 1.5 < ends["expect: mostly-negative"] < 3.5
     assert -3.5 < ends["expect: mostly-positive"] < -1.5
+
+
+def test_a_small_peaks_alternative_is_the_large_peaks_end_with_the_setting_that_gives_it():
+    """Beside a large peak, small bumps make the valleys; the check also marks where the
+    large peak ends, with the `min_prominence` that hides the bumps and the `expect`
+    that sends the cut that way: set so, the threshold cuts there."""
+    from immunomon.gating import methods
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0.2, 0.04, 20_000), rng.normal(0.42, 0.03, 250),
+                        rng.normal(0.65, 0.03, 300)])
+    centres, density, bandwidth = methods.smoothed_density(x)
+    peaks = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth)
+    assert len(peaks) == 3
+    (value, setting), = [o for o in methods.other_cuts(centres, density, peaks)
+                         if o[1].startswith("min_prominence")]
+    hide = float(setting.split(",")[0].split(": ")[1])
+    assert 0 < hide < 0.2 and setting.endswith("expect: mostly-negative")
+    cut = methods.density_threshold(x, min_prominence=hide, expect="mostly-negative")
+    assert cut.value == pytest.approx(value) and len(cut.peaks) == 1

@@ -335,10 +335,18 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
             click.echo(f"  {flag['level']:8s} {flag['message']}")
         for note in record["pooled"]:
             click.echo(f"  {'note':8s} {note}")
+        # warnings and failures in full; gates whose cut a rule placed, not a valley, by
+        # name on one line (their rules are on the page): a run of files stays readable
+        ruled = []
         for g in record["gates"]:
-            if g["level"] not in ("ok", "info") or g["fell_back"]:
+            if g["level"] not in ("ok", "info"):
                 why = "; ".join(g["messages"] or g["notes"])
                 click.echo(f"  {g['level']:8s} {g['gate']}: {why}")
+            elif g["fell_back"]:
+                ruled.append(g["gate"])
+        if ruled:
+            click.echo(f"  {'info':8s} cut by a rule, not in a valley (see the page): "
+                       + ", ".join(ruled))
 
     records = check_files(files, tmpl, out_dir, progress=report,
                           exclude_anomalies=not keep_anomalies)

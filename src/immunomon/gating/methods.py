@@ -615,8 +615,21 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
         top = _most_prominent_two(density, peaks)
         settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
                             []).insert(0, "valley: deepest (the default)")
-    return [(float(centres[i]), ", ".join(labels) or "bounds round it")
-            for i, labels in sorted(settings.items())]
+    out = [(float(centres[i]), ", ".join(labels) or "bounds round it")
+           for i, labels in sorted(settings.items())]
+    # the highest peak alone, where the others are small: a min_prominence above theirs
+    # hides them, and the cut goes where that peak ends on the side they lay
+    highest = int(peaks[np.argmax(density[peaks])])
+    others = _prominences(density, peaks)[peaks != highest] / density.max()
+    if peaks.size and others.max() < 0.2:
+        hide = math.ceil(others.max() * 100 + 1e-9) / 100
+        for direction, expect in ((1, "mostly-negative"), (-1, "mostly-positive")):
+            if np.any((peaks - highest) * direction > 0):
+                end = peak_end(centres, density, highest, direction, flat=flat)
+                if end is not None:
+                    out.append((float(centres[end]),
+                                f"min_prominence: {hide:g}, expect: {expect}"))
+    return sorted(out)
 
 
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),

@@ -19,9 +19,9 @@ LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure"
 
 
 def density_figure(check, sample, path) -> Path | None:
-    """The density of every dimension a threshold or quadrant gate cut, with the
-    peaks (triangles), the cut (red line) and where other settings would cut (dashed,
-    labelled with the setting). None when the gate cut nothing one-dimensional
+    """The density of every dimension a threshold or quadrant gate cut (and, dotted,
+    ten times higher), with the peaks (triangles), the cut (red line) and where other
+    settings would cut (dashed, labelled with the setting). None when the gate cut nothing one-dimensional
     (clusters, singlets)."""
     cuts = [c for c in check.cuts if c.centres.size]
     if not cuts:
@@ -35,16 +35,22 @@ def density_figure(check, sample, path) -> Path | None:
         ax = fig.add_subplot(1, len(cuts), i + 1)
         ax.fill_between(cut.centres, cut.density, color="#9ab", alpha=0.6, linewidth=0)
         ax.plot(cut.centres, cut.density, color="#345", linewidth=1)
+        # ten times higher, dotted: a plateau or bump of a few percent shows beside a peak
+        peak = float(cut.density.max())
+        ax.plot(cut.centres, np.minimum(10 * cut.density, 1.02 * peak), color="#345",
+                linewidth=0.7, linestyle=":")
+        ax.set_ylim(0, 1.05 * peak)
+        ax.text(0.99, 0.97, "dotted: x10", transform=ax.transAxes, fontsize=6,
+                color="#555", ha="right", va="top")
         for p in cut.peaks:
             ax.plot([p], [np.interp(p, cut.centres, cut.density)], marker="v", color="#222",
                     markersize=6)
         span = float(cut.centres[-1] - cut.centres[0])
-        top = float(cut.density.max())
         for v, how in cut.others:       # where other settings would cut, dashed
             if any(abs(v - c) < 0.01 * span for c in cut.values):
                 continue
             ax.axvline(v, color="#777", linewidth=0.8, linestyle="--")
-            ax.text(v, 0.97 * top, _short_setting(how), rotation=90, fontsize=6,
+            ax.text(v, 0.97 * peak, _short_setting(how), rotation=90, fontsize=6,
                     color="#555", ha="right", va="top")
         for v in cut.values:
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
@@ -74,7 +80,7 @@ def density_figure(check, sample, path) -> Path | None:
 def _short_setting(setting: str) -> str:
     """A dashed line's label: the setting that would cut there, in a word or two."""
     for long, short in (("valley: ", ""), (" (the default)", ""), (" round it", ""),
-                        ("expect: ", "")):
+                        ("expect: ", ""), ("min_prominence: ", "min_prom. ")):
         setting = setting.replace(long, short)
     return setting
 
