@@ -1236,3 +1236,32 @@ def test_a_valley_before_a_broad_populations_brightest_few_gives_way_to_the_peak
         small = np.concatenate([negative, broad[:150], brightest])
         assert "shoulder" not in methods.density_threshold(small, side="above").note
     assert shoulders >= 8
+
+
+def test_a_dominant_peak_is_parted_from_all_the_others_not_among_them():
+    """CD14 of a COVID-19 ICS file: the CD14- cells' peak stands far above a CD14-dim and
+    a CD14-bright monocyte peak, and the lowest point between the two most prominent
+    peaks lay between the two kinds of monocyte, giving the dim ones to the negatives.
+    Where one of the two most prominent peaks is four times the other's height and
+    smaller peaks lie between them, the cut is the dominant peak's own valley; where
+    the two are alike (debris and cells in forward scatter, a small bump between), the
+    lowest point between them stays the cut."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        negative = rng.normal(0.20, 0.035, 20_000)
+        dim = rng.normal(0.40, 0.04, 700)
+        bright = rng.normal(0.66, 0.025, 500)
+        x = np.concatenate([negative, dim, bright])
+        cut = methods.density_threshold(x)
+        assert len(cut.peaks) == 3, seed
+        positive = np.concatenate([dim, bright])
+        assert np.mean(positive > cut.value) > 0.95 and np.mean(negative > cut.value) < 0.01
+        # as `valley: first` says it, here
+        assert cut.value == methods.density_threshold(x, valley="first").value
+        # alike heights: the deepest point between the two most prominent peaks
+        debris = rng.normal(0.20, 0.035, 9_000)
+        small = rng.normal(0.42, 0.03, 500)
+        cells = rng.normal(0.70, 0.04, 12_000)
+        both = np.concatenate([debris, small, cells])
+        kept = methods.density_threshold(both)
+        assert len(kept.peaks) == 3 and 0.45 < kept.value < 0.6, seed
