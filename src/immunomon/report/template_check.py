@@ -21,8 +21,8 @@ LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure"
 def density_figure(check, sample, path) -> Path | None:
     """The density of every dimension a threshold or quadrant gate cut (and, dotted,
     ten times higher), with the peaks (triangles), the cut (red line) and where other
-    settings would cut (dashed, labelled with the setting). None when the gate cut nothing one-dimensional
-    (clusters, singlets)."""
+    settings would cut (dashed, labelled with the setting). None when the gate cut
+    nothing one-dimensional (clusters, singlets)."""
     cuts = [c for c in check.cuts if c.centres.size]
     if not cuts:
         return None
