@@ -396,3 +396,21 @@ def test_a_small_peaks_alternative_is_the_large_peaks_end_with_the_setting_that_
     assert 0 < hide < 0.2 and setting.endswith("expect: mostly-negative")
     cut = methods.density_threshold(x, min_prominence=hide, expect="mostly-negative")
     assert cut.value == pytest.approx(value) and len(cut.peaks) == 1
+
+
+def test_valleys_a_raised_min_prominence_hid_stay_on_the_page_to_compare():
+    """With `min_prominence` raised to hide small bumps, the check still marks the valleys
+    those bumps made, with the default that finds them: an author comparing a draft with
+    the one before sees both cuts on one page."""
+    from immunomon.gating import methods
+    from immunomon.gating.check import _density_of
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0.2, 0.04, 20_000), rng.normal(0.42, 0.03, 250),
+                        rng.normal(0.65, 0.03, 300)])
+    *_, plain = _density_of(x, {})
+    *_, peaks, raised = _density_of(x, {"min_prominence": 0.1})
+    assert len(peaks) == 1
+    hidden = [(v, how) for v, how in raised if how.endswith("min_prominence: 0.002")]
+    assert [v for v, _ in hidden] == [v for v, how in plain if how.startswith("valley")]
+    default = methods.density_threshold(x).value
+    assert any(v == pytest.approx(default) for v, _ in hidden)

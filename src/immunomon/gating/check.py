@@ -93,10 +93,17 @@ def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray,
     if x.size < 2:
         return np.zeros(0), np.zeros(0), (), []
     centres, density, bandwidth = methods.smoothed_density(x, adjust=args.get("adjust", 1.0))
+    raised = args.get("min_prominence", methods.MIN_PROMINENCE)
     peaks = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth,
-                               min_prominence=args.get("min_prominence", 0.002))
-    return (centres, density, tuple(float(centres[i]) for i in peaks),
-            methods.other_cuts(centres, density, peaks))
+                               min_prominence=raised)
+    others = methods.other_cuts(centres, density, peaks)
+    if raised > methods.MIN_PROMINENCE:
+        # the valleys of the peaks a raised min_prominence hid, to compare with
+        every = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth)
+        others += [(v, f"{how}, min_prominence: {methods.MIN_PROMINENCE:g}")
+                   for v, how in methods.other_cuts(centres, density, every)
+                   if how.startswith("valley") and all(abs(v - w) > 1e-12 for w, _ in others)]
+    return centres, density, tuple(float(centres[i]) for i in peaks), sorted(others)
 
 
 def _threshold_cuts(template_gate, found, columns) -> list[Cut]:

@@ -138,7 +138,13 @@ def valley_bottom(density: np.ndarray, window: np.ndarray) -> int:
     return int(window[(k + run - 1) // 2])
 
 
-def find_peaks(centres: np.ndarray, density: np.ndarray, *, min_prominence: float = 0.002,
+#: The least prominence, as a share of the highest peak, a density mode needs to be a peak
+#: (``find_peaks``); a template may raise it.
+MIN_PROMINENCE = 0.002
+
+
+def find_peaks(centres: np.ndarray, density: np.ndarray, *,
+               min_prominence: float = MIN_PROMINENCE,
                n_events: int | None = None, bandwidth: float | None = None,
                z: float = 2.0, min_events: float = 10.0) -> np.ndarray:
     """Indices of density modes, sorted by position, that are real populations.
@@ -655,7 +661,7 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
 
 
 def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, None),
-                      adjust: float = 1.0, min_prominence: float = 0.002,
+                      adjust: float = 1.0, min_prominence: float = MIN_PROMINENCE,
                       fallback_sd: float = 3.0, valley: str = "deepest",
                       side: str = "above", expect: str | None = None,
                       majority: bool = False, flat: float = 0.2,
