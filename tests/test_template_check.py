@@ -414,3 +414,15 @@ def test_valleys_a_raised_min_prominence_hid_stay_on_the_page_to_compare():
     assert [v for v, _ in hidden] == [v for v, how in plain if how.startswith("valley")]
     default = methods.density_threshold(x).value
     assert any(v == pytest.approx(default) for v, _ in hidden)
+
+
+def test_a_parent_too_small_for_a_peak_is_checked_without_other_cuts():
+    """A gate's parent of a handful of events has no density peak; its check page drew
+    nothing extra, and the other-cuts list must not fail it (it raised on no peaks)."""
+    from immunomon.gating import methods
+    from immunomon.gating.check import _density_of
+    for seed in range(20):
+        x = np.random.default_rng(seed).normal(0.0, 1.0, 5)
+        centres, density, peaks, others = _density_of(x, {"min_prominence": 0.1})
+        assert centres.size and isinstance(others, list)
+    assert methods.other_cuts(np.linspace(0, 1, 10), np.zeros(10), []) == []

@@ -626,6 +626,8 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
     on either side (which `expect` picks). What `template check` draws beside the cut
     placed, so a template's author sees the choices a density offers."""
     peaks = np.sort(np.asarray(peaks, dtype=int))
+    if peaks.size == 0:                 # too few events for a peak: no setting cuts
+        return []
     if peaks.size == 1:
         out = []
         for direction, setting in ((1, "expect: mostly-negative"),
@@ -639,17 +641,16 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
         cut = valley_bottom(density, np.arange(a, b + 1))
         labels = settings.setdefault(cut, [])
         labels += ["valley: first"] * (k == 0) + ["valley: last"] * (k == peaks.size - 2)
-    if peaks.size:
-        top = _beside_dominant(density, peaks, _most_prominent_two(density, peaks))
-        settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
-                            []).insert(0, "valley: deepest (the default)")
+    top = _beside_dominant(density, peaks, _most_prominent_two(density, peaks))
+    settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
+                        []).insert(0, "valley: deepest (the default)")
     out = [(float(centres[i]), ", ".join(labels) or "bounds round it")
            for i, labels in sorted(settings.items())]
     # the highest peak alone, where the others are small: a min_prominence above theirs
     # hides them, and the cut goes where that peak ends on the side they lay
     highest = int(peaks[np.argmax(density[peaks])])
     others = _prominences(density, peaks)[peaks != highest] / density.max()
-    if peaks.size and others.max() < 0.2:
+    if others.max() < 0.2:
         hide = math.ceil(others.max() * 100 + 1e-9) / 100
         for direction, expect in ((1, "mostly-negative"), (-1, "mostly-positive")):
             if np.any((peaks - highest) * direction > 0):
