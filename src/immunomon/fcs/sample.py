@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,24 @@ def top_of_data(declared: float, datatype: str, n_above: int, n_events: int,
     return float(2.0 ** math.ceil(math.log2(largest)))
 
 
-def data_tops(sample, max_events: int = 20_000) -> np.ndarray:
+#: each sample's ``data_tops``, found once: the logicle's ``T: auto``, the margin check
+#: and the scale warnings of one gated file all read them
+_TOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def data_tops(sample) -> np.ndarray:
+    """Each channel's top of scale (``top_of_data``), read-only, found once per sample."""
+    try:
+        tops = _TOPS.get(sample)
+    except TypeError:                   # an object that takes no weak reference
+        return _data_tops(sample)
+    if tops is None:
+        tops = _TOPS[sample] = _data_tops(sample)
+        tops.setflags(write=False)
+    return tops
+
+
+def _data_tops(sample, max_events: int = 20_000) -> np.ndarray:
     """Each channel's top of scale (``top_of_data``), from at most ``max_events`` events
     spread over the file. One writer puts one range on all the channels, so where one
     channel's events overrun it, every floating-point channel declaring that range takes

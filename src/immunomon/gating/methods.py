@@ -551,6 +551,24 @@ def _valley_keeping_majority(x, centres, density, peaks, lo, hi, side):
 SHOULDER_SHARE = 0.01
 
 
+def _flank_end(centres, density, peak: int, direction: int, flat: float
+               ) -> tuple[int, float, float] | None:
+    """Where ``peak``'s flank ends walking in ``direction`` (``peak_end``), the peak's SD
+    on that side, and the share of the events a normal peak of that SD leaves beyond
+    the end; None where the flank never ends or ends within 1.5 SD of the mode (a dip
+    within the peak, a few events split by noise: a normal peak's flank ends 2.5 SD
+    out)."""
+    end = peak_end(centres, density, peak, direction, flat=flat)
+    if end is None:
+        return None
+    sd = peak_spread(centres, density, peak, direction)
+    reach = abs(centres[end] - centres[peak]) / sd
+    if reach < 1.5:
+        return None
+    own = density[peak] * sd * np.sqrt(2 * np.pi) * normal_tail(np.array([reach]))[0]
+    return end, sd, float(own)
+
+
 def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, *,
                     min_events: float = 10.0, flat: float = 0.2) -> int | None:
     """Where the flank of ``peak`` ends, walking in ``direction``, when a population lies
@@ -562,13 +580,10 @@ def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, 
     events or more, ``min_events``, and three times what the peak, were it normal, would
     leave there. A viability dye's dead cells in a small tube: 100-200 dead among
     1,300-2,600 events make a shelf above the live monocytes' peak."""
-    end = peak_end(centres, density, peak, direction, flat=flat)
-    if end is None:
+    found = _flank_end(centres, density, peak, direction, flat)
+    if found is None:
         return None
-    sd = peak_spread(centres, density, peak, direction)
-    reach = abs(centres[end] - centres[peak]) / sd
-    if reach < 1.5:                     # a normal peak's flank ends 2.5 SD out
-        return None                     # a dip within the peak (a few events split by noise)
+    end, sd, own = found
     walk = _flank(density, end, direction)
     dx = float(centres[1] - centres[0])
     if walk.max() > 0.5 * density[peak]:
@@ -580,8 +595,7 @@ def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, 
     if not mode and walk[min(int(round(sd / dx)), walk.size - 1)] < 0.75 * walk[0]:
         return None
     held = float(walk.sum() * dx)
-    # what the peak itself, were it normal with the spread of its outer half, leaves there
-    own = density[peak] * sd * np.sqrt(2 * np.pi) * normal_tail(np.array([reach]))[0]
+    # three times what the peak itself, were it normal, leaves there
     if held < max(SHOULDER_SHARE, 3 * own) or held * n_events < min_events:
         return None
     return end
@@ -598,21 +612,17 @@ def shoulder_inside(centres, density, peak: int, cut: int, n_events: int, *,
     tail, still stands at half its height two of the peak's SDs past the peak's end,
     and holds three times what the peak, were it normal, would leave there."""
     direction = 1 if cut > peak else -1
-    end = peak_end(centres, density, peak, direction, flat=flat)
-    if end is None or direction * (cut - end) <= 2:
+    found = _flank_end(centres, density, peak, direction, flat)
+    if found is None or direction * (cut - found[0]) <= 2:
         return None
-    sd = peak_spread(centres, density, peak, direction)
+    end, sd, own = found
     dx = float(centres[1] - centres[0])
-    reach = abs(centres[end] - centres[peak]) / sd
-    if reach < 1.5:                     # a dip within the peak, not its end
-        return None
     two_sd = end + direction * max(int(round(2 * sd / dx)), 1)
     if direction * (cut - two_sd) <= 0 or density[two_sd] < 0.5 * density[end]:
         return None                     # a tail falling into the valley
     lo, hi = sorted((end, cut))
     held = float(density[lo:hi + 1].sum() * dx)
     beyond = float((density[cut:] if direction > 0 else density[:cut + 1]).sum() * dx)
-    own = density[peak] * sd * np.sqrt(2 * np.pi) * normal_tail(np.array([reach]))[0]
     if held < max(SHOULDER_SHARE, 3 * own, 3 * beyond) or held * n_events < min_events:
         return None
     return end
