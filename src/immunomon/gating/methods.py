@@ -925,6 +925,12 @@ class SingletBand:
                [(float(x), float(y)) for x, y in zip(xs[::-1], low[::-1])]
 
 
+#: how much longer than the typical singlet's of its size a single cell's pulse may be
+#: (area/height, or width): monocytes and dendritic cells lie 10-25% above lymphocytes of
+#: their size, and a singlet peak's few SDs (2-4% on real files) cut them and other large
+#: cells away; two cells in one pulse lie about 1.5-2 times above it
+SINGLE_PULSE_SPREAD = 1.25
+
 #: how far (as a factor) the singlets' ratio may move from one area bin to the next: pulse
 #: shapes change slowly with size; a doublet's area/height is 1.5-2 times a singlet's
 RIDGE_STEP = 1.3
@@ -999,9 +1005,11 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     Doublets have a larger area for their height (a longer pulse). The ratio
     is divided by its typical value at each area, then: the singlets' peak;
     its spread from the half width on its low side (doublets do not reach
-    it); the upper cut in the valley before a doublet peak when there is one,
-    else where the peak's upper flank ends; at least 3 and at most ``n_mad``
-    SDs above the peak. The lower cut is ``n_mad`` SDs below it.
+    it); the upper cut in the valley before a doublet peak (a peak beyond
+    ``SINGLE_PULSE_SPREAD`` times the singlets') when there is one, else as
+    far as the band reaches: ``n_mad`` SDs or ``SINGLE_PULSE_SPREAD`` times
+    the peak, whichever is farther; never nearer than 3 SDs. The lower cut is
+    ``n_mad`` SDs below the peak.
     """
     a = np.asarray(area, dtype=np.float64)
     b = np.asarray(second, dtype=np.float64)
@@ -1019,14 +1027,11 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     main, centre = peak_centre(centres, density, main)
     sd = peak_spread(centres, density, main, -1, bandwidth)
     peaks = find_peaks(centres, density, n_events=q.size, bandwidth=bandwidth)
-    above = peaks[centres[peaks] > centre + sd]
-    if above.size:
-        window = np.arange(main, above[0] + 1)
-        hi = float(centres[valley_bottom(density, window)])
-    else:
-        end = peak_end(centres, density, main, 1)
-        hi = float(centres[end]) if end is not None else centre + n_mad * sd
-    hi = float(np.clip(hi, centre + 3 * sd, centre + n_mad * sd))
+    reach = max(centre + n_mad * sd, SINGLE_PULSE_SPREAD * centre)
+    doublets = peaks[centres[peaks] > SINGLE_PULSE_SPREAD * centre]
+    hi = float(centres[valley_bottom(density, np.arange(main, doublets[0] + 1))]) \
+        if doublets.size else reach
+    hi = float(np.clip(hi, centre + 3 * sd, reach))
     lo = max(centre - n_mad * sd, 1e-9)
     return SingletBand(lo, hi, centre, knots, trend, width)
 
