@@ -926,10 +926,10 @@ class SingletBand:
 
 
 #: how much longer than the typical singlet's of its size a single cell's pulse may be
-#: (area/height, or width): monocytes and dendritic cells lie 10-25% above lymphocytes of
+#: (area/height, or width): monocytes and dendritic cells lie 10-20% above lymphocytes of
 #: their size, and a singlet peak's few SDs (2-4% on real files) cut them and other large
 #: cells away; two cells in one pulse lie about 1.5-2 times above it
-SINGLE_PULSE_SPREAD = 1.25
+SINGLE_PULSE_SPREAD = 1.2
 
 #: how far (as a factor) the singlets' ratio may move from one area bin to the next: pulse
 #: shapes change slowly with size; a doublet's area/height is 1.5-2 times a singlet's
