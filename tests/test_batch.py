@@ -551,6 +551,34 @@ def test_a_worker_that_dies_is_replaced_and_its_file_retried(tmp_path):
     assert rows["a.fcs"]["attempts"] == 1
 
 
+@pytest.mark.parametrize("entry", ["batch", "pipeline"])
+def test_an_unguarded_script_stops_with_the_reason_and_quarantines_nothing(tmp_path, entry):
+    # each spawned worker imports the script again: unguarded, the batch's workers once
+    # ran the batch too, met its lock and died, and 92 good files of a facility's trial
+    # were quarantined as files that killed their worker; the pipeline's waited on the
+    # lock its parent held, and the run hung
+    inbox = tmp_path / "inbox"
+    for name, seed in (("a.fcs", 1), ("b.fcs", 2)):
+        write_sample(inbox / name, seed=seed)
+    script = tmp_path / "script.py"
+    if entry == "batch":
+        script.write_text(
+            "from immunomon.batch.run import BatchOptions, run_batch\n"
+            f"run_batch({str(inbox)!r}, {str(tmp_path / 'res')!r}, "
+            "BatchOptions(workers=2, plots=False, anndata=False))\n")
+    else:
+        (tmp_path / "study.yaml").write_text(
+            f"study: unguarded\nout: {tmp_path / 'res'}\ninputs:\n  fcs: {inbox}\n"
+            "  template: post-transplant\nstages:\n  gate: {workers: 2}\n")
+        script.write_text("from immunomon.pipeline import run_pipeline\n"
+                          f"run_pipeline({str(tmp_path / 'study.yaml')!r})\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
+    assert not [r for r in registry_rows(tmp_path / "res") if r["status"] == "quarantined"]
+
+
 def test_retry_failed_and_status(first_run, tmp_path):
     root, _, _, _ = first_run
     results = tmp_path / "results"

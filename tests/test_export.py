@@ -356,3 +356,44 @@ def test_events_left_out_of_gating_keep_their_file_numbers(tmp_path):
     assert gate_sample(pbmc_sample(2_000, seed=1).sample, template).event_numbers is None
     numbers = np.array([0, 7, 10, 99, 100, 12345])
     assert (event_number_strings(numbers, 5) == numbers.astype("S5")).all()
+
+
+def test_a_template_without_compensation_writes_uncompensated_tables_and_x(tmp_path):
+    # `compensation: none` gates the values as stored; the statistics and the AnnData's
+    # .X once took the file's spillover all the same, so a PE median differed from the
+    # gate's own values (a core facility's 293 against the 374 it gated on)
+    import pandas as pd
+
+    from immunomon.gating.run import gate_sample, write_sample
+    from immunomon.gating.template import parse_template
+
+    sim = pbmc_sample(5_000, seed=2)
+    assert sim.sample.spillover is not None
+    template = parse_template("""
+panel: stored values
+version: "1"
+markers: {CD3: [CD3]}
+compensation: none
+transforms: {fluorescence: linear, scatter: linear}
+populations:
+  - name: All
+    parent: root
+    dims: [FSC-A]
+    gate: {rectangle: {bounds: [[-1e9, null]]}}
+""", "none.yaml")
+    gating = gate_sample(sim.sample, template, name="s", exclude_anomalies=False)
+    folder = write_sample(gating, template, tmp_path, plots="none", gatingml=False)
+    stats = pd.read_csv(folder / "statistics.csv")
+    cd3 = sim.sample.channel_index("CD3")
+    name = sim.sample.channels[cd3]
+    row = stats[(stats.population == "All") & (stats.channel == name)].iloc[0]
+    raw = sim.sample.events[:, cd3]
+    assert row["median"] == pytest.approx(float(np.median(raw)), rel=1e-5)
+    compensated = gate_sample(sim.sample, template.__class__(
+        **{**template.__dict__, "compensation": "file"}), exclude_anomalies=False)
+    other = pd.DataFrame(compensated.statistics_columns)
+    assert other[(other.population == "All") & (other.channel == name)]["median"].iloc[0] \
+        != pytest.approx(row["median"], rel=1e-3)
+    adata = anndata.read_h5ad(folder / "s.h5ad")
+    assert not adata.var["compensated"].any()
+    np.testing.assert_array_equal(adata.X, adata.layers["raw"])

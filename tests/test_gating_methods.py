@@ -293,6 +293,26 @@ def test_singlet_band_follows_single_cells_where_doublets_outnumber_them():
     assert kept[~is_small & ~is_large].mean() < 0.02
 
 
+def test_singlet_band_keeps_large_single_cells_before_the_doublets_valley():
+    # a culture: small cells with a sharp singlet peak, larger activated cells whose
+    # pulses are about 8% longer (a shoulder, not a peak of their own) and a doublet
+    # peak; the upper cut stopped at 4 SDs of the sharp peak, short of the valley before
+    # the doublets, and left a quarter of the large cells out
+    small = RNG.normal(50_000, 12_000, 20_000)
+    large = RNG.normal(65_000, 12_000, 3_000)
+    doublet = 2 * RNG.normal(50_000, 12_000, 1_600)
+    area = np.concatenate([small, large, doublet])
+    ratio = np.concatenate([RNG.normal(1.10, 0.022, small.size),
+                            RNG.normal(1.10 * 1.08, 0.03, large.size),
+                            RNG.normal(1.10 * 1.6, 0.1, doublet.size)])
+    band = methods.singlet_band(area, area / ratio)
+    q = ratio / band.trend_at(area)
+    kept = (q >= band.lo) & (q <= band.hi)
+    kind = np.repeat([0, 1, 2], [small.size, large.size, doublet.size])
+    assert kept[kind == 0].mean() > 0.99 and kept[kind == 1].mean() > 0.95
+    assert kept[kind == 2].mean() < 0.02
+
+
 def test_cluster_gate_picks_the_requested_component():
     blobs = [RNG.multivariate_normal(m, np.diag([0.0016, 0.0016]), n)
              for m, n in (((0.2, 0.2), 3000), ((0.7, 0.3), 4000), ((0.5, 0.8), 2000))]

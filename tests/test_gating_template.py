@@ -567,3 +567,18 @@ populations:
     accuri = read_fcs(fcs / "accuri_B01.fcs")
     assert gate_sample(accuri, scatter_only, exclude_anomalies=False).result.count("On scale") \
         == gate_sample(accuri, aliased, exclude_anomalies=False).result.count("On scale")
+
+
+def test_numbers_in_exponent_form_are_numbers():
+    # YAML 1.1 took 1e5 for a string (only 1.0e+5 was a number), and a scatter bound
+    # written so was refused as "not [['1e5', None]]"; PyYAML's own loader is untouched
+    import yaml
+
+    from immunomon.yamlio import load
+
+    assert load("a: [1e5, -2.5E-3, .5e3, 1e, 7]") == {"a": [1e5, -2.5e-3, 500.0, "1e", 7]}
+    assert yaml.safe_load("a: 1e5") == {"a": "1e5"}
+    template = parse_template(BASE.replace("populations:", "populations:\n  - name: Big\n"
+                                           "    parent: root\n    dims: [FSC-A]\n"
+                                           "    gate: {rectangle: {bounds: [[1e5, null]]}}"))
+    assert template.populations[0].args["bounds"] == [[1e5, None]]

@@ -661,6 +661,9 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     :class:`PipelineError` at the first stage that fails; the stages before it
     keep their outputs and their recorded state.
     """
+    from .batch.pool import refuse_while_bootstrapping
+
+    refuse_while_bootstrapping()        # a gate worker importing an unguarded script
     study = load_study(path)
     progress = progress or _no_progress
     out = Path(out_dir) if out_dir is not None else study.out

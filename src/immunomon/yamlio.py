@@ -6,6 +6,8 @@ knows its own line and the line of each of its keys.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 
@@ -27,6 +29,16 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # libyaml's pars
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                         _Loader.construct_mapping)
+
+# YAML 1.1 reads a number in exponent form only with a dot and a signed exponent
+# (1.0e+5), so `bounds: [[1e5, null]]` held the string '1e5'; read it as YAML 1.2 and
+# every user do: a number. The loader's own copy of the resolvers, so PyYAML's stay.
+_Loader.yaml_implicit_resolvers = {first: list(resolvers) for first, resolvers
+                                   in _Loader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def load(text: str):

@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+from .registry import BatchError
+
 #: Environment for worker processes: one thread per BLAS/OpenMP pool.
 SINGLE_THREAD_ENV = {name: "1" for name in (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -65,6 +67,26 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+class WorkerStartError(BatchError):
+    """Worker processes end before they can take a job: nothing a file did."""
+
+
+#: Why a worker ends before it says it is ready: ``spawn`` imports the script that
+#: started the pool again in each worker, and a script that starts work at import runs
+#: it again there (its batch then finds the results folder locked, and the worker ends).
+START_HINT = ("worker processes ended before they could gate a file: a script that runs a "
+              "batch or a pipeline with workers must start it under "
+              "`if __name__ == \"__main__\":` (each worker imports the script again)")
+
+
+def refuse_while_bootstrapping() -> None:
+    """Raise ``WorkerStartError`` in a worker process that is importing the script
+    that started it: there a batch or a pipeline would wait on its parent's lock, or
+    start workers of its own, rather than end."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise WorkerStartError(START_HINT)
+
+
 def _worker_main(conn, parent: int) -> None:
     _die_with_parent(parent)
     os.environ.update(SINGLE_THREAD_ENV)
@@ -73,6 +95,10 @@ def _worker_main(conn, parent: int) -> None:
         threadpool_limits(1)
     except Exception:  # noqa: BLE001 - a missing or odd BLAS only costs speed
         pass
+    try:
+        conn.send(("ready", None))       # started: a death from now on is its job's
+    except (BrokenPipeError, OSError):
+        return
     while True:
         try:
             fn, args, kwargs = conn.recv()
@@ -96,7 +122,21 @@ class _Worker:
         self.process.start()
         child.close()
         self.key = None
+        self.ready = False
         self.name = f"{socket.gethostname()}:{self.process.pid}"
+
+    def receive(self):
+        """The job's (kind, value), or (None, None) when the worker ended without an
+        answer; the ready message before it is taken in passing."""
+        try:
+            while self.conn.poll():
+                kind, value = self.conn.recv()
+                if kind != "ready":
+                    return kind, value
+                self.ready = True
+        except (EOFError, OSError):
+            pass
+        return None, None
 
     def stop(self) -> None:
         try:
@@ -121,6 +161,7 @@ class LocalPool:
     def __init__(self, n: int):
         if n < 1:
             raise ValueError("a pool needs at least one worker")
+        refuse_while_bootstrapping()
         self._ctx = mp.get_context("spawn")
         self._queue: deque = deque()
         self._workers = [_Worker(self._ctx) for _ in range(n)]
@@ -187,13 +228,15 @@ class LocalPool:
             if w.key is None or not (w.conn in ready or w.process.sentinel in ready):
                 continue
             key, name = w.key, w.name
-            try:
-                kind, value = w.conn.recv() if w.conn.poll() else (None, None)
-            except (EOFError, OSError):
-                kind = value = None
+            kind, value = w.receive()
+            if kind is None and w.process.is_alive():
+                continue                     # only its ready message came
             if kind is None:                 # the process ended without answering
                 w.process.join(timeout=5)
                 code = w.process.exitcode
+                if not w.ready:              # before it could take the job: not the file
+                    self.close()
+                    raise WorkerStartError(f"{START_HINT} ({describe_death(code)})")
                 self._workers[i] = self._replace(w)
                 out.append(Outcome(key, "died", code, name))
             else:

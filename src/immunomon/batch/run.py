@@ -626,7 +626,9 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
     options; ``job`` replaces the per-file job (it must be importable by the
     workers)."""
     from .inbox import read_manifest, scan_inbox
+    from .pool import refuse_while_bootstrapping
 
+    refuse_while_bootstrapping()
     options = options or BatchOptions()
     started = time.monotonic()
     files = scan_inbox(inbox, exclude=[results])

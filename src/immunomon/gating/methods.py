@@ -925,10 +925,11 @@ class SingletBand:
                [(float(x), float(y)) for x, y in zip(xs[::-1], low[::-1])]
 
 
-#: how much longer than the typical singlet's of its size a single cell's pulse may be
-#: (area/height, or width): monocytes and dendritic cells lie 10-20% above lymphocytes of
-#: their size, and a singlet peak's few SDs (2-4% on real files) cut them and other large
-#: cells away; two cells in one pulse lie about 1.5-2 times above it
+#: how far above the typical singlet's pulse ratio (area/height, or width) for its size a
+#: single cell's may lie: large cells (activated T cells, dendritic cells) lie up to 10-20%
+#: above, two cells in one pulse 50-100%. On real files the valley before the doublets lay
+#: at 1.12-1.16 times the singlets, where the experts' singlet gates reach, and a sharp
+#: singlet peak's 4 SDs (1.05-1.10) cut the large cells away
 SINGLE_PULSE_SPREAD = 1.2
 
 #: how far (as a factor) the singlets' ratio may move from one area bin to the next: pulse
@@ -1005,11 +1006,10 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     Doublets have a larger area for their height (a longer pulse). The ratio
     is divided by its typical value at each area, then: the singlets' peak;
     its spread from the half width on its low side (doublets do not reach
-    it); the upper cut in the valley before a doublet peak (a peak beyond
-    ``SINGLE_PULSE_SPREAD`` times the singlets') when there is one, else as
-    far as the band reaches: ``n_mad`` SDs or ``SINGLE_PULSE_SPREAD`` times
-    the peak, whichever is farther; never nearer than 3 SDs. The lower cut is
-    ``n_mad`` SDs below the peak.
+    it); the upper cut in the valley before a doublet peak when there is one,
+    up to ``n_mad`` SDs or ``SINGLE_PULSE_SPREAD`` times the peak, whichever
+    is farther; else where the peak's upper flank ends, up to ``n_mad`` SDs;
+    never nearer than 3 SDs. The lower cut is ``n_mad`` SDs below the peak.
     """
     a = np.asarray(area, dtype=np.float64)
     b = np.asarray(second, dtype=np.float64)
@@ -1027,10 +1027,14 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     main, centre = peak_centre(centres, density, main)
     sd = peak_spread(centres, density, main, -1, bandwidth)
     peaks = find_peaks(centres, density, n_events=q.size, bandwidth=bandwidth)
-    reach = max(centre + n_mad * sd, SINGLE_PULSE_SPREAD * centre)
-    doublets = peaks[centres[peaks] > SINGLE_PULSE_SPREAD * centre]
-    hi = float(centres[valley_bottom(density, np.arange(main, doublets[0] + 1))]) \
-        if doublets.size else reach
+    above = peaks[centres[peaks] > centre + sd]
+    if above.size:              # a doublet peak: its valley, as far as single cells reach
+        hi = float(centres[valley_bottom(density, np.arange(main, above[0] + 1))])
+        reach = max(centre + n_mad * sd, SINGLE_PULSE_SPREAD * centre)
+    else:
+        end = peak_end(centres, density, main, 1)
+        hi = float(centres[end]) if end is not None else centre + n_mad * sd
+        reach = centre + n_mad * sd
     hi = float(np.clip(hi, centre + 3 * sd, reach))
     lo = max(centre - n_mad * sd, 1e-9)
     return SingletBand(lo, hi, centre, knots, trend, width)

@@ -252,7 +252,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
 
     refs = [r for r in REFERENCES if r in result.gate_ids]
     by_population = pops.count_columns(result, ancestors=refs)
-    stats = pops.statistics_columns(result, ancestors=refs, counts=by_population)
+    stats = pops.statistics_columns(result, ancestors=refs, counts=by_population,
+                                    compensation=template.values_compensation)
     per_ul, counting_info, counting_flags = _absolute_counts(by_population, result, template,
                                                              counting)
     flags += qc.leveled(counting_flags, "warning")
@@ -380,6 +381,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             from ..export import write_gated_h5ad
             write_gated_h5ad(result, work / f"{gating.name}.h5ad", deidentify=deidentify,
                              event_numbers=gating.event_numbers,
+                             compensation=template.values_compensation,
                              template={"panel": template.panel, "version": template.version,
                                        "source": str(template.source)})
         if gatingml:

@@ -207,6 +207,12 @@ class Template:
         scatter = is_scatter(channel) or is_time(channel)
         return self.transforms.get("scatter" if scatter else "fluorescence")
 
+    @property
+    def values_compensation(self) -> str:
+        """The compensation of the fluorescence values the gates read, and so of the
+        statistics and the AnnData's ``.X``: the file's spillover, or none at all."""
+        return UNCOMPENSATED if self.compensation == "none" else FCS
+
     def dimension(self, name: str, channels: dict[str, str],
                   fitted: "_FileLogicles | None" = None) -> Dimension:
         """The gate dimension for a template name (a marker or a channel name);
@@ -214,7 +220,7 @@ class Template:
         channel = channels.get(name, name)
         marker = name if name in channels else None
         scatter = is_scatter(channel) or is_time(channel)
-        comp = UNCOMPENSATED if scatter or self.compensation == "none" else FCS
+        comp = UNCOMPENSATED if scatter else self.values_compensation
         transform = self._transform_for(channel, marker)
         if isinstance(transform, AutoLogicle):
             if fitted is None:
