@@ -223,6 +223,10 @@ def test_safety_proportions_with_clopper_pearson(report):
     assert table.loc["5.trm", "events"] == 1
     assert table.loc["5.steroid_refractory_agvhd", "events"] == 1
     assert table.loc["5.ae_worst_grade_2", "events"] == 3
+    # a cohort alone has no laboratory grading: the rows say whose events they count
+    # (the same trial through `immunomon run` counts laboratory grades too)
+    for q in ("5.ae_grade_3_5", "5.ae_worst_grade_2"):
+        assert "reported adverse events only" in table.loc[q, "note"]
 
 
 def test_gating_qc_marks_undercounted_populations(report):

@@ -110,3 +110,22 @@ def test_log_counts_floor():
     with pytest.raises(AnalysisError, match="baseline"):
         change_from_baseline(pd.DataFrame({"patient": [1], "visit": [5], "count": [3]}),
                              "count")
+
+
+def test_trajectories_take_visit_labels_in_study_order():
+    # a cohort's long form labels its visits ("pre", "M3"): the categorical model once
+    # refused them ("column 'timepoint' must be numeric")
+    rng = np.random.default_rng(1)
+    steps = [("pre", 0), ("M1", 1), ("M3", 3), ("M12", 12)]
+    rows = [{"patient": f"P{p}", "visit": label, "month": month,
+             "count": 10 ** (base + 0.2 * i + rng.normal(0, 0.1))}
+            for p, base in enumerate(rng.normal(2, 0.3, 8)) for i, (label, month) in
+            enumerate(steps)]
+    data = pd.DataFrame(rows)          # labels as they first appear: the study order
+    by_label = trajectories(data, "count", visit="visit").fixed
+    by_month = trajectories(data, "count", visit="month").fixed
+    assert list(by_label["term"]) == ["Intercept", "C(visit)[T.M1]", "C(visit)[T.M3]",
+                                      "C(visit)[T.M12]"]
+    np.testing.assert_allclose(by_label["estimate"], by_month["estimate"], rtol=1e-8)
+    with pytest.raises(AnalysisError, match="needs visits as numbers"):
+        trajectories(data, "count", visit="visit", visit_as="linear")

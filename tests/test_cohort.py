@@ -473,3 +473,15 @@ P3,2021-08-01,PD
         (90, "response", "VGPR"), (181, "response", "PD"), (181, "relapse", ""),
         (365, "last_followup", "")]
     assert c.warnings == []        # no population table given: nothing to report missing
+
+
+def test_median_follow_up_is_reverse_kaplan_meier():
+    # two early deaths do not shorten the follow-up the study had: censoring at 400,
+    # 500, 600 days (reverse KM median 500), where the crude median of end days is 400
+    from immunomon.cohort.summary import _endpoints
+
+    ep = pd.DataFrame({"patient_id": list("ABCDE"), "end_day": [100, 200, 400, 500, 600],
+                       "os_event": [1, 1, 0, 0, 0], "progression_day": [None] * 5})
+    assert _endpoints(ep)["median_follow_up_days"] == 500
+    everyone = ep.assign(os_event=1)                 # no one censored: the crude median
+    assert _endpoints(everyone)["median_follow_up_days"] == 400

@@ -658,3 +658,24 @@ def test_a_par_larger_than_the_parameters_described_names_par(tmp_path):
     with pytest.raises(FCSFormatError, match=r"\(keyword \$PAR\): \$PAR says 17 parameters but "
                                              r"the TEXT describes only 16"):
         read_fcs(damaged)
+
+
+def test_damaged_text_and_a_missing_range_are_said(tmp_path):
+    # bytes overwritten inside TEXT (an upload damaged in transit) merged "$P3R" into a
+    # garbled keyword name: the file was read and gated with only a note about Latin-1
+    from immunomon import qc, write_fcs
+    from immunomon.simulate import pbmc_sample
+
+    src = tmp_path / "ok.fcs"
+    sample = pbmc_sample(500, seed=1).sample
+    write_fcs(src, sample)
+    data = bytearray(src.read_bytes())
+    at = data.index(b"$P3R")
+    data[at + 3:at + 4] = b"\x9f"           # "$P3R" becomes a garbled name
+    bad = tmp_path / "damaged.fcs"
+    bad.write_bytes(bytes(data))
+    warnings = read_fcs(bad).warnings
+    assert any("control characters" in w and "looks damaged" in w for w in warnings)
+    assert any(w.startswith("$P3R (") and "is missing" in w for w in warnings)
+    assert "warning" in {f.level for f in qc.reader_flags(warnings)}
+    assert not [w for w in read_fcs(src).warnings if "damaged" in w or "missing" in w]

@@ -499,3 +499,27 @@ def test_concurrent_runs_into_one_folder(small_files, tmp_path):
     samples, index, _ = _listed(out)
     assert samples == index == ["S0", "S1", "S2", "S3"]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_folder_with_a_dangling_link_and_an_upload_in_progress(tmp_path):
+    # a core facility's trial: a link whose upload was moved was left out without a
+    # word, and a hidden upload still being copied (.x.fcs) was gated, unlike in a batch
+    from immunomon.batch.inbox import broken_links
+    from immunomon.gating.run import find_fcs_files
+    from immunomon.simulate import pbmc_sample
+
+    inbox = tmp_path / "inbox"
+    (inbox / "P01").mkdir(parents=True)
+    write_fcs(inbox / "P01" / "tube.fcs", pbmc_sample(300, seed=1).sample)
+    (inbox / "P01" / ".tube2.fcs").write_bytes((inbox / "P01" / "tube.fcs").read_bytes())
+    (inbox / "P01" / "moved.fcs").symlink_to(tmp_path / "elsewhere.fcs")
+    assert [p.name for p in find_fcs_files([inbox])] == ["moved.fcs", "tube.fcs"]
+    assert broken_links(inbox) == [f"{inbox / 'P01' / 'moved.fcs'}: a link to "
+                                   f"{tmp_path / 'elsewhere.fcs'}, which does not exist; "
+                                   "left out"]
+    result = CliRunner().invoke(main, ["gate", str(inbox), "-o", str(tmp_path / "out"),
+                                       "--no-plots", "--no-anndata"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "moved.fcs" in result.output
+    assert (tmp_path / "out" / "tube" / "populations.csv").is_file()
+    assert not (tmp_path / "out" / "tube2").exists()

@@ -102,4 +102,5 @@ def test_gvm_report_carries_the_section(demo, tmp_path):
     answers = pd.read_csv(tmp_path / "questions.csv").set_index("question")
     worst = results.graded_adverse_events.groupby("patient_id")["grade"].max()
     assert answers.loc["5.ae_grade_3_5", "events"] == int((worst >= 3).sum())
+    assert "laboratory values graded by CTCAE, merged" in answers.loc["5.ae_grade_3_5", "note"]
     assert re.search(r'id="fig-stopping"', text)

@@ -56,6 +56,7 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
+from .fcs.text import DAMAGED_TEXT
 from .fcs.sample import data_tops
 from .fmt import number, ratio_percent
 
@@ -107,9 +108,10 @@ def leveled(messages, level: str, population: str | None = None) -> list[QCFlag]
 def reader_flags(warnings) -> list[QCFlag]:
     """The FCS reader's notes on a file as QC flags: information, but a warning where
     the DATA segment holds more events than $TOT declares (a damaged $TOT, $PAR or data
-    type keyword reads the wrong numbers, or leaves events out)."""
-    return [QCFlag("warning" if MORE_THAN_TOT in str(w) else "info", f"file: {w}")
-            for w in warnings]
+    type keyword reads the wrong numbers, or leaves events out) and where the TEXT
+    segment is damaged (keywords the gates rely on may be missing or wrong)."""
+    return [QCFlag("warning" if MORE_THAN_TOT in str(w) or DAMAGED_TEXT in str(w)
+                   else "info", f"file: {w}") for w in warnings]
 
 
 def identity_spillover_flag(sample) -> QCFlag | None:

@@ -158,6 +158,20 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
     return write_text_atomic(path, frame.to_csv(index=False))
 
 
+def _note_adverse_event_source(answers: pd.DataFrame, *, graded: bool) -> pd.DataFrame:
+    """Say which adverse events the grade questions counted: with the study's protocol,
+    laboratory values graded by CTCAE join the reported events; without it (a cohort
+    alone) only the reported ones count, and the same trial can answer differently."""
+    source = ("reported adverse events and laboratory values graded by CTCAE, merged" if graded
+              else "reported adverse events only: laboratory values are graded only with the "
+                   "study's protocol (immunomon run, or gvm_report(protocol=...))")
+    rows = answers["question"].astype(str).str.startswith("5.ae_")
+    notes = answers.loc[rows, "note"].fillna("").astype(str)
+    answers = answers.copy()
+    answers.loc[rows, "note"] = [f"{n}; {source}" if n else source for n in notes]
+    return answers
+
+
 def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
                title: str = "Graft-versus-myeloma report", study_root=None, protocol=None,
                clinical=None) -> Path:
@@ -190,6 +204,7 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
                                  endpoints=tables["endpoints"],
                                  adverse_events=tables["adverse_events"], plan=plan,
                                  counts=tables["counts"])
+    answers = _note_adverse_event_source(answers, graded=protocol is not None)
     verdicts = gating_verdicts(tables["counts"], plan)
     figures = gvm_figures(tables, answers, matrix, plan, out / "figures")
     _write_csv_atomic(answers[COLUMNS], out / "questions.csv")

@@ -84,6 +84,8 @@ def trajectories(data: pd.DataFrame, value: str, *, patient: str = "patient",
     per day). With ``group`` the visit effect may differ by group (interaction
     for categorical visits, main effect plus slope-by-group for linear).
     Patients with missing visits keep their other visits (no complete-case loss).
+    Categorical visits may be labels ("pre", "M3"), taken in study order
+    (``visits_in_study_order``); linear ones are numbers.
     """
     import statsmodels.formula.api as smf
 
@@ -95,8 +97,15 @@ def trajectories(data: pd.DataFrame, value: str, *, patient: str = "patient",
     used_floor = None
     if log:
         y, used_floor = log_counts(y, floor)
-    frame = pd.DataFrame({"y": y, "patient": data[patient].to_numpy(),
-                          "visit": numeric(data, visit, what)})
+    labels = pd.to_numeric(data[visit], errors="coerce").isna().any()
+    if labels and visit_as == "linear":
+        raise AnalysisError(f"{what}: visit_as='linear' needs visits as numbers (days, "
+                            f"months); column {visit!r} holds labels")
+    # labelled visits ("pre", "M3", as a cohort's long form has them) in study order,
+    # the first one the reference
+    visits = pd.Categorical(data[visit], categories=visits_in_study_order(data[visit])) \
+        if labels else numeric(data, visit, what)
+    frame = pd.DataFrame({"y": y, "patient": data[patient].to_numpy(), "visit": visits})
     v_term = "C(visit)" if visit_as == "categorical" else "visit"
     if group is not None:
         frame["group"] = data[group].to_numpy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 from ..errors import ImmunomonError
@@ -56,6 +57,18 @@ def scan_inbox(inbox, *, exclude=()) -> list[Path]:
     return sorted(p for p in inbox.rglob("*") if is_fcs_name(p) and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(inbox).parts)
                   and not any(p.resolve().is_relative_to(e) for e in skip))
+
+
+def broken_links(inbox) -> list[str]:
+    """A line for each FCS-named link under ``inbox`` whose target is gone, which
+    ``scan_inbox`` cannot take (an upload moved or deleted behind its link)."""
+    from ..fcs import is_fcs_name
+
+    inbox = Path(inbox)
+    return [f"{p}: a link to {os.readlink(p)}, which does not exist; left out"
+            for p in sorted(inbox.rglob("*"))
+            if is_fcs_name(p) and p.is_symlink() and not p.exists()
+            and not any(part.startswith(".") for part in p.relative_to(inbox).parts)]
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -23,12 +23,25 @@ def _coverage(ds) -> pd.DataFrame:
     return out
 
 
+def _median_follow_up(ep: pd.DataFrame) -> float:
+    """Median potential follow-up by reverse Kaplan-Meier (a patient who died early
+    does not shorten it, as the crude median of observed times lets them); the crude
+    median where every patient died and no one's follow-up was cut short."""
+    from ..analysis.survival import median_followup
+    from ..errors import AnalysisError
+
+    try:
+        return float(median_followup(ep, "end_day", "os_event").median)
+    except AnalysisError:
+        return float(np.median(ep["end_day"]))
+
+
 def _endpoints(ep: pd.DataFrame) -> dict:
     if ep.empty or "os_event" not in ep:
         return {}
     out = {"patients": int(len(ep)),
            "deaths": int(ep["os_event"].sum()),
-           "median_follow_up_days": float(np.median(ep["end_day"]))}
+           "median_follow_up_days": _median_follow_up(ep)}
     if "death_cause" in ep:
         causes = ep["death_cause"].dropna().value_counts()
         out["death_causes"] = {str(k): int(v) for k, v in causes.items()}
@@ -98,7 +111,7 @@ def format_summary(cohort, *, title: str = "cohort") -> str:
             + f", {ep['progressions']} progressions, acute GVHD II-IV {ep.get('agvhd_2_4', 0)}"
             f" (III-IV {ep.get('agvhd_3_4', 0)}), chronic GVHD {ep.get('cgvhd', 0)} "
             f"(moderate-severe {ep.get('cgvhd_modsev', 0)}); median follow-up "
-            f"{ep['median_follow_up_days']:g} days")
+            f"{ep['median_follow_up_days']:g} days (reverse Kaplan-Meier)")
     else:
         lines.append("Endpoints: none (built without clinical data)")
     if s["warnings"]:

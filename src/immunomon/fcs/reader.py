@@ -114,6 +114,9 @@ def _channels(kw: dict[str, str], layout: Layout, path,
             name = f"P{n}"
             warnings.append(f"$P{n}N is missing; named the channel {name!r}")
         marker = kw.get(f"$P{n}S", "").strip() or None
+        if f"$P{n}R" not in kw:
+            warnings.append(f"$P{n}R ({name}'s range) is missing, a keyword the standard "
+                            "requires")
         rng = _float_keyword(kw, f"$P{n}R", 0.0, warnings)
         gain = _float_keyword(kw, f"$P{n}G", 1.0, warnings) or 1.0
         amp = _amplification(kw, n, warnings)

@@ -104,6 +104,10 @@ def _decode(value: bytes) -> tuple[str, bool]:
         return value.decode("latin-1"), False
 
 
+#: how the reader says a TEXT segment was damaged (a QC warning, not a note)
+DAMAGED_TEXT = "the TEXT segment looks damaged"
+
+
 def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[str]]:
     """Parse a TEXT (or supplemental TEXT) segment into upper-cased keywords.
 
@@ -155,6 +159,11 @@ def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[
     if lossy:
         warnings.append("TEXT holds bytes that are not UTF-8; decoded them as Latin-1 "
                         "(the raw bytes are kept in Sample.raw_text)")
+    garbled = [k for k in keywords if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in k)]
+    if garbled:
+        shown = ", ".join(repr(k) for k in garbled[:3]) + (", ..." if len(garbled) > 3 else "")
+        warnings.append(f"keyword names hold control characters ({shown}): {DAMAGED_TEXT}, "
+                        "and keywords may be missing")
     return keywords, warnings
 
 
