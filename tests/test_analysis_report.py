@@ -199,6 +199,8 @@ def test_separation_reported_when_no_gvhd_patient_relapses(report):
     assert row["p_method"] == "likelihood ratio"
     assert 0 < row["p_value"] < 1 and 0 < row["p_score"] < 1
     assert "separation" in row["note"]
+    # the reader is told why interval and p-value can disagree, and Firth's own p
+    assert "Firth's penalised test gives p = 0.00868" in row["note"]
     page = report[1].read_text()
     assert "Separation (monotone likelihood) in: 2.relapse" in page
     assert "0.0523 (0.000386&ndash;0.527)" in page and "unpenalised: 0" in page

@@ -485,3 +485,18 @@ def test_median_follow_up_is_reverse_kaplan_meier():
     assert _endpoints(ep)["median_follow_up_days"] == 500
     everyone = ep.assign(os_event=1)                 # no one censored: the crude median
     assert _endpoints(everyone)["median_follow_up_days"] == 400
+
+
+def test_analyze_refuses_a_visit_the_cohort_does_not_have(cohort, tmp_path):
+    # `--primary-visit M5` on a cohort without M5 once answered every question "not
+    # estimable" and exited 0
+    from click.testing import CliRunner
+
+    from immunomon.cli import main
+
+    path = cohort.save(tmp_path / "c.nc")
+    result = CliRunner().invoke(main, ["analyze", str(path), "--out", str(tmp_path / "r"),
+                                       "--primary-visit", "M5"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'M5' is not a visit" in result.output and "--primary-visit" in result.output
+    assert not (tmp_path / "r").exists()

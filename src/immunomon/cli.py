@@ -589,7 +589,14 @@ def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_
 
     plan = Plan(baseline_visit=baseline_visit, primary_visit=primary_visit,
                 landmark_day=landmark_day, seed=seed)
-    page = gvm_report(load(cohort_path), out_dir, seed=seed, plan=plan)
+    cohort = load(cohort_path)
+    visits = [str(v) for v in cohort.dataset["timepoint"].values]
+    for option, visit in (("--primary-visit", primary_visit),
+                          ("--baseline-visit", baseline_visit)):
+        if visit not in visits:        # a typo would answer every question "not estimable"
+            raise click.BadParameter(f"{visit!r} is not a visit of {cohort_path}; its visits "
+                                     f"are {', '.join(visits)}", param_hint=option)
+    page = gvm_report(cohort, out_dir, seed=seed, plan=plan)
     results = json.loads((page.parent / "results.json").read_text(encoding="utf-8"))
     if as_json:
         click.echo(json.dumps(results, indent=2))

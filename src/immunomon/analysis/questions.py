@@ -295,11 +295,16 @@ def _cox_row(fit, covariate: str, **values) -> dict:
     else:
         estimate = dict(estimator="ML", estimate=float(c["hr"]), lower=float(c["hr_lower"]),
                         upper=float(c["hr_upper"]))
+    notes = list(fit.notes)
+    if use_firth:       # the interval and the p-value come from two likelihoods
+        notes.append(f"the interval is Firth's (penalised likelihood), the p-value the "
+                     f"unpenalised likelihood-ratio test, so they can disagree; Firth's "
+                     f"penalised test gives p = {float(c['p_firth']):.3g}")
     fitted = dict(effect_measure="hazard ratio", **estimate, estimate_ml=float(c["hr"]),
                   p_value=fit.likelihood_ratio.p_value, p_method="likelihood ratio",
                   p_score=fit.score.p_value, p_firth=float(c["p_firth"]),
                   n=fit.n_patients, events=fit.n_events,
-                  separated=bool(fit.monotone_likelihood), note="; ".join(fit.notes))
+                  separated=bool(fit.monotone_likelihood), note="; ".join(notes))
     return _row(**{**fitted, **values})
 
 
