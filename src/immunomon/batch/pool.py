@@ -83,6 +83,8 @@ def refuse_while_bootstrapping() -> None:
     """Raise ``WorkerStartError`` in a worker process that is importing the script
     that started it: there a batch or a pipeline would wait on its parent's lock, or
     start workers of its own, rather than end."""
+    # multiprocessing's own flag for a process still bootstrapping (spawn's check of
+    # "start a new process before ... bootstrapping" reads it too)
     if getattr(mp.current_process(), "_inheriting", False):
         raise WorkerStartError(START_HINT)
 
