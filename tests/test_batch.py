@@ -261,15 +261,18 @@ def test_a_file_moved_within_the_inbox_is_one_file_not_two(tmp_path):
 
 
 def test_sample_names_that_clash_are_said(tmp_path):
-    # Mäller.fcs and Müller.fcs are both "M_ller" as folders: the second became M_ller_2
-    # without a word, and the tables name folders
+    # "Müller A.fcs" and "Müller_A.fcs" are both "Müller_A" as folders: the second became
+    # Müller_A_2 without a word, and the tables name folders (letters of any script stay:
+    # Mäller and Müller once both became "M_ller")
     inbox, results = tmp_path / "inbox", tmp_path / "results"
-    write_sample(inbox / "Mäller.fcs", seed=1)
-    write_sample(inbox / "Müller.fcs", seed=2)
+    write_sample(inbox / "Müller A.fcs", seed=1)
+    write_sample(inbox / "Müller_A.fcs", seed=2)
+    write_sample(inbox / "Mäller.fcs", seed=3)
     summary = run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
-    assert summary.done == 2
-    assert summary.warnings == [f"{(inbox / 'Müller.fcs').resolve()}: sample name 'Müller' is "
-                                "taken; its results are 'default/M_ller_2'"]
+    assert summary.done == 3
+    assert summary.warnings == [f"{(inbox / 'Müller_A.fcs').resolve()}: sample name "
+                                "'Müller_A' is taken; its results are 'default/Müller_A_2'"]
+    assert (results / "default" / "Mäller").is_dir()
 
 
 def test_studies_named_by_dates_keep_their_own_folders_and_tables(tmp_path):

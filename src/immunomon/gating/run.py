@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -98,8 +99,10 @@ class SampleGating:
 
 
 def safe_name(text: str) -> str:
-    """A file-system-safe name (never a path) from a file name or keyword."""
-    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", Path(str(text)).name).strip("._")
+    """A file-system-safe name (never a path) from a file name or keyword; letters of
+    any script stay ("Größe" is not "Gr_e"), spaces and symbols become "_"."""
+    text = unicodedata.normalize("NFC", Path(str(text)).name)   # a Mac's decomposed "ö"
+    name = re.sub(r"[^\w.+-]+", "_", text).strip("._")
     return name[:120] or "sample"
 
 
