@@ -554,7 +554,7 @@ def test_a_worker_that_dies_is_replaced_and_its_file_retried(tmp_path):
     assert rows["a.fcs"]["attempts"] == 1
 
 
-@pytest.mark.parametrize("entry", ["batch", "pipeline"])
+@pytest.mark.parametrize("entry", ["batch", "dask", "pipeline"])
 def test_an_unguarded_script_stops_with_the_reason_and_quarantines_nothing(tmp_path, entry):
     # each spawned worker imports the script again: unguarded, the batch's workers once
     # ran the batch too, met its lock and died, and 92 good files of a facility's trial
@@ -564,11 +564,12 @@ def test_an_unguarded_script_stops_with_the_reason_and_quarantines_nothing(tmp_p
     for name, seed in (("a.fcs", 1), ("b.fcs", 2)):
         write_sample(inbox / name, seed=seed)
     script = tmp_path / "script.py"
-    if entry == "batch":
+    if entry in ("batch", "dask"):
+        pool = "workers=2" if entry == "batch" else "cluster='local:2'"
         script.write_text(
             "from immunomon.batch.run import BatchOptions, run_batch\n"
             f"run_batch({str(inbox)!r}, {str(tmp_path / 'res')!r}, "
-            "BatchOptions(workers=2, plots=False, anndata=False))\n")
+            f"BatchOptions({pool}, plots=False, anndata=False))\n")
     else:
         (tmp_path / "study.yaml").write_text(
             f"study: unguarded\nout: {tmp_path / 'res'}\ninputs:\n  fcs: {inbox}\n"

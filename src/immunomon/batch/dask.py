@@ -48,10 +48,15 @@ class DaskExecutor:
         try:
             if local_workers:
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                    self.cluster = distributed.LocalCluster(
-                        n_workers=local_workers, threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=None,
-                        silence_logs=logging.ERROR)
+                    try:
+                        self.cluster = distributed.LocalCluster(
+                            n_workers=local_workers, threads_per_worker=1, processes=True,
+                            host="127.0.0.1", dashboard_address=None,
+                            silence_logs=logging.ERROR)
+                    except RuntimeError as exc:     # its worker processes did not start
+                        from .pool import START_HINT, WorkerStartError
+                        raise WorkerStartError(f"the local Dask cluster did not start "
+                                               f"({exc}); {START_HINT}") from None
                 self.client = distributed.Client(self.cluster)
             else:
                 self.client = distributed.Client(address, timeout="20s")
