@@ -791,3 +791,24 @@ def test_pipeline_gate_stage_resumes_file_by_file_after_sigkill(tmp_path):
     assert sorted(table["sample"].unique()) == sorted(Path(n).stem for n in names)
     again = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
     assert [s["status"] for s in json.loads(again.stdout)["stages"]] == ["skipped"]
+
+
+def test_a_quarantined_file_copied_again_unchanged_is_not_a_new_failure(tmp_path):
+    # a facility copied its inbox again (the same bytes, new times): the done files were
+    # skipped, but every quarantined one was read, reported and counted as failed again
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "good.fcs", seed=1)
+    good = (inbox / "good.fcs").read_bytes()
+    (inbox / "cut.fcs").write_bytes(good[: len(good) // 2])
+    (inbox / "notes.fcs").write_bytes(b"not an FCS file\n")
+    first = run_batch(inbox, tmp_path / "res", BatchOptions(**FAST))
+    assert (first.done, first.quarantined) == (1, 2)
+    for p in inbox.iterdir():                                   # copied again
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    again = run_batch(inbox, tmp_path / "res", BatchOptions(**FAST))
+    assert (again.done, again.failed, again.skipped) == (0, 0, 3)
+    assert {r["relpath"]: r["status"] for r in registry_rows(tmp_path / "res")} == {
+        "good.fcs": "done", "cut.fcs": "quarantined", "notes.fcs": "quarantined"}
+    (inbox / "cut.fcs").write_bytes(good)                       # the upload mended
+    mended = run_batch(inbox, tmp_path / "res", BatchOptions(**FAST))
+    assert (mended.done, mended.failed, mended.skipped) == (1, 0, 2)

@@ -244,6 +244,22 @@ class Batch:
             return row
         return None
 
+    def _same_quarantined(self, path: Path, row, manifest=None) -> bool:
+        """Whether ``path`` is a quarantined file copied again unchanged (a new time, the
+        same bytes, template and settings): it would fail the same way, and a run that
+        re-reads a re-copied inbox should not report its old failures as new ones."""
+        if row is None or row["status"] != "quarantined" or not row["sha256"]:
+            return False
+        own = manifest.lookup(path) if manifest is not None else None
+        if row["template_hash"] != self.template_hash or \
+                row["settings_hash"] != self.settings_hash(own.counting if own else {}):
+            return False
+        content = _content(path)
+        if content.get("sha256") != row["sha256"]:
+            return False
+        self.registry.update(row["id"], mtime_ns=path.stat().st_mtime_ns)
+        return True
+
     def register(self, paths, inbox, manifest=None, *, force: bool = False) -> list[int]:
         """Register files found in the inbox; returns the ids to process
         (new, changed, or not finished; with ``force``, all), counting the
@@ -259,7 +275,8 @@ class Batch:
             if row is not None and row["status"] in ("pending", "running"):
                 todo.append(row["id"])
                 continue
-            if not force and self.current(path, manifest) is not None:
+            if not force and (self.current(path, manifest) is not None
+                              or self._same_quarantined(path, row, manifest)):
                 self.summary.skipped += 1
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
@@ -292,7 +309,7 @@ class Batch:
             self._known[file_id] = row["sha256"] if row is not None and same_settings and \
                 row["status"] == "done" and not force else None
             if info.error:
-                self._quarantine(file_id, info.error, "input")
+                self._quarantine(file_id, info.error, "input", **_content(path))
                 continue
             todo.append(file_id)
         if self.pseudonyms is not None:
@@ -508,6 +525,16 @@ def _population_rows(table) -> list[tuple]:
                     None if c != c else int(c), None if pct != pct else float(pct),
                     None if ul != ul else float(ul)))
     return out
+
+
+def _content(path: Path) -> dict:
+    """The file's size and SHA-256 for the registry, or nothing where it cannot be read."""
+    from .job import sha256_file
+
+    try:
+        return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    except OSError:
+        return {}
 
 
 def _quarantine_path(results: Path, row) -> Path:
