@@ -67,3 +67,17 @@ def test_no_traceback_from_the_real_command(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "trunc.fcs" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_info_scans_a_folder_as_gate_does(tmp_path):
+    # `gate` and `batch` take folders; `info` refused one ("is a directory")
+    folder = tmp_path / "run1" / "day1"
+    folder.mkdir(parents=True)
+    _good(folder)
+    (folder / ".uploading.fcs").write_bytes(b"partial")           # hidden: left out
+    (folder / "notes.txt").write_text("not an FCS file name")
+    result = CliRunner().invoke(main, ["info", "--json", str(tmp_path / "run1")])
+    assert result.exit_code == 0, result.output
+    assert [Path(r["file"]).name for r in json.loads(result.stdout)] == ["good.fcs"]
+    empty = CliRunner().invoke(main, ["info", str(tmp_path / "run1" / "none")])
+    assert empty.exit_code != 0 and "Traceback" not in empty.output

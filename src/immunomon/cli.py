@@ -51,24 +51,29 @@ def main():
 
 # --------------------------------------------------------------------------- info
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(files, as_json):
     """Describe FCS files: version, instrument, date, events, channels, spillover.
 
-    Only the HEADER and TEXT segments are read, so thousands of files scan
-    quickly. A bad file prints a one-line error and the others go on; the exit
-    code is 0 only when every file could be read.
+    FILES are FCS files or folders (their .fcs and .lmd files, recursively, as
+    `immunomon gate` finds them). Only the HEADER and TEXT segments are read, so
+    thousands of files scan quickly. A bad file prints a one-line error and the
+    others go on; the exit code is 0 only when every file could be read.
 
     \b
     Example:
       immunomon info fixtures/*.fcs
-      immunomon info --json run1/*.fcs > run1.json
+      immunomon info --json run1/ > run1.json
     """
     from .fcs.info import describe_file, format_description
+    from .gating.run import find_fcs_files
 
+    paths = [str(p) for p in find_fcs_files(files)]
+    if not paths:
+        raise click.UsageError("no FCS files found in the inputs given")
     results, ok = [], True
-    for path in files:
+    for path in paths:
         try:
             desc = describe_file(path)
         except ImmunomonError as exc:
