@@ -254,11 +254,7 @@ class Batch:
         if row["template_hash"] != self.template_hash or \
                 row["settings_hash"] != self.settings_hash(own.counting if own else {}):
             return False
-        content = _content(path)
-        if content.get("sha256") != row["sha256"]:
-            return False
-        self.registry.update(row["id"], mtime_ns=path.stat().st_mtime_ns)
-        return True
+        return _content(path).get("sha256") == row["sha256"]
 
     def register(self, paths, inbox, manifest=None, *, force: bool = False) -> list[int]:
         """Register files found in the inbox; returns the ids to process
@@ -275,8 +271,11 @@ class Batch:
             if row is not None and row["status"] in ("pending", "running"):
                 todo.append(row["id"])
                 continue
-            if not force and (self.current(path, manifest) is not None
-                              or self._same_quarantined(path, row, manifest)):
+            if not force and self.current(path, manifest) is None \
+                    and self._same_quarantined(path, row, manifest):
+                # copied again unchanged: it stays quarantined, and is current again
+                self.registry.update(row["id"], mtime_ns=path.stat().st_mtime_ns)
+            if not force and self.current(path, manifest) is not None:
                 self.summary.skipped += 1
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
