@@ -504,7 +504,7 @@ def test_concurrent_runs_into_one_folder(small_files, tmp_path):
 def test_a_folder_with_a_dangling_link_and_an_upload_in_progress(tmp_path):
     # a core facility's trial: a link whose upload was moved was left out without a
     # word, and a hidden upload still being copied (.x.fcs) was gated, unlike in a batch
-    from immunomon.batch.inbox import broken_links
+    from immunomon.batch.inbox import scan_inbox
     from immunomon.gating.run import find_fcs_files
     from immunomon.simulate import pbmc_sample
 
@@ -514,9 +514,10 @@ def test_a_folder_with_a_dangling_link_and_an_upload_in_progress(tmp_path):
     (inbox / "P01" / ".tube2.fcs").write_bytes((inbox / "P01" / "tube.fcs").read_bytes())
     (inbox / "P01" / "moved.fcs").symlink_to(tmp_path / "elsewhere.fcs")
     assert [p.name for p in find_fcs_files([inbox])] == ["moved.fcs", "tube.fcs"]
-    assert broken_links(inbox) == [f"{inbox / 'P01' / 'moved.fcs'}: a link to "
-                                   f"{tmp_path / 'elsewhere.fcs'}, which does not exist; "
-                                   "left out"]
+    dangling: list = []
+    assert [p.name for p in scan_inbox(inbox, dangling=dangling)] == ["tube.fcs"]
+    assert dangling == [f"{inbox / 'P01' / 'moved.fcs'}: a link to "
+                        f"{tmp_path / 'elsewhere.fcs'}, which does not exist; left out"]
     result = CliRunner().invoke(main, ["gate", str(inbox), "-o", str(tmp_path / "out"),
                                        "--no-plots", "--no-anndata"])
     assert result.exit_code == 1 and "Traceback" not in result.output

@@ -43,32 +43,25 @@ class InboxError(ImmunomonError):
     """The inbox or the manifest cannot be used as given."""
 
 
-def scan_inbox(inbox, *, exclude=()) -> list[Path]:
+def scan_inbox(inbox, *, exclude=(), dangling: list | None = None) -> list[Path]:
     """Every FCS file (``.fcs``, ``.lmd``) under ``inbox`` (recursive, sorted; hidden files and
     folders, such as uploads in progress named ``.x.fcs``, are left out, and so are
     the folders ``exclude``: a results folder inside the inbox, whose exported and
-    quarantined FCS files are outputs, not uploads)."""
+    quarantined FCS files are outputs, not uploads). ``dangling``: a list that gets a
+    line for each FCS-named link whose file is gone (an upload moved or deleted behind
+    its link), which no run can take."""
+    from ..fcs import fcs_names_under
+
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise InboxError(f"{inbox}: the inbox is not a folder")
     skip = [Path(e).resolve() for e in exclude]
-    from ..fcs import is_fcs_name
-
-    return sorted(p for p in inbox.rglob("*") if is_fcs_name(p) and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(inbox).parts)
-                  and not any(p.resolve().is_relative_to(e) for e in skip))
-
-
-def broken_links(inbox) -> list[str]:
-    """A line for each FCS-named link under ``inbox`` whose target is gone, which
-    ``scan_inbox`` cannot take (an upload moved or deleted behind its link)."""
-    from ..fcs import is_fcs_name
-
-    inbox = Path(inbox)
-    return [f"{p}: a link to {os.readlink(p)}, which does not exist; left out"
-            for p in sorted(inbox.rglob("*"))
-            if is_fcs_name(p) and p.is_symlink() and not p.exists()
-            and not any(part.startswith(".") for part in p.relative_to(inbox).parts)]
+    entries = [p for p in fcs_names_under(inbox)
+               if not any(p.resolve().is_relative_to(e) for e in skip)]
+    if dangling is not None:
+        dangling += [f"{p}: a link to {os.readlink(p)}, which does not exist; left out"
+                     for p in entries if p.is_symlink() and not p.exists()]
+    return [p for p in entries if p.is_file()]
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -651,17 +651,18 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
     or ``DaskExecutor`` to use (and leave open) instead of one made from the
     options; ``job`` replaces the per-file job (it must be importable by the
     workers)."""
-    from .inbox import broken_links, read_manifest, scan_inbox
+    from .inbox import read_manifest, scan_inbox
     from .pool import refuse_while_bootstrapping
 
     refuse_while_bootstrapping()
     options = options or BatchOptions()
     started = time.monotonic()
-    files = scan_inbox(inbox, exclude=[results])
+    dangling: list[str] = []
+    files = scan_inbox(inbox, exclude=[results], dangling=dangling)
     manifest = read_manifest(options.manifest, inbox) if options.manifest else None
     with open_batch(results, options, progress=progress, job=job) as batch:
         batch.summary.found = len(files)
-        batch.summary.warnings += broken_links(inbox)
+        batch.summary.warnings += dangling
         if manifest is not None:
             batch.summary.warnings += manifest.unmatched(files)
         files = batch.refuse_unencodable(files)

@@ -195,7 +195,7 @@ class Gate(_Composable):
         self._region = v
 
     def _validate(self):
-        pass
+        """A hook: each kind of gate checks its own arguments (thresholds, vertices)."""
 
     def _column(self, dataframe, channel) -> np.ndarray:
         if channel not in dataframe:

@@ -16,5 +16,15 @@ def is_fcs_name(path) -> bool:
     return Path(path).suffix.lower() in FCS_SUFFIXES
 
 
-__all__ = ["Channel", "FCSMetadata", "FCS_SUFFIXES", "Sample", "Spillover", "is_fcs_name",
+def fcs_names_under(folder) -> list[Path]:
+    """Every entry under ``folder`` whose name says FCS (recursive, sorted: files, links,
+    even a folder so named, for the caller to sort out), hidden files and folders left
+    out: an upload in progress written as ``.x.fcs`` and renamed when complete."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if is_fcs_name(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+__all__ = ["Channel", "FCSMetadata", "FCS_SUFFIXES", "Sample", "Spillover", "fcs_names_under",
+           "is_fcs_name",
            "read_fcs", "read_fcs_metadata", "write_fcs"]

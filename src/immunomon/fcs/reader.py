@@ -114,9 +114,6 @@ def _channels(kw: dict[str, str], layout: Layout, path,
             name = f"P{n}"
             warnings.append(f"$P{n}N is missing; named the channel {name!r}")
         marker = kw.get(f"$P{n}S", "").strip() or None
-        if f"$P{n}R" not in kw:
-            warnings.append(f"$P{n}R ({name}'s range) is missing, a keyword the standard "
-                            "requires")
         rng = _float_keyword(kw, f"$P{n}R", 0.0, warnings)
         gain = _float_keyword(kw, f"$P{n}G", 1.0, warnings) or 1.0
         amp = _amplification(kw, n, warnings)
@@ -127,6 +124,11 @@ def _channels(kw: dict[str, str], layout: Layout, path,
             amp = (0.0, 0.0)
         bits = layout.bits[n - 1]
         channels.append(Channel(name, marker, rng, gain, amp, kind, bits or 0))
+    no_range = [f"$P{n}R ({c.name})" for n, c in enumerate(channels, start=1)
+                if f"$P{n}R" not in kw]
+    if no_range:
+        warnings.append(f"{', '.join(no_range)} missing: the range of every channel is a "
+                        "keyword the standard requires")
     float_logs = [c.name for c in channels if c.amplification[0] > 0 and c.datatype != "I"]
     if float_logs:
         warnings.append(f"$PnE declares log amplification on float channels "

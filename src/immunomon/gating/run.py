@@ -480,16 +480,14 @@ def find_fcs_files(inputs) -> list[Path]:
     """Files given, and the FCS files (.fcs, .lmd) inside folders given (sorted, recursive;
     hidden files and folders, such as uploads in progress named ``.x.fcs``, left out, as a
     batch leaves them; a link whose target is gone kept, so its error is said)."""
-    from ..fcs import is_fcs_name
+    from ..fcs import fcs_names_under
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if is_fcs_name(q)
-                            and (q.is_file() or (q.is_symlink() and not q.exists()))
-                            and not any(part.startswith(".")
-                                        for part in q.relative_to(p).parts))
+            files += [q for q in fcs_names_under(p)
+                      if q.is_file() or (q.is_symlink() and not q.exists())]
         else:
             files.append(p)
     return files
