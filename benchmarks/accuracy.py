@@ -54,6 +54,7 @@ TARGET_MEDIAN, TARGET_MIN = 0.95, 0.90
 BLOOD_TRUTH = {
     "Singlets": "Singlets", "Beads": "Beads", "Leukocytes": "Leukocytes",
     "Lymphocytes": "Lymphocytes", "Monocytes": "Monocytes", "Granulocytes": "Granulocytes",
+    "Classical monocytes": "Classical monocytes", "CD16+ monocytes": "CD16+ monocytes",
     "T cells": "T cells", "CD4 T": "CD4 T", "CD8 T": "CD8 T", "DN T": "DN T",
     "Activated T": "Activated T", "Activated CD4 T": "Activated CD4 T",
     "Activated CD8 T": "Activated CD8 T", "Treg": "Treg", "FoxP3+ Treg": "Treg",
