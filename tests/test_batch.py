@@ -812,3 +812,21 @@ def test_a_quarantined_file_copied_again_unchanged_is_not_a_new_failure(tmp_path
     (inbox / "cut.fcs").write_bytes(good)                       # the upload mended
     mended = run_batch(inbox, tmp_path / "res", BatchOptions(**FAST))
     assert (mended.done, mended.failed, mended.skipped) == (1, 0, 2)
+
+
+def test_progress_lines_count_files_refused_before_the_queue(capsys):
+    # a file refused at registration (unreadable, or a name the registry cannot store) is
+    # reported before the queue's size is known: it gets no count of its own, and every
+    # later line counts it among the files of the run (was 2/2, then no count at all)
+    from immunomon.batch.cli import _Progress
+
+    progress = _Progress()
+    progress({"event": "failed", "id": None, "path": "caf\\xe9.fcs", "message": "not UTF-8"})
+    progress({"event": "quarantined", "id": 3, "path": "bad.fcs", "message": "bad.fcs: truncated"})
+    progress({"event": "queued", "total": 2})
+    for file_id, name in ((1, "a.fcs"), (2, "b.fcs")):
+        progress({"event": "started", "id": file_id, "path": name})
+        progress({"event": "done", "id": file_id, "path": name, "status": "ok"})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["caf\\xe9.fcs: failed, not UTF-8", "bad.fcs: quarantined, truncated",
+                     "3/4 a.fcs: ok", "4/4 b.fcs: ok"]

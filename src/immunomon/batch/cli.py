@@ -23,15 +23,22 @@ class _Progress:
         self.total = 0
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "retried": 0}
         self.started = time.monotonic()
+        self.gated: set = set()            # ids handed to a worker: counted in a queue
+        self.queued = False                # a total is known once the first queue is
 
     def __call__(self, event: dict) -> None:
         kind = event["event"]
         if kind == "queued":
             self.total += event["total"]
+            self.queued = True
+        elif kind == "started":
+            self.gated.add(event["id"])
         elif kind == "done":
             self.counts["done"] += 1
         elif kind in ("failed", "quarantined"):
             self.counts["failed"] += 1
+            if event.get("id") is None or event["id"] not in self.gated:
+                self.total += 1            # refused at registration, before any queue
         elif kind == "skipped":
             self.counts["skipped"] += 1
         elif kind == "retry":
@@ -50,7 +57,7 @@ class _Progress:
             message = event.get("message")
             if message and message.startswith(event["path"] + ": "):
                 message = message[len(event["path"]) + 2:]
-            known = self.total >= finished > 0
+            known = self.queued and self.total >= finished > 0
             click.echo(file_line(event["path"], event.get("status", kind), event.get("events"),
                                  event.get("seconds"), index=finished if known else None,
                                  total=self.total if known else None, message=message),
