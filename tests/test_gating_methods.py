@@ -1050,6 +1050,24 @@ def test_a_lone_peak_leaning_to_one_side_without_a_scale_is_cut_on_that_side():
     assert "lean" not in methods.density_threshold(symmetric, side="above").note
 
 
+def test_a_quadrant_dividers_lone_peak_follows_a_weaker_lean_than_a_thresholds():
+    """A quadrant's divider has populations on both sides, so no side is the one asked
+    for: a lean that chance makes one time in ten decides there, before a tail of a few
+    events that chance makes more often (the HIPC B tube thinned to 177 B cells, 16%
+    IgD- along the IgD+ peak's lower flank, which then never ends). A threshold asked for
+    one side keeps its rules; about one symmetric peak in ten leans that much."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(2330, 260, 148), rng.uniform(1300, 1950, 29)])
+    assert methods.lean(x, methods.LEAN_WEAK_Z) == -1
+    both = methods.density_threshold(x, both_sides=True)
+    assert both.value < 1700 and "populations lie on both sides" in both.note
+    kept = x >= both.value
+    assert 2 * np.sum(kept[:148]) / (kept.sum() + 148) > 0.9
+    assert methods.density_threshold(x).value > 2900            # the chance tail above
+    leans = [methods.lean(rng.normal(0, 1, 400), methods.LEAN_WEAK_Z) for _ in range(400)]
+    assert sum(v is not None for v in leans) <= 60              # about 10%
+
+
 def test_a_peak_of_overcompensated_events_below_zero_is_not_a_population():
     """A spillover value too high pushes another dye's bright cells below zero signal,
     as a peak beside the unstained one; the deepest valley lay between the two and made

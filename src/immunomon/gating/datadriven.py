@@ -549,6 +549,14 @@ class QuadrantThresholdGate(QuadrantGate):
                                          (dividers[1].id, 1.0 if sy == "above" else -1.0))))
         return cls(gate_id, dividers, tuple(quads), parent, **kw)
 
+    def _args(self, axis: int) -> dict:
+        """A divider's threshold arguments; a density cut with quadrants on both of its
+        sides is told so (``both_sides``: neither side is the population asked for)."""
+        method, args = ((self.x_method, self.x_args), (self.y_method, self.y_args))[axis]
+        if method == "density" and self._sides(self.dividers[axis].id) == {"above", "below"}:
+            return {**args, "both_sides": True}
+        return dict(args)
+
     def _sides(self, divider_id: str) -> set[str]:
         """The sides of a divider ('above', 'below') on which the gate has quadrants."""
         return {"above" if loc > 0 else "below"
@@ -562,22 +570,23 @@ class QuadrantThresholdGate(QuadrantGate):
                                   method="none", fell_back=True, empty=True,
                                   notes=(f"only {x.size} events in parent {self.parent!r}; "
                                          "quadrants left empty",))
-        tx = _threshold(x, self.x_method, dict(self.x_args), sx)
+        x_args, y_args = self._args(0), self._args(1)
+        tx = _threshold(x, self.x_method, dict(x_args), sx)
         if self.sequential is not None:
             side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
                 else x < tx.value
             ty = _threshold(y[side] if side.sum() >= MIN_EVENTS else y, self.y_method,
-                            dict(self.y_args), sy)
+                            dict(y_args), sy)
             found_in = ("all", self.sequential if side.sum() >= MIN_EVENTS else "all")
         else:
-            ty = _threshold(y, self.y_method, dict(self.y_args), sy)
+            ty = _threshold(y, self.y_method, dict(y_args), sy)
             # Each divider where it is clearest: among all events, or among the events on
             # one side of the other divider (a small population such as pDC is a peak in
             # CD123 among CD11c- cells, and lost among all of them).
             x_sides, y_sides = (self._sides(d.id) for d in self.dividers)
-            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, self.x_args, sx,
+            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, x_args, sx,
                                    sides=y_sides)
-            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, self.y_args, sy,
+            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, y_args, sy,
                                    sides=x_sides)
             found_in = (x_from, y_from)
         axes = ("x", "y")
@@ -644,7 +653,7 @@ class QuadrantThresholdGate(QuadrantGate):
         lie above the central memory cells among the CD45RA- ones, or inside them,
         leaving them with the effector memory cells). ``b_from``: the events the shared
         cut was found among."""
-        method, args = ((self.x_method, self.x_args), (self.y_method, self.y_args))[axis]
+        method, args = (self.x_method, self.y_method)[axis], self._args(axis)
         own = {}
         for side, mask in (("below", a < ta.value), ("above", a >= ta.value)):
             if side not in self._sides(self.dividers[1 - axis].id) or mask.sum() < MIN_EVENTS:
