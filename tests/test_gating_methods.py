@@ -1061,6 +1061,8 @@ def test_a_quadrant_dividers_lone_peak_follows_a_weaker_lean_than_a_thresholds()
     assert methods.lean(x, methods.LEAN_WEAK_Z) == -1
     both = methods.density_threshold(x, both_sides=True)
     assert both.value < 1700 and "populations lie on both sides" in both.note
+    assert both.guessed                 # a weak sign: the quadrant says so (test_real_gating)
+    assert not methods.density_threshold(x, both_sides=True, expect="mostly-positive").guessed
     kept = x >= both.value
     assert 2 * np.sum(kept[:148]) / (kept.sum() + 148) > 0.9
     assert methods.density_threshold(x).value > 2900            # the chance tail above

@@ -158,6 +158,9 @@ def test_a_thinned_file_keeps_its_populations():
     result, labels = _thinned("opencyto_bcell_1", 0.05, 1)
     assert "populations lie on both sides" in " ".join(result.gates["B subsets"].notes)
     assert f1(result.mask("Naive B"), labels[expert]) > 0.9
+    # a side from so weak a sign is a guess: the sample's QC warns and names the hint
+    assert any(f.level == "warning" and "x_args: {expect: mostly-negative}" in f.message
+               for f in qc.gate_flags(result))
     # The Miami lyoplate file thinned to 1,745 events: 8 of its 827 CD4+ events lie far
     # below zero in CD8 (to -14,404 on a 0-4,096 display scale) and made a density "peak"
     # of their own; the CD4+ side took a CD8 cut of its own under them, leaving CD4 T

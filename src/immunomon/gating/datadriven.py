@@ -212,6 +212,17 @@ def _placed_doubt(t: methods.Threshold, x: np.ndarray, what: str = "the populati
             "keeps it")
 
 
+def _guessed_doubt(t: methods.Threshold, axis: str) -> str:
+    """The doubt a quadrant's divider raises where only a sign chance often makes, or the
+    default side, put its lone peak's population on one side of the cut (none of its
+    sides is the one asked for): the side is a guess, and the hint that says it."""
+    above = t.value > t.peaks[0]            # cut above the peak: the peak taken for negatives
+    took, other = ("negatives", "positive") if above else ("positives", "negative")
+    return (f"one peak, and no clear sign of the side the other population lies on: the cut "
+            f"went {'above' if above else 'below'} it, taking it for the {took}. If it is "
+            f"the {other}s, '{axis}_args: {{expect: mostly-{other}}}' says so")
+
+
 def _against_place(place: int) -> str:
     """What to write when the population is a lone peak that the tails beside it made
     the population's own, while its place on the scale says it is the other one (a
@@ -638,6 +649,8 @@ class QuadrantThresholdGate(QuadrantGate):
             if method == "density" and "expect" not in args and "above" in self._sides(div.id):
                 doubt = _placed_doubt(t, values, f"the side above the {axis} cut")
                 doubts += [f"{axis}: {doubt}"] if doubt else []
+            if method == "density" and "expect" not in args and t.guessed and len(t.peaks) == 1:
+                doubts.append(f"{axis}: {_guessed_doubt(t, axis)}")
         return FoundQuadrants(self.id, tuple(dividers), tuple(quads), self.parent,
                               method="quadrant thresholds",
                               fell_back=tx.fell_back or ty.fell_back, notes=notes,

@@ -40,6 +40,8 @@ class Threshold:
                                     # against it; 0 otherwise
     placed: float | None = None     # the lone peak's place on the scale (0: zero signal,
                                     # 1: its top) where that place alone decided its side
+    guessed: bool = False           # a lone peak's side came from a sign chance often
+                                    # makes (a weak tail or lean) or from the default side
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -823,6 +825,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
     by_place = False            # the peak's place alone decided the side
+    guessed = False             # a weak sign or the default decided it
     mirrored = None             # a cut mirrored from the peak's clean flank (``lean``)
     if majority:
         direction, why = (-1 if side == "above" else 1), "majority: the peak is the population"
@@ -849,8 +852,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             direction, mirrored = leaning, 2.0 * centres[main] - centres[ends[-leaning]]
             why = ("no clear tail and no scale to place the peak on; its events lean that "
                    "way, and populations lie on both sides of the cut")
-        if direction is None:
-            direction = tail
+            guessed = True
+        if direction is None and tail is not None:
+            direction, guessed = tail, True
             why = ("the other population's tail lies on that side, though with so few "
                    "events beyond the peak that chance could make such a tail")
         if direction is None:
@@ -869,7 +873,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = ("no tail on either side and no scale to place the peak on; its events "
                    "lean that way, the other population widening that flank")
         if direction is None:
-            direction = 1 if side == "above" else -1
+            direction, guessed = (1 if side == "above" else -1), True
             why = "no tail on either side; the population asked for is taken as the minority"
     mode = float(centres[main])
     end = ends[direction]
@@ -906,7 +910,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value, place=against,
-                     placed=scale_place(mode, scale) if by_place else None)
+                     placed=scale_place(mode, scale) if by_place else None, guessed=guessed)
 
 
 @dataclass(frozen=True)
