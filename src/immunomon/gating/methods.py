@@ -847,10 +847,11 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 and (leaning := lean(x, LEAN_WEAK_Z)) is not None and ends[-leaning] is not None:
             # a quadrant's divider: neither side is the one asked for, and a lean that
             # chance makes one time in ten says more than a tail it makes more often (a
-            # thinned HIPC B tube's 177 B cells, 16% IgD- along the IgD+ peak's lower
-            # flank, which then never ends: naive B F1 0 -> 0.94)
+            # tail as unlikely as 5% still goes first; a thinned HIPC B tube's 177 B cells,
+            # 16% IgD- along the IgD+ peak's lower flank, which then never ends: naive B
+            # F1 0 -> 0.94)
             direction, mirrored = leaning, 2.0 * centres[main] - centres[ends[-leaning]]
-            why = ("no clear tail and no scale to place the peak on; its events lean that "
+            why = ("no clear tail, and no place on a scale that says; its events lean that "
                    "way, and populations lie on both sides of the cut")
             guessed = True
         if direction is None and tail is not None:
