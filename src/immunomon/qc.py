@@ -56,8 +56,8 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
-from .fcs.text import DAMAGED_TEXT
 from .fcs.sample import data_tops
+from .fcs.text import DAMAGED_TEXT
 from .fmt import number, ratio_percent
 
 MAD_SCALE = 1.4826     # MAD of a normal distribution -> its standard deviation

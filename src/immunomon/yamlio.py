@@ -31,8 +31,8 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                         _Loader.construct_mapping)
 
 # YAML 1.1 reads a number in exponent form only with a dot and a signed exponent
-# (1.0e+5), so `bounds: [[1e5, null]]` held the string '1e5'; read it as YAML 1.2 and
-# every user do: a number. The loader's own copy of the resolvers, so PyYAML's stay.
+# (1.0e+5), so `bounds: [[1e5, null]]` held the string '1e5'; it is a number, as YAML 1.2
+# and every user read it. The loader gets its own copy of the resolvers, so PyYAML's stay.
 _Loader.yaml_implicit_resolvers = {first: list(resolvers) for first, resolvers
                                    in _Loader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver(

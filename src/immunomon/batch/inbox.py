@@ -10,9 +10,9 @@ tells ``batch watch`` when an upload is complete.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 from dataclasses import dataclass, field
-import os
 from pathlib import Path
 
 from ..errors import ImmunomonError

@@ -487,6 +487,19 @@ def lean(x: np.ndarray, z: float = LEAN_Z) -> int | None:
     return 1 if skew > 0 else -1
 
 
+def _lean_cut(x, centres, main: int, ends: dict[int, int | None], z: float = LEAN_Z
+              ) -> tuple[int, float] | None:
+    """The side the events of a lone peak (mode at index ``main``) lean to (``lean``),
+    and the cut there: the other population widens the flank it leans to, so that
+    flank ends too far out, and the peak ends as far on that side as its clean flank
+    does on the other (``ends``: each flank's end, from ``peak_end``). None where they
+    do not lean or the clean flank never ends."""
+    leaning = lean(x, z)
+    if leaning is None or ends[-leaning] is None:
+        return None
+    return leaning, 2.0 * float(centres[main]) - float(centres[ends[-leaning]])
+
+
 #: How far below zero signal (a share of the display scale) a peak's mode must lie to be
 #: taken for over-compensated events rather than the unstained population.
 BELOW_ZERO = 0.02
@@ -844,16 +857,15 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = f"no clear tail on either side; the peak sits {place}"
             by_place = direction is not None
         if direction is None and both_sides and not (tail is not None and chance <= 0.05) \
-                and (leaning := lean(x, LEAN_WEAK_Z)) is not None and ends[-leaning] is not None:
+                and (leaned := _lean_cut(x, centres, main, ends, LEAN_WEAK_Z)) is not None:
             # a quadrant's divider: neither side is the one asked for, and a lean that
             # chance makes one time in ten says more than a tail it makes more often (a
             # tail as unlikely as 5% still goes first; a thinned HIPC B tube's 177 B cells,
             # 16% IgD- along the IgD+ peak's lower flank, which then never ends: naive B
             # F1 0 -> 0.94)
-            direction, mirrored = leaning, 2.0 * centres[main] - centres[ends[-leaning]]
+            (direction, mirrored), guessed = leaned, True
             why = ("no clear tail, and no place on a scale that says; its events lean that "
                    "way, and populations lie on both sides of the cut")
-            guessed = True
         if direction is None and tail is not None:
             direction, guessed = tail, True
             why = ("the other population's tail lies on that side, though with so few "
@@ -866,11 +878,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                    -1: "no tail on either side; the peak sits in the upper half of the "
                        "scale"}.get(direction)
             by_place = direction is not None
-        if direction is None and (leaning := lean(x)) is not None \
-                and ends[-leaning] is not None:
-            # the other population widens the flank it leans to, so that flank ends
-            # too far out: the peak ends as far on that side as on its clean side
-            direction, mirrored = leaning, 2.0 * centres[main] - centres[ends[-leaning]]
+        if direction is None and (leaned := _lean_cut(x, centres, main, ends)) is not None:
+            direction, mirrored = leaned
             why = ("no tail on either side and no scale to place the peak on; its events "
                    "lean that way, the other population widening that flank")
         if direction is None:
