@@ -1319,3 +1319,27 @@ def test_majority_needs_the_valley_to_leave_a_clear_minority():
         found = methods.density_threshold(x, side="below", valley="last", majority=True)
         below = np.mean(x < found.value)
         assert below == pytest.approx(1.0 if kept_all else live_share, abs=0.02)
+
+
+def test_a_quadrant_divider_with_nothing_beyond_its_tail_empties_its_side():
+    # an unstimulated ICS tube, IFNg x TNFa of CD4 T cells with `tail` and `fdr`: no
+    # cytokine+ cells stand out of the negatives' tail, so no cut exists on either axis;
+    # the quadrants beyond are empty, the negatives keep every event, the sample is gated
+    rng = np.random.default_rng(7)
+    neg = rng.normal((0.25, 0.25), (0.05, 0.05), (30_000, 2))
+    gate = QuadrantThresholdGate.build(
+        "Cytokines", [Dimension("IFNg"), Dimension("TNFa")],
+        {"IFNg+ TNFa+": ("above", "above"), "IFNg+": ("above", "below"),
+         "TNFa+": ("below", "above"), "Cytokine-": ("below", "below")},
+        x_method="tail", y_method="tail", x_args={"fdr": 0.05}, y_args={"fdr": 0.05})
+    found = gate.resolve([neg[:, 0], neg[:, 1]])
+    assert all(np.isfinite(d.values).all() for d in found.dividers)
+    got = found.quadrant_masks([neg[:, 0], neg[:, 1]])
+    assert got["Cytokine-"].all()
+    assert not (got["IFNg+"] | got["TNFa+"] | got["IFNg+ TNFa+"]).any()
+    assert any("none stand out of the peak" in n for n in found.notes)
+    # with IFNg+ cells among them the x cut is found and the y axis still keeps them all
+    pos = np.column_stack([rng.normal(0.55, 0.03, 120), rng.normal(0.25, 0.05, 120)])
+    X = np.vstack([neg, pos])
+    got = gate.resolve([X[:, 0], X[:, 1]]).quadrant_masks([X[:, 0], X[:, 1]])
+    assert got["IFNg+"][neg.shape[0]:].mean() > 0.9 and not got["IFNg+ TNFa+"].any()

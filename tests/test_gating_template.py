@@ -451,6 +451,34 @@ def test_a_cytokine_no_cell_makes_is_an_empty_population_and_a_warning(tmp_path)
     assert again.count(ids["CD8 IFNg+"]) == counts["CD8 IFNg+"]
 
 
+def test_a_cytokine_quadrant_with_no_cell_on_one_axis_gates_the_sample(tmp_path):
+    # IFNg x IL-2 of CD8 T cells, each axis cut by `tail` with `fdr`: with no IL-2+ cell
+    # that axis has no cut (infinity), which a quadrant's divider once refused, failing
+    # the whole sample; the IL-2+ quadrants are now empty and the IFNg+ one is found
+    from pathlib import Path
+
+    from immunomon.gating.gatingml import load_gatingml, save_gatingml
+    from immunomon.gating.run import concrete_strategy, gate_sample
+    from immunomon.simulate import stress
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "templates" / "ics.yaml"
+    text = path.read_text(encoding="utf-8") + (
+        "\n  - name: CD8 cytokines\n    parent: CD8 T\n    dims: [IFNg, IL-2]\n"
+        "    method: quadrant\n    args:\n      x_method: tail\n      y_method: tail\n"
+        "      x_args: {fdr: 0.05}\n      y_args: {fdr: 0.05}\n      quadrants:\n"
+        "        CD8 IFNg+ IL-2-: [above, below]\n        CD8 IFNg+ IL-2+: [above, above]\n"
+        "        CD8 IFNg- IL-2+: [below, above]\n")
+    gating = gate_sample(stress.ics(100_000, seed=1).sample, parse_template(text, "ics.yaml"))
+    counts = dict(zip(gating.table_columns["population"], gating.table_columns["count"]))
+    assert counts["CD8 IFNg+ IL-2+"] == counts["CD8 IFNg- IL-2+"] == 0
+    assert abs(counts["CD8 IFNg+ IL-2-"] - counts["CD8 IFNg+"]) <= 0.1 * counts["CD8 IFNg+"]
+    assert gating.status != "failure"
+    concrete, ids = concrete_strategy(gating.result)
+    save_gatingml(concrete, tmp_path / "gates.xml")
+    again = load_gatingml(tmp_path / "gates.xml").apply(gating.result.sample)
+    assert again.count(ids["CD8 IFNg+ IL-2-"]) == counts["CD8 IFNg+ IL-2-"]
+    assert again.count(ids["CD8 IFNg- IL-2+"]) == 0
+
+
 def test_pooled_is_a_yes_or_no_of_one_dimensional_thresholds():
     from immunomon.gating.pooled import pooled_populations
     text = BASE.replace("    dims: [CD4]\n    method: threshold\n",

@@ -112,6 +112,19 @@ def _threshold(values: np.ndarray, method: str, args: dict,
     raise GatingError(f"unknown threshold method {method!r}; use 'density' or 'tail'")
 
 
+def _beyond_events(t: methods.Threshold, values: np.ndarray) -> methods.Threshold:
+    """``t`` as a quadrant's divider can hold it: a tail with no population beyond it
+    (``fdr``) cuts at infinity, and the divider goes just past the outermost event on
+    that side instead, so that the quadrants beyond it are empty."""
+    if np.isfinite(t.value):
+        return t
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return replace(t, value=0.0)
+    return replace(t, value=float(np.nextafter(finite.max(), np.inf)) if t.value > 0
+                   else float(finite.min()))
+
+
 def _check_side(gate_id: str, side: str) -> str:
     if side not in ("above", "below"):
         raise GatingError(f"gate {gate_id!r}: side must be 'above' or 'below', not {side!r}")
@@ -600,6 +613,7 @@ class QuadrantThresholdGate(QuadrantGate):
             ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, y_args, sy,
                                    sides=x_sides)
             found_in = (x_from, y_from)
+        tx, ty = _beyond_events(tx, x), _beyond_events(ty, y)
         axes = ("x", "y")
         notes = tuple(f"{axes[i]}: {t.note}" for i, t in enumerate((tx, ty)) if t.note)
         notes += tuple(f"{axes[i]} cut found among the events {w} the {axes[1 - i]} cut"
@@ -671,7 +685,7 @@ class QuadrantThresholdGate(QuadrantGate):
         for side, mask in (("below", a < ta.value), ("above", a >= ta.value)):
             if side not in self._sides(self.dividers[1 - axis].id) or mask.sum() < MIN_EVENTS:
                 continue
-            t = _threshold(b[mask], method, dict(args), scale)
+            t = _beyond_events(_threshold(b[mask], method, dict(args), scale), b)
             why = _own_cut_reason(b[mask], t, tb.value,
                                   found_elsewhere=b_from not in ("all", side))
             if why:
