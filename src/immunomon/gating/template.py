@@ -701,6 +701,11 @@ def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) ->
             _fail(source, line, f"{label}: rectangle bounds must be one [min, max] per "
                                 f"dimension (numbers, null for an open end; min < max), not "
                                 f"{bounds!r}")
+        if [None, None] in bounds:
+            # Gating-ML's rectangles bound every dimension they name, at one end at least
+            _fail(source, line, f"{label}: rectangle bounds [null, null] leave dimension "
+                                f"{dims[bounds.index([None, None])]!r} open at both ends; "
+                                "give it a min or a max, or leave it out of dims")
         return {"bounds": bounds}
     if kind == "polygon":
         v = params["vertices"]
