@@ -143,6 +143,28 @@ def test_gatingml_of_the_concrete_gates_reproduces_the_counts(gated):
     assert checked == len(table)
 
 
+def test_an_arcsinh_template_gates_and_its_gatingml_reproduces_the_counts(tmp_path):
+    # the guide's `arcsinh: {cofactor}` has no Gating-ML name; gates.xml holds the fasinh
+    # that is the same function (it failed every file), and gives the same counts
+    from immunomon.gating import load_gatingml
+    template = (REPO / "gating" / "post-transplant.yaml").read_text(encoding="utf-8")
+    fluorescence = re.search(r"^  fluorescence: .*$", template, re.M).group(0)
+    (tmp_path / "arcsinh.yaml").write_text(template.replace(
+        fluorescence, "  fluorescence: {arcsinh: {cofactor: 150}}"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-t",
+                                       str(tmp_path / "arcsinh.yaml"), "-o",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "pbmc_01"
+    assert "fasinh" in (out / "gates.xml").read_text(encoding="utf-8")
+    again = load_gatingml(out / "gates.xml").apply(read_fcs(FIXTURES / "pbmc_01.fcs"))
+    table = pd.read_csv(out / "populations.csv").set_index("population")
+    ids = pd.read_csv(out / "gates_ids.csv")
+    pairs = [(p, g) for p, g in zip(ids["population"], ids["gatingml_id"]) if p in table.index]
+    assert len(pairs) == len(table) and table["count"].sum() > 0
+    assert all(again.count(g) == table.loc[p, "count"] for p, g in pairs)
+
+
 def test_json_output_and_no_traceback_on_a_bad_template(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "immunomon", "gate",
                            str(FIXTURES / "pbmc_01.fcs"), "-t", "nope", "-o", str(tmp_path)],

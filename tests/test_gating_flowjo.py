@@ -460,3 +460,39 @@ def test_flowkit_reads_the_synthetic_workspace_alike(synthetic):
         expected.pop(path)
         theirs.pop(path)
     assert theirs == expected
+
+
+def test_a_quadrant_gate_too_small_to_place_is_empty_in_both_exports(tmp_path):
+    # a parent of 6 events: no dividers can be found and the quadrants hold nothing;
+    # Gating-ML's and FlowJo's quadrants share out every event of their parent, so the
+    # exports write rectangles that hold none (the placeholder dividers put all 6 in one)
+    from immunomon import simulate
+    from immunomon.gating.flowjo import workspace_from_results
+    from immunomon.gating.gatingml import load_gatingml, save_gatingml
+    from immunomon.gating.run import concrete_strategy, gate_sample
+    from immunomon.gating.template import parse_template
+
+    sample = simulate.pbmc_sample(5_000, seed=1).sample
+    fsc = sample.events[:, sample.channel_index("FSC-A")]
+    lo = float(np.sort(fsc[fsc < 262_000])[-6])
+    template = parse_template(
+        "panel: few\nversion: '1'\nmarkers: {CD4: [CD4], CD8: [CD8]}\ncompensation: file\n"
+        "transforms: {fluorescence: {logicle: {T: 262144, W: 0.5, M: 4.5, A: 0}}, "
+        "scatter: linear}\npopulations:\n"
+        f"  - name: Few\n    parent: root\n    dims: [FSC-A]\n"
+        f"    gate: {{rectangle: {{bounds: [[{lo}, 262000]]}}}}\n"
+        "  - name: T subsets\n    parent: Few\n    dims: [CD4, CD8]\n    method: quadrant\n"
+        "    args:\n      quadrants: {CD4 T: [above, below], CD8 T: [below, above], "
+        "DN T: [below, below], DP T: [above, above]}\n", "few.yaml")
+    result = gate_sample(sample, template, exclude_anomalies=False).result
+    quadrants = ("CD4 T", "CD8 T", "DN T", "DP T")
+    assert result.count("Few") == 6 and all(result.count(q) == 0 for q in quadrants)
+    concrete, ids = concrete_strategy(result)
+    save_gatingml(concrete, tmp_path / "gates.xml")
+    again = load_gatingml(tmp_path / "gates.xml").apply(sample)
+    assert all(again.count(ids[q]) == 0 for q in quadrants) and "T subsets" not in ids
+    back = load_flowjo(save_flowjo(workspace_from_results([result]), tmp_path / "few.wsp"))
+    flowjo = back.samples[0].strategy().apply(sample)
+    for pop in back.samples[0].populations:
+        if pop.name in quadrants:
+            assert flowjo.count(pop.id) == 0 and pop.flowjo_count == 0

@@ -1343,3 +1343,26 @@ def test_a_quadrant_divider_with_nothing_beyond_its_tail_empties_its_side():
     X = np.vstack([neg, pos])
     got = gate.resolve([X[:, 0], X[:, 1]]).quadrant_masks([X[:, 0], X[:, 1]])
     assert got["IFNg+"][neg.shape[0]:].mean() > 0.9 and not got["IFNg+ TNFa+"].any()
+
+
+def test_too_few_events_on_the_scale_leave_the_population_empty_not_the_sample_failed():
+    # a parent of 13 events, 4 of them saturated (tied at the top of the channel, which the
+    # density and tail rules leave out): 9 measured values are too few for a tail cut
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(0.3, 0.05, 9), np.full(4, 1.0)]
+    found = ThresholdGate("CD25high", [Dimension("CD25")], method="tail").resolve([x])
+    assert found.contains([x]).sum() == 0 and found.fell_back
+    assert "too few events on the scale (9)" in found.notes[0]
+    # a quadrant cut by tail on the same events: every quadrant empty, and why
+    quad = QuadrantThresholdGate.build("Q", [Dimension("CD25"), Dimension("CD127")],
+                                       {"Treg": ("above", "below")},
+                                       x_method="tail", y_method="tail")
+    got = quad.resolve([x, rng.normal(0.5, 0.05, 13)])
+    assert got.empty and "too few events on the scale" in got.notes[0]
+    assert not got.quadrant_masks([x, x])["Treg"].any()
+    # a singlet gate where 5 of 14 events have no height (stored as 0)
+    area = rng.normal(50_000, 5_000, 14)
+    height = np.r_[np.zeros(5), area[5:] / 1.2]
+    singlets = SingletGate("S", [Dimension("FSC-A"), Dimension("FSC-H")]).resolve([area, height])
+    assert singlets.contains([area, height]).sum() == 0
+    assert "too few events with positive area and height (9)" in singlets.notes[0]

@@ -240,6 +240,13 @@ def test_sample_without_debris_keeps_its_lymphocytes():
       "    dims: [CD3, CD4]\n    gate: {rectangle: {bounds: [[0.5, null], [null, null]]}}\n"),
      14, "rectangle bounds [null, null] leave dimension 'CD4' open at both ends"),
     (("    dims: [CD4]\n    method: threshold\n",
+      "    dims: [CD3, CD4]\n    gate: {ellipse: {mean: [0.5, 0.5], "
+      "covariance: [[-1, 0], [0, -1]], distance_square: 4}}\n"),
+     14, "must be symmetric and positive definite"),
+    (("    dims: [CD4]\n    method: threshold\n",
+      "    dims: [FSC-A, FSC-A]\n    method: singlet\n"), 13,
+     "dimension 'FSC-A' is named twice in dims"),
+    (("    dims: [CD4]\n    method: threshold\n",
       "    dims: [CD4]\n    gate: {rectangle: {bounds: [[0.5, null]], closed: true}}\n"), 14,
      "rectangle: unknown field 'closed'"),
     (("    dims: [CD4]\n    method: threshold\n",

@@ -273,12 +273,15 @@ def _solve_t(p: _Biex, ax: np.ndarray) -> np.ndarray:
     """
     ax = np.asarray(ax, dtype=np.float64)
     t = np.minimum(ax / p.slope0, np.log1p(ax / p.P) / p.b)
-    active = np.nonzero(ax > 0)[0]
+    active = np.nonzero((ax > 0) & np.isfinite(ax))[0]     # t(inf) = inf already
     for _ in range(200):
         if active.size == 0:
             break
         ta = t[active]
-        step = (p.F(ta) - ax[active]) / p.dF(ta)
+        # near the largest double (a bound written for "no end") F overflows; the start,
+        # log1p(ax / P) / b, is then the root to rounding, and the NaN step keeps it
+        with np.errstate(over="ignore", invalid="ignore"):
+            step = (p.F(ta) - ax[active]) / p.dF(ta)
         moving = step > 0
         after = ta - step
         t[active[moving]] = after[moving]
@@ -630,7 +633,8 @@ class Hyperlog(Transform):
 
 @dataclass(frozen=True)
 class Arcsinh(Transform):
-    """``asinh(x / cofactor)``. Not a Gating-ML transform (``gatingml_name`` is None)."""
+    """``asinh(x / cofactor)``. Not a Gating-ML transform by name (``gatingml_name`` is
+    None), but the same function as one: ``as_fasinh``."""
 
     cofactor: float = 150.0
     gatingml_name: ClassVar[None] = None
@@ -638,6 +642,12 @@ class Arcsinh(Transform):
 
     def __post_init__(self):
         _freeze(self, (_check_cofactor(self.cofactor),))
+
+    def as_fasinh(self) -> Asinh:
+        """Gating-ML's ``fasinh`` that is this transform: with A = 0 it is
+        ``asinh(x sinh(M ln10) / T) / (M ln10)``, which M = 1 / ln10 and
+        T = cofactor sinh(1) make ``asinh(x / cofactor)`` (to 1e-15)."""
+        return Asinh(T=self.cofactor * math.sinh(1.0), M=1.0 / LN10, A=0.0)
 
     def apply(self, x):
         return arcsinh(x, self.cofactor)

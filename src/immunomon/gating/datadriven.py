@@ -61,6 +61,14 @@ class FoundQuadrants(QuadrantGate):
             return {q.id: np.zeros(len(columns[0]), dtype=bool) for q in self.quadrants}
         return super().quadrant_masks(columns)
 
+    def absent_quadrants(self) -> tuple[FoundRectangle, ...]:
+        """An empty gate's quadrants as rectangles that hold nothing, for Gating-ML and
+        FlowJo, whose quadrants share out every event of their parent."""
+        dims = tuple(d.dimension for d in self.dividers)
+        return tuple(FoundRectangle(q.id, dims, [(np.inf, None)] * len(dims), self.parent,
+                                    method=self.method, fell_back=True, notes=self.notes)
+                     for q in self.quadrants)
+
 
 MIN_EVENTS = 10
 #: A quadrant divider found among all events in a valley at least this deep (1 - valley /
@@ -164,7 +172,10 @@ class ThresholdGate:
         args = dict(self.args)
         if self.method == "density":
             args.setdefault("side", self.side)
-        t = _threshold(x, self.method, args, scales[0] if scales else None)
+        try:
+            t = _threshold(x, self.method, args, scales[0] if scales else None)
+        except methods.TooFewEvents as e:
+            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         notes = (t.note,) if t.note else ()
         doubts = ()
@@ -310,7 +321,10 @@ class SingletGate:
         if empty is not None:
             return empty
         width = _is_width(self.dimensions[1])
-        band = methods.singlet_band(area, second, n_mad=self.n_mad, width=width)
+        try:
+            band = methods.singlet_band(area, second, n_mad=self.n_mad, width=width)
+        except methods.TooFewEvents as e:
+            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
         finite = area[np.isfinite(area)]
         top = float(finite.max()) * 1.05 if finite.size else 1.0
         bottom = min(float(finite.min()), 0.0) if finite.size else 0.0
@@ -438,7 +452,10 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
         n = int(np.count_nonzero(side))
         if n < MIN_EVENTS or n == values.size:
             continue
-        t = _threshold(values[side], method, dict(args), scale)
+        try:
+            t = _threshold(values[side], method, dict(args), scale)
+        except methods.TooFewEvents:
+            continue
         # The cut divides the other side's events too: it must not split a population there.
         # A valley among all events that already falls below half its lower peak separates
         # the populations; a deeper one on one side is then sampling noise more often than
@@ -581,6 +598,12 @@ class QuadrantThresholdGate(QuadrantGate):
             return {**args, "both_sides": True}
         return dict(args)
 
+    def _empty(self, why: str) -> FoundQuadrants:
+        """No dividers can be placed: every quadrant left empty, and why."""
+        return FoundQuadrants(self.id, self.dividers, self.quadrants, self.parent,
+                              method="none", fell_back=True, empty=True,
+                              notes=(f"{why}; quadrants left empty",))
+
     def _sides(self, divider_id: str) -> set[str]:
         """The sides of a divider ('above', 'below') on which the gate has quadrants."""
         return {"above" if loc > 0 else "below"
@@ -590,29 +613,36 @@ class QuadrantThresholdGate(QuadrantGate):
         x, y = columns
         sx, sy = scales if scales else (None, None)
         if x.size < MIN_EVENTS:
-            return FoundQuadrants(self.id, self.dividers, self.quadrants, self.parent,
-                                  method="none", fell_back=True, empty=True,
-                                  notes=(f"only {x.size} events in parent {self.parent!r}; "
-                                         "quadrants left empty",))
+            return self._empty(f"only {x.size} events in parent {self.parent!r}")
         x_args, y_args = self._args(0), self._args(1)
-        tx = _threshold(x, self.x_method, dict(x_args), sx)
-        if self.sequential is not None:
-            side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
-                else x < tx.value
-            ty = _threshold(y[side] if side.sum() >= MIN_EVENTS else y, self.y_method,
-                            dict(y_args), sy)
-            found_in = ("all", self.sequential if side.sum() >= MIN_EVENTS else "all")
-        else:
-            ty = _threshold(y, self.y_method, dict(y_args), sy)
-            # Each divider where it is clearest: among all events, or among the events on
-            # one side of the other divider (a small population such as pDC is a peak in
-            # CD123 among CD11c- cells, and lost among all of them).
-            x_sides, y_sides = (self._sides(d.id) for d in self.dividers)
-            tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, x_args, sx,
-                                   sides=y_sides)
-            ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, y_args, sy,
-                                   sides=x_sides)
-            found_in = (x_from, y_from)
+        try:
+            tx = _threshold(x, self.x_method, dict(x_args), sx)
+            if self.sequential is not None:
+                side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
+                    else x < tx.value
+                ty, among = None, "all"
+                if side.sum() >= MIN_EVENTS:
+                    try:
+                        ty, among = _threshold(y[side], self.y_method, dict(y_args), sy), \
+                            self.sequential
+                    except methods.TooFewEvents:
+                        pass            # too few on the scale there: among all events
+                if ty is None:
+                    ty = _threshold(y, self.y_method, dict(y_args), sy)
+                found_in = ("all", among)
+            else:
+                ty = _threshold(y, self.y_method, dict(y_args), sy)
+                # Each divider where it is clearest: among all events, or among the events
+                # on one side of the other divider (a small population such as pDC is a
+                # peak in CD123 among CD11c- cells, and lost among all of them).
+                x_sides, y_sides = (self._sides(d.id) for d in self.dividers)
+                tx, x_from = _clearest(tx, x, y, ty.value, self.x_method, x_args, sx,
+                                       sides=y_sides)
+                ty, y_from = _clearest(ty, y, x, tx.value, self.y_method, y_args, sy,
+                                       sides=x_sides)
+                found_in = (x_from, y_from)
+        except methods.TooFewEvents as e:
+            return self._empty(str(e))
         tx, ty = _beyond_events(tx, x), _beyond_events(ty, y)
         axes = ("x", "y")
         notes = tuple(f"{axes[i]}: {t.note}" for i, t in enumerate((tx, ty)) if t.note)
@@ -685,7 +715,10 @@ class QuadrantThresholdGate(QuadrantGate):
         for side, mask in (("below", a < ta.value), ("above", a >= ta.value)):
             if side not in self._sides(self.dividers[1 - axis].id) or mask.sum() < MIN_EVENTS:
                 continue
-            t = _beyond_events(_threshold(b[mask], method, dict(args), scale), b)
+            try:
+                t = _beyond_events(_threshold(b[mask], method, dict(args), scale), b)
+            except methods.TooFewEvents:
+                continue
             why = _own_cut_reason(b[mask], t, tb.value,
                                   found_elsewhere=b_from not in ("all", side))
             if why:

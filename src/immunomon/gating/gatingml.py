@@ -370,6 +370,8 @@ class _Writer:
                 _sub(r, D, "fcs-dimension", {(D, "name"): name})
             return
         from .. import transforms
+        if isinstance(transform, transforms.Arcsinh):
+            transform = transform.as_fasinh()       # the same function, by Gating-ML's name
         for kind, (cls_name, params) in _TRANSFORMS.items():
             if isinstance(transform, getattr(transforms, cls_name)):
                 _sub(elem, T, kind, {(T, p): xml_number(getattr(transform, p)) for p in params})

@@ -22,6 +22,10 @@ from .mixture import chi2_probability, chi2_quantile, fit_mixture
 from .peaks import gaussian_smooth, prominent_peaks
 from .peaks import prominences as peak_prominences
 
+
+class TooFewEvents(GatingError):
+    """Too few usable events for a method: the gate leaves its population empty."""
+
 N_BINS = 512
 
 
@@ -106,7 +110,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     """
     x = _finite(x)
     if x.size < 2:
-        raise GatingError(f"too few events ({x.size}) to estimate a density")
+        raise TooFewEvents(f"too few events ({x.size}) to estimate a density")
     few = _thin(x)
     ends = np.quantile(few, [0.0001, 0.25, 0.75, 0.9999])        # one selection pass
     q25, q75 = ends[1], ends[2]
@@ -377,7 +381,7 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
     """
     x = on_scale(x)
     if x.size < 10:
-        raise GatingError(f"too few events ({x.size}) for a tail threshold")
+        raise TooFewEvents(f"too few events on the scale ({x.size}) for a tail threshold")
     if side not in ("above", "below"):
         raise GatingError(f"side must be 'above' or 'below', not {side!r}")
     if quantile is not None:
@@ -1046,7 +1050,7 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     ok = (b > 0) & np.isfinite(a) & np.isfinite(b) & (a > 0)
     if ok.sum() < 10:
         what = "width" if width else "height"
-        raise GatingError(f"too few events with positive area and {what} ({int(ok.sum())}) "
+        raise TooFewEvents(f"too few events with positive area and {what} ({int(ok.sum())}) "
                           "for a singlet gate")
     a, b = _thin(a[ok]), _thin(b[ok])
     ratio = b if width else a / b
@@ -1272,7 +1276,7 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     X = np.column_stack([np.asarray(c[::step], dtype=np.float64) for c in columns])
     X = X[np.all(np.isfinite(X), axis=1)]
     if X.shape[0] < 10 * n_components:
-        raise GatingError(f"too few events ({X.shape[0]}) to fit {n_components} clusters")
+        raise TooFewEvents(f"too few events ({X.shape[0]}) to fit {n_components} clusters")
     rng = np.random.default_rng(seed)
     thinned = X
     if X.shape[0] > max_events:

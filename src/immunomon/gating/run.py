@@ -26,7 +26,7 @@ from .. import columns as tables
 from .. import populations as pops
 from .. import qc
 from ..threads import single_threaded
-from .datadriven import BoundaryGate
+from .datadriven import BoundaryGate, FoundQuadrants
 from .gates import distinct_dimensions
 from .strategy import GatingResult
 from .template import Template, load_template
@@ -327,7 +327,15 @@ def concrete_strategy(result: GatingResult):
                                         for o in gate.operands)
         return replace(gate, **changes)
 
-    return GatingStrategy([renamed(g) for g in result.gates.values()]), ids
+    gates = []
+    for gate in result.gates.values():
+        if isinstance(gate, FoundQuadrants) and gate.empty:
+            # too few events to place its dividers: quadrants that hold nothing
+            ids.pop(gate.id, None)
+            gates += [renamed(q) for q in gate.absent_quadrants()]
+        else:
+            gates.append(renamed(gate))
+    return GatingStrategy(gates), ids
 
 
 def _atomic_frame(frame, path: Path) -> None:

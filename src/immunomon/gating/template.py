@@ -611,6 +611,10 @@ def _population(source: str, raw, index: int, known: dict[str, int],
         if d not in dims_known and not (is_scatter(d) or is_time(d)):
             _fail(source, _line(raw, "dims"), f"{label}: dimension {d!r} is neither a "
                                               "marker of the template nor a scatter channel")
+    twice = sorted({d for d in dims if dims.count(d) > 1})
+    if twice:
+        _fail(source, _line(raw, "dims"), f"{label}: dimension {twice[0]!r} is named twice "
+                                          "in dims")
     has_method, has_gate = "method" in raw, "gate" in raw
     if has_method == has_gate:
         _fail(source, line, f"{label}: give exactly one of 'method' (data-driven) or "
@@ -722,6 +726,12 @@ def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) ->
             isinstance(r, list) and len(r) == n and all(map(_is_number, r)) for r in cov)):
         _fail(source, line, f"{label}: ellipse covariance must be {n} rows of {n} numbers, "
                             f"not {cov!r}")
+    # Gating-ML reads any invertible matrix (its compliance suite has a 3-D one that is
+    # neither symmetric nor definite); a template's ellipse is one a scientist drew
+    c = np.asarray(cov, dtype=np.float64)
+    if not (np.allclose(c, c.T) and np.linalg.eigvalsh(c).min() > 1e-12 * np.abs(c).max()):
+        _fail(source, line, f"{label}: ellipse covariance {cov!r} must be symmetric and "
+                            "positive definite (a negative definite one holds every event)")
     problem = _number(0)(d2)
     if problem:
         _fail(source, line, f"{label}: ellipse distance_square {problem}")

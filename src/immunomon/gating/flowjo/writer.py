@@ -398,6 +398,8 @@ class _SampleBuilder:
         return out + [(gate.id, WspBoolean(gate.operator, tuple(refs)))]
 
     def quadrants(self, gate: QuadrantGate):
+        if getattr(gate, "empty", False):    # too few events to place the dividers
+            return [pair for q in gate.absent_quadrants() for pair in self.gates(q)]
         out = []
         for q in gate.quadrants:
             names, bounds = [], []
