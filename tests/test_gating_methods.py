@@ -1366,3 +1366,16 @@ def test_too_few_events_on_the_scale_leave_the_population_empty_not_the_sample_f
     singlets = SingletGate("S", [Dimension("FSC-A"), Dimension("FSC-H")]).resolve([area, height])
     assert singlets.contains([area, height]).sum() == 0
     assert "too few events with positive area and height (9)" in singlets.notes[0]
+
+
+def test_a_cluster_gate_with_too_few_finite_events_leaves_its_population_empty():
+    # 40 events in the parent, 15 of them without a finite value (a ratio divided by
+    # zero): too few for three components, which once failed the sample
+    rng = np.random.default_rng(4)
+    X = rng.normal(0.5, 0.1, (40, 2))
+    X[:15, 1] = np.inf
+    gate = ClusterGate("Lymphocytes", [Dimension("FSC-A"), Dimension("SSC-A")],
+                       n_components=3, pick=[("min", 1)])
+    found = gate.resolve([X[:, 0], X[:, 1]])
+    assert found.contains([X[:, 0], X[:, 1]]).sum() == 0
+    assert "too few events (25) to fit 3 clusters" in found.notes[0]

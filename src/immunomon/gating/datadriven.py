@@ -390,7 +390,10 @@ class ClusterGate:
         cluster finds them, not the granulocytes). ``even``: on a subsample evened out
         over the density (``methods._evened``)."""
         for start in range(SECOND_LOOKS):
-            more = self._fit(columns, self.n_components + 2, even=even, start=start)
+            try:
+                more = self._fit(columns, self.n_components + 2, even=even, start=start)
+            except methods.TooFewEvents:
+                return first            # too few finite events for more: nothing further
             if _found(more, beside=first):
                 break
         return more
@@ -399,7 +402,10 @@ class ClusterGate:
         empty = _too_few(self, len(columns[0]), MIN_EVENTS * self.n_components)
         if empty is not None:
             return empty
-        c = self._fit(columns, self.n_components)
+        try:
+            c = self._fit(columns, self.n_components)
+        except methods.TooFewEvents as e:       # non-finite values left too few
+            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
         evened = False
         if not c.distinct and len(columns[0]) >= MIN_EVENTS * (self.n_components + 2):
             # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component

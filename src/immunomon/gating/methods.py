@@ -26,6 +26,7 @@ from .peaks import prominences as peak_prominences
 class TooFewEvents(GatingError):
     """Too few usable events for a method: the gate leaves its population empty."""
 
+
 N_BINS = 512
 
 
@@ -1051,7 +1052,7 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     if ok.sum() < 10:
         what = "width" if width else "height"
         raise TooFewEvents(f"too few events with positive area and {what} ({int(ok.sum())}) "
-                          "for a singlet gate")
+                           "for a singlet gate")
     a, b = _thin(a[ok]), _thin(b[ok])
     ratio = b if width else a / b
     knots, trend = _ratio_trend(a, ratio)
