@@ -689,6 +689,20 @@ def test_results_modes_do_not_mix(tmp_path):
     assert "identified" in str(err.value) and "another results folder" in str(err.value)
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("--interval", "0", "is not a number of seconds above 0"),
+    ("--settle", "-1", "is not a number of seconds of 0 or more"),
+    ("--settle", "nan", "is not a number of seconds of 0 or more"),
+])
+def test_watch_refuses_timings_that_never_settle_or_never_rest(tmp_path, option, value, words):
+    # --interval 0 looked at the inbox without pause, --settle -1 took files mid-upload
+    result = CliRunner().invoke(main, ["batch", "watch", str(tmp_path / "inbox"), "-o",
+                                       str(tmp_path / "res"), "-t", "post-transplant",
+                                       option, value])
+    assert result.exit_code == 2 and words in result.output
+    assert not (tmp_path / "res").exists()
+
+
 def test_watch_takes_complete_uploads_until_interrupted(tmp_path):
     inbox, staging, results = tmp_path / "inbox", tmp_path / "staging", tmp_path / "results"
     inbox.mkdir()

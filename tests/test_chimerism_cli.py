@@ -221,6 +221,14 @@ def test_reference_with_several_samples_is_an_error(exports):
     assert r.exit_code == 2 and "holds 2 samples" in r.output
 
 
+def test_a_reference_export_with_no_peaks_is_named(exports):
+    (exports / "empty.txt").write_text(HEADER + "\n")
+    r = invoke("--donor", exports / "empty.txt", "--recipient", exports / "recipient.txt",
+               exports / "samples.txt")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "empty.txt: reference donor: the export holds no peaks" in r.output
+
+
 def test_unknown_kit_is_an_error(exports):
     r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
                exports / "samples.txt", "--kit", "NoSuchKit")

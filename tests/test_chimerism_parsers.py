@@ -250,6 +250,13 @@ def test_custom_kit_errors(tmp_path, text, match):
         load_kit(write(tmp_path, "k.yaml", text))
 
 
+def test_a_kit_file_that_is_not_text_is_named(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_bytes(b"name: K\nloci: \xf4\x9c\x00\xff\n")
+    with pytest.raises(ChimerismError, match="k.yaml: not a kit file: byte 14 is not UTF-8"):
+        load_kit(path)
+
+
 def test_unknown_kit_name():
     with pytest.raises(ChimerismError, match="unknown kit 'Profiler'"):
         load_kit("Profiler")

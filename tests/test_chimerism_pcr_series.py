@@ -1,6 +1,7 @@
 """ddPCR and qPCR chimerism, and following a patient's series, against hand-computed values."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -138,3 +139,21 @@ def test_read_manifest(tmp_path):
     p.write_text("sample,date\nS1,yesterday\n")
     with pytest.raises(ChimerismError, match="line 2, column 2"):
         read_manifest(p)
+
+
+def test_manifest_dates_read_as_the_clinical_tables_read_them(tmp_path):
+    # a dotted date is day-first (it was taken as 4 August), a slashed one ambiguous (it
+    # was taken as 8 April without a word); a sample twice and a row with cells beyond
+    # the header are refused, naming the line
+    p = tmp_path / "m.csv"
+    p.write_text("sample,date\nS1,08.04.2021\nS2,20210408\n")
+    assert [v["date"] for v in read_manifest(p).values()] == ["2021-04-08", "2021-04-08"]
+    for text, words in (("sample,date\nS1,04/08/2021\n", "line 2, column 2: '04/08/2021' "
+                                                          "is ambiguous"),
+                        ("sample,date\nS1,2021-02-30\n", "not a real calendar date"),
+                        ("sample,date\nS1,2021-01-05\nS1,2021-02-05\n",
+                         "line 3: sample 'S1' is listed twice"),
+                        ("sample,date\nS1,2021-01-05,extra\n", "line 2: 3 cells for 2 columns")):
+        p.write_text(text)
+        with pytest.raises(ChimerismError, match=re.escape(words)):
+            read_manifest(p)

@@ -207,6 +207,12 @@ def test_missing_patients_file(tmp_path):
         read_clinical(tmp_path)
 
 
+def test_a_patients_table_with_no_patients_is_named(tmp_path):
+    # with a header only, the follow-up table's rows were blamed for naming unknown patients
+    msg = error_for(tmp_path, patients=PATIENTS.splitlines()[0] + "\n")
+    assert msg.endswith("patients.csv: the patients table lists no patients")
+
+
 def test_lab_rows_need_measurable_baseline(tmp_path):
     resp = ("patient_id,date,baseline,serum_m_protein_g_dl\n"
             "P1,2020-12-20,yes,0.4\nP1,2021-03-01,,0.2\n")

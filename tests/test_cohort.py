@@ -6,6 +6,7 @@ P3 transplant 2021-02-01, no samples.
 """
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -156,6 +157,15 @@ def test_manifest_errors(tmp_path, text, where, words):
     msg = str(err.value)
     assert msg.startswith(f"{path}, {where}")
     assert words in msg
+
+
+def test_a_manifest_with_no_samples_is_named(tmp_path):
+    from immunomon import ClinicalDataError
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + "\n")
+    with pytest.raises(ClinicalDataError, match=re.escape(f"{path}: the sample manifest lists "
+                                                          "no samples")):
+        read_manifest(path)
 
 
 def test_manifest_dmy_dates(tmp_path):
@@ -500,3 +510,10 @@ def test_analyze_refuses_a_visit_the_cohort_does_not_have(cohort, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "'M5' is not a visit" in result.output and "--primary-visit" in result.output
     assert not (tmp_path / "r").exists()
+    # a landmark before transplant (or none) once wrote a full report
+    for day in ("-10", "nan"):
+        result = CliRunner().invoke(main, ["analyze", str(path), "--out",
+                                           str(tmp_path / "r"), "--landmark-day", day])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "landmark_day must be a positive number of days" in result.output
+        assert not (tmp_path / "r").exists()

@@ -67,6 +67,14 @@ def test_shipped_demo_study_is_valid():
      "line 14: stages.gate.beads_per_test must be a number from 100"),
     ("  gate: {plots: false, anndata: false}", "  gate: {volume_ul: .inf}",
      "line 14: stages.gate.volume_ul must be a number from 1 to 1,000"),
+    # a choice's allowed values are said as the file spells them (a traceback before)
+    ("  gate: {plots: false, anndata: false}", "  gate: {plots: maybe}",
+     "line 14: stages.gate.plots must be one of true, false, none, summary, all"),
+    ("  gate: {plots: false, anndata: false}", "  gate: {workers: 0}",
+     "line 14: stages.gate.workers must be 1 or more"),
+    # the chimerism stage's ranges are checked before the gate stage runs
+    ("  chimerism: {quantity: area}", "  chimerism: {full_donor: .nan}",
+     "line 15: stages.chimerism.full_donor must be a number from 0 to 100"),
 ])
 def test_invalid_study_files_name_line_and_field(old, new, message):
     text = STUDY.replace(old, new)

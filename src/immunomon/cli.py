@@ -592,8 +592,11 @@ def analyze(cohort_path, out_dir, seed, primary_visit, baseline_visit, landmark_
     from .analysis.report import gvm_report
     from .cohort import load
 
-    plan = Plan(baseline_visit=baseline_visit, primary_visit=primary_visit,
-                landmark_day=landmark_day, seed=seed)
+    try:
+        plan = Plan(baseline_visit=baseline_visit, primary_visit=primary_visit,
+                    landmark_day=landmark_day, seed=seed)
+    except ImmunomonError as exc:
+        raise click.BadParameter(str(exc), param_hint="--landmark-day") from None
     cohort = load(cohort_path)
     visits = [str(v) for v in cohort.dataset["timepoint"].values]
     for option, visit in (("--primary-visit", primary_visit),

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import folder_lock, replace_path, temporary_dir, write_text
-from .errors import ImmunomonError
+from .errors import ChimerismError, ImmunomonError
 from .yamlio import line_of
 from .yamlio import load as load_yaml
 
@@ -318,6 +318,11 @@ def simulated_inputs(study: Study, progress=None) -> list[Path]:
     return written
 
 
+def _yaml_word(value) -> str:
+    """A choice as a study file spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _check_choices(source, name: str, settings) -> None:
     choices = {("gate", "on_file_error"): ("stop", "continue"),
                ("gate", "plots"): (True, False, "none", "summary", "all"),
@@ -327,7 +332,7 @@ def _check_choices(source, name: str, settings) -> None:
     for (stage, key), allowed in choices.items():
         if stage == name and key in settings and settings[key] not in allowed:
             _fail(source, _line(settings, key), f"stages.{name}.{key} must be one of "
-                  f"{', '.join(allowed)}, not {settings[key]!r}")
+                  f"{', '.join(map(_yaml_word, allowed))}, not {settings[key]!r}")
     from .populations import counting_input_problem
     for key in ("beads_per_test", "volume_ul"):
         if name == "gate" and key in settings:
@@ -337,6 +342,24 @@ def _check_choices(source, name: str, settings) -> None:
     if name == "cohort" and "file" in settings and \
             not settings["file"].endswith((".nc", ".zarr")):
         _fail(source, _line(settings, "file"), "stages.cohort.file must end in .nc or .zarr")
+    if name == "gate" and settings.get("workers", 1) < 1:
+        _fail(source, _line(settings, "workers"), "stages.gate.workers must be 1 or more, "
+              f"not {settings['workers']!r}")
+    if name == "chimerism":             # its ranges, before any stage runs
+        from .chimerism import ChimerismSettings
+        try:
+            ChimerismSettings(**_chimerism_options(settings))
+        except ChimerismError as exc:
+            key = next((k for k in settings if str(exc).startswith(f"{k} ")), None)
+            _fail(source, _line(settings, key) if key else None, f"stages.chimerism.{exc}")
+
+
+def _chimerism_options(settings: dict) -> dict:
+    """A chimerism stage's settings as ``ChimerismSettings`` takes them."""
+    options = dict(settings)
+    if "tri_allelic" in options:
+        options["tri_allelic"] = tuple(str(x) for x in options["tri_allelic"])
+    return options
 
 
 def load_study(path) -> Study:
@@ -519,10 +542,7 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
     from .chimerism.report import write_outputs
     from .chimerism.workflow import chimerism_from_traces, is_trace
 
-    options = dict(settings)
-    if "tri_allelic" in options:
-        options["tri_allelic"] = tuple(str(x) for x in options["tri_allelic"])
-    chim_settings = ChimerismSettings(**options)
+    chim_settings = ChimerismSettings(**_chimerism_options(settings))
     groups = _chimerism_groups(study)
     n = 0
     warnings: list = []

@@ -20,6 +20,7 @@ Inputs:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -63,6 +64,20 @@ class Plan:
     min_events: int = 50
     n_permutations: int = 9999
     seed: int = 0
+
+    def __post_init__(self):
+        for name in ("landmark_day", "horizon_day"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                               and math.isfinite(value) and value > 0):
+                raise AnalysisError(f"{name} must be a positive number of days, not {value!r}")
+        if not 0 < self.conf_level < 1:
+            raise AnalysisError(f"conf_level must lie between 0 and 1, not {self.conf_level!r}")
+        for name in ("min_events", "n_permutations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, np.integer))
+                                               and value >= 1):
+                raise AnalysisError(f"{name} must be an integer of at least 1, not {value!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)

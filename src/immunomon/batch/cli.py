@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import time
 
 import click
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds, above zero (or from zero, ``zero=True``)."""
+
+    name = "seconds"
+
+    def __init__(self, zero: bool = False):
+        self.zero = zero
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(seconds) and (seconds >= 0 if self.zero else seconds > 0)):
+            self.fail(f"{value!r} is not a number of seconds "
+                      f"{'of 0 or more' if self.zero else 'above 0'}", param, ctx)
+        return seconds
 
 
 class _Progress:
@@ -216,12 +236,12 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
 @batch.command("watch")
 @click.argument("inbox", type=click.Path(file_okay=False))
 @_run_options
-@click.option("--settle", type=float, default=30.0, show_default=True,
+@click.option("--settle", type=_Seconds(zero=True), default=30.0, show_default=True,
               help="Seconds a file must stay unchanged before it is taken.")
 @click.option("--marker", default=".done", show_default=True,
               help="Sidecar suffix that says an upload is complete (tube.fcs.done); "
                    "'' for none.")
-@click.option("--interval", type=float, default=10.0, show_default=True,
+@click.option("--interval", type=_Seconds(), default=10.0, show_default=True,
               help="Seconds between looks at the inbox.")
 def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
               date_shift, key, drop_keyword, plots, no_plots, no_anndata, export_fcs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -192,8 +193,9 @@ def genotype_from_peaks(peaks: pd.DataFrame, person: str, *,
                         rules: GenotypingRules | None = None,
                         relative_threshold: float | None = None,
                         min_height: float | None = None,
-                        repeats: dict | None = None) -> Genotype:
-    """Call a person's genotype from the peaks of their reference run(s).
+                        repeats: dict | None = None, source=None) -> Genotype:
+    """Call a person's genotype from the peaks of their reference run(s) (read from
+    ``source``, a file, named in errors).
 
     Applies :class:`GenotypingRules` (``relative_threshold`` and ``min_height`` override
     its ``balance`` and ``min_height``); ``repeats`` maps locus keys to repeat lengths (bp)
@@ -205,7 +207,8 @@ def genotype_from_peaks(peaks: pd.DataFrame, person: str, *,
                                                     ("min_height", min_height))
                                   if v is not None})
     if peaks.empty:
-        raise ChimerismError(f"reference {person}: the export holds no peaks")
+        where = f"{os.fspath(source)}: " if isinstance(source, (str, os.PathLike)) else ""
+        raise ChimerismError(f"{where}reference {person}: the export holds no peaks")
     src = peaks["file"].iloc[0] if "file" in peaks else "export"
     samples = tuple(dict.fromkeys(peaks["sample"]))
     labelled = (peaks["locus"] != "") & (peaks["allele"] != "")

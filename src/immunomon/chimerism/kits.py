@@ -203,6 +203,9 @@ def load_kit(name_or_path) -> Kit:
                 data = yaml.safe_load(fh)
         except OSError as exc:
             raise ChimerismError(f"{text}: cannot read kit file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ChimerismError(f"{text}: not a kit file: byte {exc.start} is not UTF-8 "
+                                 "text") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..clinical.dates import parse_date
 from ..errors import ChimerismError
 from .calculate import FULL_DONOR, MIXED, NOT_DETERMINED, classify_sample
 
@@ -112,19 +113,26 @@ def read_manifest(path) -> dict:
     for cells in reader:
         if not any(c.strip() for c in cells):
             continue
+        where = f"{path}, line {reader.line_num}"
+        if len(cells) > len(header) and any(c.strip() for c in cells[len(header):]):
+            raise ChimerismError(f"{where}: {len(cells)} cells for {len(header)} columns "
+                                 "(a value holding the delimiter needs quotes)")
         row = dict(zip(header, (c.strip() for c in cells)))
         sample = row.get("sample", "")
         if not sample:
-            raise ChimerismError(f"{path}, line {reader.line_num}, column "
-                                 f"{header.index('sample') + 1}: empty sample name")
+            raise ChimerismError(f"{where}, column {header.index('sample') + 1}: empty "
+                                 "sample name")
+        if sample in out:
+            raise ChimerismError(f"{where}: sample {sample!r} is listed twice")
         meta = {k: (row.get(k) or None) for k in ("patient", "lineage", "date")}
         if meta["date"]:
-            parsed = pd.to_datetime(meta["date"], errors="coerce")
-            if pd.isna(parsed):
-                raise ChimerismError(f"{path}, line {reader.line_num}, column "
-                                     f"{header.index('date') + 1}: {meta['date']!r} is not "
-                                     f"a date; write dates as YYYY-MM-DD")
-            meta["date"] = parsed.strftime("%Y-%m-%d")
+            # the clinical tables' strict reading: 04.03.2021 is day-first, 04/03/2021
+            # ambiguous (pandas took both month-first)
+            try:
+                meta["date"] = parse_date(meta["date"]).isoformat()
+            except ValueError as exc:
+                raise ChimerismError(f"{where}, column {header.index('date') + 1}: "
+                                     f"{exc}") from None
         out[sample] = meta
     return out
 

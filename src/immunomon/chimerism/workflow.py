@@ -67,7 +67,7 @@ def reference_genotype(source, person: str, kit: Kit | None, settings: Chimerism
                         f"pull-up and spike checks were not applied")
     loci = [x for x in dict.fromkeys(peaks["locus"]) if x]
     geno = genotype_from_peaks(peaks, person, rules=settings.genotyping_rules(),
-                               repeats=repeat_lengths(loci, kit))
+                               repeats=repeat_lengths(loci, kit), source=path)
     return geno, warnings
 
 
@@ -163,7 +163,7 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
         loci = [x for x in dict.fromkeys(peaks["locus"]) if x]
         references.append(genotype_from_peaks(peaks, person,
                                               rules=settings.genotyping_rules(),
-                                              repeats=repeat_lengths(loci, kit)))
+                                              repeats=repeat_lengths(loci, kit), source=path))
     import pandas as pd
 
     frames, traces = [], {}

@@ -121,4 +121,6 @@ def read_clinical(folder, *, date_order: str | None = None) -> ClinicalData:
         path = folder / file
         if path.is_file():
             tables[name] = read_table(path, name, date_order=date_order)
+    if tables["patients"].empty:        # else every other table's rows seem unknown
+        raise ClinicalDataError(f"{patients}: the patients table lists no patients")
     return build_clinical(tables)

@@ -184,6 +184,8 @@ def _coerce(raw: pd.DataFrame, name: str, base: Path, date_order) -> pd.DataFram
             "lineage": normalise_lineage(rec.get("lineage"), material), "sample": sample,
             "tube": (rec.get("tube") or "").strip(), "visit_order": order, "path": resolved,
             "source_file": name, "source_line": line})
+    if not rows:
+        raise ClinicalDataError(f"{name}: the sample manifest lists no samples")
     columns = list(MANIFEST_COLUMNS) + ["path", "source_file", "source_line"]
     out = pd.DataFrame(rows, columns=columns)
     out["collection_date"] = pd.to_datetime(out["collection_date"]).astype("datetime64[ns]")
