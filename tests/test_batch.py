@@ -21,7 +21,7 @@ import batch_helpers
 from batch_helpers import (EVENTS, make_inbox, process_alive, registry_rows, wait_for,
                            write_sample)
 from immunomon.batch.inbox import Stability, parse_fcs_date, read_manifest
-from immunomon.batch.registry import BatchLocked, results_lock
+from immunomon.batch.registry import BatchLocked, Registry, results_lock
 from immunomon.batch.run import BatchOptions, retry_batch, run_batch
 from immunomon.cli import main
 from immunomon.errors import ImmunomonError
@@ -844,3 +844,47 @@ def test_progress_lines_count_files_refused_before_the_queue(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["caf\\xe9.fcs: failed, not UTF-8", "bad.fcs: quarantined, truncated",
                      "3/4 a.fcs: ok", "4/4 b.fcs: ok"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "foreign"])
+def test_a_damaged_or_foreign_registry_is_refused_and_left_as_it_is(tmp_path, damage):
+    # `batch retry` and `batch report` took an empty file or another program's database
+    # for a registry, wrote their tables into it and said "0 processed"
+    import sqlite3
+    results = tmp_path / "results"
+    results.mkdir()
+    path = results / "registry.sqlite"
+    if damage == "empty":
+        path.write_bytes(b"")
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t(a)")
+    before = path.read_bytes()
+    for args in (["retry", str(results)], ["report", str(results)], ["status", str(results)],
+                 ["run", str(tmp_path / "inbox"), "-o", str(results), "-t", "post-transplant"]):
+        (tmp_path / "inbox").mkdir(exist_ok=True)
+        result = CliRunner().invoke(main, ["batch", *args])
+        assert result.exit_code != 0 and "Traceback" not in result.output, args
+        assert "registry.sqlite: not a usable batch registry" in result.output, args
+        assert path.read_bytes() == before, args
+        assert sorted(p.name for p in results.iterdir()) == ["registry.sqlite"], args
+
+
+def test_a_run_refused_before_any_file_leaves_no_registry_or_folder(tmp_path):
+    # a template that cannot be read once left a new results folder with an empty registry
+    write_sample(tmp_path / "inbox" / "one.fcs", seed=1)
+    (tmp_path / "bad.yaml").write_text("panel: [\n")
+    result = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
+                                       str(tmp_path / "results"), "-t",
+                                       str(tmp_path / "bad.yaml")])
+    assert result.exit_code != 0 and "bad.yaml" in result.output
+    assert not (tmp_path / "results").exists()
+    # into an existing folder of results, the registry is left as it was
+    run_batch(tmp_path / "inbox", tmp_path / "results", BatchOptions(**(FAST | {"workers": 1})))
+    before = sorted(p.name for p in (tmp_path / "results").iterdir())
+    result = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
+                                       str(tmp_path / "results"), "-t",
+                                       str(tmp_path / "bad.yaml")])
+    assert result.exit_code != 0
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == before
+    assert Registry.open(tmp_path / "results", create=False).rows("done")

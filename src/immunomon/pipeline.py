@@ -688,11 +688,12 @@ def run_pipeline(path, out_dir=None, *, force: bool = False, progress=None) -> P
     progress = progress or _no_progress
     out = Path(out_dir) if out_dir is not None else study.out
     simulated_inputs(study, progress)
+    inputs = _checked_inputs(study)     # before the output folder: nothing run, nothing made
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, on_wait=lambda holder: progress(
             "pipeline", f"waiting: another immunomon run is writing into {out} ({holder})")):
         _remove_temporaries(out)
-        return _run_stages(study, out, force, progress)
+        return _run_stages(study, out, inputs, force, progress)
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -704,10 +705,9 @@ def _remove_temporaries(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _run_stages(study: Study, out: Path, force: bool, progress) -> PipelineRun:
+def _run_stages(study: Study, out: Path, inputs: dict, force: bool, progress) -> PipelineRun:
     state = _read_state(out)
     run = PipelineRun(study, out)
-    inputs = _checked_inputs(study)
     prints: dict = {}
     for name, settings in study.stages.items():
         if name == "analysis" and not _analysis_available():

@@ -126,27 +126,35 @@ class Registry:
     @classmethod
     def open(cls, results, *, create: bool = True, readonly: bool = False) -> "Registry":
         path = Path(results) / REGISTRY
-        if not path.exists() and not create:
+        existed = path.exists()
+        if not existed and not create:
             raise BatchError(f"{results}: no batch registry here ({REGISTRY}); run "
                              "`immunomon batch run INBOX --out RESULTS` first")
+        conn = None
         try:
-            if readonly:
-                conn = _read_only(path)
-            else:
-                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn = _read_only(path) if readonly else \
+                sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            reg = cls(conn, path)
+            # an existing file is ours before anything is written to it: a damaged or
+            # foreign one (an empty file, another program's database) is refused as it is
+            version = reg.get_meta("schema_version") if existed else None
+            if existed and version is None:
+                raise sqlite3.DatabaseError("it records no registry schema")
+            if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.row_factory = sqlite3.Row
             if not readonly:
                 conn.executescript(_SCHEMA)
-            reg = cls(conn, path)
-            version = reg.get_meta("schema_version")
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise BatchError(f"{path}: not a usable batch registry ({exc})") from None
-        if version is None and not readonly:
+        if version is None:
             reg.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif version is not None and int(version) != SCHEMA_VERSION:
+        elif int(version) != SCHEMA_VERSION:
+            conn.close()
             raise BatchError(f"{path}: registry schema {version}, this immunomon reads "
                              f"{SCHEMA_VERSION}; use the immunomon version that wrote it")
         return reg

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import ImmunomonError
 from ..fmt import NOT_UTF8, unencodable_name
-from .registry import BatchError, Registry, now, results_lock
+from .registry import REGISTRY, BatchError, Registry, now, results_lock
 
 QUARANTINE = "quarantine"
 PRIVATE = "private"
@@ -618,15 +618,27 @@ class open_batch:
         self._command = command
 
     def __enter__(self) -> Batch:
+        made = not self.results.exists()
+        fresh = not (self.results / REGISTRY).exists()
         self._lock = results_lock(self.results, self._command)
         self._lock.__enter__()
+        self.registry = None
         try:
             self.registry = Registry.open(self.results)
             batch = Batch(self.results, self.options, self.registry, **self._kw)
             batch._known = {}
             batch.recover()
         except BaseException:
+            # refused before any file (a bad template or key): leave no new registry or
+            # folder behind, as if the command had not run
+            if self.registry is not None:
+                self.registry.close()
+            if fresh:
+                for name in (REGISTRY, f"{REGISTRY}-wal", f"{REGISTRY}-shm"):
+                    (self.results / name).unlink(missing_ok=True)
             self._lock.__exit__(None, None, None)
+            if made and not any(self.results.iterdir()):
+                self.results.rmdir()
             raise
         self.batch = batch
         return batch
