@@ -128,6 +128,23 @@ def test_overrides_for_a_population_the_template_lacks_are_an_error(tmp_path):
                     overrides={"T-cells": {"rectangle": {"bounds": [[0.5, None]]}}})
 
 
+@pytest.mark.parametrize("gates, words", [
+    ({"T-cells": {"rectangle": {"bounds": [[0.5, None]]}}}, "the overrides name 'T-cells'"),
+    ({"T cells": {"rectangle": {"bounds": [[0.5]]}}}, "rectangle bounds must be one [min, max]"),
+])
+def test_the_gate_command_checks_overrides_before_gating_and_names_their_file(tmp_path, gates,
+                                                                             words):
+    # they were checked file by file, after the run had begun, and named the FCS file
+    import yaml
+    reviewed = tmp_path / "reviewed.yaml"
+    reviewed.write_text(yaml.safe_dump({"pbmc_01": gates}))
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-o",
+                                       str(tmp_path / "o"), "--overrides", str(reviewed)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{reviewed}, sample 'pbmc_01': " in result.output and words in result.output
+    assert not (tmp_path / "o").exists()
+
+
 # ----------------------------------------------------------------------------- counting inputs
 @pytest.mark.parametrize("options, words", [
     (["--beads-per-test", "-5", "--volume", "0"], "--beads-per-test must be a number from 100"),

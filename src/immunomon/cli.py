@@ -179,6 +179,9 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
         if problem:
             raise ImmunomonError(problem)
     tmpl = load_template(template)
+    reviewed = read_overrides(overrides) if overrides else None
+    if reviewed:
+        tmpl.check_overrides(reviewed, overrides)
     files = find_fcs_files(inputs)
     if not files:
         raise click.UsageError("no FCS files found in the inputs given")
@@ -195,7 +198,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
 
     kwargs = dict(counting=counting, plots="none" if no_plots else plots, anndata=not no_anndata,
                   sample_info=read_sample_info(sample_info) if sample_info else None,
-                  overrides=read_overrides(overrides) if overrides else None,
+                  overrides=reviewed,
                   exclude_anomalies=not keep_anomalies, deidentify=deidentify,
                   wait=not no_wait, on_wait=lambda holder: click.echo(
                       f"waiting: another immunomon run is writing into {out_dir} ({holder})",

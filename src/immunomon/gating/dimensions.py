@@ -107,7 +107,8 @@ def _compensated_rows(events: np.ndarray, sample, m: SpectrumMatrix
             inverse_t = spillover_inverse(m.matrix).T.astype(np.float32)
             detectors = _columns(events, idx)
             rows = np.empty((len(idx), detectors.shape[0]), dtype=np.float32)
-            with single_threaded():       # small products: threads only cost
+            # non-finite events (counted, flagged and left out by the gates) stay NaN
+            with single_threaded(), np.errstate(invalid="ignore", over="ignore"):
                 for start in range(0, detectors.shape[0], _BLOCK):
                     stop = start + _BLOCK
                     np.matmul(inverse_t, detectors[start:stop].T, out=rows[:, start:stop])

@@ -278,22 +278,9 @@ class Template:
                                  "give this file a readable $SPILLOVER or gate it with a "
                                  "template that says 'compensation: none'")
         found = self.match(sample)
-        quadrants = {q: p.name for p in self.populations if p.kind == "quadrant"
-                     for q in p.args["quadrants"]}
-        for name in overrides or {}:
-            gate = quadrants.get(name, name if name in quadrants.values() else None)
-            if gate is not None:
-                # one fixed gate cannot stand for a quadrant gate's several populations
-                what = f"a quadrant of the gate {gate!r}" if gate != name else "a quadrant gate"
-                raise TemplateError(f"{_file_label(sample)}: the overrides name {name!r}, "
-                                    f"{what}; one fixed gate cannot replace a quadrant gate's "
-                                    "populations: override the populations under it instead")
-        unknown = [name for name in (overrides or {})
-                   if name not in {p.name for p in self.populations}]
-        if unknown:
-            raise TemplateError(f"{_file_label(sample)}: the overrides name "
-                                f"{', '.join(map(repr, unknown))}, which template "
-                                f"{Path(self.source).name} does not define")
+        problem = self._override_names_problem(overrides or {})
+        if problem:
+            raise TemplateError(f"{_file_label(sample)}: {problem}")
         if not found.kept:
             raise GatingError(f"{_file_label(sample)}: template {Path(self.source).name} "
                               f"({self.panel}) cannot gate this file: it lacks "
@@ -323,6 +310,39 @@ class Template:
                                  "'immunomon gate' share one cut)")
             strategy.add(gate)
         return strategy, notes
+
+    def _override_names_problem(self, overrides: dict) -> str:
+        """What keeps a sample's overrides from naming populations they can replace
+        ("" if nothing)."""
+        quadrants = {q: p.name for p in self.populations if p.kind == "quadrant"
+                     for q in p.args["quadrants"]}
+        for name in overrides:
+            gate = quadrants.get(name, name if name in quadrants.values() else None)
+            if gate is not None:
+                # one fixed gate cannot stand for a quadrant gate's several populations
+                what = f"a quadrant of the gate {gate!r}" if gate != name else "a quadrant gate"
+                return (f"the overrides name {name!r}, {what}; one fixed gate cannot replace "
+                        "a quadrant gate's populations: override the populations under it "
+                        "instead")
+        unknown = [name for name in overrides if name not in {p.name for p in self.populations}]
+        if unknown:
+            return (f"the overrides name {', '.join(map(repr, unknown))}, which template "
+                    f"{Path(self.source).name} does not define")
+        return ""
+
+    def check_overrides(self, overrides: dict[str, dict], source) -> None:
+        """Every sample's overrides (``read_overrides``) checked against this template
+        before any file is gated, naming the overrides file ``source`` and the sample."""
+        specs = {p.name: p for p in self.populations}
+        for sample, gates in overrides.items():
+            problem = self._override_names_problem(gates)
+            try:
+                if problem:
+                    raise TemplateError(problem)
+                for name, gate in gates.items():
+                    _validated_override(self, specs[name], gate)
+            except TemplateError as exc:
+                raise TemplateError(f"{source}, sample {sample!r}: {exc}") from None
 
     def required_markers(self) -> list[str]:
         return list(self.markers)
