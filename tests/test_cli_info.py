@@ -81,3 +81,14 @@ def test_info_scans_a_folder_as_gate_does(tmp_path):
     assert [Path(r["file"]).name for r in json.loads(result.stdout)] == ["good.fcs"]
     empty = CliRunner().invoke(main, ["info", str(tmp_path / "run1" / "none")])
     assert empty.exit_code != 0 and "Traceback" not in empty.output
+
+
+def test_a_folder_with_no_fcs_files_is_named(tmp_path):
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "notes.txt").write_text("no data here\n")
+    for command in (["info"], ["gate", "-o", str(tmp_path / "out")],
+                    ["template", "check", "-t", "post-transplant", "-o", str(tmp_path / "chk")]):
+        result = CliRunner().invoke(main, [*command, str(tmp_path / "run1")])
+        assert result.exit_code == 2, command
+        assert f"no FCS files (.fcs, .lmd) found in {tmp_path / 'run1'}" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "chk").exists()

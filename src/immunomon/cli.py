@@ -35,6 +35,11 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+def _no_fcs(inputs) -> str:
+    """The message for inputs that hold no FCS file, naming them."""
+    return f"no FCS files (.fcs, .lmd) found in {', '.join(map(str, inputs))}"
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="immunomon")
 def main():
@@ -71,7 +76,7 @@ def info(files, as_json):
 
     paths = [str(p) for p in find_fcs_files(files)]
     if not paths:
-        raise click.UsageError("no FCS files found in the inputs given")
+        raise click.UsageError(_no_fcs(files))
     results, ok = [], True
     for path in paths:
         try:
@@ -184,7 +189,7 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
         tmpl.check_overrides(reviewed, overrides)
     files = find_fcs_files(inputs)
     if not files:
-        raise click.UsageError("no FCS files found in the inputs given")
+        raise click.UsageError(_no_fcs(inputs))
     counting = CountingInputs(beads_per_test, volume_ul, lymphocytes_per_ul, leukocytes_per_ul)
 
     def report(row):
@@ -330,7 +335,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     tmpl = load_template(template_name)
     files = find_fcs_files(inputs)
     if not files:
-        raise click.UsageError("no FCS files found in the inputs given")
+        raise click.UsageError(_no_fcs(inputs))
 
     def report(record):
         if as_json:
