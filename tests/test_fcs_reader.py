@@ -60,6 +60,19 @@ def test_double_data(tmp_path, order):
     np.testing.assert_array_equal(s.events, values.astype(np.float32))
 
 
+def test_histogram_modes_are_refused_by_name(tmp_path):
+    # $MODE C and U (FCS 2.0-3.0) store histograms: read as events they were numbers of
+    # nothing; an unknown value is read as the list mode every instrument writes
+    values = RNG.normal(1000, 300, size=(40, 3)).astype(np.float32)
+    for mode, kind in (("C", "correlated"), ("U", "uncorrelated")):
+        path = write(tmp_path, float_file(values, version="3.0", extra={"$MODE": mode}))
+        with pytest.raises(FCSFormatError, match=f"MODE is '{mode}': its DATA segment holds "
+                                                 f"{kind} histograms, not events"):
+            read_fcs(path)
+    odd = read_fcs(write(tmp_path, float_file(values, extra={"$MODE": "l"})))
+    np.testing.assert_array_equal(odd.events, values)
+
+
 def test_ascii_fixed_width(tmp_path):
     values = RNG.integers(0, 99999, size=(30, 3))
     data = b"".join(b"".join(f"{v:>6}".encode() for v in row) for row in values.tolist())

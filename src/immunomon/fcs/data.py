@@ -94,6 +94,12 @@ def byte_aligned(layout: Layout) -> Layout:
 
 def layout_from_keywords(kw: dict[str, str], n_params: int, path) -> Layout:
     """Read $DATATYPE, $PnDATATYPE (FCS 3.2), $PnB, $PnR and $BYTEORD."""
+    mode = kw.get("$MODE", "L").strip().upper()
+    if mode in ("C", "U"):              # FCS 2.0-3.0 histogram modes, dropped in 3.1
+        kind = "correlated" if mode == "C" else "uncorrelated"
+        raise FCSFormatError(path, f"$MODE is {mode!r}: its DATA segment holds {kind} "
+                                   "histograms, not events; only list mode ($MODE L) is read",
+                             keyword="$MODE")
     datatype = kw.get("$DATATYPE", "").strip().upper()
     if datatype not in ("I", "F", "D", "A"):
         raise FCSFormatError(path, f"$DATATYPE is {datatype!r}; only I, F, D and A exist",
