@@ -888,3 +888,15 @@ def test_a_run_refused_before_any_file_leaves_no_registry_or_folder(tmp_path):
     assert result.exit_code != 0
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == before
     assert Registry.open(tmp_path / "results", create=False).rows("done")
+
+
+@pytest.mark.parametrize("command", [["run", "{inbox}", "--cluster", "local:x"],
+                                     ["watch", "{tmp}/no-inbox"]])
+def test_options_and_inboxes_are_checked_before_the_results_folder_is_made(tmp_path, command):
+    write_sample(tmp_path / "inbox" / "one.fcs", seed=1)
+    args = [a.format(inbox=tmp_path / "inbox", tmp=tmp_path) for a in command]
+    result = CliRunner().invoke(main, ["batch", *args, "-o", str(tmp_path / "results"),
+                                       "-t", "post-transplant"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert ("give local:N" in result.output or "the inbox is not a folder" in result.output)
+    assert not (tmp_path / "results").exists()

@@ -229,6 +229,13 @@ def test_a_reference_export_with_no_peaks_is_named(exports):
     assert "empty.txt: reference donor: the export holds no peaks" in r.output
 
 
+def test_an_option_out_of_range_is_named(exports):
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "samples.txt", "--full-donor", "200")
+    assert r.exit_code == 2 and "Invalid value for --full-donor: full_donor must be a number " \
+        "from 0 to 100, not 200.0" in r.output
+
+
 def test_unknown_kit_is_an_error(exports):
     r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
                exports / "samples.txt", "--kit", "NoSuchKit")

@@ -451,13 +451,21 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
     from .chimerism.report import format_text, to_json, write_outputs
     from .chimerism.workflow import chimerism_from_traces, is_trace
 
-    settings = ChimerismSettings(
-        quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
-        forward_stutter_ratio=forward_stutter,
-        size_tolerance=tolerance, lod=lod, full_donor=full_donor,
-        outlier_mad=outlier_mad if outlier_mad > 0 else None,
-        relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
-        tri_allelic=tuple(tri_allelic), min_rise=min_rise)
+    option_of = {"stutter_ratio": "--stutter-ratio", "forward_stutter_ratio": "--forward-stutter",
+                 "size_tolerance": "--tolerance", "lod": "--lod", "full_donor": "--full-donor",
+                 "outlier_mad": "--outlier-mad", "relative_threshold": "--allele-balance",
+                 "min_rise": "--min-rise"}
+    try:
+        settings = ChimerismSettings(
+            quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
+            forward_stutter_ratio=forward_stutter,
+            size_tolerance=tolerance, lod=lod, full_donor=full_donor,
+            outlier_mad=outlier_mad if outlier_mad > 0 else None,
+            relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
+            tri_allelic=tuple(tri_allelic), min_rise=min_rise)
+    except ImmunomonError as exc:      # named by its option, as the command line says it
+        field = str(exc).split(" ", 1)[0]
+        raise click.BadParameter(str(exc), param_hint=option_of.get(field)) from None
     inputs = list(donors) + [recipient] + list(samples)
     if raw or all(is_trace(p) for p in inputs):
         result = chimerism_from_traces(list(donors), recipient, list(samples), kit=kit,

@@ -590,11 +590,19 @@ def _set_aside_previous(results: Path, row) -> None:
 
 
 # ----------------------------------------------------------------------------- entry points
+def _check_executor(options: BatchOptions) -> None:
+    """The executor's options, checked before a results folder is touched."""
+    if options.scheduler and options.cluster:
+        raise BatchError("give --scheduler or --cluster, not both")
+    if options.cluster:
+        from .dask import parse_cluster
+        parse_cluster(options.cluster)
+
+
 def make_executor(options: BatchOptions, jobs: int | None = None):
     """Local worker processes (no more than ``jobs``), or a Dask cluster when
     asked for one."""
-    if options.scheduler and options.cluster:
-        raise BatchError("give --scheduler or --cluster, not both")
+    _check_executor(options)
     if options.scheduler or options.cluster:
         from .dask import DaskExecutor, parse_cluster
 
@@ -668,6 +676,7 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
 
     refuse_while_bootstrapping()
     options = options or BatchOptions()
+    _check_executor(options)
     started = time.monotonic()
     dangling: list[str] = []
     files = scan_inbox(inbox, exclude=[results], dangling=dangling)
@@ -771,6 +780,8 @@ def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: 
 
     options = options or BatchOptions()
     stability = Stability(settle, marker)
+    _check_executor(options)
+    scan_inbox(inbox, exclude=[results])        # not a folder: refused before anything
     with open_batch(results, options, progress=progress, job=job,
                     command="immunomon batch watch") as batch, \
             make_executor(options) as executor:
