@@ -93,7 +93,7 @@ def byte_aligned(layout: Layout) -> Layout:
 
 
 def layout_from_keywords(kw: dict[str, str], n_params: int, path) -> Layout:
-    """Read $DATATYPE, $PnDATATYPE (FCS 3.2), $PnB, $PnR and $BYTEORD."""
+    """Read $MODE (list mode only), $DATATYPE, $PnDATATYPE (FCS 3.2), $PnB, $PnR and $BYTEORD."""
     mode = kw.get("$MODE", "L").strip().upper()
     if mode in ("C", "U"):              # FCS 2.0-3.0 histogram modes, dropped in 3.1
         kind = "correlated" if mode == "C" else "uncorrelated"
