@@ -900,3 +900,17 @@ def test_options_and_inboxes_are_checked_before_the_results_folder_is_made(tmp_p
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert ("give local:N" in result.output or "the inbox is not a folder" in result.output)
     assert not (tmp_path / "results").exists()
+
+
+def test_a_truncated_registry_is_refused_and_nothing_is_left_beside_it(tmp_path):
+    # `batch status` on a registry cut short left SQLite's -wal and -shm files behind
+    write_sample(tmp_path / "inbox" / "one.fcs", seed=1)
+    results = tmp_path / "results"
+    run_batch(tmp_path / "inbox", results, BatchOptions(**(FAST | {"workers": 1})))
+    path = results / "registry.sqlite"
+    path.write_bytes(path.read_bytes()[:3000])
+    before = sorted(p.name for p in results.iterdir())
+    for command in (["status", str(results)], ["retry", str(results)]):
+        result = CliRunner().invoke(main, ["batch", *command])
+        assert result.exit_code != 0 and "not a usable batch registry" in result.output
+        assert sorted(p.name for p in results.iterdir()) == before, command

@@ -130,6 +130,9 @@ class Registry:
         if not existed and not create:
             raise BatchError(f"{results}: no batch registry here ({REGISTRY}); run "
                              "`immunomon batch run INBOX --out RESULTS` first")
+        # SQLite's -wal and -shm files that opening a file it then refuses may leave
+        sidecars = [side for side in (path.with_name(f"{path.name}-{end}")
+                                      for end in ("wal", "shm")) if not side.exists()]
         conn = None
         try:
             conn = _read_only(path) if readonly else \
@@ -150,6 +153,8 @@ class Registry:
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
+            for sidecar in sidecars:         # a refused file is left as it was found
+                sidecar.unlink(missing_ok=True)
             raise BatchError(f"{path}: not a usable batch registry ({exc})") from None
         if version is None:
             reg.set_meta("schema_version", str(SCHEMA_VERSION))
