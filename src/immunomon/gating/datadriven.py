@@ -99,8 +99,14 @@ def _too_few(gate, n: int, needed: int = MIN_EVENTS) -> FoundRectangle | None:
     """An empty population, flagged, when the parent has too few events to fit."""
     if n >= needed:
         return None
-    return _absent(gate, f"only {n} events in parent {gate.parent!r} (at least {needed} "
-                         "needed); population left empty", method="none", fell_back=True)
+    return _left_empty(gate, f"only {n} events in parent {gate.parent!r} (at least {needed} "
+                             "needed)")
+
+
+def _left_empty(gate, why) -> FoundRectangle:
+    """An empty population, flagged with ``why`` (too few events, or too few usable ones:
+    a method's ``TooFewEvents``)."""
+    return _absent(gate, f"{why}; population left empty", method="none", fell_back=True)
 
 
 def _absent(gate, note: str, *, method: str = "gaussian mixture",
@@ -175,7 +181,7 @@ class ThresholdGate:
         try:
             t = _threshold(x, self.method, args, scales[0] if scales else None)
         except methods.TooFewEvents as e:
-            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
+            return _left_empty(self, e)
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         notes = (t.note,) if t.note else ()
         doubts = ()
@@ -324,7 +330,7 @@ class SingletGate:
         try:
             band = methods.singlet_band(area, second, n_mad=self.n_mad, width=width)
         except methods.TooFewEvents as e:
-            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
+            return _left_empty(self, e)
         finite = area[np.isfinite(area)]
         top = float(finite.max()) * 1.05 if finite.size else 1.0
         bottom = min(float(finite.min()), 0.0) if finite.size else 0.0
@@ -405,7 +411,7 @@ class ClusterGate:
         try:
             c = self._fit(columns, self.n_components)
         except methods.TooFewEvents as e:       # non-finite values left too few
-            return _absent(self, f"{e}; population left empty", method="none", fell_back=True)
+            return _left_empty(self, e)
         evened = False
         if not c.distinct and len(columns[0]) >= MIN_EVENTS * (self.n_components + 2):
             # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component
@@ -626,14 +632,14 @@ class QuadrantThresholdGate(QuadrantGate):
             if self.sequential is not None:
                 side = x >= tx.value if _check_side(self.id, self.sequential) == "above" \
                     else x < tx.value
-                ty, among = None, "all"
-                if side.sum() >= MIN_EVENTS:
-                    try:
-                        ty, among = _threshold(y[side], self.y_method, dict(y_args), sy), \
-                            self.sequential
-                    except methods.TooFewEvents:
-                        pass            # too few on the scale there: among all events
-                if ty is None:
+                among = self.sequential if side.sum() >= MIN_EVENTS else "all"
+                try:
+                    ty = _threshold(y[side] if among != "all" else y, self.y_method,
+                                    dict(y_args), sy)
+                except methods.TooFewEvents:
+                    if among == "all":
+                        raise
+                    among = "all"           # too few on the scale there: among all events
                     ty = _threshold(y, self.y_method, dict(y_args), sy)
                 found_in = ("all", among)
             else:
