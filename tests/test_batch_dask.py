@@ -17,7 +17,7 @@ from batch_helpers import registry_rows, write_sample
 distributed = pytest.importorskip("distributed")
 
 from immunomon.batch.dask import DaskExecutor, parse_cluster  # noqa: E402
-from immunomon.batch.registry import BatchError  # noqa: E402
+from immunomon.batch.registry import BatchError, Registry  # noqa: E402
 from immunomon.batch.run import BatchOptions, run_batch  # noqa: E402
 
 
@@ -81,13 +81,41 @@ def test_local_cluster_runs_the_batch_and_survives_a_dead_worker(tmp_path):
                                       check_dtype=False)
 
 
-def test_cluster_option_and_unreachable_scheduler():
+def test_cluster_option_and_unreachable_scheduler(tmp_path, monkeypatch):
     assert parse_cluster("local:3") == 3
     for bad in ("local", "local:0", "slurm:4", "local:x"):
         with pytest.raises(BatchError, match="local:N"):
             parse_cluster(bad)
+    monkeypatch.setattr("immunomon.batch.dask.CONNECT_TIMEOUT", "1s")
     with pytest.raises(BatchError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         DaskExecutor("tcp://127.0.0.1:9")
+
+
+def test_an_unreachable_scheduler_is_refused_before_any_file_is_registered(tmp_path,
+                                                                           monkeypatch):
+    """A wrong --scheduler address leaves no results folder (run, watch) and a batch's
+    registry as it was (retry)."""
+    from immunomon.batch.run import retry_batch, watch_inbox
+
+    monkeypatch.setattr("immunomon.batch.dask.CONNECT_TIMEOUT", "1s")
+    inbox = tmp_path / "inbox"
+    write_sample(inbox / "s0.fcs", seed=0)
+    wrong = BatchOptions(scheduler="tcp://127.0.0.1:9", plots=False, anndata=False)
+    for start in (lambda: run_batch(inbox, tmp_path / "res", wrong),
+                  lambda: watch_inbox(inbox, tmp_path / "res", wrong, rounds=1)):
+        with pytest.raises(BatchError, match="cannot reach the Dask scheduler"):
+            start()
+        assert not (tmp_path / "res").exists()
+
+    run_batch(inbox, tmp_path / "res", BatchOptions(workers=1, plots=False, anndata=False))
+    registry = Registry.open(tmp_path / "res", create=False)
+    registry.update(registry.rows("done")[0]["id"], status="pending")
+    registry.close()
+    (inbox / "s0.fcs").unlink()    # a pending file retry quarantines as gone from the inbox
+    before = registry_rows(tmp_path / "res")
+    with pytest.raises(BatchError, match="cannot reach the Dask scheduler"):
+        retry_batch(tmp_path / "res", wrong)
+    assert registry_rows(tmp_path / "res") == before
 
 
 def test_only_paths_travel_to_the_workers(tmp_path):

@@ -17,6 +17,10 @@ from .pool import Outcome
 from .registry import BatchError
 
 
+#: how long a remote scheduler is waited for before the batch is refused
+CONNECT_TIMEOUT = "20s"
+
+
 def _import():
     try:
         import dask
@@ -59,7 +63,7 @@ class DaskExecutor:
                                                f"({exc}); {START_HINT}") from None
                 self.client = distributed.Client(self.cluster)
             else:
-                self.client = distributed.Client(address, timeout="20s")
+                self.client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             self.close()
             raise BatchError(f"cannot reach the Dask scheduler at {address}: {exc}; start "

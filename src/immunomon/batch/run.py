@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -614,6 +615,18 @@ def make_executor(options: BatchOptions, jobs: int | None = None):
     return LocalPool(min(n, jobs) if jobs else n)
 
 
+@contextmanager
+def _scheduler_first(options: BatchOptions, executor=None):
+    """The executor to use: the one given, or, for a remote Dask scheduler, a connection
+    made now, so that a wrong address is refused before a file is registered or a
+    results folder made (local workers start only when there is work)."""
+    if executor is not None or not options.scheduler:
+        yield executor
+        return
+    with make_executor(options) as reached:
+        yield reached
+
+
 class open_batch:
     """``with open_batch(results, options) as batch:`` locks the results folder,
     opens the registry and recovers from an interrupted run."""
@@ -681,7 +694,8 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
     dangling: list[str] = []
     files = scan_inbox(inbox, exclude=[results], dangling=dangling)
     manifest = read_manifest(options.manifest, inbox) if options.manifest else None
-    with open_batch(results, options, progress=progress, job=job) as batch:
+    with _scheduler_first(options, executor) as executor, \
+            open_batch(results, options, progress=progress, job=job) as batch:
         batch.summary.found = len(files)
         batch.summary.warnings += dangling
         if manifest is not None:
@@ -702,10 +716,12 @@ def retry_batch(results, options: BatchOptions | None = None, *, failed: bool = 
     scanning the inbox; with ``failed``, failed and quarantined files too."""
     results = Path(results)
     Registry.open(results, create=False).close()
-    options = options or BatchOptions()
+    options = _recorded_options(results, options or BatchOptions())
+    _check_executor(options)
     started = time.monotonic()
-    with open_batch(results, _recorded_options(results, options), progress=progress,
-                    job=job, command="immunomon batch retry") as batch:
+    with _scheduler_first(options) as executor, \
+            open_batch(results, options, progress=progress, job=job,
+                       command="immunomon batch retry") as batch:
         if failed:
             batch.registry.requeue("failed", "quarantined", reset_attempts=True)
         todo = [r["id"] for r in batch.registry.rows("pending")]
@@ -715,7 +731,7 @@ def retry_batch(results, options: BatchOptions | None = None, *, failed: bool = 
                                              "inbox", "input")
                 todo.remove(row["id"])
         batch.summary.found = len(todo)
-        _process(batch, todo)
+        _process(batch, todo, executor)
         batch.summary.seconds = round(time.monotonic() - started, 2)
         batch.write_tables()
         if report:
@@ -782,9 +798,11 @@ def watch_inbox(inbox, results, options: BatchOptions | None = None, *, settle: 
     stability = Stability(settle, marker)
     _check_executor(options)
     scan_inbox(inbox, exclude=[results])        # not a folder: refused before anything
-    with open_batch(results, options, progress=progress, job=job,
-                    command="immunomon batch watch") as batch, \
-            make_executor(options) as executor:
+    # the workers (or a remote scheduler) first: one that cannot start or be reached
+    # leaves no results folder behind
+    with make_executor(options) as executor, \
+            open_batch(results, options, progress=progress, job=job,
+                       command="immunomon batch watch") as batch:
         n = 0
         _remember_options(batch)
         pending = [r["id"] for r in batch.registry.rows("pending")]
