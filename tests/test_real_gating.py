@@ -640,7 +640,7 @@ def test_a_viability_gate_on_a_dye_of_one_peak_keeps_the_live_cells():
     """FlowSOM's 68983, exported from a lymphocyte gate: its live/dead dye shows one peak
     and no dead cells. The guide's viability gate (`valley: last, majority: true`) cut
     where that peak ends and took 11% of the NK T cells, brighter in that channel (F1
-    0.938 -> 0.890 in a docs-only template); it keeps every event now, and says why."""
+    0.938 -> 0.890 in a docs-only template); it keeps every event now, and says why, in its QC flags too."""
     text = (REAL / "flowsom_bal.yaml").read_text(encoding="utf-8")
     text = text.replace("  NK1.1: [NK1_1, NK1.1]\n",
                         "  NK1.1: [NK1_1, NK1.1]\n  Viability: [l/d]\n")
@@ -654,6 +654,11 @@ def test_a_viability_gate_on_a_dye_of_one_peak_keeps_the_live_cells():
     gating = gate_sample(sample, parse_template(text, "bal.yaml"), exclude_anomalies=False)
     assert gating.result.count("Live") == gating.result.count("Singlets")
     assert "every event kept" in gating.result.gates["Live"].notes[0]
+    # the reason travels with the sample's flags (gate's table and page), not only the
+    # check page: a population at 100% of its parent is explained
+    kept_all = [f for f in gating.qc_flags if f.population == "Live"]
+    assert [f.level for f in kept_all] == ["info"]
+    assert "kept every event" in kept_all[0].message and "every event kept" in kept_all[0].message
     assert qc.status(gating.qc_flags) == "ok"
     assert f1(gating.result.mask("NK T cells"), labels["NK T cells"]) > 0.93
 

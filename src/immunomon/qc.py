@@ -734,7 +734,8 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     likely emptied it, and the population and all under it are wrong for
     this sample; so is one whose cut lies above the top of the display scale.
     Emptied otherwise (a tail cut on a rare population), it is a ``warning``, as
-    is one that kept every such event while falling back. A quadrant left empty
+    is one that kept every such event while falling back; one that kept every event by
+    design (a viability dye showing no dead cells) is ``info``, with its reason. A quadrant left empty
     is ``info`` (double positives may be absent), or a ``warning`` when its
     dividers fell back to a rule. What a gate doubts of itself (a lone peak taken for
     its population from the tails beside it, against its place on the scale) is a
@@ -764,10 +765,13 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                                     f"{of_parent} holds {n_parent} events "
                                     f"({notes or gate.method}){beyond}; check the template "
                                     "and the plot", pid))
-            elif n == n_parent and fell_back and not quadrants:
-                # the rule's note is this line's reason: not said again below
-                flags.append(QCFlag("warning", f"population {pid!r} kept every event of "
-                                               f"{of_parent} ({notes})", pid))
+            elif n == n_parent and not quadrants and (fell_back or notes):
+                # the rule's note is this line's reason: not said again below. By design
+                # (a viability dye with one peak and nothing above it) it is only said, so
+                # that a population at 100% of its parent comes with its reason
+                flags.append(QCFlag("warning" if fell_back else "info",
+                                    f"population {pid!r} kept every event of {of_parent} "
+                                    f"({notes})", pid))
                 continue
         if fell_back and notes and (quadrants or result.count(gid) != n_parent):
             flags.append(QCFlag("info", f"gate {gid!r}: {notes}", gid))
