@@ -84,6 +84,42 @@ def test_roles_come_from_the_command_line_not_the_names(tmp_path):
         assert (out / name).is_file()
 
 
+def test_a_manifest_names_anonymised_samples_by_label_file_or_their_files_one_run(tmp_path):
+    """Both post-transplant exports call their sample "xxxxxxxxxxxxxxxxx": a manifest row
+    names one by the label it is shown with, by its file and name, or (its file holding
+    one run) by its file alone, under a name of the row's; a row that names no run, and a
+    shared name given without its file, are said, never silently dropped."""
+    manifest = tmp_path / "samples.csv"
+
+    def run(text):
+        manifest.write_text(text, encoding="utf-8")
+        result = chimerism_from_exports(SINGLE / "ddata.txt", SINGLE / "rdata.txt",
+                                        [CD3, CD33], manifest=manifest)
+        return {s.sample: (s.patient, s.lineage) for s in result.samples}, result.warnings
+
+    got, said = run("sample,patient,lineage\n"
+                    "xxxxxxxxxxxxxxxxx [cd3_SELECT/sdata.txt],P01,CD3\n"
+                    "xxxxxxxxxxxxxxxxx [cd33_SELECT/sdata.txt],P01,CD33\n")
+    assert got == {"xxxxxxxxxxxxxxxxx [cd3_SELECT/sdata.txt]": ("P01", "CD3"),
+                   "xxxxxxxxxxxxxxxxx [cd33_SELECT/sdata.txt]": ("P01", "CD33")}
+    assert not [w for w in said if str(manifest) in w]
+
+    got, said = run(f"sample,file,patient,lineage\n"
+                    f"P01_CD3_D60,{CD3},P01,CD3\n"
+                    f"xxxxxxxxxxxxxxxxx,{CD33},P01,CD33\n"
+                    f"P09_CD3_D30,,P09,CD3\n")
+    assert got == {"P01_CD3_D60": ("P01", "CD3"),
+                   "xxxxxxxxxxxxxxxxx [cd33_SELECT/sdata.txt]": ("P01", "CD33")}
+    assert [w for w in said if str(manifest) in w] == [
+        f"{manifest}: 1 row(s) name no run in these exports, and were not used: "
+        "'P09_CD3_D30'"]
+
+    got, said = run("sample,lineage\nxxxxxxxxxxxxxxxxx,CD3\n")
+    assert set(got.values()) == {(None, "CD3")}
+    shared = [w for w in said if "is in several files" in w]
+    assert len(shared) == 1 and "or a file column" in shared[0]
+
+
 def test_reference_genotypes_reject_artefacts_as_an_analyst_would():
     res = single([CD33])
     donor, recipient = res.references

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -50,6 +51,24 @@ def test_shipped_demo_study_is_valid():
     assert study.inputs["kit"] == "Identifiler"
 
 
+def test_the_analysis_plan_comes_from_the_study_file():
+    """A study of other visits and populations declares them; what it leaves out is the
+    demo trial's plan, and the stage's seed is the plan's."""
+    from immunomon.analysis.questions import Plan
+
+    text = STUDY + ("  analysis:\n    seed: 7\n    baseline_visit: D30\n"
+                    "    primary_visit: D90\n    populations: [CD4 T, CD8 T]\n"
+                    "    shares: [[CD8 T, T cells]]\n    primary_counts: [CD8 T]\n"
+                    "    primary_shares: [[CD4 T, T cells]]\n")
+    study = parse_study(text, "s.yaml")
+    plan = pipeline._analysis_plan(study.stages["analysis"])
+    assert (plan.baseline_visit, plan.primary_visit, plan.seed) == ("D30", "D90", 7)
+    assert plan.populations == ("CD4 T", "CD8 T")
+    assert plan.shares == (("CD8 T", "T cells"),) and plan.primary_counts == ("CD8 T",)
+    assert plan.landmark_day == Plan().landmark_day
+    assert pipeline._analysis_plan({}) == Plan()
+
+
 @pytest.mark.parametrize("old,new,message", [
     ("  kit: Identifiler", "  kit: Identifiler\n  kits: x", "line 12: unknown field inputs.'kits'"),
     ("  chimerism: {quantity: area}", "  chimerism: {quantity: volume}",
@@ -75,6 +94,14 @@ def test_shipped_demo_study_is_valid():
     # the chimerism stage's ranges are checked before the gate stage runs
     ("  chimerism: {quantity: area}", "  chimerism: {full_donor: .nan}",
      "line 15: stages.chimerism.full_donor must be a number from 0 to 100"),
+    # the analysis plan, declared in the study file, is checked before any stage runs
+    ("  cohort: {file: cohort.nc}", "  cohort: {file: cohort.nc}\n  analysis:\n"
+     "    landmark_day: -3", "line 18: stages.analysis: landmark_day must be a positive"),
+    ("  cohort: {file: cohort.nc}", "  cohort: {file: cohort.nc}\n  analysis:\n"
+     "    shares: [[CD4 T]]", "line 18: stages.analysis: shares must be a list of "
+     "[population, parent] pairs"),
+    ("  cohort: {file: cohort.nc}", "  cohort: {file: cohort.nc}\n  analysis:\n"
+     "    populations: CD4 T", "line 18: stages.analysis.populations must be a list"),
 ])
 def test_invalid_study_files_name_line_and_field(old, new, message):
     text = STUDY.replace(old, new)
@@ -403,3 +430,44 @@ def test_invalid_simulate_settings(old, new, message):
     with pytest.raises(PipelineError, match="s.yaml") as err:
         parse_study(SIMULATED.replace(old, new), "s.yaml")
     assert message in str(err.value)
+
+
+def test_anonymised_str_exports_reach_the_cohort_under_the_manifests_names(tmp_path):
+    """Rchimerism's real exports call every sample "xxxxxxxxxxxxxxxxx": each manifest row
+    names its export file and a sample name of its own, which the chimerism results and
+    the cohort then carry; a row the exports do not hold is named in the run's output."""
+    import shutil
+
+    real = Path(__file__).parent / "data" / "chimerism" / "rchimerism" / "single"
+    study = tmp_path / "study"
+    shutil.copytree(real, study / "str")
+    for person, name in (("donor", "ddata.txt"), ("recipient", "rdata.txt")):
+        shutil.copy(real / name, study / "str" / f"P01_{person}.txt")
+    rows = [("08_22_19/cd3_SELECT/sdata.txt", "D60", "CD3", "P01_CD3_D60"),
+            ("08_22_19/cd33_SELECT/sdata.txt", "D60", "CD33", "P01_CD33_D60")]
+    lines = ["file,kind,patient_id,visit,collection_date,material,lineage,sample"]
+    lines += [f"str/{f},str,P01,{v},2019-08-22,blood,{lin},{s}" for f, v, lin, s in rows]
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "s.yaml").write_text(
+        "study: anonymised\nout: results\ninputs:\n  manifest: study/manifest.csv\n"
+        "  str: study/str\n  references:\n    donor: study/str/{patient}_donor.txt\n"
+        "    recipient: study/str/{patient}_recipient.txt\n  kit: PowerPlex 16\n"
+        "stages:\n  chimerism: {quantity: area}\n  cohort: {file: cohort.nc}\n")
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output
+
+    from immunomon.cohort import load
+    ds = load(tmp_path / "results" / "cohort" / "cohort.nc").dataset
+    got = {lin: float(ds["donor_chimerism_percent"].sel(patient="P01", timepoint="D60",
+                                                        lineage=lin)) for lin in ("CD3", "CD33")}
+    assert got["CD3"] == pytest.approx(52.9, abs=0.5)      # Rchimerism: 52.5
+    assert got["CD33"] == pytest.approx(99.9, abs=0.5)     # Rchimerism: 99.9
+
+    # a row naming a sample its plate-sized export does not hold: said after the stage
+    lines.append("str/08_22_19/cd3_SELECT/sdata.txt,str,P01,D90,2019-09-22,blood,CD3,"
+                 "P01_CD3_D90")
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "'P01_CD3_D90'" in res.output and "  warning: " in res.output

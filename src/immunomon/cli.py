@@ -654,6 +654,10 @@ main.add_command(_batch)
 
 
 # --------------------------------------------------------------------------- run
+#: warnings of a stage printed after its status line (``--json`` gives them all)
+SHOWN_WARNINGS = 10
+
+
 @main.command("run")
 @click.argument("study", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", "out_dir", default=None, type=click.Path(file_okay=False),
@@ -689,4 +693,10 @@ def run(study, out_dir, force, as_json):
     else:
         for s in result.stages:
             click.echo(f"{s.name}: {s.status}" + (f" ({s.message})" if s.message else ""))
+            said = (s.details or {}).get("warnings", []) if s.status == "ran" else []
+            for w in said[:SHOWN_WARNINGS]:
+                click.echo(f"  warning: {w}")
+            if len(said) > SHOWN_WARNINGS:
+                click.echo(f"  ... and {len(said) - SHOWN_WARNINGS} more warnings (--json "
+                           "lists them all)")
         click.echo(f"results in {result.out_dir}")

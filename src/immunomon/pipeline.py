@@ -71,8 +71,16 @@ _STAGE_KEYS = {
                   "off_ladder_alleles": bool, "tri_allelic": list,
                   "broad_factor": (int, float)},
     "cohort": {"file": str, "material": str},
-    "analysis": {"seed": int, "title": str},
+    "analysis": {"seed": int, "title": str, "baseline_visit": str, "primary_visit": str,
+                 "landmark_day": (int, float), "horizon_day": (int, float),
+                 "populations": list, "shares": list, "primary_counts": list,
+                 "primary_shares": list, "min_events": int, "n_permutations": int,
+                 "conf_level": float},
 }
+#: the analysis stage's settings that declare its plan (``analysis.questions.Plan``)
+_PLAN_KEYS = ("baseline_visit", "primary_visit", "landmark_day", "horizon_day", "populations",
+              "shares", "primary_counts", "primary_shares", "min_events", "n_permutations",
+              "conf_level")
 # The inputs each stage needs.
 _NEEDS = {"gate": ("fcs", "template"), "chimerism": ("manifest", "references"),
           "cohort": ("manifest",), "analysis": ()}
@@ -345,6 +353,13 @@ def _check_choices(source, name: str, settings) -> None:
     if name == "gate" and settings.get("workers", 1) < 1:
         _fail(source, _line(settings, "workers"), "stages.gate.workers must be 1 or more, "
               f"not {settings['workers']!r}")
+    if name == "analysis":              # the declared plan, before any stage runs
+        from .errors import ImmunomonError as _Error
+        try:
+            _analysis_plan(settings)
+        except _Error as exc:
+            key = next((k for k in settings if k in str(exc)), None)
+            _fail(source, _line(settings, key) if key else None, f"stages.analysis: {exc}")
     if name == "chimerism":             # its ranges, before any stage runs
         from .chimerism import ChimerismSettings
         try:
@@ -352,6 +367,27 @@ def _check_choices(source, name: str, settings) -> None:
         except ChimerismError as exc:
             key = next((k for k in settings if str(exc).startswith(f"{k} ")), None)
             _fail(source, _line(settings, key) if key else None, f"stages.chimerism.{exc}")
+
+
+def _analysis_plan(settings: dict):
+    """The analysis stage's plan: the declared questions' visits, populations and days
+    (``Plan``'s defaults, the demo trial's, for what the study file leaves out)."""
+    from .analysis.questions import Plan
+    from .errors import AnalysisError
+
+    given = {k: settings[k] for k in _PLAN_KEYS if k in settings}
+    for key in ("populations", "primary_counts"):
+        if key in given:
+            if not all(isinstance(x, str) and x for x in given[key]):
+                raise AnalysisError(f"{key} must be a list of population names")
+            given[key] = tuple(given[key])
+    for key in ("shares", "primary_shares"):
+        if key in given:
+            if not all(isinstance(x, list) and len(x) == 2
+                       and all(isinstance(n, str) and n for n in x) for x in given[key]):
+                raise AnalysisError(f"{key} must be a list of [population, parent] pairs")
+            given[key] = tuple(tuple(x) for x in given[key])
+    return Plan(**given, seed=settings.get("seed", 0))
 
 
 def _chimerism_options(settings: dict) -> dict:
@@ -549,7 +585,10 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
     for k, (pid, (grp, refs)) in enumerate(groups.items(), start=1):
         folder = work / pid
         folder.mkdir(parents=True)
+        # each row names its run by export file and sample name: an anonymised export's
+        # one run takes the manifest's name, which the cohort then finds
         meta = pd.DataFrame({"sample": grp["sample"].astype(str),
+                             "file": grp["path"].map(lambda p: str(Path(p).absolute())),
                              "patient": pid, "lineage": grp["lineage"].astype(str),
                              "date": grp["collection_date"].astype(str).str[:10]})
         meta_path = folder / "samples.csv"
@@ -566,7 +605,9 @@ def _chimerism(study: Study, settings: dict, work: Path, progress) -> dict:
                                             settings=chim_settings, manifest=meta_path)
         write_outputs(result, folder)
         n += len(result.samples)
-        warnings += result.warnings
+        # the rows were the study manifest's: name it, not the stage's own copy of them
+        warnings += [w.replace(str(meta_path), f"{study.inputs['manifest']} (patient {pid})")
+                     for w in result.warnings]
         progress("chimerism", f"{k}/{len(groups)} {pid}: {len(result.samples)} samples")
     return {"samples": n, "patients": len(groups), "warnings": warnings}
 
@@ -599,7 +640,8 @@ def _cohort(study: Study, settings: dict, work: Path, progress) -> dict:
     path = cohort.save(work / _cohort_file(study, settings))
     ds = cohort.dataset
     return {"file": path.name, "patients": int(ds.sizes.get("patient", 0)),
-            "timepoints": int(ds.sizes.get("timepoint", 0))}
+            "timepoints": int(ds.sizes.get("timepoint", 0)),
+            "warnings": list(cohort.warnings)}
 
 
 def _analysis_available() -> bool:
@@ -616,7 +658,7 @@ def _analysis(study: Study, settings: dict, work: Path, progress) -> dict:
 
     cohort_settings = study.stages.get("cohort", {})
     cohort = load(work.parent / "cohort" / _cohort_file(study, cohort_settings))
-    kwargs = {"seed": settings.get("seed", 0)}
+    kwargs = {"seed": settings.get("seed", 0), "plan": _analysis_plan(settings)}
     if "title" in settings:
         kwargs["title"] = settings["title"]
     details = {}

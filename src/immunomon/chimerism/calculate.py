@@ -915,7 +915,8 @@ def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
     """% donor for every sample in a peak table.
 
     ``donors`` is one :class:`Genotype` or a list (double donor); ``metadata`` maps a
-    sample name to ``{"patient", "lineage", "date"}``. A sample is one run: a sample
+    run (``(file, sample)``), its label or its sample name to ``{"patient", "lineage",
+    "date"}`` and, optionally, ``"sample"``: the name to report it under. A sample is one run: a sample
     name within one file. Runs the references were called from (a whole plate exported
     to one file) are skipped; samples of the same name in other files are not.
     """
@@ -934,8 +935,9 @@ def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
     for (file, name), rows in runs:
         if (file, name) in skip or (None, name) in skip:
             continue
-        label = labels[(file, name)]
-        meta = metadata.get(label) or metadata.get(name, {})
+        meta = metadata.get((file, name)) or metadata.get(labels[(file, name)]) \
+            or metadata.get(name, {})
+        label = meta.get("sample") or labels[(file, name)]     # a manifest's name for it
         rows = rows.copy()
         rows.attrs["warnings"] = list(file_warnings.get(file, ()))
         out.append(sample_chimerism(label, rows, references, settings, kit=kit,

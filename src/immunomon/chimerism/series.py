@@ -97,7 +97,10 @@ def parse_sample_name(name: str) -> dict:
 
 def read_manifest(path) -> dict:
     """A sample manifest (CSV or TSV with ``sample`` and any of ``patient``, ``lineage``,
-    ``date``) as ``{sample: {...}}``."""
+    ``date``, ``file``) as ``{sample: {...}}``; a row that names the export ``file`` the
+    sample is in (relative to the manifest's folder) is keyed ``(file, sample)``, with
+    the file as an absolute path, so that anonymised exports whose samples all carry one
+    name can be told apart."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8-sig") as fh:
@@ -122,8 +125,12 @@ def read_manifest(path) -> dict:
         if not sample:
             raise ChimerismError(f"{where}, column {header.index('sample') + 1}: empty "
                                  "sample name")
-        if sample in out:
-            raise ChimerismError(f"{where}: sample {sample!r} is listed twice")
+        file = row.get("file") or None
+        key = (os.path.abspath(os.path.join(os.path.dirname(path), file)), sample) \
+            if file else sample
+        if key in out:
+            raise ChimerismError(f"{where}: sample {sample!r} is listed twice"
+                                 + (f" for {file}" if file else ""))
         meta = {k: (row.get(k) or None) for k in ("patient", "lineage", "date")}
         if meta["date"]:
             # the clinical tables' strict reading: 04.03.2021 is day-first, 04/03/2021
@@ -133,7 +140,7 @@ def read_manifest(path) -> dict:
             except ValueError as exc:
                 raise ChimerismError(f"{where}, column {header.index('date') + 1}: "
                                      f"{exc}") from None
-        out[sample] = meta
+        out[key] = meta
     return out
 
 

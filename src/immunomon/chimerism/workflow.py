@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 
 from ..errors import ChimerismError
-from .calculate import ChimerismResult, ChimerismSettings, compute_chimerism, repeat_lengths
+from .calculate import (ChimerismResult, ChimerismSettings, _labels, compute_chimerism,
+                        repeat_lengths)
 from .genotype import genotype_from_peaks
 from .kits import Kit, load_kit
 from .parsers import read_export, read_exports
@@ -99,7 +100,8 @@ def chimerism_from_exports(donors, recipient, samples, *, kit: Kit | str | None 
     # one export given alone, not in a list, is one file, not its characters
     peaks = read_exports([samples] if isinstance(samples, (str, os.PathLike)) else samples,
                          kit=kit)
-    metadata = _sample_metadata(peaks, manifest, lineage)
+    metadata, w = _sample_metadata(peaks, manifest, lineage)
+    warnings += w
     result = compute_chimerism(peaks, donor_genos, recipient_geno, settings=settings,
                                kit=kit, metadata=metadata)
     if not result.samples:
@@ -174,7 +176,8 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
                                   "dyes": run.dyes, "ranges": bins.ranges,
                                   "bins": bins.centres, "file": run.trace.path}
     peaks = pd.concat(frames, ignore_index=True)
-    metadata = _sample_metadata(peaks, manifest, lineage)
+    metadata, w = _sample_metadata(peaks, manifest, lineage)
+    warnings += w
     result = compute_chimerism(peaks, references[:-1], references[-1], settings=settings,
                                kit=kit, metadata=metadata)
     if not result.samples:
@@ -193,14 +196,46 @@ def _run_summary(run, role: str, bins_source: str) -> dict:
             **run.calibration.summary(), "alleles_called_against": bins_source}
 
 
-def _sample_metadata(peaks, manifest, lineage) -> dict[str, dict]:
-    """Each sample's patient, visit and lineage: from the manifest, else parsed
-    from its name; ``lineage`` given on the command line applies to all."""
-    manifest_map = read_manifest(manifest) if manifest is not None else {}
-    metadata = {}
-    for name in dict.fromkeys(peaks["sample"]):
-        meta = dict(manifest_map.get(name) or parse_sample_name(name))
+def _sample_metadata(peaks, manifest, lineage) -> tuple[dict, list[str]]:
+    """Each run's patient, visit and lineage, keyed ``(file, sample)``: from the manifest,
+    else parsed from its name; ``lineage`` given on the command line applies to all. A
+    manifest row names a run by its sample name, by the label a run of a name shared
+    between files is shown with (``xxxx [cd3_SELECT/sdata.txt]``), or by its ``file`` and
+    name; a row whose file holds one run of another name (an anonymised export) names that
+    run, which is then reported under the row's name. Rows that name no run, and a name
+    that several files share given without its file, are said in the warnings."""
+    rows = read_manifest(manifest) if manifest is not None else {}
+    files = peaks["file"] if "file" in peaks else [""] * len(peaks)
+    runs = list(dict.fromkeys(zip(map(str, files), map(str, peaks["sample"]))))
+    labels = _labels(runs)
+    in_file: dict = {}
+    for file, name in runs:
+        in_file.setdefault(os.path.abspath(file) if file else "", []).append(name)
+    used, warned, metadata, warnings = set(), set(), {}, []
+    for file, name in runs:
+        path = os.path.abspath(file) if file else ""
+        key = next((k for k in ((path, name), labels[(file, name)], name) if k in rows), None)
+        renamed = None
+        if key is None and in_file[path] == [name]:
+            # an anonymised export: its one run is the sample its file's row names
+            named = [k for k in rows if isinstance(k, tuple) and k[0] == path]
+            if len(named) == 1:
+                key, renamed = named[0], named[0][1]
+        meta = dict(rows[key]) if key is not None else parse_sample_name(name)
+        if key == name and labels[(file, name)] != name and name not in warned:
+            warned.add(name)
+            warnings.append(f"{manifest}: sample {name!r} is in several files and its row "
+                            "applies to each; tell them apart by their labels (such as "
+                            f"{labels[(file, name)]!r}) or a file column")
+        used.add(key)
+        if renamed:
+            meta["sample"] = renamed
         if lineage:
             meta["lineage"] = lineage
-        metadata[name] = meta
-    return metadata
+        metadata[(file, name)] = meta
+    unused = [k[1] if isinstance(k, tuple) else k for k in rows if k not in used]
+    if unused:
+        warnings.append(f"{manifest}: {len(unused)} row(s) name no run in these exports, "
+                        f"and were not used: {', '.join(map(repr, unused[:10]))}"
+                        f"{' ...' if len(unused) > 10 else ''}")
+    return metadata, list(dict.fromkeys(warnings))
