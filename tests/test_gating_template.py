@@ -414,6 +414,35 @@ def test_the_rarest_granulocytes_are_found_by_a_start_that_finds_a_cluster_of_th
     assert "evened out" in result.gates["Granulocytes"].notes[0]
 
 
+def test_a_max_ssc_pick_on_the_main_cluster_looks_for_the_rare_one_beyond_it():
+    """Lymphocyte-enriched sample 11 (0.4% granulocytes): the first look's mixture gave
+    the granulocytes no component, and the max-SSC pick took the lymphocytes' highest-SSC
+    piece with the rest of them, a cluster of its own: the "granulocytes" were every
+    lymphocyte, and every population gated among non-granulocytes (DCs F1 0.04) was
+    empty. A pick on the parent's main cluster now looks on an evened subsample for a
+    cluster beyond it, and finds them; where none is found (samples 6 and 20 with other
+    singlets) they are absent, and the others are left whole."""
+    from immunomon.gating import methods
+    from immunomon.simulate import stress
+    sim = stress.lymphocyte_enriched(100_000, seed=11)
+    strategy, _ = load_template("post-transplant").strategy_for(sim.sample)
+    result = strategy.apply(sim.sample)
+    for pop in ("Granulocytes", "Dendritic cells", "Monocytes"):
+        got, truth = result.mask(pop), sim.mask(pop)
+        assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.9, pop
+    assert "evened out" in result.gates["Granulocytes"].notes[0]
+
+    # a main cluster with no rare one beyond it keeps the first look's pick (the
+    # granulocytes of blood, most of the leukocytes)
+    sim = simulate.pbmc_sample(100_000, seed=1)
+    strategy, _ = load_template("post-transplant").strategy_for(sim.sample)
+    result = strategy.apply(sim.sample)
+    got, truth = result.mask("Granulocytes"), sim.mask("Granulocytes")
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.95
+    assert "evened out" not in result.gates["Granulocytes"].notes[0]
+    assert methods.Cluster(np.zeros(2), np.eye(2), 1.0, 1.0, 1).main is False
+
+
 def test_monocytes_are_the_cd14_bright_cloud_with_the_cd16_ones_in_any_kind_of_sample():
     # a Ficoll sample's CD16+ monocytes (15% of them, CD14-dim) are a mixture cluster of
     # their own, which a CD14 pick alone left out (F1 0.91); a lymphocyte-enriched

@@ -386,21 +386,23 @@ class ClusterGate:
                                     quantile=self.quantile, seed=self.seed + start,
                                     min_weight=self.min_weight, even=even)
 
-    def _further_look(self, columns, first: methods.Cluster, *, even: bool = False
-                      ) -> methods.Cluster:
+    def _further_look(self, columns, first: methods.Cluster, *, even: bool = False,
+                      wanted=None) -> methods.Cluster:
         """The fit with two more components, from up to ``SECOND_LOOKS`` starts: a rare
         cluster's own component depends on where the mixture starts (1.4% granulocytes
         in a Ficoll sample got one from two of three starts), and what a start finds
         counts only if it is a cluster (``_found``) other than the one the ``first``
         pick was a fragment of (a start that merges the lymphocytes' pieces into one
         cluster finds them, not the granulocytes). ``even``: on a subsample evened out
-        over the density (``methods._evened``)."""
+        over the density (``methods._evened``). ``wanted``: what a start must find, in
+        place of a cluster other than the first pick's."""
+        wanted = wanted or (lambda more: _found(more, beside=first))
         for start in range(SECOND_LOOKS):
             try:
                 more = self._fit(columns, self.n_components + 2, even=even, start=start)
             except methods.TooFewEvents:
                 return first            # too few finite events for more: nothing further
-            if _found(more, beside=first):
+            if wanted(more):
                 break
         return more
 
@@ -413,17 +415,32 @@ class ClusterGate:
         except methods.TooFewEvents as e:       # non-finite values left too few
             return _left_empty(self, e)
         evened = False
-        if not c.distinct and len(columns[0]) >= MIN_EVENTS * (self.n_components + 2):
+        enough = len(columns[0]) >= MIN_EVENTS * (self.n_components + 2)
+        if not c.distinct and enough:
             # a rare cluster (1-3% granulocytes in a Ficoll sample) may get no component
             # of its own while a large skewed cluster takes several: look again with two
-            # more before calling it absent
-            more = self._further_look(columns, c)
-            if not _found(more, beside=c):
+            # more before calling it absent. What a further look finds must not be the
+            # main cluster either (the pick's fragment, merged with its other pieces)
+            first = c
+            rare = lambda more: _found(more, beside=first) and not more.main  # noqa: E731
+            more = self._further_look(columns, first, wanted=rare)
+            if not rare(more):
                 # rarer still (0.5% granulocytes in a lymphocyte-enriched sample): a
                 # subsample evened out over the density gives it events enough to fit
-                more = self._further_look(columns, c, even=True)
-                evened = _found(more, beside=c)
-            c = more if _found(more, beside=c) else c
+                more = self._further_look(columns, first, even=True, wanted=rare)
+                evened = rare(more)
+            c = more if rare(more) else first
+        elif c.main and c.weight >= 0.5 and enough:
+            # the pick landed on the parent's main cluster: a rare extreme one may have
+            # no component of its own (0.4% granulocytes beside 90% lymphocytes, whose
+            # highest-SSC piece a max-SSC pick took with the rest of them in one sample
+            # of twenty). A cluster further out than 3 of the main cluster's SDs, in the
+            # pick's direction on every dimension it ranks by, is the one it asks for
+            main = c
+            beyond = lambda more: _found(more) and _beyond(more, main, self.pick)  # noqa: E731
+            more = self._further_look(columns, main, even=True, wanted=beyond)
+            if beyond(more):
+                c, evened = more, True
         if not c.distinct:
             # e.g. granulocytes in a Ficoll PBMC sample: the pick would take part of the
             # lymphocytes or monocytes and hand them to this population
@@ -544,6 +561,16 @@ def _found(c: methods.Cluster, *, peaked: float = 2.0,
     the larger cluster that the first look's pick (``beside``) was a fragment of."""
     return (c.distinct and c.peaked >= peaked
             and not (beside is not None and c.holds(beside.engulfed_centres)))
+
+
+def _beyond(c: methods.Cluster, main: methods.Cluster, pick) -> bool:
+    """Whether cluster ``c`` lies further than 3 of ``main``'s SDs beyond it in the
+    pick's direction on every dimension the pick ranks by."""
+    for direction, i in pick:
+        gap = (c.mean[i] - main.mean[i]) * (1 if direction == "max" else -1)
+        if not gap > 3.0 * np.sqrt(main.covariance[i, i]):
+            return False
+    return True
 
 
 def _apart(a: float, b: float) -> tuple[str, str]:

@@ -1003,7 +1003,17 @@ def _ratio_trend(area: np.ndarray, ratio: np.ndarray, bins: int = 12):
         near = peaks[np.abs(peaks - previous) <= np.log(RIDGE_STEP)]
         ridge[k] = _near_median(logs[k], near[np.argmin(np.abs(near - previous))]) \
             if near.size else previous
-    return knots, tuple(float(v) for v in np.exp(ridge))
+    trend = np.exp(ridge)
+    if trend[1] > trend[0] and area.min() < knots[0]:
+        # below the first bin's middle the ratio goes on falling as it fell between the
+        # first two bins (no further than one ridge step): FlowSOM's 68983, exported
+        # from a lymphocyte gate, climbs from 0.84 at its smallest areas to 0.94 at the
+        # first bin's middle, and a trend held level there put the smallest singlets,
+        # 4.6% of the expert's, under the band
+        slope = (trend[1] - trend[0]) / (knots[1] - knots[0])
+        low = max(trend[0] - slope * (knots[0] - float(area.min())), trend[0] / RIDGE_STEP)
+        knots, trend = (float(area.min()), *knots), np.concatenate([[low], trend])
+    return knots, tuple(float(v) for v in trend)
 
 
 def _area_bins(area: np.ndarray, bins: int, min_events: int = 50) -> list[np.ndarray]:
@@ -1091,6 +1101,7 @@ class Cluster:
     peaked: float = np.inf              # events per unit area within 1 SD of its centre
                                         # over those 2-3 SD out (``_peakedness``)
     engulfed_centres: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    main: bool = False                  # spans the mixture's heaviest component
 
     def holds(self, points: np.ndarray) -> bool:
         """Whether any of ``points`` (rows) lies inside the ellipse."""
@@ -1296,4 +1307,5 @@ def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
     reach = _best_reach(gmm, X, members, mean, cov, d2)
     held = chi2_probability(reach, X.shape[1]) if reach < d2 else 1.0
     return Cluster(mean, cov, reach, weight, n_components, tuple(members), engulfed, held,
-                   _peakedness(thinned, mean, cov), gmm.means[list(engulfed)])
+                   _peakedness(thinned, mean, cov), gmm.means[list(engulfed)],
+                   main=int(np.argmax(gmm.weights)) in members)
