@@ -293,6 +293,26 @@ def test_singlet_band_follows_single_cells_where_doublets_outnumber_them():
     assert kept[~is_small & ~is_large].mean() < 0.02
 
 
+def test_singlet_band_follows_the_smallest_cells_whose_ratio_keeps_falling():
+    # area/height climbing steeply with size over the smallest cells (a file exported
+    # from a lymphocyte gate, cut off at its smallest lymphocytes): a trend held level
+    # below the first area bin's middle put the smallest singlets under the band
+    area = RNG.uniform(55_000, 145_000, 20_000)
+    ratio = (0.84 + 1.1e-5 * (area - 55_000)) * RNG.normal(1.0, 0.012, area.size)
+    doublet = RNG.uniform(60_000, 140_000, 400)
+    area = np.concatenate([area, doublet * 1.8])
+    ratio = np.concatenate([ratio, 1.8 * (0.84 + 1.1e-5 * (doublet - 55_000))])
+    band = methods.singlet_band(area, area / ratio)
+    q = ratio / band.trend_at(area)
+    kept = (q >= band.lo) & (q <= band.hi)
+    single = np.arange(area.size) < 20_000
+    smallest = single & (area < np.quantile(area[single], 0.04))
+    assert kept[smallest].mean() > 0.98 and kept[single].mean() > 0.99
+    assert kept[~single].mean() < 0.01
+    # the trend goes no further down than one ridge step below the first bin's value
+    assert band.trend[0] >= band.trend[1] / methods.RIDGE_STEP - 1e-12
+
+
 def test_singlet_band_keeps_large_single_cells_before_the_doublets_valley():
     # a culture: small cells with a sharp singlet peak, larger activated cells whose
     # pulses are about 8% longer (a shoulder, not a peak of their own) and a doublet
