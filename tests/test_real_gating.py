@@ -639,6 +639,40 @@ def test_debris_outnumbering_the_cells_is_named_where_majority_keeps_it(tmp_path
     assert f1(shipped.result.mask("CD4 T"), labels["CD4 T"]) > 0.95
 
 
+def test_a_cluster_found_absent_with_populations_gated_within_it_fails_the_sample():
+    """A first draft for FlowCAP-I's GvHD tubes with a lymphocyte cluster on scatter: in
+    tube 1 the lymphocytes overlap the debris and the mixture's pick is a fragment of a
+    larger cluster, taken as absent, so the T cells and both subsets are empty. With
+    populations gated within it that is a failure of the sample, not a warning (a cluster
+    with nothing under it, granulocytes of a Ficoll sample, stays a warning)."""
+    draft = """
+panel: GvHD tube, a first draft
+version: "0.1"
+markers: {CD4: [FL1-H], CD8: [FL4-H], CD3: [FL3-H]}
+compensation: none
+transforms: {fluorescence: linear, scatter: linear}
+populations:
+  - {name: On scale, parent: root, dims: [FSC-H, SSC-H], method: boundary}
+  - {name: Cells, parent: On scale, dims: [FSC-H], method: threshold,
+     args: {side: above, valley: first}}
+  - {name: Lymphocytes, parent: Cells, dims: [FSC-H, SSC-H], method: cluster,
+     args: {components: 2, pick: [[min, SSC-H]], quantile: 0.995}}
+  - {name: T cells, parent: Lymphocytes, dims: [CD3], method: threshold, args: {side: above}}
+"""
+    gating = gate_sample(read_fcs(REAL / "flowcap_gvhd_1.fcs"), parse_template(draft, "d.yaml"),
+                         exclude_anomalies=False)
+    assert gating.result.count("Lymphocytes") == 0 and gating.result.count("T cells") == 0
+    absent = [f for f in gating.qc_flags if f.population == "Lymphocytes"]
+    assert [f.level for f in absent] == ["failure"]
+    assert "every population gated within it is empty too" in absent[0].message
+    assert gating.status == "failure"
+
+    leaf = draft.replace("name: T cells, parent: Lymphocytes,", "name: T cells, parent: Cells,")
+    gating = gate_sample(read_fcs(REAL / "flowcap_gvhd_1.fcs"), parse_template(leaf, "d.yaml"),
+                         exclude_anomalies=False)
+    assert [f.level for f in gating.qc_flags if f.population == "Lymphocytes"] == ["warning"]
+
+
 def test_a_viability_gate_on_a_dye_of_one_peak_keeps_the_live_cells():
     """FlowSOM's 68983, exported from a lymphocyte gate: its live/dead dye shows one peak
     and no dead cells. The guide's viability gate (`valley: last, majority: true`) cut

@@ -735,13 +735,17 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     this sample; so is one whose cut lies above the top of the display scale.
     Emptied otherwise (a tail cut on a rare population), it is a ``warning``, as
     is one that kept every such event while falling back; one that kept every event by
-    design (a viability dye showing no dead cells) is ``info``, with its reason. A quadrant left empty
+    design (a viability dye showing no dead cells) is ``info``, with its reason. A cluster
+    the mixture found absent is a ``warning`` (granulocytes of a Ficoll sample), or a
+    ``failure`` where the template gates populations within it (lymphocytes, whose T, B
+    and NK cells are then all empty). A quadrant left empty
     is ``info`` (double positives may be absent), or a ``warning`` when its
     dividers fell back to a rule. What a gate doubts of itself (a lone peak taken for
     its population from the tails beside it, against its place on the scale) is a
     ``warning``.
     """
     flags = []
+    nesting = {result.parent(pid) for pid in result.gate_ids}
     for gid, gate in result.gates.items():
         if not getattr(gate, "method", None):
             continue                      # fixed and boolean gates say nothing
@@ -760,11 +764,15 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                                     f"gate {gid!r}: quadrant {pid!r} is empty", pid))
             elif n == 0:
                 beyond = _cut_above_the_scale(result, gate)
-                flags.append(QCFlag("failure" if fell_back or beyond else "warning",
+                # a cluster the mixture found absent may be biology (granulocytes of a
+                # Ficoll sample), but not one the template gates further populations in
+                lost = (f"; every population gated within it is empty too"
+                        if gate.method == "gaussian mixture" and pid in nesting else "")
+                flags.append(QCFlag("failure" if fell_back or beyond or lost else "warning",
                                     f"gate {gid!r}: population {pid!r} is empty although "
                                     f"{of_parent} holds {n_parent} events "
-                                    f"({notes or gate.method}){beyond}; check the template "
-                                    "and the plot", pid))
+                                    f"({notes or gate.method}){beyond}{lost}; check the "
+                                    "template and the plot", pid))
             elif n == n_parent and not quadrants and (fell_back or notes):
                 # the rule's note is this line's reason: not said again below. By design
                 # (a viability dye with one peak and nothing above it) it is only said, so
