@@ -916,8 +916,8 @@ def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
 
     ``donors`` is one :class:`Genotype` or a list (double donor); ``metadata`` maps a
     run (``(file, sample)``), its label or its sample name to ``{"patient", "lineage",
-    "date"}`` and, optionally, ``"sample"``: the name to report it under. A sample is one run: a sample
-    name within one file. Runs the references were called from (a whole plate exported
+    "date"}`` and, optionally, ``"sample"``: the name to report it under. A sample is
+    one run: a sample name within one file. Runs the references were called from (a whole plate exported
     to one file) are skipped; samples of the same name in other files are not.
     """
     settings = settings or ChimerismSettings()

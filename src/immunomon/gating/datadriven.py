@@ -422,7 +422,10 @@ class ClusterGate:
             # more before calling it absent. What a further look finds must not be the
             # main cluster either (the pick's fragment, merged with its other pieces)
             first = c
-            rare = lambda more: _found(more, beside=first) and not more.main  # noqa: E731
+
+            def rare(more):
+                return _found(more, beside=first) and not more.main
+
             more = self._further_look(columns, first, wanted=rare)
             if not rare(more):
                 # rarer still (0.5% granulocytes in a lymphocyte-enriched sample): a
@@ -437,7 +440,10 @@ class ClusterGate:
             # of twenty). A cluster further out than 3 of the main cluster's SDs, in the
             # pick's direction on every dimension it ranks by, is the one it asks for
             main = c
-            beyond = lambda more: _found(more) and _beyond(more, main, self.pick)  # noqa: E731
+
+            def beyond(more):
+                return _found(more) and _beyond(more, main, self.pick)
+
             more = self._further_look(columns, main, even=True, wanted=beyond)
             if beyond(more):
                 c, evened = more, True

@@ -1004,7 +1004,7 @@ def _ratio_trend(area: np.ndarray, ratio: np.ndarray, bins: int = 12):
         ridge[k] = _near_median(logs[k], near[np.argmin(np.abs(near - previous))]) \
             if near.size else previous
     trend = np.exp(ridge)
-    if trend[1] > trend[0] and area.min() < knots[0]:
+    if trend[1] > trend[0] and knots[1] > knots[0] > float(area.min()):
         # below the first bin's middle the ratio goes on falling as it fell between the
         # first two bins (no further than one ridge step): FlowSOM's 68983, exported
         # from a lymphocyte gate, climbs from 0.84 at its smallest areas to 0.94 at the
