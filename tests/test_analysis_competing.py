@@ -181,3 +181,11 @@ def test_errors(scrucca):
         grays_test(scrucca.assign(g=1), "ftime", "status", "g")
     with pytest.raises(AnalysisError, match="no events of cause 3"):
         grays_test(scrucca, "ftime", "status", "dis", cause=3)
+
+
+def test_fine_gray_without_events_of_its_cause_names_the_analysts_column():
+    data = pd.DataFrame({"days": [100.0, 200.0, 300.0, 400.0], "status": [1, 0, 1, 0],
+                         "x": [0, 1, 0, 1]})
+    with pytest.raises(AnalysisError, match="fine_gray: no event of cause 2 in column "
+                                            "'status'"):
+        fine_gray(data, "days", "status", ["x"], cause=2)

@@ -369,3 +369,32 @@ def test_a_primary_question_without_data_at_its_visit_says_so():
         assert table.loc[q, "note"].startswith("not estimable: no patient has")
     assert table.loc["1.NK cells.M1", "label"] == "exploratory"
     assert not np.isnan(table.loc["1.NK cells.M1", "p_value"])
+
+
+def test_every_declared_share_is_asked_and_a_missing_count_says_why():
+    """A study's plan (docs/pipelines.md) whose primary share is not among its shares: the
+    question was never asked, with no row to say so; and a tube without counting beads
+    (events and percentages, no cells/uL) was "no counts", which the cohort has."""
+    from immunomon.analysis.questions import immune_change
+    rows = [(p, v, pop, np.nan, d)
+            for p in ["P01", "P02", "P03", "P04"]
+            for v, d in (("D30", 30.0), ("D90", 90.0))
+            for pop in ("CD4 T", "CD8 T", "T cells")]
+    immune = pd.DataFrame(rows, columns=["patient_id", "visit", "population", "cells_per_ul",
+                                         "day"])
+    plan = Plan(baseline_visit="D30", primary_visit="D90", populations=("CD8 T",),
+                shares=(("CD8 T", "T cells"),), primary_counts=("CD8 T",),
+                primary_shares=(("CD4 T", "T cells"),))
+    table = pd.DataFrame(immune_change(immune, plan, mixed=False)).set_index("question")
+    share = table.loc["1.CD4 T % of T cells.D90"]
+    assert share["label"] == "primary" and np.isnan(share["p_value"])
+    assert "no CD4 T and T cells cells/uL at visit 'D30'" in share["note"]
+    assert "counting beads" in share["note"]
+    assert "no CD8 T cells/uL at visit 'D30'" in table.loc["1.CD8 T", "note"]
+
+    # with cells/uL the primary share is answered at its visit
+    rng = np.random.default_rng(5)
+    immune["cells_per_ul"] = rng.uniform(100, 900, len(immune))
+    table = pd.DataFrame(immune_change(immune, plan, mixed=False)).set_index("question")
+    assert table.loc["1.CD4 T % of T cells.D90", "label"] == "primary"
+    assert not np.isnan(table.loc["1.CD4 T % of T cells.D90", "p_value"])

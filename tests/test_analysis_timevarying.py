@@ -173,3 +173,14 @@ def test_errors():
     rows = counting_process(SEPARATED, event="relapse")
     with pytest.raises(AnalysisError, match="'gvhd'"):
         cox_time_varying(rows, "gvhd", event="relapse")
+
+
+def test_a_landmark_with_no_event_after_it_says_so_in_the_analysts_words():
+    """Four patients, the one relapse on day 136, a day-180 landmark: the message named an
+    internal column; it now says the events lie before the landmark."""
+    patients = pd.DataFrame({"patient": ["P01", "P02", "P03", "P04"],
+                             "days": [373.0, 356.0, 136.0, 299.0], "relapse": [0, 0, 1, 0],
+                             "agvhd": [np.nan, 23.0, np.nan, 25.0]})
+    with pytest.raises(AnalysisError, match=r"landmark: no event in column 'relapse' after "
+                                            r"day 180 \(1 on or before it"):
+        landmark(patients, 180, time="days", event="relapse", id="patient", onsets=("agvhd",))

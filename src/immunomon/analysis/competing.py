@@ -412,6 +412,9 @@ def fine_gray(data: pd.DataFrame, time: str, status: str, covariates: str | Sequ
     require_columns(data, [time, status, *cov], "fine_gray")
     if method not in ("crr", "finegray"):
         raise AnalysisError(f"fine_gray: method must be 'crr' or 'finegray', not {method!r}")
+    if not (pd.to_numeric(data[status], errors="coerce") == cause).any():
+        raise AnalysisError(f"fine_gray: no event of cause {cause} in column {status!r}; a "
+                            "model of its subdistribution hazard needs events")
     expanded = finegray_expand(data, time, status, cause=cause)
     fit = _cox_fit(expanded, cov, start="fgstart", stop="fgstop", event="fgstatus",
                    id="fgid", weights="fgwt", conf_level=conf_level, what="fine_gray")

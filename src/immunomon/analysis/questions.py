@@ -169,8 +169,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                              label="primary" if pop in plan.primary_counts else "exploratory",
                              text=f"Change of {pop} from baseline",
                              method="exact Wilcoxon signed-rank",
-                             note=f"not estimable: no {pop} counts at visit "
-                                  f"{plan.baseline_visit!r}"))
+                             note=f"not estimable: no {pop} cells/uL at visit "
+                                  f"{plan.baseline_visit!r}{_NO_ABSOLUTE}"))
             continue
         frame, found = _wilcoxon_rows(sub, pop, "cells/uL", plan, order,
                                       primary=pop in plan.primary_counts,
@@ -200,7 +200,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                 estimate=10 ** f.estimate, lower=10 ** f.lower, upper=10 ** f.upper,
                 p_value=f.p_value, p_method="Wald z (optimistic with 13 patients)",
                 n=fit.n_patients))
-    for num, den in plan.shares:
+    # every declared share is asked, a primary one even where ``shares`` leaves it out
+    for num, den in dict.fromkeys((*plan.shares, *plan.primary_shares)):
         share = _share_table(immune, num, den)
         name = f"{num} % of {den}"
         if share.empty or plan.baseline_visit not in set(share["visit"]):
@@ -210,14 +211,19 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                                  question=f"1.{name}.{plan.primary_visit}", family="1 primary",
                                  label="primary", text=f"Change of {name}",
                                  method="exact Wilcoxon signed-rank",
-                                 note=f"not estimable: no {num} and {den} counts at visit "
-                                      f"{plan.baseline_visit!r}"))
+                                 note=f"not estimable: no {num} and {den} cells/uL at "
+                                      f"visit {plan.baseline_visit!r}{_NO_ABSOLUTE}"))
             continue
         _, found = _wilcoxon_rows(share, name, "%", plan, order,
                                   primary=(num, den) in plan.primary_shares, family="1 shares")
         rows += [_row(number=1, outcome=f"{name} (log10)", exposure="lenalidomide",
                       _populations=(num, den), **r) for r in found]
     return rows
+
+
+#: why a cohort may hold event counts and percentages but no cells/uL
+_NO_ABSOLUTE = (" (cells/uL need counting beads in the tube or a reference lymphocyte or "
+                "leukocyte count per sample: docs/templates.md, per-sample inputs)")
 
 
 def _share_table(immune: pd.DataFrame, num: str, den: str) -> pd.DataFrame:

@@ -363,6 +363,8 @@ def _cox_fit(rows: pd.DataFrame, covariates: list[str], *, start: str, stop: str
         fitted = firth_cox(X, t0, t1, e, w, conf_level=conf_level)
         notes.append("Firth-penalised estimate (Breslow ties, as R's coxphf) with profile "
                      "penalised-likelihood interval and penalised likelihood-ratio test")
+        if not fitted.converged:
+            notes.append("the Firth fit did not converge; its estimate is unreliable")
         with np.errstate(over="ignore"):
             table["hr_firth"] = np.exp(fitted.coef)
             table["hr_firth_lower"] = np.exp(fitted.lower)
@@ -463,6 +465,11 @@ def landmark(patients: pd.DataFrame, landmark_day: float, *, time: str = "time",
                                 "choose a later landmark")
     if len(data) == 0:
         raise AnalysisError(f"{what}: no patient is followed beyond day {landmark_day}")
+    if not (indicator(data, event, what) == 1).any():
+        before = int((indicator(patients, event, what)[~keep] == 1).sum())
+        raise AnalysisError(f"{what}: no event in column {event!r} after day {landmark_day}"
+                            + (f" ({before} on or before it, left out with their patients)"
+                               if before else "") + "; a Cox model needs events")
     terms = [*onsets, *(measurements or {}), *covariates]
     rows = data.assign(_start=0.0)
     cox = _cox_fit(rows, terms, start="_start", stop=time, event=event, id=id, weights=None,
