@@ -160,6 +160,11 @@ def test_every_question_has_a_row_with_the_documented_columns(report):
     results = json.loads((out / "results.json").read_text())
     assert len(results["questions"]) == len(table)
     assert results["plan"]["primary_visit"] == "M3"
+    # the mixed model's Wald p-values say how many patients they rest on (a four-patient
+    # study read "optimistic with 13 patients")
+    mixed = table[table["question"].str.endswith(".mixed")]
+    assert (mixed["p_method"] == [f"Wald z (optimistic with {int(n)} patients)"
+                                  for n in mixed["n"]]).all()
 
 
 def test_treg_fall_exact_wilcoxon_and_hodges_lehmann(report):
@@ -395,6 +400,8 @@ def test_every_declared_share_is_asked_and_a_missing_count_says_why():
     # with cells/uL the primary share is answered at its visit
     rng = np.random.default_rng(5)
     immune["cells_per_ul"] = rng.uniform(100, 900, len(immune))
-    table = pd.DataFrame(immune_change(immune, plan, mixed=False)).set_index("question")
+    table = pd.DataFrame(immune_change(immune, plan)).set_index("question")
     assert table.loc["1.CD4 T % of T cells.D90", "label"] == "primary"
     assert not np.isnan(table.loc["1.CD4 T % of T cells.D90", "p_value"])
+    # the mixed model's Wald p-values say how few patients they rest on
+    assert table.loc["1.CD8 T.D90.mixed", "p_method"] == "Wald z (optimistic with 4 patients)"

@@ -198,7 +198,8 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                        "categorical visits",
                 effect_measure=f"geometric mean ratio {plan.baseline_visit} to {visit}",
                 estimate=10 ** f.estimate, lower=10 ** f.lower, upper=10 ** f.upper,
-                p_value=f.p_value, p_method="Wald z (optimistic with 13 patients)",
+                p_value=f.p_value,
+                p_method=f"Wald z (optimistic with {fit.n_patients} patients)",
                 n=fit.n_patients))
     # every declared share is asked, a primary one even where ``shares`` leaves it out
     for num, den in dict.fromkeys((*plan.shares, *plan.primary_shares)):
