@@ -403,5 +403,9 @@ def test_every_declared_share_is_asked_and_a_missing_count_says_why():
     table = pd.DataFrame(immune_change(immune, plan)).set_index("question")
     assert table.loc["1.CD4 T % of T cells.D90", "label"] == "primary"
     assert not np.isnan(table.loc["1.CD4 T % of T cells.D90", "p_value"])
-    # the mixed model's Wald p-values say how few patients they rest on
+    # the mixed model's Wald p-values say how few patients they rest on, and the exact
+    # test says it cannot reach 0.05 with four pairs
     assert table.loc["1.CD8 T.D90.mixed", "p_method"] == "Wald z (optimistic with 4 patients)"
+    assert table.loc["1.CD8 T.D90", "p_value"] >= 0.125
+    assert ("with 4 patients the exact test's smallest two-sided p-value is 0.125"
+            in table.loc["1.CD8 T.D90", "note"])

@@ -227,6 +227,16 @@ _NO_ABSOLUTE = (" (cells/uL need counting beads in the tube or a reference lymph
                 "leukocyte count per sample: docs/templates.md, per-sample inputs)")
 
 
+def _few_pairs(n: int, alpha: float = 0.05) -> str:
+    """What a note says where the exact signed-rank test of ``n`` pairs cannot reach
+    ``alpha`` at all: its smallest two-sided p-value is 2 / 2^n (0.125 for 4 patients)."""
+    smallest = 2.0 / 2 ** n if n > 0 else 1.0
+    if smallest <= alpha:
+        return ""
+    return (f"; with {n} patients the exact test's smallest two-sided p-value is "
+            f"{min(smallest, 1.0):.3g}, so it cannot find a change at {alpha:g}")
+
+
 def _share_table(immune: pd.DataFrame, num: str, den: str) -> pd.DataFrame:
     """``num`` as a percentage of ``den`` per sample, in the cells_per_ul column."""
     keys = ["patient_id", "visit", "day"]
@@ -267,7 +277,7 @@ def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: l
             effect_measure=f"fold change {plan.baseline_visit} to {visit}",
             estimate=10 ** est, lower=10 ** lo, upper=10 ** hi, p_value=t.p_value,
             p_method=f"Wilcoxon signed-rank ({t.method})", n=int(t.n),
-            note=f"zeros floored at {floor:.3g} {unit}"))
+            note=f"zeros floored at {floor:.3g} {unit}{_few_pairs(int(t.n))}"))
     if primary and not any(r["label"] == "primary" for r in rows):
         # a declared primary question is always answered, if only to say it cannot be
         visit = plan.primary_visit
