@@ -393,9 +393,9 @@ def test_every_declared_share_is_asked_and_a_missing_count_says_why():
     table = pd.DataFrame(immune_change(immune, plan, mixed=False)).set_index("question")
     share = table.loc["1.CD4 T % of T cells.D90"]
     assert share["label"] == "primary" and np.isnan(share["p_value"])
-    assert "no CD4 T and T cells cells/uL at visit 'D30'" in share["note"]
+    assert "no cells/uL of CD4 T and T cells at visit 'D30'" in share["note"]
     assert "counting beads" in share["note"]
-    assert "no CD8 T cells/uL at visit 'D30'" in table.loc["1.CD8 T", "note"]
+    assert "no cells/uL of CD8 T at visit 'D30'" in table.loc["1.CD8 T", "note"]
 
     # with cells/uL the primary share is answered at its visit
     rng = np.random.default_rng(5)

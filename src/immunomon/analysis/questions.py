@@ -169,7 +169,7 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                              label="primary" if pop in plan.primary_counts else "exploratory",
                              text=f"Change of {pop} from baseline",
                              method="exact Wilcoxon signed-rank",
-                             note=f"not estimable: no {pop} cells/uL at visit "
+                             note=f"not estimable: no cells/uL of {pop} at visit "
                                   f"{plan.baseline_visit!r}{_NO_ABSOLUTE}"))
             continue
         frame, found = _wilcoxon_rows(sub, pop, "cells/uL", plan, order,
@@ -212,7 +212,7 @@ def immune_change(immune: pd.DataFrame, plan: Plan, *, mixed: bool = True) -> li
                                  question=f"1.{name}.{plan.primary_visit}", family="1 primary",
                                  label="primary", text=f"Change of {name}",
                                  method="exact Wilcoxon signed-rank",
-                                 note=f"not estimable: no {num} and {den} cells/uL at "
+                                 note=f"not estimable: no cells/uL of {num} and {den} at "
                                       f"visit {plan.baseline_visit!r}{_NO_ABSOLUTE}"))
             continue
         _, found = _wilcoxon_rows(share, name, "%", plan, order,
