@@ -78,9 +78,7 @@ _STAGE_KEYS = {
                  "conf_level": float},
 }
 #: the analysis stage's settings that declare its plan (``analysis.questions.Plan``)
-_PLAN_KEYS = ("baseline_visit", "primary_visit", "landmark_day", "horizon_day", "populations",
-              "shares", "primary_counts", "primary_shares", "min_events", "n_permutations",
-              "conf_level")
+_PLAN_KEYS = tuple(k for k in _STAGE_KEYS["analysis"] if k not in ("seed", "title"))
 # The inputs each stage needs.
 _NEEDS = {"gate": ("fcs", "template"), "chimerism": ("manifest", "references"),
           "cohort": ("manifest",), "analysis": ()}
@@ -354,19 +352,22 @@ def _check_choices(source, name: str, settings) -> None:
         _fail(source, _line(settings, "workers"), "stages.gate.workers must be 1 or more, "
               f"not {settings['workers']!r}")
     if name == "analysis":              # the declared plan, before any stage runs
-        from .errors import ImmunomonError as _Error
         try:
             _analysis_plan(settings)
-        except _Error as exc:
-            key = next((k for k in settings if k in str(exc)), None)
-            _fail(source, _line(settings, key) if key else None, f"stages.analysis: {exc}")
+        except ImmunomonError as exc:
+            _fail(source, _line_of_field(settings, exc), f"stages.analysis: {exc}")
     if name == "chimerism":             # its ranges, before any stage runs
         from .chimerism import ChimerismSettings
         try:
             ChimerismSettings(**_chimerism_options(settings))
         except ChimerismError as exc:
-            key = next((k for k in settings if str(exc).startswith(f"{k} ")), None)
-            _fail(source, _line(settings, key) if key else None, f"stages.chimerism.{exc}")
+            _fail(source, _line_of_field(settings, exc), f"stages.chimerism.{exc}")
+
+
+def _line_of_field(settings, exc: Exception):
+    """The line of the setting a settings error names first ("landmark_day must be ...")."""
+    key = next((k for k in settings if str(exc).startswith(f"{k} ")), None)
+    return _line(settings, key) if key else None
 
 
 def _analysis_plan(settings: dict):

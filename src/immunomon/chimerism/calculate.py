@@ -887,7 +887,7 @@ class ChimerismResult:
         return pd.concat([g.calls_frame() for g in self.references], ignore_index=True)
 
 
-def _labels(pairs: list) -> dict:
+def run_labels(pairs: list) -> dict:
     """A display name per (file, sample): the sample name, with as much of the file's
     path as tells apart samples of one name from different files."""
     by_name: dict = {}
@@ -930,7 +930,7 @@ def compute_chimerism(samples: pd.DataFrame, donors, recipient: Genotype, *,
     files = samples["file"] if "file" in samples else pd.Series("", index=samples.index)
     runs = list(samples.groupby([files, samples["sample"]], sort=False))
     file_warnings = samples.attrs.get("file_warnings", {})
-    labels = _labels([key for key, _ in runs])
+    labels = run_labels([key for key, _ in runs])
     out = []
     for (file, name), rows in runs:
         if (file, name) in skip or (None, name) in skip:

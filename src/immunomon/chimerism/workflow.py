@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 from ..errors import ChimerismError
-from .calculate import (ChimerismResult, ChimerismSettings, _labels, compute_chimerism,
-                        repeat_lengths)
+from .calculate import (ChimerismResult, ChimerismSettings, compute_chimerism,
+                        repeat_lengths, run_labels)
 from .genotype import genotype_from_peaks
 from .kits import Kit, load_kit
 from .parsers import read_export, read_exports
@@ -207,7 +207,7 @@ def _sample_metadata(peaks, manifest, lineage) -> tuple[dict, list[str]]:
     rows = read_manifest(manifest) if manifest is not None else {}
     files = peaks["file"] if "file" in peaks else [""] * len(peaks)
     runs = list(dict.fromkeys(zip(map(str, files), map(str, peaks["sample"]))))
-    labels = _labels(runs)
+    labels = run_labels(runs)
     in_file: dict = {}
     for file, name in runs:
         in_file.setdefault(os.path.abspath(file) if file else "", []).append(name)

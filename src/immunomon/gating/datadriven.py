@@ -386,17 +386,13 @@ class ClusterGate:
                                     quantile=self.quantile, seed=self.seed + start,
                                     min_weight=self.min_weight, even=even)
 
-    def _further_look(self, columns, first: methods.Cluster, *, even: bool = False,
-                      wanted=None) -> methods.Cluster:
-        """The fit with two more components, from up to ``SECOND_LOOKS`` starts: a rare
-        cluster's own component depends on where the mixture starts (1.4% granulocytes
-        in a Ficoll sample got one from two of three starts), and what a start finds
-        counts only if it is a cluster (``_found``) other than the one the ``first``
-        pick was a fragment of (a start that merges the lymphocytes' pieces into one
-        cluster finds them, not the granulocytes). ``even``: on a subsample evened out
-        over the density (``methods._evened``). ``wanted``: what a start must find, in
-        place of a cluster other than the first pick's."""
-        wanted = wanted or (lambda more: _found(more, beside=first))
+    def _further_look(self, columns, first: methods.Cluster, *, wanted,
+                      even: bool = False) -> methods.Cluster:
+        """The fit with two more components, from up to ``SECOND_LOOKS`` starts, until
+        one finds what ``wanted`` says: a rare cluster's own component depends on where
+        the mixture starts (1.4% granulocytes in a Ficoll sample got one from two of
+        three starts). ``even``: on a subsample evened out over the density
+        (``methods._evened``)."""
         for start in range(SECOND_LOOKS):
             try:
                 more = self._fit(columns, self.n_components + 2, even=even, start=start)
