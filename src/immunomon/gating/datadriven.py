@@ -359,7 +359,7 @@ class ClusterGate:
     dimensions: Sequence[AnyDimension]
     pick: Sequence[tuple[str, int]]
     n_components: int = 3
-    quantile: float = 0.99
+    quantile: float = 0.995
     min_weight: float = 0.0
     seed: int = 0
     parent: str | None = None

@@ -1263,7 +1263,7 @@ def _evened(X: np.ndarray, bins: int = 32) -> np.ndarray:
 
 
 def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
-                 quantile: float = 0.99, max_events: int = 5_000, seed: int = 0,
+                 quantile: float = 0.995, max_events: int = 5_000, seed: int = 0,
                  min_weight: float = 0.0, merge: bool = True, even: bool = False) -> Cluster:
     """Fit a Gaussian mixture to the events (a subsample of at most ``max_events``)
     and return the component that ``pick`` ranks best, as an ellipse holding

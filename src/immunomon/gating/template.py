@@ -474,7 +474,7 @@ def _build(spec: PopulationSpec, dims, parent):
     if spec.kind == "cluster":
         pick = [(direction, spec.dims.index(dim)) for direction, dim in a["pick"]]
         return ClusterGate(name, dims, pick, n_components=int(a.get("components", 3)),
-                           quantile=float(a.get("quantile", 0.99)),
+                           quantile=float(a.get("quantile", 0.995)),
                            min_weight=float(a.get("min_weight", 0.0)), parent=parent)
     if spec.kind == "quadrant":
         quads = {q: tuple(sides) for q, sides in a["quadrants"].items()}
