@@ -292,6 +292,22 @@ def test_duplicates_and_unplaced_reported(cohort):
     assert status["P1_M1_CD3"] == "used"
 
 
+def test_lineages_are_those_the_str_samples_name(tmp_path):
+    """A study that types sorted T cells only has no empty whole-blood lineage; where
+    whole blood is typed too it comes first."""
+    path = tmp_path / "m.csv"
+    path.write_text(f"{HEADER},lineage,sample\n"
+                    "a.txt,str,P1,M1,2021-01-31,blood,CD33,a\n"
+                    "b.txt,str,P1,M2,2021-03-01,blood,CD3,b\n")
+    chim = pd.DataFrame({"sample": ["a", "b"], "percent_donor": [90.0, 50.0]})
+    assert build(read_manifest(path), chimerism=chim).dataset["lineage"].values.tolist() \
+        == ["CD33", "CD3"]
+    with path.open("a") as f:
+        f.write("c.txt,str,P1,M2,2021-03-01,blood,,c\n")
+    assert build(read_manifest(path), chimerism=chim).dataset["lineage"].values.tolist() \
+        == ["WB", "CD33", "CD3"]
+
+
 def test_duplicate_chimerism_sample_first_kept(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text(f"{HEADER},lineage,sample\n"

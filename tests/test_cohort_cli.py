@@ -87,7 +87,7 @@ def test_build_and_show(tmp_path):
     assert "P1_donor.txt" not in res.output and "P1_recipient.txt" not in res.output
     assert f"listed in the manifest but not found: {tmp_path / 'fcs' / 'P2_M1.fcs'}" \
         in res.output
-    assert "2 patients, 2 visits, 2 populations, 1 markers, 2 chimerism lineages" in res.output
+    assert "2 patients, 2 visits, 2 populations, 1 marker, 1 chimerism lineage" in res.output
 
     c = load(out)
     ds = c.dataset
@@ -119,10 +119,10 @@ def test_build_and_show(tmp_path):
     res = run("cohort", "show", out)
     assert res.exit_code == 0, res.output
     assert "Patients:    P1, P2" in res.output
-    assert "Endpoints: 1 deaths (relapse 1), 1 progressions" in res.output
+    assert "Endpoints: 1 death (relapse 1), 1 progression" in res.output
     lines = [ln.split() for ln in res.output.splitlines()]
-    assert ["M1", "30", "2", "0", "1"] in lines       # visit, median day, flow, WB, CD3
-    assert ["M3", "90", "1", "0", "0"] in lines
+    assert ["M1", "30", "2", "1"] in lines            # visit, median day, flow, CD3
+    assert ["M3", "90", "1", "0"] in lines
 
     res = run("cohort", "show", out, "--json")
     summary = json.loads(res.output)
@@ -140,7 +140,7 @@ def test_build_zarr_without_clinical(tmp_path):
     summary = json.loads(res.output[res.output.index("{"):])
     assert summary["patients"] == ["P1", "P2"]
     assert summary["endpoints"] == {}
-    assert load(out).dataset["lineage"].values.tolist() == ["WB", "CD3"]
+    assert load(out).dataset["lineage"].values.tolist() == ["CD3"]
 
 
 def test_bad_manifest_is_a_clean_error(tmp_path):

@@ -16,6 +16,11 @@ def number(x) -> str:
     return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` of ``noun``, plural unless one: 1 marker, 2 markers."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def ratio_percent(part, whole) -> str:
     """``part`` as a percentage of ``whole`` (3 significant digits at most), or a
     plain statement when ``whole`` is zero or not finite."""

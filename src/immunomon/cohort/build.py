@@ -407,8 +407,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     if extra:
         warnings.append(f"{len(extra)} gated sample(s) not in the manifest: "
                         f"{', '.join(map(str, extra[:10]))}" + (" ..." if len(extra) > 10 else ""))
-    lineages = list(dict.fromkeys(["WB"] + list(str_kept["lineage"]))) if len(str_kept) \
-        else []
+    # the lineages the kept STR samples name, whole blood first
+    lineages = sorted(dict.fromkeys(str_kept["lineage"]), key=lambda lineage: lineage != "WB")
     chim = chimerism if chimerism is not None else pd.DataFrame(columns=["sample"])
     pct, chim_flags = _chimerism(str_kept, chim, patients, visits, lineages, warnings,
                                  given=chimerism is not None)

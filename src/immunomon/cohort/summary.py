@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from ..fmt import counted
+
 __all__ = ["summarise", "format_summary"]
 
 
@@ -85,9 +87,9 @@ def _names(items: list[str], limit: int = 12) -> str:
 def format_summary(cohort, *, title: str = "cohort") -> str:
     s = summarise(cohort)
     ds = cohort.dataset
-    lines = [f"{title}: {len(s['patients'])} patients, {len(s['visits'])} visits, "
-             f"{len(s['populations'])} populations, {len(s['markers'])} markers, "
-             f"{len(s['lineages'])} chimerism lineages",
+    lines = [f"{title}: " + ", ".join(counted(len(s[key]), noun) for key, noun in (
+                 ("patients", "patient"), ("visits", "visit"), ("populations", "population"),
+                 ("markers", "marker"), ("lineages", "chimerism lineage"))),
              f"built {s['created']} with immunomon {s['software_version']}"
              + (f"; template {s['template']}" if s["template"] else ""),
              "",
@@ -107,15 +109,16 @@ def format_summary(cohort, *, title: str = "cohort") -> str:
     if ep:
         causes = ", ".join(f"{k} {v}" for k, v in ep.get("death_causes", {}).items())
         lines.append(
-            f"Endpoints: {ep['deaths']} deaths" + (f" ({causes})" if causes else "")
-            + f", {ep['progressions']} progressions, acute GVHD II-IV {ep.get('agvhd_2_4', 0)}"
+            f"Endpoints: {counted(ep['deaths'], 'death')}" + (f" ({causes})" if causes else "")
+            + f", {counted(ep['progressions'], 'progression')}, acute GVHD II-IV "
+            f"{ep.get('agvhd_2_4', 0)}"
             f" (III-IV {ep.get('agvhd_3_4', 0)}), chronic GVHD {ep.get('cgvhd', 0)} "
             f"(moderate-severe {ep.get('cgvhd_modsev', 0)}); median follow-up "
             f"{ep['median_follow_up_days']:g} days (reverse Kaplan-Meier)")
     else:
         lines.append("Endpoints: none (built without clinical data)")
     if s["warnings"]:
-        lines.append(f"{len(s['warnings'])} build warnings:")
+        lines.append(f"{counted(len(s['warnings']), 'build warning')}:")
         lines += [f"  {w}" for w in s["warnings"][:20]]
         if len(s["warnings"]) > 20:
             lines.append(f"  ... and {len(s['warnings']) - 20} more")
