@@ -148,6 +148,24 @@ def test_a_marker_written_with_its_dye_after_a_hyphen_is_found():
     assert ambiguous == {"CD4": ["FL6 INT LOG", "FL7 INT LOG"]}
 
 
+def test_two_antibodies_in_one_colour_are_two_words():
+    """EuroFlow tubes put two antibodies in one colour and name the channel for both
+    ($PnS "CD4+CD20", "CD8+IgL", "CD19/TCRgd"); a template's "CD4" found nothing there
+    and its T-cell subsets were left out of every file."""
+    labels = {"PB-A": "CD4+CD20", "FITC-A": "CD8+IgL", "PE-Cy7-A": "CD19/TCRgd",
+              "APC-A": "CD3", "PE-A": "CD56+IgK"}
+    from immunomon.fcs.sample import Channel, Sample
+    lst = Sample(events=np.zeros((3, len(labels)), np.float32), keywords={},
+                 channel_info=tuple(Channel(name=n, marker=m) for n, m in labels.items()))
+    text = BASE.replace("  CD3: [CD3, Leu-4]\n  CD4: [CD4]\n",
+                        "  CD3: [CD3]\n  CD4: [CD4]\n  CD20: [CD20]\n  CD8: [CD8]\n"
+                        "  IgL: [IgL, lambda]\n  TCRgd: [TCRgd]\n  CD56: [CD56]\n")
+    found, missing, _ = parse_template(text, "p.yaml")._resolve(lst)
+    assert found == {"CD3": "APC-A", "CD4": "PB-A", "CD20": "PB-A", "CD8": "FITC-A",
+                     "IgL": "FITC-A", "TCRgd": "PE-Cy7-A", "CD56": "PE-A"}
+    assert missing == []
+
+
 def test_missing_marker_leaves_out_dependent_populations():
     sim = simulate.pbmc_sample(3000, seed=1)
     t = parse_template(BASE.replace("CD4: [CD4]", "CD4x: [CD4-nowhere]")

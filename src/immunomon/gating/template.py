@@ -40,7 +40,8 @@ from .strategy import GatingStrategy
 
 ROOT = "root"
 _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
-_WORDS = re.compile(r"[\s;,/|]+")      # separators of words in a $PnS such as "CD4 FITC"
+# separators of words in a $PnS such as "CD4 FITC", or "CD4+CD20" (two antibodies, one colour)
+_WORDS = re.compile(r"[\s;,/|+]+")
 _PULSE = re.compile(r"[\s_-]+([AHW])$", re.IGNORECASE)   # "GFP-A": area, height, width
 METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant", "boundary")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
@@ -167,7 +168,7 @@ class Template:
         punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else
         like a $PnS, then a $PnN, that names the marker with its pulse measure
         ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC",
-        "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD": ``_words``). Also returns
+        "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD", "CD4+CD20": ``_words``). Also returns
         the markers not found and, among them, those whose spelling or word appears on
         several channels (so no guess is made)."""
         found: dict[str, str] = {}

@@ -296,6 +296,41 @@ def cytopt_file(values: Path, keywords: dict | None = None):
                   keywords=keywords or {}), code
 
 
+#: optimalFlow's nine classes (the CytOpt article's ``OF_Cytometry<n>.csv``) by the
+#: population names of the EuroFlow LST template
+LST_CLASSES = {"CD4 T": "CD4+CD8-", "CD8 T": "CD8+CD4-", "DN T": "TCRgd-",
+               "CD56bright NK": "CD56bright", "CD56dim NK": "CD56dim",
+               "Monocytes": "Monocytes", "Eosinophils": "Eosinophils",
+               "B kappa": "Mature SIg Kappa", "B lambda": "Mature SIg Lambda"}
+#: detector names of the files' column headers, as an instrument writes them
+LST_DETECTORS = {"PE Cy7-A": "PE-Cy7-A", "APC H7-A": "APC-H7-A",
+                 "PerCP Cy5-5-A": "PerCP-Cy5-5-A"}
+
+
+def lst_file(path: Path):
+    """One EuroFlow Lymphoid Screening Tube of the optimalFlow data, as the CytOpt
+    article's repository holds it (``Data/OF_Cytometry<n>.csv``: an expert's
+    Infinicyt export of the CD45+ events classified into nine populations, on the
+    software's display scale, one class name per event), as a Sample with the marker
+    in $PnS (``CD4+CD20``: two antibodies in one colour) and each of ``LST_CLASSES``
+    as a boolean array."""
+    import pandas as pd
+    from immunomon.fcs.sample import Channel, Sample
+
+    frame = pd.read_csv(path, index_col=0)
+    label = frame.pop(frame.columns[-1]).to_numpy(str)
+    channels = []
+    for column in frame.columns:        # "CD3:APC-A LOGICAL", "FSC-A LINEAR"
+        marker, _, detector = column.rpartition(":")
+        detector = detector.rsplit(" ", 1)[0].split(" Exp-")[0]
+        detector = LST_DETECTORS.get(detector, detector.split(" ")[0])
+        channels.append(Channel(name=detector, marker=marker or None, range=8192.0))
+    keywords = {"DATA SOURCE": f"CytOpt Data/{path.name} (optimalFlow's EuroFlow LST data)"}
+    sample = Sample(events=frame.to_numpy(np.float32), channel_info=tuple(channels),
+                    keywords=keywords)
+    return sample, {pop: label == name for pop, name in LST_CLASSES.items()}
+
+
 def lyoplate_labels(code: np.ndarray) -> dict[str, np.ndarray]:
     """Each named class of ``LYOPLATE_CLASSES`` and CD4 T and CD8 T, as boolean arrays."""
     labels = {name: code == k for k, name in LYOPLATE_CLASSES.items()}

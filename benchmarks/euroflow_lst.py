@@ -1,0 +1,97 @@
+"""A EuroFlow Lymphoid Screening Tube template on optimalFlow's expert-classified files.
+
+The CytOpt article's repository (github.com/Paul-Freulon/CytOpt, ``Data/OF_Cytometry<n>.csv``)
+holds the optimalFlow data: blood stained with the EuroFlow LST (CD19 and TCRgd in
+PE-Cy7, CD4 and CD20 in Pacific Blue, CD56 and Ig kappa in PE, CD8 and Ig lambda in
+FITC, CD3, CD5, CD38, CD45), each file an expert's Infinicyt export of the CD45+ events
+classified into nine populations, on the software's display scale, with the class of
+every event. Every file a checkout holds is gated with the template (by default
+``benchmarks/templates/euroflow-lst.yaml``, written from docs/templates.md without the
+classes) and each population with 20 or more expert events is scored (F1). Files 3 and
+15 are the same file; 15 is left out. Files whose values a partial checkout lacks are
+skipped and counted.
+
+    python benchmarks/euroflow_lst.py PATH/TO/CytOpt [--template T] [--csv rows.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from immunomon.atomic import atomic_path
+from immunomon.gating.flowjo.apply import f1_score
+from immunomon.gating.run import gate_sample
+from immunomon.gating.template import load_template
+
+HERE = Path(__file__).resolve().parent
+REAL = HERE.parent / "tests" / "data" / "real"
+TEMPLATE = HERE / "templates" / "euroflow-lst.yaml"
+MIN_EVENTS = 20
+COPIES = {"OF_Cytometry15.csv"}          # the same events as OF_Cytometry3.csv
+
+
+def _data_script():
+    """``tests/data/real/make_real_data.py``, which reads these files (``lst_file``)."""
+    spec = importlib.util.spec_from_file_location("immunomon_make_real_data",
+                                                  REAL / "make_real_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DATA = _data_script()
+
+
+def score(path: Path, template) -> list[dict]:
+    sample, labels = DATA.lst_file(path)
+    result = gate_sample(sample, template, exclude_anomalies=False).result
+    stem = path.stem.replace("OF_Cytometry", "LST_")
+    return [{"file": stem, "population": pop, "expert_events": int(want.sum()),
+             "gated": int(result.mask(pop).sum()), "f1": f1_score(want, result.mask(pop))}
+            for pop, want in labels.items() if want.sum() >= MIN_EVENTS]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cytopt", type=Path, help="a checkout of Paul-Freulon/CytOpt")
+    ap.add_argument("--template", type=Path, default=TEMPLATE)
+    ap.add_argument("--csv", type=Path, help="also write every scored row to this CSV")
+    args = ap.parse_args(argv)
+    files = sorted((args.cytopt / "Data").glob("OF_Cytometry*.csv"),
+                   key=lambda f: int(f.stem.replace("OF_Cytometry", "")))
+    present = [f for f in files if f.name not in COPIES and f.stat().st_size > 0]
+    absent = sum(1 for f in files if f.name not in COPIES and f.stat().st_size == 0)
+    if not present:
+        print(f"no OF_Cytometry files under {args.cytopt / 'Data'}", file=sys.stderr)
+        return 2
+    template = load_template(args.template)
+    rows = []
+    for path in present:
+        rows += score(path, template)
+        print(f"  {path.name} done", file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    if args.csv:
+        with atomic_path(args.csv, suffix=".csv") as tmp:
+            df.to_csv(tmp, index=False)
+    print(f"{args.template.name} on {df.file.nunique()} files ({absent} without values "
+          "skipped); F1 per population with 20+ expert events\n")
+    wide = df.pivot_table(index="population", columns="file", values="f1")
+    print(wide.round(2).to_string(na_rep="-"))
+    print("\n| population | files | median F1 | lowest F1 | under 0.9 |")
+    print("|---|---:|---:|---:|---:|")
+    for pop, v in df.groupby("population", sort=False).f1:
+        print(f"| {pop} | {v.size} | {v.median():.3f} | {v.min():.3f} | {(v < 0.9).sum()} |")
+    per_file = df.groupby("file").f1
+    print(f"\nall: median F1 {df.f1.median():.3f}, lowest {df.f1.min():.3f}, "
+          f"{(df.f1 < 0.9).sum()} of {len(df)} under 0.9; per file, the leaves' median "
+          f"{per_file.median().median():.3f} (lowest file {per_file.median().min():.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
