@@ -6,8 +6,8 @@ PE-Cy7, CD4 and CD20 in Pacific Blue, CD56 and Ig kappa in PE, CD8 and Ig lambda
 FITC, CD3, CD5, CD38, CD45), each file an expert's Infinicyt export of the CD45+ events
 classified into nine populations, on the software's display scale, with the class of
 every event. Every file a checkout holds is gated with the template (by default
-``benchmarks/templates/euroflow-lst.yaml``, written from docs/templates.md without the
-classes) and each population with 20 or more expert events is scored (F1). Files 3 and
+``tests/data/real/euroflow_lst.yaml``, written from docs/templates.md without the
+classes) and each of its populations with 20 or more expert events is scored (F1). Files 3 and
 15 are the same file; 15 is left out. Files whose values a partial checkout lacks are
 skipped and counted.
 
@@ -30,7 +30,7 @@ from immunomon.gating.template import load_template
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent / "tests" / "data" / "real"
-TEMPLATE = HERE / "templates" / "euroflow-lst.yaml"
+TEMPLATE = REAL / "euroflow_lst.yaml"
 MIN_EVENTS = 20
 COPIES = {"OF_Cytometry15.csv"}          # the same events as OF_Cytometry3.csv
 
@@ -53,7 +53,8 @@ def score(path: Path, template) -> list[dict]:
     stem = path.stem.replace("OF_Cytometry", "LST_")
     return [{"file": stem, "population": pop, "expert_events": int(want.sum()),
              "gated": int(result.mask(pop).sum()), "f1": f1_score(want, result.mask(pop))}
-            for pop, want in labels.items() if want.sum() >= MIN_EVENTS]
+            for pop, want in labels.items()
+            if want.sum() >= MIN_EVENTS and pop in result.gate_ids]
 
 
 def main(argv=None) -> int:

@@ -122,6 +122,27 @@ def test_a_gate_left_with_the_tail_of_a_lone_peak_says_how_to_keep_the_peak():
     assert not any("keeps it" in n for n in non_t.notes)
 
 
+def test_a_lone_peak_the_tails_made_the_population_on_a_linear_axis_is_a_doubt():
+    """An LST export's NK cells on Infinicyt's linear display: one CD56 peak with
+    CD56-low cells trailing below it, so the tails made the peak the positives, and
+    'CD56bright NK' took 93% of the NK cells with the sample 'ok'. With no place on the
+    scale to check the tails, the gate now says so, naming both hints; `expect`, or a
+    population that is the tail beyond the peak, raises none."""
+    rng = np.random.default_rng(3)
+    nk = np.concatenate([rng.normal(4600, 350, 3_000), 3900 - rng.exponential(700, 300)])
+    found = ThresholdGate("CD56bright NK", [D], side="above").resolve([nk], [None])
+    assert np.mean(nk > found.bounds[0][0]) > 0.8
+    assert len(found.doubts) == 1 and "cannot say whether" in found.doubts[0]
+    assert "'expect: mostly-negative' makes it so" in found.doubts[0]
+    hinted = ThresholdGate("CD56bright NK", [D], side="above",
+                           args={"expect": "mostly-negative"}).resolve([nk], [None])
+    assert hinted.doubts == () and np.mean(nk > hinted.bounds[0][0]) < 0.05
+    # on a scale with a place (logicle) the place checks the tails instead: no doubt here
+    placed = ThresholdGate("CD56bright NK", [D], side="above").resolve(
+        [nk / 8192], [(0.1, 1.0)])
+    assert not any("cannot say whether" in d for d in placed.doubts)
+
+
 def test_a_lone_peak_above_zero_that_its_place_alone_made_negative_is_a_doubt():
     """Stimulation dims CD4: all the T cells make one broad, symmetric peak 21% up a
     logicle scale (W 0.9: zero at 0.2), no tail on either side, so its place makes it the

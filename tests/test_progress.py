@@ -70,3 +70,28 @@ def test_gate_command_logs_one_line_per_file(tmp_path):
         if m.group(3) != "failed":
             assert re.match(r"[\d,]+ events, \d+\.\d s$", m.group(4)), line
     assert "broken: failed" in log.read_text()
+
+
+def test_each_line_gives_the_files_own_time_with_workers(tmp_path, monkeypatch):
+    """With -j, files end close together: the time between two ends said 0.0 s for a
+    50,000-event file; each line now gives the file's own read, gate and write time."""
+    from click.testing import CliRunner
+
+    import immunomon.gating.run as run
+    from immunomon.cli import main
+
+    def gate_files(files, template, out_dir, *, progress=None, **kwargs):
+        for f in files:
+            progress({"sample": Path(f).stem, "status": "ok", "events": 50_273, "flags": [],
+                      "seconds": {"read": 0.4, "gate": 2.1, "write": 0.6}})
+        return run.GateRun(samples=[], table_columns={}, out_dir=Path(out_dir))
+
+    monkeypatch.setattr(run, "gate_files", gate_files)
+    monkeypatch.setattr("immunomon.cli.is_terminal", lambda stream: False, raising=False)
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / f"{name}.fcs").write_bytes((FIXTURES / "pbmc_01.fcs").read_bytes())
+    res = CliRunner().invoke(main, ["gate", str(tmp_path), "-o", str(tmp_path / "out"),
+                                    "-t", "post-transplant", "-j", "2"])
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("gate ")]
+    assert len(lines) == 4 and all(ln.endswith("50,273 events, 3.1 s") for ln in lines), \
+        res.output

@@ -723,3 +723,21 @@ def test_a_boundary_gate_leaves_out_saturated_scatter_and_says_so():
     assert all("(left out by the gate 'On scale')" in f.message for f in saturated)
     labels = np.load(REAL / "opencyto_dc_1.labels.npz")
     assert f1(gating.result.mask("CD14+"), labels["/boundary/Monocytes/Live/CD14+"]) > 0.95
+
+
+def test_a_flank_that_runs_off_the_top_of_the_scale_is_no_shoulder():
+    """An LST export's eosinophils spread up to the top of side scatter, a fifth of them
+    piled there (saturated); what the density saw above their peak stood level up to
+    the top, like a shoulder beyond it, and `valley: last` cut inside them (197 of 573
+    kept, F1 0.51). A shelf that runs into a pile at the end of the scale is the peak's
+    own flank: the cut stays in the valley below the eosinophils."""
+    from immunomon.gating import methods
+
+    sample = read_fcs(REAL / "euroflow_lst_3.fcs")
+    eosinophils = np.load(REAL / "euroflow_lst_3.labels.npz")["Eosinophils"]
+    ssc = sample.events[:, list(sample.channels).index("SSC-A")].astype(float)
+    assert np.count_nonzero(ssc == ssc.max()) > 100
+    cut = methods.density_threshold(ssc, side="above", valley="last")
+    got = ssc >= cut.value
+    assert 2 * np.sum(got & eosinophils) / (got.sum() + eosinophils.sum()) > 0.99
+    assert "shoulder" not in cut.note

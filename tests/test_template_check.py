@@ -365,6 +365,15 @@ def test_other_cuts_name_the_setting_of_each_valley_and_lone_peak_end():
     others = methods.other_cuts(centres, density, peaks)
     (a, _), (b, _), (c, _) = others                              # each neighbours' valley
     assert 2 < a < 4 and 6 < b < 9 and 12 < c < 14
+    # a fifth peak: the valley between the middle two is picked by bounds round it, and
+    # its label says which bounds (from one of its peaks to the other)
+    x5 = np.concatenate([x, rng.normal(7.5, 0.5, 2_500)])
+    c5, d5, bw5 = methods.smoothed_density(x5)
+    p5 = methods.find_peaks(c5, d5, n_events=x5.size, bandwidth=bw5)
+    (cut, named), *_ = [o for o in methods.other_cuts(c5, d5, p5) if o[1].startswith("bounds")]
+    lo, hi = (float(v) for v in named.removeprefix("bounds: [").rstrip("]").split(", "))
+    assert 4 < lo < 8 and 7 < hi < 11
+    assert methods.density_threshold(x5, bounds=(lo, hi)).value == pytest.approx(cut)
     # the two most prominent peaks, 0 and 10, part at the lowest point between them
     assert [how for _, how in others] == [
         "valley: first", "valley: deepest (the default)", "valley: last"]

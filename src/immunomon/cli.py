@@ -213,7 +213,9 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
                       enabled=len(files) > 3 or not is_terminal(sys.stderr)) as progress:
         def step(row):
             report(row)             # a failure's reason is its "error:" line, said once
-            progress.done(row["sample"], row["status"], row.get("events"))
+            # the file's own time: with workers, the time between two files' ends is not
+            progress.done(row["sample"], row["status"], row.get("events"),
+                          sum((row.get("seconds") or {}).values()) or None)
         run = gate_files(files, tmpl, out_dir, progress=step, **kwargs)
     for note in run.notes:
         click.echo(f"note: {note}", err=True)

@@ -192,6 +192,8 @@ class ThresholdGate:
                 doubts = (doubt,) if doubt else ()
             elif t.place:
                 doubts = (_against_place(t.place),)
+            elif t.fell_back and len(t.peaks) == 1 and not (scales and scales[0]):
+                doubts = (_unplaced_peak(self.side),)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
                               notes=notes, doubts=doubts)
@@ -264,6 +266,19 @@ def _against_place(place: int) -> str:
     return (f"the population is the lone peak, which sits {where}: the tails beside it, "
             f"not the marker, decided that. If the population is the tail beyond the "
             f"peak instead, 'expect: {expect}' makes it so")
+
+
+def _unplaced_peak(side: str) -> str:
+    """What to write when the population is a lone peak that the tails beside it made
+    its own on an axis with no place on the scale to check it (a linear axis of display
+    values: an LST export's NK cells, one CD56 peak with CD56-low cells below it, all
+    taken for CD56bright NK)."""
+    tail, peak = (("mostly-negative", "mostly-positive") if side == "above"
+                  else ("mostly-positive", "mostly-negative"))
+    return (f"the population is the parent's one peak, which the tails beside it made its "
+            f"own: on this axis (linear) the peak's place on the scale cannot say whether it "
+            f"holds the positives or the negatives. If the population is the tail {side} the "
+            f"peak, 'expect: {tail}' makes it so; if it is the peak, 'expect: {peak}' says so")
 
 
 @dataclass(frozen=True, eq=False)

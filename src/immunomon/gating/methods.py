@@ -624,6 +624,23 @@ def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, 
     return end
 
 
+def _runs_off_scale(x, centres, density, bandwidth: float, end: int, direction: int,
+                    piled: dict) -> bool:
+    """Whether the shelf beyond ``end`` is the peak's own flank cut off by the end of
+    the scale rather than a population beyond it: events pile at that end (saturated,
+    ``piles``) and the density at the outermost event still stands at half its level
+    where the peak's flank ended. An LST export's eosinophils spread up to the top of
+    side scatter, a fifth of them piled there, and the flank left above their peak
+    looked like a shoulder: the cut went inside them (197 of 573 kept)."""
+    if ("top" if direction > 0 else "bottom") not in piled or not x.size:
+        return False
+    # two bandwidths inside the outermost event: a density estimate halves at the edge
+    # of its data, so the edge itself would understate how much still lies there
+    inside = (x.max() - 2 * bandwidth) if direction > 0 else (x.min() + 2 * bandwidth)
+    at = int(np.clip(np.searchsorted(centres, inside), 0, centres.size - 1))
+    return direction * (at - end) > 0 and bool(density[at] >= 0.5 * density[end])
+
+
 def shoulder_inside(centres, density, peak: int, cut: int, n_events: int, *,
                     min_events: float = 10.0, flat: float = 0.2) -> int | None:
     """Where ``peak``'s flank ends, walking toward the valley at ``cut``, when a
@@ -670,14 +687,16 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
                 out.append((float(centres[end]), setting))
         return out
     settings: dict[int, list[str]] = {}
+    between: dict[int, str] = {}        # bounds from one of the valley's peaks to the other
     for k, (a, b) in enumerate(zip(peaks[:-1], peaks[1:])):
         cut = valley_bottom(density, np.arange(a, b + 1))
         labels = settings.setdefault(cut, [])
         labels += ["valley: first"] * (k == 0) + ["valley: last"] * (k == peaks.size - 2)
+        between.setdefault(cut, f"bounds: [{centres[a]:.4g}, {centres[b]:.4g}]")
     top = _beside_dominant(density, peaks, _most_prominent_two(density, peaks))
     settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
                         []).insert(0, "valley: deepest (the default)")
-    out = [(float(centres[i]), ", ".join(labels) or "bounds round it")
+    out = [(float(centres[i]), ", ".join(labels) or between.get(i, "bounds round it"))
            for i, labels in sorted(settings.items())]
     # the highest peak alone, where the others are small: a min_prominence above theirs
     # hides them, and the cut goes where that peak ends on the side they lay
@@ -740,7 +759,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         raise GatingError(f"valley must be 'deepest', 'first' or 'last', not {valley!r}")
     if expect is not None and expect not in EXPECT:
         raise GatingError(f"expect must be one of {', '.join(EXPECT)}, not {expect!r}")
-    x = on_scale(x)
+    x, piled = piles(x)
     centres, density, bandwidth = smoothed_density(x, adjust=adjust)
     peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
                        bandwidth=bandwidth)
@@ -774,6 +793,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         if valley in ("first", "last"):
             outer, outward = (top[1], 1) if valley == "last" else (top[0], -1)
             end = shoulder_beyond(centres, density, outer, outward, x.size)
+            if end is not None and _runs_off_scale(x, centres, density, bandwidth, end,
+                                                   outward, piled):
+                end = None
             if end is not None and lo <= centres[end] <= hi and (
                     not majority or _share(x, float(centres[end]), side) >= 0.5):
                 depth = 1.0 - density[end] / _flank(density, end, outward).max()

@@ -307,18 +307,34 @@ LST_DETECTORS = {"PE Cy7-A": "PE-Cy7-A", "APC H7-A": "APC-H7-A",
                  "PerCP Cy5-5-A": "PerCP-Cy5-5-A"}
 
 
+#: the columns of every file's values, in the order of file 1's header
+LST_COLUMNS = ("CD19/TCRgd:PE Cy7-A LOGICAL", "CD38:APC H7-A LOGICAL", "CD3:APC-A LOGICAL",
+               "CD4+CD20:PB-A LOGICAL", "CD45:PO-A LOGICAL", "CD56+IgK:PE-A LOGICAL",
+               "CD5:PerCP Cy5-5-A LOGICAL", "CD8+IgL:FITC-A LOGICAL", "FSC-A LINEAR",
+               "SSC-A Exp-SSC Low")
+
+
 def lst_file(path: Path):
     """One EuroFlow Lymphoid Screening Tube of the optimalFlow data, as the CytOpt
     article's repository holds it (``Data/OF_Cytometry<n>.csv``: an expert's
     Infinicyt export of the CD45+ events classified into nine populations, on the
     software's display scale, one class name per event), as a Sample with the marker
     in $PnS (``CD4+CD20``: two antibodies in one colour) and each of ``LST_CLASSES``
-    as a boolean array."""
+    as a boolean array.
+
+    Files 15 to 21 list their columns in another order than files 1 to 13, but their
+    values follow the first order: named by their header, the CD4 T cells would be
+    CD56+ and the NK cells CD4+CD20+, CD38 and CD5 bright on the B cells and T cells
+    the wrong way round; named by position in ``LST_COLUMNS``, every file shows the
+    panel's populations where the tube puts them."""
     import pandas as pd
     from immunomon.fcs.sample import Channel, Sample
 
     frame = pd.read_csv(path, index_col=0)
     label = frame.pop(frame.columns[-1]).to_numpy(str)
+    if sorted(frame.columns) != sorted(LST_COLUMNS):
+        raise ValueError(f"{path}: columns {list(frame.columns)} are not the LST tube's")
+    frame.columns = list(LST_COLUMNS)
     channels = []
     for column in frame.columns:        # "CD3:APC-A LOGICAL", "FSC-A LINEAR"
         marker, _, detector = column.rpartition(":")
@@ -329,6 +345,14 @@ def lst_file(path: Path):
     sample = Sample(events=frame.to_numpy(np.float32), channel_info=tuple(channels),
                     keywords=keywords)
     return sample, {pop: label == name for pop, name in LST_CLASSES.items()}
+
+
+def lst(root: Path) -> None:
+    """optimalFlow's third LST file, whole (``lst_file``): a fifth of its eosinophils
+    piled at the top of side scatter, which thinning would hide."""
+    sample, labels = lst_file(root / "Data" / "OF_Cytometry3.csv")
+    immunomon.write_fcs(HERE / "euroflow_lst_3.fcs", sample)
+    np.savez_compressed(HERE / "euroflow_lst_3.labels.npz", **labels)
 
 
 def lyoplate_labels(code: np.ndarray) -> dict[str, np.ndarray]:
@@ -518,6 +542,7 @@ if __name__ == "__main__":
     flowsom(Path(sys.argv[3]))
     hipc(Path(sys.argv[4]))
     lyoplate(Path(sys.argv[5]))
+    lst(Path(sys.argv[5]))
     opencyto(Path(sys.argv[1]))
     flowcap_dlbcl(Path(sys.argv[6]))
     flowcap_gvhd(Path(sys.argv[7]))
