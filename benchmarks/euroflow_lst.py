@@ -12,6 +12,7 @@ classes) and each of its populations with 20 or more expert events is scored (F1
 skipped and counted.
 
     python benchmarks/euroflow_lst.py PATH/TO/CytOpt [--template T] [--csv rows.csv]
+    python benchmarks/euroflow_lst.py PATH/TO/CytOpt --quick     # three files
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ def main(argv=None) -> int:
     ap.add_argument("cytopt", type=Path, help="a checkout of Paul-Freulon/CytOpt")
     ap.add_argument("--template", type=Path, default=TEMPLATE)
     ap.add_argument("--csv", type=Path, help="also write every scored row to this CSV")
+    ap.add_argument("--quick", action="store_true", help="the first three files")
     args = ap.parse_args(argv)
     files = sorted((args.cytopt / "Data").glob("OF_Cytometry*.csv"),
                    key=lambda f: int(f.stem.replace("OF_Cytometry", "")))
     present = [f for f in files if f.name not in COPIES and f.stat().st_size > 0]
     absent = sum(1 for f in files if f.name not in COPIES and f.stat().st_size == 0)
+    if args.quick:
+        present = present[:3]
     if not present:
         print(f"no OF_Cytometry files under {args.cytopt / 'Data'}", file=sys.stderr)
         return 2
