@@ -3,7 +3,7 @@
 The files, their sources and licences, and how the labels were made from the experts'
 own gates are in tests/data/real/SOURCES.md. The templates beside them were written from
 docs/templates.md as a new user would. The bounds below are what the shipped defaults
-reach on these files (docs/templates.md has the table); a change that loses agreement
+reach on these files (docs/validation.md has the table); a change that loses agreement
 with the experts fails here.
 """
 
@@ -443,12 +443,12 @@ populations:
 
 
 def test_the_guides_hipc_template_is_the_one_tested():
-    """docs/templates.md prints the HIPC template in full (tests/ is not shipped with the
+    """docs/validation.md prints the HIPC template in full (tests/ is not shipped with the
     tool): it must gate as the file the tests hold to the experts' labels."""
-    guide = (REPO / "docs" / "templates.md").read_text(encoding="utf-8")
+    guide = (REPO / "docs" / "validation.md").read_text(encoding="utf-8")
     start = guide.index("panel: HIPC T-cell panel")
     from immunomon.gating.template import parse_template
-    printed = parse_template(guide[start:guide.index("```", start)], "templates.md")
+    printed = parse_template(guide[start:guide.index("```", start)], "validation.md")
     sample = read_fcs(REAL / "hipc_stanford_1228.fcs")
     ours = gate_sample(sample, printed, exclude_anomalies=False).result
     tested = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"),

@@ -435,3 +435,43 @@ def test_a_parent_too_small_for_a_peak_is_checked_without_other_cuts():
         centres, density, peaks, others = _density_of(x, {"min_prominence": 0.1})
         assert centres.size and isinstance(others, list)
     assert methods.other_cuts(np.linspace(0, 1, 10), np.zeros(10), []) == []
+
+
+def test_a_file_whose_shares_are_unlike_the_others_is_named(tmp_path):
+    """Four LST exports listed their channels out of order: gated by name, their T cells
+    came out 44-64% DN T where the other files gave 0.2-5%, each 'ok'. A check of
+    several files names the population and the file whose share of its parent lies far
+    from the other files' (20 points and three times or a third of their median)."""
+    import dataclasses
+
+    import immunomon
+    from immunomon.gating.check import unlike_the_others
+
+    real = Path(__file__).resolve().parent / "data" / "real"
+    sample = read_fcs(real / "euroflow_lst_3.fcs")
+    for k in range(4):
+        immunomon.write_fcs(tmp_path / f"lst_{k}.fcs", sample)
+    channels = list(sample.channel_info)
+    cd4, cd38 = (next(i for i, c in enumerate(channels) if c.marker == m)
+                 for m in ("CD4+CD20", "CD38"))
+    channels[cd4], channels[cd38] = (
+        dataclasses.replace(channels[cd4], name=channels[cd38].name, marker="CD38"),
+        dataclasses.replace(channels[cd38], name=channels[cd4].name, marker="CD4+CD20"))
+    immunomon.write_fcs(tmp_path / "swapped.fcs",
+                        dataclasses.replace(sample, channel_info=tuple(channels)))
+    result = CliRunner().invoke(main, ["template", "check", str(tmp_path), "-t",
+                                       str(real / "euroflow_lst.yaml"),
+                                       "-o", str(tmp_path / "check")])
+    notes = [ln for ln in result.output.splitlines() if ln.startswith("note: ")]
+    assert notes and all(ln.startswith("note: swapped: ") for ln in notes), result.output
+    assert any("DN T is" in ln and "the other files' median" in ln for ln in notes)
+    records = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert {r["sample"]: bool(r["unlike_the_others"]) for r in records} == {
+        "lst_0": False, "lst_1": False, "lst_2": False, "lst_3": False, "swapped": True}
+    # fewer than four files: no reference to stand against
+    assert unlike_the_others(records[:3]) == {}
+    # biology within the bounds (eosinophils 3-13% of events) is not named
+    shares = [{"sample": str(k), "status": "ok", "populations": [
+        {"population": "Eos", "parent": "Leukocytes", "percent_of_parent": p}]}
+        for k, p in enumerate((3.0, 5.0, 8.0, 13.0, 4.0))]
+    assert unlike_the_others(shares) == {}

@@ -330,7 +330,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Example:
       immunomon template check run1/*.fcs -t my-panel.yaml -o check/
     """
-    from .gating.check import check_files
+    from .gating.check import check_files, unlike_the_others
     from .gating.run import find_fcs_files
     from .gating.template import load_template
 
@@ -365,6 +365,15 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
 
     records = check_files(files, tmpl, out_dir, progress=report,
                           exclude_anomalies=not keep_anomalies)
+    # a gate that behaves otherwise in one file shows in its shares beside the others'
+    unlike = unlike_the_others(records)
+    for record in records:
+        record["unlike_the_others"] = unlike.get(record["sample"], [])
+        for u in record["unlike_the_others"]:
+            if not as_json:
+                click.echo(f"note: {record['sample']}: {u['population']} is "
+                           f"{u['percent_of_parent']:.1f}% of its parent, the other files' "
+                           f"median {u['others_median']:.1f}%: look at its page")
     from pathlib import Path
 
     from .atomic import atomic_path
