@@ -28,6 +28,7 @@ from immunomon.atomic import atomic_path
 from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
+from lyoplate_centres import scores_table          # the same table of F1 per file
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent / "tests" / "data" / "real"
@@ -85,16 +86,9 @@ def main(argv=None) -> int:
             df.to_csv(tmp, index=False)
     print(f"{args.template.name} on {df.file.nunique()} files ({absent} without values "
           "skipped); F1 per population with 20+ expert events\n")
-    wide = df.pivot_table(index="population", columns="file", values="f1")
-    print(wide.round(2).to_string(na_rep="-"))
-    print("\n| population | files | median F1 | lowest F1 | under 0.9 |")
-    print("|---|---:|---:|---:|---:|")
-    for pop, v in df.groupby("population", sort=False).f1:
-        print(f"| {pop} | {v.size} | {v.median():.3f} | {v.min():.3f} | {(v < 0.9).sum()} |")
-    per_file = df.groupby("file").f1
-    print(f"\nall: median F1 {df.f1.median():.3f}, lowest {df.f1.min():.3f}, "
-          f"{(df.f1 < 0.9).sum()} of {len(df)} under 0.9; per file, the leaves' median "
-          f"{per_file.median().median():.3f} (lowest file {per_file.median().min():.3f})")
+    per_file = df.groupby("file").f1.median()
+    print(scores_table(df, sort=False) + f"; per file, the leaves' median "
+          f"{per_file.median():.3f} (lowest file {per_file.min():.3f})")
     return 0
 
 

@@ -90,15 +90,23 @@ def main(argv=None) -> int:
     print(f"hipc_tcell.yaml held out on {_count(df.file.nunique(), 'file')} of "
           f"{_count(df.centre.nunique(), 'centre')} ({absent} listed "
           "without values skipped); F1 per population with 20+ expert events\n")
-    wide = df.pivot_table(index="population", columns="file", values="f1")
-    print(wide.round(2).to_string(na_rep="-"))
-    print("\n| population | files | median F1 | lowest F1 | under 0.9 |")
-    print("|---|---:|---:|---:|---:|")
-    for pop, v in df.groupby("population").f1:
-        print(f"| {pop} | {v.size} | {v.median():.3f} | {v.min():.3f} | {(v < 0.9).sum()} |")
-    print(f"\nall: median F1 {df.f1.median():.3f}, lowest {df.f1.min():.3f}, "
-          f"{(df.f1 < 0.9).sum()} of {len(df)} under 0.9")
+    print(scores_table(df))
     return 0
+
+
+def scores_table(df: pd.DataFrame, *, sort: bool = True) -> str:
+    """Rows of file, population and F1 as people read them: the F1 of each population in
+    each file, then per population the files, median, lowest and how many under 0.9,
+    then all of them together."""
+    wide = df.pivot_table(index="population", columns="file", values="f1")
+    lines = [wide.round(2).to_string(na_rep="-"), "",
+             "| population | files | median F1 | lowest F1 | under 0.9 |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {pop} | {v.size} | {v.median():.3f} | {v.min():.3f} | {(v < 0.9).sum()} |"
+              for pop, v in df.groupby("population", sort=sort).f1]
+    lines += ["", f"all: median F1 {df.f1.median():.3f}, lowest {df.f1.min():.3f}, "
+                  f"{(df.f1 < 0.9).sum()} of {len(df)} under 0.9"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -628,8 +628,8 @@ def _runs_off_scale(x, centres, density, bandwidth: float, end: int, direction: 
                     piled: dict) -> bool:
     """Whether the shelf beyond ``end`` is the peak's own flank cut off by the end of
     the scale rather than a population beyond it: events pile at that end (saturated,
-    ``piles``) and the density at the outermost event still stands at half its level
-    where the peak's flank ended. An LST export's eosinophils spread up to the top of
+    ``piles``) and the density two bandwidths inside the outermost event still stands
+    at half its level where the peak's flank ended. An LST export's eosinophils spread up to the top of
     side scatter, a fifth of them piled there, and the flank left above their peak
     looked like a shoulder: the cut went inside them (197 of 573 kept)."""
     if ("top" if direction > 0 else "bottom") not in piled or not x.size:

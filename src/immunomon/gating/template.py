@@ -168,9 +168,9 @@ class Template:
         punctuation ("NK1.1" for "NK1/1" or "NK1_1", "HLA-DR" for "HLADR"), else
         like a $PnS, then a $PnN, that names the marker with its pulse measure
         ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC",
-        "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD", "CD4+CD20": ``_words``). Also returns
-        the markers not found and, among them, those whose spelling or word appears on
-        several channels (so no guess is made)."""
+        "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD", "CD4+CD20": ``_words``).
+        Also returns the markers not found and, among them, those whose spelling or word
+        appears on several channels (so no guess is made)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
         names = sample.channels
