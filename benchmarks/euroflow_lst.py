@@ -28,7 +28,6 @@ from immunomon.atomic import atomic_path
 from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
-from lyoplate_centres import scores_table          # the same table of F1 per file
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent / "tests" / "data" / "real"
@@ -37,16 +36,19 @@ MIN_EVENTS = 20
 COPIES = {"OF_Cytometry15.csv"}          # the same events as OF_Cytometry3.csv
 
 
-def _data_script():
-    """``tests/data/real/make_real_data.py``, which reads these files (``lst_file``)."""
-    spec = importlib.util.spec_from_file_location("immunomon_make_real_data",
-                                                  REAL / "make_real_data.py")
+def _script(path: Path, name: str):
+    """A script of the repository as a module, wherever this one is run from."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-DATA = _data_script()
+#: ``make_real_data.py`` reads these files (``lst_file``); the lyoplate benchmark prints
+#: the same table of F1 per file
+DATA = _script(REAL / "make_real_data.py", "immunomon_make_real_data")
+scores_table = _script(HERE / "lyoplate_centres.py",
+                       "immunomon_benchmark_lyoplate_centres").scores_table
 
 
 def score(path: Path, template) -> list[dict]:

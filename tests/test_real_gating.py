@@ -526,6 +526,41 @@ def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path,
     assert bench.main([str(tmp_path / "nowhere")]) == 2
 
 
+def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
+    """``benchmarks/euroflow_lst.py`` reads optimalFlow's CSV files as the CytOpt
+    repository holds them: the committed LST file written back in that form, with its
+    header in the order files 15-21 list it (their values in file 1's), scores as
+    ``real_files.py`` scores it; a folder with no files says so."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location(
+        "immunomon_benchmark_euroflow_lst",
+        Path(__file__).resolve().parent.parent / "benchmarks" / "euroflow_lst.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sample = read_fcs(REAL / "euroflow_lst_3.fcs")
+    labels = np.load(REAL / "euroflow_lst_3.labels.npz")
+    names = np.full(sample.n_events, "", dtype=object)
+    for pop, cls in bench.DATA.LST_CLASSES.items():
+        names[labels[pop]] = cls
+    header = list(bench.DATA.LST_COLUMNS)
+    header[1], header[3] = header[3], header[1]        # listed out of order, as file 15's
+    frame = pd.DataFrame(sample.events, columns=header)
+    frame["Population ID (name)"] = names
+    (tmp_path / "Data").mkdir()
+    frame.to_csv(tmp_path / "Data" / "OF_Cytometry3.csv")
+    assert bench.main([str(tmp_path), "--csv", str(tmp_path / "rows.csv")]) == 0
+    rows = pd.read_csv(tmp_path / "rows.csv").set_index("population").f1
+    result = gate_sample(sample, load_template(REAL / "euroflow_lst.yaml"),
+                         exclude_anomalies=False).result
+    for pop in ("CD4 T", "CD8 T", "Eosinophils", "B kappa", "CD56dim NK"):
+        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+    assert "per file, the leaves' median" in capsys.readouterr().out
+    assert bench.main([str(tmp_path / "nowhere")]) == 2
+
+
 def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):
     """CD69 on T cells makes no peak of its own in most files, and the lone-peak rule cut
     each file where its negatives ended: activation file 23's CD4 T cells at 0.75, above
