@@ -466,6 +466,13 @@ def test_a_file_whose_shares_are_unlike_the_others_is_named(tmp_path):
     assert notes and all(ln.startswith("note: swapped: ") for ln in notes), result.output
     assert any("DN T is" in ln and "the other files' median" in ln for ln in notes)
     records = json.loads((tmp_path / "check" / "check.json").read_text())
+    # and every file's populations side by side, in the template's order
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "check" / "populations.csv", index_col="population")
+    assert list(table.columns) == ["parent", "lst_0", "lst_1", "lst_2", "lst_3", "swapped"]
+    assert table.index[0] == "Eosinophils" and table.loc["Eosinophils", "parent"] == "(all events)"
+    assert table.loc["DN T", "parent"] == "CD8- T"
+    assert table.loc["DN T", "swapped"] > 5 * table.loc["DN T", "lst_0"]
     assert {r["sample"]: bool(r["unlike_the_others"]) for r in records} == {
         "lst_0": False, "lst_1": False, "lst_2": False, "lst_3": False, "swapped": True}
     # fewer than four files: no reference to stand against

@@ -330,7 +330,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Example:
       immunomon template check run1/*.fcs -t my-panel.yaml -o check/
     """
-    from .gating.check import check_files, unlike_the_others
+    from .gating.check import check_files, populations_across, unlike_the_others
     from .gating.run import find_fcs_files
     from .gating.template import load_template
 
@@ -379,6 +379,14 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Path(out_dir).mkdir(parents=True, exist_ok=True)     # no page made it when none was read
     with atomic_path(Path(out_dir) / "check.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
+    # every file's populations side by side: one gate across the run at a glance
+    table = populations_across(records)
+    if not table.empty:
+        with atomic_path(Path(out_dir) / "populations.csv", suffix=".csv") as tmp:
+            table.to_csv(tmp)
+        if not as_json:
+            click.echo("populations of every file, % of parent: "
+                       f"{Path(out_dir) / 'populations.csv'}")
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
     sys.exit(0 if all(r["status"] in ("ok", "warning") for r in records) else 1)

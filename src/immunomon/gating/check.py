@@ -234,6 +234,28 @@ def unlike_the_others(records, *, points: float = 20.0, factor: float = 3.0,
     return found
 
 
+def populations_across(records):
+    """The populations of every file of a check side by side: one row per population
+    (its parent beside it, in the template's order), one column per file, the
+    population's percentage of its parent (a population the file cannot have, or whose
+    parent is empty, blank)."""
+    import pandas as pd
+
+    rows = [{"population": p["population"], "parent": p["parent"], "sample": r["sample"],
+             "percent_of_parent": p["percent_of_parent"]}
+            for r in records if r.get("populations") for p in r["populations"]]
+    if not rows:
+        return pd.DataFrame()
+    long = pd.DataFrame(rows)
+    order = list(dict.fromkeys(long["population"]))
+    wide = long.pivot(index="population", columns="sample", values="percent_of_parent")
+    wide = wide.reindex(order).astype(float).round(2)
+    parents = long.drop_duplicates("population").set_index("population")["parent"]
+    wide.insert(0, "parent", parents.reindex(order).fillna("(all events)"))
+    wide.columns.name = None
+    return wide
+
+
 def check_files(files, template, out_dir, *, progress=None,
                 exclude_anomalies: bool = True) -> list[dict]:
     """Gate each file as ``immunomon gate`` would (a template's pooled gates found on
