@@ -672,6 +672,36 @@ populations:
         parse_template(text, "any.yaml").strategy_for(one_fsc)
 
 
+def test_a_singlet_band_reads_its_channels_as_measured_whatever_the_transforms():
+    """A docs-only template put scatter on a logicle: the singlet band then compared
+    logicle values (a band of 0.993..1.006) with no warning. The band reads area and
+    height untransformed; other gates keep the template's transform."""
+    text = """panel: any
+version: "1"
+markers: {}
+transforms:
+  scatter: {logicle: {T: 262144, W: 0.5, M: 4.5, A: 0}}
+populations:
+  - name: Singlets
+    parent: root
+    dims: [FSC-A, FSC-H]
+    method: singlet
+  - name: Large
+    parent: Singlets
+    dims: [FSC-A]
+    method: threshold
+"""
+    from immunomon.simulate import stress
+    sim = stress.doublets(30_000, seed=1)
+    strategy, _ = parse_template(text, "any.yaml").strategy_for(sim.sample)
+    singlets, large = (next(g for g in strategy if g.id == name) for name in ("Singlets", "Large"))
+    assert all(d.transform is None for d in singlets.dimensions)
+    assert large.dimensions[0].transform is not None
+    result = strategy.apply(sim.sample)
+    got, truth = result.mask("Singlets"), sim.mask("Singlets")
+    assert 2 * np.sum(got & truth) / (got.sum() + truth.sum()) > 0.97
+
+
 def test_a_template_of_scatter_gates_only_and_scatter_named_by_alias():
     """A core facility's first gates over instruments that name forward scatter FSC-A
     (an Accuri C6) or FSC (a CyFlow Cube): scatter as a marker with aliases is one

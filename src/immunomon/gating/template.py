@@ -460,6 +460,10 @@ def _build(spec: PopulationSpec, dims, parent):
     a = spec.args
     name = spec.name
     if spec.kind == "singlet":
+        # the band compares area with height (or width) as the instrument measured them:
+        # on a logicle scale their ratio means nothing (a docs-only template with scatter
+        # on a logicle got a band of 0.993..1.006), so its channels are read untransformed
+        dims = [replace(d, transform=None) for d in dims]
         return SingletGate(name, dims, n_mad=float(a.get("n_mad", 4.0)), parent=parent)
     if spec.kind == "boundary":
         return BoundaryGate(name, dims, parent=parent)
