@@ -173,6 +173,11 @@ def test_subsampling_and_limits():
     assert lo == pytest.approx(0.0005 - 0.05 * (2 - 0.0005))
     assert hi == pytest.approx(2.0 + 0.05 * (2 - 0.0005))
     assert limits(np.array([np.nan])) == (-0.05, 1.05)
+    # a polygon's far vertices stop half the events' range beyond them (a hand-drawn
+    # singlet band to the top of the scale left the events in a corner of the plot)
+    lo, hi = limits(np.linspace(0, 1, 10_001), extra=[0.0, 26.0], reach=0.5)
+    top = 0.9995 + 0.5 * (0.9995 - 0.0005)            # the vertex at 26 stops here
+    assert (lo, hi) == (pytest.approx(-0.05 * top), pytest.approx(1.05 * top))
 
 
 def test_empty_parent_still_plots(tmp_path):

@@ -70,13 +70,17 @@ def plot_rows(rows: np.ndarray, max_points: int) -> np.ndarray:
     return rows[np.linspace(0, rows.size - 1, max_points).astype(np.int64)]
 
 
-def limits(values: np.ndarray, extra=()) -> tuple[float, float]:
+def limits(values: np.ndarray, extra=(), reach: float | None = None) -> tuple[float, float]:
     """Axis limits: the central 99.9% of the finite values, widened to show
-    the gate's finite coordinates ``extra``, plus 5% padding."""
+    the gate's finite coordinates ``extra`` (with ``reach``, at most that share of the
+    values' range beyond either end), plus 5% padding."""
     v = values[np.isfinite(values)]
     pts = [float(e) for e in extra if e is not None and np.isfinite(e)]
     if v.size:
         lo, hi = _quantiles(v, (0.0005, 0.9995))
+        if reach is not None and hi > lo:
+            far = reach * (hi - lo)
+            pts = [min(max(p, lo - far), hi + far) for p in pts]
         lo, hi = min([lo] + pts), max([hi] + pts)
     elif pts:
         lo, hi = min(pts), max(pts)
@@ -540,7 +544,11 @@ def _make_view(result, gate, max_points: int) -> GateView:
     # they are shared (the sample's plots would otherwise raise the job's memory peak)
     data = [np.asarray(result.values.values(d, rows), dtype=np.float32) for d in dims]
     extent = gate_extent(gate)
-    lims = [limits(x, extent[i] if i < len(extent) else ()) for i, x in enumerate(data)]
+    # a polygon drawn by hand to the top of the scale, far beyond the events (a singlet
+    # band through the origin), runs off the plot rather than pressing them into a
+    # corner; a cut (a rectangle's bound, a divider) is always shown
+    reach = 0.5 if isinstance(gate, PolygonGate) else None
+    lims = [limits(x, extent[i] if i < len(extent) else (), reach) for i, x in enumerate(data)]
     return GateView(dims, data, lims, n_parent, rows.size)
 
 
