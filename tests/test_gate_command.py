@@ -263,7 +263,7 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
     line, with the system's reason, for gate and template check alike."""
     blocker = tmp_path / "results.txt"
     blocker.write_text("not a folder")
-    for command in (["gate", "--no-plots", "--no-anndata"],
+    for command in (["gate", "-t", "post-transplant", "--no-plots", "--no-anndata"],
                     ["template", "check", "-t", "post-transplant"]):
         proc = subprocess.run([sys.executable, "-m", "immunomon", *command,
                                str(FIXTURES / "pbmc_01.fcs"), "-o", str(blocker / "out")],
@@ -273,3 +273,16 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
         assert proc.stderr.startswith("error: ") and "results.txt" in proc.stderr
         assert "Not a directory" in proc.stderr
     assert blocker.read_text() == "not a folder"
+
+
+def test_gating_with_the_default_template_says_so(tmp_path):
+    """A docs-only scientist gated a mouse file without -t and got the human trial panel's
+    left-out populations with no word of which template it was: a note names it."""
+    args = ["gate", str(FIXTURES / "pbmc_01.fcs"), "--no-plots", "--no-anndata"]
+    default = CliRunner().invoke(main, args + ["-o", str(tmp_path / "a")])
+    assert default.exit_code == 0, default.output
+    assert "note: no --template given: gating with the shipped 'post-transplant'" \
+        in default.output
+    named = CliRunner().invoke(main, args + ["-o", str(tmp_path / "b"), "-t",
+                                             "post-transplant"])
+    assert named.exit_code == 0 and "no --template given" not in named.output

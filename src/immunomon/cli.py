@@ -184,6 +184,12 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
         if problem:
             raise ImmunomonError(problem)
     tmpl = load_template(template)
+    if click.get_current_context().get_parameter_source("template") \
+            == click.core.ParameterSource.DEFAULT:
+        # a mouse or another lab's panel gated with the human trial panel gives tables
+        # of left-out populations: say which template it was, once
+        click.echo(f"note: no --template given: gating with the shipped {template!r} "
+                   "template (immunomon template list names the others)", err=True)
     reviewed = read_overrides(overrides) if overrides else None
     if reviewed:
         tmpl.check_overrides(reviewed, overrides)
