@@ -375,7 +375,8 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     unlike = unlike_the_others(records)
     for record in records:
         record["unlike_the_others"] = unlike.get(record["sample"], [])
-        for u in record["unlike_the_others"] if not as_json else ():
+    for record in [] if as_json else records:
+        for u in record["unlike_the_others"]:
             click.echo(f"note: {record['sample']}: {u['population']} is "
                        f"{u['percent_of_parent']:.1f}% of its parent, the other files' "
                        f"median {u['others_median']:.1f}%: look at its page")

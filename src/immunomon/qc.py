@@ -766,7 +766,7 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
                 beyond = _cut_above_the_scale(result, gate)
                 # a cluster the mixture found absent may be biology (granulocytes of a
                 # Ficoll sample), but not one the template gates further populations in
-                lost = (f"; every population gated within it is empty too"
+                lost = ("; every population gated within it is empty too"
                         if gate.method == "gaussian mixture" and pid in nesting else "")
                 flags.append(QCFlag("failure" if fell_back or beyond or lost else "warning",
                                     f"gate {gid!r}: population {pid!r} is empty although "
