@@ -482,3 +482,26 @@ def test_a_file_whose_shares_are_unlike_the_others_is_named(tmp_path):
         {"population": "Eos", "parent": "Leukocytes", "percent_of_parent": p}]}
         for k, p in enumerate((3.0, 5.0, 8.0, 13.0, 4.0))]
     assert unlike_the_others(shares) == {}
+
+
+def test_two_files_of_one_name_get_a_page_and_a_column_each(tmp_path):
+    """A check over two folders holding a file of one name (cyflow_cube_8.fcs in both
+    of the repository's instrument folders) wrote both pages into one folder and then
+    failed on the table of every file's populations, with a traceback; each now gets its
+    own name, as `immunomon gate` gives it."""
+    import pandas as pd
+
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "tube.fcs").write_bytes(FIXTURE.read_bytes())
+    panel = tmp_path / "panel.yaml"
+    panel.write_text(PANEL)
+    result = CliRunner().invoke(main, ["template", "check", str(tmp_path / "day1"),
+                                       str(tmp_path / "day2"), "-t", str(panel),
+                                       "-o", str(tmp_path / "check")])
+    assert isinstance(result.exception, SystemExit), result.exception   # no ValueError
+    records = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert [r["sample"] for r in records] == ["tube", "tube_"]
+    assert all(Path(r["page"]).is_file() for r in records)
+    table = pd.read_csv(tmp_path / "check" / "populations.csv", index_col="population")
+    assert list(table.columns) == ["parent", "tube", "tube_"]

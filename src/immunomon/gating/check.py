@@ -274,7 +274,7 @@ def check_files(files, template, out_dir, *, progress=None,
     from ..fcs.datasets import read_fcs_to_gate
     from ..report.template_check import boolean_figures, check_figures, check_page
     from .pooled import pooled_gates, pooled_populations
-    from .run import gate_sample, safe_name
+    from .run import free_name, gate_sample, safe_name
 
     out_dir = Path(out_dir)
     files = [Path(f) for f in files]
@@ -288,9 +288,10 @@ def check_files(files, template, out_dir, *, progress=None,
     # events (drawn once, with the first file gated)
     pooled_checks = [_pooled_check(p, *seen[p]) for p in pooled_names if p in seen]
     pooled_figures: dict[str, list] = {}
-    records = []
+    records, used = [], set()
     for path in files:
-        name = safe_name(path.stem)
+        name = free_name(safe_name(path.stem), used.__contains__)     # one page each
+        used.add(name)
         try:
             gating = gate_sample(read_fcs_to_gate(path), template, name=name,
                                  overrides=pooled, exclude_anomalies=exclude_anomalies)

@@ -670,11 +670,10 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
     jobs, used = [], set()
     for path in files:
         path = Path(path)
-        name = safe_name(path.stem)
         # a folder already holding another file's results keeps them: two files of one
         # name (day1/tube.fcs, day2/tube.fcs) keep their names over runs of either alone
-        while name in used or _held_by_another_file(out_dir / name, path):
-            name += "_"
+        name = free_name(safe_name(path.stem), lambda name: name in used
+                         or _held_by_another_file(out_dir / name, path))
         used.add(name)
         jobs.append(dict(path=path, template=template, out_dir=out_dir, name=name,
                          counting=_merged(counting, (sample_info or {}).get(name)),
@@ -692,6 +691,14 @@ def _gate_each(files, template: Template, out_dir: Path, *, counting, sample_inf
                 progress(outcomes[-1][0])
     rows = [row for row, _ in outcomes]
     return rows, {row["sample"]: table for row, table in outcomes if table is not None}
+
+
+def free_name(name: str, taken) -> str:
+    """``name``, or ``name`` with "_" added until ``taken(name)`` is false: two files of
+    one name in a run (day1/tube.fcs, day2/tube.fcs) get a folder each."""
+    while taken(name):
+        name += "_"
+    return name
 
 
 def _held_by_another_file(folder: Path, path: Path) -> bool:
