@@ -1,17 +1,26 @@
 """A EuroFlow Lymphoid Screening Tube template on optimalFlow's expert-classified files.
 
-The CytOpt article's repository (github.com/Paul-Freulon/CytOpt, ``Data/OF_Cytometry<n>.csv``)
-holds the optimalFlow data: blood stained with the EuroFlow LST (CD19 and TCRgd in
-PE-Cy7, CD4 and CD20 in Pacific Blue, CD56 and Ig kappa in PE, CD8 and Ig lambda in
-FITC, CD3, CD5, CD38, CD45), each file an expert's Infinicyt export of the CD45+ events
-classified into nine populations, on the software's display scale, with the class of
-every event. Every file a checkout holds is gated with the template (by default
-``tests/data/real/euroflow_lst.yaml``, written from docs/templates.md without the
-classes) and each of its populations with 20 or more expert events is scored (F1). Files 3 and
-15 are the same file; 15 is left out. Files whose values a partial checkout lacks are
-skipped and counted.
+The optimalFlow data are blood stained with the EuroFlow LST (CD19 and TCRgd in PE-Cy7,
+CD4 and CD20 in Pacific Blue, CD56 and Ig kappa in PE, CD8 and Ig lambda in FITC, CD3,
+CD5, CD38, CD45), each file an expert's Infinicyt export on the software's display scale
+with the class of every event, in two forms:
+
+* the CytOpt article's repository (github.com/Paul-Freulon/CytOpt,
+  ``Data/OF_Cytometry<n>.csv``): 16 healthy donors' CD45+ events in nine classes, gated
+  by default with ``tests/data/real/euroflow_lst.yaml``;
+* the optimalFlowData package (github.com/bioc/optimalFlowData,
+  ``data/Cytometry<n>.RData``): the whole files, neutrophils, debris and doublets too, of
+  31 healthy donors and 6 patients with a B-cell lymphoma (a clone of one light chain up
+  to 80% of the events), classified by three hands; gated by default with
+  ``tests/data/real/euroflow_lst_whole.yaml`` and scored on its 11 populations
+  (``make_real_data.LST_WHOLE_CLASSES``). Reading them needs the ``rdata`` package.
+
+Both templates were written from docs/templates.md without the classes. Each population
+of a file with 20 or more expert events is scored (F1). Files 3 and 15 are the same file;
+15 is left out. Files whose values a partial checkout lacks are skipped and counted.
 
     python benchmarks/euroflow_lst.py PATH/TO/CytOpt [--template T] [--csv rows.csv]
+    python benchmarks/euroflow_lst.py PATH/TO/optimalFlowData [--template T]
     python benchmarks/euroflow_lst.py PATH/TO/CytOpt --quick     # three files
 """
 
@@ -31,9 +40,8 @@ from immunomon.gating.template import load_template
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent / "tests" / "data" / "real"
-TEMPLATE = REAL / "euroflow_lst.yaml"
 MIN_EVENTS = 20
-COPIES = {"OF_Cytometry15.csv"}          # the same events as OF_Cytometry3.csv
+COPIES = {"OF_Cytometry15.csv", "Cytometry15.RData"}    # the same events as file 3
 
 
 def _script(path: Path, name: str):
@@ -51,10 +59,17 @@ scores_table = _script(HERE / "lyoplate_centres.py",
                        "immunomon_benchmark_lyoplate_centres").scores_table
 
 
-def score(path: Path, template) -> list[dict]:
-    sample, labels = DATA.lst_file(path)
+#: each form's folder and file names, template and classes
+FORMS = {"CytOpt": ("Data", "OF_Cytometry", ".csv", "LST_", "euroflow_lst.yaml",
+                    DATA.LST_CLASSES),
+         "optimalFlowData": ("data", "Cytometry", ".RData", "LSTW_",
+                             "euroflow_lst_whole.yaml", DATA.LST_WHOLE_CLASSES)}
+
+
+def score(path: Path, template, classes: dict, stem: str) -> list[dict]:
+    sample, label = DATA.lst_file(path)
+    labels = DATA.lst_labels(label, classes)
     result = gate_sample(sample, template, exclude_anomalies=False).result
-    stem = path.stem.replace("OF_Cytometry", "LST_")
     return [{"file": stem, "population": pop, "expert_events": int(want.sum()),
              "gated": int(result.mask(pop).sum()), "f1": f1_score(want, result.mask(pop))}
             for pop, want in labels.items()
@@ -63,30 +78,36 @@ def score(path: Path, template) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cytopt", type=Path, help="a checkout of Paul-Freulon/CytOpt")
-    ap.add_argument("--template", type=Path, default=TEMPLATE)
+    ap.add_argument("checkout", type=Path,
+                    help="a checkout of Paul-Freulon/CytOpt or of bioc/optimalFlowData")
+    ap.add_argument("--template", type=Path, help="default: the form's template above")
     ap.add_argument("--csv", type=Path, help="also write every scored row to this CSV")
     ap.add_argument("--quick", action="store_true", help="the first three files")
     args = ap.parse_args(argv)
-    files = sorted((args.cytopt / "Data").glob("OF_Cytometry*.csv"),
-                   key=lambda f: int(f.stem.replace("OF_Cytometry", "")))
+    for form, (folder, prefix, suffix, stem, default, classes) in FORMS.items():
+        files = sorted((args.checkout / folder).glob(f"{prefix}*{suffix}"),
+                       key=lambda f: int(f.stem.removeprefix(prefix)))
+        if files:
+            break
+    else:
+        print(f"no OF_Cytometry*.csv under {args.checkout / 'Data'} and no Cytometry*.RData "
+              f"under {args.checkout / 'data'}", file=sys.stderr)
+        return 2
     present = [f for f in files if f.name not in COPIES and f.stat().st_size > 0]
     absent = sum(1 for f in files if f.name not in COPIES and f.stat().st_size == 0)
     if args.quick:
         present = present[:3]
-    if not present:
-        print(f"no OF_Cytometry files under {args.cytopt / 'Data'}", file=sys.stderr)
-        return 2
+    args.template = args.template or REAL / default
     template = load_template(args.template)
     rows = []
     for path in present:
-        rows += score(path, template)
+        rows += score(path, template, classes, path.stem.replace(prefix, stem))
         print(f"  {path.name} done", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     if args.csv:
         with atomic_path(args.csv, suffix=".csv") as tmp:
             df.to_csv(tmp, index=False)
-    print(f"{args.template.name} on {df.file.nunique()} files ({absent} without values "
+    print(f"{args.template.name} on {df.file.nunique()} {form} files ({absent} without values "
           "skipped); F1 per population with 20+ expert events\n")
     per_file = df.groupby("file").f1.median()
     print(scores_table(df, sort=False) + f"; per file, the leaves' median "

@@ -203,15 +203,19 @@ def _pooled_figures(checks, sample, directory) -> dict[str, list]:
 
 
 def unlike_the_others(records, *, points: float = 20.0, factor: float = 3.0,
-                      least: int = 4) -> dict[str, list[dict]]:
+                      least: int = 4, fence: float = 1.5) -> dict[str, list[dict]]:
     """Per file of a check, the populations whose share of their parent lies far from
     the other files': ``points`` percentage points or more from the median of the
-    others, and ``factor`` times it or a ``factor``-th of it (shares under 1% counted as
-    1%), where ``least`` files or more were gated. A gate that behaves otherwise in one
-    file (channels named in another order, a lone peak taken for the other population)
-    shows there, as biology that differs this much also does: worth a look either way.
-    Four LST exports whose channels were listed out of order gave DN T 64% of the T
-    cells where the other files gave 0.2-5%, and 'ok'."""
+    others, ``factor`` times it or a ``factor``-th of it (shares under 1% counted as
+    1%), and beyond the others' own spread (Tukey's fences: ``fence`` interquartile
+    ranges past their quartiles), where ``least`` files or more were gated. A gate that
+    behaves otherwise in one file (channels named in another order, a lone peak taken
+    for the other population) shows there, as biology that differs this much also
+    does: worth a look either way. Four LST exports whose channels were listed out of
+    order gave DN T 64% of the T cells where the other files gave 0.2-5%, and 'ok'.
+    The fences keep files of two kinds apart from notes: two healthy donors' and two
+    lymphoma patients' whole-blood LST files drew some thirty notes, each file's share
+    far from a median that the other kind made."""
     gated = [r for r in records if r.get("status") != "failed" and r.get("populations")]
     if len(gated) < least:
         return {}
@@ -225,9 +229,13 @@ def unlike_the_others(records, *, points: float = 20.0, factor: float = 3.0,
         if len(by_file) < least:
             continue
         for sample, share in by_file.items():
-            others = float(np.median([v for k, v in by_file.items() if k != sample]))
+            rest = np.array([v for k, v in by_file.items() if k != sample], dtype=float)
+            others = float(np.median(rest))
+            q1, q3 = np.percentile(rest, [25, 75])
+            spread = fence * (q3 - q1)
             ratio = max(share, 1.0) / max(others, 1.0)
-            if abs(share - others) >= points and not 1 / factor < ratio < factor:
+            if (abs(share - others) >= points and not 1 / factor < ratio < factor
+                    and not q1 - spread <= share <= q3 + spread):
                 found.setdefault(sample, []).append(
                     {"population": population, "percent_of_parent": share,
                      "others_median": others})

@@ -37,6 +37,7 @@ class FoundPolygon(PolygonGate):
     method: str = ""
     fell_back: bool = False
     notes: tuple[str, ...] = ()
+    doubts: tuple[str, ...] = ()   # what a scientist should check (QC warnings)
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,6 +357,63 @@ class SingletGate:
                             method="singlet band",
                             notes=(f"{what} {band.lo:.3f}..{band.hi:.3f} x the singlets' "
                                    f"trend (peak {band.centre:.3f})",))
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalGate:
+    """The events brighter in the first of two channels than in the second, each
+    against a population stained by neither (``negative``, gated in the same file): the
+    side of the line at 45 degrees through that population's centre, as light chains
+    are read on a kappa x lambda plot (``methods.diagonal_cut``). ``side`` 'above' keeps
+    the events brighter in the first channel, 'below' those brighter in the second."""
+
+    id: str
+    dimensions: Sequence[AnyDimension]
+    negative: str
+    side: str = "above"
+    parent: str | None = None
+
+    def __post_init__(self):
+        dims = tuple(self.dimensions)
+        if len(dims) != 2:
+            raise GatingError(f"gate {self.id!r}: a diagonal gate uses two dimensions")
+        object.__setattr__(self, "dimensions", dims)
+        _check_side(self.id, self.side)
+
+    def resolve(self, columns, reference=None) -> FoundPolygon | FoundRectangle:
+        x, y = (np.asarray(c, dtype=np.float64) for c in columns)
+        empty = _too_few(self, x.size)
+        if empty is not None:
+            return empty
+        ref = [np.asarray(c, dtype=np.float64) for c in (reference or ((), ()))]
+        ok = np.isfinite(ref[0]) & np.isfinite(ref[1]) if ref[0].size else np.zeros(0, bool)
+        if np.count_nonzero(ok) < MIN_EVENTS:
+            return _left_empty(self, f"the negative population {self.negative!r} holds "
+                                     f"{np.count_nonzero(ok)} events in this file, too few "
+                                     "to place its diagonal")
+        centre = float(np.median(ref[0][ok]) - np.median(ref[1][ok]))
+        try:
+            t = methods.diagonal_cut(x - y, centre)
+        except methods.TooFewEvents as e:
+            return _left_empty(self, e)
+        doubts = ((f"gate {self.id!r}: its one population lies on the diagonal through "
+                   f"{self.negative!r}, brighter in neither channel: which side it belongs "
+                   "to cannot be told, and the line splits it"),) if t.guessed else ()
+        return FoundPolygon(self.id, self.dimensions, _half_plane(x, y, t.value, self.side),
+                            self.parent, method="diagonal", fell_back=t.fell_back,
+                            notes=(t.note,), doubts=doubts)
+
+
+def _half_plane(x, y, cut: float, side: str) -> list[tuple[float, float]]:
+    """A polygon holding every event of ``x``, ``y`` on one side of the line
+    x - y = ``cut``: 'above' where x - y > cut (below the line on a plot of y against
+    x), 'below' the other side."""
+    finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [0.0, cut]])
+    lo, hi = float(finite.min()), float(finite.max())
+    span = (hi - lo) + abs(cut) + 1.0
+    a, b = lo - span, hi + span             # the line's ends, beyond every event
+    reach = (b - a) * (-1 if side == "above" else 1)
+    return [(a, a - cut), (b, b - cut), (b, b - cut + reach), (a, a - cut + reach)]
 
 
 def _is_width(dimension) -> bool:

@@ -1107,6 +1107,46 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
     return SingletBand(lo, hi, centre, knots, trend, width)
 
 
+def diagonal_cut(d, centre: float, *, near: float = 0.5) -> Threshold:
+    """A cut on the difference of two channels (``d`` = x - y) at ``centre``, the
+    difference at the centre of a population stained by neither: on a kappa x lambda
+    plot, the line at 45 degrees through the negatives, on either side of which the
+    cells of each light chain lie (an expert's line on optimalFlow's LST files lies
+    nearer it than the density's valley between the kappa and lambda B cells does).
+
+    Where every peak of ``d`` lies on one side of the line (one population: a clone)
+    and the line crosses that peak's flank, the population is not split: the cut
+    moves to where the peak ends, on the line's side, and the whole of it goes to the
+    side its mode lies on. A lone peak whose mode lies within ``near`` of its SDs of
+    the line is brighter in neither channel: the cut stays on the line, and the result
+    says so (``guessed``)."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        raise TooFewEvents(f"too few finite events ({d.size}) for a diagonal cut")
+    centres, density, bandwidth = smoothed_density(d)
+    peaks = find_peaks(centres, density, n_events=d.size, bandwidth=bandwidth)
+    positions = tuple(float(centres[i]) for i in peaks)
+    line = f"the negatives' diagonal ({centre:.4g})"
+    if np.any(centres[peaks] <= centre) and np.any(centres[peaks] > centre):
+        return Threshold(float(centre), positions, note=f"cut on {line}, between the peaks")
+    main = int(peaks[np.argmax(density[peaks])])
+    mode = float(centres[main])
+    toward = 1 if centre > mode else -1          # from the mode toward the line
+    end = peak_end(centres, density, main, toward)
+    if end is None or toward * (float(centres[end]) - centre) <= 0:
+        return Threshold(float(centre), positions,
+                         note=f"cut on {line}; every population lies on one side of it")
+    sd = peak_spread(centres, density, main, toward, bandwidth)
+    if abs(mode - centre) < near * sd:
+        return Threshold(float(centre), positions, guessed=True, note=(
+            f"cut on {line}: the one population's peak ({mode:.4g}) lies on it, "
+            "brighter in neither channel than the negatives"))
+    return Threshold(float(centres[end]), positions, fell_back=True, note=(
+        f"{line} crosses the one population's peak ({mode:.4g}): cut at "
+        f"{centres[end]:.4g}, where that peak ends, so it is not split"))
+
+
 @dataclass(frozen=True)
 class Cluster:
     """One Gaussian component chosen from a mixture, as an ellipse."""

@@ -89,6 +89,8 @@ class GatingStrategy:
         refs = [gate.parent] if gate.parent is not None else []
         if isinstance(gate, BooleanGate):
             refs += [o.ref for o in gate.operands]
+        if getattr(gate, "negative", None) is not None:     # a diagonal's reference
+            refs.append(gate.negative)
         deps = []
         for ref in refs:
             try:
@@ -154,8 +156,12 @@ class GatingStrategy:
                     inside[key] = _rows_inside(parent_mask, data_driven=key[1])
                 rows = inside[key]
                 columns = [values.values(d, rows) for d in gate.dimensions]
-                concrete = _resolve(gate, columns, values) if hasattr(gate, "resolve") \
-                    else gate
+                reference = None
+                if getattr(gate, "negative", None) is not None:
+                    negatives = np.flatnonzero(found[gate.negative])
+                    reference = [values.values(d, negatives) for d in gate.dimensions]
+                concrete = _resolve(gate, columns, values, reference) \
+                    if hasattr(gate, "resolve") else gate
                 applied[gid] = concrete
                 if isinstance(concrete, QuadrantGate):
                     if tuple(concrete.dimensions) != tuple(gate.dimensions):
@@ -194,11 +200,15 @@ class GatingStrategy:
         return f"<GatingStrategy: {len(self._gates)} gates, {len(self._owner)} populations>"
 
 
-def _resolve(gate, columns, values: EventValues):
+def _resolve(gate, columns, values: EventValues, reference=None):
     """A data-driven gate found in these events; gates that take ``scales`` also
-    learn where zero signal and the top of scale lie on each of their axes."""
-    if "scales" in inspect.signature(gate.resolve).parameters:
+    learn where zero signal and the top of scale lie on each of their axes, and a
+    diagonal gets its negative population's events (``reference``)."""
+    takes = inspect.signature(gate.resolve).parameters
+    if "scales" in takes:
         return gate.resolve(columns, scales=[values.signal_scale(d) for d in gate.dimensions])
+    if "reference" in takes:
+        return gate.resolve(columns, reference=reference)
     return gate.resolve(columns)
 
 

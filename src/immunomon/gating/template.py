@@ -31,7 +31,7 @@ from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
-from .datadriven import (BoundaryGate, ClusterGate, QuadrantThresholdGate, SingletGate,
+from .datadriven import (BoundaryGate, ClusterGate, DiagonalGate, QuadrantThresholdGate, SingletGate,
                          ThresholdGate)
 from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
 from .gates import (BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate,
@@ -43,7 +43,7 @@ _NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", r
 # separators of words in a $PnS such as "CD4 FITC", or "CD4+CD20" (two antibodies, one colour)
 _WORDS = re.compile(r"[\s;,/|+]+")
 _PULSE = re.compile(r"[\s_-]+([AHW])$", re.IGNORECASE)   # "GFP-A": area, height, width
-METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant", "boundary")
+METHODS = ("singlet", "threshold", "tail", "cluster", "quadrant", "boundary", "diagonal")
 FIXED = ("rectangle", "polygon", "ellipse", "and", "or", "not")
 
 
@@ -481,6 +481,9 @@ def _build(spec: PopulationSpec, dims, parent):
         return ClusterGate(name, dims, pick, n_components=int(a.get("components", 3)),
                            quantile=float(a.get("quantile", 0.995)),
                            min_weight=float(a.get("min_weight", 0.0)), parent=parent)
+    if spec.kind == "diagonal":
+        return DiagonalGate(name, dims, a["negative"], side=a.get("side", "above"),
+                            parent=parent)
     if spec.kind == "quadrant":
         quads = {q: tuple(sides) for q, sides in a["quadrants"].items()}
         return QuadrantThresholdGate.build(
@@ -577,6 +580,7 @@ METHOD_ARGS = {
                  "y_method": _choice("density", "tail"), "x_args": None, "y_args": None,
                  "sequential": _choice("above", "below", None),
                  "y_by_side": _flag, "x_by_side": _flag},
+    "diagonal": {"side": _SIDE, "negative": None},
 }
 
 
@@ -654,7 +658,8 @@ def _population(source: str, raw, index: int, known: dict[str, int],
                                                 f"methods are {', '.join(METHODS)}")
         args = _check_mapping(source, raw.get("args"), METHOD_ARGS[kind], f"{label}: args",
                               _line(raw, "args"))
-        need = {"singlet": 2, "threshold": 1, "tail": 1, "quadrant": 2}.get(kind)
+        need = {"singlet": 2, "threshold": 1, "tail": 1, "quadrant": 2,
+                "diagonal": 2}.get(kind)
         if need is not None and len(dims) != need:
             _fail(source, _line(raw, "dims"), f"{label}: method {kind!r} uses {need} "
                                               f"dimension(s), got {len(dims)}")
@@ -669,6 +674,13 @@ def _population(source: str, raw, index: int, known: dict[str, int],
             if not ok:
                 _fail(source, _line(raw, "args"), f"{label}: cluster needs args.pick, a list "
                                                   "of [min|max, dimension], e.g. [[min, SSC-A]]")
+        if kind == "diagonal":
+            negative = args.get("negative")
+            if not isinstance(negative, str) or negative not in known:
+                _fail(source, _line(raw, "args"), f"{label}: diagonal needs args.negative, a "
+                                                  "population defined above it that neither "
+                                                  f"marker stains (e.g. 'T cells'), not "
+                                                  f"{negative!r}")
         if kind == "quadrant":
             quads = args.get("quadrants")
             ok = isinstance(quads, dict) and quads and all(

@@ -302,6 +302,26 @@ LST_CLASSES = {"CD4 T": "CD4+CD8-", "CD8 T": "CD8+CD4-", "DN T": "TCRgd-",
                "CD56bright NK": "CD56bright", "CD56dim NK": "CD56dim",
                "Monocytes": "Monocytes", "Eosinophils": "Eosinophils",
                "B kappa": "Mature SIg Kappa", "B lambda": "Mature SIg Lambda"}
+#: the whole files' classes (optimalFlowData's ``Cytometry<n>.RData``, named by three
+#: hands: "CD8+CD4-" in some files is "CD8+CD4-CD5+" and "CD8+CD4-CD5-" in others) by
+#: the population names of the whole-blood LST template; debris, doublets, DCs, plasma
+#: cells, nucleated red cells and the T cells no subset holds are in none
+LST_WHOLE_CLASSES = {
+    "Neutrophils": ("Neutrophils", "Neutrophils (main population)", "Neutrophils (U.S.)",
+                    "Neutrophils (unspecific staining)"),
+    "Eosinophils": ("Eosinophils",),
+    "Basophils": ("Basophils",),
+    "Monocytes": ("Monocytes",),
+    "CD4 T": ("CD4+CD8-", "CD4+CD8negativo"),
+    "CD8 T": ("CD8+CD4-", "CD8+CD4-CD5+", "CD8+CD4-CD5-"),
+    "TCRgd T": ("TCRgd+", "TCRgd+CD5+CD8+", "TCRgd+CD5+CD8-", "TCRgd+CD5-CD8+",
+                "TCRgd+CD5-CD8-"),
+    "NK cells": ("CD56dim", "CD56bright", "NK CELLS"),
+    "B kappa": ("Mature SIg Kappa", "Abnormal SIg Kappa"),
+    "B lambda": ("Mature SIg Lambda", "Abnormal SIg Lambda"),
+    "B cells": ("Mature SIg Kappa", "Abnormal SIg Kappa", "Mature SIg Lambda",
+                "Abnormal SIg Lambda", "B CELLS", "Mature B cells"),
+}
 #: detector names of the files' column headers, as an instrument writes them
 LST_DETECTORS = {"PE Cy7-A": "PE-Cy7-A", "APC H7-A": "APC-H7-A",
                  "PerCP Cy5-5-A": "PerCP-Cy5-5-A"}
@@ -315,12 +335,13 @@ LST_COLUMNS = ("CD19/TCRgd:PE Cy7-A LOGICAL", "CD38:APC H7-A LOGICAL", "CD3:APC-
 
 
 def lst_file(path: Path):
-    """One EuroFlow Lymphoid Screening Tube of the optimalFlow data, as the CytOpt
-    article's repository holds it (``Data/OF_Cytometry<n>.csv``: an expert's
-    Infinicyt export of the CD45+ events classified into nine populations, on the
-    software's display scale, one class name per event), as a Sample with the marker
-    in $PnS (``CD4+CD20``: two antibodies in one colour) and each of ``LST_CLASSES``
-    as a boolean array.
+    """One EuroFlow Lymphoid Screening Tube of the optimalFlow data as a Sample, with the
+    marker in $PnS (``CD4+CD20``: two antibodies in one colour), and the expert's class
+    name of every event. Two forms: the CytOpt article's ``Data/OF_Cytometry<n>.csv``
+    (an expert's Infinicyt export of the CD45+ events classified into nine populations,
+    ``LST_CLASSES``) and optimalFlowData's ``data/Cytometry<n>.RData`` (the whole files:
+    neutrophils, debris and doublets too, ``LST_WHOLE_CLASSES``), both on the software's
+    display scale.
 
     Files 15 to 21 list their columns in another order than files 1 to 13, but their
     values follow the first order: named by their header, the CD4 T cells would be
@@ -330,7 +351,12 @@ def lst_file(path: Path):
     import pandas as pd
     from immunomon.fcs.sample import Channel, Sample
 
-    frame = pd.read_csv(path, index_col=0)
+    if path.suffix == ".RData":
+        import rdata
+
+        frame = next(iter(rdata.read_rda(path).values())).copy()
+    else:
+        frame = pd.read_csv(path, index_col=0)
     label = frame.pop(frame.columns[-1]).to_numpy(str)
     if sorted(frame.columns) != sorted(LST_COLUMNS):
         raise ValueError(f"{path}: columns {list(frame.columns)} are not the LST tube's")
@@ -341,18 +367,25 @@ def lst_file(path: Path):
         detector = detector.rsplit(" ", 1)[0].split(" Exp-")[0]
         detector = LST_DETECTORS.get(detector, detector.split(" ")[0])
         channels.append(Channel(name=detector, marker=marker or None, range=8192.0))
-    keywords = {"DATA SOURCE": f"CytOpt Data/{path.name} (optimalFlow's EuroFlow LST data)"}
+    where = "optimalFlowData data" if path.suffix == ".RData" else "CytOpt Data"
+    keywords = {"DATA SOURCE": f"{where}/{path.name} (optimalFlow's EuroFlow LST data)"}
     sample = Sample(events=frame.to_numpy(np.float32), channel_info=tuple(channels),
                     keywords=keywords)
-    return sample, {pop: label == name for pop, name in LST_CLASSES.items()}
+    return sample, label
+
+
+def lst_labels(label: np.ndarray, classes: dict) -> dict[str, np.ndarray]:
+    """Each population of ``classes`` (``LST_CLASSES`` or ``LST_WHOLE_CLASSES``) as a
+    boolean array over the events' class names."""
+    return {pop: np.isin(label, names) for pop, names in classes.items()}
 
 
 def lst(root: Path) -> None:
     """optimalFlow's third LST file, whole (``lst_file``): a fifth of its eosinophils
     piled at the top of side scatter, which thinning would hide."""
-    sample, labels = lst_file(root / "Data" / "OF_Cytometry3.csv")
+    sample, label = lst_file(root / "Data" / "OF_Cytometry3.csv")
     immunomon.write_fcs(HERE / "euroflow_lst_3.fcs", sample)
-    np.savez_compressed(HERE / "euroflow_lst_3.labels.npz", **labels)
+    np.savez_compressed(HERE / "euroflow_lst_3.labels.npz", **lst_labels(label, LST_CLASSES))
 
 
 def lyoplate_labels(code: np.ndarray) -> dict[str, np.ndarray]:
