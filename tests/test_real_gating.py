@@ -561,6 +561,43 @@ def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, caps
     assert bench.main([str(tmp_path / "nowhere")]) == 2
 
 
+def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
+    """``benchmarks/euroflow_lst.py`` reads optimalFlowData's R data files (the whole
+    files: neutrophils, debris and doublets too) as the package holds them: the committed
+    patient's file written back in that form scores as ``real_files.py`` scores it with
+    the whole-blood template; an absent file is counted, not read."""
+    import importlib.util
+
+    import pandas as pd
+    import rdata
+
+    spec = importlib.util.spec_from_file_location(
+        "immunomon_benchmark_euroflow_lst",
+        Path(__file__).resolve().parent.parent / "benchmarks" / "euroflow_lst.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sample = read_fcs(REAL / "euroflow_lst_whole_23.fcs")
+    labels = np.load(REAL / "euroflow_lst_whole_23.labels.npz")
+    names = np.full(sample.n_events, "DEBRIS", dtype=object)
+    for pop, classes in bench.DATA.LST_WHOLE_CLASSES.items():
+        if pop != "B cells":                 # the union of the others
+            names[labels[pop]] = classes[-1]
+    # the package's values are integers (R's int32)
+    frame = pd.DataFrame(sample.events.astype(np.int32), columns=list(bench.DATA.LST_COLUMNS))
+    frame["Population ID (name)"] = names
+    (tmp_path / "data").mkdir()
+    rdata.write_rda(tmp_path / "data" / "Cytometry23.RData", {"Cytometry23": frame})
+    (tmp_path / "data" / "Cytometry27.RData").write_bytes(b"")
+    assert bench.main([str(tmp_path), "--csv", str(tmp_path / "rows.csv")]) == 0
+    rows = pd.read_csv(tmp_path / "rows.csv").set_index("population").f1
+    result = gate_sample(sample, load_template(REAL / "euroflow_lst_whole.yaml"),
+                         exclude_anomalies=False).result
+    for pop in ("Neutrophils", "CD4 T", "B kappa", "B cells", "NK cells"):
+        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+    out = capsys.readouterr().out
+    assert "optimalFlowData files (1 without values skipped)" in out
+
+
 def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):
     """CD69 on T cells makes no peak of its own in most files, and the lone-peak rule cut
     each file where its negatives ended: activation file 23's CD4 T cells at 0.75, above

@@ -396,9 +396,9 @@ class DiagonalGate:
             t = methods.diagonal_cut(x - y, centre)
         except methods.TooFewEvents as e:
             return _left_empty(self, e)
-        doubts = ((f"gate {self.id!r}: its one population lies on the diagonal through "
-                   f"{self.negative!r}, brighter in neither channel: which side it belongs "
-                   "to cannot be told, and the line splits it"),) if t.guessed else ()
+        doubts = ((f"its one population lies on the diagonal through {self.negative!r}, "
+                   "brighter in neither channel: which side it belongs to cannot be told, "
+                   "and the line splits it"),) if t.guessed else ()
         return FoundPolygon(self.id, self.dimensions, _half_plane(x, y, t.value, self.side),
                             self.parent, method="diagonal", fell_back=t.fell_back,
                             notes=(t.note,), doubts=doubts)

@@ -543,7 +543,9 @@ def _make_view(result, gate, max_points: int) -> GateView:
     # float32 is ample to bin and bound on screen, and halves what the views hold while
     # they are shared (the sample's plots would otherwise raise the job's memory peak)
     data = [np.asarray(result.values.values(d, rows), dtype=np.float32) for d in dims]
-    extent = gate_extent(gate)
+    # a diagonal's polygon is a half-plane reaching far beyond every event: its line
+    # crosses whatever view the events make
+    extent = [] if getattr(gate, "method", "") == "diagonal" else gate_extent(gate)
     # a polygon drawn by hand to the top of the scale, far beyond the events (a singlet
     # band through the origin), runs off the plot rather than pressing them into a
     # corner; a cut (a rectangle's bound, a divider) is always shown

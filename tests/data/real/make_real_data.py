@@ -1,7 +1,7 @@
 """Rebuild the real-data test files in this folder from their public sources.
 
     python tests/data/real/make_real_data.py FLOWWORKSPACEDATA_DIR CYTOEXPLORERDATA_DIR \
-        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR CYTOMETREE_DIR DEEPCYTOF_DIR
+        FLOWSOM_DIR CYTOPT_R_DIR CYTOPT_DIR CYTOMETREE_DIR DEEPCYTOF_DIR OPTIMALFLOWDATA_DIR
 
 Each argument is a checkout of the public repository named in SOURCES.md. FlowSOM's
 example file and workspace are copied whole, with labels from its ``gatingResult.csv``.
@@ -47,7 +47,10 @@ FlowCAP-I's DLBCL file comes from the cytometree package (``CYTOMETREE_DIR``), a
 frame of three channels and the challenge's manual population number per event, written
 whole (reading it needs ``rdata`` too). Its GvHD tubes come from a copy of DeepCyTOF's
 data (``DEEPCYTOF_DIR``): a CSV file of six channels per tube and one of the manual
-population number of every event; every third event is kept.
+population number of every event; every third event is kept. A lymphoma patient's whole
+LST file comes from optimalFlowData (``OPTIMALFLOWDATA_DIR``), an R data frame of the
+display values and the expert's class of every event (``rdata`` reads it); every third
+event is kept.
 """
 
 from __future__ import annotations
@@ -388,6 +391,14 @@ def lst(root: Path) -> None:
     np.savez_compressed(HERE / "euroflow_lst_3.labels.npz", **lst_labels(label, LST_CLASSES))
 
 
+def lst_whole(root: Path, n: int = 23) -> None:
+    """optimalFlowData's whole file ``Cytometry<n>.RData`` (a mantle-cell lymphoma
+    patient's blood, the kappa clone 80% of the events), every third event, with the
+    populations of ``LST_WHOLE_CLASSES``."""
+    sample, label = lst_file(root / "data" / f"Cytometry{n}.RData")
+    _save(sample, lst_labels(label, LST_WHOLE_CLASSES), f"euroflow_lst_whole_{n}")
+
+
 def lyoplate_labels(code: np.ndarray) -> dict[str, np.ndarray]:
     """Each named class of ``LYOPLATE_CLASSES`` and CD4 T and CD8 T, as boolean arrays."""
     labels = {name: code == k for k, name in LYOPLATE_CLASSES.items()}
@@ -579,3 +590,4 @@ if __name__ == "__main__":
     opencyto(Path(sys.argv[1]))
     flowcap_dlbcl(Path(sys.argv[6]))
     flowcap_gvhd(Path(sys.argv[7]))
+    lst_whole(Path(sys.argv[8]))
