@@ -336,7 +336,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Example:
       immunomon template check run1/*.fcs -t my-panel.yaml -o check/
     """
-    from .gating.check import check_files, populations_across, unlike_the_others
+    from .gating.check import check_files, populations_across, unlike_lines, unlike_the_others
     from .gating.run import find_fcs_files
     from .gating.template import load_template
 
@@ -375,11 +375,8 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     unlike = unlike_the_others(records)
     for record in records:
         record["unlike_the_others"] = unlike.get(record["sample"], [])
-    for record in [] if as_json else records:
-        for u in record["unlike_the_others"]:
-            click.echo(f"note: {record['sample']}: {u['population']} is "
-                       f"{u['percent_of_parent']:.1f}% of its parent, the other files' "
-                       f"median {u['others_median']:.1f}%: look at its page")
+    for line in [] if as_json else unlike_lines(unlike):
+        click.echo(f"note: {line}")
     from pathlib import Path
 
     from .atomic import atomic_path

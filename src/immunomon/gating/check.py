@@ -242,6 +242,14 @@ def unlike_the_others(records, *, points: float = 20.0, factor: float = 3.0,
     return found
 
 
+def unlike_lines(found: dict[str, list[dict]]) -> list[str]:
+    """``unlike_the_others``'s findings as the lines ``template check`` and ``gate``
+    print, one per file and population."""
+    return [f"{sample}: {u['population']} is {u['percent_of_parent']:.1f}% of its parent, "
+            f"the other files' median {u['others_median']:.1f}%: look at its page"
+            for sample, rows in found.items() for u in rows]
+
+
 def populations_across(records):
     """The populations of every file of a check side by side: one row per population
     (its parent beside it, in the template's order), one column per file, the

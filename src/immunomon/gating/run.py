@@ -641,7 +641,32 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
                                   deidentify=deidentify, progress=progress,
                                   workers=workers, pooled=pooled)
         write_combined(out_dir, template, rows, outputs)
-    return GateRun(rows, tables.concat(list(outputs.values())), out_dir, notes, warnings)
+    run = GateRun(rows, tables.concat(list(outputs.values())), out_dir, notes, warnings)
+    # a gate that behaves otherwise in one file of the run shows in its shares beside
+    # the other files' (an LST export's granulocytes: 2.5% of the leukocytes, 'ok')
+    from .check import unlike_lines, unlike_the_others
+    run.notes.extend(unlike_lines(unlike_the_others(_share_records(run))))
+    return run
+
+
+def _share_records(run: "GateRun") -> list[dict]:
+    """Each gated file of a run with its populations' shares of their parents, as
+    ``check.unlike_the_others`` reads them."""
+    import pandas as pd
+
+    gated = {r["sample"] for r in run.samples if r.get("status") != "failed"}
+    if len(gated) < 2 or not len(run.table):
+        return []
+    out = []
+    for sample, rows in run.table.groupby("sample", sort=False):
+        if sample in gated:
+            out.append({"sample": sample, "status": "ok", "populations": [
+                {"population": r.population,
+                 "parent": r.parent if isinstance(r.parent, str) else None,
+                 "percent_of_parent": None if pd.isna(r.percent_of_parent)
+                 else float(r.percent_of_parent)}
+                for r in rows.itertuples(index=False)]})
+    return out
 
 
 def _run_warnings(files, out_dir: Path, overrides: dict | None, pooled: dict) -> list[str]:
