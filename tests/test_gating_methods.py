@@ -1420,3 +1420,19 @@ def test_a_cluster_gate_with_too_few_finite_events_leaves_its_population_empty()
     found = gate.resolve([X[:, 0], X[:, 1]])
     assert found.contains([X[:, 0], X[:, 1]]).sum() == 0
     assert "too few events (25) to fit 3 clusters" in found.notes[0]
+
+
+def test_bounds_that_take_a_population_as_absent_yet_keep_many_events_say_so():
+    """With both bounds and no peak beyond the near one the population is absent and
+    the cut goes to the far bound: beads in a bead-free tube keep nothing there. A
+    basophil gate's CD38 bounds on a whole-blood LST file kept 560 events of a debris
+    cloud's top that way, 'ok'; that many events beyond the far bound is a warning."""
+    rng = np.random.default_rng(4)
+    cloud = 1000.0 + rng.gamma(2.0, 700.0, 6000)      # one peak, a long upper tail
+    gate = ThresholdGate("Basophils", [D], side="above", args={"bounds": (3800, 4800)})
+    found = gate.resolve([cloud])
+    assert found.bounds[0][0] == 4800
+    assert any("taken as absent" in d and "lie beyond the far bound" in d
+               for d in found.doubts), found.doubts
+    beadless = rng.normal(2000.0, 300.0, 5000)               # nothing near the far bound
+    assert not any("taken as absent" in d for d in gate.resolve([beadless]).doubts)

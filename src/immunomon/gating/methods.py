@@ -47,6 +47,8 @@ class Threshold:
                                     # 1: its top) where that place alone decided its side
     guessed: bool = False           # a lone peak's side came from a sign chance often
                                     # makes (a weak tail or lean) or from the default side
+    absent: bool = False            # no peak beyond the near bound: the population was
+                                    # taken as absent and the cut moved to the far bound
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -947,7 +949,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value, place=against,
-                     placed=scale_place(mode, scale) if by_place else None, guessed=guessed)
+                     placed=scale_place(mode, scale) if by_place else None, guessed=guessed,
+                     absent=np.isfinite(lo) and np.isfinite(hi) and not beyond)
 
 
 @dataclass(frozen=True)
