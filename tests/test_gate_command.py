@@ -294,22 +294,10 @@ def test_a_run_names_the_file_whose_shares_are_unlike_the_others(tmp_path):
     check`` does, ``gate`` names a file whose share of a population's parent lies
     beyond the other files' (four or more); here four copies of a real export and one
     with two channels' names swapped, which makes its T cells mostly DN T."""
-    import dataclasses
-
-    import immunomon
+    from testdata import lst_files_one_swapped
 
     real = Path(__file__).resolve().parent / "data" / "real"
-    sample = read_fcs(real / "euroflow_lst_3.fcs")
-    for k in range(4):
-        immunomon.write_fcs(tmp_path / f"lst_{k}.fcs", sample)
-    channels = list(sample.channel_info)
-    cd4, cd38 = (next(i for i, c in enumerate(channels) if c.marker == m)
-                 for m in ("CD4+CD20", "CD38"))
-    channels[cd4], channels[cd38] = (
-        dataclasses.replace(channels[cd4], name=channels[cd38].name, marker="CD38"),
-        dataclasses.replace(channels[cd38], name=channels[cd4].name, marker="CD4+CD20"))
-    immunomon.write_fcs(tmp_path / "swapped.fcs",
-                        dataclasses.replace(sample, channel_info=tuple(channels)))
+    lst_files_one_swapped(tmp_path)
     result = CliRunner().invoke(main, ["gate", *sorted(map(str, tmp_path.glob("*.fcs"))),
                                        "-t", str(real / "euroflow_lst.yaml"),
                                        "--out", str(tmp_path / "out"), "--no-plots"])

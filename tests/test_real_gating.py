@@ -526,20 +526,26 @@ def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path,
     assert bench.main([str(tmp_path / "nowhere")]) == 2
 
 
-def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
-    """``benchmarks/euroflow_lst.py`` reads optimalFlow's CSV files as the CytOpt
-    repository holds them: the committed LST file written back in that form, with its
-    header in the order files 15-21 list it (their values in file 1's), scores as
-    ``real_files.py`` scores it; a folder with no files says so."""
+def _lst_benchmark():
+    """``benchmarks/euroflow_lst.py`` as a module."""
     import importlib.util
-
-    import pandas as pd
 
     spec = importlib.util.spec_from_file_location(
         "immunomon_benchmark_euroflow_lst",
         Path(__file__).resolve().parent.parent / "benchmarks" / "euroflow_lst.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
+    """``benchmarks/euroflow_lst.py`` reads optimalFlow's CSV files as the CytOpt
+    repository holds them: the committed LST file written back in that form, with its
+    header in the order files 15-21 list it (their values in file 1's), scores as
+    ``real_files.py`` scores it; a folder with no files says so."""
+    import pandas as pd
+
+    bench = _lst_benchmark()
     sample = read_fcs(REAL / "euroflow_lst_3.fcs")
     labels = np.load(REAL / "euroflow_lst_3.labels.npz")
     names = np.full(sample.n_events, "", dtype=object)
@@ -566,16 +572,10 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
     files: neutrophils, debris and doublets too) as the package holds them: the committed
     patient's file written back in that form scores as ``real_files.py`` scores it with
     the whole-blood template; an absent file is counted, not read."""
-    import importlib.util
-
     import pandas as pd
     import rdata
 
-    spec = importlib.util.spec_from_file_location(
-        "immunomon_benchmark_euroflow_lst",
-        Path(__file__).resolve().parent.parent / "benchmarks" / "euroflow_lst.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _lst_benchmark()
     sample = read_fcs(REAL / "euroflow_lst_whole_23.fcs")
     labels = np.load(REAL / "euroflow_lst_whole_23.labels.npz")
     names = np.full(sample.n_events, "DEBRIS", dtype=object)
@@ -583,7 +583,8 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
         if pop != "B cells":                 # the union of the others
             names[labels[pop]] = classes[-1]
     # the package's values are integers (R's int32)
-    frame = pd.DataFrame(sample.events.astype(np.int32), columns=list(bench.DATA.LST_COLUMNS))
+    frame = pd.DataFrame(sample.events.astype(np.int32),
+                         columns=list(bench.DATA.LST_COLUMNS))
     frame["Population ID (name)"] = names
     (tmp_path / "data").mkdir()
     rdata.write_rda(tmp_path / "data" / "Cytometry23.RData", {"Cytometry23": frame})

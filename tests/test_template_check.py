@@ -442,23 +442,11 @@ def test_a_file_whose_shares_are_unlike_the_others_is_named(tmp_path):
     came out 44-64% DN T where the other files gave 0.2-5%, each 'ok'. A check of
     several files names the population and the file whose share of its parent lies far
     from the other files' (20 points and three times or a third of their median)."""
-    import dataclasses
-
-    import immunomon
     from immunomon.gating.check import unlike_the_others
+    from testdata import lst_files_one_swapped
 
     real = Path(__file__).resolve().parent / "data" / "real"
-    sample = read_fcs(real / "euroflow_lst_3.fcs")
-    for k in range(4):
-        immunomon.write_fcs(tmp_path / f"lst_{k}.fcs", sample)
-    channels = list(sample.channel_info)
-    cd4, cd38 = (next(i for i, c in enumerate(channels) if c.marker == m)
-                 for m in ("CD4+CD20", "CD38"))
-    channels[cd4], channels[cd38] = (
-        dataclasses.replace(channels[cd4], name=channels[cd38].name, marker="CD38"),
-        dataclasses.replace(channels[cd38], name=channels[cd4].name, marker="CD4+CD20"))
-    immunomon.write_fcs(tmp_path / "swapped.fcs",
-                        dataclasses.replace(sample, channel_info=tuple(channels)))
+    lst_files_one_swapped(tmp_path)
     result = CliRunner().invoke(main, ["template", "check", str(tmp_path), "-t",
                                        str(real / "euroflow_lst.yaml"),
                                        "-o", str(tmp_path / "check")])

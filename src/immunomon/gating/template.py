@@ -31,8 +31,8 @@ from ..populations import counting_input_problem
 from ..yamlio import line_of
 from ..yamlio import load as load_yaml
 from ..transforms import Arcsinh, Linear, Logicle, logicle_width
-from .datadriven import (BoundaryGate, ClusterGate, DiagonalGate, QuadrantThresholdGate, SingletGate,
-                         ThresholdGate)
+from .datadriven import (BoundaryGate, ClusterGate, DiagonalGate, QuadrantThresholdGate,
+                         SingletGate, ThresholdGate)
 from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
 from .gates import (BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate,
                     not_a_population)
