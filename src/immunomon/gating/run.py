@@ -651,22 +651,21 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
 
 def _share_records(run: "GateRun") -> list[dict]:
     """Each gated file of a run with its populations' shares of their parents, as
-    ``check.unlike_the_others`` reads them."""
-    import pandas as pd
-
+    ``check.unlike_the_others`` reads them (from the table's columns: no pandas)."""
     gated = {r["sample"] for r in run.samples if r.get("status") != "failed"}
-    if len(gated) < 2 or not len(run.table):
+    columns = run.table_columns
+    if len(gated) < 2 or not columns.get("sample"):
         return []
-    out = []
-    for sample, rows in run.table.groupby("sample", sort=False):
+    by_sample: dict[str, list[dict]] = {}
+    for sample, population, parent, share in zip(
+            columns["sample"], columns["population"], columns["parent"],
+            columns["percent_of_parent"]):
         if sample in gated:
-            out.append({"sample": sample, "status": "ok", "populations": [
-                {"population": r.population,
-                 "parent": r.parent if isinstance(r.parent, str) else None,
-                 "percent_of_parent": None if pd.isna(r.percent_of_parent)
-                 else float(r.percent_of_parent)}
-                for r in rows.itertuples(index=False)]})
-    return out
+            ok = share is not None and np.isfinite(share)
+            by_sample.setdefault(sample, []).append(
+                {"population": population, "parent": parent,
+                 "percent_of_parent": float(share) if ok else None})
+    return [{"sample": k, "status": "ok", "populations": v} for k, v in by_sample.items()]
 
 
 def _run_warnings(files, out_dir: Path, overrides: dict | None, pooled: dict) -> list[str]:
