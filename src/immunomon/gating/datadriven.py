@@ -296,8 +296,10 @@ def _unplaced_peak(side: str) -> str:
     return (f"the population is the parent's one peak, which the tails beside it made its "
             f"own: on this axis (linear) the peak's place on the scale cannot say whether it "
             f"holds the positives or the negatives. If the population is the tail {side} the "
-            f"peak, 'expect: {tail}' makes it so; if it is the peak, 'expect: {peak}' says so; "
-            f"if two populations merge in it, a smaller 'adjust' (0.5) may part them")
+            f"peak, 'expect: {tail}' makes it so; if it is the peak, 'expect: {peak}' says so "
+            f"(the cut stays where the peak ends: dim cells of the population in a shoulder "
+            f"beyond that end stay out unless 'bounds' hold the cut past them); if two "
+            f"populations merge in it, a smaller 'adjust' (0.5) may part them")
 
 
 @dataclass(frozen=True, eq=False)
