@@ -153,6 +153,33 @@ def test_population_counts_and_percentages(gated):
         population_counts(res, ancestors=["nope"])
 
 
+def test_a_share_of_a_union_named_as_a_reference_is_given_outside_its_subtree(gated):
+    """A template that gates the lineages on all events and names their union
+    ``Leukocytes`` left every population's % of leukocytes empty (and its dual-platform
+    count), though each lineage is made of leukocytes: a population wholly within the
+    reference counts as a share of it; one with events outside it, or none, does not."""
+    smp, _ = gated
+    s = GatingStrategy([
+        RectangleGate("T", [Dimension("CD3", "FCS")], [(200, None)]),
+        RectangleGate("CD4+", [Dimension("CD4", "FCS")], [(500, None)], parent="T"),
+        RectangleGate("big", [Dimension("FSC-A")], [(0.5, None)]),
+        RectangleGate("none", [Dimension("FSC-A")], [(2.0, None)]),
+        BooleanGate("Leukocytes", "or", ["T", "big"]),
+    ])
+    res = s.apply(smp)
+    table = population_counts(res, ancestors=["Leukocytes"]).set_index("population")
+    leuk = res.mask("Leukocytes").sum()
+    for pop in ("T", "CD4+", "big"):
+        assert table.loc[pop, "percent_of_Leukocytes"] == pytest.approx(
+            100 * res.mask(pop).sum() / leuk)
+    assert np.isnan(table.loc["Leukocytes", "percent_of_Leukocytes"])
+    assert np.isnan(table.loc["none", "percent_of_Leukocytes"])        # empty
+    outside = GatingStrategy([RectangleGate("low", [Dimension("FSC-A")], [(None, 0.2)]),
+                              *s]).apply(smp)
+    assert np.isnan(population_counts(outside, ancestors=["Leukocytes"])
+                    .set_index("population").loc["low", "percent_of_Leukocytes"])
+
+
 def test_population_statistics_match_numpy(gated):
     smp, res = gated
     table = population_statistics(res, ancestors=["cells"])

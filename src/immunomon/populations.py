@@ -5,8 +5,9 @@ statistics for every population of a ``GatingResult``.
 the same as columns, without pandas), one row per (population, marker), with
 
 - ``count``, ``percent_of_parent`` (of all events for a top-level population),
-  ``percent_of_total`` and ``percent_of_<name>`` for each ancestor named in
-  ``ancestors`` (NaN where that population is not below it);
+  ``percent_of_total`` and ``percent_of_<name>`` for each population named in
+  ``ancestors`` (NaN where a population is neither below it nor, with events, wholly
+  within it);
 - ``median``, ``mean``, ``geometric_mean`` and ``rcv`` of the compensated
   intensity. The geometric mean is taken over the *positive* values only
   (compensated intensities can be zero or negative, where the logarithm is
@@ -357,9 +358,20 @@ def count_columns(result, *, ancestors: Iterable[str] = ()) -> dict:
     for a in ancestors:
         of = result.count(a)
         columns[f"percent_of_{a}"] = np.array(
-            [_percent(c, of) if a in result.ancestors(pid) else np.nan
+            [_percent(c, of) if _within(result, pid, a, c) else np.nan
              for pid, c in zip(pids, counts)], dtype=np.float64)
     return columns
+
+
+def _within(result, pid: str, reference: str, count: int) -> bool:
+    """Whether population ``pid`` is a share of ``reference``: below it in the tree, or,
+    elsewhere, every one of its events within it (a template that gates the lineages on
+    all events and names their union ``Leukocytes``: T cells are leukocytes too)."""
+    if reference in result.ancestors(pid):
+        return True
+    if pid == reference or count == 0:
+        return False
+    return not np.any(result.mask(pid) & ~result.mask(reference))
 
 
 def population_counts(result, *, ancestors: Iterable[str] = ()):
