@@ -305,3 +305,13 @@ def test_a_run_names_the_file_whose_shares_are_unlike_the_others(tmp_path):
     notes = [ln for ln in result.output.splitlines() if ln.startswith("note: ")]
     assert notes and all(ln.startswith("note: swapped: ") for ln in notes), result.output
     assert any("DN T is" in ln for ln in notes)
+    # and the folder's index names it, first among the files of its status
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    marked = {r["sample"]: r.get("message", "") for r in index}
+    assert marked["swapped"].startswith("unlike the other files: ") and "DN T" in marked["swapped"]
+    assert not any(marked[f"lst_{k}"] for k in range(4))
+    page = (tmp_path / "out" / "index.html").read_text()
+    status = {r["sample"]: r["status"] for r in index}
+    first = min((page.index(f">{name}<"), name) for name in status
+                if status[name] == status["swapped"])[1]
+    assert first == "swapped"

@@ -493,3 +493,24 @@ def test_two_files_of_one_name_get_a_page_and_a_column_each(tmp_path):
     assert all(Path(r["page"]).is_file() for r in records)
     table = pd.read_csv(tmp_path / "check" / "populations.csv", index_col="population")
     assert list(table.columns) == ["parent", "tube", "tube_"]
+
+
+def test_a_folder_of_many_files_names_its_outliers_from_all_the_files_at_once():
+    """Past 50 files the other files' median and quartiles are all the files' (one
+    file moves them by next to nothing): one outlier among 60 is named, and two kinds of
+    30 files each are not named against each other."""
+    from immunomon.gating.check import unlike_the_others
+
+    rng = np.random.default_rng(3)
+
+    def records(shares):
+        return [{"sample": f"s{k}", "status": "ok", "populations": [
+            {"population": "Granulocytes", "parent": "Leukocytes", "percent_of_parent": v}]}
+            for k, v in enumerate(shares)]
+
+    one = list(rng.uniform(55.0, 70.0, 60))
+    one[17] = 2.5
+    found = unlike_the_others(records(one))
+    assert list(found) == ["s17"] and found["s17"][0]["others_median"] > 55
+    two = list(rng.uniform(55.0, 70.0, 30)) + list(rng.uniform(5.0, 15.0, 30))
+    assert unlike_the_others(records(two)) == {}

@@ -228,10 +228,14 @@ def unlike_the_others(records, *, points: float = 20.0, factor: float = 3.0,
     for population, by_file in shares.items():
         if len(by_file) < least:
             continue
-        for sample, share in by_file.items():
-            rest = np.array([v for k, v in by_file.items() if k != sample], dtype=float)
-            others = float(np.median(rest))
-            q1, q3 = np.percentile(rest, [25, 75])
+        names, values = list(by_file), np.array(list(by_file.values()), dtype=float)
+        # past 50 files one file moves the others' median and quartiles by next to
+        # nothing: all the files' serve, once (a folder of thousands stays linear)
+        whole = np.percentile(values, [50, 25, 75]) if values.size >= 50 else None
+        for k, (sample, share) in enumerate(zip(names, values)):
+            others, q1, q3 = whole if whole is not None else np.percentile(
+                np.delete(values, k), [50, 25, 75])
+            others, share = float(others), float(share)
             spread = fence * (q3 - q1)
             ratio = max(share, 1.0) / max(others, 1.0)
             if (abs(share - others) >= points and not 1 / factor < ratio < factor

@@ -645,16 +645,17 @@ def gate_files(files, template: Template, out_dir, *, counting: CountingInputs |
     # a gate that behaves otherwise in one file of the run shows in its shares beside
     # the other files' (an LST export's granulocytes: 2.5% of the leukocytes, 'ok')
     from .check import unlike_lines, unlike_the_others
-    run.notes.extend(unlike_lines(unlike_the_others(_share_records(run))))
+    gated = {r["sample"] for r in rows if r.get("status") != "failed"}
+    run.notes.extend(unlike_lines(unlike_the_others(_share_records(run.table_columns,
+                                                                   gated))))
     return run
 
 
-def _share_records(run: "GateRun") -> list[dict]:
-    """Each gated file of a run with its populations' shares of their parents, as
-    ``check.unlike_the_others`` reads them (from the table's columns: no pandas)."""
-    gated = {r["sample"] for r in run.samples if r.get("status") != "failed"}
-    columns = run.table_columns
-    if len(gated) < 2 or not columns.get("sample"):
+def _share_records(columns: dict, gated: set) -> list[dict]:
+    """Each of the ``gated`` samples of a population table (as columns) with its
+    populations' shares of their parents, as ``check.unlike_the_others`` reads them
+    (from the columns: no pandas)."""
+    if len(gated) < 2 or not len(columns.get("sample", ())):
         return []
     by_sample: dict[str, list[dict]] = {}
     for sample, population, parent, share in zip(
@@ -847,10 +848,30 @@ def write_combined(out_dir, template: Template, rows: list[dict] = (),
     if parts:
         tables.write(table, out_dir / "populations.csv")
         tables.write(table, out_dir / "populations.parquet")
+    _mark_unlike(index, table)
     write_text(record, json.dumps([{**r, "page": _relative(r.get("page"), out_dir)}
                                    for r in index], indent=2, default=str))
     index_page(out_dir / "index.html", index, title=f"immunomon gate: {template.panel}")
     return table
+
+
+def _mark_unlike(index: list[dict], table: dict) -> None:
+    """Give each sample of a folder's index whose share of a population's parent lies
+    beyond the other samples' (``check.unlike_the_others``, four samples or more) those
+    populations, in ``unlike_the_others`` and its message: a gate that behaved otherwise
+    in one file shows in the index, though every QC rule passed."""
+    from .check import unlike_the_others
+
+    gated = {r["sample"] for r in index if r.get("status") != "failed"}
+    found = unlike_the_others(_share_records(table, gated))
+    for r in index:
+        if r["sample"] in found:
+            r["unlike_the_others"] = found[r["sample"]]
+            said = "; ".join(f"{u['population']} {u['percent_of_parent']:.1f}% of its parent "
+                             f"(the other files' median {u['others_median']:.1f}%)"
+                             for u in found[r["sample"]])
+            r["message"] = "; ".join(m for m in (r.get("message"), "unlike the other files: "
+                                                 + said) if m)
 
 
 def _relative(page, out_dir: Path):

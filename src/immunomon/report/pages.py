@@ -252,13 +252,16 @@ def index_page(path, rows: Iterable[Mapping], *, title: str = "immunomon gate") 
     "warning" or "failure" for a gated sample, "failed" for a file that could
     not be gated), optional ``page`` (path of the sample page, linked relative
     to the index), ``events`` (int), ``flags`` (list of the QC messages that
-    need review, or their number) and ``message`` (e.g. why a file failed).
-    Samples needing review come first.
+    need review, or their number), ``message`` (e.g. why a file failed) and
+    ``unlike_the_others`` (populations whose share lies beyond the other samples').
+    Samples needing review come first, those unlike the others before the rest of
+    their status.
     """
     path = Path(path)
     page_dir = path.parent.resolve()
     order = {"failed": 0, "failure": 1, "warning": 2}
-    rows = sorted(rows, key=lambda r: order.get(str(r.get("status", "ok")), 3))
+    rows = sorted(rows, key=lambda r: (order.get(str(r.get("status", "ok")), 3),
+                                       not r.get("unlike_the_others")))
     counts: dict[str, int] = {}
     lines = []
     for r in rows:
