@@ -31,9 +31,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from immunomon.atomic import atomic_path
 from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template
@@ -53,10 +50,10 @@ def _script(path: Path, name: str):
 
 
 #: ``make_real_data.py`` reads these files (``lst_file``); the lyoplate benchmark prints
-#: the same table of F1 per file
+#: the same table of F1 per file, from rows scored the same way
 DATA = _script(REAL / "make_real_data.py", "immunomon_make_real_data")
-scores_table = _script(HERE / "lyoplate_centres.py",
-                       "immunomon_benchmark_lyoplate_centres").scores_table
+LYOPLATE = _script(HERE / "lyoplate_centres.py", "immunomon_benchmark_lyoplate_centres")
+scores_table, scored_rows = LYOPLATE.scores_table, LYOPLATE.scored_rows
 
 
 #: each form's folder and file names, template and classes
@@ -99,14 +96,8 @@ def main(argv=None) -> int:
         present = present[:3]
     args.template = args.template or REAL / default
     template = load_template(args.template)
-    rows = []
-    for path in present:
-        rows += score(path, template, classes, path.stem.replace(prefix, stem))
-        print(f"  {path.name} done", file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    if args.csv:
-        with atomic_path(args.csv, suffix=".csv") as tmp:
-            df.to_csv(tmp, index=False)
+    df = scored_rows(present, lambda path: score(path, template, classes,
+                                                 path.stem.replace(prefix, stem)), args.csv)
     print(f"{args.template.name} on {df.file.nunique()} {form} files ({absent} without values "
           "skipped); F1 per population with 20+ expert events\n")
     per_file = df.groupby("file").f1.median()

@@ -79,19 +79,26 @@ def main(argv=None) -> int:
         print(f"no lyoplate files under {args.cytopt / 'Data'}", file=sys.stderr)
         return 2
     template = load_template(TEMPLATE)
-    rows = []
-    for values in present:
-        rows += score(values, template)
-        print(f"  {values.parent.name}/{values.name} done", file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    if args.csv:
-        with atomic_path(args.csv, suffix=".csv") as tmp:
-            df.to_csv(tmp, index=False)
+    df = scored_rows(present, lambda values: score(values, template), args.csv)
     print(f"hipc_tcell.yaml held out on {_count(df.file.nunique(), 'file')} of "
           f"{_count(df.centre.nunique(), 'centre')} ({absent} listed "
           "without values skipped); F1 per population with 20+ expert events\n")
     print(scores_table(df))
     return 0
+
+
+def scored_rows(paths, score_one, csv: Path | None = None) -> pd.DataFrame:
+    """Every file's scored rows (``score_one(path)``, a list of dicts), a line on stderr
+    as each is done, and all of them written to ``csv`` where it is given."""
+    rows = []
+    for path in paths:
+        rows += score_one(path)
+        print(f"  {path.parent.name}/{path.name} done", file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    if csv:
+        with atomic_path(csv, suffix=".csv") as tmp:
+            df.to_csv(tmp, index=False)
+    return df
 
 
 def scores_table(df: pd.DataFrame, *, sort: bool = True) -> str:

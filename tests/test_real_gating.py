@@ -538,6 +538,18 @@ def _lst_benchmark():
     return bench
 
 
+def _scores_as_the_real_files_do(bench, checkout, sample, labels, template, populations):
+    """The LST benchmark run on ``checkout`` (its one file the committed ``sample``
+    written back) scores each of ``populations`` as the file gated directly does."""
+    import pandas as pd
+
+    assert bench.main([str(checkout), "--csv", str(checkout / "rows.csv")]) == 0
+    rows = pd.read_csv(checkout / "rows.csv").set_index("population").f1
+    result = gate_sample(sample, load_template(REAL / template), exclude_anomalies=False).result
+    for pop in populations:
+        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+
+
 def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
     """``benchmarks/euroflow_lst.py`` reads optimalFlow's CSV files as the CytOpt
     repository holds them: the committed LST file written back in that form, with its
@@ -557,12 +569,8 @@ def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, caps
     frame["Population ID (name)"] = names
     (tmp_path / "Data").mkdir()
     frame.to_csv(tmp_path / "Data" / "OF_Cytometry3.csv")
-    assert bench.main([str(tmp_path), "--csv", str(tmp_path / "rows.csv")]) == 0
-    rows = pd.read_csv(tmp_path / "rows.csv").set_index("population").f1
-    result = gate_sample(sample, load_template(REAL / "euroflow_lst.yaml"),
-                         exclude_anomalies=False).result
-    for pop in ("CD4 T", "CD8 T", "Eosinophils", "B kappa", "CD56dim NK"):
-        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+    _scores_as_the_real_files_do(bench, tmp_path, sample, labels, "euroflow_lst.yaml",
+                                 ("CD4 T", "CD8 T", "Eosinophils", "B kappa", "CD56dim NK"))
     assert "per file, the leaves' median" in capsys.readouterr().out
     assert bench.main([str(tmp_path / "nowhere")]) == 2
 
@@ -589,12 +597,8 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     rdata.write_rda(tmp_path / "data" / "Cytometry23.RData", {"Cytometry23": frame})
     (tmp_path / "data" / "Cytometry27.RData").write_bytes(b"")
-    assert bench.main([str(tmp_path), "--csv", str(tmp_path / "rows.csv")]) == 0
-    rows = pd.read_csv(tmp_path / "rows.csv").set_index("population").f1
-    result = gate_sample(sample, load_template(REAL / "euroflow_lst_whole.yaml"),
-                         exclude_anomalies=False).result
-    for pop in ("Neutrophils", "CD4 T", "B kappa", "B cells", "NK cells"):
-        assert rows[pop] == pytest.approx(f1(result.mask(pop), labels[pop]), abs=1e-12), pop
+    _scores_as_the_real_files_do(bench, tmp_path, sample, labels, "euroflow_lst_whole.yaml",
+                                 ("Neutrophils", "CD4 T", "B kappa", "B cells", "NK cells"))
     out = capsys.readouterr().out
     assert "optimalFlowData files (1 without values skipped)" in out
 

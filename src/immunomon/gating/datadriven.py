@@ -404,13 +404,13 @@ class DiagonalGate:
         empty = _too_few(self, x.size)
         if empty is not None:
             return empty
-        ref = [np.asarray(c, dtype=np.float64) for c in (reference or ((), ()))]
-        ok = np.isfinite(ref[0]) & np.isfinite(ref[1]) if ref[0].size else np.zeros(0, bool)
+        xr, yr = (np.asarray(c, dtype=np.float64) for c in (reference or ((), ())))
+        ok = np.isfinite(xr) & np.isfinite(yr)
         if np.count_nonzero(ok) < MIN_EVENTS:
             return _left_empty(self, f"the negative population {self.negative!r} holds "
                                      f"{np.count_nonzero(ok)} events in this file, too few "
                                      "to place its diagonal")
-        centre = float(np.median(ref[0][ok]) - np.median(ref[1][ok]))
+        centre = float(np.median(xr[ok]) - np.median(yr[ok]))
         try:
             t = methods.diagonal_cut(x - y, centre)
         except methods.TooFewEvents as e:
@@ -452,7 +452,7 @@ class ClusterGate:
     dimensions: Sequence[AnyDimension]
     pick: Sequence[tuple[str, int]]
     n_components: int = 3
-    quantile: float = 0.995
+    quantile: float = methods.CLUSTER_QUANTILE
     min_weight: float = 0.0
     seed: int = 0
     parent: str | None = None

@@ -1327,8 +1327,13 @@ def _evened(X: np.ndarray, bins: int = 32) -> np.ndarray:
     return weights / weights.sum()
 
 
+#: how much of its component a cluster gate's ellipse holds by default: a whole cloud of
+#: cells (0.99 trims its edge, where a scatter cloud's larger cells lie)
+CLUSTER_QUANTILE = 0.995
+
+
 def cluster_gate(columns, *, n_components: int = 3, pick: list[tuple[str, int]],
-                 quantile: float = 0.995, max_events: int = 5_000, seed: int = 0,
+                 quantile: float = CLUSTER_QUANTILE, max_events: int = 5_000, seed: int = 0,
                  min_weight: float = 0.0, merge: bool = True, even: bool = False) -> Cluster:
     """Fit a Gaussian mixture to the events (a subsample of at most ``max_events``)
     and return the component that ``pick`` ranks best, as an ellipse holding

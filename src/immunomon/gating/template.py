@@ -36,6 +36,7 @@ from .datadriven import (BoundaryGate, ClusterGate, DiagonalGate, QuadrantThresh
 from .dimensions import FCS, UNCOMPENSATED, Dimension, EventValues
 from .gates import (BooleanGate, EllipsoidGate, GateReference, PolygonGate, RectangleGate,
                     not_a_population)
+from .methods import CLUSTER_QUANTILE
 from .strategy import GatingStrategy
 
 ROOT = "root"
@@ -479,7 +480,7 @@ def _build(spec: PopulationSpec, dims, parent):
     if spec.kind == "cluster":
         pick = [(direction, spec.dims.index(dim)) for direction, dim in a["pick"]]
         return ClusterGate(name, dims, pick, n_components=int(a.get("components", 3)),
-                           quantile=float(a.get("quantile", 0.995)),
+                           quantile=float(a.get("quantile", CLUSTER_QUANTILE)),
                            min_weight=float(a.get("min_weight", 0.0)), parent=parent)
     if spec.kind == "diagonal":
         return DiagonalGate(name, dims, a["negative"], side=a.get("side", "above"),
