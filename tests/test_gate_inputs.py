@@ -32,6 +32,7 @@ FIRST = ["Singlets", "Beads", "Non-beads", "Leukocytes"]
 EXPECTED = {
     "data1.fcs": "FSC-A",                              # FACSCalibur: FSC-H, SSC-H, FL1-4
     "cyflow_cube_8.fcs": "FSC-A",                      # CyFlow: FSC, SSC, FL1-6
+    "catalyst_raw_01.fcs": "FSC-A",                    # CyTOF: ion counts, no scatter
     "facsdiva_test_subsample.fcs": "FSC-H",            # FACSDiva: FSC-A, FSC-W, no FSC-H
     "accuri_B01.fcs": {t: ["Singlets"] for t in TEMPLATES},   # scatter only
     "attune_G11_subsample.fcs": {t: ["Singlets"] for t in TEMPLATES},

@@ -496,15 +496,9 @@ def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path,
     """``benchmarks/lyoplate_centres.py`` reads the CytOpt data's CSV pairs: a committed
     lyoplate file written back in that form scores as ``real_files.py`` scores it, and a
     folder with no values says so."""
-    import importlib.util
-
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location(
-        "immunomon_benchmark_lyoplate_centres",
-        Path(__file__).resolve().parent.parent / "benchmarks" / "lyoplate_centres.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("lyoplate_centres")
     sample = read_fcs(REAL / "lyoplate_yale_1.fcs")
     labels = np.load(REAL / "lyoplate_yale_1.labels.npz")
     code = np.zeros(sample.n_events, dtype=int)
@@ -526,13 +520,13 @@ def test_the_lyoplate_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path,
     assert bench.main([str(tmp_path / "nowhere")]) == 2
 
 
-def _lst_benchmark():
-    """``benchmarks/euroflow_lst.py`` as a module."""
+def _benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "immunomon_benchmark_euroflow_lst",
-        Path(__file__).resolve().parent.parent / "benchmarks" / "euroflow_lst.py")
+        f"immunomon_benchmark_{name}",
+        Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -557,7 +551,7 @@ def test_the_lst_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, caps
     ``real_files.py`` scores it; a folder with no files says so."""
     import pandas as pd
 
-    bench = _lst_benchmark()
+    bench = _benchmark("euroflow_lst")
     sample = read_fcs(REAL / "euroflow_lst_3.fcs")
     labels = np.load(REAL / "euroflow_lst_3.labels.npz")
     names = np.full(sample.n_events, "", dtype=object)
@@ -583,7 +577,7 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
     import pandas as pd
     import rdata
 
-    bench = _lst_benchmark()
+    bench = _benchmark("euroflow_lst")
     sample = read_fcs(REAL / "euroflow_lst_whole_23.fcs")
     labels = np.load(REAL / "euroflow_lst_whole_23.labels.npz")
     names = np.full(sample.n_events, "DEBRIS", dtype=object)
@@ -601,6 +595,26 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
                                  ("Neutrophils", "CD4 T", "B kappa", "B cells", "NK cells"))
     out = capsys.readouterr().out
     assert "optimalFlowData files (1 without values skipped)" in out
+
+
+def test_the_cytof_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
+    """``benchmarks/cytof_multicentre.py`` reads DeepCyTOF's CSV files as its repository
+    holds them: the committed CyTOF file written back in that form scores as
+    ``real_files.py`` scores it; a folder with no files says so."""
+    bench = _benchmark("cytof_multicentre")
+    sample = read_fcs(REAL / "deepcytof_multicentre_9.fcs")
+    labels = np.load(REAL / "deepcytof_multicentre_9.labels.npz")
+    number = np.zeros(sample.n_events, dtype=np.int64)
+    for k, pop in bench.DATA.CYTOF_POPULATIONS.items():
+        number[labels[pop]] = k
+    folder = tmp_path / "Data" / "MultiCenter_16sample"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "sample9.csv", sample.events, fmt="%.9g", delimiter=",")
+    np.savetxt(folder / "labels9.csv", number, fmt="%d")
+    _scores_as_the_real_files_do(bench, tmp_path, sample, labels, "cytof_pbmc.yaml",
+                                 tuple(bench.DATA.CYTOF_POPULATIONS.values()))
+    assert "cytof_pbmc.yaml on 1 file;" in capsys.readouterr().out
+    assert bench.main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_a_pooled_cd69_cut_over_the_activation_files(tmp_path):

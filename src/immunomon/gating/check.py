@@ -39,6 +39,7 @@ class Cut:
     axis: str = "x"                     # a quadrant divider's axis: "x" or "y"
     #: where other settings would cut this density, with the setting (``methods.other_cuts``)
     others: tuple[tuple[float, str], ...] = ()
+    marker: str = ""                    # the channel's $PnS, where the file names one
 
     @property
     def other_axis(self) -> str:
@@ -49,7 +50,9 @@ class Cut:
         serves."""
         side = f" (events {self.applies_to} the {self.other_axis} cut)" if self.applies_to \
             else ""
-        return _dim_name(self.dimension) + side
+        name = _dim_name(self.dimension)
+        named = f"{self.marker} ({name})" if self.marker and self.marker != name else name
+        return named + side
 
 
 @dataclass
@@ -84,18 +87,16 @@ def _dim_name(dimension) -> str:
     return str(getattr(dimension, "name", dimension))
 
 
-def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray, tuple,
-                                                       list]:
+def _density_of(values: np.ndarray, args: dict, scale=None
+                ) -> tuple[np.ndarray, np.ndarray, tuple, list]:
     """The density and peaks the threshold methods see for these values (events
-    piled at a scale's end left out, as ``methods.on_scale`` leaves them), and where
-    other settings would cut it (``methods.other_cuts``)."""
-    x = methods.on_scale(values)
-    if x.size < 2:
+    piled at a scale's end left out, as ``methods.density_on_scale`` leaves them), and
+    where other settings would cut it (``methods.other_cuts``)."""
+    if methods.on_scale(values).size < 2:
         return np.zeros(0), np.zeros(0), (), []
-    centres, density, bandwidth = methods.smoothed_density(x, adjust=args.get("adjust", 1.0))
     raised = args.get("min_prominence", methods.MIN_PROMINENCE)
-    peaks = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth,
-                               min_prominence=raised)
+    x, _, centres, density, bandwidth, peaks, _ = methods.density_on_scale(
+        values, adjust=args.get("adjust", 1.0), min_prominence=raised, scale=scale)
     others = methods.other_cuts(centres, density, peaks)
     if raised > methods.MIN_PROMINENCE:
         # the valleys of the peaks a raised min_prominence hid, to compare with
@@ -106,7 +107,7 @@ def _density_of(values: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray,
     return centres, density, tuple(float(centres[i]) for i in peaks), sorted(others)
 
 
-def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
+def _threshold_cuts(template_gate, found, columns, scales=()) -> list[Cut]:
     """Per cut dimension: the parent's density, its peaks and where the cut fell."""
     sides, axes = [""], ["x"]
     if isinstance(found, QuadrantGate):
@@ -136,7 +137,8 @@ def _threshold_cuts(template_gate, found, columns) -> list[Cut]:
                                             if axis != axes[i])], dtype=np.float64)
             at = found_at[i]
             values = values[other >= at] if found_in[i] == "above" else values[other < at]
-        centres, density, peaks, others = _density_of(values, a)
+        centres, density, peaks, others = _density_of(
+            values, a, scales[i] if i < len(scales) else None)
         among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
         out.append(Cut(dim, cut, peaks, centres, density, among,
                        sides[i] if i < len(sides) else "", axes[i] if i < len(axes) else "x",
@@ -171,7 +173,13 @@ def check_result(result, *, skip=()) -> list[GateCheck]:
             dims = list(found.dimensions)
         columns = [np.asarray(result.values.values(d, rows)) for d in dims]
         threshold = "threshold" in method or method == "quadrant thresholds"
-        cuts = _threshold_cuts(template_gate, found, columns) if threshold and rows.size else []
+        scales = [result.values.signal_scale(d) for d in dims]
+        cuts = _threshold_cuts(template_gate, found, columns, scales) \
+            if threshold and rows.size else []
+        for cut in cuts:
+            name = _dim_name(cut.dimension)
+            if name in result.sample.channels:
+                cut.marker = result.sample.markers[result.sample.channels.index(name)] or ""
         mine = [f for f in flags if f.population in (gid, *pops)]
         level = qc.LEVELS[max(qc.LEVELS.index(f.level) for f in mine)] if mine else "ok"
         checks.append(GateCheck(gid, method, parent, int(rows.size), pops,

@@ -16,7 +16,9 @@ from typing import Any, Union
 import numpy as np
 
 from ..errors import GatingError, ImmunomonError
+from ..fcs.sample import data_tops
 from ..threads import single_threaded
+from ..transforms import Arcsinh
 
 UNCOMPENSATED = "uncompensated"
 FCS = "FCS"            # the sample's own spillover matrix ($SPILLOVER and friends)
@@ -228,6 +230,14 @@ class EventValues:
         if isinstance(dim, RatioDimension):
             return None
         transform = self.resolve_transform(dim.transform)
+        if isinstance(transform, Arcsinh):
+            # a cofactor's arcsinh has no top of its own: the channel's top of scale
+            # (as ``T: auto`` reads it) is where a display of it ends
+            try:
+                at = self.sample.channel_index(dim.name)
+            except ImmunomonError:
+                return None                 # a fluorochrome of an unmixing matrix
+            return 0.0, float(transform.apply(data_tops(self.sample)[at]))
         return None if transform is None else transform.signal_scale()
 
     def values(self, dim: AnyDimension, rows: np.ndarray | None = None) -> np.ndarray:

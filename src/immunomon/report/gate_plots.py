@@ -197,6 +197,27 @@ def gate_title(result, gate_id: str, *, labels: dict | None = None) -> str:
 
 
 # -- binned densities ---------------------------------------------------------------
+def histogram_height(counts: np.ndarray) -> tuple[float, int | None]:
+    """The top of a 1-D gate histogram's count axis, and the bin it cuts short (None):
+    a pile of events tied at one value (a mass cytometer's zero counts, an instrument's
+    floor) can stand ten times above every other bin and flatten the populations the
+    gate parts, so a bin over four times the next highest is cut at twice that one and
+    its count written on it."""
+    if counts.size < 2:
+        return max(float(counts.max(initial=0)), 1.0) * 1.05, None
+    order = np.argsort(counts)
+    top, second = float(counts[order[-1]]), float(counts[order[-2]])
+    if second > 0 and top > 4 * second:
+        return 2.0 * second * 1.05, int(order[-1])
+    return max(top, 1.0) * 1.05, None
+
+
+def _mark_cut_bin(panel, counts, edges, at: int | None, fontsize: float) -> None:
+    if at is not None:
+        panel.text(float(edges[at + 1]), panel.get_ylim()[1], f" {int(counts[at]):,}",
+                   fontsize=fontsize, ha="left", va="top", color="#4c72b0")
+
+
 def aligned_bins(pixels: int, wanted: int, smallest: int = 16) -> int:
     """The most bins, at most ``wanted``, that split ``pixels`` into whole pixels each
     (so every bin is drawn as a sharp block); ``wanted`` when none does."""
@@ -463,10 +484,12 @@ class GatePlotter:
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            lims = (view.lims[0], (0.0, max(counts.max(), 1) * 1.05))
+            height, cut_bin = histogram_height(counts)
+            lims = (view.lims[0], (0.0, height))
         panel = _Panel(self.fig, box, lims, self.stamps, clip_text=False)
         if not two:
             panel.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
+            _mark_cut_bin(panel, counts, edges, cut_bin, fontsize=8)
         if isinstance(gate, QuadrantGate):
             _draw_quadrants(panel, gate, lims, len(view.dims), result, view.n_parent, labels)
         else:
@@ -757,10 +780,12 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
         else:
             x = view.data[0]
             counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            lims = (view.lims[0], (0.0, max(counts.max(), 1) * 1.05))
+            height, cut_bin = histogram_height(counts)
+            lims = (view.lims[0], (0.0, height))
         ax = _Panel(fig, (left, bottom, size, size), lims, stamps)
         if len(view.dims) == 1:
             ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
+            _mark_cut_bin(ax, counts, edges, cut_bin, fontsize=4.5)
         ax.frame()
         if isinstance(gate, QuadrantGate):
             _draw_quadrants(ax, gate, lims, len(view.dims), result, view.n_parent,

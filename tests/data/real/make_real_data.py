@@ -47,7 +47,10 @@ FlowCAP-I's DLBCL file comes from the cytometree package (``CYTOMETREE_DIR``), a
 frame of three channels and the challenge's manual population number per event, written
 whole (reading it needs ``rdata`` too). Its GvHD tubes come from a copy of DeepCyTOF's
 data (``DEEPCYTOF_DIR``): a CSV file of six channels per tube and one of the manual
-population number of every event; every third event is kept. A lymphoma patient's whole
+population number of every event; every third event is kept. The same copy holds
+DeepCyTOF's sixteen CyTOF files of blood cells at several centres, eight channels of ion
+counts without names, and the manual gate of every event; one file's every third event
+is kept, its channels named by the populations' medians (``deepcytof_multicentre``). A lymphoma patient's whole
 LST file comes from optimalFlowData (``OPTIMALFLOWDATA_DIR``), an R data frame of the
 display values and the expert's class of every event (``rdata`` reads it); every third
 event is kept.
@@ -462,6 +465,44 @@ def flowcap_gvhd(root: Path) -> None:
         _save(sample, {"CD4 T": label == 1, "CD8 T": label == 3}, f"flowcap_gvhd_{n}")
 
 
+#: the markers of DeepCyTOF's multi-centre CyTOF channels, read from the manual
+#: populations' medians (arcsinh(count / 5)); the data name none
+CYTOF_MARKERS = ("CD19", "CD20", "CD45", "CD14", "CD56", "CD8", "CD3", "CD4")
+CYTOF_POPULATIONS = {1: "B cells", 2: "CD4 T", 3: "CD8 T", 4: "Monocytes"}
+
+
+def deepcytof_file(root: Path, n: int):
+    """DeepCyTOF's multi-centre CyTOF file ``n`` (``Data/MultiCenter_16sample/sample<n>.csv``
+    and ``labels<n>.csv``) as a sample, and the manual population of every event by name
+    (0 in the labels: none of the four). Ion counts, 0 where a cell carried no ions. The
+    medians name the channels: B cells bright in the first two (the second brighter:
+    CD20), CD4 T cells in the 7th and 8th (CD3, CD4), CD8 T cells in the 6th and 7th,
+    monocytes in the 4th (CD14), every event in the 3rd (CD45); the 5th is bright on none
+    of them (an NK marker). Each channel declares the power of two above its largest
+    count, as CyTOF software writes a range from the data."""
+    from immunomon.fcs.sample import Channel, Sample
+
+    folder = root / "Data" / "MultiCenter_16sample"
+    counts = np.loadtxt(folder / f"sample{n}.csv", delimiter=",", dtype=np.float32)
+    label = np.loadtxt(folder / f"labels{n}.csv", dtype=np.int64)
+    medians = {k: np.median(np.arcsinh(counts[label == k] / 5), axis=0)
+               for k in CYTOF_POPULATIONS}
+    assert min(medians[1][1], medians[2][6], medians[2][7], medians[3][5], medians[3][6],
+               medians[4][3]) > 2.5 > max(medians[1][6], medians[4][6], medians[2][5]), n
+    channels = tuple(Channel(name=f"Ch{i + 1}Di", marker=m,
+                             range=float(2 ** int(np.ceil(np.log2(counts[:, i].max() + 1)))))
+                     for i, m in enumerate(CYTOF_MARKERS))
+    keywords = {"$CYT": "CyTOF (DeepCyTOF multi-centre data)",
+                "DATA SOURCE": f"DeepCyTOF Data/MultiCenter_16sample/sample{n}.csv"}
+    return (Sample(events=counts, channel_info=channels, keywords=keywords),
+            {name: label == k for k, name in CYTOF_POPULATIONS.items()})
+
+
+def deepcytof_multicentre(root: Path, n: int = 9) -> None:
+    """One of DeepCyTOF's multi-centre CyTOF files (``deepcytof_file``), every third event."""
+    _save(*deepcytof_file(root, n), f"deepcytof_multicentre_{n}")
+
+
 # --------------------------------------------------------------------------- openCyto
 def _varint(b: bytes, i: int) -> tuple[int, int]:
     value = shift = 0
@@ -590,4 +631,5 @@ if __name__ == "__main__":
     opencyto(Path(sys.argv[1]))
     flowcap_dlbcl(Path(sys.argv[6]))
     flowcap_gvhd(Path(sys.argv[7]))
+    deepcytof_multicentre(Path(sys.argv[7]))
     lst_whole(Path(sys.argv[8]))
