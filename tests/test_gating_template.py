@@ -148,6 +148,24 @@ def test_a_marker_written_with_its_dye_after_a_hyphen_is_found():
     assert ambiguous == {"CD4": ["FL6 INT LOG", "FL7 INT LOG"]}
 
 
+def test_a_marker_named_on_two_channels_is_no_guess_unless_an_alias_says_which():
+    """A CyTOF panel (cytofkit's example file, CyTOF 5.1) names CD14 on two metals,
+    `(Cd112)Di` and `(Cd114)Di`; the template's CD14 took the first without a word. Now
+    neither is taken, the file says why, and a channel name among the aliases decides."""
+    from immunomon.fcs.sample import Channel, Sample
+    labels = {"(Cd112)Di": "CD14", "(Cd114)Di": "CD14", "(Sm154)Di": "CD3"}
+    cytof = Sample(events=np.zeros((3, len(labels)), np.float32), keywords={},
+                   channel_info=tuple(Channel(name=n, marker=m) for n, m in labels.items()))
+    text = BASE.replace("  CD3: [CD3, Leu-4]\n", "  CD3: [CD3]\n  CD14: [CD14]\n")
+    template = parse_template(text, "p.yaml")
+    found, missing, ambiguous = template._resolve(cytof)
+    assert found == {"CD3": "(Sm154)Di"} and set(missing) == {"CD4", "CD14"}
+    assert ambiguous == {"CD14": ["(Cd112)Di", "(Cd114)Di"]}
+    assert template.match(cytof).ambiguous == ambiguous
+    chosen = parse_template(text.replace("CD14: [CD14]", "CD14: [CD14, (Cd114)Di]"), "p.yaml")
+    assert chosen._resolve(cytof)[0]["CD14"] == "(Cd114)Di"
+
+
 def test_two_antibodies_in_one_colour_are_two_words():
     """EuroFlow tubes put two antibodies in one colour and name the channel for both
     ($PnS "CD4+CD20", "CD8+IgL", "CD19/TCRgd"); a template's "CD4" found nothing there

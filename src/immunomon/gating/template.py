@@ -81,8 +81,15 @@ def _by_pulse(names, pulses, alias: str) -> list[str]:
     with a pulse measure: the area alone where it is measured as area and height (or
     width), as gates use it."""
     hits = [i for i, (marker, _) in enumerate(pulses) if marker and marker == alias]
+    return [names[i] for i in _area_of(hits, pulses)]
+
+
+def _area_of(hits: list[int], pulses) -> list[int]:
+    """Of channels (indices) that name one marker, the area alone where it is measured as
+    area and height (or width): A2004's `APC-A` and `APC-H`, both $PnS CD11c (``pulses``:
+    each label split by ``_pulse``)."""
     area = [i for i in hits if pulses[i][1] == "a"]
-    return [names[i] for i in (area if len(area) == 1 else hits)]
+    return area if len(area) == 1 else hits
 
 
 _line = line_of
@@ -170,8 +177,9 @@ class Template:
         like a $PnS, then a $PnN, that names the marker with its pulse measure
         ("GFP-A", "GFP-H": the area), else a word of exactly one $PnS ("CD4 FITC",
         "CD21;FITC;530/30", "Viability / CD14", "CD19-ECD", "CD4+CD20": ``_words``).
-        Also returns the markers not found and, among them, those whose spelling or word
-        appears on several channels (so no guess is made)."""
+        Also returns the markers not found and, among them, those whose name, spelling or
+        word appears on several channels (so no guess is made: a CyTOF panel named CD14 on
+        two metals, and the first was taken without a word)."""
         found: dict[str, str] = {}
         ambiguous: dict[str, list[str]] = {}
         names = sample.channels
@@ -183,11 +191,14 @@ class Template:
         for marker, aliases in self.markers.items():
             for alias in aliases:
                 key = alias.casefold()
-                hits = [names[i] for i, m in enumerate(labels) if m.casefold() == key]
-                hits = hits or [n for n in names if n.casefold() == key]
-                if hits:
+                hits = [i for i, m in enumerate(labels) if m.casefold() == key]
+                hits = [names[i] for i in _area_of(hits, detectors)] or \
+                    [n for n in names if n.casefold() == key]
+                if len(hits) == 1:
                     found[marker] = hits[0]
                     break
+                if hits:
+                    ambiguous.setdefault(marker, hits)
             else:
                 for alias in aliases:
                     hits = [names[i] for i, m in enumerate(spelled) if m and m == spelling(alias)]
