@@ -152,6 +152,21 @@ def test_axis_labels_name_marker_and_channel(result):
     assert axis_label(result.sample, Dimension("FITC-A")) == "CD127 (FITC-A)"
 
 
+def test_a_pile_of_tied_events_does_not_flatten_a_histogram():
+    """A CyTOF channel's zero counts filled one bin with 9,054 of a CD3- CD14- parent's
+    events and flattened its B cells to a sliver; a bin over four times the next highest
+    is cut at twice that one (its count is written on it), others set the axis as before."""
+    from immunomon.report.gate_plots import histogram_height
+
+    counts = np.array([9054, 820, 400, 150, 60, 90, 180, 120, 30])
+    height, cut = histogram_height(counts)
+    assert cut == 0 and height == pytest.approx(2 * 820 * 1.05)
+    even = np.array([300, 820, 400, 150])
+    assert histogram_height(even) == (pytest.approx(820 * 1.05), None)
+    assert histogram_height(np.array([5]))[1] is None
+    assert histogram_height(np.zeros(4, int)) == (pytest.approx(1.05), None)
+
+
 def test_ellipse_outline_lies_on_the_ellipse():
     mean = np.array([2.0, -1.0])
     cov = np.array([[4.0, 1.5], [1.5, 1.0]])

@@ -813,7 +813,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     if floor is not None:
         kept = x[x > floor]
         left_out += (f"{x.size - kept.size} events in a peak below zero signal (over-"
-                    f"compensated) left out of the density below {floor:.4g}; ")
+                     f"compensated) left out of the density below {floor:.4g}; ")
         x = kept
         centres, density, bandwidth = smoothed_density(x, adjust=adjust)
         peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
