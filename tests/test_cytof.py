@@ -94,3 +94,23 @@ def test_a_cytof_channels_zero_counts_are_its_negative_population():
     assert expert.sum() == 15
     assert f1(result.mask("B cells"), expert) > 0.8
     assert "at zero signal kept in the density" in result.gates["B cells"].notes[0]
+
+
+def test_a_population_the_bounds_take_as_absent_is_information_not_a_failure():
+    """A CyTOF file without monocytes (its CD14 stain empty): a gate whose bounds say
+    where the population lies, with no peak there, is empty by the template's own rule.
+    The sample's QC called that a failure ("empty although its parent holds 1611
+    events") and the file's status with it; it is information now. Here the beads'
+    channel among the cells of a raw file, where no bead lies."""
+    text = RAW_TEMPLATE + ("  - {name: Bead-bright cells, parent: Cells, dims: [Beads], "
+                           "method: threshold, args: {side: above, bounds: [4.0, 7.0]}}\n")
+    gating = gate_sample(read_fcs(REAL_FCS / "catalyst_raw_01.fcs"),
+                         parse_template(text, "raw.yaml"))
+    assert gating.result.count("Bead-bright cells") == 0
+    mine = [f for f in gating.qc_flags if f.population == "Bead-bright cells"]
+    assert gating.status == "ok" and mine and {f.level for f in mine} == {"info"}
+    assert any("taken as absent" in f.message for f in mine)
+    # one bound only says where the cut may fall, not that the population may be absent
+    lower = text.replace("bounds: [4.0, 7.0]", "bounds: [4.0, null]")
+    assert gate_sample(read_fcs(REAL_FCS / "catalyst_raw_01.fcs"),
+                       parse_template(lower, "raw.yaml")).status == "failure"

@@ -740,7 +740,8 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
     ``failure`` where the template gates populations within it (lymphocytes, whose T, B
     and NK cells are then all empty). A quadrant left empty
     is ``info`` (double positives may be absent), or a ``warning`` when its
-    dividers fell back to a rule. What a gate doubts of itself (a lone peak taken for
+    dividers fell back to a rule. One the template's bounds took as absent (no peak
+    between them) is ``info``. What a gate doubts of itself (a lone peak taken for
     its population from the tails beside it, against its place on the scale) is a
     ``warning``.
     """
@@ -762,6 +763,12 @@ def gate_flags(result, *, min_parent: int = 100) -> list[QCFlag]:
             if n == 0 and quadrants:
                 flags.append(QCFlag("warning" if fell_back else "info",
                                     f"gate {gid!r}: quadrant {pid!r} is empty", pid))
+            elif n == 0 and getattr(gate, "absent", False):
+                # the template's bounds say where the population lies, and nothing peaks
+                # there: absent by the template's own rule (monocytes a CyTOF file lost)
+                flags.append(QCFlag("info", f"gate {gid!r}: population {pid!r} is empty, "
+                                    "taken as absent: no peak lies between the template's "
+                                    "bounds", pid))
             elif n == 0:
                 beyond = _cut_above_the_scale(result, gate)
                 # a cluster the mixture found absent may be biology (granulocytes of a

@@ -30,6 +30,7 @@ class FoundRectangle(RectangleGate):
     fell_back: bool = False
     notes: tuple[str, ...] = ()
     doubts: tuple[str, ...] = ()   # what a scientist should check (QC warnings)
+    absent: bool = False           # the template's bounds took the population as absent
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,7 +187,9 @@ class ThresholdGate:
         bounds = [(t.value, None)] if self.side == "above" else [(None, t.value)]
         notes = (t.note,) if t.note else ()
         doubts = ()
-        if self.method == "density" and not ({"expect", "majority"} & set(self.args)):
+        absent = self.method == "density" and t.absent
+        if self.method == "density" and not ({"expect", "majority"} & set(self.args)) \
+                and not absent:
             if _takes_tail(t, self.side):
                 notes += (_keep_peak_hint(self.side),)
                 doubt = _placed_doubt(t, x)
@@ -195,11 +198,11 @@ class ThresholdGate:
                 doubts = (_against_place(t.place),)
             elif t.fell_back and len(t.peaks) == 1 and not (scales and scales[0]):
                 doubts = (_unplaced_peak(self.side),)
-        if self.method == "density" and t.absent:
+        if absent:
             doubts += _kept_though_absent(t, x, self.side)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=t.fell_back,
-                              notes=notes, doubts=doubts)
+                              notes=notes, doubts=doubts, absent=absent)
 
 
 def _kept_though_absent(t: methods.Threshold, x: np.ndarray, side: str,
