@@ -114,3 +114,48 @@ def test_a_population_the_bounds_take_as_absent_is_information_not_a_failure():
     lower = text.replace("bounds: [4.0, 7.0]", "bounds: [4.0, null]")
     assert gate_sample(read_fcs(REAL_FCS / "catalyst_raw_01.fcs"),
                        parse_template(lower, "raw.yaml")).status == "failure"
+
+
+def test_zero_counts_spread_below_zero_are_zero_counts():
+    """Mass cytometry software spreads zero counts evenly over -1 to 0. On an arcsinh axis
+    that is a block ending sharply at zero signal, and a lone negative peak's end fell on
+    its edge: among the multi-centre file's T cells, with its zeros spread so, 97% were
+    "CD14+" (0.7% with the zeros as recorded). Values within one count below zero are
+    read as zero counts; compensated fluorescence, far further below zero, is not."""
+    from dataclasses import replace
+
+    from immunomon.gating.dimensions import Dimension, EventValues
+    from immunomon.transforms import Arcsinh
+
+    whole = read_fcs(REAL / "deepcytof_multicentre_9.fcs")
+    events = whole.events.copy()
+    zero = events == 0
+    events[zero] = -np.random.default_rng(1).uniform(0, 1, zero.sum()).astype(np.float32)
+    spread = replace(whole, events=events)
+    text = (REAL / "cytof_pbmc.yaml").read_text() + (
+        "  - {name: CD14 among T, parent: T cells, dims: [CD14], method: threshold, "
+        "args: {side: above}}\n")
+    template = parse_template(text, "cd14.yaml")
+    for sample in (whole, spread):
+        result = gate_sample(sample, template, exclude_anomalies=False).result
+        assert result.count("CD14 among T") < 0.02 * result.count("T cells")
+    values = EventValues(spread)
+    cd14 = Dimension("Ch4Di", transform=Arcsinh(5))
+    assert values.values(cd14).min() == 0.0
+    compensated = replace(whole, events=whole.events - 50.0)         # far below zero
+    assert EventValues(compensated).values(cd14).min() < -2
+
+
+def test_a_stained_peak_keeps_no_event_at_zero_signal():
+    """A lone broad peak taken for the population (`expect: mostly-positive`) whose flank
+    reaches below zero signal kept the events with a count of 0 too (a CyTOF file's 81
+    CD3- cells without a CD56 ion counted as NK cells); those carry none of the marker."""
+    from immunomon.gating import methods
+
+    rng = np.random.default_rng(3)
+    stained = np.arcsinh(rng.gamma(2.0, 8.0, 1500) / 5)              # broad, from near 0
+    x = np.concatenate([np.zeros(80), stained])
+    scale = (0.0, float(np.arcsinh(4096 / 5)))
+    t = methods.density_threshold(x, side="above", expect="mostly-positive", scale=scale)
+    assert 0.0 < t.value < stained.min() + 0.5 and "zero signal" in t.note
+    assert np.count_nonzero(x >= t.value) == np.count_nonzero(stained >= t.value)

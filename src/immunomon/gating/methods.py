@@ -969,6 +969,14 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         value = mode + direction * fallback_sd * sd
         rule = (f"cut at the mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x "
                 f"{sd:.3g}: {value:.4g} (the peak's flank never levels off; {why})")
+    floor = piled.get("bottom")
+    if direction < 0 and floor is not None and scale is not None and value <= floor[1] \
+            and np.isclose(floor[1], scale[0], rtol=0.0, atol=1e-9 * (scale[1] - scale[0])):
+        # the peak is the population and its flank reaches below zero signal, where a
+        # pile of events carries none of the marker (a count of 0): they are not of it
+        value = float(np.nextafter(floor[1], np.inf))
+        rule += (f"; the {floor[0]} events at zero signal ({floor[1]:.4g}) below it carry "
+                 "none of the marker: cut just above them")
     clipped = float(np.clip(value, lo, hi))
     # The bounds say where the population's edge lies. When no peak lies beyond the
     # near bound, the population is not in this file (beads a tube was run without),
