@@ -633,3 +633,21 @@ populations:
 """)
     strategy, _ = template.strategy_for(_overrun_file())
     assert [d.transform.T for g in strategy for d in g.dimensions] == [262_144]
+
+
+def test_a_clock_the_acquisition_times_disagree_with_is_said():
+    """A FlowJo export of a CyTOF file: Time x $TIMESTEP spans 7.6 s of an acquisition
+    that $BTIM and $ETIM put at 33 minutes, and the anomaly it flagged was "from 7.384 to
+    7.631 s". Tenfold apart or more, the time check says the times are the clock's."""
+    rng = np.random.default_rng(2)
+    n = 6000
+    columns = {"A": rng.lognormal(7, 0.3, n), "Time": np.sort(rng.uniform(0, 125, n))}
+    clock = {"$TIMESTEP": "0.06107", "$BTIM": "18:48:54", "$ETIM": "19:22:15"}
+    qc = time_anomalies(_sample(columns, ranges={"A": 1e6}, keywords=clock))
+    said = [f for f in qc.flags if "clock" in f]
+    assert said == ["the clock (Time) spans 7.63 s, the acquisition from $BTIM to $ETIM "
+                    "2,001 s: the times shown are the clock's; its bins still compare with "
+                    "each other"]
+    agreeing = {**clock, "$TIMESTEP": "16"}                       # 2,000 s of 2,001
+    assert not [f for f in time_anomalies(_sample(columns, ranges={"A": 1e6},
+                                                  keywords=agreeing)).flags if "clock" in f]

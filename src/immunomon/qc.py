@@ -56,7 +56,7 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
-from .fcs.sample import data_tops
+from .fcs.sample import clock_seconds, data_tops
 from .fcs.text import DAMAGED_TEXT
 from .fmt import number, ratio_percent
 
@@ -241,6 +241,8 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     if n == 0 or not finite.any():
         return _skipped(n, "no events with a finite time: acquisition over time not checked")
     t0, t1 = float(t[finite].min()), float(t[finite].max())
+    if step and (mismatch := _clock_mismatch(sample, t_idx, t1 - t0)):
+        notes.append(mismatch)
     if bin_seconds is not None:
         if not bin_seconds > 0:
             raise ImmunomonError(f"bin_seconds must be positive, got {bin_seconds!r}")
@@ -370,6 +372,25 @@ def _stopped_clock(sample, t_idx: int, t: np.ndarray, clock_cols, min_events: in
     if np.count_nonzero(at_top) < max(min_events, 0.01 * t.size):
         return none
     return at_top
+
+
+def _clock_mismatch(sample, t_idx: int, span: float) -> str | None:
+    """Where the clock's span in seconds and the acquisition from ``$BTIM`` to ``$ETIM``
+    lie more than tenfold apart, the words saying that the times shown are the clock's
+    (a FlowJo export of a CyTOF file: Time x ``$TIMESTEP`` 7.6 s of a 33-minute run);
+    bins still compare with each other. None where they agree or a time is missing."""
+    start = clock_seconds(sample.keywords.get("$BTIM"))
+    stop = clock_seconds(sample.keywords.get("$ETIM"))
+    if start is None or stop is None or not span > 0:
+        return None
+    duration = (stop - start) % 86400          # acquisitions that pass midnight
+    if not duration > 0 or 0.1 <= span / duration <= 10:
+        return None
+    def seconds(x: float) -> str:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    return (f"the clock ({sample.channels[t_idx]}) spans {seconds(span)} s, the acquisition "
+            f"from $BTIM to $ETIM {seconds(duration)} s: the times shown are the clock's; "
+            "its bins still compare with each other")
 
 
 def _stopped_message(sample, t_idx: int, stopped: np.ndarray) -> str:

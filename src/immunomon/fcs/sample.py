@@ -244,7 +244,7 @@ class Sample(ChannelNames):
                 f"{len(self.channel_info)} channels>")
 
 
-def _clock_seconds(text) -> float | None:
+def clock_seconds(text) -> float | None:
     """Seconds since midnight of an FCS time of day: hh:mm:ss, with optional
     hundredths after '.' (FCS 3) or ':' (FCS 2)."""
     parts = str(text or "").strip().replace(".", ":").split(":")
@@ -263,7 +263,7 @@ def time_step(timestep: float, gain: float, span: float, btim, etim) -> float:
     ``$BTIM`` to ``$ETIM``, and times the gain span it (BD FACSDiva writes Time with
     ``$PnG`` 0.01, whose stored values times ``$TIMESTEP`` span the acquisition: the
     rule leaves them be). Without a usable clock, ``$TIMESTEP``."""
-    start, stop = _clock_seconds(btim), _clock_seconds(etim)
+    start, stop = clock_seconds(btim), clock_seconds(etim)
     if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
         return timestep
     duration = (stop - start) % 86400          # acquisitions that pass midnight
