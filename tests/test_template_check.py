@@ -335,6 +335,10 @@ def test_template_check_keeps_unstable_time_bins_when_asked(tmp_path):
         assert result.exit_code == 0, result.output
         record = json.loads((out / "check.json").read_text())[0]
         parents[bool(flag)] = record["gates"][0]["parent_events"]
+        # the page and check.json say how many the time check left out, as `gate` does
+        assert record["events"] - record["events_excluded"] == parents[bool(flag)]
+        page = (out / "pbmc_03_clog" / "check.html").read_text()
+        assert ("anomalous time bins and are left out of every gate" in page) != bool(flag)
     assert parents[True] == read_fcs(clog).n_events > parents[False]
 
 

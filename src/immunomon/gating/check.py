@@ -345,15 +345,23 @@ def check_files(files, template, out_dir, *, progress=None,
                             "percent_of_parent": float(r["percent_of_parent"])
                             if np.isfinite(r["percent_of_parent"]) else None}
                            for r in rows(gating.table_columns)]
+            # events the time check left out of every gate (information when few, so
+            # not in ``sample_qc``): the page says how many, as `gate` does
+            left_out = [f"{gating.events_excluded:,} of {gating.events_total:,} events "
+                        f"({gating.events_excluded / gating.events_total:.1%}) lie in "
+                        "anomalous time bins and are left out of every gate "
+                        "(--keep-anomalies keeps them)"] if gating.events_excluded else []
             page = check_page(folder / "check.html", sample_name=name,
                               template=f"{template.panel} (version {template.version})",
                               checks=checks, figures=figures,
-                              warnings=[f.message for f in sample_qc] + gating.warnings
-                              + gating.notes, populations=populations,
+                              warnings=left_out + [f.message for f in sample_qc]
+                              + gating.warnings + gating.notes, populations=populations,
                               booleans=boolean_figures(gating.result, folder / "plots",
                                                        start=len(own)))
             records.append({"sample": name, "file": str(path), "status": gating.status,
-                            "page": str(page), "qc": [f.to_dict() for f in sample_qc],
+                            "page": str(page), "events": gating.events_total,
+                            "events_excluded": gating.events_excluded,
+                            "qc": [f.to_dict() for f in sample_qc],
                             "gates": [c.to_dict() for c in checks],
                             "pooled": [n for n in gating.notes if any(
                                 n.startswith(f"population {q!r}") for q in pooled_names)],
