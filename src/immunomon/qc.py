@@ -56,7 +56,7 @@ from .columns import frame, rows as row_dicts
 from .errors import ImmunomonError
 from .fcs.channel_kinds import is_fluorescence, is_scatter, is_time
 from .fcs.reader import MORE_THAN_TOT
-from .fcs.sample import clock_seconds, data_tops
+from .fcs.sample import acquisition_seconds, data_tops
 from .fcs.text import DAMAGED_TEXT
 from .fmt import number, ratio_percent
 
@@ -379,12 +379,8 @@ def _clock_mismatch(sample, t_idx: int, span: float) -> str | None:
     lie more than tenfold apart, the words saying that the times shown are the clock's
     (a FlowJo export of a CyTOF file: Time x ``$TIMESTEP`` 7.6 s of a 33-minute run);
     bins still compare with each other. None where they agree or a time is missing."""
-    start = clock_seconds(sample.keywords.get("$BTIM"))
-    stop = clock_seconds(sample.keywords.get("$ETIM"))
-    if start is None or stop is None or not span > 0:
-        return None
-    duration = (stop - start) % 86400          # acquisitions that pass midnight
-    if not duration > 0 or 0.1 <= span / duration <= 10:
+    duration = acquisition_seconds(sample.keywords.get("$BTIM"), sample.keywords.get("$ETIM"))
+    if duration is None or not span > 0 or 0.1 <= span / duration <= 10:
         return None
     def seconds(x: float) -> str:
         return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"

@@ -256,6 +256,15 @@ def clock_seconds(text) -> float | None:
     return h * 3600 + m * 60 + sec + frac
 
 
+def acquisition_seconds(btim, etim) -> float | None:
+    """Seconds from ``$BTIM`` to ``$ETIM`` (an acquisition may pass midnight); None where
+    either is missing or unreadable, or they are equal."""
+    start, stop = clock_seconds(btim), clock_seconds(etim)
+    if start is None or stop is None:
+        return None
+    return ((stop - start) % 86400) or None
+
+
 def time_step(timestep: float, gain: float, span: float, btim, etim) -> float:
     """Seconds per unit of the Time channel's stored values: ``$TIMESTEP``, or
     ``$TIMESTEP`` times the Time channel's ``$PnG`` when the file's own clock says
@@ -263,11 +272,8 @@ def time_step(timestep: float, gain: float, span: float, btim, etim) -> float:
     ``$BTIM`` to ``$ETIM``, and times the gain span it (BD FACSDiva writes Time with
     ``$PnG`` 0.01, whose stored values times ``$TIMESTEP`` span the acquisition: the
     rule leaves them be). Without a usable clock, ``$TIMESTEP``."""
-    start, stop = clock_seconds(btim), clock_seconds(etim)
-    if gain == 1.0 or not gain > 0 or span <= 0 or start is None or stop is None:
-        return timestep
-    duration = (stop - start) % 86400          # acquisitions that pass midnight
-    if duration <= 0:
+    duration = acquisition_seconds(btim, etim)
+    if gain == 1.0 or not gain > 0 or span <= 0 or duration is None:
         return timestep
     plain, scaled = span * timestep / duration, span * timestep * gain / duration
     if plain > 10 and 0.5 <= scaled <= 2:

@@ -92,11 +92,12 @@ def _density_of(values: np.ndarray, args: dict, scale=None
     """The density and peaks the threshold methods see for these values (events
     piled at a scale's end left out, as ``methods.density_on_scale`` leaves them), and
     where other settings would cut it (``methods.other_cuts``)."""
-    if methods.on_scale(values).size < 2:
-        return np.zeros(0), np.zeros(0), (), []
     raised = args.get("min_prominence", methods.MIN_PROMINENCE)
-    x, _, centres, density, bandwidth, peaks, _ = methods.density_on_scale(
-        values, adjust=args.get("adjust", 1.0), min_prominence=raised, scale=scale)
+    try:
+        x, _, centres, density, bandwidth, peaks, _ = methods.density_on_scale(
+            values, adjust=args.get("adjust", 1.0), min_prominence=raised, scale=scale)
+    except methods.TooFewEvents:
+        return np.zeros(0), np.zeros(0), (), []
     others = methods.other_cuts(centres, density, peaks)
     if raised > methods.MIN_PROMINENCE:
         # the valleys of the peaks a raised min_prominence hid, to compare with

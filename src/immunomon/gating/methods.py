@@ -189,6 +189,12 @@ def find_peaks(centres: np.ndarray, density: np.ndarray, *,
     return np.sort(idx)
 
 
+def at_zero_signal(value: float, scale: tuple[float, float] | None) -> bool:
+    """Whether ``value`` is zero signal on a display ``scale`` (zero signal, top)."""
+    return scale is not None and bool(
+        np.isclose(value, scale[0], rtol=0.0, atol=1e-9 * (scale[1] - scale[0])))
+
+
 def density_on_scale(x, *, adjust: float = 1.0, min_prominence: float = MIN_PROMINENCE,
                      scale: tuple[float, float] | None = None):
     """The density a threshold reads and its peaks: (values, piles left out, centres,
@@ -208,8 +214,7 @@ def density_on_scale(x, *, adjust: float = 1.0, min_prominence: float = MIN_PROM
                        bandwidth=bandwidth)
     note = ""
     n, at = piled.get("bottom", (0, 0.0))
-    if len(peaks) == 1 and n >= FLOOR_POPULATION * x.size and scale is not None \
-            and np.isclose(at, scale[0], rtol=0.0, atol=1e-9 * (scale[1] - scale[0])) \
+    if len(peaks) == 1 and n >= FLOOR_POPULATION * x.size and at_zero_signal(at, scale) \
             and (end := peak_end(centres, density, int(peaks[0]), -1)) is not None \
             and centres[end] > at:
         del piled["bottom"]
@@ -970,8 +975,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         rule = (f"cut at the mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x "
                 f"{sd:.3g}: {value:.4g} (the peak's flank never levels off; {why})")
     floor = piled.get("bottom")
-    if direction < 0 and floor is not None and scale is not None and value <= floor[1] \
-            and np.isclose(floor[1], scale[0], rtol=0.0, atol=1e-9 * (scale[1] - scale[0])):
+    if direction < 0 and floor is not None and value <= floor[1] \
+            and at_zero_signal(floor[1], scale):
         # the peak is the population and its flank reaches below zero signal, where a
         # pile of events carries none of the marker (a count of 0): they are not of it
         value = float(np.nextafter(floor[1], np.inf))
