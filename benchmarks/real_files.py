@@ -8,6 +8,9 @@ several seeds: the same template must not lose populations there. With
 ``--spillover-error SD`` each file is also compensated with its spillover values each
 multiplied by its own log-normal error (SD on the log scale; 0.2 puts two values in three
 within 20%), as a matrix measured on another day or from other controls would be.
+With ``--gains F ...`` each whole file is also gated with every channel but time times
+each factor, as the same panel acquired at other detector voltages or on another
+instrument reads: a data-driven template must find the same populations there.
 Populations with fewer than 20 expert events in a thinned file are left out of the
 summary (no score to hold).
 
@@ -15,6 +18,7 @@ summary (no score to hold).
     python benchmarks/real_files.py --quick               # whole and 10%, 1 seed
     python benchmarks/real_files.py --fractions 1 0.25 --seeds 5 --csv rows.csv
     python benchmarks/real_files.py --fractions 1 --spillover-error 0.2 --seeds 5
+    python benchmarks/real_files.py --fractions 1 --gains 0.5 2
 """
 
 from __future__ import annotations
@@ -60,21 +64,33 @@ def miscompensated(sample, sd: float, seed: int):
     return dataclasses.replace(sample, spillover=Spillover(sample.spillover.detectors, matrix))
 
 
-def score_file(name: str, case: dict, fractions, seeds, spillover_error: float = 0.0
-               ) -> list[dict]:
+def with_gain(sample, gain: float):
+    """The sample with every channel but time times ``gain`` (spillover, a ratio of
+    detectors, holds as it is)."""
+    events = sample.events.astype(np.float64)
+    clock = [i for i, name in enumerate(sample.channels) if "time" in name.lower()]
+    events[:, [i for i in range(events.shape[1]) if i not in clock]] *= gain
+    return dataclasses.replace(sample, events=events.astype(sample.events.dtype))
+
+
+def score_file(name: str, case: dict, fractions, seeds, spillover_error: float = 0.0,
+               gains=()) -> list[dict]:
     sample = read_fcs(REAL / f"{name}.fcs")
     labels = np.load(REAL / f"{name}.labels.npz")
     template = load_template(REAL / case["template"])
-    runs = [(f"{fraction:g}", fraction, seed, None) for fraction in fractions
+    runs = [(f"{fraction:g}", fraction, seed, None, 1.0) for fraction in fractions
             for seed in (seeds if fraction < 1.0 else [0])]
     if spillover_error > 0 and sample.spillover is not None:
-        runs += [(f"spillover x e^N(0, {spillover_error:g})", 1.0, seed, spillover_error)
+        runs += [(f"spillover x e^N(0, {spillover_error:g})", 1.0, seed, spillover_error, 1.0)
                  for seed in seeds]
+    runs += [(f"gain x{gain:g}", 1.0, 0, None, gain) for gain in gains]
     rows = []
-    for condition, fraction, seed, sd in runs:
+    for condition, fraction, seed, sd, gain in runs:
         small, keep = thinned(sample, fraction, seed)
         if sd is not None:
             small = miscompensated(small, sd, seed)
+        if gain != 1.0:
+            small = with_gain(small, gain)
         result = gate_sample(small, template, exclude_anomalies=False).result
         for pop, (expert, _) in case["populations"].items():
             want = labels[expert][keep]
@@ -102,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spillover-error", type=float, default=0.0, metavar="SD",
                     help="also gate each whole file with its spillover values off by a "
                          "log-normal error of this SD, once per seed")
+    ap.add_argument("--gains", type=float, nargs="+", default=[], metavar="F",
+                    help="also gate each whole file with every channel but time times F")
     args = ap.parse_args(argv)
     if args.quick:
         args.fractions, args.seeds = [1.0, 0.1], 1
@@ -110,7 +128,8 @@ def main(argv=None) -> int:
     seeds = list(range(1, args.seeds + 1))
     rows = []
     for name, case in cases.items():
-        rows += score_file(name, case, args.fractions, seeds, args.spillover_error)
+        rows += score_file(name, case, args.fractions, seeds, args.spillover_error,
+                           args.gains)
         print(f"  {name} done", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     if args.csv:
@@ -132,6 +151,13 @@ def main(argv=None) -> int:
         for condition, v in part.groupby("condition", sort=False).f1:
             print(f"{condition}: median F1 {v.median():.3f}, min {v.min():.3f}, "
                   f"{int((v < 0.5).sum())} of {v.size} scores under 0.5")
+    whole = scored[scored.condition == "1"].set_index(["file", "population"]).f1
+    for condition, part in scored[scored.condition.str.startswith("gain")].groupby(
+            "condition", sort=False):
+        drop = whole - part.set_index(["file", "population"]).f1
+        print(f"\n{condition}, scores more than 0.1 under the file's own:")
+        for (file, pop), d in drop[drop > 0.1].items():
+            print(f"  {file} {pop}: {whole[file, pop]:.3f} -> {whole[file, pop] - d:.3f}")
     return 0
 
 

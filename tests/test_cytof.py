@@ -114,6 +114,15 @@ def test_a_population_the_bounds_take_as_absent_is_information_not_a_failure():
     lower = text.replace("bounds: [4.0, 7.0]", "bounds: [4.0, null]")
     assert gate_sample(read_fcs(REAL_FCS / "catalyst_raw_01.fcs"),
                        parse_template(lower, "raw.yaml")).status == "failure"
+    # nor where the template says the population is most of its parent: its bounds then
+    # do not fit the file (a LST file at half its voltage: CD4 T, expected mostly
+    # positive, lay below their bounds, and were 'absent' with the sample 'ok')
+    most = text.replace("side: above, bounds", "side: above, expect: mostly-positive, bounds")
+    gating = gate_sample(read_fcs(REAL_FCS / "catalyst_raw_01.fcs"),
+                         parse_template(most, "raw.yaml"))
+    assert gating.status == "failure" and gating.result.count("Bead-bright cells") == 0
+    assert any(f.level == "failure" and "do not fit this file" in f.message
+               for f in gating.qc_flags if f.population == "Bead-bright cells")
 
 
 def test_zero_counts_spread_below_zero_are_zero_counts():

@@ -133,6 +133,25 @@ def test_a_negative_population_too_small_leaves_the_gate_empty(tmp_path):
     assert any("too few to place its diagonal" in f.message for f in gating.qc_flags)
 
 
+def test_a_few_negatives_still_place_the_line_with_a_doubt():
+    """A lymphoma whose clone is most of a small file leaves few T cells (8 in a
+    whole-blood LST file thinned to 1,666 events, which left the clone out): their
+    median places the line; under ten of them, the gate says so."""
+    from immunomon.gating.datadriven import DiagonalGate
+    from immunomon.gating.dimensions import Dimension
+    rng = np.random.default_rng(9)
+    clone = (rng.normal(6300, 350, 1300), rng.normal(3200, 350, 1300))   # kappa
+    gate = DiagonalGate("B kappa", [Dimension("IgK"), Dimension("IgL")], negative="T cells",
+                        parent="B cells")
+    for n, doubted in ((8, True), (30, False)):
+        t_cells = (rng.normal(2000, 350, n), rng.normal(2250, 350, n))
+        found = gate.resolve(clone, reference=t_cells)
+        assert found.contains(clone).mean() > 0.99
+        assert any("events of 'T cells' alone" in d for d in found.doubts) is doubted
+    found = gate.resolve(clone, reference=(t_cells[0][:2], t_cells[1][:2]))
+    assert not found.contains(clone).any() and "too few to place" in found.notes[0]
+
+
 @pytest.mark.parametrize("args, says", [
     ("{side: above}", "diagonal needs args.negative"),
     ("{side: above, negative: NK cells}", "diagonal needs args.negative"),

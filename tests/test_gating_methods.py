@@ -1467,3 +1467,21 @@ def test_bounds_that_take_a_population_as_absent_yet_keep_many_events_say_so():
                for d in found.doubts), found.doubts
     beadless = rng.normal(2000.0, 300.0, 5000)               # nothing near the far bound
     assert not any("taken as absent" in d for d in gate.resolve([beadless]).doubts)
+
+
+def test_bounds_that_take_a_population_the_template_calls_most_of_its_parent_as_absent():
+    """`expect` naming the side kept, or `majority`, says the population is most of its
+    parent; bounds with no peak between them then do not fit the file (an LST file at
+    half its voltage: its CD4 T cells lay below their bounds), and the gate is not
+    taken as absent. `expect` naming the other side says nothing of the kind."""
+    cells = np.random.default_rng(8).normal(2000.0, 300.0, 5000)
+    for side, args in (("above", {"expect": "mostly-positive"}), ("above", {"majority": True}),
+                       ("below", {"expect": "mostly-negative"})):
+        bounds = (3000, 4200) if side == "above" else (500, 1000)
+        found = ThresholdGate("CD4 T", [D], side=side, args={**args, "bounds": bounds}
+                              ).resolve([cells])
+        assert not found.absent and "do not fit this file" in found.notes[-1], (side, args)
+    found = ThresholdGate("CD4 T", [D], side="above",
+                          args={"expect": "mostly-negative", "bounds": (3000, 4200)}
+                          ).resolve([cells])
+    assert found.absent and not any("do not fit" in n for n in found.notes)
