@@ -4,8 +4,8 @@ Scenarios: the simulated post-transplant samples (``simulate.pbmc_sample`` with 
 shifts up to +-30%, varied frequencies, rare pDC, a clog in one sample of four) and every
 stress scenario of ``immunomon.simulate.stress`` (mostly-positive parents, minor bright
 populations, spillover spreading, doublets, Ficoll PBMC, lymphocyte-enriched files, dim
-shoulders, mouse splenocytes, intracellular cytokines), several seeds each. Human
-scenarios are gated with the shipped ``post-transplant`` template; the mouse and ICS
+shoulders, eosinophils, mouse splenocytes, intracellular cytokines), several seeds each.
+Human scenarios are gated with the shipped ``post-transplant`` template; the mouse and ICS
 panels with the templates in benchmarks/templates/, written from docs/templates.md as a
 new user would. Nothing is tuned per case. Every event is gated (no time-QC exclusion),
 so the scores measure the gates alone.
