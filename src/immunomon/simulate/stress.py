@@ -656,6 +656,7 @@ def scenario(name: str, n_events: int | None = None, seed: int = 0) -> Simulated
     return chosen(n_events, seed)
 
 
-__all__ = ['BLOOD_EOSINOPHILS', 'BLOOD_PE_CY5', 'BLOOD_STRESS', 'ICS', 'MOUSE_SPLEEN', 'SCENARIOS', 'Scenario',
-           'dim_shoulders', 'doublets', 'eosinophils', 'ficoll_pbmc', 'ics', 'lymphocyte_enriched',
-           'minor_bright', 'mostly_positive', 'mouse_spleen', 'scenario', 'spillover_spread']
+__all__ = ['BLOOD_EOSINOPHILS', 'BLOOD_PE_CY5', 'BLOOD_STRESS', 'ICS', 'MOUSE_SPLEEN',
+           'SCENARIOS', 'Scenario', 'dim_shoulders', 'doublets', 'eosinophils', 'ficoll_pbmc',
+           'ics', 'lymphocyte_enriched', 'minor_bright', 'mostly_positive', 'mouse_spleen',
+           'scenario', 'spillover_spread']
