@@ -597,6 +597,32 @@ def test_the_lst_benchmark_reads_optimalflowdatas_whole_files(tmp_path, capsys):
     assert "optimalFlowData files (1 without values skipped)" in out
 
 
+def test_the_shipped_granulocyte_gate_on_real_lysed_blood_keeps_the_granulocytes(tmp_path):
+    """A donor's lysed blood (optimalFlowData's file 11, every third event), gated as
+    ``benchmarks/whole_blood_scatter.py`` gates it with the shipped template's own
+    lymphocyte and granulocyte gates. Its eosinophils are the cluster highest in side
+    scatter: picked by side scatter alone, a fragment beside the neutrophils' cloud, and
+    the granulocytes were taken as absent; ranked by side scatter up and CD45 down, the
+    granulocytes are kept."""
+    bench = _benchmark("whole_blood_scatter")
+    sample = read_fcs(REAL / "euroflow_lst_whole_11.fcs")
+    labels = np.load(REAL / "euroflow_lst_whole_11.labels.npz")
+    granulocytes = labels["Neutrophils"] | labels["Eosinophils"]
+    lymphocytes = np.logical_or.reduce([labels[p] for p in bench.EXPERT["Lymphocytes"]])
+    shipped = bench.builtin_templates()["post-transplant"]
+    side_scatter_alone = tmp_path / "side-scatter-alone.yaml"
+    side_scatter_alone.write_text(shipped.read_text(encoding="utf-8").replace(
+        "pick: [[max, SSC-A], [min, CD45]]", "pick: [[max, SSC-A]]"), encoding="utf-8")
+    result = gate_sample(sample, bench.shipped_backbone("post-transplant"),
+                         exclude_anomalies=False).result
+    assert f1(result.mask("Granulocytes"), granulocytes) > 0.95
+    assert f1(result.mask("Lymphocytes"), lymphocytes) > 0.9   # 0.943: T-cell debris, doublets
+    before = gate_sample(sample, bench.shipped_backbone(str(side_scatter_alone)),
+                         exclude_anomalies=False)
+    assert not before.result.mask("Granulocytes").any()
+    assert "part of another population" in before.result.gates["Granulocytes"].notes[0]
+
+
 def test_the_cytof_benchmark_scores_a_checkout_as_the_real_files_do(tmp_path, capsys):
     """``benchmarks/cytof_multicentre.py`` reads DeepCyTOF's CSV files as its repository
     holds them: the committed CyTOF file written back in that form scores as

@@ -395,9 +395,10 @@ def lst(root: Path) -> None:
 
 
 def lst_whole(root: Path, n: int = 23) -> None:
-    """optimalFlowData's whole file ``Cytometry<n>.RData`` (a mantle-cell lymphoma
-    patient's blood, the kappa clone 80% of the events), every third event, with the
-    populations of ``LST_WHOLE_CLASSES``."""
+    """optimalFlowData's whole file ``Cytometry<n>.RData`` (23: a mantle-cell lymphoma
+    patient's blood, the kappa clone 80% of the events; 11: a donor's, whose eosinophils
+    the side-scatter-highest cluster is), every third event, with the populations of
+    ``LST_WHOLE_CLASSES``."""
     sample, label = lst_file(root / "data" / f"Cytometry{n}.RData")
     _save(sample, lst_labels(label, LST_WHOLE_CLASSES), f"euroflow_lst_whole_{n}")
 
@@ -633,3 +634,4 @@ if __name__ == "__main__":
     flowcap_gvhd(Path(sys.argv[7]))
     deepcytof_multicentre(Path(sys.argv[7]))
     lst_whole(Path(sys.argv[8]))
+    lst_whole(Path(sys.argv[8]), 11)
