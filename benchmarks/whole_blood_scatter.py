@@ -10,8 +10,8 @@ the tube classified by hand; ``tests/data/real/make_real_data.py`` reads them, w
 ``rdata`` package) carry CD45, forward and side scatter on Infinicyt's display scale.
 
 The ``Lymphocytes`` and ``Granulocytes`` gates are read from the shipped template itself
-(``--template``, default ``post-transplant``; the split tubes alike) and applied, as written, among each file's
-CD45+ events (a `threshold` on CD45 with ``majority: true``: the files hold no beads and
+(``--template``, default ``post-transplant``; the split tubes' alike) and applied, as
+written, among each file's CD45+ events (a `threshold` on CD45 with ``majority: true``: the files hold no beads and
 their scale is not the shipped template's, so its own forward-scatter cut does not
 apply), on the values as exported: the fluorescence is on Infinicyt's display scale
 already, side scatter linear as the template's raw files hold it. (The template's own
