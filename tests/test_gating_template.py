@@ -92,6 +92,11 @@ def test_boolean_and_cluster_arguments_are_checked():
     text = BASE + ("  - name: C\n    parent: root\n    dims: [CD3, CD4]\n    method: cluster\n"
                    "    args: {pick: [[top, CD3]]}\n")
     assert "args.pick" in error_of(text)
+    # a dimension named twice in a pick (once weighted double, or both min and max) is
+    # a slip, not a ranking: a docs-only template's [[max, CD38], [max, CD38], ...] loaded
+    twice = text.replace("[[top, CD3]]", "[[max, CD3], [max, CD3], [min, CD4]]")
+    assert "names CD3 twice" in error_of(twice)
+    assert "names CD3 twice" in error_of(text.replace("[[top, CD3]]", "[[max, CD3], [min, CD3]]"))
 
 
 def test_markers_resolve_by_alias_then_channel_name():

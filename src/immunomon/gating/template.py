@@ -686,6 +686,11 @@ def _population(source: str, raw, index: int, known: dict[str, int],
             if not ok:
                 _fail(source, _line(raw, "args"), f"{label}: cluster needs args.pick, a list "
                                                   "of [min|max, dimension], e.g. [[min, SSC-A]]")
+            named = [p[1] for p in pick]
+            if twice := sorted({d for d in named if named.count(d) > 1}):
+                _fail(source, _line(raw, "args"), f"{label}: cluster's args.pick names "
+                                                  f"{', '.join(twice)} twice; each dimension "
+                                                  "ranks the components once")
         if kind == "diagonal":
             negative = args.get("negative")
             if not isinstance(negative, str) or negative not in known:
