@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from immunomon.atomic import atomic_path
 from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import builtin_templates, parse_template
@@ -139,7 +140,8 @@ def main(argv=None) -> int:
     template = shipped_backbone(args.template)
     df = pd.DataFrame([row for f in files for row in score(f, template)])
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        with atomic_path(args.csv, suffix=".csv") as tmp:
+            df.to_csv(tmp, index=False)
     print(f"{args.template}'s gates among the CD45+ events of {df.file.nunique()} "
           "whole-blood files\n")
     print("| population | files | median F1 | lowest F1 | under 0.9 | files where it is empty |")
