@@ -113,10 +113,13 @@ def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
     html = page.read_text()
     assert "template check" in html and "Impossible" in html
     pngs = sorted((page.parent / "plots").glob("*.png"))
-    # 3 gate plots, 2 density plots, and the 2 thresholds' cuts against FSC-A
-    assert len(pngs) == 7
+    # 3 gate plots, 2 density plots, and the 2 thresholds' cuts against FSC-A and, being
+    # markers' cuts, against SSC-A too
+    assert len(pngs) == 9
     assert [p.name for p in pngs if p.name.endswith("_context.png")] == [
         "01_T_cells_context.png", "02_Impossible_context.png"]
+    assert [p.name for p in pngs if p.name.endswith("_context_side.png")] == [
+        "01_T_cells_context_side.png", "02_Impossible_context_side.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     text = CliRunner().invoke(main, ["template", "check", str(FIXTURE), "-t", str(panel),
                                      "-o", str(out)])

@@ -326,7 +326,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
 
     One page per file: for each data-driven gate, the density of its parent
     in the dimension it cut, the peaks found, the cut (also against forward
-    scatter), the rule that placed it and the QC level of the result; and every
+    and side scatter), the rule that placed it and the QC level of the result; and every
     population's count. Use it when writing a template for a new
     panel: a gate that needs an argument (valley, bounds, expect, components)
     shows it here. The exit code is 0 when every file was gated and no gate

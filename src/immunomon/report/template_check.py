@@ -88,7 +88,8 @@ def _short_setting(setting: str) -> str:
 def check_figures(result, checks, directory) -> dict[str, list[Path]]:
     """Per gate: its density figure, its gate plot (the parent's events with the
     gate drawn) and, for a one-dimensional gate, the same cut against forward scatter
-    (``context_gate``), written into ``directory``."""
+    and, for a marker's cut, against side scatter too (``context_gates``), written into
+    ``directory``."""
     directory = Path(directory)
     out: dict[str, list[Path]] = {}
     plotter = None
@@ -99,10 +100,10 @@ def check_figures(result, checks, directory) -> dict[str, list[Path]]:
             plotter = plotter or GatePlotter()
             files.append(plot_gate(result, check.gate, directory / f"{stem}_gate.png",
                                    plotter=plotter))
-            context = context_gate(result, check.gate)
-            if context is not None:
+            for suffix, context in zip(("context", "context_side"),
+                                       context_gates(result, check.gate)):
                 files.append(plotter.plot(result, check.gate,
-                                          directory / f"{stem}_context.png", gate=context))
+                                          directory / f"{stem}_{suffix}.png", gate=context))
         out[check.gate] = [f for f in files if f is not None]
     return out
 
@@ -191,18 +192,20 @@ def _forward(name: str) -> bool:
     return is_scatter(name) and name.lstrip().upper().startswith("F")
 
 
-def context_gate(result, gate_id: str):
-    """A one-dimensional threshold's cut as a two-dimensional gate against forward
-    scatter (side scatter for a forward-scatter cut, or where the file has no forward
-    scatter; the axis as the template transforms it where a gate uses it, else as
-    stored), open along that axis; None for other gates or a file without scatter."""
+def context_gates(result, gate_id: str) -> list:
+    """A one-dimensional threshold's cut as two-dimensional gates, open along a scatter
+    axis: against forward scatter (side scatter for a forward-scatter cut, or where the
+    file has no forward scatter) and, for a marker's cut, against side scatter too
+    (CD45 x SSC-A is how a cytometrist reads blood: granulocytes, monocytes and
+    lymphocytes apart); each axis as the template transforms it where a gate uses it,
+    else as stored. None (an empty list) for other gates or a file without scatter."""
     from dataclasses import replace
 
     from ..gating import Dimension, RectangleGate
 
     gate = result.gates.get(gate_id)
     if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
-        return None
+        return []
     cut = gate.dimensions[0]
     cut_name = str(getattr(cut, "name", ""))
     used = {getattr(d, "name", None): d for g in result.gates.values()
@@ -211,13 +214,15 @@ def context_gate(result, gate_id: str):
     # instruments' scatter names (Beckman Coulter's "FS INT", "SS Log") after BD's
     axes = list(CONTEXT_AXES) + [c for c in result.sample.channels if is_scatter(c)
                                  and not is_width(c) and c not in CONTEXT_AXES]
-    order = sorted(axes, key=lambda a: _forward(cut_name) and _forward(a))
-    for name in order:
-        if name in result.sample.channels and name != cut_name:
-            axis = used.get(name, Dimension(name))
-            return replace(gate, dimensions=(cut, axis),
-                           bounds=(gate.bounds[0], (-np.inf, None)))
-    return None
+    present = [a for a in sorted(axes, key=lambda a: _forward(cut_name) and _forward(a))
+               if a in result.sample.channels and a != cut_name]
+    if not present:
+        return []
+    chosen = present[:1]
+    if not is_scatter(cut_name):
+        chosen += [a for a in present if not _forward(a) and _forward(chosen[0])][:1]
+    return [replace(gate, dimensions=(cut, used.get(a, Dimension(a))),
+                    bounds=(gate.bounds[0], (-np.inf, None))) for a in chosen]
 
 
 def check_page(path, *, sample_name: str, template: str, checks, figures,
