@@ -442,12 +442,19 @@ def test_lock_is_released_by_a_killed_holder(tmp_path):
 
 # ----------------------------------------------------------------------------- kill and resume
 def _children(pid: int) -> set[int]:
+    """The child processes of ``pid``, as each of its threads lists those it started.
+    A thread that ends while being read is passed over, not the others' lists with it
+    (the workers may be listed by a thread after it)."""
     out = set()
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:                 # the process ended
+        return out
+    for task in tasks:
+        try:
             out |= {int(t) for t in (task / "children").read_text().split()}
-    except OSError:                 # the process (or a thread) ended while being read
-        pass
+        except OSError:             # this thread ended while being read
+            continue
     return out
 
 
