@@ -42,7 +42,7 @@ import yaml
 from immunomon.atomic import atomic_path
 from immunomon.gating.flowjo.apply import f1_score
 from immunomon.gating.run import gate_sample
-from immunomon.gating.template import builtin_templates, parse_template
+from immunomon.gating.template import builtin_templates, load_template, parse_template
 
 HERE = Path(__file__).resolve().parent
 LST = runpy.run_path(str(HERE / "euroflow_lst.py"), run_name="immunomon_benchmark_lst")
@@ -73,18 +73,18 @@ populations:
 
 def shipped_backbone(name: str):
     """The shipped template's gates below its leukocytes that the tube's markers allow,
-    among CD45+ events, on the values as exported (linear axes)."""
+    among CD45+ events, on the values as exported (linear axes). The template as read
+    (``load_template``) says each population's parent, dimensions and operands; its
+    YAML entries are carried over as written."""
     path = builtin_templates()[name] if name in builtin_templates() else Path(name)
-    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    written = yaml.safe_load(path.read_text(encoding="utf-8"))["populations"]
     kept, gates = {"Leukocytes"}, []
-    for p in shipped["populations"]:
-        refs = [r.lstrip("!") for r in _references(p.get("gate"))]
-        if p.get("parent") not in kept or not set(p.get("dims", [])) <= set(MARKERS) | SCATTER \
-                or not set(refs) <= kept | {p.get("parent")}:
-            continue
-        gates.append(p)
-        kept.add(p["name"])
-        kept.update((p.get("args") or {}).get("quadrants", {}))
+    for spec, entry in zip(load_template(path).populations, written):
+        operands = {r.lstrip("!") for r in spec.args.get("operands", ())}
+        if spec.parent in kept and set(spec.dims) <= set(MARKERS) | SCATTER \
+                and operands <= kept | {spec.parent}:
+            gates.append(entry)
+            kept |= {spec.name, *spec.args.get("quadrants", {})}
     if missing := {"Lymphocytes", "Granulocytes"} - kept:
         raise SystemExit(f"{path} gates no {' or '.join(sorted(missing))} on CD45 x SSC-A")
     doc = yaml.safe_load(HEAD)
@@ -92,17 +92,6 @@ def shipped_backbone(name: str):
     doc["transforms"] = {"fluorescence": "linear", "scatter": "linear"}
     doc["populations"] += gates
     return parse_template(yaml.safe_dump(doc, sort_keys=False), f"{path.name} (whole blood)")
-
-
-def _references(expression) -> list[str]:
-    """The population names a boolean gate's expression names."""
-    if isinstance(expression, str):
-        return [expression]
-    if isinstance(expression, dict):
-        return [r for v in expression.values() for r in _references(v)]
-    if isinstance(expression, list):
-        return [r for v in expression for r in _references(v)]
-    return []
 
 
 def score(path: Path, template) -> list[dict]:

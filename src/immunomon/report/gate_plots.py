@@ -212,7 +212,20 @@ def histogram_height(counts: np.ndarray) -> tuple[float, int | None]:
     return max(top, 1.0) * 1.05, None
 
 
-def _mark_cut_bin(panel, counts, edges, at: int | None, fontsize: float) -> None:
+def view_histogram(view, bins: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A one-dimensional view's histogram (counts, edges) and the axis limits it is drawn
+    in, the count axis cut short above a pile (``histogram_height``)."""
+    x = view.data[0]
+    counts, edges = np.histogram(x[np.isfinite(x)], bins=bins, range=view.lims[0])
+    return counts, edges, (view.lims[0], (0.0, histogram_height(counts)[0]))
+
+
+def _draw_histogram(panel, counts, edges, fontsize: float) -> None:
+    """The histogram as filled steps, with the count of a bin cut short written on it."""
+    from matplotlib.patches import StepPatch
+
+    panel.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
+    at = histogram_height(counts)[1]
     if at is not None:
         panel.text(float(edges[at + 1]), panel.get_ylim()[1], f" {int(counts[at]):,}",
                    fontsize=fontsize, ha="left", va="top", color="#4c72b0")
@@ -459,8 +472,6 @@ class GatePlotter:
              max_points: int = PLOT_POINTS, bins: int = 200, gate=None) -> Path | None:
         """Write the PNG of one gate (see ``plot_gate``); ``gate``: drawn instead of the
         result's gate of that id (the same cut seen against another axis)."""
-        from matplotlib.patches import StepPatch
-
         gid, gate = find_gate(result, gate_id) if gate is None else (gate_id, gate)
         if isinstance(gate, BooleanGate) or not gate.dimensions:
             return None
@@ -482,14 +493,10 @@ class GatePlotter:
             self.density.rgba = density_pixels(h, self.cmap, box[2], box[3])
             lims = view.lims
         else:
-            x = view.data[0]
-            counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            height, cut_bin = histogram_height(counts)
-            lims = (view.lims[0], (0.0, height))
+            counts, edges, lims = view_histogram(view, wanted)
         panel = _Panel(self.fig, box, lims, self.stamps, clip_text=False)
         if not two:
-            panel.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
-            _mark_cut_bin(panel, counts, edges, cut_bin, fontsize=8)
+            _draw_histogram(panel, counts, edges, fontsize=8)
         if isinstance(gate, QuadrantGate):
             _draw_quadrants(panel, gate, lims, len(view.dims), result, view.n_parent, labels)
         else:
@@ -745,7 +752,6 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
     texts are drawn in the panel's own coordinates."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import StepPatch
 
     from .pixel_artists import Pixels
     from .text_cache import TextStamps
@@ -778,14 +784,10 @@ def plot_summary(result, path, *, labels: dict | None = None, max_points: int = 
             fig.add_artist(Pixels(left, bottom, density_pixels(h, cmap, size, size)))
             lims = view.lims
         else:
-            x = view.data[0]
-            counts, edges = np.histogram(x[np.isfinite(x)], bins=wanted, range=view.lims[0])
-            height, cut_bin = histogram_height(counts)
-            lims = (view.lims[0], (0.0, height))
+            counts, edges, lims = view_histogram(view, wanted)
         ax = _Panel(fig, (left, bottom, size, size), lims, stamps)
         if len(view.dims) == 1:
-            ax.add_artist(StepPatch(counts, edges, fill=True, color="#4c72b0", alpha=0.8))
-            _mark_cut_bin(ax, counts, edges, cut_bin, fontsize=4.5)
+            _draw_histogram(ax, counts, edges, fontsize=4.5)
         ax.frame()
         if isinstance(gate, QuadrantGate):
             _draw_quadrants(ax, gate, lims, len(view.dims), result, view.n_parent,
