@@ -89,6 +89,9 @@ def test_not_yaml_and_missing_sections():
 def test_boolean_and_cluster_arguments_are_checked():
     text = BASE + "  - name: Not T\n    parent: root\n    gate: {not: Tx}\n"
     assert "refers to 'Tx'" in error_of(text)
+    # an 'or' of one population, written to give it a second name, is told how to name it
+    alias = BASE + "  - name: CD3 T\n    parent: root\n    gate: {or: [T]}\n"
+    assert "rename the gate that makes it" in error_of(alias)
     text = BASE + ("  - name: C\n    parent: root\n    dims: [CD3, CD4]\n    method: cluster\n"
                    "    args: {pick: [[top, CD3]]}\n")
     assert "args.pick" in error_of(text)

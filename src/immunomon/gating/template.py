@@ -742,7 +742,9 @@ def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) ->
                 _fail(source, line, f"{label}: {kind} refers to {o.lstrip('!')!r}, which is "
                                     "not defined above it")
         if (kind == "not") != (len(ops) == 1):
-            _fail(source, line, f"{label}: 'not' takes one population, 'and'/'or' several")
+            _fail(source, line, f"{label}: 'not' takes one population, 'and'/'or' several"
+                  + ("" if kind == "not" else " (an 'and' or 'or' of one population is that "
+                     "population: to give it another name, rename the gate that makes it)"))
         return {"operands": ops}
     if not isinstance(params, dict):
         _fail(source, line, f"{label}: {kind} parameters must be a mapping")
