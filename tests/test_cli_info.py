@@ -40,6 +40,20 @@ def test_info_text(tmp_path):
     assert "trigger    : FSC-A,5000" in out   # events a gate exported start far above it
 
 
+def test_info_says_when_the_spillover_compensates_nothing(tmp_path):
+    """A file whose $SPILLOVER is the identity (its compensation kept in a workspace)
+    reads 'spillover: yes' and looked compensated; `info` says it changes nothing."""
+    identity = _good(tmp_path).read_bytes().replace(b"1,0.1,0,1", b"1,0.0,0,1")
+    path = tmp_path / "identity.fcs"
+    path.write_bytes(identity)
+    out = CliRunner().invoke(main, ["info", str(path)]).output
+    assert "spillover  : yes, 2 channels, the identity: compensating with it changes " \
+           "nothing" in out
+    assert "the identity" not in CliRunner().invoke(main, ["info", str(_good(tmp_path))]).output
+    record = json.loads(CliRunner().invoke(main, ["info", "--json", str(path)]).stdout)[0]
+    assert record["spillover"] is True and record["spillover_identity"] is True
+
+
 def test_info_json_and_bad_file_goes_on(tmp_path):
     bad = tmp_path / "bad.fcs"
     bad.write_bytes(b"FCS3.1    garbage")

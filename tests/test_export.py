@@ -277,6 +277,19 @@ def test_populations_and_transform_overrides(sim):
     assert not a.var["compensated"].any() and "compensation" not in a.uns
 
 
+def test_an_identity_spillover_leaves_the_channels_uncompensated(sim):
+    """A file's $SPILLOVER that is the identity compensates nothing: `.var` says the
+    channels are not compensated (it said they were)."""
+    import dataclasses
+
+    spill = sim.sample.spillover
+    eye = dataclasses.replace(spill, matrix=np.eye(len(spill.detectors)))
+    sample = dataclasses.replace(sim.sample, spillover=eye)
+    a = to_anndata(build(sample))
+    assert not a.var["compensated"].any()
+    assert to_anndata(build(sim.sample)).var["compensated"].any()
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     class Broken:
         def write_h5ad(self, path):

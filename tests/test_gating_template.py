@@ -344,6 +344,12 @@ def test_template_qc_sets_the_low_count_limit():
                        "p.yaml")
     flags = gate_sample(sim.sample, t).qc_flags
     assert any("population 'T':" in f.message and "fewer than 5000" in f.message for f in flags)
+    # and the line under which a count is too small to report (a warning)
+    t = parse_template(BASE.replace("populations:", "qc: {min_reportable: 5000}\n"
+                                                    "populations:"), "p.yaml")
+    flags = gate_sample(sim.sample, t).qc_flags
+    assert any(f.level == "warning" and "population 'T':" in f.message
+               and "fewer than 5000; too few to report" in f.message for f in flags)
 
 
 def test_a_file_whose_spillover_cannot_be_read_fails_alone_for_compensation_file(tmp_path):

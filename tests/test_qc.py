@@ -370,6 +370,18 @@ def test_a_rare_population_in_a_large_parent_is_information_not_a_warning():
     assert flags["Treg"].level == "info"            # countable, percentages unstable
 
 
+def test_a_quadrant_corner_too_small_to_report_is_information_as_an_empty_one():
+    """An empty quadrant is information (double positives may be absent); three events
+    there made the sample's status a warning. A population other than a quadrant's
+    corner stays a warning; a template's qc.min_reportable moves the line."""
+    from immunomon.qc import count_flags
+    flags = {f.population: f for f in count_flags(
+        {"DP T": 3, "pDC": 8}, parents={"DP T": 500, "pDC": 200}, quadrants={"DP T"})}
+    assert flags["DP T"].level == "info" and "too few to report" in flags["DP T"].message
+    assert flags["pDC"].level == "warning"
+    assert count_flags({"pDC": 8}, parents={"pDC": 200}, min_reportable=5)[0].level == "info"
+
+
 def test_a_marker_near_half_positive_does_not_make_anomalies():
     # Half the events bright, half dim, in random order at a steady rate: the median of
     # a bin jumps between the two peaks as the mix wobbles; the bins' signal must not.

@@ -408,7 +408,9 @@ def _parts(result, *, populations=None, deidentify: bool = False,
     n = sample.events.shape[0]
     per_channel = channel_transforms(result, transforms)
     matrix = values.matrix(compensation)
-    detectors = set(matrix.detectors) if matrix is not None else set()
+    # an identity matrix (a file whose compensation lives in a workspace) compensates nothing
+    detectors = set(matrix.detectors) if matrix is not None and not matrix.is_identity \
+        else set()
     columns = [Dimension(name, compensation, per_channel.get(name)) for name in sample.channels]
 
     var = {     # columns; the index is the channel names

@@ -121,10 +121,7 @@ def identity_spillover_flag(sample) -> QCFlag | None:
     workspace instead; a real stimulated blood tube's MHC-II-bright cells lifted CD14
     through PerCP-Cy5.5's spill into PE-Cy7)."""
     spill = getattr(sample, "spillover", None)
-    if spill is None or len(spill.detectors) < 2:
-        return None
-    matrix = np.asarray(spill.matrix, dtype=np.float64)
-    if matrix.shape[0] != matrix.shape[1] or not np.allclose(matrix, np.eye(len(matrix))):
+    if spill is None or len(spill.detectors) < 2 or not spill.is_identity:
         return None
     return QCFlag("warning", f"the file's $SPILLOVER is the identity over its "
                              f"{len(spill.detectors)} detectors: compensating with it "
@@ -709,17 +706,25 @@ def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
             for name, c in counts.items() if int(c) < min_events]
 
 
+#: how few events make a population's count too small to report (a template's
+#: ``qc.min_reportable``)
+MIN_REPORTABLE = 20
+
+
 def count_flags(counts: dict[str, int], *, min_events: int = 200,
-                min_reportable: int = 20, explained=(), parents: dict | None = None
-                ) -> list[QCFlag]:
+                min_reportable: int = MIN_REPORTABLE, explained=(),
+                parents: dict | None = None, quadrants=()) -> list[QCFlag]:
     """Small populations: ``info`` under ``min_events`` (a percentage from 200 events
     has a coefficient of variation of about 7%; from 20, over 20%), ``warning``
     under ``min_reportable``, where a count is too small to report. A
     population under 0.1% of a parent large enough that a population of 1%
     would have been counted (``min_reportable`` / 0.01 events) is rare or absent
-    in this sample rather than undersampled: ``info``. ``parents`` maps populations to their parents'
-    counts. Populations in ``explained`` (an empty quadrant, a gate's failure)
-    already carry their own flag and get no second one."""
+    in this sample rather than undersampled: ``info``; so is a corner of a quadrant
+    gate (``quadrants``) too small to report, as an empty one is (double positives may
+    be absent: a tube's 3 DP T cells made its status a warning where 0 did not).
+    ``parents`` maps populations to their parents' counts. Populations in
+    ``explained`` (an empty quadrant, a gate's failure) already carry their own flag
+    and get no second one."""
     flags = []
     parents = parents or {}
     for name, c in counts.items():
@@ -733,8 +738,12 @@ def count_flags(counts: dict[str, int], *, min_events: int = 200,
                                         f"{100 * c / parent:.2g}% of its parent's {parent:,}; "
                                         "rare or absent in this sample", name))
         elif c < min_reportable:
-            flags.append(QCFlag("warning", f"population {name!r}: {c} events, fewer than "
-                                           f"{min_reportable}; too few to report", name))
+            corner = name in quadrants
+            flags.append(QCFlag("info" if corner else "warning",
+                                f"population {name!r}: {c} events, fewer than "
+                                f"{min_reportable}; too few to report"
+                                + ("; a quadrant, as an empty one, may be absent" if corner
+                                   else ""), name))
         elif c < min_events:
             flags.append(QCFlag("info", f"population {name!r}: {c} events, fewer than "
                                         f"{min_events}; its percentages are unstable", name))

@@ -34,6 +34,9 @@ def describe_file(path) -> dict:
         "byte_order": kw.get("$BYTEORD"),
         "spillover": meta.spillover is not None,
         "spillover_channels": list(meta.spillover.detectors) if meta.spillover else [],
+        # a matrix that compensates nothing: the compensation lives elsewhere (a workspace)
+        "spillover_identity": bool(meta.spillover and len(meta.spillover.detectors) > 1
+                                   and meta.spillover.is_identity),
         "channels": [{"name": c.name, "marker": c.marker, "range": c.range, "gain": c.gain,
                       "log_decades": c.amplification[0]} for c in meta.channel_info],
         "warnings": list(meta.warnings) + ([note] if note else []),
@@ -54,6 +57,8 @@ def format_description(desc: dict) -> str:
         f"  data type  : {desc['datatype']} ({'/'.join(map(str, desc['bits']))} bit), "
         f"byte order {desc['byte_order'] or '-'}",
         "  spillover  : " + (f"yes, {len(desc['spillover_channels'])} channels"
+                              + (", the identity: compensating with it changes nothing"
+                                 if desc.get("spillover_identity") else "")
                               if desc["spillover"] else "no"),
         f"  channels   : {len(desc['channels'])}",
     ]

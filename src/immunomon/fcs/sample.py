@@ -116,6 +116,12 @@ class Spillover:
         object.__setattr__(self, "matrix", m)
         object.__setattr__(self, "detectors", tuple(self.detectors))
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether compensating with this matrix changes nothing (no spill between any
+        two detectors): written where the compensation lives in a workspace instead."""
+        return bool(np.allclose(self.matrix, np.eye(len(self.detectors))))
+
     def __eq__(self, other):
         return (isinstance(other, Spillover) and self.detectors == other.detectors
                 and np.array_equal(self.matrix, other.matrix))

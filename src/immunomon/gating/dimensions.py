@@ -83,6 +83,13 @@ class SpectrumMatrix:
             raise GatingError("a spectrum matrix needs at least as many detectors as "
                               "fluorochromes")
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether compensating with it changes nothing (each dye read in its own
+        detector alone)."""
+        return (self.fluorochromes == self.detectors
+                and bool(np.allclose(self.matrix, np.eye(len(self.detectors)))))
+
     def unmixing(self) -> np.ndarray:
         """detectors x fluorochromes: compensated = observed @ unmixing()."""
         if self.matrix.shape[0] == self.matrix.shape[1]:

@@ -268,10 +268,13 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     flags += gate_flags
     counts = dict(zip(table["population"], table["count"]))
     min_events = min_events or int(template.qc.get("min_events", 200))
+    min_reportable = int(template.qc.get("min_reportable", qc.MIN_REPORTABLE))
     empty = {f.population for f in gate_flags if "is empty" in f.message}
     parents = {p: counts.get(par) for p, par in zip(table["population"], table["parent"])
                if par in counts}
-    flags += qc.count_flags(counts, min_events=min_events, explained=empty, parents=parents)
+    corners = {q.id for g in result.gates.values() for q in getattr(g, "quadrants", ())}
+    flags += qc.count_flags(counts, min_events=min_events, min_reportable=min_reportable,
+                            explained=empty, parents=parents, quadrants=corners)
     return SampleGating(name=name, result=result, table_columns=table, statistics_columns=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,

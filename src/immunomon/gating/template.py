@@ -526,7 +526,7 @@ TRANSFORM_KEYS = ("fluorescence", "scatter", "channels")
 TRANSFORM_PARAMS = {"logicle": ("T", "W", "M", "A"), "arcsinh": ("cofactor",),
                     "scale": ("T", "A")}
 COUNTING_KEYS = ("beads", "beads_per_test", "volume_ul")
-QC_KEYS = ("min_events",)
+QC_KEYS = ("min_events", "min_reportable")
 
 
 def _is_number(v) -> bool:
@@ -890,8 +890,8 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         if problem:
             _fail(source, _line(doc["counting"], key), f"counting.{problem} (or the name of "
                                                        "the FCS keyword that holds it)")
-    qc = _check_mapping(source, doc.get("qc"), {"min_events": _number(1, closed=True,
-                                                                      integer=True)},
+    count = _number(1, closed=True, integer=True)
+    qc = _check_mapping(source, doc.get("qc"), {"min_events": count, "min_reportable": count},
                         "qc", _line(doc, "qc"))
     return Template(panel=str(doc["panel"]), version=str(doc["version"]), markers=markers,
                     compensation=comp, transforms=transforms, populations=populations,
