@@ -1323,6 +1323,11 @@ def test_a_boundary_gate_leaves_out_the_piles_at_either_end_of_the_scale():
     clean = gate.resolve([fsc[:5_000], ssc[:5_000]])
     assert clean.contains([fsc[:5_000], ssc[:5_000]]).all()
     assert clean.notes == ("no events piled at either end of the scale",)
+    # on a transformed axis the pile's place is in the transform's units, and says so
+    from immunomon.transforms import Logicle
+    logicle = BoundaryGate("On scale", [Dimension("FSC-A", transform=Logicle())])
+    top = logicle.resolve([Logicle().apply(fsc)])
+    assert top.notes[0].startswith("300 events piled at the top of FSC-A (1 transformed)")
 
 
 def test_a_valley_before_a_broad_populations_brightest_few_gives_way_to_the_peaks_end():

@@ -477,6 +477,25 @@ def test_the_guides_hipc_template_is_the_one_tested():
         assert np.array_equal(ours.mask(pop), tested.mask(pop)), pop
 
 
+def test_the_walkthroughs_template_gates_its_file_as_the_guide_says():
+    """docs/templates.md's walkthrough prints its mended template for the A2004 file (a
+    pip install has no tests/): it must load and reach what the guide says it reaches."""
+    guide = (REPO / "docs" / "templates.md").read_text(encoding="utf-8")
+    start = guide.index("panel: DC stimulation tube (A2004)")
+    printed = parse_template(guide[start:guide.index("```", start)], "templates.md")
+    result = gate_sample(read_fcs(REAL / "a2004_A2.fcs"), printed,
+                         exclude_anomalies=False).result
+    labels = np.load(REAL / "a2004_A2.labels.npz")
+    said = {"Live": ("/Live", 0.992), "APC": ("/Live/APC", 0.869),
+            "Monocytes": ("/Live/Monocytes", 0.862), "B cells": ("/Live/APC/B Cell", 0.797),
+            "pDC": ("/Live/APC/pDC", 0.700), "mDC": ("/Live/APC/mDC", 0.467)}
+    for pop, (expert, f) in said.items():
+        assert f1(result.mask(pop), labels[expert]) == pytest.approx(f, abs=0.0006), pop
+    text = " ".join(guide[start:].split())
+    assert ("live cells F1 0.992, APC 0.869, monocytes 0.862, B cells 0.797, pDC 0.700, "
+            "mDC 0.467") in text
+
+
 def test_a_tail_cut_above_the_scale_is_a_failure_not_a_silent_zero():
     """`tail` on CD69 T cells (a broad, skewed negative peak, CD69+ cells the taller one)
     put its cut 3 SDs out, above the top of the logicle scale: no cell can lie there, so

@@ -122,6 +122,28 @@ def test_quadrant_dividers_are_drawn_where_their_quadrants_lie():
     assert gate_plots.gate_extent(split) == [[0.4], [0.3, 0.6]]
 
 
+def test_a_quadrant_plot_counts_the_events_no_population_names(result, tmp_path,
+                                                                 monkeypatch):
+    """A quadrant gate naming some corners leaves the others' events in no table; its
+    plot says how many (a docs-only template's CD123 cut ran through the mDC cloud and
+    left 29 of them in the unnamed corner, which no page counted)."""
+    said = []
+    real = gate_plots._Panel.text
+    monkeypatch.setattr(gate_plots._Panel, "text", lambda self, x, y, s, **k: (
+        said.append(str(s)), real(self, x, y, s, **k))[1])
+    plot_gate(result, "HLA-DR split", tmp_path / "all.png")
+    assert not any("in no named quadrant" in s for s in said)     # both sides named
+    s = GatingStrategy()
+    s.add(QuadrantGate("CD4 vs CD8", [Divider("d4", fl("CD4"), [0.6]),
+                                      Divider("d8", fl("CD8"), [0.6])],
+                       [Quadrant("CD4+", {"d4": 1, "d8": 0}),
+                        Quadrant("CD8+", {"d4": 0, "d8": 1})]))
+    two = s.apply(result.sample)
+    left = two.n_events - two.count("CD4+") - two.count("CD8+")
+    plot_gate(two, "CD4 vs CD8", tmp_path / "two.png")
+    assert left > 0 and any(f"in no named quadrant: {left:,} " in s for s in said)
+
+
 def test_size_and_resolution_follow_arguments(result, tmp_path):
     out = plot_gate(result, "Lymphocytes", tmp_path / "l.png", figsize=(3, 2), dpi=80)
     assert png_size(out) == (240, 160)

@@ -185,6 +185,10 @@ populations:
   - {name: CD4+, parent: T cells, dims: [CD4], method: threshold}
   - {name: CD4 T, parent: CD8-, gate: {and: [CD8-, CD4+]}}
   - {name: Either, parent: T cells, gate: {or: [CD8+, CD4+]}}
+  - {name: CD4+ among CD8-, parent: CD8-, dims: [CD4], method: threshold}
+  - {name: Per side, parent: T cells, gate: {and: [CD8-, CD4+ among CD8-]}}
+  - {name: CD4+ CD8+, parent: CD8+, dims: [CD4], method: threshold}
+  - {name: Nested, parent: T cells, gate: {and: [CD4+, CD4+ CD8+]}}
 """
     template = parse_template(text, "b.yaml")
     (record,) = check_files([FIXTURE], template, tmp_path)
@@ -204,6 +208,14 @@ populations:
     assert np.array_equal(inside, result.mask("CD4 T"))
     assert boolean_rectangle(result, "Either") is None
     assert boolean_rectangle(result, "CD4+") is None          # not a boolean population
+    # a cut made within a narrower population (CD4 among CD8+ cells) that the gate does
+    # not require is not a rectangle on CD4 alone: its drawing would hold CD8- events; a
+    # cut per side of another (CD4 among the CD8- cells, and CD8-) is one
+    assert boolean_rectangle(result, "Nested") is None
+    per_side = boolean_rectangle(result, "Per side")
+    inside = per_side.contains([np.asarray(result.values.values(d))
+                                for d in per_side.dimensions]) & rows
+    assert per_side.parent == "T cells" and np.array_equal(inside, result.mask("Per side"))
 
 
 def test_template_list_names_the_shipped_templates():

@@ -339,15 +339,18 @@ class BoundaryGate:
         for dim, x in zip(self.dimensions, columns):
             _, found = methods.piles(x)
             lo = hi = None
+            # where a pile lies, in the units the gate reads (a transformed axis's 1 is
+            # its top, a linear one's the channel's range)
+            units = "" if getattr(dim, "transform", None) is None else " transformed"
             if "top" in found:                        # lo <= x < hi: the pile is out
                 n, hi = found["top"]
                 notes.append(f"{n:,} events piled at the top of {dimension_label(dim)} "
-                             f"({hi:.6g}) left out")
+                             f"({hi:.6g}{units}) left out")
             if "bottom" in found:
                 n, at = found["bottom"]
                 lo = float(np.nextafter(at, np.inf))
                 notes.append(f"{n:,} events piled at the bottom of {dimension_label(dim)} "
-                             f"({at:.6g}) left out")
+                             f"({at:.6g}{units}) left out")
             # a dimension with no pile keeps every finite value (a rectangle needs a bound)
             bounds.append((lo, hi if lo is not None or hi is not None else np.inf))
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,

@@ -113,12 +113,18 @@ def boolean_rectangle(result, gate_id: str):
     one-dimensional cuts (thresholds, found or fixed, each perhaps complemented, or a
     ``not`` of one) on at most two dimensions, drawn on the events of its operands'
     common parent (CD4 T cells as ``and: [CD8- T, CD4+ T]`` on CD4 x CD8 of all T
-    cells); None for any other (an ``or``, a polygon, a cut on both ends complemented)."""
+    cells); None for any other (an ``or``, a polygon, a cut on both ends complemented, a
+    cut made within a narrower population than the one drawn: monocytes as ``and:
+    [MHCII+, MHCII+ CD11c+ CD14+]`` drawn on MHCII x CD14 of the live cells showed 23
+    CD11c- events inside their rectangle)."""
     from ..gating import RectangleGate
     from ..gating.gates import BooleanGate, dimension_label
 
     def parent_of(ref):
         return result.strategy.gate(ref).parent
+
+    leaves: list[str] = []              # the cuts' own populations
+    met: set[str] = set()               # populations the and-gates require
 
     def cuts(ref, complement=False):
         """{(dimension name, compensation): (dimension, [lo, hi])} of a population, open
@@ -131,6 +137,7 @@ def boolean_rectangle(result, gate_id: str):
             if gate.operator != "and" or complement:
                 return None
             out: dict = {}
+            met.update(op.ref for op in gate.operands if not op.complement)
             for op in gate.operands:              # and: each dimension's intervals met
                 part = cuts(op.ref, op.complement)
                 if part is None:
@@ -141,6 +148,7 @@ def boolean_rectangle(result, gate_id: str):
             return out
         if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
             return None
+        leaves.append(ref)
         dim, (lo, hi) = gate.dimensions[0], gate.bounds[0]
         lo, hi = (-np.inf if lo is None else lo), (np.inf if hi is None else hi)
         if complement:
@@ -161,6 +169,12 @@ def boolean_rectangle(result, gate_id: str):
         operands = [op.ref for op in result.gates[operands[0]].operands]
     parents = {parent_of(op) for op in operands}
     parent = parents.pop() if len(parents) == 1 else gate.parent
+    # each cut must be made on the events drawn, on a population holding them, or on one
+    # the gate requires anyway (CD4 among CD8- T cells, and CD8-): one made within another
+    # narrower population carries that population's conditions too
+    holding = {None, parent, *(result.ancestors(parent) if parent is not None else ()), *met}
+    if any(parent_of(leaf) not in holding for leaf in leaves):
+        return None
     dims, bounds = zip(*found.values())
     return RectangleGate(gate_id, dims, [tuple(None if np.isinf(v) else float(v) for v in b)
                                          for b in bounds], parent)
