@@ -1164,8 +1164,9 @@ def singlet_band(area, second, *, n_mad: float = 4.0, width: bool = False) -> Si
         hi = float(centres[valley_bottom(density, np.arange(main, above[0] + 1))])
         reach = max(centre + n_mad * sd, SINGLE_PULSE_SPREAD * centre)
     else:
-        # no doublet peak: as far as the flank of larger single cells reaches (it ends
-        # no nearer than the peak's own flank does), and single cells' pulses can
+        # no doublet peak: the band reaches as far as a flank of larger single cells does
+        # (no nearer than where the peak's own flank ends), up to how far single cells'
+        # pulses reach (SINGLE_PULSE_SPREAD)
         end = peak_end(centres, density, main, 1)
         hi = float(centres[end]) if end is not None else centre + n_mad * sd
         low = np.flatnonzero(density[main:] < SINGLET_FLANK * density[main])
