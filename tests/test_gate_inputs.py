@@ -354,6 +354,15 @@ def test_flow_rate_against_a_zero_usual_rate_is_plain_words():
     assert number(50000.0) == "50,000" and number(1e308) == "1e+308"
 
 
+def test_a_place_on_a_scatter_scale_reads_without_an_exponent():
+    """A forward-scatter cut in a gate's note read '1.066e+05'; four significant digits
+    stay, the exponent goes."""
+    from immunomon.fmt import position
+    assert position(106_612.3) == "106,600" and position(-25_049.9) == "-25,050"
+    assert position(0.45303) == "0.453" and position(2.5e-5) == "2.5e-05"
+    assert position(4095.6) == "4096" and position(float("inf")) == "inf"
+
+
 @pytest.mark.parametrize("command", [[], ["gate"]])
 def test_the_help_example_gates_the_three_fixture_files(command):
     import glob

@@ -716,6 +716,7 @@ def test_a_shoulder_beyond_the_outermost_peak_is_the_outermost_population():
     # autofluorescence) make two peaks, and 200 dead cells, too few beside them to make a
     # third, a shelf above. `valley: last` asks for the cut below the brightest
     # population; the valley between the two live peaks took the monocytes with the dead.
+    notes = []
     for seed in range(8):
         rng = np.random.default_rng(seed)
         lymph, mono = rng.normal(1150, 160, 1200), rng.normal(1690, 140, 900)
@@ -726,6 +727,11 @@ def test_a_shoulder_beyond_the_outermost_peak_is_the_outermost_population():
         # and alike on the other side, with `valley: first`
         low = methods.density_threshold(-x, side="above", valley="first", majority=True)
         assert np.mean(-mono > low.value) > 0.99 and np.mean(-dead < low.value) > 0.75, seed
+        # the note says on which side of the peak the shoulder lies (it said 'beyond')
+        notes += [cut.note, low.note]
+    assert sum("a shoulder of events above the last peak" in n for n in notes) >= 4
+    assert sum("a shoulder of events below the first peak" in n for n in notes) >= 4
+    assert not any("beyond the" in n for n in notes)
 
 
 def test_a_viability_dye_of_one_peak_keeps_every_live_cell():

@@ -352,6 +352,24 @@ def test_template_qc_sets_the_low_count_limit():
                and "fewer than 5000; too few to report" in f.message for f in flags)
 
 
+def test_percent_of_names_the_populations_the_table_gives_shares_of():
+    """Two docs-only scientists wanted monocytes as a share of the live cells, not of
+    their parent; only Lymphocytes and Leukocytes got such a column."""
+    from immunomon.gating.run import gate_sample
+    sim = simulate.pbmc_sample(3000, seed=3)
+    t = parse_template(BASE.replace("populations:", "percent_of: [T]\npopulations:"),
+                       "p.yaml")
+    assert t.percent_of == ("T",)
+    table = gate_sample(sim.sample, t).table
+    rows = table.set_index("population")
+    assert rows.loc["CD4 T", "percent_of_T"] == pytest.approx(
+        100 * rows.loc["CD4 T", "count"] / rows.loc["T", "count"])
+    assert np.isnan(rows.loc["T", "percent_of_T"])
+    assert t.digest != parse_template(BASE, "p.yaml").digest
+    bad = BASE.replace("populations:", "percent_of: [Live]\npopulations:")
+    assert "percent_of names 'Live', which is no population" in error_of(bad)
+
+
 def test_a_file_whose_spillover_cannot_be_read_fails_alone_for_compensation_file(tmp_path):
     from dataclasses import replace
     from pathlib import Path

@@ -296,9 +296,11 @@ def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
     pooled = [g for g in records[0]["gates"] if g["method"].endswith("(pooled)")]
     assert {g["gate"] for g in pooled} == {"CD69+ CD4 T", "CD69+ CD8 T"}
     for g in pooled:
-        parent = sum(q["count"] for r in records for q in r["populations"]
-                     if q["population"] == g["parent"])
-        assert g["parent_events"] == parent and len(g["cuts"]) == 1
+        # the cut is the pooled events'; the counts are this file's own (they were the
+        # pooled ones, read as each file's)
+        own = {q["population"]: q["count"] for q in records[0]["populations"]}
+        assert g["parent_events"] == own[g["parent"]] and len(g["cuts"]) == 1
+        assert g["populations"] == {g["gate"]: own[g["gate"]]}
         assert f"{g['cuts'][0]['values'][0]:.4g}" in records[0]["pooled"][
             0 if g["gate"] == "CD69+ CD4 T" else 1]
     assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == [

@@ -16,6 +16,16 @@ def number(x) -> str:
     return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
 
 
+def position(x) -> str:
+    """A place on a channel's scale in a gate's note: four significant digits, with no
+    exponent where a scatter channel's values run to hundreds of thousands (106,600, not
+    1.066e+05); 0.4531 and 2.5e-05 as ``.4g`` gives them."""
+    x = float(x)
+    if not math.isfinite(x) or abs(x) < 1e4 or abs(x) >= 1e9:
+        return f"{x:.4g}"
+    return f"{float(f'{x:.4g}'):,.0f}"
+
+
 def counted(n: int, noun: str) -> str:
     """``n`` of ``noun``, plural unless one: 1 marker, 2 markers."""
     return f"{n} {noun}{'' if n == 1 else 's'}"

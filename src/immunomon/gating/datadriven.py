@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import GatingError
+from ..fmt import position as _at
 from ..fcs.channel_kinds import is_width
 from . import methods
 from .dimensions import AnyDimension
@@ -234,7 +235,7 @@ def _kept_though_absent(t: methods.Threshold, x: np.ndarray, side: str,
         return ()
     return (f"no peak lies beyond the near bound, so the population was taken as absent, "
             f"yet {kept:,} events ({kept / x.size:.1%} of the parent) lie beyond the far "
-            f"bound ({t.value:.4g}) and are kept: the flank of another population, or the "
+            f"bound ({_at(t.value)}) and are kept: the flank of another population, or the "
             "population itself if the bounds are too narrow for this file",)
 
 
@@ -622,7 +623,7 @@ def _clearest(first: methods.Threshold, values, other, other_cut: float, method:
     if where == "all" and lone:
         _, where, best = max(lone, key=lambda c: c[0])
     # say why a side's valley was passed over: template check shows it beside the cut
-    passed = [f"the valley among the events {name} the other cut ({value:.4g}) was not "
+    passed = [f"the valley among the events {name} the other cut ({_at(value)}) was not "
               "taken: it falls inside a population on the other side"
               for name, value in refused if name != where]
     if passed:
@@ -836,7 +837,7 @@ class QuadrantThresholdGate(QuadrantGate):
                 found_at.append(other_t.value)
             article = "an" if axis == "x" else "a"
             notes += tuple(f"the events {side} the {other_axis} cut get {article} {axis} "
-                           f"cut of their own at {cut.value:.4g}, {why}"
+                           f"cut of their own at {_at(cut.value)}, {why}"
                            for side, (cut, why) in own.items())
         cuts = {d.id: d.values[0] for d in dividers}
         quads = []
@@ -923,11 +924,11 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float, *
                np.count_nonzero(values >= own.value)) < OWN_CUT_EVENTS:
             return ""       # a valley round a few far outliers splits no population
         if not max(lower) < shared < min(upper):
-            return (f"in their own valley: the shared y cut ({shared:.4g}) does not lie "
+            return (f"in their own valley: the shared y cut ({_at(shared)}) does not lie "
                     "between the two populations that valley separates")
         if abs(own.value - shared) > bandwidth \
                 and _inside_population(values, shared, estimate=estimate):
-            return (f"in their own valley: the shared y cut ({shared:.4g}) lies inside one "
+            return (f"in their own valley: the shared y cut ({_at(shared)}) lies inside one "
                     "of their populations")
         return ""
     if not (own.peak_end and len(own.peaks) == 1):
@@ -941,11 +942,11 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float, *
         # two merged populations
         opposite = (own.value - peak) * (shared - peak) < 0
         if found_elsewhere and opposite and at >= SPLIT * density.max():
-            return (f"where their peak ends: the shared y cut ({shared:.4g}) splits that "
+            return (f"where their peak ends: the shared y cut ({_at(shared)}) splits that "
                     "peak")
         return ""
     if at >= SHOULDER * density.max() and _inside_population(values, shared,
                                                              estimate=estimate):
-        return (f"where their peak ends: the shared y cut ({shared:.4g}) lies in a shoulder "
+        return (f"where their peak ends: the shared y cut ({_at(shared)}) lies in a shoulder "
                 "of that peak")
     return ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import GatingError
+from ..fmt import position as _at
 from .masks import mahalanobis_squared
 from .mixture import chi2_probability, chi2_quantile, fit_mixture
 from .peaks import gaussian_smooth, prominent_peaks
@@ -451,15 +452,15 @@ def tail_threshold(x, *, n_sd: float = 3.0, quantile: float | None = None,
             # own tail (0.1-0.4% of an unstimulated tube's T cells) as positives
             return Threshold(sign * np.inf, (mode,), note=(
                 f"no cut {n_sd:g} or more SDs out leaves at most {fdr:g} of the events "
-                f"beyond it to the peak's own tail (mode {mode:.4g}, SD {far:.3g} from its "
+                f"beyond it to the peak's own tail (mode {_at(mode)}, SD {far:.3g} from its "
                 f"far flank), with {FDR_MIN_EVENTS} or more there: none stand out of the "
                 "peak; the population is empty"))
         k = abs(cut - mode) / far
-        return Threshold(cut, (mode,), note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} "
+        return Threshold(cut, (mode,), note=f"mode {_at(mode)} {'+' if sign > 0 else '-'} "
                          f"{k:.2f} x {far:.3g} (the SD its far flank shows): at most "
                          f"{fdr:g} of the events beyond it expected from the peak")
     return Threshold(mode + sign * n_sd * sd, (mode,),
-                     note=f"mode {mode:.4g} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
+                     note=f"mode {_at(mode)} {'+' if sign > 0 else '-'} {n_sd:g} x {sd:.3g}")
 
 
 #: Events beyond an ``fdr`` tail cut, at the least: a handful of outliers is no population
@@ -742,7 +743,7 @@ def other_cuts(centres, density, peaks, *, flat: float = 0.2) -> list[tuple[floa
         cut = valley_bottom(density, np.arange(a, b + 1))
         labels = settings.setdefault(cut, [])
         labels += ["valley: first"] * (k == 0) + ["valley: last"] * (k == peaks.size - 2)
-        between.setdefault(cut, f"bounds: [{centres[a]:.4g}, {centres[b]:.4g}]")
+        between.setdefault(cut, f"bounds: [{centres[a]:.4g}, {centres[b]:.4g}]")   # YAML
     top = _beside_dominant(density, peaks, _most_prominent_two(density, peaks))
     settings.setdefault(valley_bottom(density, np.arange(top[0], top[1] + 1)),
                         []).insert(0, "valley: deepest (the default)")
@@ -818,7 +819,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     if floor is not None:
         kept = x[x > floor]
         left_out += (f"{x.size - kept.size} events in a peak below zero signal (over-"
-                     f"compensated) left out of the density below {floor:.4g}; ")
+                     f"compensated) left out of the density below {_at(floor)}; ")
         x = kept
         centres, density, bandwidth = smoothed_density(x, adjust=adjust)
         peaks = find_peaks(centres, density, min_prominence=min_prominence, n_events=x.size,
@@ -848,9 +849,10 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 depth = 1.0 - density[end] / _flank(density, end, outward).max()
                 return Threshold(float(centres[end]), positions, fell_back=True,
                                  depth=float(depth), note=(
-                    f"{left_out}a shoulder of events beyond the {valley} peak "
-                    f"({centres[outer]:.4g}) is the {valley} population: cut at "
-                    f"{centres[end]:.4g}, where that peak ends"))
+                    f"{left_out}a shoulder of events {'above' if outward > 0 else 'below'} "
+                    f"the {valley} peak "
+                    f"({_at(centres[outer])}) is the {valley} population: cut at "
+                    f"{_at(centres[end])}, where that peak ends"))
         share = _share(x, float(centres[chosen[1]]), side) if majority and chosen else 1.0
         if share < 0.5 - 1.0 / np.sqrt(x.size):
             # this valley lies between two of the population's own peaks (cells of two
@@ -858,8 +860,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             # events in the population, else the cut goes where the outermost of its
             # peaks ends. Only under half by more than two binomial SEs: 49% of a
             # thinned file's 800 events does not show the population to be the minority
-            how = (f"the valley between the peaks at {centres[top[0]]:.4g} and "
-                   f"{centres[top[1]]:.4g} (at {centres[chosen[1]]:.4g}) leaves {share:.0%} "
+            how = (f"the valley between the peaks at {_at(centres[top[0]])} and "
+                   f"{_at(centres[top[1]])} (at {_at(centres[chosen[1]])}) leaves {share:.0%} "
                    f"of the events {side} it, and the population is most of its parent "
                    "(majority; where the events it leaves out are debris outnumbering "
                    "the cells, leave majority out)")
@@ -869,7 +871,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 main = int(peaks[0] if side == "above" else peaks[-1])
             else:
                 left_out += (f"{how}; cut in the valley between the peaks at "
-                             f"{centres[chosen[0][0]]:.4g} and {centres[chosen[0][1]]:.4g}; ")
+                             f"{_at(centres[chosen[0][0]])} and {_at(centres[chosen[0][1]])}; ")
         if chosen is not None:
             top, cut = chosen
             big = top[0] if density[top[0]] >= density[top[1]] else top[1]
@@ -877,23 +879,23 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 if valley == "deepest" and not majority else None
             if inner is not None and lo <= centres[inner] <= hi:
                 return Threshold(float(centres[inner]), positions, fell_back=True, note=(
-                    f"{left_out}the valley at {centres[cut]:.4g} has beyond it under a third "
+                    f"{left_out}the valley at {_at(centres[cut])} has beyond it under a third "
                     f"of the events a shoulder on the flank of the peak at "
-                    f"{centres[big]:.4g} holds (the brightest few of a broad population): "
-                    f"cut at {centres[inner]:.4g}, where that peak ends"))
+                    f"{_at(centres[big])} holds (the brightest few of a broad population): "
+                    f"cut at {_at(centres[inner])}, where that peak ends"))
             beside = _beside_dominant(density, peaks, top) \
                 if valley == "deepest" and not majority else top
             if beside is not top and (near := _bounded_valley(
                     centres, density, beside[0], beside[1], lo, hi)) is not None:
-                left_out += (f"the peak at {centres[big]:.4g} dominates: cut in its own "
+                left_out += (f"the peak at {_at(centres[big])} dominates: cut in its own "
                              f"valley, not at the lowest point between it and the peak at "
-                             f"{centres[top[0] if big == top[1] else top[1]]:.4g}; ")
+                             f"{_at(centres[top[0] if big == top[1] else top[1]])}; ")
                 top, cut = beside, near
             depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
             lowest = valley_bottom(density, np.arange(top[0], top[1] + 1))
             if lowest != cut:           # the bounds keep the cut out of the valley's bottom
-                left_out += (f"the valley's lowest point ({centres[lowest]:.4g}) lies outside "
-                             f"the bounds: cut at {centres[cut]:.4g}, within them; ")
+                left_out += (f"the valley's lowest point ({_at(centres[lowest])}) lies outside "
+                             f"the bounds: cut at {_at(centres[cut])}, within them; ")
             return Threshold(float(centres[cut]), positions, depth=float(depth),
                              note=left_out.rstrip("; "))
     else:
@@ -907,7 +909,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         # shoulder: no dead cells); where the peak ends lie live cells of the kinds
         # brighter in this channel (FlowSOM's 68983: 11% of the NK T cells)
         return Threshold(np.inf, positions, note=(
-            f"{left_out}one peak ({centres[main]:.4g}) and no peak or shoulder above it: "
+            f"{left_out}one peak ({_at(centres[main])}) and no peak or shoulder above it: "
             "nothing brighter to leave out, every event kept (majority, valley: last)"))
     ends = {d: peak_end(centres, density, main, d, flat=flat) for d in (1, -1)}
     against = 0                 # the place's side, where the tails decided the other way
@@ -963,24 +965,24 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     end = ends[direction]
     if mirrored is not None:
         value = float(mirrored)
-        rule = (f"cut at {value:.4g}, as far {'above' if direction > 0 else 'below'} the "
-                f"peak at {mode:.4g} as its other flank ends ({why})")
+        rule = (f"cut at {_at(value)}, as far {'above' if direction > 0 else 'below'} the "
+                f"peak at {_at(mode)} as its other flank ends ({why})")
     elif end is not None:
         value = float(centres[end])
-        rule = (f"cut at {value:.4g}, where the peak at {mode:.4g} ends "
+        rule = (f"cut at {_at(value)}, where the peak at {_at(mode)} ends "
                 f"({'above' if direction > 0 else 'below'} it: {why})")
     else:
         sd = peak_spread(centres, density, main, -direction, bandwidth)
         value = mode + direction * fallback_sd * sd
-        rule = (f"cut at the mode {mode:.4g} {'+' if direction > 0 else '-'} {fallback_sd:g} x "
-                f"{sd:.3g}: {value:.4g} (the peak's flank never levels off; {why})")
+        rule = (f"cut at the mode {_at(mode)} {'+' if direction > 0 else '-'} {fallback_sd:g} x "
+                f"{sd:.3g}: {_at(value)} (the peak's flank never levels off; {why})")
     floor = piled.get("bottom")
     if direction < 0 and floor is not None and value <= floor[1] \
             and at_zero_signal(floor[1], scale):
         # the peak is the population and its flank reaches below zero signal, where a
         # pile of events carries none of the marker (a count of 0): they are not of it
         value = float(np.nextafter(floor[1], np.inf))
-        rule += (f"; the {floor[0]} events at zero signal ({floor[1]:.4g}) below it carry "
+        rule += (f"; the {floor[0]} events at zero signal ({_at(floor[1])}) below it carry "
                  "none of the marker: cut just above them")
     clipped = float(np.clip(value, lo, hi))
     # The bounds say where the population's edge lies. When no peak lies beyond the
@@ -991,14 +993,14 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)]
     if side == "above" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
         clipped, rule = hi, rule + (f"; no peak above the lower bound, so no population of "
-                                    f"its own: cut moved to the upper bound ({hi:.4g}), keeping "
+                                    f"its own: cut moved to the upper bound ({_at(hi)}), keeping "
                                     "only what lies beyond it (none where it is absent)")
     elif side == "below" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
         clipped, rule = lo, rule + (f"; no peak below the upper bound, so no population of "
-                                    f"its own: cut moved to the lower bound ({lo:.4g}), keeping "
+                                    f"its own: cut moved to the lower bound ({_at(lo)}), keeping "
                                     "only what lies beyond it (none where it is absent)")
     elif clipped != value:
-        rule += f"; clipped to the bounds: cut at {clipped:.4g}"
+        rule += f"; clipped to the bounds: cut at {_at(clipped)}"
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value, place=against,
@@ -1198,7 +1200,7 @@ def diagonal_cut(d, centre: float, *, near: float = 0.5) -> Threshold:
     centres, density, bandwidth = smoothed_density(d)
     peaks = find_peaks(centres, density, n_events=d.size, bandwidth=bandwidth)
     positions = tuple(float(centres[i]) for i in peaks)
-    line = f"the negatives' diagonal ({centre:.4g})"
+    line = f"the negatives' diagonal ({_at(centre)})"
     if np.any(centres[peaks] <= centre) and np.any(centres[peaks] > centre):
         return Threshold(float(centre), positions, note=f"cut on {line}, between the peaks")
     main = int(peaks[np.argmax(density[peaks])])
@@ -1211,11 +1213,11 @@ def diagonal_cut(d, centre: float, *, near: float = 0.5) -> Threshold:
     sd = peak_spread(centres, density, main, toward, bandwidth)
     if abs(mode - centre) < near * sd:
         return Threshold(float(centre), positions, guessed=True, note=(
-            f"cut on {line}: the one population's peak ({mode:.4g}) lies on it, "
+            f"cut on {line}: the one population's peak ({_at(mode)}) lies on it, "
             "brighter in neither channel than the negatives"))
     return Threshold(float(centres[end]), positions, fell_back=True, note=(
-        f"{line} crosses the one population's peak ({mode:.4g}): cut at "
-        f"{centres[end]:.4g}, where that peak ends, so it is not split"))
+        f"{line} crosses the one population's peak ({_at(mode)}): cut at "
+        f"{_at(centres[end])}, where that peak ends, so it is not split"))
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                                  else "")))
     result = strategy.apply(gated)
 
-    refs = [r for r in REFERENCES if r in result.gate_ids]
+    refs = [r for r in dict.fromkeys((*REFERENCES, *template.percent_of))
+            if r in result.gate_ids]
     by_population = pops.count_columns(result, ancestors=refs)
     stats = pops.statistics_columns(result, ancestors=refs, counts=by_population,
                                     compensation=template.values_compensation)

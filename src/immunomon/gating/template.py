@@ -148,6 +148,9 @@ class Template:
     counting: dict = field(default_factory=dict)
     qc: dict = field(default_factory=dict)
     source: str = "<template>"
+    #: populations each population below or within them gets a percentage of, as
+    #: Lymphocytes and Leukocytes do (``percent_of_<name>`` in the tables)
+    percent_of: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -159,6 +162,7 @@ class Template:
 
         content = {"markers": self.markers, "compensation": self.compensation,
                    "transforms": self.transforms, "counting": self.counting, "qc": self.qc,
+                   **({"percent_of": list(self.percent_of)} if self.percent_of else {}),
                    "populations": [[p.name, p.parent, list(p.dims), p.kind, p.args]
                                    for p in self.populations]}
         text = json.dumps(content, sort_keys=True, default=repr)
@@ -520,7 +524,7 @@ def _build(spec: PopulationSpec, dims, parent):
 # What a template may say, and what each value must be. Unknown keys and wrong types are
 # errors at load, naming the file, line and field, so a typo never passes silently.
 TOP_KEYS = ("panel", "version", "markers", "compensation", "transforms", "counting", "qc",
-            "populations")
+            "percent_of", "populations")
 POPULATION_KEYS = ("name", "parent", "dims", "method", "gate", "args")
 TRANSFORM_KEYS = ("fluorescence", "scatter", "channels")
 TRANSFORM_PARAMS = {"logicle": ("T", "W", "M", "A"), "arcsinh": ("cofactor",),
@@ -893,9 +897,18 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     count = _number(1, closed=True, integer=True)
     qc = _check_mapping(source, doc.get("qc"), {"min_events": count, "min_reportable": count},
                         "qc", _line(doc, "qc"))
+    percent_of = doc.get("percent_of") or []
+    percent_of = [percent_of] if isinstance(percent_of, str) else percent_of
+    if not isinstance(percent_of, list) or not all(isinstance(p, str) for p in percent_of):
+        _fail(source, _line(doc, "percent_of"), "percent_of must list population names")
+    for name in percent_of:
+        if name not in known:
+            _fail(source, _line(doc, "percent_of"), f"percent_of names {name!r}, which is no "
+                                                    "population of the template")
     return Template(panel=str(doc["panel"]), version=str(doc["version"]), markers=markers,
                     compensation=comp, transforms=transforms, populations=populations,
-                    counting=counting, qc=qc, source=source)
+                    counting=counting, qc=qc, source=source,
+                    percent_of=tuple(dict.fromkeys(percent_of)))
 
 
 def builtin_templates() -> dict[str, Path]:
