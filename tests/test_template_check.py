@@ -189,6 +189,7 @@ populations:
   - {name: Per side, parent: T cells, gate: {and: [CD8-, CD4+ among CD8-]}}
   - {name: CD4+ CD8+, parent: CD8+, dims: [CD4], method: threshold}
   - {name: Nested, parent: T cells, gate: {and: [CD4+, CD4+ CD8+]}}
+  - {name: Not per side, parent: T cells, gate: {not: CD4+ among CD8-}}
 """
     template = parse_template(text, "b.yaml")
     (record,) = check_files([FIXTURE], template, tmp_path)
@@ -212,6 +213,9 @@ populations:
     # not require is not a rectangle on CD4 alone: its drawing would hold CD8- events; a
     # cut per side of another (CD4 among the CD8- cells, and CD8-) is one
     assert boolean_rectangle(result, "Nested") is None
+    # a `not` taken within another parent than its operand's (T cells less the CD4+ ones
+    # among CD8- cells) is no rectangle on the operand's parent: its CD8+ cells lie outside
+    assert boolean_rectangle(result, "Not per side") is None
     per_side = boolean_rectangle(result, "Per side")
     inside = per_side.contains([np.asarray(result.values.values(d))
                                 for d in per_side.dimensions]) & rows

@@ -416,7 +416,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                 plot_files["All gates"] = overview
         if plots == "all":
             (work / "plots").mkdir()
-            plot_files.update(plot_all(result, work / "plots"))   # boolean gates have none
+            plot_files.update(plot_all(result, work / "plots"))
         (work / "summary.json").write_text(json.dumps({
             "sample": gating.name, "status": gating.status,
             "file": str(result.sample.path) if result.sample.path and not deidentify else None,

@@ -845,7 +845,11 @@ def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
     """Plot every gate of ``result`` (strategy order) into ``directory`` as
     ``<prefix><gate>.png`` with names from ``safe_filename`` (made unique
     with a numeric suffix), all with one reused figure. Returns gate id ->
-    path; boolean gates are left out. ``kwargs`` go to ``plot_gate``."""
+    path; a boolean gate is drawn where it is a rectangle of cuts on its operands'
+    parent (``template_check.boolean_rectangle``: mDC as CD11c+ and not CD123+, the
+    population a scientist reports), else left out. ``kwargs`` go to ``plot_gate``."""
+    from .template_check import boolean_rectangle
+
     directory = Path(directory)
     result = gating_result(result)
     kwargs["plotter"] = shared_plotter(figsize, dpi)
@@ -859,6 +863,9 @@ def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
             stem = f"{base}_{i}"
         used.add(stem.lower())
         path = plot_gate(result, gid, directory / f"{stem}.png", labels=labels, **kwargs)
+        if path is None and (rect := boolean_rectangle(result, gid)) is not None:
+            path = kwargs["plotter"].plot(result, gid, directory / f"{stem}.png",
+                                          labels=labels, gate=rect)
         if path is not None:
             out[gid] = path
     return out

@@ -113,10 +113,12 @@ def boolean_rectangle(result, gate_id: str):
     one-dimensional cuts (thresholds, found or fixed, each perhaps complemented, or a
     ``not`` of one) on at most two dimensions, drawn on the events of its operands'
     common parent (CD4 T cells as ``and: [CD8- T, CD4+ T]`` on CD4 x CD8 of all T
-    cells); None for any other (an ``or``, a polygon, a cut on both ends complemented, a
-    cut made within a narrower population than the one drawn: monocytes as ``and:
-    [MHCII+, MHCII+ CD11c+ CD14+]`` drawn on MHCII x CD14 of the live cells showed 23
-    CD11c- events inside their rectangle)."""
+    cells); None for any other (an ``or``, a polygon, a cut on both ends complemented),
+    and where the rectangle, drawn on that parent's events, would not hold exactly the
+    population's: a cut made within a narrower population (monocytes as ``and: [MHCII+,
+    MHCII+ CD11c+ CD14+]`` drawn on MHCII x CD14 of the live cells showed 23 CD11c- events
+    inside their rectangle), a ``not`` taken within another parent than its operand's
+    (classical monocytes as monocytes but the CD16+ ones)."""
     from ..gating import RectangleGate
     from ..gating.gates import BooleanGate, dimension_label
 
@@ -169,15 +171,20 @@ def boolean_rectangle(result, gate_id: str):
         operands = [op.ref for op in result.gates[operands[0]].operands]
     parents = {parent_of(op) for op in operands}
     parent = parents.pop() if len(parents) == 1 else gate.parent
-    # each cut must be made on the events drawn, on a population holding them, or on one
-    # the gate requires anyway (CD4 among CD8- T cells, and CD8-): one made within another
-    # narrower population carries that population's conditions too
+    # each cut made on the events drawn, on a population holding them, or on one the gate
+    # requires anyway (CD4 among CD8- T cells, and CD8-): one made within another,
+    # narrower population carries that population's conditions too, which no rectangle
+    # on these axes shows
     holding = {None, parent, *(result.ancestors(parent) if parent is not None else ()), *met}
     if any(parent_of(leaf) not in holding for leaf in leaves):
         return None
     dims, bounds = zip(*found.values())
-    return RectangleGate(gate_id, dims, [tuple(None if np.isinf(v) else float(v) for v in b)
+    rect = RectangleGate(gate_id, dims, [tuple(None if np.isinf(v) else float(v) for v in b)
                                          for b in bounds], parent)
+    # and drawn only where it holds the population exactly among the events drawn
+    drawn = result.mask(parent) if parent is not None else np.ones(result.n_events, bool)
+    inside = rect.contains([np.asarray(result.values.values(d)) for d in dims]) & drawn
+    return rect if np.array_equal(inside, result.mask(gate_id)) else None
 
 
 def boolean_figures(result, directory, start: int = 0) -> dict[str, Path]:
