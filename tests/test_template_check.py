@@ -379,6 +379,25 @@ def test_the_check_marks_where_other_settings_would_cut():
     assert [o["setting"] for o in record] == [how for _, how in cut.others]
 
 
+def test_a_valley_majority_passes_over_is_marked_so():
+    """A HIPC DC tube's forward scatter: debris, lymphocytes, monocytes. With `valley:
+    first, majority: true` the cut goes below the lymphocytes; the dashed line at the
+    lymphocyte/monocyte valley read 'valley: deepest (the default)', a setting a new user
+    took for one that would cut there. `majority` passes that valley over, and says so."""
+    text = ("panel: DC\nversion: '1'\nmarkers: {}\ncompensation: none\n"
+            "transforms: {fluorescence: linear, scatter: linear}\npopulations:\n"
+            "  - {name: On scale, parent: root, dims: [FSC-A, SSC-A], method: boundary}\n"
+            "  - {name: Live, parent: On scale, dims: [FSC-A], method: threshold,\n"
+            "     args: {side: above, valley: first, majority: true}}\n")
+    sample = read_fcs(REAL / "opencyto_dc_1.fcs")
+    strategy, _ = parse_template(text, "dc.yaml").strategy_for(sample)
+    check = {c.gate: c for c in check_result(strategy.apply(sample))}["Live"]
+    (cut,) = check.cuts
+    passed = [v for v, how in cut.others if "majority passes it over" in how]
+    assert len(passed) == 1 and passed[0] > 1.5 * cut.values[0]
+    assert [how for v, how in cut.others if v == cut.values[0]] == ["valley: first"]
+
+
 def test_other_cuts_name_the_setting_of_each_valley_and_lone_peak_end():
     from immunomon.gating import methods
     rng = np.random.default_rng(1)

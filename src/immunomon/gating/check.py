@@ -99,6 +99,14 @@ def _density_of(values: np.ndarray, args: dict, scale=None
     except methods.TooFewEvents:
         return np.zeros(0), np.zeros(0), (), []
     others = methods.other_cuts(centres, density, peaks)
+    if args.get("majority"):
+        # a valley that leaves under half the events on the population's side is one
+        # `majority` passes over: the dashed line there is no cut this gate would make
+        side = args.get("side", "above")
+        others = [(v, how + (f" (majority passes it over: under half the events lie "
+                             f"{side} it)" if how.startswith("valley")
+                             and methods.share_on_side(x, v, side) < 0.5 else ""))
+                  for v, how in others]
     if raised > methods.MIN_PROMINENCE:
         # the valleys of the peaks a raised min_prominence hid, to compare with
         every = methods.find_peaks(centres, density, n_events=x.size, bandwidth=bandwidth)

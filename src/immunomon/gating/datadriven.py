@@ -292,7 +292,9 @@ def _guessed_doubt(t: methods.Threshold, axis: str) -> str:
     took, other = ("negatives", "positive") if above else ("positives", "negative")
     return (f"one peak, and no clear sign of the side the other population lies on: the cut "
             f"went {'above' if above else 'below'} it, taking it for the {took}. If it is "
-            f"the {other}s, '{axis}_args: {{expect: mostly-{other}}}' says so")
+            f"the {other}s, '{axis}_args: {{expect: mostly-{other}}}' says so (for every "
+            f"{axis} cut of the gate, each side's own too: where the other side's lone peak "
+            f"is of the other kind, write a threshold per side instead)")
 
 
 def _against_place(place: int) -> str:

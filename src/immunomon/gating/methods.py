@@ -591,7 +591,7 @@ def below_zero_floor(centres, density, peaks, scale) -> float | None:
     return float(centres[valley_bottom(density, window)])
 
 
-def _share(x: np.ndarray, cut: float, side: str) -> float:
+def share_on_side(x: np.ndarray, cut: float, side: str) -> float:
     """The share of ``x`` on the ``side`` ('above' or 'below') of ``cut``."""
     above = np.count_nonzero(x > cut) / x.size if x.size else 0.0
     return above if side == "above" else 1.0 - above
@@ -612,7 +612,7 @@ def _valley_keeping_majority(x, centres, density, peaks, lo, hi, side):
     found = []
     for a, b in zip(peaks[:-1], peaks[1:]):
         cut = _bounded_valley(centres, density, a, b, lo, hi)
-        if cut is not None and _share(x, float(centres[cut]), side) >= 0.5:
+        if cut is not None and share_on_side(x, float(centres[cut]), side) >= 0.5:
             found.append(((a, b), cut))
     if not found:
         return None
@@ -845,7 +845,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                                                    outward, piled):
                 end = None
             if end is not None and lo <= centres[end] <= hi and (
-                    not majority or _share(x, float(centres[end]), side) >= 0.5):
+                    not majority or share_on_side(x, float(centres[end]), side) >= 0.5):
                 depth = 1.0 - density[end] / _flank(density, end, outward).max()
                 return Threshold(float(centres[end]), positions, fell_back=True,
                                  depth=float(depth), note=(
@@ -853,7 +853,7 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                     f"the {valley} peak "
                     f"({_at(centres[outer])}) is the {valley} population: cut at "
                     f"{_at(centres[end])}, where that peak ends"))
-        share = _share(x, float(centres[chosen[1]]), side) if majority and chosen else 1.0
+        share = share_on_side(x, float(centres[chosen[1]]), side) if majority and chosen else 1.0
         if share < 0.5 - 1.0 / np.sqrt(x.size):
             # this valley lies between two of the population's own peaks (cells of two
             # kinds, no debris peak below them): the valley beyond them that leaves most
