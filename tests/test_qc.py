@@ -339,6 +339,62 @@ def test_count_levels():
     assert flags == {"mid": "info", "tiny": "warning"}
 
 
+def test_a_gate_that_keeps_its_one_peak_whole_as_the_template_says_is_information():
+    """A second debris gate (`expect: mostly-positive`) on a clean file finds one peak
+    and nothing beyond its end: keeping every event is what the template said, as a
+    viability gate with no dead cells; it made 3 of 4 whole-blood samples warnings. A
+    peak that the rule moved past (debris outnumbering the cells) still warns."""
+    from immunomon.gating.datadriven import ThresholdGate
+    from immunomon.gating.dimensions import Dimension
+    from immunomon.gating.strategy import GatingStrategy
+    from immunomon.qc import gate_flags, status
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(4000, 300, 6000)
+    x = x[x > 3400][:5000].astype(np.float32)     # the first debris gate's cut below them
+    sample = Sample(events=x[:, None], channel_info=(Channel("CD45", None, 8192.0),),
+                    keywords={})
+    said = GatingStrategy([ThresholdGate("Cells", [Dimension("CD45")], args={
+        "expect": "mostly-positive"})]).apply(sample)
+    flags = gate_flags(said)
+    assert said.count("Cells") == 5000 and status(flags) == "ok"
+    assert any("every event kept: the template says" in f.message for f in flags)
+    guessed = GatingStrategy([ThresholdGate("Cells", [Dimension("CD45")])]).apply(sample)
+    assert guessed.count("Cells") < 5000 or status(gate_flags(guessed)) == "warning"
+
+
+def test_bounds_that_put_the_cut_inside_a_major_population_say_so():
+    """Bounds are values of the file they were read off: a whole-blood file's CD45
+    bound, read off another file, cut through its neutrophils (23% kept), and the gate's
+    note said only 'cut at 4392, within them'. A cut the bounds moved onto a major peak's
+    flank, above half its height, says it lies inside a population (a note: templates cut
+    some populations knowingly); the same bounds where they hold the cut in a valley do
+    not."""
+    from immunomon.gating.datadriven import ThresholdGate
+    from immunomon.gating.dimensions import Dimension
+    from immunomon.gating.strategy import GatingStrategy
+    from immunomon.qc import gate_flags, status
+
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.normal(1000, 250, 1500),        # debris
+                        rng.normal(4500, 300, 8000)]).astype(np.float32)   # neutrophils
+    sample = Sample(events=x[:, None], channel_info=(Channel("CD45", None, 8192.0),),
+                    keywords={})
+
+    def flags_with(bounds):
+        result = GatingStrategy([ThresholdGate("Cells", [Dimension("CD45")], args={
+            "bounds": bounds})]).apply(sample)
+        return result, gate_flags(result)
+
+    inside, _ = flags_with((4400.0, None))
+    assert inside.count("Cells") < 0.7 * 8000
+    assert any("the bounds put the cut (4410) on the flank of the peak at 4484" in n
+               and "inside a population" in n for n in inside.gates["Cells"].notes)
+    fitting, flags = flags_with((2000.0, 3500.0))
+    assert status(flags) == "ok" and fitting.count("Cells") > 0.99 * 8000
+    assert not any("inside a population" in n for n in fitting.gates["Cells"].notes)
+
+
 def test_a_gate_that_empties_a_large_parent_is_a_failure():
     from immunomon.gating.datadriven import ThresholdGate
     from immunomon.gating.dimensions import Dimension

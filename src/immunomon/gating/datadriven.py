@@ -210,8 +210,28 @@ class ThresholdGate:
                 doubts = (_unplaced_peak(self.side),)
         if self.method == "density" and t.absent:
             doubts += _kept_though_absent(t, x, self.side)
+        if self.method == "density" and t.pinned:
+            # said, not warned: a template's bounds may cut a population knowingly (a
+            # basophil gate's CD45 bound through the lymphocytes' CD45 peak), and over the
+            # whole-blood LST files such cuts scored about as well as the others
+            share, peak = t.pinned
+            notes += (f"the bounds put the cut ({_at(t.value)}) on the flank of the peak at "
+                      f"{_at(peak)}, where the density stands at {share:.0%} of that peak: "
+                      "inside a population. Bounds are the values of the file they were "
+                      "read off; if this file's populations lie elsewhere, read them off it "
+                      "again, or say it with 'expect' or 'valley'",)
+        fell_back = t.fell_back
+        kept_all = bool(np.all(x > t.value) if self.side == "above" else np.all(x < t.value))
+        if (fell_back and kept_all and len(t.peaks) == 1 and not absent
+                and (said := _says_most(self.args, self.side))):
+            # the template says the one peak is the population, and nothing lies beyond
+            # where it ends: nothing to leave out in this file (a debris gate on a clean
+            # one), as a viability gate with no dead cells keeps every event
+            fell_back = False
+            notes += (f"every event kept: the template says the population is most of its "
+                      f"parent ({said}), and none lies beyond where its one peak ends",)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
-                              method=f"{self.method} threshold", fell_back=t.fell_back,
+                              method=f"{self.method} threshold", fell_back=fell_back,
                               notes=notes, doubts=doubts, absent=absent)
 
 

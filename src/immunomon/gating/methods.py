@@ -50,6 +50,32 @@ class Threshold:
                                     # makes (a weak tail or lean) or from the default side
     absent: bool = False            # no peak beyond the near bound: the population was
                                     # taken as absent and the cut moved to the far bound
+    pinned: tuple[float, float] | None = None   # the bounds moved the cut inside a
+                                    # population: (the density there as a share of that
+                                    # population's peak, the peak's place)
+
+
+#: how high on a peak's flank (a share of the peak's height) a cut the bounds moved may
+#: stand before it counts as inside that population: a whole-blood file's CD45 bound,
+#: read off another file, cut through its neutrophils (23% kept), the sample 'ok'
+PINNED = 0.5
+#: ... a peak at least this share of the highest one's height: a minor population the
+#: template's bounds knowingly cut (the shipped templates' CD14 bound among lineage-
+#: negative cells, through a CD14-dim bump beside the monocytes) is no sign of bounds
+#: that do not fit the file
+PINNED_MAJOR = 0.25
+
+
+def _pinned(centres, density, peaks, value: float) -> tuple[float, float] | None:
+    """Where a cut the bounds placed stands on the flank of the nearest peak, a major
+    one (``PINNED_MAJOR``), at ``PINNED`` of its height or more: (that share, the peak's
+    place); else None."""
+    if not len(peaks) or not np.isfinite(value):
+        return None
+    peak = int(peaks[np.argmin(np.abs(centres[peaks] - value))])
+    share = float(np.interp(value, centres, density) / density[peak])
+    major = density[peak] >= PINNED_MAJOR * density[peaks].max()
+    return (share, float(centres[peak])) if share >= PINNED and major else None
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -893,11 +919,13 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 top, cut = beside, near
             depth = 1.0 - density[cut] / min(density[top[0]], density[top[1]])
             lowest = valley_bottom(density, np.arange(top[0], top[1] + 1))
+            pinned = None
             if lowest != cut:           # the bounds keep the cut out of the valley's bottom
                 left_out += (f"the valley's lowest point ({_at(centres[lowest])}) lies outside "
                              f"the bounds: cut at {_at(centres[cut])}, within them; ")
+                pinned = _pinned(centres, density, peaks, float(centres[cut]))
             return Threshold(float(centres[cut]), positions, depth=float(depth),
-                             note=left_out.rstrip("; "))
+                             note=left_out.rstrip("; "), pinned=pinned)
     else:
         note = "one peak"
     if main is None:
@@ -1001,11 +1029,14 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                                     "only what lies beyond it (none where it is absent)")
     elif clipped != value:
         rule += f"; clipped to the bounds: cut at {_at(clipped)}"
+    absent = bool(np.isfinite(lo) and np.isfinite(hi) and not beyond)
+    pinned = _pinned(centres, density, peaks, clipped) \
+        if clipped != value and not absent else None
     return Threshold(clipped, positions, fell_back=True,
                      note=f"{left_out}{note}; {rule}",
                      peak_end=end is not None and clipped == value, place=against,
                      placed=scale_place(mode, scale) if by_place else None, guessed=guessed,
-                     absent=np.isfinite(lo) and np.isfinite(hi) and not beyond)
+                     absent=absent, pinned=pinned)
 
 
 @dataclass(frozen=True)
