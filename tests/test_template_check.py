@@ -137,6 +137,35 @@ def test_template_check_on_a_good_template_exits_zero(tmp_path):
     assert np.any([line.startswith("pbmc_01: ok") for line in result.output.splitlines()])
 
 
+def test_a_check_of_several_files_shows_each_gate_across_them(tmp_path):
+    """Docs-only scientists built montages of one gate across their files by hand; a
+    check of several files writes gates.html: each gate, each file's plots of it."""
+    import re
+    from urllib.parse import unquote
+
+    panel = tmp_path / "good.yaml"
+    panel.write_text(PANEL.split("  - name: Impossible")[0])
+    files = [FIXTURE, REPO / "fixtures" / "pbmc_02_shifted.fcs"]
+    out = tmp_path / "c"
+    result = CliRunner().invoke(main, ["template", "check", *map(str, files), "-t",
+                                       str(panel), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"each gate across the files: {out / 'gates.html'}" in result.output
+    page = (out / "gates.html").read_text(encoding="utf-8")
+    assert re.findall(r'<h2 id="[^"]+">([^<]+)</h2>', page) == ["Singlets", "T cells"]
+    images = re.findall(r'src="([^"]+)"', page)
+    assert {i.split("/")[0] for i in images} == {"pbmc_01", "pbmc_02_shifted"}
+    assert all((out / unquote(i)).is_file() for i in images)
+    records = json.loads((out / "check.json").read_text())
+    assert all(f.startswith(r["sample"] + "/plots/") for r in records
+               for fs in r["figures"].values() for f in fs)
+    # one file: no page of files side by side
+    alone = tmp_path / "one"
+    CliRunner().invoke(main, ["template", "check", str(FIXTURE), "-t", str(panel), "-o",
+                              str(alone)])
+    assert not (alone / "gates.html").exists()
+
+
 def test_a_file_that_cannot_be_read_is_one_line_and_recorded(tmp_path):
     missing = tmp_path / "missing.fcs"
     out = tmp_path / "check"

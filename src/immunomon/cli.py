@@ -383,6 +383,13 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Path(out_dir).mkdir(parents=True, exist_ok=True)     # no page made it when none was read
     with atomic_path(Path(out_dir) / "check.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
+    # each gate's plots of every file side by side, where the check holds several
+    if sum(r["status"] != "failed" for r in records) > 1:
+        from .report.template_check import gates_page
+        gates = gates_page(Path(out_dir) / "gates.html", records,
+                           f"{tmpl.panel} (version {tmpl.version})")
+        if not as_json:
+            click.echo(f"each gate across the files: {gates}")
     # every file's populations side by side: one gate across the run at a glance
     table = populations_across(records)
     if not table.empty:

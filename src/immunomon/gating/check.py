@@ -11,6 +11,7 @@ this to see which gate needs an argument (``valley``, ``bounds``, ``expect``,
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -384,7 +385,10 @@ def check_files(files, template, out_dir, *, progress=None,
                             "gates": [c.to_dict() for c in checks],
                             "pooled": [n for n in gating.notes if any(
                                 n.startswith(f"population {q!r}") for q in pooled_names)],
-                            "populations": populations})
+                            "populations": populations,
+                            # the plots of each gate, relative to the check's folder
+                            "figures": {g: [Path(os.path.relpath(f, out_dir)).as_posix()
+                                            for f in fs] for g, fs in figures.items()}})
         except ImmunomonError as exc:
             records.append({"sample": name, "file": str(path), "status": "failed",
                             "error": str(exc)})

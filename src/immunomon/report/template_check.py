@@ -304,6 +304,45 @@ def check_page(path, *, sample_name: str, template: str, checks, figures,
                              .replace("</head>", img_css + "</head>", 1))
 
 
+def gates_page(path, records, template: str) -> Path:
+    """One page for a check of several files: each gate, then each file's plots of it
+    side by side (its density, the cut on its parent, the scatter views), with the file's
+    count, % of parent and QC level, so one gate is read across the run as a scientist
+    reads a montage (docs-only scientists made their own). ``records``: ``check_files``'s,
+    with each file's ``figures`` (gate -> paths relative to the check's folder, where the
+    page is written)."""
+    path = Path(path)
+    page_dir = path.parent.resolve()
+    read = [r for r in records if r.get("status") != "failed"]
+    order = list(dict.fromkeys(g["gate"] for r in read for g in r["gates"]))
+    sections = []
+    for gate in order:
+        rows = []
+        for r in read:
+            record = next((g for g in r["gates"] if g["gate"] == gate), None)
+            if record is None:
+                continue
+            counts = "; ".join(
+                f"{esc(p)} {n:,}" + (f" ({100 * n / record['parent_events']:.1f}%)"
+                                     if record["parent_events"] else "")
+                for p, n in record["populations"].items())
+            imgs = "".join(f'<img src="{link(page_dir / f, page_dir)}" alt="{esc(gate)}" '
+                           'loading="lazy">' for f in r.get("figures", {}).get(gate, ()))
+            page = link(Path(r["page"]), page_dir)
+            rows.append(f'<div class="file"><p><a href="{page}#{esc(safe_filename(gate))}">'
+                        f'{esc(r["sample"])}</a>: {counts} <span style="color:'
+                        f'{LEVEL_COLOUR[record["level"]]}">{esc(record["level"])}</span></p>'
+                        f'<div class="plots">{imgs}</div></div>')
+        sections.append(f'<h2 id="{esc(safe_filename(gate))}">{esc(gate)}</h2>' + "".join(rows))
+    toc = " &middot; ".join(f'<a href="#{esc(safe_filename(g))}">{esc(g)}</a>' for g in order)
+    body = (f"<h1>Each gate across the files</h1><p>Template: {esc(template)}; "
+            f"{len(read)} files. Each file's page has the rules and notes.</p>"
+            f"<p>{toc}</p>" + "".join(sections))
+    css = "<style>.plots img{max-width:32%;margin-right:0.5%}.file{margin-bottom:1em}</style>"
+    return write_text_atomic(path, _document("template check: each gate across the files",
+                                             body).replace("</head>", css + "</head>", 1))
+
+
 def _population_table(populations) -> str:
     """Every population with its count, boolean and fixed gates' ones too."""
     if not populations:
