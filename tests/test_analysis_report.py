@@ -376,6 +376,24 @@ def test_a_primary_question_without_data_at_its_visit_says_so():
     assert not np.isnan(table.loc["1.NK cells.M1", "p_value"])
 
 
+def test_a_change_row_says_zeros_were_floored_only_where_there_were_zeros():
+    """Every NK row of the demo's report said 'zeros floored at 52.3 cells/uL' though no
+    NK count was zero; the note now counts the zeros it floored."""
+    from immunomon.analysis.questions import immune_change
+    rng = np.random.default_rng(4)
+    rows = [(p, v, pop, float(rng.uniform(50, 500)), d)
+            for p in ["P01", "P02", "P03", "P04", "P05", "P06", "P07"]
+            for v, d in (("pre", -5.0), ("M3", 90.0))
+            for pop in ("NK cells", "Treg", "CD4 T", "Activated T", "T cells")]
+    immune = pd.DataFrame(rows, columns=["patient_id", "visit", "population", "cells_per_ul",
+                                         "day"])
+    immune.loc[(immune.population == "Treg") & (immune.patient_id == "P01"),
+               "cells_per_ul"] = 0.0
+    table = pd.DataFrame(immune_change(immune, Plan(), mixed=False)).set_index("question")
+    assert "floored" not in table.loc["1.NK cells.M3", "note"]
+    assert table.loc["1.Treg.M3", "note"].startswith("2 zeros floored at ")
+
+
 def test_every_declared_share_is_asked_and_a_missing_count_says_why():
     """A study's plan (docs/pipelines.md) whose primary share is not among its shares: the
     question was never asked, with no row to say so; and a tube without counting beads

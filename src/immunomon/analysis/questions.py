@@ -227,6 +227,16 @@ _NO_ABSOLUTE = (" (cells/uL need counting beads in the tube or a reference lymph
                 "leukocyte count per sample: docs/templates.md, per-sample inputs)")
 
 
+def _floored(zeros: int, floor: float, unit: str, n: int) -> str:
+    """A change row's note: how many zeros were raised to the floor before the logs, where
+    there were any (every NK row said 'zeros floored' with none), and what ``n`` pairs
+    cannot show (``_few_pairs``)."""
+    few = _few_pairs(n)
+    if not zeros:
+        return few.removeprefix("; ")
+    return f"{zeros} zero{'s' if zeros != 1 else ''} floored at {floor:.3g} {unit}{few}"
+
+
 def _few_pairs(n: int, alpha: float = 0.05) -> str:
     """What a note says where the exact signed-rank test of ``n`` pairs cannot reach
     ``alpha`` at all: its smallest two-sided p-value is 2 / 2^n (0.125 for 4 patients)."""
@@ -255,6 +265,7 @@ def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: l
 
     index = {v: k for k, v in enumerate(order)}
     logs, floor = _log10(sub["cells_per_ul"].to_numpy())
+    zeros = int(np.count_nonzero(sub["cells_per_ul"].to_numpy() == 0))
     frame = pd.DataFrame({"patient": sub["patient_id"].to_numpy(),
                           "visit": sub["visit"].map(index).to_numpy(), "y": logs})
     frame = frame.groupby(["patient", "visit"], as_index=False)["y"].mean()
@@ -277,7 +288,7 @@ def _wilcoxon_rows(sub: pd.DataFrame, name: str, unit: str, plan: Plan, order: l
             effect_measure=f"fold change {plan.baseline_visit} to {visit}",
             estimate=10 ** est, lower=10 ** lo, upper=10 ** hi, p_value=t.p_value,
             p_method=f"Wilcoxon signed-rank ({t.method})", n=int(t.n),
-            note=f"zeros floored at {floor:.3g} {unit}{_few_pairs(int(t.n))}"))
+            note=_floored(zeros, floor, unit, int(t.n))))
     if primary and not any(r["label"] == "primary" for r in rows):
         # a declared primary question is always answered, if only to say it cannot be
         visit = plan.primary_visit
