@@ -32,9 +32,11 @@ PLANTED = {
     "REFERRING PHYSICIAN": "Dr. Amelia Stroud",
     "LAB NOTE": "call Amelia Stroud re MRN-4417-0093",
     "CUSTOM INFO": "drawn 2024-04-02 by Obermeyer",
+    # a study keyword holding a name and a date: it named the study's folder and pages
+    "$PROJ": "Obermeyer_20240402",
 }
 #: Strings that must not appear anywhere in the shareable outputs.
-SECRETS = ["Jane Q. Doe", "Doe_Jane", "MRN-4417-0093", "Obermeyer", "St. Swithin",
+SECRETS = ["Jane Q. Doe", "Doe_Jane", "MRN-4417-0093", "Obermeyer", "20240402", "St. Swithin",
            "ACC-88231-77", "Amelia Stroud", "1961-04-02", "02-APR-2024", "2024-04-02",
            "Roe_Richard", "ROE-5512", "Ward 7B"]
 INTERNAL = {"registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm",
@@ -83,7 +85,11 @@ def test_no_identifier_in_any_output_byte(deidentified):
     scanned = 0
     for path in results.rglob("*"):
         rel = path.relative_to(results)
-        if path.is_dir() or rel.parts[0] in ("private", "quarantine") or rel.name in INTERNAL:
+        if rel.parts[0] in ("private", "quarantine") or rel.name in INTERNAL:
+            continue
+        # nor in a folder's or file's name (a study keyword named the study's folder)
+        assert not any(secret.lower() in str(rel).lower() for secret in SECRETS), rel
+        if path.is_dir():
             continue
         for blob in _texts(path):
             low = blob.lower()

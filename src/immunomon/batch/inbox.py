@@ -246,9 +246,13 @@ def _keyword(keywords: dict, names) -> str:
     return ""
 
 
-def describe(path, inbox, manifest: Manifest | None = None) -> FileInfo:
+def describe(path, inbox, manifest: Manifest | None = None, *,
+             deidentify: bool = False) -> FileInfo:
     """Registration facts for one file; ``error`` is set (and nothing raised)
-    when its HEADER or TEXT cannot be read."""
+    when its HEADER or TEXT cannot be read. With ``deidentify`` a study is named by the
+    manifest or the upload folder only: a file's study keyword may hold a date or a name
+    (an Accuri's $PROJ of '20190530_110743' named a study folder of de-identified
+    results)."""
     from ..export import identifiers_from, identifying_values
     from ..fcs import read_fcs_metadata
 
@@ -270,8 +274,8 @@ def describe(path, inbox, manifest: Manifest | None = None) -> FileInfo:
     info.instrument = _keyword(keywords, ("$CYT",))
     info.acquired = parse_fcs_date(keywords.get("$DATE"), keywords.get("$BTIM"))
     folder = rel.parts[0] if len(rel.parts) > 1 else ""
-    info.study = (row.study if row and row.study else "") or _keyword(keywords, STUDY_KEYWORDS) \
-        or folder or "default"
+    from_keyword = "" if deidentify else _keyword(keywords, STUDY_KEYWORDS)
+    info.study = (row.study if row and row.study else "") or from_keyword or folder or "default"
     info.patient = (row.patient if row and row.patient else "") or \
         _keyword(keywords, PATIENT_KEYWORDS)
     info.sample = (row.sample if row and row.sample else "") or \

@@ -280,7 +280,7 @@ class Batch:
                 self.summary.skipped += 1
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
-            info = describe(path, inbox, manifest)
+            info = describe(path, inbox, manifest, deidentify=self.options.deidentify)
             moved = None if row is not None or force or info.error else self._moved(info)
             if moved is not None:
                 # the same bytes under a new path, the old one gone: one file, not two
