@@ -120,6 +120,22 @@ def test_a_missing_marker_leaves_out_what_needs_it_and_nothing_else(without_cd45
     flag = next(f for f in map(str, partial.qc_flags) if f.startswith("panel mismatch"))
     assert "lacks CD45" in flag and "Lymphocytes" in flag
     assert not any("refers to" in f for f in map(str, partial.qc_flags))
+    # 4 populations of 37: not a tube of this panel (or CD45 named otherwise), a failure,
+    # where a file lacking one marker of a few populations is a warning
+    mismatch = next(f for f in partial.qc_flags if f.message.startswith("panel mismatch"))
+    assert mismatch.level == "failure" and "under half of the template's" in mismatch.message
+
+
+def test_a_file_lacking_a_marker_of_a_few_populations_is_a_warning(tmp_path):
+    sample = read_fcs(FIXTURES / "pbmc_01.fcs")
+    i = sample.markers.index("FoxP3")
+    channels = list(sample.channel_info)
+    channels[i] = replace(channels[i], marker="unused")
+    without = replace(sample, channel_info=tuple(channels))
+    gating = gate_sample(without, load_template("post-transplant"))
+    (mismatch,) = [f for f in gating.qc_flags if f.message.startswith("panel mismatch")]
+    assert mismatch.level == "warning" and "FoxP3+ Treg" in mismatch.message
+    assert "under half" not in mismatch.message
 
 
 def test_overrides_for_a_population_the_template_lacks_are_an_error(tmp_path):

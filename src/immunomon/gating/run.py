@@ -209,8 +209,10 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     sample = _named_by_template(sample, template)
     # the template against the file's channels first: a file it cannot gate fails here
     strategy, notes = template.strategy_for(sample, overrides)
-    mismatch = template.match(sample).qc_flag()
-    flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [], "warning")
+    match = template.match(sample)
+    mismatch = match.qc_flag()
+    flags: list[qc.QCFlag] = qc.leveled([mismatch] if mismatch else [],
+                                        "failure" if match.mostly_left_out else "warning")
     flags += qc.reader_flags(sample.warnings)
     if template.compensation == "file" and (identity := qc.identity_spillover_flag(sample)):
         flags.append(identity)

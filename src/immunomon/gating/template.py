@@ -118,6 +118,7 @@ class PanelMatch:
     kept: list[str]                # populations (gates) the file supports, in template order
     left_out: dict[str, str]       # population -> why it was left out
     ambiguous: dict[str, list[str]] = field(default_factory=dict)  # marker -> its channels
+    n_populations: int = 0         # the template's populations, quadrants counted
 
     def describe_lacking(self) -> str:
         """What the file lacks, saying where a marker's name is on several channels."""
@@ -132,7 +133,18 @@ class PanelMatch:
         names = list(self.left_out)
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         return (f"panel mismatch: the file lacks {self.describe_lacking()}; "
-                f"{len(names)} population(s) left out: {shown}")
+                f"{len(names)} population(s) left out: {shown}"
+                + ("; it supports under half of the template's populations: a tube of "
+                   "another panel, or markers named otherwise (add their names as aliases)"
+                   if self.mostly_left_out else ""))
+
+    @property
+    def mostly_left_out(self) -> bool:
+        """Whether the file supports under half of the template's populations: not a
+        tube of this panel (a core facility's bead file, a mouse BAL tube and a DC
+        stimulation tube gated with the post-transplant template kept 1-4 populations of
+        37, 'done' with a warning beside the study's tubes)."""
+        return 2 * len(self.left_out) > self.n_populations
 
 
 @dataclass
@@ -276,8 +288,10 @@ class Template:
             left_out[spec.name] = reason
             for quadrant in spec.args.get("quadrants", {}) if spec.kind == "quadrant" else ():
                 left_out[quadrant] = f"its quadrant gate {spec.name!r} was left out"
+        n = sum(1 + (len(spec.args.get("quadrants", {})) if spec.kind == "quadrant" else 0)
+                for spec in self.populations)
         return PanelMatch(channels=channels, missing_markers=missing, lacking=blocking,
-                          kept=kept, left_out=left_out, ambiguous=ambiguous)
+                          kept=kept, left_out=left_out, ambiguous=ambiguous, n_populations=n)
 
     def strategy_for(self, sample, overrides: dict | None = None
                      ) -> tuple[GatingStrategy, list[str]]:
