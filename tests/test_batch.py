@@ -590,6 +590,22 @@ def test_an_unguarded_script_stops_with_the_reason_and_quarantines_nothing(tmp_p
     assert not [r for r in registry_rows(tmp_path / "res") if r["status"] == "quarantined"]
 
 
+def test_an_interrupted_run_says_how_to_go_on(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM ended `batch run` with click's 'Aborted!' and exit code 1, the
+    code of a failed file, with nothing about resuming."""
+    import immunomon.batch.run as batch_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(batch_run, "run_batch", interrupted)
+    (tmp_path / "inbox").mkdir()
+    res = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
+                                    str(tmp_path / "res")])
+    assert res.exit_code == 130 and "Aborted" not in res.output
+    assert "interrupted: the files done are kept" in res.output
+    assert "the same command goes on from there" in res.output
+
+
 def test_retry_failed_and_status(first_run, tmp_path):
     root, _, _, _ = first_run
     results = tmp_path / "results"
@@ -616,6 +632,31 @@ def test_retry_failed_and_status(first_run, tmp_path):
         assert res.exit_code == 0 and "0 processed" in res.output
     finally:
         (root / "inbox" / "StudyB" / "notes.fcs").write_bytes(b"this is a text file, not FCS\n")
+
+
+def test_status_says_when_running_files_were_left_by_a_stopped_run(first_run, tmp_path):
+    """After a kill, `batch status` listed files as running for a run that no longer
+    existed; it now says no run is active and the next one gates them again."""
+    import sqlite3
+
+    from immunomon.atomic import LOCK_NAME, folder_in_use, folder_lock
+
+    root, _, _, _ = first_run
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    with sqlite3.connect(results / "registry.sqlite") as conn:
+        conn.execute("UPDATE files SET status = 'running' WHERE id = (SELECT MIN(id) FROM "
+                     "files WHERE status = 'done')")
+    (results / LOCK_NAME).write_text("pid 1 on a host that stopped")   # a stale lock file
+    assert not folder_in_use(results)
+    res = CliRunner().invoke(main, ["batch", "status", str(results)])
+    assert res.exit_code == 0 and "running: 1" in res.output
+    assert "no run is active" in res.output and "the next run gates them again" in res.output
+    with folder_lock(results, wait=False):           # a run holds the folder: no such line
+        assert folder_in_use(results)
+        held = CliRunner().invoke(main, ["batch", "status", str(results)])
+        assert "no run is active" not in held.output
+    assert not folder_in_use(results)
 
 
 def test_retry_finds_a_template_given_by_a_relative_path_from_anywhere(tmp_path):

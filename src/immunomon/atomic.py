@@ -152,6 +152,24 @@ def _holder(fd: int) -> str:
     return text or "another process"
 
 
+def folder_in_use(folder) -> bool:
+    """Whether a run holds ``folder``'s lock now (read-only: nothing is created, and a
+    lock file a killed run left behind reads as free)."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)            # closing releases a lock taken here
+    return False
+
+
 @contextmanager
 def folder_lock(folder, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
                 poll: float = 0.2) -> Iterator[None]:

@@ -229,7 +229,15 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
                        keep_anomalies, max_attempts)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
-    summary = run_batch(inbox, results, options, progress=progress)
+    try:
+        summary = run_batch(inbox, results, options, progress=progress)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: said as such (click's 'Aborted!', exit 1, read as a failed
+        # file), with how to go on
+        progress.close()
+        click.echo(f"interrupted: the files done are kept in {results}; the same command "
+                   "goes on from there", err=True)
+        sys.exit(130)
     _finish(summary, as_json, progress)
 
 
@@ -315,6 +323,7 @@ def status_cmd(results, show_all, as_json):
       immunomon batch status results/
       immunomon batch status results/ --json > status.json
     """
+    from ..atomic import folder_in_use
     from .registry import Registry, row_dict
 
     reg = Registry.open(results, create=False, readonly=True)
@@ -323,6 +332,12 @@ def status_cmd(results, show_all, as_json):
         rows = [row_dict(r) for r in reg.rows()]
     finally:
         reg.close()
+    if counts.get("running") and not folder_in_use(results):
+        # files a killed run left 'running': no run holds the folder, and the next one
+        # gates them again (they read as still running after a kill)
+        click.echo(f"no run is active in {results}: the {counts['running']} file(s) shown "
+                   "'running' were left by a run that stopped, and the next run gates them "
+                   "again", err=True)
     if as_json:
         click.echo(json.dumps({"counts": counts, "files": rows}, indent=2, default=str))
         return
