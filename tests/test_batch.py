@@ -717,6 +717,11 @@ def test_cli_run_summary_and_exit_code(tmp_path):
     doc = json.loads(res.stdout)
     assert doc["done"] == 1 and doc["failed"] == 1 and doc["quarantined"] == 1
     assert "Traceback" not in res.stderr
+    # the line says quarantined and failed apart, as the registry does
+    text = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run", str(inbox),
+                           "-o", str(tmp_path / "r3"), "--no-plots", "--no-anndata"],
+                          capture_output=True, text=True)
+    assert "1 processed, 0 skipped (already done), 1 quarantined, 0 failed" in text.stdout
     res = subprocess.run([sys.executable, "-m", "immunomon", "batch", "run", str(inbox),
                           "-o", str(tmp_path / "r"), "--no-plots", "--no-anndata"],
                          capture_output=True, text=True)

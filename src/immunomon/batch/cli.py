@@ -178,8 +178,12 @@ def _finish(summary, as_json: bool, progress: _Progress) -> None:
     else:
         for warning in summary.warnings:
             click.echo(f"warning: {warning}", err=True)
+        # the registry calls a file whose input is at fault 'quarantined', and one that
+        # failed otherwise 'failed': said apart here too (it read '11 failed (11
+        # quarantined)' beside a status of 0 failed, 11 quarantined)
+        failed = summary.failed - summary.quarantined
         click.echo(f"{summary.done} processed, {summary.skipped} skipped (already done), "
-                   f"{summary.failed} failed ({summary.quarantined} quarantined)"
+                   f"{summary.quarantined} quarantined, {failed} failed"
                    + (f", {summary.retried} worker deaths survived" if summary.retried else "")
                    + f" in {summary.seconds:.0f} s"
                    + (f" ({summary.files_per_minute:.1f} files/min)" if summary.done else ""))
