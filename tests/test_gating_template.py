@@ -352,6 +352,21 @@ def test_template_qc_sets_the_low_count_limit():
                and "fewer than 5000; too few to report" in f.message for f in flags)
 
 
+def test_a_template_loads_from_a_mapping_as_from_its_yaml():
+    """An analyst in a notebook had to write a temporary YAML file: a dict of the
+    YAML's keys loads, checked as a file is."""
+    import yaml
+    from_text = parse_template(BASE, "p.yaml")
+    from_dict = load_template(yaml.safe_load(BASE))
+    assert from_dict.digest == from_text.digest and from_dict.source == "<template mapping>"
+    broken = yaml.safe_load(BASE)
+    broken["populations"][0]["method"] = "magic"
+    with pytest.raises(TemplateError, match="magic"):
+        load_template(broken)
+    with pytest.raises(TemplateError, match="a mapping of its keys, not int"):
+        load_template(3)
+
+
 def test_percent_of_names_the_populations_the_table_gives_shares_of():
     """Two docs-only scientists wanted monocytes as a share of the live cells, not of
     their parent; only Lymphocytes and Leukocytes got such a column."""

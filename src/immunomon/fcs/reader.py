@@ -559,8 +559,8 @@ def read_fcs(path, dataset: int = 0, *, scale: bool = True) -> Sample:
     ``dataset`` picks a data set of a multi-data-set file ($NEXTDATA), from 0.
     With ``scale`` (the default), log-amplified integer channels are converted to
     linear values and linear channels divided by their gain ($PnG); the Time
-    channel stays in its stored units (``Sample.seconds_per_time_unit`` gives
-    seconds per unit).
+    channel stays in its stored units (``Sample.timestep`` gives seconds per unit, as
+    $TIMESTEP says).
     """
     path, fh = _open(path)
     with fh:

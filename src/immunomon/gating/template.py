@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -941,12 +942,20 @@ def builtin_templates() -> dict[str, Path]:
 
 
 def load_template(name_or_path) -> Template:
-    """Load a template by built-in name or by path."""
+    """Load a template by built-in name or by path, or from a mapping of the YAML's
+    keys (a notebook's dict: checked as a file is; its errors name no line)."""
     if isinstance(name_or_path, Template):
         return name_or_path
+    if isinstance(name_or_path, Mapping):
+        try:
+            text = yaml.safe_dump(dict(name_or_path), sort_keys=False)
+        except yaml.YAMLError as exc:
+            raise TemplateError(f"a template mapping holds values YAML cannot write "
+                                f"(lists, mappings, text and numbers only): {exc}") from None
+        return parse_template(text, "<template mapping>")
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TemplateError(f"a template is a shipped template's name or a YAML file's path, "
-                            f"not {type(name_or_path).__name__}")
+        raise TemplateError(f"a template is a shipped template's name, a YAML file's path or "
+                            f"a mapping of its keys, not {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         shipped = builtin_templates()
