@@ -263,6 +263,11 @@ def test_patient_variables(cohort):
     # endpoint columns on patient: P2 died of NRM on day 301; P1 acute GVHD grade II
     np.testing.assert_array_equal(ds["os_days"].values, [364, 301, 365])
     assert ds["os_event"].values.tolist() == [0, 1, 0]
+    # the event codes travel with the numbers: a competing death is 2, not a relapse
+    assert ds["os_event"].attrs["flag_meanings"] == "censored event"
+    assert ds["relapse_event"].attrs["flag_values"].tolist() == [0, 1, 2]
+    assert ds["relapse_event"].attrs["flag_meanings"] == "censored event competing_event"
+    assert ds["relapse_event"].values.tolist()[1] == 2          # P2's NRM death
     assert ds["death_cause"].values.tolist() == ["", "nrm", ""]
     assert ds["agvhd_max_grade"].values.tolist() == [2, 0, 0]
     assert np.isnan(ds["agvhd_steroid_refractory"].values).all()

@@ -202,6 +202,10 @@ def _patient_variables(clinical, endpoints: pd.DataFrame | None, patients) -> di
             attrs = {"long_name": f"endpoint {col}", "source": "endpoints table"}
             if col.endswith("_days") or col.endswith("_day"):
                 attrs["units"] = "days"
+            if col.endswith("_event"):
+                # the codes travel with the numbers (CF flags): `relapse_event > 0` read a
+                # death without relapse, coded 2, as a relapse
+                attrs.update(_EVENT_FLAGS[col in BINARY_EVENTS])
             if s.dtype == object:
                 out[col] = ("patient", _strings(s), attrs)
             else:
@@ -211,6 +215,13 @@ def _patient_variables(clinical, endpoints: pd.DataFrame | None, patients) -> di
 
 
 EVENT_COLUMNS = ["patient_id", "day", "event", "value"]
+#: endpoints with no competing event (overall and progression-free survival)
+BINARY_EVENTS = {"os_event", "pfs_event"}
+_EVENT_FLAGS = {
+    True: {"flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "censored event"},
+    False: {"flag_values": np.array([0, 1, 2], dtype=np.int8),
+            "flag_meanings": "censored event competing_event"},
+}
 
 
 def _episodes(table: pd.DataFrame, severity: str, levels=None) -> list[tuple]:
