@@ -408,6 +408,24 @@ def test_the_check_marks_where_other_settings_would_cut():
     assert [o["setting"] for o in record] == [how for _, how in cut.others]
 
 
+def test_a_bump_too_small_to_count_is_marked_on_the_density():
+    """A density titled '1 peak' over two visible bumps puzzled a docs-only scientist:
+    a bump of a few events that the method does not count (under two standard errors)
+    is marked hollow and counted apart in the title; a counted peak is not."""
+    from immunomon.gating import methods
+    from immunomon.report.template_check import uncounted_bumps
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 1, 150), rng.normal(4, 0.5, 8)])
+    _, _, centres, density, _, peaks, _ = methods.density_on_scale(x)
+    assert len(peaks) == 1
+    (bump,) = uncounted_bumps(centres, density, tuple(centres[peaks]))
+    assert abs(bump - 4) < 0.3
+    y = np.concatenate([rng.normal(0, 1, 1500), rng.normal(4, 0.5, 300)])
+    _, _, centres, density, _, peaks, _ = methods.density_on_scale(y)
+    assert len(peaks) == 2 and uncounted_bumps(centres, density, tuple(centres[peaks])) == []
+
+
 def test_a_valley_majority_passes_over_is_marked_so():
     """A HIPC DC tube's forward scatter: debris, lymphocytes, monocytes. With `valley:
     first, majority: true` the cut goes below the lymphocytes; the dashed line at the
