@@ -161,6 +161,8 @@ def test_double_donor(exports, tmp_path):
     assert s["percent_donor2"] == pytest.approx(30.0)
     assert s["percent_recipient"] == pytest.approx(20.0)
     assert s["percent_donor"] == pytest.approx(80.0)
+    # the median column is % donor as for one donor (it was the recipient's share, 20)
+    assert s["median"] == pytest.approx(80.0)
 
 
 def test_wide_genotype_tables_as_references(exports, tmp_path):
@@ -234,6 +236,21 @@ def test_an_option_out_of_range_is_named(exports):
                exports / "samples.txt", "--full-donor", "200")
     assert r.exit_code == 2 and "Invalid value for --full-donor: full_donor must be a number " \
         "from 0 to 100, not 200.0" in r.output
+
+
+def test_the_detection_threshold_and_saturation_are_options(exports):
+    """A 3100's overloaded references (7,000-8,600 RFU) were never flagged saturated at
+    the 3500's 30,000, and a weak run's peaks between the lab's 30 RFU and the default 50
+    were lost: both are options, and the settings record what was used."""
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "samples.txt", "--kit", "Identifiler", "--json",
+               "--detection-threshold", "30", "--saturation", "9000")
+    assert r.exit_code == 0, r.output
+    settings = json.loads(r.output)["settings"]
+    assert settings["detection_threshold"] == 30 and settings["saturation"] == 9000
+    bad = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+                 exports / "samples.txt", "--saturation", "0")
+    assert bad.exit_code == 2 and "Invalid value for --saturation" in bad.output
 
 
 def test_unknown_kit_is_an_error(exports):

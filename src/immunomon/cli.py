@@ -430,6 +430,12 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
               help="Size tolerance (bp) for matching peaks to alleles.")
 @click.option("--lod", type=float, default=1.0, show_default=True,
               help="Limit of detection, % of the minor component.")
+@click.option("--detection-threshold", type=float, default=50.0, show_default=True,
+              help="RFU: sample peaks lower than this are not counted (flagged); the "
+                   "analytical threshold the lab validated for its instrument.")
+@click.option("--saturation", type=float, default=30000.0, show_default=True,
+              help="RFU at or above which a peak is flagged saturated: about 30,000 on a "
+                   "3500, 8,000-10,000 on a 3100 or 3130.")
 @click.option("--full-donor", type=float, default=95.0, show_default=True,
               help="% donor at or above which a sample is full donor chimerism.")
 @click.option("--outlier-mad", type=float, default=3.5, show_default=True,
@@ -458,7 +464,8 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Write the CSV tables, chimerism.json and the chimerism.html page here.")
 def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
-              stutter_ratio, forward_stutter, tolerance, lod, full_donor, outlier_mad,
+              stutter_ratio, forward_stutter, tolerance, lod, detection_threshold,
+              saturation, full_donor, outlier_mad,
               allele_balance, off_ladder_alleles, tri_allelic, min_rise, raw, ladders,
               size_standard, as_json, out_dir):
     """STR donor chimerism from GeneMapper exports or raw .fsa traces.
@@ -482,13 +489,15 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
 
     option_of = {"stutter_ratio": "--stutter-ratio", "forward_stutter_ratio": "--forward-stutter",
                  "size_tolerance": "--tolerance", "lod": "--lod", "full_donor": "--full-donor",
+                 "detection_threshold": "--detection-threshold", "saturation": "--saturation",
                  "outlier_mad": "--outlier-mad", "relative_threshold": "--allele-balance",
                  "min_rise": "--min-rise"}
     try:
         settings = ChimerismSettings(
             quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
             forward_stutter_ratio=forward_stutter,
-            size_tolerance=tolerance, lod=lod, full_donor=full_donor,
+            size_tolerance=tolerance, lod=lod, detection_threshold=detection_threshold,
+            saturation=saturation, full_donor=full_donor,
             outlier_mad=outlier_mad if outlier_mad > 0 else None,
             relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
             tri_allelic=tuple(tri_allelic), min_rise=min_rise)

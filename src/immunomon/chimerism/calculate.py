@@ -74,6 +74,7 @@ class ChimerismSettings:
             "outlier_floor": (self.outlier_floor, 0, 50),
             "dropout_share": (self.dropout_share, 0, 100),
             "detection_threshold": (self.detection_threshold, 0, 1e6),
+            "saturation": (self.saturation, 1, 1e7),
             "reference_min_height": (self.reference_min_height, 0, 1e6),
             "broad_factor": (self.broad_factor, 1, 100),
         }
@@ -376,7 +377,7 @@ class SampleResult:
     reported: str = ""
     flags: list = field(default_factory=list)
     file: str = ""
-    median: float = math.nan                       # of the informative loci
+    median: float = math.nan                       # % donor, over the used loci
     outlier_limit: float = math.nan                # points from the median kept
     quantity: str = "area"                         # what the % were computed from
     warnings: list = field(default_factory=list)   # input gaps and what was done
@@ -745,7 +746,11 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
                                   f"the loci's median {median:.1f}")
             keep &= k
             if person is None or person == recipient:
-                out.median, out.outlier_limit = median, limit
+                # the median % donor (with two donors, of both: 100 less the recipient's
+                # median share, which the check read; it was that share, unlike the
+                # single-donor column beside it)
+                out.median = median if person is None else 100.0 - median
+                out.outlier_limit = limit
         for r, k in zip(used, keep):
             if not k:
                 r.used = False
