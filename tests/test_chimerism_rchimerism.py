@@ -214,6 +214,20 @@ def test_double_donor_shares_are_rchimerisms_normalised():
             pytest.approx(expected, abs=0.05), name
 
 
+def test_peaks_where_the_references_show_artefacts_are_no_unknown_alleles():
+    """The double-cord CD33 sample's six 'unknown alleles' at D5S818 sat where the
+    donors' own runs had pull-up and off-ladder peaks: artefacts of the run, flagged as
+    such, not a third person's alleles."""
+    res = chimerism_from_exports(
+        [DONOR1, DOUBLE / "d2data.txt"], DOUBLE / "rdata.txt",
+        [DOUBLE / "08_19_2019" / "cd33_SELECT" / "sdata.txt"])
+    d5 = locus(res, 0, "D5S818")
+    assert not [f for f in d5.flags if f.startswith("unknown_allele")]
+    assert len([f for f in d5.flags if f.startswith("reference_artefact:")]) == 6
+    assert not any(f.startswith("unknown_allele") for r in res.samples[0].loci
+                   for f in r.flags)
+
+
 def test_reference_with_two_names_says_how_many_peaks_each(tmp_path):
     res = CliRunner().invoke(main, ["chimerism", "--donor", str(DOUBLE / "d1data.txt"),
                                     "--donor", str(DOUBLE / "d2data.txt"), "--recipient",

@@ -441,13 +441,17 @@ def _shares(cls: LocusClass, names: dict, amounts: dict, excluded: set,
 def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFrame,
                     settings: ChimerismSettings, *, repeat: int | None = 4,
                     stutter_ratio: float | None = None,
-                    recipient: str | None = None, quantity: str | None = None) -> LocusResult:
+                    recipient: str | None = None, quantity: str | None = None,
+                    reference_artefacts: tuple = ()) -> LocusResult:
     """% donor at one locus of one sample.
 
     ``references`` maps each person (donors first, recipient last unless ``recipient``
     names it) to their :class:`Allele` tuple at this locus; ``peaks`` holds the
     sample's peaks assigned to this locus (with an ``artefact`` column when screened by
     :func:`screen_sample_peaks`). ``quantity`` overrides ``settings.quantity``.
+    ``reference_artefacts``: sizes where a reference run had a peak it did not call an
+    allele (pull-up, a minor or off-ladder peak); a sample peak there is that artefact
+    again (flagged ``reference_artefact``), not a third person's allele.
     """
     people = list(references)
     recipient = recipient or people[-1]
@@ -513,8 +517,13 @@ def locus_chimerism(sample: str, locus: str, references: dict, peaks: pd.DataFra
             is_one_repeat_below(probe, parent, repeat, settings.size_tolerance)
             and (not math.isfinite(amount) or amount <= 2 * ratio * raw[parent.name])
             for parent in union.values())
-        if not stutter_like:
-            res.flags.append(f"unknown_allele:{probe.name}")
+        if stutter_like:
+            continue
+        # where the references' own runs show a peak they did not take for an allele, the
+        # sample's is that artefact again (a double-cord sample's six 'unknown alleles'
+        # at D5S818 sat on pull-up and off-ladder peaks of the donors' runs)
+        seen = any(abs(size - at) <= settings.size_tolerance for at in reference_artefacts)
+        res.flags.append(f"{'reference_artefact' if seen else 'unknown_allele'}:{probe.name}")
 
     if not cls.informative:
         if cls.pattern == "missing":
@@ -711,7 +720,8 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         refs = {g.person: g.loci.get(locus, ()) for g in references}
         res = locus_chimerism(sample, locus, refs, peaks[peaks["locus"] == locus], settings,
                               repeat=repeats[locus], stutter_ratio=ratio,
-                              recipient=recipient, quantity=quantity)
+                              recipient=recipient, quantity=quantity,
+                              reference_artefacts=_reference_artefacts(references, locus))
         for g in references:
             for f in g.flags.get(locus, []):
                 res.flags.append(f"{g.person}_{f}")
@@ -793,6 +803,20 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         out.shares = {}
         out.classification, out.reported = NOT_DETERMINED, ""
     return out
+
+
+def _reference_artefacts(references, locus: str) -> tuple[float, ...]:
+    """Sizes at ``locus`` where a reference run had a peak above its threshold that it did
+    not call an allele (pull-up, spike, stutter, a minor, extra or off-ladder peak)."""
+    sizes = []
+    for g in references:
+        calls = g.calls_frame()
+        if calls is None or not len(calls):
+            continue
+        rows = calls[(calls["locus"] == locus) & (calls["call"] != "allele")
+                     & (calls["reason"] != "below_threshold")]
+        sizes += [float(v) for v in rows["size"] if np.isfinite(v)]
+    return tuple(sizes)
 
 
 #: Loci with a called peak of nobody's genotype that make a sample's identity doubtful:

@@ -31,6 +31,9 @@ FLAG_MEANINGS = {
     "spike": "peaks at this scan in three or more dyes: a spike, not counted",
     "broad_peak": "the peak is much wider than the run's peaks (dye blob?): counted, check",
     "unknown_allele": "a called peak of nobody's genotype (contamination, mix-up?)",
+    "reference_artefact": "a peak of nobody's genotype where a reference run had a "
+                          "non-allele peak too (pull-up, minor or off-ladder): an artefact, "
+                          "not counted",
     "identity_mismatch": "peaks of nobody's genotype at most loci: references of another "
                          "patient or another person's sample; not reported",
     "stutter_corrected": "in the major contributor's stutter position: stutter subtracted",
