@@ -712,6 +712,7 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     repeats = repeat_lengths(loci, kit)
 
     results = []
+    artefacts = _reference_artefacts(references)
     for locus in loci:
         lo = kit.locus(locus) if kit is not None else None
         ratio = settings.stutter_ratios.get(locus)
@@ -721,7 +722,7 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
         res = locus_chimerism(sample, locus, refs, peaks[peaks["locus"] == locus], settings,
                               repeat=repeats[locus], stutter_ratio=ratio,
                               recipient=recipient, quantity=quantity,
-                              reference_artefacts=_reference_artefacts(references, locus))
+                              reference_artefacts=artefacts.get(locus, ()))
         for g in references:
             for f in g.flags.get(locus, []):
                 res.flags.append(f"{g.person}_{f}")
@@ -805,18 +806,14 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     return out
 
 
-def _reference_artefacts(references, locus: str) -> tuple[float, ...]:
-    """Sizes at ``locus`` where a reference run had a peak above its threshold that it did
-    not call an allele (pull-up, spike, stutter, a minor, extra or off-ladder peak)."""
-    sizes = []
-    for g in references:
-        calls = g.calls_frame()
-        if calls is None or not len(calls):
-            continue
-        rows = calls[(calls["locus"] == locus) & (calls["call"] != "allele")
-                     & (calls["reason"] != "below_threshold")]
-        sizes += [float(v) for v in rows["size"] if np.isfinite(v)]
-    return tuple(sizes)
+def _reference_artefacts(references) -> dict[str, tuple[float, ...]]:
+    """Per locus, the sizes where a reference run had a peak above its threshold that it
+    did not call an allele (pull-up, spike, stutter, a minor, extra or off-ladder peak)."""
+    calls = pd.concat([g.calls_frame() for g in references], ignore_index=True)
+    rows = calls[(calls["call"] != "allele") & (calls["reason"] != "below_threshold")
+                 & np.isfinite(pd.to_numeric(calls["size"], errors="coerce"))]
+    return {locus: tuple(float(v) for v in group["size"])
+            for locus, group in rows.groupby("locus")}
 
 
 #: Loci with a called peak of nobody's genotype that make a sample's identity doubtful:

@@ -221,9 +221,9 @@ class ThresholdGate:
                       "read off; if this file's populations lie elsewhere, read them off it "
                       "again, or say it with 'expect' or 'valley'",)
         fell_back = t.fell_back
-        kept_all = bool(np.all(x > t.value) if self.side == "above" else np.all(x < t.value))
-        if (fell_back and kept_all and len(t.peaks) == 1 and not absent
-                and (said := _says_most(self.args, self.side))):
+        if (fell_back and len(t.peaks) == 1 and not absent
+                and (said := _says_most(self.args, self.side))
+                and bool(np.all(x > t.value) if self.side == "above" else np.all(x < t.value))):
             # the template says the one peak is the population, and nothing lies beyond
             # where it ends: nothing to leave out in this file (a debris gate on a clean
             # one), as a viability gate with no dead cells keeps every event

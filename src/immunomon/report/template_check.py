@@ -22,15 +22,12 @@ def uncounted_bumps(centres, density, peaks, least: float = 0.05) -> list[float]
     """Places of the density's local maxima that stand out by ``least`` of its highest
     point or more but are no peak the method counts (``peaks``: a bump must stand out by
     two standard errors of the density, which a few dozen events do not)."""
-    from ..gating.methods import _prominences
+    from ..gating.peaks import prominent_peaks
 
     d = np.asarray(density, dtype=float)
     if d.size < 3 or not np.isfinite(d).all() or d.max() <= 0:
         return []
-    local = np.flatnonzero((d[1:-1] > d[:-2]) & (d[1:-1] >= d[2:])) + 1
-    if not local.size:
-        return []
-    tall = local[_prominences(d, local) >= least * d.max()]
+    tall, _ = prominent_peaks(d, least * d.max())
     step = float(centres[1] - centres[0])
     return [float(centres[i]) for i in tall
             if all(abs(centres[i] - p) > 3 * step for p in peaks)]
