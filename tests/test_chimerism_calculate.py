@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from immunomon.chimerism import (Allele, ChimerismSettings, Genotype, classify_locus,
-                                 combine_loci, compute_chimerism, dose_model_shares,
+                                 classify_sample, combine_loci, compute_chimerism, dose_model_shares,
                                  locus_chimerism, lod_status, percent_dhet_rhom,
                                  percent_dhom_rhet, percent_no_shared, reported_value)
 from immunomon.chimerism.genotype import (MULTI_SHARED, MULTI_UNIQUE, NO_SHARED,
@@ -258,6 +258,9 @@ def test_settings_are_validated():
         ChimerismSettings(stutter="maybe")
     with pytest.raises(ChimerismError, match="lod"):
         ChimerismSettings(lod=-1)
+    with pytest.raises(ChimerismError, match=r"full_recipient \(95 % donor\) must be below "
+                                             r"full_donor \(95 % donor\)"):
+        ChimerismSettings(full_recipient=95)
 
 
 # ----------------------------------------------------------------- combining loci
@@ -338,6 +341,27 @@ def test_full_donor_classification_and_few_loci():
     assert "few_informative_loci" in s.flags
     s = compute_chimerism(_sample_peaks([96, 98], LOCI[:2]), donor, recipient,
                           settings=ChimerismSettings(full_donor=98.0)).samples[0]
+    assert s.classification == "mixed"
+
+
+def test_three_classes_at_their_boundaries():
+    assert classify_sample(95.0) == "full donor"
+    assert classify_sample(94.99) == "mixed" and classify_sample(5.0) == "mixed"
+    assert classify_sample(4.99) == "full recipient" and classify_sample(0.0) == "full recipient"
+    assert classify_sample(0.0, full_recipient=0.0) == "mixed"          # 0: never
+    assert classify_sample(float("nan")) == "not determined"
+    assert classify_sample(97.0, 98.0, 1.0) == "mixed"
+
+
+def test_a_lost_graft_is_full_recipient_not_mixed():
+    # every locus at 2 % donor: the graft lost (or autologous recovery), which a
+    # two-class rule had called mixed, as it would 50 %
+    donor, recipient = _references()
+    s = compute_chimerism(_sample_peaks([2] * 8), donor, recipient).samples[0]
+    assert s.mean == pytest.approx(2.0)
+    assert s.classification == "full recipient" and s.reported == "2.0"
+    s = compute_chimerism(_sample_peaks([2] * 8), donor, recipient,
+                          settings=ChimerismSettings(full_recipient=1.0)).samples[0]
     assert s.classification == "mixed"
 
 

@@ -236,6 +236,10 @@ def test_an_option_out_of_range_is_named(exports):
                exports / "samples.txt", "--full-donor", "200")
     assert r.exit_code == 2 and "Invalid value for --full-donor: full_donor must be a number " \
         "from 0 to 100, not 200.0" in r.output
+    r = invoke("--donor", exports / "donor.txt", "--recipient", exports / "recipient.txt",
+               exports / "samples.txt", "--full-recipient", "96")
+    assert r.exit_code == 2 and "Invalid value for --full-recipient: full_recipient (96 % " \
+        "donor) must be below full_donor (95 % donor)" in r.output
 
 
 def test_the_detection_threshold_and_saturation_are_options(exports):

@@ -99,6 +99,22 @@ def test_rising_recipient_and_loss_of_full_donor():
                                            "mixed", "mixed"]
 
 
+def test_a_graft_lost_after_full_donor_is_flagged():
+    summary = pd.DataFrame({"patient": ["P1"] * 3,
+                            "date": ["2024-01-01", "2024-02-01", "2024-03-01"],
+                            "percent_donor": [99.0, 2.0, 1.0]})
+    out = flag_rising_recipient(summary, min_rise=2.0)
+    assert list(out["classification"]) == ["full donor", "full recipient", "full recipient"]
+    assert list(out["lost_full_donor"]) == [False, True, False]
+
+
+def test_pcr_results_take_the_three_classes():
+    # the marker as far from the reference as before transplant: all recipient, no donor
+    assert qpcr_chimerism(25.0, 20.0, 25.0, 20.0).classification == "full recipient"
+    assert qpcr_chimerism(25.0, 20.0, 25.0, 20.0, full_recipient=0.0).classification \
+        == "mixed"
+
+
 def test_series_are_per_lineage():
     summary = pd.DataFrame({"patient": ["P1"] * 4, "lineage": ["CD3", "CD33", "CD3", "CD33"],
                             "date": ["2024-01-01", "2024-01-01", "2024-02-01", "2024-02-01"],

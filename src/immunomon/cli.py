@@ -438,6 +438,9 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
                    "3500, 8,000-10,000 on a 3100 or 3130.")
 @click.option("--full-donor", type=float, default=95.0, show_default=True,
               help="% donor at or above which a sample is full donor chimerism.")
+@click.option("--full-recipient", type=float, default=5.0, show_default=True,
+              help="% donor under which a sample is full recipient (the graft lost, or "
+                   "autologous recovery); between the two it is mixed. 0: never.")
 @click.option("--outlier-mad", type=float, default=3.5, show_default=True,
               help="Exclude loci this many robust SD (1.4826 x MAD) from the median of "
                    "the loci; 0 keeps all loci.")
@@ -465,7 +468,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
               help="Write the CSV tables, chimerism.json and the chimerism.html page here.")
 def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stutter,
               stutter_ratio, forward_stutter, tolerance, lod, detection_threshold,
-              saturation, full_donor, outlier_mad,
+              saturation, full_donor, full_recipient, outlier_mad,
               allele_balance, off_ladder_alleles, tri_allelic, min_rise, raw, ladders,
               size_standard, as_json, out_dir):
     """STR donor chimerism from GeneMapper exports or raw .fsa traces.
@@ -489,6 +492,7 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
 
     option_of = {"stutter_ratio": "--stutter-ratio", "forward_stutter_ratio": "--forward-stutter",
                  "size_tolerance": "--tolerance", "lod": "--lod", "full_donor": "--full-donor",
+                 "full_recipient": "--full-recipient",
                  "detection_threshold": "--detection-threshold", "saturation": "--saturation",
                  "outlier_mad": "--outlier-mad", "relative_threshold": "--allele-balance",
                  "min_rise": "--min-rise"}
@@ -497,7 +501,7 @@ def chimerism(donors, recipient, samples, kit, lineage, manifest, quantity, stut
             quantity=quantity, stutter=stutter, stutter_ratio=stutter_ratio,
             forward_stutter_ratio=forward_stutter,
             size_tolerance=tolerance, lod=lod, detection_threshold=detection_threshold,
-            saturation=saturation, full_donor=full_donor,
+            saturation=saturation, full_donor=full_donor, full_recipient=full_recipient,
             outlier_mad=outlier_mad if outlier_mad > 0 else None,
             relative_threshold=allele_balance, off_ladder_alleles=off_ladder_alleles,
             tri_allelic=tuple(tri_allelic), min_rise=min_rise)

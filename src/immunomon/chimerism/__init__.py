@@ -10,8 +10,8 @@ series in :mod:`.series`.
 """
 
 from .abif import list_fsa_runs, read_fsa_metadata
-from .calculate import (FULL_DONOR, MIXED, NOT_DETERMINED, ChimerismResult,
-                        ChimerismSettings, LocusResult, SampleResult, classify_sample,
+from .calculate import (FULL_DONOR, FULL_RECIPIENT, MIXED, NOT_DETERMINED,
+                        ChimerismResult, ChimerismSettings, LocusResult, SampleResult, classify_sample,
                         combine_loci, compute_chimerism, dose_model_shares, locus_chimerism,
                         lod_status, match_alleles, percent_dhet_rhom, percent_dhom_rhet,
                         percent_no_shared, reported_value, sample_chimerism,
@@ -28,8 +28,8 @@ from .trace import Trace, dna_amount, mix_traces, read_trace
 from .workflow import chimerism_from_exports, chimerism_from_traces
 
 __all__ = [
-    "Allele", "ChimerismResult", "ChimerismSettings", "FULL_DONOR", "Genotype",
-    "GenotypingRules", "Kit", "SIZE_STANDARDS", "Trace", "chimerism_from_traces",
+    "Allele", "ChimerismResult", "ChimerismSettings", "FULL_DONOR", "FULL_RECIPIENT",
+    "Genotype", "GenotypingRules", "Kit", "SIZE_STANDARDS", "Trace", "chimerism_from_traces",
     "dna_amount", "load_size_standard", "mix_traces", "read_trace",
     "Locus", "LocusClass", "LocusResult", "MIXED", "NOT_DETERMINED", "PCRChimerism",
     "PEAK_COLUMNS", "SampleResult", "builtin_kits", "chimerism_from_exports",

@@ -24,6 +24,7 @@ from .kits import NON_AUTOSOMAL, Kit, builtin_kits, normalize_locus
 
 FULL_DONOR = "full donor"
 MIXED = "mixed"
+FULL_RECIPIENT = "full recipient"
 NOT_DETERMINED = "not determined"
 
 
@@ -45,6 +46,8 @@ class ChimerismSettings:
     dropout_share: float = 20.0         # % median share above which a missing allele is
                                         # dropout, and its locus is left out
     full_donor: float = 95.0            # % donor at or above which a sample is full donor
+    full_recipient: float = 5.0         # % donor under which it is full recipient (graft
+                                        # lost, autologous recovery); 0: never
     min_loci: int = 3                   # fewer informative loci than this is flagged
     exclude_loci: tuple = NON_AUTOSOMAL  # loci reported but kept out of the mean
     relative_threshold: float = 0.5     # reference genotyping: allele balance (of the top)
@@ -68,6 +71,7 @@ class ChimerismSettings:
             "forward_stutter_ratio": (self.forward_stutter_ratio, 0, 1),
             "lod": (self.lod, 0, 50),
             "full_donor": (self.full_donor, 0, 100),
+            "full_recipient": (self.full_recipient, 0, 100),
             "relative_threshold": (self.relative_threshold, 0, 1),
             "reference_stutter": (self.reference_stutter, 0, 1),
             "pull_up_ratio": (self.pull_up_ratio, 0, 1),
@@ -83,6 +87,9 @@ class ChimerismSettings:
                                                and lo <= value <= hi):
                 raise ChimerismError(f"{name} must be a number from {lo} to {hi}, "
                                      f"not {value!r}")
+        if not self.full_recipient < self.full_donor:
+            raise ChimerismError(f"full_recipient ({self.full_recipient:g} % donor) must be "
+                                 f"below full_donor ({self.full_donor:g} % donor)")
         if self.outlier_mad is not None and (isinstance(self.outlier_mad, bool)
                                              or not self.outlier_mad > 0):
             raise ChimerismError(f"outlier_mad must be positive or None, "
@@ -227,11 +234,16 @@ def reported_value(percent_donor: float, lod: float) -> str:
     return "" if math.isnan(percent_donor) else f"{percent_donor:.1f}"
 
 
-def classify_sample(percent_donor: float, full_donor: float = 95.0) -> str:
-    """Full donor chimerism at or above the threshold, mixed below it."""
+def classify_sample(percent_donor: float, full_donor: float = 95.0,
+                    full_recipient: float = 5.0) -> str:
+    """Full donor at or above ``full_donor`` % donor, full recipient under
+    ``full_recipient`` (the graft lost, or autologous recovery: the share under which
+    EBMT and CIBMTR call a graft failed), mixed between."""
     if math.isnan(percent_donor):
         return NOT_DETERMINED
-    return FULL_DONOR if percent_donor >= full_donor else MIXED
+    if percent_donor >= full_donor:
+        return FULL_DONOR
+    return FULL_RECIPIENT if percent_donor < full_recipient else MIXED
 
 
 def _as_number(name: str) -> float | None:
@@ -791,7 +803,8 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     below = lod_status(out.mean, settings.lod)
     if below:
         out.flags.append(f"{below}_below_lod")
-    out.classification = classify_sample(out.mean, settings.full_donor)
+    out.classification = classify_sample(out.mean, settings.full_donor,
+                                         settings.full_recipient)
     out.reported = reported_value(out.mean, settings.lod)
     mismatch = identity_mismatch(results)
     if mismatch:
@@ -893,7 +906,8 @@ class ChimerismResult:
         # A patient's series: rising recipient chimerism between consecutive samples.
         from .series import flag_rising_recipient
         df = flag_rising_recipient(df, warn=False, min_rise=self.settings.min_rise,
-                                   full_donor=self.settings.full_donor)
+                                   full_donor=self.settings.full_donor,
+                                   full_recipient=self.settings.full_recipient)
         for col in ("rising_recipient", "lost_full_donor"):
             hit = df[col].astype(bool)
             df.loc[hit, "flags"] = [f"{f};{col}" if f else col for f in df.loc[hit, "flags"]]

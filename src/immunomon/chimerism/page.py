@@ -190,6 +190,7 @@ def _settings(result: ChimerismResult) -> str:
         f"detection threshold {s.detection_threshold:g} RFU",
         f"stutter: {s.stutter} (ratio {s.stutter_ratio:g} unless the kit says)",
         f"LOD {s.lod:g} %", f"full donor at {s.full_donor:g} %",
+        f"full recipient under {s.full_recipient:g} %",
         "outliers: none excluded" if s.outlier_mad is None else
         f"outliers: beyond {s.outlier_mad:g} robust SD of the median "
         f"(robust SD at least {s.outlier_floor:g} points)",

@@ -80,7 +80,8 @@ class PCRChimerism:
     flags: list = field(default_factory=list)
 
 
-def _result(method: str, pct_r: float, lod: float, full_donor: float) -> PCRChimerism:
+def _result(method: str, pct_r: float, lod: float, full_donor: float,
+            full_recipient: float) -> PCRChimerism:
     flags = []
     if pct_r > 100.0:
         flags.append("out_of_range")        # above the calibrator: assay noise or a mix-up
@@ -89,22 +90,23 @@ def _result(method: str, pct_r: float, lod: float, full_donor: float) -> PCRChim
     if below:
         flags.append(f"{below}_below_lod")
     return PCRChimerism(method, pct_r, pct_d, reported_value(pct_d, lod),
-                        classify_sample(pct_d, full_donor), flags)
+                        classify_sample(pct_d, full_donor, full_recipient), flags)
 
 
 def ddpcr_chimerism(marker_positive, marker_total, reference_positive, reference_total, *,
                     marker_copies=1.0, reference_copies=2.0, lod=0.1,
-                    full_donor=95.0) -> PCRChimerism:
+                    full_donor=95.0, full_recipient=5.0) -> PCRChimerism:
     """ddPCR result with LOD and classification (default LOD 0.1%, typical of ddPCR)."""
     pct = ddpcr_percent_recipient(marker_positive, marker_total, reference_positive,
                                   reference_total, marker_copies=marker_copies,
                                   reference_copies=reference_copies)
-    return _result("ddPCR", pct, lod, full_donor)
+    return _result("ddPCR", pct, lod, full_donor, full_recipient)
 
 
 def qpcr_chimerism(ct_marker, ct_reference, ct_marker_pre, ct_reference_pre, *,
-                   efficiency=1.0, lod=0.1, full_donor=95.0) -> PCRChimerism:
+                   efficiency=1.0, lod=0.1, full_donor=95.0,
+                   full_recipient=5.0) -> PCRChimerism:
     """qPCR (delta-delta-Ct) result with LOD and classification."""
     pct = qpcr_percent_recipient(ct_marker, ct_reference, ct_marker_pre, ct_reference_pre,
                                  efficiency=efficiency)
-    return _result("qPCR", pct, lod, full_donor)
+    return _result("qPCR", pct, lod, full_donor, full_recipient)

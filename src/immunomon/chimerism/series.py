@@ -18,30 +18,33 @@ import pandas as pd
 
 from ..clinical.dates import parse_date
 from ..errors import ChimerismError
-from .calculate import FULL_DONOR, MIXED, NOT_DETERMINED, classify_sample
+from .calculate import FULL_DONOR, FULL_RECIPIENT, MIXED, NOT_DETERMINED, classify_sample
 
 
-def classify_series(percent_donor, full_donor: float = 95.0) -> list:
-    """Full donor / mixed / not determined for each value."""
-    return [classify_sample(float(v), full_donor) for v in percent_donor]
+def classify_series(percent_donor, full_donor: float = 95.0,
+                    full_recipient: float = 5.0) -> list:
+    """Full donor / mixed / full recipient / not determined for each value."""
+    return [classify_sample(float(v), full_donor, full_recipient) for v in percent_donor]
 
 
 def flag_rising_recipient(summary: pd.DataFrame, *, min_rise: float = 2.0,
-                          full_donor: float = 95.0, warn: bool = True) -> pd.DataFrame:
+                          full_donor: float = 95.0, full_recipient: float = 5.0,
+                          warn: bool = True) -> pd.DataFrame:
     """Add ``recipient_rise`` and ``rising_recipient`` to a per-sample table.
 
     ``summary`` needs ``patient``, ``date`` and ``percent_donor``; ``lineage`` is used
     when present (series are per patient and lineage). ``min_rise`` is the rise in
     percentage points of recipient chimerism, from one sample to the next, beyond
     which the change exceeds the assay's variation (STR: 2-5 points; ddPCR far less).
-    Also flags ``lost_full_donor``: the previous sample was full donor, this one is mixed.
+    Also flags ``lost_full_donor``: the previous sample was full donor, this one is mixed
+    or full recipient (``classify_sample``).
     Samples without a date are not compared (False); ``warn`` says how many.
     """
     for col in ("patient", "date", "percent_donor"):
         if col not in summary:
             raise ChimerismError(f"the table needs a {col!r} column to follow a series")
     out = summary.copy()
-    out["classification"] = classify_series(out["percent_donor"], full_donor)
+    out["classification"] = classify_series(out["percent_donor"], full_donor, full_recipient)
     out["percent_recipient"] = 100.0 - out["percent_donor"].astype(float)
     out["_date"] = pd.to_datetime(out["date"], errors="coerce")
     out["recipient_rise"] = np.nan
@@ -63,8 +66,8 @@ def flag_rising_recipient(summary: pd.DataFrame, *, min_rise: float = 2.0,
         out.loc[grp.index, "recipient_rise"] = rise
         out.loc[grp.index, "rising_recipient"] = (rise > min_rise).to_numpy()
         prev = grp["classification"].shift()
-        out.loc[grp.index, "lost_full_donor"] = ((prev == FULL_DONOR)
-                                                 & (grp["classification"] == MIXED)).to_numpy()
+        lost = grp["classification"].isin((MIXED, FULL_RECIPIENT))
+        out.loc[grp.index, "lost_full_donor"] = ((prev == FULL_DONOR) & lost).to_numpy()
     return out.drop(columns="_date")
 
 
@@ -144,5 +147,5 @@ def read_manifest(path) -> dict:
     return out
 
 
-__all__ = ["FULL_DONOR", "MIXED", "NOT_DETERMINED", "classify_series",
+__all__ = ["FULL_DONOR", "FULL_RECIPIENT", "MIXED", "NOT_DETERMINED", "classify_series",
            "flag_rising_recipient", "parse_sample_name", "read_manifest"]
