@@ -19,6 +19,7 @@ import xarray as xr
 from immunomon.analysis.questions import (COLUMNS, Plan, answer_all, gvhd_outcomes,
                                           hodges_lehmann)
 from immunomon.analysis.report import cohort_tables, gvm_report
+from immunomon.errors import AnalysisError
 from immunomon.report.gvm_page import gvm_html
 
 import browser
@@ -272,6 +273,34 @@ def test_gating_qc_marks_undercounted_populations(report):
     assert qc["Treg"]["verdict"] == "ok"
     text = page.read_text()
     assert '<section id="gating-qc"><h2>Gating QC</h2>' in text
+
+
+def test_visits_whose_gating_failed_qc_are_left_out_and_named(tmp_path):
+    cohort = small_cohort()
+    status = np.full((len(PATIENTS), len(VISITS)), "ok", dtype=object)
+    status[PATIENTS.index("P03"), VISITS.index("M3")] = "failure"
+    status[PATIENTS.index("P05"), VISITS.index("M1")] = "warning"
+    cohort.dataset["qc_status"] = (("patient", "timepoint"), status)
+    tables = cohort_tables(cohort)
+    assert tables["qc_failures"].to_dict("records") == [{"patient_id": "P03", "visit": "M3"}]
+    for name in ("immune", "counts"):
+        frame = tables[name]
+        assert not ((frame.patient_id == "P03") & (frame.visit == "M3")).any(), name
+        assert len(frame[(frame.patient_id == "P03")]) == 3 * len(POPS), name
+        assert ((frame.patient_id == "P05") & (frame.visit == "M1")).sum() == len(POPS)
+    kept = cohort_tables(cohort, exclude_qc_failures=False)
+    assert len(kept["immune"]) == len(tables["immune"]) + len(POPS)
+    assert kept["qc_failures"].empty
+    # the M3 Treg question has one patient fewer, and the page and results say which
+    page = gvm_report(cohort, tmp_path, plan=Plan(n_permutations=99))
+    answers = pd.read_csv(tmp_path / "questions.csv").set_index("question")
+    assert answers.loc["1.Treg.M3", "n"] == len(PATIENTS) - 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["qc_failures_left_out"] == [{"patient_id": "P03", "visit": "M3"}]
+    assert ("1 visit whose flow samples failed gating QC is left out of the immune "
+            "questions: P03 M3") in page.read_text()
+    with pytest.raises(AnalysisError, match="exclude_qc_failures must be true or false"):
+        Plan(exclude_qc_failures="yes")
 
 
 def test_analyze_command_summary_of_primary_answers(report):

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from immunomon.chimerism import (Allele, ChimerismSettings, Genotype, classify_locus,
-                                 classify_sample, combine_loci, compute_chimerism, dose_model_shares,
-                                 locus_chimerism, lod_status, percent_dhet_rhom,
-                                 percent_dhom_rhet, percent_no_shared, reported_value)
+                                 classify_sample, combine_loci, compute_chimerism,
+                                 dose_model_shares, locus_chimerism, lod_status,
+                                 percent_dhet_rhom, percent_dhom_rhet, percent_no_shared,
+                                 reported_value)
 from immunomon.chimerism.genotype import (MULTI_SHARED, MULTI_UNIQUE, NO_SHARED,
                                           NON_INFORMATIVE, SHARED_DHET_RHOM,
                                           SHARED_DHOM_RHET, SHARED_HET_HET)
@@ -347,7 +348,7 @@ def test_full_donor_classification_and_few_loci():
 def test_three_classes_at_their_boundaries():
     assert classify_sample(95.0) == "full donor"
     assert classify_sample(94.99) == "mixed" and classify_sample(5.0) == "mixed"
-    assert classify_sample(4.99) == "full recipient" and classify_sample(0.0) == "full recipient"
+    assert classify_sample(4.99) == classify_sample(0.0) == "full recipient"
     assert classify_sample(0.0, full_recipient=0.0) == "mixed"          # 0: never
     assert classify_sample(float("nan")) == "not determined"
     assert classify_sample(97.0, 98.0, 1.0) == "mixed"

@@ -254,6 +254,23 @@ def test_qc_flags(cohort):
         "low count: NK cells; x"
 
 
+def test_qc_status_is_the_worst_of_a_visits_samples(manifest, clinical):
+    status = {"P1_M1": "warning", "P1_M3": "ok", "P2_M1": "failure"}
+    ds = build(manifest, populations=POPULATIONS, clinical=clinical, qc_status=status).dataset
+    assert ds["qc_status"].values.tolist() == [["warning", "ok"], ["failure", ""], ["", ""]]
+    # P2 M1's duplicate (not kept) and P1's marrow sample (not placed) do not reach
+    # their visits; a status gating never writes is not read
+    status = {"P1_M1": "warning", "P1_M3": "ok", "P2_M1": "ok", "P2_M1_repeat": "failure",
+              "P1_BM": "failure"}
+    ds = build(manifest, populations=POPULATIONS, clinical=clinical, qc_status=status).dataset
+    assert ds["qc_status"].values.tolist() == [["warning", "ok"], ["ok", ""], ["", ""]]
+    status["P2_M1"] = "fine"
+    ds = build(manifest, populations=POPULATIONS, clinical=clinical, qc_status=status).dataset
+    assert ds["qc_status"].sel(patient="P2", timepoint="M1").item() == ""
+    ds = build(manifest, populations=POPULATIONS, clinical=clinical).dataset
+    assert (ds["qc_status"].values == "").all()
+
+
 def test_patient_variables(cohort):
     ds = cohort.dataset
     assert ds["age"].values.tolist() == [58.0, 62.0, 49.0]

@@ -62,7 +62,7 @@ def make_inputs(root):
         table.to_csv(gate / sample / "populations.csv", index=False)
         flags = ["low count: T cells"] if sample == "P2_M1" else []
         (gate / sample / "summary.json").write_text(json.dumps({
-            "sample": sample, "status": "ok", "qc_flags": flags,
+            "sample": sample, "status": "warning" if flags else "ok", "qc_flags": flags,
             "template": {"panel": "T tube", "version": "1.0"}}))
     (root / "chim" / "P1").mkdir(parents=True)
     (root / "chim" / "P1" / "chimerism_samples.csv").write_text(CHIMERISM)
@@ -103,6 +103,8 @@ def test_build_and_show(tmp_path):
     assert ds["day"].values.tolist()[0] == [30.0, 90.0]
     assert ds["qc_flags"].sel(patient="P2", timepoint="M1").item() == 1
     assert ds["qc_flag_text"].sel(patient="P2", timepoint="M1").item() == "low count: T cells"
+    assert ds["qc_status"].sel(patient="P2", timepoint="M1").item() == "warning"
+    assert ds["qc_status"].sel(patient="P1").values.tolist() == ["ok", "ok"]
     assert ds.attrs["template"] == "T tube" and ds.attrs["template_version"] == "1.0"
     inputs = json.loads(ds.attrs["inputs"])
     roles = {i["role"] for i in inputs}

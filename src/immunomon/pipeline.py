@@ -75,8 +75,8 @@ _STAGE_KEYS = {
     "analysis": {"seed": int, "title": str, "baseline_visit": str, "primary_visit": str,
                  "landmark_day": (int, float), "horizon_day": (int, float),
                  "populations": list, "shares": list, "primary_counts": list,
-                 "primary_shares": list, "min_events": int, "n_permutations": int,
-                 "conf_level": float},
+                 "primary_shares": list, "min_events": int, "exclude_qc_failures": bool,
+                 "n_permutations": int, "conf_level": float},
 }
 #: the analysis stage's settings that declare its plan (``analysis.questions.Plan``)
 _PLAN_KEYS = tuple(k for k in _STAGE_KEYS["analysis"] if k not in ("seed", "title"))

@@ -62,6 +62,10 @@ class Plan:
     # Poisson CV above 14% there. Questions on a population below the limit in
     # more than half its samples are not estimable; in fewer, they carry a caveat.
     min_events: int = 50
+    # A flow sample whose gating failed QC (a gate emptied a population that holds most
+    # of its parent, a panel the template hardly fits) counts wrong numbers: its
+    # populations are left out of the immune questions, and the report names it.
+    exclude_qc_failures: bool = True
     n_permutations: int = 9999
     seed: int = 0
 
@@ -71,6 +75,9 @@ class Plan:
             if isinstance(value, bool) or not (isinstance(value, (int, float))
                                                and math.isfinite(value) and value > 0):
                 raise AnalysisError(f"{name} must be a positive number of days, not {value!r}")
+        if not isinstance(self.exclude_qc_failures, bool):
+            raise AnalysisError(f"exclude_qc_failures must be true or false, not "
+                                f"{self.exclude_qc_failures!r}")
         if not 0 < self.conf_level < 1:
             raise AnalysisError(f"conf_level must lie between 0 and 1, not {self.conf_level!r}")
         for name in ("min_events", "n_permutations"):

@@ -28,8 +28,8 @@ import pandas as pd
 from ..errors import AnalysisError
 from .questions import COLUMNS, Plan, answer_all, gating_verdicts
 
-__all__ = ["gvm_report", "cohort_tables", "provenance_record", "REPORT_NAME",
-           "PROVENANCE_NAME"]
+__all__ = ["gvm_report", "cohort_tables", "qc_failures", "provenance_record",
+           "REPORT_NAME", "PROVENANCE_NAME"]
 
 REPORT_NAME = "gvm_report.html"
 PROVENANCE_NAME = "provenance.json"
@@ -51,11 +51,28 @@ def _long(ds, variable: str, third: str, value: str) -> pd.DataFrame:
     return out.dropna(subset=[value]).reset_index(drop=True)
 
 
-def cohort_tables(cohort) -> dict[str, pd.DataFrame]:
-    """The long tables the questions and figures read, taken from a Cohort."""
+def qc_failures(ds) -> pd.DataFrame:
+    """The visits whose flow samples failed gating QC (``qc_status``): patient_id, visit."""
+    if "qc_status" not in ds:
+        return pd.DataFrame(columns=["patient_id", "visit"])
+    status = ds["qc_status"].transpose("patient", "timepoint")
+    i, j = np.nonzero(status.to_numpy().astype(str) == "failure")
+    return pd.DataFrame({"patient_id": status["patient"].to_numpy().astype(str)[i],
+                         "visit": status["timepoint"].to_numpy().astype(str)[j]})
+
+
+def cohort_tables(cohort, *, exclude_qc_failures: bool = True) -> dict[str, pd.DataFrame]:
+    """The long tables the questions and figures read, taken from a Cohort; with
+    ``exclude_qc_failures``, without the populations of visits whose flow samples failed
+    gating QC (``qc_failures`` lists them)."""
     ds = cohort.dataset
     immune = _long(ds, "cells_per_ul", "population", "cells_per_ul")
     counts = _long(ds, "count", "population", "count")
+    failed = qc_failures(ds)
+    if exclude_qc_failures and len(failed):
+        keys = pd.MultiIndex.from_frame(failed)
+        immune, counts = (f[~pd.MultiIndex.from_frame(f[["patient_id", "visit"]].astype(str))
+                            .isin(keys)].reset_index(drop=True) for f in (immune, counts))
     chim = _long(ds, "donor_chimerism_percent", "lineage", "percent_donor")
     endpoints = cohort.endpoints.copy()
     endpoints["patient_id"] = endpoints["patient_id"].astype(str)
@@ -68,7 +85,8 @@ def cohort_tables(cohort) -> dict[str, pd.DataFrame]:
     intervals = getattr(cohort, "intervals", None)
     events = getattr(cohort, "events", None)
     return {"immune": immune, "chimerism": chim, "endpoints": endpoints, "counts": counts,
-            "adverse_events": ae,
+            "adverse_events": ae, "qc_failures": failed if exclude_qc_failures
+            else failed.iloc[:0],
             "intervals": pd.DataFrame(columns=["patient_id", "start", "stop", "covariate",
                                                "value"]) if intervals is None else intervals,
             "events": pd.DataFrame(columns=["patient_id", "day", "event", "value"])
@@ -196,7 +214,7 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
     plan = Plan(seed=seed) if plan is None else plan
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = cohort_tables(cohort)
+    tables = cohort_tables(cohort, exclude_qc_failures=plan.exclude_qc_failures)
     _check_endpoints(tables["endpoints"])
     if protocol is not None:
         tables["adverse_events"] = protocol.graded_adverse_events
@@ -216,6 +234,7 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
                "n_patients": int(len(tables["endpoints"])),
                "provenance": PROVENANCE_NAME,
                "gating_qc": answers_records(verdicts),
+               "qc_failures_left_out": tables["qc_failures"].to_dict("records"),
                "figures": {k: [p.name for p in v] for k, v in figures.items()},
                "questions": answers_records(answers[COLUMNS])}
     sections = []
@@ -229,4 +248,5 @@ def gvm_report(cohort, out_dir, *, seed: int = 0, plan: Plan | None = None,
     return write_gvm_page(out / REPORT_NAME, title=title, answers=answers, plan=plan,
                           figures=figures, n_patients=len(tables["endpoints"]),
                           provenance=provenance, provenance_link=PROVENANCE_NAME,
-                          gating_qc=verdicts, sections=sections)
+                          gating_qc=verdicts, left_out=tables["qc_failures"],
+                          sections=sections)

@@ -11,8 +11,9 @@ series in :mod:`.series`.
 
 from .abif import list_fsa_runs, read_fsa_metadata
 from .calculate import (FULL_DONOR, FULL_RECIPIENT, MIXED, NOT_DETERMINED,
-                        ChimerismResult, ChimerismSettings, LocusResult, SampleResult, classify_sample,
-                        combine_loci, compute_chimerism, dose_model_shares, locus_chimerism,
+                        ChimerismResult, ChimerismSettings, LocusResult, SampleResult,
+                        classify_sample, combine_loci, compute_chimerism,
+                        dose_model_shares, locus_chimerism,
                         lod_status, match_alleles, percent_dhet_rhom, percent_dhom_rhet,
                         percent_no_shared, reported_value, sample_chimerism,
                         stutter_corrected)

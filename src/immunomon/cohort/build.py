@@ -39,6 +39,8 @@ UNITS = {
 PATIENT_VARIABLES = ("sex", "age", "diagnosis", "transplant_date", "donor_type", "hla_match",
                      "conditioning", "stem_cell_source")
 PROVENANCE_KEYS = ("input_hashes", "template", "template_version")
+#: a gated sample's status (``summary.json``), from best to worst
+QC_STATUSES = ("ok", "warning", "failure")
 _DIMS3 = ("patient", "timepoint", "population")
 
 
@@ -147,6 +149,19 @@ def _qc(rows: pd.DataFrame, qc: Mapping | None, patients, visits):
         n[i, j] = (0 if np.isnan(n[i, j]) else n[i, j]) + len(flags)
         text[i, j] = "; ".join([t for t in (text[i, j], *flags) if t])
     return n, text
+
+
+def _qc_status(rows: pd.DataFrame, status: Mapping | None, patients, visits) -> np.ndarray:
+    """The worst status of each visit's flow samples; "" without a sample or a status."""
+    out = np.full((len(patients), len(visits)), "", dtype=object)
+    for r in rows.itertuples():
+        level = (status or {}).get(r.sample)
+        if level not in QC_STATUSES:
+            continue
+        i, j = patients.index(r.patient_id), visits.index(r.visit)
+        if not out[i, j] or QC_STATUSES.index(level) > QC_STATUSES.index(out[i, j]):
+            out[i, j] = level
+    return out
 
 
 def _visit_coords(manifest: pd.DataFrame, patients, visits) -> dict:
@@ -354,7 +369,8 @@ def _check_table(table, name: str, required: Sequence[str], any_of: Sequence[str
 
 def build(manifest, *, populations: pd.DataFrame | None = None,
           chimerism: pd.DataFrame | None = None, clinical=None,
-          qc: Mapping[str, Sequence[str]] | None = None, material: str = "blood",
+          qc: Mapping[str, Sequence[str]] | None = None,
+          qc_status: Mapping[str, str] | None = None, material: str = "blood",
           provenance: Mapping | None = None) -> Cohort:
     """Build the cohort from a manifest and the per-sample result tables.
 
@@ -365,7 +381,8 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     chimerism`` (``sample``, ``percent_donor``, ``flags``). ``clinical``: a
     :class:`~immunomon.clinical.ClinicalData` (adds day after transplant, patient
     variables, endpoints, intervals, events, adverse events). ``qc``: sample ->
-    QC flags. ``material``: whose flow samples fill the population variables
+    QC flags; ``qc_status``: sample -> its status ("ok", "warning" or "failure", as
+    ``summary.json`` has it). ``material``: whose flow samples fill the population variables
     (whole ``blood`` by default; others are listed as not placed).
     ``provenance``: extra dataset attributes (input file hashes, template).
 
@@ -441,6 +458,10 @@ def build(manifest, *, populations: pd.DataFrame | None = None,
     data["qc_flag_text"] = (("patient", "timepoint"), qc_text,
                             {"long_name": "QC warnings and failures of the flow samples, "
                                           "'; '-separated"})
+    data["qc_status"] = (("patient", "timepoint"),
+                         _qc_status(fcs_kept, qc_status, patients, visits),
+                         {"long_name": "worst QC status of the visit's flow samples: ok, "
+                                       "warning or failure ('' without a sample or status)"})
     tables = _side_tables(clinical, manifest)
     data.update(_patient_variables(clinical, tables["endpoints"] if clinical is not None
                                    else None, patients))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ImmunomonError
-from .build import build
+from .build import QC_STATUSES, build
 from .manifest import read_manifest
 from .model import Cohort
 
@@ -41,6 +41,7 @@ class GatingOutputs:
     qc: dict[str, list[str]] = field(default_factory=dict)
     templates: list[dict] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)   # sample -> ok, warning, failure
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -61,7 +62,7 @@ def read_gating_folder(folder) -> GatingOutputs:
     if not folder.is_dir():
         raise ImmunomonError(f"{folder}: not a folder of `immunomon gate` results")
     summaries = sorted(folder.rglob("summary.json"))
-    tables, qc, templates, files = [], {}, [], []
+    tables, qc, status, templates, files = [], {}, {}, [], []
     for summary in summaries:
         table_path = summary.parent / "populations.csv"
         if not table_path.is_file():
@@ -79,6 +80,8 @@ def read_gating_folder(folder) -> GatingOutputs:
         flags = ([f["message"] for f in leveled if f.get("level") != "info"]
                  if isinstance(leveled, list) else [str(f) for f in info.get("qc_flags", [])])
         qc.setdefault(name, flags)
+        if info.get("status") in QC_STATUSES:
+            status.setdefault(name, info["status"])
         tmpl = info.get("template")
         if isinstance(tmpl, dict) and tmpl not in templates:
             templates.append(tmpl)
@@ -97,7 +100,7 @@ def read_gating_folder(folder) -> GatingOutputs:
                                      "table")
     populations = pd.concat(tables, ignore_index=True)
     populations["sample"] = populations["sample"].astype(str)
-    return GatingOutputs(populations, qc, templates, files)
+    return GatingOutputs(populations, qc, templates, files, status)
 
 
 def read_chimerism_folder(folder) -> tuple[pd.DataFrame, list[Path]]:
@@ -180,5 +183,6 @@ def build_from_files(manifest, *, clinical=None, gating=None, chimerism=None,
         provenance["template_version"] = "; ".join(str(t.get("version"))
                                                    for t in gate.templates)
     return build(table, populations=gate.populations if gate else None, chimerism=chim,
-                 clinical=clin, qc=gate.qc if gate else None, material=material,
+                 clinical=clin, qc=gate.qc if gate else None,
+                 qc_status=gate.status if gate else None, material=material,
                  provenance=provenance)

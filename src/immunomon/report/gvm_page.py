@@ -325,6 +325,16 @@ def gating_qc_table(gating_qc: pd.DataFrame | None, min_events: int) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def _left_out_html(left_out: pd.DataFrame | None) -> str:
+    """The visits whose flow samples failed gating QC, left out of the immune questions."""
+    if left_out is None or len(left_out) == 0:
+        return ""
+    visits = ", ".join(f"{r.patient_id} {r.visit}" for r in left_out.itertuples())
+    return (f'<p class="small">{len(left_out)} visit{"s" if len(left_out) > 1 else ""} whose '
+            f"flow samples failed gating QC {'are' if len(left_out) > 1 else 'is'} left out "
+            f"of the immune questions: {esc(visits)} (their sample pages say why).</p>")
+
+
 def _figure(name: str, png: Path) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     caption = FIGURE_CAPTIONS.get(name, name)
@@ -362,7 +372,7 @@ def _provenance_html(provenance, provenance_link: str | None) -> str:
 def gvm_html(*, title: str, answers: pd.DataFrame, plan, figures: dict,
              n_patients: int, provenance: dict | None = None,
              provenance_link: str | None = None, gating_qc: pd.DataFrame | None = None,
-             sections: Sequence[Section] = ()) -> str:
+             left_out: pd.DataFrame | None = None, sections: Sequence[Section] = ()) -> str:
     primary = answers[answers["label"] == "primary"]
     separated = answers[answers["separated"].astype(bool)]
     min_events = getattr(plan, "min_events", 0)
@@ -385,7 +395,7 @@ def gvm_html(*, title: str, answers: pd.DataFrame, plan, figures: dict,
                          .fillna("").astype(str) != ""]
         words = (f"<p class=\"small\">{len(marked)} answers carry a gating caveat or are "
                  "not estimable because their population was counted with too few events "
-                 "(rows marked QC).</p>")
+                 "(rows marked QC).</p>") + _left_out_html(left_out)
         parts.append(Section("gating-qc", "Gating QC",
                              gating_qc_table(gating_qc, min_events) + words))
     parts.append(Section("figures", "Figures", "".join(
