@@ -271,6 +271,18 @@ def test_qc_status_is_the_worst_of_a_visits_samples(manifest, clinical):
     assert (ds["qc_status"].values == "").all()
 
 
+def test_show_names_the_visits_whose_gating_failed(manifest, clinical):
+    from immunomon.cohort.summary import format_summary
+    cohort = build(manifest, populations=POPULATIONS, clinical=clinical,
+                   qc_status={"P1_M1": "warning", "P1_M3": "ok", "P2_M1": "failure"})
+    assert cohort.summary()["qc_failures"] == ["P2 M1"]
+    assert "Flow QC: 1 visit whose gating failed (P2 M1), left out of the GvM analysis" \
+        in format_summary(cohort)
+    cohort = build(manifest, populations=POPULATIONS, clinical=clinical)
+    assert cohort.summary()["qc_failures"] == []
+    assert "Flow QC" not in format_summary(cohort)
+
+
 def test_patient_variables(cohort):
     ds = cohort.dataset
     assert ds["age"].values.tolist() == [58.0, 62.0, 49.0]

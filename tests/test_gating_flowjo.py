@@ -18,6 +18,7 @@ from immunomon.gating.flowjo import (FlowJoBiex, FlowJoLog, FlowJoTable, biex_ta
 from immunomon.gating.flowjo.gml import save_sample_gatingml
 
 DATA = syn.DATA
+REAL = DATA.parent / "real"
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +267,19 @@ def test_missing_fcs_file_is_named(synthetic, tmp_path):
         compare_counts(load_flowjo(wsp))
 
 
+def test_a_file_beside_the_workspace_under_the_samples_name_is_found(tmp_path):
+    """68983.wsp records its file as lymphocytes.fcs on another machine; the sample is
+    68983.fcs, and a file of that name beside the workspace is its file."""
+    import shutil
+    for name in ("68983.wsp", "68983.fcs"):
+        shutil.copy(REAL / name, tmp_path / name)
+    ws = load_flowjo(tmp_path / "68983.wsp")
+    assert ws.samples[0].file_name == "lymphocytes.fcs"
+    table = compare_counts(ws)
+    assert set(table["file"]) == {str(tmp_path / "68983.fcs")}
+    assert table["difference"].abs().max() <= 13
+
+
 def test_file_no_sample_uses(synthetic, tmp_path):
     other = tmp_path / "other.fcs"
     other.write_bytes(synthetic[1].read_bytes())
@@ -392,8 +406,12 @@ def test_flowjo9_workspace_saved_as_flowjo10(flowjo9, tmp_path):
     polygons keep their outline: every polygon and range keeps its events; the
     ellipse (redrawn in FlowJo 10's form) moves by a few edge events."""
     ws, fcs, first = flowjo9
-    back = load_flowjo(save_flowjo(ws, tmp_path / "a2004_flowjo10.wsp")).samples[0]
+    saved = save_flowjo(ws, tmp_path / "a2004_flowjo10.wsp")
+    back = load_flowjo(saved).samples[0]
     assert all(isinstance(t, FlowJoBiex) for t in back.transforms.values())
+    # the excerpt's group still names the sample left out of it; the copy does not
+    assert '<SampleRef sampleID="1"' not in saved.read_text()
+    assert f'<SampleRef sampleID="{back.id}"' in saved.read_text()
     fitted = back.transforms["<FITC-A>"]
     table = ws.samples[0].transforms["<FITC-A>"]
     assert np.abs(fitted.apply(table.values) - np.arange(4097)).max() < 1.5   # channels
@@ -438,6 +456,64 @@ def test_gate_job_result_exports_to_flowjo(tmp_path):
     for pop in back.populations:
         if pop.name in result.gate_ids:
             assert np.array_equal(result.mask(pop.name), again.mask(pop.id)), pop.id
+
+
+def test_an_exported_workspace_reads_in_flowkit_as_in_flowjo(tmp_path):
+    """Two forms FlowJo writes and FlowKit relies on: a compensated channel's transform is
+    listed under its plain name too, and a linear axis reaches at least twice as far
+    above 0 as below it (FlowKit reads minRange as flin's A: (x + min) / (max + min) ran
+    a display export's axis, -19,299 below a top of 4,097, backwards)."""
+    import xml.etree.ElementTree as ET
+
+    from immunomon.fcs.sample import Channel, Sample, Spillover
+    from immunomon.gating import FCS, Dimension, GatingStrategy, RectangleGate
+    from immunomon.gating.flowjo import workspace_from_results
+    from immunomon.transforms import Logicle
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    ev = np.column_stack([rng.uniform(0, 4000, n), rng.normal(1500, 6000, n),
+                          rng.uniform(0, 2e5, n), rng.uniform(0, 2e5, n)]).astype(np.float32)
+    chans = (Channel("FSC-A", range=4096.0), Channel("FL3-A", marker="CD8", range=4096.0),
+             Channel("FL1-A", marker="CD3", range=262144.0),
+             Channel("FL2-A", marker="CD4", range=262144.0))
+    spill = Spillover(("FL1-A", "FL2-A"), np.array([[1, 0.1], [0.02, 1]]))
+    sample = Sample(events=ev, channel_info=chans, keywords={"$FIL": "tube.fcs"},
+                    spillover=spill)
+    lg = Logicle(262144, 0.5, 4.5, 0)
+    strategy = GatingStrategy([
+        RectangleGate("CD8+", [Dimension("FL3-A")], [(2400.0, None)]),
+        RectangleGate("CD3+", [Dimension("CD3", FCS, lg)], [(0.5, None)], parent="CD8+")])
+    result = strategy.apply(sample)
+    path = save_flowjo(workspace_from_results([result], names=["tube.fcs"]),
+                       tmp_path / "tube.wsp")
+    xf = {}                                  # channel -> its transform element
+    for el in ET.parse(path).getroot().iter():
+        if el.tag.split("}")[-1] in ("linear", "logicle", "biex", "log"):
+            param = next(c for c in el if c.tag.endswith("}parameter"))
+            xf[next(v for k, v in param.attrib.items() if k.endswith("}name"))] = el
+    assert {"Comp-FL1-A", "FL1-A", "FL3-A"} <= set(xf)
+    assert xf["FL1-A"].attrib == xf["Comp-FL1-A"].attrib
+    lo, hi = (float(next(v for k, v in xf["FL3-A"].attrib.items() if k.endswith(key)))
+              for key in ("minRange", "maxRange"))
+    assert lo <= float(ev[:, 1].min()) and hi >= -2 * lo
+    back = load_flowjo(path).samples[0].strategy().apply(sample)
+    for pop in ("CD8+", "CD3+"):
+        assert np.array_equal(back.mask(pop if pop == "CD8+" else "CD8+/CD3+"),
+                              result.mask(pop))
+    flowkit = pytest.importorskip("flowkit")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fcs = tmp_path / "tube.fcs"
+        from immunomon import write_fcs
+        write_fcs(fcs, sample)
+        fk = flowkit.Workspace(str(path), fcs_samples=str(fcs), filename_as_id=True)
+        sid = fk.get_sample_ids()[0]
+        fk.analyze_samples(sample_id=sid)
+        counts = {r.gate_name: r["count"] for _, r in
+                  fk.get_gating_results(sid).report.iterrows()}
+    assert counts == {"CD8+": result.count("CD8+"), "CD3+": result.count("CD3+")}
 
 
 def test_flowkit_reads_the_synthetic_workspace_alike(synthetic):

@@ -45,6 +45,8 @@ def test_gate_workspace_json(files, tmp_path):
                                        "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
+    assert "\\/" not in result.stdout                 # gate paths as written
+    assert all(type(r["count"]) is int for r in records)
     by_path = {r["path"]: r for r in records}
     expected = syn.expected_counts()
     assert set(by_path) == set(expected)
@@ -95,3 +97,44 @@ def test_gate_workspace_warns_when_the_file_has_other_events(files, tmp_path):
     result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(short), "--json"])
     assert result.exit_code == 0
     assert f"{sum(c[0] for c in syn.CLUSTERS.values())} for this sample" in result.stderr
+
+
+def test_two_files_of_one_sample_get_a_block_each(files, tmp_path):
+    """day1/tube.fcs and day2/tube.fcs both match the workspace's sample: each file's rows
+    stand under its own header (they stood under the first file's)."""
+    wsp, fcs, tmpl = files
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / fcs.name).write_bytes(fcs.read_bytes())
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path), "-t", str(tmpl)])
+    assert result.exit_code == 0, result.output
+    heads = [line for line in result.output.splitlines() if line.startswith("synthetic.fcs")]
+    assert heads == [f"synthetic.fcs  ({tmp_path / 'day1' / fcs.name})",
+                     f"synthetic.fcs  ({tmp_path / 'day2' / fcs.name})"]
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path), "-t", str(tmpl),
+                                       "--json"])
+    records = json.loads(result.stdout)
+    assert len(records) == 2 * len(syn.expected_counts())     # no rows crossed in the merge
+    assert {r["file"] for r in records if r["path"] == "Cells" and r["f1"] is not None} == \
+        {str(tmp_path / d / fcs.name) for d in ("day1", "day2")}
+
+
+def test_a_folder_file_no_sample_uses_is_skipped_with_a_note(files, tmp_path):
+    """A run folder also holds compensation controls and tubes the workspace left out:
+    they are skipped, named; a file given by name that no sample uses stays an error."""
+    wsp, fcs, _ = files
+    (tmp_path / fcs.name).write_bytes(fcs.read_bytes())
+    (tmp_path / "comp_FITC.fcs").write_bytes(fcs.read_bytes())
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {r["file"] for r in json.loads(result.stdout)} == {str(tmp_path / fcs.name)}
+    assert f"{tmp_path / 'comp_FITC.fcs'}: skipped, no sample of the workspace uses this " \
+        "file" in result.stderr
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path / "comp_FITC.fcs")])
+    assert result.exit_code == 2
+    assert "comp_FITC.fcs: no sample of" in result.output and "its samples: " in result.output
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "comp_PE.fcs").write_bytes(fcs.read_bytes())
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(alone)])
+    assert result.exit_code == 2 and "no FCS file in" in result.output

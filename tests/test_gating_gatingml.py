@@ -172,6 +172,45 @@ def test_python_built_strategy_round_trips(tmp_path):
         assert again.parent(gid) == first.parent(gid)
 
 
+def test_an_and_with_its_own_parent_is_written_without_it(tmp_path):
+    """``CD56dim: {and: [NK, "!CD56bright"]}`` under NK: the parent operand adds nothing
+    (the gate holds only its parent's events), and a reader that takes references for
+    the tree's edges (FlowKit 1.3) lost the parent edge with it and could not read the
+    shipped templates' gates.xml. Written as ``not CD56bright``, the same events."""
+    from immunomon.gating import GateReference
+
+    rng = np.random.default_rng(5)
+    ev = rng.uniform(0, 100, size=(3000, 2)).astype(np.float32)
+    smp = Sample(ev, (Channel("FL1-A"), Channel("FL2-A")), {})
+    s = GatingStrategy([
+        RectangleGate("NK", [Dimension("FL1-A")], [(30, None)]),
+        RectangleGate("CD56bright", [Dimension("FL2-A")], [(80, None)], parent="NK"),
+        BooleanGate("CD56dim", "and", [GateReference("NK"),
+                                       GateReference("CD56bright", complement=True)],
+                    parent="NK")])
+    first = s.apply(smp)
+    out = save_gatingml(s, tmp_path / "nk.xml")
+    text = out.read_text()
+    dim = text[text.index('gating:id="CD56dim"'):]
+    dim = dim[:dim.index("</gating:BooleanGate>")]
+    assert "<gating:not>" in dim and 'gating:ref="NK"' not in dim
+    assert 'use-as-complement' not in dim
+    again = load_gatingml(out).apply(smp)
+    for gid in first.gate_ids:
+        assert np.array_equal(again.mask(gid), first.mask(gid)), gid
+    assert 0 < first.count("CD56dim") < first.count("NK")
+    flowkit = pytest.importorskip("flowkit")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fcs = tmp_path / "nk.fcs"
+        from immunomon import write_fcs
+        write_fcs(fcs, smp)
+        report = flowkit.parse_gating_xml(str(out)).gate_sample(flowkit.Sample(str(fcs))).report
+    counts = dict(zip(report["gate_name"], report["count"]))
+    assert counts["CD56dim"] == first.count("CD56dim")
+
+
 def test_subclassed_gates_export_as_their_gatingml_type(tmp_path):
     from dataclasses import dataclass
 

@@ -273,6 +273,12 @@ def test_workspace_and_template_side_by_side_on_a_real_file():
     # the template's own helper population, which the expert did not gate, is named
     assert table.attrs["notes"] == ["68983.fcs: not scored, no workspace population (or "
                                     "parent and population) of their name, or several: Not gd"]
+    # docs/validation.md's table is this run's
+    text = (REPO / "docs" / "validation.md").read_text(encoding="utf-8")
+    for pop in leaves:
+        row = scored.loc[pop]
+        assert (f"| {pop} (" in text and f"| {int(row.flowjo_count):,} | "
+                f"{int(row.template_count):,} | {row.f1:.3f} |" in text), pop
 
 
 def test_a_template_gap_is_named_beside_the_workspace_scores(tmp_path):

@@ -99,7 +99,9 @@ def info(files, as_json):
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--template", "-t", default="post-transplant", show_default=True,
-              help="A built-in template name or the path of a template YAML file.")
+              help="A built-in template name or the path of a template YAML file. With "
+                   "--workspace only when given: its gates are then scored against the "
+                   "manual ones.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False),
               help="Folder for the results (one sub-folder per sample). Required unless "
                    "--workspace is given.")
@@ -259,8 +261,8 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         with atomic_path(Path(out_dir) / "workspace_counts.csv") as tmp:
             table.to_csv(tmp, index=False)
-    if as_json:
-        click.echo(table.to_json(orient="records", indent=2))
+    if as_json:          # through json, which leaves '/' in gate paths unescaped
+        click.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
     else:
         click.echo(format_comparison(table))
 

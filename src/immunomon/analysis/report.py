@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cohort.summary import qc_failures
 from ..errors import AnalysisError
 from .questions import COLUMNS, Plan, answer_all, gating_verdicts
 
-__all__ = ["gvm_report", "cohort_tables", "qc_failures", "provenance_record",
-           "REPORT_NAME", "PROVENANCE_NAME"]
+__all__ = ["gvm_report", "cohort_tables", "provenance_record", "REPORT_NAME",
+           "PROVENANCE_NAME"]
 
 REPORT_NAME = "gvm_report.html"
 PROVENANCE_NAME = "provenance.json"
@@ -51,20 +52,10 @@ def _long(ds, variable: str, third: str, value: str) -> pd.DataFrame:
     return out.dropna(subset=[value]).reset_index(drop=True)
 
 
-def qc_failures(ds) -> pd.DataFrame:
-    """The visits whose flow samples failed gating QC (``qc_status``): patient_id, visit."""
-    if "qc_status" not in ds:
-        return pd.DataFrame(columns=["patient_id", "visit"])
-    status = ds["qc_status"].transpose("patient", "timepoint")
-    i, j = np.nonzero(status.to_numpy().astype(str) == "failure")
-    return pd.DataFrame({"patient_id": status["patient"].to_numpy().astype(str)[i],
-                         "visit": status["timepoint"].to_numpy().astype(str)[j]})
-
-
 def cohort_tables(cohort, *, exclude_qc_failures: bool = True) -> dict[str, pd.DataFrame]:
     """The long tables the questions and figures read, taken from a Cohort; with
     ``exclude_qc_failures``, without the populations of visits whose flow samples failed
-    gating QC (``qc_failures`` lists them)."""
+    gating QC (``cohort.summary.qc_failures`` lists them)."""
     ds = cohort.dataset
     immune = _long(ds, "cells_per_ul", "population", "cells_per_ul")
     counts = _long(ds, "count", "population", "count")

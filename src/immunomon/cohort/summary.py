@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..fmt import counted
 
-__all__ = ["summarise", "format_summary"]
+__all__ = ["summarise", "format_summary", "qc_failures"]
 
 
 def _coverage(ds) -> pd.DataFrame:
@@ -56,6 +56,16 @@ def _endpoints(ep: pd.DataFrame) -> dict:
     return out
 
 
+def qc_failures(ds) -> pd.DataFrame:
+    """The visits whose flow samples failed gating QC (``qc_status``): patient_id, visit."""
+    if "qc_status" not in ds:
+        return pd.DataFrame(columns=["patient_id", "visit"])
+    status = ds["qc_status"].transpose("patient", "timepoint")
+    i, j = np.nonzero(status.to_numpy().astype(str) == "failure")
+    return pd.DataFrame({"patient_id": status["patient"].to_numpy().astype(str)[i],
+                         "visit": status["timepoint"].to_numpy().astype(str)[j]})
+
+
 def summarise(cohort) -> dict:
     """Counts, dimensions, coverage, endpoints, provenance and warnings as plain data."""
     ds = cohort.dataset
@@ -69,6 +79,7 @@ def summarise(cohort) -> dict:
         "lineages": [str(x) for x in ds["lineage"].values],
         "samples": {str(k): int(v) for k, v in status.items()},
         "coverage": json.loads(_coverage(ds).to_json(orient="records")),
+        "qc_failures": [f"{r.patient_id} {r.visit}" for r in qc_failures(ds).itertuples()],
         "endpoints": _endpoints(cohort.endpoints),
         "created": ds.attrs.get("created", ""),
         "software_version": ds.attrs.get("software_version", ""),
@@ -104,6 +115,9 @@ def format_summary(cohort, *, title: str = "cohort") -> str:
     if "median_day" in cov:
         cov["median_day"] = cov["median_day"].map(lambda d: "" if np.isnan(d) else f"{d:g}")
     lines.append(cov.to_string(index=False))
+    if s["qc_failures"]:
+        lines.append(f"Flow QC: {counted(len(s['qc_failures']), 'visit')} whose gating failed "
+                     f"({_names(s['qc_failures'])}), left out of the GvM analysis")
     ep = s["endpoints"]
     lines.append("")
     if ep:

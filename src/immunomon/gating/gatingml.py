@@ -463,8 +463,9 @@ class _Writer:
                     _sub(q, G, "position", {(G, "divider_ref"): div_id,
                                             (G, "location"): xml_number(loc)})
         else:
-            op = _sub(elem, G, gate.operator)
-            for o in gate.operands:
+            operator, operands = _within_parent(gate)
+            op = _sub(elem, G, operator)
+            for o in operands:
                 a = {(G, "ref"): o.ref}
                 if o.complement:
                     a[(G, "use-as-complement")] = "true"
@@ -479,6 +480,22 @@ class _Writer:
             self.gate(gate)
         ET.indent(self.root)
         return ET.ElementTree(self.root)
+
+
+def _within_parent(gate: BooleanGate) -> tuple[str, tuple]:
+    """A boolean gate's operator and operands without an ``and`` operand that is its own
+    parent: the gate holds only its parent's events anyway, and a reader that takes the
+    references for the tree's edges (FlowKit 1.3) loses the parent edge with it
+    (``CD56dim NK: {and: [NK cells, "!CD56bright NK"]}`` under NK cells is written as
+    ``not CD56bright NK``). Kept where too little would remain."""
+    if gate.operator != "and" or gate.parent is None:
+        return gate.operator, tuple(gate.operands)
+    rest = tuple(o for o in gate.operands if o.complement or o.ref != gate.parent)
+    if len(rest) >= 2:
+        return "and", rest
+    if len(rest) == 1 and rest[0].complement:
+        return "not", (GateReference(rest[0].ref),)
+    return gate.operator, tuple(gate.operands)
 
 
 def save_gatingml(strategy: GatingStrategy, path) -> Path:

@@ -60,26 +60,50 @@ def match_files(ws: Workspace, files=None) -> list[tuple[WorkspaceSample, Path]]
     """Pair samples with FCS files.
 
     With ``files`` (paths or folders), each file is matched to the sample whose
-    recorded file name, ``$FIL`` keyword or name it carries; a file no sample
-    names is an error. Without, every sample's file is looked for at its
-    recorded location and beside the workspace; a missing one is an error.
+    recorded file name, ``$FIL`` keyword or name it carries; a file named in ``files``
+    that no sample uses is an error, one found in a folder is skipped
+    (``matched_files`` says which). Without, every sample's file is looked for at
+    its recorded location and beside the workspace; a missing one is an error.
     """
+    return matched_files(ws, files)[0]
+
+
+def matched_files(ws: Workspace, files=None
+                  ) -> tuple[list[tuple[WorkspaceSample, Path]], list[str]]:
+    """``match_files``'s pairs, and a note for each file of a folder no sample uses (a
+    run folder also holds compensation controls and tubes the workspace left out)."""
     if files is None:
-        return [(s, locate(ws, s)) for s in ws.samples]
+        return [(s, locate(ws, s)) for s in ws.samples], []
     from ..run import find_fcs_files
     found = find_fcs_files(files)
     if not found:
         raise FlowJoError("no FCS files found in the inputs given: "
                           + ", ".join(str(f) for f in files))
-    pairs = []
-    for path in found:
-        path = Path(path)
+    named = {Path(f) for f in files if not Path(f).is_dir()}
+    pairs, skipped = [], []
+    for path in map(Path, found):
         sample = sample_for_file(ws, path)
-        if sample is None:
-            raise FlowJoError(f"{path}: no sample of {ws.path} uses this file; its samples "
-                              f"use: {', '.join(s.file_name for s in ws.samples) or 'none'}")
-        pairs.append((sample, path))
-    return pairs
+        if sample is not None:
+            pairs.append((sample, path))
+        elif path in named:
+            raise FlowJoError(f"{path}: no sample of {ws.path} uses this file (by its file "
+                              f"name, FlowJo's $FIL or the sample's name); {_samples(ws)}")
+        else:
+            skipped.append(path)
+    if not pairs:
+        raise FlowJoError(f"no FCS file in {', '.join(str(f) for f in files)} is used by a "
+                          f"sample of {ws.path}; {_samples(ws)}")
+    notes = [f"{path}: skipped, no sample of the workspace uses this file" for path in skipped]
+    return pairs, notes
+
+
+def _samples(ws: Workspace) -> str:
+    """The workspace's samples and their files, as an error lists them."""
+    def one(s):
+        names = dict.fromkeys(n for n in (s.file_name, s.keywords.get("$FIL", "")) if n
+                              and _key(n) != _key(s.name))
+        return s.name + (f" ({', '.join(names)})" if names else "")
+    return "its samples: " + (", ".join(one(s) for s in ws.samples) or "none")
 
 
 def sample_for_file(ws: Workspace, path: Path) -> WorkspaceSample | None:
@@ -94,8 +118,9 @@ def sample_for_file(ws: Workspace, path: Path) -> WorkspaceSample | None:
 
 
 def locate(ws: Workspace, sample: WorkspaceSample) -> Path:
-    """The FCS file of a sample: where the workspace recorded it, else beside
-    the workspace (also in a sub-folder), else an error naming it."""
+    """The FCS file of a sample: where the workspace recorded it, else beside the
+    workspace (also in a sub-folder) under its recorded file name, its ``$FIL`` or the
+    sample's name, else an error naming it."""
     looked = []
     if sample.uri:
         recorded = Path(_uri_path(sample.uri))
@@ -103,10 +128,14 @@ def locate(ws: Workspace, sample: WorkspaceSample) -> Path:
         if recorded.is_file():
             return recorded
     folder = ws.path.parent
-    for candidate in [folder / sample.file_name, *folder.rglob(sample.file_name)]:
-        if candidate.is_file():
-            return candidate
-    looked.append(str(folder / sample.file_name))
+    names = [n for n in dict.fromkeys((sample.file_name, sample.keywords.get("$FIL", ""),
+                                       sample.name, f"{_stem(sample.name)}.fcs"))
+             if n and Path(n).name == n]
+    for name in names:
+        for candidate in [folder / name, *sorted(folder.rglob(name))]:
+            if candidate.is_file():
+                return candidate
+    looked += [str(folder / n) for n in names]
     raise FlowJoError(f"{ws.path}: sample {sample.name!r}: FCS file {sample.file_name!r} not "
                       f"found (looked at {', '.join(looked)}); put it beside the workspace "
                       "or pass the files explicitly")
@@ -133,7 +162,12 @@ def apply_sample(ws: Workspace, sample: WorkspaceSample, path) -> AppliedSample:
 
 
 def apply_workspace(ws: Workspace, files=None) -> list[AppliedSample]:
-    return [apply_sample(ws, s, p) for s, p in match_files(ws, files)]
+    """Every matched file gated with its sample's gates; the first carries the notes of
+    the files a folder held that no sample uses."""
+    pairs, skipped = matched_files(ws, files)
+    applied = [apply_sample(ws, s, p) for s, p in pairs]
+    applied[0].notes[:0] = skipped
+    return applied
 
 
 def compare_counts(ws: Workspace, files=None) -> pd.DataFrame:

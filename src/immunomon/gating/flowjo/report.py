@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from .apply import compare_counts, compare_template
@@ -19,15 +17,18 @@ def gate_with_workspace(workspace, inputs=None, template=None) -> pd.DataFrame:
     table = compare_counts(ws, files)
     if template is not None:
         scores = compare_template(ws, files, template)
-        notes = table.attrs.get("notes", []) + scores.attrs.get("notes", [])
-        table = table.merge(scores[["sample", "path", "template_count", "f1"]],
-                            on=["sample", "path"], how="left")
+        notes = list(dict.fromkeys(table.attrs.get("notes", []) +
+                                   scores.attrs.get("notes", [])))
+        table = table.merge(scores[["sample", "file", "path", "template_count", "f1"]],
+                            on=["sample", "file", "path"], how="left")
         table.attrs["notes"] = notes
+    counts = [c for c in ("flowjo_count", "count", "difference", "template_count") if c in table]
+    table[counts] = table[counts].astype("Int64")       # whole events, missing where none
     return table
 
 
 def _num(v, fmt="{:,}") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or pd.isna(v):
         return "-"
     return fmt.format(int(v)) if fmt == "{:,}" else fmt.format(v)
 
@@ -36,7 +37,7 @@ def format_comparison(table: pd.DataFrame) -> str:
     """A plain-text table per sample: gate path, FlowJo, immunomon, difference."""
     lines = []
     scored = "f1" in table
-    for sample, rows in table.groupby("sample", sort=False):
+    for (sample, _), rows in table.groupby(["sample", "file"], sort=False):
         lines.append(f"{sample}  ({rows['file'].iloc[0]})")
         width = max(len("population"), *(len(p) for p in rows["path"]))
         head = (f"  {'population':<{width}}  {'FlowJo':>9}  {'immunomon':>9}  {'diff':>7}  "

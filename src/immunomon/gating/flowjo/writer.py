@@ -193,6 +193,17 @@ def flowjo10_sample(sample: WorkspaceSample) -> WorkspaceSample:
     return _replace(target, populations=pops)
 
 
+def _uncompensated(channel: str, comp) -> str | None:
+    """A compensated channel's plain name (``Comp-FITC-A`` -> ``FITC-A``), else None."""
+    if comp is None:
+        return None
+    head, tail = comp.prefix or "", comp.suffix or ""
+    if not (head or tail) or not channel.startswith(head) or not channel.endswith(tail):
+        return None
+    plain = channel[len(head):len(channel) - len(tail)]
+    return plain or None
+
+
 def _sample_element(parent, sample: WorkspaceSample) -> None:
     sample = flowjo10_sample(sample)
     el = _sub(parent, "Sample")
@@ -215,6 +226,12 @@ def _sample_element(parent, sample: WorkspaceSample) -> None:
     xf = _sub(el, "Transformations")
     for channel, t in sample.transforms.items():
         _transform_element(xf, channel, t)
+    # FlowJo lists a compensated channel's transform under its plain name too, and
+    # readers (FlowKit) look it up there
+    for channel, t in sample.transforms.items():
+        plain = _uncompensated(channel, comp)
+        if plain and plain not in sample.transforms:
+            _transform_element(xf, plain, t)
     kw = _sub(el, "Keywords")
     for k, v in sample.keywords.items():
         _sub(kw, "Keyword", {"name": k, "value": v})
@@ -248,11 +265,13 @@ def workspace_xml(ws: Workspace) -> ET.ElementTree:
     groups = _sub(root, "Groups")
     group_map = dict(ws.groups)
     group_map.setdefault("All Samples", [s.id for s in ws.samples])
+    present = {s.id for s in ws.samples}
     for name, ids in group_map.items():
         node = _sub(groups, "GroupNode", {"name": name, "owningGroup": name})
         grp = _sub(node, "Group", {"name": name})
         refs = _sub(grp, "SampleRefs")
-        for sid in ids:
+        # an excerpt of a workspace may name samples it no longer holds; readers fail on them
+        for sid in (i for i in ids if i in present):
             _sub(refs, "SampleRef", {"sampleID": sid})
     samples = _sub(root, "SampleList")
     for s in ws.samples:
@@ -337,13 +356,18 @@ class _SampleBuilder:
 
     def data_range(self, dim) -> tuple[float, float]:
         """(min, max) of a linear FlowJo axis showing every event of a channel: from
-        0 (or the lowest value) to $PnR (or the highest)."""
+        0 (or the lowest value) to $PnR (or the highest), and at least twice as far above
+        0 as below it. FlowJo reads the axis as (x - min) / (max - min); FlowKit 1.3 as
+        (x + min) / (max + min), which runs backwards, or divides by 0, where max <= -min
+        (a display export's -19,299 below a top of 4,097 flipped a CD8 cut), and orders
+        events as FlowJo does where max > -min."""
         x = self.result.values.channel(dim.name, dim.compensation)
         finite = x[np.isfinite(x)]
         top = float(self.fcs.channel_info[self.fcs.channel_index(dim.name)].range)
         lo = min(0.0, float(finite.min())) if finite.size else 0.0
         hi = max(top, float(finite.max())) if finite.size else top
-        return (float(np.floor(lo)), float(np.ceil(hi)) + 1.0)
+        lo, hi = float(np.floor(lo)), float(np.ceil(hi)) + 1.0
+        return lo, max(hi, -2.0 * lo)
 
     def gates(self, gate) -> list[tuple[str, object]]:
         """(population id, FlowJo gate) for one immunomon gate."""
