@@ -161,6 +161,8 @@ def test_second_run_skips_and_changed_inputs_run_again(tmp_path):
                         + "\n# reviewed\n")
     redo = run_batch(inbox, results, BatchOptions(template=str(template), **one))
     assert redo.done == 3
+    assert redo.warnings == ["the template differs from the one 3 done file(s) were gated "
+                             "with: they are gated again, and their results replaced"]
     rows = by_rel(results)
     assert {r["template_hash"] for r in rows.values()} == {sha256(template)}
     assert sorted(r["output"] for r in rows.values()) == ["default/a", "default/b",
@@ -258,6 +260,43 @@ def test_a_file_moved_within_the_inbox_is_one_file_not_two(tmp_path):
     # a changed file under a new name is a new file
     write_sample(inbox / "GVM" / "day1" / "other.fcs", seed=2)
     assert run_batch(inbox, results, options).done == 1
+
+
+def test_a_link_is_an_upload_where_it_lies_by_its_own_name(tmp_path):
+    """An inbox of links to an instrument share: a link to a file outside the inbox was
+    filed by its target, under study 'default' and the target's name, without a word."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(tmp_path / "share" / "0042.fcs", seed=1)
+    (inbox / "GVM-01").mkdir(parents=True)
+    (inbox / "GVM-01" / "P07_M3.fcs").symlink_to(tmp_path / "share" / "0042.fcs")
+    assert run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1}))).done == 1
+    row = next(iter(registry_rows(results)))
+    assert (row["relpath"], row["study"], row["output"]) == \
+        ("GVM-01/P07_M3.fcs", "GVM-01", "GVM-01/P07_M3")
+    assert row["path"] == str((tmp_path / "share" / "0042.fcs").resolve())
+    assert (results / "GVM-01" / "P07_M3").is_dir()
+
+
+def test_a_mended_upload_keeps_its_name_and_the_same_bytes_twice_are_said(tmp_path):
+    """A tube still being written when the run started is quarantined, then gated once
+    complete: its patient keyword now read, it was named as a second file ('_2', 'name
+    taken'). The same bytes uploaded again under another name are each a sample, said."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "GVM" / "tube.fcs", seed=1, keywords={"PATIENT ID": "UPN001"})
+    whole = (inbox / "GVM" / "tube.fcs").read_bytes()
+    (inbox / "GVM" / "tube.fcs").write_bytes(whole[:len(whole) // 3])
+    options = BatchOptions(**(FAST | {"workers": 1}))
+    assert run_batch(inbox, results, options).quarantined == 1
+    (inbox / "GVM" / "tube.fcs").write_bytes(whole)
+    mended = run_batch(inbox, results, options)
+    assert mended.done == 1 and mended.warnings == []
+    assert by_rel(results)["GVM/tube.fcs"]["output"] == "GVM/tube"
+    (inbox / "GVM" / "tube_again.fcs").write_bytes(whole)
+    again = run_batch(inbox, results, options)
+    assert again.done == 1
+    assert again.warnings == ["GVM/tube.fcs, GVM/tube_again.fcs: the same bytes; one tube "
+                              "uploaded 2 times? Each is a sample of the tables"]
+    assert run_batch(inbox, results, options).warnings == []      # said once
 
 
 def test_sample_names_that_clash_are_said(tmp_path):
@@ -617,6 +656,9 @@ def test_retry_failed_and_status(first_run, tmp_path):
     assert doc["counts"]["done"] == 6 and doc["counts"]["quarantined"] == 2
     text = runner.invoke(main, ["batch", "status", str(results)])
     assert "quarantined: 2" in text.output and "StudyB/notes.fcs" in text.output
+    # the reason without the path the first column already gives
+    line = next(ln for ln in text.output.splitlines() if ln.startswith("StudyB/notes.fcs"))
+    assert str(root) not in line and "not an FCS file" in line
     # fix the broken upload in place, then retry the failed files from the registry alone
     write_sample(root / "inbox" / "StudyB" / "notes.fcs", seed=11)
     try:

@@ -164,6 +164,12 @@ def test_deidentify_keywords_rules():
     named = deidentify_keywords({"$OP": "Dr. Heinrich Obermeyer", "X": "by Obermeyer",
                                  "Y": "fine"})
     assert named == {"Y": "fine"}
+    # a person by the words of the keyword's name, or by a title in its value (a
+    # core facility's REFERRING DR of "Dr. House" was kept); whole words only
+    people = deidentify_keywords({"REFERRING DR": "House", "WARD": "7B", "ADDRESS BOOK": "x",
+                                  "REMARK2": "Dr. Cuddy", "REF": "see Prof Wilson",
+                                  "DRAWER": "2", "TECHNIQUE": "lysis", "REMARK": "dry run"})
+    assert people == {"DRAWER": "2", "TECHNIQUE": "lysis", "REMARK": "dry run"}
     moved = deidentify_keywords(kw, date_shift_days=-3)
     assert moved["$DATE"] == "30-MAR-2024"
     assert moved["EXPORT TIME"] == "30-MAR-2024-10:15:40"

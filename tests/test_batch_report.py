@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from immunomon.batch.registry import Registry, now
-from immunomon.batch.report import (build_report, control_limits, key_populations, robust_z,
-                                    westgard, write_report)
+from immunomon.batch.report import (build_report, control_limits, key_populations,
+                                    reason_kind, robust_z, westgard, write_report)
 
 
 def test_westgard_rules_on_hand_made_runs():
@@ -97,6 +97,36 @@ def test_report_highlights_outliers_and_control_violations(tmp_path):
     assert f"mean {mean:.2f}%, SD {sd:.2f} from 20 run(s)" in html
     path = write_report(tmp_path)
     assert path.read_text() == html or path.stat().st_size > 0
+
+
+def test_failures_are_grouped_by_what_their_reasons_say_and_review_comes_first(tmp_path):
+    """At a thousand uploads 590 tubes of other panels, one reason each, filled the page
+    before the 14 samples to review; the same fault now reads as one folded line."""
+    assert reason_kind("/in/a/x_u01.fcs (keyword $TOT): declares 19090 events (1145400 "
+                       "bytes of DATA from byte 4203) but only 685563 bytes remain",
+                       ("/in/a/x_u01.fcs",)) == \
+        "(keyword $TOT): declares # events (# bytes of DATA from byte #) but only # bytes " \
+        "remain"
+    assert reason_kind("/in/c.fcs: template post-transplant.yaml (Post-transplant) cannot "
+                       "gate this file: it lacks FSC-A; the file's channels are Time",
+                       ("/in/c.fcs",)) == \
+        "template post-transplant.yaml (Post-transplant) cannot gate this file"
+    lymph = [30, 31, 29, 30, 32, 28, 30, 31, 29, 60]
+    _registry(tmp_path, [(f"P{i:02d}", v, False, i + 1) for i, v in enumerate(lymph)], [])
+    reg = Registry.open(tmp_path)
+    for k in range(3):
+        bad = reg.register({"path": f"/inbox/cut{k}.fcs", "relpath": f"cut{k}.fcs",
+                            "study": "S", "registered": now(), "output": f"S/cut{k}",
+                            "alias": f"cut{k}"})
+        reg.fail(bad, "quarantined", f"/inbox/cut{k}.fcs: declares {3000 + k} events but "
+                 "is truncated", "input")
+    reg.close()
+    html = build_report(tmp_path)
+    assert html.index("<h2>To review</h2>") < html.index("<h2>Failures (4)</h2>")
+    folds = re.findall(r"<summary><b>(\d+)</b> ([^<]+)</summary>", html)
+    assert folds == [("4", "declares # events but is truncated")]
+    review = html[html.index("<h2>To review</h2>"):html.index("<h2>Failures")]
+    assert "yield outside the batch: Lymphocytes (robust z" in review and "P09 (S)" in review
 
 
 def test_key_populations_default_and_named():

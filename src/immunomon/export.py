@@ -75,12 +75,22 @@ _OTHER_DATE = re.compile(rf"(?<!\d)\d{{1,2}}[/.]\d{{1,2}}[/.](?:{_YEAR}|\d\d)(?!
 
 
 _ID_WORDS = frozenset({"ID", "IDS", "GUID", "UUID", "UID", "PID", "SID"})
+#: Words of a keyword's name that say a person or a place is in its value (whole words:
+#: "DR" in REFERRING DR, not in ADDRESS): a REFERRING DR of "Dr. House" was kept
+_PERSON_WORDS = frozenset({"DR", "MD", "RN", "PI", "DOC", "REFERRING", "REFERRER",
+                           "PRESCRIBER", "CONSULTANT", "PROVIDER", "ORDERING", "ORDERED",
+                           "NURSE", "TECHNICIAN", "TECH", "WARD", "BED", "ROOM", "SITE",
+                           "LOCATION", "CONTACT", "SIGNED", "REVIEWER", "APPROVER"})
+#: A value that names someone by title ("Dr. House", "Prof Schmidt") drops its keyword
+#: whatever the keyword is called
+_TITLED_NAME = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms|Miss|Sr|Sra)\.?\s+[A-Z][\w'-]+")
 
 
 def _identifying_name(key: str) -> bool:
     k = key.strip().upper()
+    words = set(re.split(r"[^A-Z0-9]+", k))
     return (k in DEIDENTIFY_KEYWORDS or any(p in k for p in DEIDENTIFY_PATTERNS)
-            or any(t in _ID_WORDS for t in re.split(r"[^A-Z0-9]+", k)))
+            or bool(words & _ID_WORDS) or bool(words & _PERSON_WORDS))
 
 
 def identifying_values(keywords: dict[str, str]) -> dict[str, str]:
@@ -152,7 +162,9 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
     $INST, $SMNO, $COM, $EXP, $PROJ, plate and well ids, $DATE, $LAST_MODIFIED,
     $LAST_MODIFIER, GUIDs, file names), every keyword whose name contains one of
     ``DEIDENTIFY_PATTERNS`` (PATIENT ID, SAMPLE ID, EXPORT USER NAME, TUBE NAME,
-    any ...DATE...) or an ``ID`` word, the keywords named in ``drop``, and any
+    any ...DATE...), an ``ID`` word or a word naming a person or a place (REFERRING DR,
+    WARD), the keywords named in ``drop``, any whose value names someone by title
+    ("Dr. House"), and any
     keyword whose value contains one of ``identifiers`` (ids or names known
     from elsewhere) or a value or name dropped above (``identifiers_from``;
     compared case-insensitively). Dates anywhere in the values
@@ -172,7 +184,8 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
         return k in drop or (_identifying_name(k) and not (is_date_key(k) and date_shift_days))
 
     named = [v for k, v in keywords.items()
-             if not _LAYOUT.match(k.strip().upper()) and by_name(k.strip().upper())]
+             if not _LAYOUT.match(k.strip().upper())
+             and (by_name(k.strip().upper()) or _TITLED_NAME.search(str(v)))]
     identifiers = [i for i in [*identifiers, *identifiers_from(named)]
                    if len(str(i).strip()) >= 3]
     out = {}
@@ -182,7 +195,7 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
             out[key] = value
             continue
         text = str(value)
-        if by_name(k) or _OTHER_DATE.search(text):
+        if by_name(k) or _OTHER_DATE.search(text) or _TITLED_NAME.search(text):
             continue
         if _SHIFTABLE_DATE.search(text):
             if not date_shift_days:

@@ -354,9 +354,13 @@ def status_cmd(results, show_all, as_json):
     for r in shown:
         detail = r["error"] or (f"{len(r['qc_flags'] or [])} QC flags"
                                 if r["status"] == "done" else "")
+        detail = detail.splitlines()[0] if detail else ""
+        if detail.startswith(r["path"]):        # the file is named in the first column
+            detail = detail[len(r["path"]):].lstrip(" :")
         events = f"{r['events']:,}" if r["events"] else ""
-        click.echo(f"{r['relpath'][-width:]:<{width}}  {r['status']:<11} {r['attempts']:>5}  "
-                   f"{events:>10}  {detail.splitlines()[0] if detail else ''}")
+        name = r["relpath"] if len(r["relpath"]) <= width else "…" + r["relpath"][1 - width:]
+        click.echo(f"{name:<{width}}  {r['status']:<11} {r['attempts']:>5}  "
+                   f"{events:>10}  {detail}")
 
 
 @batch.command("report")

@@ -84,8 +84,10 @@ class Manifest:
     by_name: dict[str, ManifestRow]
 
     def lookup(self, path: Path) -> ManifestRow | None:
-        path = Path(path).resolve()
-        return self.by_path.get(path) or self.by_name.get(path.name)
+        """The row of a file, by its path, its name or, for a link, its target's name."""
+        given, target = Path(path), Path(path).resolve()
+        return self.by_path.get(target) or self.by_name.get(given.name) \
+            or self.by_name.get(target.name)
 
     def unmatched(self, files) -> list[str]:
         """A line for each row that names none of ``files`` (a file not uploaded, or
@@ -256,15 +258,22 @@ def describe(path, inbox, manifest: Manifest | None = None, *,
     from ..export import identifiers_from, identifying_values
     from ..fcs import read_fcs_metadata
 
-    path = Path(path).resolve()
-    inbox = Path(inbox).resolve()
-    try:
-        rel = path.relative_to(inbox)
-    except ValueError:
-        rel = Path(path.name)
+    # A link is an upload where it lies, by its own name (an inbox of links to an
+    # instrument share), and read where it points.
+    given = Path(os.path.abspath(path))
+    target = Path(path).resolve()
+    rel = None
+    for place, root in ((given, Path(os.path.abspath(inbox))), (target, Path(inbox).resolve())):
+        try:
+            rel = place.relative_to(root)
+            break
+        except ValueError:
+            continue
+    rel = rel if rel is not None else Path(given.name)
+    path, stem = target, Path(rel.name).stem
     st = path.stat()
     info = FileInfo(path=path, relpath=rel.as_posix(), size=st.st_size, mtime_ns=st.st_mtime_ns)
-    row = manifest.lookup(path) if manifest is not None else None
+    row = manifest.lookup(given) if manifest is not None else None
     keywords: dict = {}
     try:
         meta = read_fcs_metadata(path)
@@ -279,8 +288,8 @@ def describe(path, inbox, manifest: Manifest | None = None, *,
     info.patient = (row.patient if row and row.patient else "") or \
         _keyword(keywords, PATIENT_KEYWORDS)
     info.sample = (row.sample if row and row.sample else "") or \
-        _keyword(keywords, SAMPLE_KEYWORDS) or path.stem
-    info.sample_name = row.sample if row and row.sample else path.stem
+        _keyword(keywords, SAMPLE_KEYWORDS) or stem
+    info.sample_name = row.sample if row and row.sample else stem
     if row is not None and row.control is not None:
         info.control = row.control
     else:
@@ -289,7 +298,7 @@ def describe(path, inbox, manifest: Manifest | None = None, *,
     info.counting = dict(row.counting) if row else {}
     # Everything that could name a person: ids, the file and folder names, and
     # the values of identifying keywords. De-identified outputs never contain them.
-    names = [info.patient, row.sample if row else "", path.stem, path.name]
+    names = [info.patient, row.sample if row else "", stem, rel.name, path.stem, path.name]
     names += [p for p in rel.parts[1:-1]]            # sub-folders below the study folder
     names += identifiers_from(identifying_values(keywords).values())
     info.identifiers = sorted({n.strip() for n in names if len(n.strip()) >= 3}, key=len,

@@ -206,6 +206,21 @@ class Registry:
         return self.conn.execute("SELECT * FROM files WHERE status = 'done' AND size = ? "
                                  "AND study = ? ORDER BY id", (size, study)).fetchall()
 
+    def same_bytes(self, ids) -> list[str]:
+        """A warning for each done file of ``ids`` whose bytes another done file holds (the
+        same tube uploaded again under another name: both are in the tables)."""
+        ids = set(ids)
+        rows = self.conn.execute(
+            "SELECT id, relpath, sha256 FROM files WHERE status = 'done' AND sha256 IN "
+            "(SELECT sha256 FROM files WHERE status = 'done' AND sha256 IS NOT NULL "
+            "GROUP BY sha256 HAVING count(*) > 1) ORDER BY id").fetchall()
+        groups: dict[str, list] = {}
+        for r in rows:
+            groups.setdefault(r["sha256"], []).append(r)
+        return [f"{', '.join(r['relpath'] for r in group)}: the same bytes; one tube uploaded "
+                f"{len(group)} times? Each is a sample of the tables"
+                for group in groups.values() if ids & {r["id"] for r in group}]
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
         for status, n in self.conn.execute("SELECT status, count(*) FROM files GROUP BY status"):

@@ -8,7 +8,8 @@ Like MultiQC for a sequencing core, it answers "which runs look wrong?":
 - per key population, a Levey-Jennings chart of the control samples in run
   order, with mean and 1, 2 and 3 SD lines and the Westgard rules each run
   breaks (1-3s, 2-2s, R-4s, 4-1s, 10-x);
-- every failure with its reason.
+- the samples to review first (QC failures and warnings, yields far from the batch), and
+  every failure with its reason, grouped by what the reasons say.
 
 Everything shown goes through ``tables.public_rows``, so a de-identified batch
 gives a de-identified page.
@@ -17,6 +18,7 @@ gives a de-identified page.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ td.msg{white-space:normal;text-align:left;max-width:48em}
 .charts{display:flex;flex-wrap:wrap;gap:1em}.charts figure{margin:0;border:1px solid #eee}
 figcaption{font-size:.8em;color:#555;padding:.2em .4em}
 .scroll{overflow-x:auto;max-height:40em}
+details{margin:.3em 0}summary{cursor:pointer}
 """
 
 
@@ -162,6 +165,78 @@ def lj_chart_svg(labels, values, title: str, mean: float, sd: float, rules) -> s
 
 
 # ----------------------------------------------------------------------------- page
+def reason_kind(error: str, names=(), *, numbers: bool = True) -> str:
+    """What a failure's reason says, without the file it names and (``numbers``) its
+    numbers, so that the same fault of many files reads as one line ("template
+    post-transplant.yaml (...) cannot gate this file" for 590 uploads of other panels)."""
+    text = str(error or "")
+    for name in sorted((n for n in names if n), key=len, reverse=True):
+        at = text.find(name)
+        if at >= 0:
+            text = text[at + len(name):]
+            break
+    text = text.lstrip(" :")
+    if numbers:
+        text = re.sub(r"\d[\d,.]*", "#", text)
+    cut = text.find(": ", 20)
+    text = text[:cut] if cut > 0 else text.split("; ")[0]
+    return text.strip() or "no reason recorded"
+
+
+def _failure_groups(bad: list[dict], deid: bool) -> str:
+    """The failures grouped by what their reasons say, largest group first, each group's
+    files behind a fold."""
+    groups: dict[str, list[dict]] = {}
+    for r in bad:
+        groups.setdefault(reason_kind(r["error"], (r.get("file", ""), r["sample"])),
+                          []).append(r)
+    head = "<tr><th class='t'>sample</th>" + ("" if deid else "<th class='t'>file</th>") \
+        + "<th class='t'>status</th><th>attempts</th><th class='t'>reason</th></tr>"
+    parts = []
+    for kind, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines = "".join(
+            "<tr>" + f'<td class="t">{esc(r["sample"])}</td>'
+            + ("" if deid else f'<td class="t">{esc(r.get("file", ""))}</td>')
+            + _status_cell(r["status"]) + f"<td>{r['attempts']}</td>"
+            + f'<td class="msg">{esc(r["error"])}</td></tr>' for r in members)
+        parts.append(f"<details><summary><b>{len(members):,}</b> {esc(kind)}</summary>"
+                     f'<div class="scroll"><table><thead>{head}</thead><tbody>{lines}'
+                     "</tbody></table></div></details>")
+    return "".join(parts)
+
+
+def _review(done: list[dict], z: dict, z_events: dict) -> str:
+    """The samples to look at first: QC failures, then warnings, then yields far from the
+    batch; samples of one status whose first flags say the same are one line (186 tubes
+    of another panel, each a failure for it)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in done:
+        status = r["qc_status"] or "ok"
+        far = [f"{p} (robust z {zs[r['output']]:.1f})" for p, zs in z.items()
+               if np.isfinite(zs.get(r["output"], np.nan))
+               and abs(zs[r["output"]]) > OUTLIER_Z]
+        ze = z_events.get(r["output"], np.nan)
+        if not r["control"] and np.isfinite(ze) and ze < -OUTLIER_Z:
+            far.append(f"events (robust z {ze:.1f})")
+        flags = r["qc_flags"] or []
+        if status != "ok" and flags:
+            why = reason_kind(flags[0], numbers=False)
+        elif far:
+            why = "yield outside the batch: " + ", ".join(far)
+        else:
+            continue
+        rank = {"failure": 0, "warning": 1}.get(status, 2)
+        groups.setdefault((rank, status, why), []).append(f"{r['sample']} ({r['study']})")
+    if not groups:
+        return '<p class="ok">No sample needs review.</p>'
+    rows = [{"samples": len(names), "QC": status, "first reason": why,
+             "which": ", ".join(names[:5]) + (f", and {len(names) - 5} more"
+                                              if len(names) > 5 else "")}
+            for (_, status, why), names in sorted(groups.items(),
+                                                  key=lambda kv: (kv[0][0], -len(kv[1])))]
+    return table_html(rows)
+
+
 def _status_cell(status: str) -> str:
     return f'<td class="t {esc(status)}">{esc(status)}</td>'
 
@@ -277,17 +352,10 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
           + (f"<h3>Westgard rule violations ({len(violations)})</h3>{table_html(violations)}"
              if violations else "<p>No control run breaks a Westgard rule.</p>"))
 
-    # failures
+    # failures, grouped by what their reasons say
     bad = [r for r in rows if r["status"] in ("failed", "quarantined")]
-    fail_lines = "".join(
-        "<tr>" + f'<td class="t">{esc(r["sample"])}</td>'
-        + ("" if deid else f'<td class="t">{esc(r.get("file", ""))}</td>')
-        + _status_cell(r["status"]) + f"<td>{r['attempts']}</td>"
-        + f'<td class="msg">{esc(r["error"])}</td></tr>' for r in bad)
-    fail_head = "<tr><th class='t'>sample</th>" + ("" if deid else "<th class='t'>file</th>") \
-        + "<th class='t'>status</th><th>attempts</th><th class='t'>reason</th></tr>"
-    failures = (f"<table><thead>{fail_head}</thead><tbody>{fail_lines}</tbody></table>"
-                if bad else '<p class="ok">No failures.</p>')
+    failures = _failure_groups(bad, deid) if bad else '<p class="ok">No failures.</p>'
+    review = _review(done, z, z_events)
 
     seconds = [r["seconds"].get("total") for r in done if r["seconds"].get("total")]
     speed = (f"<p>Median {np.median(seconds):.1f} s per file on a worker; peak worker memory "
@@ -297,6 +365,7 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
             f"<p>{len(rows):,} files{' (de-identified)' if deid else ''}; "
             f"{n_out} yields outside the batch (|robust z| &gt; {OUTLIER_Z}) highlighted.</p>"
             f'<div class="cards">{cards}</div>{speed}'
+            f"<h2>To review</h2>{review}"
             f"<h2>Failures ({len(bad)})</h2>{failures}"
             f"<h2>Control samples: Levey-Jennings charts</h2>{lj}"
             f"<h2>Files ({len(done)})</h2>{file_table}")

@@ -263,9 +263,9 @@ class Batch:
         others as skipped."""
         from .inbox import describe
 
-        todo = []
-        for path in paths:
-            path = Path(path).resolve()
+        todo, regated = [], 0
+        for given in paths:
+            path = Path(given).resolve()
             if not path.is_file():
                 continue                              # vanished since the scan
             row = self.registry.get(path)
@@ -280,7 +280,7 @@ class Batch:
                 self.summary.skipped += 1
                 self.progress({"event": "skipped", "id": row["id"], "path": str(path)})
                 continue
-            info = describe(path, inbox, manifest, deidentify=self.options.deidentify)
+            info = describe(given, inbox, manifest, deidentify=self.options.deidentify)
             moved = None if row is not None or force or info.error else self._moved(info)
             if moved is not None:
                 # the same bytes under a new path, the old one gone: one file, not two
@@ -304,7 +304,9 @@ class Batch:
                 "settings_hash": settings, "software_version": self.version}
             if row is None or not row["output"] or row["study"] != info.study or \
                     row["patient"] != info.patient:
-                fields.update(self._names(info))
+                fields.update(self._names(info, own=row["output"] if row else None))
+            regated += row is not None and row["status"] == "done" and \
+                row["template_hash"] != self.template_hash
             file_id = self.registry.register(fields)
             self._known[file_id] = row["sha256"] if row is not None and same_settings and \
                 row["status"] == "done" and not force else None
@@ -314,10 +316,16 @@ class Batch:
             todo.append(file_id)
         if self.pseudonyms is not None:
             self.pseudonyms.save()
+        if regated:
+            self.summary.warnings.append(
+                f"the template differs from the one {regated} done file(s) were gated "
+                f"with: they are gated again, and their results replaced")
         return todo
 
-    def _names(self, info) -> dict:
-        """The sample's folder (unique in the results) and its names in the outputs."""
+    def _names(self, info, own: str | None = None) -> dict:
+        """The sample's folder (unique in the results) and its names in the outputs; the
+        file's ``own`` earlier folder is not taken (a quarantined upload mended, whose
+        patient keyword now reads, was named as a second file)."""
         study = safe_folder(info.study)
         if self.pseudonyms is not None:
             patient = self.pseudonyms.patient(info.study, info.patient)
@@ -327,7 +335,7 @@ class Batch:
         else:
             patient = info.patient
             alias = safe_folder(info.sample_name)
-        taken = self.registry.outputs_taken()
+        taken = self.registry.outputs_taken() - {own}
         base = alias if self.options.flat else f"{study}/{alias}"
         output, n = base, 1
         while output in taken or output in RESERVED:
@@ -703,6 +711,7 @@ def run_batch(inbox, results, options: BatchOptions | None = None, *, progress=N
         files = batch.refuse_unencodable(files)
         todo = batch.register(files, inbox, manifest)
         _process(batch, todo, executor)
+        batch.summary.warnings += batch.registry.same_bytes(todo)
         batch.summary.seconds = round(time.monotonic() - started, 2)
         batch.write_tables()
         if report:
