@@ -314,6 +314,19 @@ def test_sample_names_that_clash_are_said(tmp_path):
     assert (results / "default" / "Mäller").is_dir()
 
 
+def test_the_upload_folder_names_the_study_before_an_instruments_keyword(tmp_path):
+    """Instruments fill $PROJ themselves ('Project', a date, '1'): one facility folder of
+    such files was split over three studies. The folder decides; the keyword names the
+    study of a file at the inbox's top only."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "INSTR-QC" / "a.fcs", seed=1, keywords={"$PROJ": "Project"})
+    write_sample(inbox / "INSTR-QC" / "b.fcs", seed=2, keywords={"$PROJ": "20190530_110743"})
+    write_sample(inbox / "c.fcs", seed=3, keywords={"$PROJ": "Trial A"})
+    assert run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1}))).done == 3
+    assert {r["relpath"]: r["study"] for r in registry_rows(results)} == {
+        "INSTR-QC/a.fcs": "INSTR-QC", "INSTR-QC/b.fcs": "INSTR-QC", "c.fcs": "Trial A"}
+
+
 def test_studies_named_by_dates_keep_their_own_folders_and_tables(tmp_path):
     """An iCyt writes $PROJ as "2/25/2011 11:14 AM": a study name was cut at its last "/",
     so two days' studies shared one folder and the second's table replaced the first's

@@ -284,7 +284,9 @@ def describe(path, inbox, manifest: Manifest | None = None, *,
     info.acquired = parse_fcs_date(keywords.get("$DATE"), keywords.get("$BTIM"))
     folder = rel.parts[0] if len(rel.parts) > 1 else ""
     from_keyword = "" if deidentify else _keyword(keywords, STUDY_KEYWORDS)
-    info.study = (row.study if row and row.study else "") or from_keyword or folder or "default"
+    # the facility's folder before a keyword instruments fill themselves ($PROJ: a
+    # date, 'Project', an experiment's name, which split one folder over three studies)
+    info.study = (row.study if row and row.study else "") or folder or from_keyword or "default"
     info.patient = (row.patient if row and row.patient else "") or \
         _keyword(keywords, PATIENT_KEYWORDS)
     info.sample = (row.sample if row and row.sample else "") or \
