@@ -11,10 +11,13 @@ import anndata
 import flowio
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from batch_helpers import registry_rows, write_sample
+from immunomon import read_fcs
 from immunomon.batch.deid import Pseudonymizer
 from immunomon.batch.run import BatchOptions, run_batch
+from immunomon.cli import main
 from immunomon.export import deidentify_keywords, shift_dates
 
 ACQUIRED = dt.datetime(2024, 4, 2, 10, 11, 12)
@@ -175,3 +178,31 @@ def test_deidentify_keywords_rules():
     assert moved["EXPORT TIME"] == "30-MAR-2024-10:15:40"
     assert "CST DATE" not in moved                   # day/month order unknown: removed
     assert shift_dates("2024-03-01 and 28-Feb-2024", 1) == "2024-03-02 and 29-Feb-2024"
+
+
+def test_layout_keywords_only_keeps_nothing_but_the_data_layout(tmp_path):
+    """A keyword list can never know every instrument's free-text keywords: with
+    ``layout_keywords_only`` the exported files keep only those the FCS standard
+    defines for the layout and acquisition (and $DATE, shifted)."""
+    kw = {"$DATE": "02-APR-2024", "$BTIM": "10:11:12", "$P1N": "FSC-A", "$CYT": "Aurora",
+          "$SPILLOVER": "1,FL1,1", "SHEATH FLUID": "water", "REQ INFO": "for Mrs Stroud",
+          "CASE NOTES": "x"}
+    assert deidentify_keywords(kw, layout_only=True) == {
+        "$BTIM": "10:11:12", "$P1N": "FSC-A", "$CYT": "Aurora", "$SPILLOVER": "1,FL1,1"}
+    assert deidentify_keywords(kw, layout_only=True, date_shift_days=2)["$DATE"] == \
+        "04-APR-2024"
+    inbox = tmp_path / "inbox" / "S1"
+    write_sample(inbox / "a.fcs", seed=1, keywords={"HOSPITAL BED": "12", "X NOTE": "Mrs Doe",
+                                                    "LASER DELAY": "41.2", "FREE": "hello"})
+    result = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
+                                       str(tmp_path / "out"), "--deidentify",
+                                       "--layout-keywords-only", "--export-fcs",
+                                       "--plots", "none", "--no-anndata"])
+    assert result.exit_code == 0, result.output
+    exported = next((tmp_path / "out").rglob("*.fcs"))
+    keys = set(read_fcs(exported).keywords)
+    assert keys and all(k.startswith("$") for k in keys), keys
+    assert not {"LASER DELAY", "FREE", "HOSPITAL BED", "X NOTE"} & keys
+    result = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
+                                       str(tmp_path / "out2"), "--layout-keywords-only"])
+    assert result.exit_code == 2 and "--layout-keywords-only needs --deidentify" in result.output

@@ -155,7 +155,7 @@ def _contains(text: str, identifiers) -> bool:
 
 
 def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None = None,
-                        identifiers=(), drop=()) -> dict[str, str]:
+                        identifiers=(), drop=(), layout_only: bool = False) -> dict[str, str]:
     """The keywords without patient and sample identifiers.
 
     Drops every keyword in ``DEIDENTIFY_KEYWORDS`` ($SRC, $CELLS, $FIL, $OP,
@@ -172,7 +172,9 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
     keyword or, when ``date_shift_days`` is given, moved by that many days
     ($DATE and other dd-MMM-yyyy or yyyy-mm-dd dates; dates with an ambiguous
     day/month order are always removed). Times of day ($BTIM, $ETIM), the data
-    layout and instrument settings stay, as they identify no one.
+    layout and instrument settings stay, as they identify no one. With ``layout_only``
+    nothing else stays: the keywords the FCS standard defines for the data layout and
+    acquisition (``_LAYOUT``), and $DATE when shifted.
     """
     drop = {d.strip().upper() for d in drop}
 
@@ -205,6 +207,8 @@ def deidentify_keywords(keywords: dict[str, str], *, date_shift_days: int | None
             continue                      # a date keyword we cannot shift
         if identifiers and _contains(text, identifiers):
             continue
+        if layout_only and k != "$DATE":
+            continue
         out[key] = text
     return out
 
@@ -224,7 +228,7 @@ def scrub_text(text: str, identifiers, replacement: str = "[removed]") -> str:
 
 
 def deidentify_sample(sample, *, name: str, date_shift_days: int | None = None,
-                      identifiers=(), drop=()):
+                      identifiers=(), drop=(), layout_only: bool = False):
     """A copy of ``sample`` that carries no identifier: keywords de-identified
     (``deidentify_keywords``), the path replaced by ``<name>.fcs``, the raw
     TEXT segment gone and the reader's warnings scrubbed of ``identifiers``
@@ -236,7 +240,7 @@ def deidentify_sample(sample, *, name: str, date_shift_days: int | None = None,
     if sample.path is not None:
         identifiers += [str(sample.path), sample.path.name, sample.path.stem]
     keywords = deidentify_keywords(sample.keywords, date_shift_days=date_shift_days,
-                                   identifiers=identifiers, drop=drop)
+                                   identifiers=identifiers, drop=drop, layout_only=layout_only)
     return replace(sample, keywords=DeidentifiedKeywords(keywords), path=Path(f"{name}.fcs"),
                    raw_text=None,
                    warnings=[scrub_text(w, identifiers, name) for w in sample.warnings])

@@ -108,7 +108,7 @@ def _terminate_as_interrupt():
 
 
 def _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift, key,
-             drop_keyword, plots, no_plots, no_anndata, export_fcs, keep_anomalies,
+             drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs, keep_anomalies,
              max_attempts):
     from .run import BatchOptions
 
@@ -116,9 +116,12 @@ def _options(template, manifest, workers, scheduler, cluster, deidentify, date_s
         raise click.UsageError("--date-shift needs --deidentify")
     if key and not deidentify:
         raise click.UsageError("--key needs --deidentify")
+    if layout_keywords_only and not deidentify:
+        raise click.UsageError("--layout-keywords-only needs --deidentify")
     return BatchOptions(template=template, manifest=manifest, workers=workers,
                         scheduler=scheduler, cluster=cluster, deidentify=deidentify,
                         date_shift=date_shift, key=key, drop_keywords=tuple(drop_keyword),
+                        layout_keywords_only=layout_keywords_only,
                         plots="none" if no_plots else plots, anndata=not no_anndata,
                         export_fcs=export_fcs,
                         exclude_anomalies=not keep_anomalies, max_attempts=max_attempts)
@@ -151,6 +154,10 @@ def _run_options(f):
                           "deidentification-key.json, mode 0600)."),
         click.option("--drop-keyword", multiple=True, metavar="KEYWORD",
                      help="With --deidentify: also drop this keyword (repeatable)."),
+        click.option("--layout-keywords-only", is_flag=True,
+                     help="With --deidentify: keep only the keywords the FCS standard defines "
+                          "for the data layout and acquisition ($P<n>N, $PAR, $SPILLOVER, "
+                          "$BTIM, $CYT, ...); every other keyword is dropped."),
         click.option("--plots", type=click.Choice(["none", "summary", "all"]), default="all",
                      show_default=True,
                      help="Gate plots: none, one overview image per sample (summary), or the "
@@ -210,7 +217,7 @@ def batch():
 @click.argument("inbox", type=click.Path(file_okay=False))
 @_run_options
 def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-            date_shift, key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+            date_shift, key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
             keep_anomalies, max_attempts, as_json):
     """Gate every FCS file under INBOX that is new or changed, into RESULTS.
 
@@ -229,7 +236,7 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
     from .run import run_batch
 
     options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+                       key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
                        keep_anomalies, max_attempts)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
@@ -256,7 +263,7 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
 @click.option("--interval", type=_Seconds(), default=10.0, show_default=True,
               help="Seconds between looks at the inbox.")
 def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-              date_shift, key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+              date_shift, key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
               keep_anomalies, max_attempts, as_json, settle, marker, interval):
     """Process uploads to INBOX as they arrive, until interrupted (Ctrl-C or SIGTERM).
 
@@ -271,7 +278,7 @@ def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, d
     from .run import watch_inbox
 
     options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, plots, no_plots, no_anndata, export_fcs,
+                       key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
                        keep_anomalies, max_attempts)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)

@@ -57,6 +57,7 @@ class BatchOptions:
     date_shift: int | None = None         # shift dates by up to this many days per patient
     key: str | None = None                # the key file (default RESULTS/private/...)
     drop_keywords: tuple = ()
+    layout_keywords_only: bool = False    # de-identified: only the FCS layout keywords stay
     plots: str | bool = "all"             # none, summary or all (True: all, False: none)
     anndata: bool = True
     export_fcs: bool = False
@@ -176,6 +177,7 @@ class Batch:
             "anndata": o.anndata,
             "fcs": o.export_fcs, "deidentify": o.deidentify, "date_shift": o.date_shift,
             "drop": sorted(o.drop_keywords), "counting": counting,
+            **({"layout_only": True} if o.layout_keywords_only else {}),
             **({"version": self.version} if o.redo_on_upgrade else {})}, sort_keys=True))
 
     # -- resume --------------------------------------------------------------------
@@ -376,7 +378,7 @@ class Batch:
             deid = {"date_shift_days": self.pseudonyms.date_shift(row["study"],
                                                                   row["patient"] or ""),
                     "identifiers": [i for i in identifiers if i],
-                    "drop": tuple(o.drop_keywords)}
+                    "drop": tuple(o.drop_keywords), "layout_only": o.layout_keywords_only}
         return Job(file_id=row["id"], path=row["path"], results=str(self.results),
                    output=row["output"], template=self.template,
                    counting=json.loads(row["counting"] or "{}"), plots=o.plots,
