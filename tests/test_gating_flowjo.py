@@ -275,6 +275,7 @@ def test_a_file_beside_the_workspace_under_the_samples_name_is_found(tmp_path):
         shutil.copy(REAL / name, tmp_path / name)
     ws = load_flowjo(tmp_path / "68983.wsp")
     assert ws.samples[0].file_name == "lymphocytes.fcs"
+    assert ws.sample("68983") is ws.sample("68983.fcs") is ws.samples[0]
     table = compare_counts(ws)
     assert set(table["file"]) == {str(tmp_path / "68983.fcs")}
     assert table["difference"].abs().max() <= 13

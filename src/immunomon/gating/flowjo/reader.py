@@ -34,10 +34,14 @@ class Workspace:
     groups: dict[str, list[str]] = field(default_factory=dict)
 
     def sample(self, name_or_id: str) -> WorkspaceSample:
-        """A sample by its id, its name or its FCS file name."""
+        """A sample by its id, its name, its FCS file name or that name's stem."""
         for s in self.samples:
             if name_or_id in (s.id, s.name, s.file_name):
                 return s
+        stems = [s for s in self.samples
+                 if name_or_id in (Path(s.name).stem, Path(s.file_name).stem)]
+        if len(stems) == 1:
+            return stems[0]
         raise FlowJoError(f"{self.path}: no sample {name_or_id!r}; samples: "
                           f"{', '.join(s.name for s in self.samples) or 'none'}")
 
