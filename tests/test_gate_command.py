@@ -197,6 +197,46 @@ def test_per_sample_counting_inputs_and_overrides(tmp_path):
     assert table.loc["B cells", "count"] < 0.05 * truth_b      # the reviewed gate was used
 
 
+def test_few_bead_events_are_a_warning_and_an_unused_analyser_count_is_recorded(tmp_path):
+    """A tube with 30 beads gave CD4 T 33,166 cells/uL with an info line about
+    percentages; an analyser count given beside beads was dropped without a trace."""
+    import dataclasses
+
+    from immunomon import write_fcs
+    from immunomon.gating.run import MIN_BEAD_EVENTS
+
+    sample = read_fcs(FIXTURES / "pbmc_01.fcs")
+    beads = np.flatnonzero(gate_sample(sample, "post-transplant").result.mask("Beads"))
+    keep = np.ones(sample.n_events, dtype=bool)
+    keep[beads] = False
+    keep[beads[::20]] = True                     # one bead in 20, all through the run
+    few = tmp_path / "in" / "few_beads.fcs"
+    few.parent.mkdir()
+    write_fcs(few, dataclasses.replace(sample, events=np.ascontiguousarray(sample.events[keep])))
+    result = CliRunner().invoke(main, ["gate", str(few), "--no-plots", "--no-anndata", "-o",
+                                       str(tmp_path / "o"), "--lymphocytes-per-ul", "1500"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "few_beads" / "summary.json").read_text())
+    assert summary["counting"]["bead_events"] < MIN_BEAD_EVENTS
+    assert summary["counting"]["not_used"]["lymphocytes_per_ul"] == 1500
+    warned = [f["message"] for f in summary["qc"] if f["level"] == "warning"]
+    assert any(m.startswith(f"absolute counts from {summary['counting']['bead_events']} bead "
+                            "events") for m in warned), warned
+
+
+def test_sample_information_for_no_sample_of_the_run_is_said(tmp_path):
+    """'pbmc-01' typed for pbmc_01: the sample took its bead count from its keyword, and
+    every cells/uL was 2.4 times off, without a word."""
+    info = tmp_path / "counts.csv"
+    info.write_text("sample,beads_per_test,volume_ul\npbmc-01,60000,25\n")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "--no-plots",
+                                       "--no-anndata", "-o", str(tmp_path / "o"),
+                                       "--sample-info", str(info)])
+    assert result.exit_code == 0, result.output
+    assert "the sample information name 1 sample(s) this run does not gate: pbmc-01" \
+        in result.stderr
+
+
 def test_bad_sample_info_names_line_and_column(tmp_path):
     info = tmp_path / "counts.csv"
     info.write_text("sample,lymphocytes_per_ul\npbmc_01,lots\n")
