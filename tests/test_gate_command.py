@@ -224,6 +224,27 @@ def test_few_bead_events_are_a_warning_and_an_unused_analyser_count_is_recorded(
                             "events") for m in warned), warned
 
 
+def test_the_sample_page_says_what_its_numbers_come_from(tmp_path):
+    """A clinical lab files the page: it named no FCS file, events, compensation,
+    counting inputs, template digest or software version, and said the same time
+    exclusion twice ('can be excluded', then 'were excluded')."""
+    import immunomon
+
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_03_clog.fcs"),
+                                       "--no-plots", "--no-anndata", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "pbmc_03_clog" / "summary.json").read_text())
+    assert summary["compensation"] == "the file's $SPILLOVER (14 detectors)"
+    assert summary["immunomon_version"] == immunomon.__version__
+    page = unquote((tmp_path / "pbmc_03_clog" / "index.html").read_text())
+    for text in ("pbmc_03_clog.fcs", "30,000, of which 995 in unstable acquisition-time bins",
+                 "$SPILLOVER (14 detectors)", f"{summary['counting']['bead_events']:,} bead "
+                 "events, 50000 beads per test, 50 uL", summary["template"]["digest"][:12]):
+        assert text in page, text
+    assert not any("can be excluded" in m for m in summary["qc_flags"])
+    assert sum("were excluded from gating" in m for m in summary["qc_flags"]) == 1
+
+
 def test_sample_information_for_no_sample_of_the_run_is_said(tmp_path):
     """'pbmc-01' typed for pbmc_01: the sample took its bead count from its keyword, and
     every cells/uL was 2.4 times off, without a word."""

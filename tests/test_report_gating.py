@@ -312,7 +312,8 @@ def test_index_page_links_and_status(tmp_path):
     assert "<script>" not in text
     assert '<a href="ok/index.html">ok.fcs</a>' in text
     assert 'href="x%20y/p.html"' in text
-    assert "4 samples: 1 failed, 1 failure, 1 ok, 1 warning." in text
+    assert ("4 samples: 1 could not be gated, 1 gated with a QC failure, 1 gated with QC "
+            "warnings, 1 ok.") in text
     assert "bad &lt;TEXT&gt; segment" in text
     assert re.search(r'status-warning">warning</td><td>100</td><td>2</td>', text)
     # the samples to review come first: failed, failure, warning, then ok

@@ -24,7 +24,7 @@ from ..errors import GatingError, ImmunomonError
 from ..fmt import NOT_UTF8, unencodable_name
 from .. import columns as tables
 from .. import populations as pops
-from .. import qc
+from .. import __version__, qc
 from ..threads import single_threaded
 from .datadriven import BoundaryGate, FoundQuadrants
 from .gates import distinct_dimensions
@@ -247,7 +247,10 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     # An unstable stretch costing a few percent of the events is worth knowing; more
     # is worth a look, because what remains may not represent the sample.
     unstable = time_qc.excluded / max(n_total, 1)
-    flags += qc.leveled(time_qc.flags, "warning" if unstable > ANOMALY_WARNING else "info")
+    found = time_qc.flags
+    if exclude_anomalies and time_qc.excluded:      # said once, below, as done
+        found = [f for f in found if not f.endswith("and can be excluded")]
+    flags += qc.leveled(found, "warning" if unstable > ANOMALY_WARNING else "info")
     gated = clean
     if exclude_anomalies and time_qc.excluded:
         gated = replace(clean, events=clean.events[time_qc.good])
@@ -391,6 +394,30 @@ def transforms_used(result) -> dict[str, dict | str]:
             for name, t in channel_transforms(result).items()}
 
 
+def compensation_used(result, template: Template) -> str:
+    """How the fluorescence values were compensated, in words for the sample's record."""
+    if template.compensation == "none":
+        return "none (the template says the values are compensated already or need none)"
+    matrix = result.values.matrix(template.values_compensation)
+    if matrix is None:
+        return "none (the file holds no spillover matrix)"
+    kind = "the identity: nothing changed" if matrix.is_identity else \
+        f"{len(matrix.detectors)} detectors"
+    return f"the file's $SPILLOVER ({kind})"
+
+
+def _counting_words(counting: dict) -> str:
+    """The absolute-count method and its inputs, as the sample's page says them."""
+    method = counting.get("method", "none")
+    if "bead_events" in counting:
+        return (f"{method}: {counting['bead_events']:,} bead events, "
+                f"{counting['beads_per_test']:g} beads per test, "
+                f"{counting['volume_ul']:g} uL")
+    if "reference_per_ul" in counting:
+        return f"{method}: {counting['reference_per_ul']:g} per uL"
+    return method
+
+
 def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                  plots: str | bool = "all", anndata: bool = True, gatingml: bool = True,
                  deidentify: bool = False, fcs=None, provenance: dict | None = None) -> Path:
@@ -434,23 +461,35 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
         if plots == "all":
             (work / "plots").mkdir()
             plot_files.update(plot_all(result, work / "plots"))
+        file = str(result.sample.path) if result.sample.path and not deidentify else None
+        compensation = compensation_used(result, template)
         (work / "summary.json").write_text(json.dumps({
-            "sample": gating.name, "status": gating.status,
-            "file": str(result.sample.path) if result.sample.path and not deidentify else None,
+            "sample": gating.name, "status": gating.status, "file": file,
             "events": gating.events_total, "events_excluded": gating.events_excluded,
             "template": {"panel": template.panel, "version": template.version,
                          "digest": template.digest},
+            "compensation": compensation, "immunomon_version": __version__,
             "counting": gating.counting, "qc_flags": [str(f) for f in gating.qc_flags],
             "qc": [qc.as_flag(f).to_dict() for f in gating.qc_flags], "notes": gating.notes,
             "warnings": gating.warnings, "transforms": transforms_used(result),
             **({"provenance": provenance} if provenance else {})}, indent=2, default=str))
         from ..report.pages import sample_page
         hierarchy = {pid: result.parent(pid) for pid in result.gate_ids}
+        about = {"file": Path(file).name if file else "(not named: de-identified)",
+                 "events": f"{gating.events_total:,}" + (
+                     f", of which {gating.events_excluded:,} in unstable acquisition-time "
+                     "bins left out" if gating.events_excluded else ""),
+                 "compensation": compensation,
+                 "absolute counts": _counting_words(gating.counting),
+                 "template": f"{template.panel}, version {template.version} "
+                             f"(digest {template.digest[:12]})",
+                 "immunomon": __version__}
         sample_page(work / "index.html", sample_name=gating.name, hierarchy=hierarchy,
                     table=tables.rows({k: v for k, v in gating.table_columns.items()
                                        if k != "sample"}), plots=plot_files,
                     qc_flags=gating.qc_flags, warnings=gating.warnings + gating.notes,
-                    subtitle=f"{template.panel} (template version {template.version})")
+                    subtitle=f"{template.panel} (template version {template.version})",
+                    about=about)
     return final
 
 

@@ -210,14 +210,17 @@ def population_tables(table) -> str:
 
 # -- pages --------------------------------------------------------------------------
 def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
-                warnings=(), embed_images: bool = False, subtitle: str | None = None) -> Path:
+                warnings=(), embed_images: bool = False, subtitle: str | None = None,
+                about: Mapping | None = None) -> Path:
     """Write the HTML page of one sample and return its path.
 
     ``hierarchy``: population -> parent mapping (see ``hierarchy_html``).
     ``table``: the population table (DataFrame or list of dicts). ``plots``:
     gate id -> PNG path (or (caption, path) pairs), in display order; None
-    paths are skipped. ``qc_flags`` and ``warnings``: lists of messages.
-    Images are linked relative to the page unless ``embed_images``.
+    paths are skipped. ``qc_flags`` and ``warnings``: lists of messages. ``about``:
+    what the numbers come from (file, events, compensation, counting, template,
+    version), label -> text. Images are linked relative to the page unless
+    ``embed_images``.
     """
     path = Path(path)
     page_dir = path.parent.resolve()
@@ -233,6 +236,8 @@ def sample_page(path, *, sample_name: str, hierarchy, table, plots, qc_flags=(),
     body = (f"<h1>{esc(sample_name)}</h1>"
             + (f"<p>{esc(subtitle)}</p>" if subtitle else "")
             + f"<p>QC status: <span class=\"status-{state}\">{esc(state)}</span></p>"
+            + (table_html([{"": k, "value": v} for k, v in about.items()])
+               if about else "")
             + f"<h2>QC flags ({len(qc_flags)})</h2>"
             + qc_html(qc_flags)
             + (f"<h2>Warnings</h2>{_list(warnings, 'warnings', '')}" if warnings else "")
@@ -276,7 +281,15 @@ def index_page(path, rows: Iterable[Mapping], *, title: str = "immunomon gate") 
         lines.append(f"<tr><td>{name}</td><td class=\"status-{css}\">{esc(status)}</td>"
                      f"<td>{_cell(r.get('events'))}</td><td>{_cell(int(n_flags))}</td>"
                      f"<td>{esc(r.get('message', ''))}</td></tr>")
-    summary = ", ".join(f"{n} {esc(s)}" for s, n in sorted(counts.items())) or "no samples"
+    # 'failed' (no result: the file could not be gated) and 'failure' (a QC level of a
+    # gated sample) read alike ('5 failed, 6 failure'): said in words
+    words = {"failed": "could not be gated", "failure": "gated with a QC failure",
+             "warning": "gated with QC warnings", "ok": "ok"}
+    order = ("failed", "failure", "warning", "ok")
+    summary = ", ".join(f"{counts[s]} {esc(words.get(s, s))}"
+                        for s in sorted(counts, key=lambda s: (s not in order,
+                                                                order.index(s) if s in order
+                                                                else 0, s))) or "no samples"
     head = "".join(f"<th>{esc(c)}</th>" for c in INDEX_COLUMNS)
     body = (f"<h1>{esc(title)}</h1><p>{len(rows)} samples: {summary}.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
