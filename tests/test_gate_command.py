@@ -242,6 +242,12 @@ def test_the_sample_page_says_what_its_numbers_come_from(tmp_path):
                  "events, 50000 beads per test, 50 uL", summary["template"]["digest"][:12]):
         assert text in page, text
     assert not any("can be excluded" in m for m in summary["qc_flags"])
+    # every row of the tables carries the sample's status
+    table = pd.read_csv(tmp_path / "pbmc_03_clog" / "populations.csv")
+    assert list(table.columns[:2]) == ["sample", "qc_status"]
+    assert set(table["qc_status"]) == {summary["status"]}
+    combined = pd.read_csv(tmp_path / "populations.csv")
+    assert set(combined["qc_status"]) == {summary["status"]}
     assert sum("were excluded from gating" in m for m in summary["qc_flags"]) == 1
 
 

@@ -296,6 +296,10 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     corners = {q.id for g in result.gates.values() for q in getattr(g, "quadrants", ())}
     flags += qc.count_flags(counts, min_events=min_events, min_reportable=min_reportable,
                             explained=empty, parents=parents, quadrants=corners)
+    # each row carries its sample's QC status: a combined table handed on alone held a
+    # failed sample's numbers beside good ones, with nothing to tell them apart
+    table = {"sample": table["sample"], "qc_status": [qc.status(flags)] * n_pops,
+             **{k: v for k, v in table.items() if k != "sample"}}
     return SampleGating(name=name, result=result, table_columns=table, statistics_columns=stats,
                         counting=counting_info, qc_flags=flags, notes=notes, time_qc=time_qc,
                         events_total=n_total, events_excluded=n_total - gated.n_events,
@@ -486,7 +490,7 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
                  "immunomon": __version__}
         sample_page(work / "index.html", sample_name=gating.name, hierarchy=hierarchy,
                     table=tables.rows({k: v for k, v in gating.table_columns.items()
-                                       if k != "sample"}), plots=plot_files,
+                                       if k not in ("sample", "qc_status")}), plots=plot_files,
                     qc_flags=gating.qc_flags, warnings=gating.warnings + gating.notes,
                     subtitle=f"{template.panel} (template version {template.version})",
                     about=about)
