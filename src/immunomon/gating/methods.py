@@ -701,6 +701,46 @@ def shoulder_beyond(centres, density, peak: int, direction: int, n_events: int, 
     return end
 
 
+#: Events a population beyond a shoulder must hold, as a share of its parent
+#: (``beyond_shoulder``): FoxP3-bright Treg, 2-3% of CD4 T cells beyond the dim FoxP3 of
+#: activated ones
+BEYOND_SHARE = 0.005
+
+
+def beyond_shoulder(centres, density, peak: int, direction: int, n_events: int, *,
+                    min_events: float = 20.0, flat: float = 0.2) -> int | None:
+    """Where a shoulder beside a lone ``peak`` ends, walking in ``direction``, when a
+    population of its own lies beyond that shoulder; None otherwise. The shoulder
+    (``shoulder_beyond``) rises to a mode of its own or stands as a shelf; its flank is
+    taken from its highest point beyond the peak's end, and where that flank ends the
+    events further out must hold ``BEYOND_SHARE`` of the parent and ``min_events``, and
+    three times what the shoulder, were it normal, would leave there. With a third of a
+    demo trial's CD4 T cells activated on lenalidomide, their dim FoxP3 made a shoulder
+    that hid the FoxP3-bright Treg: a lone peak's end took the shoulder for the
+    brightest population (3-10 times the Treg)."""
+    start = shoulder_beyond(centres, density, peak, direction, n_events, flat=flat)
+    if start is None:
+        return None
+    # the shoulder's own top: its mode, or on a shelf that never rises the flattest
+    # point before the shelf has fallen to half its height
+    walk = _flank(density, start, direction)
+    high = walk >= 0.5 * walk[0]
+    reach = int(np.argmin(high)) if not high.all() else walk.size
+    if reach < 3:
+        return None
+    top = start + direction * (int(np.argmax(walk[:reach])) if walk[:reach].argmax() > 0
+                               else int(np.argmax(np.diff(walk[:reach]))))
+    found = _flank_end(centres, density, top, direction, flat)
+    if found is None:
+        return None
+    end, _, own = found
+    dx = float(centres[1] - centres[0])
+    held = float(_flank(density, end, direction).sum() * dx)
+    if held < max(BEYOND_SHARE, 3 * own) or held * n_events < min_events:
+        return None
+    return end
+
+
 def _runs_off_scale(x, centres, density, bandwidth: float, end: int, direction: int,
                     piled: dict) -> bool:
     """Whether the shelf beyond ``end`` is the peak's own flank cut off by the end of
@@ -991,6 +1031,16 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
             why = "no tail on either side; the population asked for is taken as the minority"
     mode = float(centres[main])
     end = ends[direction]
+    if valley in ("first", "last") and not majority and end is not None and \
+            direction == (1 if valley == "last" else -1) == (1 if side == "above" else -1):
+        far = beyond_shoulder(centres, density, main, direction, x.size)
+        if far is not None and lo <= centres[far] <= hi:
+            return Threshold(float(centres[far]), positions, fell_back=True, peak_end=True,
+                             note=(f"{left_out}one peak ({_at(mode)}); a shoulder of dimmer "
+                                   f"events {'above' if direction > 0 else 'below'} it, and "
+                                   f"a population beyond that shoulder: the {valley} "
+                                   f"population, cut at {_at(centres[far])}, where the "
+                                   "shoulder ends"))
     if mirrored is not None:
         value = float(mirrored)
         rule = (f"cut at {_at(value)}, as far {'above' if direction > 0 else 'below'} the "
