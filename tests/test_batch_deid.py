@@ -205,4 +205,5 @@ def test_layout_keywords_only_keeps_nothing_but_the_data_layout(tmp_path):
     assert not {"LASER DELAY", "FREE", "HOSPITAL BED", "X NOTE"} & keys
     result = CliRunner().invoke(main, ["batch", "run", str(tmp_path / "inbox"), "-o",
                                        str(tmp_path / "out2"), "--layout-keywords-only"])
-    assert result.exit_code == 2 and "--layout-keywords-only needs --deidentify" in result.output
+    assert result.exit_code == 2
+    assert "--layout-keywords-only needs --deidentify" in result.output

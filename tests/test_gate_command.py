@@ -212,7 +212,8 @@ def test_few_bead_events_are_a_warning_and_an_unused_analyser_count_is_recorded(
     keep[beads[::20]] = True                     # one bead in 20, all through the run
     few = tmp_path / "in" / "few_beads.fcs"
     few.parent.mkdir()
-    write_fcs(few, dataclasses.replace(sample, events=np.ascontiguousarray(sample.events[keep])))
+    events = np.ascontiguousarray(sample.events[keep])
+    write_fcs(few, dataclasses.replace(sample, events=events))
     result = CliRunner().invoke(main, ["gate", str(few), "--no-plots", "--no-anndata", "-o",
                                        str(tmp_path / "o"), "--lymphocytes-per-ul", "1500"])
     assert result.exit_code == 0, result.output

@@ -107,9 +107,10 @@ def _terminate_as_interrupt():
     signal.signal(signal.SIGTERM, handler)
 
 
-def _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift, key,
-             drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs, keep_anomalies,
-             max_attempts):
+def _options(*, template, manifest, workers, scheduler, cluster, deidentify, date_shift, key,
+             drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
+             keep_anomalies, max_attempts):
+    """The run options of `batch run` and `batch watch` (``_run_options``), checked."""
     from .run import BatchOptions
 
     if date_shift and not deidentify:
@@ -216,9 +217,7 @@ def batch():
 @batch.command("run")
 @click.argument("inbox", type=click.Path(file_okay=False))
 @_run_options
-def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-            date_shift, key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
-            keep_anomalies, max_attempts, as_json):
+def run_cmd(inbox, results, as_json, **run_options):
     """Gate every FCS file under INBOX that is new or changed, into RESULTS.
 
     Files already done with the same content, template and settings are
@@ -235,9 +234,7 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
     """
     from .run import run_batch
 
-    options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
-                       keep_anomalies, max_attempts)
+    options = _options(**run_options)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
     try:
@@ -262,9 +259,7 @@ def run_cmd(inbox, results, template, manifest, workers, scheduler, cluster, dei
                    "'' for none.")
 @click.option("--interval", type=_Seconds(), default=10.0, show_default=True,
               help="Seconds between looks at the inbox.")
-def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, deidentify,
-              date_shift, key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
-              keep_anomalies, max_attempts, as_json, settle, marker, interval):
+def watch_cmd(inbox, results, as_json, settle, marker, interval, **run_options):
     """Process uploads to INBOX as they arrive, until interrupted (Ctrl-C or SIGTERM).
 
     A file is taken when it has stopped growing for --settle seconds or when
@@ -277,9 +272,7 @@ def watch_cmd(inbox, results, template, manifest, workers, scheduler, cluster, d
     """
     from .run import watch_inbox
 
-    options = _options(template, manifest, workers, scheduler, cluster, deidentify, date_shift,
-                       key, drop_keyword, layout_keywords_only, plots, no_plots, no_anndata, export_fcs,
-                       keep_anomalies, max_attempts)
+    options = _options(**run_options)
     _terminate_as_interrupt()
     progress = _Progress(quiet=as_json)
     try:

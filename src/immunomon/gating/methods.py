@@ -728,8 +728,8 @@ def beyond_shoulder(centres, density, peak: int, direction: int, n_events: int, 
     reach = int(np.argmin(high)) if not high.all() else walk.size
     if reach < 3:
         return None
-    top = start + direction * (int(np.argmax(walk[:reach])) if walk[:reach].argmax() > 0
-                               else int(np.argmax(np.diff(walk[:reach]))))
+    rise = int(np.argmax(walk[:reach]))
+    top = start + direction * (rise if rise > 0 else int(np.argmax(np.diff(walk[:reach]))))
     found = _flank_end(centres, density, top, direction, flat)
     if found is None:
         return None

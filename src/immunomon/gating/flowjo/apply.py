@@ -162,22 +162,24 @@ def apply_sample(ws: Workspace, sample: WorkspaceSample, path) -> AppliedSample:
 
 
 def apply_workspace(ws: Workspace, files=None) -> list[AppliedSample]:
-    """Every matched file gated with its sample's gates; the first carries the notes of
-    the files a folder held that no sample uses."""
+    return _applied(ws, files)[0]
+
+
+def _applied(ws: Workspace, files=None) -> tuple[list[AppliedSample], list[str]]:
+    """Every matched file gated with its sample's gates, and the notes of the files a
+    folder held that no sample uses."""
     pairs, skipped = matched_files(ws, files)
-    applied = [apply_sample(ws, s, p) for s, p in pairs]
-    applied[0].notes[:0] = skipped
-    return applied
+    return [apply_sample(ws, s, p) for s, p in pairs], skipped
 
 
 def compare_counts(ws: Workspace, files=None) -> pd.DataFrame:
     """Per sample and population: FlowJo's count, immunomon's, the difference.
     ``table.attrs["notes"]`` lists files whose event count differs from the one
     FlowJo recorded (a sign of a different or re-exported file)."""
-    applied = apply_workspace(ws, files)
+    applied, skipped = _applied(ws, files)
     tables = [a.table() for a in applied]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
-    table.attrs["notes"] = [n for a in applied for n in a.notes]
+    table.attrs["notes"] = skipped + [n for a in applied for n in a.notes]
     return table
 
 
@@ -227,8 +229,9 @@ def compare_template(ws: Workspace, files, template) -> pd.DataFrame:
     template's count and the per-event F1 of the template against the manual gate."""
     from ...fcs import read_fcs
 
-    rows, notes = [], []
-    for applied in apply_workspace(ws, files):
+    samples, notes = _applied(ws, files)
+    rows = []
+    for applied in samples:
         fcs = read_fcs(applied.file)
         strategy, left_out = template.strategy_for(fcs)
         # the template's own gaps in this file (a marker it cannot find, the

@@ -22,7 +22,8 @@ def gate_with_workspace(workspace, inputs=None, template=None) -> pd.DataFrame:
         table = table.merge(scores[["sample", "file", "path", "template_count", "f1"]],
                             on=["sample", "file", "path"], how="left")
         table.attrs["notes"] = notes
-    counts = [c for c in ("flowjo_count", "count", "difference", "template_count") if c in table]
+    counts = [c for c in ("flowjo_count", "count", "difference", "template_count")
+              if c in table]
     table[counts] = table[counts].astype("Int64")       # whole events, missing where none
     return table
 
