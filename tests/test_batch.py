@@ -269,7 +269,11 @@ def test_a_link_is_an_upload_where_it_lies_by_its_own_name(tmp_path):
     write_sample(tmp_path / "share" / "0042.fcs", seed=1)
     (inbox / "GVM-01").mkdir(parents=True)
     (inbox / "GVM-01" / "P07_M3.fcs").symlink_to(tmp_path / "share" / "0042.fcs")
-    assert run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1}))).done == 1
+    events = []
+    assert run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})),
+                     progress=events.append).done == 1
+    done = next(e for e in events if e["event"] == "done")
+    assert done["upload"] == "GVM-01/P07_M3.fcs"          # what the progress line names
     row = next(iter(registry_rows(results)))
     assert (row["relpath"], row["study"], row["output"]) == \
         ("GVM-01/P07_M3.fcs", "GVM-01", "GVM-01/P07_M3")

@@ -410,3 +410,17 @@ populations:
     adata = anndata.read_h5ad(folder / "s.h5ad")
     assert not adata.var["compensated"].any()
     np.testing.assert_array_equal(adata.X, adata.layers["raw"])
+
+
+def test_a_divider_of_its_own_on_each_side_names_its_dimension():
+    """CCR7 cut once below and once above the CD45RA cut: ``dimensions`` lists CCR7
+    twice (one per divider), and each divider names its own."""
+    gate = QuadrantGate("M", [Divider("M.x", fl("CD45RA"), [0.5]),
+                              Divider("M.y.below", fl("CCR7"), [0.4]),
+                              Divider("M.y.above", fl("CCR7"), [0.6])],
+                        [Quadrant("CM", {"M.x": 0, "M.y.below": 1}),
+                         Quadrant("Naive", {"M.x": 1, "M.y.above": 1})])
+    out = gate_to_dict(gate)
+    assert list(out["dimensions"]) == ["CD45RA", "CCR7", "CCR7"]
+    assert {k: d["dimension"] for k, d in out["dividers"].items()} == \
+        {"M.x": "CD45RA", "M.y.below": "CCR7", "M.y.above": "CCR7"}

@@ -329,7 +329,8 @@ def gate_to_dict(gate, values=None) -> dict:
     quadrant, boolean), ``id``, ``parent`` ("" at the root), the dimension
     names with their compensation and transform, and the parameters
     (``min``/``max`` with NaN for an open end; ``vertices``; ``mean``,
-    ``covariance``, ``distance_square``; ``dividers`` and ``quadrants``;
+    ``covariance``, ``distance_square``; ``dividers`` (each with its dimension) and
+    ``quadrants``;
     ``operator``, ``operands``, ``complement``). ``values`` (an
     ``EventValues``) resolves transforms given by id."""
     from .gating import BooleanGate, EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
@@ -353,9 +354,12 @@ def gate_to_dict(gate, values=None) -> dict:
     elif isinstance(gate, QuadrantGate):
         out["type"] = "quadrant"
         out.update(_dims(gate.dimensions, values))
-        out["dividers"] = {k: {"id": d.id, "values": np.array(d.values, dtype=np.float64)}
-                           for k, d in zip(_unique_keys(d.id for d in gate.dividers),
-                                           gate.dividers)}
+        # one dimension per divider: a y divider of its own on each side of x names its
+        # channel twice in ``dimensions``, so each divider says which is its own
+        out["dividers"] = {k: {"id": d.id, "dimension": name,
+                               "values": np.array(d.values, dtype=np.float64)}
+                           for k, d, name in zip(_unique_keys(d.id for d in gate.dividers),
+                                                 gate.dividers, out["dimensions"])}
         out["quadrants"] = {k: {"id": q.id,
                                 "dividers": np.array([p[0] for p in q.positions], dtype=str),
                                 "locations": np.array([p[1] for p in q.positions],

@@ -78,7 +78,8 @@ class _Progress:
             if message and message.startswith(event["path"] + ": "):
                 message = message[len(event["path"]) + 2:]
             known = self.queued and self.total >= finished > 0
-            click.echo(file_line(event["path"], event.get("status", kind), event.get("events"),
+            name = event.get("upload") or event["path"]
+            click.echo(file_line(name, event.get("status", kind), event.get("events"),
                                  event.get("seconds"), index=finished if known else None,
                                  total=self.total if known else None, message=message),
                        err=True)

@@ -402,7 +402,7 @@ class Batch:
                 if worker:
                     self.registry.update(file_id, worker=worker)
                 inflight.add(file_id)
-                self.progress({"event": "started", "id": file_id, "path": row["path"]})
+                self.progress(_event("started", row))
             for outcome in executor.wait(idle_timeout):
                 inflight.discard(outcome.key)
                 if self._record(outcome):
@@ -421,8 +421,7 @@ class Batch:
             if row["attempts"] < self.options.max_attempts:
                 self.summary.retried += 1
                 self.registry.fail(file_id, "pending", why, "worker")
-                self.progress({"event": "retry", "id": file_id, "path": row["path"],
-                               "message": why})
+                self.progress(_event("retry", row, message=why))
                 return True
             self._quarantine(file_id, f"{why}, {row['attempts']} times; it was not tried "
                                       "again", "worker", worker=outcome.worker)
@@ -443,7 +442,7 @@ class Batch:
                                  attempts=max(row["attempts"] - 1, 0),
                                  mtime_ns=os.stat(row["path"]).st_mtime_ns, **common)
             self.summary.skipped += 1
-            self.progress({"event": "skipped", "id": file_id, "path": row["path"]})
+            self.progress(_event("skipped", row))
             return False
         if status == "failed":
             common["seconds"] = json.dumps(result.get("seconds", {}))
@@ -466,9 +465,9 @@ class Batch:
             "seconds": json.dumps(result["seconds"])}, result.get("populations", []))
         _unquarantine(self.results, row)
         self.summary.done += 1
-        self.progress({"event": "done", "id": file_id, "path": row["path"],
-                       "alias": row["alias"], "status": status, "events": result["events"],
-                       "seconds": result["seconds"].get("total")})
+        self.progress(_event("done", row, alias=row["alias"], status=status,
+                             events=result["events"],
+                             seconds=result["seconds"].get("total")))
         return False
 
     def _failed(self, file_id: int, error: str, kind: str, **fields) -> None:
@@ -477,7 +476,7 @@ class Batch:
         self.registry.fail(file_id, "failed", error, kind, **fields)
         self.summary.failed += 1
         self.summary.failures.append((row["path"], error))
-        self.progress({"event": "failed", "id": file_id, "path": row["path"], "message": error})
+        self.progress(_event("failed", row, message=error))
 
     def _quarantine(self, file_id: int, error: str, kind: str, **fields) -> None:
         row = self.registry.by_id(file_id)
@@ -487,8 +486,7 @@ class Batch:
         self.summary.failed += 1
         self.summary.quarantined += 1
         self.summary.failures.append((row["path"], error))
-        self.progress({"event": "quarantined", "id": file_id, "path": row["path"],
-                       "message": error})
+        self.progress(_event("quarantined", row, message=error))
 
     def _moved(self, info):
         """The done row of this file before it moved within the inbox: its old path is
@@ -524,6 +522,13 @@ class Batch:
 
         write_study_tables(self.registry, self.results, deidentified=self.options.deidentify,
                            pseudonyms=self.pseudonyms, problems=self.summary.warnings)
+
+
+def _event(kind: str, row, **fields) -> dict:
+    """A progress event for one registered file: ``path`` is where it was read, ``upload``
+    its name in the inbox (a link's own name, not its target's)."""
+    return {"event": kind, "id": row["id"], "path": row["path"], "upload": row["relpath"],
+            **fields}
 
 
 def _population_rows(table) -> list[tuple]:
