@@ -12,6 +12,7 @@ or partial checkout lacks are skipped and counted.
 
     python benchmarks/lyoplate_centres.py PATH/TO/CytOpt [--csv rows.csv]
     python benchmarks/lyoplate_centres.py PATH/TO/CytOpt --quick    # one file per centre
+    python benchmarks/lyoplate_centres.py PATH/TO/CytOpt --template another.yaml
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("cytopt", type=Path, help="a checkout of Paul-Freulon/CytOpt")
     ap.add_argument("--csv", type=Path, help="also write every scored row to this CSV")
     ap.add_argument("--quick", action="store_true", help="the first file of each centre")
+    ap.add_argument("--template", type=Path, default=TEMPLATE,
+                    help="another template for the panel (default: hipc_tcell.yaml)")
     args = ap.parse_args(argv)
     files = sorted((args.cytopt / "Data").glob("*/*_values.csv"))
     present = [f for f in files if f.stat().st_size > 0 and
@@ -78,9 +81,9 @@ def main(argv=None) -> int:
     if not present:
         print(f"no lyoplate files under {args.cytopt / 'Data'}", file=sys.stderr)
         return 2
-    template = load_template(TEMPLATE)
+    template = load_template(args.template)
     df = scored_rows(present, lambda values: score(values, template), args.csv)
-    print(f"hipc_tcell.yaml held out on {_count(df.file.nunique(), 'file')} of "
+    print(f"{args.template.name} held out on {_count(df.file.nunique(), 'file')} of "
           f"{_count(df.centre.nunique(), 'centre')} ({absent} listed "
           "without values skipped); F1 per population with 20+ expert events\n")
     print(scores_table(df))

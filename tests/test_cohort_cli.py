@@ -145,6 +145,24 @@ def test_build_zarr_without_clinical(tmp_path):
     assert load(out).dataset["lineage"].values.tolist() == ["CD3"]
 
 
+def test_provenance_names_each_input_one_way(tmp_path, monkeypatch):
+    """Inputs given through ``..`` (a study file's ``../fixtures``) or relative to the
+    working folder are recorded absolute and normalised, so the analysis report can
+    make them relative to the study folder."""
+    make_inputs(tmp_path)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "x").mkdir()
+    monkeypatch.chdir(tmp_path / "pipelines")
+    out = tmp_path / "cohort.nc"
+    res = run("cohort", "build", "-m", "../manifest.csv", "--gating", tmp_path / "x" / ".." /
+              "gate", "--out", out)
+    assert res.exit_code == 0, res.output
+    attrs = load(out).dataset.attrs
+    assert str(tmp_path / "manifest.csv") in json.loads(attrs["input_hashes"])
+    assert json.loads(attrs["input_folders"])["gating"] == str(tmp_path / "gate")
+    assert all(".." not in i["path"] for i in json.loads(attrs["inputs"]))
+
+
 def test_bad_manifest_is_a_clean_error(tmp_path):
     make_inputs(tmp_path)
     (tmp_path / "manifest.csv").write_text(MANIFEST.replace("2021-04-01", "2021-13-01"))

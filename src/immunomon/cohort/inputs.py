@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,12 +141,18 @@ def reference_files(folder) -> list[Path]:
     return sorted(Path(f) for f in files)
 
 
+def _place(path) -> str:
+    """A path as provenance records it: absolute, without ``..`` (a study file's
+    ``../fixtures/...`` named one file two ways)."""
+    return os.path.normpath(os.path.abspath(path))
+
+
 def _inputs(role: str, paths) -> list[dict]:
     out = []
     for p in paths:
         p = Path(p)
         if p.is_file():
-            out.append({"role": role, "path": str(p), "sha256": file_sha256(p)})
+            out.append({"role": role, "path": _place(p), "sha256": file_sha256(p)})
     return out
 
 
@@ -175,9 +182,9 @@ def build_from_files(manifest, *, clinical=None, gating=None, chimerism=None,
         inputs += _inputs(f"{kind}_data", [path])
     provenance = {"input_hashes": {i["path"]: i["sha256"] for i in inputs},
                   "inputs": inputs, "input_folders": {
-        "clinical": str(clinical) if clinical is not None else "",
-        "gating": str(gating) if gating is not None else "",
-        "chimerism": str(chimerism) if chimerism is not None else ""}}
+        "clinical": _place(clinical) if clinical is not None else "",
+        "gating": _place(gating) if gating is not None else "",
+        "chimerism": _place(chimerism) if chimerism is not None else ""}}
     if gate is not None and gate.templates:
         provenance["template"] = "; ".join(str(t.get("panel")) for t in gate.templates)
         provenance["template_version"] = "; ".join(str(t.get("version"))
