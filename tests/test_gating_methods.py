@@ -1381,6 +1381,12 @@ def test_a_valley_before_a_broad_populations_brightest_few_gives_way_to_the_peak
         assert alone.value > 0.45 and "shoulder" not in alone.note
         small = np.concatenate([negative, broad[:150], brightest])
         assert "shoulder" not in methods.density_threshold(small, side="above").note
+        # a peak of its own beyond the shoulder, a third of its events, is a population
+        # (a whole-blood LST file's B cells beyond CD19-dim myeloid cells), not its
+        # brightest few: the valley stays the cut
+        own = rng.normal(0.64, 0.03, 500)
+        apart = methods.density_threshold(np.concatenate([negative, broad, own]), side="above")
+        assert "shoulder" not in apart.note and np.mean(own > apart.value) > 0.95, seed
     assert shoulders >= 8
 
 

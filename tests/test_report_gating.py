@@ -215,6 +215,11 @@ def test_subsampling_and_limits():
     lo, hi = limits(np.linspace(0, 1, 10_001), extra=[0.0, 26.0], reach=0.5)
     top = 0.9995 + 0.5 * (0.9995 - 0.0005)            # the vertex at 26 stops here
     assert (lo, hi) == (pytest.approx(-0.05 * top), pytest.approx(1.05 * top))
+    # a few far events (over-compensated, 0.1% of them at -15) do not stretch the axis:
+    # it stops half the central 98%'s width beyond it
+    v = np.concatenate([np.linspace(0, 1, 20_000), np.full(20, -15.0)])
+    lo, hi = limits(v)
+    assert -0.8 < lo < -0.4 and hi < 1.1
 
 
 def test_empty_parent_still_plots(tmp_path):

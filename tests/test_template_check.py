@@ -563,6 +563,19 @@ def test_a_file_whose_shares_are_unlike_the_others_is_named(tmp_path):
     assert unlike_the_others(shares) == {}
 
 
+def test_a_population_on_all_events_far_from_the_other_files_is_named():
+    """A lineage quadrant on the whole file whose CD8+ side took a CD4 cut of its own
+    under 15 far events left one centre's CD8 T cells 0.07% of the events, the other
+    centres' 24-52%, and the check named only a memory subset under them."""
+    from immunomon.gating.check import unlike_the_others
+
+    records = [{"sample": name, "status": "ok", "populations": [
+        {"population": "CD8 T", "parent": None, "percent_of_parent": share}]}
+        for name, share in (("A", 49.6), ("B", 52.3), ("C", 0.07), ("D", 24.4))]
+    found = unlike_the_others(records)
+    assert list(found) == ["C"] and found["C"][0]["population"] == "CD8 T"
+
+
 def test_two_files_of_one_name_get_a_page_and_a_column_each(tmp_path):
     """A check over two folders holding a file of one name (cyflow_cube_8.fcs in both
     of the repository's instrument folders) wrote both pages into one folder and then

@@ -98,6 +98,10 @@ SPLIT = 0.5
 #: events of its own: in a lyoplate file thinned to 1,745 events 8 CD4+ events spread far
 #: below zero in CD8 made a "peak", and a CD8 cut under them left CD4 T cells 8 of 816
 OWN_CUT_EVENTS = MIN_EVENTS
+#: ... and as a share of that side's events: in a UCLA lyoplate file 15 events far below
+#: zero in CD4, 0.13% of the 11,998 CD8+ cells, made a "peak", and the CD8+ side's own
+#: CD4 cut under them left the CD8 T cells 15 events, where the shared cut kept them all
+OWN_CUT_SHARE = 0.005
 #: starts of the mixture tried when a cluster gate looks again with more components
 SECOND_LOOKS = 3
 
@@ -942,8 +946,8 @@ def _own_cut_reason(values: np.ndarray, own: methods.Threshold, shared: float, *
     lower = [p for p in own.peaks if p < own.value]
     upper = [p for p in own.peaks if p > own.value]
     if not own.fell_back and lower and upper:
-        if min(np.count_nonzero(values < own.value),
-               np.count_nonzero(values >= own.value)) < OWN_CUT_EVENTS:
+        if min(np.count_nonzero(values < own.value), np.count_nonzero(values >= own.value)) \
+                < max(OWN_CUT_EVENTS, OWN_CUT_SHARE * values.size):
             return ""       # a valley round a few far outliers splits no population
         if not max(lower) < shared < min(upper):
             return (f"in their own valley: the shared y cut ({_at(shared)}) does not lie "
