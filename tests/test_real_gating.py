@@ -195,6 +195,25 @@ populations:
     assert f1(result.mask("CD4 T"), labels["CD4 T"]) > 0.95
 
 
+def test_a_valley_after_a_shoulder_parts_a_population_only_where_it_is_one():
+    """Two real densities with a shoulder on the large peak's flank and a valley beyond
+    it (tests/data/real/threshold_shapes.npz). A Yale lyoplate file's CD8 T cells: the
+    memory cells' CD45RA falls from the naive peak (3,500) as a broad shoulder to a bump
+    of their dimmest, barely above the valley at 1,100; that valley made the memory
+    cells CD45RA+ (the expert's cut about 2,700), the cut goes where the naive peak
+    ends. A whole-blood LST file's CD19: the B cells make a peak of their own beyond
+    CD19-dim myeloid cells three times as many, past a deep valley at 5,450; the cut
+    where the large peak ends took 19,874 events for 4,727 B cells."""
+    from immunomon.gating import methods
+
+    shapes = np.load(REAL / "threshold_shapes.npz")
+    cd45ra = methods.density_threshold(shapes["lyoplate_yale_3_cd8_cd45ra"].astype(float),
+                                       side="above")
+    assert 2_800 < cd45ra.value < 3_200 and "shoulder" in cd45ra.note
+    cd19 = methods.density_threshold(shapes["lst_14_not_t_cd19"].astype(float), side="above")
+    assert 5_300 < cd19.value < 5_700 and "shoulder" not in cd19.note
+
+
 def test_the_same_file_from_an_instrument_of_another_range_is_gated_alike():
     """A2004 as a Cytek Aurora would store it (every fluorescence value and range 16
     times larger): with the template's T: auto every population holds the same events;

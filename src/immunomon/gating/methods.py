@@ -759,23 +759,30 @@ def _runs_off_scale(x, centres, density, bandwidth: float, end: int, direction: 
 
 
 #: How many times the events beyond a valley a shoulder before it must hold for that
-#: valley to part a broad population's brightest few from the rest (``shoulder_inside``):
-#: a COVID-19 ICS file's CD14 monocytes, 2,200 events in the shoulder to 240 in the bump
-#: beyond; a whole-blood LST file's B cells, 4,700 in a CD19 peak of their own beyond
-#: 15,400 CD19-dim granulocytes and monocytes in a shoulder (3.2 times), are not few.
+#: valley to part a broad population's brightest few from the rest (``shoulder_inside``)
+#: however deep the valley: a COVID-19 ICS file's CD14 monocytes, 2,200 events in the
+#: shoulder to 240 in the bump beyond. Between three and this many times, only a shallow
+#: valley (``SHALLOW``) does: a lyoplate file's CD8 T cells' memory shoulder in CD45RA
+#: fell to a bump of its dimmest 20% above the valley (3.8 times); a whole-blood LST
+#: file's 4,700 B cells rose to a CD19 peak of their own, 64% above the valley, beyond
+#: 15,400 CD19-dim myeloid cells (3.2 times).
 SHOULDER_OVER_BEYOND = 5.0
+#: A valley shallower than this (1 - its density over the peak beyond it) barely parts
+#: the bump beyond from the shoulder before it
+SHALLOW = 0.5
 
 
 def shoulder_inside(centres, density, peak: int, cut: int, n_events: int, *,
                     min_events: float = 10.0, flat: float = 0.2) -> int | None:
     """Where ``peak``'s flank ends, walking toward the valley at ``cut``, when a
-    population lies on that flank as a shoulder holding ``SHOULDER_OVER_BEYOND`` times
-    the events beyond the valley; None otherwise. Such a valley parts the brightest few
-    of a broad population from the rest of it (a COVID-19 ICS file's CD14 monocytes:
-    2,200 events falling slowly from where the CD14- peak ends to a bump of 240 at the
-    top, the valley before that bump kept 15% of the expert's monocytes). A shoulder,
-    unlike a tail, still stands at half its height two of the peak's SDs past the peak's
-    end, and holds three times what the peak, were it normal, would leave there."""
+    population lies on that flank as a shoulder holding three times the events beyond
+    the valley, and ``SHOULDER_OVER_BEYOND`` times them where the valley is not
+    ``SHALLOW``; None otherwise. Such a valley parts the brightest few of a broad
+    population from the rest of it (a COVID-19 ICS file's CD14 monocytes: 2,200 events
+    falling slowly from where the CD14- peak ends to a bump of 240 at the top, the
+    valley before that bump kept 15% of the expert's monocytes). A shoulder, unlike a
+    tail, still stands at half its height two of the peak's SDs past the peak's end,
+    and holds three times what the peak, were it normal, would leave there."""
     direction = 1 if cut > peak else -1
     found = _flank_end(centres, density, peak, direction, flat)
     if found is None or direction * (cut - found[0]) <= 2:
@@ -787,10 +794,12 @@ def shoulder_inside(centres, density, peak: int, cut: int, n_events: int, *,
         return None                     # a tail falling into the valley
     lo, hi = sorted((end, cut))
     held = float(density[lo:hi + 1].sum() * dx)
-    beyond = float((density[cut:] if direction > 0 else density[:cut + 1]).sum() * dx)
-    if held < max(SHOULDER_SHARE, 3 * own, SHOULDER_OVER_BEYOND * beyond) \
-            or held * n_events < min_events:
+    past = density[cut:] if direction > 0 else density[:cut + 1]
+    beyond = float(past.sum() * dx)
+    if held < max(SHOULDER_SHARE, 3 * own, 3 * beyond) or held * n_events < min_events:
         return None
+    if held < SHOULDER_OVER_BEYOND * beyond and density[cut] < (1 - SHALLOW) * past.max():
+        return None                     # a population of its own beyond a deep valley
     return end
 
 
@@ -854,8 +863,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     'last', a shoulder beyond the outermost peak (``shoulder_beyond``) is the
     outermost population, and the cut goes where that peak ends. With 'deepest',
     a valley with under a fifth of the events beyond it that a shoulder on the larger
-    peak's flank holds parts a broad population's brightest few from the rest of it;
-    the cut goes where that peak ends (``shoulder_inside``). ``bounds`` restricts
+    peak's flank holds (a third, where the valley is shallow) parts a broad
+    population's brightest few from the rest of it; the cut goes where that peak ends
+    (``shoulder_inside``). ``bounds`` restricts
     where the cut may fall.
 
     With one peak the cut goes where that peak's flank ends (``peak_end``) on
@@ -954,8 +964,8 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
                 if valley == "deepest" and not majority else None
             if inner is not None and lo <= centres[inner] <= hi:
                 return Threshold(float(centres[inner]), positions, fell_back=True, note=(
-                    f"{left_out}the valley at {_at(centres[cut])} has beyond it under a fifth "
-                    f"of the events a shoulder on the flank of the peak at "
+                    f"{left_out}the valley at {_at(centres[cut])} has beyond it few of the "
+                    f"events a shoulder on the flank of the peak at "
                     f"{_at(centres[big])} holds (the brightest few of a broad population): "
                     f"cut at {_at(centres[inner])}, where that peak ends"))
             beside = _beside_dominant(density, peaks, top) \

@@ -621,6 +621,25 @@ def opencyto(root: Path) -> None:
         _save(sample, {paths[n]: m for n, m in members.items() if paths[n]}, stem)
 
 
+def threshold_shapes(cytopt: Path, optimalflowdata: Path) -> None:
+    """Two real one-marker densities whose valley a threshold must weigh against the
+    shoulder before it (``methods.shoulder_inside``): the CD45RA of Yale lyoplate file
+    FTV_3's expert CD8 T cells (a naive peak, a broad memory shoulder falling to a bump
+    of its dimmest cells) and the CD19/TCRgd channel of optimalFlowData's whole-blood LST
+    file 14, every third event the experts did not call a T cell (CD19-dim myeloid
+    cells in a shoulder, a B-cell peak of its own beyond)."""
+    sample, code = cytopt_file(cytopt / "Data" / "Yale" / "FTV_3_values.csv")
+    cd8 = lyoplate_labels(code)["CD8 T"]
+    lst_sample, label = lst_file(optimalflowdata / "data" / "Cytometry14.RData")
+    classes = lst_labels(label, LST_WHOLE_CLASSES)
+    not_t = ~(classes["CD4 T"] | classes["CD8 T"] | classes["TCRgd T"])
+    np.savez_compressed(
+        HERE / "threshold_shapes.npz",
+        lyoplate_yale_3_cd8_cd45ra=sample.events[cd8, sample.channels.index("CD45RA")],
+        lst_14_not_t_cd19=lst_sample.events[not_t, lst_sample.channels.index("PE-Cy7-A")]
+        [::STRIDE])
+
+
 if __name__ == "__main__":
     a2004(Path(sys.argv[1]))
     canto(Path(sys.argv[1]))
@@ -635,3 +654,4 @@ if __name__ == "__main__":
     deepcytof_multicentre(Path(sys.argv[7]))
     lst_whole(Path(sys.argv[8]))
     lst_whole(Path(sys.argv[8]), 11)
+    threshold_shapes(Path(sys.argv[5]), Path(sys.argv[8]))
