@@ -70,9 +70,9 @@ def plot_rows(rows: np.ndarray, max_points: int) -> np.ndarray:
     return rows[np.linspace(0, rows.size - 1, max_points).astype(np.int64)]
 
 
-#: How far beyond the central 98% of the events, as a share of its width, a few far
-#: events may stretch an axis: 20 over-compensated events of a lyoplate file's 21,000
-#: at -15,000 in CD8 (its cells within 0-4,096) pressed the cells into a sliver
+#: How far beyond the central 98% of the events, as a share of its width, the last
+#: 0.95% on either side may stretch an axis: a few far events (over-compensated ones,
+#: thousands of channels below zero) would press the cells into a sliver
 FAR_EVENTS = 0.5
 
 
