@@ -352,6 +352,29 @@ def test_template_qc_sets_the_low_count_limit():
                and "fewer than 5000; too few to report" in f.message for f in flags)
 
 
+def test_a_population_takes_qc_lines_of_its_own():
+    """A helper population gated to look at, not to report (a GvHD tube's CD8b-low CD8+
+    T cells, 1-6 events) made three samples warnings, and a population could not say
+    otherwise: its own `qc` sets its lines, 0 for none, and the others keep the
+    template's."""
+    from immunomon.gating.run import gate_sample
+    sim = simulate.pbmc_sample(3000, seed=3)
+    text = BASE.replace("populations:", "qc: {min_reportable: 5000}\npopulations:")
+    plain = gate_sample(sim.sample, parse_template(text, "p.yaml")).qc_flags
+    assert any(f.level == "warning" and "population 'CD4 T':" in f.message for f in plain)
+    helper = text.replace("    dims: [CD4]\n", "    dims: [CD4]\n    qc: {min_reportable: 0, "
+                                                "min_events: 0}\n")
+    t = parse_template(helper, "p.yaml")
+    assert t.population_qc() == {"CD4 T": {"min_reportable": 0, "min_events": 0}}
+    assert t.digest != parse_template(text, "p.yaml").digest
+    flags = gate_sample(sim.sample, t).qc_flags
+    assert not any("population 'CD4 T':" in f.message for f in flags)
+    assert any(f.level == "warning" and "population 'T':" in f.message for f in flags)
+    assert "qc.min_reportable" in error_of(helper.replace("min_reportable: 0",
+                                                          "min_reportable: -1"))
+    assert "unknown field 'floor'" in error_of(helper.replace("min_events: 0", "floor: 0"))
+
+
 def test_a_template_loads_from_a_mapping_as_from_its_yaml():
     """An analyst in a notebook had to write a temporary YAML file: a dict of the
     YAML's keys loads, checked as a file is."""

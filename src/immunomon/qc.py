@@ -713,7 +713,8 @@ MIN_REPORTABLE = 20
 
 def count_flags(counts: dict[str, int], *, min_events: int = 200,
                 min_reportable: int = MIN_REPORTABLE, explained=(),
-                parents: dict | None = None, quadrants=()) -> list[QCFlag]:
+                parents: dict | None = None, quadrants=(),
+                limits: dict | None = None) -> list[QCFlag]:
     """Small populations: ``info`` under ``min_events`` (a percentage from 200 events
     has a coefficient of variation of about 7%; from 20, over 20%), ``warning``
     under ``min_reportable``, where a count is too small to report. A
@@ -724,29 +725,35 @@ def count_flags(counts: dict[str, int], *, min_events: int = 200,
     be absent: a tube's 3 DP T cells made its status a warning where 0 did not).
     ``parents`` maps populations to their parents' counts. Populations in
     ``explained`` (an empty quadrant, a gate's failure) already carry their own flag
-    and get no second one."""
+    and get no second one. ``limits`` gives a population its own ``min_events`` and
+    ``min_reportable`` (a template population's ``qc``; 0: no such flag), a helper
+    population looked at and not reported (a review gate of 1-6 events had made three
+    GvHD tubes warnings)."""
     flags = []
     parents = parents or {}
+    limits = limits or {}
     for name, c in counts.items():
         if name in explained:
             continue
+        unstable = limits.get(name, {}).get("min_events", min_events)
+        reportable = limits.get(name, {}).get("min_reportable", min_reportable)
         c = int(c)
         parent = parents.get(name)
-        if c < min_reportable and parent is not None and parent >= min_reportable / 0.01 \
+        if c < reportable and parent is not None and parent >= reportable / 0.01 \
                 and c < 0.001 * parent:
             flags.append(QCFlag("info", f"population {name!r}: {c} events, "
                                         f"{100 * c / parent:.2g}% of its parent's {parent:,}; "
                                         "rare or absent in this sample", name))
-        elif c < min_reportable:
+        elif c < reportable:
             corner = name in quadrants
             flags.append(QCFlag("info" if corner else "warning",
                                 f"population {name!r}: {c} events, fewer than "
-                                f"{min_reportable}; too few to report"
+                                f"{reportable}; too few to report"
                                 + ("; a quadrant, as an empty one, may be absent" if corner
                                    else ""), name))
-        elif c < min_events:
+        elif c < unstable:
             flags.append(QCFlag("info", f"population {name!r}: {c} events, fewer than "
-                                        f"{min_events}; its percentages are unstable", name))
+                                        f"{unstable}; its percentages are unstable", name))
     return flags
 
 

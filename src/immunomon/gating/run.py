@@ -295,7 +295,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                if par in counts}
     corners = {q.id for g in result.gates.values() for q in getattr(g, "quadrants", ())}
     flags += qc.count_flags(counts, min_events=min_events, min_reportable=min_reportable,
-                            explained=empty, parents=parents, quadrants=corners)
+                            explained=empty, parents=parents, quadrants=corners,
+                            limits=template.population_qc())
     # each row carries its sample's QC status: a combined table handed on alone held a
     # failed sample's numbers beside good ones, with nothing to tell them apart
     table = {"sample": table["sample"], "qc_status": [qc.status(flags)] * n_pops,

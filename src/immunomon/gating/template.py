@@ -107,6 +107,8 @@ class PopulationSpec:
     kind: str                 # a method name or a fixed gate kind
     args: dict
     line: int
+    #: the template's ``qc`` lines for this population alone (a quadrant's: its corners')
+    qc: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,15 @@ class Template:
                    "transforms": self.transforms, "counting": self.counting, "qc": self.qc,
                    **({"percent_of": list(self.percent_of)} if self.percent_of else {}),
                    "populations": [[p.name, p.parent, list(p.dims), p.kind, p.args]
-                                   for p in self.populations]}
+                                   + ([p.qc] if p.qc else []) for p in self.populations]}
         text = json.dumps(content, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def population_qc(self) -> dict[str, dict]:
+        """Each population's own ``qc`` lines, by name (a quadrant gate's for each of its
+        corners)."""
+        return {name: dict(p.qc) for p in self.populations if p.qc
+                for name in (p.args["quadrants"] if p.kind == "quadrant" else (p.name,))}
 
     # -- per sample -----------------------------------------------------------
     def resolve_markers(self, sample) -> tuple[dict[str, str], list[str]]:
@@ -540,7 +548,7 @@ def _build(spec: PopulationSpec, dims, parent):
 # errors at load, naming the file, line and field, so a typo never passes silently.
 TOP_KEYS = ("panel", "version", "markers", "compensation", "transforms", "counting", "qc",
             "percent_of", "populations")
-POPULATION_KEYS = ("name", "parent", "dims", "method", "gate", "args")
+POPULATION_KEYS = ("name", "parent", "dims", "method", "gate", "args", "qc")
 TRANSFORM_KEYS = ("fluorescence", "scatter", "channels")
 TRANSFORM_PARAMS = {"logicle": ("T", "W", "M", "A"), "arcsinh": ("cofactor",),
                     "scale": ("T", "A")}
@@ -675,6 +683,10 @@ def _population(source: str, raw, index: int, known: dict[str, int],
     if twice:
         _fail(source, _line(raw, "dims"), f"{label}: dimension {twice[0]!r} is named twice "
                                           "in dims")
+    # a population's own QC lines (0: none), a helper population looked at, not reported
+    own_qc = dict(_check_mapping(source, raw.get("qc"),
+                                 {k: _number(0, closed=True, integer=True) for k in QC_KEYS},
+                                 f"{label}: qc", _line(raw, "qc")))
     has_method, has_gate = "method" in raw, "gate" in raw
     if has_method == has_gate:
         _fail(source, line, f"{label}: give exactly one of 'method' (data-driven) or "
@@ -739,7 +751,7 @@ def _population(source: str, raw, index: int, known: dict[str, int],
                 method = args.get(f"{axis}_method") or "density"
                 _check_mapping(source, args.get(f"{axis}_args"), _THRESHOLD_ARGS[method],
                                f"{label}: args.{axis}_args ({method})", _line(raw, "args"))
-        return PopulationSpec(name, parent, tuple(dims), kind, args, line)
+        return PopulationSpec(name, parent, tuple(dims), kind, args, line, own_qc)
     gate = raw["gate"]
     if not isinstance(gate, dict) or len(gate) != 1 or next(iter(gate)) not in FIXED:
         _fail(source, _line(raw, "gate"), f"{label}: gate must be one of "
@@ -747,7 +759,7 @@ def _population(source: str, raw, index: int, known: dict[str, int],
     kind, params = next(iter(gate.items()))
     spec = _fixed_spec(source, _line(raw, "gate"), label, name, parent, dims, kind, params,
                        known)
-    return PopulationSpec(name, parent, tuple(dims), kind, spec, line)
+    return PopulationSpec(name, parent, tuple(dims), kind, spec, line, own_qc)
 
 
 def _fixed_spec(source, line, label, name, parent, dims, kind, params, known) -> dict:
@@ -827,7 +839,7 @@ def _validated_override(template: Template, spec: PopulationSpec, gate: dict) ->
     args = _fixed_spec(template.source, 0, label, spec.name, spec.parent, list(spec.dims),
                        kind, params, {})
     return PopulationSpec(spec.name, spec.parent, spec.dims, kind,
-                          {**args, **({"note": note} if note else {})}, spec.line)
+                          {**args, **({"note": note} if note else {})}, spec.line, spec.qc)
 
 
 def parse_template(text: str, source: str = "<template>") -> Template:
