@@ -373,6 +373,20 @@ def test_a_population_takes_qc_lines_of_its_own():
     assert "qc.min_reportable" in error_of(helper.replace("min_reportable: 0",
                                                           "min_reportable: -1"))
     assert "unknown field 'floor'" in error_of(helper.replace("min_events: 0", "floor: 0"))
+    # a quadrant gate's lines serve each of its corners
+    quadrant = BASE.replace("""  - name: CD4 T
+    parent: T
+    dims: [CD4]
+    method: threshold
+""", """  - name: T subsets
+    parent: T
+    dims: [CD3, CD4]
+    method: quadrant
+    args: {quadrants: {CD4 T: [above, above], DN T: [above, below]}}
+    qc: {min_reportable: 0}
+""")
+    assert parse_template(quadrant, "p.yaml").population_qc() == {
+        "CD4 T": {"min_reportable": 0}, "DN T": {"min_reportable": 0}}
 
 
 def test_a_template_loads_from_a_mapping_as_from_its_yaml():
