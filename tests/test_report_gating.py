@@ -328,7 +328,10 @@ def test_index_page_links_and_status(tmp_path):
 
 def test_plot_all_writes_safe_unique_names(result, tmp_path):
     out = plot_all(result, tmp_path, prefix="s1_")
-    assert list(out) == [g for g in result.gates if g != "non-T"]
+    # every gate, the boolean non-T cells too: no rectangle, they are drawn as their own
+    # events over all events, on CD3 and forward scatter (their operands' dimensions)
+    assert list(out) == list(result.gates)
+    assert out["non-T"].name == "s1_non-T.png"
     names = [p.name for p in out.values()]
     assert names[:2] == ["s1_Singlets.png", "s1_Leukocytes.png"]
     assert "s1_CD4_vs_CD8.png" in names
@@ -466,7 +469,7 @@ def test_overview_and_gate_plots_share_each_gates_events(result, tmp_path, monke
                 if not isinstance(gate, BooleanGate) and gate.dimensions]
     assert len(made) == len(drawable)
     plot_all(result, tmp_path / "plots")
-    assert len(made) == len(drawable)
+    assert len(made) == len(drawable) + 1          # and the axes of the boolean non-T
     # the overview bins fewer of the same events, within the same axis limits
     view = gate_plots.gate_view(result, "Lymphocytes", result.gates["Lymphocytes"])
     thin = view.thinned(500)
@@ -477,7 +480,7 @@ def test_overview_and_gate_plots_share_each_gates_events(result, tmp_path, monke
     s.add(RectangleGate("big", [Dimension("FSC-A")], [(5e4, None)]))
     again = s.apply(other.sample)
     plot_all(again, tmp_path / "other")
-    assert len(made) == len(drawable) + 1
+    assert len(made) == len(drawable) + 2
     del again
     gc.collect()
     assert gate_plots._views[0] is None and gate_plots._views[1] == {}

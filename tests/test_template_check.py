@@ -196,7 +196,8 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
 
 def test_a_boolean_population_of_cuts_is_drawn_as_its_rectangle(tmp_path):
     """CD4 T cells as `and: [CD8-, CD4+]` (cuts on one parent): drawn on CD4 x CD8 of that
-    parent, the rectangle holding exactly the population; an `or` is not drawn."""
+    parent, the rectangle holding exactly the population; an `or`, no rectangle, is drawn
+    as its own events over its parent's on the dimensions its operands cut."""
     from immunomon.gating.check import check_files
     from immunomon.gating.template import parse_template
     from immunomon.report.template_check import boolean_rectangle
@@ -224,7 +225,7 @@ populations:
     (record,) = check_files([FIXTURE], template, tmp_path)
     html = Path(record["page"]).read_text()
     assert "<h2>Boolean populations</h2>" in html and 'alt="CD4 T"' in html
-    assert 'alt="Either"' not in html
+    assert 'alt="Either"' in html
     from immunomon.gating.run import gate_sample
     result = gate_sample(read_fcs(FIXTURE), template).result
     rect = boolean_rectangle(result, "CD4 T")
@@ -245,6 +246,13 @@ populations:
     # a `not` taken within another parent than its operand's (T cells less the CD4+ ones
     # among CD8- cells) is no rectangle on the operand's parent: its CD8+ cells lie outside
     assert boolean_rectangle(result, "Not per side") is None
+    from immunomon.report.template_check import boolean_axes
+    axes = boolean_axes(result, "Either")
+    assert axes.parent == "T cells" and [sample.markers[sample.channel_index(d.name)]
+                                          for d in axes.dimensions] == ["CD8", "CD4"]
+    assert boolean_axes(result, "CD4+") is None                # not a boolean population
+    # one dimension among its operands: nothing to draw it on
+    assert boolean_axes(result, "CD8-") is None
     per_side = boolean_rectangle(result, "Per side")
     inside = per_side.contains([np.asarray(result.values.values(d))
                                 for d in per_side.dimensions]) & rows

@@ -276,17 +276,26 @@ TITLE_PAD = 6.0                  # points between the plot box and its title
 TICK_STEPS = (1, 2, 5, 10)
 
 
-def density_pixels(h: np.ndarray, cmap, width: int, height: int) -> np.ndarray:
+def density_pixels(h: np.ndarray, cmap, width: int, height: int,
+                   behind: np.ndarray | None = None) -> np.ndarray:
     """RGBA pixels (``height`` x ``width``, bottom row first) of bin counts ``h`` (x bins
     x y bins): coloured by log10 of the count from 1 event up to the most in a bin (at
-    least 10), empty bins white; each pixel shows the bin it lies in."""
+    least 10), empty bins white, or light grey where ``behind`` (counts on the same
+    grid: the parent's events about a population) has events; each pixel shows the bin
+    it lies in."""
     top = np.log10(max(float(h.max()), 10.0))
     with np.errstate(divide="ignore"):
         shade = np.ma.masked_invalid(np.log10(h.T) / top)
     colours = cmap(shade, bytes=True)
+    if behind is not None:
+        colours[(h.T == 0) & (behind.T > 0)] = BEHIND
     rows = np.arange(height) * h.shape[1] // height
     cols = np.arange(width) * h.shape[0] // width
     return colours[rows][:, cols]
+
+
+#: the colour of a parent's events behind a population drawn over them
+BEHIND = (215, 215, 215, 255)
 
 
 def colour_bar_pixels(cmap, width: int, height: int) -> np.ndarray:
@@ -478,14 +487,19 @@ class GatePlotter:
 
     # one plot ------------------------------------------------------------------------
     def plot(self, result, gate_id: str, path, *, labels: dict | None = None,
-             max_points: int = PLOT_POINTS, bins: int = 200, gate=None) -> Path | None:
+             max_points: int = PLOT_POINTS, bins: int = 200, gate=None,
+             highlight: bool = False) -> Path | None:
         """Write the PNG of one gate (see ``plot_gate``); ``gate``: drawn instead of the
-        result's gate of that id (the same cut seen against another axis)."""
+        result's gate of that id (the same cut seen against another axis). With
+        ``highlight`` the population's own events are coloured over its parent's in grey
+        and ``gate`` gives only the axes (a boolean population that is no rectangle)."""
         gid, gate = find_gate(result, gate_id) if gate is None else (gate_id, gate)
         if isinstance(gate, BooleanGate) or not gate.dimensions:
             return None
         view = gate_view(result, gid, gate, max_points=max_points)
         two = len(view.dims) == 2
+        if highlight and not two:
+            return None
         for artist in self._added:
             artist.remove()
         self.stamps.clear()
@@ -499,7 +513,13 @@ class GatePlotter:
         if two:
             grid = (aligned_bins(box[2], wanted), aligned_bins(box[3], wanted))
             h = density_2d(view.data[0], view.data[1], view.lims, grid)
-            self.density.rgba = density_pixels(h, self.cmap, box[2], box[3])
+            behind = None
+            if highlight:
+                rows, _ = _parent_rows(result, gate.parent, max_points)
+                own = result.mask(gid)[rows]
+                h, behind = density_2d(view.data[0][own], view.data[1][own], view.lims,
+                                       grid), h
+            self.density.rgba = density_pixels(h, self.cmap, box[2], box[3], behind)
             lims = view.lims
         else:
             counts, edges, lims = view_histogram(view, wanted)
@@ -508,7 +528,7 @@ class GatePlotter:
             _draw_histogram(panel, counts, edges, fontsize=8)
         if isinstance(gate, QuadrantGate):
             _draw_quadrants(panel, gate, lims, len(view.dims), result, view.n_parent, labels)
-        else:
+        elif not highlight:
             _draw_gate(panel, gate, lims, len(view.dims))
         panel.ticks()
         self._axis_labels(panel, result.sample, view.dims)
@@ -856,8 +876,10 @@ def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
     with a numeric suffix), all with one reused figure. Returns gate id ->
     path; a boolean gate is drawn where it is a rectangle of cuts on its operands'
     parent (``template_check.boolean_rectangle``: mDC as CD11c+ and not CD123+, the
-    population a scientist reports), else left out. ``kwargs`` go to ``plot_gate``."""
-    from .template_check import boolean_rectangle
+    population a scientist reports), else as its own events over its parent's on the
+    first two dimensions its operands were cut on (``template_check.boolean_axes``).
+    ``kwargs`` go to ``plot_gate``."""
+    from .template_check import boolean_axes, boolean_rectangle
 
     directory = Path(directory)
     result = gating_result(result)
@@ -875,6 +897,9 @@ def plot_all(result, directory, *, labels: dict | None = None, prefix: str = "",
         if path is None and (rect := boolean_rectangle(result, gid)) is not None:
             path = kwargs["plotter"].plot(result, gid, directory / f"{stem}.png",
                                           labels=labels, gate=rect)
+        elif path is None and (axes := boolean_axes(result, gid)) is not None:
+            path = kwargs["plotter"].plot(result, gid, directory / f"{stem}.png",
+                                          labels=labels, gate=axes, highlight=True)
         if path is not None:
             out[gid] = path
     return out

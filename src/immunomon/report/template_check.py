@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import ImmunomonError
 from ..fcs.channel_kinds import is_scatter, is_width
-from .gate_plots import GATE_COLOUR, GatePlotter, axis_label, plot_gate, safe_filename
+from .gate_plots import (GATE_COLOUR, GatePlotter, axis_label, find_gate, plot_gate,
+                         safe_filename)
 from .pages import _document, esc, link, write_text_atomic
 
 LEVEL_COLOUR = {"ok": "#2a6a2a", "info": "#555", "warning": "#8a5a00", "failure": "#a00"}
@@ -211,18 +213,59 @@ def boolean_rectangle(result, gate_id: str):
     return rect if np.array_equal(inside, result.mask(gate_id)) else None
 
 
+def boolean_axes(result, gate_id: str):
+    """The axes a boolean population that is no rectangle is seen on: an open rectangle
+    (it cuts nothing) on the first two dimensions its operands were cut on, found
+    through nested booleans, on the population's parent (CD8 T cells as CD8+ CD4- and
+    CD8b+ T cells, seen on CD4 x CD8 of the T cells); None for other gates or where the
+    operands hold fewer than two dimensions."""
+    from ..gating import RectangleGate
+    from ..gating.gates import BooleanGate
+
+    gate = result.gates.get(gate_id)
+    if not isinstance(gate, BooleanGate):
+        return None
+    dims: dict = {}
+
+    def gather(ref, seen):
+        if ref in seen:
+            return
+        seen.add(ref)
+        try:
+            _, operand = find_gate(result, ref)
+        except ImmunomonError:
+            return
+        if isinstance(operand, BooleanGate):
+            for op in operand.operands:
+                gather(op.ref, seen)
+            return
+        for d in getattr(operand, "dimensions", ()):
+            dims.setdefault(str(getattr(d, "name", d)), d)
+
+    for op in gate.operands:
+        gather(op.ref, set())
+    if len(dims) < 2:
+        return None
+    chosen = list(dims.values())[:2]
+    return RectangleGate(gate_id, chosen, [(-np.inf, None)] * 2, gate.parent)
+
+
 def boolean_figures(result, directory, start: int = 0) -> dict[str, Path]:
-    """Each boolean population that is a rectangle (``boolean_rectangle``) drawn on its
-    operands' common parent, written into ``directory``."""
+    """Each boolean population drawn on its operands' common parent, written into
+    ``directory``: a rectangle where it is one (``boolean_rectangle``), else its own
+    events over its parent's on two of the dimensions its operands cut
+    (``boolean_axes``)."""
     directory = Path(directory)
     out, plotter = {}, None
     for gid in result.gates:
         rect = boolean_rectangle(result, gid)
-        if rect is None:
+        axes = boolean_axes(result, gid) if rect is None else None
+        if rect is None and axes is None:
             continue
         plotter = plotter or GatePlotter()
         name = f"{start + len(out):02d}_{safe_filename(gid)}_gate.png"
-        path = plotter.plot(result, gid, directory / name, gate=rect)
+        path = plotter.plot(result, gid, directory / name, gate=rect or axes,
+                            highlight=rect is None)
         if path is not None:
             out[gid] = path
     return out
