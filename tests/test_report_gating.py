@@ -492,3 +492,19 @@ def test_limits_quantiles_equal_numpys():
         x = rng.standard_cauchy(n)
         assert gate_plots._quantiles(x.copy(), (0.0005, 0.9995)) == pytest.approx(
             np.quantile(x, [0.0005, 0.9995]), rel=1e-12, abs=1e-12)
+
+
+def test_a_population_is_coloured_over_its_parents_events_in_grey():
+    """A boolean population drawn on its operands' axes: its bins coloured by their
+    counts, its parent's other occupied bins grey, empty bins white."""
+    population = np.array([[0.0, 5.0], [0.0, 0.0]])        # x bins x y bins
+    parent = np.array([[3.0, 5.0], [0.0, 1.0]])
+    cmap = gate_plots._viridis_white_under()
+    pixels = gate_plots.density_pixels(population, cmap, 2, 2, parent)
+    # rows bottom first: pixels[y, x]
+    white, grey = (255, 255, 255, 255), gate_plots.BEHIND
+    assert tuple(pixels[0, 0]) == grey                          # the parent's alone
+    assert tuple(pixels[1, 1]) == grey
+    assert tuple(pixels[0, 1]) == white                         # no event
+    assert tuple(pixels[1, 0]) not in (white, grey)             # the population's
+    assert np.array_equal(gate_plots.density_pixels(population, cmap, 2, 2)[0, 0], white)
