@@ -65,3 +65,9 @@ def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'immunomon' has no attribute {name!r}")
+
+
+def __dir__():
+    # the lazy names and stage modules too: dir(immunomon) and tab completion list
+    # gate_sample, which an analyst looking for it had not found there
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
