@@ -337,6 +337,9 @@ def test_count_levels():
     from immunomon.qc import count_flags
     flags = {f.population: f.level for f in count_flags({"big": 5000, "mid": 150, "tiny": 7})}
     assert flags == {"mid": "info", "tiny": "warning"}
+    # one event is an event
+    (one,) = count_flags({"CD4 Effector": 1})
+    assert "'CD4 Effector': 1 event, fewer than 20" in one.message
 
 
 def test_a_gate_that_keeps_its_one_peak_whole_as_the_template_says_is_information():

@@ -711,6 +711,10 @@ def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
 MIN_REPORTABLE = 20
 
 
+def _events(n: int) -> str:
+    return f"{n:,} event" if n == 1 else f"{n:,} events"
+
+
 def count_flags(counts: dict[str, int], *, min_events: int = 200,
                 min_reportable: int = MIN_REPORTABLE, explained=(),
                 parents: dict | None = None, quadrants=(),
@@ -741,18 +745,18 @@ def count_flags(counts: dict[str, int], *, min_events: int = 200,
         parent = parents.get(name)
         if c < reportable and parent is not None and parent >= reportable / 0.01 \
                 and c < 0.001 * parent:
-            flags.append(QCFlag("info", f"population {name!r}: {c} events, "
+            flags.append(QCFlag("info", f"population {name!r}: {_events(c)}, "
                                         f"{100 * c / parent:.2g}% of its parent's {parent:,}; "
                                         "rare or absent in this sample", name))
         elif c < reportable:
             corner = name in quadrants
             flags.append(QCFlag("info" if corner else "warning",
-                                f"population {name!r}: {c} events, fewer than "
+                                f"population {name!r}: {_events(c)}, fewer than "
                                 f"{reportable}; too few to report"
                                 + ("; a quadrant, as an empty one, may be absent" if corner
                                    else ""), name))
         elif c < unstable:
-            flags.append(QCFlag("info", f"population {name!r}: {c} events, fewer than "
+            flags.append(QCFlag("info", f"population {name!r}: {_events(c)}, fewer than "
                                         f"{unstable}; its percentages are unstable", name))
     return flags
 
