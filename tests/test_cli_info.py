@@ -106,3 +106,31 @@ def test_a_folder_with_no_fcs_files_is_named(tmp_path):
         assert result.exit_code == 2, command
         assert f"no FCS files (.fcs, .lmd) found in {tmp_path / 'run1'}" in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "chk").exists()
+
+
+def test_info_says_what_kind_of_values_a_file_holds():
+    """Which recipe of docs/recipes.md to start from, read off the channels' names and
+    ranges: raw values of a digital cytometer, display values, an older analyser's
+    channel numbers or log-amplified signal, mass cytometry."""
+    from immunomon.fcs.info import describe_file, kind_of_file
+
+    repo = Path(__file__).resolve().parent / "data"
+    kinds = {name: describe_file(repo / name)["looks_like"]["recipe"] for name in (
+        "real/canto_124500.fcs", "real/lyoplate_yale_1.fcs", "real/flowcap_gvhd_1.fcs",
+        "real/deepcytof_multicentre_9.fcs", "batch/Sample_Well_A02.fcs")}
+    assert kinds == {"real/canto_124500.fcs": "recipes 1 and 2",
+                     "real/lyoplate_yale_1.fcs": "recipe 3, or lysed whole blood",
+                     "real/flowcap_gvhd_1.fcs": "recipe 4",
+                     "real/deepcytof_multicentre_9.fcs": "recipe 5",
+                     "batch/Sample_Well_A02.fcs": "recipes 1 and 2"}     # a FACSCalibur
+    assert "log-amplified" in describe_file(repo / "batch/Sample_Well_A02.fcs")[
+        "looks_like"]["values"]
+    flowjo = {"spillover": False, "channels": [
+        {"name": "FSC-A", "range": 262144, "log_decades": 0},
+        {"name": "Comp-FITC-A", "range": 262144, "log_decades": 0}]}
+    assert "FlowJo" in kind_of_file(flowjo)[0]
+    assert kind_of_file({"spillover": False, "channels": [
+        {"name": "FSC-A", "range": 1024, "log_decades": 0}]}) is None    # scatter only
+    out = CliRunner().invoke(main, ["info", str(repo / "real/flowcap_gvhd_1.fcs")]).output
+    assert "looks like : an older analyser's channel numbers (linear) (docs/recipes.md, " \
+           "recipe 4)" in out

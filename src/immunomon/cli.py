@@ -59,7 +59,8 @@ def main():
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(files, as_json):
-    """Describe FCS files: version, instrument, date, events, channels, spillover.
+    """Describe FCS files: version, instrument, date, events, channels, spillover,
+    and what the values look like (the recipe of docs/recipes.md to start from).
 
     FILES are FCS files or folders (their .fcs and .lmd files, recursively, as
     `immunomon gate` finds them). Only the HEADER and TEXT segments are read, so

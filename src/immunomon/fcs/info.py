@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+import re
+
+from .channel_kinds import is_scatter, is_time
 from .datasets import dataset_to_gate, fill_descriptions
 from .reader import read_fcs_metadata
 
 _DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
+
+
+#: a mass cytometer's channel: a metal's mass and Di (``Yb176Di``, ``Ch1Di``, ``176Yb``)
+_METAL = re.compile(r"(?:^|[^A-Za-z])(?:[A-Z][a-z]?\d{2,3}|\d{2,3}[A-Z][a-z]?|Ch\d+)Di\b|"
+                    r"^\(?[A-Z][a-z]?\d{2,3}\)?D[id]$")
+#: an analogue analyser's fluorescence channels (``FL1-H``, ``FL2-A``, ``FL3``)
+_ANALOGUE = re.compile(r"^FL\d+(-[HAW])?$", re.I)
+
+
+def kind_of_file(desc: dict) -> tuple[str, str] | None:
+    """What the values of a described file look like, and the recipe of docs/recipes.md
+    for that kind, from the channels' names and ranges alone; None where they do not say
+    (a guess to start from: `template check` shows what the values are)."""
+    channels = [c for c in desc["channels"]
+                if not is_scatter(c["name"]) and not is_time(c["name"])]
+    if not channels:
+        return None
+    names = [c["name"] for c in channels]
+    top = max(float(c["range"] or 0) for c in channels)
+    if sum(bool(_METAL.search(n)) for n in names) >= max(2, len(names) // 2):
+        return "mass cytometry: ion counts", "recipe 5"
+    if any(n.startswith(("Comp-", "FJComp-")) for n in names):
+        return ("compensated linear values exported from FlowJo (compensation: none, "
+                "logicle)", "recipes 1 and 2")
+    if any(c["log_decades"] for c in channels):
+        # the reader turns log-amplified channel numbers back into signal (to 10,000)
+        return ("an older analyser's log-amplified signal (logicle, T: auto; compensation: "
+                "none if made at acquisition)", "recipes 1 and 2")
+    if all(_ANALOGUE.match(n) for n in names) and top <= 1024:
+        return "an older analyser's channel numbers (linear)", "recipe 4"
+    if top >= 65_536:
+        return "raw values of a digital cytometer", "recipes 1 and 2"
+    if not desc["spillover"] and top <= 8192:
+        return "values on a display scale (linear)", "recipe 3, or lysed whole blood"
+    return None
 
 
 def describe_file(path) -> dict:
@@ -18,7 +56,7 @@ def describe_file(path) -> dict:
     fill_descriptions(path, index, kw)
     kinds = sorted({c.datatype for c in meta.channel_info})
     widths = sorted({c.bits for c in meta.channel_info})
-    return {
+    out = {
         "file": str(path),
         "fcs_version": meta.version,
         "datasets": meta.n_datasets,
@@ -41,6 +79,9 @@ def describe_file(path) -> dict:
                       "log_decades": c.amplification[0]} for c in meta.channel_info],
         "warnings": list(meta.warnings) + ([note] if note else []),
     }
+    kind = kind_of_file(out)
+    out["looks_like"] = {"values": kind[0], "recipe": kind[1]} if kind else None
+    return out
 
 
 def format_description(desc: dict) -> str:
@@ -60,6 +101,8 @@ def format_description(desc: dict) -> str:
                               + (", the identity: compensating with it changes nothing"
                                  if desc.get("spillover_identity") else "")
                               if desc["spillover"] else "no"),
+        *([f"  looks like : {desc['looks_like']['values']} (docs/recipes.md, "
+            f"{desc['looks_like']['recipe']})"] if desc.get("looks_like") else []),
         f"  channels   : {len(desc['channels'])}",
     ]
     width = max((len(c["name"]) for c in desc["channels"]), default=0)
