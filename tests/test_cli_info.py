@@ -117,12 +117,16 @@ def test_info_says_what_kind_of_values_a_file_holds():
     repo = Path(__file__).resolve().parent / "data"
     kinds = {name: describe_file(repo / name)["looks_like"]["recipe"] for name in (
         "real/canto_124500.fcs", "real/lyoplate_yale_1.fcs", "real/flowcap_gvhd_1.fcs",
-        "real/deepcytof_multicentre_9.fcs", "batch/Sample_Well_A02.fcs")}
+        "real/deepcytof_multicentre_9.fcs", "batch/Sample_Well_A02.fcs",
+        "fcs/quirks/macsquant_31.fcs")}
     assert kinds == {"real/canto_124500.fcs": "recipes 1 and 2",
                      "real/lyoplate_yale_1.fcs": "recipe 3, or lysed whole blood",
                      "real/flowcap_gvhd_1.fcs": "recipe 4",
                      "real/deepcytof_multicentre_9.fcs": "recipe 5",
-                     "batch/Sample_Well_A02.fcs": "recipes 1 and 2"}     # a FACSCalibur
+                     "batch/Sample_Well_A02.fcs": "recipes 1 and 2",     # a FACSCalibur
+                     # raw signal though its declared range is 1,000: area, height and
+                     # width of each detector
+                     "fcs/quirks/macsquant_31.fcs": "recipes 1 and 2"}
     assert "log-amplified" in describe_file(repo / "batch/Sample_Well_A02.fcs")[
         "looks_like"]["values"]
     flowjo = {"spillover": False, "channels": [

@@ -37,10 +37,13 @@ def kind_of_file(desc: dict) -> tuple[str, str] | None:
         # the reader turns log-amplified channel numbers back into signal (to 10,000)
         return ("an older analyser's log-amplified signal (logicle, T: auto; compensation: "
                 "none if made at acquisition)", "recipes 1 and 2")
+    # a digital instrument's pulse measures: the area and the height (or width) of one
+    # detector (a MACSQuant declares a range of 1,000 over its raw signal)
+    pulses = {n.rsplit("-", 1)[0] for n in names if n.endswith(("-H", "-W"))}
+    if top >= 65_536 or pulses & {n.rsplit("-", 1)[0] for n in names if n.endswith("-A")}:
+        return "raw values of a digital cytometer", "recipes 1 and 2"
     if all(_ANALOGUE.match(n) for n in names) and top <= 1024:
         return "an older analyser's channel numbers (linear)", "recipe 4"
-    if top >= 65_536:
-        return "raw values of a digital cytometer", "recipes 1 and 2"
     if not desc["spillover"] and top <= 8192:
         return "values on a display scale (linear)", "recipe 3, or lysed whole blood"
     return None
