@@ -11,7 +11,8 @@ from .reader import read_fcs_metadata
 _DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
 
 
-#: a mass cytometer's channel: a metal's mass and Di (``Yb176Di``, ``Ch1Di``, ``176Yb``)
+#: a mass cytometer's channel: a metal and its mass, then Di or Dd (``Yb176Di``,
+#: ``176YbDi``, ``Ch1Di``, ``(Yb176)Dd``)
 _METAL = re.compile(r"(?:^|[^A-Za-z])(?:[A-Z][a-z]?\d{2,3}|\d{2,3}[A-Z][a-z]?|Ch\d+)Di\b|"
                     r"^\(?[A-Z][a-z]?\d{2,3}\)?D[id]$")
 #: an analogue analyser's fluorescence channels (``FL1-H``, ``FL2-A``, ``FL3``)
