@@ -152,6 +152,12 @@ class TimeQC:
     unit: str = "s"
     channels: tuple[str, ...] = ()
 
+    def said(self, excluded: bool) -> list[str]:
+        """The findings to report: where the anomalous bins' events were excluded, without
+        the line that says they can be (the gate says it as done)."""
+        # with events in anomalous bins, the last finding is the one saying so
+        return list(self.flags[:-1] if excluded and self.excluded else self.flags)
+
     @cached_property
     def bins(self):
         """One row per time bin (a DataFrame)."""
@@ -553,7 +559,7 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
         flags.append(f"acquisition anomaly from {number(rows['start'][0])} to "
                      f"{number(rows['stop'][-1])} {unit} ({last - first + 1} time bins, "
                      f"{int(rows['events'].sum())} events): {'; '.join(why)}")
-    if excluded:
+    if excluded:                        # last: TimeQC.said leaves it out once done
         flags.append(f"{excluded} of {n} events ({excluded / max(n, 1):.1%}) lie in "
                      "anomalous time bins and can be excluded")
     return flags

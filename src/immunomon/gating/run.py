@@ -247,10 +247,8 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     # An unstable stretch costing a few percent of the events is worth knowing; more
     # is worth a look, because what remains may not represent the sample.
     unstable = time_qc.excluded / max(n_total, 1)
-    found = time_qc.flags
-    if exclude_anomalies and time_qc.excluded:      # said once, below, as done
-        found = [f for f in found if not f.endswith("and can be excluded")]
-    flags += qc.leveled(found, "warning" if unstable > ANOMALY_WARNING else "info")
+    flags += qc.leveled(time_qc.said(excluded=exclude_anomalies),
+                        "warning" if unstable > ANOMALY_WARNING else "info")
     gated = clean
     if exclude_anomalies and time_qc.excluded:
         gated = replace(clean, events=clean.events[time_qc.good])

@@ -286,10 +286,10 @@ def index_page(path, rows: Iterable[Mapping], *, title: str = "immunomon gate") 
     words = {"failed": "could not be gated", "failure": "gated with a QC failure",
              "warning": "gated with QC warnings", "ok": "ok"}
     order = ("failed", "failure", "warning", "ok")
+    rank = {s: i for i, s in enumerate(order)}
     summary = ", ".join(f"{counts[s]} {esc(words.get(s, s))}"
-                        for s in sorted(counts, key=lambda s: (s not in order,
-                                                                order.index(s) if s in order
-                                                                else 0, s))) or "no samples"
+                        for s in sorted(counts, key=lambda s: (rank.get(s, len(order)), s))
+                        ) or "no samples"
     head = "".join(f"<th>{esc(c)}</th>" for c in INDEX_COLUMNS)
     body = (f"<h1>{esc(title)}</h1><p>{len(rows)} samples: {summary}.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
