@@ -1525,3 +1525,34 @@ def test_bounds_that_take_a_population_the_template_calls_most_of_its_parent_as_
                           args={"expect": "mostly-negative", "bounds": (3000, 4200)}
                           ).resolve([cells])
     assert found.absent and not any("do not fit" in n for n in found.notes)
+
+
+def test_a_foot_gives_a_floor_to_the_other_peaks_population():
+    """A narrow peak (CD8 T cells' naive CD45RA) beside a broad population whose events
+    spread as a floor right up to it (memory cells): the valley's lowest point lies
+    anywhere on the floor; ``foot: upper`` cuts where the narrow peak ends, and the
+    floor goes with the population below."""
+    rng = np.random.default_rng(5)
+    naive = rng.normal(3_300, 110, 8_000)
+    memory = np.concatenate([rng.normal(700, 300, 2_000), rng.uniform(900, 3_000, 2_000)])
+    x = np.concatenate([naive, memory])
+    truth = np.arange(x.size) < naive.size
+
+    def f1_above(cut):
+        got = x > cut
+        return 2 * np.count_nonzero(got & truth) / (got.sum() + truth.sum())
+
+    valley = methods.density_threshold(x, side="above")
+    foot = methods.density_threshold(x, side="above", foot="upper")
+    assert 3_300 - 6 * 110 < foot.value < 3_300 - 2.5 * 110
+    assert f1_above(foot.value) > max(0.98, f1_above(valley.value) + 0.02)
+    assert foot.note.startswith("foot: upper: cut at") and foot.depth == valley.depth
+    assert any(how == "foot: upper" and abs(v - foot.value) < 1e-9
+               for v, how in methods.other_cuts(*methods.density_on_scale(x)[2:4],
+                                                methods.density_on_scale(x)[5]))
+    # across a clean gap the foot is where the upper peak ends: no event changes side
+    clean = bimodal()
+    above = clean > methods.density_threshold(clean, foot="upper").value
+    assert np.count_nonzero(above != (clean > methods.density_threshold(clean).value)) < 10
+    with pytest.raises(GatingError, match="foot must be one of upper, lower"):
+        methods.density_threshold(x, foot="middle")

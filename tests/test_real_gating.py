@@ -946,3 +946,27 @@ def test_a_flank_that_runs_off_the_top_of_the_scale_is_no_shoulder():
     got = ssc >= cut.value
     assert 2 * np.sum(got & eosinophils) / (got.sum() + eosinophils.sum()) > 0.99
     assert "shoulder" not in cut.note
+
+
+def test_a_foot_gives_a_floor_of_intermediate_cells_to_the_population_beside_it():
+    """The lyoplate experts at every centre drew the CD8 T cells' CD45RA+ line at the
+    foot of the naive peak: memory cells spread as a floor at every CD45RA level up to
+    it, and the density's lowest point lies anywhere on that floor (a Yale file's: 1,600,
+    the expert's line 2,530). ``foot: upper`` cuts where the naive peak ends."""
+    text = (REAL / "hipc_tcell.yaml").read_text()
+    quadrants = "        CD8 Effector: [above, below]\n"
+    assert quadrants in text
+    footed = parse_template(text.replace(quadrants, quadrants + "      x_args: {foot: upper}\n"))
+    for name in ("lyoplate_yale_8", "lyoplate_yale_1"):
+        sample = read_fcs(REAL / f"{name}.fcs")
+        labels = dict(np.load(REAL / f"{name}.labels.npz"))
+        valley = gate_sample(sample, load_template(REAL / "hipc_tcell.yaml"),
+                             exclude_anomalies=False).result
+        foot = gate_sample(sample, footed, exclude_anomalies=False).result
+        for pop, least in (("CD8 Central Memory", 0.89), ("CD8 Effector Memory", 0.85),
+                           ("CD8 Effector", 0.6)):
+            assert f1(foot.mask(pop), labels[pop]) > max(
+                least, f1(valley.mask(pop), labels[pop]) + 0.02), (name, pop)
+        assert "foot: upper: cut at" in " ".join(foot.gates["CD8 memory"].notes)
+        # the CD4 gate, written without it, is unchanged
+        assert np.array_equal(foot.mask("CD4 Naive"), valley.mask("CD4 Naive"))

@@ -403,15 +403,19 @@ def test_template_check_keeps_unstable_time_bins_when_asked(tmp_path):
 def test_the_check_marks_where_other_settings_would_cut():
     """A FACSCanto tube's FSC-A: debris, a small bump and the cells. `valley: first`
     and the default cut below the bump; the check also marks the valley above it with
-    the setting that picks it (`valley: last`), and a lone peak's other end with the
-    `expect` that picks it, so an author sees the choices without trying each."""
+    the setting that picks it (`valley: last`), where the bump's foot lies above a floor
+    of debris (`foot: upper`), and a lone peak's other end with the `expect` that picks
+    it, so an author sees the choices without trying each."""
     _, check = _canto_fsc_check("{side: above}")
     (cut,) = check.cuts
     assert len(cut.peaks) == 3
     settings = dict((how, v) for v, how in cut.others)
     assert settings.pop("valley: deepest (the default), valley: first") == pytest.approx(
         cut.values[0])
-    assert cut.values[0] < settings.pop("valley: last") < max(cut.peaks) and not settings
+    assert cut.values[0] < settings.pop("valley: last") < max(cut.peaks)
+    # debris spreads from the valley to the bump: where the bump's foot would cut
+    assert cut.values[0] < settings.pop("foot: upper") < sorted(cut.peaks)[1]
+    assert not settings
     record = check.to_dict()["cuts"][0]["other_cuts"]
     assert [o["setting"] for o in record] == [how for _, how in cut.others]
 

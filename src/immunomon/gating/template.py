@@ -602,7 +602,7 @@ _DENSITY_ARGS = {"side": _SIDE, "bounds": _bounds, "adjust": _number(0),
                  "min_prominence": _number(0, 1, closed=True), "fallback_sd": _number(0),
                  "valley": _choice("deepest", "first", "last"),
                  "expect": _choice("mostly-positive", "mostly-negative"),
-                 "majority": _flag}
+                 "foot": _choice("upper", "lower"), "majority": _flag}
 _TAIL_ARGS = {"side": _SIDE, "n_sd": _number(0), "quantile": _number(0, 1),
               "fdr": _number(0, 1)}
 _THRESHOLD_ARGS = {"density": _DENSITY_ARGS, "tail": _TAIL_ARGS}
