@@ -722,3 +722,36 @@ def test_a_clock_the_acquisition_times_disagree_with_is_said():
     agreeing = {**clock, "$TIMESTEP": "16"}                       # 2,000 s of 2,001
     assert not [f for f in time_anomalies(_sample(columns, ranges={"A": 1e6},
                                                   keywords=agreeing)).flags if "clock" in f]
+
+
+# -- counts that turn on a cut ------------------------------------------------------
+def test_the_share_near_a_cut_grows_as_two_populations_overlap():
+    """5,000 negatives and 5,000 positives, from a clean gap to a shallow valley: the
+    share of the positives within one bandwidth of the cut grows as they overlap, as the
+    cut's agreement with the truth falls (from none to 8%, F1 1.0 to 0.89)."""
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template("""panel: one marker
+version: "1"
+markers: {CD45RA: [CD45RA]}
+compensation: none
+transforms: {fluorescence: linear}
+populations:
+  - {name: CD45RA+, parent: root, dims: [CD45RA], method: threshold, args: {side: above}}
+""")
+    rng = np.random.default_rng(4)
+    truth = np.arange(10_000) >= 5_000
+    shares, scores = [], []
+    for low, high in (((100, 10), (300, 15)), ((100, 30), (220, 35)),
+                      ((100, 30), (200, 35)), ((100, 30), (180, 35))):
+        values = np.concatenate([rng.normal(*low, 5_000), rng.normal(*high, 5_000)])
+        gating = gate_sample(_sample({"CD45RA": values}), template, exclude_anomalies=False)
+        shares.append(float(gating.table.set_index("population")
+                            .loc["CD45RA+", "percent_near_cut"]))
+        got = gating.result.mask("CD45RA+")
+        scores.append(2 * np.count_nonzero(got & truth) / (got.sum() + truth.sum()))
+        said = [f for f in gating.qc_flags if "turns on where the cut lies" in f.message]
+        assert bool(said) == (shares[-1] >= 10)
+    assert shares[0] < 1 and np.all(np.diff(shares) > 1), shares
+    assert np.all(np.diff(scores) < 0) and scores[-1] < 0.9, scores

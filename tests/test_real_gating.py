@@ -970,3 +970,46 @@ def test_a_foot_gives_a_floor_of_intermediate_cells_to_the_population_beside_it(
         assert "foot: upper: cut at" in " ".join(foot.gates["CD8 memory"].notes)
         # the CD4 gate, written without it, is unchanged
         assert np.array_equal(foot.mask("CD4 Naive"), valley.mask("CD4 Naive"))
+
+
+def test_the_share_of_a_population_near_its_cut_ranks_its_disagreement_with_the_expert():
+    """`percent_near_cut`: the share of a population's events within one kernel
+    bandwidth inside a cut found in its file. Over the committed lyoplate files of four
+    centres (the experts' own gates, not ours, as truth) it ranks how far each memory
+    subset's count stands from the expert's; where it reaches 10%, an info line says
+    the count turns on where the cut lies. Recomputed here by hand for one population."""
+    from scipy.stats import spearmanr
+
+    from immunomon.gating import methods
+
+    template = load_template(REAL / "hipc_tcell.yaml")
+    shares, scores = [], []
+    for name in ("lyoplate_yale_1", "lyoplate_yale_5", "lyoplate_yale_8", "lyoplate_ucla_1",
+                 "lyoplate_nhlbi_1", "lyoplate_miami_1"):
+        gating = gate_sample(read_fcs(REAL / f"{name}.fcs"), template, exclude_anomalies=False)
+        labels = np.load(REAL / f"{name}.labels.npz")
+        table = gating.table.set_index("population")
+        for pop in table.index:
+            if labels[pop].sum() >= 20:
+                shares.append(table.loc[pop, "percent_near_cut"])
+                scores.append(f1(gating.result.mask(pop), labels[pop]))
+        near = {f.population for f in gating.qc_flags if "turns on where the cut" in f.message}
+        assert near == {p for p in table.index if table.loc[p, "percent_near_cut"] >= 10
+                        and table.loc[p, "count"] >= 20}
+        assert all(f.level == "info" for f in gating.qc_flags if f.population in near
+                   and "turns on" in f.message)
+    rho, _ = spearmanr(shares, scores)
+    assert rho < -0.6, rho
+    # by hand: Yale 8's CD8 naive cells (CD45RA above the x cut, CCR7 above the y cut
+    # of that side), within one bandwidth of either cut
+    gating = gate_sample(read_fcs(REAL / "lyoplate_yale_8.fcs"), template,
+                         exclude_anomalies=False)
+    rows = np.flatnonzero(gating.result.mask("CD8 T"))
+    cuts = {d.id: d for d in gating.result.gates["CD8 memory"].dividers}
+    x, y = cuts["CD8 memory.x"], cuts["CD8 memory.y.above"]
+    ra, ccr7 = (gating.result.values.values(d.dimension, rows) for d in (x, y))
+    close = ((np.abs(ra - x.values[0]) < methods.kernel_bandwidth(ra))
+             | (np.abs(ccr7 - y.values[0]) < methods.kernel_bandwidth(ccr7)))
+    naive = gating.result.mask("CD8 Naive")[rows]
+    assert gating.table.set_index("population").loc["CD8 Naive", "percent_near_cut"] == \
+        pytest.approx(100 * np.count_nonzero(close & naive) / naive.sum(), rel=1e-12)

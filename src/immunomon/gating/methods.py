@@ -139,6 +139,23 @@ def _thin(x: np.ndarray, at_most: int = 100_000) -> np.ndarray:
     return x[::step] if step > 1 else x
 
 
+def _silverman(few: np.ndarray, q25: float, q75: float, n: int, fallback: float) -> float:
+    """Silverman's rule on robust spread: the smaller of the SD and the IQR's."""
+    sd = np.std(few)
+    return 0.9 * (min(sd, (q75 - q25) / 1.349) or sd or fallback) * n ** -0.2
+
+
+def kernel_bandwidth(x: np.ndarray) -> float:
+    """The kernel width ``smoothed_density`` smooths ``x`` with (at ``adjust`` 1): the
+    resolution at which a density method places a cut; 0 for fewer than two values."""
+    x = _finite(x)
+    if x.size < 2:
+        return 0.0
+    few = _thin(x)
+    q25, q75 = np.quantile(few, [0.25, 0.75])
+    return float(_silverman(few, q25, q75, x.size, (x.max() - x.min()) / 10))
+
+
 def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
                      limits: tuple[float, float] | None = None):
     """A binned Gaussian kernel density: (bin centres, density, bandwidth).
@@ -161,9 +178,7 @@ def smoothed_density(x: np.ndarray, *, adjust: float = 1.0,
     lo, hi = lo - pad, hi + pad
     counts, edges = np.histogram(x, bins=N_BINS, range=(lo, hi))
     centres = 0.5 * (edges[:-1] + edges[1:])
-    sd = np.std(few)
-    spread = min(sd, (q75 - q25) / 1.349) or sd or (hi - lo) / 10
-    bandwidth = 0.9 * spread * x.size ** -0.2 * adjust
+    bandwidth = _silverman(few, q25, q75, x.size, (hi - lo) / 10) * adjust
     sigma_bins = max(bandwidth / (edges[1] - edges[0]), 1.0)
     density = gaussian_smooth(counts, sigma_bins)
     return centres, density / (density.sum() * (edges[1] - edges[0])), \

@@ -26,6 +26,7 @@ from .. import columns as tables
 from .. import populations as pops
 from .. import __version__, qc
 from ..threads import single_threaded
+from .check import near_cut_shares
 from .datadriven import BoundaryGate, FoundQuadrants
 from .gates import distinct_dimensions
 from .strategy import GatingResult
@@ -280,7 +281,10 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
                                                              counting)
     flags += qc.leveled(counting_flags, "warning")
     n_pops = tables.n_rows(by_population)
+    near_cut = near_cut_shares(result)
     table = {"sample": [name] * n_pops, **by_population, "cells_per_ul": per_ul,
+             "percent_near_cut": 100 * np.array([near_cut.get(p, np.nan)
+                                                 for p in by_population["population"]]),
              **_wide_statistics(stats, n_pops)}
 
     gate_flags = qc.gate_flags(result)
@@ -295,6 +299,7 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     flags += qc.count_flags(counts, min_events=min_events, min_reportable=min_reportable,
                             explained=empty, parents=parents, quadrants=corners,
                             limits=template.population_qc())
+    flags += qc.near_cut_flags(near_cut, counts, min_reportable=min_reportable)
     # each row carries its sample's QC status: a combined table handed on alone held a
     # failed sample's numbers beside good ones, with nothing to tell them apart
     table = {"sample": table["sample"], "qc_status": [qc.status(flags)] * n_pops,

@@ -154,7 +154,7 @@ def write_text_atomic(path, text: str) -> Path:
 
 MARKER_STATISTICS = ("median", "mean", "geometric_mean")
 HEADERS = {"percent_of_parent": "% of parent", "percent_of_total": "% of total",
-           "cells_per_ul": "cells/uL"}
+           "cells_per_ul": "cells/uL", "percent_near_cut": "% near its cut"}
 
 
 def _records(table) -> tuple[list[str], list[dict]]:
