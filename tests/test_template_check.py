@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from immunomon import read_fcs
 from immunomon.cli import main
 from immunomon.gating.check import check_result
+from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template, parse_template
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,9 +190,15 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     assert rows["Not T"]["parent"] == "Singlets" and rows["Singlets"]["parent"] is None
     assert rows["Not T"]["percent_of_parent"] == pytest.approx(
         100 * rows["Not T"]["count"] / rows["Singlets"]["count"])
+    # the share near the cut for a threshold's population only, as `gate` has it
+    assert rows["Not T"]["percent_near_cut"] is None
+    assert rows["Singlets"]["percent_near_cut"] is None
+    gated = gate_sample(read_fcs(FIXTURE), parse_template(text, "p.yaml")).table
+    assert rows["T cells"]["percent_near_cut"] == pytest.approx(
+        gated.set_index("population").loc["T cells", "percent_near_cut"])
     html = Path(record["page"]).read_text()
     assert "<h2>Populations</h2>" in html and "<td>Not T</td><td>Singlets</td>" in html
-    assert "<td>Singlets</td><td>all events</td>" in html
+    assert "<td>Singlets</td><td>all events</td>" in html and "% near its cut" in html
 
 
 def test_a_boolean_population_of_cuts_is_drawn_as_its_rectangle(tmp_path):

@@ -412,7 +412,9 @@ def check_files(files, template, out_dir, *, progress=None,
                             "parent": r["parent"] if isinstance(r["parent"], str) else None,
                             "count": int(r["count"]),
                             "percent_of_parent": float(r["percent_of_parent"])
-                            if np.isfinite(r["percent_of_parent"]) else None}
+                            if np.isfinite(r["percent_of_parent"]) else None,
+                            "percent_near_cut": float(r["percent_near_cut"])
+                            if np.isfinite(r["percent_near_cut"]) else None}
                            for r in rows(gating.table_columns)]
             # events the time check left out of every gate (information when few, so
             # not in ``sample_qc``): the page says how many, as `gate` does
