@@ -637,3 +637,20 @@ def test_a_folder_of_many_files_names_its_outliers_from_all_the_files_at_once():
     assert list(found) == ["s17"] and found["s17"][0]["others_median"] > 55
     two = list(rng.uniform(55.0, 70.0, 30)) + list(rng.uniform(5.0, 15.0, 30))
     assert unlike_the_others(records(two)) == {}
+
+
+def test_the_terminal_names_the_counts_that_turn_on_their_cut(tmp_path):
+    """Miami's lyoplate file: its CD8 central memory cells, 55% of them within one
+    bandwidth of the CCR7 cut (F1 0.04 against the expert), are named on the file's
+    lines, with the share; populations under 20 events are not."""
+    out = tmp_path / "check"
+    result = CliRunner().invoke(main, ["template", "check", str(REAL / "lyoplate_miami_1.fcs"),
+                                       "-t", str(REAL / "hipc_tcell.yaml"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (line,) = [s for s in result.output.splitlines() if "turn on where the cut" in s]
+    assert "CD8 Central Memory (55%)" in line and "CD4 T " not in line
+    record, = json.loads((out / "check.json").read_text())
+    named = {p["population"] for p in record["populations"]
+             if p["count"] >= 20 and p["percent_near_cut"] is not None
+             and p["percent_near_cut"] >= 10}
+    assert named == {n.rsplit(" (", 1)[0] for n in line.split(": ", 1)[1].split(", ")}

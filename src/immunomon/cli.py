@@ -339,6 +339,7 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
     Example:
       immunomon template check run1/*.fcs -t my-panel.yaml -o check/
     """
+    from . import qc
     from .gating.check import check_files, populations_across, unlike_lines, unlike_the_others
     from .gating.run import find_fcs_files
     from .gating.template import load_template
@@ -371,6 +372,12 @@ def template_check(inputs, template_name, out_dir, as_json, keep_anomalies):
         if ruled:
             click.echo(f"  {'info':8s} cut by a rule, not in a valley (see the page): "
                        + ", ".join(ruled))
+        near = [f"{p['population']} ({p['percent_near_cut']:.0f}%)"
+                for p in record["populations"] if p["count"] >= qc.MIN_REPORTABLE
+                and (p["percent_near_cut"] or 0) >= 100 * qc.NEAR_CUT]
+        if near:
+            click.echo(f"  {'info':8s} counts that turn on where the cut lies (events near "
+                       "it): " + ", ".join(near))
 
     records = check_files(files, tmpl, out_dir, progress=report,
                           exclude_anomalies=not keep_anomalies)
