@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -219,6 +221,14 @@ def test_pipeline_runs_skips_and_reruns_from_the_changed_stage(tiny):
         got = float(ds["cells_per_ul"].sel(patient=row.patient_id, timepoint=row.visit,
                                            population="Lymphocytes"))
         assert got == pytest.approx(row.cells_per_ul, rel=0.3)
+    # how much each count turns on its cut, from each sample's table: none for the
+    # scatter cluster, a share for a threshold's population
+    near = ds["percent_near_cut"]
+    assert near.attrs["units"] == "%" and np.isnan(near.sel(population="Lymphocytes")).all()
+    assert float(near.sel(population="T cells").max()) >= 0
+    table = pd.read_csv(out / "gate" / "P01_M1" / "populations.csv").set_index("population")
+    assert float(near.sel(patient="P01", timepoint="M1", population="CD4 T")) == \
+        pytest.approx(table.loc["CD4 T", "percent_near_cut"])
 
     second, messages = _run(root)
     assert second.ran == [] and second.skipped == ["gate", "chimerism", "cohort"]

@@ -29,6 +29,8 @@ UNITS = {
     "count": ("events", "events in the population gate"),
     "percent_of_parent": ("%", "percent of the parent population"),
     "cells_per_ul": ("cells/uL", "absolute count per microlitre of blood"),
+    "percent_near_cut": ("%", "share of the population's events within one density "
+                              "bandwidth of a cut found in its file"),
     "mfi": ("a.u.", "median fluorescence intensity (compensated, linear scale)"),
     "donor_chimerism_percent": ("%", "donor chimerism (mean of the informative STR loci)"),
     "qc_flags": ("1", "number of QC warnings and failures of the flow samples"),
@@ -100,7 +102,9 @@ def _populations(rows: pd.DataFrame, populations: pd.DataFrame, patients, visits
     pi, ti = _index(long["patient_id"], patients), _index(long["visit"], visits)
     ni = _index(long["population"], names)
     out = {}
-    for var in ("count", "percent_of_parent", "cells_per_ul"):
+    # how much each count turns on its cut, where the gating wrote it (immunomon gate)
+    near = ("percent_near_cut",) if "percent_near_cut" in populations else ()
+    for var in (*VALUE_COLUMNS, *near):
         arr = np.full(shape, np.nan)
         if var in long:
             arr[pi, ti, ni] = pd.to_numeric(long[var], errors="coerce").to_numpy(float)
