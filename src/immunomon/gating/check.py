@@ -214,8 +214,8 @@ def near_cut_shares(result) -> dict[str, float]:
     parent's values, the resolution at which the cut was placed) inside one of its cuts:
     how much its count turns on where exactly the cut lies. On real expert-gated files
     (lyoplate T cells at five centres, EuroFlow LST exports and whole blood, multi-centre
-    CyTOF) it ranked the populations' disagreement with the experts (Spearman -0.61 to
-    -0.91). NaN for an empty population; populations of other gates are left out."""
+    CyTOF, GvHD tubes) it ranked the populations' disagreement with the experts (Spearman
+    -0.61 to -0.91). NaN for an empty population; populations of other gates are left out."""
     out: dict[str, float] = {}
     for gid, found in result.gates.items():
         rectangles = [r for r in _cut_rectangles(found) if r.id in result.gate_ids]
