@@ -275,6 +275,34 @@ def test_gating_qc_marks_undercounted_populations(report):
     assert '<section id="gating-qc"><h2>Gating QC</h2>' in text
 
 
+def test_populations_whose_counts_turn_on_their_cut_carry_a_caveat(tmp_path):
+    """A cohort whose gating gave each count's share near its cut: Treg at 12-24% of
+    their events within one bandwidth of the gate's cut (a continuum in CD25 and CD127),
+    NK cells at 2%. The Treg answers keep their numbers, with the caveat; NK's do not
+    get one."""
+    cohort = small_cohort()
+    ds = cohort.dataset
+    near = np.full((len(PATIENTS), len(VISITS), len(POPS)), 2.0)
+    near[:, :, POPS.index("Treg")] = np.linspace(12, 24, len(PATIENTS) * len(VISITS)
+                                                 ).reshape(len(PATIENTS), len(VISITS))
+    ds["percent_near_cut"] = (("patient", "timepoint", "population"), near)
+    tables = cohort_tables(cohort)
+    assert tables["counts"]["percent_near_cut"].notna().all()
+    gvm_report(cohort, tmp_path, plan=Plan(n_permutations=99))
+    answers = pd.read_csv(tmp_path / "questions.csv").set_index("question")
+    row = answers.loc["1.Treg.M3"]
+    assert 0 < row["p_value"] < 1
+    assert row["gating_qc"] == ("gating caveat: Treg: a median 18% of its events lie within "
+                                "one density bandwidth of its gate's cut (its counts turn "
+                                "on where the cut lies)")
+    assert pd.isna(answers.loc["1.NK cells.M3", "gating_qc"]) or \
+        "cut" not in answers.loc["1.NK cells.M3", "gating_qc"]
+    qc = {r["population"]: r for r in json.loads(
+        (tmp_path / "results.json").read_text())["gating_qc"]}
+    assert qc["Treg"]["verdict"] == "caveat" and round(qc["Treg"]["median_near_cut"]) == 18
+    assert qc["T cells"]["verdict"] == "ok" and qc["T cells"]["median_near_cut"] == 2
+
+
 def test_visits_whose_gating_failed_qc_are_left_out_and_named(tmp_path):
     cohort = small_cohort()
     status = np.full((len(PATIENTS), len(VISITS)), "ok", dtype=object)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..qc import NEAR_CUT
 
 __all__ = ["Plan", "COLUMNS", "answer_all", "gating_verdicts", "apply_gating_qc", "immune_change", "gvhd_outcomes",
            "timevarying_markers", "immune_correlations", "competing_risks", "safety",
@@ -669,28 +670,38 @@ def safety(endpoints: pd.DataFrame, adverse_events: pd.DataFrame, plan: Plan) ->
 
 def gating_verdicts(counts: pd.DataFrame | None, plan: Plan) -> pd.DataFrame:
     """Per population: samples, samples below ``plan.min_events``, samples with no
-    event, the median count, and the verdict for the questions about it
-    ("not estimable", "caveat" or "ok"). ``counts``: patient_id, visit,
-    population, count (one row per gated sample and population)."""
-    columns = ["population", "samples", "below_limit", "zero", "median_events", "verdict"]
+    event, the median count, the median share of its events near its gate's cut, and the
+    verdict for the questions about it ("not estimable", "caveat" or "ok"). ``counts``:
+    patient_id, visit, population, count (one row per gated sample and population), and
+    where the gating gave it ``percent_near_cut``: a population whose samples have a
+    median of ``qc.NEAR_CUT`` or more of their events within one density bandwidth of its
+    cut is a caveat (its counts turn on where the cut lies)."""
+    columns = ["population", "samples", "below_limit", "zero", "median_events",
+               "median_near_cut", "verdict"]
     if counts is None or len(counts) == 0:
         return pd.DataFrame(columns=columns)
     c = counts.dropna(subset=["count"])
-    out = c.groupby("population", sort=False)["count"].agg(
-        samples="size", below_limit=lambda v: int((v < plan.min_events).sum()),
-        zero=lambda v: int((v == 0).sum()), median_events="median").reset_index()
+    if "percent_near_cut" not in c:
+        c = c.assign(percent_near_cut=np.nan)
+    out = c.groupby("population", sort=False).agg(
+        samples=("count", "size"),
+        below_limit=("count", lambda v: int((v < plan.min_events).sum())),
+        zero=("count", lambda v: int((v == 0).sum())), median_events=("count", "median"),
+        median_near_cut=("percent_near_cut", "median")).reset_index()
+    turns = out["median_near_cut"].fillna(0) >= 100 * NEAR_CUT
     out["verdict"] = np.where(out["below_limit"] * 2 > out["samples"], "not estimable",
-                              np.where(out["below_limit"] > 0, "caveat", "ok"))
+                              np.where((out["below_limit"] > 0) | turns, "caveat", "ok"))
     return out[columns]
 
 
 def apply_gating_qc(rows: list[dict], verdicts: pd.DataFrame, plan: Plan) -> list[dict]:
-    """Mark the answers about populations counted with too few events.
+    """Mark the answers about populations counted with too few events, or whose counts
+    turn on where their gate's cut lies.
 
     Not estimable (the population is below the counting limit in most samples):
     estimate, interval and p-values are withdrawn and the note says why. A
-    caveat (below the limit in some samples): the numbers stay, with the
-    caveat in ``gating_qc``."""
+    caveat (below the limit in some samples, or a median share near the cut of
+    ``qc.NEAR_CUT`` or more): the numbers stay, with the caveat in ``gating_qc``."""
     if verdicts is None or len(verdicts) == 0:
         return rows
     table = verdicts.set_index("population")
@@ -702,9 +713,14 @@ def apply_gating_qc(rows: list[dict], verdicts: pd.DataFrame, plan: Plan) -> lis
             v = table.loc[pop]
             if v["verdict"] == "ok":
                 continue
-            words.append(f"{pop} counted with fewer than {plan.min_events} events in "
-                         f"{int(v['below_limit'])} of {int(v['samples'])} samples (median "
-                         f"{v['median_events']:g})")
+            if v["below_limit"] > 0:
+                words.append(f"{pop} counted with fewer than {plan.min_events} events in "
+                             f"{int(v['below_limit'])} of {int(v['samples'])} samples "
+                             f"(median {v['median_events']:g})")
+            if v["median_near_cut"] >= 100 * NEAR_CUT:
+                words.append(f"{pop}: a median {v['median_near_cut']:.0f}% of its events "
+                             "lie within one density bandwidth of its gate's cut (its counts "
+                             "turn on where the cut lies)")
             if v["verdict"] == "not estimable" or worst == "ok":
                 worst = v["verdict"]
         if worst == "not estimable":
