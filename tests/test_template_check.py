@@ -193,9 +193,17 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     # the share near the cut for a threshold's population only, as `gate` has it
     assert rows["Not T"]["percent_near_cut"] is None
     assert rows["Singlets"]["percent_near_cut"] is None
-    gated = gate_sample(read_fcs(FIXTURE), parse_template(text, "p.yaml")).table
+    gating = gate_sample(read_fcs(FIXTURE), parse_template(text, "p.yaml"))
     assert rows["T cells"]["percent_near_cut"] == pytest.approx(
-        gated.set_index("population").loc["T cells", "percent_near_cut"])
+        gating.table.set_index("population").loc["T cells", "percent_near_cut"])
+    # the band the page shades round the cut is the one that share counts in
+    (cut,) = next(g for g in record["gates"] if g["gate"] == "T cells")["cuts"]
+    parent = np.flatnonzero(gating.result.mask("Singlets"))
+    cd3 = gating.result.values.values(gating.result.gates["T cells"].dimensions[0], parent)
+    t_cells = gating.result.mask("T cells")[parent]
+    near = np.abs(cd3 - cut["values"][0]) < cut["bandwidth"]
+    assert 100 * np.count_nonzero(near & t_cells) / t_cells.sum() == pytest.approx(
+        rows["T cells"]["percent_near_cut"])
     html = Path(record["page"]).read_text()
     assert "<h2>Populations</h2>" in html and "<td>Not T</td><td>Singlets</td>" in html
     assert "<td>Singlets</td><td>all events</td>" in html and "% near its cut" in html

@@ -41,6 +41,9 @@ class Cut:
     #: where other settings would cut this density, with the setting (``methods.other_cuts``)
     others: tuple[tuple[float, str], ...] = ()
     marker: str = ""                    # the channel's $PnS, where the file names one
+    #: one kernel bandwidth of the parent's values: events this close inside the cut are
+    #: the ones its population's share near the cut counts (``near_cut_shares``)
+    near: float = 0.0
 
     @property
     def other_axis(self) -> str:
@@ -79,7 +82,7 @@ class GateCheck:
                 "level": self.level, "messages": list(self.messages),
                 "cuts": [{"dimension": _dim_name(c.dimension), "values": list(c.values),
                           "peaks": list(c.peaks), "among": c.among or "all",
-                          "applies_to": c.applies_to or "all",
+                          "applies_to": c.applies_to or "all", "bandwidth": c.near,
                           "other_cuts": [{"value": v, "setting": how} for v, how in c.others]}
                          for c in self.cuts]}
 
@@ -152,7 +155,8 @@ def _threshold_cuts(template_gate, found, columns, scales=()) -> list[Cut]:
         among = found_in[i] if i < len(found_in) and found_in[i] != "all" else ""
         out.append(Cut(dim, cut, peaks, centres, density, among,
                        sides[i] if i < len(sides) else "", axes[i] if i < len(axes) else "x",
-                       tuple(others)))
+                       tuple(others),
+                       near=methods.kernel_bandwidth(np.asarray(columns[i], dtype=float))))
     return out
 
 

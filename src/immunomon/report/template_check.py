@@ -37,9 +37,10 @@ def uncounted_bumps(centres, density, peaks, least: float = 0.05) -> list[float]
 
 def density_figure(check, sample, path) -> Path | None:
     """The density of every dimension a threshold or quadrant gate cut (and, dotted,
-    ten times higher), with the peaks (triangles), the cut (red line) and where other
-    settings would cut (dashed, labelled with the setting). None when the gate cut
-    nothing one-dimensional (clusters, singlets)."""
+    ten times higher), with the peaks (triangles), the cut (red line) in a band of one
+    bandwidth either side (the events its population's share near the cut counts are
+    those inside it) and where other settings would cut (dashed, labelled with the
+    setting). None when the gate cut nothing one-dimensional (clusters, singlets)."""
     cuts = [c for c in check.cuts if c.centres.size]
     if not cuts:
         return None
@@ -77,6 +78,9 @@ def density_figure(check, sample, path) -> Path | None:
             ax.text(v, 0.97 * peak, _short_setting(how), rotation=90, fontsize=6,
                     color="#555", ha="right", va="top")
         for v in cut.values:
+            # the events within one bandwidth of the cut: those its population's share
+            # near the cut counts
+            ax.axvspan(v - cut.near, v + cut.near, color=GATE_COLOUR, alpha=0.12, linewidth=0)
             ax.axvline(v, color=GATE_COLOUR, linewidth=1.5)
         ax.set_xlabel(axis_label(sample, cut.dimension) + _scale(cut.dimension)
                       + (f"; the {cut.axis} cut for events {cut.applies_to} the "
