@@ -1013,3 +1013,61 @@ def test_the_share_of_a_population_near_its_cut_ranks_its_disagreement_with_the_
     naive = gating.result.mask("CD8 Naive")[rows]
     assert gating.table.set_index("population").loc["CD8 Naive", "percent_near_cut"] == \
         pytest.approx(100 * np.count_nonzero(close & naive) / naive.sum(), rel=1e-12)
+
+
+def test_a_boolean_population_turns_on_the_cuts_of_its_operands():
+    """A subset written as `and` of two thresholds (the guide's threshold per side) turns
+    on both cuts; `not` on its operand's; an `or` of two quadrant corners not on the cut
+    between them (moving it moves no event out of their union), only on the outer ones."""
+    from immunomon.gating import methods
+
+    text = (REAL / "hipc_tcell.yaml").read_text() + """
+  - name: CD8 RA+
+    parent: CD8 T
+    dims: [CD45RA]
+    method: threshold
+  - name: CD8 RA-
+    parent: CD8 T
+    gate: {not: CD8 RA+}
+  - name: CD8 RA+ CCR7+
+    parent: CD8 RA+
+    dims: [CCR7]
+    method: threshold
+  - name: CD8 naive by thresholds
+    parent: CD8 T
+    gate: {and: [CD8 RA+, CD8 RA+ CCR7+]}
+  - name: CD8 CCR7+ by corners
+    parent: CD8 T
+    gate: {or: [CD8 Naive, CD8 Central Memory]}
+"""
+    gating = gate_sample(read_fcs(REAL / "lyoplate_yale_8.fcs"), parse_template(text),
+                         exclude_anomalies=False)
+    result, near = gating.result, gating.table.set_index("population")["percent_near_cut"]
+
+    def band(population, gate_id, divider=None):
+        """Events of ``population``'s parent within one bandwidth of a cut, and the cut."""
+        rows = np.flatnonzero(result.mask(result.parent(population)))
+        found = result.gates[gate_id]
+        dim, value = ((found.dimensions[0], found.bounds[0][0]) if divider is None else
+                      next((d.dimension, d.values[0]) for d in found.dividers
+                           if d.id == divider))
+        values = result.values.values(dim, rows)
+        close = np.zeros(result.n_events, dtype=bool)
+        close[rows] = np.abs(values - value) < methods.kernel_bandwidth(values)
+        return close
+
+    def share(population, close):
+        members = result.mask(population)
+        return 100 * np.count_nonzero(close & members) / members.sum()
+
+    ra, ccr7 = band("CD8 RA+", "CD8 RA+"), band("CD8 RA+ CCR7+", "CD8 RA+ CCR7+")
+    assert near["CD8 RA-"] == pytest.approx(share("CD8 RA-", ra), rel=1e-12)
+    assert near["CD8 naive by thresholds"] == pytest.approx(
+        share("CD8 naive by thresholds", ra | ccr7), rel=1e-12)
+    outer = (band("CD8 Naive", "CD8 memory", "CD8 memory.y.above")
+             | band("CD8 Central Memory", "CD8 memory", "CD8 memory.y.below"))
+    corners = share("CD8 CCR7+ by corners", outer)
+    assert near["CD8 CCR7+ by corners"] == pytest.approx(corners, rel=1e-12)
+    # with the CD45RA cut between the corners counted, the share would be larger
+    inner = band("CD8 Naive", "CD8 memory", "CD8 memory.x")
+    assert share("CD8 CCR7+ by corners", outer | inner) > corners + 1

@@ -190,9 +190,10 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     assert rows["Not T"]["parent"] == "Singlets" and rows["Singlets"]["parent"] is None
     assert rows["Not T"]["percent_of_parent"] == pytest.approx(
         100 * rows["Not T"]["count"] / rows["Singlets"]["count"])
-    # the share near the cut for a threshold's population only, as `gate` has it
-    assert rows["Not T"]["percent_near_cut"] is None
+    # the share near the cut, as `gate` has it: a threshold's population and the `not`
+    # of it (its operand's cut), not the singlet band's
     assert rows["Singlets"]["percent_near_cut"] is None
+    assert rows["Not T"]["percent_near_cut"] is not None
     gating = gate_sample(read_fcs(FIXTURE), parse_template(text, "p.yaml"))
     assert rows["T cells"]["percent_near_cut"] == pytest.approx(
         gating.table.set_index("population").loc["T cells", "percent_near_cut"])
@@ -204,6 +205,8 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     near = np.abs(cd3 - cut["values"][0]) < cut["bandwidth"]
     assert 100 * np.count_nonzero(near & t_cells) / t_cells.sum() == pytest.approx(
         rows["T cells"]["percent_near_cut"])
+    assert 100 * np.count_nonzero(near & ~t_cells) / (~t_cells).sum() == pytest.approx(
+        rows["Not T"]["percent_near_cut"])
     html = Path(record["page"]).read_text()
     assert "<h2>Populations</h2>" in html and "<td>Not T</td><td>Singlets</td>" in html
     assert "<td>Singlets</td><td>all events</td>" in html and "% near its cut" in html

@@ -418,6 +418,11 @@ def peak_end(centres, density, peak: int, direction: int, *, flat: float = 0.2) 
     return peak + direction * (steep + int(eased[0]))
 
 
+#: The height, as a share of a lone peak's, above which the place its flank eased is
+#: said not to be where the peak ends
+HIGH_END = 0.5
+
+
 #: How unlikely, were the lone peak symmetric, the imbalance of its tails must be for
 #: them to outweigh where the peak sits on the scale. In a parent of a hundred events,
 #: nine spread below an unstained peak and one above happen by chance one time in a
@@ -1129,6 +1134,12 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
         value = float(centres[end])
         rule = (f"cut at {_at(value)}, where the peak at {_at(mode)} ends "
                 f"({'above' if direction > 0 else 'below'} it: {why})")
+        if density[end] >= HIGH_END * density[main]:
+            # a docs-only scientist read 'where the peak ends' of a cut at 85% of the
+            # peak's height, on a wiggle that a small `adjust` had let through
+            rule += (f"; the density there still stands at {density[end] / density[main]:.0%} "
+                     "of the peak's height: the flank eased on a wiggle or a shoulder, not "
+                     "where the peak ends (a larger `adjust` smooths wiggles away)")
     else:
         sd = peak_spread(centres, density, main, -direction, bandwidth)
         value = mode + direction * fallback_sd * sd
