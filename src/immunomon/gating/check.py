@@ -263,7 +263,7 @@ def near_cut_shares(result) -> dict[str, float]:
     populations inherits their cuts (``_boolean_cuts``): a subset reported as `and` of
     two thresholds turns on both. On real expert-gated files (lyoplate T cells at five
     centres, EuroFlow LST exports and whole blood, multi-centre CyTOF, GvHD tubes) it
-    ranked the populations' disagreement with the experts (Spearman -0.61 to -0.91). NaN
+    ranked the populations' disagreement with the experts (Spearman -0.52 to -0.89). NaN
     for an empty population; populations with no such cut are left out."""
     cuts: dict[str, dict] = {}
     for gid in result.strategy.evaluation_order():
