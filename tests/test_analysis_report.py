@@ -293,8 +293,8 @@ def test_populations_whose_counts_turn_on_their_cut_carry_a_caveat(tmp_path):
     row = answers.loc["1.Treg.M3"]
     assert 0 < row["p_value"] < 1
     assert row["gating_qc"] == ("gating caveat: Treg: a median 18% of its events lie within "
-                                "one density bandwidth of its gate's cut (its counts turn "
-                                "on where the cut lies)")
+                                "one density bandwidth of a cut it was gated by (its counts "
+                                "turn on where the cut lies)")
     assert pd.isna(answers.loc["1.NK cells.M3", "gating_qc"]) or \
         "cut" not in answers.loc["1.NK cells.M3", "gating_qc"]
     qc = {r["population"]: r for r in json.loads(

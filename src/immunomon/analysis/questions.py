@@ -670,12 +670,12 @@ def safety(endpoints: pd.DataFrame, adverse_events: pd.DataFrame, plan: Plan) ->
 
 def gating_verdicts(counts: pd.DataFrame | None, plan: Plan) -> pd.DataFrame:
     """Per population: samples, samples below ``plan.min_events``, samples with no
-    event, the median count, the median share of its events near its gate's cut, and the
-    verdict for the questions about it ("not estimable", "caveat" or "ok"). ``counts``:
-    patient_id, visit, population, count (one row per gated sample and population), and
-    where the gating gave it ``percent_near_cut``: a population whose samples have a
-    median of ``qc.NEAR_CUT`` or more of their events within one density bandwidth of its
-    cut is a caveat (its counts turn on where the cut lies)."""
+    event, the median count, the median share of its events near the cuts it was gated
+    by, and the verdict for the questions about it ("not estimable", "caveat" or "ok").
+    ``counts``: patient_id, visit, population, count (one row per gated sample and
+    population), and where the gating gave it ``percent_near_cut``: a population whose
+    samples have a median of ``qc.NEAR_CUT`` or more of their events within one density
+    bandwidth of those cuts is a caveat (its counts turn on where the cuts lie)."""
     columns = ["population", "samples", "below_limit", "zero", "median_events",
                "median_near_cut", "verdict"]
     if counts is None or len(counts) == 0:
@@ -696,7 +696,7 @@ def gating_verdicts(counts: pd.DataFrame | None, plan: Plan) -> pd.DataFrame:
 
 def apply_gating_qc(rows: list[dict], verdicts: pd.DataFrame, plan: Plan) -> list[dict]:
     """Mark the answers about populations counted with too few events, or whose counts
-    turn on where their gate's cut lies.
+    turn on where the cuts they were gated by lie.
 
     Not estimable (the population is below the counting limit in most samples):
     estimate, interval and p-values are withdrawn and the note says why. A
@@ -719,8 +719,8 @@ def apply_gating_qc(rows: list[dict], verdicts: pd.DataFrame, plan: Plan) -> lis
                              f"(median {v['median_events']:g})")
             if v["median_near_cut"] >= 100 * NEAR_CUT:
                 words.append(f"{pop}: a median {v['median_near_cut']:.0f}% of its events "
-                             "lie within one density bandwidth of its gate's cut (its counts "
-                             "turn on where the cut lies)")
+                             "lie within one density bandwidth of a cut it was gated by (its "
+                             "counts turn on where the cut lies)")
             if v["verdict"] == "not estimable" or worst == "ok":
                 worst = v["verdict"]
         if worst == "not estimable":

@@ -59,7 +59,7 @@ def cohort_tables(cohort, *, exclude_qc_failures: bool = True) -> dict[str, pd.D
     ds = cohort.dataset
     immune = _long(ds, "cells_per_ul", "population", "cells_per_ul")
     counts = _long(ds, "count", "population", "count")
-    if "percent_near_cut" in ds:        # how much each count turns on its gate's cut
+    if "percent_near_cut" in ds:        # how much each count turns on its cuts
         keys = ["patient_id", "visit", "population"]
         near = _long(ds, "percent_near_cut", "population", "percent_near_cut")
         counts = counts.merge(near[keys + ["percent_near_cut"]], on=keys, how="left")

@@ -256,15 +256,16 @@ def _boolean_cuts(gate, cuts: dict[str, dict]) -> dict:
 
 
 def near_cut_shares(result) -> dict[str, float]:
-    """For each population a threshold or quadrant found in this file, the share of its
-    events that lie within one kernel bandwidth (``methods.kernel_bandwidth`` of its
-    parent's values, the resolution at which the cut was placed) of one of its cuts: how
-    much its count turns on where exactly the cut lies. A boolean population of such
-    populations inherits their cuts (``_boolean_cuts``): a subset reported as `and` of
-    two thresholds turns on both. On real expert-gated files (lyoplate T cells at five
-    centres, EuroFlow LST exports and whole blood, multi-centre CyTOF, GvHD tubes) it
-    ranked the populations' disagreement with the experts (Spearman -0.52 to -0.89). NaN
-    for an empty population; populations with no such cut are left out."""
+    """For each population gated by a cut a threshold or quadrant found in this file,
+    its own or one above it, the share of its events that lie within one kernel
+    bandwidth (``methods.kernel_bandwidth`` of that gate's parent's values, the
+    resolution at which the cut was placed) of one of those cuts: how much its count
+    turns on where exactly they lie. A boolean population of such populations takes
+    their cuts (``_boolean_cuts``): a subset reported as `and` of two thresholds turns on
+    both. On real expert-gated files (lyoplate T cells at five centres, EuroFlow LST
+    exports and whole blood, multi-centre CyTOF, GvHD tubes) it ranked the populations'
+    disagreement with the experts (Spearman -0.58 to -0.91). NaN for an empty
+    population; populations with no such cut are left out."""
     cuts: dict[str, dict] = {}
     for gid in result.strategy.evaluation_order():
         found = result.gates.get(gid)
@@ -272,8 +273,21 @@ def near_cut_shares(result) -> dict[str, float]:
             cuts[gid] = _boolean_cuts(found, cuts)
         elif found is not None:
             cuts.update(_cuts_near(result, found, gid))
+    # a cut above a population moves events in and out of it as much as its own: the
+    # LST exports' DN T cells (`not: CD4 T` among CD8- T cells) part from the expert at
+    # the CD8 cut above them (rho with F1 -0.52 counting own cuts alone, -0.91 with those)
+    chains: dict[str, dict] = {}
+
+    def chain(pid: str | None) -> dict:
+        if pid is None:
+            return {}
+        if pid not in chains:
+            chains[pid] = {**chain(result.parent(pid)), **cuts.get(pid, {})}
+        return chains[pid]
+
     out: dict[str, float] = {}
-    for pid, near in cuts.items():
+    for pid in result.gate_ids:
+        near = chain(pid)
         if not near:
             continue
         inside = result.mask(pid)
