@@ -290,10 +290,11 @@ def near_cut_shares(result) -> dict[str, float]:
         near = chain(pid)
         if not near:
             continue
-        inside = result.mask(pid)
-        close = np.logical_or.reduce([c for _, c in near.values()])
-        out[pid] = (float(np.count_nonzero(close & inside) / inside.sum()) if inside.any()
-                    else float("nan"))
+        members = np.flatnonzero(result.mask(pid))
+        close = np.zeros(members.size, dtype=bool)
+        for _, events in near.values():         # over the members only: most are few
+            close |= events[members]
+        out[pid] = float(close.mean()) if members.size else float("nan")
     return out
 
 
