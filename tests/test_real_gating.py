@@ -1089,3 +1089,20 @@ def test_a_boolean_population_turns_on_the_cuts_of_its_operands():
     # with the CD45RA cut between the corners counted, the share would be larger
     between = divider_band("CD8 memory.x")
     assert _share(result, "CD8 CCR7+ by corners", outer | between) > corners + 1
+
+
+def test_a_channel_far_below_zero_is_said_to_be_over_compensated():
+    """Miami's lyoplate export: 10.2% of its events lie under -410 in CD8 (to -19,299 on a
+    0-4,096 display), CD4 T cells over-compensated; the gates hold (CD4 T F1 0.99) and an
+    info line says so and names the channel. The other committed lyoplate files, none."""
+    template = load_template(REAL / "hipc_tcell.yaml")
+    for name in ("lyoplate_miami_1", "lyoplate_yale_8", "lyoplate_ucla_1"):
+        gating = gate_sample(read_fcs(REAL / f"{name}.fcs"), template, exclude_anomalies=False)
+        said = [f for f in gating.qc_flags if "far below zero" in f.message]
+        if name != "lyoplate_miami_1":
+            assert not said, name
+            continue
+        (flag,) = said
+        assert flag.level == "info" and gating.status == "ok"
+        assert flag.message.startswith("CD8: 10.2% of the events lie far below zero (under "
+                                       "-410, down to -19,299): over-compensated")

@@ -901,6 +901,15 @@ def _scale_misfit(transform, channel, values, top: float, *, factor: float, belo
     return None
 
 
+#: How far below zero, as a share of a channel's top of scale, an event lies for the
+#: sample to say it is over-compensated, and the share of the events that must lie there:
+#: of 1,010 real and simulated files (a core facility's inbox of 14 instruments and
+#: exports, and the tests' files) only Miami's lyoplate file has such a channel (CD8,
+#: 10.2% of its events under -410 of 4,096, down to -19,299)
+FAR_BELOW = 0.1
+FAR_BELOW_SHARE = 0.01
+
+
 def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
                 quantile: float = 0.999) -> list[QCFlag]:
     """Warnings for a log-like transform (logicle, hyperlog, log, arcsinh with a top)
@@ -916,7 +925,9 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
     'linear', whatever ``T``: a real file's leaves fell to a median F1 0.41 under
     ``T: auto``. One warning per kind, transform top and channel range, naming the
     channels. Besides: an info finding naming the channels whose events overrun the range
-    the file declares (``top_of_data``), read on the scale the events show."""
+    the file declares (``top_of_data``), read on the scale the events show, and one for
+    each fluorescence channel with ``FAR_BELOW_SHARE`` of its events or more below
+    ``-FAR_BELOW`` of its top (over-compensated)."""
     checked = []                        # (transform, column) of each channel's dimension
     for dim in dimensions:
         if not hasattr(dim, "name"):
@@ -931,6 +942,7 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
                        [:, columns].T))
     found: dict[tuple, list[str]] = {}
     overrun: dict[tuple, list[str]] = {}
+    under: dict[str, str] = {}          # channel -> what lies far below zero in it
     tops = data_tops(sample) if checked else None
     for transform, i in checked:
         channel = sample.channel_info[i]
@@ -940,6 +952,10 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
             continue
         name = sample.markers[i] or sample.channels[i]
         top = float(tops[i])
+        far = values < -FAR_BELOW * top
+        if is_fluorescence(sample.channels[i]) and far.mean() >= FAR_BELOW_SHARE:
+            under[name] = (f"{far.mean():.1%} of the events lie far below zero (under "
+                           f"{-FAR_BELOW * top:,.0f}, down to {values.min():,.0f})")
         if top != channel.top and name not in overrun.setdefault((channel.top, top), []):
             overrun[(channel.top, top)].append(name)
         if transform is None or getattr(transform, "T", None) is None \
@@ -956,6 +972,10 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
                     f"{declared:,.0f}, which its events overrun; read on a scale to "
                     f"{top:,.0f} (T: auto and the margins)")
              for (declared, top), names in overrun.items()]
+            + [QCFlag("info", f"{name}: {what}: over-compensated, by a spillover value set "
+                      "too high or compensation applied twice; a threshold leaves a peak "
+                      "of them out of its density, but check the compensation")
+               for name, what in under.items()]
             + [QCFlag("warning", _scale_message(*key, names)) for key, names in found.items()])
 
 
