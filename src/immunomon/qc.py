@@ -954,8 +954,9 @@ def scale_flags(dimensions, sample, *, factor: float = 10.0, below: float = 2.0,
         top = float(tops[i])
         far = values < -FAR_BELOW * top
         if is_fluorescence(sample.channels[i]) and far.mean() >= FAR_BELOW_SHARE:
+            lowest = np.nanmin(sample.events[:, i])      # every event's, not the sample's
             under[name] = (f"{far.mean():.1%} of the events lie far below zero (under "
-                           f"{-FAR_BELOW * top:,.0f}, down to {values.min():,.0f})")
+                           f"{-FAR_BELOW * top:,.0f}, down to {lowest:,.0f})")
         if top != channel.top and name not in overrun.setdefault((channel.top, top), []):
             overrun[(channel.top, top)].append(name)
         if transform is None or getattr(transform, "T", None) is None \

@@ -839,10 +839,10 @@ def foot_of(centres, density, peaks, top, cut: int, foot: str) -> int | None:
     """Where the ``foot`` ('upper' or 'lower') of the two peaks ``top`` ends, walking
     toward the valley at ``cut``, when that lies between the peak and the valley; None
     otherwise (the valley lies within the peak's flank, the flank never eases, or
-    another of ``peaks`` lies between the peak and the valley). A
-    floor of intermediate events between two peaks (CD8 T cells' memory cells at every
-    CD45RA level up to the naive peak) puts the valley's lowest point anywhere on it;
-    the foot gives that floor to the other peak's population."""
+    another of ``peaks`` lies between the peak and the valley). A floor of intermediate
+    events between two peaks (CD8 T cells' memory cells at every CD45RA level up to the
+    naive peak) puts the valley's lowest point anywhere on it; the foot gives that floor
+    to the other peak's population."""
     peak, direction = (int(top[1]), -1) if foot == "upper" else (int(top[0]), 1)
     if np.any((direction * (np.asarray(peaks) - peak) > 0)
               & (direction * (cut - np.asarray(peaks)) > 0)):
