@@ -26,9 +26,9 @@ from .. import columns as tables
 from .. import populations as pops
 from .. import __version__, qc
 from ..threads import single_threaded
-from .check import near_cut_shares
 from .datadriven import BoundaryGate, FoundQuadrants
 from .gates import distinct_dimensions
+from .near_cut import near_cut_shares
 from .strategy import GatingResult
 from .template import Template, load_template
 
