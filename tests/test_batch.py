@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import anndata
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -88,12 +89,17 @@ def test_population_yields_come_back_to_the_registry(first_run):
         folder = root / "results" / mine["output"].iloc[0]
         table = pd.read_csv(folder / "populations.csv").set_index("population")
         assert (mine["count"] == table.loc[mine.index, "count"]).all()
+        # how much each count turns on its cut travels with it, unrounded
+        np.testing.assert_allclose(mine["percent_near_cut"].astype(float),
+                                   table.loc[mine.index, "percent_near_cut"], rtol=1e-12)
+        assert mine["percent_near_cut"].notna().sum() > 10
         # the simulator's truth: gated lymphocytes within 10% of the true number
         truth = int(sim.mask("Lymphocytes").sum())
         assert abs(mine.loc["Lymphocytes", "count"] - truth) <= 0.1 * truth
     study = pd.read_csv(root / "results" / "StudyA" / "populations.csv")
     assert set(study["sample"]) == {"P01_M1", "P02_M1", "P03_M1", "QC_1", "QC_2"}
     assert study.loc[study["sample"] == "QC_1", "control"].all()
+    assert study["percent_near_cut"].between(0, 100).any()
 
 
 def test_bad_files_are_quarantined_and_the_batch_goes_on(first_run):
@@ -1026,3 +1032,61 @@ def test_a_truncated_registry_is_refused_and_nothing_is_left_beside_it(tmp_path)
         result = CliRunner().invoke(main, ["batch", *command])
         assert result.exit_code != 0 and "not a usable batch registry" in result.output
         assert sorted(p.name for p in results.iterdir()) == before, command
+
+
+def _as_schema_1(results: Path) -> None:
+    """Turn a registry into what a batch of schema 1 wrote: no share near the cut."""
+    import sqlite3
+    with sqlite3.connect(results / "registry.sqlite") as conn:
+        conn.execute("ALTER TABLE populations DROP COLUMN percent_near_cut")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def test_a_registry_an_older_batch_wrote_is_read_and_carried_forward(tmp_path):
+    # a core facility's results folder outlives the immunomon that began it: the newer
+    # one reads it as it is, and its next run adds the new column without losing a row
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "old.fcs", seed=1)
+    run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    _as_schema_1(results)
+    before = (results / "registry.sqlite").read_bytes()
+
+    status = CliRunner().invoke(main, ["batch", "status", str(results)])   # reads only
+    assert status.exit_code == 0, status.output
+    assert (results / "registry.sqlite").read_bytes() == before
+
+    write_sample(inbox / "new.fcs", seed=2)
+    summary = run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    assert (summary.done, summary.skipped) == (1, 1)
+    reg = Registry.open(results, create=False, readonly=True)
+    try:
+        assert reg.get_meta("schema_version") == "2"
+        rows = {r["relpath"]: r for r in reg.rows("done")}
+        pops = pd.DataFrame([dict(p) for p in reg.populations()])
+    finally:
+        reg.close()
+    assert set(rows) == {"old.fcs", "new.fcs"}
+    old, new = (pops[pops["file_id"] == rows[n]["id"]] for n in ("old.fcs", "new.fcs"))
+    assert len(old) == len(new) > 10 and old["count"].notna().all()
+    assert old["percent_near_cut"].isna().all()          # not recorded then, not made up
+    assert new["percent_near_cut"].notna().sum() > 10
+    table = pd.read_csv(results / "default" / "populations.csv")
+    assert table.groupby("sample")["percent_near_cut"].count().to_dict() == \
+        {"new": new["percent_near_cut"].notna().sum(), "old": 0}
+
+
+def test_a_registry_of_a_newer_schema_is_refused_and_left_as_it_is(tmp_path):
+    import sqlite3
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_sample(inbox / "one.fcs", seed=1)
+    run_batch(inbox, results, BatchOptions(**(FAST | {"workers": 1})))
+    with sqlite3.connect(results / "registry.sqlite") as conn:
+        conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+    conn.close()
+    before = (results / "registry.sqlite").read_bytes()
+    for args in (["status", str(results)], ["retry", str(results)]):
+        result = CliRunner().invoke(main, ["batch", *args])
+        assert result.exit_code != 0 and "Traceback" not in result.output, args
+        assert "registry schema 9, this immunomon reads 2 and older" in result.output, args
+    assert (results / "registry.sqlite").read_bytes() == before

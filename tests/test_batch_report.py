@@ -62,9 +62,10 @@ def _registry(results, patients, controls):
         reg.finish(file_id, {"events": 50_000 if name != "P09" else 2_000, "qc_status": "ok",
                              "qc_flags": json.dumps([]), "outputs": json.dumps([]),
                              "seconds": json.dumps({"total": 2.0}), "peak_rss_mb": 300.0},
-                   [("Leukocytes", None, 40000, 90.0, None),
-                    ("Lymphocytes", "Leukocytes", 12000, lymph, None),
-                    ("T cells", "Lymphocytes", 8000, 70.0, None)])
+                   [("Leukocytes", None, 40000, 90.0, None, 1.0),
+                    ("Lymphocytes", "Leukocytes", 12000, lymph, None, 3.0),
+                    ("T cells", "Lymphocytes", 8000, 70.0, None,
+                     25.0 if name == "P03" else 4.0)])
     failed = reg.register({"path": "/inbox/bad.fcs", "relpath": "bad.fcs", "study": "S",
                            "registered": now(), "output": "S/bad", "alias": "bad"})
     reg.fail(failed, "quarantined", "/inbox/bad.fcs: declares 3000 events but is truncated",
@@ -85,6 +86,10 @@ def test_report_highlights_outliers_and_control_violations(tmp_path):
     # the outlier is highlighted, with its robust z; nothing else in that column is
     cells = re.findall(r'<td class="out" title="robust z = ([-\d.]+)">([\d.]+)</td>', html)
     assert cells == [(f"{robust_z(np.array(lymph, float), 0.5)[-1]:.1f}", "60.0")]
+    # P03's T cells, a quarter of them within a bandwidth of their cut, alone underlined
+    near = re.findall(r'<td class="near" title="([^"]*)">([\d.]+)</td>', html)
+    assert near == [("25% of its events near its cut", "70.0")]
+    assert "1 underlined where 10% or more of the population lies" in html
     # P09's 2,000 events stand out against 50,000 elsewhere
     assert '<td class="out">2,000</td>' in html
     # one Levey-Jennings chart per key population, the 40% control run flagged 1-3s

@@ -61,7 +61,7 @@ def run_job(job: Job) -> dict:
     """Hash, read, gate and write one file; returns a small result dict."""
     import time
 
-    from ..columns import select
+    from .registry import population_rows
     from ..export import deidentify_sample
     from ..gating.run import CountingInputs, gate_file
 
@@ -95,14 +95,7 @@ def run_job(job: Job) -> dict:
            "message": row["message"], "events": row["events"], "qc_flags": row["flags"],
            "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
     if table is not None:
-        columns = ["population", "parent", "count", "percent_of_parent", "cells_per_ul"]
-        part = select(table, columns)
-        out["populations"] = [
-            (str(p), None if par is None or par != par else str(par),
-             None if c is None or c != c else int(c),
-             None if pct is None or pct != pct else float(pct),
-             None if ul is None or ul != ul else float(ul))
-            for p, par, c, pct, ul in zip(*part.values())]
+        out["populations"] = population_rows(table)
         out["outputs"] = sorted(str(p.relative_to(job.results)) for p in folder.rglob("*")
                                 if p.is_file())
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import ImmunomonError
 
 REGISTRY = "registry.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "running", "done", "failed", "quarantined")
 
 _SCHEMA = """
@@ -75,9 +75,21 @@ CREATE TABLE IF NOT EXISTS populations (
     count              INTEGER,
     percent_of_parent  REAL,
     cells_per_ul       REAL,
+    percent_near_cut   REAL,                 -- schema 2
     PRIMARY KEY (file_id, population)
 );
 """
+
+#: What brings a registry of each older schema to the next one. Only additions, so a
+#: registry an older batch wrote keeps every row; values the older one did not record
+#: stay empty until their files are processed again.
+_MIGRATIONS = {
+    1: "ALTER TABLE populations ADD COLUMN percent_near_cut REAL;",
+}
+
+#: The population columns kept for each done file, as its ``populations.csv`` names them.
+POPULATION_COLUMNS = ("population", "parent", "count", "percent_of_parent", "cells_per_ul",
+                      "percent_near_cut")
 
 
 class BatchError(ImmunomonError):
@@ -158,11 +170,23 @@ class Registry:
             raise BatchError(f"{path}: not a usable batch registry ({exc})") from None
         if version is None:
             reg.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) != SCHEMA_VERSION:
+        elif int(version) > SCHEMA_VERSION:
             conn.close()
             raise BatchError(f"{path}: registry schema {version}, this immunomon reads "
-                             f"{SCHEMA_VERSION}; use the immunomon version that wrote it")
+                             f"{SCHEMA_VERSION} and older; use the immunomon version that "
+                             "wrote it")
+        elif int(version) < SCHEMA_VERSION and not readonly:
+            reg._migrate(int(version))
         return reg
+
+    def _migrate(self, version: int) -> None:
+        """Bring the schema from ``version`` to ``SCHEMA_VERSION``, all in one
+        transaction (a registry is never left half migrated)."""
+        with self.transaction() as c:
+            for step in range(version, SCHEMA_VERSION):
+                c.execute(_MIGRATIONS[step])
+            c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                      (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.conn.close()
@@ -267,7 +291,8 @@ class Registry:
             self._update(c, file_id, {**fields, "status": "done", "error": None,
                                       "error_kind": None, "finished": now()})
             c.execute("DELETE FROM populations WHERE file_id = ?", (file_id,))
-            c.executemany("INSERT INTO populations VALUES (?, ?, ?, ?, ?, ?)",
+            c.executemany(f"INSERT INTO populations (file_id, {', '.join(POPULATION_COLUMNS)}) "
+                          f"VALUES (?{', ?' * len(POPULATION_COLUMNS)})",
                           [(file_id, *p) for p in populations])
 
     def fail(self, file_id: int, status: str, error: str, kind: str, **fields) -> None:
@@ -287,6 +312,21 @@ class Registry:
 
     def populations(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM populations ORDER BY file_id").fetchall()
+
+
+def population_rows(table) -> list[tuple]:
+    """A sample's population table (a mapping of columns) as the registry's rows, in
+    ``POPULATION_COLUMNS`` order: a missing value (None, NaN, a column the table
+    lacks) is None."""
+    from ..columns import select
+
+    kinds = (str, str, int, float, float, float)
+
+    def value(v, kind):
+        return None if v is None or v != v else kind(v)
+
+    part = select(table, POPULATION_COLUMNS)
+    return [tuple(map(value, values, kinds)) for values in zip(*part.values())]
 
 
 def row_dict(row: sqlite3.Row) -> dict:

@@ -4,7 +4,8 @@ Like MultiQC for a sequencing core, it answers "which runs look wrong?":
 
 - per file: events, instrument, acquisition date, QC flags and the yields of
   the key populations (% of parent), with values far from the rest of the
-  batch highlighted (robust z-score, |z| > 3.5: Iglewicz and Hoaglin);
+  batch highlighted (robust z-score, |z| > 3.5: Iglewicz and Hoaglin) and
+  those that turn on where their cut lies underlined (``qc.NEAR_CUT``);
 - per key population, a Levey-Jennings chart of the control samples in run
   order, with mean and 1, 2 and 3 SD lines and the Westgard rules each run
   breaks (1-3s, 2-2s, R-4s, 4-1s, 10-x);
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..qc import NEAR_CUT
 from ..report.pages import esc, link, table_html, write_text_atomic
 from .registry import Registry
 from .tables import open_pseudonyms, population_frame, public_rows
@@ -44,6 +46,7 @@ th,td{border:1px solid #ddd;padding:.2em .45em;text-align:right;white-space:nowr
 th{background:#f3f3f3;position:sticky;top:0}td.t,th.t{text-align:left}
 td.msg{white-space:normal;text-align:left;max-width:48em}
 .out{background:#fbd3d0;font-weight:bold}.warn{background:#fdebc8}
+.near{text-decoration:underline dotted #8a5a00}
 .failed,.quarantined,.failure{color:#a00;font-weight:bold}.flagged,.warning{color:#8a5a00}
 .ok,.done{color:#2a7a2a}
 .pending,.running{color:#555}
@@ -270,8 +273,9 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
     done = [r for r in rows if r["status"] == "done"]
     flagged = sum((r["qc_status"] or "ok") != "ok" for r in done)
     keys = key_populations(table, key) if len(table) else []
-    pct = table.pivot_table(index="output", columns="population", values="percent_of_parent",
-                            aggfunc="first") if len(table) else pd.DataFrame()
+    pct, near = (table.pivot_table(index="output", columns="population", values=column,
+                                   aggfunc="first") if len(table) else pd.DataFrame()
+                 for column in ("percent_of_parent", "percent_near_cut"))
     by_output = {r["output"]: r for r in done}
 
     # outliers among patient samples (controls are judged by their own chart)
@@ -296,7 +300,7 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
     head = ["sample", "study", "patient", "instrument", "acquired", "status", "events",
             "QC flags"] + [f"% {k}" for k in keys]
     lines = []
-    n_out = 0
+    n_out = n_near = 0
     for r in sorted(done, key=lambda r: (r["study"], r["acquired"] or "", r["sample"])):
         name = esc(r["sample"])
         if r["page"]:
@@ -315,11 +319,19 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
         for k in keys:
             value = pct[k].get(r["output"], np.nan) if k in pct else np.nan
             zk = z.get(k, {}).get(r["output"], np.nan)
+            share = near[k].get(r["output"], np.nan) if k in near else np.nan
+            classes, titles = [], []
             if np.isfinite(zk) and abs(zk) > OUTLIER_Z:
                 n_out += 1
-                cells.append(f'<td class="out" title="robust z = {zk:.1f}">{_num(value)}</td>')
-            else:
-                cells.append(f"<td>{_num(value)}</td>")
+                classes.append("out")
+                titles.append(f"robust z = {zk:.1f}")
+            if share >= 100 * NEAR_CUT:
+                n_near += 1
+                classes.append("near")
+                titles.append(f"{share:.0f}% of its events near its cut")
+            attrs = (f' class="{" ".join(classes)}" title="{esc("; ".join(titles))}"'
+                     if classes else "")
+            cells.append(f"<td{attrs}>{_num(value)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     file_table = ('<div class="scroll"><table><thead><tr>'
                   + "".join(f'<th class="t">{esc(h)}</th>' if i < 6 else f"<th>{esc(h)}</th>"
@@ -363,7 +375,10 @@ def build_report(results, *, key: list[str] | None = None, baseline: int = BASEL
     title = title or f"Batch QC report: {results.name}"
     body = (f"<h1>{esc(title)}</h1>"
             f"<p>{len(rows):,} files{' (de-identified)' if deid else ''}; "
-            f"{n_out} yields outside the batch (|robust z| &gt; {OUTLIER_Z}) highlighted.</p>"
+            f"{n_out} yields outside the batch (|robust z| &gt; {OUTLIER_Z}) highlighted; "
+            f"{n_near} underlined where {NEAR_CUT:.0%} or more of the population lies within "
+            "one density bandwidth of a cut it was gated by (its count turns on where that "
+            "cut lies: check it on the sample's page).</p>"
             f'<div class="cards">{cards}</div>{speed}'
             f"<h2>To review</h2>{review}"
             f"<h2>Failures ({len(bad)})</h2>{failures}"

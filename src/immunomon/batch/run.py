@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..errors import ImmunomonError
 from ..fmt import NOT_UTF8, unencodable_name
-from .registry import REGISTRY, BatchError, Registry, now, results_lock
+from .registry import REGISTRY, BatchError, Registry, now, population_rows, results_lock
 
 QUARANTINE = "quarantine"
 PRIVATE = "private"
@@ -218,7 +218,7 @@ class Batch:
             table = pd.read_csv(folder / "populations.csv")
         except (OSError, ValueError):
             return False
-        populations = _population_rows(table)
+        populations = population_rows({c: table[c].tolist() for c in table.columns})
         outputs = sorted(str(p.relative_to(self.results)) for p in folder.rglob("*")
                          if p.is_file())
         flags = [f["message"] for f in summary.get("qc", [])
@@ -529,17 +529,6 @@ def _event(kind: str, row, **fields) -> dict:
     its name in the inbox (a link's own name, not its target's)."""
     return {"event": kind, "id": row["id"], "path": row["path"], "upload": row["relpath"],
             **fields}
-
-
-def _population_rows(table) -> list[tuple]:
-    cols = ["population", "parent", "count", "percent_of_parent", "cells_per_ul"]
-    part = table.reindex(columns=cols)
-    out = []
-    for p, par, c, pct, ul in part.itertuples(index=False):
-        out.append((str(p), None if par != par or par is None else str(par),
-                    None if c != c else int(c), None if pct != pct else float(pct),
-                    None if ul != ul else float(ul)))
-    return out
 
 
 def _content(path: Path) -> dict:

@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from .registry import Registry, row_dict
+from .registry import POPULATION_COLUMNS, Registry, row_dict
 
 
 def _shift(iso: str, days: int | None) -> str:
@@ -84,8 +84,7 @@ def population_frame(registry: Registry, rows: list[dict]):
     import pandas as pd
 
     pops = pd.DataFrame([dict(p) for p in registry.populations()],
-                        columns=["file_id", "population", "parent", "count",
-                                 "percent_of_parent", "cells_per_ul"])
+                        columns=["file_id", *POPULATION_COLUMNS])
     columns = ["id", "output", "study", "sample", "patient", "control", "acquired",
                "instrument", "events", "qc_status"]
     facts = pd.DataFrame([{k: r.get(k) for k in columns} for r in rows
