@@ -221,10 +221,11 @@ def test_pipeline_runs_skips_and_reruns_from_the_changed_stage(tiny):
         got = float(ds["cells_per_ul"].sel(patient=row.patient_id, timepoint=row.visit,
                                            population="Lymphocytes"))
         assert got == pytest.approx(row.cells_per_ul, rel=0.3)
-    # how much each count turns on its cuts, from each sample's table: none for the
-    # singlet band on all events (no cut above it), a share for a threshold's population
+    # how much each count turns on its cuts, from each sample's table: a small share for
+    # the singlet band (a clear valley before the doublets), one for a threshold's
     near = ds["percent_near_cut"]
-    assert near.attrs["units"] == "%" and np.isnan(near.sel(population="Singlets")).all()
+    assert near.attrs["units"] == "%"
+    assert (near.sel(population="Singlets") < 5).all()
     assert float(near.sel(population="T cells").max()) >= 0
     table = pd.read_csv(out / "gate" / "P01_M1" / "populations.csv").set_index("population")
     assert float(near.sel(patient="P01", timepoint="M1", population="CD4 T")) == \

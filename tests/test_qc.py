@@ -755,3 +755,90 @@ populations:
         assert bool(said) == (shares[-1] >= 10)
     assert shares[0] < 1 and np.all(np.diff(shares) > 1), shares
     assert np.all(np.diff(scores) < 0) and scores[-1] < 0.9, scores
+
+
+def test_the_share_near_the_singlet_band_grows_as_doublets_close_in():
+    """9,000 single cells and 1,000 doublets whose pulses run from 1.8 times as long (a
+    clear valley) to 1.18 (merging into the singlets' flank): the singlets' share within
+    one bandwidth of the band's cuts grows as its agreement with the truth falls. A
+    large population cut in its tail: the share stays far below ``qc.NEAR_CUT``."""
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template("""panel: scatter
+version: "1"
+markers: {}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: Singlets, parent: root, dims: [FSC-A, FSC-H], method: singlet}
+""")
+    rng = np.random.default_rng(5)
+    truth = np.arange(10_000) < 9_000
+    shares, scores = [], []
+    for doublet in (1.8, 1.35, 1.25, 1.18):
+        height = rng.normal(50_000, 12_000, 10_000).clip(5_000)
+        ratio = np.where(truth, rng.normal(1.0, 0.04, 10_000),
+                         rng.normal(doublet, 0.08, 10_000))
+        gating = gate_sample(_sample({"FSC-A": height * ratio, "FSC-H": height},
+                                     ranges={"FSC-A": 262_144, "FSC-H": 262_144}),
+                             template, exclude_anomalies=False)
+        shares.append(float(gating.table.set_index("population")
+                            .loc["Singlets", "percent_near_cut"]))
+        got = gating.result.mask("Singlets")
+        scores.append(2 * np.count_nonzero(got & truth) / (got.sum() + truth.sum()))
+    assert shares[0] < 0.1 and np.all(np.diff(shares) > 0) and shares[-1] < 5, shares
+    assert scores[0] > 0.99 and np.all(np.diff(scores) <= 0) and scores[-1] < 0.98, scores
+
+
+def test_the_share_near_a_diagonal_is_of_its_one_line():
+    """Kappa and lambda B cells either side of the negatives' diagonal, from two clouds
+    far from the line to two that meet on it: the share of the kappa cells within one
+    bandwidth of x - y = the line grows as they meet, and is the one counted by hand."""
+    from immunomon.gating import methods
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template("""panel: light chains
+version: "1"
+markers: {CD3: [CD3], IgK: [IgK], IgL: [IgL]}
+compensation: none
+transforms: {fluorescence: linear}
+populations:
+  - {name: T cells, parent: root, dims: [CD3], method: threshold, args: {side: above}}
+  - {name: B cells, parent: root, gate: {not: T cells}}
+  - name: B kappa
+    parent: B cells
+    dims: [IgK, IgL]
+    method: diagonal
+    args: {negative: T cells, side: above}
+""")
+    rng = np.random.default_rng(6)
+    n_t, n_b = 4_000, 6_000
+    shares = []
+    for apart in (300, 120, 60):
+        kappa = rng.random(n_b) < 0.6
+        light = np.where(kappa, apart, -apart) + rng.normal(0, 40, n_b)
+        columns = {"CD3": np.concatenate([rng.normal(800, 60, n_t), rng.normal(100, 30, n_b)]),
+                   "IgK": np.concatenate([rng.normal(100, 20, n_t), 300 + light / 2]),
+                   "IgL": np.concatenate([rng.normal(100, 20, n_t), 300 - light / 2])}
+        gating = gate_sample(_sample(columns), template, exclude_anomalies=False)
+        result = gating.result
+        found = result.gates["B kappa"]
+        b_rows = np.flatnonzero(result.mask("B cells"))
+        d = np.asarray(result.values.values(found.dimensions[0], b_rows)) - \
+            np.asarray(result.values.values(found.dimensions[1], b_rows))
+        near = np.abs(d - found.offset) < methods.kernel_bandwidth(d)
+        members = result.mask("B kappa")[b_rows]
+        t_rows = np.flatnonzero(result.mask("T cells"))
+        cd3 = np.asarray(result.values.values(result.gates["T cells"].dimensions[0],
+                                              np.arange(result.n_events)))
+        assert t_rows.size and members.any()
+        share = float(gating.table.set_index("population").loc["B kappa", "percent_near_cut"])
+        # by hand, with the CD3 cut above (B cells are `not: T cells`)
+        cd3_cut = result.gates["T cells"].bounds[0][0]
+        above = np.abs(cd3 - cd3_cut) < methods.kernel_bandwidth(cd3)
+        assert share == pytest.approx(
+            100 * np.count_nonzero((near | above[b_rows]) & members) / members.sum())
+        shares.append(share)
+    assert shares[0] < 1 and np.all(np.diff(shares) > 0), shares

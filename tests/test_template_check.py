@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from immunomon import read_fcs
 from immunomon.cli import main
+from immunomon.gating import methods
 from immunomon.gating.check import check_result
 from immunomon.gating.run import gate_sample
 from immunomon.gating.template import load_template, parse_template
@@ -190,19 +191,30 @@ def test_the_check_lists_every_population_boolean_ones_too(tmp_path):
     assert rows["Not T"]["parent"] == "Singlets" and rows["Singlets"]["parent"] is None
     assert rows["Not T"]["percent_of_parent"] == pytest.approx(
         100 * rows["Not T"]["count"] / rows["Singlets"]["count"])
-    # the share near the cut, as `gate` has it: a threshold's population and the `not`
-    # of it (its operand's cut), not the singlet band's
-    assert rows["Singlets"]["percent_near_cut"] is None
+    # the share near the cut, as `gate` has it: the singlet band's, a threshold's
+    # population and the `not` of it (its operand's cut), each with the cuts above it
     assert rows["Not T"]["percent_near_cut"] is not None
     gating = gate_sample(read_fcs(FIXTURE), parse_template(text, "p.yaml"))
     assert rows["T cells"]["percent_near_cut"] == pytest.approx(
         gating.table.set_index("population").loc["T cells", "percent_near_cut"])
-    # the band the page shades round the cut is the one that share counts in
+    # by hand: the singlet band's two cuts on each event's pulse ratio over its trend
+    result = gating.result
+    band = result.gates["Singlets"].band
+    everyone = np.arange(result.n_events)
+    area, height = (np.asarray(result.values.values(d, everyone))
+                    for d in result.gates["Singlets"].dimensions)
+    ratio = band.relative(area, height)
+    width = methods.kernel_bandwidth(ratio)
+    near_band = (np.abs(ratio - band.lo) < width) | (np.abs(ratio - band.hi) < width)
+    singlets = result.mask("Singlets")
+    assert 100 * np.count_nonzero(near_band & singlets) / singlets.sum() == pytest.approx(
+        rows["Singlets"]["percent_near_cut"])
+    # the band the page shades round the T cells' cut is the one that share counts in
     (cut,) = next(g for g in record["gates"] if g["gate"] == "T cells")["cuts"]
-    parent = np.flatnonzero(gating.result.mask("Singlets"))
-    cd3 = gating.result.values.values(gating.result.gates["T cells"].dimensions[0], parent)
-    t_cells = gating.result.mask("T cells")[parent]
-    near = np.abs(cd3 - cut["values"][0]) < cut["bandwidth"]
+    parent = np.flatnonzero(singlets)
+    cd3 = result.values.values(result.gates["T cells"].dimensions[0], parent)
+    t_cells = result.mask("T cells")[parent]
+    near = (np.abs(cd3 - cut["values"][0]) < cut["bandwidth"]) | near_band[parent]
     assert 100 * np.count_nonzero(near & t_cells) / t_cells.sum() == pytest.approx(
         rows["T cells"]["percent_near_cut"])
     assert 100 * np.count_nonzero(near & ~t_cells) / (~t_cells).sum() == pytest.approx(

@@ -43,6 +43,20 @@ class FoundPolygon(PolygonGate):
 
 
 @dataclass(frozen=True, eq=False)
+class FoundBand(FoundPolygon):
+    """A singlet band's polygon with the band it draws: the cuts on each event's pulse
+    ratio, for how near its events lie to them (``gating.near_cut``)."""
+    band: methods.SingletBand | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FoundDiagonal(FoundPolygon):
+    """A diagonal's half plane with its line, x - y = ``offset``, and the ``side`` kept."""
+    offset: float = 0.0
+    side: str = "above"
+
+
+@dataclass(frozen=True, eq=False)
 class FoundEllipsoid(EllipsoidGate):
     method: str = ""
     fell_back: bool = False
@@ -408,7 +422,7 @@ class SingletGate:
                               f"both of its dimensions are {names[0]!r} in this file")
         object.__setattr__(self, "dimensions", dims)
 
-    def resolve(self, columns) -> FoundPolygon | FoundRectangle:
+    def resolve(self, columns) -> FoundBand | FoundRectangle:
         area, second = columns
         empty = _too_few(self, area.size)
         if empty is not None:
@@ -423,10 +437,10 @@ class SingletGate:
         bottom = min(float(finite.min()), 0.0) if finite.size else 0.0
         vertices = band.polygon(bottom - 1.0, top)
         what = "width" if width else "area/height"
-        return FoundPolygon(self.id, self.dimensions, vertices, self.parent,
-                            method="singlet band",
-                            notes=(f"{what} {band.lo:.3f}..{band.hi:.3f} x the singlets' "
-                                   f"trend (peak {band.centre:.3f})",))
+        return FoundBand(self.id, self.dimensions, vertices, self.parent,
+                         method="singlet band",
+                         notes=(f"{what} {band.lo:.3f}..{band.hi:.3f} x the singlets' "
+                                f"trend (peak {band.centre:.3f})",), band=band)
 
 
 @dataclass(frozen=True, eq=False)
@@ -450,7 +464,7 @@ class DiagonalGate:
         object.__setattr__(self, "dimensions", dims)
         _check_side(self.id, self.side)
 
-    def resolve(self, columns, reference=None) -> FoundPolygon | FoundRectangle:
+    def resolve(self, columns, reference=None) -> FoundDiagonal | FoundRectangle:
         x, y = (np.asarray(c, dtype=np.float64) for c in columns)
         empty = _too_few(self, x.size)
         if empty is not None:
@@ -473,9 +487,9 @@ class DiagonalGate:
         if n_negative < MIN_EVENTS:
             doubts += (f"its diagonal goes through the {n_negative} events of "
                        f"{self.negative!r} alone: check the line on the plot",)
-        return FoundPolygon(self.id, self.dimensions, _half_plane(x, y, t.value, self.side),
-                            self.parent, method="diagonal", fell_back=t.fell_back,
-                            notes=(t.note,), doubts=doubts)
+        return FoundDiagonal(self.id, self.dimensions, _half_plane(x, y, t.value, self.side),
+                             self.parent, method="diagonal", fell_back=t.fell_back,
+                             notes=(t.note,), doubts=doubts, offset=t.value, side=self.side)
 
 
 def _half_plane(x, y, cut: float, side: str) -> list[tuple[float, float]]:

@@ -1199,6 +1199,14 @@ class SingletBand:
             return np.ones_like(np.asarray(area, dtype=np.float64))
         return np.interp(area, self.knots, self.trend)
 
+    def relative(self, area, second) -> np.ndarray:
+        """Each event's pulse ratio over the singlets' trend at its area, the scale
+        ``lo`` and ``hi`` cut on (NaN or infinite where the height is not positive)."""
+        a = np.asarray(area, dtype=np.float64)
+        b = np.asarray(second, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (b if self.width else a / b) / self.trend_at(a)
+
     def polygon(self, area_min: float, area_max: float) -> list[tuple[float, float]]:
         """The band as a polygon in (area, height) or (area, width) coordinates."""
         inner = [k for k in self.knots if area_min < k < area_max]

@@ -1,6 +1,7 @@
 """How much each count turns on where its cuts lie: the share of a population's events
-within one kernel bandwidth of a cut a threshold or quadrant found in the file, its own
-gate's or one above it (``near_cut_shares``). ``gate_sample`` puts it in the population
+within one kernel bandwidth of a cut a density placed in the file (a threshold's, a
+quadrant's, a singlet band's, a diagonal's), its own gate's or one above it
+(``near_cut_shares``). ``gate_sample`` puts it in the population
 table as ``percent_near_cut``; ``qc.near_cut_flags`` says so from ``qc.NEAR_CUT``."""
 
 from __future__ import annotations
@@ -8,44 +9,66 @@ from __future__ import annotations
 import numpy as np
 
 from . import methods
+from .datadriven import FoundBand, FoundDiagonal
 from .gates import BooleanGate, QuadrantGate, RectangleGate
 
 
-def _cut_rectangles(found) -> list[RectangleGate]:
-    """A threshold's or quadrant's populations as rectangles of the cuts found in the
-    file; none for other gates (drawn gates, clusters, singlet bands, diagonals)."""
+def _cut_lines(found) -> list[tuple]:
+    """Each cut a data-driven gate placed by a density in this file, as (population,
+    axis, value, the side the population lies on): a threshold's or quadrant's cuts on
+    their dimensions, a singlet band's two on each event's pulse ratio over the singlets'
+    trend and a diagonal's on x - y (axis None: the gate's own). None for drawn gates
+    and clusters (an ellipse at a quantile of its cluster's shape lies in that
+    cluster's tail by design: events near it say nothing of a doubtful place)."""
+    if isinstance(found, FoundBand):
+        return [(found.id, None, found.band.lo, "above"), (found.id, None, found.band.hi,
+                                                            "below")]
+    if isinstance(found, FoundDiagonal):
+        return [(found.id, None, found.offset, found.side)]
     method = getattr(found, "method", "")
     if isinstance(found, QuadrantGate) and method == "quadrant thresholds":
-        return found.as_rectangles()
-    return [found] if "threshold" in method and isinstance(found, RectangleGate) else []
+        rectangles = found.as_rectangles()
+    elif "threshold" in method and isinstance(found, RectangleGate):
+        rectangles = [found]
+    else:
+        return []
+    return [(r.id, dimension, value, side) for r in rectangles
+            for dimension, (lo, hi) in zip(r.dimensions, r.bounds)
+            for value, side in ((lo, "above"), (hi, "below"))
+            if value is not None and np.isfinite(value)]
+
+
+def _axis(result, found, dimension, rows) -> np.ndarray:
+    """The values of ``rows`` on the axis a cut lies on."""
+    if dimension is not None:
+        return np.asarray(result.values.values(dimension, rows), dtype=np.float64)
+    first, second = (np.asarray(result.values.values(d, rows), dtype=np.float64)
+                     for d in found.dimensions)
+    return found.band.relative(first, second) if isinstance(found, FoundBand) \
+        else first - second
 
 
 def _cuts_near(result, found, gid: str) -> dict[str, dict]:
-    """For each population of a threshold or quadrant, its cuts: (gate, dimension, value)
-    -> (the side of the cut it lies on, the parent's events within one kernel bandwidth
-    of the cut, over all events)."""
-    rectangles = [r for r in _cut_rectangles(found) if r.id in result.gate_ids]
-    if not rectangles:
+    """For each population of a gate with cuts (``_cut_lines``), its cuts: (gate, axis,
+    value) -> (the side of the cut it lies on, the parent's events within one kernel
+    bandwidth of the cut, over all events)."""
+    lines = [line for line in _cut_lines(found) if line[0] in result.gate_ids]
+    if not lines:
         return {}
     parent = result.strategy.gate(gid).parent
     rows = (np.arange(result.n_events) if parent is None
             else np.flatnonzero(result.mask(parent)))
-    columns: dict = {}                  # each dimension's values and bandwidth, once
+    axes: dict = {}                     # each axis's values and bandwidth, once
     out: dict[str, dict] = {}
-    for rectangle in rectangles:
-        cuts = {}
-        for dimension, (lo, hi) in zip(rectangle.dimensions, rectangle.bounds):
-            for value, side in ((lo, "above"), (hi, "below")):
-                if value is None or not np.isfinite(value):
-                    continue
-                if dimension not in columns:
-                    values = np.asarray(result.values.values(dimension, rows))
-                    columns[dimension] = (values, methods.kernel_bandwidth(values))
-                values, width = columns[dimension]
-                close = np.zeros(result.n_events, dtype=bool)
-                close[rows] = np.abs(values - value) < width
-                cuts[(gid, dimension, float(value))] = (side, close)
-        out[rectangle.id] = cuts
+    for population, dimension, value, side in lines:
+        if dimension not in axes:
+            values = _axis(result, found, dimension, rows)
+            axes[dimension] = (values, methods.kernel_bandwidth(values))
+        values, width = axes[dimension]
+        close = np.zeros(result.n_events, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            close[rows] = np.abs(values - value) < width
+        out.setdefault(population, {})[(gid, dimension, float(value))] = (side, close)
     return out
 
 
@@ -65,7 +88,7 @@ def _boolean_cuts(gate, cuts: dict[str, dict]) -> dict:
 
 
 def near_cut_shares(result) -> dict[str, float]:
-    """For each population gated by a cut a threshold or quadrant found in this file,
+    """For each population gated by a cut a density placed in this file (``_cut_lines``),
     its own or one above it, the share of its events that lie within one kernel
     bandwidth (``methods.kernel_bandwidth`` of that gate's parent's values, the
     resolution at which the cut was placed) of one of those cuts: how much its count
