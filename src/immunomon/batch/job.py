@@ -61,9 +61,9 @@ def run_job(job: Job) -> dict:
     """Hash, read, gate and write one file; returns a small result dict."""
     import time
 
-    from .registry import population_rows
     from ..export import deidentify_sample
     from ..gating.run import CountingInputs, gate_file
+    from .registry import population_rows
 
     started = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"

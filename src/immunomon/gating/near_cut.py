@@ -20,7 +20,7 @@ def _cut_lines(found) -> list[tuple]:
     trend and a diagonal's on x - y (axis None: the gate's own). None for drawn gates
     and clusters (an ellipse at a quantile of its cluster's shape lies in that
     cluster's tail by design: events near it say nothing of a doubtful place)."""
-    if isinstance(found, FoundBand):
+    if isinstance(found, FoundBand) and found.band is not None:
         return [(found.id, None, found.band.lo, "above"), (found.id, None, found.band.hi,
                                                             "below")]
     if isinstance(found, FoundDiagonal):
