@@ -136,7 +136,12 @@ class Registry:
         self.path = path
 
     @classmethod
-    def open(cls, results, *, create: bool = True, readonly: bool = False) -> "Registry":
+    def open(cls, results, *, create: bool = True, readonly: bool = False,
+             migrate: bool = False) -> "Registry":
+        """The registry of ``results``. An older schema is brought up to date only with
+        ``migrate``, which only a process holding the results folder (``results_lock``)
+        may ask: a batch an older immunomon is still running writes rows of the schema
+        it began with."""
         path = Path(results) / REGISTRY
         existed = path.exists()
         if not existed and not create:
@@ -175,7 +180,7 @@ class Registry:
             raise BatchError(f"{path}: registry schema {version}, this immunomon reads "
                              f"{SCHEMA_VERSION} and older; use the immunomon version that "
                              "wrote it")
-        elif int(version) < SCHEMA_VERSION and not readonly:
+        elif int(version) < SCHEMA_VERSION and migrate and not readonly:
             reg._migrate(int(version))
         return reg
 

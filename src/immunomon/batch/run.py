@@ -649,7 +649,7 @@ class open_batch:
         self._lock.__enter__()
         self.registry = None
         try:
-            self.registry = Registry.open(self.results)
+            self.registry = Registry.open(self.results, migrate=True)
             batch = Batch(self.results, self.options, self.registry, **self._kw)
             batch._known = {}
             batch.recover()

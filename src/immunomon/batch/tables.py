@@ -159,9 +159,10 @@ def _write_study(folder: Path, studies: list[str], table, rows) -> None:
 
 
 def rebuild_tables(results) -> list[Path]:
-    """Write every study's tables and index again from the registry alone."""
+    """Write every study's tables and index again from the registry alone (read as it
+    stands: a batch may be running)."""
     results = Path(results)
-    registry = Registry.open(results, create=False)
+    registry = Registry.open(results, create=False, readonly=True)
     try:
         pseudonyms = open_pseudonyms(results, registry)
         return write_study_tables(registry, results, pseudonyms=pseudonyms,
