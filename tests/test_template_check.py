@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from immunomon import read_fcs
 from immunomon.cli import main
+from immunomon.fcs.sample import Channel, Sample
 from immunomon.gating import methods
 from immunomon.gating.check import check_result
 from immunomon.gating.run import gate_sample
@@ -115,9 +116,10 @@ def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
     html = page.read_text()
     assert "template check" in html and "Impossible" in html
     pngs = sorted((page.parent / "plots").glob("*.png"))
-    # 3 gate plots, 2 density plots, and the 2 thresholds' cuts against FSC-A and, being
-    # markers' cuts, against SSC-A too
-    assert len(pngs) == 9
+    # 3 gate plots, 3 density plots (the singlet band's on its pulse ratio), and the 2
+    # thresholds' cuts against FSC-A and, being markers' cuts, against SSC-A too
+    assert len(pngs) == 10
+    assert (page.parent / "plots" / "00_Singlets_density.png").is_file()
     assert [p.name for p in pngs if p.name.endswith("_context.png")] == [
         "01_T_cells_context.png", "02_Impossible_context.png"]
     assert [p.name for p in pngs if p.name.endswith("_context_side.png")] == [
@@ -677,3 +679,50 @@ def test_the_terminal_names_the_counts_that_turn_on_their_cut(tmp_path):
              if p["count"] >= 20 and p["percent_near_cut"] is not None
              and p["percent_near_cut"] >= 10}
     assert named == {n.rsplit(" (", 1)[0] for n in line.split(": ", 1)[1].split(", ")}
+
+
+def test_a_singlet_band_and_a_diagonal_are_drawn_on_the_axis_they_cut():
+    """A singlet band cuts each event's pulse ratio over the singlets' trend, a diagonal
+    x - y: the check gives each that axis's density, its cuts and one bandwidth, as it
+    gives a threshold's, so the page shows where they fell and the events near them."""
+    from immunomon.gating.near_cut import own_axis
+
+    result = gate_sample(read_fcs(FIXTURE), parse_template(PANEL, "p.yaml")).result
+    (band,) = next(c for c in check_result(result) if c.gate == "Singlets").cuts
+    found = result.gates["Singlets"]
+    assert band.dimension == "FSC-A/FSC-H over the singlets' trend"
+    assert band.values == (found.band.lo, found.band.hi)
+    ratio = own_axis(result, found, np.arange(result.n_events))
+    assert band.near == methods.kernel_bandwidth(ratio) > 0
+    # the singlets' peak lies between the cuts, on the axis's scale
+    assert len(band.peaks) >= 1 and found.band.lo < band.peaks[0] < found.band.hi
+
+    rng = np.random.default_rng(3)
+    kappa = rng.random(3000) < 0.6
+    light = np.where(kappa, 250, -250) + rng.normal(0, 40, 3000)
+    events = np.column_stack([np.concatenate([rng.normal(800, 60, 2000),
+                                              rng.normal(100, 30, 3000)]),
+                              np.concatenate([rng.normal(100, 20, 2000), 300 + light / 2]),
+                              np.concatenate([rng.normal(100, 20, 2000), 300 - light / 2])])
+    sample = Sample(events=events.astype(np.float32),
+                    channel_info=tuple(Channel(name=n, marker=m, range=1024.0) for n, m in
+                                       (("FL1", "CD3"), ("FL2", "IgK"), ("FL3", "IgL"))),
+                    keywords={})
+    template = parse_template("""panel: light chains
+version: "1"
+markers: {CD3: [CD3], IgK: [IgK], IgL: [IgL]}
+compensation: none
+transforms: {fluorescence: linear}
+populations:
+  - {name: T cells, parent: root, dims: [CD3], method: threshold, args: {side: above}}
+  - {name: B cells, parent: root, gate: {not: T cells}}
+  - name: B kappa
+    parent: B cells
+    dims: [IgK, IgL]
+    method: diagonal
+    args: {negative: T cells, side: above}
+""", "l.yaml")
+    result = gate_sample(sample, template, exclude_anomalies=False).result
+    (line,) = next(c for c in check_result(result) if c.gate == "B kappa").cuts
+    assert line.dimension == "IgK - IgL" and line.values == (result.gates["B kappa"].offset,)
+    assert len(line.peaks) == 2 and line.peaks[0] < line.values[0] < line.peaks[1]

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import qc
 from . import methods
+from .datadriven import FoundBand, FoundDiagonal
 from .gates import EllipsoidGate, PolygonGate, QuadrantGate, RectangleGate
 
 #: fixed gates a check page draws
@@ -160,6 +161,30 @@ def _threshold_cuts(template_gate, found, columns, scales=()) -> list[Cut]:
     return out
 
 
+def _own_axis_cuts(result, found, rows) -> list[Cut]:
+    """A singlet band's or a diagonal's one axis (each event's pulse ratio over the
+    singlets' trend, x - y): its density, peaks and cuts, drawn as a threshold's are."""
+    from .near_cut import cut_lines, own_axis
+
+    values = own_axis(result, found, rows)
+    values = values[np.isfinite(values)]
+    lines = cut_lines(found)
+    if values.size < 2 or not lines:
+        return []
+    sample = result.sample
+    first, second = (sample.markers[sample.channels.index(name)] or name
+                     if name in sample.channels else name
+                     for name in map(_dim_name, found.dimensions))
+    if isinstance(found, FoundBand):
+        ratio = second if found.band.width else f"{first}/{second}"
+        name = f"{ratio} over the singlets' trend"
+    else:
+        name = f"{first} - {second}"
+    centres, density, peaks, _ = _density_of(values, {})
+    return [Cut(name, tuple(v for _, _, v, _ in lines), peaks, centres, density,
+                near=methods.kernel_bandwidth(values))]
+
+
 def check_result(result, *, skip=()) -> list[GateCheck]:
     """A ``GateCheck`` for every data-driven gate of a ``GatingResult``, in order, and
     for every fixed rectangle, polygon or ellipse (a singlet band drawn by hand, an
@@ -188,8 +213,14 @@ def check_result(result, *, skip=()) -> list[GateCheck]:
         columns = [np.asarray(result.values.values(d, rows)) for d in dims]
         threshold = "threshold" in method or method == "quadrant thresholds"
         scales = [result.values.signal_scale(d) for d in dims]
-        cuts = _threshold_cuts(template_gate, found, columns, scales) \
-            if threshold and rows.size else []
+        if not rows.size:
+            cuts = []
+        elif threshold:
+            cuts = _threshold_cuts(template_gate, found, columns, scales)
+        elif isinstance(found, (FoundBand, FoundDiagonal)):
+            cuts = _own_axis_cuts(result, found, rows)
+        else:
+            cuts = []
         for cut in cuts:
             name = _dim_name(cut.dimension)
             if name in result.sample.channels:

@@ -13,7 +13,7 @@ from .datadriven import FoundBand, FoundDiagonal
 from .gates import BooleanGate, QuadrantGate, RectangleGate
 
 
-def _cut_lines(found) -> list[tuple]:
+def cut_lines(found) -> list[tuple]:
     """Each cut a data-driven gate placed by a density in this file, as (population,
     axis, value, the side the population lies on): a threshold's or quadrant's cuts on
     their dimensions, a singlet band's two on each event's pulse ratio over the singlets'
@@ -38,21 +38,27 @@ def _cut_lines(found) -> list[tuple]:
             if value is not None and np.isfinite(value)]
 
 
-def _axis(result, found, dimension, rows) -> np.ndarray:
-    """The values of ``rows`` on the axis a cut lies on."""
-    if dimension is not None:
-        return np.asarray(result.values.values(dimension, rows), dtype=np.float64)
+def own_axis(result, found, rows) -> np.ndarray:
+    """The values of ``rows`` on the one axis a singlet band or a diagonal cuts: each
+    event's pulse ratio over the singlets' trend, or x - y."""
     first, second = (np.asarray(result.values.values(d, rows), dtype=np.float64)
                      for d in found.dimensions)
     return found.band.relative(first, second) if isinstance(found, FoundBand) \
         else first - second
 
 
+def _axis(result, found, dimension, rows) -> np.ndarray:
+    """The values of ``rows`` on the axis a cut lies on (None: the gate's own)."""
+    if dimension is None:
+        return own_axis(result, found, rows)
+    return np.asarray(result.values.values(dimension, rows), dtype=np.float64)
+
+
 def _cuts_near(result, found, gid: str) -> dict[str, dict]:
-    """For each population of a gate with cuts (``_cut_lines``), its cuts: (gate, axis,
+    """For each population of a gate with cuts (``cut_lines``), its cuts: (gate, axis,
     value) -> (the side of the cut it lies on, the parent's events within one kernel
     bandwidth of the cut, over all events)."""
-    lines = [line for line in _cut_lines(found) if line[0] in result.gate_ids]
+    lines = [line for line in cut_lines(found) if line[0] in result.gate_ids]
     if not lines:
         return {}
     parent = result.strategy.gate(gid).parent
@@ -88,7 +94,7 @@ def _boolean_cuts(gate, cuts: dict[str, dict]) -> dict:
 
 
 def near_cut_shares(result) -> dict[str, float]:
-    """For each population gated by a cut a density placed in this file (``_cut_lines``),
+    """For each population gated by a cut a density placed in this file (``cut_lines``),
     its own or one above it, the share of its events that lie within one kernel
     bandwidth (``methods.kernel_bandwidth`` of that gate's parent's values, the
     resolution at which the cut was placed) of one of those cuts: how much its count

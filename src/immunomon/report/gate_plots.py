@@ -48,7 +48,10 @@ def find_gate(result, gate_id: str):
 
 def axis_label(sample, dim) -> str:
     """``"CD3 (BV786-A)"``: the marker ($PnS) and the channel ($PnN); the
-    channel alone when it has no marker; ratio dimensions by their ratio."""
+    channel alone when it has no marker; ratio dimensions by their ratio; an axis a
+    gate derives (a diagonal's x - y) by the name given."""
+    if isinstance(dim, str):
+        return dim
     if not isinstance(dim, Dimension):
         ratio = getattr(dim, "ratio", dim)
         if hasattr(ratio, "numerator"):
