@@ -798,31 +798,14 @@ def test_the_share_near_a_diagonal_is_of_its_one_line():
     from immunomon.gating import methods
     from immunomon.gating.run import gate_sample
     from immunomon.gating.template import parse_template
+    from light_chains import TEMPLATE, light_chain_sample
 
-    template = parse_template("""panel: light chains
-version: "1"
-markers: {CD3: [CD3], IgK: [IgK], IgL: [IgL]}
-compensation: none
-transforms: {fluorescence: linear}
-populations:
-  - {name: T cells, parent: root, dims: [CD3], method: threshold, args: {side: above}}
-  - {name: B cells, parent: root, gate: {not: T cells}}
-  - name: B kappa
-    parent: B cells
-    dims: [IgK, IgL]
-    method: diagonal
-    args: {negative: T cells, side: above}
-""")
+    template = parse_template(TEMPLATE)
     rng = np.random.default_rng(6)
-    n_t, n_b = 4_000, 6_000
     shares = []
     for apart in (300, 120, 60):
-        kappa = rng.random(n_b) < 0.6
-        light = np.where(kappa, apart, -apart) + rng.normal(0, 40, n_b)
-        columns = {"CD3": np.concatenate([rng.normal(800, 60, n_t), rng.normal(100, 30, n_b)]),
-                   "IgK": np.concatenate([rng.normal(100, 20, n_t), 300 + light / 2]),
-                   "IgL": np.concatenate([rng.normal(100, 20, n_t), 300 - light / 2])}
-        gating = gate_sample(_sample(columns), template, exclude_anomalies=False)
+        gating = gate_sample(light_chain_sample(rng, apart), template,
+                             exclude_anomalies=False)
         result = gating.result
         found = result.gates["B kappa"]
         b_rows = np.flatnonzero(result.mask("B cells"))

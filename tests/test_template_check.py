@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from immunomon import read_fcs
 from immunomon.cli import main
-from immunomon.fcs.sample import Channel, Sample
 from immunomon.gating import methods
 from immunomon.gating.check import check_result
 from immunomon.gating.run import gate_sample
@@ -686,6 +685,7 @@ def test_a_singlet_band_and_a_diagonal_are_drawn_on_the_axis_they_cut():
     x - y: the check gives each that axis's density, its cuts and one bandwidth, as it
     gives a threshold's, so the page shows where they fell and the events near them."""
     from immunomon.gating.near_cut import own_axis
+    from light_chains import TEMPLATE, light_chain_sample
 
     result = gate_sample(read_fcs(FIXTURE), parse_template(PANEL, "p.yaml")).result
     (band,) = next(c for c in check_result(result) if c.gate == "Singlets").cuts
@@ -697,31 +697,8 @@ def test_a_singlet_band_and_a_diagonal_are_drawn_on_the_axis_they_cut():
     # the singlets' peak lies between the cuts, on the axis's scale
     assert len(band.peaks) >= 1 and found.band.lo < band.peaks[0] < found.band.hi
 
-    rng = np.random.default_rng(3)
-    kappa = rng.random(3000) < 0.6
-    light = np.where(kappa, 250, -250) + rng.normal(0, 40, 3000)
-    events = np.column_stack([np.concatenate([rng.normal(800, 60, 2000),
-                                              rng.normal(100, 30, 3000)]),
-                              np.concatenate([rng.normal(100, 20, 2000), 300 + light / 2]),
-                              np.concatenate([rng.normal(100, 20, 2000), 300 - light / 2])])
-    sample = Sample(events=events.astype(np.float32),
-                    channel_info=tuple(Channel(name=n, marker=m, range=1024.0) for n, m in
-                                       (("FL1", "CD3"), ("FL2", "IgK"), ("FL3", "IgL"))),
-                    keywords={})
-    template = parse_template("""panel: light chains
-version: "1"
-markers: {CD3: [CD3], IgK: [IgK], IgL: [IgL]}
-compensation: none
-transforms: {fluorescence: linear}
-populations:
-  - {name: T cells, parent: root, dims: [CD3], method: threshold, args: {side: above}}
-  - {name: B cells, parent: root, gate: {not: T cells}}
-  - name: B kappa
-    parent: B cells
-    dims: [IgK, IgL]
-    method: diagonal
-    args: {negative: T cells, side: above}
-""", "l.yaml")
+    sample = light_chain_sample(np.random.default_rng(3), 250, n_t=2000, n_b=3000)
+    template = parse_template(TEMPLATE, "l.yaml")
     result = gate_sample(sample, template, exclude_anomalies=False).result
     (line,) = next(c for c in check_result(result) if c.gate == "B kappa").cuts
     assert line.dimension == "IgK - IgL" and line.values == (result.gates["B kappa"].offset,)
