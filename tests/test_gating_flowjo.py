@@ -293,9 +293,10 @@ def test_unknown_transform_is_named(tmp_path):
     wsp.write_text(syn.workspace_xml(transforms=(
         '<transforms:miltenyi transforms:x="1"><data-type:parameter data-type:name="FL1-A" />'
         "</transforms:miltenyi>")), encoding="utf-8")
+    (sample,) = load_flowjo(wsp).samples          # read: no gate has used FL1-A yet
     with pytest.raises(FlowJoError, match=r"transformation of 'FL1-A'.*unknown transformation"
                                           r" <miltenyi>"):
-        load_flowjo(wsp)
+        sample.strategy()                           # its gates on FL1-A do
 
 
 def test_channel_the_file_lacks_is_named(synthetic, tmp_path):
@@ -573,3 +574,48 @@ def test_a_quadrant_gate_too_small_to_place_is_empty_in_both_exports(tmp_path):
     for pop in back.samples[0].populations:
         if pop.name in quadrants:
             assert flowjo.count(pop.id) == 0 and pop.flowjo_count == 0
+
+
+# Three FlowJo 10 workspaces of other labs that once stopped the replay outright, each
+# with the one file it gates (tests/data/flowjo/SOURCES.md); FlowJo's own counts stored
+# in them, FlowKit's the same.
+OTHER_LABS = {
+    # FlowJo writes the channel v-450/50-B-A as v-450_50-B-A in gates, matrix and keywords
+    "fcexpr_slash": {"RPTECs": 475, "RPTECs/DAPI-": 422, "RPTECs/DAPI-/GFP+": 212},
+    # a linear range stored backwards on Time, an axis no gate uses
+    "coereba_time_range": {"Vd2": 47},
+    # an unmixed Aurora export whose channels are named Comp-BUV661-A, with no matrix
+    "coereba_comp_names": {"Vd2": 52},
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_LABS))
+def test_other_labs_workspaces_replay_flowjos_counts(case):
+    folder = DATA / case
+    ws = load_flowjo(next(folder.glob("*.wsp")))
+    table = compare_counts(ws, [next(folder.glob("*.fcs"))]).set_index("path")
+    assert table.attrs["notes"] == []
+    for path, fj in OTHER_LABS[case].items():
+        assert table.loc[path, "flowjo_count"] == fj
+        assert abs(table.loc[path, "count"] - fj) <= 1, path   # an event on an edge
+
+
+def test_an_unreadable_transform_is_an_error_only_where_a_gate_uses_it():
+    ws = load_flowjo(next((DATA / "coereba_time_range").glob("*.wsp")))
+    (sample,) = ws.samples
+    assert "Time" not in sample.transforms and "minRange 0.133 must be below maxRange " \
+        "0.051" in sample.transform_errors["Time"]
+    with pytest.raises(FlowJoError, match="transformation of 'Time'"):
+        sample.dimension("Time")
+
+
+def test_a_channel_named_comp_is_compensated_only_where_the_file_lacks_that_name():
+    ws = load_flowjo(next((DATA / "coereba_comp_names").glob("*.wsp")))
+    (sample,) = ws.samples
+    assert sample.compensation is None
+    with pytest.raises(FlowJoError, match="has no compensation matrix"):
+        sample.dimension("Comp-BUV661-A")           # the file's channels unknown
+    strategy = sample.strategy(channels=("Time", "Comp-BUV661-A"))
+    (dim,) = [d for g in strategy.gates if hasattr(g, "dimensions") for d in g.dimensions
+              if d.name == "Comp-BUV661-A"][:1]
+    assert dim.compensation == "uncompensated"

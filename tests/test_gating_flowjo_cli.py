@@ -138,3 +138,25 @@ def test_a_folder_file_no_sample_uses_is_skipped_with_a_note(files, tmp_path):
     (alone / "comp_PE.fcs").write_bytes(fcs.read_bytes())
     result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(alone)])
     assert result.exit_code == 2 and "no FCS file in" in result.output
+
+
+def test_a_file_that_cannot_be_gated_leaves_the_others_their_rows(files, tmp_path):
+    """One bad file among a run's (48 of a lab's, one channel renamed) left no row for
+    any: the others are compared, the bad one is named, and the exit code is 1."""
+    wsp, fcs, _ = files
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+    (tmp_path / "day1" / fcs.name).write_bytes(fcs.read_bytes())
+    (tmp_path / "day2" / fcs.name).write_bytes(fcs.read_bytes()[:3000])      # cut short
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path), "--json",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    records = json.loads(result.stdout)
+    assert {r["file"] for r in records} == {str(tmp_path / "day1" / fcs.name)}
+    assert len(records) == len(syn.expected_counts())
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert str(tmp_path / "day2" / fcs.name) in error
+    assert (tmp_path / "out" / "workspace_counts.csv").is_file()
+    # every file bad: the first one's error, as before
+    result = CliRunner().invoke(main, ["gate", "-w", str(wsp), str(tmp_path / "day2")])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -243,7 +243,9 @@ def gate(inputs, template, out_dir, workspace, beads_per_test, volume_ul, lympho
 
 
 def _gate_workspace(workspace, inputs, template, out_dir, as_json):
-    """`gate --workspace`: FlowJo's gates on the files, counts side by side."""
+    """`gate --workspace`: FlowJo's gates on the files, counts side by side; exit 1
+    where a file could not be gated (the others are)."""
+    from .gating.flowjo.apply import NOT_GATED
     from .gating.flowjo.report import format_comparison, gate_with_workspace
 
     ctx = click.get_current_context()
@@ -253,8 +255,10 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
         from .gating.template import load_template
         tmpl = load_template(template)
     table = gate_with_workspace(workspace, inputs, tmpl)
-    for note in table.attrs.get("notes", []):
-        click.echo(f"warning: {note}", err=True)
+    notes = table.attrs.get("notes", [])
+    for note in notes:
+        click.echo(f"error: {note[len(NOT_GATED):]}" if note.startswith(NOT_GATED)
+                   else f"warning: {note}", err=True)
     if out_dir:
         from pathlib import Path
 
@@ -266,6 +270,8 @@ def _gate_workspace(workspace, inputs, template, out_dir, as_json):
         click.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
     else:
         click.echo(format_comparison(table))
+    if any(note.startswith(NOT_GATED) for note in notes):
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- template

@@ -75,7 +75,7 @@ def match_detectors(sample_or_channels, detectors, *, source: str = "the spillov
     """Column index of each detector name in a Sample (or a sequence of $PnN names).
 
     Exact $PnN names win, then $PnS markers, then a loose match that ignores case,
-    surrounding ``<>`` and whitespace, and a ``Comp-`` prefix.
+    surrounding ``<>`` and whitespace, a ``Comp-`` prefix and "/" written as "_".
     """
     if isinstance(sample_or_channels, Sample):
         channels = sample_or_channels.channels
@@ -114,7 +114,8 @@ def match_detectors(sample_or_channels, detectors, *, source: str = "the spillov
 
 
 def _loose(name: str) -> str:
-    name = name.strip().strip("<>").strip().casefold()
+    # FlowJo writes a detector's "/" as "_" in a workspace's matrix (v-450_50-B-A)
+    name = name.strip().strip("<>").strip().casefold().replace("/", "_")
     return name[5:] if name.startswith("comp-") else name
 
 

@@ -212,7 +212,9 @@ class Sample(ChannelNames):
         """Column of a channel given its $PnN name or its $PnS marker.
 
         Exact $PnN matches win, then exact markers, then case-insensitive
-        matches of either. An ambiguous marker is an error naming the channels.
+        matches of either, then a $PnN as FlowJo writes it in a workspace, with
+        "/" made "_" (``v-450_50-B-A`` for ``v-450/50-B-A``). An ambiguous marker is
+        an error naming the channels.
         """
         names = self.channels
         if name_or_marker in names:
@@ -222,6 +224,9 @@ class Sample(ChannelNames):
             key = name_or_marker.casefold()
             hits = [i for i, c in enumerate(self.channel_info)
                     if c.name.casefold() == key or (c.marker or "").casefold() == key]
+        if not hits and "_" in name_or_marker:
+            hits = [i for i, c in enumerate(names)
+                    if "/" in c and c.replace("/", "_") == name_or_marker]
         if len(hits) == 1:
             return hits[0]
         where = f" in {self.path}" if self.path else ""

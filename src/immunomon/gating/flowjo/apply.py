@@ -148,10 +148,11 @@ def apply_sample(ws: Workspace, sample: WorkspaceSample, path) -> AppliedSample:
     path = Path(path)
     if not path.is_file():
         raise FlowJoError(f"{ws.path}: sample {sample.name!r}: FCS file {path} not found")
-    fcs = read_fcs(path)
-    strategy = sample.strategy()
     try:
-        result = strategy.apply(fcs)
+        fcs = read_fcs(path)
+        result = sample.strategy(channels=fcs.channels).apply(fcs)
+    except FlowJoError:
+        raise
     except (GatingError, ImmunomonError) as exc:
         raise FlowJoError(f"{ws.path}: sample {sample.name!r} on {path}: {exc}") from None
     notes = []
@@ -162,24 +163,44 @@ def apply_sample(ws: Workspace, sample: WorkspaceSample, path) -> AppliedSample:
 
 
 def apply_workspace(ws: Workspace, files=None) -> list[AppliedSample]:
-    return _applied(ws, files)[0]
+    """Every matched file gated with its sample's gates; the first file that cannot
+    be gated raises."""
+    return _applied(ws, files, strict=True)[0]
 
 
-def _applied(ws: Workspace, files=None) -> tuple[list[AppliedSample], list[str]]:
-    """Every matched file gated with its sample's gates, and the notes of the files a
-    folder held that no sample uses."""
-    pairs, skipped = matched_files(ws, files)
-    return [apply_sample(ws, s, p) for s, p in pairs], skipped
+#: how a note of ``compare_counts`` begins for a file that could not be gated
+NOT_GATED = "not gated: "
+
+
+def _applied(ws: Workspace, files=None, *, strict: bool = False
+             ) -> tuple[list[AppliedSample], list[str]]:
+    """Every matched file gated with its sample's gates, and notes: the files a folder
+    held that no sample uses, and each file that could not be gated, with why (the
+    others are still gated, one bad file among 48 no longer leaving no row for any;
+    with none gated, or ``strict``, the first file's error is raised)."""
+    pairs, notes = matched_files(ws, files)
+    applied, failed = [], []
+    for sample, path in pairs:
+        try:
+            applied.append(apply_sample(ws, sample, path))
+        except FlowJoError as exc:
+            if strict:
+                raise
+            failed.append(exc)
+    if failed and not applied:
+        raise failed[0]
+    return applied, notes + [f"{NOT_GATED}{exc}" for exc in failed]
 
 
 def compare_counts(ws: Workspace, files=None) -> pd.DataFrame:
     """Per sample and population: FlowJo's count, immunomon's, the difference.
     ``table.attrs["notes"]`` lists files whose event count differs from the one
-    FlowJo recorded (a sign of a different or re-exported file)."""
-    applied, skipped = _applied(ws, files)
+    FlowJo recorded (a sign of a different or re-exported file) and files that could
+    not be gated (``NOT_GATED``, then why)."""
+    applied, notes = _applied(ws, files)
     tables = [a.table() for a in applied]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
-    table.attrs["notes"] = skipped + [n for a in applied for n in a.notes]
+    table.attrs["notes"] = notes + [n for a in applied for n in a.notes]
     return table
 
 

@@ -13,7 +13,7 @@ reused under several parents is one population per parent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,11 @@ class WorkspaceSample:
     populations: list[Population] = field(default_factory=list)
     count: int | None = None
     workspace: Path | None = None
+    #: why a channel's transform could not be read, raised only where a gate uses it
+    #: (FlowJo keeps one for every parameter, a clock's too)
+    transform_errors: dict[str, str] = field(default_factory=dict)
+    #: the $PnN names of the file being gated, where known (``strategy(channels=)``)
+    file_channels: tuple[str, ...] = ()
 
     def population(self, path: str) -> Population:
         for p in self.populations:
@@ -152,32 +157,43 @@ class WorkspaceSample:
     # -- translation into immunomon gates -----------------------------------
     def dimension(self, name: str, *, transformed: bool = True,
                   on_scale: bool = False) -> Dimension:
-        """The immunomon dimension for a FlowJo axis name ('Comp-CD3 FITC-A')."""
+        """The immunomon dimension for a FlowJo axis name ('Comp-CD3 FITC-A'). A name
+        the file has as a channel of its own is that channel as stored: an export
+        compensated or unmixed before FlowJo names its channels 'Comp-BUV661-A'."""
         comp, base = UNCOMPENSATED, name
-        if self.compensation is not None:
+        if name in self.file_channels:
+            pass                                  # the file's own channel, as stored
+        elif self.compensation is not None:
             detector = self.compensation.channel(name)
             if detector is not None:
                 comp, base = self.compensation.id, detector
         elif name.startswith("Comp-") or (name.startswith("<") and name.endswith(">")):
             raise FlowJoError(f"{self.workspace}: sample {self.name!r}: a gate uses the "
                               f"compensated channel {name!r} but the sample has no "
-                              "compensation matrix")
+                              "compensation matrix (nor the file a channel of that name)")
         transform = self.transform_of(name) if transformed else None
         if on_scale and transform is not None:
             transform = OnScale(transform)
         return Dimension(base, comp, transform)
 
     def transform_of(self, name: str):
-        if name in self.transforms:
-            return self.transforms[name]
-        if self.compensation is not None:
-            detector = self.compensation.channel(name)
-            if detector is not None:
-                return self.transforms.get(detector)
+        """The transform of a gate's axis: its own, or its detector's (a compensated
+        channel's is listed under the plain name too); raises where it was unreadable."""
+        names = [name]
+        if name not in self.transforms and self.compensation is not None:
+            names.append(self.compensation.channel(name))
+        for n in names:
+            if n in self.transform_errors:
+                raise FlowJoError(self.transform_errors[n])
+            if n in self.transforms:
+                return self.transforms[n]
         return None
 
-    def strategy(self) -> GatingStrategy:
-        """This sample's gates as a strategy; population ids are gate paths."""
+    def strategy(self, channels=None) -> GatingStrategy:
+        """This sample's gates as a strategy; population ids are gate paths.
+        ``channels``: the $PnN names of the file it will gate (``dimension``)."""
+        if channels is not None and tuple(channels) != self.file_channels:
+            return replace(self, file_channels=tuple(channels)).strategy()
         s = GatingStrategy(compensations=(
             {self.compensation.id: self.compensation.matrix} if self.compensation else {}))
         ids = {p.id for p in self.populations}

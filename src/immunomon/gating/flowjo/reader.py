@@ -23,6 +23,14 @@ from .scales import FlowJoBiex, FlowJoLinear, FlowJoLog, FlowJoTable
 _MAX_BYTES = 512 * 1024 * 1024
 
 
+class _TransformError(FlowJoError):
+    """A channel's transform that cannot be read; ``channel`` names it."""
+
+    def __init__(self, message: str, channel: str):
+        super().__init__(message)
+        self.channel = channel
+
+
 @dataclass
 class Workspace:
     """A FlowJo workspace: its samples (in file order) and groups (name -> sample ids)."""
@@ -136,7 +144,13 @@ class _Reader:
             s.compensation = self.spillover_matrix(matrices[0], where)
         xforms = _child(el, "Transformations")
         for t in (list(xforms) if xforms is not None else []):
-            channel, transform = self.transform(t, where)
+            try:
+                channel, transform = self.transform(t, where)
+            except _TransformError as exc:
+                # FlowJo keeps an axis for every parameter: one no gate uses (a clock's
+                # linear range stored backwards) must not refuse the whole workspace
+                s.transform_errors[exc.channel] = str(exc)
+                continue
             s.transforms[channel] = transform
         subpops = _child(node, "Subpopulations")
         if subpops is not None:
@@ -186,6 +200,13 @@ class _Reader:
         if not channel:
             self.fail(where, f"a <{kind}> transformation names no channel")
         where = f"{where}, transformation of {channel!r}"
+        try:
+            return channel, self._transform(t, kind, where)
+        except FlowJoError as exc:
+            raise _TransformError(str(exc), channel) from None
+
+    def _transform(self, t, kind: str, where: str):
+        """One <transforms:...> element as a transform."""
 
         def num(name, default=None):
             v = _attr(t, name)
@@ -203,23 +224,23 @@ class _Reader:
                     # FlowJo 10 writes a linear axis left at its default range (0 to
                     # 262,144) with both ends 0 or with no attributes at all; refusing
                     # it refused whole workspaces
-                    return channel, FlowJoLinear()
-                return channel, FlowJoLinear(lo, hi)
+                    return FlowJoLinear()
+                return FlowJoLinear(lo, hi)
             if kind == "log":
-                return channel, FlowJoLog(num("offset"), num("decades"))
+                return FlowJoLog(num("offset"), num("decades"))
             if kind == "biex":
                 length = num("length", 256.0)
                 if length != 256:
                     self.fail(where, f"biex length {length:g} is not supported (FlowJo "
                                      "writes 256)")
-                return channel, FlowJoBiex(num("neg"), num("width"), num("pos"),
+                return FlowJoBiex(num("neg"), num("width"), num("pos"),
                                            num("maxRange"))
             if kind == "logicle":
-                return channel, Logicle(num("T"), num("W"), num("M"), num("A"))
+                return Logicle(num("T"), num("W"), num("M"), num("A"))
             if kind == "hyperlog":
-                return channel, Hyperlog(num("T"), num("W"), num("M"), num("A"))
+                return Hyperlog(num("T"), num("W"), num("M"), num("A"))
             if kind in ("fasinh", "arcsinh"):
-                return channel, Asinh(num("T"), num("M"), num("A"))
+                return Asinh(num("T"), num("M"), num("A"))
         except ImmunomonError as exc:
             if isinstance(exc, FlowJoError):
                 raise
