@@ -12,7 +12,7 @@ import pytest
 import immunomon
 from immunomon import FCSFormatError, read_fcs, read_fcs_metadata
 
-from testdata import COMPLIANCE
+from testdata import COMPLIANCE, REAL_FCS
 from fcsbuild import assemble, channel_keywords, pack_bits, pack_rows, pack_uint
 
 RNG = np.random.default_rng(20261124)
@@ -267,6 +267,27 @@ def test_float_channels_under_a_log_pne(tmp_path):
     note = [w for w in s.warnings if w.startswith("float channels under a log $PnE")]
     assert len(note) == 1 and "FL2-A hold log10 values" in note[0] \
         and "FL3-A hold linear values" in note[0]
+
+
+def test_float_channels_holding_a_log_amplifiers_channel_numbers():
+    """A MoFlo's 16-bit list mode re-saved as floats by flowCore (flowCHIC's example
+    data): FS Log and FL 4 Log hold whole channel numbers 0..4,095 under $PnE 4,0 and
+    $PnR 4096, which are converted as integer data are (flowio reads the same stored
+    values); whole numbers beyond $PnR, or fractions, are linear values."""
+    path = REAL_FCS / "quirks" / "moflo_float_channels_subsample.fcs"
+    stored = read_fcs(path, scale=False).events.astype(np.float64)
+    assert stored.max() == 4095 and np.all(stored == np.round(stored))
+    s = read_fcs(path)
+    np.testing.assert_allclose(s.events, 10.0 ** (4 * stored / 4096), rtol=1e-6)
+    assert [c.amplification for c in s.channel_info] == [(4.0, 1.0)] * 2
+    assert s.channel_info[0].top == 10_000.0
+    (note,) = [w for w in s.warnings if w.startswith("float channels under a log $PnE")]
+    assert "FS.Log, FL.4.Log hold whole channel numbers within 0..$PnR" in note
+    from immunomon.fcs.reader import holds_channel_numbers
+    assert not holds_channel_numbers(np.array([0.0, 17.0, 5000.0]), 4, 4096)   # past $PnR
+    assert not holds_channel_numbers(np.array([0.0, 17.5, 300.0]), 4, 4096)   # fractions
+    assert not holds_channel_numbers(np.array([0.0, 1.0, 3.0]), 4, 4096)       # log10 values
+
 
 def test_timestep(tmp_path):
     values = np.column_stack([np.arange(10, dtype=np.float32), np.ones(10, np.float32)])
@@ -641,7 +662,6 @@ def test_a_real_macsquant_file_with_a_short_spillover_is_read():
 
     from immunomon.errors import FCSFormatError
     from immunomon.gating.template import parse_template
-    from testdata import REAL_FCS
 
     path = REAL_FCS / "quirks" / "macsquant_31.fcs"
     s = read_fcs(path, scale=False)

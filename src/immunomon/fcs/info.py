@@ -80,7 +80,8 @@ def describe_file(path) -> dict:
         "spillover_identity": bool(meta.spillover and len(meta.spillover.detectors) > 1
                                    and meta.spillover.is_identity),
         "channels": [{"name": c.name, "marker": c.marker, "range": c.range, "gain": c.gain,
-                      "log_decades": c.amplification[0]} for c in meta.channel_info],
+                      "log_decades": c.amplification[0], "datatype": c.datatype}
+                     for c in meta.channel_info],
         "warnings": list(meta.warnings) + ([note] if note else []),
     }
     kind = kind_of_file(out)
@@ -113,8 +114,12 @@ def format_description(desc: dict) -> str:
     marker_width = max((len(c["marker"] or "") for c in desc["channels"]), default=0)
     for i, c in enumerate(desc["channels"], start=1):
         # the declared range, which T: auto reads (and the events may overrun)
-        extra = f"  range {c['range']:,.0f}" + (f", log {c['log_decades']:g} decades"
-                                                if c["log_decades"] else "")
+        log = ""
+        if c["log_decades"]:
+            # on float values the events decide how they are read (read_fcs says which)
+            log = f", log {c['log_decades']:g} decades" + (
+                " declared on floats" if c.get("datatype", "I") != "I" else "")
+        extra = f"  range {c['range']:,.0f}{log}"
         lines.append(f"    {i:>3}  {c['name']:<{width}}  {c['marker'] or '':<{marker_width}}"
                      f"{extra}".rstrip())
     for w in desc["warnings"]:

@@ -496,22 +496,43 @@ def holds_log10_values(column: np.ndarray, decades: float) -> bool:
     return low >= 0.0 and 0.0 < high <= decades
 
 
-def float_log_channels(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]:
-    """Columns of float channels with a $PnE whose events hold log10 values."""
-    return [j for j, ch in enumerate(channels)
-            if ch.amplification[0] > 0 and ch.datatype in ("F", "D")
-            and holds_log10_values(events[:, j], ch.amplification[0])]
+def holds_channel_numbers(column: np.ndarray, decades: float, top: float) -> bool:
+    """Whether a float channel declared log-amplified holds a log amplifier's channel
+    numbers, as integer data would: every finite value a whole number within 0..$PnR,
+    some above f1 (not log10 values). flowCore re-saves a MoFlo's 16-bit list mode so:
+    FS Log 0..4,095 under $PnE 4,0 and $PnR 4096. Linear values written as floats
+    (FACSDiva exports through flowCore, 1..10^f1) carry fractions."""
+    finite = column[np.isfinite(column)]
+    if not finite.size or not top > 0:
+        return False
+    return (float(finite.min()) >= 0.0 and decades < float(finite.max()) <= top
+            and bool(np.all(finite == np.round(finite))))
 
 
-def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]:
+def float_log_channels(events: np.ndarray, channels: tuple[Channel, ...]) -> dict[int, str]:
+    """Columns of float channels with a $PnE whose events are log-amplified: 'log10'
+    where they hold log10 values, 'channels' where they hold channel numbers."""
+    out = {}
+    for j, ch in enumerate(channels):
+        decades = ch.amplification[0]
+        if decades > 0 and ch.datatype in ("F", "D"):
+            if holds_log10_values(events[:, j], decades):
+                out[j] = "log10"
+            elif holds_channel_numbers(events[:, j], decades, ch.range):
+                out[j] = "channels"
+    return out
+
+
+def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> dict[int, str]:
     """Stored channel values to scale values, in place ($PnE anti-log, $PnG gain).
 
-    Returns the float channels read as log10 values (``float_log_channels``): f2 *
-    10^value. Other float channels under a $PnE hold linear values and keep them."""
-    decade_columns = set(float_log_channels(events, channels))
+    Returns the float channels read as log-amplified (``float_log_channels``): f2 *
+    10^value for log10 values, f2 * 10^(f1 * value / $PnR) for channel numbers, as for
+    integer data. Other float channels under a $PnE hold linear values and keep them."""
+    decade_columns = float_log_channels(events, channels)
     for j, ch in enumerate(channels):
         decades, offset = ch.amplification
-        if decades > 0 and ch.datatype == "I":
+        if decades > 0 and (ch.datatype == "I" or decade_columns.get(j) == "channels"):
             column = events[:, j].astype(np.float64)
             # an absurd $PnE overflows to infinity; gating counts and flags such events
             with np.errstate(over="ignore", invalid="ignore"):
@@ -523,20 +544,26 @@ def scale_events(events: np.ndarray, channels: tuple[Channel, ...]) -> list[int]
             # FACSDiva file's 0.01) is not a gain, and the Time channel keeps its stored
             # units, as flowio and FlowKit keep them
             events[:, j] = events[:, j].astype(np.float64) / ch.gain
-    return sorted(decade_columns)
+    return decade_columns
 
 
-def _float_log_note(channels: tuple[Channel, ...], decade_columns: list[int]) -> str | None:
+def _float_log_note(channels: tuple[Channel, ...], decade_columns: dict[int, str]
+                    ) -> str | None:
     """What reading the float channels under a $PnE decided, for the sample's warnings."""
     logs = [c for c in channels if c.amplification[0] > 0 and c.datatype in ("F", "D")]
     if not logs:
         return None
-    as_log = [channels[j].name for j in decade_columns]
-    as_linear = [c.name for c in logs if c.name not in as_log]
+    as_log = [channels[j].name for j, kind in decade_columns.items() if kind == "log10"]
+    as_numbers = [channels[j].name for j, kind in decade_columns.items() if kind == "channels"]
+    as_linear = [c.name for c in logs if c.name not in as_log + as_numbers]
     parts = []
     if as_log:
         parts.append(f"{', '.join(as_log)} hold log10 values (within 0..$PnE decades): "
                      "converted to linear, $PnE offset x 10^value")
+    if as_numbers:
+        parts.append(f"{', '.join(as_numbers)} hold whole channel numbers within 0..$PnR "
+                     "(a log amplifier's, saved as floats): converted as integer data are, "
+                     "$PnE offset x 10^(decades x value / $PnR)")
     if as_linear:
         parts.append(f"{', '.join(as_linear)} hold linear values: kept as stored "
                      "(divided by $PnG)")
@@ -544,7 +571,7 @@ def _float_log_note(channels: tuple[Channel, ...], decade_columns: list[int]) ->
 
 
 def _linear_where_stored(channels: tuple[Channel, ...],
-                         decade_columns: list[int]) -> tuple[Channel, ...]:
+                         decade_columns: dict[int, str]) -> tuple[Channel, ...]:
     """Float channels under a $PnE that hold linear values lose the $PnE, so that
     their top of scale is their $PnR over $PnG, as for any linear channel."""
     keep = set(decade_columns)
