@@ -712,3 +712,14 @@ def test_damaged_text_and_a_missing_range_are_said(tmp_path):
     assert any(w.startswith("$P3R (") and "missing" in w for w in warnings)
     assert "warning" in {f.level for f in qc.reader_flags(warnings)}
     assert not [w for w in read_fcs(src).warnings if "damaged" in w or "missing" in w]
+
+
+def test_a_keyword_name_padded_with_spaces_is_read_and_said():
+    """Partec FloMax pads the TEXT after $ENDTEXT with 200 spaces, which then begin the
+    next keyword's name ($DATATYPE); flowio, FlowKit and fcsparser miss that keyword."""
+    from immunomon.fcs.text import parse_text
+
+    keywords, warnings = parse_text(b"/$TOT/10/" + b" " * 200 + b"$DATATYPE/F/$PAR/2/", "p.fcs")
+    assert keywords == {"$TOT": "10", "$DATATYPE": "F", "$PAR": "2"}
+    assert warnings == ["keyword names padded with white space ($DATATYPE): read without "
+                        "it; other readers may not find them"]

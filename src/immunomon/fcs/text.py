@@ -134,6 +134,7 @@ def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[
         body = padded
 
     pairs, sane = _pairs(_split_escaped(body, delim))
+    dangling = False
     # An empty value written as two delimiters turns, in the escaped reading,
     # into a key that contains the delimiter: implausible, so try the plain one.
     if not sane or any(delim in k for k, _ in pairs):
@@ -144,9 +145,21 @@ def parse_text(raw: bytes, path, offset: int = 0) -> tuple[dict[str, str], list[
                             "read them as empty values")
         elif not sane:
             warnings.append("TEXT ends with a keyword that has no value")
+            dangling = True
+    # a name left without a value at the end (bytes past the TEXT's last delimiter that
+    # its end offset takes in) is said above, not as a padded name
+    named = pairs[:-1] if dangling else pairs
 
     keywords: dict[str, str] = {}
     lossy = False
+    padded_names = [key.strip() for key, _ in named if key.strip() != key]
+    if padded_names:
+        # a Partec CyFlow pads one keyword name with 200 spaces: read as its name, which
+        # readers that take the name literally miss ($DATATYPE among them)
+        shown = ", ".join(_decode(k)[0] for k in padded_names[:3]) + \
+            (", ..." if len(padded_names) > 3 else "")
+        warnings.append(f"keyword names padded with white space ({shown}): read without "
+                        "it; other readers may not find them")
     for key, value in pairs:
         k, ok_k = _decode(key.strip())
         v, ok_v = _decode(value)
