@@ -825,3 +825,37 @@ def test_the_share_near_a_diagonal_is_of_its_one_line():
             100 * np.count_nonzero((near | above[b_rows]) & members) / members.sum())
         shares.append(share)
     assert shares[0] < 1 and np.all(np.diff(shares) > 0), shares
+
+
+def test_majority_passing_over_a_valley_near_half_is_a_warning():
+    """`majority` on a viability dye says live cells are most of the single cells. In a
+    culture with as many dead cells as live (two of the activation files' 32 wells: 51%
+    dead), the live/dead valley leaves 49% below it; `majority` passes it over and keeps
+    every peak, dead cells as live. Near half only the plot can tell (a whole-blood file's
+    small lymphoma cells were rightly kept so): a warning says which way to read it. A
+    clear minority (monocytes, 35%, beside the lymphocytes) is what `majority` is for:
+    nothing said."""
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template("""panel: viability
+version: "1"
+markers: {Dye: [Dye]}
+compensation: none
+transforms: {fluorescence: linear}
+populations:
+  - {name: Live, parent: root, dims: [Dye], method: threshold,
+     args: {side: below, valley: last, majority: true}}
+""")
+    rng = np.random.default_rng(8)
+    for live_share, warned in ((0.49, True), (0.35, False)):
+        n_live = int(40_000 * live_share)
+        values = np.concatenate([rng.normal(200, 40, n_live),
+                                 rng.normal(700, 50, 40_000 - n_live)])
+        gating = gate_sample(_sample({"Dye": values}), template, exclude_anomalies=False)
+        assert gating.result.count("Live") > 0.99 * 40_000     # every peak kept
+        said = [f for f in gating.qc_flags if "majority passed over" in f.message]
+        assert [f.level for f in said] == (["warning"] if warned else []), live_share
+        if warned:
+            assert "49% of the events below it" in said[0].message
+            assert gating.status == "warning"

@@ -364,24 +364,39 @@ def test_a_check_of_several_files_previews_their_pooled_cut(tmp_path):
         assert len(record["pooled"]) == 2
         assert all("pooled events of 2 files" in n for n in record["pooled"])
     # each page shows each pooled gate once more, its density that of the pooled events
-    # (a new user could only read its note), drawn once for all the pages
-    pooled = [g for g in records[0]["gates"] if g["method"].endswith("(pooled)")]
-    assert {g["gate"] for g in pooled} == {"CD69+ CD4 T", "CD69+ CD8 T"}
-    for g in pooled:
-        # the cut is the pooled events'; the counts are this file's own (they were the
-        # pooled ones, read as each file's)
-        own = {q["population"]: q["count"] for q in records[0]["populations"]}
-        assert g["parent_events"] == own[g["parent"]] and len(g["cuts"]) == 1
-        assert g["populations"] == {g["gate"]: own[g["gate"]]}
-        assert f"{g['cuts'][0]['values'][0]:.4g}" in records[0]["pooled"][
-            0 if g["gate"] == "CD69+ CD4 T" else 1]
+    # (a new user could only read its note), drawn once for all the pages, and beside it
+    # this file's own density with the pooled cut (a docs-only scientist could not see
+    # the one CD69 cut on an unstimulated well's events)
+    from immunomon.gating.check import IN_THIS_FILE
+
+    for record in records:
+        pooled = [g for g in record["gates"] if g["method"].endswith(IN_THIS_FILE)]
+        assert {g["gate"] for g in pooled} == {"CD69+ CD4 T", "CD69+ CD8 T"}
+        own = {q["population"]: q["count"] for q in record["populations"]}
+        for g in pooled:
+            # the cut is the pooled events'; the counts and the density this file's (the
+            # counts were the pooled ones, read as each file's)
+            assert g["parent_events"] == own[g["parent"]] and len(g["cuts"]) == 1
+            assert g["populations"] == {g["gate"]: own[g["gate"]]}
+            assert f"{g['cuts'][0]['values'][0]:.4g}" in record["pooled"][
+                0 if g["gate"] == "CD69+ CD4 T" else 1]
+            assert len(g["cuts"][0]["peaks"]) >= 1 and g["cuts"][0]["bandwidth"] > 0
+            assert record["figures"][g["gate"]][-1].endswith("_density_this_file.png")
+    cut = {r["sample"]: next(g for g in r["gates"] if g["gate"] == "CD69+ CD4 T")["cuts"][0]
+           for r in records}
+    assert cut["activation_8"]["values"] == cut["activation_23"]["values"]   # one cut
+    # each file's fitted widths, to fix one before pooling its channel
+    assert {r["sample"]: r["transforms"]["7-AAD-A"]["logicle"]["W"] > 0 for r in records} \
+        == {"activation_8": True, "activation_23": True}
+    assert cut["activation_8"]["peaks"] != cut["activation_23"]["peaks"]     # two files
     assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == [
         "CD69+_CD4_T_density.png", "CD69+_CD8_T_density.png"]
     page = (tmp_path / "activation_8" / "check.html").read_text(encoding="utf-8")
     assert 'src="../pooled/CD69%2B_CD4_T_density.png"' in page
+    assert 'src="plots/CD69%2B_CD4_T_density_this_file.png"' in page
     (alone,) = check_files(files[:1], template, tmp_path / "one")
     assert all("found on this file alone" in n for n in alone["pooled"])
-    assert not any(g["method"].endswith("(pooled)") for g in alone["gates"])
+    assert not any("(pooled" in g["method"] for g in alone["gates"])
 
 
 def test_a_fixed_gate_is_drawn_on_the_check_page(tmp_path):

@@ -243,14 +243,39 @@ def _pooled_check(name: str, values: np.ndarray, gate, found) -> GateCheck:
                      _threshold_cuts(gate, found, [values]))
 
 
+#: how a pooled gate's check on one file's page is named (``GateCheck.method``)
+IN_THIS_FILE = "(pooled, this file's events)"
+
+
 def _in_file(check: GateCheck, result) -> GateCheck:
-    """A pooled gate's check on one file's page: its cut and density those of the pooled
-    events (the page's notes say how many), its counts this file's: the pooled counts
-    read as the file's own (a check of two tubes listed 3,095 CD16+ CD56+ cells in
-    each, which held 1,557 and 1,538)."""
+    """A pooled gate's check on one file's page: its cut that of the pooled events (the
+    page's notes say how many), its counts and density this file's: the pooled counts
+    had been read as the file's own (a check of two tubes listed 3,095 CD16+ CD56+ cells
+    in each, which held 1,557 and 1,538), and a docs-only scientist could not see the
+    run's one CD69 cut on an unstimulated well's events beside a stimulated one's."""
     parent = result.count(check.parent) if check.parent else result.n_events
-    return replace(check, parent_events=parent,
+    gate = result.gates[check.gate]             # the pooled cut, as a fixed rectangle
+    rows = (np.arange(result.n_events) if check.parent is None
+            else np.flatnonzero(result.mask(check.parent)))
+    values = np.asarray(result.values.values(gate.dimensions[0], rows), dtype=np.float64)
+    cuts = _threshold_cuts(None, gate, [values], (result.values.signal_scale(
+        gate.dimensions[0]),)) if rows.size else []
+    for cut in cuts:
+        name = _dim_name(cut.dimension)
+        if name in result.sample.channels:
+            cut.marker = result.sample.markers[result.sample.channels.index(name)] or ""
+    method = check.method.removesuffix("(pooled)") + IN_THIS_FILE
+    return replace(check, method=method, parent_events=parent, cuts=cuts,
                    populations={p: result.count(p) for p in check.populations})
+
+
+def _file_density(check: GateCheck, sample, directory):
+    """A pooled gate's density on one file's events, with the pooled cut."""
+    from ..report.gate_plots import safe_filename
+    from ..report.template_check import density_figure
+
+    return density_figure(check, sample,
+                          directory / f"{safe_filename(check.gate)}_density_this_file.png")
 
 
 def _pooled_figures(checks, sample, directory) -> dict[str, list]:
@@ -351,7 +376,8 @@ def check_files(files, template, out_dir, *, progress=None,
     ``file``, ``status``, ``page``, ``qc``: the warnings and failures no gate's record
     lists (the whole file's, small populations'), ``gates``: ``GateCheck.to_dict``
     records, ``pooled``: the pooled gates' notes, ``populations``: every population's
-    parent, count and percentage of its parent, or ``error``). A file that cannot be
+    parent, count and percentage of its parent, ``transforms``: each channel's transform
+    as gated (its fitted logicle width), or ``error``). A file that cannot be
     read or gated is recorded and the others go on."""
     from pathlib import Path
 
@@ -360,7 +386,7 @@ def check_files(files, template, out_dir, *, progress=None,
     from ..fcs.datasets import read_fcs_to_gate
     from ..report.template_check import boolean_figures, check_figures, check_page
     from .pooled import pooled_gates, pooled_populations
-    from .run import free_name, gate_sample, safe_name
+    from .run import free_name, gate_sample, safe_name, transforms_used
 
     out_dir = Path(out_dir)
     files = [Path(f) for f in files]
@@ -394,6 +420,9 @@ def check_files(files, template, out_dir, *, progress=None,
                          if f.level != "info" and f.message not in listed]
             folder = out_dir / name
             figures = {**check_figures(gating.result, own, folder / "plots"), **pooled_figures}
+            for c in checks[len(own):]:        # beside the pooled density, this file's
+                mine = _file_density(c, gating.result.sample, folder / "plots")
+                figures[c.gate] = figures.get(c.gate, []) + ([mine] if mine else [])
             # every population, fixed and boolean ones too (APC as HLA-DR+ not monocytes);
             # a top-level population's parent is all events (None), an empty parent's
             # percentage none (None)
@@ -426,6 +455,10 @@ def check_files(files, template, out_dir, *, progress=None,
                             "pooled": [n for n in gating.notes if any(
                                 n.startswith(f"population {q!r}") for q in pooled_names)],
                             "populations": populations,
+                            # each channel's transform as this file was gated with it (a
+                            # `W: auto` width, to fix before pooling a channel), as
+                            # summary.json has it
+                            "transforms": transforms_used(gating.result),
                             # the plots of each gate, relative to the check's folder
                             "figures": {g: [Path(os.path.relpath(f, out_dir)).as_posix()
                                             for f in fs] for g, fs in figures.items()}})

@@ -228,6 +228,13 @@ class ThresholdGate:
                 doubts = (_unplaced_peak(self.side),)
         if self.method == "density" and t.absent:
             doubts += _kept_though_absent(t, x, self.side)
+        if self.method == "density" and t.passed_over is not None \
+                and t.passed_over >= methods.NEAR_HALF:
+            doubts += (f"majority passed over the valley between its peaks, which left "
+                       f"{t.passed_over:.0%} of the events {self.side} it, near half, and kept "
+                       "every peak: if the other peak is dead cells or debris, as many as the "
+                       "cells here (a culture, a thawed sample), leave majority out; if both "
+                       "are the population's own, this is right",)
         if self.method == "density" and t.pinned:
             # said, not warned: a template's bounds may cut a population knowingly (a
             # basophil gate's CD45 bound through the lymphocytes' CD45 peak), and over the

@@ -92,12 +92,15 @@ def density_figure(check, sample, path) -> Path | None:
         where = (f"cut at {', '.join(f'{v:.4g}' for v in cut.values)}" if cut.values
                  else "no cut: every event kept" if kept_all else "no cut: nothing gated")
         pooled = check.method.endswith("(pooled)")
+        here = check.method.endswith("(pooled, this file's events)")
         ax.set_title(f"{len(cut.peaks)} peak{'s' if len(cut.peaks) != 1 else ''}"
                      + (f" (+{len(bumps)} bump{'s' if len(bumps) != 1 else ''} too small to "
                         "count)" if bumps else "") + f"; {where}"
                      + (f" (density of the events {cut.among} the other cut)" if cut.among
                         else " (density of all events)" if cut.applies_to
-                        else " (density of the files' pooled events)" if pooled else ""),
+                        else " (density of the files' pooled events)" if pooled
+                        else " (this file's events; the cut of the pooled ones)" if here
+                        else ""),
                      fontsize=8)
     fig.subplots_adjust(left=0.04, right=0.98, bottom=0.2, top=0.86, wspace=0.15)
     path = Path(path)
