@@ -301,3 +301,86 @@ def test_peak_scanner_csv_with_starred_standard_sizes(tmp_path):
     # the star is read only where Peak Scanner puts it
     with pytest.raises(ChimerismError, match=r"line 2, column 5 \('Height'\): '\*2223.00'"):
         read_export(write(tmp_path, "bad.csv", text.replace('"2223.00"', '"*2223.00"')))
+
+
+# -- exports of other labs (a sweep of public STR files) ----------------------------
+def test_line_endings_of_a_carriage_return_alone_and_comment_lines(tmp_path):
+    """Excel for Mac's tab-delimited text ends lines with CR alone (the csv reader had
+    refused it with its own message); a header may follow '#' comment lines."""
+    text = "# exported 2024-03-01\n# by a script\n" + WIDE_TABLE
+    df = read_export(write(tmp_path, "cr.txt", text.replace("\n", "\r")))
+    assert set(df["locus"]) == {"D8S1179", "TH01", "AMEL"} and len(df) == 5
+
+
+def test_peak_area_columns_of_genemapper_id_x_and_sinofiler(tmp_path):
+    text = WIDE_TABLE.replace("Height 1\tHeight 2\tHeight 3\tArea 1\tArea 2\tArea 3",
+                              "Peak Height 1\tPeak Height 2\tPeak Height 3\tPeak Area 1\t"
+                              "Peak Area 2\tPeak Area 3")
+    df = read_export(write(tmp_path, "idx.txt", text))
+    row = df[(df["locus"] == "D8S1179") & (df["allele"] == "15")].iloc[0]
+    assert (row["height"], row["area"]) == (1800, 18000)
+
+
+def test_an_area_column_of_zeros_gives_way_to_one_with_values(tmp_path):
+    """Peak Scanner writes 0.00 into every row of 'Area (Data Point)' and the areas into
+    'Area (Base Pairs)': read as areas, every sample had come out not determined."""
+    header = "Sample Name\tMarker\tAllele\tSize\tHeight\tArea (Data Point)\tArea (Base Pairs)"
+    rows = ["S1\tD8S1179\t12\t148.0\t2100\t0.00\t3150.5", "S1\tD8S1179\t14\t156.1\t1900\t0.00\t2870.2"]
+    path = write(tmp_path, "ps.txt", "\n".join([header, *rows]) + "\n")
+    df = read_export(path)
+    assert df["area"].tolist() == [3150.5, 2870.2]
+    assert any("'Area (Data Point)' column holds only zeros: areas read from 'Area (Base "
+               "Pairs)'" in w for w in df.attrs["warnings"])
+    # its only area column all zeros: no areas (heights are used, with a warning)
+    only = "\n".join(line.rsplit("\t", 1)[0] for line in [header, *rows]) + "\n"
+    df = read_export(write(tmp_path, "zero.txt", only))
+    assert df["area"].isna().all() and df["height"].tolist() == [2100, 1900]
+    assert any("holds only zeros: no areas" in w for w in df.attrs["warnings"])
+
+
+def test_two_runs_of_one_name_are_told_apart_and_an_empty_one_is_said(tmp_path):
+    """strvalidator's example export holds two positive controls of one name (their
+    peaks had been pooled into one sample) and a negative control with no allele (it
+    had vanished without a word)."""
+    rows = WIDE_TABLE.strip().split("\n")
+    again = [r.replace("1800", "1500") for r in rows[1:3]]           # a re-injection
+    neg = "NEG\tIdentifiler_v1\tD8S1179\tB" + "\t" * 12
+    text = "\n".join([rows[0], *rows[1:3], neg, *again]) + "\n"
+    df = read_export(write(tmp_path, "plate.txt", text))
+    assert list(dict.fromkeys(df["sample"])) == ["REC_pre", "REC_pre #2"]
+    assert sorted(df.loc[df["sample"] == "REC_pre #2", "height"]) == [900, 1000, 1500, 1700]
+    warnings = df.attrs["warnings"]
+    assert any("a second run named 'REC_pre'" in w and "'REC_pre #2'" in w for w in warnings)
+    assert any("no allele at any marker for 'NEG'" in w for w in warnings)
+    # back to back, the second run's markers come round again
+    back = "\n".join([rows[0], *rows[1:3], *again]) + "\n"
+    df = read_export(write(tmp_path, "b2b.txt", back))
+    assert list(dict.fromkeys(df["sample"])) == ["REC_pre", "REC_pre #2"]
+
+
+def test_a_sample_with_usable_peaks_at_under_half_its_informative_loci_is_not_reported(
+        tmp_path):
+    """A third person's diluted DNA was reported "full donor, 100 %" from the one locus
+    of 16 where its peaks fell on the donor's alleles. Peaks at one of four informative
+    loci: not reported, and said why; at three of four: reported."""
+    from immunomon.chimerism import chimerism_from_exports
+
+    loci = [("D8S1179", "B", (12, 14), (13, 15)), ("D21S11", "B", (28, 30), (29, 31)),
+            ("TH01", "G", (6, 8), (7, 9)), ("FGA", "Y", (20, 22), (21, 23))]
+    head = "Sample Name\tMarker\tDye\tAllele 1\tAllele 2\tHeight 1\tHeight 2\n"
+
+    def table(name, rows):
+        return head + "".join(f"{name}\t{m}\t{d}\t{a}\t{b}\t{ha}\t{hb}\n"
+                              for m, d, (a, b), (ha, hb) in rows)
+
+    donor = write(tmp_path, "d.txt", table("D", [(m, d, g, (2000, 2000)) for m, d, g, _ in loci]))
+    rec = write(tmp_path, "r.txt", table("R", [(m, d, g, (2000, 2000)) for m, d, _, g in loci]))
+    for n, reported in ((1, False), (3, True)):
+        sample = write(tmp_path, f"s{n}.txt", table(f"S{n}", [
+            (m, d, g, (1500, 1500)) for m, d, g, _ in loci[:n]]))
+        s = chimerism_from_exports(donor, rec, sample).samples[0]
+        assert (s.classification != "not determined") == reported, n
+        if not reported:
+            assert "most_loci_not_computable" in s.flags and math.isnan(s.mean)
+            assert any(w.startswith(f"sample 'S{n}': no usable peak for the formula at 3 "
+                                    "of 4 informative loci") for w in s.warnings)

@@ -361,8 +361,9 @@ def test_references_of_another_patient_are_not_reported():
     s = wrong.samples[0]
     assert "identity_mismatch" in s.flags
     assert math.isnan(s.mean) and s.reported == "" and s.classification == "not determined"
-    assert any(w.startswith("alleles of neither donor nor recipient at 13 of 16 typed loci")
-               and "not reported" in w for w in s.warnings)
+    assert any(w.startswith(f"sample {s.sample!r}: alleles of neither donor nor recipient "
+                            "at 13 of 16 typed loci") and "not reported" in w
+               for w in s.warnings)
     row = wrong.summary_frame().iloc[0]
     assert math.isnan(row["percent_donor"]) and "identity_mismatch" in row["flags"]
     own = chimerism_from_exports(SINGLE / "ddata.txt", SINGLE / "rdata.txt", CD3).samples[0]

@@ -807,11 +807,14 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
                                          settings.full_recipient)
     out.reported = reported_value(out.mean, settings.lod)
     mismatch = identity_mismatch(results)
-    if mismatch:
-        out.flags.append("identity_mismatch")
+    lost = "" if mismatch else _most_loci_lost(results, settings)
+    if mismatch or lost:
+        out.flags.append("identity_mismatch" if mismatch else "most_loci_not_computable")
         computed = f" (computed {out.mean:.1f} % donor)" if math.isfinite(out.mean) else ""
-        out.warnings.append(f"{mismatch}: references of another patient, or a sample of "
-                            f"another person; not reported{computed}")
+        why = ("references of another patient, or a sample of another person" if mismatch
+               else "too little of the sample's DNA, or another person's")
+        out.warnings.append(f"sample {sample!r}: {mismatch or lost}: {why}; not "
+                            f"reported{computed}")
         # no number leaves for the cohort: the loci table keeps what each locus gave
         out.mean = out.sd = out.cv = math.nan
         out.shares = {}
@@ -827,6 +830,19 @@ def _reference_artefacts(references) -> dict[str, tuple[float, ...]]:
                  & np.isfinite(pd.to_numeric(calls["size"], errors="coerce"))]
     return {locus: tuple(float(v) for v in group["size"])
             for locus, group in rows.groupby("locus")}
+
+
+def _most_loci_lost(loci, settings) -> str:
+    """Why a sample whose peaks fit the formula at under half of its informative loci is
+    not reported ("" otherwise): a third person's diluted DNA read "full donor, 100 %"
+    from the 1-3 loci where its peaks happened to fall on the donor's alleles, the other
+    13-15 not computable."""
+    informative = [r for r in loci if r.informative and r.locus not in settings.exclude_loci]
+    lost = [r.locus for r in informative if "not_computable" in r.flags]
+    if not informative or 2 * len(lost) <= len(informative):
+        return ""
+    return (f"no usable peak for the formula at {len(lost)} of {len(informative)} "
+            f"informative loci ({', '.join(lost[:6])}{', ...' if len(lost) > 6 else ''})")
 
 
 #: Loci with a called peak of nobody's genotype that make a sample's identity doubtful:

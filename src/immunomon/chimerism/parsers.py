@@ -39,12 +39,13 @@ PEAK_COLUMNS = ["sample", "marker", "locus", "allele", "size", "height", "area",
 _SAMPLE_NAME = ("sample name", "sample")
 _SAMPLE_FILE = ("sample file name", "sample file", "file name", "filename")
 _AREA = ("area", "area in point", "area in points", "area (data point)", "area in bp",
-         "peak area")
+         "area (base pairs)", "peak area")
 _HEIGHT = ("height", "peak height")
 _SIZE = ("size", "size (bp)", "peak size")
 _DATA_POINT = ("data point", "datapoint", "scan")
 _DYE = ("dye/sample peak", "dye", "color", "colour", "dye color")
-_WIDE = re.compile(r"^(allele|size|height|area)(\d+)$")
+# GeneMapper ID-X and Sinofiler write the wide table's amounts as "Peak Area 1"
+_WIDE = re.compile(r"^(allele|size|height|area|peakheight|peakarea)(\d+)$")
 _FILE_SUFFIX = re.compile(r"\.(fsa|hid|ab1|abi)$", re.IGNORECASE)
 # Cells that mean "nothing here" (R writes NA into the empty slots of a wide table).
 _EMPTY = ("", "-", "NA", "N/A", "nan", "NaN")
@@ -73,7 +74,16 @@ class _Table:
 
     def __init__(self, path: str, text: str):
         self.path = path
+        # Excel for Mac's "Tab-delimited text" and GeneMapper's own bin files end their
+        # lines with a carriage return alone, which the csv reader refuses
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.splitlines()
+        # lines of a comment before the header ("# exported by ...")
+        comments = 0
+        while comments < len(lines) and lines[comments].lstrip().startswith("#"):
+            comments += 1
+        text = "\n" * comments + "\n".join(lines[comments:])
+        lines = [""] * comments + lines[comments:]
         first = next((i for i, line in enumerate(lines) if line.strip()), None)
         if first is None:
             raise ChimerismError(f"{path}: the file is empty; export the peak table or "
@@ -180,7 +190,7 @@ def _read_peak_report(table: _Table) -> list:
     size_col = _find(h, _SIZE)
     if size_col is None:
         raise table.missing("size", _SIZE)
-    height_col, area_col = _find(h, _HEIGHT), _find(h, _AREA)
+    height_col, area_col = _find(h, _HEIGHT), _area_column(table)
     if height_col is None and area_col is None:
         raise table.missing("height or area", _HEIGHT + _AREA)
     marker_col, allele_col = _find(h, ("marker", "locus")), _find(h, ("allele",))
@@ -215,6 +225,31 @@ def _read_peak_report(table: _Table) -> list:
     return records
 
 
+def _area_column(table: _Table) -> int | None:
+    """The area column to read: the first of the aliases' columns that holds a non-zero
+    value. Peak Scanner fills "Area (Base Pairs)" and writes 0.00 into every row of "Area
+    (Data Point)": read as areas, every sample came out not determined. A table whose
+    only area column holds zeros reads as having none (heights are used, with a
+    warning)."""
+    columns = [table.headers.index(k) for k in dict.fromkeys(map(_key, _AREA))
+               if k in table.headers]
+
+    def values(col):
+        return [table.number(line, cells, col) for line, cells in table.rows]
+
+    for n, col in enumerate(columns):
+        if any(np.isfinite(v) and v != 0 for v in values(col)):
+            if n:
+                table.warnings.append(
+                    f"{table.path}: the {table.raw_headers[columns[0]]!r} column holds only "
+                    f"zeros: areas read from {table.raw_headers[col]!r}")
+            return col
+    if columns and any(np.isfinite(v) for v in values(columns[0])):
+        table.warnings.append(f"{table.path}: the {table.raw_headers[columns[0]]!r} column "
+                              "holds only zeros: no areas")
+    return None
+
+
 def _read_wide_table(table: _Table) -> list:
     h = table.headers
     name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
@@ -228,14 +263,15 @@ def _read_wide_table(table: _Table) -> list:
     for col, name in enumerate(h):
         m = _WIDE.match(name)
         if m:
-            numbered.setdefault(int(m.group(2)), {})[m.group(1)] = col
-    records = []
+            numbered.setdefault(int(m.group(2)), {})[m.group(1).removeprefix("peak")] = col
+    records, named = [], []
     for line, cells in table.rows:
         table.check_width(line, cells)
         marker = table.cell(line, cells, marker_col)
         if not marker:
             continue                   # size-standard or summary rows carry no marker
         sample = _sample_name(table, line, cells, name_col, file_col)
+        named.append(sample)
         dye = table.cell(line, cells, dye_col)[:1].upper() or None
         for n in sorted(numbered):
             cols = numbered[n]
@@ -250,7 +286,41 @@ def _read_wide_table(table: _Table) -> list:
                 "area": table.number(line, cells, cols.get("area")),
                 "dye": dye, "data_point": np.nan, "line": line,
             })
+    called = {r["sample"] for r in records}
+    empty = [s for s in dict.fromkeys(named) if s not in called]
+    if empty:
+        # a negative control, or a run that failed: said, not silently gone
+        table.warnings.append(f"{table.path}: no allele at any marker for "
+                              f"{', '.join(map(repr, empty))}: not a sample to compute")
     return records
+
+
+def _split_runs(records: list, table: _Table, *, by_marker: bool) -> None:
+    """Tell apart runs a table gives one name (a re-injection under the sample's name): a
+    name that comes back after another sample's rows, or (``by_marker``, one row per
+    marker) whose marker comes round again on a later row, starts a new run, read as
+    ``name #2`` with a warning. strvalidator's example export holds two positive
+    controls of one name, whose peaks had been pooled into one sample."""
+    runs: dict[str, int] = {}           # name -> its runs so far
+    markers: dict[str, set] = {}        # the current run's markers, per name
+    row: dict[str, int] = {}            # the current run's last row, per name
+    last = None
+    for r in records:
+        name = r["sample"]
+        again = name in runs and (last != name or (
+            by_marker and r["line"] != row[name] and r["marker"] in markers[name]))
+        if name not in runs or again:
+            runs[name] = runs.get(name, 0) + 1
+            markers[name] = set()
+            if again:
+                table.warnings.append(
+                    f"{table.path}, line {r['line']}: a second run named {name!r} (its "
+                    f"first is earlier in the table): read as {f'{name} #{runs[name]}'!r}; "
+                    "name one with FILE::SAMPLE")
+        markers[name].add(r["marker"])
+        row[name], last = r["line"], name
+        if runs[name] > 1:
+            r["sample"] = f"{name} #{runs[name]}"
 
 
 def _drop_size_standard(df: pd.DataFrame, kit: Kit | None) -> pd.DataFrame:
@@ -289,6 +359,7 @@ def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
             f"'Allele 1..n' columns (genotype table) or 'Size' with 'Height' or 'Area' "
             f"(per-peak report)")
     records = _read_peak_report(table) if layout == "peaks" else _read_wide_table(table)
+    _split_runs(records, table, by_marker=layout == "wide")
     df = pd.DataFrame.from_records(records, columns=[c for c in PEAK_COLUMNS if c != "file"])
     df.insert(PEAK_COLUMNS.index("file"), "file", path)
     df = df[PEAK_COLUMNS]
