@@ -384,3 +384,21 @@ def test_a_sample_with_usable_peaks_at_under_half_its_informative_loci_is_not_re
             assert "most_loci_not_computable" in s.flags and math.isnan(s.mean)
             assert any(w.startswith(f"sample 'S{n}': no usable peak for the formula at 3 "
                                     "of 4 informative loci") for w in s.warnings)
+
+
+def test_a_typed_reference_with_three_alleles_is_taken_as_listed(tmp_path):
+    """EuroForMix's tri-allelic example: a typed reference lists 18, 16 and 19 at
+    D3S1358 with no heights to choose two by; the first two had been kept and the donor's
+    19 in the sample read as nobody's."""
+    from immunomon.chimerism import chimerism_from_exports
+
+    refs = write(tmp_path, "refs.csv", "SampleName,Marker,Allele1,Allele2,Allele3\n"
+                 "ref1,D3S1358,18,16,19\nref2,D3S1358,14,14,\n")
+    sample = write(tmp_path, "s.csv", "Sample Name,Marker,Allele 1,Allele 2,Allele 3,Allele 4,"
+                   "Height 1,Height 2,Height 3,Height 4\n"
+                   "stain,D3S1358,14,16,18,19,600,700,700,700\n")
+    s = chimerism_from_exports(f"{refs}::ref1", f"{refs}::ref2", sample).samples[0]
+    (locus,) = [r for r in s.loci if r.locus == "D3S1358"]
+    assert "donor_tri_allelic" in locus.flags
+    assert not any(f.startswith("unknown_allele") for f in locus.flags)
+    assert locus.percent_donor == pytest.approx(100 * 2100 / 2700)

@@ -318,11 +318,13 @@ def _call_locus(run, locus, idx, signal, reason, detail, labels, rules, repeat, 
                              f"a third peak at this locus")
         cand = [i for i in cand if reason[i] == ""]
     if len(cand) > 2:
-        if rules.allows_third(locus):
+        if rules.allows_third(locus) or not has_signal:
+            # a typed profile (alleles without heights) is taken as listed: with nothing
+            # to choose two by, the first two listed had been kept and a donor's third
+            # allele at D3S1358 read as nobody's in the sample
             flags.append("tri_allelic")
         else:
-            keep = sorted(cand, key=lambda i: -np.nan_to_num(signal[i], nan=-1.0))[:2] \
-                if has_signal else cand[:2]
+            keep = sorted(cand, key=lambda i: -np.nan_to_num(signal[i], nan=-1.0))[:2]
             for i in cand:
                 if i not in keep:
                     reason[i] = "extra_peak"
