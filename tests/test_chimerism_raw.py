@@ -365,6 +365,23 @@ def test_hid_with_encrypted_data_fails_with_a_clear_message(tmp_path):
     assert ".hid" in msg and "Export the run as .fsa" in msg
 
 
+def test_a_malformed_abif_header_is_said_not_blamed_on_encryption(tmp_path):
+    """A script's .fsa (18 such files in one public repository) writes its header's
+    directory entry with element type 0 and size 0: the dye data, ordinary int16, cannot
+    be found, which had been put down to a 3500's encryption."""
+    scans = 400
+    raw = bytearray(_abif([("DATA", n, 4, 2, scans, 0) for n in (1, 2, 3, 4)],
+                          [np.arange(scans, dtype=">i2").tobytes()]))
+    raw[14:18] = b"\x00\x00\x00\x00"
+    path = tmp_path / "PT001_Child_001.fsa"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ChimerismError) as err:
+        read_trace(path)
+    msg = str(err.value)
+    assert "malformed ABIF header" in msg and "element type 0 and size 0" in msg
+    assert "encrypt" not in msg
+
+
 def test_readable_minimal_abif_and_bad_files(tmp_path):
     scans = 400
     payloads = [np.arange(scans, dtype=">i2").tobytes()]

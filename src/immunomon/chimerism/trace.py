@@ -185,6 +185,15 @@ def read_trace(path) -> Trace:
         raise ChimerismError(f"{path}: the ABIF file holds no dye data (DATA1-4); is it a "
                              f"sequencing or a run-log file?")
     odd = sorted({types[t] for t in present if types[t] not in _STANDARD_TYPES})
+    if not odd and any(tags.get(t) is None for t in present):
+        # the dye data under ordinary types, unread: the header's own directory entry is
+        # broken (a script's file: type 0, size 0 where an instrument writes 'tdir', 1023)
+        kind, size = struct.unpack(">hh", raw[14:18]) if len(raw) >= 18 else (None, None)
+        raise ChimerismError(
+            f"{path}: malformed ABIF header (its directory entry has element type {kind} "
+            f"and size {size}, where an instrument writes 1023 and 28), so the dye data "
+            f"cannot be found; not a file a sequencer wrote: run it again, or export it "
+            f"again from the instrument's software")
     if odd or any(tags.get(t) is None for t in present):
         kinds = ", ".join(str(t) for t in odd) or "unknown"
         raise ChimerismError(
