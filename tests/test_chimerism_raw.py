@@ -283,9 +283,10 @@ def test_the_standard_the_file_names_when_the_kits_does_not_fit():
     kit = load_kit("Identifiler")
     trace.size_standard = "GS600LIZ(60-600)+Normalization"
     run = read_and_size(trace, kit)
-    assert run.calibration.standard.name == "GS600 LIZ"
+    # the label's range, 60-600 bp, kept to (its 20 and 40 bp fragments are not used)
+    assert run.calibration.standard.name == "GS600 LIZ (60-600)"
     assert run.calibration.size(where(np.array([333.0])))[0] == pytest.approx(333, abs=0.05)
-    assert any("sized with GS600 LIZ, the size standard the file names" in w
+    assert any("sized with GS600 LIZ (60-600), the size standard the file names" in w
                for w in run.warnings)
     # no label, or a label naming the kit's own standard: the fitting error stands
     for label in (None, "GS500LIZ"):
@@ -455,3 +456,17 @@ def test_study_pipeline_runs_the_raw_path(runs, tmp_path):
     assert table.loc[0, "sample"] == "P01_CD3_M3"
     assert table.loc[0, "percent_donor"] == pytest.approx(100.0, abs=0.5)
     assert (tmp_path / "results" / "chimerism" / "P01" / "chimerism_runs.csv").is_file()
+
+
+def test_a_size_standards_range_in_the_files_label_is_kept_to():
+    """A 3130xl's label `GS500LIZ(75-450)` says the lab sized on 75-450 bp; its 35 and
+    50 bp fragments ran off the curve through the others and the run (an allelic ladder,
+    seqinr's example data) had been refused."""
+    from immunomon.chimerism.sizing import guess_size_standard
+
+    ranged = guess_size_standard("GS500LIZ(75-450)")
+    assert ranged.sizes == SIZE_STANDARDS["GS500 LIZ"].sizes
+    assert ranged.exclude == (35, 50, 250, 490, 500) and "75-450" in ranged.name
+    assert guess_size_standard("GS500(-250)") == SIZE_STANDARDS["GS500 LIZ"]
+    assert guess_size_standard("GS600LIZ") == SIZE_STANDARDS["GS600 LIZ"]
+    assert guess_size_standard("GS500LIZ(400-450)") == SIZE_STANDARDS["GS500 LIZ"]  # too few

@@ -114,7 +114,26 @@ def _read_custom(path: str) -> SizeStandard:
 
 
 def guess_size_standard(label: str | None) -> SizeStandard | None:
-    """The built-in standard a file's own label (ABIF ``StdF1``) names, if any."""
+    """The built-in standard a file's own label (ABIF ``StdF1``) names, if any, with the
+    fragments outside a range the label gives left out of the fit: a 3130xl's
+    ``GS500LIZ(75-450)`` says the lab sized on 75-450 bp, and its 35 and 50 bp fragments
+    ran off the curve through the others (the run had been refused)."""
+    standard = _named_standard(label)
+    span = re.search(r"\((\d+)\s*-\s*(\d+)\)", label or "")
+    if standard is None or span is None:
+        return standard
+    lo, hi = float(span.group(1)), float(span.group(2))
+    if not lo < hi:
+        return standard
+    outside = tuple(s for s in standard.sizes if not lo <= s <= hi)
+    if not outside or len(standard.sizes) - len(outside) < 6:
+        return standard
+    return SizeStandard(f"{standard.name} ({span.group(1)}-{span.group(2)})", standard.sizes,
+                        tuple(sorted(set(standard.exclude) | set(outside))),
+                        standard.bright)
+
+
+def _named_standard(label: str | None) -> SizeStandard | None:
     if not label:
         return None
     key = _key(label)
