@@ -274,6 +274,39 @@ def _ranges(centres: dict, kit: Kit) -> dict:
     return {k: tuple(v) for k, v in out.items()}
 
 
+#: Of a run's loci with a peak, the share whose tallest peak falls in no bin of the kit's
+#: own bins from which the bins are said not to fit the run (another instrument or
+#: polymer): a 3130xl run called against Identifiler bins measured on a 3100 had 12 of
+#: its 16 loci off-ladder, and a D18S51 15 typed 14.2, with only the general note that
+#: no ladder was run.
+OFF_LADDER_SHARE = 0.25
+
+
+def off_ladder_loci(calls: pd.DataFrame) -> tuple[list[str], int]:
+    """The loci whose tallest peak is off-ladder, and the number of loci with a peak."""
+    peaks = calls[(calls["locus"] != "") & np.isfinite(calls["height"])]
+    if peaks.empty:
+        return [], 0
+    tallest = peaks.loc[peaks.groupby("locus")["height"].idxmax()]
+    return sorted(tallest.loc[tallest["allele"] == "OL", "marker"]), len(tallest)
+
+
+def bins_misfit(calls: pd.DataFrame, bins: Bins, path) -> str | None:
+    """A warning where a run called against the kit's own bins has its tallest peak off
+    the ladder at ``OFF_LADDER_SHARE`` of its loci or more (None otherwise): the bins do
+    not fit the run, and its in-bin calls may be a bin off too."""
+    if not bins.source.startswith("kit bins"):
+        return None
+    off, n = off_ladder_loci(calls)
+    if len(off) < 2 or len(off) < OFF_LADDER_SHARE * n:
+        return None
+    return (f"{path}: the tallest peak of {len(off)} of its {n} loci lies in no bin of "
+            f"the kit's ({', '.join(off[:6])}{', ...' if len(off) > 6 else ''}): the "
+            "kit's bins do not fit this run (another instrument, polymer or run "
+            "module), and alleles called in a bin may be a bin off; run the allelic "
+            "ladder of the batch (--ladder)")
+
+
 def call_alleles(run: SizedRun, bins: Bins, kit: Kit, *, label: str | None = None,
                  tolerance: float = BIN_HALF_WIDTH) -> pd.DataFrame:
     """The run's peaks as a peak table with locus and allele calls."""

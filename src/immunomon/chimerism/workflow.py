@@ -136,7 +136,7 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
     exports. The result carries each run's sizing summary (``result.runs``) and the
     traces for the page (``result.traces``).
     """
-    from .calling import call_alleles, kit_bins, ladder_bins, read_and_size
+    from .calling import bins_misfit, call_alleles, kit_bins, ladder_bins, read_and_size
 
     settings = settings or ChimerismSettings()
     if kit is None:
@@ -152,7 +152,11 @@ def chimerism_from_traces(donors, recipient, samples, *, kit: Kit | str,
         run = read_and_size(path, kit, size_standard)
         warnings.extend(run.warnings)
         runs.append(_run_summary(run, role, bins.source))
-        return run, call_alleles(run, bins, kit)
+        calls = call_alleles(run, bins, kit)
+        misfit = bins_misfit(calls, bins, run.trace.path)
+        if misfit:
+            warnings.append(misfit)
+        return run, calls
 
     from .trace import Trace
 
