@@ -402,3 +402,18 @@ def test_a_typed_reference_with_three_alleles_is_taken_as_listed(tmp_path):
     assert "donor_tri_allelic" in locus.flags
     assert not any(f.startswith("unknown_allele") for f in locus.flags)
     assert locus.percent_donor == pytest.approx(100 * 2100 / 2700)
+
+
+def test_one_column_per_marker_with_its_heights(tmp_path):
+    """GeneMapper's genotypes with one column per marker, alleles and heights joined by
+    commas (LRmix Studio's example export), had been refused as not an export."""
+    text = ("Sample File\tSample Name\tD10S1248\tHeight\tvWA\tHeight\tAMEL\tHeight\n"
+            "A01.fsa\tS1\t12, 13, , , \t58, 261, , , \tOL, 17, , \t319, 164, , \tX, Y, \t"
+            "399, 565, \n")
+    assert detect_layout(text.split("\n")[0].split("\t")) == "markers"
+    df = read_export(write(tmp_path, "gm.txt", text))
+    assert df.attrs["layout"] == "markers"
+    assert list(zip(df["locus"], df["allele"], df["height"])) == [
+        ("D10S1248", "12", 58), ("D10S1248", "13", 261), ("VWA", "OL", 319),
+        ("VWA", "17", 164), ("AMEL", "X", 399), ("AMEL", "Y", 565)]
+    assert df["sample"].unique().tolist() == ["S1"] and df["area"].isna().all()

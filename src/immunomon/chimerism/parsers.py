@@ -171,11 +171,24 @@ def _normalize_allele(label: str) -> str:
     return label
 
 
+def _marker_columns(norm: list) -> list[tuple[int, int | None]]:
+    """(marker column, its Height column or None) of a table with one column per marker,
+    each followed by a ``Height`` column, as GeneMapper can export the genotypes (and
+    LRmix Studio reads them); [] for other layouts."""
+    pairs = [(i - 1, i) for i, h in enumerate(norm) if h == "height" and i > 0
+             and norm[i - 1] not in ("height", "") and _find([norm[i - 1]], _SAMPLE_NAME
+                                                             + _SAMPLE_FILE) is None]
+    return pairs if len(pairs) >= 3 else []
+
+
 def detect_layout(headers: list) -> str | None:
-    """'peaks' for the per-peak report, 'wide' for the genotype table, else None."""
+    """'peaks' for the per-peak report, 'wide' for the genotype table, 'markers' for one
+    column per marker, else None."""
     norm = [_key(h) for h in headers]
     if any(_WIDE.match(h) for h in norm):
         return "wide"
+    if _marker_columns(norm):
+        return "markers"
     if "allele" in norm or "dyesamplepeak" in norm or (
             _find(norm, _SIZE) is not None and _find(norm, _HEIGHT + _AREA) is not None):
         return "peaks"
@@ -222,6 +235,38 @@ def _read_peak_report(table: _Table) -> list:
             "data_point": table.number(line, cells, dp_col),
             "line": line,
         })
+    return records
+
+
+def _read_marker_columns(table: _Table) -> list:
+    """One column per marker, its alleles joined by commas, and a Height column after it
+    holding their heights the same way (``12, 13, 14, , ,``)."""
+    h = table.headers
+    name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
+    if name_col is None and file_col is None:
+        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
+    records = []
+    for line, cells in table.rows:
+        table.check_width(line, cells)
+        sample = _sample_name(table, line, cells, name_col, file_col)
+        for marker_col, height_col in _marker_columns(h):
+            marker = table.raw_headers[marker_col]
+            alleles = [a.strip() for a in table.cell(line, cells, marker_col).split(",")]
+            heights = [x.strip() for x in table.cell(line, cells, height_col).split(",")]
+            heights += [""] * (len(alleles) - len(heights))
+            for allele, height in zip(alleles, heights):
+                if not allele or allele in _EMPTY:
+                    continue
+                try:
+                    value = float(height) if height and height not in _EMPTY else np.nan
+                except ValueError:
+                    raise ChimerismError(
+                        f"{table.path}, line {line}, column {height_col + 1} ('Height' of "
+                        f"{marker}): {height!r} is not a number") from None
+                records.append({
+                    "sample": sample, "marker": marker, "locus": normalize_locus(marker),
+                    "allele": _normalize_allele(allele), "size": np.nan, "height": value,
+                    "area": np.nan, "dye": None, "data_point": np.nan, "line": line})
     return records
 
 
@@ -340,7 +385,7 @@ def _drop_size_standard(df: pd.DataFrame, kit: Kit | None) -> pd.DataFrame:
 def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
     """Read one export (either layout) into a peak table with :data:`PEAK_COLUMNS`.
 
-    ``df.attrs["layout"]`` is ``"peaks"`` or ``"wide"``.
+    ``df.attrs["layout"]`` is ``"peaks"``, ``"wide"`` or ``"markers"``.
     """
     path = os.fspath(path)
     try:
@@ -358,8 +403,10 @@ def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
             f"{path}, line {table.header_line}: not a recognised export; the header needs "
             f"'Allele 1..n' columns (genotype table) or 'Size' with 'Height' or 'Area' "
             f"(per-peak report)")
-    records = _read_peak_report(table) if layout == "peaks" else _read_wide_table(table)
-    _split_runs(records, table, by_marker=layout == "wide")
+    read = {"peaks": _read_peak_report, "wide": _read_wide_table,
+            "markers": _read_marker_columns}[layout]
+    records = read(table)
+    _split_runs(records, table, by_marker=layout != "peaks")
     df = pd.DataFrame.from_records(records, columns=[c for c in PEAK_COLUMNS if c != "file"])
     df.insert(PEAK_COLUMNS.index("file"), "file", path)
     df = df[PEAK_COLUMNS]
@@ -367,7 +414,7 @@ def read_export(path, *, kit: Kit | None = None) -> pd.DataFrame:
     df.attrs["layout"] = layout
     df.attrs["file"] = path
     df.attrs["warnings"] = table.warnings
-    df.attrs["has_marker"] = layout == "wide" or _find(table.headers, ("marker", "locus")) \
+    df.attrs["has_marker"] = layout != "peaks" or _find(table.headers, ("marker", "locus")) \
         is not None
     return df
 
