@@ -82,8 +82,9 @@ class _Table:
         comments = 0
         while comments < len(lines) and lines[comments].lstrip().startswith("#"):
             comments += 1
-        text = "\n" * comments + "\n".join(lines[comments:])
-        lines = [""] * comments + lines[comments:]
+        if comments:                    # blanked, so that line numbers stay the file's
+            text = "\n" * comments + text.split("\n", comments)[-1]
+            lines = [""] * comments + lines[comments:]
         first = next((i for i, line in enumerate(lines) if line.strip()), None)
         if first is None:
             raise ChimerismError(f"{path}: the file is empty; export the peak table or "
