@@ -172,8 +172,8 @@ def _normalize_allele(label: str) -> str:
     return label
 
 
-def _marker_columns(norm: list) -> list[tuple[int, int | None]]:
-    """(marker column, its Height column or None) of a table with one column per marker,
+def _marker_columns(norm: list) -> list[tuple[int, int]]:
+    """(marker column, its Height column) of a table with one column per marker,
     each followed by a ``Height`` column, as GeneMapper can export the genotypes (and
     LRmix Studio reads them); [] for other layouts."""
     pairs = [(i - 1, i) for i, h in enumerate(norm) if h == "height" and i > 0
