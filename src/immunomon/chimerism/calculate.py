@@ -806,8 +806,10 @@ def sample_chimerism(sample: str, peaks: pd.DataFrame, references: list,
     out.classification = classify_sample(out.mean, settings.full_donor,
                                          settings.full_recipient)
     out.reported = reported_value(out.mean, settings.lod)
-    mismatch = identity_mismatch(results)
-    lost = "" if mismatch else _most_loci_lost(results, settings)
+    # the loci as the export or kit spells them (vWA, Penta E), not their keys
+    shown = {k: str(m) for k, m in zip(peaks["locus"], peaks["marker"]) if k and m}
+    mismatch = identity_mismatch(results, shown)
+    lost = "" if mismatch else _most_loci_lost(results, settings, shown)
     if mismatch or lost:
         out.flags.append("identity_mismatch" if mismatch else "most_loci_not_computable")
         computed = f" (computed {out.mean:.1f} % donor)" if math.isfinite(out.mean) else ""
@@ -832,13 +834,14 @@ def _reference_artefacts(references) -> dict[str, tuple[float, ...]]:
             for locus, group in rows.groupby("locus")}
 
 
-def _most_loci_lost(loci, settings) -> str:
+def _most_loci_lost(loci, settings, shown: dict | None = None) -> str:
     """Why a sample whose peaks fit the formula at under half of its informative loci is
     not reported ("" otherwise): a third person's diluted DNA read "full donor, 100 %"
     from the 1-3 loci where its peaks happened to fall on the donor's alleles, the other
     13-15 not computable."""
     informative = [r for r in loci if r.informative and r.locus not in settings.exclude_loci]
-    lost = [r.locus for r in informative if "not_computable" in r.flags]
+    lost = [(shown or {}).get(r.locus, r.locus) for r in informative
+            if "not_computable" in r.flags]
     if not informative or 2 * len(lost) <= len(informative):
         return ""
     return (f"no usable peak for the formula at {len(lost)} of {len(informative)} "
@@ -851,14 +854,14 @@ def _most_loci_lost(loci, settings) -> str:
 IDENTITY_LOCI = 3
 
 
-def identity_mismatch(loci) -> str:
+def identity_mismatch(loci, shown: dict | None = None) -> str:
     """Why a sample's peaks do not fit its references ("" when they do): alleles of
     nobody's genotype at ``IDENTITY_LOCI`` or more loci, and at half of the loci whose
     references are typed or more. Only peaks called as a ladder allele count: stutter-like
     peaks, artefacts and off-ladder peaks (noise a raw trace's caller sizes between the
     alleles) do not."""
     typed = [r for r in loci if r.pattern != "missing"]
-    odd = [r.locus for r in typed
+    odd = [(shown or {}).get(r.locus, r.locus) for r in typed
            if any(f.startswith("unknown_allele:") and not f.startswith("unknown_allele:OL@")
                   for f in r.flags)]
     if len(odd) < IDENTITY_LOCI or 2 * len(odd) < len(typed):
