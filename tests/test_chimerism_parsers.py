@@ -417,3 +417,13 @@ def test_one_column_per_marker_with_its_heights(tmp_path):
         ("D10S1248", "12", 58), ("D10S1248", "13", 261), ("VWA", "OL", 319),
         ("VWA", "17", 164), ("AMEL", "X", 399), ("AMEL", "Y", 565)]
     assert df["sample"].unique().tolist() == ["S1"] and df["area"].isna().all()
+
+
+def test_a_one_sample_table_without_a_sample_column_is_named_after_its_file(tmp_path):
+    """LRmix Studio's eDNA example: alleles and heights with no sample column."""
+    text = ("Marker,Dye,Allele 1,Allele 2,Height 1,Height 2\n"
+            "D8S1179,B,12,14,800,700\nTH01,G,6,9.3,900,850\n")
+    df = read_export(write(tmp_path, "stain_7.csv", text))
+    assert df["sample"].unique().tolist() == ["stain_7"] and len(df) == 4
+    assert df.attrs["warnings"] == [f"{tmp_path / 'stain_7.csv'}: no sample column: its "
+                                    "rows are one sample, 'stain_7'"]

@@ -153,6 +153,15 @@ class _Table:
 
 
 def _sample_name(table: _Table, line, cells, name_col, file_col) -> str:
+    if name_col is None and file_col is None:
+        # a one-sample export without a sample column (LRmix Studio's eDNA example): its
+        # rows are one sample, named after the file; several runs in it are told apart
+        # by their markers coming round again (``_split_runs``)
+        name = _FILE_SUFFIX.sub("", os.path.splitext(os.path.basename(table.path))[0])
+        said = f"{table.path}: no sample column: its rows are one sample, {name!r}"
+        if said not in table.warnings:
+            table.warnings.append(said)
+        return name
     name = table.cell(line, cells, name_col)
     if not name:
         name = _FILE_SUFFIX.sub("", os.path.basename(table.cell(line, cells, file_col)))
@@ -199,8 +208,6 @@ def detect_layout(headers: list) -> str | None:
 def _read_peak_report(table: _Table) -> list:
     h = table.headers
     name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
-    if name_col is None and file_col is None:
-        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
     size_col = _find(h, _SIZE)
     if size_col is None:
         raise table.missing("size", _SIZE)
@@ -244,8 +251,6 @@ def _read_marker_columns(table: _Table) -> list:
     holding their heights the same way (``12, 13, 14, , ,``)."""
     h = table.headers
     name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
-    if name_col is None and file_col is None:
-        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
     records = []
     for line, cells in table.rows:
         table.check_width(line, cells)
@@ -299,8 +304,6 @@ def _area_column(table: _Table) -> int | None:
 def _read_wide_table(table: _Table) -> list:
     h = table.headers
     name_col, file_col = _find(h, _SAMPLE_NAME), _find(h, _SAMPLE_FILE)
-    if name_col is None and file_col is None:
-        raise table.missing("sample", _SAMPLE_NAME + _SAMPLE_FILE)
     marker_col = _find(h, ("marker", "locus"))
     if marker_col is None:
         raise table.missing("marker", ("marker", "locus"))
