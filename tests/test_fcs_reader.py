@@ -274,8 +274,12 @@ def test_float_channels_holding_a_log_amplifiers_channel_numbers():
     data): FS Log and FL 4 Log hold whole channel numbers 0..4,095 under $PnE 4,0 and
     $PnR 4096, which are converted as integer data are (flowio reads the same stored
     values); whole numbers beyond $PnR, or fractions, are linear values."""
+    flowio = pytest.importorskip("flowio")
     path = REAL_FCS / "quirks" / "moflo_float_channels_subsample.fcs"
     stored = read_fcs(path, scale=False).events.astype(np.float64)
+    other = flowio.FlowData(str(path))                       # an independent reader
+    np.testing.assert_array_equal(np.reshape(other.events, (-1, other.channel_count)),
+                                  stored)
     assert stored.max() == 4095 and np.all(stored == np.round(stored))
     s = read_fcs(path)
     np.testing.assert_allclose(s.events, 10.0 ** (4 * stored / 4096), rtol=1e-6)

@@ -386,10 +386,7 @@ def _percent(count: int, of: int) -> float:
 def intensity_matrix(result, channels: Sequence[str],
                      compensation: str = "FCS") -> np.ndarray:
     """markers x events float32 of compensated intensities: the values the
-    gating already computed (a view when the channels are adjacent); no rows for a
-    file with no fluorescence channel (scatter alone)."""
-    if not len(channels):
-        return np.empty((0, result.n_events), dtype=np.float32)
+    gating already computed (a view when the channels are adjacent)."""
     return result.values.channels(channels, compensation)
 
 

@@ -92,6 +92,13 @@ def _dim_name(dimension) -> str:
     return str(getattr(dimension, "name", dimension))
 
 
+def _marker(sample, dimension) -> str:
+    """The $PnS of a dimension's channel, where the file names one ("" otherwise)."""
+    name = _dim_name(dimension)
+    return (sample.markers[sample.channels.index(name)] or "") \
+        if name in sample.channels else ""
+
+
 def _density_of(values: np.ndarray, args: dict, scale=None
                 ) -> tuple[np.ndarray, np.ndarray, tuple, list]:
     """The density and peaks the threshold methods see for these values (events
@@ -171,10 +178,7 @@ def _own_axis_cuts(result, found, rows) -> list[Cut]:
     lines = cut_lines(found)
     if values.size < 2 or not lines:
         return []
-    sample = result.sample
-    first, second = (sample.markers[sample.channels.index(name)] or name
-                     if name in sample.channels else name
-                     for name in map(_dim_name, found.dimensions))
+    first, second = (_marker(result.sample, d) or _dim_name(d) for d in found.dimensions)
     if isinstance(found, FoundBand):
         ratio = second if found.band.width else f"{first}/{second}"
         name = f"{ratio} over the singlets' trend"
@@ -222,9 +226,7 @@ def check_result(result, *, skip=()) -> list[GateCheck]:
         else:
             cuts = []
         for cut in cuts:
-            name = _dim_name(cut.dimension)
-            if name in result.sample.channels:
-                cut.marker = result.sample.markers[result.sample.channels.index(name)] or ""
+            cut.marker = _marker(result.sample, cut.dimension)
         mine = [f for f in flags if f.population in (gid, *pops)]
         level = qc.LEVELS[max(qc.LEVELS.index(f.level) for f in mine)] if mine else "ok"
         checks.append(GateCheck(gid, method, parent, int(rows.size), pops,
@@ -261,9 +263,7 @@ def _in_file(check: GateCheck, result) -> GateCheck:
     cuts = _threshold_cuts(None, gate, [values], (result.values.signal_scale(
         gate.dimensions[0]),)) if rows.size else []
     for cut in cuts:
-        name = _dim_name(cut.dimension)
-        if name in result.sample.channels:
-            cut.marker = result.sample.markers[result.sample.channels.index(name)] or ""
+        cut.marker = _marker(result.sample, cut.dimension)
     method = check.method.removesuffix("(pooled)") + IN_THIS_FILE
     return replace(check, method=method, parent_events=parent, cuts=cuts,
                    populations={p: result.count(p) for p in check.populations})

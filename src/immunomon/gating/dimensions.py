@@ -221,7 +221,10 @@ class EventValues:
 
     def channels(self, names, compensation: str = UNCOMPENSATED) -> np.ndarray:
         """Several channels as rows (channels x events, float32): a view of
-        the compensated block when they are consecutive rows of it."""
+        the compensated block when they are consecutive rows of it; no rows for no
+        names (a file with scatter channels alone has no fluorescence to stack)."""
+        if not len(names):
+            return np.empty((0, self.sample.n_events), dtype=np.float32)
         located = [self._locate(n, compensation) for n in names]
         blocks = {id(b) for b, _ in located}
         at = [a for _, a in located]

@@ -160,21 +160,25 @@ class WorkspaceSample:
         """The immunomon dimension for a FlowJo axis name ('Comp-CD3 FITC-A'). A name
         the file has as a channel of its own is that channel as stored: an export
         compensated or unmixed before FlowJo names its channels 'Comp-BUV661-A'."""
-        comp, base = UNCOMPENSATED, name
-        if name in self.file_channels:
-            pass                                  # the file's own channel, as stored
-        elif self.compensation is not None:
-            detector = self.compensation.channel(name)
-            if detector is not None:
-                comp, base = self.compensation.id, detector
-        elif name.startswith("Comp-") or (name.startswith("<") and name.endswith(">")):
-            raise FlowJoError(f"{self.workspace}: sample {self.name!r}: a gate uses the "
-                              f"compensated channel {name!r} but the sample has no "
-                              "compensation matrix (nor the file a channel of that name)")
+        base, comp = self._channel(name)
         transform = self.transform_of(name) if transformed else None
         if on_scale and transform is not None:
             transform = OnScale(transform)
         return Dimension(base, comp, transform)
+
+    def _channel(self, name: str) -> tuple[str, str]:
+        """(channel, compensation) a FlowJo axis name reads."""
+        if name in self.file_channels:
+            return name, UNCOMPENSATED
+        if self.compensation is not None:
+            detector = self.compensation.channel(name)
+            return (detector, self.compensation.id) if detector is not None \
+                else (name, UNCOMPENSATED)
+        if name.startswith("Comp-") or (name.startswith("<") and name.endswith(">")):
+            raise FlowJoError(f"{self.workspace}: sample {self.name!r}: a gate uses the "
+                              f"compensated channel {name!r} but the sample has no "
+                              "compensation matrix (nor the file a channel of that name)")
+        return name, UNCOMPENSATED
 
     def transform_of(self, name: str):
         """The transform of a gate's axis: its own, or its detector's (a compensated
