@@ -1,5 +1,8 @@
 """Acquisition QC against simulated clogs (truth: ``sim.anomaly``) and constructed data."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,16 @@ from immunomon.qc import (low_count_flags, margin_events, missing_markers, robus
                           time_anomalies)
 from immunomon.simulate import pbmc_sample
 
+DATA = Path(__file__).parent / "data"
+#: a template of one singlet gate on all events
+SINGLETS_ONLY = """panel: scatter
+version: "1"
+markers: {}
+compensation: none
+transforms: {scatter: linear}
+populations:
+  - {name: Singlets, parent: root, dims: [FSC-A, FSC-H], method: singlet}
+"""
 
 def _sample(columns: dict, ranges=None, markers=None, keywords=None) -> Sample:
     names = list(columns)
@@ -765,14 +778,7 @@ def test_the_share_near_the_singlet_band_grows_as_doublets_close_in():
     from immunomon.gating.run import gate_sample
     from immunomon.gating.template import parse_template
 
-    template = parse_template("""panel: scatter
-version: "1"
-markers: {}
-compensation: none
-transforms: {scatter: linear}
-populations:
-  - {name: Singlets, parent: root, dims: [FSC-A, FSC-H], method: singlet}
-""")
+    template = parse_template(SINGLETS_ONLY)
     rng = np.random.default_rng(5)
     truth = np.arange(10_000) < 9_000
     shares, scores = [], []
@@ -789,6 +795,64 @@ populations:
         scores.append(2 * np.count_nonzero(got & truth) / (got.sum() + truth.sum()))
     assert shares[0] < 0.1 and np.all(np.diff(shares) > 0) and shares[-1] < 5, shares
     assert scores[0] > 0.99 and np.all(np.diff(scores) <= 0) and scores[-1] < 0.98, scores
+
+
+@pytest.mark.parametrize("small, clumps, said", [
+    (0.00, 0.04, False),       # doublets at a real rate
+    (0.10, 0.05, False),       # and some debris at the trigger: 15% left out
+    (0.45, 0.03, True),        # most events too small for the area channel to measure
+    (0.00, 0.35, True),        # a clumped sample
+])
+def test_a_singlet_band_that_leaves_out_many_events_is_a_warning(small, clumps, said):
+    """A singlet band leaves out under 12% of nine in ten real files; one that leaves out
+    more than a quarter (events whose area is at or below zero, or clumps) is a warning
+    that says where the events went."""
+    from immunomon.gating.datadriven import SINGLETS_LOST
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template(SINGLETS_ONLY)
+    rng = np.random.default_rng(9)
+    n = 20_000
+    kind = rng.choice(3, n, p=[1 - small - clumps, small, clumps])
+    height = np.where(kind == 1, rng.uniform(200, 600, n), rng.normal(50_000, 12_000, n))
+    ratio = np.select([kind == 0, kind == 2], [rng.normal(1.0, 0.04, n),
+                                               rng.normal(1.9, 0.15, n)], 0.0)
+    area = np.where(kind == 1, rng.normal(0, 80, n), height.clip(5_000) * ratio)
+    gating = gate_sample(_sample({"FSC-A": area, "FSC-H": height.clip(1)},
+                                 ranges={"FSC-A": 262_144, "FSC-H": 262_144}),
+                         template, exclude_anomalies=False)
+    flags = [f for f in gating.qc_flags if "singlet band left out" in f.message]
+    lost = 1 - gating.result.count("Singlets") / n
+    assert bool(flags) == said == (lost > SINGLETS_LOST), (lost, flags)
+    if said:
+        assert flags[0].level == "warning" and f"left out {lost:.0%}" in flags[0].message
+        first = flags[0].message.split("events (")[1]       # the largest share first
+        assert re.match(r"\d+% with no positive FSC-A" if small else r"\d+% above it",
+                        first), flags[0].message
+
+
+@pytest.mark.parametrize("name, said", [
+    ("quirks/flowcal_aria_particles_subsample.fcs", True),     # small particles
+    ("aria_100715_subsample.fcs", False),              # human T cells on a FACSAria
+    ("attune_G11_subsample.fcs", False),
+])
+def test_the_singlet_band_warns_on_a_real_file_of_particles_too_small_for_fsc_a(name, said):
+    """FlowCal's FACSAria file of small particles (its lab's reporter cultures, with an
+    FSC PMT): half its events have an FSC-A at or below zero, the area channel not
+    measuring them (the trigger was on FSC PMT and SSC too). The band keeps 40%, and
+    says so."""
+    from immunomon import read_fcs
+    from immunomon.gating.run import gate_sample
+    from immunomon.gating.template import parse_template
+
+    template = parse_template(SINGLETS_ONLY)
+    gating = gate_sample(read_fcs(DATA / "fcs" / name), template, exclude_anomalies=False)
+    flags = [f for f in gating.qc_flags if "singlet band left out" in f.message]
+    assert bool(flags) == said, flags
+    if said:
+        assert re.search(r"left out (5\d|6\d)% of its parent's events \(4\d% with no "
+                         r"positive FSC-A or FSC-H", flags[0].message), flags[0].message
 
 
 def test_the_share_near_a_diagonal_is_of_its_one_line():

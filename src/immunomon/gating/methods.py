@@ -1213,11 +1213,13 @@ class SingletBand:
 
     def relative(self, area, second) -> np.ndarray:
         """Each event's pulse ratio over the singlets' trend at its area, the scale
-        ``lo`` and ``hi`` cut on (NaN or infinite where the height is not positive)."""
+        ``lo`` and ``hi`` cut on; NaN where the area or the height (width) is not
+        positive, a pulse the band was not fitted on and cannot place."""
         a = np.asarray(area, dtype=np.float64)
         b = np.asarray(second, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (b if self.width else a / b) / self.trend_at(a)
+            q = (b if self.width else a / b) / self.trend_at(a)
+        return np.where((a > 0) & (b > 0), q, np.nan)
 
     def polygon(self, area_min: float, area_max: float) -> list[tuple[float, float]]:
         """The band as a polygon in (area, height) or (area, width) coordinates."""
