@@ -482,6 +482,43 @@ def test_a_moderate_change_of_flow_rate_is_not_an_anomaly():
     assert qc.excluded == 0
 
 
+def test_a_rate_that_settles_over_many_bins_is_not_an_anomaly():
+    """A real LSR II file (CytoExploreR's Activation_27) ran its first twenty seconds at
+    twice its usual rate, falling bin by bin, with steady signals: pressure settling, not
+    a clog; 31% of its events had been excluded. A burst that starts and ends at once,
+    as fast, is an anomaly."""
+    rng = np.random.default_rng(4)
+    seconds = np.arange(100)
+    settle = 1 + 1.3 * np.clip(1 - seconds / 25, 0, None)     # 2.3 times, falling to 1
+    burst = np.where((seconds >= 50) & (seconds < 53), 2.3, 1.0)
+    for rate, anomaly in ((settle, False), (burst, True)):
+        counts = rng.poisson(400 * rate)
+        time = np.concatenate([rng.uniform(t, t + 1, c) for t, c in zip(seconds, counts)])
+        n = time.size
+        s = _sample({"A": rng.lognormal(7, 0.3, n), "B": rng.lognormal(6, 0.3, n),
+                     "Time": np.sort(time)}, ranges={"A": 1e6, "B": 1e6},
+                    keywords={"$TIMESTEP": "1"})
+        qc = time_anomalies(s)
+        if anomaly:
+            assert qc.excluded >= counts[50:53].sum() and qc.excluded < counts[49:54].sum()
+            assert any("flow rate 2" in f for f in qc.flags), qc.flags
+        else:
+            assert qc.excluded == 0 and qc.flags == [], qc.flags
+
+
+def test_the_usual_rate_is_the_one_most_events_came_at():
+    """A real LSR II export (MetaCyto's, 1,000 events): 948 came in its first four of ten
+    bins, then a trickle. Over bins the trickle's rate had been the usual one and the
+    948 events the anomaly; now the 52 events of the trickle are."""
+    from immunomon import read_fcs
+
+    qc = time_anomalies(read_fcs(DATA / "fcs" / "quirks" / "metacyto_lsrii_trickle.fcs"))
+    assert qc.excluded == 52, qc.flags
+    assert qc.bins["events"].iloc[:4].sum() == 948 and qc.good.sum() == 948
+    assert re.search(r"\(6 time bins, 52 events\): flow rate 0\.\d+% of the usual",
+                     qc.flags[0]), qc.flags
+
+
 def test_seconds_follow_the_files_own_clock():
     from immunomon.fcs.sample import time_step
     # BD FACSDiva: Time $PnG 0.01; 718,400 units x 0.01 s would be 2 hours of a 73 s run
