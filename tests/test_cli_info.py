@@ -104,7 +104,8 @@ def test_a_folder_with_no_fcs_files_is_named(tmp_path):
                     ["template", "check", "-t", "post-transplant", "-o", str(tmp_path / "chk")]):
         result = CliRunner().invoke(main, [*command, str(tmp_path / "run1")])
         assert result.exit_code == 2, command
-        assert f"no FCS files (.fcs, .lmd) found in {tmp_path / 'run1'}" in result.output
+        assert "no FCS files (.fcs, .lmd, or FCS named TUBE.001 or with no ending) found in " \
+            f"{tmp_path / 'run1'}" in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "chk").exists()
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fcsbuild import assemble, channel_keywords, pack_rows, pack_uint
 from immunomon.batch.inbox import scan_inbox
 from immunomon.cli import main
-from immunomon.fcs import is_fcs_name
+from immunomon.fcs import is_fcs_name, read_fcs
 from immunomon.fcs.datasets import dataset_to_gate, read_fcs_to_gate
 from immunomon.gating.run import find_fcs_files
 
@@ -111,3 +111,20 @@ def test_lmd_files_are_found_in_folders(tmp_path):
     assert [p.name for p in find_fcs_files([tmp_path])] == ["a.fcs", "b.LMD", "c.lmd"]
     assert [p.name for p in scan_inbox(tmp_path)] == ["a.fcs", "b.LMD", "c.lmd"]
     assert is_fcs_name("X.FCS") and not is_fcs_name("x.fcs.done")
+
+
+def test_fcs_files_named_as_older_instruments_name_them_are_found_by_their_header(tmp_path):
+    """CellQuest names its files TUBE.001, a CyFlow 08.328 (flowPloidyData), some
+    exports have no ending at all: found when their first bytes say FCS. A file of another
+    kind so named is not, nor is an upload in progress, whatever it holds."""
+    fcs = _fcs30_full(RNG.uniform(0, 1e6, size=(50, 6)).astype(np.float32))
+    for name in ("TUBE.001", "08.328", "vac", "b.fcs"):
+        (tmp_path / name).write_bytes(fcs)
+    (tmp_path / "notes").write_text("FCS 3.1 notes")
+    (tmp_path / "run.002").write_bytes(b"\x00" * 64)
+    (tmp_path / "c.fcs.part").write_bytes(fcs)
+    (tmp_path / "d.csv").write_bytes(fcs)
+    found = ["08.328", "TUBE.001", "b.fcs", "vac"]
+    assert [p.name for p in find_fcs_files([tmp_path])] == found
+    assert [p.name for p in scan_inbox(tmp_path)] == found
+    assert read_fcs(tmp_path / "TUBE.001").n_events == 50

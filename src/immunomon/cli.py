@@ -37,7 +37,8 @@ class _Group(click.Group):
 
 def _no_fcs(inputs) -> str:
     """The message for inputs that hold no FCS file, naming them."""
-    return f"no FCS files (.fcs, .lmd) found in {', '.join(map(str, inputs))}"
+    return (f"no FCS files (.fcs, .lmd, or FCS named TUBE.001 or with no ending) found in "
+            f"{', '.join(map(str, inputs))}")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +63,8 @@ def info(files, as_json):
     """Describe FCS files: version, instrument, date, events, channels, spillover,
     and what the values look like (the recipe of docs/recipes.md to start from).
 
-    FILES are FCS files or folders (their .fcs and .lmd files, recursively, as
+    FILES are FCS files or folders (their .fcs and .lmd files, and FCS files named as
+    older instruments name them, TUBE.001 or with no ending, recursively, as
     `immunomon gate` finds them). Only the HEADER and TEXT segments are read, so
     thousands of files scan quickly. A bad file prints a one-line error and the
     others go on; the exit code is 0 only when every file could be read.

@@ -44,19 +44,20 @@ class InboxError(ImmunomonError):
 
 
 def scan_inbox(inbox, *, exclude=(), dangling: list | None = None) -> list[Path]:
-    """Every FCS file (``.fcs``, ``.lmd``) under ``inbox`` (recursive, sorted; hidden files and
+    """Every FCS file (``.fcs``, ``.lmd``, or with no ending or a number for one and FCS
+    inside: ``fcs.is_legacy_fcs``) under ``inbox`` (recursive, sorted; hidden files and
     folders, such as uploads in progress named ``.x.fcs``, are left out, and so are
     the folders ``exclude``: a results folder inside the inbox, whose exported and
     quarantined FCS files are outputs, not uploads). ``dangling``: a list that gets a
     line for each FCS-named link whose file is gone (an upload moved or deleted behind
     its link), which no run can take."""
-    from ..fcs import fcs_names_under
+    from ..fcs import fcs_files_under
 
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise InboxError(f"{inbox}: the inbox is not a folder")
     skip = [Path(e).resolve() for e in exclude]
-    entries = [p for p in fcs_names_under(inbox)
+    entries = [p for p in fcs_files_under(inbox)
                if not any(p.resolve().is_relative_to(e) for e in skip)]
     if dangling is not None:
         dangling += [f"{p}: a link to {os.readlink(p)}, which does not exist; left out"

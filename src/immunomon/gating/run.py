@@ -553,16 +553,17 @@ def read_overrides(path) -> dict[str, dict]:
 
 
 def find_fcs_files(inputs) -> list[Path]:
-    """Files given, and the FCS files (.fcs, .lmd) inside folders given (sorted, recursive;
+    """Files given, and the FCS files (.fcs, .lmd, or with no ending or a number for one
+    and FCS inside: ``fcs.is_legacy_fcs``) inside folders given (sorted, recursive;
     hidden files and folders, such as uploads in progress named ``.x.fcs``, left out, as a
     batch leaves them; a link whose target is gone kept, so its error is said)."""
-    from ..fcs import fcs_names_under
+    from ..fcs import fcs_files_under
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += [q for q in fcs_names_under(p)
+            files += [q for q in fcs_files_under(p)
                       if q.is_file() or (q.is_symlink() and not q.exists())]
         else:
             files.append(p)
