@@ -136,6 +136,12 @@ def test_info_says_what_kind_of_values_a_file_holds():
     assert "FlowJo" in kind_of_file(flowjo)[0]
     assert kind_of_file({"spillover": False, "channels": [
         {"name": "FSC-A", "range": 1024, "log_decades": 0}]}) is None    # scatter only
+    # CyTOF software 5.1 names a channel after its marker, then the metal (the Nolan
+    # lab's and a CyTOF workshop's files): 'CD19(Nd142)Di', 'CD123(Eu151)Dd'
+    for names in (["Time", "Cell_length", "CD19(Nd142)Di", "CD4(Nd145)Di", "(Ir191)Di"],
+                  ["Time", "Cell_length", "CD123(Eu151)Dd", "HLA-DR(Yb174)Dd", "BC1(Pd102)Dd"]):
+        assert kind_of_file({"spillover": False, "channels": [
+            {"name": n, "range": 1024, "log_decades": 0} for n in names]})[1] == "recipe 5"
     out = CliRunner().invoke(main, ["info", str(repo / "real/flowcap_gvhd_1.fcs")]).output
     assert "looks like : an older analyser's channel numbers (linear) (docs/recipes.md, " \
            "recipe 4)" in out

@@ -12,9 +12,10 @@ _DATATYPES = {"I": "integer", "F": "float32", "D": "float64", "A": "ASCII"}
 
 
 #: a mass cytometer's channel: a metal and its mass, then Di or Dd (``Yb176Di``,
-#: ``176YbDi``, ``Ch1Di``, ``(Yb176)Dd``)
+#: ``176YbDi``, ``Ch1Di``, ``(Yb176)Dd``), after a marker's name in older software's
+#: (``CD123(Eu151)Dd``, ``CD19(Nd142)Di``)
 _METAL = re.compile(r"(?:^|[^A-Za-z])(?:[A-Z][a-z]?\d{2,3}|\d{2,3}[A-Z][a-z]?|Ch\d+)Di\b|"
-                    r"^\(?[A-Z][a-z]?\d{2,3}\)?D[id]$")
+                    r"(?:^|\()[A-Z][a-z]?\d{2,3}\)?D[id]$")
 #: an analogue analyser's fluorescence channels (``FL1-H``, ``FL2-A``, ``FL3``)
 _ANALOGUE = re.compile(r"^FL\d+(-[HAW])?$", re.I)
 
