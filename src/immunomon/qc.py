@@ -351,10 +351,11 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
             sig_z = robust_z(levels, floor=signal_floor,
                              reference=~bad_rate if (~bad_rate).any() else None)
             shift_z = np.nan_to_num(np.nanmedian(sig_z, axis=1), nan=0.0)
-        abs_sig = np.nan_to_num(np.abs(sig_z), nan=0.0)
+        sig_z = np.nan_to_num(sig_z, nan=0.0)
+        abs_sig = np.abs(sig_z)
         channel_z = abs_sig.max(axis=1)
     else:
-        abs_sig = np.zeros((n_bins, 0))
+        sig_z = abs_sig = np.zeros((n_bins, 0))
         shift_z = channel_z = np.zeros(n_bins)
 
     signal = (np.abs(shift_z) > k) | (channel_z > k_channel)
@@ -372,7 +373,7 @@ def time_anomalies(sample, *, time_channel: str = "Time", bin_seconds: float | N
     # the messages name a channel by its marker too, as a scientist knows the panel
     labels = [f"{m} ({c})" if m and m.strip("- ") and m != c else c
               for c, m in zip(names, (sample.markers[i] for i in cols))]
-    flags = notes + _time_flags(table, abs_sig, labels, k, excluded, n, unit)
+    flags = notes + _time_flags(table, sig_z, labels, k, excluded, n, unit)
     return TimeQC(flags=flags, bin_columns=table, good=good, excluded=excluded, unit=unit,
                   channels=tuple(names))
 
@@ -589,7 +590,7 @@ def _hypot1(a: np.ndarray) -> np.ndarray:
     return wide.astype(np.float32)
 
 
-def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
+def _time_flags(table, sig_z, names, k, excluded, n, unit) -> list[str]:
     flags = []
     for first, last in _runs(table["bad"]):
         rows = {name: column[first:last + 1] for name, column in table.items()}
@@ -600,14 +601,20 @@ def _time_flags(table, abs_sig, names, k, excluded, n, unit) -> list[str]:
         if rows["bad_signal"].any():
             shift = rows["shift_z"]
             peak = shift[np.argmax(np.abs(shift))]
-            # the channels that moved, those that moved most first
-            strength = abs_sig[first:last + 1].max(axis=0)
-            hit = np.flatnonzero(strength > k)
-            hit = hit[np.argsort(-strength[hit], kind="stable")]
-            shown = ", ".join(names[j] for j in hit[:4]) + (
+            # the channels that moved, those that moved most first, each by its own z
+            run = sig_z[first:last + 1]
+            strongest = run[np.argmax(np.abs(run), axis=0), np.arange(run.shape[1])] \
+                if run.size else np.zeros(0)
+            hit = np.flatnonzero(np.abs(strongest) > k)
+            hit = hit[np.argsort(-np.abs(strongest[hit]), kind="stable")]
+            shown = ", ".join(f"{names[j]} {strongest[j]:+.0f} SD" for j in hit[:4]) + (
                 f" and {len(hit) - 4} more" if len(hit) > 4 else "")
-            why.append(f"signal {'drop' if peak < 0 else 'rise'} (consensus z {peak:+.1f})"
-                       + (f" in {shown}" if shown else ""))
+            if abs(peak) > k:           # most detectors at once: a clog, a pressure drop
+                why.append(f"signal {'drop' if peak < 0 else 'rise'} in most detectors "
+                           f"(consensus z {peak:+.1f})" + (f", most in {shown}" if shown else ""))
+            else:                       # one detector or a few: a laser, a filter, a spike
+                why.append(f"signal jump in {len(hit)} of {len(names)} detectors: {shown}"
+                           if shown else "signal jump next to one")
         if not why:
             why.append("next to an anomaly")
         flags.append(f"acquisition anomaly from {number(rows['start'][0])} to "
