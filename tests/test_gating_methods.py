@@ -1347,7 +1347,7 @@ def test_a_boundary_gate_leaves_out_the_piles_at_either_end_of_the_scale():
     found = gate.resolve([fsc, ssc])
     kept = found.contains([fsc, ssc])
     assert kept.sum() == 5_000 and not kept[5_000:].any()
-    assert found.notes == ("300 events piled at the top of FSC-A (262143) left out",
+    assert found.notes == ("300 events piled at the top of FSC-A (at or above 262143) left out",
                            "40 events piled at the bottom of FSC-A (0) left out")
     clean = gate.resolve([fsc[:5_000], ssc[:5_000]])
     assert clean.contains([fsc[:5_000], ssc[:5_000]]).all()
@@ -1356,7 +1356,17 @@ def test_a_boundary_gate_leaves_out_the_piles_at_either_end_of_the_scale():
     from immunomon.transforms import Logicle
     logicle = BoundaryGate("On scale", [Dimension("FSC-A", transform=Logicle())])
     top = logicle.resolve([Logicle().apply(fsc)])
-    assert top.notes[0].startswith("300 events piled at the top of FSC-A (1 transformed)")
+    assert top.notes[0].startswith("300 events piled at the top of FSC-A (at or above 1 "
+                                   "transformed)")
+    # saturated pulses whose area the instrument still computes are not tied: a
+    # FACSAria's lay between 262,125 and 262,143 (its range 262,207); a bright tail that
+    # merely reaches the top is no pile
+    spread = np.concatenate([fsc[:5_000], rng.uniform(262_120, 262_143.5, 49)])
+    found = gate.resolve([spread, np.r_[ssc[:5_000], ssc[:49]]])
+    assert found.contains([spread, np.r_[ssc[:5_000], ssc[:49]]]).sum() == 5_000
+    assert found.notes[0].startswith("49 events piled at the top of FSC-A (at or above 26212")
+    tail = rng.lognormal(10, 1.0, 20_000)
+    assert gate.resolve([tail, tail]).notes == ("no events piled at either end of the scale",)
 
 
 def test_a_valley_before_a_broad_populations_brightest_few_gives_way_to_the_peaks_end():
@@ -1556,3 +1566,43 @@ def test_a_foot_gives_a_floor_to_the_other_peaks_population():
     assert np.count_nonzero(above != (clean > methods.density_threshold(clean).value)) < 10
     with pytest.raises(GatingError, match="foot must be one of upper, lower"):
         methods.density_threshold(x, foot="middle")
+
+
+def test_a_debris_gate_on_a_clean_file_with_saturated_and_large_events_keeps_all_quietly():
+    """A FACSAria tube triggered above its debris: one peak of cells in FSC-A, a bump of
+    large cells at 0.5% and 49 saturated events spread just below the ADC's top (262,125
+    to 262,143; its range 262,207). The saturated events had made a second peak, and the
+    debris gate (`valley: first`, `majority`) warned that it kept every event and told
+    the scientist to leave majority out, which emptied the file. Now the saturated events
+    are a pile, majority passes over the large cells' valley, and nothing is left out:
+    said in a note, no warning."""
+    rng = np.random.default_rng(6)
+    cells = rng.normal(45_000, 6_000, 70_000)
+    fsc = np.concatenate([cells[cells > 33_000][:60_000],          # the trigger
+                          rng.normal(116_000, 4_000, 300), rng.uniform(262_125, 262_143.5, 49)])
+    kept, piled = methods.piles(fsc)
+    assert piled["top"][0] == 49 and kept.size == fsc.size - 49
+    found = ThresholdGate("Live", [Dimension("FSC-A")], side="above",
+                          args={"valley": "first", "majority": True}).resolve([fsc])
+    assert found.contains([fsc]).all()
+    assert not found.fell_back and not found.doubts
+    assert "every event kept" in found.notes[-1]
+
+
+def test_a_quadrant_dividers_bounds_only_clip_the_cut():
+    """Both sides of a quadrant's divider hold populations: its bounds clip the cut and
+    never take a side for absent (a memory-rich donor's CD45RA, one peak below the lower
+    bound, had its cut sent to the upper bound 'keeping only what lies beyond it'); equal
+    bounds pin it."""
+    rng = np.random.default_rng(7)
+    ra = rng.normal(0.3, 0.04, 3_000)
+    ccr7 = np.concatenate([rng.normal(0.25, 0.05, 1_000), rng.normal(0.65, 0.05, 2_000)])
+    for bounds, at in (([0.45, 0.55], 0.45), ([0.5, 0.5], 0.5)):
+        gate = QuadrantThresholdGate.build(
+            "M", [Dimension("CD45RA"), Dimension("CCR7")],
+            {"Naive": ("above", "above"), "CM": ("below", "above")},
+            x_args={"bounds": bounds})
+        found = gate.resolve([ra, ccr7])
+        x_cut = next(d.values[0] for d in found.dividers if d.id.startswith("M.x"))
+        assert x_cut == pytest.approx(at)
+        assert not any("no population of its own" in n for n in found.notes), found.notes

@@ -246,15 +246,21 @@ class ThresholdGate:
                       "read off; if this file's populations lie elsewhere, read them off it "
                       "again, or say it with 'expect' or 'valley'",)
         fell_back = t.fell_back
-        if (fell_back and len(t.peaks) == 1 and not absent
+        one_peak = len(t.peaks) == 1
+        if (fell_back and not absent
+                and (one_peak or (t.passed_over is not None
+                                  and t.passed_over < methods.FEW_BEYOND))
                 and (said := _says_most(self.args, self.side))
                 and bool(np.all(x > t.value) if self.side == "above" else np.all(x < t.value))):
-            # the template says the one peak is the population, and nothing lies beyond
-            # where it ends: nothing to leave out in this file (a debris gate on a clean
-            # one), as a viability gate with no dead cells keeps every event
+            # the template says the peak is the population (or the peaks, where the valley
+            # majority passed over left under FEW_BEYOND of the events on its side: a bump
+            # of large cells beyond a debris gate's one peak of cells), and nothing lies
+            # beyond where it ends: nothing to leave out in this file (a debris gate on a
+            # clean one), as a viability gate with no dead cells keeps every event
             fell_back = False
             notes += (f"every event kept: the template says the population is most of its "
-                      f"parent ({said}), and none lies beyond where its one peak ends",)
+                      f"parent ({said}), and none lies beyond where its "
+                      f"{'one peak ends' if one_peak else 'peaks end'}",)
         return FoundRectangle(self.id, self.dimensions, bounds, self.parent,
                               method=f"{self.method} threshold", fell_back=fell_back,
                               notes=notes, doubts=doubts, absent=absent)
@@ -326,7 +332,9 @@ def _placed_doubt(t: methods.Threshold, x: np.ndarray, what: str = "the populati
             f"alone (no tail on either side) took it for the negatives: {what} holds "
             f"{share:.1%} of the parent. If the peak is the positives (a marker dimmed by "
             "stimulation, a scale whose top the cells never reach), 'expect: mostly-positive' "
-            "keeps it")
+            "keeps it; if both populations lie in the one peak, merged (a memory-rich "
+            "donor's CD45RA), pin the cut where they part on a file that shows them apart "
+            "(both bounds that value)")
 
 
 def _guessed_doubt(t: methods.Threshold, axis: str) -> str:
@@ -393,7 +401,7 @@ class BoundaryGate:
             if "top" in found:                        # lo <= x < hi: the pile is out
                 n, hi = found["top"]
                 notes.append(f"{n:,} events piled at the top of {dimension_label(dim)} "
-                             f"({hi:.6g}{units}) left out")
+                             f"(at or above {hi:.6g}{units}) left out")
             if "bottom" in found:
                 n, at = found["bottom"]
                 lo = float(np.nextafter(at, np.inf))

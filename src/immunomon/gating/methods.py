@@ -113,24 +113,49 @@ def on_scale(x) -> np.ndarray:
     return piles(x)[0]
 
 
+#: saturated pulses whose area a digital cytometer still computes are not tied at one
+#: value: a FACSAria's 49 saturated FSC-A events lay between 262,125 and 262,143, its
+#: declared range 262,207. Events within this share of the values' span below the largest,
+#: SATURATION_SPIKE times as dense as the stretch ten times as wide below them, are a
+#: pile too (the debris gate had taken those 49 for a second peak)
+SATURATION_WIDTH = 0.001
+SATURATION_SPIKE = 5.0
+
+
+def _top_pile(x: np.ndarray) -> np.ndarray:
+    """The events piled at the top: tied at the largest value, or, where no 3 are,
+    crowded within SATURATION_WIDTH of the span below it (saturation)."""
+    top = x.max()
+    tied = x == top
+    width = SATURATION_WIDTH * float(top - x.min())
+    if width > 0 and np.count_nonzero(tied) < 3:
+        near = x >= top - width
+        below = np.count_nonzero((x >= top - 11 * width) & ~near)
+        if np.count_nonzero(near) >= max(3, SATURATION_SPIKE * below / 10):
+            return near
+    return tied
+
+
 def piles(x, keep_bottom: bool = False
           ) -> tuple[np.ndarray, dict[str, tuple[int, float]]]:
     """``on_scale``'s values, and the piles it left out: ``{"top" | "bottom": (events,
-    the value they are tied at)}``; a pile is 3 events or more and under half of them.
-    ``keep_bottom`` keeps the pile at the bottom in (and out of the dict)."""
+    the lowest value among them)}``; a pile is 3 events or more and under half of them,
+    tied at the largest or the smallest value, or at the top crowded just below the
+    largest (``_top_pile``). ``keep_bottom`` keeps the pile at the bottom in (and out of
+    the dict)."""
     x = _finite(x)
     found: dict[str, tuple[int, float]] = {}
     if x.size < 3:
         return x, found
     keep = None
-    for where, end in (("top", x.max()), ("bottom", x.min())):
+    for where in ("top", "bottom"):
         if where == "bottom" and keep_bottom:
             continue
-        tied = x == end
-        n = int(np.count_nonzero(tied))
+        pile = _top_pile(x) if where == "top" else x == x.min()
+        n = int(np.count_nonzero(pile))
         if 3 <= n < x.size // 2:
-            keep = ~tied if keep is None else keep & ~tied
-            found[where] = (n, float(end))
+            keep = ~pile if keep is None else keep & ~pile
+            found[where] = (n, float(x[pile].min()))
     return (x if keep is None else x[keep]), found
 
 
@@ -676,6 +701,14 @@ def _valley_keeping_majority(x, centres, density, peaks, lo, hi, side):
 #: the valley between them and the lymphocytes, are the case ``majority`` is for.
 NEAR_HALF = 0.4
 
+#: Where the valley ``majority`` passed over left under this share of the parent on the
+#: population's side, that side is a bump of the population's own extreme few, not the
+#: population outnumbered: a FACSAria tube triggered above its debris, one peak of cells in
+#: FSC-A and 0.5% large cells beyond a valley (the debris gate keeps both, no warning);
+#: FlowCAP-I's GvHD tube 11, 95% debris, leaves its cells, 5%, beyond the valley (a
+#: warning: debris outnumbering the cells)
+FEW_BEYOND = 0.01
+
 #: The least share of the events a shoulder beyond the outermost peak must hold to be
 #: taken for the outermost population (``shoulder_beyond``): a lone normal peak leaves
 #: 0.6% of its events beyond where its flank ends.
@@ -1171,7 +1204,9 @@ def density_threshold(x, *, bounds: tuple[float | None, float | None] = (None, N
     # wherever the flank of another population's peak put the cut: the cut goes to the
     # far bound, keeping only what lies beyond it, rather than handing that flank (or,
     # at the near bound, another population) to it.
-    beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)]
+    # (A quadrant's divider has populations on both sides: its bounds only clip.)
+    beyond = [p for p in positions if (p >= lo if side == "above" else p <= hi)] \
+        if not both_sides else positions
     if side == "above" and np.isfinite(lo) and np.isfinite(hi) and not beyond:
         clipped, rule = hi, rule + (f"; no peak above the lower bound, so no population of "
                                     f"its own: cut moved to the upper bound ({_at(hi)}), keeping "
