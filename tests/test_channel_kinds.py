@@ -38,6 +38,7 @@ NAMES = [
     ("EV", False, False, False),                         # iCyt's event counter
     ("Unused6", False, False, False),                    # iCyt: a detector left unused
     ("DOUBLET", False, False, False),                    # CyFlow's doublet flag
+    ("Original_ID", False, False, False),                # flowCore: the event's number
 ]
 
 

@@ -128,6 +128,36 @@ def test_anndata_follows_the_design(gated):
     assert adata.uns["template"]["panel"].startswith("Post-transplant")
 
 
+def test_anndata_transforms_every_fluorescence_channel_as_the_template_says(tmp_path):
+    """A marker no gate reads is in `.X` on the template's transform too, as the gated
+    ones are (it had stayed linear: a scientist judging a CD45RA cut against CD45RO in
+    the .h5ad had to compensate and transform CD45RO by hand); the clock stays linear."""
+    (tmp_path / "t.yaml").write_text("""panel: T cells only
+version: "1"
+markers:
+  CD3: [CD3]
+  CD4: [CD4]
+compensation: file
+transforms:
+  fluorescence: {logicle: {T: auto, W: auto, M: 4.5, A: 0}}
+  scatter: linear
+  channels:
+    CD4: {arcsinh: {cofactor: 150}}
+populations:
+  - {name: T cells, parent: root, dims: [CD3], method: threshold, args: {side: above}}
+""", encoding="utf-8")
+    result = CliRunner().invoke(main, ["gate", str(FIXTURES / "pbmc_01.fcs"), "-t",
+                                       str(tmp_path / "t.yaml"), "-o", str(tmp_path / "out"),
+                                       "--no-plots"])
+    assert result.exit_code == 0, result.output
+    var = anndata.read_h5ad(tmp_path / "out" / "pbmc_01" / "pbmc_01.h5ad").var
+    by_marker = var.reset_index().set_index("marker")
+    assert by_marker.loc["CD3", "transform"].startswith("Logicle(")          # gated
+    assert by_marker.loc["CD8", "transform"].startswith("Logicle(")          # not gated
+    assert by_marker.loc["CD4", "transform"] == "Arcsinh(cofactor=150)"      # its own
+    assert var.loc["Time", "transform"] == "" and var.loc["FSC-A", "transform"] == ""
+
+
 def test_gatingml_of_the_concrete_gates_reproduces_the_counts(gated):
     from immunomon.gating import load_gatingml
     out, _ = gated

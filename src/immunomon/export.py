@@ -4,7 +4,9 @@ Layout (see DESIGN.md and docs/performance.md):
 
 - ``.X``: events x channels, float32: compensated (the file's spillover by
   default) and transformed as the gates saw each channel, or as ``transforms``
-  says; channels no gate used and ``transforms`` does not name stay linear.
+  says; channels no gate used and ``transforms`` does not name stay linear
+  (``immunomon gate`` names every fluorescence channel no gate reads, with the
+  template's transform for it).
 - ``.layers["raw"]``: the sample's scale values (float32), as read (the
   sample's own array, not a copy).
 - ``.var``: indexed by channel name ($PnN); columns ``marker`` ($PnS, "" when

@@ -820,8 +820,8 @@ def count_flags(counts: dict[str, int], *, min_events: int = 200,
             flags.append(QCFlag("info" if corner else "warning",
                                 f"population {name!r}: {_events(c)}, fewer than "
                                 f"{reportable}; too few to report"
-                                + ("; a quadrant, as an empty one, may be absent" if corner
-                                   else ""), name))
+                                + ("; a quadrant's corner, which may be absent from a "
+                                   "sample (double positives)" if corner else ""), name))
         elif c < unstable:
             flags.append(QCFlag("info", f"population {name!r}: {_events(c)}, fewer than "
                                         f"{unstable}; its percentages are unstable", name))

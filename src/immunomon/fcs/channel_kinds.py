@@ -17,8 +17,9 @@ _SCATTER = re.compile(
     re.IGNORECASE)
 _WIDTH = re.compile(r"(?:\bW|WIDTH|TOF|[FS]SCW)$", re.IGNORECASE)
 # time, event counters, pulse shape, detectors left unused (iCyt "Unused6"), a doublet
-# discriminator's flag (CyFlow "DOUBLET")
-_NOT_MEASURED = ("TIME", "EVENT", "WIDTH", "PULSE", "HDR", "UNUSED", "DOUBLET")
+# discriminator's flag (CyFlow "DOUBLET"), each event's number in the file it was cut from
+# (flowCore's "Original_ID")
+_NOT_MEASURED = ("TIME", "EVENT", "WIDTH", "PULSE", "HDR", "UNUSED", "DOUBLET", "ORIGINAL_ID")
 _COUNTERS = ("EV",)                                          # an iCyt's event counter
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_path, folder_lock, write_text
 from ..errors import GatingError, ImmunomonError
+from ..fcs.channel_kinds import is_fluorescence
 from ..fmt import NOT_UTF8, unencodable_name
 from .. import columns as tables
 from .. import populations as pops
@@ -445,9 +446,14 @@ def write_sample(gating: SampleGating, template: Template, out_dir: Path, *,
             tables.write(gating.time_qc.bin_columns, work / "time_qc.csv")
         result = gating.result
         if anndata:
-            from ..export import write_gated_h5ad
+            from ..export import channel_transforms, write_gated_h5ad
+            # the fluorescence channels no gate reads take the template's transform too
+            gated = channel_transforms(result)
+            ungated = [c for c in result.sample.channels
+                       if is_fluorescence(c) and c not in gated]
             write_gated_h5ad(result, work / f"{gating.name}.h5ad", deidentify=deidentify,
                              event_numbers=gating.event_numbers,
+                             transforms=template.channel_transforms(result.sample, ungated),
                              compensation=template.values_compensation,
                              template={"panel": template.panel, "version": template.version,
                                        "source": str(template.source)})

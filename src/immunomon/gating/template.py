@@ -268,6 +268,16 @@ class Template:
             transform = fitted(channel, comp, transform)
         return Dimension(channel, comp, transform)
 
+    def channel_transforms(self, sample, channels) -> dict[str, object]:
+        """The transform this template gives each of these channels of a file (a marker's
+        own, or the template's fluorescence or scatter transform; logicle widths
+        measured in the file): for the AnnData's channels no gate reads."""
+        found = self.match(sample).channels
+        marker_of = {channel: marker for marker, channel in found.items()}
+        fitted = _FileLogicles(sample)
+        return {c: self.dimension(marker_of.get(c, c), found, fitted).transform
+                for c in channels}
+
     def match(self, sample) -> PanelMatch:
         """Which populations of this template the file can support, and why not the others.
 
