@@ -209,6 +209,32 @@ def test_margin_events_on_constructed_data():
     assert m.n_margin == expected.sum()
 
 
+def test_the_top_of_a_log_amplified_or_gained_channel_is_its_largest_stored_value():
+    """The top margin is the largest value a channel can store, $PnR - 1, on its scale:
+    10^(4 x 1023/1024) = 9,910 on a 4-decade, 1,024-channel log channel, 1,023/5 on a
+    channel of gain 5. The range less 1 in scale units had put every log event above
+    channel 768 on the margin (five real files of FlowCal's and a Partec PAS's: 11-63%
+    'at the top') and missed a Gallios's 859 saturated events (gain 5) and a MoFlo
+    XDP's 1,240 (5 decades)."""
+    from immunomon.fcs.sample import Channel
+    from immunomon import read_fcs
+
+    log = Channel("FL1-H", range=1024, amplification=(4.0, 1.0))
+    gained = Channel("SS INT LIN", range=1024, gain=5.0)
+    assert log.saturation == pytest.approx(10 ** (4 * 1023 / 1024))
+    assert gained.saturation == pytest.approx(1023 / 5)
+    rng = np.random.default_rng(3)
+    channel = np.r_[rng.integers(770, 1023, 900), np.full(40, 1023)]      # 40 saturated
+    events = np.column_stack([10 ** (4 * channel / 1024), np.r_[rng.uniform(10, 200, 900),
+                                                                np.full(40, 1023 / 5)]])
+    sample = Sample(events=events.astype(np.float32), channel_info=(log, gained), keywords={})
+    table = margin_events(sample).table.set_index("channel")
+    assert table["top"].tolist() == [40, 40]
+    # a real FACSCalibur file: its FL1-H never saturates (0 events at channel 1,023)
+    real = margin_events(read_fcs(DATA / "batch" / "Sample_Well_A02.fcs"))
+    assert not any("top of the scale" in f for f in real.flags), real.flags
+
+
 def test_margin_limit_and_channel_choice():
     x = np.zeros(100)
     x[:3] = 1023

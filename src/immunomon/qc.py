@@ -664,9 +664,10 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
                   time_channel: str = "Time") -> MarginQC:
     """Events piled on the top or bottom of each channel's scale.
 
-    Top: a value at or above ``$PnR - 1`` (the largest value the channel can
-    hold), or, where the events overrun the declared range (``data_tops``), at or
-    above the top they show less 1. Bottom: a value equal to the channel's lowest
+    Top: a value at or above the largest the channel can store, ``$PnR - 1`` on its
+    scale (``Channel.saturation``: through its gain, or its log amplification), or,
+    where the events overrun the declared range (``data_tops``), at or above the top
+    they show less 1. Bottom: a value equal to the channel's lowest
     observed value; in continuous data only one event does so, so a large share means clipping
     at the low end (0 on scatter, an electronic floor on fluorescence). A
     channel is flagged when either share exceeds ``fraction_limit``. On a
@@ -693,7 +694,11 @@ def margin_events(sample, channels=None, fraction_limit: float = 0.02,
     # a range the events overrun does not describe them (``data_tops``): no pile there
     tops = data_tops(sample)[cols]
     overrun = tops != np.array([sample.channel_info[c].top for c in cols])
-    top_limit = np.where(overrun, tops, sample.ranges[cols]) - 1.0
+    # the largest stored value on the channel's scale (a log channel's 9,910 of 10,000: its
+    # range less 1, 1,023, had put every event above a thousand on the margin), a hair
+    # lower for the float32 the events are held in
+    saturation = np.array([sample.channel_info[c].saturation for c in cols])
+    top_limit = np.where(overrun, tops - 1.0, saturation * (1 - 1e-6))
     low = np.full(len(cols), np.inf)
     for i in range(0, n, _BLOCK):            # fmin passes over NaN
         low = np.fmin(low, np.fmin.reduce(sample.events[i:i + _BLOCK, cols], axis=0))

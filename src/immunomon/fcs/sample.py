@@ -35,6 +35,17 @@ class Channel:
             return (offset if offset > 0 else 1.0) * 10.0 ** decades
         return self.range if is_time(self.name) else self.range / (self.gain or 1.0)
 
+    @property
+    def saturation(self) -> float:
+        """The scale value of the largest value the channel can store, $PnR - 1: where its
+        saturated events lie (a log-amplified channel's ``top`` is where its scale ends,
+        which no stored value reaches: 9,910 of a 4-decade, 1,024-channel scale's 10,000)."""
+        decades, offset = self.amplification
+        if decades > 0:
+            return (offset if offset > 0 else 1.0) * 10.0 ** (decades * (self.range - 1)
+                                                               / self.range)
+        return self.range - 1 if is_time(self.name) else (self.range - 1) / (self.gain or 1.0)
+
 
 #: A floating-point channel's events overrun the range its keywords declare, and the
 #: keyword does not describe them, when more than ``OVERRUN_SHARE`` of them lie above it
