@@ -389,6 +389,47 @@ def test_a_population_takes_qc_lines_of_its_own():
         "CD4 T": {"min_reportable": 0}, "DN T": {"min_reportable": 0}}
 
 
+def test_a_population_outside_the_share_its_template_expects_is_a_warning():
+    """`qc: {expected: [low, high]}`, a percentage of the parent the lab expects (a
+    quadrant gate's corner by corner): outside it, a warning naming the population, its
+    share and the range. A trial's CD4 T corner, 1 event of 7,085 T cells, had read "rare
+    or absent" (info) by the counts alone."""
+    from immunomon.gating.run import gate_sample
+    sim = simulate.pbmc_sample(3000, seed=3)
+    plain = gate_sample(sim.sample, parse_template(BASE, "p.yaml"))
+    share = float(dict(zip(plain.table["population"], plain.table["percent_of_parent"]))["CD4 T"])
+    around = BASE.replace("    dims: [CD4]\n", "    dims: [CD4]\n    qc: {expected: "
+                                                 f"[{share - 5:.1f}, {share + 5:.1f}]}}\n")
+    above = BASE.replace("    dims: [CD4]\n", "    dims: [CD4]\n    qc: {expected: "
+                                                f"[{share + 5:.1f}, 100]}}\n")
+    assert not any("expects" in f.message
+                   for f in gate_sample(sim.sample, parse_template(around, "p.yaml")).qc_flags)
+    (flag,) = [f for f in gate_sample(sim.sample, parse_template(above, "p.yaml")).qc_flags
+               if "expects" in f.message]
+    assert flag.level == "warning" and flag.population == "CD4 T"
+    assert flag.message.startswith(f"population 'CD4 T': {share:.3g}% of its parent 'T', "
+                                   f"outside the {share + 5:.1f}-100% the template expects")
+    # a quadrant gate's ranges name its corners; a corner it does not name has none
+    quadrant = BASE.replace("""  - name: CD4 T
+    parent: T
+    dims: [CD4]
+    method: threshold
+""", """  - name: T subsets
+    parent: T
+    dims: [CD3, CD4]
+    method: quadrant
+    args: {quadrants: {CD4 T: [above, above], DN T: [above, below]}}
+    qc: {expected: {CD4 T: [30, 80]}, min_reportable: 0}
+""")
+    assert parse_template(quadrant, "p.yaml").population_qc() == {
+        "CD4 T": {"min_reportable": 0, "expected": (30, 80)}, "DN T": {"min_reportable": 0}}
+    assert "maps its corners" in error_of(quadrant.replace("{CD4 T: [30, 80]}", "[30, 80]"))
+    assert "maps its corners" in error_of(quadrant.replace("{CD4 T: [30, 80]}",
+                                                           "{CD8 T: [30, 80]}"))
+    assert "qc.expected must be [low, high]" in error_of(
+        around.replace(f"[{share - 5:.1f}, {share + 5:.1f}]", "[80, 30]"))
+
+
 def test_a_template_loads_from_a_mapping_as_from_its_yaml():
     """An analyst in a notebook had to write a temporary YAML file: a dict of the
     YAML's keys loads, checked as a file is."""

@@ -770,6 +770,25 @@ def non_finite_events(sample) -> tuple[np.ndarray, list[str]]:
 
 
 # -- counts and markers -------------------------------------------------------------
+def expected_flags(percents: dict[str, float], parents: dict[str, str | None],
+                   limits: dict) -> list[QCFlag]:
+    """A warning for each population whose % of its parent lies outside the range its
+    template expects (``qc: {expected: [low, high]}``): a gate that went wrong in this
+    sample (a quadrant's CD4 T corner of 1 event in 7,085 T cells reads "rare or absent"
+    by the counts alone), or biology far from the lab's usual; either way, the page."""
+    flags = []
+    for name, share in percents.items():
+        bounds = limits.get(name, {}).get("expected")
+        if bounds is None or not np.isfinite(share) or bounds[0] <= share <= bounds[1]:
+            continue
+        parent = parents.get(name)
+        of = f"its parent {parent!r}" if parent else "the file's events"
+        flags.append(QCFlag("warning", f"population {name!r}: {share:.3g}% of {of}, outside "
+                                       f"the {bounds[0]:g}-{bounds[1]:g}% the template "
+                                       "expects; look at its gate", name))
+    return flags
+
+
 def low_count_flags(counts: dict[str, int], min_events: int = 200) -> list[str]:
     """A flag for each population with fewer than ``min_events`` events, whose
     percentages are too unstable to report without a warning."""

@@ -297,9 +297,12 @@ def gate_sample(sample, template: Template, *, name: str | None = None,
     parents = {p: counts.get(par) for p, par in zip(table["population"], table["parent"])
                if par in counts}
     corners = {q.id for g in result.gates.values() for q in getattr(g, "quadrants", ())}
+    limits = template.population_qc()
     flags += qc.count_flags(counts, min_events=min_events, min_reportable=min_reportable,
                             explained=empty, parents=parents, quadrants=corners,
-                            limits=template.population_qc())
+                            limits=limits)
+    flags += qc.expected_flags(dict(zip(table["population"], table["percent_of_parent"])),
+                               dict(zip(table["population"], table["parent"])), limits)
     flags += qc.near_cut_flags(near_cut, counts, min_reportable=min_reportable)
     # each row carries its sample's QC status: a combined table handed on alone held a
     # failed sample's numbers beside good ones, with nothing to tell them apart

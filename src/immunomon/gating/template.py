@@ -185,9 +185,18 @@ class Template:
 
     def population_qc(self) -> dict[str, dict]:
         """Each population's own ``qc`` lines, by name (a quadrant gate's for each of its
-        corners)."""
-        return {name: dict(p.qc) for p in self.populations if p.qc
-                for name in (p.args["quadrants"] if p.kind == "quadrant" else (p.name,))}
+        corners; its ``expected`` names each corner's)."""
+        out = {}
+        for p in self.populations:
+            quadrant = p.kind == "quadrant"
+            for name in (p.args["quadrants"] if quadrant else (p.name,)) if p.qc else ():
+                own = {k: v for k, v in p.qc.items() if k != "expected"}
+                expected = p.qc.get("expected")
+                if expected is not None and (not quadrant or name in expected):
+                    own["expected"] = tuple(expected[name] if quadrant else expected)
+                if own:
+                    out[name] = own
+        return out
 
     # -- per sample -----------------------------------------------------------
     def resolve_markers(self, sample) -> tuple[dict[str, str], list[str]]:
@@ -563,7 +572,11 @@ TRANSFORM_KEYS = ("fluorescence", "scatter", "channels")
 TRANSFORM_PARAMS = {"logicle": ("T", "W", "M", "A"), "arcsinh": ("cofactor",),
                     "scale": ("T", "A")}
 COUNTING_KEYS = ("beads", "beads_per_test", "volume_ul")
-QC_KEYS = ("min_events", "min_reportable")
+def _percent_range(v) -> str | None:
+    """A check: [low, high], percentages of the parent with 0 <= low <= high <= 100."""
+    ok = isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) \
+        and 0 <= v[0] <= v[1] <= 100
+    return None if ok else f"must be [low, high], percentages of the parent (0 to 100), not {v!r}"
 
 
 def _is_number(v) -> bool:
@@ -693,10 +706,22 @@ def _population(source: str, raw, index: int, known: dict[str, int],
     if twice:
         _fail(source, _line(raw, "dims"), f"{label}: dimension {twice[0]!r} is named twice "
                                           "in dims")
-    # a population's own QC lines (0: none), a helper population looked at, not reported
+    # a population's own QC lines (0: none), a helper population looked at, not reported;
+    # the share of its parent the lab expects (a quadrant gate's, corner by corner)
+    count = _number(0, closed=True, integer=True)
     own_qc = dict(_check_mapping(source, raw.get("qc"),
-                                 {k: _number(0, closed=True, integer=True) for k in QC_KEYS},
-                                 f"{label}: qc", _line(raw, "qc")))
+                                 {"min_events": count, "min_reportable": count,
+                                  "expected": None}, f"{label}: qc", _line(raw, "qc")))
+    if "expected" in own_qc:
+        quads = (raw.get("args") or {}).get("quadrants") if raw.get("method") == "quadrant" \
+            else None
+        ranges = own_qc["expected"] if quads is not None else {name: own_qc["expected"]}
+        if not isinstance(ranges, dict) or (quads is not None and not set(ranges) <= set(quads)):
+            _fail(source, _line(raw, "qc"), f"{label}: qc.expected of a quadrant gate maps "
+                                            "its corners to [low, high], e.g. {CD4 T: [30, 80]}")
+        for corner, bounds in ranges.items():
+            if problem := _percent_range(bounds):
+                _fail(source, _line(raw, "qc"), f"{label}: qc.expected {problem}")
     has_method, has_gate = "method" in raw, "gate" in raw
     if has_method == has_gate:
         _fail(source, line, f"{label}: give exactly one of 'method' (data-driven) or "
