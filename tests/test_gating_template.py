@@ -29,6 +29,22 @@ populations:
 """
 
 
+def _quadrant_base(qc: str) -> str:
+    """BASE with its CD4 T threshold a quadrant gate (CD4 T and DN T corners) whose
+    `qc` is ``qc``."""
+    return BASE.replace("""  - name: CD4 T
+    parent: T
+    dims: [CD4]
+    method: threshold
+""", f"""  - name: T subsets
+    parent: T
+    dims: [CD3, CD4]
+    method: quadrant
+    args: {{quadrants: {{CD4 T: [above, above], DN T: [above, below]}}}}
+    qc: {qc}
+""")
+
+
 def error_of(text: str) -> str:
     with pytest.raises(TemplateError) as exc:
         parse_template(text, "panel.yaml")
@@ -374,17 +390,7 @@ def test_a_population_takes_qc_lines_of_its_own():
                                                           "min_reportable: -1"))
     assert "unknown field 'floor'" in error_of(helper.replace("min_events: 0", "floor: 0"))
     # a quadrant gate's lines serve each of its corners
-    quadrant = BASE.replace("""  - name: CD4 T
-    parent: T
-    dims: [CD4]
-    method: threshold
-""", """  - name: T subsets
-    parent: T
-    dims: [CD3, CD4]
-    method: quadrant
-    args: {quadrants: {CD4 T: [above, above], DN T: [above, below]}}
-    qc: {min_reportable: 0}
-""")
+    quadrant = _quadrant_base("{min_reportable: 0}")
     assert parse_template(quadrant, "p.yaml").population_qc() == {
         "CD4 T": {"min_reportable": 0}, "DN T": {"min_reportable": 0}}
 
@@ -410,17 +416,7 @@ def test_a_population_outside_the_share_its_template_expects_is_a_warning():
     assert flag.message.startswith(f"population 'CD4 T': {share:.3g}% of its parent 'T', "
                                    f"outside the {share + 5:.1f}-100% the template expects")
     # a quadrant gate's ranges name its corners; a corner it does not name has none
-    quadrant = BASE.replace("""  - name: CD4 T
-    parent: T
-    dims: [CD4]
-    method: threshold
-""", """  - name: T subsets
-    parent: T
-    dims: [CD3, CD4]
-    method: quadrant
-    args: {quadrants: {CD4 T: [above, above], DN T: [above, below]}}
-    qc: {expected: {CD4 T: [30, 80]}, min_reportable: 0}
-""")
+    quadrant = _quadrant_base("{expected: {CD4 T: [30, 80]}, min_reportable: 0}")
     assert parse_template(quadrant, "p.yaml").population_qc() == {
         "CD4 T": {"min_reportable": 0, "expected": (30, 80)}, "DN T": {"min_reportable": 0}}
     assert "maps its corners" in error_of(quadrant.replace("{CD4 T: [30, 80]}", "[30, 80]"))
