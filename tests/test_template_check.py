@@ -95,6 +95,28 @@ def test_the_check_shows_the_peaks_the_gate_saw_not_saturated_events():
     assert max(cut.peaks) < 250_000 < fsc.max()             # none at the saturation value
 
 
+def test_a_markers_cut_is_also_drawn_against_the_marker_that_made_its_parent():
+    """Two docs-only trials judged TCRgd, NK1.1 and activation cuts against the marker
+    of the parent (TCRgd against CD3 among T cells) and had to plot it themselves: the
+    check page draws it, the nearest ancestor gate's first marker other than the cut's
+    (a quadrant parent's x marker); none for a cut whose ancestors are scatter gates."""
+    from immunomon.report.template_check import lineage_context
+
+    template = load_template("post-transplant")
+    sample = read_fcs(FIXTURE)
+    strategy, _ = template.strategy_for(sample)
+    result = strategy.apply(sample)
+    names = lambda gates: [[d.name for d in g.dimensions] for g in gates]
+    markers = {c: m for m, c in template.match(sample).channels.items()}
+    (activated,) = names(lineage_context(result, "Activated CD4 T"))
+    assert [markers[c] for c in activated] == ["HLA-DR", "CD4"]       # CD4 T: a quadrant's
+    assert lineage_context(result, "T subsets") == []                 # two-dimensional
+    assert lineage_context(result, "Leukocytes") == []                # a scatter cut
+    from immunomon.gating.template import parse_template
+    first = parse_template(PANEL, "p.yaml").strategy_for(sample)[0].apply(sample)
+    assert lineage_context(first, "T cells") == []                    # its parent: singlets
+
+
 def test_template_check_cli_writes_pages_and_reports_failures(tmp_path):
     panel = tmp_path / "panel.yaml"
     panel.write_text(PANEL)

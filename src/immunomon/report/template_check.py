@@ -133,8 +133,10 @@ def check_figures(result, checks, directory) -> dict[str, list[Path]]:
             plotter = plotter or GatePlotter()
             files.append(plot_gate(result, check.gate, directory / f"{stem}_gate.png",
                                    plotter=plotter))
-            for suffix, context in zip(("context", "context_side"),
-                                       context_gates(result, check.gate)):
+            for suffix, context in [*zip(("context", "context_side"),
+                                         context_gates(result, check.gate)),
+                                    *(("context_lineage", g)
+                                      for g in lineage_context(result, check.gate))]:
                 files.append(plotter.plot(result, check.gate,
                                           directory / f"{stem}_{suffix}.png", gate=context))
         out[check.gate] = [f for f in files if f is not None]
@@ -318,6 +320,35 @@ def context_gates(result, gate_id: str) -> list:
         chosen += [a for a in present if not _forward(a) and _forward(chosen[0])][:1]
     return [replace(gate, dimensions=(cut, used.get(a, Dimension(a))),
                     bounds=(gate.bounds[0], (-np.inf, None))) for a in chosen]
+
+
+def lineage_context(result, gate_id: str) -> list:
+    """A one-dimensional marker cut against the marker that made its parent, the nearest
+    ancestor gate's first marker other than its own, as an expert reads it (TCRgd against
+    CD3 among T cells, NK1.1 against CD3): one gate, open along that axis, or none (a
+    scatter cut, other gates, no such ancestor)."""
+    from dataclasses import replace
+
+    from ..gating import RectangleGate
+
+    gate = result.gates.get(gate_id)
+    if not isinstance(gate, RectangleGate) or len(gate.dimensions) != 1:
+        return []
+    cut = gate.dimensions[0]
+    if is_scatter(str(getattr(cut, "name", ""))):
+        return []
+    for ancestor in result.ancestors(gate_id):
+        owner = result.gates.get(ancestor) or next(
+            (g for g in result.gates.values()
+             if ancestor in (q.id for q in getattr(g, "quadrants", ()))), None)
+        dims = [getattr(d, "dimension", d) for d in getattr(owner, "dividers", ())] \
+            or list(getattr(owner, "dimensions", ()))
+        marker = next((d for d in dims if hasattr(d, "name") and d.name != cut.name
+                       and not is_scatter(d.name)), None)
+        if marker is not None:
+            return [replace(gate, dimensions=(cut, marker),
+                            bounds=(gate.bounds[0], (-np.inf, None)))]
+    return []
 
 
 def check_page(path, *, sample_name: str, template: str, checks, figures,
