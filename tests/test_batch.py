@@ -541,7 +541,10 @@ def test_sigkill_mid_run_then_resume_processes_every_file_once(tmp_path):
             if proc.poll() is not None:
                 return True
             seen.update(_children(proc.pid))
-            return sum(r["status"] == "done" for r in registry_rows(results)) > before
+            # a file done while this run's workers were seen: a resume may take at once,
+            # before any worker starts, a file whose outputs the killed run had finished
+            return bool(seen) and sum(r["status"] == "done"
+                                      for r in registry_rows(results)) > before
 
         wait_for(progressed)
         assert proc.poll() is None, "the batch finished before it could be killed"
