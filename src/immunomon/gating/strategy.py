@@ -76,6 +76,10 @@ class GatingStrategy:
     def parent(self, population_id: str) -> str | None:
         return self._gates[self._owner_of(population_id)].parent
 
+    def owner(self, population_id: str) -> str:
+        """The id of the gate that makes a population (a quadrant gate's for its corners)."""
+        return self._owner_of(population_id)
+
     def _owner_of(self, population_id: str) -> str:
         if population_id in self._owner:
             return self._owner[population_id]

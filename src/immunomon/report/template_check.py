@@ -338,9 +338,7 @@ def lineage_context(result, gate_id: str) -> list:
     if is_scatter(str(getattr(cut, "name", ""))):
         return []
     for ancestor in result.ancestors(gate_id):
-        owner = result.gates.get(ancestor) or next(
-            (g for g in result.gates.values()
-             if ancestor in (q.id for q in getattr(g, "quadrants", ()))), None)
+        owner = result.gates.get(result.strategy.owner(ancestor))
         dims = [getattr(d, "dimension", d) for d in getattr(owner, "dividers", ())] \
             or list(getattr(owner, "dimensions", ()))
         marker = next((d for d in dims if hasattr(d, "name") and d.name != cut.name
